@@ -1,0 +1,21 @@
+"""Datasets as spike tensors: the tactile Braille letters and the Mihalas–Niebur patterns.
+
+Every loader returns a ``Dataset``: float32 inputs ``[N, T, C]``, int64 labels ``[N]`` and a
+``DatasetInfo`` (name, class names, input channels, time steps, step length in seconds).
+``stratified_split`` and ``stratified_resplits`` give reproducible train/val/test index
+lists; ``Dataset.split`` applies them.
+"""
+
+from __future__ import annotations
+
+from spiketune.data._base import Dataset, DatasetInfo, DatasetLoader
+from spiketune.data._splits import Split, stratified_resplits, stratified_split
+
+__all__ = [
+    "Dataset",
+    "DatasetInfo",
+    "DatasetLoader",
+    "Split",
+    "stratified_resplits",
+    "stratified_split",
+]
