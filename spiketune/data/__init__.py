@@ -9,6 +9,7 @@ lists; ``Dataset.split`` applies them.
 from __future__ import annotations
 
 from spiketune.data._base import Dataset, DatasetInfo, DatasetLoader
+from spiketune.data._safe_pickle import safe_load
 from spiketune.data._splits import Split, stratified_resplits, stratified_split
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "DatasetInfo",
     "DatasetLoader",
     "Split",
+    "safe_load",
     "stratified_resplits",
     "stratified_split",
 ]
