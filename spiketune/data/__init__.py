@@ -9,6 +9,7 @@ lists; ``Dataset.split`` applies them.
 from __future__ import annotations
 
 from spiketune.data._base import Dataset, DatasetInfo, DatasetLoader
+from spiketune.data._encoding import bin_events, sigma_delta_encode
 from spiketune.data._safe_pickle import safe_load
 from spiketune.data._splits import Split, stratified_resplits, stratified_split
 
@@ -17,7 +18,9 @@ __all__ = [
     "DatasetInfo",
     "DatasetLoader",
     "Split",
+    "bin_events",
     "safe_load",
+    "sigma_delta_encode",
     "stratified_resplits",
     "stratified_split",
 ]
