@@ -9,16 +9,22 @@ lists; ``Dataset.split`` applies them.
 from __future__ import annotations
 
 from spiketune.data._base import Dataset, DatasetInfo, DatasetLoader
+from spiketune.data._download import CACHE_ENV, RemoteFile, cache_dir, download, extract_member
 from spiketune.data._encoding import bin_events, sigma_delta_encode
 from spiketune.data._safe_pickle import safe_load
 from spiketune.data._splits import Split, stratified_resplits, stratified_split
 
 __all__ = [
+    "CACHE_ENV",
     "Dataset",
     "DatasetInfo",
     "DatasetLoader",
+    "RemoteFile",
     "Split",
     "bin_events",
+    "cache_dir",
+    "download",
+    "extract_member",
     "safe_load",
     "sigma_delta_encode",
     "stratified_resplits",
