@@ -121,9 +121,7 @@ def test_wrong_checksum_is_refused_and_leaves_nothing_behind(server: str, tmp_pa
     assert not (tmp_path / "archive.zip.part").exists()
 
 
-def test_a_dropped_connection_is_resumed_with_a_range_request(
-    server: str, tmp_path: Path
-) -> None:
+def test_a_dropped_connection_is_resumed_with_a_range_request(server: str, tmp_path: Path) -> None:
     path = _fetch(_remote(server, "/drop"), tmp_path)
     assert path.read_bytes() == PAYLOAD
     ranges = [r for p, r in _Handler.requests if p == "/drop"]
@@ -138,9 +136,7 @@ def test_an_existing_part_file_is_continued(server: str, tmp_path: Path) -> None
     assert _Handler.requests == [("/good", "bytes=1000-")]
 
 
-def test_a_server_ignoring_range_makes_the_download_start_over(
-    server: str, tmp_path: Path
-) -> None:
+def test_a_server_ignoring_range_makes_the_download_start_over(server: str, tmp_path: Path) -> None:
     (tmp_path / "archive.zip.part").write_bytes(b"stale bytes that must not survive")
     path = _fetch(_remote(server, "/norange"), tmp_path)
     assert path.read_bytes() == PAYLOAD
@@ -186,9 +182,7 @@ def test_a_cached_file_that_fails_its_checksum_is_reported(tmp_path: Path) -> No
         _fetch(remote, tmp_path)
 
 
-def test_cache_dir_follows_the_environment(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_cache_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     assert cache_dir() == tmp_path / "cache"
     monkeypatch.delenv(CACHE_ENV)

@@ -23,6 +23,7 @@ def test_ramp_between_samples_is_interpolated() -> None:
     np.testing.assert_allclose(on, np.array([1, 2, 3, 4]) / 4 / 40.0)
     [[on, off]] = sigma_delta_encode([0.0, 3.0], threshold=2.0, rate=10.0)
     np.testing.assert_allclose(on, [2 / 3 / 10.0])  # level 2 of 3 reached at 2/3 of 0.1 s
+    assert len(off) == 0
 
 
 def test_up_and_down_gives_matching_on_and_off_counts() -> None:
@@ -49,6 +50,7 @@ def test_step_without_and_with_refractory_period() -> None:
     [[on, off]] = sigma_delta_encode(step, threshold=1.0, rate=40.0, refractory=0.010)
     np.testing.assert_allclose(on, [0.055, 0.065, 0.075, 0.085, 0.095])
     assert np.all(np.diff(on) >= 0.010 - 1e-12)
+    assert len(off) == 0
 
 
 def test_refractory_events_stop_when_the_signal_ends() -> None:

@@ -9,13 +9,32 @@ lists; ``Dataset.split`` applies them.
 from __future__ import annotations
 
 from spiketune.data._base import Dataset, DatasetInfo, DatasetLoader
+from spiketune.data._braille import (
+    BRAILLE_ARCHIVE,
+    BRAILLE_ARCHIVE_MD5,
+    BRAILLE_LETTERS,
+    BRAILLE_REDUCED_LETTERS,
+    BRAILLE_THRESHOLDS,
+    BrailleLoader,
+    BrailleOptions,
+    load_braille,
+    load_nir_braille,
+    read_braille_events,
+)
 from spiketune.data._download import CACHE_ENV, RemoteFile, cache_dir, download, extract_member
 from spiketune.data._encoding import bin_events, sigma_delta_encode
 from spiketune.data._safe_pickle import safe_load
 from spiketune.data._splits import Split, stratified_resplits, stratified_split
 
 __all__ = [
+    "BRAILLE_ARCHIVE",
+    "BRAILLE_ARCHIVE_MD5",
+    "BRAILLE_LETTERS",
+    "BRAILLE_REDUCED_LETTERS",
+    "BRAILLE_THRESHOLDS",
     "CACHE_ENV",
+    "BrailleLoader",
+    "BrailleOptions",
     "Dataset",
     "DatasetInfo",
     "DatasetLoader",
@@ -25,6 +44,9 @@ __all__ = [
     "cache_dir",
     "download",
     "extract_member",
+    "load_braille",
+    "load_nir_braille",
+    "read_braille_events",
     "safe_load",
     "sigma_delta_encode",
     "stratified_resplits",
