@@ -1,0 +1,639 @@
+"""Search spaces in NNI's JSON format, sampled through Optuna with NNI's exact value semantics.
+
+A space maps parameter names to ``{"_type": T, "_value": [...]}``. The value a trial receives
+follows NNI (``nni/common/hpo_utils``), while Optuna sees a *latent* parameter it can model:
+
+==============  =========================================  =====================================
+``_type``       value the trial receives                   Optuna latent (name: parameter path)
+==============  =========================================  =====================================
+choice          one option, as written (nested: a dict     categorical over the options (their
+                ``{"_name": ..., sub-params...}``)         ``_name`` for nested ones)
+randint         int in ``[lower, upper)``                  int in ``[lower, upper - 1]``
+uniform         float in ``[low, high]``                   the same float
+quniform        ``clip(round(x / q) * q, low, high)``      x, float in ``[low, high]``
+loguniform      ``exp(U(log low, log high))``              the same float, log scale
+qloguniform     ``clip(round(x / q) * q, low, high)``      x, float in ``[low, high]``, log scale
+normal          ``mu + sigma * Phi^-1(u)``                 u, float in ``(0, 1)``
+qnormal         ``round(normal / q) * q``                  u
+lognormal       ``exp(normal)``                            u
+qlognormal      ``round(exp(normal) / q) * q``             u
+==============  =========================================  =====================================
+
+Why latents: Optuna's distributions are bounded and cannot express NNI's rounding, so the
+quantised types keep NNI's continuous draw and round afterwards (exactly what NNI's own tuners
+do), and the unbounded normals are searched as a uniform ``u`` mapped through the inverse normal
+CDF (``u`` stays within ``[2**-53, 1 - 2**-53]``, about +-8.2 sigma). The rounding maps every
+value it produces onto itself, so a value can be enqueued as its own latent (that is how
+:meth:`SearchSpace.grid_optuna_params` feeds grid points to a study).
+
+Nested choices register the outer choice under its path (``"optimizer"``) and each option's
+sub-parameters under ``"<path>/<_name>/<sub-name>"``, so every Optuna parameter has one stable
+name and one distribution, which TPE and friends need.
+
+Rounding uses Python's ``round`` (halves to even, as NumPy does in NNI). Quantised values are
+floats such as ``3 * 0.1 == 0.30000000000000004``, exactly what NNI hands out.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import math
+import random
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import TYPE_CHECKING, Any
+
+from spiketune.errors import Problem, SearchSpaceError
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = ["GRID_LIMIT", "SearchSpace"]
+
+#: Grids larger than this are refused: enumerating them is never what a user meant.
+GRID_LIMIT = 1_000_000
+
+TYPES = (
+    "choice",
+    "randint",
+    "uniform",
+    "quniform",
+    "loguniform",
+    "qloguniform",
+    "normal",
+    "qnormal",
+    "lognormal",
+    "qlognormal",
+)
+
+# The latent u of the normal types stays strictly inside (0, 1).
+_U_LOW = 2.0**-53
+_U_HIGH = 1.0 - 2.0**-53
+_STANDARD_NORMAL = NormalDist()
+# exp(x) overflows a float above this.
+_EXP_MAX = math.log(1.7976931348623157e308)
+_PRIMITIVE = (str, int, float, bool, type(None))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _clip(x: float, low: float, high: float) -> float:
+    return min(max(x, low), high)
+
+
+def _quantise(x: float, q: float) -> float:
+    """NNI's ``round(x / q) * q``: an int count of ``q`` times ``q``, a float."""
+    return float(round(x / q) * q)
+
+
+# ---------------------------------------------------------------- parameters
+
+
+@dataclass(frozen=True)
+class _Param:
+    """One parameter: its Optuna name (``key``) and how to draw, enumerate and describe it."""
+
+    key: str
+
+    def sample(self, trial: optuna.Trial) -> Any:
+        raise NotImplementedError
+
+    def grid(self) -> list[tuple[dict[str, Any], Any]] | None:
+        """Every (Optuna params, value) pair, or None when the set of values is not finite."""
+        return None
+
+    def grid_size(self) -> int | None:
+        points = self.grid()
+        return None if points is None else len(points)
+
+
+@dataclass(frozen=True)
+class _Choice(_Param):
+    options: tuple[Any, ...]
+    labels: tuple[Any, ...]
+    nested: tuple[SearchSpace, ...] | None
+
+    def sample(self, trial: optuna.Trial) -> Any:
+        label = trial.suggest_categorical(self.key, list(self.labels))
+        index = self._index(label)
+        if self.nested is None:
+            return copy.deepcopy(self.options[index])
+        name = copy.deepcopy(self.options[index]["_name"])
+        return {"_name": name, **self.nested[index].sample(trial)}
+
+    def _index(self, label: Any) -> int:
+        # labels are pairwise distinct (checked when built), also under ==, so this is exact
+        for i, candidate in enumerate(self.labels):
+            if type(candidate) is type(label) and candidate == label:
+                return i
+        return self.labels.index(label)
+
+    def grid(self) -> list[tuple[dict[str, Any], Any]] | None:
+        points: list[tuple[dict[str, Any], Any]] = []
+        for i, (option, label) in enumerate(zip(self.options, self.labels, strict=True)):
+            if self.nested is None:
+                points.append(({self.key: label}, copy.deepcopy(option)))
+                continue
+            sub = self.nested[i]._grid_points()
+            if sub is None:
+                return None
+            for params, value in sub:
+                points.append(({self.key: label, **params}, {"_name": option["_name"], **value}))
+        return points
+
+    def grid_size(self) -> int | None:
+        if self.nested is None:
+            return len(self.options)
+        total = 0
+        for sub in self.nested:
+            size = sub.grid_size()
+            if size is None:
+                return None
+            total += size
+        return total
+
+
+@dataclass(frozen=True)
+class _RandInt(_Param):
+    lower: int
+    upper: int  # exclusive, as in NNI
+
+    def sample(self, trial: optuna.Trial) -> Any:
+        return int(trial.suggest_int(self.key, self.lower, self.upper - 1))
+
+    def grid(self) -> list[tuple[dict[str, Any], Any]] | None:
+        return [({self.key: v}, v) for v in range(self.lower, self.upper)]
+
+    def grid_size(self) -> int | None:
+        return self.upper - self.lower
+
+
+@dataclass(frozen=True)
+class _Uniform(_Param):
+    low: float
+    high: float
+    log: bool
+    q: float | None
+
+    def sample(self, trial: optuna.Trial) -> Any:
+        x = float(trial.suggest_float(self.key, self.low, self.high, log=self.log))
+        if self.q is None:
+            return x
+        return _clip(_quantise(x, self.q), self.low, self.high)
+
+    def _counts(self) -> range:
+        assert self.q is not None
+        # round() is monotone, so every count between these two is reached by some x.
+        return range(round(self.low / self.q), round(self.high / self.q) + 1)
+
+    def grid(self) -> list[tuple[dict[str, Any], Any]] | None:
+        if self.q is None:
+            return None
+        values: list[float] = []
+        for k in self._counts():
+            v = _clip(float(k * self.q), self.low, self.high)
+            if not values or v != values[-1]:
+                values.append(v)
+        return [({self.key: v}, v) for v in values]
+
+    def grid_size(self) -> int | None:
+        return None if self.q is None else len(self._counts())
+
+
+@dataclass(frozen=True)
+class _Normal(_Param):
+    mu: float
+    sigma: float
+    log: bool
+    q: float | None
+
+    def sample(self, trial: optuna.Trial) -> Any:
+        u = float(trial.suggest_float(self.key, _U_LOW, _U_HIGH))
+        x = self.mu + self.sigma * _STANDARD_NORMAL.inv_cdf(u)
+        if self.log:
+            x = math.exp(x)
+        if self.q is not None:
+            x = _quantise(x, self.q)
+        return float(x)
+
+
+@dataclass(frozen=True)
+class _Batch(_Param):
+    """NNI's BatchTuner form: one ``choice`` whose options are whole parameter sets."""
+
+    configurations: tuple[dict[str, Any], ...]
+
+    def sample(self, trial: optuna.Trial) -> Any:
+        index = trial.suggest_categorical(self.key, list(range(len(self.configurations))))
+        return copy.deepcopy(self.configurations[int(index)])
+
+    def grid(self) -> list[tuple[dict[str, Any], Any]] | None:
+        return [({self.key: i}, copy.deepcopy(c)) for i, c in enumerate(self.configurations)]
+
+
+# ---------------------------------------------------------------- parsing
+
+
+class _Parser:
+    """Builds parameters from a spec, collecting every problem instead of stopping at the first."""
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+        self.problems: list[Problem] = []
+        self.keys: dict[str, str] = {}  # Optuna name -> where it was defined
+
+    def fail(self, where: str, value: Any, rule: str) -> None:
+        self.problems.append(Problem(f"{self.field}.{where}" if where else self.field, value, rule))
+
+    def register(self, key: str, where: str) -> bool:
+        if key in self.keys:
+            self.fail(where, key, f"its Optuna name {key!r} is also the name of {self.keys[key]}")
+            return False
+        self.keys[key] = where
+        return True
+
+    def space(self, spec: Any, prefix: str, where: str) -> SearchSpace:
+        params: dict[str, _Param] = {}
+        if not isinstance(spec, Mapping):
+            self.fail(where, spec, "a search space must be a mapping of parameter name to spec")
+            return SearchSpace._make(params, {})
+        for name, pspec in spec.items():
+            here = f"{where}.{name}" if where else str(name)
+            if not isinstance(name, str) or not name:
+                self.fail(here, name, "parameter names must be non-empty strings")
+                continue
+            if name == "_name":
+                if prefix:  # inside a nested option: the option's label, handled by the caller
+                    continue
+                self.fail(here, name, "'_name' is reserved for the options of a nested choice")
+                continue
+            param = self.param(pspec, prefix + name, here)
+            if param is not None:
+                params[name] = param
+        canonical = {n: copy.deepcopy(_canonical_spec(spec[n])) for n in params}
+        return SearchSpace._make(params, canonical)
+
+    def param(self, spec: Any, key: str, where: str) -> _Param | None:
+        if not isinstance(spec, Mapping):
+            self.fail(where, spec, 'each parameter must be {"_type": ..., "_value": [...]}')
+            return None
+        extra = sorted(set(spec) - {"_type", "_value"})
+        if extra:
+            self.fail(where, extra, "unknown keys in a parameter spec; accepted: _type, _value")
+        type_ = spec.get("_type")
+        values = spec.get("_value")
+        if type_ not in TYPES:
+            self.fail(f"{where}._type", type_, f"unknown _type; accepted: {', '.join(TYPES)}")
+            return None
+        if isinstance(values, str | bytes) or not isinstance(values, Sequence):
+            self.fail(f"{where}._value", values, f"{type_} needs a list as _value")
+            return None
+        values = list(values)
+        if not self.register(key, where):
+            return None
+        if type_ == "choice":
+            return self.choice(values, key, f"{where}._value")
+        arity = 3 if type_.startswith("q") else 2
+        if len(values) != arity:
+            if type_ == "randint":
+                form = "[lower, upper]"
+            elif "normal" in type_:
+                form = "[mu, sigma, q]" if arity == 3 else "[mu, sigma]"
+            else:
+                form = "[low, high, q]" if arity == 3 else "[low, high]"
+            self.fail(f"{where}._value", values, f"{type_} takes exactly {arity} numbers {form}")
+            return None
+        bad = [v for v in values if not _is_number(v) or not math.isfinite(v)]
+        if bad:
+            self.fail(f"{where}._value", values, f"{type_} takes finite numbers only")
+            return None
+        if type_ == "randint":
+            return self.randint(values, key, f"{where}._value")
+        if "normal" in type_:
+            return self.normal(type_, values, key, f"{where}._value")
+        return self.uniform(type_, values, key, f"{where}._value")
+
+    def choice(self, options: list[Any], key: str, where: str) -> _Param | None:
+        if not options:
+            self.fail(where, options, "choice needs at least one option")
+            return None
+        dicts = [o for o in options if isinstance(o, Mapping)]
+        if dicts:
+            if len(dicts) != len(options):
+                self.fail(where, options, "a nested choice must have only {'_name': ...} options")
+                return None
+            named = True
+            for i, option in enumerate(options):
+                if "_name" not in option:
+                    self.fail(f"{where}[{i}]", dict(option),
+                              "each option of a nested choice needs a '_name'")
+                    named = False
+            if not named:
+                return None
+            labels = [o["_name"] for o in options]
+            if not all(isinstance(lb, _PRIMITIVE) and lb is not None for lb in labels):
+                self.fail(where, labels, "the _name of a nested option must be a string or number")
+                return None
+            if not self._distinct(labels, where, "the _name of each nested option must be unique"):
+                return None
+            nested = tuple(
+                self.space(option, f"{key}/{option['_name']}/", f"{where}[{i}]")
+                for i, option in enumerate(options)
+            )
+            return _Choice(key, tuple(copy.deepcopy(o) for o in options), tuple(labels), nested)
+        for i, option in enumerate(options):
+            if isinstance(option, float) and not math.isfinite(option):
+                self.fail(f"{where}[{i}]", option, "choice options must be finite")
+                return None
+        if all(isinstance(o, _PRIMITIVE) for o in options):
+            labels = list(options)
+        else:
+            try:
+                labels = [json.dumps(o, sort_keys=True) for o in options]
+            except (TypeError, ValueError):
+                self.fail(where, options, "choice options must be JSON values")
+                return None
+        if not self._distinct(labels, where, "choice options must be distinct"):
+            return None
+        return _Choice(key, tuple(copy.deepcopy(options)), tuple(labels), None)
+
+    def _distinct(self, labels: list[Any], where: str, rule: str) -> bool:
+        # == treats 1, 1.0 and True as one value; Optuna would too, so refuse them together
+        for i, a in enumerate(labels):
+            for b in labels[:i]:
+                if a == b:
+                    self.fail(where, a, rule)
+                    return False
+        return True
+
+    def randint(self, values: list[Any], key: str, where: str) -> _Param | None:
+        lower, upper = values
+        if not all(isinstance(v, int) for v in values):
+            self.fail(where, values, "randint takes integers [lower, upper)")
+            return None
+        if lower >= upper:
+            self.fail(where, values, "randint needs lower < upper (upper is excluded)")
+            return None
+        return _RandInt(key, lower, upper)
+
+    def uniform(self, type_: str, values: list[Any], key: str, where: str) -> _Param | None:
+        low, high = float(values[0]), float(values[1])
+        q = float(values[2]) if type_.startswith("q") else None
+        ok = True
+        if low >= high:
+            self.fail(where, values, f"{type_} needs low < high")
+            ok = False
+        if "log" in type_ and low <= 0:
+            self.fail(where, values, f"{type_} needs low > 0 (it draws on a log scale)")
+            ok = False
+        if q is not None and q <= 0:
+            self.fail(where, values, f"{type_} needs q > 0")
+            ok = False
+        return _Uniform(key, low, high, "log" in type_, q) if ok else None
+
+    def normal(self, type_: str, values: list[Any], key: str, where: str) -> _Param | None:
+        mu, sigma = float(values[0]), float(values[1])
+        q = float(values[2]) if type_.startswith("q") else None
+        ok = True
+        if sigma <= 0:
+            self.fail(where, values, f"{type_} needs sigma > 0")
+            ok = False
+        if q is not None and q <= 0:
+            self.fail(where, values, f"{type_} needs q > 0")
+            ok = False
+        if ok and "log" in type_ and mu + sigma * _STANDARD_NORMAL.inv_cdf(_U_HIGH) > _EXP_MAX:
+            self.fail(where, values, f"{type_} would overflow: exp(mu + 8.2 sigma) exceeds a float")
+            ok = False
+        return _Normal(key, mu, sigma, "log" in type_, q) if ok else None
+
+
+def _canonical_spec(spec: Any) -> Any:
+    """JSON form of a spec: tuples become lists, mappings plain dicts."""
+    if isinstance(spec, Mapping):
+        return {str(k): _canonical_spec(v) for k, v in spec.items()}
+    if isinstance(spec, list | tuple):
+        return [_canonical_spec(v) for v in spec]
+    return spec
+
+
+# ---------------------------------------------------------------- the space
+
+
+class SearchSpace:
+    """A validated NNI search space, sampled through an Optuna trial.
+
+    Build it with :meth:`from_nni` (or :meth:`batch` for NNI's BatchTuner form); it is
+    immutable afterwards. :meth:`sample` is the only place where a trial's parameters are
+    drawn, so the dict it returns is exactly what the trial receives.
+    """
+
+    def __init__(self) -> None:
+        raise TypeError("build a SearchSpace with SearchSpace.from_nni(spec)")
+
+    @classmethod
+    def _make(
+        cls,
+        params: dict[str, _Param],
+        spec: dict[str, Any],
+        batch: _Batch | None = None,
+        constants: Mapping[str, Any] | None = None,
+    ) -> SearchSpace:
+        self = object.__new__(cls)
+        self._params = params
+        self._spec = spec
+        self._batch = batch
+        self._constants = dict(constants or {})
+        return self
+
+    # ---- construction
+
+    @classmethod
+    def from_nni(cls, spec: Mapping[str, Any], *, field: str = "search_space") -> SearchSpace:
+        """Validate an NNI search space; :class:`SearchSpaceError` lists every problem.
+
+        ``field`` prefixes the location in each problem (``search_space.lr._value``).
+        """
+        parser = _Parser(field)
+        space = parser.space(spec, "", "")
+        if parser.problems:
+            raise SearchSpaceError(parser.problems)
+        return space
+
+    @classmethod
+    def batch(cls, spec: Mapping[str, Any], *, field: str = "search_space") -> SearchSpace:
+        """NNI's BatchTuner form: a single ``choice`` whose options are complete parameter sets.
+
+        Each option is what a trial receives, as is (not nested under the choice's name).
+        """
+        def fail(where: str, value: Any, rule: str) -> SearchSpaceError:
+            return SearchSpaceError(Problem(f"{field}{where}", value, rule))
+
+        form = 'one parameter {"_type": "choice", "_value": [{...}, ...]} listing parameter sets'
+        if not isinstance(spec, Mapping) or len(spec) != 1:
+            raise fail("", spec, f"the Batch tuner needs {form}")
+        (name, pspec), = spec.items()
+        if not isinstance(pspec, Mapping) or pspec.get("_type") != "choice" or set(pspec) != {
+            "_type", "_value"
+        }:
+            raise fail(f".{name}", pspec, f"the Batch tuner needs {form}")
+        options = pspec["_value"]
+        if isinstance(options, str | bytes) or not isinstance(options, Sequence) or not options:
+            raise fail(f".{name}._value", options, f"the Batch tuner needs {form}")
+        problems = []
+        for i, option in enumerate(options):
+            if not isinstance(option, Mapping) or not all(isinstance(k, str) for k in option):
+                problems.append(Problem(f"{field}.{name}._value[{i}]", option,
+                                        "each Batch option must be a parameter set (a mapping)"))
+                continue
+            try:
+                json.dumps(option)
+            except (TypeError, ValueError):
+                problems.append(Problem(f"{field}.{name}._value[{i}]", option,
+                                        "each Batch option must hold JSON values only"))
+        if problems:
+            raise SearchSpaceError(problems)
+        configurations = tuple(_canonical_spec(o) for o in options)
+        return cls._make({}, {name: _canonical_spec(pspec)}, _Batch(name, configurations))
+
+    def with_constants(self, constants: Mapping[str, Any]) -> SearchSpace:
+        """A copy whose trials also receive ``constants`` (no Optuna parameter behind them).
+
+        Used by tuners that hand every trial a fixed value, such as Hyperband's ``TRIAL_BUDGET``.
+        """
+        clash = sorted(set(constants) & set(self.names))
+        if clash:
+            raise SearchSpaceError(
+                Problem(f"search_space.{clash[0]}", clash[0],
+                        "this name is set by the tuner for every trial; rename the parameter")
+            )
+        return SearchSpace._make(self._params, self._spec, self._batch,
+                                 {**self._constants, **constants})
+
+    # ---- description
+
+    @property
+    def names(self) -> list[str]:
+        """Top-level parameter names, in spec order (for Batch: every key of the sets)."""
+        if self._batch is not None:
+            keys: dict[str, None] = {}
+            for c in self._batch.configurations:
+                keys.update(dict.fromkeys(c))
+            return [*keys, *[k for k in self._constants if k not in keys]]
+        return [*self._params, *self._constants]
+
+    @property
+    def is_batch(self) -> bool:
+        return self._batch is not None
+
+    @property
+    def constants(self) -> dict[str, Any]:
+        return copy.deepcopy(self._constants)
+
+    def to_nni(self) -> dict[str, Any]:
+        """The canonical NNI JSON form (tuner constants are not part of it)."""
+        return copy.deepcopy(self._spec)
+
+    def __repr__(self) -> str:
+        return f"SearchSpace({json.dumps(self._spec)})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SearchSpace):
+            return NotImplemented
+        return (self._spec, self.is_batch, self._constants) == (
+            other._spec, other.is_batch, other._constants
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    # ---- sampling
+
+    def sample(self, trial: optuna.Trial) -> dict[str, Any]:
+        """Draw one parameter set through ``trial.suggest_*``; returns what the trial receives."""
+        if self._batch is not None:
+            params = self._batch.sample(trial)
+        else:
+            params = {name: p.sample(trial) for name, p in self._params.items()}
+        params.update(copy.deepcopy(self._constants))
+        return params
+
+    # ---- enumeration
+
+    def _grid_points(self) -> list[tuple[dict[str, Any], dict[str, Any]]] | None:
+        if self._batch is not None:
+            return [(o, {**v, **self._constants}) for o, v in self._batch.grid() or []]
+        per_param = []
+        for p in self._params.values():
+            points = p.grid()
+            if points is None:
+                return None
+            per_param.append(points)
+        names = list(self._params)
+        result = []
+        for combo in itertools.product(*per_param):
+            optuna_params: dict[str, Any] = {}
+            values: dict[str, Any] = {}
+            for name, (o, v) in zip(names, combo, strict=True):
+                optuna_params.update(o)
+                values[name] = v
+            values.update(copy.deepcopy(self._constants))
+            result.append((optuna_params, values))
+        return result
+
+    def grid_size(self) -> int | None:
+        """How many points :meth:`grid` has, or None when some parameter is continuous."""
+        if self._batch is not None:
+            return len(self._batch.configurations)
+        total = 1
+        for p in self._params.values():
+            size = p.grid_size()
+            if size is None:
+                return None
+            total *= size
+        return total
+
+    def check_grid(self) -> int:
+        """The grid's size; :class:`SearchSpaceError` if it is not finite or too large."""
+        size = self.grid_size()
+        if size is None:
+            continuous = [n for n, p in self._params.items() if p.grid_size() is None]
+            raise SearchSpaceError(
+                [Problem(f"search_space.{n}", self._spec[n],
+                         "a grid needs finite values: choice, randint, quniform or qloguniform")
+                 for n in continuous]
+            )
+        if size > GRID_LIMIT:
+            raise SearchSpaceError(Problem("search_space", f"{size} points",
+                                           f"a grid may have at most {GRID_LIMIT:,} points"))
+        return size
+
+    def _checked_grid(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        self.check_grid()
+        points = self._grid_points()
+        assert points is not None  # a finite size implies finite points
+        return points
+
+    def grid(self) -> list[dict[str, Any]]:
+        """Every parameter set of a finite space, in spec order (last parameter varies fastest)."""
+        return [values for _, values in self._checked_grid()]
+
+    def grid_optuna_params(self) -> list[dict[str, Any]]:
+        """The Optuna parameters of each :meth:`grid` point, ready for ``study.enqueue_trial``.
+
+        ``sample()`` on a trial that was enqueued with ``grid_optuna_params()[i]`` returns
+        ``grid()[i]``.
+        """
+        return [optuna_params for optuna_params, _ in self._checked_grid()]
+
+    def shuffled_grid_optuna_params(self, seed: int | None) -> list[dict[str, Any]]:
+        """:meth:`grid_optuna_params` in a random order fixed by ``seed``."""
+        points = self.grid_optuna_params()
+        random.Random(seed).shuffle(points)
+        return points
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
