@@ -24,6 +24,18 @@ from spiketune.data._braille import (
 from spiketune.data._download import CACHE_ENV, RemoteFile, cache_dir, download, extract_member
 from spiketune.data._encoding import bin_events, sigma_delta_encode
 from spiketune.data._safe_pickle import safe_load
+from spiketune.data._spike_patterns import (
+    SPIKE_PATTERN_RATIOS,
+    SPIKE_PATTERNS,
+    MihalasNieburParams,
+    MihalasNieburState,
+    SpikePattern,
+    SpikePatternLoader,
+    SpikePatternOptions,
+    make_spike_patterns,
+    mihalas_niebur_step,
+    simulate_mihalas_niebur,
+)
 from spiketune.data._splits import Split, stratified_resplits, stratified_split
 
 __all__ = [
@@ -33,12 +45,19 @@ __all__ = [
     "BRAILLE_REDUCED_LETTERS",
     "BRAILLE_THRESHOLDS",
     "CACHE_ENV",
+    "SPIKE_PATTERNS",
+    "SPIKE_PATTERN_RATIOS",
     "BrailleLoader",
     "BrailleOptions",
     "Dataset",
     "DatasetInfo",
     "DatasetLoader",
+    "MihalasNieburParams",
+    "MihalasNieburState",
     "RemoteFile",
+    "SpikePattern",
+    "SpikePatternLoader",
+    "SpikePatternOptions",
     "Split",
     "bin_events",
     "cache_dir",
@@ -46,9 +65,12 @@ __all__ = [
     "extract_member",
     "load_braille",
     "load_nir_braille",
+    "make_spike_patterns",
+    "mihalas_niebur_step",
     "read_braille_events",
     "safe_load",
     "sigma_delta_encode",
+    "simulate_mihalas_niebur",
     "stratified_resplits",
     "stratified_split",
 ]
