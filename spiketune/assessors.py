@@ -1,0 +1,342 @@
+"""Assessors: stopping weak trials early, by NNI name or Optuna pruner name.
+
+An assessor watches each trial's intermediate results (``report_intermediate_result``), which the
+scheduler passes on as ``trial.report(value, step)`` with ``step`` counting reports from 0, and
+tells it when to stop the trial (the trial is then recorded as EARLY_STOPPED).
+
+==================  ===================================  =========================================
+name                Optuna pruner                        notes
+==================  ===================================  =========================================
+Medianstop (NNI)    ``MedianPruner``                     NNI's ``start_step`` (results needed
+                                                         before judging) becomes
+                                                         ``n_warmup_steps = start_step - 1``;
+                                                         ``n_startup_trials`` defaults to 0, as
+                                                         NNI judges once one trial has completed.
+                                                         NNI compares with the median of running
+                                                         averages, Optuna with the median of the
+                                                         values at that step: same rule, slightly
+                                                         smoother reference in NNI.
+Hyperband           ``HyperbandPruner``                  resources are steps (reports)
+SuccessiveHalving   ``SuccessiveHalvingPruner``          asynchronous successive halving (ASHA)
+Percentile          ``PercentilePruner``                 ``percentile`` required
+Threshold           ``ThresholdPruner``                  ``lower`` and/or ``upper``
+Patient             ``PatientPruner``                    ``wrapped: {name, args}`` optional
+Wilcoxon            ``WilcoxonPruner``                   for steps that are instances, not epochs
+Curvefitting (NNI)  refused                              it extrapolates learning curves with a
+                                                         fitted model; no Optuna pruner does that
+==================  ===================================  =========================================
+
+Names are matched ignoring case, ``-``/``_`` and a trailing ``Pruner``/``Assessor``
+(``MedianPruner`` and ``median`` both mean Medianstop). Arguments are validated here, once, when
+the configuration is read; an unknown argument is an error that lists the accepted ones.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import re
+import warnings
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
+
+from spiketune._validation import rename, validate_args
+from spiketune.errors import ConfigError, Problem
+
+if TYPE_CHECKING:
+    from optuna.pruners import BasePruner
+
+__all__ = ["ASSESSORS", "Assessor", "canonical_assessor_name", "make_assessor"]
+
+_Int0 = Annotated[int, Strict(), Field(ge=0)]
+_Int1 = Annotated[int, Strict(), Field(ge=1)]
+_Float = Annotated[float, Field(allow_inf_nan=False)]
+
+
+@contextlib.contextmanager
+def _chosen_on_purpose() -> Iterator[None]:
+    """Silence Optuna's "experimental" warning for a pruner the user named explicitly."""
+    from optuna.exceptions import ExperimentalWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        yield
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Assessor(abc.ABC):
+    """Base of every assessor (the extension point for early stopping).
+
+    Lifecycle:
+
+    1. :func:`make_assessor` validates the arguments once, when the configuration is read
+       (``Args`` is the pydantic model of the accepted arguments); nothing of Optuna is imported.
+    2. The scheduler calls :meth:`create_pruner` once, when it opens the study.
+    3. Optuna then consults the pruner after each ``trial.report(value, step)``.
+
+    A subclass sets ``name`` and ``Args`` and implements :meth:`create_pruner`.
+    """
+
+    name: ClassVar[str]
+    Args: ClassVar[type[BaseModel]] = _Args
+
+    def __init__(self, args: BaseModel) -> None:
+        self.args = args
+
+    @abc.abstractmethod
+    def create_pruner(self) -> BasePruner:
+        """A new Optuna pruner for one study."""
+
+    def arguments(self) -> dict[str, Any]:
+        """The validated arguments, as given (defaults left out)."""
+        return self.args.model_dump(mode="json", exclude_unset=True)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.arguments()})"
+
+
+class Medianstop(Assessor):
+    name = "Medianstop"
+
+    class Args(_Args):
+        start_step: _Int0 | None = None
+        n_startup_trials: _Int0 = 0
+        n_warmup_steps: _Int0 | None = None
+        interval_steps: _Int1 = 1
+        n_min_trials: _Int1 = 1
+
+        @model_validator(mode="after")
+        def _one_warmup(self) -> Medianstop.Args:
+            if self.start_step is not None and self.n_warmup_steps is not None:
+                raise ValueError("give start_step (NNI) or n_warmup_steps (Optuna), not both")
+            return self
+
+    def warmup_steps(self) -> int:
+        """Steps (0-based) before which no trial is stopped.
+
+        NNI judges once ``start_step`` results have arrived, i.e. from step ``start_step - 1``.
+        """
+        args = self.args
+        assert isinstance(args, Medianstop.Args)
+        if args.start_step is not None:
+            return max(args.start_step - 1, 0)
+        return args.n_warmup_steps or 0
+
+    def create_pruner(self) -> BasePruner:
+        from optuna.pruners import MedianPruner
+
+        args = self.args
+        assert isinstance(args, Medianstop.Args)
+        return MedianPruner(
+            n_startup_trials=args.n_startup_trials,
+            n_warmup_steps=self.warmup_steps(),
+            interval_steps=args.interval_steps,
+            n_min_trials=args.n_min_trials,
+        )
+
+
+class Percentile(Assessor):
+    name = "Percentile"
+
+    class Args(_Args):
+        percentile: Annotated[float, Field(ge=0, le=100)]
+        n_startup_trials: _Int0 = 5
+        n_warmup_steps: _Int0 = 0
+        interval_steps: _Int1 = 1
+        n_min_trials: _Int1 = 1
+
+    def create_pruner(self) -> BasePruner:
+        from optuna.pruners import PercentilePruner
+
+        return PercentilePruner(**self.args.model_dump())
+
+
+class Hyperband(Assessor):
+    name = "Hyperband"
+
+    class Args(_Args):
+        min_resource: _Int1 = 1
+        max_resource: _Int1 | Literal["auto"] = "auto"
+        reduction_factor: Annotated[int, Strict(), Field(ge=2)] = 3
+        bootstrap_count: _Int0 = 0
+
+        @model_validator(mode="after")
+        def _consistent(self) -> Hyperband.Args:
+            if self.max_resource != "auto" and self.max_resource < self.min_resource:
+                raise ValueError("max_resource must be >= min_resource")
+            if self.bootstrap_count > 0 and self.max_resource == "auto":
+                raise ValueError("bootstrap_count > 0 needs an integer max_resource")
+            return self
+
+    def create_pruner(self) -> BasePruner:
+        from optuna.pruners import HyperbandPruner
+
+        return HyperbandPruner(**self.args.model_dump())
+
+
+class SuccessiveHalving(Assessor):
+    name = "SuccessiveHalving"
+
+    class Args(_Args):
+        min_resource: _Int1 | Literal["auto"] = "auto"
+        reduction_factor: Annotated[int, Strict(), Field(ge=2)] = 4
+        min_early_stopping_rate: _Int0 = 0
+        bootstrap_count: _Int0 = 0
+
+        @model_validator(mode="after")
+        def _consistent(self) -> SuccessiveHalving.Args:
+            if self.bootstrap_count > 0 and self.min_resource == "auto":
+                raise ValueError("bootstrap_count > 0 needs an integer min_resource")
+            return self
+
+    def create_pruner(self) -> BasePruner:
+        from optuna.pruners import SuccessiveHalvingPruner
+
+        return SuccessiveHalvingPruner(**self.args.model_dump())
+
+
+class Threshold(Assessor):
+    name = "Threshold"
+
+    class Args(_Args):
+        lower: _Float | None = None
+        upper: _Float | None = None
+        n_warmup_steps: _Int0 = 0
+        interval_steps: _Int1 = 1
+
+        @model_validator(mode="after")
+        def _bounds(self) -> Threshold.Args:
+            if self.lower is None and self.upper is None:
+                raise ValueError("give lower, upper or both")
+            if self.lower is not None and self.upper is not None and self.lower > self.upper:
+                raise ValueError("lower must be <= upper")
+            return self
+
+    def create_pruner(self) -> BasePruner:
+        from optuna.pruners import ThresholdPruner
+
+        return ThresholdPruner(**self.args.model_dump())
+
+
+class _Wrapped(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class Patient(Assessor):
+    name = "Patient"
+
+    class Args(_Args):
+        patience: _Int0
+        min_delta: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+        wrapped: _Wrapped | None = None
+
+    def __init__(self, args: BaseModel) -> None:
+        super().__init__(args)
+        assert isinstance(args, Patient.Args)
+        self.wrapped: Assessor | None = None
+        if args.wrapped is not None:
+            try:
+                self.wrapped = make_assessor(args.wrapped.name, args.wrapped.args)
+            except ConfigError as exc:
+                names = {"assessor_args": "assessor_args.wrapped.args",
+                         "assessor": "assessor_args.wrapped.name"}
+                raise ConfigError(rename(exc.problems, names)) from None
+
+    def create_pruner(self) -> BasePruner:
+        from optuna.pruners import PatientPruner
+
+        args = self.args
+        assert isinstance(args, Patient.Args)
+        inner = self.wrapped.create_pruner() if self.wrapped is not None else None
+        with _chosen_on_purpose():
+            return PatientPruner(inner, patience=args.patience, min_delta=args.min_delta)
+
+
+class Wilcoxon(Assessor):
+    name = "Wilcoxon"
+
+    class Args(_Args):
+        p_threshold: Annotated[float, Field(ge=0, le=1)] = 0.1
+        n_startup_steps: _Int0 = 2
+
+    def create_pruner(self) -> BasePruner:
+        from optuna.pruners import WilcoxonPruner
+
+        with _chosen_on_purpose():
+            return WilcoxonPruner(**self.args.model_dump())
+
+
+#: Assessors by canonical name.
+ASSESSORS: dict[str, type[Assessor]] = {
+    cls.name: cls
+    for cls in (Medianstop, Hyperband, SuccessiveHalving, Percentile, Threshold, Patient, Wilcoxon)
+}
+
+_ALIASES = {"median": "Medianstop", "asha": "SuccessiveHalving"}
+
+_REFUSED = {
+    "curvefitting": (
+        "it predicts each trial's final result by fitting learning-curve models, which no Optuna "
+        "pruner does",
+        ["Medianstop", "Percentile", "Patient", "Threshold", "Hyperband"],
+    ),
+}
+
+
+def _key(name: str) -> str:
+    key = re.sub(r"[^a-z0-9]", "", name.lower())
+    for suffix in ("pruner", "assessor"):
+        if key.endswith(suffix) and key != suffix:
+            key = key[: -len(suffix)]
+    return key
+
+
+def canonical_assessor_name(name: str) -> str:
+    """The canonical spelling of an accepted assessor name; ConfigError otherwise."""
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(Problem("assessor", name, "must be an assessor name"))
+    key = _key(name)
+    for canonical in ASSESSORS:
+        if _key(canonical) == key:
+            return canonical
+    if key in _ALIASES:
+        return _ALIASES[key]
+    if key in _REFUSED:
+        reason, alternatives = _REFUSED[key]
+        raise ConfigError(
+            Problem("assessor", name,
+                    f"not supported: {reason}; use one of {', '.join(alternatives)}")
+        )
+    raise ConfigError(
+        Problem("assessor", name, f"unknown assessor; accepted: {', '.join(ASSESSORS)}")
+    )
+
+
+def make_assessor(name: str | None, args: Mapping[str, Any] | None = None) -> Assessor | None:
+    """Build the assessor ``name`` with validated ``args``; ``None`` means no early stopping.
+
+    Raises :class:`ConfigError` naming ``assessor`` or ``assessor_args.<key>``.
+    """
+    args = {} if args is None else args
+    if name is None:
+        if args:
+            raise ConfigError(Problem("assessor_args", dict(args), "given without an assessor"))
+        return None
+    cls = ASSESSORS[canonical_assessor_name(name)]
+    if isinstance(args, Mapping) and "optimize_mode" in args:
+        raise ConfigError(
+            Problem("assessor_args.optimize_mode", args["optimize_mode"],
+                    "set optimize_mode once, for the whole experiment")
+        )
+    parsed, problems = validate_args(cls.Args, args, "assessor_args")
+    if problems:
+        raise ConfigError(problems)
+    assert parsed is not None
+    return cls(parsed)

@@ -1,0 +1,128 @@
+"""Assessors: NNI's Medianstop and Optuna's pruners, with validated arguments."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from spiketune.assessors import ASSESSORS, canonical_assessor_name, make_assessor
+from spiketune.errors import ConfigError
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def completed(study: optuna.Study, values: list[float]) -> None:
+    trial = study.ask()
+    for step, value in enumerate(values):
+        trial.report(value, step)
+    study.tell(trial, values[-1])
+
+
+def pruned_at(study: optuna.Study, values: list[float]) -> int | None:
+    """The step (0-based) at which the pruner stops a trial reporting ``values``."""
+    trial = study.ask()
+    for step, value in enumerate(values):
+        trial.report(value, step)
+        if trial.should_prune():
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            return step
+    study.tell(trial, values[-1])
+    return None
+
+
+@pytest.mark.parametrize(
+    ("given", "canonical"),
+    [("Medianstop", "Medianstop"), ("medianstop", "Medianstop"), ("MedianPruner", "Medianstop"),
+     ("Hyperband", "Hyperband"), ("HyperbandPruner", "Hyperband"),
+     ("SuccessiveHalving", "SuccessiveHalving"), ("successive_halving", "SuccessiveHalving"),
+     ("Percentile", "Percentile"), ("Threshold", "Threshold"), ("Patient", "Patient"),
+     ("Wilcoxon", "Wilcoxon"), ("MedianstopAssessor", "Medianstop")],
+)
+def test_names(given: str, canonical: str) -> None:
+    assert canonical_assessor_name(given) == canonical
+
+
+def test_curvefitting_is_refused_with_alternatives() -> None:
+    with pytest.raises(ConfigError) as info:
+        make_assessor("Curvefitting", {"epoch_num": 20})
+    (problem,) = info.value.problems
+    assert problem.field == "assessor" and "Medianstop" in problem.rule
+
+
+def test_unknown_assessor_lists_the_accepted_ones() -> None:
+    with pytest.raises(ConfigError) as info:
+        make_assessor("Oracle")
+    assert all(name in info.value.problems[0].rule for name in ASSESSORS)
+
+
+def test_no_assessor_is_none_but_arguments_without_one_are_an_error() -> None:
+    assert make_assessor(None) is None
+    with pytest.raises(ConfigError) as info:
+        make_assessor(None, {"start_step": 3})
+    assert info.value.problems[0].field == "assessor_args"
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "pruner"),
+    [("Medianstop", {}, "MedianPruner"),
+     ("Hyperband", {"max_resource": 9}, "HyperbandPruner"),
+     ("SuccessiveHalving", {"reduction_factor": 3}, "SuccessiveHalvingPruner"),
+     ("Percentile", {"percentile": 25.0}, "PercentilePruner"),
+     ("Threshold", {"lower": 0.1}, "ThresholdPruner"),
+     ("Patient", {"patience": 2}, "PatientPruner"),
+     ("Wilcoxon", {"p_threshold": 0.05}, "WilcoxonPruner")],
+)
+def test_each_assessor_builds_its_optuna_pruner(name: str, args: dict, pruner: str) -> None:
+    assert type(make_assessor(name, args).create_pruner()).__name__ == pruner
+
+
+@pytest.mark.parametrize(("start_step", "expected"), [(0, 0), (1, 0), (3, 2), (5, 4)])
+def test_medianstop_start_step_counts_results_as_nni_does(start_step: int, expected: int) -> None:
+    """NNI judges a trial once it has reported ``start_step`` results (steps count from 0)."""
+    pruner = make_assessor("Medianstop", {"start_step": start_step}).create_pruner()
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    completed(study, [1.0] * 6)
+    assert pruned_at(study, [0.0] * 6) == expected
+
+
+def test_medianstop_judges_after_one_completed_trial_and_respects_direction() -> None:
+    study = optuna.create_study(direction="minimize",
+                                pruner=make_assessor("Medianstop").create_pruner())
+    completed(study, [1.0, 0.8, 0.6])
+    assert pruned_at(study, [0.5, 0.4, 0.3]) is None   # better than the median: kept
+    assert pruned_at(study, [2.0, 2.0, 2.0]) == 0      # worse: stopped at once
+
+
+def test_patient_wraps_another_assessor() -> None:
+    assessor = make_assessor("Patient", {"patience": 1, "wrapped": {"name": "Medianstop",
+                                                                    "args": {"start_step": 2}}})
+    pruner = assessor.create_pruner()
+    assert type(pruner._wrapped_pruner).__name__ == "MedianPruner"
+    with pytest.raises(ConfigError) as info:
+        make_assessor("Patient", {"patience": 1, "wrapped": {"name": "Medianstop",
+                                                             "args": {"bogus": 1}}})
+    assert info.value.problems[0].field == "assessor_args.wrapped.args.bogus"
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "field", "rule"),
+    [("Medianstop", {"start_step": -1}, "assessor_args.start_step", "must be >= 0"),
+     ("Medianstop", {"start_steps": 2}, "assessor_args.start_steps", "start_step"),
+     ("Medianstop", {"start_step": 2, "n_warmup_steps": 1}, "assessor_args", "not both"),
+     ("Percentile", {}, "assessor_args.percentile", "required"),
+     ("Percentile", {"percentile": 120}, "assessor_args.percentile", "<= 100"),
+     ("Threshold", {}, "assessor_args", "lower, upper"),
+     ("Threshold", {"lower": 2, "upper": 1}, "assessor_args", "lower must be <= upper"),
+     ("Hyperband", {"reduction_factor": 1}, "assessor_args.reduction_factor", ">= 2"),
+     ("Hyperband", {"min_resource": 5, "max_resource": 3}, "assessor_args", "max_resource"),
+     ("SuccessiveHalving", {"bootstrap_count": 2}, "assessor_args", "integer min_resource"),
+     ("Wilcoxon", {"p_threshold": 1.5}, "assessor_args.p_threshold", "<= 1"),
+     ("Patient", {"patience": 1.5}, "assessor_args.patience", "integer"),
+     ("Medianstop", {"optimize_mode": "minimize"}, "assessor_args.optimize_mode", "once")],
+)
+def test_bad_arguments_name_key_value_and_rule(name: str, args: dict, field: str,
+                                               rule: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        make_assessor(name, args)
+    assert any(p.field == field and rule in p.rule for p in info.value.problems), \
+        info.value.problems
