@@ -1,0 +1,275 @@
+"""Tuners: NNI names mapped to Optuna samplers, seeds honoured, refusals that name alternatives."""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics
+from typing import Any
+
+import optuna
+import pytest
+
+from spiketune import assessors, tuners
+from spiketune.errors import ConfigError
+from spiketune.space import SearchSpace
+from spiketune.tuners import TUNERS, canonical_tuner_name, make_tuner
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+SPACE = SearchSpace.from_nni({
+    "lr": {"_type": "loguniform", "_value": [1e-4, 1e-1]},
+    "x": {"_type": "uniform", "_value": [-1, 1]},
+    "n": {"_type": "randint", "_value": [1, 9]},
+    "act": {"_type": "choice", "_value": ["relu", "tanh"]},
+})
+FINITE = SearchSpace.from_nni({
+    "a": {"_type": "choice", "_value": [1, 2, 3]},
+    "b": {"_type": "quniform", "_value": [0, 1, 0.5]},
+})
+
+
+def run(tuner: tuners.Tuner, space: SearchSpace, n: int, *, seed: int | None,
+        direction: str = "maximize", objective: Any = None) -> list[dict]:
+    """n trials the way the scheduler drives them: enqueue fixed trials, ask, sample, tell."""
+    sampler = tuner.create_sampler(space, seed=seed, directions=[direction])
+    study = optuna.create_study(sampler=sampler, direction=direction)
+    for params in tuner.fixed_trials(space, seed=seed) or []:
+        study.enqueue_trial(params)
+    out = []
+    for _ in range(n):
+        trial = study.ask()
+        params = space.sample(trial)
+        value = objective(params) if objective else params.get("x", 0.0) ** 2 + params.get("n", 0)
+        study.tell(trial, value)
+        out.append(params)
+    return out
+
+
+# ------------------------------------------------------------- names
+
+
+@pytest.mark.parametrize(
+    ("given", "canonical"),
+    [
+        ("TPE", "TPE"), ("tpe", "TPE"), ("Random", "Random"), ("RandomSearch", "Random"),
+        ("GridSearch", "GridSearch"), ("gridsearch", "GridSearch"), ("Batch", "Batch"),
+        ("BatchTuner", "Batch"), ("Evolution", "Evolution"), ("GP", "GP"), ("GPTuner", "GP"),
+        ("Hyperband", "Hyperband"), ("hyperband", "Hyperband"), ("BOHB", "BOHB"),
+        ("CmaEs", "CmaEs"), ("CMA-ES", "CmaEs"), ("cma_es", "CmaEs"), ("QMC", "QMC"),
+        ("NSGAII", "NSGAII"), ("NSGA-II", "NSGAII"), ("BruteForce", "BruteForce"),
+        ("brute_force", "BruteForce"), ("TPESampler", "TPE"),
+    ],
+)
+def test_names_are_matched_as_nni_does(given: str, canonical: str) -> None:
+    assert canonical_tuner_name(given) == canonical
+    assert make_tuner(given).name == canonical
+
+
+@pytest.mark.parametrize(
+    ("name", "alternative"),
+    [("Anneal", "CmaEs"), ("Metis", "GP"), ("MetisTuner", "GP"), ("SMAC", "TPE"),
+     ("PBT", "Evolution"), ("PBTTuner", "Hyperband"), ("DNGO", "GP"), ("DNGOTuner", "TPE"),
+     ("PPOTuner", "TPE"), ("NetworkMorphism", "Evolution")],
+)
+def test_names_without_a_faithful_equivalent_are_refused_with_alternatives(
+    name: str, alternative: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        make_tuner(name)
+    (problem,) = info.value.problems
+    assert problem.field == "tuner" and problem.value == name
+    assert "not supported" in problem.rule and alternative in problem.rule
+
+
+def test_unknown_name_lists_the_accepted_ones() -> None:
+    with pytest.raises(ConfigError) as info:
+        make_tuner("Bayes")
+    rule = info.value.problems[0].rule
+    assert all(name in rule for name in TUNERS)
+
+
+# ------------------------------------------------------------- samplers
+
+
+@pytest.mark.parametrize(
+    ("name", "sampler"),
+    [("TPE", "TPESampler"), ("Random", "RandomSampler"), ("Evolution", "NSGAIISampler"),
+     ("NSGAII", "NSGAIISampler"), ("GP", "GPSampler"), ("CmaEs", "CmaEsSampler"),
+     ("QMC", "QMCSampler"), ("Hyperband", "RandomSampler"), ("BOHB", "TPESampler")],
+)
+def test_each_tuner_builds_the_sampler_of_the_same_intent(name: str, sampler: str) -> None:
+    built = make_tuner(name).create_sampler(SPACE, seed=0, directions=["maximize"])
+    assert type(built).__name__ == sampler
+
+
+SEEDED = ["TPE", "Random", "Evolution", "NSGAII", "CmaEs", "QMC", "Hyperband", "BOHB",
+          "BruteForce"]
+
+
+@pytest.mark.parametrize("name", SEEDED)
+def test_same_seed_gives_the_same_sequence_of_parameters(name: str) -> None:
+    space = FINITE if name == "BruteForce" else SPACE
+    n = 6 if name == "BruteForce" else 14
+    first = run(make_tuner(name), space, n, seed=42)
+    again = run(make_tuner(name), space, n, seed=42)
+    other = run(make_tuner(name), space, n, seed=7)
+    assert first == again
+    assert first != other
+
+
+def test_gp_is_seeded_too() -> None:
+    tuner = make_tuner("GP", {"cold_start_num": 3})
+    first = run(tuner, SPACE, 5, seed=1)
+    assert first == run(make_tuner("GP", {"cold_start_num": 3}), SPACE, 5, seed=1)
+
+
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+def test_optimize_mode_steers_the_search(direction: str) -> None:
+    space = SearchSpace.from_nni({"x": {"_type": "uniform", "_value": [0, 1]}})
+    tuner = make_tuner("TPE", {"n_startup_trials": 5})
+    xs = [p["x"] for p in run(tuner, space, 40, seed=3, direction=direction,
+                              objective=lambda p: p["x"])]
+    late = statistics.mean(xs[-15:])
+    assert late > 0.7 if direction == "maximize" else late < 0.3
+
+
+def test_nni_tpe_args_are_honoured() -> None:
+    tuner = make_tuner("TPE", {"tpe_args": {"n_startup_jobs": 20, "n_ei_candidates": 12,
+                                            "constant_liar_type": None}})
+    assert isinstance(tuner, tuners.TPE)
+    assert tuner.sampler_kwargs() == {"multivariate": False, "group": False,
+                                      "constant_liar": False, "n_startup_trials": 20,
+                                      "n_ei_candidates": 12}
+    sampler = tuner.create_sampler(SPACE, seed=0, directions=["maximize"])
+    assert sampler._n_startup_trials == 20
+    with pytest.raises(ConfigError) as info:
+        make_tuner("TPE", {"tpe_args": {"constant_liar_type": "mean"}})
+    assert info.value.problems[0].field == "tuner_args.tpe_args.constant_liar_type"
+
+
+def test_evolution_keeps_nni_population_size() -> None:
+    sampler = make_tuner("Evolution", {"population_size": 8}).create_sampler(
+        SPACE, seed=0, directions=["maximize"])
+    assert sampler._population_size == 8
+    assert make_tuner("Evolution").create_sampler(
+        SPACE, seed=0, directions=["maximize"])._population_size == 32
+
+
+# ------------------------------------------------------------- fixed trials
+
+
+def test_grid_search_runs_every_point_once_in_order() -> None:
+    tuner = make_tuner("GridSearch")
+    assert tuner.check(FINITE) == []
+    got = run(tuner, FINITE, 9, seed=None)
+    assert got == FINITE.grid()
+    assert len(tuner.fixed_trials(FINITE)) == 9
+
+
+def test_brute_force_runs_every_point_once_in_a_seeded_order() -> None:
+    tuner = make_tuner("BruteForce")
+    got = run(tuner, FINITE, 9, seed=5)
+    assert sorted(map(repr, got)) == sorted(map(repr, FINITE.grid()))
+    assert got == run(tuner, FINITE, 9, seed=5)
+    assert got != FINITE.grid() or run(tuner, FINITE, 9, seed=6) != FINITE.grid()
+
+
+@pytest.mark.parametrize("name", ["GridSearch", "BruteForce"])
+def test_grid_tuners_refuse_continuous_spaces(name: str) -> None:
+    problems = make_tuner(name).check(SPACE)
+    assert {p.field for p in problems} == {"search_space.lr", "search_space.x"}
+    assert all(p.rule.startswith(f"{name}: ") and "finite" in p.rule for p in problems)
+
+
+def test_batch_runs_exactly_the_listed_configurations() -> None:
+    sets = [{"optimizer": "Adam", "lr": 0.001}, {"optimizer": "Adam", "lr": 0.0001},
+            {"optimizer": "SGD", "lr": 0.01}]
+    space = SearchSpace.batch({"combine_params": {"_type": "choice", "_value": sets}})
+    tuner = make_tuner("BatchTuner")
+    assert tuner.batch_space and tuner.check(space) == []
+    assert tuner.fixed_trials(space) == [{"combine_params": i} for i in range(3)]
+    assert run(tuner, space, 3, seed=None) == sets
+    assert tuner.check(SPACE)[0].field == "search_space"
+
+
+def test_free_tuners_have_no_fixed_trials() -> None:
+    assert make_tuner("TPE").fixed_trials(SPACE) is None
+
+
+# ------------------------------------------------------------- advisors
+
+
+def test_hyperband_is_random_search_with_a_hyperband_pruner_and_a_trial_budget() -> None:
+    tuner = make_tuner("Hyperband", {"R": 27, "eta": 3})
+    assessor = tuner.implied_assessor()
+    assert isinstance(assessor, assessors.Hyperband)
+    assert assessor.arguments() == {"min_resource": 1, "max_resource": 27, "reduction_factor": 3}
+    pruner = assessor.create_pruner()
+    assert type(pruner).__name__ == "HyperbandPruner"
+    assert tuner.constants == {"TRIAL_BUDGET": 27}
+    with pytest.raises(ConfigError) as info:
+        make_tuner("Hyperband", {"exec_mode": "serial"})
+    assert info.value.problems[0].field == "tuner_args.exec_mode"
+
+
+def test_bohb_is_tpe_with_a_hyperband_pruner() -> None:
+    tuner = make_tuner("BOHB", {"min_budget": 2, "max_budget": 18, "eta": 3,
+                                "min_points_in_model": 7})
+    assert tuner.implied_assessor().arguments() == {
+        "min_resource": 2, "max_resource": 18, "reduction_factor": 3}
+    assert tuner.constants == {"TRIAL_BUDGET": 18}
+    assert tuner.create_sampler(SPACE, seed=0, directions=["maximize"])._n_startup_trials == 7
+    bad = make_tuner("BOHB", {"min_budget": 5, "max_budget": 3})
+    assert bad.check(SPACE)[0].field == "tuner_args.max_budget"
+
+
+def test_other_tuners_imply_no_assessor_and_no_constants() -> None:
+    for name in ("TPE", "Random", "GridSearch", "Evolution"):
+        assert make_tuner(name).implied_assessor() is None
+        assert make_tuner(name).constants == {}
+
+
+# ------------------------------------------------------------- arguments
+
+
+def test_unknown_argument_names_the_accepted_ones() -> None:
+    with pytest.raises(ConfigError) as info:
+        make_tuner("Evolution", {"population_size": 10, "mutation_rate": 0.2})
+    (problem,) = info.value.problems
+    assert problem.field == "tuner_args.mutation_rate" and problem.value == 0.2
+    assert "population_size" in problem.rule
+
+
+def test_bad_argument_values_name_the_rule() -> None:
+    with pytest.raises(ConfigError) as info:
+        make_tuner("NSGAII", {"population_size": 1, "crossover_prob": 2.0})
+    fields = {p.field: p for p in info.value.problems}
+    assert fields["tuner_args.population_size"].rule == "must be >= 2"
+    assert fields["tuner_args.crossover_prob"].rule == "must be <= 1"
+
+
+def test_experiment_settings_are_not_tuner_arguments() -> None:
+    with pytest.raises(ConfigError) as info:
+        make_tuner("TPE", {"optimize_mode": "maximize", "seed": 3})
+    assert [p.field for p in info.value.problems] == ["tuner_args.optimize_mode",
+                                                      "tuner_args.seed"]
+
+
+def test_gp_utility_other_than_ei_is_refused() -> None:
+    with pytest.raises(ConfigError) as info:
+        make_tuner("GP", {"utility": "ucb"})
+    assert info.value.problems[0].field == "tuner_args.utility"
+
+
+def test_tuners_needing_missing_packages_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+
+    def find_spec(name: str, *args: Any) -> Any:
+        return None if name in ("torch", "cmaes") else real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    for name, package in (("GP", "torch"), ("CmaEs", "cmaes")):
+        with pytest.raises(ConfigError) as info:
+            make_tuner(name)
+        assert info.value.problems[0].field == "tuner"
+        assert package in info.value.problems[0].rule
