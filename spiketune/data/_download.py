@@ -267,7 +267,8 @@ def extract_member(archive: Path, pattern: str, dest: Path) -> Path:
     The member's CRC is checked while it is read, so a damaged archive raises ``DataError``.
     """
     regex = re.compile(pattern)
-    part = dest.with_name(dest.name + ".part")
+    # A name of its own per process: two processes extracting at once never share a part file.
+    part = dest.with_name(f"{dest.name}.{os.getpid()}.part")
     try:
         with zipfile.ZipFile(archive) as zf:
             names = [n for n in zf.namelist() if regex.fullmatch(n.rsplit("/", 1)[-1])]

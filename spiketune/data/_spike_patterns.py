@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -297,7 +298,7 @@ class SpikePatternLoader(DatasetLoader):
     def __init__(self, **options: Any) -> None:
         self.options = validate_options(SpikePatternOptions, options)
 
-    def build(self, path: object = None) -> Dataset:
+    def build(self, path: Path | None = None) -> Dataset:
         o = self.options
         rng = np.random.Generator(np.random.PCG64(o.seed))
         patterns = [SPIKE_PATTERNS[c] for c in o.letters]
