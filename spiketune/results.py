@@ -1,0 +1,344 @@
+"""What an experiment found, read from its study without touching Optuna's internals.
+
+``load_results(experiment)`` gives an :class:`ExperimentResults`: the config, one
+:class:`TrialRecord` per trial and the best one. The CLI, reports and dashboards read results
+only through here. :func:`export_results` writes them as CSV or JSON; :func:`records_from_json`
+reads a JSON export back.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from spiketune.errors import StorageError
+from spiketune.storage import (
+    ATTR_CONFIG,
+    ATTR_ELAPSED,
+    ExperimentPaths,
+    StudyStore,
+    find_experiment,
+    read_json,
+    sqlite_url,
+)
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = [
+    "ExperimentResults",
+    "Outcome",
+    "TrialRecord",
+    "export_results",
+    "load_results",
+    "records_from_json",
+]
+
+
+class Outcome(StrEnum):
+    """How a trial ended (the first three), or that it has not ended yet (the last two)."""
+
+    COMPLETE = "COMPLETE"  # reported a finite final result and exited cleanly
+    EARLY_STOPPED = "EARLY_STOPPED"  # stopped by the assessor
+    FAILED = "FAILED"  # see the record's reason
+    RUNNING = "RUNNING"
+    WAITING = "WAITING"
+
+    @property
+    def finished(self) -> bool:
+        return self in (Outcome.COMPLETE, Outcome.EARLY_STOPPED, Outcome.FAILED)
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial as the user sees it. ``metrics["default"]`` is the objective."""
+
+    number: int
+    outcome: Outcome
+    parameters: dict[str, Any]
+    metrics: dict[str, Any] | None = None
+    intermediate: list[dict[str, Any]] = field(default_factory=list)
+    reason: str | None = None
+    trial_dir: Path | None = None
+    started: datetime | None = None
+    finished: datetime | None = None
+    duration_seconds: float | None = None
+    sequence_id: int | None = None
+
+    @property
+    def value(self) -> float | None:
+        """The objective (``metrics["default"]``), or ``None`` without a final result."""
+        return None if self.metrics is None else self.metrics.get("default")
+
+    def to_dict(self, intermediate: bool = True) -> dict[str, Any]:
+        """A JSON-able dict (non-finite numbers become ``None``; times ISO 8601)."""
+        out: dict[str, Any] = {
+            "number": self.number,
+            "sequence_id": self.sequence_id,
+            "outcome": self.outcome.value,
+            "value": _finite(self.value),
+            "parameters": self.parameters,
+            "metrics": _finite(self.metrics),
+            "reason": self.reason,
+            "trial_dir": None if self.trial_dir is None else str(self.trial_dir),
+            "started": None if self.started is None else self.started.isoformat(),
+            "finished": None if self.finished is None else self.finished.isoformat(),
+            "duration_seconds": self.duration_seconds,
+        }
+        if intermediate:
+            out["intermediate"] = _finite(self.intermediate)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrialRecord:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            number=int(d["number"]),
+            outcome=Outcome(d["outcome"]),
+            parameters=dict(d.get("parameters") or {}),
+            metrics=d.get("metrics"),
+            intermediate=list(d.get("intermediate") or []),
+            reason=d.get("reason"),
+            trial_dir=None if d.get("trial_dir") is None else Path(d["trial_dir"]),
+            started=_parse_time(d.get("started")),
+            finished=_parse_time(d.get("finished")),
+            duration_seconds=d.get("duration_seconds"),
+            sequence_id=d.get("sequence_id"),
+        )
+
+
+@dataclass(frozen=True)
+class ExperimentResults:
+    """Everything stored about one experiment."""
+
+    id: str
+    directory: Path | None
+    config: dict[str, Any]
+    records: list[TrialRecord]
+    optimize_mode: Literal["maximize", "minimize"]
+    elapsed_seconds: float = 0.0
+
+    @property
+    def best(self) -> TrialRecord | None:
+        """The COMPLETE trial with the best finite value (lowest number on ties)."""
+        done = [r for r in self.records if r.outcome == Outcome.COMPLETE and _is_finite(r.value)]
+        if not done:
+            return None
+        sign = -1.0 if self.optimize_mode == "maximize" else 1.0
+        return min(done, key=lambda r: (sign * float(r.value), r.number))  # type: ignore[arg-type]
+
+    def count(self, outcome: Outcome) -> int:
+        return sum(1 for r in self.records if r.outcome == outcome)
+
+    @property
+    def parameter_names(self) -> list[str]:
+        """Flattened parameter names (nested choices as ``outer.inner``), in first-seen order."""
+        return _ordered_keys(_flatten(r.parameters) for r in self.records)
+
+    @property
+    def metric_keys(self) -> list[str]:
+        """Every key of every final metric dict, ``default`` first."""
+        keys = _ordered_keys(r.metrics or {} for r in self.records)
+        return (["default"] if "default" in keys else []) + [k for k in keys if k != "default"]
+
+
+def load_results(experiment: str | Path, storage: str | None = None) -> ExperimentResults:
+    """Read an experiment's results.
+
+    ``experiment`` is an experiment directory, an id or an id prefix (looked up under
+    ``$SPIKETUNE_EXPERIMENTS`` or ``~/spiketune-experiments``). ``storage`` overrides the
+    database URL recorded in the directory (for a study moved to another server).
+    """
+    directory = find_experiment(experiment)
+    paths = ExperimentPaths(directory)
+    meta = read_json(paths.experiment_json)
+    url = storage or meta.get("storage") or sqlite_url(paths.study_db)
+    store = StudyStore.open(url, meta["id"])
+    try:
+        attrs = store.study_attrs()
+        trials = store.trials()
+        direction = store.direction
+    finally:
+        store.close()
+    config = attrs.get(ATTR_CONFIG) or meta.get("config") or {}
+    return ExperimentResults(
+        id=meta["id"],
+        directory=directory,
+        config=config,
+        records=[record_from_trial(t) for t in trials],
+        optimize_mode="maximize" if direction == "maximize" else "minimize",
+        elapsed_seconds=float(attrs.get(ATTR_ELAPSED, 0.0)),
+    )
+
+
+def record_from_trial(trial: optuna.trial.FrozenTrial) -> TrialRecord:
+    """The :class:`TrialRecord` of a stored Optuna trial."""
+    import optuna
+
+    attrs = trial.user_attrs
+    state = trial.state
+    if state == optuna.trial.TrialState.RUNNING:
+        outcome = Outcome.RUNNING
+    elif state == optuna.trial.TrialState.WAITING:
+        outcome = Outcome.WAITING
+    elif "outcome" in attrs:
+        outcome = Outcome(attrs["outcome"])
+    else:  # a trial written by something other than spiketune
+        outcome = {
+            optuna.trial.TrialState.COMPLETE: Outcome.COMPLETE,
+            optuna.trial.TrialState.PRUNED: Outcome.EARLY_STOPPED,
+        }.get(state, Outcome.FAILED)
+    metrics = attrs.get("metrics")
+    if metrics is None and state == optuna.trial.TrialState.COMPLETE and trial.value is not None:
+        metrics = {"default": trial.value}
+    intermediate = attrs.get("intermediate")
+    if intermediate is None:
+        intermediate = [{"default": v} for _, v in sorted(trial.intermediate_values.items())]
+    started, finished = trial.datetime_start, trial.datetime_complete
+    duration = (finished - started).total_seconds() if started and finished else None
+    trial_dir = attrs.get("trial_dir")
+    return TrialRecord(
+        number=trial.number,
+        outcome=outcome,
+        parameters=attrs.get("parameters", dict(trial.params)),
+        metrics=metrics,
+        intermediate=list(intermediate),
+        reason=attrs.get("reason"),
+        trial_dir=None if trial_dir is None else Path(trial_dir),
+        started=started,
+        finished=finished,
+        duration_seconds=duration,
+        sequence_id=attrs.get("sequence_id"),
+    )
+
+
+# ------------------------------------------------------------------------------ export
+def export_results(
+    results: ExperimentResults,
+    fmt: Literal["csv", "json"] = "csv",
+    *,
+    intermediate: bool = False,
+) -> str:
+    """The results as CSV or JSON text.
+
+    CSV: one row per trial with columns ``number, sequence_id, outcome, value, param.<name>...,
+    metric.<key>..., started, finished, duration_seconds, reason, trial_dir``; nested parameters
+    are flattened with dots. With ``intermediate``, a ``step`` column is added and each trial's
+    intermediate reports come as rows ``step = 1, 2, ...`` (their metric columns filled from the
+    report) before the trial's own row (``step`` empty).
+
+    JSON: ``{"experiment", "optimize_mode", "best", "trials": [...]}`` where each trial is
+    :meth:`TrialRecord.to_dict`; ``intermediate`` adds each trial's list of reports. Non-finite
+    numbers are written as ``null`` (strict JSON).
+    """
+    if fmt == "json":
+        best = results.best
+        doc = {
+            "experiment": results.id,
+            "optimize_mode": results.optimize_mode,
+            "best": None if best is None else best.number,
+            "trials": [r.to_dict(intermediate=intermediate) for r in results.records],
+        }
+        return json.dumps(doc, indent=2, allow_nan=False) + "\n"
+    if fmt != "csv":
+        raise StorageError(f"unknown export format {fmt!r}: use 'csv' or 'json'")
+    params = results.parameter_names
+    metrics = results.metric_keys
+    if intermediate:
+        metrics = metrics + [
+            k
+            for k in _ordered_keys(i for r in results.records for i in r.intermediate)
+            if k not in metrics
+        ]
+    head = ["number", "sequence_id", "outcome"] + (["step"] if intermediate else []) + ["value"]
+    tail = ["started", "finished", "duration_seconds", "reason", "trial_dir"]
+    columns = head + [f"param.{p}" for p in params] + [f"metric.{m}" for m in metrics] + tail
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for r in results.records:
+        base: dict[str, Any] = {
+            "number": r.number,
+            "sequence_id": "" if r.sequence_id is None else r.sequence_id,
+            "outcome": r.outcome.value,
+        }
+        for p, v in _flatten(r.parameters).items():
+            base[f"param.{p}"] = _cell(v)
+        if intermediate:
+            for step, report in enumerate(r.intermediate, start=1):
+                row = dict(base, step=step, value=_cell(report.get("default")))
+                row.update({f"metric.{k}": _cell(v) for k, v in report.items()})
+                writer.writerow(row)
+        row = dict(base, value=_cell(r.value))
+        if intermediate:
+            row["step"] = ""
+        row.update({f"metric.{k}": _cell(v) for k, v in (r.metrics or {}).items()})
+        row.update(
+            started="" if r.started is None else r.started.isoformat(),
+            finished="" if r.finished is None else r.finished.isoformat(),
+            duration_seconds="" if r.duration_seconds is None else r.duration_seconds,
+            reason=r.reason or "",
+            trial_dir="" if r.trial_dir is None else str(r.trial_dir),
+        )
+        writer.writerow(row)
+    return buf.getvalue()
+
+
+def records_from_json(text: str) -> list[TrialRecord]:
+    """The trial records of a JSON export (inverse of ``export_results(..., "json")``)."""
+    doc = json.loads(text)
+    return [TrialRecord.from_dict(t) for t in doc["trials"]]
+
+
+# ------------------------------------------------------------------------------ helpers
+def _is_finite(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in params.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, name + "."))
+        else:
+            out[name] = v
+    return out
+
+
+def _ordered_keys(dicts: Iterable[Mapping[str, Any]]) -> list[str]:
+    seen: dict[str, None] = {}
+    for d in dicts:
+        for k in d:
+            seen.setdefault(k, None)
+    return list(seen)
+
+
+def _cell(v: Any) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, list | dict):
+        return json.dumps(v)
+    return v
+
+
+def _parse_time(s: str | None) -> datetime | None:
+    return None if not s else datetime.fromisoformat(s)
