@@ -1,0 +1,641 @@
+"""The scheduler: asks the tuner for parameters, starts trials, decides how each one ended.
+
+It is the only code that writes the study (through :class:`~spiketune.storage.StudyStore`), and
+:func:`decide` is the one place where a trial's fate is settled. One loop, one thread::
+
+    while budget left and not stopping:
+        start trials up to the concurrency (claim a slot, ask, sample, record, launch)
+    poll the runner -> intermediate results (report, maybe prune) and endings (decide, record)
+    enforce max_trial_duration, max_duration, stop requests
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from spiketune.results import Outcome
+from spiketune.runners import Ended, Launch, Reported, Runner, StopReason
+from spiketune.storage import ATTR_ELAPSED, ExperimentPaths, StudyStore
+
+if TYPE_CHECKING:
+    import optuna
+
+    from spiketune.space import SearchSpace
+
+__all__ = ["Budget", "Progress", "Scheduler", "Verdict", "decide"]
+
+_STDERR_IN_REASON = 1500  # characters of stderr tail kept in a FAILED trial's reason
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Limits of an experiment; durations in seconds of wall time, across resumes."""
+
+    max_trials: int | None = None
+    max_duration: float | None = None
+    max_trial_duration: float | None = None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A snapshot for progress displays (``spiketune run``)."""
+
+    started: int  # trials ever started (claims), this session's and earlier ones
+    running: int
+    complete: int
+    early_stopped: int
+    failed: int
+    best_value: float | None
+    best_number: int | None
+    elapsed_seconds: float
+    max_trials: int | None
+    max_duration: float | None
+    stopping: bool
+
+    @property
+    def done(self) -> int:
+        return self.complete + self.early_stopped + self.failed
+
+    @property
+    def remaining_seconds(self) -> float | None:
+        if self.max_duration is None:
+            return None
+        return max(0.0, self.max_duration - self.elapsed_seconds)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How a trial ended: outcome, human-readable reason, final metrics."""
+
+    outcome: Outcome
+    reason: str | None
+    metrics: dict[str, Any] | None
+
+
+@dataclass
+class _Live:
+    """A trial this scheduler started and has not yet recorded as ended."""
+
+    number: int
+    trial_id: int
+    handle: optuna.Trial
+    sequence_id: int
+    parameters: dict[str, Any]
+    trial_dir: Path
+    started: float  # monotonic seconds
+    gpu: int | None
+    intermediate: list[dict[str, Any]] = field(default_factory=list)
+    stop_reason: StopReason | None = None
+    stop_detail: str = ""
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def decide(
+    ended: Ended,
+    *,
+    stop_reason: StopReason | None,
+    stop_detail: str = "",
+    steps: int = 0,
+) -> Verdict:
+    """The one place where a trial's outcome is decided, from the facts of its ending.
+
+    In order: a finite final result from a trial that exited cleanly (or that we ended after
+    it had reported) is COMPLETE; a trial the assessor stopped is EARLY_STOPPED; then FAILED
+    for a timeout, an experiment stop, a non-zero exit (with the tail of stderr), an exception,
+    no final result, or a non-finite final result.
+    """
+    final = ended.final
+    clean_exit = ended.exit_code in (None, 0) and ended.error is None and not ended.stopped
+    if final is not None and _finite(final["default"]) and (clean_exit or stop_reason):
+        return Verdict(Outcome.COMPLETE, None, final)
+    if stop_reason == StopReason.PRUNE:
+        return Verdict(Outcome.EARLY_STOPPED, f"stopped by the assessor after step {steps}", None)
+    if stop_reason == StopReason.TIMEOUT:
+        return Verdict(Outcome.FAILED, f"timeout: {stop_detail}", final)
+    if stop_reason == StopReason.STOP:
+        return Verdict(Outcome.FAILED, f"stopped: {stop_detail}", final)
+    code = ended.exit_code
+    if code not in (None, 0):
+        what = f"killed by signal {_signal_name(-code)}" if code < 0 else f"exit code {code}"
+        tail = (ended.error or "")[-_STDERR_IN_REASON:]
+        return Verdict(Outcome.FAILED, f"{what}; stderr tail:\n{tail}" if tail else what, final)
+    if ended.error is not None:
+        return Verdict(Outcome.FAILED, f"exception:\n{ended.error[-_STDERR_IN_REASON:]}", final)
+    if final is None:
+        why = "exited without reporting a final result"
+        if ended.protocol_errors:
+            why += "; " + "; ".join(ended.protocol_errors[:3])
+        return Verdict(Outcome.FAILED, why, None)
+    return Verdict(Outcome.FAILED, f"non-finite metric: default={final['default']!r}", final)
+
+
+def _signal_name(num: int) -> str:
+    try:
+        return signal.Signals(num).name
+    except ValueError:
+        return str(num)
+
+
+class _GpuSlots:
+    """Which GPU each running trial may use: at most ``per_gpu`` trials per index."""
+
+    def __init__(self, gpus: Sequence[int] | None, per_gpu: int) -> None:
+        self.gpus = list(gpus or [])
+        self.per_gpu = per_gpu
+        self.load = dict.fromkeys(self.gpus, 0)
+
+    @property
+    def capacity(self) -> int | None:
+        return len(self.gpus) * self.per_gpu if self.gpus else None
+
+    def acquire(self) -> int | None:
+        """The least loaded GPU with room (lowest index first); None without GPUs."""
+        if not self.gpus:
+            return None
+        gpu = min(self.gpus, key=lambda g: (self.load[g], self.gpus.index(g)))
+        if self.load[gpu] >= self.per_gpu:
+            raise RuntimeError("no free GPU slot")  # the scheduler checks capacity first
+        self.load[gpu] += 1
+        return gpu
+
+    def release(self, gpu: int | None) -> None:
+        if gpu is not None:
+            self.load[gpu] -= 1
+
+
+class Scheduler:
+    """Runs one experiment session: from start (or resume) until its budget or a stop.
+
+    The tuner's sampler and the assessor's pruner work on an in-memory copy of the study
+    (:meth:`StudyStore.working_study`); every trial is written to the stored study when it
+    starts and when it ends. Stop it from another thread with :meth:`request_stop`, from
+    another process by creating the experiment's ``stop`` file, or with SIGINT/SIGTERM when it
+    runs in the main thread (a second signal kills the trials at once).
+    """
+
+    def __init__(
+        self,
+        *,
+        store: StudyStore,
+        runner: Runner,
+        paths: ExperimentPaths,
+        experiment_id: str,
+        space: SearchSpace,
+        sampler: optuna.samplers.BaseSampler,
+        pruner: optuna.pruners.BasePruner | None,
+        budget: Budget,
+        concurrency: int = 1,
+        gpus: Sequence[int] | None = None,
+        trials_per_gpu: int = 1,
+        fixed_trials: list[dict[str, Any]] | None = None,
+        progress: Callable[[Progress], None] | None = None,
+        poll_interval: float = 0.05,
+        sync_interval: float = 2.0,
+    ) -> None:
+        self.store = store
+        self.runner = runner
+        self.paths = paths
+        self.experiment_id = experiment_id
+        self.space = space
+        self.budget = budget
+        self.concurrency = concurrency
+        self.fixed = fixed_trials
+        self.progress_callback = progress
+        self.poll_interval = poll_interval
+        self.sync_interval = sync_interval
+        self._sampler = sampler
+        self._pruner = pruner
+        self._gpus = _GpuSlots(gpus, trials_per_gpu)
+        self._live: dict[int, _Live] = {}
+        self._stop_detail: str | None = None
+        self._force = False
+        self._stop_lock = threading.Lock()
+        self._counts = dict.fromkeys(Outcome, 0)
+        self._best: tuple[float, int] | None = None
+        self._known_ids: set[int] = set()
+        self.status = "created"
+
+    # ------------------------------------------------------------------ public
+    def request_stop(self, detail: str = "stop requested", *, force: bool = False) -> None:
+        """Ask the loop to end the running trials and return (thread-safe)."""
+        with self._stop_lock:
+            if self._stop_detail is None:
+                self._stop_detail = detail
+            self._force = self._force or force
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_detail is not None
+
+    def run(self) -> str:
+        """Run until the budget is used or a stop; return ``"done"`` or ``"stopped"``."""
+        self._open_session()
+        restore = self._install_signal_handlers()
+        try:
+            self._loop()
+        except BaseException:
+            self._abort("the scheduler failed")
+            raise
+        finally:
+            restore()
+            self._save_elapsed()
+        self.status = "stopped" if self.stopping else "done"
+        return self.status
+
+    # ------------------------------------------------------------------ session
+    def _open_session(self) -> None:
+        trials = self.store.trials()
+        self._known_ids = {t._trial_id for t in trials}
+        self._working = self.store.working_study(self._sampler, self._pruner_or_nop(), trials)
+        direction = self.store.direction
+        self._sign = -1.0 if direction == "maximize" else 1.0
+        for t in trials:
+            self._count_stored(t)
+        self._elapsed_base = float(self.store.study_attrs().get(ATTR_ELAPSED, 0.0))
+        self._t0 = time.monotonic()
+        self._last_elapsed_save = self._t0
+        self._last_sync = self._t0
+        self._last_progress = 0.0
+        self._started = self.store.claims_used()
+        self.status = "running"
+
+    def _pruner_or_nop(self) -> optuna.pruners.BasePruner:
+        import optuna
+
+        return self._pruner if self._pruner is not None else optuna.pruners.NopPruner()
+
+    def _count_stored(self, t: optuna.trial.FrozenTrial) -> None:
+        from spiketune.results import record_from_trial
+
+        rec = record_from_trial(t)
+        self._counts[rec.outcome] += 1
+        if rec.outcome == Outcome.COMPLETE:
+            self._note_best(rec.value, rec.number)
+
+    def _note_best(self, value: Any, number: int) -> None:
+        if not _finite(value):
+            return
+        key = self._sign * float(value)
+        if self._best is None or key < self._sign * self._best[0]:
+            self._best = (float(value), number)
+
+    def elapsed(self) -> float:
+        """Seconds of wall time the experiment has run, all sessions together."""
+        return self._elapsed_base + (time.monotonic() - self._t0)
+
+    def _save_elapsed(self) -> None:
+        with contextlib.suppress(Exception):  # never mask the real error on the way out
+            self.store.set_study_attr(ATTR_ELAPSED, round(self.elapsed(), 3))
+        self._last_elapsed_save = time.monotonic()
+
+    def _install_signal_handlers(self) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous: dict[int, Any] = {}
+
+        def handler(signum: int, _frame: Any) -> None:
+            name = signal.Signals(signum).name
+            self.request_stop(f"{name} received", force=self.stopping)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
+
+        def restore() -> None:
+            for sig, h in previous.items():
+                signal.signal(sig, h)
+
+        return restore
+
+    # ------------------------------------------------------------------ loop
+    def _capacity(self) -> int:
+        cap = self._gpus.capacity
+        return self.concurrency if cap is None else min(self.concurrency, cap)
+
+    def _limit(self) -> int | None:
+        fixed = None if self.fixed is None else len(self.fixed)
+        limits = [x for x in (self.budget.max_trials, fixed) if x is not None]
+        return min(limits) if limits else None
+
+    def _loop(self) -> None:
+        exhausted = False
+        while True:
+            if self.paths.stop_file.exists():
+                self.request_stop("stop requested (spiketune stop)")
+            max_duration = self.budget.max_duration
+            if max_duration is not None and self.elapsed() >= max_duration:
+                self.request_stop(f"max_duration of {max_duration:g} s reached")
+            if self.stopping:
+                for live in self._live.values():
+                    self._stop_trial(live, StopReason.STOP, self._stop_detail or "", self._force)
+            else:
+                self._enforce_trial_timeouts()
+                while not exhausted and len(self._live) < self._capacity():
+                    exhausted = not self._launch_one()
+            if not self._live and (exhausted or self.stopping):
+                break
+            for event in self.runner.poll(self._poll_timeout()):
+                if isinstance(event, Reported):
+                    self._on_report(event)
+                else:
+                    self._on_end(event)
+            self._tick()
+
+    def _poll_timeout(self) -> float:
+        timeout = self.poll_interval
+        limit = self.budget.max_trial_duration
+        if limit is not None:
+            now = time.monotonic()
+            for live in self._live.values():
+                if live.stop_reason is None:
+                    timeout = min(timeout, max(0.0, live.started + limit - now))
+        return timeout
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if now - self._last_elapsed_save >= 5.0:
+            self._save_elapsed()
+        if self.progress_callback is not None and now - self._last_progress >= 0.2:
+            self._last_progress = now
+            self.progress_callback(self.progress())
+
+    def progress(self) -> Progress:
+        best = self._best
+        return Progress(
+            started=self._started,
+            running=len(self._live),
+            complete=self._counts[Outcome.COMPLETE],
+            early_stopped=self._counts[Outcome.EARLY_STOPPED],
+            failed=self._counts[Outcome.FAILED],
+            best_value=None if best is None else best[0],
+            best_number=None if best is None else best[1],
+            elapsed_seconds=self.elapsed(),
+            max_trials=self._limit(),
+            max_duration=self.budget.max_duration,
+            stopping=self.stopping,
+        )
+
+    def _enforce_trial_timeouts(self) -> None:
+        limit = self.budget.max_trial_duration
+        if limit is None:
+            return
+        now = time.monotonic()
+        for live in self._live.values():
+            if live.stop_reason is None and now - live.started >= limit:
+                self._stop_trial(live, StopReason.TIMEOUT, f"ran longer than max_trial_duration "
+                                 f"({limit:g} s)")
+
+    def _stop_trial(
+        self, live: _Live, reason: StopReason, detail: str, force: bool = False
+    ) -> None:
+        if live.stop_reason is None:
+            live.stop_reason, live.stop_detail = reason, detail
+            self.runner.stop(live.number, reason, force=force)
+        elif force:
+            self.runner.stop(live.number, live.stop_reason, force=True)
+
+    # ------------------------------------------------------------------ starting a trial
+    def _sync(self) -> None:
+        """Add trials finished by other schedulers sharing the study to the working copy."""
+        now = time.monotonic()
+        if now - self._last_sync < self.sync_interval:
+            return
+        self._last_sync = now
+        for t in self.store.new_finished_trials(self._known_ids):
+            self._known_ids.add(t._trial_id)
+            self._working.add_trial(t)
+            self._count_stored(t)
+
+    def _launch_one(self) -> bool:
+        """Start one trial; False when the budget allows no more."""
+        slot = self.store.claim(self._limit())
+        if slot is None:
+            return False
+        self._started = slot + 1
+        self._sync()
+        if self.fixed is not None:
+            self._working.enqueue_trial(self.fixed[slot], skip_if_exists=False)
+        handle = self._working.ask()
+        parameters = self.space.sample(handle)
+        parameters_json = json.dumps(parameters)
+        trial_id, number = self.store.start_trial(
+            handle.params,
+            handle.distributions,
+            {"parameters": parameters, "sequence_id": slot},
+        )
+        self._known_ids.add(trial_id)
+        gpu = self._gpus.acquire()
+        live = _Live(
+            number=number,
+            trial_id=trial_id,
+            handle=handle,
+            sequence_id=slot,
+            parameters=parameters,
+            trial_dir=self.paths.trial_dir(number),
+            started=time.monotonic(),
+            gpu=gpu,
+        )
+        self._live[number] = live
+        launch = Launch(
+            number=number,
+            sequence_id=slot,
+            parameters=parameters,
+            parameters_json=parameters_json,
+            trial_dir=live.trial_dir,
+            experiment_id=self.experiment_id,
+            gpu=gpu,
+        )
+        try:
+            self.runner.start(launch)
+        except Exception as e:
+            self._record(live, Verdict(Outcome.FAILED, f"could not start: {e}", None))
+        return True
+
+    # ------------------------------------------------------------------ events
+    def _on_report(self, event: Reported) -> None:
+        live = self._live.get(event.number)
+        if live is None:
+            return
+        live.intermediate.append(event.value)
+        step = len(live.intermediate)
+        value = event.value["default"]
+        if not _finite(value) or live.stop_reason is not None:
+            return
+        live.handle.report(float(value), step)
+        if self._pruner is not None and live.handle.should_prune():
+            self._stop_trial(live, StopReason.PRUNE, f"at step {step}")
+
+    def _on_end(self, event: Ended) -> None:
+        live = self._live.get(event.number)
+        if live is None:
+            return
+        verdict = decide(
+            event,
+            stop_reason=live.stop_reason,
+            stop_detail=live.stop_detail,
+            steps=len(live.intermediate),
+        )
+        self._record(live, verdict)
+
+    def _record(self, live: _Live, verdict: Verdict) -> None:
+        """Write the verdict to the study (once) and to the working copy."""
+        import optuna
+
+        state = {
+            Outcome.COMPLETE: optuna.trial.TrialState.COMPLETE,
+            Outcome.EARLY_STOPPED: optuna.trial.TrialState.PRUNED,
+            Outcome.FAILED: optuna.trial.TrialState.FAIL,
+        }[verdict.outcome]
+        steps = {i: float(v["default"]) for i, v in enumerate(live.intermediate, start=1)
+                 if _finite(v["default"])}
+        value: float | None = None
+        if verdict.outcome == Outcome.COMPLETE:
+            assert verdict.metrics is not None
+            value = float(verdict.metrics["default"])
+        elif verdict.outcome == Outcome.EARLY_STOPPED and steps:
+            value = steps[max(steps)]  # what Optuna stores for a pruned trial
+        attrs = {
+            "metrics": verdict.metrics,
+            "intermediate": live.intermediate,
+            "outcome": verdict.outcome.value,
+            "reason": verdict.reason,
+            "trial_dir": str(live.trial_dir),
+        }
+        self.store.finish_trial(live.trial_id, state, value, attrs, steps)
+        if verdict.outcome == Outcome.COMPLETE:
+            self._working.tell(live.handle, value)
+        else:
+            self._working.tell(live.handle, state=state)
+        self._counts[verdict.outcome] += 1
+        if verdict.outcome == Outcome.COMPLETE:
+            self._note_best(value, live.number)
+        self._gpus.release(live.gpu)
+        del self._live[live.number]
+
+    def _abort(self, detail: str) -> None:
+        """On an unexpected error: end every running trial and record it as interrupted."""
+        live = list(self._live.values())
+        for item in live:
+            self.runner.stop(item.number, StopReason.STOP, force=True)
+        try:
+            self.runner.close()
+        finally:
+            for item in live:
+                if item.number in self._live:
+                    with contextlib.suppress(Exception):  # storage may be what failed
+                        self._record(item, Verdict(Outcome.FAILED, f"interrupted: {detail}", None))
+
+
+def read_intermediate(trial_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The intermediate reports and first final report in a trial's ``metrics.jsonl``."""
+    from spiketune.runners import _parse_metric_line
+
+    intermediate: list[dict[str, Any]] = []
+    final: dict[str, Any] | None = None
+    try:
+        data = (trial_dir / "metrics.jsonl").read_bytes()
+    except OSError:
+        return intermediate, final
+    for raw in data.split(b"\n"):
+        if not raw.strip():
+            continue
+        try:
+            kind, value = _parse_metric_line(raw)
+        except (ValueError, TypeError):
+            continue
+        if kind == "intermediate":
+            intermediate.append(value)
+        elif final is None:
+            final = value
+    return intermediate, final
+
+
+def recover_interrupted(store: StudyStore, paths: ExperimentPaths) -> list[int]:
+    """Record every trial left RUNNING by a dead scheduler as FAILED (interrupted).
+
+    Its leftover processes are killed first: the process group recorded in the trial's
+    ``process.json``, after checking (through ``/proc``) that its processes really are that
+    trial's. Trials whose scheduler still runs on this host, or ran on another host, are left
+    alone. Returns the numbers of the trials recorded.
+    """
+    import optuna
+
+    from spiketune.runners import process_start_time
+
+    done: list[int] = []
+    host = os.uname().nodename
+    for t in store.trials():
+        if t.state != optuna.trial.TrialState.RUNNING:
+            continue
+        trial_dir = paths.trial_dir(t.number)
+        info = _read_process_info(trial_dir)
+        if info is not None:
+            if info.get("host") != host:
+                continue
+            pid = info.get("scheduler_pid")
+            if isinstance(pid, int) and pid != os.getpid() and process_start_time(pid) is not None \
+                    and process_start_time(pid) == info.get("scheduler_start"):
+                continue  # its scheduler is alive
+            _kill_leftovers(info)
+        intermediate, _final = read_intermediate(trial_dir)
+        steps = {i: float(v["default"]) for i, v in enumerate(intermediate, start=1)
+                 if _finite(v["default"])}
+        attrs = {
+            "metrics": None,
+            "intermediate": intermediate,
+            "outcome": Outcome.FAILED.value,
+            "reason": "interrupted: the scheduler ended while the trial was running",
+            "trial_dir": str(trial_dir),
+        }
+        store.finish_trial(t._trial_id, optuna.trial.TrialState.FAIL, None, attrs, steps)
+        done.append(t.number)
+    return done
+
+
+def _read_process_info(trial_dir: Path) -> dict[str, Any] | None:
+    try:
+        info = json.loads((trial_dir / "process.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def _kill_leftovers(info: Mapping[str, Any]) -> None:
+    """SIGKILL the trial's process group if (and only if) it still holds that trial's processes."""
+    pgid = info.get("pgid")
+    marker = f"SPIKETUNE_TRIAL_DIR={info.get('trial_dir')}".encode()
+    if not isinstance(pgid, int) or pgid <= 1:
+        return
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return  # cannot verify the group is still the trial's: leave it alone
+    ours = False
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_bytes()
+            fields = stat[stat.rindex(b")") + 2 :].split()
+            if int(fields[2]) != pgid:
+                continue
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if marker in environ:
+            ours = True
+            break
+    if ours:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
