@@ -1,0 +1,512 @@
+"""Experiment configuration: three input forms, one schema, every problem reported at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import pytest
+
+from spiketune.config import ExperimentConfig, load_config
+from spiketune.errors import ConfigError, Problem
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+SPACE = {"x": {"_type": "uniform", "_value": [0, 1]}}
+UPDATE = os.environ.get("SPIKETUNE_UPDATE_GOLDEN") == "1"
+
+
+def machine_independent(data: dict[str, Any]) -> dict[str, Any]:
+    """Paths under the golden folder or the home folder written relative to them."""
+    text = json.dumps(data, indent=2, sort_keys=True)
+    text = text.replace(str(GOLDEN), "<golden>").replace(str(Path.home()), "<home>")
+    return json.loads(text)
+
+
+def check_golden(config: ExperimentConfig, expected: Path) -> None:
+    got = machine_independent(config.to_dict())
+    if UPDATE:
+        expected.write_text(json.dumps(got, indent=2, sort_keys=True) + "\n")
+    assert got == json.loads(expected.read_text())
+    # the canonical form reads back to the same configuration
+    assert ExperimentConfig.from_dict(config.to_dict()).to_dict() == config.to_dict()
+
+
+def problems(exc: pytest.ExceptionInfo[ConfigError]) -> dict[str, Problem]:
+    return {p.field: p for p in exc.value.problems}
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+# ------------------------------------------------------------- golden files
+
+
+def test_golden_python_form() -> None:
+    kwargs = runpy.run_path(str(GOLDEN / "python" / "kwargs.py"))["KWARGS"]
+    check_golden(ExperimentConfig(**kwargs), GOLDEN / "python" / "expected.json")
+
+
+def test_golden_own_toml_form() -> None:
+    check_golden(load_config(GOLDEN / "own_toml" / "config.toml"),
+                 GOLDEN / "own_toml" / "expected.json")
+
+
+def test_golden_own_yaml_form() -> None:
+    check_golden(load_config(GOLDEN / "own_yaml" / "config.yaml"),
+                 GOLDEN / "own_yaml" / "expected.json")
+
+
+def test_golden_nni_form() -> None:
+    check_golden(load_config(GOLDEN / "nni" / "config.yml"), GOLDEN / "nni" / "expected.json")
+
+
+def test_nni_config_reads_like_nni_does() -> None:
+    config = load_config(GOLDEN / "nni" / "config.yml")
+    assert config.name == "snn_braille"
+    assert config.trial_code_directory == GOLDEN / "nni"
+    assert config.experiment_dir == GOLDEN / "nni" / "experiments"
+    assert config.search_space == json.loads((GOLDEN / "nni" / "search_space.json").read_text())
+    assert (config.max_duration, config.max_trial_duration) == (7200.0, 600.0)
+    assert (config.max_trials, config.concurrency) == (50, 4)
+    assert (config.gpus, config.trials_per_gpu) == ([0, 1], 2)
+    assert (config.tuner, config.tuner_args, config.seed) == ("TPE", {}, 42)
+    assert (config.assessor, config.assessor_args) == ("Medianstop", {"start_step": 5})
+    assert config.optimize_mode == "maximize"
+
+
+# ------------------------------------------------------------- the Python form
+
+
+def test_defaults_and_derived_objects() -> None:
+    config = ExperimentConfig(search_space=SPACE)
+    assert config.name == "experiment" and config.tuner == "TPE" and config.assessor is None
+    assert config.trial_code_directory == Path.cwd()
+    assert config.directions == ["maximize"]
+    assert config.gpus is None and config.gpu_indices(4) == []
+    assert config.space().names == ["x"]
+    assert config.create_tuner().name == "TPE"
+    assert config.create_assessor() is None
+    assert json.loads(json.dumps(config.to_dict())) == config.to_dict()
+
+
+def test_python_errors_are_config_errors_listing_every_problem() -> None:
+    with pytest.raises(ConfigError) as info:
+        ExperimentConfig(
+            name="a/b", search_space={"x": {"_type": "uniform", "_value": [1, 0]}},
+            tuner="Anneal", assessor="Curvefitting", optimize_mode="max", max_trials=0,
+            max_duration="2 weeks", max_trial_duration=-5, concurrency=-1, gpus=[0, 0],
+            trials_per_gpu=1.5, seed=-1, storage="study.db", bogus=True,
+        )
+    assert not isinstance(info.value, pydantic.ValidationError)
+    found = problems(info)
+    assert list(found) == [
+        "name", "search_space.x._value", "tuner", "assessor", "optimize_mode", "max_trials",
+        "max_duration", "max_trial_duration", "concurrency", "gpus", "trials_per_gpu", "seed",
+        "storage", "bogus",
+    ]
+    assert found["concurrency"] == Problem("concurrency", -1, "must be >= 1")
+    assert found["max_duration"].value == "2 weeks"
+    assert '"2h"' in found["max_duration"].rule
+    assert "CmaEs" in found["tuner"].rule
+    assert "max_trials" in found["bogus"].rule  # the accepted keys are listed
+    assert "concurrency: must be >= 1 (got -1)" in str(info.value)
+
+
+def test_model_validate_never_leaks_pydantic_errors() -> None:
+    with pytest.raises(ConfigError):
+        ExperimentConfig.model_validate({"search_space": SPACE, "concurrency": "many"})
+    with pytest.raises(ConfigError):
+        ExperimentConfig.model_validate(["not", "a", "mapping"])
+
+
+@pytest.mark.parametrize(
+    ("given", "seconds"),
+    [("30s", 30.0), ("10m", 600.0), ("2h", 7200.0), ("1d", 86400.0), ("1.5h", 5400.0),
+     (" 45 S ", 45.0), (90, 90.0), (0.5, 0.5)],
+)
+def test_durations(given: Any, seconds: float) -> None:
+    assert ExperimentConfig(search_space=SPACE, max_duration=given).max_duration == seconds
+
+
+@pytest.mark.parametrize("bad", ["2 weeks", "1w", "h", "-1h", "0s", 0, -3, True, [1], "inf",
+                                 float("nan")])
+def test_bad_durations(bad: Any) -> None:
+    with pytest.raises(ConfigError) as info:
+        ExperimentConfig(search_space=SPACE, max_trial_duration=bad)
+    assert list(problems(info)) == ["max_trial_duration"]
+
+
+@pytest.mark.parametrize("field", ["max_trials", "concurrency", "trials_per_gpu"])
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, "3"])
+def test_counts_must_be_positive_integers(field: str, bad: Any) -> None:
+    with pytest.raises(ConfigError) as info:
+        ExperimentConfig(search_space=SPACE, **{field: bad})
+    assert problems(info)[field].value == bad
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [([0, 1], [0, 1]), ("0,1", [0, 1]), ("2", [2]), (3, [3]), ("all", "all"), ([], None),
+     (None, None)],
+)
+def test_gpus(given: Any, expected: Any) -> None:
+    assert ExperimentConfig(search_space=SPACE, gpus=given).gpus == expected
+
+
+def test_gpu_indices_resolve_all_against_the_machine() -> None:
+    assert ExperimentConfig(search_space=SPACE, gpus="all").gpu_indices(3) == [0, 1, 2]
+    assert ExperimentConfig(search_space=SPACE, gpus=[2, 0]).gpu_indices(3) == [2, 0]
+    assert ExperimentConfig(search_space=SPACE).gpu_indices(3) == []
+
+
+@pytest.mark.parametrize("bad", [[0, 0], [-1], "a,b", [True], 1.5, "0;1"])
+def test_bad_gpus(bad: Any) -> None:
+    with pytest.raises(ConfigError) as info:
+        ExperimentConfig(search_space=SPACE, gpus=bad)
+    assert list(problems(info)) == ["gpus"]
+
+
+def test_search_space_is_required_and_validated_with_its_parameter_named() -> None:
+    with pytest.raises(ConfigError) as info:
+        ExperimentConfig()
+    assert problems(info)["search_space"].rule.startswith("required")
+    with pytest.raises(ConfigError) as info:
+        ExperimentConfig(search_space={"lr": {"_type": "loguniform", "_value": [0, 1]}})
+    assert problems(info)["search_space.lr._value"].value == [0, 1]
+
+
+def test_search_space_file(tmp_path: Path) -> None:
+    (tmp_path / "space.json").write_text(json.dumps(SPACE))
+    (tmp_path / "space.yaml").write_text("x: {_type: uniform, _value: [0, 1]}\n")
+    for name in ("space.json", "space.yaml"):
+        config = ExperimentConfig(search_space_file=tmp_path / name)
+        assert config.search_space == SPACE
+    with pytest.raises(ConfigError) as info:
+        ExperimentConfig(search_space_file=tmp_path / "missing.json")
+    assert "readable file" in problems(info)["search_space_file"].rule
+    with pytest.raises(ConfigError) as info:
+        ExperimentConfig(search_space=SPACE, search_space_file=tmp_path / "space.json")
+    assert "not both" in problems(info)["search_space_file"].rule
+
+
+def test_optimize_mode_and_seed_may_come_from_tuner_arguments_once() -> None:
+    config = ExperimentConfig(search_space=SPACE,
+                              tuner_args={"optimize_mode": "minimize", "seed": 9},
+                              assessor="Medianstop", assessor_args={"optimize_mode": "minimize"})
+    assert (config.optimize_mode, config.seed, config.tuner_args) == ("minimize", 9, {})
+    assert config.directions == ["minimize"]
+    with pytest.raises(ConfigError) as info:
+        ExperimentConfig(search_space=SPACE, optimize_mode="maximize",
+                         tuner_args={"optimize_mode": "minimize"})
+    assert "set it once" in problems(info)["tuner_args.optimize_mode"].rule
+
+
+def test_names_and_arguments_are_stored_canonical() -> None:
+    config = ExperimentConfig(search_space=SPACE, tuner="gp_tuner",
+                              tuner_args={"cold_start_num": 4}, assessor="median_pruner",
+                              assessor_args={"start_step": 3})
+    assert (config.tuner, config.tuner_args) == ("GP", {"cold_start_num": 4})
+    assert (config.assessor, config.assessor_args) == ("Medianstop", {"start_step": 3})
+    assert config.create_assessor().warmup_steps() == 2
+
+
+def test_tuner_and_assessor_argument_errors_name_their_keys() -> None:
+    with pytest.raises(ConfigError) as info:
+        ExperimentConfig(search_space=SPACE, tuner="Evolution", tuner_args={"pop": 3},
+                         assessor="Percentile", assessor_args={})
+    found = problems(info)
+    assert "population_size" in found["tuner_args.pop"].rule
+    assert found["assessor_args.percentile"].rule == "required"
+
+
+def test_hyperband_brings_its_own_pruner_and_trial_budget() -> None:
+    config = ExperimentConfig(search_space=SPACE, tuner="Hyperband", tuner_args={"R": 9})
+    assert config.create_assessor().arguments()["max_resource"] == 9
+    assert config.space().names == ["x", "TRIAL_BUDGET"]
+    assert config.to_dict()["search_space"] == SPACE
+    with pytest.raises(ConfigError) as info:
+        ExperimentConfig(search_space=SPACE, tuner="Hyperband", assessor="Medianstop")
+    assert "remove the assessor" in problems(info)["assessor"].rule
+    with pytest.raises(ConfigError) as info:
+        ExperimentConfig(search_space={"TRIAL_BUDGET": {"_type": "randint", "_value": [1, 3]}},
+                         tuner="BOHB")
+    assert "rename" in problems(info)["search_space.TRIAL_BUDGET"].rule
+
+
+def test_batch_and_grid_tuners_check_the_space() -> None:
+    sets = [{"a": 1}, {"a": 2, "b": "x"}]
+    config = ExperimentConfig(search_space={"p": {"_type": "choice", "_value": sets}},
+                              tuner="BatchTuner")
+    assert config.space().grid() == sets
+    assert config.create_tuner().fixed_trials(config.space()) == [{"p": 0}, {"p": 1}]
+    with pytest.raises(ConfigError) as info:
+        ExperimentConfig(search_space=SPACE, tuner="Batch")
+    assert "Batch tuner" in problems(info)["search_space.x"].rule
+    with pytest.raises(ConfigError) as info:
+        ExperimentConfig(search_space=SPACE, tuner="GridSearch")
+    assert problems(info)["search_space.x"].rule.startswith("GridSearch: ")
+
+
+def test_trial_command_is_required_to_run(tmp_path: Path) -> None:
+    config = ExperimentConfig(search_space=SPACE)
+    with pytest.raises(ConfigError) as info:
+        config.require_trial_command()
+    assert problems(info)["trial_command"].value is None
+    with pytest.raises(ConfigError):
+        config.check_runnable()
+    config.check_runnable(python_trial=True)
+    assert ExperimentConfig.for_run(python_trial=True, search_space=SPACE).trial_command is None
+    with pytest.raises(ConfigError) as info:
+        ExperimentConfig.for_run(search_space=SPACE, concurrency=0)
+    assert list(problems(info)) == ["trial_command", "concurrency"]
+    with pytest.raises(ConfigError) as info:
+        ExperimentConfig.for_run(search_space=SPACE, trial_command="python3 t.py",
+                                 trial_code_directory=tmp_path / "nowhere")
+    assert "existing directory" in problems(info)["trial_code_directory"].rule
+    ok = ExperimentConfig.for_run(search_space=SPACE, trial_command="python3 t.py",
+                                  trial_code_directory=tmp_path)
+    assert ok.require_trial_command() == "python3 t.py"
+    with pytest.raises(ConfigError) as info:
+        ExperimentConfig(search_space=SPACE, trial_command="  ")
+    assert list(problems(info)) == ["trial_command"]
+
+
+def test_config_is_frozen_and_storage_is_an_url() -> None:
+    config = ExperimentConfig(search_space=SPACE, storage="postgresql://u@h/db")
+    with pytest.raises(pydantic.ValidationError):
+        config.concurrency = 3  # type: ignore[misc]
+    assert config.storage == "postgresql://u@h/db"
+
+
+def test_importing_config_does_not_import_torch() -> None:
+    code = "import sys, spiketune.config; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# ------------------------------------------------------------- files: spiketune's own schema
+
+
+def test_own_toml_paths_are_relative_to_the_file(tmp_path: Path) -> None:
+    (tmp_path / "code").mkdir()
+    (tmp_path / "space.json").write_text(json.dumps(SPACE))
+    path = write(tmp_path, "exp.toml", """
+        trial_command = "python3 t.py"
+        trial_code_directory = "code"
+        search_space_file = "space.json"
+        experiment_dir = "out"
+    """)
+    config = load_config(path)
+    assert config.trial_code_directory == tmp_path / "code"
+    assert config.experiment_dir == tmp_path / "out"
+    assert config.search_space == SPACE
+
+
+def test_own_file_defaults_the_code_directory_to_the_files_folder(tmp_path: Path) -> None:
+    path = write(tmp_path, "exp.yaml", """
+        trial_command: python3 t.py
+        search_space: {lr: {_type: loguniform, _value: [1e-4, 1e-1]}}
+    """)
+    config = load_config(path)
+    assert config.trial_code_directory == tmp_path
+    assert config.search_space["lr"]["_value"] == [1e-4, 1e-1]  # YAML 1e-4 read as a number
+
+
+def test_own_file_errors_list_every_problem_with_the_source(tmp_path: Path) -> None:
+    path = write(tmp_path, "exp.yaml", """
+        search_space: {x: {_type: uniform, _value: [0, 1]}}
+        max_trial: 3
+        concurrency: 0
+        max_duration: soon
+    """)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.source == str(path)
+    # in the order of the file's keys; the missing one last
+    assert list(problems(info)) == ["max_trial", "concurrency", "max_duration", "trial_command"]
+    assert "max_trials" in problems(info)["max_trial"].rule
+    assert str(path) in str(info.value)
+
+
+def test_a_file_config_may_leave_the_command_to_a_python_trial(tmp_path: Path) -> None:
+    path = write(tmp_path, "exp.toml", 'search_space = {x = {_type = "uniform", _value = [0, 1]}}')
+    assert load_config(path, python_trial=True).trial_command is None
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "rule"),
+    [("a.yaml", "a: [1, 2\n", "could not be parsed"),
+     ("a.toml", "a = \n", "could not be parsed"),
+     ("a.ini", "[a]\n", ".toml, .yaml"),
+     ("a.yaml", "- 1\n- 2\n", "mapping")],
+)
+def test_unreadable_files(tmp_path: Path, name: str, text: str, rule: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, name, text))
+    assert rule in info.value.problems[0].rule
+    with pytest.raises(ConfigError, match="readable file"):
+        load_config(tmp_path / "missing.yaml")
+
+
+# ------------------------------------------------------------- files: NNI v2
+
+
+NNI_MINIMAL = """
+    searchSpace:
+      lr: {_type: loguniform, _value: [1e-4, 1e-1]}
+    trialCommand: python3 mnist.py
+    trialConcurrency: 2
+    tuner:
+      name: TPE
+      classArgs:
+        optimize_mode: minimize
+    trainingService:
+      platform: local
+"""
+
+
+def test_nni_minimal_inline_space(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "config.yml", NNI_MINIMAL))
+    assert config.optimize_mode == "minimize"
+    assert config.concurrency == 2 and config.gpus is None
+    assert config.trial_code_directory == tmp_path
+    assert config.search_space == {"lr": {"_type": "loguniform", "_value": [1e-4, 1e-1]}}
+
+
+def test_nni_errors_name_keys_as_the_file_spells_them(tmp_path: Path) -> None:
+    path = write(tmp_path, "config.yml", """
+        experimentName: broken
+        searchSpaceFile: space.json
+        trialConcurrency: -1
+        maxExperimentDuration: 2weeks
+        maxTrialNumber: 0
+        logLevel: debug
+        authorName: me
+        max_trials: 5
+        tuner:
+          name: Anneal
+          classArgs: {optimize_mode: maximize}
+        assessor:
+          name: Medianstop
+          classArgs: {optimize_mode: minimize, start_step: -2}
+        trainingService:
+          platform: remote
+          gpuIndices: [0]
+          foo: 1
+    """)
+    (tmp_path / "space.json").write_text(json.dumps({"lr": {"_type": "loguniform",
+                                                            "_value": [0, 1]}}))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    found = problems(info)
+    assert set(found) == {
+        "trialCommand", "trialConcurrency", "maxExperimentDuration", "maxTrialNumber",
+        "logLevel", "authorName", "max_trials", "tuner.name", "assessor.classArgs.optimize_mode",
+        "assessor.classArgs.start_step", "trainingService.platform", "trainingService.gpuIndices",
+        "trainingService.foo", "searchSpaceFile[space.json].lr._value",
+    }
+    assert found["trialConcurrency"] == Problem("trialConcurrency", -1, "must be >= 1")
+    assert found["maxExperimentDuration"].value == "2weeks"
+    assert "platform: local" in found["trainingService.platform"].rule
+    assert "trialGpuNumber" in found["trainingService.gpuIndices"].rule
+    assert "own schema" in found["max_trials"].rule
+    assert "NNI v1" not in found["max_trials"].rule
+    assert "CmaEs" in found["tuner.name"].rule
+    assert "gpuIndices" in found["trainingService.foo"].rule  # the accepted keys are listed
+    assert info.value.source == str(path)
+
+
+def test_nni_v1_keys_get_their_v2_spelling(tmp_path: Path) -> None:
+    path = write(tmp_path, "config.yml", """
+        authorName: someone
+        maxExecDuration: 1h
+        maxTrialNum: 10
+        trainingServicePlatform: local
+        searchSpacePath: search_space.json
+        trial: {command: python3 t.py, codeDir: ., gpuNum: 0}
+    """)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    found = problems(info)
+    assert "maxExperimentDuration" in found["maxExecDuration"].rule
+    assert "maxTrialNumber" in found["maxTrialNum"].rule
+    assert "searchSpaceFile" in found["searchSpacePath"].rule
+
+
+@pytest.mark.parametrize(
+    ("service", "gpu_number", "gpus", "per_gpu"),
+    [({"platform": "local", "useActiveGpu": True, "gpuIndices": "0,2"}, 1, [0, 2], 1),
+     ({"platform": "local", "gpuIndices": [1], "maxTrialNumberPerGpu": 3}, 1, [1], 3),
+     ({"platform": "local"}, 1, "all", 1),
+     ({"platform": "local"}, 0, None, 1),
+     ({"platform": "local", "useActiveGpu": False}, None, None, 1)],
+)
+def test_nni_gpu_settings(tmp_path: Path, service: dict, gpu_number: int | None, gpus: Any,
+                          per_gpu: int) -> None:
+    raw: dict[str, Any] = {"searchSpace": SPACE, "trialCommand": "python3 t.py",
+                           "trainingService": service}
+    if gpu_number is not None:
+        raw["trialGpuNumber"] = gpu_number
+    config = load_config(write(tmp_path, "config.yml", json.dumps(raw)))
+    assert (config.gpus, config.trials_per_gpu) == (gpus, per_gpu)
+
+
+def test_nni_more_than_one_gpu_per_trial_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "config.yml", NNI_MINIMAL + "    trialGpuNumber: 2\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "one GPU per trial" in problems(info)["trialGpuNumber"].rule
+
+
+def test_nni_advisor_becomes_the_tuner(tmp_path: Path) -> None:
+    path = write(tmp_path, "config.yml", """
+        searchSpace: {x: {_type: uniform, _value: [0, 1]}}
+        trialCommand: python3 t.py
+        advisor:
+          name: Hyperband
+          classArgs: {optimize_mode: maximize, R: 27, eta: 3, exec_mode: parallelism}
+    """)
+    config = load_config(path)
+    assert config.tuner == "Hyperband"
+    assert config.tuner_args == {"R": 27, "eta": 3, "exec_mode": "parallelism"}
+    assert config.create_assessor().arguments()["max_resource"] == 27
+
+
+def test_nni_keys_may_be_snake_case_as_nni_accepts(tmp_path: Path) -> None:
+    path = write(tmp_path, "config.yml", """
+        search_space: {x: {_type: uniform, _value: [0, 1]}}
+        trial_command: python3 t.py
+        trial_concurrency: 3
+        max_experiment_duration: 5m
+        tuner: {name: random}
+        training_service: {platform: local}
+    """)
+    config = load_config(path)
+    assert (config.concurrency, config.max_duration, config.tuner) == (3, 300.0, "Random")
+
+
+def test_nni_custom_algorithm_classes_are_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "config.yml", NNI_MINIMAL.replace(
+        "      name: TPE\n", "      className: my_tuner.MyTuner\n      codeDirectory: .\n"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    found = problems(info)
+    assert {"tuner.className", "tuner.codeDirectory", "tuner.name"} <= set(found)
+
+
+def test_nni_space_given_twice_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "space.json").write_text(json.dumps(SPACE))
+    path = write(tmp_path, "config.yml", NNI_MINIMAL + "    searchSpaceFile: space.json\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "not both" in problems(info)["searchSpaceFile"].rule
