@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import typing
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -16,9 +17,6 @@ from pydantic import BaseModel, ValidationError
 from spiketune.errors import Problem
 
 __all__ = ["join", "parse_duration", "problems_from", "rename", "validate_args"]
-
-_MISSING = object()
-
 
 def join(path: Iterable[str | int]) -> str:
     """``("tuner_args", "x", 0)`` -> ``"tuner_args.x[0]"``."""
@@ -49,12 +47,14 @@ def _rule(error: Mapping[str, Any], accepted: Iterable[str] | None) -> str:
         return "must be a number"
     if kind in ("bool_type", "bool_parsing"):
         return "must be true or false"
-    if kind in ("string_type",):
+    if kind in ("string_type", "string_sub_type"):
         return "must be a string"
     if kind in ("dict_type", "model_type", "model_attributes_type"):
         return "must be a mapping"
     if kind in ("list_type",):
         return "must be a list"
+    if kind in ("path_type",):
+        return "must be a path"
     if kind == "greater_than_equal":
         return f"must be >= {_num(ctx['ge'])}"
     if kind == "greater_than":
@@ -74,31 +74,71 @@ def _rule(error: Mapping[str, Any], accepted: Iterable[str] | None) -> str:
     return str(error["msg"])
 
 
+def _is_branch_tag(part: str | int) -> bool:
+    """pydantic names union branches and validators in locations ("constrained-int",
+    "literal['auto']", "function-after[...]"); field names are identifiers."""
+    return isinstance(part, str) and not part.isidentifier()
+
+
+def _model_at(model: type[BaseModel] | None, path: list[str | int]) -> type[BaseModel] | None:
+    """The pydantic model that validates the mapping at ``path`` (for "accepted keys")."""
+    for part in path:
+        if model is None or not isinstance(part, str) or part not in model.model_fields:
+            return None
+        model = _find_model(model.model_fields[part].annotation)
+    return model
+
+
+def _find_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _find_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
 def problems_from(
     exc: ValidationError,
     prefix: str = "",
-    accepted: Mapping[str, Iterable[str]] | Iterable[str] | None = None,
+    model: type[BaseModel] | None = None,
+    extra_keys: Iterable[str] = (),
 ) -> list[Problem]:
-    """One Problem per pydantic error; ``accepted`` names the keys valid at the top level
-    (or per parent path, as a mapping) for "unknown key" messages."""
-    problems = []
-    seen: set[str] = set()
+    """One Problem per offending key of a pydantic error, in plain words.
+
+    The alternatives of a union are merged into one rule. ``model`` (plus ``extra_keys`` at
+    the top level) supplies the accepted keys named by "unknown key" problems.
+    """
+    grouped: dict[str, list[tuple[Mapping[str, Any], list[str | int]]]] = {}
     for error in exc.errors():
-        loc = [p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
-        # unions add a branch name to the location ("list[int]", "str"); keep the first error only
-        loc = [p for p in loc if not (isinstance(p, str) and ("[" in p or p in _TYPE_NAMES))]
+        loc = list(error["loc"])
+        keep_last = error["type"] == "extra_forbidden" and loc
+        last = loc[-1:] if keep_last else []
+        loc = [p for p in (loc[:-1] if keep_last else loc) if not _is_branch_tag(p)] + last
         path = join([*(p for p in [prefix] if p), *loc])
-        if path in seen:
-            continue
-        seen.add(path)
-        keys = accepted.get(join(loc[:-1])) if isinstance(accepted, Mapping) else accepted
-        problems.append(Problem(path, error.get("input", _MISSING) if error["type"] != "missing"
-                                else None, _rule(error, keys)))
+        grouped.setdefault(path, []).append((error, loc))
+    problems = []
+    for path, errors in grouped.items():
+        rules: list[str] = []
+        for error, loc in errors:
+            accepted: list[str] | None = None
+            if error["type"] == "extra_forbidden":
+                parent = _model_at(model, loc[:-1])
+                if parent is not None:
+                    accepted = list(parent.model_fields)
+                    if not loc[:-1]:
+                        accepted += list(extra_keys)
+            rule = _rule(error, accepted)
+            if rule not in rules:
+                rules.append(rule)
+        rule = rules[0] + "".join(
+            ", or " + (r[len("must be "):] if r.startswith("must be ") else r) for r in rules[1:]
+        )
+        first = errors[0][0]
+        value = None if first["type"] == "missing" else first.get("input")
+        problems.append(Problem(path, value, rule))
     return problems
-
-
-_TYPE_NAMES = {"str", "int", "float", "bool", "none", "literal", "list", "dict", "lax-or-strict",
-               "is-instance[Path]", "json-or-python"}
 
 
 def validate_args(
@@ -110,7 +150,7 @@ def validate_args(
     try:
         return model.model_validate(dict(args)), []
     except ValidationError as exc:
-        return None, problems_from(exc, prefix, list(model.model_fields))
+        return None, problems_from(exc, prefix, model)
 
 
 def rename(problems: Iterable[Problem], names: Mapping[str, str]) -> list[Problem]:

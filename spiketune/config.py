@@ -140,7 +140,8 @@ class ExperimentConfig(BaseModel):
         except ValidationError as exc:
             flagged = {p.field.split(".")[0].split("[")[0] for p in problems}
             problems += [
-                p for p in problems_from(exc, accepted=_OWN_KEYS)
+                p for p in problems_from(exc, model=ExperimentConfig,
+                                         extra_keys=["search_space_file"])
                 if p.field.split(".")[0].split("[")[0] not in flagged
             ]
         if problems:

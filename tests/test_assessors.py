@@ -126,3 +126,16 @@ def test_bad_arguments_name_key_value_and_rule(name: str, args: dict, field: str
         make_assessor(name, args)
     assert any(p.field == field and rule in p.rule for p in info.value.problems), \
         info.value.problems
+
+
+def test_union_and_nested_argument_errors_read_as_one_rule() -> None:
+    with pytest.raises(ConfigError) as info:
+        make_assessor("Hyperband", {"max_resource": "lots"})
+    (problem,) = info.value.problems
+    assert problem.field == "assessor_args.max_resource"
+    assert problem.rule == "must be an integer, or one of 'auto'"
+    with pytest.raises(ConfigError) as info:
+        make_assessor("Patient", {"patience": 1, "wrapped": {"nam": "Medianstop"}})
+    found = {p.field: p.rule for p in info.value.problems}
+    assert found["assessor_args.wrapped.nam"] == "unknown key; accepted: args, name"
+    assert found["assessor_args.wrapped.name"] == "required"

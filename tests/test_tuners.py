@@ -273,3 +273,14 @@ def test_tuners_needing_missing_packages_are_refused(monkeypatch: pytest.MonkeyP
             make_tuner(name)
         assert info.value.problems[0].field == "tuner"
         assert package in info.value.problems[0].rule
+
+
+def test_unknown_nested_and_oddly_spelled_arguments_are_named_exactly() -> None:
+    with pytest.raises(ConfigError) as info:
+        make_tuner("Evolution", {"mutation-rate": 0.1})
+    assert info.value.problems[0].field == "tuner_args.mutation-rate"
+    with pytest.raises(ConfigError) as info:
+        make_tuner("TPE", {"tpe_args": {"linear_forgetting": 25}})
+    (problem,) = info.value.problems
+    assert problem.field == "tuner_args.tpe_args.linear_forgetting"
+    assert "n_startup_jobs" in problem.rule and "multivariate" not in problem.rule
