@@ -1,15 +1,17 @@
 """Assessors: stopping weak trials early, by NNI name or Optuna pruner name.
 
 An assessor watches each trial's intermediate results (``report_intermediate_result``), which the
-scheduler passes on as ``trial.report(value, step)`` with ``step`` counting reports from 0, and
-tells it when to stop the trial (the trial is then recorded as EARLY_STOPPED).
+scheduler passes on as ``trial.report(value, step)`` with ``step`` = how many results the trial
+has reported so far (1 for the first), and tells it when to stop the trial (the trial is then
+recorded as EARLY_STOPPED). Steps are therefore the resource the trial has used (epochs, say),
+which is what Hyperband's ``min_resource``/``max_resource`` and NNI's ``TRIAL_BUDGET`` count.
 
 ==================  ===================================  =========================================
 name                Optuna pruner                        notes
 ==================  ===================================  =========================================
 Medianstop (NNI)    ``MedianPruner``                     NNI's ``start_step`` (results needed
                                                          before judging) becomes
-                                                         ``n_warmup_steps = start_step - 1``;
+                                                         ``n_warmup_steps = start_step``;
                                                          ``n_startup_trials`` defaults to 0, as
                                                          NNI judges once one trial has completed.
                                                          NNI compares with the median of running
@@ -117,14 +119,14 @@ class Medianstop(Assessor):
             return self
 
     def warmup_steps(self) -> int:
-        """Steps (0-based) before which no trial is stopped.
+        """No trial is stopped at a step below this (steps count results, from 1).
 
-        NNI judges once ``start_step`` results have arrived, i.e. from step ``start_step - 1``.
+        NNI judges once ``start_step`` results have arrived, i.e. from step ``start_step``.
         """
         args = self.args
         assert isinstance(args, Medianstop.Args)
         if args.start_step is not None:
-            return max(args.start_step - 1, 0)
+            return args.start_step
         return args.n_warmup_steps or 0
 
     def create_pruner(self) -> BasePruner:

@@ -11,17 +11,20 @@ from spiketune.errors import ConfigError
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+# Steps are reported as the scheduler does: the number of results so far, from 1.
+
+
 def completed(study: optuna.Study, values: list[float]) -> None:
     trial = study.ask()
-    for step, value in enumerate(values):
+    for step, value in enumerate(values, start=1):
         trial.report(value, step)
     study.tell(trial, values[-1])
 
 
 def pruned_at(study: optuna.Study, values: list[float]) -> int | None:
-    """The step (0-based) at which the pruner stops a trial reporting ``values``."""
+    """The step (results so far) at which the pruner stops a trial reporting ``values``."""
     trial = study.ask()
-    for step, value in enumerate(values):
+    for step, value in enumerate(values, start=1):
         trial.report(value, step)
         if trial.should_prune():
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
@@ -76,9 +79,9 @@ def test_each_assessor_builds_its_optuna_pruner(name: str, args: dict, pruner: s
     assert type(make_assessor(name, args).create_pruner()).__name__ == pruner
 
 
-@pytest.mark.parametrize(("start_step", "expected"), [(0, 0), (1, 0), (3, 2), (5, 4)])
+@pytest.mark.parametrize(("start_step", "expected"), [(0, 1), (1, 1), (3, 3), (5, 5)])
 def test_medianstop_start_step_counts_results_as_nni_does(start_step: int, expected: int) -> None:
-    """NNI judges a trial once it has reported ``start_step`` results (steps count from 0)."""
+    """NNI judges a trial once it has reported ``start_step`` results."""
     pruner = make_assessor("Medianstop", {"start_step": start_step}).create_pruner()
     study = optuna.create_study(direction="maximize", pruner=pruner)
     completed(study, [1.0] * 6)
@@ -90,7 +93,7 @@ def test_medianstop_judges_after_one_completed_trial_and_respects_direction() ->
                                 pruner=make_assessor("Medianstop").create_pruner())
     completed(study, [1.0, 0.8, 0.6])
     assert pruned_at(study, [0.5, 0.4, 0.3]) is None   # better than the median: kept
-    assert pruned_at(study, [2.0, 2.0, 2.0]) == 0      # worse: stopped at once
+    assert pruned_at(study, [2.0, 2.0, 2.0]) == 1      # worse: stopped at its first result
 
 
 def test_patient_wraps_another_assessor() -> None:

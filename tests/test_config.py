@@ -217,7 +217,7 @@ def test_names_and_arguments_are_stored_canonical() -> None:
                               assessor_args={"start_step": 3})
     assert (config.tuner, config.tuner_args) == ("GP", {"cold_start_num": 4})
     assert (config.assessor, config.assessor_args) == ("Medianstop", {"start_step": 3})
-    assert config.create_assessor().warmup_steps() == 2
+    assert config.create_assessor().warmup_steps() == 3
 
 
 def test_tuner_and_assessor_argument_errors_name_their_keys() -> None:
