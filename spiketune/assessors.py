@@ -101,6 +101,14 @@ class Assessor(abc.ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.arguments()})"
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Assessor):
+            return NotImplemented
+        return type(self) is type(other) and self.args == other.args
+
+    def __hash__(self) -> int:
+        return hash((type(self), repr(self.args)))
+
 
 class Medianstop(Assessor):
     name = "Medianstop"

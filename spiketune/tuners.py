@@ -146,6 +146,14 @@ class Tuner(abc.ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.arguments()})"
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Tuner):
+            return NotImplemented
+        return type(self) is type(other) and self.args == other.args
+
+    def __hash__(self) -> int:
+        return hash((type(self), repr(self.args)))
+
 
 class _NniTpeArgs(_Args):
     """NNI's ``tpe_args``; its constant liar ``best``/``mean`` have no Optuna equivalent."""

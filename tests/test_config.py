@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import runpy
 import subprocess
 import sys
@@ -510,3 +511,10 @@ def test_nni_space_given_twice_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert "not both" in problems(info)["searchSpaceFile"].rule
+
+
+def test_configs_compare_equal_after_a_round_trip() -> None:
+    config = load_config(GOLDEN / "nni" / "config.yml")
+    assert pickle.loads(pickle.dumps(config)) == config
+    assert ExperimentConfig.from_dict(config.to_dict()) == config
+    assert ExperimentConfig.from_dict({**config.to_dict(), "seed": 1}) != config
