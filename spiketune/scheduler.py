@@ -222,6 +222,7 @@ class Scheduler:
         self._live: dict[int, _Live] = {}
         self._stop_detail: str | None = None
         self._force = False
+        self._budget_stop = False
         self._stop_lock = threading.Lock()
         self._counts = dict.fromkeys(Outcome, 0)
         self._best: tuple[float, int] | None = None
@@ -229,11 +230,18 @@ class Scheduler:
         self.status = "created"
 
     # ------------------------------------------------------------------ public
-    def request_stop(self, detail: str = "stop requested", *, force: bool = False) -> None:
-        """Ask the loop to end the running trials and return (thread-safe)."""
+    def request_stop(
+        self, detail: str = "stop requested", *, force: bool = False, budget: bool = False
+    ) -> None:
+        """Ask the loop to end the running trials and return (thread-safe).
+
+        ``budget``: the stop is the duration budget running out (the session is then "done",
+        not "stopped").
+        """
         with self._stop_lock:
             if self._stop_detail is None:
                 self._stop_detail = detail
+                self._budget_stop = budget
             self._force = self._force or force
 
     @property
@@ -252,7 +260,7 @@ class Scheduler:
         finally:
             restore()
             self._save_elapsed()
-        self.status = "stopped" if self.stopping else "done"
+        self.status = "stopped" if self.stopping and not self._budget_stop else "done"
         return self.status
 
     # ------------------------------------------------------------------ session
@@ -336,7 +344,7 @@ class Scheduler:
                 self.request_stop("stop requested (spiketune stop)")
             max_duration = self.budget.max_duration
             if max_duration is not None and self.elapsed() >= max_duration:
-                self.request_stop(f"max_duration of {max_duration:g} s reached")
+                self.request_stop(f"max_duration of {max_duration:g} s reached", budget=True)
             if self.stopping:
                 for live in self._live.values():
                     self._stop_trial(live, StopReason.STOP, self._stop_detail or "", self._force)
@@ -365,7 +373,7 @@ class Scheduler:
 
     def _tick(self) -> None:
         now = time.monotonic()
-        if now - self._last_elapsed_save >= 5.0:
+        if now - self._last_elapsed_save >= 1.0:  # what a crash can lose of the budget
             self._save_elapsed()
         if self.progress_callback is not None and now - self._last_progress >= 0.2:
             self._last_progress = now

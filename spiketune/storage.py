@@ -194,7 +194,12 @@ class _Claims:
             sa.Column("claimed_at", sa.Float, nullable=False),
             sa.Column("owner", sa.String(256), nullable=False),
         )
-        meta.create_all(engine, checkfirst=True)
+        try:
+            meta.create_all(engine, checkfirst=True)
+        except sa.exc.DatabaseError:
+            # Another scheduler created it between our check and our CREATE: fine if it exists.
+            if not sa.inspect(engine).has_table("spiketune_claims"):
+                raise
 
     def count(self, study_name: str) -> int:
         sa, t = self._sa, self.table
@@ -407,6 +412,7 @@ class StudyStore:
                      else optuna.study.StudyDirection.MINIMIZE],
                     study_name,
                 )
+                _Claims(rdb.engine)  # created with the study, before any scheduler races for it
             else:
                 study_id = rdb.get_study_id_from_name(study_name)
         except optuna.exceptions.DuplicatedStudyError as e:
