@@ -1,0 +1,367 @@
+"""The Python entry point: describe an experiment, run it, stop it, resume it.
+
+::
+
+    exp = Experiment(name="lif", trial_command="python3 main_hpo.py", search_space={...},
+                     tuner="TPE", max_trials=50, max_duration="2h", concurrency=2)
+    results = exp.run()                      # blocks; Ctrl-C stops cleanly
+    Experiment.load(exp.id).resume()         # later, after a stop or a crash
+
+A Python callable can be the trial instead of a command (run in-process, for cheap trials)::
+
+    Experiment(trial=lambda p: -(p["x"] - 1) ** 2, search_space=..., max_trials=30).run()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from spiketune.config import ExperimentConfig
+from spiketune.errors import ConfigError, Problem, StorageError
+from spiketune.results import ExperimentResults, TrialRecord, load_results
+from spiketune.runners import InProcessRunner, Runner, SubprocessRunner, process_start_time
+from spiketune.scheduler import Budget, Progress, Scheduler, recover_interrupted
+from spiketune.storage import (
+    ATTR_CONFIG,
+    ATTR_ELAPSED,
+    ATTR_EXPERIMENT_DIR,
+    ATTR_VERSION,
+    ExperimentPaths,
+    StudyStore,
+    default_root,
+    find_experiment,
+    read_json,
+    sqlite_url,
+    write_json,
+)
+
+__all__ = ["Experiment", "ExperimentSummary", "list_experiments"]
+
+
+class Experiment:
+    """One hyperparameter search: its configuration, its directory and its study.
+
+    ``Experiment(config)`` or ``Experiment(**config_fields)`` (the fields of
+    :class:`~spiketune.config.ExperimentConfig`; a given ``config`` plus fields means the
+    config with those fields changed). ``trial`` is a Python callable run in-process instead
+    of a ``trial_command``. Nothing is written until :meth:`run`.
+
+    ``kill_grace`` is the seconds between SIGTERM and SIGKILL when a trial process is ended.
+    """
+
+    def __init__(
+        self,
+        config: ExperimentConfig | None = None,
+        /,
+        *,
+        trial: Callable[..., Any] | None = None,
+        kill_grace: float = 5.0,
+        **fields: Any,
+    ) -> None:
+        python_trial = trial is not None
+        if config is None:
+            config = ExperimentConfig.for_run(python_trial=python_trial, **fields)
+        elif fields:
+            config = ExperimentConfig.for_run(
+                python_trial=python_trial, **{**config.to_dict(), **fields}
+            )
+        else:
+            config.check_runnable(python_trial=python_trial)
+        if python_trial and config.trial_command is not None:
+            raise ConfigError(
+                Problem("trial", getattr(trial, "__name__", repr(trial)),
+                        "give either trial_command or a Python trial, not both")
+            )
+        self.config = config
+        self.trial = trial
+        self.kill_grace = kill_grace
+        self.id = f"{config.name}-{secrets.token_hex(4)}"
+        self.directory = (config.experiment_dir or default_root()).expanduser() / self.id
+        self._scheduler: Scheduler | None = None
+        self._exists = False
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(
+        cls,
+        experiment: str | Path,
+        *,
+        trial: Callable[..., Any] | None = None,
+        storage: str | None = None,
+        kill_grace: float = 5.0,
+    ) -> Experiment:
+        """An existing experiment, by directory, id or unique id prefix.
+
+        ``trial`` is needed to resume an experiment whose trial was a Python callable;
+        ``storage`` overrides the recorded database URL.
+        """
+        directory = find_experiment(experiment)
+        meta = read_json(ExperimentPaths(directory).experiment_json)
+        config = ExperimentConfig.from_dict(meta["config"])
+        if storage is not None:
+            config = config.model_copy(update={"storage": storage})
+        self = cls.__new__(cls)
+        self.config = config
+        self.trial = trial
+        self.kill_grace = kill_grace
+        self.id = meta["id"]
+        self.directory = directory
+        self._scheduler = None
+        self._exists = True
+        return self
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def paths(self) -> ExperimentPaths:
+        return ExperimentPaths(self.directory)
+
+    @property
+    def storage_url(self) -> str:
+        return self.config.storage or sqlite_url(self.paths.study_db)
+
+    @property
+    def status(self) -> str:
+        """``created``, ``running``, ``done``, ``stopped``, ``failed`` or ``interrupted``."""
+        return scheduler_status(self.directory)
+
+    def results(self) -> ExperimentResults:
+        """What the experiment has found so far (works while it runs, and after)."""
+        return load_results(self.directory, storage=self.config.storage)
+
+    @property
+    def best(self) -> TrialRecord | None:
+        return self.results().best
+
+    # ------------------------------------------------------------------ running
+    def run(self, *, progress: Callable[[Progress], None] | None = None) -> ExperimentResults:
+        """Run until ``max_trials``, ``max_duration``, the end of a Batch/grid, or a stop.
+
+        On an experiment that exists already, the same as :meth:`resume`. ``progress`` is
+        called a few times a second with a :class:`~spiketune.scheduler.Progress`.
+        """
+        if self._exists or self.paths.experiment_json.exists():
+            return self.resume(progress=progress)
+        self._create()
+        return self._session(progress, fresh=True)
+
+    def resume(self, *, progress: Callable[[Progress], None] | None = None) -> ExperimentResults:
+        """Continue a stopped or crashed experiment where it was.
+
+        Trials left running by a crashed scheduler are recorded FAILED (interrupted) and their
+        processes killed; the trial count and the duration budget go on from where they were.
+        """
+        if not self.paths.experiment_json.exists():
+            raise StorageError(f"experiment {self.id} has not been run yet: no {self.directory}")
+        status = self.status
+        if status == "running":
+            info = read_json(self.paths.scheduler_json)
+            raise StorageError(
+                f"experiment {self.id} is running (pid {info.get('pid')} on {info.get('host')}); "
+                "stop it first with `spiketune stop`"
+            )
+        return self._session(progress, fresh=False)
+
+    def stop(self, *, wait: float | None = None) -> str:
+        """Ask the running experiment to stop: its trials are ended and recorded.
+
+        Works from another thread of the process that runs it and from any other process (it
+        leaves a ``stop`` file the scheduler looks for). ``wait``: seconds to wait for the
+        scheduler to finish. Returns the status.
+        """
+        if self._scheduler is not None:
+            self._scheduler.request_stop("stop requested")
+        elif self.status == "running":
+            self.paths.stop_file.touch()
+        deadline = time.monotonic() + (wait or 0.0)
+        while wait and self.status == "running" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.status
+
+    # ------------------------------------------------------------------ internals
+    def _create(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=False)
+        meta = {
+            "id": self.id,
+            "name": self.config.name,
+            "created": datetime.now().isoformat(timespec="seconds"),
+            "storage": self.config.storage,
+            "spiketune_version": _version(),
+            "config": self.config.to_dict(),
+        }
+        write_json(self.paths.experiment_json, meta)
+        store = StudyStore.open(
+            self.storage_url, self.id, create=True, direction=self.config.optimize_mode
+        )
+        try:
+            store.set_study_attr(ATTR_CONFIG, self.config.to_dict())
+            store.set_study_attr(ATTR_VERSION, _version())
+            store.set_study_attr(ATTR_EXPERIMENT_DIR, str(self.directory))
+            store.set_study_attr(ATTR_ELAPSED, 0.0)
+        finally:
+            store.close()
+        self._exists = True
+
+    def _make_runner(self) -> Runner:
+        if self.trial is not None:
+            return InProcessRunner(self.trial)
+        if self.config.trial_command is None:
+            raise ConfigError(
+                Problem("trial", None, "this experiment's trial is a Python callable: pass it "
+                        "again, Experiment.load(..., trial=fn)")
+            )
+        self.config.check_runnable()
+        return SubprocessRunner(
+            self.config.trial_command, self.config.trial_code_directory,
+            kill_grace=self.kill_grace,
+        )
+
+    def _session(
+        self, progress: Callable[[Progress], None] | None, *, fresh: bool
+    ) -> ExperimentResults:
+        config = self.config
+        runner = self._make_runner()
+        store = StudyStore.open(self.storage_url, self.id)
+        paths = self.paths
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                paths.stop_file.unlink()
+            _write_scheduler_state(paths, "running")
+            if not fresh:
+                recover_interrupted(store, paths)
+            tuner = config.create_tuner()
+            assessor = config.create_assessor()
+            space = config.space()
+            started = 0 if fresh else store.claims_used()
+            # A resumed session must not replay the seeded draws of the first one.
+            seed = None if config.seed is None else (config.seed + started) % 2**32
+            sampler = tuner.create_sampler(space, seed=seed, directions=config.directions)
+            scheduler = Scheduler(
+                store=store,
+                runner=runner,
+                paths=paths,
+                experiment_id=self.id,
+                space=space,
+                sampler=sampler,
+                pruner=None if assessor is None else assessor.create_pruner(),
+                budget=Budget(config.max_trials, config.max_duration, config.max_trial_duration),
+                concurrency=config.concurrency,
+                gpus=_gpu_indices(config),
+                trials_per_gpu=config.trials_per_gpu,
+                fixed_trials=tuner.fixed_trials(space, seed=config.seed),
+                progress=progress,
+            )
+            self._scheduler = scheduler
+            status = "failed"
+            try:
+                status = scheduler.run()
+            finally:
+                self._scheduler = None
+                _write_scheduler_state(paths, status)
+                with contextlib.suppress(FileNotFoundError):
+                    paths.stop_file.unlink()
+        finally:
+            runner.close()
+            store.close()
+        return self.results()
+
+
+def _version() -> str:
+    from spiketune import __version__
+
+    return __version__
+
+
+def _write_scheduler_state(paths: ExperimentPaths, status: str) -> None:
+    info = {
+        "status": status,
+        "pid": os.getpid(),
+        "start_time": process_start_time(os.getpid()),
+        "host": socket.gethostname(),
+        "updated": datetime.now().isoformat(timespec="seconds"),
+    }
+    write_json(paths.scheduler_json, info)
+
+
+def scheduler_status(directory: Path) -> str:
+    """The status recorded in ``scheduler.json``; ``interrupted`` if its scheduler died."""
+    path = ExperimentPaths(directory).scheduler_json
+    try:
+        info = read_json(path)
+    except (OSError, ValueError):
+        return "created"
+    status = str(info.get("status", "created"))
+    if status != "running":
+        return status
+    if info.get("host") != socket.gethostname():
+        return "running"  # cannot check another machine
+    pid = info.get("pid")
+    start = process_start_time(pid) if isinstance(pid, int) else None
+    if start is None or (info.get("start_time") is not None and start != info.get("start_time")):
+        return "interrupted"
+    return "running"
+
+
+def _gpu_indices(config: ExperimentConfig) -> list[int]:
+    if config.gpus != "all":
+        return config.gpu_indices(0)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        parts = [p.strip() for p in visible.split(",") if p.strip()]
+        if all(p.isdigit() for p in parts):
+            return [int(p) for p in parts]
+    return config.gpu_indices(_gpu_count())
+
+
+def _gpu_count() -> int:
+    """GPUs on this machine, from ``nvidia-smi`` (torch is not imported for this)."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return 0
+    try:
+        out = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
+
+
+# ------------------------------------------------------------------------------ listing
+class ExperimentSummary:
+    """What ``spiketune ls`` shows of one experiment, read from its directory only."""
+
+    def __init__(self, directory: Path, meta: dict[str, Any]) -> None:
+        self.directory = directory
+        self.id: str = meta.get("id", directory.name)
+        self.name: str = meta.get("name", "")
+        self.created: str = meta.get("created", "")
+        self.config: dict[str, Any] = meta.get("config", {})
+        self.storage: str | None = meta.get("storage")
+
+    @property
+    def status(self) -> str:
+        return scheduler_status(self.directory)
+
+
+def list_experiments(root: Path | None = None) -> list[ExperimentSummary]:
+    """Every experiment directory under ``root`` (default: the experiments root), oldest first."""
+    base = root or default_root()
+    if not base.is_dir():
+        return []
+    out = []
+    for d in base.iterdir():
+        path = ExperimentPaths(d).experiment_json
+        if path.is_file():
+            try:
+                out.append(ExperimentSummary(d, read_json(path)))
+            except (OSError, ValueError):
+                continue
+    return sorted(out, key=lambda s: (s.created, s.id))
