@@ -1,0 +1,401 @@
+"""The engine end to end: trials as processes and as callables, outcomes, budgets, GPU slots."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from spiketune import Experiment, Outcome
+from spiketune.errors import ConfigError
+from spiketune.results import export_results, load_results, records_from_json
+from spiketune.runners import Ended
+from spiketune.scheduler import StopReason, _GpuSlots, decide
+from spiketune.storage import ExperimentPaths, StudyStore, sqlite_url
+
+QUADRATIC_SPACE = {
+    "x": {"_type": "uniform", "_value": [-5, 5]},
+    "y": {"_type": "uniform", "_value": [-5, 5]},
+}
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie nobody reaps counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+def _max_overlap(intervals: list[tuple[float, float]]) -> int:
+    points = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
+    best = cur = 0
+    for _, d in points:
+        cur += d
+        best = max(best, cur)
+    return best
+
+
+ECHO_TRIAL = """
+    import json, os, time
+    import spiketune.trial as st
+    params = st.get_next_parameter()
+    start = time.time()
+    time.sleep(float(os.environ.get("TRIAL_SLEEP", "0.3")))
+    st.report_intermediate_result(1.0)
+    st.report_final_result({
+        "default": float(st.get_sequence_id()),
+        "echo": params,
+        "start": start,
+        "end": time.time(),
+        "cuda": os.environ["CUDA_VISIBLE_DEVICES"],
+    })
+"""
+
+
+@pytest.mark.slow
+def test_concurrent_trials_store_exactly_what_each_received(exp_root: Path, trial_script) -> None:
+    code = trial_script(ECHO_TRIAL)
+    space = {
+        "lr": {"_type": "loguniform", "_value": [1e-4, 1e-1]},
+        "q": {"_type": "quniform", "_value": [0, 1, 0.1]},
+        "n": {"_type": "randint", "_value": [1, 100]},
+        "opt": {"_type": "choice", "_value": [
+            {"_name": "sgd", "momentum": {"_type": "uniform", "_value": [0, 1]}},
+            {"_name": "adam"},
+        ]},
+    }
+    exp = Experiment(trial_command="python3 trial.py", trial_code_directory=code,
+                     search_space=space, max_trials=8, concurrency=4, experiment_dir=exp_root,
+                     tuner="Random", seed=3)
+    results = exp.run()
+    assert [r.number for r in results.records] == list(range(8))
+    for rec in results.records:
+        assert rec.outcome == Outcome.COMPLETE, rec.reason
+        assert rec.parameters == rec.metrics["echo"]
+        stored = (rec.trial_dir / "parameter.json").read_text()
+        assert stored == json.dumps(rec.parameters)  # byte for byte what the trial read
+        assert rec.metrics["cuda"] == ""  # no GPUs configured: the trial sees none
+        assert rec.intermediate == [{"default": 1.0}]
+    intervals = [(r.metrics["start"], r.metrics["end"]) for r in results.records]
+    assert 2 <= _max_overlap(intervals) <= 4
+    assert sorted(r.sequence_id for r in results.records) == list(range(8))
+
+
+def test_gpu_slots_balance_and_cap() -> None:
+    slots = _GpuSlots([3, 7], per_gpu=2)
+    assert slots.capacity == 4
+    got = [slots.acquire() for _ in range(4)]
+    assert sorted(got) == [3, 3, 7, 7]
+    with pytest.raises(RuntimeError):
+        slots.acquire()
+    slots.release(7)
+    assert slots.acquire() == 7
+    none = _GpuSlots(None, per_gpu=2)
+    assert none.capacity is None and none.acquire() is None
+
+
+@pytest.mark.slow
+def test_gpu_slots_end_to_end(exp_root: Path, trial_script, monkeypatch) -> None:
+    monkeypatch.setenv("TRIAL_SLEEP", "0.4")
+    code = trial_script(ECHO_TRIAL)
+    exp = Experiment(trial_command="python3 trial.py", trial_code_directory=code,
+                     search_space=QUADRATIC_SPACE, max_trials=8, concurrency=8, gpus=[3, 7],
+                     trials_per_gpu=2, experiment_dir=exp_root, tuner="Random")
+    results = exp.run()
+    assert all(r.outcome == Outcome.COMPLETE for r in results.records)
+    by_gpu: dict[str, list[tuple[float, float]]] = {}
+    for r in results.records:
+        by_gpu.setdefault(r.metrics["cuda"], []).append((r.metrics["start"], r.metrics["end"]))
+    assert set(by_gpu) == {"3", "7"}  # each trial sees exactly one of the configured GPUs
+    assert all(_max_overlap(v) <= 2 for v in by_gpu.values())
+    every = [i for v in by_gpu.values() for i in v]
+    assert _max_overlap(every) <= 4  # capacity = 2 GPUs x 2 trials, below concurrency 8
+
+
+@pytest.mark.slow
+def test_failures_are_recorded_with_their_reason(exp_root: Path, trial_script) -> None:
+    code = trial_script(
+        """
+        import sys, time
+        import spiketune.trial as st
+        mode = st.get_next_parameter()["mode"]
+        if mode == "crash":
+            print("Traceback: something broke in layer 3", file=sys.stderr)
+            sys.exit(3)
+        if mode == "nan":
+            st.report_final_result(float("nan"))
+        if mode == "garbage":
+            with open(st.get_trial_dir() / "metrics.jsonl", "a") as f:
+                f.write("not json\\n")
+        if mode == "hang":
+            time.sleep(60)
+        if mode == "ok":
+            st.report_final_result({"default": 1.0, "acc": 0.5})
+        """
+    )
+    modes = ["crash", "nan", "none", "garbage", "hang", "ok"]
+    exp = Experiment(trial_command="python3 trial.py", trial_code_directory=code,
+                     search_space={"mode": {"_type": "choice", "_value": modes}},
+                     tuner="GridSearch", concurrency=6, max_trial_duration=1.5,
+                     experiment_dir=exp_root, kill_grace=0.5)
+    t0 = time.monotonic()
+    results = exp.run()
+    assert time.monotonic() - t0 < 20
+    by_mode = {r.parameters["mode"]: r for r in results.records}
+    assert set(by_mode) == set(modes)  # the grid ran each configuration once, then stopped
+    crash = by_mode["crash"]
+    assert crash.outcome == Outcome.FAILED
+    assert "exit code 3" in crash.reason and "something broke in layer 3" in crash.reason
+    assert by_mode["nan"].outcome == Outcome.FAILED
+    assert "non-finite" in by_mode["nan"].reason
+    assert math.isnan(by_mode["nan"].metrics["default"])
+    assert "without reporting a final result" in by_mode["none"].reason
+    assert "unreadable line" in by_mode["garbage"].reason
+    hang = by_mode["hang"]
+    assert hang.outcome == Outcome.FAILED and "timeout" in hang.reason
+    assert hang.duration_seconds < 6
+    assert by_mode["ok"].outcome == Outcome.COMPLETE and by_mode["ok"].metrics["acc"] == 0.5
+    assert results.best is by_mode["ok"] or results.best.number == by_mode["ok"].number
+
+
+@pytest.mark.slow
+def test_pruning_kills_the_whole_process_group(exp_root: Path, trial_script) -> None:
+    code = trial_script(
+        """
+        import os, subprocess, sys, time
+        import spiketune.trial as st
+        d = st.get_trial_dir()
+        child = subprocess.Popen([sys.executable, "-c",
+            "import signal, time, pathlib, sys\\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\\n"
+            "pathlib.Path(sys.argv[1]).write_text('ready')\\n"
+            "time.sleep(60)", str(d / "ready")])
+        (d / "child.pid").write_text(str(child.pid))
+        while not (d / "ready").exists():
+            time.sleep(0.01)
+        st.report_intermediate_result(-1.0)   # below the threshold: the assessor stops us
+        time.sleep(60)
+        st.report_final_result(1.0)
+        """
+    )
+    exp = Experiment(trial_command="python3 trial.py", trial_code_directory=code,
+                     search_space=QUADRATIC_SPACE, max_trials=1, assessor="Threshold",
+                     assessor_args={"lower": 0.0}, experiment_dir=exp_root, kill_grace=0.5)
+    t0 = time.monotonic()
+    results = exp.run()
+    assert time.monotonic() - t0 < 15
+    (rec,) = results.records
+    assert rec.outcome == Outcome.EARLY_STOPPED, rec.reason
+    assert "assessor" in rec.reason
+    child = int((rec.trial_dir / "child.pid").read_text())
+    leader = json.loads((rec.trial_dir / "process.json").read_text())["pid"]
+    deadline = time.monotonic() + 5
+    while (_alive(child) or _alive(leader)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(leader)
+    assert not _alive(child)  # it ignored SIGTERM; the group's SIGKILL ended it
+
+
+def _in_process_quadratic(params: dict) -> dict:
+    import spiketune.trial as st
+
+    for step in (1, 2, 3):
+        st.report_intermediate_result(-abs(params["x"]) * step)
+    return {"default": -(params["x"] - 1) ** 2 - (params["y"] + 2) ** 2, "aux": params["x"]}
+
+
+def test_in_process_callable(exp_root: Path) -> None:
+    exp = Experiment(trial=_in_process_quadratic, search_space=QUADRATIC_SPACE, max_trials=12,
+                     experiment_dir=exp_root, seed=1, tuner="TPE")
+    results = exp.run()
+    assert len(results.records) == 12
+    assert all(r.outcome == Outcome.COMPLETE for r in results.records)
+    best = results.best
+    assert best.value == max(r.value for r in results.records)
+    assert best.metrics["aux"] == best.parameters["x"]
+    assert [i["default"] for i in best.intermediate] == pytest.approx(
+        [-abs(best.parameters["x"]) * s for s in (1, 2, 3)])
+    assert exp.status == "done"
+    # the same seed draws the same parameters
+    again = Experiment(trial=_in_process_quadratic, search_space=QUADRATIC_SPACE, max_trials=12,
+                       experiment_dir=exp_root, seed=1, tuner="TPE").run()
+    assert [r.parameters for r in again.records] == [r.parameters for r in results.records]
+
+
+def test_in_process_failures_and_pruning(exp_root: Path) -> None:
+    import spiketune.trial as st
+
+    def trial() -> float | None:
+        x = st.get_next_parameter()["x"]
+        if x < -3:
+            raise RuntimeError("diverged")
+        st.report_intermediate_result(x)
+        st.report_intermediate_result(x)
+        return None if x > 3 else x
+
+    exp = Experiment(trial=trial, search_space={"x": {"_type": "uniform", "_value": [-5, 5]}},
+                     max_trials=30, assessor="Threshold", assessor_args={"lower": -1.0},
+                     tuner="Random", seed=5, experiment_dir=exp_root)
+    records = exp.run().records
+    assert len(records) == 30
+    for r in records:
+        x = r.parameters["x"]
+        if x < -3:
+            assert r.outcome == Outcome.FAILED and "diverged" in r.reason
+        elif x < -1:
+            assert r.outcome == Outcome.EARLY_STOPPED and len(r.intermediate) == 1
+        elif x > 3:
+            assert r.outcome == Outcome.FAILED and "final result" in r.reason
+        else:
+            assert r.outcome == Outcome.COMPLETE and r.value == x
+    assert {r.outcome for r in records} == {Outcome.FAILED, Outcome.EARLY_STOPPED,
+                                            Outcome.COMPLETE}
+
+
+def test_minimize_and_max_duration(exp_root: Path) -> None:
+    def slow(params: dict) -> float:
+        time.sleep(0.1)
+        return params["x"] ** 2
+
+    exp = Experiment(trial=slow, search_space=QUADRATIC_SPACE, optimize_mode="minimize",
+                     max_duration=0.6, experiment_dir=exp_root, tuner="Random")
+    results = exp.run()
+    assert 3 <= len(results.records) <= 8
+    assert results.best.value == min(r.value for r in results.records)
+    assert results.elapsed_seconds >= 0.6
+    assert exp.status == "done"
+    # the duration budget is spent: resuming starts nothing more
+    again = Experiment.load(exp.id, trial=slow).resume()
+    assert len(again.records) == len(results.records)
+
+
+def test_decide_is_the_single_rulebook() -> None:
+    ok = {"default": 1.0}
+    assert decide(Ended(0, ok, 0), stop_reason=None).outcome == Outcome.COMPLETE
+    # a valid result reported before the engine ended the trial still counts
+    assert decide(Ended(0, ok, -15), stop_reason=StopReason.STOP).outcome == Outcome.COMPLETE
+    pruned = decide(Ended(0, None, -15), stop_reason=StopReason.PRUNE, steps=2)
+    assert pruned.outcome == Outcome.EARLY_STOPPED and "step 2" in pruned.reason
+    assert "timeout" in decide(Ended(0, None, -9), stop_reason=StopReason.TIMEOUT,
+                               stop_detail="x").reason
+    signalled = decide(Ended(0, None, -11, error="Segmentation fault"), stop_reason=None)
+    assert "SIGSEGV" in signalled.reason and "Segmentation fault" in signalled.reason
+    assert decide(Ended(0, ok, 1, error="oops"), stop_reason=None).outcome == Outcome.FAILED
+    inf = decide(Ended(0, {"default": math.inf}, 0), stop_reason=None)
+    assert inf.outcome == Outcome.FAILED and "non-finite" in inf.reason
+
+
+def test_export_round_trip(exp_root: Path) -> None:
+    def trial(params: dict) -> dict:
+        import spiketune.trial as st
+
+        st.report_intermediate_result({"default": 0.5, "loss": 2.0})
+        return {"default": params["x"], "spikes": 12, "opt": params["opt"]}
+
+    space = {"x": {"_type": "uniform", "_value": [0, 1]},
+             "opt": {"_type": "choice", "_value": [{"_name": "sgd", "m": {"_type": "choice",
+                                                                             "_value": [0.5]}}]}}
+    exp = Experiment(trial=trial, search_space=space, max_trials=3, experiment_dir=exp_root)
+    results = exp.run()
+    back = records_from_json(export_results(results, "json", intermediate=True))
+    assert back == results.records
+    csv_text = export_results(results, "csv")
+    header, *rows = csv_text.strip().splitlines()
+    assert header.split(",")[:4] == ["number", "sequence_id", "outcome", "value"]
+    assert {"param.x", "param.opt._name", "param.opt.m", "metric.default", "metric.spikes"} <= set(
+        header.split(","))
+    assert len(rows) == 3
+    long = export_results(results, "csv", intermediate=True).strip().splitlines()
+    assert len(long) == 1 + 3 * 2 and "metric.loss" in long[0]
+
+
+def test_fallback_storage_path_writes_the_same_records(exp_root: Path) -> None:
+    """The public-API path (used when Optuna's models change) stores identical records."""
+    exp = Experiment(trial=_in_process_quadratic, search_space=QUADRATIC_SPACE, max_trials=3,
+                     experiment_dir=exp_root, seed=2, tuner="Random")
+    fast = exp.run().records
+    store = StudyStore.open(sqlite_url(exp_root / "x.db"), "slow", create=True, fast=False)
+    tid, number = store.start_trial({}, {}, {"parameters": fast[0].parameters, "sequence_id": 0})
+    import optuna
+
+    store.finish_trial(tid, optuna.trial.TrialState.COMPLETE, fast[0].value,
+                       {"metrics": fast[0].metrics, "intermediate": fast[0].intermediate,
+                        "outcome": "COMPLETE", "reason": None, "trial_dir": "/t"},
+                       {i: v["default"] for i, v in enumerate(fast[0].intermediate, 1)})
+    from spiketune.results import record_from_trial
+
+    (slow,) = [record_from_trial(t) for t in store.trials()]
+    store.close()
+    assert number == 0
+    assert (slow.parameters, slow.metrics, slow.intermediate, slow.outcome) == (
+        fast[0].parameters, fast[0].metrics, fast[0].intermediate, fast[0].outcome)
+
+
+def test_max_trials_exact_between_schedulers_sharing_a_study(tmp_path: Path) -> None:
+    """Claims: schedulers racing for slots (each its own connection) never exceed the limit."""
+    import threading
+
+    url = sqlite_url(tmp_path / "shared.db")
+    StudyStore.open(url, "shared", create=True).close()
+    stores = [StudyStore.open(url, "shared") for _ in range(4)]
+    barrier = threading.Barrier(len(stores))
+    got: list[list[int]] = [[] for _ in stores]
+
+    def claim_all(i: int) -> None:
+        barrier.wait()
+        while (slot := stores[i].claim(30)) is not None:
+            got[i].append(slot)
+
+    threads = [threading.Thread(target=claim_all, args=(i,)) for i in range(len(stores))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for store in stores:
+        store.close()
+    assert sorted(s for part in got for s in part) == list(range(30))
+    assert sum(1 for part in got if part) >= 2  # they really raced
+
+
+def test_config_errors_before_anything_runs(exp_root: Path) -> None:
+    with pytest.raises(ConfigError, match="trial_command"):
+        Experiment(search_space=QUADRATIC_SPACE, experiment_dir=exp_root)
+    with pytest.raises(ConfigError, match="not both"):
+        Experiment(trial=_in_process_quadratic, trial_command="python3 x.py",
+                   search_space=QUADRATIC_SPACE, experiment_dir=exp_root)
+    assert list(exp_root.iterdir()) == []
+
+
+def test_layout_on_disk(exp_root: Path) -> None:
+    exp = Experiment(trial=_in_process_quadratic, search_space=QUADRATIC_SPACE, max_trials=2,
+                     experiment_dir=exp_root, name="layout")
+    exp.run()
+    paths = ExperimentPaths(exp.directory)
+    assert exp.directory.parent == exp_root and exp.id.startswith("layout-")
+    assert len(exp.id) == len("layout-") + 8
+    meta = json.loads(paths.experiment_json.read_text())
+    assert meta["id"] == exp.id and meta["storage"] is None
+    assert paths.study_db.is_file() and not paths.stop_file.exists()
+    assert json.loads(paths.scheduler_json.read_text())["status"] == "done"
+    import optuna
+
+    study = optuna.load_study(study_name=exp.id, storage=sqlite_url(paths.study_db))
+    attrs = study.user_attrs
+    assert attrs["spiketune_config"]["max_trials"] == 2
+    assert attrs["experiment_dir"] == str(exp.directory)
+    assert attrs["elapsed_seconds"] > 0
+    t = study.trials[0]
+    assert t.state == optuna.trial.TrialState.COMPLETE
+    assert t.value == t.user_attrs["metrics"]["default"]
+    assert set(t.user_attrs) == {"parameters", "metrics", "intermediate", "outcome", "reason",
+                                 "trial_dir", "sequence_id"}
+    assert t.intermediate_values == {1: -abs(t.params["x"]), 2: -2 * abs(t.params["x"]),
+                                     3: -3 * abs(t.params["x"])}
+    assert os.path.isdir(t.user_attrs["trial_dir"])
+    assert load_results(exp.id).records[0].parameters == t.user_attrs["parameters"]
