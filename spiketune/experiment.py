@@ -28,7 +28,7 @@ from typing import Any
 
 from spiketune.config import ExperimentConfig
 from spiketune.errors import ConfigError, Problem, StorageError
-from spiketune.results import ExperimentResults, TrialRecord, load_results
+from spiketune.results import ExperimentResults, TrialRecord, load_results, results_from_store
 from spiketune.runners import InProcessRunner, Runner, SubprocessRunner, process_start_time
 from spiketune.scheduler import Budget, Progress, Scheduler, recover_interrupted
 from spiketune.storage import (
@@ -151,8 +151,7 @@ class Experiment:
         """
         if self._exists or self.paths.experiment_json.exists():
             return self.resume(progress=progress)
-        self._create()
-        return self._session(progress, fresh=True)
+        return self._session(progress, store=self._create())
 
     def resume(self, *, progress: Callable[[Progress], None] | None = None) -> ExperimentResults:
         """Continue a stopped or crashed experiment where it was.
@@ -169,7 +168,7 @@ class Experiment:
                 f"experiment {self.id} is running (pid {info.get('pid')} on {info.get('host')}); "
                 "stop it first with `spiketune stop`"
             )
-        return self._session(progress, fresh=False)
+        return self._session(progress, store=None)
 
     def stop(self, *, wait: float | None = None) -> str:
         """Ask the running experiment to stop: its trials are ended and recorded.
@@ -188,7 +187,9 @@ class Experiment:
         return self.status
 
     # ------------------------------------------------------------------ internals
-    def _create(self) -> None:
+    def _create(self) -> StudyStore:
+        """Make the experiment directory and its study; return the study, open."""
+        self._make_runner()  # a trial that cannot run fails before anything is written
         self.directory.mkdir(parents=True, exist_ok=False)
         meta = {
             "id": self.id,
@@ -198,18 +199,24 @@ class Experiment:
             "spiketune_version": _version(),
             "config": self.config.to_dict(),
         }
-        write_json(self.paths.experiment_json, meta)
-        store = StudyStore.open(
-            self.storage_url, self.id, create=True, direction=self.config.optimize_mode
-        )
+        try:
+            write_json(self.paths.experiment_json, meta)
+            store = StudyStore.open(
+                self.storage_url, self.id, create=True, direction=self.config.optimize_mode
+            )
+        except BaseException:
+            shutil.rmtree(self.directory, ignore_errors=True)  # ours, made a moment ago
+            raise
         try:
             store.set_study_attr(ATTR_CONFIG, self.config.to_dict())
             store.set_study_attr(ATTR_VERSION, _version())
             store.set_study_attr(ATTR_EXPERIMENT_DIR, str(self.directory))
             store.set_study_attr(ATTR_ELAPSED, 0.0)
-        finally:
+        except BaseException:
             store.close()
+            raise
         self._exists = True
+        return store
 
     def _make_runner(self) -> Runner:
         if self.trial is not None:
@@ -226,11 +233,19 @@ class Experiment:
         )
 
     def _session(
-        self, progress: Callable[[Progress], None] | None, *, fresh: bool
+        self, progress: Callable[[Progress], None] | None, *, store: StudyStore | None
     ) -> ExperimentResults:
+        """One scheduler session; ``store`` is the study just created (None: open it)."""
         config = self.config
-        runner = self._make_runner()
-        store = StudyStore.open(self.storage_url, self.id)
+        fresh = store is not None
+        try:
+            runner = self._make_runner()
+        except BaseException:
+            if store is not None:
+                store.close()
+            raise
+        if store is None:
+            store = StudyStore.open(self.storage_url, self.id)
         paths = self.paths
         try:
             with contextlib.suppress(FileNotFoundError):
@@ -269,10 +284,10 @@ class Experiment:
                 _write_scheduler_state(paths, status)
                 with contextlib.suppress(FileNotFoundError):
                     paths.stop_file.unlink()
+            return results_from_store(store, self.directory)
         finally:
             runner.close()
             store.close()
-        return self.results()
 
 
 def _version() -> str:

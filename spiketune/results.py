@@ -8,6 +8,7 @@ reads a JSON export back.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -163,18 +164,25 @@ def load_results(experiment: str | Path, storage: str | None = None) -> Experime
     url = storage or meta.get("storage") or sqlite_url(paths.study_db)
     store = StudyStore.open(url, meta["id"])
     try:
-        attrs = store.study_attrs()
-        trials = store.trials()
-        direction = store.direction
+        return results_from_store(store, directory)
     finally:
         store.close()
-    config = attrs.get(ATTR_CONFIG) or meta.get("config") or {}
+
+
+def results_from_store(store: StudyStore, directory: Path | None) -> ExperimentResults:
+    """The results held by an open study (what :func:`load_results` returns)."""
+    attrs = store.study_attrs()
+    trials = store.trials()
+    meta_config: dict[str, Any] = {}
+    if directory is not None and not attrs.get(ATTR_CONFIG):
+        with contextlib.suppress(OSError, ValueError):
+            meta_config = read_json(ExperimentPaths(directory).experiment_json).get("config", {})
     return ExperimentResults(
-        id=meta["id"],
+        id=store.study_name,
         directory=directory,
-        config=config,
+        config=attrs.get(ATTR_CONFIG) or meta_config,
         records=[record_from_trial(t) for t in trials],
-        optimize_mode="maximize" if direction == "maximize" else "minimize",
+        optimize_mode="maximize" if store.direction == "maximize" else "minimize",
         elapsed_seconds=float(attrs.get(ATTR_ELAPSED, 0.0)),
     )
 

@@ -39,7 +39,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from spiketune.errors import StorageError
 
@@ -232,53 +232,74 @@ class _Claims:
 
 
 class _FastWrites:
-    """One-transaction trial writes with Optuna's own table models.
+    """One-transaction trial writes, in SQL, into Optuna's own tables.
 
-    Optuna's public storage API commits once per field and queries before each write (about
-    1 ms per field on SQLite); here a trial's start and its end are one transaction each, with
-    plain inserts of the new rows. The tables and conversions are Optuna's models (the trial
-    row itself goes through its ORM class, which converts the datetimes); only their use in
-    one transaction is ours. Used when every name needed exists in the installed
-    Optuna; otherwise :class:`StudyStore` falls back to the public calls.
+    Optuna's public storage API commits once per field and reads the trial back before each
+    write (about 1 ms per field on SQLite); here a trial's start and its end are one short
+    transaction each. The tables, their column types and the datetime conversion come from
+    Optuna's models (``optuna.storages._rdb.models``), so what is stored is what Optuna would
+    store; trial numbers are counted under the same lock Optuna takes. Used only when the
+    installed Optuna has every table and column needed; otherwise :class:`StudyStore` falls
+    back to the public calls.
     """
 
+    _COLUMNS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "StudyModel": ("study_id",),
+        "TrialModel": ("trial_id", "number", "study_id", "state", "datetime_start",
+                       "datetime_complete"),
+        "TrialParamModel": ("trial_id", "param_name", "param_value", "distribution_json"),
+        "TrialUserAttributeModel": ("trial_id", "key", "value_json"),
+        "TrialValueModel": ("trial_id", "objective", "value", "value_type"),
+        "TrialIntermediateValueModel": ("trial_id", "step", "intermediate_value",
+                                        "intermediate_value_type"),
+    }
+
     def __init__(self, rdb: Any) -> None:
+        import sqlalchemy as sa
         from optuna.distributions import distribution_to_json
         from optuna.storages._rdb import models
-        from optuna.storages._rdb.storage import _create_scoped_session
 
-        self._rdb = rdb
+        self._sa = sa
+        self._engine = rdb.engine
         self._m = models
-        self._session = _create_scoped_session
         self._to_json = distribution_to_json
+        self._studies = models.StudyModel.__table__
+        self._trials = models.TrialModel.__table__
+        mapper = sa.inspect(models.TrialModel)
+        # The attribute that holds each datetime column as stored (Optuna 5 stores naive UTC
+        # behind a property; earlier versions stored local time in a plain column).
+        self._time_attr = {
+            col: mapper.get_property_by_column(self._trials.c[col]).key
+            for col in ("datetime_start", "datetime_complete")
+        }
 
     @classmethod
     def available(cls, rdb: Any) -> bool:
         try:
+            import sqlalchemy as sa
             from optuna.storages._rdb import models
-            from optuna.storages._rdb.storage import _create_scoped_session  # noqa: F401
-        except ImportError:
+
+            mapper = sa.inspect(models.TrialModel)
+            for col in ("datetime_start", "datetime_complete"):
+                mapper.get_property_by_column(models.TrialModel.__table__.c[col])
+            for name, columns in cls._COLUMNS.items():
+                table = getattr(models, name).__table__
+                if not all(c in table.c for c in columns):
+                    return False
+            models.TrialValueModel.value_to_stored_repr  # noqa: B018 - presence check
+            models.TrialIntermediateValueModel.intermediate_value_to_stored_repr  # noqa: B018
+        except Exception:  # any mismatch means: use the public API
             return False
-        needed = {
-            "StudyModel": ("find_or_raise_by_id",),
-            "TrialModel": ("find_or_raise_by_id", "count_past_trials"),
-            "TrialParamModel": (),
-            "TrialUserAttributeModel": (),
-            "TrialValueModel": ("value_to_stored_repr",),
-            "TrialIntermediateValueModel": ("intermediate_value_to_stored_repr",),
-        }
-        return hasattr(rdb, "scoped_session") and all(
-            hasattr(models, name) and all(hasattr(getattr(models, name), a) for a in attrs)
-            for name, attrs in needed.items()
-        )
+        return hasattr(rdb, "engine")
 
-    @staticmethod
-    def _insert(session: Any, model: Any, rows: list[dict[str, Any]]) -> None:
-        # Core executemany: no unit-of-work bookkeeping for rows nobody reads back here.
+    def _stored_time(self, column: str, when: datetime) -> Any:
+        obj = self._m.TrialModel()
+        setattr(obj, column, when)  # Optuna's own conversion
+        return getattr(obj, self._time_attr[column])
+
+    def _insert(self, conn: Any, model: Any, rows: list[dict[str, Any]]) -> None:
         if rows:
-            import sqlalchemy
-
-            session.execute(sqlalchemy.insert(model.__table__), rows)
+            conn.execute(self._sa.insert(model.__table__), rows)
 
     def create(
         self,
@@ -289,21 +310,33 @@ class _FastWrites:
     ) -> tuple[int, int]:
         import optuna
 
-        m = self._m
-        with self._session(self._rdb.scoped_session) as session:
-            # Lock the study row, as Optuna does: trial numbers are counted, not generated.
-            m.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
-            trial = m.TrialModel(
-                study_id=study_id,
-                number=None,
-                state=optuna.trial.TrialState.RUNNING,
-                datetime_start=datetime.now(),
+        sa, m, trials = self._sa, self._m, self._trials
+        with self._engine.begin() as conn:
+            if conn.dialect.name != "sqlite":  # SQLite serialises writers by itself
+                conn.execute(
+                    sa.select(self._studies.c.study_id)
+                    .where(self._studies.c.study_id == study_id)
+                    .with_for_update()
+                )
+            result = conn.execute(
+                sa.insert(trials).values(
+                    study_id=study_id,
+                    number=None,
+                    state=optuna.trial.TrialState.RUNNING,
+                    datetime_start=self._stored_time("datetime_start", datetime.now()),
+                )
             )
-            session.add(trial)
-            session.flush()
-            trial.number = trial.count_past_trials(session)
-            tid = trial.trial_id
-            self._insert(session, m.TrialParamModel, [
+            tid = int(result.inserted_primary_key[0])
+            # As Optuna does: the number is how many trials of the study came before this one.
+            number = int(
+                conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(trials)
+                    .where(trials.c.study_id == study_id, trials.c.trial_id < tid)
+                ).scalar_one()
+            )
+            conn.execute(sa.update(trials).where(trials.c.trial_id == tid).values(number=number))
+            self._insert(conn, m.TrialParamModel, [
                 {
                     "trial_id": tid,
                     "param_name": name,
@@ -312,10 +345,10 @@ class _FastWrites:
                 }
                 for name, value in params.items()
             ])
-            self._insert(session, m.TrialUserAttributeModel, [
+            self._insert(conn, m.TrialUserAttributeModel, [
                 {"trial_id": tid, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()
             ])
-            return trial.trial_id, trial.number
+        return tid, number
 
     def finish(
         self,
@@ -325,27 +358,41 @@ class _FastWrites:
         attrs: Mapping[str, Any],
         intermediate: Mapping[int, float],
     ) -> None:
-        m = self._m
-        with self._session(self._rdb.scoped_session) as session:
-            trial = m.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
-            self._rdb.check_trial_is_updatable(trial_id, trial.state)
+        import optuna
+
+        sa, m, trials = self._sa, self._m, self._trials
+        with self._engine.begin() as conn:
+            done = conn.execute(
+                sa.update(trials)
+                .where(
+                    trials.c.trial_id == trial_id,
+                    trials.c.state == optuna.trial.TrialState.RUNNING,
+                )
+                .values(
+                    state=state,
+                    datetime_complete=self._stored_time("datetime_complete", datetime.now()),
+                )
+            )
+            if done.rowcount != 1:
+                raise StorageError(f"trial id {trial_id} is not running: its end is recorded")
             rows = []
             for step, v in intermediate.items():
                 stored, kind = m.TrialIntermediateValueModel.intermediate_value_to_stored_repr(v)
                 rows.append({"trial_id": trial_id, "step": step, "intermediate_value": stored,
                              "intermediate_value_type": kind})
-            self._insert(session, m.TrialIntermediateValueModel, rows)
-            self._insert(session, m.TrialUserAttributeModel, [
+            self._insert(conn, m.TrialIntermediateValueModel, rows)
+            self._insert(conn, m.TrialUserAttributeModel, [
                 {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
                 for k, v in attrs.items()
             ])
             if value is not None:
                 stored, kind = m.TrialValueModel.value_to_stored_repr(value)
-                self._insert(session, m.TrialValueModel, [
+                self._insert(conn, m.TrialValueModel, [
                     {"trial_id": trial_id, "objective": 0, "value": stored, "value_type": kind}
                 ])
-            trial.state = state
-            trial.datetime_complete = datetime.now()
+
+
+_CHECKED: set[str] = set()  # storage URLs whose schema version this process has checked
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -402,7 +449,13 @@ class StudyStore:
             kwargs: dict[str, Any] = {}
             if url.startswith("sqlite"):
                 kwargs = {"connect_args": {"timeout": 60}}
-            rdb = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+            # Optuna checks the schema version against its migration scripts (tens of ms, most
+            # of opening a study): once per database per process is enough.
+            new_file = url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists()
+            rdb = optuna.storages.RDBStorage(
+                url, engine_kwargs=kwargs, skip_compatibility_check=url in _CHECKED or new_file
+            )
+            _CHECKED.add(url)
             if rdb.engine.name == "sqlite":
                 sqlalchemy.event.listen(rdb.engine, "connect", _sqlite_pragmas)
                 rdb.engine.dispose()  # reconnect so every pooled connection gets the pragmas

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -398,4 +399,6 @@ def test_layout_on_disk(exp_root: Path) -> None:
     assert t.intermediate_values == {1: -abs(t.params["x"]), 2: -2 * abs(t.params["x"]),
                                      3: -3 * abs(t.params["x"])}
     assert os.path.isdir(t.user_attrs["trial_dir"])
+    assert t.datetime_start <= t.datetime_complete
+    assert abs((datetime.now() - t.datetime_complete).total_seconds()) < 60
     assert load_results(exp.id).records[0].parameters == t.user_attrs["parameters"]
