@@ -132,7 +132,8 @@ def test_kill_9_then_resume(tmp_path: Path, exp_root: Path, trial_script, monkey
 
 
 @pytest.mark.slow
-def test_stop_from_another_process(tmp_path: Path, exp_root: Path, trial_script) -> None:
+@pytest.mark.parametrize("how", ["spiketune stop", "Ctrl-C"])
+def test_stop_from_another_process(tmp_path: Path, exp_root: Path, trial_script, how) -> None:
     code = trial_script(SLOW_TRIAL)
     marker = tmp_path / "slow"
     marker.touch()
@@ -144,11 +145,14 @@ def test_stop_from_another_process(tmp_path: Path, exp_root: Path, trial_script)
         _wait_for(lambda: len(_running_children(directory, 2)) == 2, 20, "two slow trials")
         pids = [int(f.read_text()) for f in _running_children(directory, 2)]
         t0 = time.monotonic()
-        result = CliRunner().invoke(app, ["stop", directory.name, "--wait", "20"])
-        assert result.exit_code == 0, result.output
-        assert "stopped" in result.output
-        assert time.monotonic() - t0 < 10
+        if how == "Ctrl-C":  # what a terminal sends to its foreground process (the scheduler)
+            os.kill(scheduler.pid, signal.SIGINT)
+        else:
+            result = CliRunner().invoke(app, ["stop", directory.name, "--wait", "20"])
+            assert result.exit_code == 0, result.output
+            assert "stopped" in result.output
         assert scheduler.wait(timeout=20) == 0
+        assert time.monotonic() - t0 < 10
     finally:
         if scheduler.poll() is None:
             os.kill(scheduler.pid, signal.SIGKILL)
@@ -156,6 +160,8 @@ def test_stop_from_another_process(tmp_path: Path, exp_root: Path, trial_script)
     records = load_results(directory).records
     assert [r.outcome for r in records] == [Outcome.COMPLETE, Outcome.FAILED, Outcome.FAILED]
     assert all(r.reason.startswith("stopped:") for r in records[1:])
+    if how == "Ctrl-C":
+        assert "SIGINT" in records[1].reason
     _wait_for(lambda: not any(_alive(p) for p in pids), 5, "the trials' children to end")
     assert not (directory / "stop").exists()
     assert json.loads((directory / "scheduler.json").read_text())["status"] == "stopped"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -43,7 +44,7 @@ def _max_overlap(intervals: list[tuple[float, float]]) -> int:
 
 
 ECHO_TRIAL = """
-    import json, os, time
+    import json, os, sys, time
     import spiketune.trial as st
     params = st.get_next_parameter()
     start = time.time()
@@ -55,6 +56,7 @@ ECHO_TRIAL = """
         "start": start,
         "end": time.time(),
         "cuda": os.environ["CUDA_VISIBLE_DEVICES"],
+        "python": sys.executable,
     })
 """
 
@@ -83,6 +85,8 @@ def test_concurrent_trials_store_exactly_what_each_received(exp_root: Path, tria
         assert stored == json.dumps(rec.parameters)  # byte for byte what the trial read
         assert rec.metrics["cuda"] == ""  # no GPUs configured: the trial sees none
         assert rec.intermediate == [{"default": 1.0}]
+        # `python3` in the trial command is the interpreter that runs spiketune
+        assert Path(rec.metrics["python"]).parent == Path(sys.executable).parent
     intervals = [(r.metrics["start"], r.metrics["end"]) for r in results.records]
     assert 2 <= _max_overlap(intervals) <= 4
     assert sorted(r.sequence_id for r in results.records) == list(range(8))
