@@ -1,0 +1,146 @@
+"""``build_report``: every figure and the page, written into one directory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from spiketune.errors import CheckpointError
+from spiketune.report._axes import exploration
+from spiketune.report._confusion import plot_confusion_matrix
+from spiketune.report._exploration import (
+    exploration_div,
+    exploration_figure,
+    plot_exploration_png,
+    write_exploration_html,
+)
+from spiketune.report._figures import plot_history, plot_importance, plot_intermediate
+from spiketune.report._html import Figure, importance_table, render_index
+from spiketune.report._importance import param_importances
+from spiketune.results import load_results
+
+PLOTLY_JS = "plotly.min.js"
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """The files a report consists of; a figure is ``None`` when there was nothing to draw
+    (no finished trial, no intermediate report, no kept best model with predictions)."""
+
+    directory: Path
+    index: Path
+    plotly_js: Path
+    exploration_png: Path | None = None
+    exploration_html: Path | None = None
+    confusion_matrix: Path | None = None
+    history: Path | None = None
+    importance: Path | None = None
+    intermediate: Path | None = None
+
+    def written(self) -> list[Path]:
+        """Every file written, the page first."""
+        paths = [getattr(self, f.name) for f in fields(self) if f.name != "directory"]
+        return [p for p in paths if p is not None]
+
+
+def build_report(
+    experiment: str | Path, out_dir: Path | None = None, storage: str | None = None
+) -> ReportFiles:
+    """Write the report of ``experiment`` (a directory, id or id prefix).
+
+    ``out_dir`` defaults to ``<experiment dir>/report/``; ``storage`` overrides the study's
+    database URL as in :func:`~spiketune.results.load_results`. Works while the experiment
+    runs (it shows what has finished) and on any experiment, whatever its parameters and
+    metric keys. Open ``index.html`` in a browser; no network is needed.
+    """
+    results = load_results(experiment, storage=storage)
+    if out_dir is None:
+        if results.directory is None:
+            raise ValueError("this experiment has no directory: give out_dir")
+        out_dir = results.directory / "report"
+    out = Path(out_dir).expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
+
+    plotly_js = _write_plotly_js(out / PLOTLY_JS)
+    files: dict[str, Path | None] = {}
+    ex = exploration(results)
+    div = None
+    if ex.lines:
+        title = f"{results.id}: {len(ex.lines)} trials"
+        files["exploration_png"] = plot_exploration_png(ex, out / "exploration.png", title)
+        fig = exploration_figure(ex, title)
+        files["exploration_html"] = write_exploration_html(fig, out / "exploration.html")
+        div = exploration_div(fig)
+
+    best_model = None
+    if results.directory is not None:
+        from spiketune.artifacts import BestModelKeeper
+
+        try:
+            best_model = BestModelKeeper(results.directory).current()
+        except CheckpointError as e:
+            notes.append(f"The kept best model could not be read: {e}")
+    predictions = None if best_model is None else best_model.predictions
+    if predictions is not None and predictions.labels:
+        files["confusion_matrix"] = out / "confusion_matrix.png"
+        plot_confusion_matrix(predictions, files["confusion_matrix"],
+                              title=f"Best model (trial {best_model.trial_id})")
+
+    files["history"] = plot_history(results, out / "history.png")
+    importances = param_importances(results) if results.best is not None else None
+    if importances is not None:
+        files["importance"] = plot_importance(importances, out / "importance.png")
+    files["intermediate"] = plot_intermediate(results, out / "intermediate.png")
+
+    figures = [
+        Figure("Confusion matrix of the best model", files.get("confusion_matrix"),
+               "" if files.get("confusion_matrix") else "No kept best model with predictions."),
+        Figure("Optimisation history", files["history"]),
+        Figure("Hyperparameter importance", files.get("importance"),
+               "" if importances is None else f"Method: {importances.method}.",
+               importance_table(importances)),
+        Figure("Intermediate results", files["intermediate"],
+               "" if files["intermediate"] else "No trial reported intermediate results."),
+    ]
+    links = [p for p in (files.get("exploration_html"), files.get("exploration_png")) if p]
+    page = render_index(
+        results=results, out_dir=out, exploration_div=div, exploration_links=links,
+        figures=figures, best_model=best_model, notes=notes,
+    )
+    index = out / "index.html"
+    _write_text(index, page)
+    return ReportFiles(directory=out, index=index, plotly_js=plotly_js, **files)
+
+
+def report_command(
+    experiment: str | Path,
+    out: Path | None = None,
+    storage: str | None = None,
+    echo: Callable[[str], object] = print,
+) -> ReportFiles:
+    """``spiketune report EXP [--out DIR] [--storage URL]``: build the report, say where it is."""
+    files = build_report(experiment, out, storage)
+    echo(f"report: {files.index} ({len(files.written())} files in {files.directory})")
+    return files
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _write_plotly_js(path: Path) -> Path:
+    """plotly.js beside the page (once; rewritten only when the installed plotly differs)."""
+    from plotly.offline import get_plotlyjs
+
+    js = get_plotlyjs()
+    data = js.encode("utf-8")
+    if not (path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data):
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    return path

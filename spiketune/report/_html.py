@@ -1,0 +1,293 @@
+"""``index.html``: one offline page tying the report together.
+
+Every link is relative (figures beside the page, logs in the experiment's trial directories)
+and the only script loaded is ``plotly.min.js`` beside the page, so the report opens from disk
+on a machine without network, and keeps working when the experiment directory is moved whole.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from spiketune.report._axes import category_label, flatten, is_number
+from spiketune.report._importance import Importances
+from spiketune.results import ExperimentResults, Outcome, TrialRecord
+
+#: Files of a trial directory linked from the report, with their link text.
+LOG_FILES = {
+    "stdout.log": "stdout",
+    "stderr.log": "stderr",
+    "metrics.jsonl": "metrics",
+    "parameter.json": "parameters",
+}
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 1.5em 2em; color: #222; max-width: 1500px; }
+h1 { font-size: 1.5em; margin-bottom: 0.2em; } h2 { margin-top: 1.6em; font-size: 1.2em; }
+.summary { color: #555; }
+table { border-collapse: collapse; font-size: 0.85em; }
+th, td { border: 1px solid #ddd; padding: 3px 7px; text-align: left; vertical-align: top; }
+th { background: #f3f5f8; cursor: pointer; position: sticky; top: 0; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr.best { background: #fff4d6; font-weight: 600; }
+tr.FAILED td.outcome { color: #b00; } tr.EARLY_STOPPED td.outcome { color: #777; }
+td.reason { max-width: 30em; white-space: pre-wrap; font-size: 0.9em; color: #633; }
+.figures img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
+.kv td:first-child { font-weight: 600; }
+.note { color: #a60; }
+.scroll { overflow-x: auto; }
+"""
+
+# Click a header to sort the trials table by that column (numbers as numbers).
+_SORT_JS = """
+document.querySelectorAll('table.sortable th').forEach(function (th, col) {
+  th.addEventListener('click', function () {
+    var body = th.closest('table').tBodies[0];
+    var rows = Array.from(body.rows);
+    var up = th.dataset.up !== '1'; th.dataset.up = up ? '1' : '0';
+    rows.sort(function (a, b) {
+      var x = a.cells[col].dataset.v || a.cells[col].textContent;
+      var y = b.cells[col].dataset.v || b.cells[col].textContent;
+      var nx = parseFloat(x), ny = parseFloat(y);
+      var c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
+      return up ? c : -c;
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+  });
+});
+"""
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure on the page: its file (beside the page) and a caption."""
+
+    title: str
+    path: Path | None
+    caption: str = ""
+    extra_html: str = ""  # shown under the figure (trusted: built here, values escaped)
+
+
+def fmt(value: Any) -> str:
+    """A cell's text: numbers to 4 significant digits, nothing for ``None``."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4g}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return category_label(value)
+
+
+def _e(value: Any) -> str:
+    return html.escape(fmt(value), quote=True)
+
+
+def _href(target: Path, base: Path) -> str:
+    rel = os.path.relpath(target, base)
+    return quote(Path(rel).as_posix())
+
+
+def _num_cell(value: Any) -> str:
+    if is_number(value):
+        return f'<td class="num" data-v="{float(value)!r}">{_e(value)}</td>'
+    return f"<td>{_e(value)}</td>"
+
+
+def trial_dir(results: ExperimentResults, record: TrialRecord) -> Path | None:
+    """Where a trial's files are: in this experiment directory (it may have moved since the
+    trial ran), else where the trial recorded them."""
+    if results.directory is not None:
+        here = results.directory / "trials" / str(record.number)
+        if here.is_dir():
+            return here
+    return record.trial_dir
+
+
+def render_index(
+    *,
+    results: ExperimentResults,
+    out_dir: Path,
+    exploration_div: str | None,
+    exploration_links: Sequence[Path],
+    figures: Sequence[Figure],
+    best_model: Any,
+    notes: Sequence[str],
+) -> str:
+    """The page's HTML text."""
+    parts: list[str] = []
+    add = parts.append
+    title = f"spiketune report: {results.id}"
+    add("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>")
+    add(f"<title>{html.escape(title)}</title><style>{_CSS}</style>")
+    if exploration_div is not None:
+        add("<script src='plotly.min.js'></script>")
+    add("</head><body>")
+    add(f"<h1>{html.escape(title)}</h1>")
+    add(f"<p class='summary'>{html.escape(_summary(results))}</p>")
+    for note in notes:
+        add(f"<p class='note'>{html.escape(note)}</p>")
+
+    add(_best_section(results, out_dir))
+    add(_best_model_section(best_model, out_dir))
+
+    add("<h2>Exploration</h2><div class='figures'>")
+    if exploration_div is not None:
+        add("<p>One line per finished trial; drag along an axis to keep the lines that cross it "
+            "there, click the selection to clear it. Colour: test accuracy (or the objective).</p>")
+        add(f"<div class='scroll'>{exploration_div}</div>")
+        links = ", ".join(
+            f"<a href='{_href(p, out_dir)}'>{html.escape(p.name)}</a>" for p in exploration_links
+        )
+        add(f"<p>Files: {links}</p>")
+    else:
+        add("<p>No finished trial with a result yet.</p>")
+    add("</div>")
+
+    for fig in figures:
+        add(f"<h2>{html.escape(fig.title)}</h2><div class='figures'>")
+        if fig.path is None:
+            add(f"<p>{html.escape(fig.caption or 'Nothing to show yet.')}</p>")
+        else:
+            add(f"<img src='{_href(fig.path, out_dir)}' alt='{html.escape(fig.title)}'>")
+            if fig.caption:
+                add(f"<p>{html.escape(fig.caption)}</p>")
+        add(fig.extra_html)
+        add("</div>")
+
+    add("<h2>Trials</h2>")
+    add(_trials_table(results, out_dir))
+    add(f"<p class='summary'>Generated {datetime.now().isoformat(timespec='seconds')} by "
+        f"spiketune {_version()}.</p>")
+    add(f"<script>{_SORT_JS}</script></body></html>\n")
+    return "\n".join(parts)
+
+
+def _version() -> str:
+    from spiketune import __version__
+
+    return __version__
+
+
+def _summary(results: ExperimentResults) -> str:
+    c = results.config
+    counts = ", ".join(
+        f"{results.count(o)} {o.value.lower().replace('_', ' ')}" for o in Outcome
+        if results.count(o)
+    )
+    bits = [
+        f"name {c.get('name', '?')}",
+        f"tuner {c.get('tuner', '?')}",
+        f"assessor {c.get('assessor') or 'none'}",
+        f"{results.optimize_mode} the objective",
+        f"{len(results.records)} trials ({counts or 'none yet'})",
+        f"{results.elapsed_seconds:.0f} s of experiment time",
+    ]
+    if results.directory is not None:
+        bits.append(f"directory {results.directory}")
+    return "; ".join(bits)
+
+
+def _best_section(results: ExperimentResults, out_dir: Path) -> str:
+    best = results.best
+    if best is None:
+        return "<h2>Best trial</h2><p>No trial has completed with a finite result yet.</p>"
+    metrics = best.metrics or {}
+    rows = [("trial", best.number), ("validation (objective, default)", best.value)]
+    for key, label in (("test", "test"), ("train", "train")):
+        if key in metrics:
+            rows.append((label, metrics[key]))
+    shown = ("default", "test", "train")
+    rows += [(f"metric {k}", v) for k, v in metrics.items() if k not in shown]
+    out = ["<h2>Best trial</h2><table class='kv'>"]
+    out += [f"<tr><td>{html.escape(k)}</td>{_num_cell(v)}</tr>" for k, v in rows]
+    out.append("</table><h3>Parameters</h3><table class='kv'>")
+    out += [f"<tr><td>{html.escape(k)}</td>{_num_cell(v)}</tr>"
+            for k, v in flatten(best.parameters).items()]
+    out.append("</table>")
+    logs = _log_links(results, best, out_dir)
+    if logs:
+        out.append(f"<p>Logs: {logs}</p>")
+    return "\n".join(out)
+
+
+def _best_model_section(best_model: Any, out_dir: Path) -> str:
+    if best_model is None:
+        return ("<h2>Best model</h2><p>No model was kept (trials keep one with "
+                "<code>spiketune.artifacts.offer_best_model</code>).</p>")
+    out = ["<h2>Best model</h2><table class='kv'>"]
+    rows: list[tuple[str, Any]] = [
+        ("from trial", best_model.trial_id),
+        ("score (larger is better)", ", ".join(fmt(s) for s in best_model.score)),
+        ("saved", best_model.saved),
+    ]
+    p = best_model.predictions
+    if p is not None:
+        rows.append((f"{p.split} accuracy", f"{p.accuracy:.2%} ({p.n_correct}/{len(p.labels)})"))
+    rows += [(f"info {k}", v) for k, v in best_model.info.items()]
+    out += [f"<tr><td>{html.escape(k)}</td>{_num_cell(v)}</tr>" for k, v in rows]
+    out.append("</table>")
+    files = [best_model.directory / n for n in [*best_model.files, "parameters.json"]]
+    if p is not None:
+        files.append(best_model.directory / "predictions.json")
+    links = ", ".join(f"<a href='{_href(f, out_dir)}'>{html.escape(f.name)}</a>" for f in files)
+    out.append(f"<p>Files: {links}</p>")
+    return "\n".join(out)
+
+
+def _log_links(results: ExperimentResults, record: TrialRecord, out_dir: Path) -> str:
+    d = trial_dir(results, record)
+    if d is None:
+        return ""
+    links = [
+        f"<a href='{_href(d / name, out_dir)}'>{text}</a>"
+        for name, text in LOG_FILES.items()
+        if (d / name).is_file()
+    ]
+    if d.is_dir():
+        links.append(f"<a href='{_href(d, out_dir)}/'>folder</a>")
+    return " ".join(links)
+
+
+def _trials_table(results: ExperimentResults, out_dir: Path) -> str:
+    params = results.parameter_names
+    metrics = [k for k in results.metric_keys if k != "default"]  # "default" is the objective
+    best = results.best
+    head = (["#", "outcome", "objective (default)"] + params + [f"metric {m}" for m in metrics]
+            + ["seconds", "reason", "logs"])
+    out = ["<div class='scroll'><table class='sortable'><thead><tr>"]
+    out += [f"<th>{html.escape(h)}</th>" for h in head]
+    out.append("</tr></thead><tbody>")
+    for r in results.records:
+        cls = r.outcome.value + (" best" if best is not None and r.number == best.number else "")
+        flat = flatten(r.parameters)
+        m = r.metrics or {}
+        cells = [_num_cell(r.number), f"<td class='outcome'>{_e(r.outcome.value)}</td>",
+                 _num_cell(r.value)]
+        cells += [_num_cell(flat.get(p)) for p in params]
+        cells += [_num_cell(m.get(k)) for k in metrics]
+        cells.append(_num_cell(None if r.duration_seconds is None
+                               else round(r.duration_seconds, 2)))
+        cells.append(f"<td class='reason'>{html.escape(r.reason or '')}</td>")
+        cells.append(f"<td>{_log_links(results, r, out_dir)}</td>")
+        out.append(f"<tr class='{cls}'>" + "".join(cells) + "</tr>")
+    out.append("</tbody></table></div>")
+    return "\n".join(out)
+
+
+def importance_table(importances: Importances | None) -> str:
+    """The importances as a two-column table (empty without any)."""
+    if importances is None or not importances.values:
+        return ""
+    rows = [f"<tr><td>{html.escape(n)}</td>{_num_cell(v)}</tr>"
+            for n, v in importances.values.items()]
+    return ("<table class='kv'><tr><th>parameter</th><th>importance</th></tr>"
+            + "".join(rows) + "</table>")
