@@ -1,0 +1,237 @@
+"""Hyperparameters of a recurrent spiking network and of its training, validated once.
+
+Two records: :class:`SNNConfig` (the network, its neurons and the learning rule: everything
+needed to rebuild a trained network from a checkpoint) and :class:`TrainConfig` (the loop
+around it). Both are frozen pydantic models that reject unknown keys, so a typo in a search
+space fails when the trial starts, naming the key, never at the first forward pass.
+
+Units: every time constant is in **seconds** and ``dt`` is the simulation step in seconds.
+A decay can be given either as a time constant (``tau_mem``) or as the per-step factor
+(``alpha``); both spellings are validated and giving both is an error. Counts of steps
+(``refractory_steps``, ``loss_steps``) are in steps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from spiketune.errors import ConfigError, Problem
+
+_M = TypeVar("_M", bound=BaseModel)
+
+# The three decays and their two spellings: (time-constant field, factor field, default tau in s).
+_DECAYS: tuple[tuple[str, str, float], ...] = (
+    ("tau_mem", "alpha", 20e-3),
+    ("tau_out", "kappa", 20e-3),
+    ("tau_adapt", "rho", 200e-3),
+)
+
+
+class SNNConfig(BaseModel):
+    """The network, its neurons, and the learning rule.
+
+    Neuron model (DESIGN.md section 3): ``v[t] = alpha v[t-1] + W_in x[t] + W_rec z[t-1] - reset``,
+    ``z[t] = H(v[t] - A[t])`` with ``A = v_th`` (LIF) or ``A = v_th + beta a[t]``,
+    ``a[t] = rho a[t-1] + z[t-1]`` (ALIF). Readout ``y[t] = kappa y[t-1] + W_out z[t] + b``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # architecture
+    n_in: int = Field(ge=1, description="input channels")
+    n_rec: int = Field(ge=1, description="recurrent (hidden) neurons")
+    n_out: int = Field(ge=1, description="readout units = classes")
+    neuron: Literal["lif", "alif"] = "lif"
+    recurrent: bool = Field(True, description="False: no recurrent weights at all")
+    readout_bias: bool = True
+
+    # dynamics; seconds
+    dt: float = Field(1e-3, gt=0, description="simulation step, seconds")
+    tau_mem: float | None = Field(None, gt=0, description="membrane time constant, seconds")
+    alpha: float | None = Field(None, ge=0, lt=1, description="membrane decay per step")
+    tau_out: float | None = Field(None, gt=0, description="readout time constant, seconds")
+    kappa: float | None = Field(None, ge=0, lt=1, description="readout decay per step")
+    tau_adapt: float | None = Field(None, gt=0, description="ALIF adaptation time constant, s")
+    rho: float | None = Field(None, ge=0, lt=1, description="ALIF adaptation decay per step")
+    beta: float = Field(1.8, ge=0, description="ALIF threshold increase per unit of adaptation")
+    v_th: float = Field(1.0, gt=0, description="firing threshold (membrane units)")
+    reset: Literal["subtract", "zero"] = "subtract"
+    refractory_steps: int = Field(0, ge=0, description="steps without spiking after a spike")
+
+    # initialisation: weights ~ N(0, gain^2 / fan_in)
+    gain_in: float = Field(1.0, ge=0)
+    gain_rec: float = Field(1.0, ge=0)
+    gain_out: float = Field(1.0, ge=0)
+
+    # learning rule
+    rule: Literal["eprop", "bptt"] = "eprop"
+    eprop_mode: Literal["fused", "online"] = "fused"
+    feedback: Literal["symmetric", "random"] = "symmetric"
+    surrogate: Literal["triangle", "fast_sigmoid", "arctan"] = "triangle"
+    surrogate_slope: float = Field(1.0, gt=0, description="sharpness, per unit of (v-A)/v_th")
+    surrogate_dampening: float = Field(0.3, gt=0, description="gamma: pseudo-derivative scale")
+    detach_reset: bool = Field(False, description="bptt: stop the gradient through the reset")
+    reg_strength: float = Field(0.0, ge=0, description="firing-rate regularisation weight")
+    reg_target_hz: float = Field(10.0, ge=0, description="target firing rate, Hz")
+
+    # loss and decision
+    loss: Literal["ce_per_step", "ce_summed"] = "ce_per_step"
+    loss_steps: int | None = Field(None, ge=1, description="last K steps; None: all steps")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_spelling_per_decay(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        data = dict(data)
+        for tau_key, factor_key, default_tau in _DECAYS:
+            tau, factor = data.get(tau_key), data.get(factor_key)
+            if tau is not None and factor is not None:
+                raise ValueError(
+                    f"give either {tau_key} (seconds) or {factor_key} (decay per step), not both "
+                    f"(got {tau_key}={tau!r}, {factor_key}={factor!r})"
+                )
+            if tau is None and factor is None:
+                data[tau_key] = default_tau
+        return data
+
+    @model_validator(mode="after")
+    def _rates_reachable(self) -> SNNConfig:
+        max_hz = 1.0 / (self.dt * (self.refractory_steps + 1))
+        if self.reg_target_hz > max_hz:
+            raise ValueError(
+                f"reg_target_hz must be at most {max_hz:g} Hz (one spike per "
+                f"{self.refractory_steps + 1} step(s) of dt={self.dt:g} s), "
+                f"got {self.reg_target_hz!r}"
+            )
+        return self
+
+    # -- derived per-step factors -------------------------------------------------------------
+    @property
+    def decay_mem(self) -> float:
+        """alpha = exp(-dt / tau_mem): membrane decay per step."""
+        return _factor(self.tau_mem, self.alpha, self.dt)
+
+    @property
+    def decay_out(self) -> float:
+        """kappa = exp(-dt / tau_out): readout decay per step."""
+        return _factor(self.tau_out, self.kappa, self.dt)
+
+    @property
+    def decay_adapt(self) -> float:
+        """rho = exp(-dt / tau_adapt): ALIF adaptation decay per step."""
+        return _factor(self.tau_adapt, self.rho, self.dt)
+
+    @property
+    def target_rate_per_step(self) -> float:
+        """The regularisation target in spikes per step (Hz times dt)."""
+        return self.reg_target_hz * self.dt
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> SNNConfig:
+        """Build from a flat dict (an HPO trial's parameters); raises ConfigError on any problem."""
+        return _validate(cls, params)
+
+    def architecture(self) -> dict[str, Any]:
+        """The fields that decide the shapes of the weights: a checkpoint must match them."""
+        return {
+            k: getattr(self, k)
+            for k in ("n_in", "n_rec", "n_out", "neuron", "recurrent", "readout_bias", "feedback")
+        }
+
+
+class TrainConfig(BaseModel):
+    """The training loop: epochs, batches, optimiser, early stopping."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0, description="learning rate")
+    optimizer: Literal["adam", "sgd"] = "adam"
+    weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float | None = Field(None, gt=0, description="max global gradient norm")
+    patience: int | None = Field(
+        None, ge=1, description="stop after this many epochs without improvement; None: never"
+    )
+    min_delta: float = Field(0.0, ge=0, description="smallest change that counts as improvement")
+    monitor: Literal["val_acc", "val_loss"] = "val_acc"
+    seed: int = Field(0, ge=0, description="shuffling seed (and weight seed in Trainer helpers)")
+    shuffle: bool = True
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> TrainConfig:
+        """Build from a flat dict; raises ConfigError on any problem."""
+        return _validate(cls, params)
+
+
+def configs_from_params(
+    params: Mapping[str, Any], defaults: Mapping[str, Any] | None = None
+) -> tuple[SNNConfig, TrainConfig]:
+    """Split one flat dict of hyperparameters (an HPO trial's) into the two configs.
+
+    ``defaults`` holds values the search does not choose (``n_in``, ``n_out`` from the data, say);
+    ``params`` wins over it. Every key must belong to one of the two configs: an unknown key is a
+    ConfigError that names it and lists the known ones. All problems are reported together.
+    """
+    merged = {**(defaults or {}), **params}
+    snn_keys, train_keys = set(SNNConfig.model_fields), set(TrainConfig.model_fields)
+    known = "unknown hyperparameter; known: " + ", ".join(sorted(snn_keys | train_keys))
+    problems: list[Problem] = [
+        Problem(key, value, known)
+        for key, value in merged.items()
+        if key not in snn_keys and key not in train_keys
+    ]
+    snn: SNNConfig | None = None
+    train: TrainConfig | None = None
+    try:
+        snn = SNNConfig.from_params({k: v for k, v in merged.items() if k in snn_keys})
+    except ConfigError as err:
+        problems.extend(err.problems)
+    try:
+        train = TrainConfig.from_params({k: v for k, v in merged.items() if k in train_keys})
+    except ConfigError as err:
+        problems.extend(err.problems)
+    if problems or snn is None or train is None:
+        raise ConfigError(problems)
+    return snn, train
+
+
+def _factor(tau: float | None, factor: float | None, dt: float) -> float:
+    if factor is not None:
+        return float(factor)
+    if tau is None:  # unreachable after validation; kept for type checkers
+        raise ConfigError(Problem("tau", tau, "a time constant or a decay factor is required"))
+    return math.exp(-dt / tau)
+
+
+def _validate(cls: type[_M], params: Mapping[str, Any]) -> _M:
+    if not isinstance(params, Mapping):
+        raise ConfigError(Problem("<root>", params, "a mapping of hyperparameter names to values"))
+    try:
+        return cls.model_validate(dict(params))
+    except ValidationError as err:
+        raise ConfigError(_problems(err, params, cls), source=cls.__name__) from None
+
+
+def _problems(
+    err: ValidationError, params: Mapping[str, Any], cls: type[BaseModel]
+) -> list[Problem]:
+    problems = []
+    for e in err.errors():
+        loc = [str(p) for p in e["loc"] if not isinstance(p, int)]
+        field = loc[0] if loc else "<root>"
+        value = params.get(field, e.get("input")) if loc else e.get("input")
+        rule = e["msg"]
+        if e["type"] == "extra_forbidden":
+            rule = "unknown key; known: " + ", ".join(cls.model_fields)
+        elif e["type"] == "missing":
+            rule = "required"
+        elif rule.startswith("Value error, "):
+            rule = rule.removeprefix("Value error, ")
+        problems.append(Problem(field, value, rule))
+    return problems

@@ -1,0 +1,65 @@
+"""The extension point for learning rules: how one batch's gradients are computed.
+
+Lifecycle of a :class:`LearningRule`:
+
+1. built once per training run, by name from the network's config (:func:`make_rule`);
+2. for each batch the training loop calls ``optimizer.zero_grad()``, then
+   ``rule.backward(net, x, labels)``, which runs the forward pass and *adds* the gradient of
+   the loss to ``.grad`` of the network's parameters (exactly like ``loss.backward()``), and
+   returns a :class:`StepResult`; then ``optimizer.step()``.
+
+A rule keeps no state between batches; every hyperparameter it needs (surrogate, feedback,
+regularisation, loss) is read from ``net.config``, so a checkpoint rebuilds the same rule.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+from torch import Tensor
+
+from spiketune.snn._loss import ReadoutLoss
+from spiketune.snn._network import RecurrentSNN
+from spiketune.snn._stats import SpikeCounts
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one batch's forward pass produced, all detached.
+
+    ``loss`` is the task loss (without the rate regulariser), a 0-dim tensor; ``scores`` the
+    readout summed over the decision window (B, n_out), whose argmax is the prediction;
+    ``counts`` the spike counts (for :func:`spike_stats`). Rules do not hand back whole
+    trajectories (online e-prop never holds one): call ``net.simulate`` for those.
+    """
+
+    loss: Tensor
+    scores: Tensor
+    counts: SpikeCounts
+
+
+class LearningRule(ABC):
+    """Computes gradients of a :class:`RecurrentSNN` for one batch; see the module docstring."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def backward(self, net: RecurrentSNN, x: Tensor, labels: Tensor) -> StepResult:
+        """Forward ``x`` (B, T, n_in), add d(loss)/d(parameter) to each ``.grad``."""
+
+    @staticmethod
+    def loss_of(net: RecurrentSNN) -> ReadoutLoss:
+        return ReadoutLoss(net.config.loss, net.config.loss_steps)
+
+
+def add_grad(param: Tensor | None, grad: Tensor) -> None:
+    """Accumulate ``grad`` into ``param.grad`` the way autograd does."""
+    if param is None:
+        return
+    grad = grad.to(dtype=param.dtype, device=param.device)
+    if param.grad is None:
+        param.grad = grad.clone() if grad.data_ptr() == param.data_ptr() else grad.contiguous()
+    else:
+        param.grad.add_(grad)
