@@ -181,14 +181,16 @@ def results_from_store(store: StudyStore, directory: Path | None) -> ExperimentR
         id=store.study_name,
         directory=directory,
         config=attrs.get(ATTR_CONFIG) or meta_config,
-        records=[record_from_trial(t) for t in trials],
+        records=[record_from_trial(t, directory) for t in trials],
         optimize_mode="maximize" if store.direction == "maximize" else "minimize",
         elapsed_seconds=float(attrs.get(ATTR_ELAPSED, 0.0)),
     )
 
 
-def record_from_trial(trial: optuna.trial.FrozenTrial) -> TrialRecord:
-    """The :class:`TrialRecord` of a stored Optuna trial."""
+def record_from_trial(
+    trial: optuna.trial.FrozenTrial, directory: Path | None = None
+) -> TrialRecord:
+    """The :class:`TrialRecord` of a stored Optuna trial (of the experiment in ``directory``)."""
     import optuna
 
     attrs = trial.user_attrs
@@ -213,6 +215,8 @@ def record_from_trial(trial: optuna.trial.FrozenTrial) -> TrialRecord:
     started, finished = trial.datetime_start, trial.datetime_complete
     duration = (finished - started).total_seconds() if started and finished else None
     trial_dir = attrs.get("trial_dir")
+    if trial_dir is None and directory is not None:  # running: recorded when it ends
+        trial_dir = ExperimentPaths(directory).trial_dir(trial.number)
     return TrialRecord(
         number=trial.number,
         outcome=outcome,

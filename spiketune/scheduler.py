@@ -318,7 +318,8 @@ class Scheduler:
             name = signal.Signals(signum).name
             self.request_stop(f"{name} received", force=self.stopping)
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        # SIGHUP too: trials run in sessions of their own, so a closed terminal would orphan them.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             previous[sig] = signal.signal(sig, handler)
 
         def restore() -> None:

@@ -113,6 +113,7 @@ def test_kill_9_then_resume(tmp_path: Path, exp_root: Path, trial_script, monkey
     before = load_results(directory)
     assert [r.outcome for r in before.records] == [Outcome.COMPLETE, Outcome.RUNNING,
                                                    Outcome.RUNNING]
+    assert before.records[1].trial_dir == directory / "trials" / "1"  # known while running
     assert Experiment.load(directory).status == "interrupted"
 
     marker.unlink()

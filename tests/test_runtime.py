@@ -406,3 +406,14 @@ def test_layout_on_disk(exp_root: Path) -> None:
     assert t.datetime_start <= t.datetime_complete
     assert abs((datetime.now() - t.datetime_complete).total_seconds()) < 60
     assert load_results(exp.id).records[0].parameters == t.user_attrs["parameters"]
+
+
+def test_public_api_resolves() -> None:
+    """Every lazily re-exported name of ``spiketune`` exists (a typo would hide until used)."""
+    import spiketune
+
+    for name in spiketune.__all__:
+        assert getattr(spiketune, name) is not None
+    assert sorted(spiketune.__all__) == sorted(set(spiketune.__all__))
+    with pytest.raises(AttributeError):
+        spiketune.NoSuchThing  # noqa: B018
