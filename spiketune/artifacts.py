@@ -203,8 +203,9 @@ class BestModelKeeper:
         try:
             with self._locked():
                 return self._read()
-        except PermissionError:
-            # A read-only copy of an experiment: nobody can be writing to it.
+        except OSError:
+            # No lock file can be made: a read-only copy of an experiment, which nobody can be
+            # writing to.
             return self._read()
 
     def offer(

@@ -1,0 +1,366 @@
+"""Reports: figures and the offline page, on real experiments and on hand-made records."""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import pytest
+
+from spiketune import Experiment, ExperimentResults, Outcome, TrialRecord, load_results
+from spiketune.artifacts import Predictions, load_best_model, load_predictions
+from spiketune.report import (
+    ACCURACY_AXES,
+    ReportFiles,
+    accuracy_axes,
+    build_report,
+    confusion_matrix,
+    param_importances,
+    plot_confusion_matrix,
+    report_command,
+)
+from spiketune.report._axes import exploration
+from spiketune.report._figures import best_so_far, plot_importance
+from spiketune.report._html import fmt
+
+TEST_SIZE = 50
+CLASSES = ["A", "B", "C", "Space"]
+
+SPACE: dict[str, Any] = {
+    "lr": {"_type": "loguniform", "_value": [1e-4, 1e-1]},
+    "neuron": {
+        "_type": "choice",
+        "_value": [
+            {"_name": "lif", "tau_mem": {"_type": "uniform", "_value": [5, 50]}},
+            {"_name": "alif", "beta": {"_type": "uniform", "_value": [0.1, 2.0]}},
+        ],
+    },
+    "batch_size": {"_type": "choice", "_value": [16, 32, 64]},
+}
+
+# A trial script as an experiment runs it: its own process, parameters from the trial
+# directory, the best model kept through spiketune.artifacts. Sequence 2 fails, sequence 3
+# reports a poor first result and is stopped by the assessor (it would sleep otherwise).
+TRIAL_SCRIPT = textwrap.dedent(
+    f"""
+    import math, random, sys, time
+    import spiketune.trial as st
+    from spiketune.artifacts import Predictions, offer_best_model
+
+    p = st.get_next_parameter()
+    seq = st.get_sequence_id()
+    print("trial", seq, "starting")
+    if seq == 2:
+        print("diverged", file=sys.stderr)
+        sys.exit(3)
+    if seq == 3:
+        st.report_intermediate_result({{"default": 0.05, "train_acc": 0.1}})
+        time.sleep(60)
+    val = 0.95 - 0.08 * abs(math.log10(p["lr"]) + 2.5) + 0.01 * (p["neuron"]["_name"] == "alif")
+    val = round(val, 4)
+    for step in range(3):
+        st.report_intermediate_result({{"default": 0.5 + 0.1 * step, "train_acc": 0.6}})
+    rng = random.Random(seq)
+    labels = [i % {len(CLASSES)} for i in range({TEST_SIZE})]
+    preds = [y if rng.random() < val else (y + 1) % {len(CLASSES)} for y in labels]
+    test = sum(y == q for y, q in zip(labels, preds)) / len(labels)
+    spikes = 100.0 + seq
+    offer_best_model((val, -spikes), {{"best_model.pt": b"weights"}}, {{"test": test}},
+                     Predictions(labels, preds, {CLASSES!r}))
+    st.report_final_result({{"default": val, "train": min(1.0, val + 0.04), "test": test,
+                            "spikes_per_sample": spikes}})
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def braille_like(tmp_path_factory: pytest.TempPathFactory) -> tuple[ExperimentResults, ReportFiles]:
+    """A small real experiment of subprocess trials, and its report."""
+    root = tmp_path_factory.mktemp("report")
+    code = root / "code"
+    code.mkdir()
+    (code / "trial.py").write_text(TRIAL_SCRIPT)
+    exp = Experiment(
+        name="braille-like",
+        trial_command=f"{sys.executable} trial.py",
+        trial_code_directory=code,
+        search_space=SPACE,
+        tuner="Random",
+        seed=0,
+        max_trials=7,
+        assessor="Medianstop",
+        experiment_dir=root / "experiments",
+        kill_grace=1.0,
+    )
+    results = exp.run()
+    outcomes = [r.outcome for r in results.records]
+    assert outcomes.count(Outcome.FAILED) == 1, [(r.outcome, r.reason) for r in results.records]
+    assert outcomes.count(Outcome.EARLY_STOPPED) == 1, outcomes
+    return results, build_report(exp.directory)
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path.name} is not a PNG"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def _links(text: str) -> list[str]:
+    return re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)["']""", text)
+
+
+# ------------------------------------------------------------------------------ whole report
+def test_every_report_file_exists_and_pngs_are_real_images(braille_like) -> None:
+    from matplotlib.image import imread
+
+    _, files = braille_like
+    assert files.directory == files.index.parent
+    assert files.directory.name == "report"
+    for name in ("exploration_png", "exploration_html", "confusion_matrix", "history",
+                 "importance", "intermediate"):
+        assert getattr(files, name) is not None, name
+    for path in files.written():
+        assert path.is_file() and path.stat().st_size > 0, path
+        assert path.parent == files.directory
+    for path in files.written():
+        if path.suffix == ".png":
+            width, height = _png_size(path)
+            assert 400 <= width <= 4000 and 300 <= height <= 3000, (path.name, width, height)
+            pixels = imread(path)
+            assert pixels.std() > 0.05, f"{path.name} looks blank"
+
+
+def test_confusion_matrix_covers_the_whole_test_set(braille_like, tmp_path: Path) -> None:
+    results, _ = braille_like
+    predictions = load_predictions(results.directory)
+    assert predictions is not None
+    matrix = plot_confusion_matrix(predictions, tmp_path / "cm.png")
+    assert matrix.shape == (len(CLASSES), len(CLASSES))
+    assert matrix.sum() == TEST_SIZE
+    assert int(matrix.trace()) == predictions.n_correct
+    assert (tmp_path / "cm.png").stat().st_size > 0
+
+
+def test_best_model_is_the_best_validation_trial(braille_like) -> None:
+    results, _ = braille_like
+    best = load_best_model(results.directory)
+    assert best is not None and results.best is not None
+    assert best.trial_id == str(results.best.number)
+    assert best.score[0] == pytest.approx(results.best.value)
+    assert best.parameters == results.best.parameters
+    assert best.predictions is not None
+    assert best.predictions.accuracy == pytest.approx(results.best.metrics["test"])
+
+
+def test_index_page_shows_best_trials_logs_and_needs_no_network(braille_like) -> None:
+    results, files = braille_like
+    text = files.index.read_text(encoding="utf-8")
+    best = results.best
+    assert best is not None
+    assert fmt(best.value) in text
+    assert fmt(best.metrics["test"]) in text
+    for name in ("lr", "neuron._name", "neuron.tau_mem", "neuron.beta", "batch_size",
+                 "metric train", "metric test", "metric spikes_per_sample"):
+        assert f"<th>{name}</th>" in text, name
+    rows = re.findall(r"<tr class='(\w+)( best)?'>", text)
+    assert len(rows) == len(results.records)
+    assert sorted(r[0] for r in rows) == sorted(r.outcome.value for r in results.records)
+    assert [r for r in rows if r[1]] == [(Outcome.COMPLETE.value, " best")]
+    failed = next(r for r in results.records if r.outcome == Outcome.FAILED)
+    assert f"../trials/{failed.number}/stderr.log" in text
+    assert "exit code 3" in text or "diverged" in text  # the reason is shown
+    # Every link is relative and leads to a file that exists.
+    for page in (files.index, files.exploration_html):
+        assert page is not None
+        links = _links(page.read_text(encoding="utf-8"))
+        assert links, page
+        for link in links:
+            assert not re.match(r"(?i)^(https?:)?//", link), f"network link {link} in {page.name}"
+            assert (page.parent / unquote(link)).exists(), f"broken link {link} in {page.name}"
+    assert "plotly.min.js" in _links(text)
+    assert "cdn" not in " ".join(_links(text)).lower()
+    for record in results.records:
+        assert f"../trials/{record.number}/stdout.log" in text
+
+
+def test_report_command_says_where_the_page_is(braille_like, tmp_path: Path) -> None:
+    results, _ = braille_like
+    said: list[str] = []
+    files = report_command(str(results.directory), tmp_path / "elsewhere", None, echo=said.append)
+    assert files.index == (tmp_path / "elsewhere" / "index.html").resolve()
+    assert files.index.is_file()
+    assert said == [f"report: {files.index} ({len(files.written())} files in {files.directory})"]
+    # Links out of a report elsewhere still point at the experiment's trial logs.
+    text = files.index.read_text(encoding="utf-8")
+    log = next(link for link in _links(text) if link.endswith("stdout.log"))
+    assert (files.directory / unquote(log)).is_file()
+
+
+def test_exploration_of_the_real_experiment(braille_like) -> None:
+    results, _ = braille_like
+    ex = exploration(results)
+    finished = [r for r in results.records if r.outcome != Outcome.FAILED]
+    assert sorted(line.number for line in ex.lines) == sorted(r.number for r in finished)
+    names = [a.name for a in ex.axes]
+    assert names[-3:] == ["train", "default", "test"]
+    assert [a.label for a in ex.axes[-3:]] == ["best train", "best validation", "test"]
+    assert set(names[:-3]) == {"lr", "neuron._name", "neuron.tau_mem", "neuron.beta",
+                               "batch_size"}
+    scales = {a.name: a.scale for a in ex.axes}
+    assert scales["lr"] == "log"
+    assert scales["neuron._name"] == scales["batch_size"] == "category"
+    assert scales["neuron.tau_mem"] == "linear"
+    assert ex.color_key == "test"
+    stopped = next(i for i, line in enumerate(ex.lines) if line.outcome == Outcome.EARLY_STOPPED)
+    assert ex.lines[stopped].metrics == {"default": 0.05}
+    assert ex.colors[stopped] is None  # no test accuracy: drawn grey
+    assert ex.best is not None and ex.lines[ex.best].number == results.best.number
+
+
+# ------------------------------------------------------------------------------ hand-made
+def _record(
+    n: int, params: dict[str, Any], metrics: Any = None, outcome: Outcome = Outcome.COMPLETE
+) -> TrialRecord:
+    if isinstance(metrics, int | float):
+        metrics = {"default": metrics}
+    return TrialRecord(number=n, outcome=outcome, parameters=params, metrics=metrics)
+
+
+def _results(records: list[TrialRecord], space: dict[str, Any] | None = None,
+             mode: str = "maximize") -> ExperimentResults:
+    return ExperimentResults(id="hand", directory=None, config={"search_space": space or {}},
+                             records=records, optimize_mode=mode)  # type: ignore[arg-type]
+
+
+def test_nni_style_experiment_gets_its_own_metric_axes() -> None:
+    records = [
+        _record(0, {"x": 0.5, "opt": "adam"}, {"default": 0.9, "loss": 0.3}),
+        _record(1, {"x": 2.5, "opt": "sgd"}, {"default": 0.7, "loss": 0.6, "note": "text"}),
+        _record(2, {"x": 1.0, "opt": "sgd"}, 0.8),
+        _record(3, {"x": 3.0, "opt": "adam"}, None, Outcome.FAILED),
+    ]
+    ex = exploration(_results(records))
+    assert [a.name for a in ex.axes] == ["x", "opt", "default", "loss"]
+    assert [a.label for a in ex.axes][-2:] == ["objective", "loss"]
+    assert ex.color_key == "default"
+    loss = ex.axes[-1]
+    assert "n/a" in loss.ticktext  # trial 2 reported no loss
+    assert loss.positions[2] < loss.lo + 0.2 * (loss.hi - loss.lo)
+    opt = ex.axes[1]
+    assert opt.scale == "category" and opt.ticktext == ["adam", "sgd"]
+    # Without a search space, numbers over three decades get a log axis.
+    wide = exploration(_results([_record(i, {"w": 10.0 ** -i}, float(i)) for i in range(4)]))
+    assert wide.axes[0].scale == "log"
+    assert exploration(_results(records), metric_keys=["loss"]).axes[-1].name == "loss"
+
+
+def test_accuracy_axes_mapping() -> None:
+    assert accuracy_axes(["default", "train", "test", "epoch"]) == list(ACCURACY_AXES.items())
+    assert accuracy_axes(["test", "default"]) == [("default", "best validation"),
+                                                 ("test", "test")]
+    assert accuracy_axes(["loss", "default"]) == [("default", "objective"), ("loss", "loss")]
+    assert accuracy_axes([]) == []
+
+
+def test_axis_positions_follow_scales_and_choices() -> None:
+    space = {"lr": {"_type": "loguniform", "_value": [1e-4, 1e-1]},
+             "bs": {"_type": "choice", "_value": [64, 16, 32]}}
+    records = [_record(0, {"lr": 1e-4, "bs": 16}, 0.5), _record(1, {"lr": 1e-2, "bs": 64}, 0.6)]
+    ex = exploration(_results(records, space))
+    lr, bs = ex.axes[0], ex.axes[1]
+    assert lr.positions == pytest.approx([-4.0, -2.0])
+    assert all(lr.lo - 1e-9 <= t <= lr.hi + 1e-9 for t in lr.tickvals)
+    assert bs.ticktext == ["64", "16", "32"]  # the space's order, not sorted
+    assert bs.positions == [1.0, 0.0]
+    assert [lr.normalised(0), lr.normalised(1)] == pytest.approx([0.0, 1.0])
+
+
+def test_confusion_matrix_counts() -> None:
+    m = confusion_matrix([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 0, 2], 3)
+    assert m.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+    assert m.dtype.kind == "i"
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 4])
+def test_importance_never_fails_with_few_trials(n: int, tmp_path: Path) -> None:
+    records = [_record(i, {"x": float(i), "c": "ab"[i % 2]}, 0.1 * i) for i in range(n)]
+    imp = param_importances(_results(records))
+    assert imp.trials == n
+    if n < 2:
+        assert imp.values == {}
+    else:
+        assert set(imp.values) == {"x", "c"}
+        assert sum(imp.values.values()) == pytest.approx(1.0)
+        assert imp.values["x"] >= imp.values["c"] - 1e-9
+        assert "rank correlation" in imp.method
+    assert _png_size(plot_importance(imp, tmp_path / "imp.png"))[0] > 300
+
+
+def test_importance_ranks_what_drives_the_objective() -> None:
+    import random
+
+    rng = random.Random(1)
+    records = []
+    for i in range(24):
+        x, y = rng.uniform(0, 1), rng.uniform(0, 1)
+        nested = {"_name": "a", "k": rng.random()} if i % 2 else {"_name": "b"}
+        records.append(_record(i, {"x": x, "y": y, "m": nested}, -((x - 0.3) ** 2) * 10 + 0.01 * y))
+    imp = param_importances(_results(records))
+    assert "(Optuna)" in imp.method
+    assert next(iter(imp.values)) == "x"
+    assert imp.left_out == {"m.k": "nested choice"}
+
+
+def test_best_so_far_follows_the_direction() -> None:
+    records = [_record(0, {}, 0.5), _record(1, {}, 0.7), _record(2, {}, None, Outcome.FAILED),
+               _record(3, {}, 0.6)]
+    assert best_so_far(_results(records)) == [(0, 0.5), (1, 0.7), (3, 0.7)]
+    assert best_so_far(_results(records, mode="minimize")) == [(0, 0.5), (1, 0.5), (3, 0.5)]
+
+
+# ------------------------------------------------------------------------------ odd experiments
+def test_report_of_an_experiment_where_every_trial_failed(tmp_path: Path) -> None:
+    def trial(p: dict[str, Any]) -> float:
+        raise RuntimeError(f"no luck with {p['tag']}")
+
+    exp = Experiment(trial=trial, name="failing", max_trials=2, experiment_dir=tmp_path,
+                     search_space={"tag": {"_type": "choice", "_value": ["<b>bold</b>"]}})
+    exp.run()
+    files = build_report(exp.directory)
+    assert files.exploration_png is None and files.confusion_matrix is None
+    assert files.importance is None and files.intermediate is None
+    assert files.history is not None and files.history.is_file()
+    text = files.index.read_text(encoding="utf-8")
+    assert "No trial has completed" in text
+    assert "<b>bold</b>" not in text and "&lt;b&gt;bold&lt;/b&gt;" in text
+    assert text.count("<tr class='FAILED'>") == 2
+
+
+def test_report_of_a_plain_number_experiment(tmp_path: Path) -> None:
+    def trial(p: dict[str, Any]) -> float:
+        return -((p["x"] - 1.0) ** 2)
+
+    exp = Experiment(trial=trial, name="quadratic", max_trials=3, experiment_dir=tmp_path,
+                     tuner="Random", seed=2, optimize_mode="maximize",
+                     search_space={"x": {"_type": "uniform", "_value": [-2, 2]}})
+    results = exp.run()
+    files = build_report(exp.directory, out_dir=tmp_path / "out")
+    assert files.exploration_png is not None and files.confusion_matrix is None
+    assert files.intermediate is None  # no intermediate reports
+    text = files.index.read_text(encoding="utf-8")
+    assert fmt(results.best.value) in text
+    assert "No model was kept" in text
+    ex = exploration(load_results(exp.directory))
+    assert [a.name for a in ex.axes] == ["x", "default"]
+    assert all(math.isfinite(p) for a in ex.axes for p in a.positions)
+
+
+def test_predictions_with_unnamed_classes_draw(tmp_path: Path) -> None:
+    matrix = plot_confusion_matrix(Predictions([0, 1, 2, 2], [0, 2, 2, 2]), tmp_path / "cm.png")
+    assert matrix.sum() == 4 and matrix.trace() == 3
+    assert _png_size(tmp_path / "cm.png")[0] >= 400
