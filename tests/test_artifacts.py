@@ -162,6 +162,33 @@ def test_concurrent_processes_keep_the_best_offer(tmp_path: Path) -> None:
     assert _leftovers(tmp_path) == []
 
 
+def test_concurrent_threads_keep_the_best_offer(tmp_path: Path) -> None:
+    """In-process trials run in threads of one process: the lock must hold between them too."""
+    import random
+    import threading
+
+    rng = random.Random(1)
+    scores = [(round(rng.random(), 3), -float(rng.randrange(100))) for _ in range(40)]
+    errors: list[BaseException] = []
+
+    def run(chunk: list[tuple[float, float]]) -> None:
+        try:
+            for s in chunk:
+                _offer(BestModelKeeper(tmp_path), s)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(scores[i::4],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    best = BestModelKeeper(tmp_path).current()
+    assert best is not None and best.score == max(scores)
+    assert best.path().read_bytes() == _model(max(scores))
+
+
 def _crash_at(directory: str, where: str) -> None:
     """Offer a better model and die (as by SIGKILL: no cleanup) at ``where``."""
     if where == "writing":  # after the model file, before the manifest
