@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from spiketune.errors import CheckpointError
+from spiketune.errors import CheckpointError, StorageError
 from spiketune.report._axes import exploration
 from spiketune.report._confusion import plot_confusion_matrix
 from spiketune.report._exploration import (
@@ -58,7 +58,7 @@ def build_report(
     results = load_results(experiment, storage=storage)
     if out_dir is None:
         if results.directory is None:
-            raise ValueError("this experiment has no directory: give out_dir")
+            raise StorageError(f"experiment {results.id} has no directory: give out_dir")
         out_dir = results.directory / "report"
     out = Path(out_dir).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -86,8 +86,8 @@ def build_report(
     predictions = None if best_model is None else best_model.predictions
     if predictions is not None and predictions.labels:
         files["confusion_matrix"] = out / "confusion_matrix.png"
-        plot_confusion_matrix(predictions, files["confusion_matrix"],
-                              title=f"Best model (trial {best_model.trial_id})")
+        trial = "" if best_model.trial_id is None else f" (trial {best_model.trial_id})"
+        plot_confusion_matrix(predictions, files["confusion_matrix"], title=f"Best model{trial}")
 
     files["history"] = plot_history(results, out / "history.png")
     importances = param_importances(results) if results.best is not None else None
