@@ -1,0 +1,115 @@
+"""Hardware targets: does a network fit a chip, and how does it do once it is made to fit?
+
+- Profiles: :func:`get_target` (``"xylo-audio2"``, ``"xylo-imu"``, ``"loihi2"``,
+  ``"spinnaker2"``, ``"generic"``), every limit overridable: ``get_target("xylo-audio2",
+  max_hidden=500)``. One small class per chip, base :class:`HardwareTarget`.
+- Before training: :func:`check_design` / :func:`check_config` list the broken
+  :class:`Violation` s of a trial's hyperparameters (no torch, microseconds);
+  :func:`constraints_from` turns them into Optuna constraint values.
+- After training: :func:`quantise_network` (per tensor or per channel),
+  :func:`evaluate` (accuracy and activity) and :func:`assess_network` (all of it for a target:
+  metrics and violations).
+
+Names are imported on first use, so the design check never pays for torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(
+        [
+            "TARGETS",
+            "GenericTarget",
+            "HardwareTarget",
+            "Loihi2",
+            "SpiNNaker2",
+            "XyloAudio2",
+            "XyloIMU",
+            "get_target",
+        ],
+        "spiketune.hardware._targets",
+    ),
+    **dict.fromkeys(
+        ["RULES", "Violation", "check_config", "check_design", "constraints_from"],
+        "spiketune.hardware._design",
+    ),
+    **dict.fromkeys(
+        ["QuantisedNetwork", "bitshift_decay", "quantise_network", "quantise_tensor"],
+        "spiketune.hardware._quantise",
+    ),
+    **dict.fromkeys(
+        ["Activity", "HardwareAssessment", "assess_network", "evaluate"],
+        "spiketune.hardware._assess",
+    ),
+}
+
+__all__ = [
+    "RULES",
+    "TARGETS",
+    "Activity",
+    "GenericTarget",
+    "HardwareAssessment",
+    "HardwareTarget",
+    "Loihi2",
+    "QuantisedNetwork",
+    "SpiNNaker2",
+    "Violation",
+    "XyloAudio2",
+    "XyloIMU",
+    "assess_network",
+    "bitshift_decay",
+    "check_config",
+    "check_design",
+    "constraints_from",
+    "evaluate",
+    "get_target",
+    "quantise_network",
+    "quantise_tensor",
+]
+
+if TYPE_CHECKING:
+    from spiketune.hardware._assess import (
+        Activity,
+        HardwareAssessment,
+        assess_network,
+        evaluate,
+    )
+    from spiketune.hardware._design import (
+        RULES,
+        Violation,
+        check_config,
+        check_design,
+        constraints_from,
+    )
+    from spiketune.hardware._quantise import (
+        QuantisedNetwork,
+        bitshift_decay,
+        quantise_network,
+        quantise_tensor,
+    )
+    from spiketune.hardware._targets import (
+        TARGETS,
+        GenericTarget,
+        HardwareTarget,
+        Loihi2,
+        SpiNNaker2,
+        XyloAudio2,
+        XyloIMU,
+        get_target,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'spiketune.hardware' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

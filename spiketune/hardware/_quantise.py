@@ -1,0 +1,125 @@
+"""Post-training weight quantisation to a target's bit width, as fixed-point chips store weights.
+
+Symmetric, round-to-nearest with clipping: ``q = clip(round(w / s), -qmax, qmax)`` with
+``qmax = 2**(bits-1) - 1`` (the most negative code is left unused so the grid is symmetric) and
+the scale ``s = max|w| / qmax`` over the whole tensor (per tensor) or over each row, i.e. each
+postsynaptic neuron (per channel). ``torch.round`` rounds halves to even. The network keeps
+float arithmetic with the dequantised weights ``q * s``: for integer hardware that is the same
+network up to the scale, which the chip folds into each neuron's threshold and state.
+
+Biases and thresholds are left in float (they live in the wider neuron-state range). On a chip
+with bit-shift decays (Xylo) the membrane and readout decays can be rounded too: ``alpha``
+becomes the nearest ``1 - 2**-k`` in the log domain, ``k = round(log2(1 / (1 - alpha)))``,
+``k`` in 0..15.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from spiketune.errors import ConfigError, Problem
+from spiketune.snn import RecurrentSNN, SNNConfig
+
+__all__ = ["QuantisedNetwork", "bitshift_decay", "quantise_network", "quantise_tensor"]
+
+_WEIGHTS = ("w_in", "w_rec", "w_out")
+_MAX_SHIFT = 15
+
+
+@dataclass(frozen=True)
+class QuantisedNetwork:
+    """A quantised copy of a network and how it was made.
+
+    ``network``: the copy, with weights ``q * scale`` (the original is untouched);
+    ``scales``: per weight name, a 0-d tensor (per tensor) or one scale per row (per channel);
+    ``bits``: the weight width; ``decays``: for each decay that was rounded to a bit shift,
+    ``(original, rounded)`` per-step factors.
+    """
+
+    network: RecurrentSNN
+    scales: dict[str, Tensor]
+    bits: int
+    per_channel: bool
+    decays: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def integer_weights(self) -> dict[str, Tensor]:
+        """The integer codes ``round(w / scale)`` of each quantised weight (int32)."""
+        out = {}
+        for name, scale in self.scales.items():
+            w = getattr(self.network, name).detach()
+            s = scale.unsqueeze(-1) if scale.dim() == 1 else scale
+            out[name] = torch.round(w / s).to(torch.int32)
+        return out
+
+
+def quantise_tensor(w: Tensor, bits: int, *, per_channel: bool = False) -> tuple[Tensor, Tensor]:
+    """``(q * s, s)`` for a weight ``w`` (rows = postsynaptic neurons) at ``bits`` bits.
+
+    ``s`` is 0-d (per tensor) or has one entry per row (per channel). An all-zero tensor or
+    row gets scale 1 (its codes are all 0)."""
+    _check_bits(bits)
+    qmax = 2 ** (bits - 1) - 1
+    w = w.detach()
+    if per_channel:
+        amax = w.abs().amax(dim=tuple(range(1, w.dim())), keepdim=True) if w.dim() > 1 else w.abs()
+    else:
+        amax = w.abs().amax()
+    scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
+    q = torch.clamp(torch.round(w / scale), -qmax, qmax)
+    return q * scale, scale.reshape(-1) if per_channel else scale.reshape(())
+
+
+def bitshift_decay(decay: float) -> float:
+    """The bit-shift decay ``1 - 2**-k`` nearest to ``decay`` (in log(1 / (1 - decay)))."""
+    if not 0.0 <= decay < 1.0:
+        raise ConfigError(Problem("decay", decay, "a decay per step in [0, 1)"))
+    k = round(math.log2(1.0 / (1.0 - decay)))
+    return 1.0 - 2.0 ** -min(max(k, 0), _MAX_SHIFT)
+
+
+def quantise_network(
+    model: RecurrentSNN, bits: int, *, per_channel: bool = False, bitshift_decays: bool = False
+) -> QuantisedNetwork:
+    """A copy of ``model`` with ``w_in``, ``w_rec`` and ``w_out`` quantised to ``bits`` bits.
+
+    ``bitshift_decays``: also round the membrane decay ``alpha`` and the readout decay
+    ``kappa`` to bit shifts (see the module docstring). The copy is in eval mode on the
+    model's device and dtype.
+    """
+    if not isinstance(model, RecurrentSNN):
+        raise ConfigError(Problem("model", type(model).__name__, "a RecurrentSNN"))
+    _check_bits(bits)
+    cfg = model.config
+    decays: dict[str, tuple[float, float]] = {}
+    if bitshift_decays:
+        updates: dict[str, float | None] = {}
+        for tau_key, factor_key, value in (
+            ("tau_mem", "alpha", cfg.decay_mem),
+            ("tau_out", "kappa", cfg.decay_out),
+        ):
+            rounded = bitshift_decay(value)
+            decays[factor_key] = (value, rounded)
+            updates |= {tau_key: None, factor_key: rounded}
+        cfg = SNNConfig.model_validate({**cfg.model_dump(), **updates})
+    ref = model.w_in
+    copy = RecurrentSNN(cfg, seed=0, device=ref.device, dtype=ref.dtype)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    scales: dict[str, Tensor] = {}
+    for name in _WEIGHTS:
+        if state.get(name) is None:
+            continue
+        w = state[name]
+        if name == "w_rec":
+            w = w * model.rec_mask  # the diagonal is never used: keep it out of the scale
+        state[name], scales[name] = quantise_tensor(w, bits, per_channel=per_channel)
+    copy.load_state_dict(state)
+    return QuantisedNetwork(copy.eval(), scales, bits, per_channel, decays)
+
+
+def _check_bits(bits: int) -> None:
+    if not (isinstance(bits, int) and not isinstance(bits, bool) and 2 <= bits <= 32):
+        raise ConfigError(Problem("weight_bits", bits, "an integer from 2 to 32"))
