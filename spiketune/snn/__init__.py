@@ -9,6 +9,7 @@ train it with a :class:`Trainer`. Neuron dynamics are pure functions (:func:`lif
 from __future__ import annotations
 
 from spiketune.snn._bptt import BPTT
+from spiketune.snn._checkpoint import Checkpoint, load_checkpoint, load_weights, save_checkpoint
 from spiketune.snn._config import SNNConfig, TrainConfig, configs_from_params
 from spiketune.snn._eprop import EProp
 from spiketune.snn._loss import (
@@ -33,12 +34,17 @@ from spiketune.snn._registry import make_rule
 from spiketune.snn._rule import LearningRule, StepResult
 from spiketune.snn._stats import SpikeCounts, SpikeStats, spike_stats
 from spiketune.snn._surrogate import Surrogate, heaviside, spike_function
+from spiketune.snn._trainer import EpochMetrics, Evaluation, History, Trainer
 
 __all__ = [
     "BPTT",
     "ALIFParameters",
     "ALIFState",
+    "Checkpoint",
     "EProp",
+    "EpochMetrics",
+    "Evaluation",
+    "History",
     "LIFParameters",
     "LIFState",
     "LearningRule",
@@ -50,17 +56,21 @@ __all__ = [
     "StepResult",
     "Surrogate",
     "TrainConfig",
+    "Trainer",
     "Trajectory",
     "alif_step",
     "configs_from_params",
     "heaviside",
     "initial_state",
     "lif_step",
+    "load_checkpoint",
+    "load_weights",
     "make_rule",
     "neuron_step",
     "per_step_cross_entropy",
     "predict",
     "rate_regularisation",
+    "save_checkpoint",
     "spike_function",
     "spike_stats",
     "summed_cross_entropy",

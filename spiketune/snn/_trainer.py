@@ -1,0 +1,237 @@
+"""The training loop: epochs of mini-batches, validation every epoch, best weights kept.
+
+::
+
+    for each epoch:
+        for each shuffled batch:  zero grads -> rule.backward (forward + gradients) -> clip -> step
+        evaluate on the validation set (loss, accuracy, spike statistics)
+        if the monitored metric improved by more than min_delta: keep a copy of the weights
+        callback(metrics)            # an HPO trial reports here; it may stop or prune the run
+        stop after `patience` epochs without improvement
+    restore the best weights
+
+Without a validation set the training metrics are monitored instead. A non-finite training
+loss ends the run (``History.stop_reason == "non_finite_loss"``); the weights of the best epoch
+so far are restored. Exceptions raised by the callback (say ``optuna.TrialPruned``) propagate.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import TensorDataset
+
+from spiketune.errors import ConfigError, DataError, Problem
+from spiketune.snn._config import TrainConfig
+from spiketune.snn._loss import ReadoutLoss
+from spiketune.snn._network import RecurrentSNN
+from spiketune.snn._registry import make_rule
+from spiketune.snn._rule import LearningRule
+from spiketune.snn._stats import SpikeCounts, SpikeStats, spike_stats
+from spiketune.snn._workspace import Workspace
+
+Data = tuple[Tensor, Tensor] | TensorDataset
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Loss, accuracy and spike statistics of a network on a data set."""
+
+    loss: float
+    accuracy: float
+    stats: SpikeStats
+    n_samples: int
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    """One epoch. ``val_*`` are None without validation data; spike figures are per sample, from
+    the validation set (else the training set), ``seconds`` the epoch's wall-clock time."""
+
+    epoch: int
+    train_loss: float
+    train_acc: float
+    val_loss: float | None
+    val_acc: float | None
+    spikes_per_sample: float
+    rate_hz: float
+    silent_fraction: float
+    synops_per_sample: float
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class History:
+    """Per-epoch metrics of a run, which epoch was best, and why the run ended
+    (``completed``, ``early_stopping``, ``callback`` or ``non_finite_loss``)."""
+
+    monitor: str
+    epochs: list[EpochMetrics] = field(default_factory=list)
+    best_epoch: int | None = None
+    stop_reason: str = "completed"
+
+    @property
+    def best(self) -> EpochMetrics | None:
+        """The metrics of the best epoch (whose weights the network holds after ``fit``)."""
+        if self.best_epoch is None:
+            return None
+        return next(m for m in self.epochs if m.epoch == self.best_epoch)
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        return [m.as_dict() for m in self.epochs]
+
+
+EpochCallback = Callable[[EpochMetrics], bool | None]
+
+
+class Trainer:
+    """Trains a :class:`RecurrentSNN` with the learning rule its config names.
+
+    ``callback(metrics)`` runs after every epoch; returning True stops the run.
+    """
+
+    def __init__(
+        self, net: RecurrentSNN, config: TrainConfig | None = None, *,
+        rule: LearningRule | None = None, callback: EpochCallback | None = None,
+    ) -> None:
+        self.net = net
+        self.config = config or TrainConfig()
+        self.rule = rule or make_rule(net.config)
+        self.callback = callback
+        self.loss_fn = ReadoutLoss(net.config.loss, net.config.loss_steps)
+        self.optimizer = self._make_optimizer()
+        self._workspace = Workspace()
+
+    def fit(self, train: Data, val: Data | None = None) -> History:
+        """Train for ``config.epochs`` epochs at most; the network ends with the best weights."""
+        cfg = self.config
+        x_train, y_train = self._tensors(train, "train")
+        val_tensors = None if val is None else self._tensors(val, "val")
+        monitor = cfg.monitor if val_tensors is not None else cfg.monitor.replace("val", "train")
+        history = History(monitor=monitor)
+        generator = torch.Generator().manual_seed(cfg.seed)
+        best_score, best_state, waited = -math.inf, None, 0
+
+        for epoch in range(1, cfg.epochs + 1):
+            start = time.perf_counter()
+            train_loss, train_acc, counts = self._train_epoch(x_train, y_train, generator)
+            if not math.isfinite(train_loss):
+                history.stop_reason = "non_finite_loss"
+                break
+            if val_tensors is not None:
+                ev = self.evaluate(val_tensors)
+                val_loss, val_acc, stats = ev.loss, ev.accuracy, ev.stats
+            else:
+                val_loss, val_acc, stats = None, None, spike_stats(counts, self.net)
+            metrics = EpochMetrics(
+                epoch=epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss,
+                val_acc=val_acc, spikes_per_sample=stats.spikes_per_sample,
+                rate_hz=stats.rate_hz, silent_fraction=stats.silent_fraction,
+                synops_per_sample=stats.synops_per_sample, seconds=time.perf_counter() - start,
+            )
+            history.epochs.append(metrics)
+
+            # Higher is better for accuracy; a loss is negated so that the same test applies.
+            value = getattr(metrics, monitor)
+            score = -value if monitor.endswith("loss") else value
+            if score > best_score + cfg.min_delta or best_state is None:
+                best_score, waited, history.best_epoch = score, 0, epoch
+                best_state = copy.deepcopy(self.net.state_dict())
+            else:
+                waited += 1
+            if self.callback is not None and self.callback(metrics):
+                history.stop_reason = "callback"
+                break
+            if cfg.patience is not None and waited >= cfg.patience:
+                history.stop_reason = "early_stopping"
+                break
+
+        if best_state is not None:
+            self.net.load_state_dict(best_state)
+        return history
+
+    def evaluate(self, data: Data, batch_size: int | None = None) -> Evaluation:
+        """Loss, accuracy and spike statistics on ``data`` (no gradients, weights unchanged)."""
+        x, y = self._tensors(data, "data")
+        size = batch_size or self.config.batch_size
+        loss_sum, correct, counts = 0.0, 0, None
+        with torch.no_grad():
+            for lo in range(0, len(x), size):
+                xb, yb = x[lo : lo + size], y[lo : lo + size]
+                tr = self.net.simulate(xb, workspace=self._workspace)
+                loss_sum += float(self.loss_fn(tr.readout, yb)) * len(xb)
+                correct += int((self.loss_fn.scores(tr.readout).argmax(-1) == yb).sum())
+                c = SpikeCounts.from_trajectory(tr)
+                counts = c if counts is None else counts + c
+        if counts is None:
+            raise DataError("cannot evaluate on an empty data set")
+        n = len(x)
+        return Evaluation(loss_sum / n, correct / n, spike_stats(counts, self.net), n)
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _train_epoch(
+        self, x: Tensor, y: Tensor, generator: torch.Generator
+    ) -> tuple[float, float, SpikeCounts]:
+        cfg, net = self.config, self.net
+        net.train()
+        n = len(x)
+        order = torch.randperm(n, generator=generator) if cfg.shuffle else torch.arange(n)
+        order = order.to(x.device)
+        loss_sum, correct = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.long)
+        counts: SpikeCounts | None = None
+        for lo in range(0, n, cfg.batch_size):
+            idx = order[lo : lo + cfg.batch_size]
+            xb, yb = x[idx], y[idx]
+            self.optimizer.zero_grad(set_to_none=True)
+            result = self.rule.backward(net, xb, yb)
+            if cfg.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+            self.optimizer.step()
+            loss_sum += result.loss.detach().to("cpu", torch.float64) * len(idx)
+            correct += (result.scores.argmax(-1) == yb).sum().cpu()
+            counts = result.counts if counts is None else counts + result.counts
+        if counts is None:
+            raise DataError("the training set is empty")
+        return float(loss_sum) / n, int(correct) / n, counts
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        cfg = self.config
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        if cfg.optimizer == "adam":
+            return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    def _tensors(self, data: Data, name: str) -> tuple[Tensor, Tensor]:
+        """Inputs (N, T, n_in) in the network's dtype on its device, and integer labels (N,)."""
+        if isinstance(data, TensorDataset):
+            tensors = data.tensors
+        elif isinstance(data, tuple | list):
+            tensors = tuple(data)
+        else:
+            rule = "(inputs, labels) or a TensorDataset"
+            raise ConfigError(Problem(name, type(data).__name__, rule))
+        if len(tensors) != 2 or not all(isinstance(t, Tensor) for t in tensors):
+            raise ConfigError(Problem(name, len(tensors), "two tensors: inputs and labels"))
+        x, y = tensors
+        n_in, n_out = self.net.config.n_in, self.net.config.n_out
+        if x.dim() != 3 or x.shape[-1] != n_in or y.dim() != 1 or len(y) != len(x):
+            raise DataError(
+                f"{name}: inputs must be (N, steps, {n_in}) and labels (N,), "
+                f"got {tuple(x.shape)} and {tuple(y.shape)}"
+            )
+        if len(y) and (int(y.min()) < 0 or int(y.max()) >= n_out):
+            raise DataError(
+                f"{name}: labels must lie in [0, {n_out}), got {int(y.min())}..{int(y.max())}"
+            )
+        w = self.net.w_in
+        return x.to(device=w.device, dtype=w.dtype), y.to(device=w.device, dtype=torch.long)
