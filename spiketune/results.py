@@ -20,7 +20,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from spiketune.errors import StorageError
 from spiketune.storage import (
     ATTR_CONFIG,
     ATTR_ELAPSED,
@@ -261,7 +260,7 @@ def export_results(
         }
         return json.dumps(doc, indent=2, allow_nan=False) + "\n"
     if fmt != "csv":
-        raise StorageError(f"unknown export format {fmt!r}: use 'csv' or 'json'")
+        raise ValueError(f"unknown export format {fmt!r}: use 'csv' or 'json'")
     params = results.parameter_names
     metrics = results.metric_keys
     if intermediate:

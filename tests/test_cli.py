@@ -42,6 +42,19 @@ def test_help_everywhere(runner: CliRunner) -> None:
         assert "Usage" in sub.output
 
 
+def test_progress_line() -> None:
+    from spiketune.cli import _progress_text
+    from spiketune.scheduler import Progress
+
+    p = Progress(started=7, running=2, complete=3, early_stopped=1, failed=1, best_value=0.875,
+                 best_number=4, elapsed_seconds=65.0, max_trials=10, max_duration=3600.0,
+                 stopping=False)
+    text = _progress_text(p).plain
+    for part in ("7/10", "5 done", "2 running", "1 failed", "1 early-stopped", "0.875 (trial 4)",
+                 "elapsed 0:01:05", "0:58:55 left"):
+        assert part in text
+
+
 def test_usage_errors_exit_2(runner: CliRunner, exp_root: Path) -> None:
     assert runner.invoke(app, ["run"]).exit_code == 2  # missing CONFIG
     assert runner.invoke(app, ["export", "x", "--format", "xml"]).exit_code == 2
