@@ -417,3 +417,54 @@ def test_public_api_resolves() -> None:
     assert sorted(spiketune.__all__) == sorted(set(spiketune.__all__))
     with pytest.raises(AttributeError):
         spiketune.NoSuchThing  # noqa: B018
+
+
+def test_two_schedulers_sharing_a_study_start_exactly_max_trials(tmp_path: Path) -> None:
+    """Two schedulers on one study (as workers will be): 20 trials between them, not more."""
+    import threading
+
+    import optuna
+
+    from spiketune.runners import InProcessRunner
+    from spiketune.scheduler import Budget, Scheduler
+    from spiketune.space import SearchSpace
+
+    url = sqlite_url(tmp_path / "study.db")
+    StudyStore.open(url, "shared", create=True).close()
+    space = SearchSpace.from_nni(QUADRATIC_SPACE)
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            store = StudyStore.open(url, "shared")
+            Scheduler(
+                store=store,
+                runner=InProcessRunner(lambda p: (time.sleep(0.01), p["x"])[1]),
+                paths=ExperimentPaths(tmp_path / f"worker{i}"),
+                experiment_id="shared",
+                space=space,
+                sampler=optuna.samplers.RandomSampler(seed=i),
+                pruner=None,
+                budget=Budget(max_trials=20),
+                concurrency=2,
+                sync_interval=0.0,
+            ).run()
+            store.close()
+        except BaseException as e:  # reported below, in the test's thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    store = StudyStore.open(url, "shared")
+    trials = store.trials()
+    store.close()
+    assert len(trials) == 20
+    assert sorted(t.number for t in trials) == list(range(20))
+    assert sorted(t.user_attrs["sequence_id"] for t in trials) == list(range(20))
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    workers = {Path(t.user_attrs["trial_dir"]).parents[1].name for t in trials}
+    assert workers == {"worker0", "worker1"}  # both took part
