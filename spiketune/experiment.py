@@ -29,7 +29,13 @@ from typing import Any
 from spiketune.config import ExperimentConfig
 from spiketune.errors import ConfigError, Problem, StorageError
 from spiketune.results import ExperimentResults, TrialRecord, load_results, results_from_store
-from spiketune.runners import InProcessRunner, Runner, SubprocessRunner, process_start_time
+from spiketune.runners import (
+    InProcessRunner,
+    Runner,
+    SubprocessRunner,
+    process_alive,
+    process_start_time,
+)
 from spiketune.scheduler import Budget, Progress, Scheduler, recover_interrupted
 from spiketune.storage import (
     ATTR_CONFIG,
@@ -319,11 +325,7 @@ def scheduler_status(directory: Path) -> str:
         return status
     if info.get("host") != socket.gethostname():
         return "running"  # cannot check another machine
-    pid = info.get("pid")
-    start = process_start_time(pid) if isinstance(pid, int) else None
-    if start is None or (info.get("start_time") is not None and start != info.get("start_time")):
-        return "interrupted"
-    return "running"
+    return "running" if process_alive(info.get("pid"), info.get("start_time")) else "interrupted"
 
 
 def _gpu_indices(config: ExperimentConfig) -> list[int]:

@@ -40,6 +40,7 @@ __all__ = [
     "Runner",
     "StopReason",
     "SubprocessRunner",
+    "process_alive",
     "process_start_time",
 ]
 
@@ -146,6 +147,25 @@ def process_start_time(pid: int) -> int | None:
         return None
     fields = data[data.rindex(b")") + 2 :].split()
     return int(fields[19])
+
+
+def process_alive(pid: Any, start_time: Any) -> bool:
+    """True while the process ``pid`` that started at ``start_time`` (see
+    :func:`process_start_time`) still runs. Without ``/proc``, only the pid is checked."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    now = process_start_time(pid)
+    if now is not None:
+        return start_time is None or now == start_time
+    if Path("/proc/self/stat").exists():
+        return False  # /proc works and has no such process
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _stderr_tail(path: Path, lines: int = 12, max_bytes: int = 4096) -> str:

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -581,10 +582,10 @@ def recover_interrupted(store: StudyStore, paths: ExperimentPaths) -> list[int]:
     """
     import optuna
 
-    from spiketune.runners import process_start_time
+    from spiketune.runners import process_alive
 
     done: list[int] = []
-    host = os.uname().nodename
+    host = socket.gethostname()
     for t in store.trials():
         if t.state != optuna.trial.TrialState.RUNNING:
             continue
@@ -594,8 +595,7 @@ def recover_interrupted(store: StudyStore, paths: ExperimentPaths) -> list[int]:
             if info.get("host") != host:
                 continue
             pid = info.get("scheduler_pid")
-            if isinstance(pid, int) and pid != os.getpid() and process_start_time(pid) is not None \
-                    and process_start_time(pid) == info.get("scheduler_start"):
+            if pid != os.getpid() and process_alive(pid, info.get("scheduler_start")):
                 continue  # its scheduler is alive
             _kill_leftovers(info)
         intermediate, _final = read_intermediate(trial_dir)
