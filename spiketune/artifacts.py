@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from spiketune.errors import CheckpointError, TrialError
+from spiketune.trial import ENV_EXPERIMENT_DIR
 
 __all__ = [
     "BEST_MODEL_DIR",
@@ -62,7 +63,6 @@ __all__ = [
 
 #: Environment variable naming the experiment directory of a trial. When absent, the directory is
 #: derived from the trial directory (``<experiment dir>/trials/<number>``).
-ENV_EXPERIMENT_DIR = "SPIKETUNE_EXPERIMENT_DIR"
 BEST_MODEL_DIR = "best_model"
 MODEL_FILE = "best_model.pt"
 PARAMETERS_FILE = "parameters.json"

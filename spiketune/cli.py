@@ -303,6 +303,22 @@ def export(
         output.write_text(text, encoding="utf-8")
 
 
+@app.command()
+def report(
+    experiment: _ExperimentArg,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Output directory (default <experiment dir>/report).",
+                     show_default=False),
+    ] = None,
+    root: _RootOption = None,
+) -> None:
+    """Figures and an offline HTML report: exploration, confusion matrix, history, importance."""
+    from spiketune.report import report_command
+
+    report_command(_find(experiment, root), out, None, echo=typer.echo)
+
+
 # ------------------------------------------------------------------------------ helpers
 def _flat(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}

@@ -252,6 +252,8 @@ class SubprocessRunner(Runner):
                 trial_api.ENV_TRIAL_ID: tid,
                 trial_api.ENV_EXPERIMENT_ID: exp,
                 trial_api.ENV_SEQUENCE_ID: seq,
+                # trial dirs are <experiment dir>/trials/<number>
+                trial_api.ENV_EXPERIMENT_DIR: str(launch.trial_dir.parent.parent),
                 "CUDA_VISIBLE_DEVICES": "" if launch.gpu is None else str(launch.gpu),
                 # What NNI's own trial runtime sets; some scripts read them directly.
                 "NNI_PLATFORM": "local",

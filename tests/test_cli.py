@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from spiketune.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
-COMMANDS = ["run", "resume", "stop", "ls", "trials", "best", "export"]
+COMMANDS = ["run", "resume", "stop", "ls", "trials", "best", "export", "report"]
 
 
 @pytest.fixture
@@ -134,3 +134,9 @@ def test_run_then_read_it_back(runner: CliRunner, nni_example: Path, exp_root: P
     assert stopped.exit_code == 0 and "not running (done)" in stopped.output
     resumed = runner.invoke(app, ["resume", exp_id])  # budget used: nothing more to run
     assert resumed.exit_code == 0 and "done: 4 trials" in resumed.output
+
+    report = runner.invoke(app, ["report", exp_id, "--out", str(tmp_path / "report")])
+    assert report.exit_code == 0, report.output
+    index = tmp_path / "report" / "index.html"
+    assert str(index) in report.output and index.is_file()
+    assert (tmp_path / "report" / "exploration.png").stat().st_size > 1000
