@@ -11,6 +11,7 @@ rounding). Float64 keeps rounding far below the 1e-5 tolerance.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,6 +22,16 @@ from spiketune.snn import BPTT, EProp, LearningRule, RecurrentSNN, SNNConfig
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 TOL = 1e-5
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Small tensors: one thread is faster, and immune to other processes on the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 B, T, N_IN, N_REC, N_OUT = 5, 40, 4, 12, 3
 
 

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from spiketune.errors import ConfigError, Problem
 
@@ -31,15 +32,26 @@ _DECAYS: tuple[tuple[str, str, float], ...] = (
 )
 
 
-class SNNConfig(BaseModel):
+class _Config(BaseModel):
+    """Shared behaviour: construction raises ConfigError (never pydantic's own error)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as err:
+            problems = _problems(err, data, type(self))
+            raise ConfigError(problems, source=type(self).__name__) from None
+
+
+class SNNConfig(_Config):
     """The network, its neurons, and the learning rule.
 
     Neuron model (DESIGN.md section 3): ``v[t] = alpha v[t-1] + W_in x[t] + W_rec z[t-1] - reset``,
     ``z[t] = H(v[t] - A[t])`` with ``A = v_th`` (LIF) or ``A = v_th + beta a[t]``,
     ``a[t] = rho a[t-1] + z[t-1]`` (ALIF). Readout ``y[t] = kappa y[t-1] + W_out z[t] + b``.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     # architecture
     n_in: int = Field(ge=1, description="input channels")
@@ -91,9 +103,9 @@ class SNNConfig(BaseModel):
         for tau_key, factor_key, default_tau in _DECAYS:
             tau, factor = data.get(tau_key), data.get(factor_key)
             if tau is not None and factor is not None:
-                raise ValueError(
-                    f"give either {tau_key} (seconds) or {factor_key} (decay per step), not both "
-                    f"(got {tau_key}={tau!r}, {factor_key}={factor!r})"
+                raise _cross_field(
+                    tau_key, {tau_key: tau, factor_key: factor},
+                    f"give either {tau_key} (seconds) or {factor_key} (decay per step), not both",
                 )
             if tau is None and factor is None:
                 data[tau_key] = default_tau
@@ -103,10 +115,10 @@ class SNNConfig(BaseModel):
     def _rates_reachable(self) -> SNNConfig:
         max_hz = 1.0 / (self.dt * (self.refractory_steps + 1))
         if self.reg_target_hz > max_hz:
-            raise ValueError(
-                f"reg_target_hz must be at most {max_hz:g} Hz (one spike per "
-                f"{self.refractory_steps + 1} step(s) of dt={self.dt:g} s), "
-                f"got {self.reg_target_hz!r}"
+            raise _cross_field(
+                "reg_target_hz", self.reg_target_hz,
+                f"at most {max_hz:g} Hz (one spike per {self.refractory_steps + 1} step(s) "
+                f"of dt={self.dt:g} s)",
             )
         return self
 
@@ -144,10 +156,8 @@ class SNNConfig(BaseModel):
         }
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(_Config):
     """The training loop: epochs, batches, optimiser, early stopping."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(64, ge=1)
@@ -201,6 +211,13 @@ def configs_from_params(
     return snn, train
 
 
+def _cross_field(field: str, value: Any, rule: str) -> PydanticCustomError:
+    """A validation error about one field found by a check across fields."""
+    return PydanticCustomError(
+        "cross_field", "{field}: {rule}", {"field": field, "value": value, "rule": rule}
+    )
+
+
 def _factor(tau: float | None, factor: float | None, dt: float) -> float:
     if factor is not None:
         return float(factor)
@@ -227,7 +244,10 @@ def _problems(
         field = loc[0] if loc else "<root>"
         value = params.get(field, e.get("input")) if loc else e.get("input")
         rule = e["msg"]
-        if e["type"] == "extra_forbidden":
+        if e["type"] == "cross_field":
+            ctx = e.get("ctx") or {}
+            field, value, rule = ctx.get("field", field), ctx.get("value", value), ctx["rule"]
+        elif e["type"] == "extra_forbidden":
             rule = "unknown key; known: " + ", ".join(cls.model_fields)
         elif e["type"] == "missing":
             rule = "required"

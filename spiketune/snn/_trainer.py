@@ -11,8 +11,8 @@
     restore the best weights
 
 Without a validation set the training metrics are monitored instead. A non-finite training
-loss ends the run (``History.stop_reason == "non_finite_loss"``); the weights of the best epoch
-so far are restored. Exceptions raised by the callback (say ``optuna.TrialPruned``) propagate.
+loss or weight ends the run (``History.stop_reason == "non_finite_loss"``); the weights of the
+best epoch so far (the initial ones if no epoch finished) are restored. Exceptions raised by the callback (say ``optuna.TrialPruned``) propagate.
 """
 
 from __future__ import annotations
@@ -121,11 +121,12 @@ class Trainer:
         history = History(monitor=monitor)
         generator = torch.Generator().manual_seed(cfg.seed)
         best_score, best_state, waited = -math.inf, None, 0
+        initial_state = copy.deepcopy(self.net.state_dict())
 
         for epoch in range(1, cfg.epochs + 1):
             start = time.perf_counter()
             train_loss, train_acc, counts = self._train_epoch(x_train, y_train, generator)
-            if not math.isfinite(train_loss):
+            if not (math.isfinite(train_loss) and self._weights_finite()):
                 history.stop_reason = "non_finite_loss"
                 break
             if val_tensors is not None:
@@ -156,8 +157,7 @@ class Trainer:
                 history.stop_reason = "early_stopping"
                 break
 
-        if best_state is not None:
-            self.net.load_state_dict(best_state)
+        self.net.load_state_dict(best_state if best_state is not None else initial_state)
         return history
 
     def evaluate(self, data: Data, batch_size: int | None = None) -> Evaluation:
@@ -203,6 +203,9 @@ class Trainer:
         if counts is None:
             raise DataError("the training set is empty")
         return float(loss_sum) / n, int(correct) / n, counts
+
+    def _weights_finite(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in self.net.parameters())
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         cfg = self.config

@@ -1,0 +1,30 @@
+"""The public surface of spiketune.snn is exactly what __all__ says."""
+
+from __future__ import annotations
+
+import spiketune.snn as snn
+
+PUBLIC = {
+    "ALIFParameters", "ALIFState", "BPTT", "Checkpoint", "EProp", "EpochMetrics", "Evaluation",
+    "History", "LIFParameters", "LIFState", "LearningRule", "ReadoutLoss", "RecurrentSNN",
+    "SNNConfig", "SpikeCounts", "SpikeStats", "StepResult", "Surrogate", "TrainConfig", "Trainer",
+    "Trajectory", "alif_step", "configs_from_params", "heaviside", "initial_state", "lif_step",
+    "load_checkpoint", "load_weights", "make_rule", "neuron_step", "per_step_cross_entropy",
+    "predict", "rate_regularisation", "save_checkpoint", "spike_function", "spike_stats",
+    "summed_cross_entropy",
+}
+
+
+def test_all_is_the_public_api() -> None:
+    assert set(snn.__all__) == PUBLIC
+    for name in snn.__all__:
+        assert getattr(snn, name).__module__.startswith("spiketune.snn")
+    exported = {n for n in dir(snn) if not n.startswith("_")}
+    assert exported - PUBLIC <= {"annotations"}  # nothing public beyond __all__
+
+
+def test_rules_by_name() -> None:
+    cfg = snn.SNNConfig(n_in=1, n_rec=2, n_out=2, eprop_mode="online")
+    rule = snn.make_rule(cfg)
+    assert isinstance(rule, snn.EProp) and rule.mode == "online"
+    assert isinstance(snn.make_rule("bptt"), snn.BPTT)

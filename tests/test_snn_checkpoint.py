@@ -1,0 +1,88 @@
+"""Checkpoints rebuild the network exactly and refuse other architectures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from spiketune.errors import CheckpointError
+from spiketune.snn import (
+    RecurrentSNN,
+    SNNConfig,
+    TrainConfig,
+    Trainer,
+    load_checkpoint,
+    load_weights,
+    save_checkpoint,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Small tensors: one thread is faster, and immune to other processes on the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def config(**kw: object) -> SNNConfig:
+    params: dict[str, object] = {
+        "n_in": 4, "n_rec": 8, "n_out": 3, "neuron": "alif", "tau_mem": 0.03, "feedback": "random",
+    }
+    params.update(kw)
+    return SNNConfig(**params)
+
+
+def test_round_trip_rebuilds_the_same_network(tmp_path: Path) -> None:
+    net = RecurrentSNN(config(), seed=4)
+    x = (torch.rand(2, 20, 4) < 0.4).float()
+    y = torch.tensor([0, 2])
+    history = Trainer(net, TrainConfig(epochs=1, batch_size=2)).fit((x, y))
+    path = save_checkpoint(tmp_path / "net.pt", net, train_config=TrainConfig(epochs=1),
+                           history=history, extra={"letters": ["A", "E"]})
+    raw = torch.load(path, weights_only=True)  # loadable without executing anything
+    assert raw["format"] == "spiketune.snn/1"
+    ck = load_checkpoint(path)
+    assert ck.config == net.config and ck.train_config == TrainConfig(epochs=1)
+    assert ck.extra == {"letters": ["A", "E"]} and ck.history[0]["epoch"] == 1
+    with torch.no_grad():
+        assert torch.equal(ck.network.simulate(x).y, net.simulate(x).y)
+    assert torch.equal(ck.network.feedback, net.feedback)
+
+
+def test_different_architecture_is_refused(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "net.pt", RecurrentSNN(config(), seed=0))
+    other = RecurrentSNN(config(n_rec=9, neuron="lif"), seed=0)
+    with pytest.raises(CheckpointError) as info:
+        load_weights(other, path)
+    assert "n_rec: checkpoint has 8, network has 9" in str(info.value)
+    assert "neuron: checkpoint has 'alif', network has 'lif'" in str(info.value)
+    with pytest.raises(CheckpointError, match="recurrent"):
+        load_checkpoint(path, expect=config(recurrent=False))
+    # same architecture, other time constants: the weights load, the dynamics stay the net's
+    same = RecurrentSNN(config(tau_mem=0.05), seed=1)
+    load_weights(same, path)
+    assert same.config.tau_mem == 0.05
+
+
+def test_foreign_files_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="no such"):
+        load_checkpoint(tmp_path / "missing.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable"):
+        load_checkpoint(junk)
+    plain = tmp_path / "plain.pt"
+    torch.save({"w": torch.zeros(2)}, plain)
+    with pytest.raises(CheckpointError, match="not a spiketune SNN checkpoint"):
+        load_checkpoint(plain)
+
+
+def test_float64_checkpoint_keeps_its_dtype(tmp_path: Path) -> None:
+    net = RecurrentSNN(config(), seed=0, dtype=torch.float64)
+    ck = load_checkpoint(save_checkpoint(tmp_path / "n.pt", net))
+    assert ck.network.w_in.dtype == torch.float64

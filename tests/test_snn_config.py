@@ -1,0 +1,82 @@
+"""Hyperparameters: validated once, from an HPO trial's flat dict, errors that name the field."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from spiketune.errors import ConfigError
+from spiketune.snn import SNNConfig, TrainConfig, configs_from_params
+
+
+def test_time_constants_or_factors() -> None:
+    by_tau = SNNConfig(n_in=2, n_rec=3, n_out=2, tau_mem=0.02, dt=1e-3)
+    assert by_tau.decay_mem == pytest.approx(math.exp(-0.05))
+    by_factor = SNNConfig(n_in=2, n_rec=3, n_out=2, alpha=0.9, kappa=0.8, rho=0.99)
+    assert (by_factor.decay_mem, by_factor.decay_out, by_factor.decay_adapt) == (0.9, 0.8, 0.99)
+    default = SNNConfig(n_in=2, n_rec=3, n_out=2)
+    assert default.tau_mem == 20e-3 and default.decay_out == pytest.approx(math.exp(-1e-3 / 20e-3))
+
+
+def test_both_spellings_at_once_are_refused() -> None:
+    with pytest.raises(ConfigError) as info:
+        SNNConfig.from_params({"n_in": 2, "n_rec": 3, "n_out": 2, "tau_mem": 0.02, "alpha": 0.9})
+    assert "either tau_mem" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "words"),
+    [
+        ("alpha", 1.2, "less than 1"),
+        ("tau_out", -1.0, "greater than 0"),
+        ("neuron", "izhikevich", "'lif' or 'alif'"),
+        ("n_rec", 0, "greater than or equal to 1"),
+        ("loss_steps", 0, "greater than or equal to 1"),
+        ("surrogate", "relu", "triangle"),
+    ],
+)
+def test_bad_values_name_field_value_and_rule(key: str, value: object, words: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        SNNConfig.from_params({"n_in": 2, "n_rec": 3, "n_out": 2, key: value})
+    (problem,) = info.value.problems
+    assert problem.field == key and problem.value == value and words in problem.rule
+
+
+def test_unknown_and_missing_keys_are_all_reported() -> None:
+    with pytest.raises(ConfigError) as info:
+        SNNConfig.from_params({"n_in": 2, "n_out": 2, "tau_membrane": 0.02})
+    fields = {p.field: p for p in info.value.problems}
+    assert set(fields) == {"n_rec", "tau_membrane"}
+    assert "unknown key" in fields["tau_membrane"].rule and "tau_mem" in fields["tau_membrane"].rule
+
+
+def test_unreachable_target_rate() -> None:
+    with pytest.raises(ConfigError, match="reg_target_hz"):
+        SNNConfig(n_in=1, n_rec=1, n_out=1, dt=5e-3, refractory_steps=1, reg_target_hz=150.0)
+
+
+def test_configs_from_one_trial_dict() -> None:
+    params = {"n_rec": 64, "tau_mem": 0.03, "lr": 2e-3, "batch_size": 32, "neuron": "alif"}
+    snn, train = configs_from_params(params, defaults={"n_in": 12, "n_out": 7, "dt": 5e-3})
+    assert (snn.n_in, snn.n_rec, snn.neuron, snn.dt) == (12, 64, "alif", 5e-3)
+    assert (train.lr, train.batch_size) == (2e-3, 32)
+    # ints that arrive as floats (quantised uniform) are accepted when whole
+    snn2, _ = configs_from_params({"n_rec": 64.0}, defaults={"n_in": 12, "n_out": 7})
+    assert snn2.n_rec == 64
+
+
+def test_configs_from_params_reports_everything() -> None:
+    with pytest.raises(ConfigError) as info:
+        configs_from_params({"n_in": 2, "n_rec": 3, "n_out": 2, "lr": -1.0, "bogus": 1})
+    fields = sorted(p.field for p in info.value.problems)
+    assert fields == ["bogus", "lr"]
+
+
+def test_round_trip_through_a_dump() -> None:
+    cfg = SNNConfig(n_in=2, n_rec=3, n_out=2, alpha=0.9, neuron="alif", loss_steps=5)
+    assert SNNConfig.model_validate(cfg.model_dump()) == cfg
+    train = TrainConfig(epochs=3, patience=2)
+    assert TrainConfig.from_params(train.model_dump()) == train
+    with pytest.raises(ConfigError):
+        TrainConfig.from_params({"epochs": 0})

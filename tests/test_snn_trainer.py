@@ -1,0 +1,125 @@
+"""The training loop, and a small learning test: e-prop learns a separable spike-pattern task."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from spiketune.errors import ConfigError, DataError
+from spiketune.snn import EpochMetrics, RecurrentSNN, SNNConfig, TrainConfig, Trainer
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Small tensors: one thread is faster, and immune to other processes on the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def patterns(n: int, noise_seed: int, steps: int = 40, n_in: int = 10) -> tuple[torch.Tensor, ...]:
+    """Two fixed random spike templates; each sample keeps 80% of its template's spikes and
+    gets 2% random extra spikes. Train and validation share templates, not noise."""
+    templates = torch.rand(2, steps, n_in, generator=torch.Generator().manual_seed(0)) < 0.1
+    g = torch.Generator().manual_seed(noise_seed)
+    labels = torch.randint(0, 2, (n,), generator=g)
+    keep = torch.rand(n, steps, n_in, generator=g) < 0.8
+    extra = torch.rand(n, steps, n_in, generator=g) < 0.02
+    return ((templates[labels] & keep) | extra).float(), labels
+
+
+def network(**kw: object) -> RecurrentSNN:
+    params: dict[str, object] = {
+        "n_in": 10, "n_rec": 32, "n_out": 2, "gain_in": 2.0, "tau_out": 0.01,
+    }
+    params.update(kw)
+    return RecurrentSNN(SNNConfig(**params), seed=0)
+
+
+@pytest.mark.parametrize("neuron", ["lif", "alif"])
+def test_eprop_learns_a_two_class_spike_pattern_task(neuron: str) -> None:
+    train, val = patterns(256, noise_seed=1), patterns(128, noise_seed=2)
+    net = network(neuron=neuron)
+    trainer = Trainer(net, TrainConfig(epochs=6, batch_size=32, lr=5e-3))
+    before = trainer.evaluate(val).accuracy
+    history = trainer.fit(train, val)
+    assert before < 0.75
+    assert history.best is not None and history.best.val_acc > 0.9
+    assert trainer.evaluate(val).accuracy == history.best.val_acc  # best weights restored
+    assert history.epochs[-1].spikes_per_sample > 0
+    assert [m.epoch for m in history.epochs] == list(range(1, 7))
+
+
+def test_online_mode_trains_like_fused() -> None:
+    train = patterns(64, noise_seed=1)
+    cfg = TrainConfig(epochs=2, batch_size=32, lr=5e-3, shuffle=False)
+    fused = Trainer(network(), cfg).fit(train)
+    online = Trainer(network(eprop_mode="online"), cfg).fit(train)
+    for a, b in zip(fused.epochs, online.epochs, strict=True):
+        assert a.train_loss == pytest.approx(b.train_loss, rel=1e-4)
+        assert a.train_acc == b.train_acc
+
+
+def test_early_stopping_on_a_plateau_keeps_the_best_weights() -> None:
+    train, val = patterns(64, noise_seed=1), patterns(32, noise_seed=2)
+    net = network()
+    seen: list[EpochMetrics] = []
+    weights: dict[int, torch.Tensor] = {}
+
+    def record(m: EpochMetrics) -> None:
+        seen.append(m)
+        weights[m.epoch] = net.w_in.detach().clone()
+
+    # lr so small nothing improves by min_delta: the first epoch stays best
+    cfg = TrainConfig(epochs=20, batch_size=32, lr=1e-9, patience=3, min_delta=0.01)
+    history = Trainer(net, cfg, callback=record).fit(train, val)
+    assert history.stop_reason == "early_stopping"
+    assert len(history.epochs) == 4 and history.best_epoch == 1
+    assert seen == history.epochs
+    assert torch.equal(net.w_in, weights[1])
+
+
+def test_monitor_val_loss_and_callback_stop() -> None:
+    train, val = patterns(64, noise_seed=1), patterns(32, noise_seed=2)
+    cfg = TrainConfig(epochs=10, batch_size=32, lr=5e-3, monitor="val_loss")
+    history = Trainer(network(), cfg, callback=lambda m: m.epoch >= 2).fit(train, val)
+    assert history.stop_reason == "callback" and len(history.epochs) == 2
+    assert history.monitor == "val_loss"
+    best = min(history.epochs, key=lambda m: m.val_loss)
+    assert history.best_epoch == best.epoch
+
+
+def test_callback_exceptions_propagate() -> None:
+    class Pruned(Exception):
+        pass
+
+    def prune(m: EpochMetrics) -> None:
+        raise Pruned
+
+    with pytest.raises(Pruned):
+        Trainer(network(), TrainConfig(epochs=3), callback=prune).fit(patterns(16, 1))
+
+
+def test_non_finite_loss_ends_the_run() -> None:
+    x, y = patterns(32, noise_seed=1)
+    x[0, 0, 0] = math.nan
+    net = network()
+    initial = net.w_in.detach().clone()
+    history = Trainer(net, TrainConfig(epochs=3, batch_size=32)).fit((x, y))
+    assert history.stop_reason == "non_finite_loss" and history.epochs == []
+    assert torch.equal(net.w_in, initial)
+
+
+def test_bad_data_is_refused() -> None:
+    trainer = Trainer(network(), TrainConfig(epochs=1))
+    x, y = patterns(8, noise_seed=1)
+    with pytest.raises(DataError, match="labels must lie"):
+        trainer.fit((x, y + 5))
+    with pytest.raises(DataError, match="inputs must be"):
+        trainer.fit((x[..., :3], y))
+    with pytest.raises(ConfigError):
+        trainer.fit([x])  # type: ignore[arg-type]
