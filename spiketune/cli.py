@@ -319,6 +319,42 @@ def report(
     report_command(_find(experiment, root), out, None, echo=typer.echo)
 
 
+class ModelFormat(StrEnum):
+    nir = "nir"
+
+
+@app.command("export-model")
+def export_model(
+    experiment: _ExperimentArg,
+    fmt: Annotated[ModelFormat, typer.Option("--format", "-f", help="Model format.")] = (
+        ModelFormat.nir
+    ),
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="File to write (default <experiment dir>/"
+                     "best_model/best_model.<format>).", show_default=False),
+    ] = None,
+    dt: Annotated[
+        float | None,
+        typer.Option("--dt", help="Time step written to the graph, seconds (default: the "
+                     "model's own).", show_default=False),
+    ] = None,
+    approximate: Annotated[
+        list[str] | None,
+        typer.Option("--approximate", help="Allow a named approximation (adaptation, "
+                     "refractory, reset) for what the format cannot express."),
+    ] = None,
+    root: _RootOption = None,
+) -> None:
+    """Write the experiment's best model in a neuromorphic exchange format (NIR)."""
+    from spiketune.snn._nir import export_best_model
+
+    directory = _find(experiment, root)
+    path = output or directory / "best_model" / f"best_model.{fmt.value}"
+    written = export_best_model(directory, path, fmt.value, dt=dt, approximate=approximate or ())
+    typer.echo(f"wrote {written}")
+
+
 # ------------------------------------------------------------------------------ helpers
 def _flat(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from spiketune.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
-COMMANDS = ["run", "resume", "stop", "ls", "trials", "best", "export", "report"]
+COMMANDS = ["run", "resume", "stop", "ls", "trials", "best", "export", "report", "export-model"]
 
 
 @pytest.fixture
