@@ -39,7 +39,7 @@ from spiketune._validation import parse_duration, problems_from, rename
 from spiketune.errors import ConfigError, Problem
 from spiketune.space import SearchSpace
 
-__all__ = ["DEFAULT_EXPERIMENTS_DIR", "ExperimentConfig", "load_config"]
+__all__ = ["DEFAULT_EXPERIMENTS_DIR", "WORKER_FIELDS", "ExperimentConfig", "load_config"]
 
 #: Where experiment directories go when ``experiment_dir`` is not set.
 DEFAULT_EXPERIMENTS_DIR = Path("~/spiketune-experiments")
@@ -52,6 +52,14 @@ def _duration(value: Any) -> Any:
 
 
 _Duration = Annotated[float | None, BeforeValidator(_duration)]
+_Seconds = Annotated[float, BeforeValidator(_duration), Field(gt=0)]
+
+#: Fields each worker of a shared experiment sets for itself: they may differ between the
+#: workers and the configuration stored with the study (paths differ between machines, and
+#: so do GPUs and how many trials a machine runs at once).
+WORKER_FIELDS = frozenset(
+    {"experiment_dir", "trial_code_directory", "concurrency", "gpus", "trials_per_gpu", "storage"}
+)
 
 
 def _gpus(value: Any) -> Any:
@@ -126,8 +134,17 @@ class ExperimentConfig(BaseModel):
     trials_per_gpu: _Count = 1
     #: Seed of the tuner's random draws (same seed, same sequence of parameters).
     seed: Annotated[int, Strict(), Field(ge=0, lt=2**32)] | None = None
-    #: Optuna RDB storage URL; None = a SQLite file in the experiment directory.
+    #: Optuna RDB storage URL; None = a SQLite file in the experiment directory. A password in
+    #: it is used but never stored: :meth:`to_dict` drops it (give it through
+    #: ``SPIKETUNE_DB_PASSWORD``, a password file or libpq's ``PGPASSWORD`` / ``~/.pgpass``).
     storage: str | None = None
+    #: Times a trial lost with its worker (no heartbeat for ``grace_period``) is run again,
+    #: with the same parameters, by a surviving worker. 0 = never.
+    max_retries: Annotated[int, Strict(), Field(ge=0)] = 0
+    #: Seconds between two heartbeats of a running trial (written by its scheduler).
+    heartbeat_interval: _Seconds = 5.0
+    #: Seconds without a heartbeat after which a running trial counts as lost with its worker.
+    grace_period: _Seconds = 60.0
 
     _space: SearchSpace | None = PrivateAttr(default=None)
     _tuner: tuners.Tuner | None = PrivateAttr(default=None)
@@ -144,9 +161,18 @@ class ExperimentConfig(BaseModel):
                                          extra_keys=["search_space_file"])
                 if p.field.split(".")[0].split("[")[0] not in flagged
             ]
+        else:
+            problems += self._cross_field_problems()
         if problems:
             raise ConfigError(_ordered(problems)) from None
         self._space, self._tuner, self._assessor = built
+
+    def _cross_field_problems(self) -> list[Problem]:
+        if self.grace_period <= self.heartbeat_interval:
+            return [Problem("grace_period", self.grace_period,
+                            f"must be longer than heartbeat_interval ({self.heartbeat_interval:g} "
+                            "s), or every trial would look lost between two heartbeats")]
+        return []
 
     @classmethod
     def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> ExperimentConfig:
@@ -253,8 +279,29 @@ class ExperimentConfig(BaseModel):
             raise ConfigError(problems)
 
     def to_dict(self) -> dict[str, Any]:
-        """Canonical JSON form: durations in seconds, absolute paths, canonical names."""
-        return self.model_dump(mode="json")
+        """Canonical JSON form: durations in seconds, absolute paths, canonical names.
+
+        A password in ``storage`` is left out (this form is written to files and the study).
+        """
+        data = self.model_dump(mode="json")
+        if data.get("storage"):
+            from spiketune.storage import strip_password
+
+            data["storage"] = strip_password(data["storage"])
+        return data
+
+    def differences_from(self, stored: Mapping[str, Any]) -> list[Problem]:
+        """How this config differs from ``stored`` (a :meth:`to_dict`), :data:`WORKER_FIELDS`
+        aside: one :class:`Problem` per differing field, naming both values."""
+        mine = self.to_dict()
+        problems = []
+        for key in sorted(set(mine) | set(stored)):
+            if key in WORKER_FIELDS or mine.get(key) == stored.get(key):
+                continue
+            problems.append(Problem(key, mine.get(key),
+                                    f"differs from the experiment's stored value "
+                                    f"{json.dumps(stored.get(key), sort_keys=True)}"))
+        return problems
 
 
 # ==================================================================== validation steps
@@ -547,6 +594,10 @@ _OWN_IN_NNI = {
     "optimize_mode": "NNI puts it in tuner.classArgs",
     "seed": "NNI puts it in tuner.classArgs",
     "storage": "NNI has no equivalent: write the file in spiketune's own schema to use it",
+    "max_retries": "NNI has no equivalent: write the file in spiketune's own schema to use it",
+    "heartbeat_interval": "NNI has no equivalent: write the file in spiketune's own schema to "
+                          "use it",
+    "grace_period": "NNI has no equivalent: write the file in spiketune's own schema to use it",
 }
 _NNI_SERVICE = ["platform", "useActiveGpu", "maxTrialNumberPerGpu", "gpuIndices", "reuseMode",
                 "trialCommand", "trialCodeDirectory", "trialGpuNumber"]
