@@ -4,9 +4,17 @@ It is the only code that writes the study (through :class:`~spiketune.storage.St
 :func:`decide` is the one place where a trial's fate is settled. One loop, one thread::
 
     while budget left and not stopping:
-        start trials up to the concurrency (claim a slot, ask, sample, record, launch)
+        start trials up to the concurrency (a queued retry first; else claim a slot, ask,
+        sample, record, launch)
     poll the runner -> intermediate results (report, maybe prune) and endings (decide, record)
     enforce max_trial_duration, max_duration, stop requests
+    every heartbeat_interval: renew this scheduler's heartbeats, record other schedulers'
+        trials without a heartbeat for grace_period as lost (and queue their retries), read
+        the shared stop request and elapsed time
+
+Several schedulers (workers, on one or many machines) may share a study. A scheduler whose
+slots are all claimed keeps running, idle, while any trial of the study runs or waits, so a
+surviving worker is there to retry the trials of one that dies.
 """
 
 from __future__ import annotations
@@ -25,15 +33,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from spiketune.results import Outcome
-from spiketune.runners import Ended, Launch, Reported, Runner, StopReason
-from spiketune.storage import ATTR_ELAPSED, ExperimentPaths, StudyStore
+from spiketune.runners import Ended, Launch, Reported, Runner, StopReason, process_alive
+from spiketune.storage import ATTR_ELAPSED, ATTR_STOP, ExperimentPaths, StudyStore, Unfinished
 
 if TYPE_CHECKING:
     import optuna
 
     from spiketune.space import SearchSpace
 
-__all__ = ["Budget", "Progress", "Scheduler", "Verdict", "decide"]
+__all__ = ["Budget", "Progress", "Scheduler", "Verdict", "decide", "fail_lost_trial",
+           "recover_interrupted"]
 
 _STDERR_IN_REASON = 1500  # characters of stderr tail kept in a FAILED trial's reason
 
@@ -98,6 +107,7 @@ class _Live:
     intermediate: list[dict[str, Any]] = field(default_factory=list)
     stop_reason: StopReason | None = None
     stop_detail: str = ""
+    lost: bool = False  # another scheduler recorded it lost: its end is not ours to record
 
 
 def _finite(x: Any) -> bool:
@@ -205,6 +215,9 @@ class Scheduler:
         progress: Callable[[Progress], None] | None = None,
         poll_interval: float = 0.05,
         sync_interval: float = 2.0,
+        heartbeat_interval: float = 5.0,
+        grace_period: float = 60.0,
+        max_retries: int = 0,
     ) -> None:
         self.store = store
         self.runner = runner
@@ -217,6 +230,9 @@ class Scheduler:
         self.progress_callback = progress
         self.poll_interval = poll_interval
         self.sync_interval = sync_interval
+        self.heartbeat_interval = heartbeat_interval
+        self.grace_period = grace_period
+        self.max_retries = max_retries
         self._sampler = sampler
         self._pruner = pruner
         self._gpus = _GpuSlots(gpus, trials_per_gpu)
@@ -228,6 +244,10 @@ class Scheduler:
         self._counts = dict.fromkeys(Outcome, 0)
         self._best: tuple[float, int] | None = None
         self._known_ids: set[int] = set()
+        self._observed: dict[int, tuple[tuple[str | None, float | None], float]] = {}
+        self._waiting = 0  # queued retries in the study, as last seen
+        self._others_running = 0  # trials of other schedulers running, as last seen
+        self._last_house = -math.inf
         self.status = "created"
 
     # ------------------------------------------------------------------ public
@@ -273,7 +293,10 @@ class Scheduler:
         self._sign = -1.0 if direction == "maximize" else 1.0
         for t in trials:
             self._count_stored(t)
-        self._elapsed_base = float(self.store.study_attrs().get(ATTR_ELAPSED, 0.0))
+        attrs = self.store.study_attrs()
+        self._elapsed_base = float(attrs.get(ATTR_ELAPSED, 0.0))
+        if attrs.get(ATTR_STOP):  # a new session continues a stopped experiment
+            self.store.set_study_attr(ATTR_STOP, None)
         self._t0 = time.monotonic()
         self._last_elapsed_save = self._t0
         self._last_sync = self._t0
@@ -342,6 +365,9 @@ class Scheduler:
     def _loop(self) -> None:
         exhausted = False
         while True:
+            idle = exhausted and not self._live
+            self._housekeeping(self.heartbeat_interval if not idle
+                               else min(self.heartbeat_interval, 0.5))
             if self.paths.stop_file.exists():
                 self.request_stop("stop requested (spiketune stop)")
             max_duration = self.budget.max_duration
@@ -352,9 +378,19 @@ class Scheduler:
                     self._stop_trial(live, StopReason.STOP, self._stop_detail or "", self._force)
             else:
                 self._enforce_trial_timeouts()
-                while not exhausted and len(self._live) < self._capacity():
+                while len(self._live) < self._capacity():
+                    if self._waiting and self._take_retry():
+                        continue
+                    if exhausted:
+                        break
                     exhausted = not self._launch_one()
-            if not self._live and (exhausted or self.stopping):
+                    if exhausted:
+                        self._last_house = -math.inf  # look at the study before leaving
+                        self._housekeeping(0.0)
+            if not self._live and (
+                self.stopping
+                or (exhausted and not self._waiting and not self._others_running)
+            ):
                 break
             for event in self.runner.poll(self._poll_timeout()):
                 if isinstance(event, Reported):
@@ -372,6 +408,90 @@ class Scheduler:
                 if live.stop_reason is None:
                     timeout = min(timeout, max(0.0, live.started + limit - now))
         return timeout
+
+    # ------------------------------------------------------------------ workers
+    def _housekeeping(self, interval: float) -> None:
+        """Every ``interval`` seconds: heartbeats, the sweep for lost trials, shared state."""
+        now = time.monotonic()
+        if now - self._last_house < interval:
+            return
+        self._last_house = now
+        mine = {live.trial_id for live in self._live.values()}
+        if mine:
+            for trial_id in self.store.beat(mine):
+                # Another scheduler took this trial for lost (we were silent too long): its
+                # record is written and its retry queued, so end it without recording it.
+                live = next(x for x in self._live.values() if x.trial_id == trial_id)
+                if not live.lost:
+                    live.lost = True
+                    self.runner.stop(live.number, StopReason.STOP, force=True)
+        rows = self.store.unfinished()
+        self._waiting = sum(1 for r in rows if r.waiting)
+        self._others_running = sum(1 for r in rows if not r.waiting and r.trial_id not in mine)
+        for row in self._stale(rows, mine, now):
+            self._fail_lost(row)
+        attrs = self.store.study_attrs()
+        if attrs.get(ATTR_STOP) and not self.stopping:
+            self.request_stop("stop requested (spiketune stop)")
+        # The duration budget is shared: every scheduler follows the one that has counted most.
+        stored = float(attrs.get(ATTR_ELAPSED, 0.0))
+        ahead = stored - self.elapsed()
+        if ahead > 0:
+            self._elapsed_base += ahead
+
+    def _stale(self, rows: list[Unfinished], mine: set[int], now: float) -> list[Unfinished]:
+        """Running trials of other schedulers whose heartbeat has not changed for
+        ``grace_period`` seconds of this scheduler's own clock (so clocks need not agree)."""
+        observed: dict[int, tuple[tuple[str | None, float | None], float]] = {}
+        stale = []
+        for row in rows:
+            if row.waiting or row.trial_id in mine:
+                continue
+            beat = (row.owner, row.beat_at)
+            previous = self._observed.get(row.trial_id)
+            if previous is None or previous[0] != beat:
+                observed[row.trial_id] = (beat, now)
+                continue
+            observed[row.trial_id] = previous
+            if now - previous[1] >= self.grace_period:
+                stale.append(row)
+        self._observed = observed
+        return stale
+
+    def _fail_lost(self, row: Unfinished) -> None:
+        import optuna
+
+        trial = self.store.trial(row.trial_id)
+        if trial.state != optuna.trial.TrialState.RUNNING:
+            return
+        owner = row.owner or "a scheduler that never sent one"
+        trial_dir = self.paths.trial_dir(trial.number)
+        if owner.rpartition(":")[0] == socket.gethostname():
+            info = _read_process_info(trial_dir)
+            if info is not None and not process_alive(info.get("scheduler_pid"),
+                                                      info.get("scheduler_start")):
+                _kill_leftovers(info)
+        reason = f"worker lost: no heartbeat from {owner} for {self.grace_period:g} s"
+        retry = fail_lost_trial(self.store, trial, reason, self.max_retries)
+        self._observed.pop(row.trial_id, None)
+        if retry is not None and retry >= 0:
+            self._waiting += 1
+
+    def _take_retry(self) -> bool:
+        """Start a queued retry (a WAITING trial) as one of ours; False if none is left."""
+        trial = self.store.take_waiting(self.paths.trial_dir)
+        if trial is None:
+            self._waiting = 0
+            return False
+        self._waiting = max(0, self._waiting - 1)
+        self._working.enqueue_trial(dict(trial.params), skip_if_exists=False)
+        handle = self._working.ask()
+        self.space.sample(handle)  # the same Optuna parameters, for reports and pruning
+        slot = trial.user_attrs.get("sequence_id")
+        self._known_ids.add(trial._trial_id)
+        self._launch(handle, trial.user_attrs["parameters"], trial._trial_id, trial.number,
+                     -1 if slot is None else int(slot))
+        return True
 
     def _tick(self) -> None:
         now = time.monotonic()
@@ -439,13 +559,25 @@ class Scheduler:
             self._working.enqueue_trial(self.fixed[slot], skip_if_exists=False)
         handle = self._working.ask()
         parameters = self.space.sample(handle)
-        parameters_json = json.dumps(parameters)
         trial_id, number = self.store.start_trial(
             handle.params,
             handle.distributions,
             {"parameters": parameters, "sequence_id": slot},
+            trial_dir=self.paths.trial_dir,
         )
         self._known_ids.add(trial_id)
+        self._launch(handle, parameters, trial_id, number, slot)
+        return True
+
+    def _launch(
+        self,
+        handle: optuna.Trial,
+        parameters: dict[str, Any],
+        trial_id: int,
+        number: int,
+        slot: int,
+    ) -> None:
+        parameters_json = json.dumps(parameters)
         gpu = self._gpus.acquire()
         live = _Live(
             number=number,
@@ -471,7 +603,6 @@ class Scheduler:
             self.runner.start(launch)
         except Exception as e:
             self._record(live, Verdict(Outcome.FAILED, f"could not start: {e}", None))
-        return True
 
     # ------------------------------------------------------------------ events
     def _on_report(self, event: Reported) -> None:
@@ -490,6 +621,9 @@ class Scheduler:
     def _on_end(self, event: Ended) -> None:
         live = self._live.get(event.number)
         if live is None:
+            return
+        if live.lost:
+            self._forget(live)
             return
         verdict = decide(
             event,
@@ -521,9 +655,11 @@ class Scheduler:
             "intermediate": live.intermediate,
             "outcome": verdict.outcome.value,
             "reason": verdict.reason,
-            "trial_dir": str(live.trial_dir),
         }
-        self.store.finish_trial(live.trial_id, state, value, attrs, steps)
+        if not self.store.finish_trial(live.trial_id, state, value, attrs, steps):
+            # Recorded lost by another scheduler meanwhile (its retry is queued).
+            self._forget(live)
+            return
         if verdict.outcome == Outcome.COMPLETE:
             self._working.tell(live.handle, value)
         else:
@@ -531,6 +667,14 @@ class Scheduler:
         self._counts[verdict.outcome] += 1
         if verdict.outcome == Outcome.COMPLETE:
             self._note_best(value, live.number)
+        self._gpus.release(live.gpu)
+        del self._live[live.number]
+
+    def _forget(self, live: _Live) -> None:
+        """Drop a trial whose record another scheduler wrote (see :meth:`_housekeeping`)."""
+        import optuna
+
+        self._working.tell(live.handle, state=optuna.trial.TrialState.FAIL)
         self._gpus.release(live.gpu)
         del self._live[live.number]
 
@@ -572,23 +716,76 @@ def read_intermediate(trial_dir: Path) -> tuple[list[dict[str, Any]], dict[str, 
     return intermediate, final
 
 
-def recover_interrupted(store: StudyStore, paths: ExperimentPaths) -> list[int]:
-    """Record every trial left RUNNING by a dead scheduler as FAILED (interrupted).
+def fail_lost_trial(
+    store: StudyStore,
+    trial: optuna.trial.FrozenTrial,
+    reason: str,
+    max_retries: int,
+    *,
+    intermediate: list[dict[str, Any]] | None = None,
+    trial_dir: Path | None = None,
+) -> int | None:
+    """Record a trial whose scheduler is gone as FAILED (``reason``) and, while it has been
+    tried fewer than ``1 + max_retries`` times, queue its retry.
+
+    The retry is a WAITING trial with the same parameters and sequence id (a retry re-runs
+    the lost slot; it does not count against ``max_trials``) and the attributes ``retry_of``
+    (the number of the first trial of these parameters) and ``attempt`` (1 for the first
+    retry). Returns the retry's number, -1 without a retry, None if another scheduler recorded
+    the trial first.
+    """
+    attempt = int(trial.user_attrs.get("attempt", 0))
+    retry = None
+    if attempt < max_retries:
+        retry = {
+            "parameters": trial.user_attrs.get("parameters", dict(trial.params)),
+            "sequence_id": trial.user_attrs.get("sequence_id"),
+            "retry_of": trial.user_attrs.get("retry_of", trial.number),
+            "attempt": attempt + 1,
+        }
+    reports = intermediate or []
+    attrs: dict[str, Any] = {
+        "metrics": None,
+        "intermediate": reports,
+        "outcome": Outcome.FAILED.value,
+        "reason": reason,
+    }
+    if "trial_dir" not in trial.user_attrs and trial_dir is not None:
+        attrs["trial_dir"] = str(trial_dir)  # trials started before it was stored at start
+    steps = {i: float(v["default"]) for i, v in enumerate(reports, start=1)
+             if _finite(v["default"])}
+    return store.fail_lost(trial, attrs, retry, steps)
+
+
+def recover_interrupted(
+    store: StudyStore, paths: ExperimentPaths, max_retries: int = 0
+) -> list[int]:
+    """Record every trial left RUNNING by a dead scheduler of this host as FAILED
+    (interrupted), and queue its retry while ``max_retries`` allows (see
+    :func:`fail_lost_trial`).
 
     Its leftover processes are killed first: the process group recorded in the trial's
     ``process.json``, after checking (through ``/proc``) that its processes really are that
-    trial's. Trials whose scheduler still runs on this host, or ran on another host, are left
-    alone. Returns the numbers of the trials recorded.
+    trial's. Trials whose scheduler still runs on this host, or runs on another host, are left
+    alone (other hosts' lost trials are found by the heartbeat sweep). Returns the numbers of
+    the trials recorded.
     """
     import optuna
 
-    from spiketune.runners import process_alive
-
     done: list[int] = []
     host = socket.gethostname()
+    owners = {r.trial_id: r.owner for r in store.unfinished() if not r.waiting}
     for t in store.trials():
         if t.state != optuna.trial.TrialState.RUNNING:
             continue
+        owner = owners.get(t._trial_id)
+        if owner is not None:
+            owner_host, _, owner_pid = owner.rpartition(":")
+            if owner_host != host:
+                continue
+            if (owner_pid.isdigit() and int(owner_pid) != os.getpid()
+                    and process_alive(int(owner_pid), None)):
+                continue  # its scheduler is alive
         trial_dir = paths.trial_dir(t.number)
         info = _read_process_info(trial_dir)
         if info is not None:
@@ -599,17 +796,10 @@ def recover_interrupted(store: StudyStore, paths: ExperimentPaths) -> list[int]:
                 continue  # its scheduler is alive
             _kill_leftovers(info)
         intermediate, _final = read_intermediate(trial_dir)
-        steps = {i: float(v["default"]) for i, v in enumerate(intermediate, start=1)
-                 if _finite(v["default"])}
-        attrs = {
-            "metrics": None,
-            "intermediate": intermediate,
-            "outcome": Outcome.FAILED.value,
-            "reason": "interrupted: the scheduler ended while the trial was running",
-            "trial_dir": str(trial_dir),
-        }
-        store.finish_trial(t._trial_id, optuna.trial.TrialState.FAIL, None, attrs, steps)
-        done.append(t.number)
+        reason = "interrupted: the scheduler ended while the trial was running"
+        if fail_lost_trial(store, t, reason, max_retries, intermediate=intermediate,
+                           trial_dir=trial_dir) is not None:
+            done.append(t.number)
     return done
 
 

@@ -65,6 +65,7 @@ __all__ = [
     "ATTR_CONFIG",
     "ATTR_ELAPSED",
     "ATTR_EXPERIMENT_DIR",
+    "ATTR_STOP",
     "ATTR_VERSION",
     "CREDENTIAL_ENVS",
     "EXPERIMENTS_ENV",
@@ -92,6 +93,7 @@ ATTR_CONFIG = "spiketune_config"
 ATTR_VERSION = "spiketune_version"
 ATTR_EXPERIMENT_DIR = "experiment_dir"
 ATTR_ELAPSED = "elapsed_seconds"
+ATTR_STOP = "stop_requested"  # set by `spiketune stop`: every worker of the study stops
 TRIAL_ATTRS = (
     "parameters",
     "metrics",
@@ -502,8 +504,10 @@ class _FastWrites:
         attrs: Mapping[str, Any],
         *,
         waiting: bool = False,
+        trial_dir: Callable[[int], Path] | None = None,
     ) -> tuple[int, int]:
-        """Insert a RUNNING (or WAITING) trial in the transaction ``conn``; (trial_id, number)."""
+        """Insert a RUNNING (or WAITING) trial in the transaction ``conn``; (trial_id, number).
+        ``trial_dir(number)`` adds the ``trial_dir`` attribute."""
         import optuna
 
         sa, m, trials = self._sa, self._m, self._trials
@@ -533,6 +537,8 @@ class _FastWrites:
             ).scalar_one()
         )
         conn.execute(sa.update(trials).where(trials.c.trial_id == tid).values(number=number))
+        if trial_dir is not None:
+            attrs = {**attrs, "trial_dir": str(trial_dir(number))}
         self._insert(conn, m.TrialParamModel, [
             {
                 "trial_id": tid,
@@ -926,9 +932,10 @@ class StudyStore:
         params: Mapping[str, Any],
         distributions: Mapping[str, Any],
         attrs: Mapping[str, Any],
+        trial_dir: Callable[[int], Path] | None = None,
     ) -> tuple[int, int]:
         """Record a RUNNING trial with its Optuna parameters, ``attrs`` and its first heartbeat;
-        ``(trial_id, number)``.
+        ``(trial_id, number)``. ``trial_dir(number)`` is stored as the ``trial_dir`` attribute.
 
         ``attrs`` and the ``attrs`` of :meth:`finish_trial` must not share keys (each attribute is
         written once, by a plain insert).
@@ -939,7 +946,8 @@ class StudyStore:
 
             def write() -> tuple[int, int]:
                 with self._rdb.engine.begin() as conn:
-                    tid, number = fast.create(conn, self._study_id, params, distributions, attrs)
+                    tid, number = fast.create(conn, self._study_id, params, distributions, attrs,
+                                              trial_dir=trial_dir)
                     conn.execute(tables.heartbeats.insert().values(
                         tables.beat_rows(self.study_name, tid, self._owner)))
                 return tid, number
@@ -962,7 +970,10 @@ class StudyStore:
         trial_id = self._retrying("starting a trial", lambda: self._rdb.create_new_trial(
             self._study_id, template_trial=template))
         self._insert_beat(trial_id)
-        return trial_id, self._rdb.get_trial_number_from_id(trial_id)
+        number = self._rdb.get_trial_number_from_id(trial_id)
+        if trial_dir is not None:
+            self._rdb.set_trial_user_attr(trial_id, "trial_dir", str(trial_dir(number)))
+        return trial_id, number
 
     def _insert_beat(self, trial_id: int) -> None:
         tables = self._tables()
@@ -1032,6 +1043,7 @@ class StudyStore:
         trial: optuna.trial.FrozenTrial,
         attrs: Mapping[str, Any],
         retry_attrs: Mapping[str, Any] | None,
+        intermediate: Mapping[int, float] | None = None,
     ) -> int | None:
         """Record the RUNNING ``trial`` FAILED with ``attrs`` and, with ``retry_attrs``, queue
         its retry: a WAITING trial with the same parameters and those attributes. One
@@ -1045,7 +1057,8 @@ class StudyStore:
 
             def write() -> int | None:
                 with self._rdb.engine.begin() as conn:
-                    if not fast.finish(conn, trial._trial_id, state, None, attrs, {}):
+                    if not fast.finish(conn, trial._trial_id, state, None, attrs,
+                                       intermediate or {}):
                         return None
                     conn.execute(hb.delete().where(hb.c.trial_id == trial._trial_id))
                     if retry_attrs is None:
@@ -1055,7 +1068,7 @@ class StudyStore:
                     return number
 
             return self._retrying("recording a lost trial", write)
-        if not self.finish_trial(trial._trial_id, state, None, attrs, {}):
+        if not self.finish_trial(trial._trial_id, state, None, attrs, intermediate or {}):
             return None
         if retry_attrs is None:
             return -1
@@ -1068,16 +1081,20 @@ class StudyStore:
         tid = self._rdb.create_new_trial(self._study_id, template_trial=template)
         return self._rdb.get_trial_number_from_id(tid)
 
-    def take_waiting(self) -> optuna.trial.FrozenTrial | None:
+    def take_waiting(
+        self, trial_dir: Callable[[int], Path]
+    ) -> optuna.trial.FrozenTrial | None:
         """Take the first WAITING trial (a queued retry) and start it as this scheduler's:
-        RUNNING, with a heartbeat. None when there is none left (another worker may have taken
-        it: the state change is conditional, so each is taken once)."""
+        RUNNING, with a heartbeat and its ``trial_dir(number)`` attribute. None when there is
+        none left (the state change is conditional, so each is taken once, by one worker)."""
         state = self._optuna.trial.TrialState
         waiting = self._rdb.get_all_trials(self._study_id, deepcopy=False,
                                            states=(state.WAITING,))
         for t in sorted(waiting, key=lambda t: t.number):
             if self._rdb.set_trial_state_values(t._trial_id, state.RUNNING):
                 self._insert_beat(t._trial_id)
+                self._rdb.set_trial_user_attr(t._trial_id, "trial_dir",
+                                              str(trial_dir(t.number)))
                 return self._rdb.get_trial(t._trial_id)
         return None
 
