@@ -106,6 +106,7 @@ def _probe_in_subprocess(rule: str, mode: str, steps: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=THREADS, help="torch threads (default 2)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
         "--probe", nargs=3, metavar=("RULE", "MODE", "STEPS"), help=argparse.SUPPRESS
@@ -116,15 +117,15 @@ def main() -> None:
         print(json.dumps(memory_probe(rule, mode, int(steps))))
         return
 
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(args.threads)
     times = time_rules(args.rounds)
     memory = {name: _probe_in_subprocess(*spec, STEPS) for name, spec in RULES.items()}
     online_long = _probe_in_subprocess("eprop", "online", 4 * STEPS)
 
     report: dict[str, Any] = {"config": {"n_in": N_IN, "n_rec": N_REC, "n_out": N_OUT,
-                                         "batch": BATCH, "steps": STEPS, "threads": THREADS}}
+                                         "batch": BATCH, "steps": STEPS, "threads": args.threads}}
     print(f"one training step, N_in={N_IN} N_rec={N_REC} N_out={N_OUT} T={STEPS} "
-          f"batch={BATCH}, CPU, {THREADS} threads (torch {torch.__version__})")
+          f"batch={BATCH}, CPU, {args.threads} threads (torch {torch.__version__})")
     print(f"{'rule':15s} {'median ms':>10s} {'best ms':>8s} {'samples/s':>10s} {'peak MB':>8s}")
     for name in RULES:
         med, best = statistics.median(times[name]), min(times[name])

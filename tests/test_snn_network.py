@@ -64,7 +64,7 @@ def test_buffered_and_autograd_paths_agree() -> None:
         buffered = net.simulate(x)
     listed = net.simulate(x)  # gradients enabled: the list-and-stack path
     assert torch.equal(buffered.z, listed.z)
-    assert torch.allclose(buffered.v, listed.v.detach())
+    assert torch.allclose(buffered.v, listed.v.detach(), atol=1e-5)  # reset folded: rounding
     assert torch.equal(buffered.a, listed.a.detach())
     assert buffered.pre is not None
     assert torch.equal(buffered.pre[1:, :, 5:], buffered.z[:-1])

@@ -77,14 +77,22 @@ def _fused(
     with torch.no_grad():
         tr = net.simulate(x, workspace=ws)
         loss, err = loss_fn.error(tr.y, labels)  # err = dE/dy, (T, B, n_out)
-        result = StepResult(
-            loss=loss, scores=loss_fn.scores(tr.readout), counts=SpikeCounts.from_trajectory(tr)
-        )
         # dE/d(w_out z[t] + b), class-major (n_out, T*B): skinny products run faster this way.
-        err_f = _flat(leaky_filter(err, cfg.decay_out, reverse=True)).t().contiguous()
-        add_grad(net.w_out, err_f @ _flat(tr.z))
+        # A row of ones below it makes the same product with z count the spikes.
+        n_steps, batch, n_out = err.shape
+        err_ones = ws.get("err_ones", (n_out + 1, n_steps * batch), err)
+        err_ones[:n_out] = _flat(leaky_filter(err, cfg.decay_out, reverse=True)).t()
+        err_ones[n_out] = 1.0
+        err_f = err_ones[:n_out]
+        product = err_ones @ _flat(tr.z)
+        add_grad(net.w_out, product[:n_out])
         if net.b_out is not None:
             add_grad(net.b_out, err_f.sum(1))
+        counts = SpikeCounts(
+            input_events=(tr.x != 0).sum((0, 1)).to(torch.float64).cpu(),
+            spikes=product[n_out].to(torch.float64).cpu(), n_samples=batch, n_steps=n_steps,
+        )
+        result = StepResult(loss=loss, scores=loss_fn.scores(tr.readout), counts=counts)
 
         # Learning signal g = B err_f (kappa-filtered) + the regulariser's dE/dz. For a LIF
         # layer with the triangle, psi's constant factor is folded into this small product.

@@ -7,6 +7,7 @@ slice. Weights follow ``nn.Linear``'s layout ``(fan_out, fan_in)``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -144,8 +145,15 @@ class RecurrentSNN(nn.Module):
         p = self.neuron_params
         n_steps, batch, _ = x.shape
         currents = self._input_currents(x, workspace, input_chunk)
-        w_rec_t = self.recurrent_weight()
-        w_rec_t = None if w_rec_t is None else w_rec_t.t()
+        w_rec = self.recurrent_weight()
+        if w_rec is not None and p.reset == "subtract" and not torch.is_grad_enabled():
+            # The reset by subtraction, -v_th z[t-1], is a self-connection of weight -v_th:
+            # fold it into the product with w_rec that each step computes anyway. (Not under
+            # autograd, where detach_reset must be able to stop the reset's gradient alone.)
+            eye = torch.eye(w_rec.shape[0], dtype=w_rec.dtype, device=w_rec.device)
+            w_rec = w_rec - p.v_th * eye
+            p = dataclasses.replace(p, reset="none")
+        w_rec_t = None if w_rec is None else w_rec.t()
         state = initial_state(p, batch, self.config.n_rec, device=x.device, dtype=x.dtype)
         buffers = None
         if out is not None:

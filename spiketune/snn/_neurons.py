@@ -6,6 +6,7 @@ One step of a layer of neurons, for a batch, given the synaptic current ``i[t]``
     a[t] = rho a[t-1] + z[t-1]                                  (ALIF only)
     v[t] = alpha v[t-1] + i[t] - v_th z[t-1]                    (reset "subtract")
     v[t] = alpha v[t-1] (1 - z[t-1]) + i[t]                     (reset "zero")
+    v[t] = alpha v[t-1] + i[t]                                  (reset "none")
     z[t] = H(v[t] - A[t]),  A = v_th (LIF) or v_th + beta a[t] (ALIF)
     z[t] = 0 while the neuron is refractory: for ``refractory_steps`` steps after a spike
 
@@ -16,6 +17,10 @@ are per-step decay factors; build them from time constants in seconds with
 The spike function is an argument: :func:`~spiketune.snn._surrogate.heaviside` for plain
 simulation and e-prop, a surrogate-gradient function for BPTT. ``detach_reset`` stops the
 gradient through the reset term (what e-prop assumes), and only matters under autograd.
+
+Reset "none" (no reset) is a model of its own, and also how a network computes a reset by
+subtraction without autograd: ``- v_th z[t-1]`` is then a self-connection of weight ``-v_th``
+folded into the recurrent weights, which saves one operation per step.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from torch import Tensor
 from spiketune.errors import ConfigError, Problem
 from spiketune.snn._surrogate import SpikeFn, heaviside
 
-RESETS = ("subtract", "zero")
+RESETS = ("subtract", "zero", "none")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -191,6 +196,8 @@ def _integrate(
         z = z.detach()
     if p.reset == "subtract":
         return torch.add(i, v, alpha=p.alpha, out=out).sub_(z, alpha=p.v_th)
+    if p.reset == "none":
+        return torch.add(i, v, alpha=p.alpha, out=out)
     return torch.addcmul(i, v, 1.0 - z, value=p.alpha, out=out)
 
 

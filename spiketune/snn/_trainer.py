@@ -12,7 +12,8 @@
 
 Without a validation set the training metrics are monitored instead. A non-finite training
 loss or weight ends the run (``History.stop_reason == "non_finite_loss"``); the weights of the
-best epoch so far (the initial ones if no epoch finished) are restored. Exceptions raised by the callback (say ``optuna.TrialPruned``) propagate.
+best epoch so far (the initial ones if no epoch finished) are restored. Exceptions raised by
+the callback (say ``optuna.TrialPruned``) propagate.
 """
 
 from __future__ import annotations
