@@ -6,6 +6,7 @@ Layout (read by reports, dashboards and workers; do not change lightly)::
         experiment.json        id, name, created, storage URL (null: study.db here), config
         study.db               the Optuna study (SQLite, WAL journal), unless storage= is given
         scheduler.json         pid, host and status of the scheduler running it (or last to)
+        workers/<host>.<pid>.json   the same, for each worker (spiketune worker) run here
         stop                   present while a stop is requested (``spiketune stop``)
         trials/<number>/       parameter.json, metrics.jsonl, stdout.log, stderr.log,
                                process.json
@@ -136,6 +137,14 @@ class ExperimentPaths:
     @property
     def trials(self) -> Path:
         return self.directory / "trials"
+
+    @property
+    def workers(self) -> Path:
+        return self.directory / "workers"
+
+    def worker_json(self, owner: str) -> Path:
+        """State file of one worker (``owner`` is ``host:pid``) running in this directory."""
+        return self.workers / (owner.replace(":", ".").replace("/", "_") + ".json")
 
     def trial_dir(self, number: int) -> Path:
         return self.trials / str(number)
@@ -643,7 +652,7 @@ def _open_rdb(url: str) -> Any:
     import sqlalchemy
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    full = resolve_url(url)
+    full = _with_driver(resolve_url(url))
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs = {"connect_args": {"timeout": 60}}
@@ -658,6 +667,15 @@ def _open_rdb(url: str) -> Any:
         sqlalchemy.event.listen(rdb.engine, "connect", _sqlite_pragmas)
         rdb.engine.dispose()  # reconnect so every pooled connection gets the pragmas
     return rdb
+
+
+def _with_driver(url: str) -> str:
+    """A plain ``postgresql://`` URL names the psycopg (3) driver, which spiketune installs
+    (SQLAlchemy before 2.1 would look for psycopg2 instead)."""
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg://" + url[len(plain):]
+    return url
 
 
 def _scrubbed(error: BaseException, url: str) -> str:
