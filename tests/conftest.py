@@ -29,3 +29,41 @@ def trial_script(tmp_path: Path) -> Callable[[str, str], Path]:
         return code_dir
 
     return write
+
+
+# ----------------------------------------------------------------------------- databases
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throwaway PostgreSQL server on 127.0.0.1 for the whole session (see tests/_postgres.py).
+
+    Installed with apt-get when missing; skipped with the reason when that is impossible,
+    except in CI (``CI=true``), where it must run.
+    """
+    import os
+
+    import _postgres
+
+    try:
+        server = _postgres.start()
+    except _postgres.Unavailable as e:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required in CI: {e}")
+        pytest.skip(f"no PostgreSQL server: {e}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """The URL (with password) of a new, empty database of the session's server."""
+    return postgres_server.new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same test on both storages: a SQLite file, and a PostgreSQL database."""
+    if request.param == "sqlite":
+        from spiketune.storage import sqlite_url
+
+        return sqlite_url(tmp_path / "shared.db")
+    return request.getfixturevalue("postgres_url")
