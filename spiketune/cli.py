@@ -60,6 +60,24 @@ _RootOption = Annotated[
 _ExperimentArg = Annotated[
     str, typer.Argument(help="Experiment directory, id, or unique id prefix.", show_default=False)
 ]
+_StorageOption = Annotated[
+    str | None,
+    typer.Option(
+        "--storage",
+        help="Database URL of the study, e.g. postgresql://user@host/db (overrides the one "
+        "recorded; also finds an experiment that has no directory on this machine).",
+        show_default=False,
+    ),
+]
+_PasswordFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--password-file",
+        help="File whose first line is the database password (instead of a password in the "
+        "URL; $SPIKETUNE_DB_PASSWORD and PGPASSWORD work too).",
+        show_default=False,
+    ),
+]
 
 
 def _stdout() -> Console:
@@ -79,6 +97,32 @@ def _find(experiment: str, root: Path | None) -> Path:
     return find_experiment(experiment, root)
 
 
+def _password_file(path: Path | None) -> None:
+    """Use the password in ``path`` for every database this command opens (the file's name,
+    not the password, goes into this process's environment; trials never inherit it)."""
+    if path is None:
+        return
+    import os
+
+    from spiketune.storage import PASSWORD_FILE_ENV, read_password_file
+
+    read_password_file(path)  # a clean error now rather than at the first connection
+    os.environ[PASSWORD_FILE_ENV] = str(path.expanduser().resolve())
+
+
+def _results(experiment: str, root: Path | None, storage: str | None) -> ExperimentResults:
+    """An experiment's results: found here by directory, id or prefix, else in ``storage``."""
+    from spiketune.results import load_results
+
+    try:
+        directory = _find(experiment, root)
+    except SpiketuneError:
+        if storage is None:
+            raise
+        return load_results(experiment, storage=storage)
+    return load_results(directory, storage=storage)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
@@ -96,11 +140,13 @@ def run(
                      "the config).", show_default=False),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress.")] = False,
+    password_file: _PasswordFileOption = None,
 ) -> None:
     """Run an experiment described by CONFIG until its budget is used (Ctrl-C stops it cleanly)."""
     from spiketune.config import load_config
     from spiketune.experiment import Experiment
 
+    _password_file(password_file)
     cfg = load_config(config)
     exp = Experiment(cfg, experiment_dir=experiment_dir) if experiment_dir else Experiment(cfg)
     _stderr().print(f"experiment [bold]{escape(exp.id)}[/] in {escape(str(exp.directory))}")
@@ -109,15 +155,76 @@ def run(
 
 
 @app.command()
+def worker(
+    config: Annotated[
+        Path, typer.Argument(help="Experiment config: TOML/YAML, or NNI config.yml.")
+    ],
+    storage: Annotated[
+        str | None,
+        typer.Option("--storage", help="Database every worker reaches, e.g. "
+                     "postgresql://user@host/db (default: storage in the config).",
+                     show_default=False),
+    ] = None,
+    experiment: Annotated[
+        str | None,
+        typer.Option("--experiment", help="Join this experiment (id or id prefix in the "
+                     "database) instead of the one named in the config.", show_default=False),
+    ] = None,
+    experiment_dir: Annotated[
+        Path | None,
+        typer.Option("--experiment-dir", help="Root for this machine's experiment directory "
+                     "(overrides the config).", show_default=False),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option("--concurrency", help="Trials this worker runs at once (overrides the "
+                     "config).", show_default=False),
+    ] = None,
+    gpus: Annotated[
+        str | None,
+        typer.Option("--gpus", help='GPU indices for this worker\'s trials, "0,1" or "all" '
+                     "(overrides the config).", show_default=False),
+    ] = None,
+    password_file: _PasswordFileOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress.")] = False,
+) -> None:
+    """Run one worker of a shared experiment: start it on as many machines as you like.
+
+    The first worker creates the experiment in the database, the others join it; each runs
+    its own trials until the experiment's budget is spent and no trial is left running.
+    """
+    from spiketune.config import ExperimentConfig, load_config
+    from spiketune.experiment import Experiment
+    from spiketune.storage import redact_url
+
+    _password_file(password_file)
+    cfg = load_config(config)
+    updates = {key: value for key, value in (("concurrency", concurrency), ("gpus", gpus),
+                                             ("experiment_dir", experiment_dir))
+               if value is not None}
+    if updates:
+        cfg = ExperimentConfig(**{**cfg.to_dict(), "storage": cfg.storage, **updates})
+    exp = Experiment.join(cfg, storage=storage, experiment=experiment)
+    _stderr().print(f"worker of [bold]{escape(exp.id)}[/] in "
+                    f"{escape(redact_url(exp.storage_url))}; trials in "
+                    f"{escape(str(exp.paths.trials))}")
+    results = _with_progress(exp.run, quiet)
+    _print_summary(results, "done" if exp.status != "failed" else exp.status)
+
+
+@app.command()
 def resume(
     experiment: _ExperimentArg,
     root: _RootOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress.")] = False,
+    storage: _StorageOption = None,
+    password_file: _PasswordFileOption = None,
 ) -> None:
     """Continue a stopped or crashed experiment where it was."""
     from spiketune.experiment import Experiment
 
-    exp = Experiment.load(_find(experiment, root))
+    _password_file(password_file)
+    exp = Experiment.load(_find(experiment, root), storage=storage)
     _stderr().print(f"resuming [bold]{escape(exp.id)}[/]")
     results = _with_progress(exp.resume, quiet)
     _print_summary(results, exp.status)
@@ -191,36 +298,80 @@ def stop(
     wait: Annotated[
         float, typer.Option(help="Seconds to wait for the running trials to be ended.")
     ] = 60.0,
+    storage: _StorageOption = None,
+    password_file: _PasswordFileOption = None,
 ) -> None:
-    """Stop a running experiment (from any terminal): its trials are ended and recorded."""
-    from spiketune.experiment import scheduler_status
-    from spiketune.storage import ExperimentPaths
+    """Stop a running experiment (from any terminal): its trials are ended and recorded.
 
-    directory = _find(experiment, root)
-    status = scheduler_status(directory)
-    if status != "running":
-        _stdout().print(f"{directory.name} is not running ({status})")
+    For an experiment in a shared database, every worker on every machine stops (each within
+    one heartbeat interval).
+    """
+    from spiketune.experiment import request_stop_in_study, scheduler_status
+    from spiketune.storage import ExperimentPaths, StudyStore, find_study, read_json
+
+    _password_file(password_file)
+    try:
+        directory: Path | None = _find(experiment, root)
+    except SpiketuneError:
+        if storage is None:
+            raise
+        directory = None
+    if directory is not None:
+        meta = read_json(ExperimentPaths(directory).experiment_json)
+        exp_id, url = meta["id"], storage or meta.get("storage")
+        local = scheduler_status(directory)
+    else:
+        assert storage is not None
+        exp_id, url, local = find_study(storage, experiment), storage, "not here"
+
+    def running_in_study() -> int:
+        if url is None:
+            return 0
+        store = StudyStore.open(url, exp_id)
+        try:
+            return sum(1 for r in store.unfinished() if not r.waiting)
+        finally:
+            store.close()
+
+    if local != "running" and running_in_study() == 0:
+        _stdout().print(f"{exp_id} is not running ({local})")
         return
-    ExperimentPaths(directory).stop_file.touch()
+    if url is not None:
+        request_stop_in_study(url, exp_id)
+    if directory is not None and local == "running":
+        ExperimentPaths(directory).stop_file.touch()
     deadline = time.monotonic() + wait
-    while scheduler_status(directory) == "running" and time.monotonic() < deadline:
-        time.sleep(0.05)
-    status = scheduler_status(directory)
-    if status == "running":
-        _stderr().print(f"{directory.name} is still stopping after {wait:g} s")
+    while time.monotonic() < deadline and (
+        (directory is not None and scheduler_status(directory) == "running")
+        or running_in_study() > 0
+    ):
+        time.sleep(0.05 if url is None else 0.5)
+    still = (directory is not None and scheduler_status(directory) == "running") \
+        or running_in_study() > 0
+    if still:
+        _stderr().print(f"{exp_id} is still stopping after {wait:g} s")
         raise typer.Exit(1)
-    _stdout().print(f"{directory.name} {status}")
+    _stdout().print(f"{exp_id} {scheduler_status(directory) if directory else 'stopped'}")
 
 
 # ------------------------------------------------------------------------------ reading
 @app.command("ls")
-def list_(root: _RootOption = None) -> None:
-    """List experiments with their status, trial count and best value."""
+def list_(
+    root: _RootOption = None,
+    storage: _StorageOption = None,
+    password_file: _PasswordFileOption = None,
+) -> None:
+    """List experiments with their status, trial count and best value (with --storage, also
+    those in that database)."""
     from spiketune.experiment import list_experiments
-    from spiketune.results import load_results
+    from spiketune.results import Outcome, load_results
+    from spiketune.storage import list_studies
 
+    _password_file(password_file)
     table = Table("id", "status", "trials", "best", "tuner", "created")
+    shown: set[str] = set()
     for s in list_experiments(root):
+        shown.add(s.id)
         try:
             r = load_results(s.directory)
             trials, best = str(len(r.records)), r.best
@@ -228,6 +379,16 @@ def list_(root: _RootOption = None) -> None:
         except SpiketuneError:
             trials, best_text = "?", "?"
         table.add_row(s.id, s.status, trials, best_text, str(s.config.get("tuner", "")), s.created)
+    if storage is not None:
+        for study in list_studies(storage):
+            if study["id"] in shown:
+                continue
+            r = load_results(study["id"], storage=storage)
+            best = r.best
+            status = "running" if r.count(Outcome.RUNNING) else "in database"
+            table.add_row(r.id, status, str(len(r.records)),
+                          "-" if best is None else f"{best.value:.6g}",
+                          str(r.config.get("tuner", "")), "")
     _stdout().print(table)
 
 
@@ -235,11 +396,12 @@ def list_(root: _RootOption = None) -> None:
 def trials(
     experiment: _ExperimentArg,
     root: _RootOption = None,
+    storage: _StorageOption = None,
+    password_file: _PasswordFileOption = None,
 ) -> None:
     """Table of every trial: outcome, parameters and every metric key."""
-    from spiketune.results import load_results
-
-    r = load_results(_find(experiment, root))
+    _password_file(password_file)
+    r = _results(experiment, root, storage)
     params, metrics = r.parameter_names, r.metric_keys
     table = Table("#", "outcome", *params, *metrics, "seconds", "reason", title=r.id)
     for rec in r.records:
@@ -260,11 +422,12 @@ def best(
     experiment: _ExperimentArg,
     root: _RootOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the best trial as JSON.")] = False,
+    storage: _StorageOption = None,
+    password_file: _PasswordFileOption = None,
 ) -> None:
     """The best trial: its value, parameters and metrics."""
-    from spiketune.results import load_results
-
-    r = load_results(_find(experiment, root))
+    _password_file(password_file)
+    r = _results(experiment, root, storage)
     if as_json:
         b = r.best
         typer.echo(json.dumps(None if b is None else b.to_dict(intermediate=False), indent=2))
@@ -290,13 +453,15 @@ def export(
         Path | None, typer.Option("--output", "-o", help="File to write (default stdout).")
     ] = None,
     root: _RootOption = None,
+    storage: _StorageOption = None,
+    password_file: _PasswordFileOption = None,
 ) -> None:
     """Export every trial as CSV or JSON."""
-    from spiketune.results import export_results, load_results
+    from spiketune.results import export_results
 
-    text = export_results(
-        load_results(_find(experiment, root)), fmt.value, intermediate=intermediate
-    )
+    _password_file(password_file)
+    text = export_results(_results(experiment, root, storage), fmt.value,
+                          intermediate=intermediate)
     if output is None:
         typer.echo(text, nl=False)
     else:
@@ -353,6 +518,44 @@ def export_model(
     path = output or directory / "best_model" / f"best_model.{fmt.value}"
     written = export_best_model(directory, path, fmt.value, dt=dt, approximate=approximate or ())
     typer.echo(f"wrote {written}")
+
+
+# ------------------------------------------------------------------------------ view
+@app.command()
+def view(
+    experiment: _ExperimentArg,
+    root: _RootOption = None,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on; anything but 127.0.0.1 lets "
+                          "other machines see the experiment.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port (0: a free one).")] = 0,
+    storage: _StorageOption = None,
+    password_file: _PasswordFileOption = None,
+) -> None:
+    """Serve a live dashboard of a running or finished experiment (Ctrl-C ends it)."""
+    from spiketune.dashboard import LOCAL_HOSTS, serve
+
+    _password_file(password_file)
+    try:
+        ref: str | Path = _find(experiment, root)
+    except SpiketuneError:
+        if storage is None:
+            raise
+        ref = experiment
+    if host not in LOCAL_HOSTS:
+        _stderr().print(Text(f"warning: listening on {host}: anyone who reaches this machine "
+                             "can read the experiment (no login)", style="yellow"))
+    dashboard = serve(ref, storage=storage, host=host, port=port)
+    _stdout().print(f"dashboard of {dashboard.experiment_id}: {dashboard.url}")
+    _stdout().print(f"trial logs: {dashboard.logs_url}")
+    _stdout().print("Ctrl-C to stop")
+    try:
+        dashboard.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        dashboard.close()
 
 
 # ------------------------------------------------------------------------------ helpers

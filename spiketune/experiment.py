@@ -10,6 +10,10 @@
 A Python callable can be the trial instead of a command (run in-process, for cheap trials)::
 
     Experiment(trial=lambda p: -(p["x"] - 1) ** 2, search_space=..., max_trials=30).run()
+
+Many workers, on one or many machines, share one experiment through a database::
+
+    Experiment.join(config, storage="postgresql://user@db-host/hpo").run()   # on each machine
 """
 
 from __future__ import annotations
@@ -21,12 +25,13 @@ import shutil
 import socket
 import subprocess
 import time
+import zlib
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from spiketune.config import ExperimentConfig
+from spiketune.config import WORKER_FIELDS, ExperimentConfig
 from spiketune.errors import ConfigError, Problem, StorageError
 from spiketune.results import ExperimentResults, TrialRecord, load_results, results_from_store
 from spiketune.runners import (
@@ -41,13 +46,17 @@ from spiketune.storage import (
     ATTR_CONFIG,
     ATTR_ELAPSED,
     ATTR_EXPERIMENT_DIR,
+    ATTR_STOP,
     ATTR_VERSION,
     ExperimentPaths,
     StudyStore,
     default_root,
     find_experiment,
+    find_study,
     read_json,
+    redact_url,
     sqlite_url,
+    strip_password,
     write_json,
 )
 
@@ -78,8 +87,10 @@ class Experiment:
         if config is None:
             config = ExperimentConfig.for_run(python_trial=python_trial, **fields)
         elif fields:
+            # to_dict() leaves a database password out; this config keeps using it
             config = ExperimentConfig.for_run(
-                python_trial=python_trial, **{**config.to_dict(), **fields}
+                python_trial=python_trial,
+                **{**config.to_dict(), "storage": config.storage, **fields},
             )
         else:
             config.check_runnable(python_trial=python_trial)
@@ -95,6 +106,7 @@ class Experiment:
         self.directory = (config.experiment_dir or default_root()).expanduser() / self.id
         self._scheduler: Scheduler | None = None
         self._exists = False
+        self._joined: StudyStore | None = None  # a worker's study, open (see join)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -124,6 +136,60 @@ class Experiment:
         self.directory = directory
         self._scheduler = None
         self._exists = True
+        self._joined = None
+        return self
+
+    @classmethod
+    def join(
+        cls,
+        config: ExperimentConfig,
+        *,
+        storage: str | None = None,
+        experiment: str | None = None,
+        trial: Callable[..., Any] | None = None,
+        kill_grace: float = 5.0,
+    ) -> Experiment:
+        """A worker of the shared experiment that ``config`` describes: :meth:`run` it on each
+        machine (or several times on one).
+
+        ``storage`` (default ``config.storage``) is the database every worker reaches. The
+        first worker creates the study and registers it under ``config.name``; the others find
+        it by that name (or by ``experiment``, an id or id prefix in that database) and join.
+        Each worker runs its own trials with its own ``concurrency``, ``gpus`` and
+        ``trials_per_gpu``, in its own directory ``<experiment_dir>/<id>/``; every other field
+        must equal the stored configuration, else :class:`ConfigError` lists the differences.
+        """
+        url = storage or config.storage
+        if url is None:
+            raise ConfigError(Problem("storage", None, "a worker needs a database that every "
+                                      "worker reaches: --storage URL, or storage in the config"))
+        if url != config.storage:
+            config = config.model_copy(update={"storage": url})
+        self = cls(config, trial=trial, kill_grace=kill_grace)
+        self._make_runner()  # a trial that cannot run fails before anything is written
+        if experiment is not None:
+            store = StudyStore.open(url, find_study(url, experiment))
+        else:
+            store, _created = StudyStore.join_or_create(
+                url, config.name, self.id, direction=config.optimize_mode,
+                attrs={ATTR_CONFIG: config.to_dict(), ATTR_VERSION: _version(),
+                       ATTR_EXPERIMENT_DIR: str(self.directory), ATTR_ELAPSED: 0.0},
+            )
+        try:
+            stored = store.study_attrs().get(ATTR_CONFIG) or {}
+            problems = config.differences_from(stored)
+            if problems:
+                raise ConfigError(problems, f"this worker: experiment {store.study_name} in "
+                                  f"{redact_url(url)} is stored with other values (workers may "
+                                  f"differ only in {', '.join(sorted(WORKER_FIELDS))})")
+            self.id = store.study_name
+            self.directory = (config.experiment_dir or default_root()).expanduser() / self.id
+            self._write_meta(exist_ok=True)
+        except BaseException:
+            store.close()
+            raise
+        self._joined = store
+        self._exists = True
         return self
 
     # ------------------------------------------------------------------ properties
@@ -137,7 +203,8 @@ class Experiment:
 
     @property
     def status(self) -> str:
-        """``created``, ``running``, ``done``, ``stopped``, ``failed`` or ``interrupted``."""
+        """``created``, ``running``, ``done``, ``stopped``, ``failed`` or ``interrupted``
+        (of this directory's schedulers and workers)."""
         return scheduler_status(self.directory)
 
     def results(self) -> ExperimentResults:
@@ -155,9 +222,12 @@ class Experiment:
         On an experiment that exists already, the same as :meth:`resume`. ``progress`` is
         called a few times a second with a :class:`~spiketune.scheduler.Progress`.
         """
+        if self._joined is not None:
+            store, self._joined = self._joined, None
+            return self._session(progress, store=store, fresh=False, worker=True)
         if self._exists or self.paths.experiment_json.exists():
             return self.resume(progress=progress)
-        return self._session(progress, store=self._create())
+        return self._session(progress, store=self._create(), fresh=True)
 
     def resume(self, *, progress: Callable[[Progress], None] | None = None) -> ExperimentResults:
         """Continue a stopped or crashed experiment where it was.
@@ -174,7 +244,7 @@ class Experiment:
                 f"experiment {self.id} is running (pid {info.get('pid')} on {info.get('host')}); "
                 "stop it first with `spiketune stop`"
             )
-        return self._session(progress, store=None)
+        return self._session(progress, store=None, fresh=False)
 
     def stop(self, *, wait: float | None = None) -> str:
         """Ask the running experiment to stop: its trials are ended and recorded.
@@ -187,6 +257,8 @@ class Experiment:
             self._scheduler.request_stop("stop requested")
         elif self.status == "running":
             self.paths.stop_file.touch()
+        if self.config.storage is not None:  # workers elsewhere read it from the study
+            request_stop_in_study(self.storage_url, self.id)
         deadline = time.monotonic() + (wait or 0.0)
         while wait and self.status == "running" and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -197,16 +269,8 @@ class Experiment:
         """Make the experiment directory and its study; return the study, open."""
         self._make_runner()  # a trial that cannot run fails before anything is written
         self.directory.mkdir(parents=True, exist_ok=False)
-        meta = {
-            "id": self.id,
-            "name": self.config.name,
-            "created": datetime.now().isoformat(timespec="seconds"),
-            "storage": self.config.storage,
-            "spiketune_version": _version(),
-            "config": self.config.to_dict(),
-        }
         try:
-            write_json(self.paths.experiment_json, meta)
+            self._write_meta(exist_ok=False)
             store = StudyStore.open(
                 self.storage_url, self.id, create=True, direction=self.config.optimize_mode
             )
@@ -224,6 +288,22 @@ class Experiment:
         self._exists = True
         return store
 
+    def _write_meta(self, *, exist_ok: bool) -> None:
+        """``experiment.json`` (kept if it exists and ``exist_ok``): no password in it."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if exist_ok and self.paths.experiment_json.exists():
+            return
+        meta = {
+            "id": self.id,
+            "name": self.config.name,
+            "created": datetime.now().isoformat(timespec="seconds"),
+            "storage": None if self.config.storage is None
+            else strip_password(self.config.storage),
+            "spiketune_version": _version(),
+            "config": self.config.to_dict(),
+        }
+        write_json(self.paths.experiment_json, meta)
+
     def _make_runner(self) -> Runner:
         if self.trial is not None:
             return InProcessRunner(self.trial)
@@ -239,11 +319,16 @@ class Experiment:
         )
 
     def _session(
-        self, progress: Callable[[Progress], None] | None, *, store: StudyStore | None
+        self,
+        progress: Callable[[Progress], None] | None,
+        *,
+        store: StudyStore | None,
+        fresh: bool,
+        worker: bool = False,
     ) -> ExperimentResults:
-        """One scheduler session; ``store`` is the study just created (None: open it)."""
+        """One scheduler session on ``store`` (None: open it); ``fresh``: the study was just
+        created; ``worker``: one of possibly many schedulers of this directory."""
         config = self.config
-        fresh = store is not None
         try:
             runner = self._make_runner()
         except BaseException:
@@ -253,18 +338,23 @@ class Experiment:
         if store is None:
             store = StudyStore.open(self.storage_url, self.id)
         paths = self.paths
+        state_file = paths.worker_json(store.owner) if worker else paths.scheduler_json
         try:
-            with contextlib.suppress(FileNotFoundError):
-                paths.stop_file.unlink()
-            _write_scheduler_state(paths, "running")
+            if not worker or not _local_workers_running(paths):
+                with contextlib.suppress(FileNotFoundError):
+                    paths.stop_file.unlink()
+            _write_scheduler_state(state_file, "running")
             if not fresh:
-                recover_interrupted(store, paths)
+                recover_interrupted(store, paths, config.max_retries)
             tuner = config.create_tuner()
             assessor = config.create_assessor()
             space = config.space()
             started = 0 if fresh else store.claims_used()
-            # A resumed session must not replay the seeded draws of the first one.
+            # A resumed session must not replay the seeded draws of the first one, and workers
+            # sharing a study must not draw the same parameters.
             seed = None if config.seed is None else (config.seed + started) % 2**32
+            if seed is not None and worker:
+                seed = zlib.crc32(f"{seed}:{store.owner}".encode())
             sampler = tuner.create_sampler(space, seed=seed, directions=config.directions)
             scheduler = Scheduler(
                 store=store,
@@ -280,6 +370,9 @@ class Experiment:
                 trials_per_gpu=config.trials_per_gpu,
                 fixed_trials=tuner.fixed_trials(space, seed=config.seed),
                 progress=progress,
+                heartbeat_interval=config.heartbeat_interval,
+                grace_period=config.grace_period,
+                max_retries=config.max_retries,
             )
             self._scheduler = scheduler
             status = "failed"
@@ -287,9 +380,10 @@ class Experiment:
                 status = scheduler.run()
             finally:
                 self._scheduler = None
-                _write_scheduler_state(paths, status)
-                with contextlib.suppress(FileNotFoundError):
-                    paths.stop_file.unlink()
+                _write_scheduler_state(state_file, status)
+                if not worker or not _local_workers_running(paths):
+                    with contextlib.suppress(FileNotFoundError):
+                        paths.stop_file.unlink()
             return results_from_store(store, self.directory)
         finally:
             runner.close()
@@ -302,7 +396,7 @@ def _version() -> str:
     return __version__
 
 
-def _write_scheduler_state(paths: ExperimentPaths, status: str) -> None:
+def _write_scheduler_state(path: Path, status: str) -> None:
     info = {
         "status": status,
         "pid": os.getpid(),
@@ -310,22 +404,58 @@ def _write_scheduler_state(paths: ExperimentPaths, status: str) -> None:
         "host": socket.gethostname(),
         "updated": datetime.now().isoformat(timespec="seconds"),
     }
-    write_json(paths.scheduler_json, info)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, info)
 
 
-def scheduler_status(directory: Path) -> str:
-    """The status recorded in ``scheduler.json``; ``interrupted`` if its scheduler died."""
-    path = ExperimentPaths(directory).scheduler_json
+def request_stop_in_study(url: str, experiment_id: str) -> None:
+    """Ask every worker of a database-backed experiment to stop (they read it within one
+    heartbeat interval)."""
+    store = StudyStore.open(url, experiment_id)
     try:
-        info = read_json(path)
-    except (OSError, ValueError):
-        return "created"
+        store.set_study_attr(ATTR_STOP, datetime.now().isoformat(timespec="seconds"))
+    finally:
+        store.close()
+
+
+def _status_of(info: dict[str, Any]) -> str:
     status = str(info.get("status", "created"))
     if status != "running":
         return status
     if info.get("host") != socket.gethostname():
         return "running"  # cannot check another machine
     return "running" if process_alive(info.get("pid"), info.get("start_time")) else "interrupted"
+
+
+def _states(paths: ExperimentPaths) -> list[dict[str, Any]]:
+    files = [paths.scheduler_json, *sorted(paths.workers.glob("*.json"))]
+    out = []
+    for path in files:
+        with contextlib.suppress(OSError, ValueError):
+            info = read_json(path)
+            if isinstance(info, dict):
+                out.append(info)
+    return out
+
+
+def _local_workers_running(paths: ExperimentPaths) -> bool:
+    me = (socket.gethostname(), os.getpid())
+    return any(_status_of(i) == "running" and (i.get("host"), i.get("pid")) != me
+               for i in _states(paths))
+
+
+def scheduler_status(directory: Path) -> str:
+    """The status of the experiment's schedulers on this machine: ``running`` while one of
+    them (``scheduler.json``, or a worker's ``workers/*.json``) runs; otherwise the status the
+    last of them recorded, ``interrupted`` if it died."""
+    states = _states(ExperimentPaths(directory))
+    if not states:
+        return "created"
+    statuses = [_status_of(i) for i in states]
+    if "running" in statuses:
+        return "running"
+    last = max(range(len(states)), key=lambda k: str(states[k].get("updated", "")))
+    return statuses[last]
 
 
 def _gpu_indices(config: ExperimentConfig) -> list[int]:

@@ -20,12 +20,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from spiketune.errors import StorageError
 from spiketune.storage import (
     ATTR_CONFIG,
     ATTR_ELAPSED,
     ExperimentPaths,
     StudyStore,
     find_experiment,
+    find_study,
     read_json,
     sqlite_url,
 )
@@ -155,9 +157,20 @@ def load_results(experiment: str | Path, storage: str | None = None) -> Experime
 
     ``experiment`` is an experiment directory, an id or an id prefix (looked up under
     ``$SPIKETUNE_EXPERIMENTS`` or ``~/spiketune-experiments``). ``storage`` overrides the
-    database URL recorded in the directory (for a study moved to another server).
+    database URL recorded in the directory (for a study moved to another server); with it,
+    ``experiment`` may also be an experiment that has no directory on this machine (an id, id
+    prefix or worker experiment name in that database).
     """
-    directory = find_experiment(experiment)
+    try:
+        directory = find_experiment(experiment)
+    except StorageError:
+        if storage is None:
+            raise
+        store = StudyStore.open(storage, find_study(storage, str(experiment)))
+        try:
+            return results_from_store(store, None)
+        finally:
+            store.close()
     paths = ExperimentPaths(directory)
     meta = read_json(paths.experiment_json)
     url = storage or meta.get("storage") or sqlite_url(paths.study_db)

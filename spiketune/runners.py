@@ -30,6 +30,7 @@ from typing import Any
 
 from spiketune import trial as trial_api
 from spiketune.errors import TrialError
+from spiketune.storage import CREDENTIAL_ENVS
 
 __all__ = [
     "Ended",
@@ -233,6 +234,8 @@ class SubprocessRunner(Runner):
     @staticmethod
     def _make_base_env(extra: Mapping[str, str] | None) -> dict[str, str]:
         env = dict(os.environ)
+        for name in CREDENTIAL_ENVS:  # trials never open the study: no database password
+            env.pop(name, None)
         if extra:
             env.update(extra)
         exe_dir = str(Path(sys.executable).parent)
