@@ -34,7 +34,14 @@ from typing import TYPE_CHECKING, Any
 
 from spiketune.results import Outcome
 from spiketune.runners import Ended, Launch, Reported, Runner, StopReason, process_alive
-from spiketune.storage import ATTR_ELAPSED, ATTR_STOP, ExperimentPaths, StudyStore, Unfinished
+from spiketune.storage import (
+    ATTR_ELAPSED,
+    ATTR_STOP,
+    ExperimentPaths,
+    StudyStore,
+    Unfinished,
+    parse_owner,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -466,7 +473,7 @@ class Scheduler:
             return
         owner = row.owner or "a scheduler that never sent one"
         trial_dir = self.paths.trial_dir(trial.number)
-        if owner.rpartition(":")[0] == socket.gethostname():
+        if parse_owner(owner)[0] == socket.gethostname():
             info = _read_process_info(trial_dir)
             if info is not None and not process_alive(info.get("scheduler_pid"),
                                                       info.get("scheduler_start")):
@@ -779,13 +786,12 @@ def recover_interrupted(
         if t.state != optuna.trial.TrialState.RUNNING:
             continue
         owner = owners.get(t._trial_id)
-        if owner is not None:
-            owner_host, _, owner_pid = owner.rpartition(":")
+        if owner is not None and owner != store.owner:
+            owner_host, owner_pid = parse_owner(owner)
             if owner_host != host:
                 continue
-            if (owner_pid.isdigit() and int(owner_pid) != os.getpid()
-                    and process_alive(int(owner_pid), None)):
-                continue  # its scheduler is alive
+            if owner_pid == os.getpid() or process_alive(owner_pid, None):
+                continue  # its scheduler is alive (in this process: another store's)
         trial_dir = paths.trial_dir(t.number)
         info = _read_process_info(trial_dir)
         if info is not None:

@@ -48,6 +48,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import socket
 import time
 import urllib.parse
@@ -77,6 +78,7 @@ __all__ = [
     "StudyStore",
     "default_root",
     "find_experiment",
+    "parse_owner",
     "read_json",
     "read_password_file",
     "redact_url",
@@ -143,8 +145,8 @@ class ExperimentPaths:
         return self.directory / "workers"
 
     def worker_json(self, owner: str) -> Path:
-        """State file of one worker (``owner`` is ``host:pid``) running in this directory."""
-        return self.workers / (owner.replace(":", ".").replace("/", "_") + ".json")
+        """State file of one worker (``owner`` is ``host:pid/token``) running here."""
+        return self.workers / (re.sub(r"[^A-Za-z0-9._-]", ".", owner) + ".json")
 
     def trial_dir(self, number: int) -> Path:
         return self.trials / str(number)
@@ -181,6 +183,12 @@ def find_experiment(ref: str | Path, root: Path | None = None) -> Path:
         f"no experiment {str(ref)!r}: not an experiment directory, and no id or id prefix "
         f"under {base} (set {EXPERIMENTS_ENV} or give the directory)"
     )
+
+
+def parse_owner(owner: str) -> tuple[str, int | None]:
+    """``host:pid/token`` (a heartbeat's owner) -> (host, pid or None)."""
+    host, _, rest = owner.partition("/")[0].rpartition(":")
+    return host, int(rest) if rest.isdigit() else None
 
 
 def read_json(path: Path) -> Any:
@@ -659,9 +667,18 @@ def _open_rdb(url: str) -> Any:
     # Optuna checks the schema version against its migration scripts (tens of ms, most
     # of opening a study): once per database per process is enough.
     new_file = url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists()
-    rdb = optuna.storages.RDBStorage(
-        full, engine_kwargs=kwargs, skip_compatibility_check=full in _CHECKED or new_file
-    )
+    for attempt in range(5):
+        try:
+            rdb = optuna.storages.RDBStorage(
+                full, engine_kwargs=kwargs, skip_compatibility_check=full in _CHECKED or new_file
+            )
+            break
+        except sqlalchemy.exc.DatabaseError:
+            # Workers starting at once on a new database race to create Optuna's tables; the
+            # losers find them made on the next try.
+            if attempt == 4:
+                raise
+            time.sleep(0.1 * (attempt + 1))
     _CHECKED.add(full)
     if rdb.engine.name == "sqlite":
         sqlalchemy.event.listen(rdb.engine, "connect", _sqlite_pragmas)
@@ -768,7 +785,8 @@ class StudyStore:
         self._fast = _FastWrites(rdb) if fast and _FastWrites.available(rdb) else None
         self._tables_: _Tables | None = None
         self._reader = optuna.storages._CachedStorage(rdb)
-        self._owner = f"{socket.gethostname()}:{os.getpid()}"
+        # host:pid/token: the token tells two stores of one process apart (workers in threads)
+        self._owner = f"{socket.gethostname()}:{os.getpid()}/{secrets.token_hex(3)}"
 
     # ---------------------------------------------------------------- opening
     @classmethod
@@ -846,7 +864,8 @@ class StudyStore:
 
     @property
     def owner(self) -> str:
-        """``host:pid`` of this process: who holds the heartbeats of its trials."""
+        """``host:pid/token``: who holds the heartbeats of this store's trials (see
+        :func:`parse_owner`)."""
         return self._owner
 
     # ---------------------------------------------------------------- reads

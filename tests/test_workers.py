@@ -1,0 +1,313 @@
+"""Many schedulers on one study: the storage conformance cases (SQLite and PostgreSQL),
+heartbeats and retries of lost trials, workers joining one experiment, credentials."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from spiketune import ConfigError, Experiment, ExperimentConfig, Outcome, StorageError
+from spiketune.results import export_results, load_results
+from spiketune.runners import InProcessRunner
+from spiketune.scheduler import Budget, Scheduler, fail_lost_trial
+from spiketune.space import SearchSpace
+from spiketune.storage import (
+    PASSWORD_ENV,
+    PASSWORD_FILE_ENV,
+    ExperimentPaths,
+    StudyStore,
+    redact_url,
+    resolve_url,
+    strip_password,
+    url_password,
+    with_password,
+)
+
+SPACE = {"x": {"_type": "uniform", "_value": [0, 1]}, "y": {"_type": "uniform", "_value": [0, 1]}}
+
+
+def _quadratic(params: dict) -> dict:
+    import spiketune.trial as st
+
+    st.report_intermediate_result({"default": params["x"], "loss": 1 - params["x"]})
+    return {"default": -(params["x"] - 0.3) ** 2, "train_acc": params["x"], "test_acc": 0.5}
+
+
+# ------------------------------------------------------------------------------ credentials
+def test_passwords_are_masked_stripped_and_resolved(tmp_path: Path, monkeypatch) -> None:
+    url = "postgresql://ana:s3cr%40t@db.example:5432/hpo?sslmode=require"
+    assert url_password(url) == "s3cr@t"
+    assert redact_url(url) == "postgresql://ana:***@db.example:5432/hpo?sslmode=require"
+    assert strip_password(url) == "postgresql://ana@db.example:5432/hpo?sslmode=require"
+    assert url_password(with_password(strip_password(url), "p:@/w")) == "p:@/w"
+    query = "postgresql://db/hpo?user=ana&password=hunter2"
+    assert "hunter2" not in redact_url(query) and "hunter2" not in strip_password(query)
+    assert url_password(query) == "hunter2"
+    # the password comes from the URL, else the environment, else a file
+    plain = strip_password(url)
+    monkeypatch.delenv(PASSWORD_ENV, raising=False)
+    monkeypatch.delenv(PASSWORD_FILE_ENV, raising=False)
+    assert resolve_url(plain) == plain
+    monkeypatch.setenv(PASSWORD_ENV, "from-env")
+    assert url_password(resolve_url(plain)) == "from-env"
+    assert url_password(resolve_url(url)) == "s3cr@t"  # the URL's own wins
+    monkeypatch.delenv(PASSWORD_ENV)
+    secret = tmp_path / "pw"
+    secret.write_text("from-file\nignored\n")
+    monkeypatch.setenv(PASSWORD_FILE_ENV, str(secret))
+    assert url_password(resolve_url(plain)) == "from-file"
+    # the stored form of a config never holds it
+    config = ExperimentConfig(search_space=SPACE, storage=url)
+    assert config.storage == url and config.to_dict()["storage"] == plain
+
+
+def test_wrong_password_is_a_clean_error_without_the_password(postgres_server) -> None:
+    url = with_password(postgres_server.url(), "not-the-Password-42")
+    with pytest.raises(StorageError) as err:
+        StudyStore.open(url, "nothing")
+    assert "not-the-Password-42" not in str(err.value)
+    assert "***" in str(err.value)
+
+
+# ------------------------------------------------------------------------------ conformance
+def test_experiment_on_both_storages(storage_url: str, exp_root: Path, tmp_path: Path,
+                                     monkeypatch) -> None:
+    """The engine's key case on each storage: run, read back by directory and by database."""
+    exp = Experiment(trial=_quadratic, search_space=SPACE, max_trials=6, storage=storage_url,
+                     experiment_dir=exp_root, seed=3, tuner="Random")
+    results = exp.run()
+    assert [r.outcome for r in results.records] == [Outcome.COMPLETE] * 6
+    assert sorted(r.sequence_id for r in results.records) == list(range(6))
+    assert results.best.value == max(r.value for r in results.records)
+    assert results.best.metrics["train_acc"] == results.best.parameters["x"]
+    assert results.records[0].intermediate[0]["loss"] == pytest.approx(
+        1 - results.records[0].parameters["x"])
+    # known only to the database (no directory on this machine): by id prefix
+    monkeypatch.setenv("SPIKETUNE_EXPERIMENTS", str(tmp_path / "another-machine"))
+    remote = load_results(exp.id[:-2], storage=storage_url)
+    assert remote.records == results.records and remote.directory is None
+    # credentials appear in no file and no export
+    password = url_password(storage_url)
+    texts = [p.read_text() for p in exp.directory.rglob("*.json")]
+    texts += [export_results(results, "json"), export_results(results, "csv")]
+    if password:
+        assert not any(password in t for t in texts)
+    meta = json.loads(ExperimentPaths(exp.directory).experiment_json.read_text())
+    assert meta["storage"] == strip_password(storage_url)
+
+
+def test_claims_are_exact_between_racing_stores(storage_url: str) -> None:
+    StudyStore.open(storage_url, "race", create=True).close()
+    stores = [StudyStore.open(storage_url, "race") for _ in range(4)]
+    barrier = threading.Barrier(len(stores))
+    got: list[list[int]] = [[] for _ in stores]
+
+    def claim_all(i: int) -> None:
+        barrier.wait()
+        while (slot := stores[i].claim(24)) is not None:
+            got[i].append(slot)
+
+    threads = [threading.Thread(target=claim_all, args=(i,)) for i in range(len(stores))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for store in stores:
+        store.close()
+    assert sorted(s for part in got for s in part) == list(range(24))
+
+
+def _start_one(store: StudyStore, x: float, seq: int) -> tuple[int, int]:
+    dist = optuna.distributions.FloatDistribution(0, 1)
+    return store.start_trial({"x": x}, {"x": dist}, {"parameters": {"x": x}, "sequence_id": seq})
+
+
+def test_a_trial_end_is_written_once_through_a_lost_connection(storage_url: str,
+                                                               monkeypatch) -> None:
+    """A connection lost before or after the commit: the write is retried, lands once."""
+    import sqlalchemy as sa
+
+    store = StudyStore.open(storage_url, "blip", create=True)
+    store.retry_seconds = 10.0
+    real_begin = store._rdb.engine.begin
+    failures = {"before": 1, "after": 1}
+
+    class Flaky:
+        """engine.begin() whose transaction fails once before and once after committing."""
+
+        def __init__(self) -> None:
+            self.ctx = real_begin()
+
+        def __enter__(self):
+            if failures["before"]:
+                failures["before"] -= 1
+                raise sa.exc.OperationalError("UPDATE", {}, ConnectionResetError("reset"))
+            return self.ctx.__enter__()
+
+        def __exit__(self, *exc):
+            out = self.ctx.__exit__(*exc)
+            if exc[0] is None and failures["after"]:
+                failures["after"] -= 1  # committed, but the answer never arrived
+                raise sa.exc.OperationalError("COMMIT", {}, ConnectionResetError("reset"))
+            return out
+
+    for case in ("before", "after"):
+        tid, _ = _start_one(store, 0.5, 0)
+        failures.update(before=int(case == "before"), after=int(case == "after"))
+        monkeypatch.setattr(store._rdb.engine, "begin", Flaky)
+        attrs = {"metrics": {"default": 0.5}, "intermediate": [], "outcome": "COMPLETE",
+                 "reason": None}
+        assert store.finish_trial(tid, optuna.trial.TrialState.COMPLETE, 0.5, attrs, {1: 0.1})
+        monkeypatch.setattr(store._rdb.engine, "begin", real_begin)
+        t = store.trial(tid)
+        assert t.state == optuna.trial.TrialState.COMPLETE and t.value == 0.5
+        assert t.intermediate_values == {1: 0.1} and t.user_attrs["outcome"] == "COMPLETE"
+        assert failures == {"before": 0, "after": 0}
+    # a trial recorded by someone else is not overwritten: False, nothing written
+    tid, _ = _start_one(store, 0.1, 1)
+    other = StudyStore.open(storage_url, "blip")
+    assert fail_lost_trial(other, other.trial(tid), "worker lost: test", 0) == -1
+    assert not store.finish_trial(tid, optuna.trial.TrialState.COMPLETE, 1.0,
+                                  {"metrics": None, "intermediate": [], "outcome": "COMPLETE",
+                                   "reason": None}, {})
+    assert store.trial(tid).user_attrs["reason"] == "worker lost: test"
+    other.close()
+    store.close()
+
+
+def test_lost_trial_is_failed_and_retried_with_its_parameters(storage_url: str,
+                                                              tmp_path: Path) -> None:
+    """A trial whose scheduler went silent is recorded FAILED (worker lost) after the grace
+    period, and re-run once, same parameters and slot, by the surviving scheduler."""
+    StudyStore.open(storage_url, "lost", create=True).close()
+    ghost = StudyStore.open(storage_url, "lost")
+    ghost._owner = "another-host:4242"  # a worker on another machine, that then dies
+    assert ghost.claim(4) == 0
+    lost_id, lost_number = _start_one(ghost, 0.25, 0)
+    ghost.close()
+
+    store = StudyStore.open(storage_url, "lost")
+    ran: list[float] = []
+    scheduler = Scheduler(
+        store=store,
+        runner=InProcessRunner(lambda p: (ran.append(p["x"]), time.sleep(0.05), p["x"])[-1]),
+        paths=ExperimentPaths(tmp_path / "survivor"),
+        experiment_id="lost",
+        space=SearchSpace.from_nni({"x": {"_type": "uniform", "_value": [0, 1]}}),
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        pruner=None,
+        budget=Budget(max_trials=4),
+        heartbeat_interval=0.1,
+        grace_period=0.6,
+        max_retries=1,
+    )
+    started = time.monotonic()
+    assert scheduler.run() == "done"
+    assert time.monotonic() - started >= 0.6  # it waited for the grace period
+    trials = {t.number: t for t in store.trials()}
+    store.close()
+    lost = trials[lost_number]
+    assert lost.state == optuna.trial.TrialState.FAIL
+    assert lost.user_attrs["reason"].startswith("worker lost: no heartbeat from another-host:4242")
+    (retry,) = [t for t in trials.values() if t.user_attrs.get("retry_of") == lost_number]
+    assert retry.state == optuna.trial.TrialState.COMPLETE
+    assert retry.user_attrs["attempt"] == 1 and retry.user_attrs["sequence_id"] == 0
+    assert retry.user_attrs["parameters"] == {"x": 0.25} and retry.params == {"x": 0.25}
+    assert retry.value == 0.25 and 0.25 in ran
+    complete = [t for t in trials.values() if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 4  # max_trials distinct slots complete; the retry took no slot
+    assert sorted(t.user_attrs["sequence_id"] for t in complete) == [0, 1, 2, 3]
+    assert len(trials) == 5
+
+
+def test_retries_stop_after_max_retries(storage_url: str) -> None:
+    StudyStore.open(storage_url, "again", create=True).close()
+    store = StudyStore.open(storage_url, "again")
+    tid, number = _start_one(store, 0.5, 0)
+    retry = fail_lost_trial(store, store.trial(tid), "worker lost", max_retries=1)
+    assert retry is not None and retry > number
+    taken = store.take_waiting(lambda n: Path(f"/trials/{n}"))
+    assert taken is not None and taken.number == retry and taken.user_attrs["attempt"] == 1
+    assert taken.user_attrs["trial_dir"] == f"/trials/{retry}"
+    assert store.take_waiting(lambda n: Path(".")) is None  # taken once
+    assert fail_lost_trial(store, store.trial(taken._trial_id), "worker lost", 1) == -1
+    assert store.unfinished() == []
+    store.close()
+
+
+# ------------------------------------------------------------------------------ joining
+def _worker_config(url: str, root: Path, **changes) -> ExperimentConfig:
+    fields = dict(name="shared", search_space=SPACE, max_trials=10, storage=url,
+                  experiment_dir=root, tuner="Random")
+    return ExperimentConfig(**{**fields, **changes})
+
+
+def test_workers_join_one_study_and_a_different_config_is_refused(storage_url: str,
+                                                                  tmp_path: Path) -> None:
+    joined: list[str] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def join(i: int) -> None:
+        try:
+            config = _worker_config(storage_url, tmp_path / f"machine{i}", concurrency=i + 1)
+            barrier.wait()
+            exp = Experiment.join(config, trial=_quadratic)
+            joined.append(exp.id)
+            exp._joined.close()
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=join, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(set(joined)) == 1  # created once, joined by the others
+    (exp_id,) = set(joined)
+    assert all((tmp_path / f"machine{i}" / exp_id / "experiment.json").is_file()
+               for i in range(4))
+    optuna_studies = optuna.get_all_study_names(resolve_url(storage_url))
+    assert optuna_studies == [exp_id]  # the losers of the race removed their own
+
+    changed = _worker_config(storage_url, tmp_path / "m", max_trials=20, tuner="TPE")
+    with pytest.raises(ConfigError) as err:
+        Experiment.join(changed, trial=_quadratic)
+    fields = {p.field for p in err.value.problems}
+    assert fields == {"max_trials", "tuner"}
+    assert "stored value 10" in str(err.value) and exp_id in str(err.value)
+    password = url_password(storage_url)
+    assert password is None or password not in str(err.value)
+    # and by id, from a config with another name
+    exp = Experiment.join(_worker_config(storage_url, tmp_path / "m", name="shared"),
+                          experiment=exp_id, trial=_quadratic)
+    assert exp.id == exp_id
+    exp._joined.close()
+
+
+def test_worker_runs_the_shared_budget(storage_url: str, tmp_path: Path) -> None:
+    """Two workers in threads of one process: max_trials between them, both take part."""
+    results = []
+
+    def work(i: int) -> None:
+        config = _worker_config(storage_url, tmp_path / f"w{i}", max_trials=12,
+                                heartbeat_interval=0.2, grace_period=5)
+        results.append(Experiment.join(config, trial=lambda p: (time.sleep(0.02),
+                                                                p["x"])[1]).run())
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 2
+    records = results[-1].records
+    assert len(records) == 12 and all(r.outcome == Outcome.COMPLETE for r in records)
+    assert sorted(r.sequence_id for r in records) == list(range(12))
+    dirs = {r.trial_dir.parents[2].name for r in records}
+    assert dirs == {"w0", "w1"}
