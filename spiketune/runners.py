@@ -150,6 +150,15 @@ def process_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    return data[data.rindex(b")") + 2 : data.rindex(b")") + 3] == b"Z"
+
+
 def process_alive(pid: Any, start_time: Any) -> bool:
     """True while the process ``pid`` that started at ``start_time`` (see
     :func:`process_start_time`) still runs. Without ``/proc``, only the pid is checked."""
@@ -157,6 +166,8 @@ def process_alive(pid: Any, start_time: Any) -> bool:
         return False
     now = process_start_time(pid)
     if now is not None:
+        if _is_zombie(pid):
+            return False  # it has exited; only its parent has not collected it yet
         return start_time is None or now == start_time
     if Path("/proc/self/stat").exists():
         return False  # /proc works and has no such process

@@ -188,7 +188,7 @@ def test_lost_trial_is_failed_and_retried_with_its_parameters(storage_url: str,
     ghost = StudyStore.open(storage_url, "lost")
     ghost._owner = "another-host:4242"  # a worker on another machine, that then dies
     assert ghost.claim(4) == 0
-    lost_id, lost_number = _start_one(ghost, 0.25, 0)
+    _, lost_number = _start_one(ghost, 0.25, 0)
     ghost.close()
 
     store = StudyStore.open(storage_url, "lost")
@@ -311,3 +311,215 @@ def test_worker_runs_the_shared_budget(storage_url: str, tmp_path: Path) -> None
     assert sorted(r.sequence_id for r in records) == list(range(12))
     dirs = {r.trial_dir.parents[2].name for r in records}
     assert dirs == {"w0", "w1"}
+
+
+# ------------------------------------------------------------------------------ processes
+WORKER_TRIAL = """
+    import os, random, time
+    import spiketune.trial as st
+    params = st.get_next_parameter()
+    st.report_intermediate_result(params["x"])
+    stuck = os.environ.get("STUCK_MARKER")
+    if stuck:
+        try:  # the first trial to get here hangs: its worker is killed meanwhile
+            fd = os.open(stuck, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            os.write(fd, os.environ["SPIKETUNE_TRIAL_DIR"].encode())
+            os.close(fd)
+            time.sleep(60)
+        except FileExistsError:
+            pass
+    time.sleep(float(os.environ.get("TRIAL_SLEEP", "0")) or random.uniform(0.2, 1.0))
+    print("done", params)
+    st.report_final_result({"default": params["x"], "train_acc": params["y"]})
+"""
+
+
+def _worker_files(tmp_path: Path, code: Path, root: Path, max_trials: int) -> Path:
+    cfg = tmp_path / "worker.toml"
+    cfg.write_text(
+        f'name = "fleet"\n'
+        f'trial_command = "python3 trial.py"\n'
+        f'trial_code_directory = "{code}"\n'
+        f'experiment_dir = "{root}"\n'
+        f"max_trials = {max_trials}\n"
+        f'tuner = "Random"\n'
+        f"max_retries = 1\n"
+        f"heartbeat_interval = 0.3\n"
+        f"grace_period = 2.0\n"
+        f"[search_space]\n"
+        f'x = {{_type = "uniform", _value = [0, 1]}}\n'
+        f'y = {{_type = "uniform", _value = [0, 1]}}\n'
+    )
+    return cfg
+
+
+def _start_workers(cfg: Path, url: str, n: int, env: dict[str, str]) -> list:
+    import os
+    import subprocess
+    import sys
+
+    return [
+        subprocess.Popen(
+            [sys.executable, "-m", "spiketune.cli", "worker", str(cfg), "--storage", url, "-q"],
+            env=dict(os.environ, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        for _ in range(n)
+    ]
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie nobody reaps counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+def _wait(cond, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill", [False, True], ids=["three-workers", "one-killed"])
+def test_worker_processes_share_max_trials(postgres_server, tmp_path: Path, trial_script,
+                                           monkeypatch, kill: bool) -> None:
+    """Three `spiketune worker` processes, max_trials=30, trials of 0.2-1 s: exactly 30 end
+    COMPLETE, no parameters run twice; with one worker killed (-9) mid-trial, its trial is
+    recorded lost after the grace period and run once more by a survivor."""
+    import os
+    import signal
+
+    url = postgres_server.new_database()
+    plain = strip_password(url)
+    password = postgres_server.password
+    root = tmp_path / "experiments"
+    cfg = _worker_files(tmp_path, trial_script(WORKER_TRIAL), root, max_trials=30)
+    marker = tmp_path / "stuck"
+    env = {PASSWORD_ENV: password, **({"STUCK_MARKER": str(marker)} if kill else {})}
+    workers = _start_workers(cfg, plain, 3, env)
+    victim = None
+    try:
+        if kill:
+            _wait(lambda: marker.exists() and marker.read_text(), 60, "a trial to hang")
+            hung_dir = Path(marker.read_text())
+            pid = json.loads((hung_dir / "process.json").read_text())["scheduler_pid"]
+            victim = next(w for w in workers if w.pid == pid)
+            os.kill(victim.pid, signal.SIGKILL)
+        outputs = [w.communicate(timeout=120) for w in workers]
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                os.killpg(w.pid, signal.SIGKILL)
+    for w, (out, err) in zip(workers, outputs, strict=True):
+        if w is victim:
+            assert w.returncode == -signal.SIGKILL
+            continue
+        assert w.returncode == 0, err.decode()
+        assert password.encode() not in out + err
+        assert b"***" in err or plain.encode() in err  # the URL is shown, never the password
+
+    (directory,) = [p for p in root.iterdir() if p.is_dir()]
+    store = StudyStore.open(url, directory.name)
+    trials = store.trials()
+    assert store.unfinished() == []
+    store.close()
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 30
+    assert sorted(t.user_attrs["sequence_id"] for t in complete) == list(range(30))
+    assert sorted(t.number for t in trials) == list(range(len(trials)))
+    retries = [t for t in trials if "retry_of" in t.user_attrs]
+    originals = [t for t in trials if "retry_of" not in t.user_attrs]
+    params = [tuple(sorted(t.user_attrs["parameters"].items())) for t in originals]
+    assert len(set(params)) == len(params)  # no parameter set ran twice but for a retry
+    if not kill:
+        assert len(trials) == 30 and not retries
+        pids = {json.loads((Path(t.user_attrs["trial_dir"]) / "process.json").read_text())
+                ["scheduler_pid"] for t in trials}
+        assert pids == {w.pid for w in workers}  # every worker took part
+    else:
+        (lost,) = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+        assert lost.user_attrs["reason"].startswith("worker lost")
+        assert f":{victim.pid}/" in lost.user_attrs["reason"]
+        (retry,) = retries
+        assert retry.user_attrs["retry_of"] == lost.number and retry.user_attrs["attempt"] == 1
+        assert retry.user_attrs["parameters"] == lost.user_attrs["parameters"]
+        assert retry.state == optuna.trial.TrialState.COMPLETE
+        assert len(trials) == 31
+        hung = json.loads((Path(lost.user_attrs["trial_dir"]) / "process.json").read_text())
+        assert not _alive(hung["pid"])  # its orphan was killed
+    # no file of the experiment holds the password
+    assert not any(password in p.read_text(errors="replace")
+                   for p in directory.rglob("*") if p.is_file() and p.suffix != ".db")
+    if not kill:
+        _cli_reads_the_shared_study(tmp_path, plain, password, directory.name, monkeypatch)
+
+
+def _cli_reads_the_shared_study(tmp_path: Path, url: str, password: str, exp_id: str,
+                                monkeypatch) -> None:
+    """Every reading command on a machine that has no directory of the experiment."""
+    from typer.testing import CliRunner
+
+    from spiketune.cli import app
+
+    monkeypatch.setenv("SPIKETUNE_EXPERIMENTS", str(tmp_path / "laptop"))
+    monkeypatch.delenv(PASSWORD_ENV, raising=False)
+    secret = tmp_path / "db-password"
+    secret.write_text(password + "\n")
+    runner = CliRunner()
+    common = ["--storage", url, "--password-file", str(secret)]
+    listed = runner.invoke(app, ["ls", *common])
+    assert listed.exit_code == 0, listed.output
+    assert exp_id in listed.output
+    table = runner.invoke(app, ["trials", "fleet", *common])  # by the workers' name
+    assert table.exit_code == 0, table.output
+    assert table.output.count("COMPLETE") == 30 and "train_acc" in table.output
+    best = runner.invoke(app, ["best", exp_id[:-3], "--json", *common])
+    assert best.exit_code == 0, best.output
+    assert json.loads(best.output)["value"] == max(
+        r.value for r in load_results(exp_id, storage=url).records)
+    exported = runner.invoke(app, ["export", exp_id, "--format", "csv", *common])
+    assert exported.exit_code == 0 and len(exported.output.strip().splitlines()) == 31
+    stopped = runner.invoke(app, ["stop", exp_id, *common])
+    assert stopped.exit_code == 0 and "not running" in stopped.output
+    for result in (listed, table, best, exported, stopped):
+        assert password not in result.output
+    monkeypatch.delenv(PASSWORD_FILE_ENV, raising=False)  # set by --password-file
+    missing = runner.invoke(app, ["trials", exp_id, "--storage", url])
+    assert missing.exit_code == 1 and "error" in missing.output  # no password: clean error
+
+
+@pytest.mark.slow
+def test_stop_reaches_every_worker(postgres_server, tmp_path: Path, trial_script) -> None:
+    import os
+    import signal
+
+    from typer.testing import CliRunner
+
+    from spiketune.cli import app
+
+    url = postgres_server.new_database()
+    root = tmp_path / "experiments"
+    cfg = _worker_files(tmp_path, trial_script(WORKER_TRIAL), root, max_trials=500)
+    workers = _start_workers(cfg, url, 2, {"TRIAL_SLEEP": "0.3"})
+    try:
+        _wait(lambda: len(list(root.glob("*/trials/*/metrics.jsonl"))) >= 4, 60, "trials")
+        (directory,) = [p for p in root.iterdir() if p.is_dir()]
+        stopped = CliRunner().invoke(app, ["stop", directory.name, "--storage", url,
+                                           "--wait", "30"])
+        assert stopped.exit_code == 0, stopped.output
+        for w in workers:
+            w.communicate(timeout=30)
+            assert w.returncode == 0
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                os.killpg(w.pid, signal.SIGKILL)
+    records = load_results(directory, storage=url).records
+    assert 4 <= len(records) < 100
+    assert not any(r.outcome == Outcome.RUNNING for r in records)
