@@ -89,7 +89,7 @@ def _fused(
         if net.b_out is not None:
             add_grad(net.b_out, err_f.sum(1))
         counts = SpikeCounts(
-            input_events=(tr.x != 0).sum((0, 1)).to(torch.float64).cpu(),
+            input_events=torch.count_nonzero(x, dim=(0, 1)).to(torch.float64).cpu(),
             spikes=product[n_out].to(torch.float64).cpu(), n_samples=batch, n_steps=n_steps,
         )
         result = StepResult(loss=loss, scores=loss_fn.scores(tr.readout), counts=counts)
@@ -99,7 +99,9 @@ def _fused(
         lif = not isinstance(p, ALIFParameters)
         fast_triangle = lif and net.surrogate.name == "triangle"
         scale = _triangle_scale(net) if fast_triangle else 1.0
-        fb_t = net.feedback_matrix().t() * scale
+        # B as a transposed view of a contiguous (n_rec, n_out): much the faster layout for this
+        # product with a short inner dimension.
+        fb_t = (net.feedback_matrix() * scale).contiguous().t()
         g = ws.get("signal", tuple(tr.z.shape), tr.z)
         if cfg.reg_strength > 0:
             reg = _regulariser_signal(tr.z, cfg.reg_strength, cfg.target_rate_per_step)
@@ -285,7 +287,7 @@ def _online(net: RecurrentSNN, x: Tensor, labels: Tensor, loss_fn: ReadoutLoss) 
                     g_out.addmm_(err.t(), z_kappa)
                     g_b.add_(err.sum(0), alpha=b_kappa)
             spikes += s.z.sum(0)
-            events += (xt[t] != 0).sum(0)
+            events += torch.count_nonzero(xt[t], dim=0)
 
         if win_e is not None:
             logp = torch.log_softmax(y_win, 1)

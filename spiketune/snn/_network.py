@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -131,7 +131,7 @@ class RecurrentSNN(nn.Module):
     def steps(
         self, x: Tensor, *, spike: SpikeFn = heaviside, detach_reset: bool = False,
         out: NeuronState | None = None, workspace: Workspace | None = None,
-        input_chunk: int | None = None,
+        input_chunk: int | None = None, pre: Tensor | None = None,
     ) -> Iterator[tuple[int, NeuronState, NeuronState]]:
         """Run the recurrent layer over time-major input ``x`` (T, B, n_in).
 
@@ -141,10 +141,12 @@ class RecurrentSNN(nn.Module):
         ``out``: a state record of (T, B, n_rec) tensors that step t writes into (no autograd);
         ``workspace``: where to keep the input currents (no autograd). ``input_chunk``: compute
         the input currents this many steps at a time, so that memory does not grow with T.
+        ``pre`` (with ``out``, no autograd): a (T + 1, B, n_in + n_rec) buffer whose row t holds
+        ``[x[t], z[t-1]]``, with ``out.z`` the view ``pre[1:, :, n_in:]``; each step's whole
+        synaptic current is then one product of that row with ``[w_in, w_rec]``.
         """
         p = self.neuron_params
         n_steps, batch, _ = x.shape
-        currents = self._input_currents(x, workspace, input_chunk)
         w_rec = self.recurrent_weight()
         if w_rec is not None and p.reset == "subtract" and not torch.is_grad_enabled():
             # The reset by subtraction, -v_th z[t-1], is a self-connection of weight -v_th:
@@ -153,18 +155,27 @@ class RecurrentSNN(nn.Module):
             eye = torch.eye(w_rec.shape[0], dtype=w_rec.dtype, device=w_rec.device)
             w_rec = w_rec - p.v_th * eye
             p = dataclasses.replace(p, reset="none")
-        w_rec_t = None if w_rec is None else w_rec.t()
         state = initial_state(p, batch, self.config.n_rec, device=x.device, dtype=x.dtype)
-        buffers = None
+        buffers: list[Any] = [None] * n_steps
         if out is not None:
             fields = [f.unbind(0) if f is not None else [None] * n_steps for f in out]
             buffers = [type(out)(*step) for step in zip(*fields, strict=True)]
-        for t, current in enumerate(currents):
+        if pre is not None and w_rec is not None and out is not None:
+            # [w_in, w_rec] transposed and contiguous: the faster layout for the step's product
+            w_pre_t = torch.cat([self.w_in, w_rec], 1).t().contiguous()
+            rows = pre.unbind(0)
+            for t in range(n_steps):
+                i = torch.mm(rows[t], w_pre_t, out=buffers[t].v)
+                _, new = neuron_step(i, state, p, spike, detach_reset=detach_reset, out=buffers[t])
+                yield t, state, new
+                state = new
+            return
+        w_rec_t = None if w_rec is None else w_rec.t()
+        if w_rec_t is not None and not torch.is_grad_enabled():
+            w_rec_t = w_rec_t.contiguous()
+        for t, current in enumerate(self._input_currents(x, workspace, input_chunk)):
             i = current if w_rec_t is None else torch.addmm(current, state.z, w_rec_t)
-            _, new = neuron_step(
-                i, state, p, spike, detach_reset=detach_reset,
-                out=None if buffers is None else buffers[t],
-            )
+            _, new = neuron_step(i, state, p, spike, detach_reset=detach_reset, out=buffers[t])
             yield t, state, new
             state = new
 
@@ -198,9 +209,9 @@ class RecurrentSNN(nn.Module):
         written straight into preallocated (T, B, n_rec) tensors, taken from ``workspace``
         when one is given: the trajectory is then overwritten by the workspace's next use).
         """
-        xt = self.prepare_input(x)
         if spike is heaviside and not torch.is_grad_enabled():
-            return self._simulate_into_buffers(xt, workspace)
+            return self._simulate_into_buffers(self.prepare_input(x, contiguous=False), workspace)
+        xt = self.prepare_input(x)
         zs, vs, as_, rs = [], [], [], []
         for _, _, s in self.steps(xt, spike=spike, detach_reset=detach_reset):
             zs.append(s.z)
@@ -231,10 +242,12 @@ class RecurrentSNN(nn.Module):
         pre: Tensor | None = None
         if self.w_rec is not None:
             pre = buffer("pre", (n_steps + 1, batch, n_in + n_rec))
-            pre[:n_steps, :, :n_in] = xt
+            pre[:n_steps, :, :n_in] = xt  # the one copy of the input, straight from (B, T, n_in)
             pre[0, :, n_in:] = 0.0
             z = pre[1:, :, n_in:]
+            xt = pre[:n_steps, :, :n_in]
         else:
+            xt = xt.contiguous()
             z = buffer("z", (n_steps, batch, n_rec))
         init = initial_state(self.neuron_params, 1, 1)  # only for the record's fields
         fields = {"z": z}
@@ -242,7 +255,7 @@ class RecurrentSNN(nn.Module):
             if name != "z":
                 fields[name] = None if f is None else buffer(name, (n_steps, batch, n_rec))
         out = type(init)(**fields)  # type: ignore[arg-type]
-        for _ in self.steps(xt, out=out, workspace=workspace):
+        for _ in self.steps(xt, out=out, workspace=workspace, pre=pre):
             pass
         a = out.a if isinstance(out, ALIFState) else None
         return Trajectory(

@@ -39,7 +39,7 @@ class SpikeCounts:
     def from_spikes(cls, x: Tensor, z: Tensor) -> SpikeCounts:
         """From time-major input ``x`` (T, B, n_in) and spikes ``z`` (T, B, n_rec)."""
         return cls(
-            input_events=(x != 0).sum((0, 1)).to(torch.float64).cpu(),
+            input_events=torch.count_nonzero(x, dim=(0, 1)).to(torch.float64).cpu(),
             spikes=z.detach().sum((0, 1)).to(torch.float64).cpu(),
             n_samples=int(z.shape[1]),
             n_steps=int(z.shape[0]),
