@@ -172,6 +172,15 @@ class TrainConfig(_Config):
     monitor: Literal["val_acc", "val_loss"] = "val_acc"
     seed: int = Field(0, ge=0, description="shuffling seed (and weight seed in Trainer helpers)")
     shuffle: bool = True
+    # Training-time augmentation of the input spike trains (never applied to evaluation).
+    # Small event datasets overfit fast; shifting samples in time and deleting a fraction of
+    # their events are the cheap, label-preserving perturbations that event data allows.
+    augment_shift: int = Field(
+        0, ge=0, description="max random time shift of a training sample, steps (zero-padded)"
+    )
+    augment_drop: float = Field(
+        0.0, ge=0, lt=1, description="probability of deleting each input event while training"
+    )
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> TrainConfig:

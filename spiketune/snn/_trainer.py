@@ -192,7 +192,7 @@ class Trainer:
         counts: SpikeCounts | None = None
         for lo in range(0, n, cfg.batch_size):
             idx = order[lo : lo + cfg.batch_size]
-            xb, yb = x[idx], y[idx]
+            xb, yb = augment(x[idx], cfg.augment_shift, cfg.augment_drop, generator), y[idx]
             self.optimizer.zero_grad(set_to_none=True)
             result = self.rule.backward(net, xb, yb)
             if cfg.grad_clip is not None:
@@ -239,3 +239,28 @@ class Trainer:
             )
         w = self.net.w_in
         return x.to(device=w.device, dtype=w.dtype), y.to(device=w.device, dtype=torch.long)
+
+
+def augment(x: Tensor, shift: int, drop: float, generator: torch.Generator) -> Tensor:
+    """A perturbed copy of a batch ``x`` ``[B, T, C]`` for training (``x`` itself is untouched).
+
+    Each sample is shifted by a whole number of steps drawn uniformly from ``[-shift, shift]``
+    (steps moved out of the window are lost, the steps moved in are silent), then every input
+    value is zeroed with probability ``drop``. Draws come from ``generator`` (on the CPU), so a
+    seeded run is repeatable on any device.
+    """
+    if shift == 0 and drop == 0.0:
+        return x
+    b, t = x.shape[0], x.shape[1]
+    out = x
+    if shift > 0:
+        offsets = torch.randint(-shift, shift + 1, (b,), generator=generator)
+        src = torch.arange(t).unsqueeze(0) - offsets.unsqueeze(1)  # [B, T]: step read from
+        valid = (src >= 0) & (src < t)
+        src = src.clamp(0, t - 1).to(x.device)
+        out = torch.gather(x, 1, src.unsqueeze(-1).expand(-1, -1, x.shape[2]))
+        out = out * valid.to(x.device, x.dtype).unsqueeze(-1)
+    if drop > 0.0:
+        keep = torch.rand(x.shape, generator=generator) >= drop
+        out = out * keep.to(x.device, x.dtype)
+    return out
