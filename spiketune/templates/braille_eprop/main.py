@@ -1,0 +1,165 @@
+"""The launcher: an HPO experiment over a recurrent spiking network trained by e-prop on the
+tactile Braille letters, then its report.
+
+The experiment itself (name, trial command ``python3 main_hpo.py``, search space, TPE,
+Medianstop, budgets, GPUs, concurrency) is ``config.toml`` with ``search_space.json``, so these
+two run the same experiment::
+
+    python main.py
+    spiketune run config.toml
+
+``main.py`` adds options for the budget and for smaller runs, and ends with the report::
+
+    python main.py --trials 40 --duration 10m --epochs-cap 20    # a laptop-sized search
+    python main.py --smoke                                       # 2 trials, 1 epoch, seconds
+    python main.py --channels merged                             # the 12-channel recipe
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from spiketune import Experiment, ExperimentResults, Outcome, load_config
+from spiketune.artifacts import load_best_model
+from spiketune.report import build_report
+from spiketune.scheduler import Progress
+
+HERE = Path(__file__).resolve().parent
+CONFIG = HERE / "config.toml"
+
+#: ``--smoke``: the whole chain in seconds (2 trials of 1 epoch on 20 samples per class).
+SMOKE = {"trials": 2, "epochs_cap": 1, "subset": 20, "duration": "5m"}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--trials", type=int, help="trials to run (config.toml: max_trials)")
+    p.add_argument("--duration", help='time budget, e.g. "10m", "2h" (config: max_duration)')
+    p.add_argument("--trial-duration", help='time limit of one trial, e.g. "5m"')
+    p.add_argument("--concurrency", type=int, help="trials at once (config: concurrency)")
+    p.add_argument("--epochs-cap", type=int, help="train each trial at most this many epochs")
+    p.add_argument("--subset", type=int, metavar="N", help="use N samples per class")
+    p.add_argument("--smoke", action="store_true",
+                   help="2 trials, 1 epoch, 20 samples per class: checks the whole chain")
+    p.add_argument("--gpus", help='GPU indices "0,1", "all", or "none" (config: gpus)')
+    p.add_argument("--data", help="Braille event file or its directory")
+    p.add_argument("--channels", choices=["split", "merged"],
+                   help="ON/OFF events as 24 channels (split, default) or 12 (merged)")
+    p.add_argument("--threshold", type=int, choices=[1, 2, 5, 10],
+                   help="sigma-delta threshold of the event file (default 10)")
+    p.add_argument("--seed", type=int, help="tuner seed (config: seed)")
+    p.add_argument("--name", help="experiment name (config: name)")
+    p.add_argument("--experiment-dir", type=Path,
+                   help="root of experiment directories (default $SPIKETUNE_EXPERIMENTS or "
+                        "~/spiketune-experiments)")
+    p.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    args = p.parse_args(argv)
+    if args.smoke:
+        for key, value in SMOKE.items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
+    return args
+
+
+def experiment(args: argparse.Namespace) -> Experiment:
+    """``config.toml`` with the command line's changes: the experiment to run."""
+    config = load_config(CONFIG)
+    changes: dict[str, Any] = {}
+    for option, field in (("trials", "max_trials"), ("duration", "max_duration"),
+                          ("trial_duration", "max_trial_duration"),
+                          ("concurrency", "concurrency"), ("seed", "seed"), ("name", "name"),
+                          ("experiment_dir", "experiment_dir")):
+        if getattr(args, option) is not None:
+            changes[field] = getattr(args, option)
+    if args.gpus is not None:
+        changes["gpus"] = None if args.gpus == "none" else args.gpus
+
+    # Dataset options fixed for the whole search are given to every trial as a one-value
+    # choice, so that they are recorded with its parameters.
+    space = dict(config.search_space)
+    for key in ("channels", "threshold"):
+        if getattr(args, key) is not None:
+            space[key] = {"_type": "choice", "_value": [getattr(args, key)]}
+    if space != config.search_space:
+        changes["search_space"] = space
+
+    # Options for every trial travel on its command line (recorded with the experiment).
+    command = shlex.split(config.require_trial_command())
+    for option, value in (("--epochs-cap", args.epochs_cap), ("--subset", args.subset),
+                          ("--data", args.data)):
+        if value is not None:
+            command += [option, str(Path(value).resolve()) if option == "--data" else str(value)]
+    if len(command) > 2:
+        changes["trial_command"] = shlex.join(command)
+    return Experiment(config, **changes)
+
+
+def run(argv: list[str] | None = None) -> ExperimentResults:
+    """Run the experiment the command line describes, build its report, print the outcome."""
+    args = parse_args(argv)
+    exp = experiment(args)
+    c = exp.config
+    # Trials size their CPU threads by this (see setup_hpo.trial_threads).
+    os.environ["SPIKETUNE_CONCURRENCY"] = str(c.concurrency)
+    print(f"experiment {exp.id} in {exp.directory}\n"
+          f"  {c.max_trials} trials at most, {c.concurrency} at a time, budget "
+          f"{_duration(c.max_duration)}; trial command: {c.trial_command}", flush=True)
+    seen = [-1]
+    results = exp.run(progress=None if args.quiet else lambda p: _progress(p, seen))
+    print(f"finished in {_duration(results.elapsed_seconds)}: "
+          f"{results.count(Outcome.COMPLETE)} complete, "
+          f"{results.count(Outcome.EARLY_STOPPED)} early-stopped, "
+          f"{results.count(Outcome.FAILED)} failed", flush=True)
+    summarise(results, report=not args.no_report)
+    return results
+
+
+def summarise(results: ExperimentResults, *, report: bool = True) -> None:
+    """Print the best model (best validation accuracy, fewest spikes on ties): its
+    parameters, its validation and test accuracy; then build the report and print its path."""
+    best = load_best_model(results.directory) if results.directory is not None else None
+    if best is None:
+        print("no trial kept a model (see `spiketune trials " f"{results.id}`)")
+    else:
+        info = best.info
+        print(f"best model: trial {best.trial_id}, epoch {info.get('epoch')}, "
+              f"validation accuracy {_pct(info.get('default'))}, "
+              f"test accuracy {_pct(info.get('test'))}, "
+              f"{info.get('spikes_per_sample', float('nan')):.0f} spikes per sample")
+        print("best parameters: " + json.dumps(best.parameters, sort_keys=True))
+        print(f"best model file: {best.path()}")
+    if report:
+        files = build_report(results.directory or results.id)
+        print(f"report: {files.index}")
+
+
+def _progress(p: Progress, seen: list[int]) -> None:
+    if p.done == seen[0]:
+        return
+    seen[0] = p.done
+    best = "-" if p.best_value is None else f"{p.best_value:.3f} (trial {p.best_number})"
+    print(f"  [{_duration(p.elapsed_seconds)}] {p.done} done ({p.complete} complete, "
+          f"{p.early_stopped} early-stopped, {p.failed} failed), {p.running} running; "
+          f"best validation accuracy {best}", flush=True)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "none"
+    m, s = divmod(round(seconds), 60)
+    return f"{m // 60}h{m % 60:02d}m{s:02d}s" if m >= 60 else f"{m}m{s:02d}s"
+
+
+def _pct(value: Any) -> str:
+    return "n/a" if value is None else f"{100 * float(value):.1f}%"
+
+
+if __name__ == "__main__":
+    run(sys.argv[1:])
