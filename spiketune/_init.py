@@ -1,0 +1,76 @@
+"""``spiketune init DIR --template NAME``: a new project directory, ready to run, from a template
+shipped with spiketune (``spiketune/templates/<name>/``).
+
+The ``braille-eprop`` template is the four-file pipeline of ``examples/braille_eprop`` (the
+example in the repository is a copy of it, checked by the tests): a launcher, a trial script,
+its data and training modules, the experiment's ``config.toml`` and ``search_space.json``, and
+a README. After ``spiketune init my_project``, ``cd my_project && python main.py`` runs it.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+
+from spiketune.errors import ConfigError, Problem
+
+__all__ = ["TEMPLATES", "init_project", "template_files"]
+
+#: Template names (as ``--template`` spells them) and their directories under ``templates/``.
+TEMPLATES: dict[str, str] = {"braille-eprop": "braille_eprop"}
+
+_SKIPPED = ("__pycache__", ".pyc")
+
+
+def _template_root(template: str) -> Traversable:
+    if template not in TEMPLATES:
+        raise ConfigError(
+            Problem("template", template, "one of " + ", ".join(sorted(TEMPLATES)))
+        )
+    return resources.files("spiketune") / "templates" / TEMPLATES[template]
+
+
+def template_files(template: str = "braille-eprop") -> dict[str, bytes]:
+    """The files of ``template``: relative path (``/``-separated) to content."""
+    files: dict[str, bytes] = {}
+
+    def walk(node: Traversable, prefix: str) -> None:
+        for child in sorted(node.iterdir(), key=lambda c: c.name):
+            if child.name.endswith(_SKIPPED) or child.name.startswith("."):
+                continue
+            if child.is_dir():
+                walk(child, f"{prefix}{child.name}/")
+            else:
+                files[prefix + child.name] = child.read_bytes()
+
+    walk(_template_root(template), "")
+    return files
+
+
+def init_project(
+    directory: str | os.PathLike[str], template: str = "braille-eprop", *, force: bool = False
+) -> list[Path]:
+    """Write ``template`` into ``directory`` (created if needed); return the files written.
+
+    Existing files are never overwritten unless ``force``: a clash is a :class:`ConfigError`
+    that names every file in the way, raised before anything is written.
+    """
+    target = Path(directory).expanduser()
+    files = template_files(template)
+    if target.exists() and not target.is_dir():
+        raise ConfigError(Problem("directory", str(target), "must be a directory"))
+    clashes = sorted(name for name in files if (target / name).exists())
+    if clashes and not force:
+        raise ConfigError(
+            Problem("directory", str(target),
+                    f"already holds {', '.join(clashes)}; choose a new directory or force")
+        )
+    written = []
+    for name, content in files.items():
+        path = target / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+        written.append(path)
+    return written
