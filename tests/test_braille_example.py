@@ -1,0 +1,215 @@
+"""The Braille e-prop example: its files, ``init_project``, and the whole chain on real data
+(engine with subprocess trials, best model, report, confusion matrix, NIR export)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from spiketune import ConfigError, Outcome, load_config
+from spiketune._init import TEMPLATES, init_project, template_files
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "braille_eprop"
+BRAILLE = REPO.parent / "shared" / "data" / "braille"
+
+FINAL_KEYS = {"default", "test", "train", "epoch", "spikes_per_sample"}
+EPOCH_KEYS = {"default", "train_acc", "train_loss", "val_loss", "spikes_per_sample"}
+
+
+def _load(name: str, directory: Path = EXAMPLE) -> ModuleType:
+    """``<directory>/<name>.py`` as a module of its own (the example is not a package)."""
+    path = directory / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"braille_example_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+# ------------------------------------------------------------------------------ files
+def test_example_is_the_packaged_template() -> None:
+    """``spiketune init`` writes exactly what examples/braille_eprop holds."""
+    files = template_files("braille-eprop")
+    expected = {"main.py", "main_hpo.py", "setup_hpo.py", "train_hpo.py", "config.toml",
+                "search_space.json", "README.md"}
+    assert expected <= set(files)
+    on_disk = {p.name for p in EXAMPLE.iterdir() if p.is_file() and not p.name.endswith(".pyc")}
+    assert set(files) == on_disk
+    for name, content in files.items():
+        assert (EXAMPLE / name).read_bytes() == content, f"{name} differs from the template"
+
+
+def test_init_project_writes_a_runnable_copy(tmp_path: Path) -> None:
+    target = tmp_path / "project"
+    written = init_project(target, "braille-eprop")
+    assert {p.name for p in written} == set(template_files())
+    config = load_config(target / "config.toml")
+    assert config.trial_code_directory == target.resolve()
+    assert config.trial_command == "python3 main_hpo.py"
+    assert config.search_space == json.loads((target / "search_space.json").read_text())
+    assert (config.tuner, config.optimize_mode, config.assessor) == ("TPE", "maximize",
+                                                                     "Medianstop")
+    # The launcher of the copy describes the same experiment as its config.toml.
+    launcher = _load("main", target)
+    assert launcher.experiment(launcher.parse_args([])).config == config
+
+    with pytest.raises(ConfigError, match=r"already holds .*main\.py"):
+        init_project(target, "braille-eprop")
+    (target / "main.py").write_text("changed")
+    init_project(target, "braille-eprop", force=True)
+    assert (target / "main.py").read_bytes() == template_files()["main.py"]
+    with pytest.raises(ConfigError, match="one of braille-eprop"):
+        init_project(tmp_path / "other", "no-such-template")
+    assert set(TEMPLATES) == {"braille-eprop"}
+
+
+# ------------------------------------------------------------------------------ launcher
+def test_launcher_and_config_are_one_experiment(tmp_path: Path) -> None:
+    main = _load("main")
+    config = load_config(EXAMPLE / "config.toml")
+    assert main.experiment(main.parse_args([])).config == config
+
+    smoke = main.experiment(main.parse_args(
+        ["--smoke", "--channels", "merged", "--data", str(tmp_path), "--gpus", "none",
+         "--experiment-dir", str(tmp_path)]
+    )).config
+    assert smoke.max_trials == 2
+    assert smoke.trial_command == (
+        f"python3 main_hpo.py --epochs-cap 1 --subset 20 --data {tmp_path.resolve()}"
+    )
+    assert smoke.search_space["channels"] == {"_type": "choice", "_value": ["merged"]}
+    assert smoke.gpus is None and smoke.experiment_dir == tmp_path
+    # Everything else is config.toml's.
+    assert {k: v for k, v in smoke.search_space.items() if k != "channels"} == (
+        config.search_space
+    )
+    assert main.experiment(main.parse_args(["--smoke", "--trials", "5"])).config.max_trials == 5
+
+
+def test_trial_parameters_become_network_and_training_configs() -> None:
+    import torch
+
+    from spiketune.data import DatasetInfo
+
+    train_hpo = _load("train_hpo")
+    params = {
+        "bin_size": 0.02, "channels": "merged", "n_rec": 16, "tau_mem": 0.05, "lr": 0.01,
+        "epochs": 40, "batch_size": 16,
+        "neuron": {"_name": "alif", "tau_adapt": 0.5, "beta": 0.2},
+        "rule": {"_name": "eprop", "feedback": "random"},
+    }
+    assert train_hpo.flatten(params)["neuron"] == "alif"
+    info = DatasetInfo("braille", tuple("abcdefg"), 12, 68, 0.02)
+    net, train_config = train_hpo.build(params, info, device=torch.device("cpu"), epochs_cap=3)
+    c = net.config
+    assert (c.n_in, c.n_out, c.n_rec, c.dt) == (12, 7, 16, 0.02)
+    assert (c.neuron, c.tau_adapt, c.beta, c.feedback, c.rule) == ("alif", 0.5, 0.2, "random",
+                                                                   "eprop")
+    assert c.loss == "ce_summed"
+    assert (train_config.epochs, train_config.lr, train_config.patience) == (3, 0.01, 10)
+    with pytest.raises(ConfigError, match="tau_membrane"):
+        train_hpo.build({"tau_membrane": 0.1}, info, device=torch.device("cpu"))
+
+
+def test_data_location_and_threads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    setup_hpo = _load("setup_hpo")
+    monkeypatch.setenv(setup_hpo.DATA_ENV, str(tmp_path))
+    assert setup_hpo.data_location(None) == tmp_path
+    assert setup_hpo.data_location("/elsewhere") == Path("/elsewhere")
+    monkeypatch.delenv(setup_hpo.DATA_ENV)
+    shared = setup_hpo.data_location(None)
+    assert shared == (BRAILLE if BRAILLE.is_dir() else None)
+
+    monkeypatch.delenv(setup_hpo.THREADS_ENV, raising=False)
+    monkeypatch.setenv(setup_hpo.CONCURRENCY_ENV, "1000")
+    assert setup_hpo.trial_threads() == 1
+    monkeypatch.setenv(setup_hpo.THREADS_ENV, "3")
+    assert setup_hpo.trial_threads() == 3
+    assert setup_hpo.trial_threads(2) == 2
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert setup_hpo.trial_device().type == "cpu"
+
+
+# ------------------------------------------------------------------------------ the chain
+@pytest.mark.slow
+def test_smoke_run_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """2 subprocess trials of 1 epoch on 20 samples per class of the real data, then the best
+    model, the report, the confusion matrix and the NIR export."""
+    if not BRAILLE.is_dir():
+        pytest.skip(f"the Braille event file is not at {BRAILLE} (../shared/data beside the repo)")
+    import nir
+    from typer.testing import CliRunner
+
+    from spiketune.artifacts import load_best_model
+    from spiketune.cli import app
+    from spiketune.report import build_report, plot_confusion_matrix
+    from spiketune.snn import RecurrentSNN, load_checkpoint
+
+    monkeypatch.setenv("SPIKETUNE_CONCURRENCY", "2")  # the launcher sets it; restored after
+    main = _load("main")
+    results = main.run(["--smoke", "--experiment-dir", str(tmp_path), "--data", str(BRAILLE),
+                        "--no-report", "-q"])
+
+    assert len(results.records) == 2
+    for rec in results.records:
+        assert rec.outcome is Outcome.COMPLETE, rec.reason
+        assert set(rec.metrics) >= FINAL_KEYS
+        assert rec.metrics["epoch"] == 1 and 0.0 <= rec.metrics["test"] <= 1.0
+        assert len(rec.intermediate) == 1 and set(rec.intermediate[0]) >= EPOCH_KEYS
+        assert rec.metrics["default"] == rec.intermediate[0]["default"]
+        load_checkpoint(rec.trial_dir / "best_model.pt")  # every trial saved its weights
+
+    # The kept model is the trial with the best (validation accuracy, -spikes).
+    best = load_best_model(results.directory)
+    assert best is not None
+    winner = max(results.records,
+                 key=lambda r: (r.metrics["default"], -r.metrics["spikes_per_sample"]))
+    assert best.score == (winner.metrics["default"], -winner.metrics["spikes_per_sample"])
+    assert best.info["test"] == winner.metrics["test"]
+    checkpoint = load_checkpoint(best.path())
+    net = checkpoint.network
+    assert isinstance(net, RecurrentSNN) and (net.config.n_in, net.config.n_out) == (24, 7)
+
+    # Rebuilt from the file, the network makes the predictions the report draws.
+    setup_hpo, train_hpo = _load("setup_hpo"), _load("train_hpo")
+    data = setup_hpo.load_data(setup_hpo.data_options(best.parameters), BRAILLE, per_class=20)
+    predictions = best.predictions
+    assert predictions is not None and predictions.split == "test"
+    assert predictions.labels == data.test.labels.tolist()
+    assert train_hpo.predict_classes(net, data.test).tolist() == predictions.predictions
+    assert predictions.accuracy == pytest.approx(winner.metrics["test"])
+
+    files = build_report(results.directory)
+    for path in (files.index, files.exploration_png, files.exploration_html,
+                 files.confusion_matrix, files.history, files.intermediate):
+        assert path is not None and path.is_file() and path.stat().st_size > 0
+    matrix = plot_confusion_matrix(predictions, tmp_path / "confusion.png")
+    assert matrix.sum() == len(data.test) == 14
+    assert matrix.trace() == predictions.n_correct
+
+    # NIR: a LIF layer with subtract reset is a subgraph; ALIF and refractory periods are
+    # refused unless their approximation is asked for.
+    runner = CliRunner()
+    out = tmp_path / "best.nir"
+    args = ["export-model", str(results.directory), "--format", "nir", "-o", str(out)]
+    needs = [name for name, needed in (("adaptation", net.config.neuron == "alif"),
+                                       ("refractory", net.config.refractory_steps > 0)) if needed]
+    if needs:
+        refused = runner.invoke(app, args)
+        assert refused.exit_code == 1 and "approximate" in refused.output
+        assert not out.exists()
+        for name in needs:
+            args += ["--approximate", name]
+    exported = runner.invoke(app, args)
+    assert exported.exit_code == 0, exported.output
+    graph = nir.read(out)
+    hidden = [n for n in graph.nodes.values() if isinstance(n, nir.NIRGraph)]
+    assert len(hidden) == 1
+    assert any(isinstance(n, nir.Threshold) for n in hidden[0].nodes.values())
