@@ -558,6 +558,25 @@ def view(
         dashboard.close()
 
 
+# ------------------------------------------------------------------------------ init
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="New project directory.", show_default=False)],
+    template: Annotated[
+        str, typer.Option("--template", "-t", help="Project template: braille-eprop.")
+    ] = "braille-eprop",
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite the template's files if present.")
+    ] = False,
+) -> None:
+    """Write a ready-to-run project (launcher, trial code, config.toml) into DIRECTORY."""
+    from spiketune._init import init_project
+
+    written = init_project(directory, template, force=force)
+    typer.echo(f"wrote {len(written)} files into {directory}; run it with:\n"
+               f"  cd {directory} && python main.py --smoke")
+
+
 # ------------------------------------------------------------------------------ helpers
 def _flat(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
