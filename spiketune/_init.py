@@ -65,7 +65,8 @@ def init_project(
     if clashes and not force:
         raise ConfigError(
             Problem("directory", str(target),
-                    f"already holds {', '.join(clashes)}; choose a new directory or force")
+                    f"already holds {', '.join(clashes)}; choose a new directory, or overwrite "
+                    "them with force=True (spiketune init --force)")
         )
     written = []
     for name, content in files.items():

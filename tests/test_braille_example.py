@@ -70,6 +70,20 @@ def test_init_project_writes_a_runnable_copy(tmp_path: Path) -> None:
     assert set(TEMPLATES) == {"braille-eprop"}
 
 
+def test_spiketune_init_command(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from spiketune.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["init", str(tmp_path / "p"), "--template", "braille-eprop"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "p" / "main_hpo.py").read_bytes() == template_files()["main_hpo.py"]
+    again = runner.invoke(app, ["init", str(tmp_path / "p")])
+    assert again.exit_code == 1 and "--force" in again.output
+    assert runner.invoke(app, ["init", str(tmp_path / "p"), "--force"]).exit_code == 0
+
+
 # ------------------------------------------------------------------------------ launcher
 def test_launcher_and_config_are_one_experiment(tmp_path: Path) -> None:
     main = _load("main")
