@@ -268,6 +268,8 @@ class _ExperimentView(optuna.storages.BaseStorage):
 
         self._check(study_id)
         attrs = dict(self._rdb.get_study_system_attrs(study_id))
+        # the objective as trials report it: metrics["default"]
+        attrs.setdefault("study:metric_names", ["default"])
         for t in self._rdb.get_all_trials(study_id, deepcopy=False):
             if note_ver_key(t._trial_id) in attrs:
                 continue

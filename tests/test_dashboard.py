@@ -1,0 +1,174 @@
+"""The live dashboard (`spiketune view`): one experiment, read-only, metrics and logs; and a
+browser opening it and the HTML report."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from spiketune import Experiment
+from spiketune.dashboard import serve
+
+TRIAL = """
+    import sys
+    import spiketune.trial as st
+    p = st.get_next_parameter()
+    print("training with", p)
+    print("a warning", file=sys.stderr)
+    st.report_intermediate_result({"default": p["x"] / 2, "val_acc": p["x"] / 3})
+    st.report_final_result({"default": p["x"], "train_acc": 0.9, "val_acc": 0.8,
+                            "test_acc": 0.7})
+"""
+SPACE = {"x": {"_type": "uniform", "_value": [0, 1]}, "y": {"_type": "uniform", "_value": [0, 1]}}
+
+
+def _finished(exp_root: Path, code: Path, **fields) -> Experiment:
+    exp = Experiment(trial_command="python3 trial.py", trial_code_directory=code,
+                     search_space=SPACE, max_trials=4, experiment_dir=exp_root, seed=1,
+                     tuner="Random", name="watched", **fields)
+    exp.run()
+    return exp
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return r.read()
+
+
+def test_dashboard_shows_one_experiment_read_only(exp_root: Path, trial_script) -> None:
+    code = trial_script(TRIAL)
+    other = _finished(exp_root, code)  # a second study in another file is not shown anyway
+    exp = _finished(exp_root, code)
+    best = exp.results().best
+    with serve(exp.id) as dash:
+        assert dash.url.startswith("http://127.0.0.1:") and dash.url.endswith("/dashboard")
+        api = dash.url.replace("/dashboard", "/api")
+        studies = json.loads(_get(f"{api}/studies"))["study_summaries"]
+        assert [s["study_name"] for s in studies] == [exp.id] != [other.id]
+        detail = json.loads(_get(f"{api}/studies/{studies[0]['study_id']}"))
+        assert len(detail["trials"]) == 4
+        assert detail["best_trials"][0]["number"] == best.number
+        trial = next(t for t in detail["trials"] if t["number"] == best.number)
+        attrs = {a["key"]: a["value"] for a in trial["user_attrs"]}
+        for key in ("train_acc", "val_acc", "test_acc"):  # every metric key, as a column
+            assert float(attrs[f"metric.{key}"]) == best.metrics[key]
+        assert trial["intermediate_values"][0]["value"] == pytest.approx(best.value / 2)
+        note = trial["note"]["body"]
+        assert "training with" in note and "a warning" in note
+        assert f"/logs/{best.number}/stdout" in note
+        log = _get(dash.logs_url + f"{best.number}/stdout").decode()
+        assert log.startswith("training with") and str(best.parameters["x"]) in log
+        assert b"/logs/3/stderr" in _get(dash.logs_url)
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            _get(dash.logs_url + "99/stdout")
+        assert missing.value.code == 404
+        for method in ("DELETE", "POST", "PUT"):
+            request = urllib.request.Request(f"{api}/studies/{studies[0]['study_id']}",
+                                             method=method, data=b"{}")
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=30)
+            assert refused.value.code == 405
+    assert len(exp.results().records) == 4  # nothing was changed
+
+
+def test_view_command_prints_its_address_and_warns_when_open(exp_root: Path,
+                                                             trial_script) -> None:
+    exp = _finished(exp_root, trial_script(TRIAL))
+    for host, warned in (("127.0.0.1", False), ("0.0.0.0", True)):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "spiketune.cli", "view", exp.id, "--host", host],
+            env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        try:
+            line = proc.stdout.readline()
+            assert line.startswith(f"dashboard of {exp.id}: http://{host}:"), line
+            url = line.split(": ", 1)[1].strip()
+            page = _get(url.replace(host, "127.0.0.1")).decode()
+            assert "<html" in page.lower()
+        finally:
+            proc.terminate()
+            _out, err = proc.communicate(timeout=30)
+        assert ("warning: listening on 0.0.0.0" in err) == warned
+
+
+# ------------------------------------------------------------------------------ browser
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+
+
+def _chromium() -> str:
+    """The system Chromium, installed with apt-get when missing (root only); skip otherwise,
+    except in CI."""
+    if not Path(CHROMIUM).exists() and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        for cmd in (["apt-get", "update", "-qq"],
+                    ["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"]):
+            subprocess.run(cmd, env=env, capture_output=True, timeout=900, check=False)
+    reason = None
+    if not Path(CHROMIUM).exists():
+        reason = f"no {CHROMIUM} (apt-get install chromium chromium-driver)"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            reason = "Playwright is not installed (pip install playwright)"
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"the browser test must run in CI: {reason}")
+        pytest.skip(reason)
+    return CHROMIUM
+
+
+@pytest.mark.slow
+def test_browser_sees_trials_and_best_value(exp_root: Path, trial_script, tmp_path: Path,
+                                            postgres_url: str) -> None:
+    """Headless Chromium opens the live dashboard of a finished PostgreSQL-backed experiment
+    and its HTML report; screenshots are kept as artifacts under the test's tmp_path."""
+    from playwright.sync_api import sync_playwright
+
+    from spiketune.report import build_report
+
+    executable = _chromium()
+    exp = _finished(exp_root, trial_script(TRIAL), storage=postgres_url)
+    results = exp.results()
+    best = results.best
+    report = build_report(exp.directory, storage=postgres_url)
+    index = exp.directory / "report" / "index.html"
+    assert Path(getattr(report, "index", index)).is_file()
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    with serve(exp.id, storage=postgres_url) as dash, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=FLAGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        page.goto(dash.url)
+        page.get_by_text(exp.id).first.click()  # the study list, then the study
+        page.get_by_text(f"Best Trial (number={best.number})").wait_for(timeout=30_000)
+        page.get_by_text(repr(best.value)).first.wait_for(timeout=30_000)
+        page.screenshot(path=shots / "dashboard.png", full_page=True)
+        page.goto(dash.url + "/studies/1/trials")
+        for r in results.records:
+            page.get_by_text(f"Trial {r.number}", exact=True).first.wait_for(timeout=30_000)
+        page.get_by_text("metric.test_acc").first.wait_for(timeout=30_000)
+        page.get_by_text("training with").first.wait_for(timeout=30_000)  # the log note
+        page.screenshot(path=shots / "trials.png", full_page=True)
+        page.goto(index.as_uri())
+        body = page.inner_text("body")
+        assert f"Best trial\ntrial\t{best.number}\n" in body
+        assert f"(objective, default)\t{best.value:.4g}\n" in body
+        for r in results.records:  # every trial's row: number, outcome, value
+            assert f"\n{r.number}\tCOMPLETE\t{r.value:.4g}\t" in body
+        page.screenshot(path=shots / "report.png", full_page=True)
+        browser.close()
+    print(f"screenshots: {shots}")
+    assert all((shots / f"{n}.png").stat().st_size > 10_000
+               for n in ("dashboard", "trials", "report"))
