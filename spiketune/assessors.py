@@ -24,6 +24,9 @@ Percentile          ``PercentilePruner``                 ``percentile`` required
 Threshold           ``ThresholdPruner``                  ``lower`` and/or ``upper``
 Patient             ``PatientPruner``                    ``wrapped: {name, args}`` optional
 Wilcoxon            ``WilcoxonPruner``                   for steps that are instances, not epochs
+Silent              none (its own rule), or the          stops a trial whose network is silent or
+                    ``wrapped`` assessor's pruner        saturated, from keys of its intermediate
+                                                         dict; see :class:`Silent`
 Curvefitting (NNI)  refused                              it extrapolates learning curves with a
                                                          fitted model; no Optuna pruner does that
 ==================  ===================================  =========================================
@@ -31,6 +34,10 @@ Curvefitting (NNI)  refused                              it extrapolates learnin
 Names are matched ignoring case, ``-``/``_`` and a trailing ``Pruner``/``Assessor``
 (``MedianPruner`` and ``median`` both mean Medianstop). Arguments are validated here, once, when
 the configuration is read; an unknown argument is an error that lists the accepted ones.
+
+Optuna prunes single-objective studies only (``Trial.report`` refuses several objectives), so a
+multi-objective experiment accepts no assessor that uses a pruner (:meth:`Assessor.uses_pruner`):
+only ``Silent`` without ``wrapped``.
 """
 
 from __future__ import annotations
@@ -46,11 +53,12 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
 from spiketune._validation import rename, validate_args
 from spiketune.errors import ConfigError, Problem
+from spiketune.goals import Judgement
 
 if TYPE_CHECKING:
     from optuna.pruners import BasePruner
 
-__all__ = ["ASSESSORS", "Assessor", "canonical_assessor_name", "make_assessor"]
+__all__ = ["ASSESSORS", "Assessor", "Silent", "canonical_assessor_name", "make_assessor"]
 
 _Int0 = Annotated[int, Strict(), Field(ge=0)]
 _Int1 = Annotated[int, Strict(), Field(ge=1)]
@@ -79,7 +87,9 @@ class Assessor(abc.ABC):
     1. :func:`make_assessor` validates the arguments once, when the configuration is read
        (``Args`` is the pydantic model of the accepted arguments); nothing of Optuna is imported.
     2. The scheduler calls :meth:`create_pruner` once, when it opens the study.
-    3. Optuna then consults the pruner after each ``trial.report(value, step)``.
+    3. Optuna then consults the pruner after each ``trial.report(value, step)``; before that,
+       the scheduler asks :meth:`judge` about the whole intermediate report (rules that need no
+       other trial, such as :class:`Silent`'s).
 
     A subclass sets ``name`` and ``Args`` and implements :meth:`create_pruner`.
     """
@@ -93,6 +103,16 @@ class Assessor(abc.ABC):
     @abc.abstractmethod
     def create_pruner(self) -> BasePruner:
         """A new Optuna pruner for one study."""
+
+    def uses_pruner(self) -> bool:
+        """Whether the assessor stops trials through an Optuna pruner (single objective only)."""
+        return True
+
+    def judge(self, report: Mapping[str, Any], step: int) -> Judgement | None:
+        """Why to stop a trial now, from its intermediate ``report`` (the whole dict; ``step``
+        counts reports from 1) alone, with the trial's ``silent`` constraint value (see
+        :mod:`spiketune.goals`); None (the default): no reason."""
+        return None
 
     def arguments(self) -> dict[str, Any]:
         """The validated arguments, as given (defaults left out)."""
@@ -283,13 +303,95 @@ class Wilcoxon(Assessor):
             return WilcoxonPruner(**self.args.model_dump())
 
 
+class Silent(Assessor):
+    """Stop a trial whose network is silent or saturated, from its own intermediate reports.
+
+    ``lower = {key: threshold}`` stops the trial when ``report[key] < threshold`` (default
+    ``{"spikes_per_sample": 1}``: fewer than one spike per sample), ``upper`` when
+    ``report[key] > threshold`` (e.g. ``{"rate_per_step": 0.9}``: nearly every neuron firing in
+    every step), judged from report ``start_step`` on (1: after the first epoch). Keys are those
+    of the trial's intermediate dict, in the trial's own units; a report without a key is not
+    judged on it. The trial is recorded EARLY_STOPPED with the reason (``silent network:
+    spikes_per_sample=0.3 < 1``; a broken upper bound reads ``saturated network``, unless the key
+    names a silent fraction) and, in the experiment's constraints, a ``silent`` value > 0 (the
+    relative distance to the threshold), so a feasibility-aware tuner learns to avoid the silent
+    region. ``wrapped: {name, args}`` adds another assessor's pruner (single objective only).
+    """
+
+    name = "Silent"
+
+    class Args(_Args):
+        lower: dict[str, _Float] | None = None
+        upper: dict[str, _Float] = Field(default_factory=dict)
+        start_step: _Int1 = 1
+        wrapped: _Wrapped | None = None
+
+        @model_validator(mode="after")
+        def _thresholds(self) -> Silent.Args:
+            if self.lower is not None and not self.lower and not self.upper:
+                raise ValueError("give at least one threshold in lower or upper")
+            if any(not k.strip() for k in [*(self.lower or {}), *self.upper]):
+                raise ValueError("threshold keys must be non-empty")
+            return self
+
+    def __init__(self, args: BaseModel) -> None:
+        super().__init__(args)
+        assert isinstance(args, Silent.Args)
+        self.lower = {"spikes_per_sample": 1.0} if args.lower is None else dict(args.lower)
+        self.upper = dict(args.upper)
+        self.start_step = args.start_step
+        self.wrapped = _wrap(args.wrapped)
+
+    def uses_pruner(self) -> bool:
+        return self.wrapped is not None
+
+    def create_pruner(self) -> BasePruner:
+        from optuna.pruners import NopPruner
+
+        return self.wrapped.create_pruner() if self.wrapped is not None else NopPruner()
+
+    def judge(self, report: Mapping[str, Any], step: int) -> Judgement | None:
+        if step < self.start_step:
+            return None
+        broken: list[tuple[str, str, float]] = []  # (kind, text, excess)
+        for bounds, below in ((self.lower, True), (self.upper, False)):
+            for key, limit in bounds.items():
+                value = report.get(key)
+                if not isinstance(value, int | float) or isinstance(value, bool):
+                    continue
+                if value != value:  # NaN: no activity measured at all
+                    value = 0.0 if below else float("inf")
+                if (value < limit) if below else (value > limit):
+                    excess = abs(value - limit) / abs(limit) if limit else 1.0
+                    kind = "silent" if below or "silent" in key else "saturated"
+                    broken.append((kind, f"{key}={value:.4g} {'<' if below else '>'} {limit:g}",
+                                   min(excess, 1e6)))
+        if not broken:
+            return None
+        kind = broken[0][0]
+        return Judgement(f"{kind} network: " + ", ".join(text for _, text, _ in broken),
+                    sum(e for _, _, e in broken))
+
+
+def _wrap(spec: _Wrapped | None) -> Assessor | None:
+    if spec is None:
+        return None
+    try:
+        return make_assessor(spec.name, spec.args)
+    except ConfigError as exc:
+        names = {"assessor_args": "assessor_args.wrapped.args",
+                 "assessor": "assessor_args.wrapped.name"}
+        raise ConfigError(rename(exc.problems, names)) from None
+
+
 #: Assessors by canonical name.
 ASSESSORS: dict[str, type[Assessor]] = {
     cls.name: cls
-    for cls in (Medianstop, Hyperband, SuccessiveHalving, Percentile, Threshold, Patient, Wilcoxon)
+    for cls in (Medianstop, Hyperband, SuccessiveHalving, Percentile, Threshold, Patient, Wilcoxon,
+                Silent)
 }
 
-_ALIASES = {"median": "Medianstop", "asha": "SuccessiveHalving"}
+_ALIASES = {"median": "Medianstop", "asha": "SuccessiveHalving", "silentnetwork": "Silent"}
 
 _REFUSED = {
     "curvefitting": (

@@ -1,0 +1,371 @@
+"""What a search aims for: its objectives, and which trials count as feasible.
+
+**Objectives.** By default a search maximises (or minimises, ``optimize_mode``) the
+``"default"`` key of each trial's final result. ``objectives`` names other keys of the final
+result, each with a direction; with more than one the study is multi-objective and its answer
+is a Pareto front rather than one best trial::
+
+    objectives = [{key = "default", direction = "maximize"},
+                  {key = "synops_per_sample", direction = "minimize"}]
+
+A trial whose final result lacks an objective key, or holds a non-finite number there, is
+recorded FAILED with a reason naming the key.
+
+**Constraints.** In a constrained experiment every finished trial carries three constraint
+values (the trial user attribute ``constraints``, in the order of :data:`CONSTRAINTS`); a
+value > 0 means the trial broke that kind of constraint, and by how much (normalised):
+
+``reported``  what the trial itself reported: the sum of the positive values of the
+              ``"constraints"`` key of its final result (a number or a list of numbers, > 0 =
+              violated; e.g. ``HardwareAssessment.constraints`` after training);
+``design``    the hardware design-rule check made from the trial's parameters before it
+              starts (:class:`DesignCheck`): the sum of the broken rules' normalised excesses.
+              Such a trial is not launched: it is recorded FAILED, ``infeasible: <rules>``;
+``silent``    the silent-network rule of the ``Silent`` assessor: how far the activity of a
+              trial it stopped was from the threshold.
+
+Three fixed slots (sums, not one value per rule) keep the list the same length for every
+trial, as Optuna's samplers need, and give GP one constraint model per source rather than one
+per rarely-broken rule; TPE and NSGA-II only use the sum of the positive values anyway.
+
+**What the tuner sees.** Optuna's samplers learn only from COMPLETE trials (NSGA-II, GP) or
+COMPLETE and PRUNED ones (TPE), never from failed ones. So the scheduler's working copy of the
+study (the tuner's view; the stored study keeps the true outcome) holds a trial that broke a
+constraint without a final result as COMPLETE with the worst value of each objective among
+the complete trials at that time (0 before any), plus its constraint values: feasibility-aware
+samplers (TPE, NSGA-II, GP with ``constraints_func``) then rank it below every feasible trial
+and learn to avoid its region. :func:`sampler_trials` builds that view from stored trials.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from spiketune.errors import ConfigError, Problem
+
+if TYPE_CHECKING:
+    import optuna
+
+    from spiketune.hardware import HardwareTarget
+
+__all__ = [
+    "CONSTRAINTS",
+    "NETWORK_KEYS",
+    "DesignCheck",
+    "Goal",
+    "Judgement",
+    "Objective",
+    "make_design_check",
+    "pareto_front",
+    "read_constraints",
+    "sampler_trials",
+]
+
+#: The constraint values of a trial, in this order (see the module docstring).
+CONSTRAINTS: tuple[str, ...] = ("reported", "design", "silent")
+
+#: Keys of a trial's parameters (or of the ``hardware`` config table) that describe the network
+#: for the design-rule check; see :func:`spiketune.hardware.check_config`.
+NETWORK_KEYS: tuple[str, ...] = (
+    "n_in", "n_rec", "n_out", "recurrent", "neuron", "refractory_steps", "reset",
+)
+_REQUIRED = ("n_in", "n_rec", "n_out")
+
+Direction = Literal["maximize", "minimize"]
+
+
+class Objective(BaseModel):
+    """One objective: a key of the trial's final result and whether to maximise it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+    direction: Direction = Field(description="maximize or minimize")
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A broken constraint: the reason recorded with the trial and the normalised excess
+    (> 0) that goes into its constraint slot."""
+
+    reason: str
+    excess: float
+
+
+# ------------------------------------------------------------------------------ design check
+@dataclass(frozen=True)
+class DesignCheck:
+    """The hardware design-rule check of a trial's parameters, before the trial starts.
+
+    ``fixed`` holds network facts the search space does not vary (``hardware.n_in = 12``);
+    the trial's top-level parameters named in :data:`NETWORK_KEYS` give the rest (a nested
+    choice such as ``neuron: {"_name": "alif", ...}`` counts as its ``_name``). Pure arithmetic:
+    microseconds per trial, no torch.
+    """
+
+    target: HardwareTarget
+    fixed: Mapping[str, Any]
+
+    def network(self, parameters: Mapping[str, Any]) -> dict[str, Any]:
+        """The network facts of a trial: fixed values and its parameters, numbers as ints
+        where they are whole (``quniform`` gives ``64.0``)."""
+        out = dict(self.fixed)
+        for key in NETWORK_KEYS:
+            if key in parameters:
+                out[key] = _plain(parameters[key])
+        return out
+
+    def __call__(self, parameters: Mapping[str, Any]) -> Judgement | None:
+        """None when the network fits the target, else why not (``infeasible: ...``)."""
+        from spiketune.hardware import check_config
+
+        try:
+            violations = check_config(self.target, self.network(parameters))
+        except ConfigError as exc:
+            what = "; ".join(f"{p.field} = {p.value!r}: {p.rule}" for p in exc.problems)
+            return Judgement(f"infeasible: the design check cannot read the network ({what})",
+                             1.0)
+        if not violations:
+            return None
+        return Judgement("infeasible: " + "; ".join(str(v) for v in violations),
+                         sum(v.excess for v in violations))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping) and "_name" in value:
+        return value["_name"]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def make_design_check(
+    spec: Mapping[str, Any], parameter_names: Iterable[str]
+) -> tuple[DesignCheck, dict[str, Any]]:
+    """Validate the ``hardware`` table of a configuration; (check, canonical table).
+
+    ``spec``: ``target`` (a name of :data:`spiketune.hardware.TARGETS`), any of the target's
+    limits to override (``max_hidden = 500``), and fixed network facts (:data:`NETWORK_KEYS`)
+    that the search space does not give. ``parameter_names``: the search space's top-level
+    names. Raises :class:`ConfigError` naming ``hardware.<key>``.
+    """
+    from spiketune.hardware import get_target
+    from spiketune.hardware._targets import HardwareTarget
+
+    if not isinstance(spec, Mapping):
+        raise ConfigError(Problem("hardware", spec, "must be a table {target = ..., ...}"))
+    names = set(parameter_names)
+    limit_fields = set(HardwareTarget.model_fields)
+    problems: list[Problem] = []
+    limits: dict[str, Any] = {}
+    fixed: dict[str, Any] = {}
+    target_name = spec.get("target")
+    if target_name is None:
+        problems.append(Problem("hardware.target", None, "required: a target name"))
+    for key, value in spec.items():
+        if key == "target":
+            continue
+        if key in limit_fields:
+            limits[key] = value
+        elif key in NETWORK_KEYS:
+            if key in names:
+                problems.append(Problem(f"hardware.{key}", value, "is also a search-space "
+                                        "parameter; give it in one place"))
+            else:
+                fixed[key] = value
+        else:
+            problems.append(Problem(f"hardware.{key}", value, "unknown key; accepted: target, "
+                                    f"the target's limits ({', '.join(sorted(limit_fields))}) "
+                                    f"and network facts ({', '.join(NETWORK_KEYS)})"))
+    for key in _REQUIRED:
+        if key not in fixed and key not in names and key not in spec:
+            problems.append(Problem(f"hardware.{key}", None, "required for the design check: "
+                                    f"a fixed value (hardware.{key} = ...) or a search-space "
+                                    f"parameter named {key}"))
+    target = None
+    if target_name is not None:
+        try:
+            target = get_target(target_name, **limits)
+        except ConfigError as exc:
+            problems += [Problem(f"hardware.{p.field}", p.value, p.rule) for p in exc.problems]
+    if target is not None and not problems:
+        # the fixed facts alone must make sense (types); a trial's parameters are checked later
+        from spiketune.hardware import check_config
+
+        probe = {k: 1 for k in _REQUIRED}
+        try:
+            check_config(target, {**probe, **fixed})
+        except ConfigError as exc:
+            problems += [Problem(f"hardware.{p.field}", p.value, p.rule) for p in exc.problems]
+    if problems:
+        raise ConfigError(problems)
+    assert target is not None
+    canonical = {"target": target.name, **limits, **fixed}
+    return DesignCheck(target, fixed), canonical
+
+
+# ------------------------------------------------------------------------------ the goal
+@dataclass(frozen=True)
+class Goal:
+    """Objectives and constraints of one experiment, as the scheduler uses them.
+
+    ``judge(report, step)`` (the assessor's silent-network rule) may stop a trial from an
+    intermediate report; ``design`` checks a trial's parameters before it starts.
+    """
+
+    objectives: tuple[Objective, ...] = (Objective(key="default", direction="maximize"),)
+    constrained: bool = False
+    design: DesignCheck | None = None
+    judge: Callable[[Mapping[str, Any], int], Judgement | None] | None = None
+
+    @property
+    def keys(self) -> list[str]:
+        return [o.key for o in self.objectives]
+
+    @property
+    def directions(self) -> list[str]:
+        return [o.direction for o in self.objectives]
+
+    @property
+    def multi(self) -> bool:
+        """More than one objective: Optuna takes no intermediate values and prunes nothing."""
+        return len(self.objectives) > 1
+
+    def values(self, metrics: Mapping[str, Any]) -> tuple[list[float] | None, str | None]:
+        """The objective values of a final result, or why there are none (a FAILED reason)."""
+        out = []
+        for key in self.keys:
+            if key not in metrics:
+                return None, (f"the final result has no {key!r}, an objective (keys: "
+                              f"{', '.join(sorted(metrics))})")
+            v = metrics[key]
+            if not _finite(v):
+                return None, f"non-finite metric: {key}={v!r}"
+            out.append(float(v))
+        return out, None
+
+    def constraints(
+        self,
+        metrics: Mapping[str, Any] | None,
+        design: Judgement | None = None,
+        silent: Judgement | None = None,
+    ) -> list[float]:
+        """The trial's constraint values, in the order of :data:`CONSTRAINTS`."""
+        reported = 0.0
+        if metrics is not None and "constraints" in metrics:
+            reported = sum(max(0.0, c) for c in reported_constraints(metrics["constraints"]))
+        return [
+            reported,
+            0.0 if design is None else max(design.excess, 1e-9),
+            0.0 if silent is None else max(silent.excess, 1e-9),
+        ]
+
+
+def reported_constraints(value: Any) -> list[float]:
+    """The ``"constraints"`` of a final result as a list of floats; ValueError when it is not
+    a finite number or a list of them."""
+    items = value if isinstance(value, list | tuple) else [value]
+    if not all(_finite(c) for c in items):
+        raise ValueError(f"'constraints' must be a finite number or a list of them, got "
+                         f"{value!r}")
+    return [float(c) for c in items]
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def infeasible(constraints: Sequence[float] | None) -> bool:
+    return constraints is not None and any(c > 0 for c in constraints)
+
+
+# ------------------------------------------------------------------------------ the tuner's view
+def read_constraints(trial: optuna.trial.FrozenTrial) -> Sequence[float]:
+    """``constraints_func`` for Optuna's samplers: the trial's ``constraints`` attribute."""
+    return trial.user_attrs["constraints"]
+
+
+def worst_values(
+    trials: Iterable[optuna.trial.FrozenTrial], directions: Sequence[str]
+) -> list[float]:
+    """Per objective, the worst value among COMPLETE trials (0 when there is none)."""
+    import optuna
+
+    rows = [t.values for t in trials
+            if t.state == optuna.trial.TrialState.COMPLETE and t.values is not None]
+    out = []
+    for i, d in enumerate(directions):
+        col = [r[i] for r in rows if i < len(r) and math.isfinite(r[i])]
+        out.append((min(col) if d == "maximize" else max(col)) if col else 0.0)
+    return out
+
+
+def sampler_trials(
+    trials: Sequence[optuna.trial.FrozenTrial], goal: Goal
+) -> list[optuna.trial.FrozenTrial]:
+    """The finished stored ``trials`` as the tuner sees them (see the module docstring).
+
+    Unconstrained: unchanged. Constrained: COMPLETE and PRUNED trials carry their constraint
+    values as Optuna's ``constraints`` system attribute (zeros when none were recorded); a
+    trial that broke a constraint without a final result becomes COMPLETE with the worst
+    values of the complete trials before it.
+    """
+    import optuna
+
+    finished = [t for t in trials if t.state.is_finished()]
+    if not goal.constrained:
+        return finished
+    state = optuna.trial.TrialState
+    out: list[optuna.trial.FrozenTrial] = []
+    seen: list[optuna.trial.FrozenTrial] = []
+    for t in sorted(finished, key=lambda t: t.number):
+        c = t.user_attrs.get("constraints")
+        c = [0.0] * len(CONSTRAINTS) if c is None else [float(x) for x in c]
+        if t.state != state.COMPLETE and infeasible(c):
+            view = optuna.trial.create_trial(
+                state=state.COMPLETE,
+                values=worst_values(seen, goal.directions),
+                params=t.params,
+                distributions=t.distributions,
+                user_attrs={"constraints": c},
+                system_attrs={"constraints": tuple(c)},
+            )
+        elif t.state in (state.COMPLETE, state.PRUNED):
+            view = optuna.trial.create_trial(
+                state=t.state,
+                values=t.values,
+                params=t.params,
+                distributions=t.distributions,
+                user_attrs={"constraints": c},
+                system_attrs={"constraints": tuple(c)},
+                intermediate_values=t.intermediate_values,
+            )
+        else:
+            view = t
+        out.append(view)
+        if view.state == state.COMPLETE:
+            seen.append(view)
+    return out
+
+
+# ------------------------------------------------------------------------------ Pareto front
+def pareto_front(points: Sequence[Sequence[float]], directions: Sequence[str]) -> list[int]:
+    """Indices of the non-dominated ``points`` (in input order; duplicates all kept).
+
+    A point dominates another when it is at least as good in every objective and better in
+    one; ``directions`` say what better means per objective.
+    """
+    signs = [1.0 if d == "minimize" else -1.0 for d in directions]
+    costs = [[s * float(v) for s, v in zip(signs, p, strict=True)] for p in points]
+
+    def dominates(a: list[float], b: list[float]) -> bool:
+        return all(x <= y for x, y in zip(a, b, strict=True)) and any(
+            x < y for x, y in zip(a, b, strict=True))
+
+    return [i for i, c in enumerate(costs)
+            if not any(dominates(o, c) for j, o in enumerate(costs) if j != i)]
