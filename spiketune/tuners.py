@@ -54,15 +54,24 @@ RegularizedEvol.
 
 ``optimize_mode`` and ``seed`` are experiment settings (NNI puts them in ``classArgs``; the
 configuration moves them up), so a tuner's ``create_sampler`` receives them.
+
+Several objectives (``objectives`` in the configuration): TPE, Random, GridSearch, Batch,
+Evolution, NSGAII, GP, QMC and BruteForce sample multi-objective studies (TPE as MOTPE, GP
+with expected hypervolume improvement); CmaEs is single-objective and refused, and so are
+Hyperband and BOHB, whose early stopping Optuna cannot do with several objectives.
+Constraints: TPE, Evolution, NSGAII, GP and BOHB learn from them (Optuna's
+``constraints_func``); the other tuners record them without steering away from infeasible
+regions.
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 import importlib.util
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict
@@ -74,6 +83,10 @@ from spiketune.space import SearchSpace
 
 if TYPE_CHECKING:
     from optuna.samplers import BaseSampler
+    from optuna.trial import FrozenTrial
+
+    #: Optuna's ``constraints_func``: a finished trial's constraint values (> 0 = violated).
+    ConstraintsFunc = Callable[[FrozenTrial], Sequence[float]]
 
 __all__ = ["TUNERS", "Tuner", "canonical_tuner_name", "make_tuner"]
 
@@ -101,13 +114,18 @@ class Tuner(abc.ABC):
     4. The scheduler calls :meth:`create_sampler` each time it opens the study, and uses
        :meth:`implied_assessor` when the tuner decides early stopping itself.
 
-    A subclass sets ``name`` and ``Args`` and implements :meth:`create_sampler`.
+    A subclass sets ``name`` and ``Args`` and implements :meth:`create_sampler`; one that sets
+    :attr:`learns_constraints` takes ``constraints_func`` there too.
     """
 
     name: ClassVar[str]
     Args: ClassVar[type[BaseModel]] = _Args
     #: The search space is NNI's Batch form (see :meth:`SearchSpace.batch`).
     batch_space: ClassVar[bool] = False
+    #: Its sampler handles several objectives (``directions`` longer than one).
+    multi_objective: ClassVar[bool] = True
+    #: Its sampler takes Optuna's ``constraints_func`` and steers away from infeasible trials.
+    learns_constraints: ClassVar[bool] = False
 
     def __init__(self, args: BaseModel) -> None:
         self.args = args
@@ -155,6 +173,18 @@ class Tuner(abc.ABC):
         return hash((type(self), repr(self.args)))
 
 
+@contextlib.contextmanager
+def _constraints_chosen(constraints_func: object) -> Iterator[None]:
+    """Silence Optuna's "experimental" warning about ``constraints_func`` when the experiment
+    asked for constraints."""
+    from optuna.exceptions import ExperimentalWarning
+
+    with warnings.catch_warnings():
+        if constraints_func is not None:
+            warnings.simplefilter("ignore", ExperimentalWarning)
+        yield
+
+
 class _NniTpeArgs(_Args):
     """NNI's ``tpe_args``; its constant liar ``best``/``mean`` have no Optuna equivalent."""
 
@@ -196,12 +226,17 @@ class TPE(Tuner):
             kwargs["prior_weight"] = prior
         return kwargs
 
+    learns_constraints = True
+
     def create_sampler(
-        self, space: SearchSpace, *, seed: int | None, directions: Sequence[str]
+        self, space: SearchSpace, *, seed: int | None, directions: Sequence[str],
+        constraints_func: ConstraintsFunc | None = None,
     ) -> BaseSampler:
         from optuna.samplers import TPESampler
 
-        return TPESampler(seed=seed, **self.sampler_kwargs())
+        with _constraints_chosen(constraints_func):
+            return TPESampler(seed=seed, constraints_func=constraints_func,
+                              **self.sampler_kwargs())
 
 
 class Random(Tuner):
@@ -274,14 +309,19 @@ class Evolution(Tuner):
     class Args(_Args):
         population_size: Annotated[int, Strict(), Field(ge=2)] = 32
 
+    learns_constraints = True
+
     def create_sampler(
-        self, space: SearchSpace, *, seed: int | None, directions: Sequence[str]
+        self, space: SearchSpace, *, seed: int | None, directions: Sequence[str],
+        constraints_func: ConstraintsFunc | None = None,
     ) -> BaseSampler:
         from optuna.samplers import NSGAIISampler
 
         args = self.args
         assert isinstance(args, Evolution.Args)
-        return NSGAIISampler(population_size=args.population_size, seed=seed)
+        with _constraints_chosen(constraints_func):
+            return NSGAIISampler(population_size=args.population_size, seed=seed,
+                                 constraints_func=constraints_func)
 
 
 class NSGAII(Tuner):
@@ -293,12 +333,17 @@ class NSGAII(Tuner):
         crossover_prob: _Prob = 0.9
         swapping_prob: _Prob = 0.5
 
+    learns_constraints = True
+
     def create_sampler(
-        self, space: SearchSpace, *, seed: int | None, directions: Sequence[str]
+        self, space: SearchSpace, *, seed: int | None, directions: Sequence[str],
+        constraints_func: ConstraintsFunc | None = None,
     ) -> BaseSampler:
         from optuna.samplers import NSGAIISampler
 
-        return NSGAIISampler(seed=seed, **self.args.model_dump())
+        with _constraints_chosen(constraints_func):
+            return NSGAIISampler(seed=seed, constraints_func=constraints_func,
+                                 **self.args.model_dump())
 
 
 def _missing_modules(*modules: str) -> list[str]:
@@ -315,8 +360,11 @@ class GP(Tuner):
         utility: Literal["ei"] | None = None
         deterministic_objective: bool = False
 
+    learns_constraints = True
+
     def create_sampler(
-        self, space: SearchSpace, *, seed: int | None, directions: Sequence[str]
+        self, space: SearchSpace, *, seed: int | None, directions: Sequence[str],
+        constraints_func: ConstraintsFunc | None = None,
     ) -> BaseSampler:
         from optuna.samplers import GPSampler
 
@@ -328,11 +376,13 @@ class GP(Tuner):
         kwargs: dict[str, Any] = {"deterministic_objective": args.deterministic_objective}
         if startup is not None:
             kwargs["n_startup_trials"] = startup
-        return GPSampler(seed=seed, **kwargs)
+        with _constraints_chosen(constraints_func):
+            return GPSampler(seed=seed, constraints_func=constraints_func, **kwargs)
 
 
 class CmaEs(Tuner):
     name = "CmaEs"
+    multi_objective = False  # CMA-ES ranks one value per trial
     requires: ClassVar[tuple[str, ...]] = ("cmaes",)
 
     class Args(_Args):
@@ -434,8 +484,11 @@ class BOHB(Tuner):
             return [Problem("tuner_args.max_budget", args.max_budget, "must be >= min_budget")]
         return []
 
+    learns_constraints = True
+
     def create_sampler(
-        self, space: SearchSpace, *, seed: int | None, directions: Sequence[str]
+        self, space: SearchSpace, *, seed: int | None, directions: Sequence[str],
+        constraints_func: ConstraintsFunc | None = None,
     ) -> BaseSampler:
         from optuna.samplers import TPESampler
 
@@ -444,7 +497,8 @@ class BOHB(Tuner):
         kwargs: dict[str, Any] = {}
         if args.min_points_in_model is not None:
             kwargs["n_startup_trials"] = args.min_points_in_model
-        return TPESampler(seed=seed, **kwargs)
+        with _constraints_chosen(constraints_func):
+            return TPESampler(seed=seed, constraints_func=constraints_func, **kwargs)
 
 
 #: Tuners by canonical name.
