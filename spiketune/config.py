@@ -37,6 +37,7 @@ from pydantic import (
 from spiketune import assessors, tuners
 from spiketune._validation import parse_duration, problems_from, rename
 from spiketune.errors import ConfigError, Problem
+from spiketune.goals import DesignCheck, Goal, Objective, make_design_check
 from spiketune.space import SearchSpace
 
 __all__ = ["DEFAULT_EXPERIMENTS_DIR", "WORKER_FIELDS", "ExperimentConfig", "load_config"]
@@ -119,6 +120,19 @@ class ExperimentConfig(BaseModel):
     assessor: str | None = None
     assessor_args: dict[str, Any] = Field(default_factory=dict)
     optimize_mode: Literal["maximize", "minimize"] = "maximize"
+    #: Objectives by key of the final result, each with a direction; None = ``"default"`` in
+    #: ``optimize_mode``. With more than one the study is multi-objective (Pareto front; no
+    #: pruning assessor). ``optimize_mode`` then follows the first objective: set it only to
+    #: that direction, or leave it out. See :mod:`spiketune.goals`.
+    objectives: list[Objective] | None = None
+    #: Hardware target every trial must fit, checked from its parameters before it starts:
+    #: ``{"target": "xylo-audio2", "max_hidden": 500, "n_in": 12}`` (a target name, limits to
+    #: override, network facts the search space does not give). Implies ``constraints``.
+    hardware: dict[str, Any] | None = None
+    #: Give the tuner the trials' constraint values (the ``"constraints"`` of their final
+    #: results, the hardware check, the Silent assessor), so it learns to stay feasible.
+    #: Implied by ``hardware`` and by the Silent assessor.
+    constraints: bool = False
     #: Trials to start at most (exact); None = until another limit ends the experiment.
     max_trials: _Count | None = None
     #: Seconds the experiment may run; None = no limit.
@@ -149,9 +163,10 @@ class ExperimentConfig(BaseModel):
     _space: SearchSpace | None = PrivateAttr(default=None)
     _tuner: tuners.Tuner | None = PrivateAttr(default=None)
     _assessor: assessors.Assessor | None = PrivateAttr(default=None)
+    _design: DesignCheck | None = PrivateAttr(default=None)
 
     def __init__(self, /, **data: Any) -> None:
-        prepared, problems, built = _prepare(data)
+        prepared, problems, built, design = _prepare(data)
         try:
             super().__init__(**prepared)
         except ValidationError as exc:
@@ -166,6 +181,7 @@ class ExperimentConfig(BaseModel):
         if problems:
             raise ConfigError(_ordered(problems)) from None
         self._space, self._tuner, self._assessor = built
+        self._design = design
 
     def _cross_field_problems(self) -> list[Problem]:
         if self.grace_period <= self.heartbeat_interval:
@@ -220,6 +236,22 @@ class ExperimentConfig(BaseModel):
     def _absolute(cls, value: Path | None) -> Path | None:
         return None if value is None else Path(value).absolute()
 
+    @field_validator("objectives")
+    @classmethod
+    def _objectives(cls, value: list[Objective] | None) -> list[Objective] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("give at least one objective, or leave objectives out")
+        keys = [o.key for o in value]
+        repeated = sorted({k for k in keys if keys.count(k) > 1})
+        if repeated:
+            raise ValueError(f"each key once; repeated: {', '.join(repeated)}")
+        if "constraints" in keys:
+            raise ValueError("'constraints' is the final result's constraint values, not an "
+                             "objective")
+        return value
+
     @field_validator("storage")
     @classmethod
     def _storage(cls, value: str | None) -> str | None:
@@ -248,8 +280,25 @@ class ExperimentConfig(BaseModel):
 
     @property
     def directions(self) -> list[str]:
-        """Optuna study directions."""
+        """Optuna study directions, one per objective."""
+        if self.objectives:
+            return [o.direction for o in self.objectives]
         return [self.optimize_mode]
+
+    @property
+    def constrained(self) -> bool:
+        """Whether trials carry constraint values for the tuner (see :mod:`spiketune.goals`)."""
+        return self.constraints or self.hardware is not None or isinstance(
+            self._assessor, assessors.Silent)
+
+    def goal(self) -> Goal:
+        """The objectives and constraints, as the scheduler uses them."""
+        objectives = self.objectives or [Objective(key="default", direction=self.optimize_mode)]
+        assessor = self.create_assessor()
+        judge = None
+        if assessor is not None and type(assessor).judge is not assessors.Assessor.judge:
+            judge = assessor.judge
+        return Goal(tuple(objectives), self.constrained, self._design, judge)
 
     def gpu_indices(self, device_count: int) -> list[int]:
         """The GPU indices trials may use, given how many GPUs the machine has."""
@@ -284,6 +333,9 @@ class ExperimentConfig(BaseModel):
         A password in ``storage`` is left out (this form is written to files and the study).
         """
         data = self.model_dump(mode="json")
+        for key in _OPTIONAL_IN_DICT:  # left out when unused: older stored forms compare equal
+            if data.get(key) in (None, False):
+                data.pop(key, None)
         if data.get("storage"):
             from spiketune.storage import strip_password
 
@@ -307,6 +359,9 @@ class ExperimentConfig(BaseModel):
 # ==================================================================== validation steps
 
 _OWN_KEYS = [*ExperimentConfig.model_fields, "search_space_file"]
+#: Fields :meth:`ExperimentConfig.to_dict` leaves out at their defaults (added after the
+#: canonical form was first stored with studies).
+_OPTIONAL_IN_DICT = ("objectives", "hardware", "constraints")
 _FIELD_ORDER = {name: i for i, name in enumerate(_OWN_KEYS)}
 
 
@@ -348,11 +403,11 @@ def _read_space_file(path: Path) -> Any:
 
 def _prepare(
     data: Mapping[str, Any],
-) -> tuple[dict[str, Any], list[Problem], tuple[Any, Any, Any]]:
+) -> tuple[dict[str, Any], list[Problem], tuple[Any, Any, Any], DesignCheck | None]:
     """The cross-field rules pydantic cannot express: space file, names, args, space vs tuner.
 
     Returns the data with canonical values, the problems found, and the built
-    (space, tuner, assessor).
+    (space, tuner, assessor) and the hardware design check.
     """
     data = dict(data)
     problems: list[Problem] = []
@@ -397,6 +452,21 @@ def _prepare(
                 data[key] = value
         data[args_key] = args
 
+    # objectives: optimize_mode follows the first one
+    objectives = data.get("objectives")
+    first = objectives[0] if isinstance(objectives, list) and objectives else None
+    direction = first.get("direction") if isinstance(first, Mapping) else getattr(
+        first, "direction", None)
+    if direction in ("maximize", "minimize"):
+        if "optimize_mode" not in data:
+            data["optimize_mode"] = direction
+        elif data["optimize_mode"] != direction:
+            problems.append(Problem("optimize_mode", data["optimize_mode"],
+                                    f"differs from the first objective's direction "
+                                    f"({direction!r}); with objectives, give each direction "
+                                    "there and leave optimize_mode out"))
+    several = isinstance(objectives, list) and len(objectives) > 1
+
     # tuner
     tuner: tuners.Tuner | None = None
     tuner_name = data.get("tuner", "TPE")
@@ -423,6 +493,21 @@ def _prepare(
         problems.append(Problem("assessor", assessor_name,
                                 f"the {tuner.name} tuner stops trials early itself "
                                 "(Optuna's HyperbandPruner); remove the assessor"))
+    if several and tuner is not None:
+        if not tuner.multi_objective:
+            problems.append(Problem("tuner", tuner_name, f"{tuner.name} optimises one "
+                                    "objective; with several objectives use NSGAII, TPE, GP, "
+                                    "Evolution, Random or QMC"))
+        elif tuner.implied_assessor() is not None:
+            problems.append(Problem("tuner", tuner_name, f"{tuner.name} stops trials early "
+                                    "through Optuna's pruning, which Optuna does not do for "
+                                    "several objectives; use NSGAII, TPE or GP"))
+    if several and assessor is not None and assessor.uses_pruner():
+        problems.append(Problem("assessor", assessor_name,
+                                "Optuna cannot prune a study with several objectives "
+                                "(Trial.report takes one): remove the assessor, give one "
+                                "objective, or use Silent (without wrapped) to stop silent "
+                                "networks"))
 
     # search space, in the form the tuner wants
     space: SearchSpace | None = None
@@ -439,7 +524,18 @@ def _prepare(
                 space = space.with_constants(tuner.constants)
         except ConfigError as exc:
             problems += exc.problems
-    return data, problems, (space, tuner, assessor)
+
+    # hardware: checked against the search space's parameter names
+    design: DesignCheck | None = None
+    spec = data.get("hardware")
+    if spec is not None:
+        names = space.to_nni().keys() if space is not None else (
+            data["search_space"].keys() if isinstance(data.get("search_space"), Mapping) else ())
+        try:
+            design, data["hardware"] = make_design_check(spec, names)
+        except ConfigError as exc:
+            problems += exc.problems
+    return data, problems, (space, tuner, assessor), design
 
 
 def _first_line(exc: BaseException) -> str:
