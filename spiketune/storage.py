@@ -52,7 +52,7 @@ import secrets
 import socket
 import time
 import urllib.parse
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -575,7 +575,7 @@ class _FastWrites:
         conn: Any,
         trial_id: int,
         state: optuna.trial.TrialState,
-        value: float | None,
+        value: float | Sequence[float] | None,
         attrs: Mapping[str, Any],
         intermediate: Mapping[int, float],
     ) -> bool:
@@ -606,11 +606,13 @@ class _FastWrites:
             {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
             for k, v in attrs.items()
         ])
-        if value is not None:
-            stored, kind = m.TrialValueModel.value_to_stored_repr(value)
-            self._insert(conn, m.TrialValueModel, [
-                {"trial_id": trial_id, "objective": 0, "value": stored, "value_type": kind}
-            ])
+        values = [] if value is None else [value] if isinstance(value, int | float) else value
+        rows = []
+        for objective, v in enumerate(values):
+            stored, kind = m.TrialValueModel.value_to_stored_repr(v)
+            rows.append({"trial_id": trial_id, "objective": objective, "value": stored,
+                         "value_type": kind})
+        self._insert(conn, m.TrialValueModel, rows)
         return True
 
 
@@ -796,10 +798,11 @@ class StudyStore:
         study_name: str,
         *,
         create: bool = False,
-        direction: str = "maximize",
+        direction: str | Sequence[str] = "maximize",
         fast: bool = True,
     ) -> StudyStore:
-        """Open the study (``create=True``: create it, failing if it exists).
+        """Open the study (``create=True``: create it, failing if it exists, with one
+        ``direction`` or a list of them, one per objective).
 
         Raises :class:`StorageError` when the database cannot be reached or the study is
         missing (or already there, for ``create``).
@@ -810,7 +813,7 @@ class StudyStore:
             with _storage_errors(url, "cannot open study storage"):
                 rdb = _open_rdb(url)
                 if create:
-                    study_id = rdb.create_new_study([_direction(direction)], study_name)
+                    study_id = rdb.create_new_study(_directions(direction), study_name)
                     _Tables(rdb.engine)  # created with the study, before schedulers race for it
                 else:
                     study_id = rdb.get_study_id_from_name(study_name)
@@ -827,7 +830,7 @@ class StudyStore:
         name: str,
         new_id: str,
         *,
-        direction: str,
+        direction: str | Sequence[str],
         attrs: Mapping[str, Any],
     ) -> tuple[StudyStore, bool]:
         """The study registered under the experiment ``name`` in ``url``, or a new one.
@@ -841,7 +844,7 @@ class StudyStore:
             tables = _Tables(rdb.engine)
             existing = tables.registered(name)
             if existing is None:
-                study_id = rdb.create_new_study([_direction(direction)], new_id)
+                study_id = rdb.create_new_study(_directions(direction), new_id)
                 for key, value in attrs.items():
                     rdb.set_study_user_attr(study_id, key, value)
                 if tables.register(name, new_id):
@@ -871,8 +874,15 @@ class StudyStore:
     # ---------------------------------------------------------------- reads
     @property
     def direction(self) -> str:
-        d = self._rdb.get_study_directions(self._study_id)[0]
-        return "maximize" if d == self._optuna.study.StudyDirection.MAXIMIZE else "minimize"
+        """The direction of the (first) objective."""
+        return self.directions[0]
+
+    @property
+    def directions(self) -> list[str]:
+        """One direction per objective."""
+        maximize = self._optuna.study.StudyDirection.MAXIMIZE
+        return ["maximize" if d == maximize else "minimize"
+                for d in self._rdb.get_study_directions(self._study_id)]
 
     def study_attrs(self) -> dict[str, Any]:
         return self._rdb.get_study_user_attrs(self._study_id)
@@ -919,7 +929,7 @@ class StudyStore:
             storage=optuna.storages.InMemoryStorage(),
             sampler=sampler,
             pruner=pruner,
-            direction=self.direction,
+            directions=self.directions,
         )
         study.add_trials([t for t in trials if t.state.is_finished()])
         return study
@@ -1031,13 +1041,13 @@ class StudyStore:
         self,
         trial_id: int,
         state: optuna.trial.TrialState,
-        value: float | None,
+        value: float | Sequence[float] | None,
         attrs: Mapping[str, Any],
         intermediate: Mapping[int, float],
     ) -> bool:
-        """Record how a trial ended: state, value, intermediate values and attributes at once,
-        and drop its heartbeat. Returns False, writing nothing, when the trial is no longer
-        running (another worker recorded it lost)."""
+        """Record how a trial ended: state, value (a list: one per objective), intermediate
+        values and attributes at once, and drop its heartbeat. Returns False, writing
+        nothing, when the trial is no longer running (another worker recorded it lost)."""
         tables = self._tables()
         hb = tables.heartbeats
 
@@ -1067,7 +1077,9 @@ class StudyStore:
                 rdb.set_trial_intermediate_value(trial_id, step, v)
             for key, v in attrs.items():
                 rdb.set_trial_user_attr(trial_id, key, v)
-            if not rdb.set_trial_state_values(trial_id, state, None if value is None else [value]):
+            values = None if value is None else [value] if isinstance(value, int | float) \
+                else list(value)
+            if not rdb.set_trial_state_values(trial_id, state, values):
                 return False
             with rdb.engine.begin() as conn:
                 conn.execute(hb.delete().where(hb.c.trial_id == trial_id))
@@ -1136,8 +1148,9 @@ class StudyStore:
         return None
 
 
-def _direction(direction: str) -> Any:
+def _directions(direction: str | Sequence[str]) -> list[Any]:
     import optuna
 
-    return (optuna.study.StudyDirection.MAXIMIZE if direction == "maximize"
-            else optuna.study.StudyDirection.MINIMIZE)
+    names = [direction] if isinstance(direction, str) else list(direction)
+    return [optuna.study.StudyDirection.MAXIMIZE if d == "maximize"
+            else optuna.study.StudyDirection.MINIMIZE for d in names]
