@@ -240,3 +240,23 @@ def test_no_self_connections_get_gradient() -> None:
     for rule in (EProp("fused"), EProp("online"), BPTT()):
         g = rule_gradients(rule, net, x, labels)["w_rec"]
         assert torch.all(torch.diagonal(g) == 0)
+
+
+def test_every_mode_reports_the_same_loss_scores_and_spike_counts() -> None:
+    """The Trainer's figures come from StepResult: all rules must agree with a plain forward."""
+    net, x, labels = make("cpu", neuron="alif", refractory_steps=1)
+    with torch.no_grad():
+        tr = net.simulate(x)
+    spikes = tr.z.sum((0, 1))
+    events = (x != 0).sum((0, 1)).double()
+    results = [r.backward(net, x, labels) for r in (EProp("fused"), EProp("online"), BPTT())]
+    for res in results:
+        assert torch.allclose(res.counts.spikes, spikes)
+        assert torch.equal(res.counts.input_events, events)
+        assert res.counts.n_samples == B and res.counts.n_steps == T
+        assert torch.allclose(res.scores, tr.readout[:, -15:].sum(1))
+        assert float(res.loss) == pytest.approx(float(results[0].loss), rel=1e-9)
+    no_rec = make("cpu", recurrent=False)[0]
+    res = EProp("fused").backward(no_rec, x, labels)
+    with torch.no_grad():
+        assert torch.allclose(res.counts.spikes, no_rec.simulate(x).z.sum((0, 1)))

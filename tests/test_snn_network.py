@@ -67,8 +67,9 @@ def test_buffered_and_autograd_paths_agree() -> None:
     assert torch.allclose(buffered.v, listed.v.detach(), atol=1e-5)  # reset folded: rounding
     assert torch.equal(buffered.a, listed.a.detach())
     assert buffered.pre is not None
-    assert torch.equal(buffered.pre[1:, :, 5:], buffered.z[:-1])
-    assert torch.equal(buffered.pre[:, :, :5], buffered.x)
+    assert torch.equal(buffered.pre[1:, :, 5:], buffered.z)
+    assert torch.equal(buffered.pre[:-1, :, :5], buffered.x)
+    assert torch.all(buffered.pre[0, :, 5:] == 0) and torch.all(buffered.pre[-1, :, :5] == 0)
 
 
 def test_no_self_connections() -> None:

@@ -74,25 +74,28 @@ def _fused(
     net: RecurrentSNN, x: Tensor, labels: Tensor, loss_fn: ReadoutLoss, ws: Workspace
 ) -> StepResult:
     cfg, p = net.config, net.neuron_params
+    n_rec, n_out = cfg.n_rec, cfg.n_out
     with torch.no_grad():
         tr = net.simulate(x, workspace=ws)
         loss, err = loss_fn.error(tr.y, labels)  # err = dE/dy, (T, B, n_out)
+        n_steps, batch, _ = err.shape
         # dE/d(w_out z[t] + b), class-major (n_out, T*B): skinny products run faster this way.
-        # A row of ones below it makes the same product with z count the spikes.
-        n_steps, batch, n_out = err.shape
-        err_ones = ws.get("err_ones", (n_out + 1, n_steps * batch), err)
-        err_ones[:n_out] = _flat(leaky_filter(err, cfg.decay_out, reverse=True)).t()
-        err_ones[n_out] = 1.0
-        err_f = err_ones[:n_out]
-        product = err_ones @ _flat(tr.z)
-        add_grad(net.w_out, product[:n_out])
+        err_f = ws.get("err_f", (n_out, n_steps * batch), err)
+        err_f.copy_(_flat(leaky_filter(err, cfg.decay_out, reverse=True)).t())
         if net.b_out is not None:
             add_grad(net.b_out, err_f.sum(1))
-        counts = SpikeCounts(
-            input_events=torch.count_nonzero(x, dim=(0, 1)).to(torch.float64).cpu(),
-            spikes=product[n_out].to(torch.float64).cpu(), n_samples=batch, n_steps=n_steps,
-        )
-        result = StepResult(loss=loss, scores=loss_fn.scores(tr.readout), counts=counts)
+
+        # One buffer L (T + 1, B, n_rec + n_out + 1) holds, in row t, the adjoint dv[t], the
+        # readout error of step t - 1 and a one. Its product with pre = [x[t], z[t-1]] then
+        # gives, at once, the input and recurrent gradients (sum dv[t]^T [x[t], z[t-1]]), the
+        # readout gradient (sum err[t-1]^T z[t-1]) and the spike counts (sum z[t-1]).
+        width = n_rec + n_out + 1
+        big = ws.get("signal", (n_steps + 1, batch, width), err)
+        big[0, :, n_rec:] = 0.0
+        big[1:, :, n_rec : n_rec + n_out] = err_f.t().view(n_steps, batch, n_out)
+        big[1:, :, -1] = 1.0
+        big[-1, :, :n_rec] = 0.0
+        g = big[:-1, :, :n_rec]  # (T, B, n_rec), row-strided
 
         # Learning signal g = B err_f (kappa-filtered) + the regulariser's dE/dz. For a LIF
         # layer with the triangle, psi's constant factor is folded into this small product.
@@ -102,7 +105,6 @@ def _fused(
         # B as a transposed view of a contiguous (n_rec, n_out): much the faster layout for this
         # product with a short inner dimension.
         fb_t = (net.feedback_matrix() * scale).contiguous().t()
-        g = ws.get("signal", tuple(tr.z.shape), tr.z)
         if cfg.reg_strength > 0:
             reg = _regulariser_signal(tr.z, cfg.reg_strength, cfg.target_rate_per_step)
             torch.addmm(reg.mul_(scale), err_f.t(), fb_t, out=_flat(g))
@@ -120,17 +122,23 @@ def _fused(
             dv = leaky_filter_loop(g, decay, reverse=True, out=g)
         else:
             dv = _alif_adjoint(p, g, pseudo_derivative(net, tr, inplace=True), decay)
-        # dE/dW_in = sum dv[t]^T x[t], dE/dW_rec = sum dv[t]^T z[t-1]: one product with [x, z_prev].
+
         n_in = cfg.n_in
         if tr.pre is not None:
-            grad_pre = _flat(dv).t() @ _flat(tr.pre)
-            add_grad(net.w_in, grad_pre[:, :n_in])
-            add_grad(net.w_rec, grad_pre[:, n_in:].mul_(net.rec_mask))
-        else:
+            product = _flat(big).t() @ _flat(tr.pre)
+            add_grad(net.w_in, product[:n_rec, :n_in])
+            add_grad(net.w_rec, product[:n_rec, n_in:].mul_(net.rec_mask))
+            add_grad(net.w_out, product[n_rec : n_rec + n_out, n_in:])
+            spikes = product[-1, n_in:]
+        else:  # no recurrence: no presynaptic buffer, separate products
             add_grad(net.w_in, _flat(dv).t() @ _flat(tr.x))
-            if net.w_rec is not None:
-                add_grad(net.w_rec, (_flat(dv[1:]).t() @ _flat(tr.z[:-1])).mul_(net.rec_mask))
-    return result
+            add_grad(net.w_out, err_f @ _flat(tr.z))
+            spikes = tr.z.sum((0, 1))
+        counts = SpikeCounts(
+            input_events=x.abs().sign_().sum((0, 1)).to(torch.float64).cpu(),
+            spikes=spikes.to(torch.float64).cpu(), n_samples=batch, n_steps=n_steps,
+        )
+    return StepResult(loss=loss, scores=loss_fn.scores(tr.readout), counts=counts)
 
 
 def pseudo_derivative(net: RecurrentSNN, tr: Trajectory, *, inplace: bool = False) -> Tensor:

@@ -72,7 +72,8 @@ def leaky_filter_loop(
     if u.shape[0] == 0:
         return out
     # unbind once: per-step indexing would cost a view construction per access.
-    us, outs = u.unbind(0), out.unbind(0)
+    us = u.unbind(0)
+    outs = us if out is u else out.unbind(0)
     ds = decay.unbind(0) if isinstance(decay, Tensor) else None
     steps = range(u.shape[0] - 1, -1, -1) if reverse else range(u.shape[0])
     prev: Tensor | None = None

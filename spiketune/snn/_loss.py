@@ -95,7 +95,8 @@ class ReadoutLoss:
             w = y[start:].permute(2, 0, 1).contiguous()  # (n_out, W, B)
             logp = torch.log_softmax(w, 0)
             n = batch * (n_steps - start)
-            loss = -(logp * onehot.t().unsqueeze(1)).sum() / n
+            picked = logp.gather(0, labels.view(1, 1, batch).expand(1, w.shape[1], batch))
+            loss = -picked.sum() / n
             grad = logp.exp_().sub_(onehot.t().unsqueeze(1)).div_(n)
             err[start:] = grad.permute(1, 2, 0)
         else:

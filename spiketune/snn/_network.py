@@ -35,8 +35,9 @@ class Trajectory(NamedTuple):
 
     ``x`` input (T, B, n_in); ``z`` spikes, ``v`` membrane, ``a`` adaptation (ALIF, else None),
     ``refrac`` refractory steps left after each step (None without a refractory period), all
-    (T, B, n_rec); ``y`` readout (T, B, n_out). ``pre`` (T, B, n_in + n_rec), where kept, is
-    what the synapses of step t saw: ``[x[t], z[t-1]]`` (``x`` and ``z`` are then views of it).
+    (T, B, n_rec); ``y`` readout (T, B, n_out). ``pre`` (T + 1, B, n_in + n_rec), where kept,
+    holds in row t what the synapses of step t saw, ``[x[t], z[t-1]]``, and in row T
+    ``[0, z[T-1]]`` (``x`` and ``z`` are then views of it).
     """
 
     x: Tensor
@@ -164,8 +165,14 @@ class RecurrentSNN(nn.Module):
             # [w_in, w_rec] transposed and contiguous: the faster layout for the step's product
             w_pre_t = torch.cat([self.w_in, w_rec], 1).t().contiguous()
             rows = pre.unbind(0)
+            # With no reset left in the neuron (it was folded above), the leak is linear too:
+            # alpha v[t-1] + current is then one addmm, and the neuron integrates nothing more.
+            leak, p = (p.alpha, dataclasses.replace(p, alpha=0.0)) if p.reset == "none" else (0, p)
             for t in range(n_steps):
-                i = torch.mm(rows[t], w_pre_t, out=buffers[t].v)
+                if leak:
+                    i = torch.addmm(state.v, rows[t], w_pre_t, beta=leak, out=buffers[t].v)
+                else:
+                    i = torch.mm(rows[t], w_pre_t, out=buffers[t].v)
                 _, new = neuron_step(i, state, p, spike, detach_reset=detach_reset, out=buffers[t])
                 yield t, state, new
                 state = new
@@ -243,6 +250,7 @@ class RecurrentSNN(nn.Module):
         if self.w_rec is not None:
             pre = buffer("pre", (n_steps + 1, batch, n_in + n_rec))
             pre[:n_steps, :, :n_in] = xt  # the one copy of the input, straight from (B, T, n_in)
+            pre[n_steps, :, :n_in] = 0.0
             pre[0, :, n_in:] = 0.0
             z = pre[1:, :, n_in:]
             xt = pre[:n_steps, :, :n_in]
@@ -260,7 +268,7 @@ class RecurrentSNN(nn.Module):
         a = out.a if isinstance(out, ALIFState) else None
         return Trajectory(
             x=xt, z=z, v=out.v, a=a, refrac=out.refrac, y=self.readout(z),
-            pre=None if pre is None else pre[:n_steps],
+            pre=pre,
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -287,10 +295,12 @@ class RecurrentSNN(nn.Module):
     def readout(self, z: Tensor) -> Tensor:
         """Leaky-integrator readout ``y[t] = kappa y[t-1] + w_out z[t] + b`` of time-major z."""
         # Through a (T*B, n_rec) view: z may be a strided view whose 3-d matmul would copy it.
-        u = torch.mm(z.reshape(-1, z.shape[-1]), self.w_out.t()).view(*z.shape[:-1], -1)
-        if self.b_out is not None:
-            u = u + self.b_out
-        return leaky_filter(u, self.config.decay_out)
+        flat = z.reshape(-1, z.shape[-1])
+        if self.b_out is None:
+            u = torch.mm(flat, self.w_out.t())
+        else:
+            u = torch.addmm(self.b_out, flat, self.w_out.t())
+        return leaky_filter(u.view(*z.shape[:-1], -1), self.config.decay_out)
 
     def feedback_matrix(self) -> Tensor:
         """B (n_rec, n_out): ``w_out`` transposed (symmetric e-prop) or the fixed random one."""

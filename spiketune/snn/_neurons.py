@@ -25,6 +25,7 @@ folded into the recurrent weights, which saves one operation per step.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -197,6 +198,8 @@ def _integrate(
     if p.reset == "subtract":
         return torch.add(i, v, alpha=p.alpha, out=out).sub_(z, alpha=p.v_th)
     if p.reset == "none":
+        if p.alpha == 0.0 and out is not None and out.data_ptr() == i.data_ptr():
+            return out  # v = i, already in place: a network folded leak and reset into i
         return torch.add(i, v, alpha=p.alpha, out=out)
     return torch.addcmul(i, v, 1.0 - z, value=p.alpha, out=out)
 
@@ -208,7 +211,7 @@ def _fire(
     if out is None:
         z = spike(u, p.v_th)
     elif spike is heaviside:
-        z = torch.gt(u, p.v_th, out=out.z)
+        z = torch.gt(u, _scalar(p.v_th, u.dtype, u.device), out=out.z)
     else:
         raise ValueError("out= buffers are for plain simulation: the spike must be heaviside")
     if refrac is None:
@@ -219,6 +222,13 @@ def _fire(
     z.mul_(refrac == 0)
     new = torch.sub(refrac, 1.0, out=out.refrac).clamp_(min=0.0)
     return z, new.add_(z, alpha=p.refractory_steps)
+
+
+@functools.lru_cache(maxsize=64)
+def _scalar(value: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A 0-d tensor for a threshold: comparing with it skips wrapping a Python number into a
+    tensor at every step (measurable when it happens once per step of a long loop)."""
+    return torch.tensor(value, dtype=dtype, device=device)
 
 
 def _decay(name: str, tau: float, dt: float) -> float:
