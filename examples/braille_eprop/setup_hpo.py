@@ -46,6 +46,7 @@ DATA_DEFAULTS: dict[str, Any] = {
     "channels": "split",
     "bin_size": 0.01,
     "letters": "reduced",
+    "clip": True,
 }
 
 
@@ -101,6 +102,7 @@ def load_data(
         letters=options["letters"],
         bin_size=float(options["bin_size"]),
         channels=options["channels"],
+        clip=bool(options["clip"]),
         progress=False,
     )
     if per_class is not None:

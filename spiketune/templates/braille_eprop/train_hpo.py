@@ -37,7 +37,7 @@ FIXED: dict[str, Any] = {
 }
 
 #: Parameters that describe the data (see ``setup_hpo.DATA_DEFAULTS``), not the network.
-DATA_KEYS = frozenset({"threshold", "channels", "bin_size", "letters"})
+DATA_KEYS = frozenset({"threshold", "channels", "bin_size", "letters", "clip"})
 
 
 def flatten(params: Mapping[str, Any]) -> dict[str, Any]:
