@@ -30,8 +30,9 @@ class SpiketuneError(Exception):
 class Problem:
     """One thing wrong with a piece of configuration.
 
-    ``field`` is the dotted path of the key as the user spelled it (``tuner.classArgs.optimize_mode``),
-    ``value`` what was given, ``rule`` what would have been accepted.
+    ``field`` is the dotted path of the key as the user spelled it
+    (``tuner.classArgs.optimize_mode``), ``value`` what was given, ``rule`` what would have
+    been accepted.
     """
 
     field: str
