@@ -198,6 +198,10 @@ class _ExperimentView(optuna.storages.BaseStorage):
         self.study_id = store._study_id
         self.study_name = store.study_name
         self._directory = directory
+        # trial id -> ((path, size, mtime) of each log, its note): the page asks every few
+        # seconds, and a log is read again only when it has changed
+        self._notes: dict[int, tuple[tuple[Any, ...], str | None]] = {}
+        self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ logs
     def log_path(self, trial: optuna.trial.FrozenTrial, kind: str) -> Path | None:
@@ -220,6 +224,18 @@ class _ExperimentView(optuna.storages.BaseStorage):
         return None
 
     def _note(self, trial: optuna.trial.FrozenTrial) -> str | None:
+        paths = [self.log_path(trial, kind) for kind in ("stdout", "stderr")]
+        key = tuple((p, p.stat().st_size, p.stat().st_mtime_ns) if p else None for p in paths)
+        with self._lock:
+            cached = self._notes.get(trial._trial_id)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        note = self._read_note(trial)
+        with self._lock:
+            self._notes[trial._trial_id] = (key, note)
+        return note
+
+    def _read_note(self, trial: optuna.trial.FrozenTrial) -> str | None:
         parts = []
         for kind in ("stdout", "stderr"):
             path = self.log_path(trial, kind)
