@@ -24,6 +24,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import html
+import json
+import math
 import re
 import threading
 from collections.abc import Callable, Iterable
@@ -286,7 +288,9 @@ class _ExperimentView(optuna.storages.BaseStorage):
         attrs = dict(self._rdb.get_study_system_attrs(study_id))
         # the objective as trials report it: metrics["default"]
         attrs.setdefault("study:metric_names", ["default"])
-        for t in self._rdb.get_all_trials(study_id, deepcopy=False):
+        trials = self._rdb.get_all_trials(study_id, deepcopy=False)
+        attrs.update(self._curves(trials))
+        for t in trials:
             if note_ver_key(t._trial_id) in attrs:
                 continue
             with contextlib.suppress(OSError):
@@ -294,6 +298,41 @@ class _ExperimentView(optuna.storages.BaseStorage):
                 if note is not None:
                     attrs[note_ver_key(t._trial_id)] = 0
                     attrs.update(split_body(note, t._trial_id))
+        return attrs
+
+    def _curves(self, trials: list[optuna.trial.FrozenTrial]) -> dict[str, str]:
+        """One figure per intermediate metric key besides ``default`` (``val_acc``, ``loss``,
+        ...): every trial's reports by step, as optuna-dashboard's custom plots (plotly JSON
+        in study system attributes, computed here, never stored)."""
+        from optuna_dashboard._custom_plot_data import SYSTEM_ATTR_PLOT_DATA, split_plot_data
+
+        key = tuple((t._trial_id, len(t.user_attrs.get("intermediate") or ())) for t in trials)
+        with self._lock:
+            if getattr(self, "_curves_key", None) == key:
+                return self._curves_attrs
+        series: dict[str, list[dict[str, Any]]] = {}
+        for t in trials:
+            reports = t.user_attrs.get("intermediate") or []
+            names = [k for r in reports if isinstance(r, dict) for k in r if k != "default"]
+            for name in dict.fromkeys(names):
+                steps = [(i, r[name]) for i, r in enumerate(reports, start=1)
+                         if isinstance(r, dict) and isinstance(r.get(name), int | float)
+                         and not isinstance(r.get(name), bool) and math.isfinite(r[name])]
+                series.setdefault(name, []).append({
+                    "type": "scatter", "mode": "lines+markers", "name": f"trial {t.number}",
+                    "x": [s for s, _ in steps], "y": [v for _, v in steps],
+                })
+        attrs: dict[str, str] = {}
+        for name, data in series.items():
+            figure = {"data": data, "layout": {
+                "title": {"text": f"intermediate {name}"},
+                "xaxis": {"title": {"text": "step"}}, "yaxis": {"title": {"text": name}},
+            }}
+            ident = "intermediate-" + re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+            attrs.update(split_plot_data(json.dumps(figure, default=str),
+                                         f"{SYSTEM_ATTR_PLOT_DATA}{ident}:"))
+        with self._lock:
+            self._curves_key, self._curves_attrs = key, attrs
         return attrs
 
     # ------------------------------------------------------------------ trials

@@ -61,6 +61,11 @@ def test_dashboard_shows_one_experiment_read_only(exp_root: Path, trial_script) 
         for key in ("train_acc", "val_acc", "test_acc"):  # every metric key, as a column
             assert float(attrs[f"metric.{key}"]) == best.metrics[key]
         assert trial["intermediate_values"][0]["value"] == pytest.approx(best.value / 2)
+        curves = {g["id"]: json.loads(g["graph_object"]) for g in detail["plotly_graph_objects"]}
+        val = curves["intermediate-val_acc"]["data"]  # every intermediate key has its curves
+        assert sorted(d["name"] for d in val) == [f"trial {n}" for n in range(4)]
+        shown = next(d for d in val if d["name"] == f"trial {best.number}")
+        assert shown["y"] == [pytest.approx(best.parameters["x"] / 3)]
         note = trial["note"]["body"]
         assert "training with" in note and "a warning" in note
         assert f"/logs/{best.number}/stdout" in note
