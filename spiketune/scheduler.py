@@ -32,6 +32,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from spiketune.goals import (
+    CONSTRAINTS,
+    Goal,
+    Judgement,
+    Objective,
+    infeasible,
+    reported_constraints,
+    sampler_trials,
+    worst_values,
+)
 from spiketune.results import Outcome
 from spiketune.runners import Ended, Launch, Reported, Runner, StopReason, process_alive
 from spiketune.storage import (
@@ -40,6 +50,7 @@ from spiketune.storage import (
     ExperimentPaths,
     StudyStore,
     Unfinished,
+    is_transient,
     parse_owner,
 )
 
@@ -115,6 +126,8 @@ class _Live:
     stop_reason: StopReason | None = None
     stop_detail: str = ""
     lost: bool = False  # another scheduler recorded it lost: its end is not ours to record
+    design: Judgement | None = None  # the hardware check found it infeasible: never launched
+    silent: Judgement | None = None  # the assessor's own rule stopped it (silent network)
 
 
 def _finite(x: Any) -> bool:
@@ -127,20 +140,33 @@ def decide(
     stop_reason: StopReason | None,
     stop_detail: str = "",
     steps: int = 0,
+    goal: Goal | None = None,
 ) -> Verdict:
     """The one place where a trial's outcome is decided, from the facts of its ending.
 
-    In order: a finite final result from a trial that exited cleanly (or that we ended after
-    it had reported) is COMPLETE; a trial the assessor stopped is EARLY_STOPPED; then FAILED
-    for a timeout, an experiment stop, a non-zero exit (with the tail of stderr), an exception,
-    no final result, or a non-finite final result.
+    In order: a final result with every objective finite (``goal``'s keys; ``"default"``
+    without one) and readable constraint values (in a constrained experiment), from a trial
+    that exited cleanly (or that we ended after it had reported), is COMPLETE; a trial the
+    assessor stopped is EARLY_STOPPED; then FAILED for a timeout, an experiment stop, a
+    non-zero exit (with the tail of stderr), an exception, no final result, or a final result
+    without a finite objective (naming the key) or with unreadable constraints.
     """
     final = ended.final
     clean_exit = ended.exit_code in (None, 0) and ended.error is None and not ended.stopped
-    if final is not None and _finite(final["default"]) and (clean_exit or stop_reason):
+    problem = None
+    if final is not None:
+        _, problem = (goal or _DEFAULT_GOAL).values(final)
+        if problem is None and goal is not None and goal.constrained and "constraints" in final:
+            try:
+                reported_constraints(final["constraints"])
+            except ValueError as exc:
+                problem = str(exc)
+    if final is not None and problem is None and (clean_exit or stop_reason):
         return Verdict(Outcome.COMPLETE, None, final)
     if stop_reason == StopReason.PRUNE:
-        return Verdict(Outcome.EARLY_STOPPED, f"stopped by the assessor after step {steps}", None)
+        why = f"stopped by the assessor after step {steps}"
+        return Verdict(Outcome.EARLY_STOPPED, f"{why}: {stop_detail}" if stop_detail else why,
+                       None)
     if stop_reason == StopReason.TIMEOUT:
         return Verdict(Outcome.FAILED, f"timeout: {stop_detail}", final)
     if stop_reason == StopReason.STOP:
@@ -157,7 +183,10 @@ def decide(
         if ended.protocol_errors:
             why += "; " + "; ".join(ended.protocol_errors[:3])
         return Verdict(Outcome.FAILED, why, None)
-    return Verdict(Outcome.FAILED, f"non-finite metric: default={final['default']!r}", final)
+    return Verdict(Outcome.FAILED, problem or "final result rejected", final)
+
+
+_DEFAULT_GOAL = Goal()
 
 
 def _signal_name(num: int) -> str:
@@ -225,6 +254,7 @@ class Scheduler:
         heartbeat_interval: float = 5.0,
         grace_period: float = 60.0,
         max_retries: int = 0,
+        goal: Goal | None = None,
     ) -> None:
         self.store = store
         self.runner = runner
@@ -240,6 +270,7 @@ class Scheduler:
         self.heartbeat_interval = heartbeat_interval
         self.grace_period = grace_period
         self.max_retries = max_retries
+        self.goal = goal  # None: the study's one direction on "default"
         self._sampler = sampler
         self._pruner = pruner
         self._gpus = _GpuSlots(gpus, trials_per_gpu)
@@ -295,7 +326,10 @@ class Scheduler:
     def _open_session(self) -> None:
         trials = self.store.trials()
         self._known_ids = {t._trial_id for t in trials}
-        self._working = self.store.working_study(self._sampler, self._pruner_or_nop(), trials)
+        if self.goal is None:
+            self.goal = Goal((Objective(key="default", direction=self.store.direction),))
+        self._working = self.store.working_study(self._sampler, self._pruner_or_nop(),
+                                                 sampler_trials(trials, self.goal))
         direction = self.store.direction
         self._sign = -1.0 if direction == "maximize" else 1.0
         for t in trials:
@@ -321,8 +355,8 @@ class Scheduler:
 
         rec = record_from_trial(t)
         self._counts[rec.outcome] += 1
-        if rec.outcome == Outcome.COMPLETE:
-            self._note_best(rec.value, rec.number)
+        if rec.outcome == Outcome.COMPLETE and not infeasible(rec.constraints):
+            self._note_best(t.values[0] if t.values else rec.value, rec.number)
 
     def _note_best(self, value: Any, number: int) -> None:
         if not _finite(value):
@@ -418,11 +452,22 @@ class Scheduler:
 
     # ------------------------------------------------------------------ workers
     def _housekeeping(self, interval: float) -> None:
-        """Every ``interval`` seconds: heartbeats, the sweep for lost trials, shared state."""
+        """Every ``interval`` seconds: heartbeats, the sweep for lost trials, shared state.
+
+        A round that meets a lost database connection is skipped (the next one tries again):
+        a short outage must not end the trials that run meanwhile.
+        """
         now = time.monotonic()
         if now - self._last_house < interval:
             return
         self._last_house = now
+        try:
+            self._housekeeping_round(now)
+        except Exception as e:
+            if not is_transient(e):
+                raise
+
+    def _housekeeping_round(self, now: float) -> None:
         mine = {live.trial_id for live in self._live.values()}
         if mine:
             for trial_id in self.store.beat(mine):
@@ -545,14 +590,23 @@ class Scheduler:
 
     # ------------------------------------------------------------------ starting a trial
     def _sync(self) -> None:
-        """Add trials finished by other schedulers sharing the study to the working copy."""
+        """Add trials finished by other schedulers sharing the study to the working copy
+        (skipped, until the next time, while the database cannot be reached)."""
         now = time.monotonic()
         if now - self._last_sync < self.sync_interval:
             return
         self._last_sync = now
-        for t in self.store.new_finished_trials(self._known_ids):
+        try:
+            finished = self.store.new_finished_trials(self._known_ids)
+        except Exception as e:
+            if not is_transient(e):
+                raise
+            return
+        for t in finished:
             self._known_ids.add(t._trial_id)
-            self._working.add_trial(t)
+            view = sampler_trials([t], self._goal,
+                                  self._working.get_trials(deepcopy=False))
+            self._working.add_trials(view)
             self._count_stored(t)
 
     def _launch_one(self) -> bool:
@@ -597,6 +651,11 @@ class Scheduler:
             gpu=gpu,
         )
         self._live[number] = live
+        if self._goal.design is not None:
+            live.design = self._goal.design(parameters)
+            if live.design is not None:  # never launched: recorded at once, with its constraints
+                self._record(live, Verdict(Outcome.FAILED, live.design.reason, None))
+                return
         launch = Launch(
             number=number,
             sequence_id=slot,
@@ -618,12 +677,19 @@ class Scheduler:
             return
         live.intermediate.append(event.value)
         step = len(live.intermediate)
+        if live.stop_reason is not None:
+            return
+        if self._goal.judge is not None:
+            live.silent = self._goal.judge(event.value, step)
+            if live.silent is not None:
+                self._stop_trial(live, StopReason.PRUNE, live.silent.reason)
+                return
         value = event.value["default"]
-        if not _finite(value) or live.stop_reason is not None:
+        if not _finite(value) or self._goal.multi:  # Optuna keeps one objective's reports
             return
         live.handle.report(float(value), step)
         if self._pruner is not None and live.handle.should_prune():
-            self._stop_trial(live, StopReason.PRUNE, f"at step {step}")
+            self._stop_trial(live, StopReason.PRUNE, "")
 
     def _on_end(self, event: Ended) -> None:
         live = self._live.get(event.number)
@@ -637,6 +703,7 @@ class Scheduler:
             stop_reason=live.stop_reason,
             stop_detail=live.stop_detail,
             steps=len(live.intermediate),
+            goal=self._goal,
         )
         self._record(live, verdict)
 
@@ -649,33 +716,67 @@ class Scheduler:
             Outcome.EARLY_STOPPED: optuna.trial.TrialState.PRUNED,
             Outcome.FAILED: optuna.trial.TrialState.FAIL,
         }[verdict.outcome]
+        goal = self._goal
         steps = {i: float(v["default"]) for i, v in enumerate(live.intermediate, start=1)
                  if _finite(v["default"])}
-        value: float | None = None
+        values: list[float] | None = None
         if verdict.outcome == Outcome.COMPLETE:
             assert verdict.metrics is not None
-            value = float(verdict.metrics["default"])
-        elif verdict.outcome == Outcome.EARLY_STOPPED and steps:
-            value = steps[max(steps)]  # what Optuna stores for a pruned trial
-        attrs = {
+            values, _ = goal.values(verdict.metrics)
+        elif verdict.outcome == Outcome.EARLY_STOPPED and steps and not goal.multi:
+            values = [steps[max(steps)]]  # what Optuna stores for a pruned trial
+        attrs: dict[str, Any] = {
             "metrics": verdict.metrics,
             "intermediate": live.intermediate,
             "outcome": verdict.outcome.value,
             "reason": verdict.reason,
         }
-        if not self.store.finish_trial(live.trial_id, state, value, attrs, steps):
+        constraints = None
+        if goal.constrained:
+            metrics = verdict.metrics if verdict.outcome == Outcome.COMPLETE else None
+            constraints = goal.constraints(metrics, live.design, live.silent)
+            attrs["constraints"] = constraints
+        stored = None if values is None else values[0] if len(values) == 1 else values
+        if not self.store.finish_trial(live.trial_id, state, stored, attrs, steps):
             # Recorded lost by another scheduler meanwhile (its retry is queued).
             self._forget(live)
             return
-        if verdict.outcome == Outcome.COMPLETE:
-            self._working.tell(live.handle, value)
-        else:
-            self._working.tell(live.handle, state=state)
+        self._tell(live, state, values, constraints)
         self._counts[verdict.outcome] += 1
-        if verdict.outcome == Outcome.COMPLETE:
-            self._note_best(value, live.number)
+        if verdict.outcome == Outcome.COMPLETE and values and not infeasible(constraints):
+            self._note_best(values[0], live.number)
         self._gpus.release(live.gpu)
         del self._live[live.number]
+
+    @property
+    def _goal(self) -> Goal:
+        assert self.goal is not None  # set when the session opens
+        return self.goal
+
+    def _tell(
+        self,
+        live: _Live,
+        state: optuna.trial.TrialState,
+        values: list[float] | None,
+        constraints: list[float] | None,
+    ) -> None:
+        """Tell the tuner's working copy how a trial ended, as :func:`sampler_trials` would
+        show its record: a trial that broke a constraint without a result counts as COMPLETE
+        with the worst values so far, so feasibility-aware samplers learn from it."""
+        import optuna
+
+        complete = optuna.trial.TrialState.COMPLETE
+        if constraints is not None:
+            for name, value in zip(CONSTRAINTS, constraints, strict=True):
+                live.handle.set_constraint(name, value)  # what the samplers read
+            if state != complete and infeasible(constraints):
+                state = complete
+                values = worst_values(self._working.get_trials(deepcopy=False),
+                                      self._goal.directions)
+        if state == complete:
+            self._working.tell(live.handle, values)
+        else:
+            self._working.tell(live.handle, state=state)
 
     def _forget(self, live: _Live) -> None:
         """Drop a trial whose record another scheduler wrote (see :meth:`_housekeeping`)."""

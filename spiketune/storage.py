@@ -78,6 +78,7 @@ __all__ = [
     "StudyStore",
     "default_root",
     "find_experiment",
+    "is_transient",
     "parse_owner",
     "read_json",
     "read_password_file",
@@ -616,7 +617,7 @@ class _FastWrites:
         return True
 
 
-def _transient(error: BaseException) -> bool:
+def is_transient(error: BaseException) -> bool:
     """True for a database error worth retrying: a lost connection, a timeout, a lock."""
     import sqlalchemy as sa
 
@@ -952,8 +953,8 @@ class StudyStore:
             try:
                 result = write()
             except Exception as e:
-                if not _transient(e) or time.monotonic() + delay > deadline:
-                    if _transient(e):
+                if not is_transient(e) or time.monotonic() + delay > deadline:
+                    if is_transient(e):
                         raise StorageError(f"{what}: the database at {redact_url(self.url)} "
                                            f"did not answer for {self.retry_seconds:g} s: "
                                            f"{_scrubbed(e, self._full_url)}") from None

@@ -523,3 +523,40 @@ def test_stop_reaches_every_worker(postgres_server, tmp_path: Path, trial_script
     records = load_results(directory, storage=url).records
     assert 4 <= len(records) < 100
     assert not any(r.outcome == Outcome.RUNNING for r in records)
+
+
+def test_an_outage_between_writes_ends_no_trial(storage_url: str, tmp_path: Path,
+                                                monkeypatch) -> None:
+    """Heartbeats, sweeps and syncs that meet a lost connection are skipped, not fatal."""
+    import sqlalchemy as sa
+
+    StudyStore.open(storage_url, "outage", create=True).close()
+    store = StudyStore.open(storage_url, "outage")
+    calls = {"n": 0}
+    real = store.unfinished
+
+    def flaky() -> list:
+        calls["n"] += 1
+        if calls["n"] % 2:
+            raise sa.exc.OperationalError("SELECT", {}, ConnectionResetError("reset"))
+        return real()
+
+    monkeypatch.setattr(store, "unfinished", flaky)
+    scheduler = Scheduler(
+        store=store,
+        runner=InProcessRunner(lambda p: (time.sleep(0.03), p["x"])[1]),
+        paths=ExperimentPaths(tmp_path / "w"),
+        experiment_id="outage",
+        space=SearchSpace.from_nni({"x": {"_type": "uniform", "_value": [0, 1]}}),
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        pruner=None,
+        budget=Budget(max_trials=6),
+        heartbeat_interval=0.02,
+        grace_period=1.0,
+        sync_interval=0.0,
+    )
+    assert scheduler.run() == "done"
+    assert calls["n"] >= 4
+    trials = store.trials()
+    store.close()
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 6
