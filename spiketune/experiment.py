@@ -171,7 +171,7 @@ class Experiment:
             store = StudyStore.open(url, find_study(url, experiment))
         else:
             store, _created = StudyStore.join_or_create(
-                url, config.name, self.id, direction=config.optimize_mode,
+                url, config.name, self.id, direction=config.directions,
                 attrs={ATTR_CONFIG: config.to_dict(), ATTR_VERSION: _version(),
                        ATTR_EXPERIMENT_DIR: str(self.directory), ATTR_ELAPSED: 0.0},
             )
@@ -272,7 +272,7 @@ class Experiment:
         try:
             self._write_meta(exist_ok=False)
             store = StudyStore.open(
-                self.storage_url, self.id, create=True, direction=self.config.optimize_mode
+                self.storage_url, self.id, create=True, direction=self.config.directions
             )
         except BaseException:
             shutil.rmtree(self.directory, ignore_errors=True)  # ours, made a moment ago
@@ -355,6 +355,7 @@ class Experiment:
             seed = None if config.seed is None else (config.seed + started) % 2**32
             if seed is not None and worker:
                 seed = zlib.crc32(f"{seed}:{store.owner}".encode())
+            goal = config.goal()
             sampler = tuner.create_sampler(space, seed=seed, directions=config.directions)
             scheduler = Scheduler(
                 store=store,
@@ -373,6 +374,7 @@ class Experiment:
                 heartbeat_interval=config.heartbeat_interval,
                 grace_period=config.grace_period,
                 max_retries=config.max_retries,
+                goal=goal,
             )
             self._scheduler = scheduler
             status = "failed"

@@ -28,13 +28,16 @@ Three fixed slots (sums, not one value per rule) keep the list the same length f
 trial, as Optuna's samplers need, and give GP one constraint model per source rather than one
 per rarely-broken rule; TPE and NSGA-II only use the sum of the positive values anyway.
 
-**What the tuner sees.** Optuna's samplers learn only from COMPLETE trials (NSGA-II, GP) or
-COMPLETE and PRUNED ones (TPE), never from failed ones. So the scheduler's working copy of the
-study (the tuner's view; the stored study keeps the true outcome) holds a trial that broke a
-constraint without a final result as COMPLETE with the worst value of each objective among
-the complete trials at that time (0 before any), plus its constraint values: feasibility-aware
-samplers (TPE, NSGA-II, GP with ``constraints_func``) then rank it below every feasible trial
-and learn to avoid its region. :func:`sampler_trials` builds that view from stored trials.
+**What the tuner sees.** The scheduler sets the three values on each finished trial of its
+working copy of the study (the tuner's view) with Optuna 5's ``Trial.set_constraint`` (named
+as in :data:`CONSTRAINTS`); TPE, NSGA-II and GP read them from there (they replace the
+deprecated ``constraints_func``). These samplers learn only from COMPLETE trials (NSGA-II, GP)
+or COMPLETE and PRUNED ones (TPE), never from failed ones, so the view holds a trial that
+broke a constraint without a final result as COMPLETE, with the worst value of each objective
+among the complete trials at that time (0 before any): the samplers rank it below every
+feasible trial and learn to avoid its region. The stored study keeps the true outcome, the
+constraint values in the ``constraints`` user attribute; :func:`sampler_trials` rebuilds the
+view from it when a session opens.
 """
 
 from __future__ import annotations
@@ -62,7 +65,6 @@ __all__ = [
     "Objective",
     "make_design_check",
     "pareto_front",
-    "read_constraints",
     "sampler_trials",
 ]
 
@@ -285,9 +287,9 @@ def infeasible(constraints: Sequence[float] | None) -> bool:
 
 
 # ------------------------------------------------------------------------------ the tuner's view
-def read_constraints(trial: optuna.trial.FrozenTrial) -> Sequence[float]:
-    """``constraints_func`` for Optuna's samplers: the trial's ``constraints`` attribute."""
-    return trial.user_attrs["constraints"]
+def optuna_constraints(values: Sequence[float]) -> dict[str, float]:
+    """The system attributes ``Trial.set_constraint`` writes for these constraint values."""
+    return {f"constraints:{name}": float(v) for name, v in zip(CONSTRAINTS, values, strict=True)}
 
 
 def worst_values(
@@ -306,14 +308,17 @@ def worst_values(
 
 
 def sampler_trials(
-    trials: Sequence[optuna.trial.FrozenTrial], goal: Goal
+    trials: Sequence[optuna.trial.FrozenTrial],
+    goal: Goal,
+    before: Sequence[optuna.trial.FrozenTrial] = (),
 ) -> list[optuna.trial.FrozenTrial]:
     """The finished stored ``trials`` as the tuner sees them (see the module docstring).
 
     Unconstrained: unchanged. Constrained: COMPLETE and PRUNED trials carry their constraint
-    values as Optuna's ``constraints`` system attribute (zeros when none were recorded); a
+    values as Optuna's named constraints (zeros when none were recorded); a
     trial that broke a constraint without a final result becomes COMPLETE with the worst
-    values of the complete trials before it.
+    values of the complete trials before it (those of ``before``, the tuner's view so far,
+    and earlier ones of ``trials``).
     """
     import optuna
 
@@ -322,7 +327,7 @@ def sampler_trials(
         return finished
     state = optuna.trial.TrialState
     out: list[optuna.trial.FrozenTrial] = []
-    seen: list[optuna.trial.FrozenTrial] = []
+    seen = [t for t in before if t.state == state.COMPLETE]
     for t in sorted(finished, key=lambda t: t.number):
         c = t.user_attrs.get("constraints")
         c = [0.0] * len(CONSTRAINTS) if c is None else [float(x) for x in c]
@@ -333,7 +338,7 @@ def sampler_trials(
                 params=t.params,
                 distributions=t.distributions,
                 user_attrs={"constraints": c},
-                system_attrs={"constraints": tuple(c)},
+                system_attrs=optuna_constraints(c),
             )
         elif t.state in (state.COMPLETE, state.PRUNED):
             view = optuna.trial.create_trial(
@@ -342,7 +347,7 @@ def sampler_trials(
                 params=t.params,
                 distributions=t.distributions,
                 user_attrs={"constraints": c},
-                system_attrs={"constraints": tuple(c)},
+                system_attrs=optuna_constraints(c),
                 intermediate_values=t.intermediate_values,
             )
         else:

@@ -1,7 +1,8 @@
 """What an experiment found, read from its study without touching Optuna's internals.
 
 ``load_results(experiment)`` gives an :class:`ExperimentResults`: the config, one
-:class:`TrialRecord` per trial and the best one. The CLI, reports and dashboards read results
+:class:`TrialRecord` per trial and the best one (with several objectives, the Pareto front:
+:meth:`ExperimentResults.pareto_front`). The CLI, reports and dashboards read results
 only through here. :func:`export_results` writes them as CSV or JSON; :func:`records_from_json`
 reads a JSON export back.
 """
@@ -74,11 +75,20 @@ class TrialRecord:
     finished: datetime | None = None
     duration_seconds: float | None = None
     sequence_id: int | None = None
+    #: Constraint values of a constrained experiment (see :mod:`spiketune.goals`), else None.
+    constraints: list[float] | None = None
 
     @property
     def value(self) -> float | None:
         """The objective (``metrics["default"]``), or ``None`` without a final result."""
         return None if self.metrics is None else self.metrics.get("default")
+
+    @property
+    def feasible(self) -> bool | None:
+        """False when a constraint value is > 0; None when no constraints were recorded."""
+        if self.constraints is None:
+            return None
+        return not any(c > 0 for c in self.constraints)
 
     def to_dict(self, intermediate: bool = True) -> dict[str, Any]:
         """A JSON-able dict (non-finite numbers become ``None``; times ISO 8601)."""
@@ -95,6 +105,9 @@ class TrialRecord:
             "finished": None if self.finished is None else self.finished.isoformat(),
             "duration_seconds": self.duration_seconds,
         }
+        if self.constraints is not None:
+            out["constraints"] = self.constraints
+            out["feasible"] = self.feasible
         if intermediate:
             out["intermediate"] = _finite(self.intermediate)
         return out
@@ -114,12 +127,17 @@ class TrialRecord:
             finished=_parse_time(d.get("finished")),
             duration_seconds=d.get("duration_seconds"),
             sequence_id=d.get("sequence_id"),
+            constraints=d.get("constraints"),
         )
 
 
 @dataclass(frozen=True)
 class ExperimentResults:
-    """Everything stored about one experiment."""
+    """Everything stored about one experiment.
+
+    ``objectives``: ``(key, direction)`` per objective; empty means ``"default"`` in
+    ``optimize_mode``.
+    """
 
     id: str
     directory: Path | None
@@ -127,15 +145,61 @@ class ExperimentResults:
     records: list[TrialRecord]
     optimize_mode: Literal["maximize", "minimize"]
     elapsed_seconds: float = 0.0
+    objectives: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def goals(self) -> list[tuple[str, str]]:
+        """``(key, direction)`` of every objective."""
+        return list(self.objectives) or [("default", self.optimize_mode)]
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.goals) > 1
+
+    def objective_values(self, record: TrialRecord) -> list[float] | None:
+        """The record's objective values, or None unless all are finite numbers."""
+        metrics = record.metrics or {}
+        values = [metrics.get(key) for key, _ in self.goals]
+        return [float(v) for v in values] if all(_is_finite(v) for v in values) else None
+
+    def _candidates(self) -> list[tuple[TrialRecord, list[float]]]:
+        out = []
+        for r in self.records:
+            values = self.objective_values(r)
+            if r.outcome == Outcome.COMPLETE and r.feasible is not False and values is not None:
+                out.append((r, values))
+        return out
+
+    def pareto_front(self) -> list[TrialRecord]:
+        """The COMPLETE, feasible trials no other such trial dominates (better or equal in
+        every objective, better in one), by trial number. One objective: the best trial(s)."""
+        from spiketune.goals import pareto_front
+
+        candidates = self._candidates()
+        directions = [d for _, d in self.goals]
+        front = pareto_front([v for _, v in candidates], directions)
+        return sorted((candidates[i][0] for i in front), key=lambda r: r.number)
+
+    @property
+    def best_trials(self) -> list[TrialRecord]:
+        """The Pareto front with several objectives; ``[best]`` (or ``[]``) with one."""
+        if self.multi_objective:
+            return self.pareto_front()
+        return [] if self.best is None else [self.best]
 
     @property
     def best(self) -> TrialRecord | None:
-        """The COMPLETE trial with the best finite value (lowest number on ties)."""
-        done = [r for r in self.records if r.outcome == Outcome.COMPLETE and _is_finite(r.value)]
-        if not done:
+        """The COMPLETE (and feasible, when constrained) trial with the best finite value of
+        the first objective (lowest number on ties). With several objectives it is one member
+        of the Pareto front, the best on the first objective: see :meth:`pareto_front`."""
+        candidates = self._candidates()
+        if not candidates:
             return None
-        sign = -1.0 if self.optimize_mode == "maximize" else 1.0
-        return min(done, key=lambda r: (sign * float(r.value), r.number))  # type: ignore[arg-type]
+        if self.multi_objective:
+            front = set(r.number for r in self.pareto_front())
+            candidates = [(r, v) for r, v in candidates if r.number in front]
+        sign = -1.0 if self.goals[0][1] == "maximize" else 1.0
+        return min(candidates, key=lambda c: (sign * c[1][0], c[0].number))[0]
 
     def count(self, outcome: Outcome) -> int:
         return sum(1 for r in self.records if r.outcome == outcome)
@@ -189,13 +253,19 @@ def results_from_store(store: StudyStore, directory: Path | None) -> ExperimentR
     if directory is not None and not attrs.get(ATTR_CONFIG):
         with contextlib.suppress(OSError, ValueError):
             meta_config = read_json(ExperimentPaths(directory).experiment_json).get("config", {})
+    config = attrs.get(ATTR_CONFIG) or meta_config
+    objectives = tuple(
+        (str(o["key"]), str(o["direction"])) for o in config.get("objectives") or ()
+        if isinstance(o, Mapping) and "key" in o and "direction" in o
+    )
     return ExperimentResults(
         id=store.study_name,
         directory=directory,
-        config=attrs.get(ATTR_CONFIG) or meta_config,
+        config=config,
         records=[record_from_trial(t, directory) for t in trials],
         optimize_mode="maximize" if store.direction == "maximize" else "minimize",
         elapsed_seconds=float(attrs.get(ATTR_ELAPSED, 0.0)),
+        objectives=objectives,
     )
 
 
@@ -219,8 +289,8 @@ def record_from_trial(
             optuna.trial.TrialState.PRUNED: Outcome.EARLY_STOPPED,
         }.get(state, Outcome.FAILED)
     metrics = attrs.get("metrics")
-    if metrics is None and state == optuna.trial.TrialState.COMPLETE and trial.value is not None:
-        metrics = {"default": trial.value}
+    if metrics is None and state == optuna.trial.TrialState.COMPLETE and trial.values:
+        metrics = {"default": trial.values[0]}
     intermediate = attrs.get("intermediate")
     if intermediate is None:
         intermediate = [{"default": v} for _, v in sorted(trial.intermediate_values.items())]
@@ -241,6 +311,7 @@ def record_from_trial(
         finished=finished,
         duration_seconds=duration,
         sequence_id=attrs.get("sequence_id"),
+        constraints=attrs.get("constraints"),
     )
 
 
@@ -259,7 +330,11 @@ def export_results(
     intermediate reports come as rows ``step = 1, 2, ...`` (their metric columns filled from the
     report) before the trial's own row (``step`` empty).
 
-    JSON: ``{"experiment", "optimize_mode", "best", "trials": [...]}`` where each trial is
+    In a constrained experiment, ``feasible`` and ``constraints`` columns come before
+    ``started``.
+
+    JSON: ``{"experiment", "optimize_mode", "best", "trials": [...]}`` (plus ``objectives``
+    and ``pareto_front``, trial numbers, with several objectives) where each trial is
     :meth:`TrialRecord.to_dict`; ``intermediate`` adds each trial's list of reports. Non-finite
     numbers are written as ``null`` (strict JSON).
     """
@@ -271,6 +346,9 @@ def export_results(
             "best": None if best is None else best.number,
             "trials": [r.to_dict(intermediate=intermediate) for r in results.records],
         }
+        if results.multi_objective:
+            doc["objectives"] = [{"key": k, "direction": d} for k, d in results.goals]
+            doc["pareto_front"] = [r.number for r in results.pareto_front()]
         return json.dumps(doc, indent=2, allow_nan=False) + "\n"
     if fmt != "csv":
         raise ValueError(f"unknown export format {fmt!r}: use 'csv' or 'json'")
@@ -284,6 +362,8 @@ def export_results(
         ]
     head = ["number", "sequence_id", "outcome"] + (["step"] if intermediate else []) + ["value"]
     tail = ["started", "finished", "duration_seconds", "reason", "trial_dir"]
+    if any(r.constraints is not None for r in results.records):
+        tail = ["feasible", "constraints", *tail]
     columns = head + [f"param.{p}" for p in params] + [f"metric.{m}" for m in metrics] + tail
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
@@ -312,6 +392,8 @@ def export_results(
             reason=r.reason or "",
             trial_dir="" if r.trial_dir is None else str(r.trial_dir),
         )
+        if "feasible" in tail:
+            row.update(feasible=_cell(r.feasible), constraints=_cell(r.constraints))
         writer.writerow(row)
     return buf.getvalue()
 

@@ -59,19 +59,19 @@ Several objectives (``objectives`` in the configuration): TPE, Random, GridSearc
 Evolution, NSGAII, GP, QMC and BruteForce sample multi-objective studies (TPE as MOTPE, GP
 with expected hypervolume improvement); CmaEs is single-objective and refused, and so are
 Hyperband and BOHB, whose early stopping Optuna cannot do with several objectives.
-Constraints: TPE, Evolution, NSGAII, GP and BOHB learn from them (Optuna's
-``constraints_func``); the other tuners record them without steering away from infeasible
-regions.
+Constraints: TPE, Evolution, NSGAII, GP and BOHB learn from the constraint values the
+scheduler sets on each finished trial (Optuna 5's ``Trial.set_constraint``, which replaces the
+deprecated ``constraints_func``); the other tuners record them without steering away from
+infeasible regions (CmaEs says so in a warning).
 """
 
 from __future__ import annotations
 
 import abc
-import contextlib
 import importlib.util
 import re
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict
@@ -83,10 +83,6 @@ from spiketune.space import SearchSpace
 
 if TYPE_CHECKING:
     from optuna.samplers import BaseSampler
-    from optuna.trial import FrozenTrial
-
-    #: Optuna's ``constraints_func``: a finished trial's constraint values (> 0 = violated).
-    ConstraintsFunc = Callable[[FrozenTrial], Sequence[float]]
 
 __all__ = ["TUNERS", "Tuner", "canonical_tuner_name", "make_tuner"]
 
@@ -114,8 +110,7 @@ class Tuner(abc.ABC):
     4. The scheduler calls :meth:`create_sampler` each time it opens the study, and uses
        :meth:`implied_assessor` when the tuner decides early stopping itself.
 
-    A subclass sets ``name`` and ``Args`` and implements :meth:`create_sampler`; one that sets
-    :attr:`learns_constraints` takes ``constraints_func`` there too.
+    A subclass sets ``name`` and ``Args`` and implements :meth:`create_sampler`.
     """
 
     name: ClassVar[str]
@@ -124,7 +119,7 @@ class Tuner(abc.ABC):
     batch_space: ClassVar[bool] = False
     #: Its sampler handles several objectives (``directions`` longer than one).
     multi_objective: ClassVar[bool] = True
-    #: Its sampler takes Optuna's ``constraints_func`` and steers away from infeasible trials.
+    #: Its sampler reads the trials' constraint values and steers away from infeasible ones.
     learns_constraints: ClassVar[bool] = False
 
     def __init__(self, args: BaseModel) -> None:
@@ -173,18 +168,6 @@ class Tuner(abc.ABC):
         return hash((type(self), repr(self.args)))
 
 
-@contextlib.contextmanager
-def _constraints_chosen(constraints_func: object) -> Iterator[None]:
-    """Silence Optuna's "experimental" warning about ``constraints_func`` when the experiment
-    asked for constraints."""
-    from optuna.exceptions import ExperimentalWarning
-
-    with warnings.catch_warnings():
-        if constraints_func is not None:
-            warnings.simplefilter("ignore", ExperimentalWarning)
-        yield
-
-
 class _NniTpeArgs(_Args):
     """NNI's ``tpe_args``; its constant liar ``best``/``mean`` have no Optuna equivalent."""
 
@@ -229,14 +212,11 @@ class TPE(Tuner):
     learns_constraints = True
 
     def create_sampler(
-        self, space: SearchSpace, *, seed: int | None, directions: Sequence[str],
-        constraints_func: ConstraintsFunc | None = None,
+        self, space: SearchSpace, *, seed: int | None, directions: Sequence[str]
     ) -> BaseSampler:
         from optuna.samplers import TPESampler
 
-        with _constraints_chosen(constraints_func):
-            return TPESampler(seed=seed, constraints_func=constraints_func,
-                              **self.sampler_kwargs())
+        return TPESampler(seed=seed, **self.sampler_kwargs())
 
 
 class Random(Tuner):
@@ -312,16 +292,13 @@ class Evolution(Tuner):
     learns_constraints = True
 
     def create_sampler(
-        self, space: SearchSpace, *, seed: int | None, directions: Sequence[str],
-        constraints_func: ConstraintsFunc | None = None,
+        self, space: SearchSpace, *, seed: int | None, directions: Sequence[str]
     ) -> BaseSampler:
         from optuna.samplers import NSGAIISampler
 
         args = self.args
         assert isinstance(args, Evolution.Args)
-        with _constraints_chosen(constraints_func):
-            return NSGAIISampler(population_size=args.population_size, seed=seed,
-                                 constraints_func=constraints_func)
+        return NSGAIISampler(population_size=args.population_size, seed=seed)
 
 
 class NSGAII(Tuner):
@@ -336,14 +313,11 @@ class NSGAII(Tuner):
     learns_constraints = True
 
     def create_sampler(
-        self, space: SearchSpace, *, seed: int | None, directions: Sequence[str],
-        constraints_func: ConstraintsFunc | None = None,
+        self, space: SearchSpace, *, seed: int | None, directions: Sequence[str]
     ) -> BaseSampler:
         from optuna.samplers import NSGAIISampler
 
-        with _constraints_chosen(constraints_func):
-            return NSGAIISampler(seed=seed, constraints_func=constraints_func,
-                                 **self.args.model_dump())
+        return NSGAIISampler(seed=seed, **self.args.model_dump())
 
 
 def _missing_modules(*modules: str) -> list[str]:
@@ -363,8 +337,7 @@ class GP(Tuner):
     learns_constraints = True
 
     def create_sampler(
-        self, space: SearchSpace, *, seed: int | None, directions: Sequence[str],
-        constraints_func: ConstraintsFunc | None = None,
+        self, space: SearchSpace, *, seed: int | None, directions: Sequence[str]
     ) -> BaseSampler:
         from optuna.samplers import GPSampler
 
@@ -376,8 +349,7 @@ class GP(Tuner):
         kwargs: dict[str, Any] = {"deterministic_objective": args.deterministic_objective}
         if startup is not None:
             kwargs["n_startup_trials"] = startup
-        with _constraints_chosen(constraints_func):
-            return GPSampler(seed=seed, constraints_func=constraints_func, **kwargs)
+        return GPSampler(seed=seed, **kwargs)
 
 
 class CmaEs(Tuner):
@@ -487,8 +459,7 @@ class BOHB(Tuner):
     learns_constraints = True
 
     def create_sampler(
-        self, space: SearchSpace, *, seed: int | None, directions: Sequence[str],
-        constraints_func: ConstraintsFunc | None = None,
+        self, space: SearchSpace, *, seed: int | None, directions: Sequence[str]
     ) -> BaseSampler:
         from optuna.samplers import TPESampler
 
@@ -497,8 +468,7 @@ class BOHB(Tuner):
         kwargs: dict[str, Any] = {}
         if args.min_points_in_model is not None:
             kwargs["n_startup_trials"] = args.min_points_in_model
-        with _constraints_chosen(constraints_func):
-            return TPESampler(seed=seed, constraints_func=constraints_func, **kwargs)
+        return TPESampler(seed=seed, **kwargs)
 
 
 #: Tuners by canonical name.
