@@ -279,15 +279,42 @@ def _print_summary(results: ExperimentResults, status: str) -> None:
 
 
 def _print_best(results: ExperimentResults, out: Console) -> None:
+    if results.multi_objective:
+        _print_front(results, out)
+        return
     best = results.best
     if best is None:
-        out.print("no complete trial yet")
+        out.print("no complete trial yet" if not any(r.feasible is False for r in results.records)
+                  else "no complete feasible trial yet")
         return
-    out.print(f"best trial {best.number}: {best.value!r} ({results.optimize_mode})")
+    key, direction = results.goals[0]
+    value = (best.metrics or {}).get(key)
+    name = "" if key == "default" else f" {key} ="
+    out.print(f"best trial {best.number}:{name} {value!r} ({direction})")
     out.print(Text("parameters: " + json.dumps(best.parameters)))
     extra = {k: v for k, v in (best.metrics or {}).items() if k != "default"}
     if extra:
         out.print(Text("metrics: " + json.dumps(extra)))
+
+
+def _print_front(results: ExperimentResults, out: Console) -> None:
+    """The Pareto front as a table: one row per trial, objectives first."""
+    front = results.pareto_front()
+    goals = ", ".join(f"{d} {k}" for k, d in results.goals)
+    if not front:
+        out.print(f"no complete feasible trial yet ({goals})")
+        return
+    keys = [k for k, _ in results.goals]
+    params = list(dict.fromkeys(p for r in front for p in _flat(r.parameters)))
+    table = Table("#", *keys, *params,
+                  title=f"Pareto front: {len(front)} trial{'s' if len(front) != 1 else ''} "
+                        f"({goals})")
+    for r in front:
+        flat = _flat(r.parameters)
+        values = results.objective_values(r) or []
+        table.add_row(str(r.number), *(_fmt(v) for v in values),
+                      *(escape(_fmt(flat.get(p))) for p in params))
+    out.print(table)
 
 
 # ------------------------------------------------------------------------------ stop
@@ -421,13 +448,19 @@ def trials(
 def best(
     experiment: _ExperimentArg,
     root: _RootOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the best trial as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the best trial as JSON (with "
+                                          "several objectives, the front's trials).")] = False,
     storage: _StorageOption = None,
     password_file: _PasswordFileOption = None,
 ) -> None:
-    """The best trial: its value, parameters and metrics."""
+    """The best trial: its value, parameters and metrics; with several objectives, the Pareto
+    front (the trials no other feasible trial beats in every objective)."""
     _password_file(password_file)
     r = _results(experiment, root, storage)
+    if as_json and r.multi_objective:
+        typer.echo(json.dumps([t.to_dict(intermediate=False) for t in r.pareto_front()],
+                              indent=2))
+        return
     if as_json:
         b = r.best
         typer.echo(json.dumps(None if b is None else b.to_dict(intermediate=False), indent=2))
