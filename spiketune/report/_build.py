@@ -19,6 +19,7 @@ from spiketune.report._exploration import (
 from spiketune.report._figures import plot_history, plot_importance, plot_intermediate
 from spiketune.report._html import Figure, importance_table, render_index
 from spiketune.report._importance import param_importances
+from spiketune.report._pareto import pareto_caption, pareto_table, plot_pareto
 from spiketune.results import load_results
 
 PLOTLY_JS = "plotly.min.js"
@@ -38,6 +39,7 @@ class ReportFiles:
     history: Path | None = None
     importance: Path | None = None
     intermediate: Path | None = None
+    pareto: Path | None = None  # multi-objective experiments only
 
     def written(self) -> list[Path]:
         """Every file written, the page first."""
@@ -95,7 +97,12 @@ def build_report(
         files["importance"] = plot_importance(importances, out / "importance.png")
     files["intermediate"] = plot_intermediate(results, out / "intermediate.png")
 
-    figures = [
+    if results.multi_objective:
+        files["pareto"] = plot_pareto(results, out / "pareto_front.png")
+    figures = [] if not results.multi_objective else [
+        Figure("Pareto front", files["pareto"], pareto_caption(results), pareto_table(results)),
+    ]
+    figures += [
         Figure("Confusion matrix of the best model", files.get("confusion_matrix"),
                "" if files.get("confusion_matrix") else "No kept best model with predictions."),
         Figure("Optimisation history", files["history"]),

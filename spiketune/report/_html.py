@@ -187,7 +187,8 @@ def _summary(results: ExperimentResults) -> str:
         f"name {c.get('name', '?')}",
         f"tuner {c.get('tuner', '?')}",
         f"assessor {c.get('assessor') or 'none'}",
-        f"{results.optimize_mode} the objective",
+        "; ".join(f"{d} {k}" for k, d in results.goals) if results.objectives
+        else f"{results.optimize_mode} the objective",
         f"{len(results.records)} trials ({counts or 'none yet'})",
         f"{results.elapsed_seconds:.0f} s of experiment time",
     ]
@@ -260,20 +261,24 @@ def _log_links(results: ExperimentResults, record: TrialRecord, out_dir: Path) -
 def _trials_table(results: ExperimentResults, out_dir: Path) -> str:
     params = results.parameter_names
     metrics = [k for k in results.metric_keys if k != "default"]  # "default" is the objective
-    best = results.best
+    marked = {r.number for r in results.best_trials}  # the Pareto front, several objectives
+    constrained = any(r.constraints is not None for r in results.records)
     head = (["#", "outcome", "objective (default)"] + params + [f"metric {m}" for m in metrics]
-            + ["seconds", "reason", "logs"])
+            + (["feasible"] if constrained else []) + ["seconds", "reason", "logs"])
     out = ["<div class='scroll'><table class='sortable'><thead><tr>"]
     out += [f"<th>{html.escape(h)}</th>" for h in head]
     out.append("</tr></thead><tbody>")
     for r in results.records:
-        cls = r.outcome.value + (" best" if best is not None and r.number == best.number else "")
+        cls = r.outcome.value + (" best" if r.number in marked else "")
         flat = flatten(r.parameters)
         m = r.metrics or {}
         cells = [_num_cell(r.number), f"<td class='outcome'>{_e(r.outcome.value)}</td>",
                  _num_cell(r.value)]
         cells += [_num_cell(flat.get(p)) for p in params]
         cells += [_num_cell(m.get(k)) for k in metrics]
+        if constrained:
+            cells.append(_num_cell(None if r.feasible is None else
+                                   "yes" if r.feasible else "no"))
         cells.append(_num_cell(None if r.duration_seconds is None
                                else round(r.duration_seconds, 2)))
         cells.append(f"<td class='reason'>{html.escape(r.reason or '')}</td>")
