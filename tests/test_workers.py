@@ -560,3 +560,35 @@ def test_an_outage_between_writes_ends_no_trial(storage_url: str, tmp_path: Path
     trials = store.trials()
     store.close()
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 6
+
+
+def test_cli_run_and_resume_on_postgresql(postgres_server, tmp_path: Path, trial_script,
+                                          monkeypatch) -> None:
+    """`spiketune run` of a config whose storage is PostgreSQL (no password in the file),
+    then `resume`: the password comes from --password-file and is written nowhere."""
+    from typer.testing import CliRunner
+
+    from spiketune.cli import app
+
+    monkeypatch.delenv(PASSWORD_ENV, raising=False)
+    url = strip_password(postgres_server.new_database())
+    secret = tmp_path / "pw"
+    secret.write_text(postgres_server.password)
+    root = tmp_path / "experiments"
+    monkeypatch.setenv("SPIKETUNE_EXPERIMENTS", str(root))
+    cfg = _worker_files(tmp_path, trial_script(WORKER_TRIAL), root, max_trials=3)
+    cfg.write_text(cfg.read_text().replace("max_retries", f'storage = "{url}"\nmax_retries'))
+    monkeypatch.setenv("TRIAL_SLEEP", "0.01")
+    runner = CliRunner()
+    ran = runner.invoke(app, ["run", str(cfg), "-q", "--password-file", str(secret)])
+    assert ran.exit_code == 0, ran.output
+    assert "done: 3 trials, 3 complete" in ran.output
+    (directory,) = list(root.iterdir())
+    monkeypatch.delenv(PASSWORD_FILE_ENV)
+    resumed = runner.invoke(app, ["resume", directory.name, "-q", "--password-file",
+                                  str(secret)])
+    assert resumed.exit_code == 0, resumed.output
+    assert "done: 3 trials" in resumed.output  # the budget was spent already
+    assert json.loads((directory / "experiment.json").read_text())["storage"] == url
+    assert not any(postgres_server.password in p.read_text(errors="replace")
+                   for p in directory.rglob("*") if p.is_file())
