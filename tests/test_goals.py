@@ -1,0 +1,383 @@
+"""Application-oriented search: several objectives, constraints, the hardware design check
+before a trial starts, and the silent-network assessor."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from typer.testing import CliRunner
+
+import spiketune.trial as st
+from spiketune import Experiment, ExperimentConfig, load_config
+from spiketune.errors import ConfigError, Problem
+from spiketune.goals import CONSTRAINTS, Goal, Objective, pareto_front, sampler_trials
+from spiketune.results import Outcome
+from spiketune.runners import Ended
+from spiketune.scheduler import decide
+
+SPACE = {"x": {"_type": "uniform", "_value": [0.0, 1.0]}}
+TWO = [{"key": "default", "direction": "maximize"}, {"key": "cost", "direction": "minimize"}]
+
+
+def problems(exc: pytest.ExceptionInfo[ConfigError]) -> dict[str, Problem]:
+    return {p.field: p for p in exc.value.problems}
+
+
+def two_objectives(p: dict[str, Any]) -> dict[str, float]:
+    """Accuracy grows with x, and so does cost: every trial is on the front."""
+    return {"default": p["x"], "cost": p["x"] ** 2}
+
+
+# ------------------------------------------------------------------------ configuration
+def test_objectives_validated() -> None:
+    with pytest.raises(ConfigError) as e:
+        ExperimentConfig(search_space=SPACE, objectives=[{"key": "a", "direction": "up"}])
+    assert "direction" in str(e.value) and "'up'" in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        ExperimentConfig(search_space=SPACE, objectives=[{"key": "a", "direction": "maximize"},
+                                                         {"key": "a", "direction": "minimize"}])
+    assert "repeated: a" in problems(e)["objectives"].rule
+    with pytest.raises(ConfigError) as e:
+        ExperimentConfig(search_space=SPACE, objectives=[])
+    assert "at least one" in problems(e)["objectives"].rule
+    with pytest.raises(ConfigError) as e:
+        ExperimentConfig(search_space=SPACE,
+                         objectives=[{"key": "constraints", "direction": "minimize"}])
+    assert "constraint" in problems(e)["objectives"].rule
+    with pytest.raises(ConfigError) as e:
+        ExperimentConfig(search_space=SPACE, objectives=[{"key": "a"}])
+    assert "objectives[0].direction" in problems(e)
+
+
+def test_optimize_mode_follows_the_first_objective() -> None:
+    cfg = ExperimentConfig(search_space=SPACE, objectives=TWO[::-1])
+    assert cfg.optimize_mode == "minimize" and cfg.directions == ["minimize", "maximize"]
+    with pytest.raises(ConfigError) as e:
+        ExperimentConfig(search_space=SPACE, objectives=TWO, optimize_mode="minimize")
+    assert "first objective" in problems(e)["optimize_mode"].rule
+    # the canonical form reads back, and leaves unused new fields out
+    assert ExperimentConfig.from_dict(cfg.to_dict()) == cfg
+    plain = ExperimentConfig(search_space=SPACE).to_dict()
+    assert not {"objectives", "hardware", "constraints"} & set(plain)
+
+
+def test_several_objectives_refuse_pruning_and_single_objective_tuners() -> None:
+    with pytest.raises(ConfigError) as e:
+        ExperimentConfig(search_space=SPACE, objectives=TWO, assessor="Medianstop")
+    rule = problems(e)["assessor"].rule
+    assert "cannot prune" in rule and "several objectives" in rule
+    with pytest.raises(ConfigError) as e:
+        ExperimentConfig(search_space=SPACE, objectives=TWO, assessor="Silent",
+                         assessor_args={"wrapped": {"name": "Medianstop"}})
+    assert "cannot prune" in problems(e)["assessor"].rule
+    with pytest.raises(ConfigError) as e:
+        ExperimentConfig(search_space=SPACE, objectives=TWO, tuner="CmaEs")
+    assert "one objective" in problems(e)["tuner"].rule
+    with pytest.raises(ConfigError) as e:
+        ExperimentConfig(search_space=SPACE, objectives=TWO, tuner="Hyperband")
+    assert "pruning" in problems(e)["tuner"].rule
+    for tuner in ("NSGAII", "TPE", "GP", "Random", "QMC", "Evolution"):
+        assert ExperimentConfig(search_space=SPACE, objectives=TWO, tuner=tuner).directions == [
+            "maximize", "minimize"]
+    ok = ExperimentConfig(search_space=SPACE, objectives=TWO, assessor="Silent")
+    assert ok.constrained  # the silent rule reports constraint values
+
+
+def test_hardware_validated() -> None:
+    space = {"n_rec": {"_type": "choice", "_value": [16, 100]}}
+    with pytest.raises(ConfigError) as e:
+        ExperimentConfig(search_space=space,
+                         hardware={"target": "xylo-audio2", "n_in": 12, "colour": "red"})
+    p = problems(e)
+    assert "unknown key" in p["hardware.colour"].rule
+    assert "search-space parameter named n_out" in p["hardware.n_out"].rule
+    with pytest.raises(ConfigError) as e:
+        ExperimentConfig(search_space=space, hardware={"target": "xylo-audio2", "n_in": 12,
+                                                       "n_out": 7, "n_rec": 20})
+    assert "one place" in problems(e)["hardware.n_rec"].rule
+    with pytest.raises(ConfigError) as e:
+        ExperimentConfig(search_space=space, hardware={"target": "xylo-audio2", "n_in": 12,
+                                                       "n_out": 7, "max_hidden": 0})
+    assert "hardware.max_hidden" in problems(e)
+    with pytest.raises(ConfigError) as e:
+        ExperimentConfig(search_space=space, hardware={"target": "tpu", "n_in": 1, "n_out": 1})
+    assert "xylo-audio2" in problems(e)["hardware.target"].rule
+    cfg = ExperimentConfig(search_space=space, hardware={"target": "Xylo_Audio2", "n_in": 12,
+                                                         "n_out": 7, "max_hidden": 500})
+    assert cfg.to_dict()["hardware"] == {"target": "xylo-audio2", "max_hidden": 500, "n_in": 12,
+                                         "n_out": 7}
+    assert cfg.constrained
+    design = cfg.goal().design
+    assert design is not None
+    assert design({"n_rec": 16}) is None
+    broken = design({"n_rec": 100.0})  # a whole float, as quniform gives
+    assert broken is not None and "max_fan_out = 106 exceeds the limit 64" in broken.reason
+
+
+def test_toml_form(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(textwrap.dedent("""
+        trial_command = "python3 t.py"
+        search_space = {n_rec = {_type = "choice", _value = [16, 40]}}
+        tuner = "NSGAII"
+        objectives = [{key = "default", direction = "maximize"},
+                      {key = "synops_per_sample", direction = "minimize"}]
+        hardware = {target = "xylo-audio2", n_in = 12, n_out = 7}
+        assessor = "Silent"
+        assessor_args = {lower = {spikes_per_sample = 1}, upper = {rate_per_step = 0.9}}
+    """))
+    cfg = load_config(path)
+    assert cfg.directions == ["maximize", "minimize"]
+    assert [o.key for o in cfg.goal().objectives] == ["default", "synops_per_sample"]
+    assert cfg.goal().judge is not None and cfg.goal().design is not None
+
+
+# ------------------------------------------------------------------------ pure parts
+def test_pareto_front_by_hand() -> None:
+    pts = [(0.9, 10.0), (0.8, 5.0), (0.7, 6.0), (0.9, 12.0), (0.95, 30.0), (0.8, 5.0)]
+    assert pareto_front(pts, ["maximize", "minimize"]) == [0, 1, 4, 5]
+    assert pareto_front(pts, ["minimize", "minimize"]) == [1, 2, 5]
+    assert pareto_front([(1.0,), (3.0,), (3.0,)], ["maximize"]) == [1, 2]
+
+
+def test_decide_names_a_missing_objective_and_bad_constraints() -> None:
+    goal = Goal((Objective(key="default", direction="maximize"),
+                 Objective(key="cost", direction="minimize")), constrained=True)
+    v = decide(Ended(0, {"default": 0.5}, exit_code=0), stop_reason=None, goal=goal)
+    assert v.outcome == Outcome.FAILED and "'cost'" in (v.reason or "")
+    v = decide(Ended(0, {"default": 0.5, "cost": float("nan")}, exit_code=0), stop_reason=None,
+               goal=goal)
+    assert v.outcome == Outcome.FAILED and "cost=nan" in (v.reason or "")
+    v = decide(Ended(0, {"default": 0.5, "cost": 1, "constraints": ["x"]}, exit_code=0),
+               stop_reason=None, goal=goal)
+    assert v.outcome == Outcome.FAILED and "constraints" in (v.reason or "")
+    v = decide(Ended(0, {"default": 0.5, "cost": 1, "constraints": [0.2, -1]}, exit_code=0),
+               stop_reason=None, goal=goal)
+    assert v.outcome == Outcome.COMPLETE
+    assert goal.constraints(v.metrics) == [pytest.approx(0.2), 0.0, 0.0]
+
+
+def test_sampler_view_of_infeasible_trials() -> None:
+    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    state = optuna.trial.TrialState
+
+    def stored(number: int, s: Any, values: Any, constraints: Any) -> Any:
+        t = optuna.trial.create_trial(state=s, values=values, params={"x": 0.1 * number},
+                                      distributions=dist,
+                                      user_attrs={} if constraints is None
+                                      else {"constraints": constraints})
+        t.number = number
+        return t
+
+    goal = Goal((Objective(key="default", direction="maximize"),
+                 Objective(key="cost", direction="minimize")), constrained=True)
+    trials = [stored(0, state.COMPLETE, [0.5, 3.0], [0, 0, 0]),
+              stored(1, state.COMPLETE, [0.9, 1.0], None),
+              stored(2, state.FAIL, None, [0.0, 0.4, 0.0]),  # the design check refused it
+              stored(3, state.FAIL, None, None)]               # an ordinary failure
+    view = sampler_trials(trials, goal)
+    assert [t.state for t in view] == [state.COMPLETE, state.COMPLETE, state.COMPLETE, state.FAIL]
+    assert view[2].values == [0.5, 3.0]  # the worst of each objective so far
+    assert view[2].constraints == {"reported": 0.0, "design": 0.4, "silent": 0.0}
+    assert view[1].constraints == dict.fromkeys(CONSTRAINTS, 0.0)
+    assert sampler_trials(trials, Goal()) == trials  # unconstrained: untouched
+
+
+# ------------------------------------------------------------------------ runs
+def test_multi_objective_run_gives_a_pareto_front(exp_root: Path) -> None:
+    def trial(p: dict[str, Any]) -> dict[str, float]:
+        x, y = p["x"], p["y"]
+        return {"default": x - 0.5 * y, "cost": x * x + y}
+
+    space = {"x": {"_type": "uniform", "_value": [0, 1]},
+             "y": {"_type": "uniform", "_value": [0, 1]}}
+    results = Experiment(trial=trial, search_space=space, objectives=TWO, tuner="NSGAII",
+                         tuner_args={"population_size": 6}, max_trials=18, seed=0).run()
+    assert results.multi_objective and results.count(Outcome.COMPLETE) == 18
+    front = results.pareto_front()
+    assert front and results.best_trials == front and results.best in front
+    values = {r.number: results.objective_values(r) for r in results.records}
+
+    def dominates(a: list[float], b: list[float]) -> bool:
+        return a[0] >= b[0] and a[1] <= b[1] and (a[0] > b[0] or a[1] < b[1])
+
+    on = {r.number for r in front}
+    for n, v in values.items():
+        beaten = any(dominates(o, v) for m, o in values.items() if m != n)
+        assert (n in on) == (not beaten), n
+    # Optuna's own reading of the stored study agrees
+    study = optuna.load_study(study_name=results.id,
+                              storage=f"sqlite:///{results.directory / 'study.db'}")
+    assert len(study.directions) == 2
+    assert {t.number for t in study.best_trials} == on
+
+
+def test_multi_objective_on_both_storages(storage_url: str, exp_root: Path) -> None:
+    results = Experiment(trial=two_objectives, search_space=SPACE, objectives=TWO, tuner="TPE",
+                         max_trials=4, seed=1, storage=storage_url).run()
+    stored = optuna.load_study(study_name=results.id, storage=storage_url)
+    for t in stored.trials:
+        assert t.values == [pytest.approx(t.user_attrs["metrics"]["default"]),
+                            pytest.approx(t.user_attrs["metrics"]["cost"])]
+    assert len(results.pareto_front()) >= 1
+
+
+def test_missing_objective_key_fails_the_trial(exp_root: Path) -> None:
+    results = Experiment(trial=lambda p: {"default": p["x"]}, search_space=SPACE,
+                         objectives=TWO, max_trials=2, seed=0).run()
+    assert all(r.outcome == Outcome.FAILED for r in results.records)
+    assert "no 'cost', an objective" in (results.records[0].reason or "")
+    assert results.pareto_front() == [] and results.best is None
+
+
+class _Recording(optuna.samplers.RandomSampler):
+    """Remembers, before each trial, what the finished trials of its study look like."""
+
+    seen: list[list[tuple[str, dict[str, float]]]]
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self.seen.append([(t.state.name, dict(t.constraints))
+                          for t in study.get_trials(deepcopy=False) if t.state.is_finished()])
+        super().before_trial(study, trial)
+
+
+def test_constraints_reach_the_sampler(exp_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sampler = _Recording(seed=0)
+    sampler.seen = []
+    monkeypatch.setattr("spiketune.tuners.Random.create_sampler",
+                        lambda self, space, *, seed, directions: sampler)
+
+    def trial(p: dict[str, Any]) -> dict[str, Any]:
+        return {"default": p["x"], "constraints": [p["x"] - 0.5]}  # x > 0.5 is infeasible
+
+    results = Experiment(trial=trial, search_space=SPACE, tuner="Random", constraints=True,
+                         max_trials=6, seed=3).run()
+    last = sampler.seen[-1]
+    assert len(last) == 5
+    recorded = {r.number: r for r in results.records}
+    for (state, constraints), number in zip(last, range(5), strict=True):
+        x = recorded[number].parameters["x"]
+        assert state == "COMPLETE"
+        assert constraints == {"reported": pytest.approx(max(0.0, x - 0.5)), "design": 0.0,
+                               "silent": 0.0}
+        assert recorded[number].feasible == (x <= 0.5)
+    # the best trial is the best feasible one
+    feasible = [r for r in results.records if r.feasible]
+    assert results.best is not None and results.best.feasible
+    assert results.best.value == max(r.value for r in feasible)
+
+
+def test_feasibility_aware_tuner_learns_to_stay_feasible(exp_root: Path) -> None:
+    def trial(p: dict[str, Any]) -> dict[str, Any]:
+        # the objective pulls towards x = 1, but only x <= 0.3 is feasible
+        return {"default": p["x"], "constraints": [p["x"] - 0.3]}
+
+    def late_feasible(constraints: bool) -> tuple[float, Any]:
+        results = Experiment(trial=trial, search_space=SPACE, tuner="TPE",
+                             tuner_args={"n_startup_trials": 8}, constraints=constraints,
+                             max_trials=40, seed=0).run()
+        late = [r.parameters["x"] <= 0.3 for r in results.records if r.number >= 20]
+        return sum(late) / len(late), results
+
+    learned, results = late_feasible(True)
+    blind, _ = late_feasible(False)
+    # TPE samples around the best feasible point, on the boundary: about half of its draws
+    # land inside; without the constraints it chases x = 1 and almost never does
+    assert learned >= 0.4 and blind <= 0.15, (learned, blind)
+    assert 0.25 <= results.best.value <= 0.3
+
+
+def test_design_check_skips_infeasible_trials_without_launching_them(
+    exp_root: Path, trial_script: Callable[..., Path]
+) -> None:
+    code = trial_script("""
+        import os, pathlib
+        import spiketune.trial as st
+        p = st.get_next_parameter()
+        pathlib.Path(os.environ["SPIKETUNE_TRIAL_DIR"], "ran").write_text("yes")
+        st.report_final_result({"default": p["n_rec"] / 100, "synops": p["n_rec"] * 3.0})
+    """)
+    space = {"n_rec": {"_type": "choice", "_value": [16, 100, 40, 200]}}
+    start = time.monotonic()
+    results = Experiment(trial_command="python3 trial.py", trial_code_directory=code,
+                         search_space=space, tuner="GridSearch",
+                         hardware={"target": "xylo-audio2", "n_in": 12, "n_out": 7}).run()
+    elapsed = time.monotonic() - start
+    by_n = {r.parameters["n_rec"]: r for r in results.records}
+    for n in (100, 200):
+        r = by_n[n]
+        assert r.outcome == Outcome.FAILED and r.feasible is False
+        assert (r.reason or "").startswith("infeasible: xylo-audio2: max_fan_out")
+        assert r.constraints is not None and r.constraints[1] > 0 and r.constraints[0] == 0
+        assert r.duration_seconds is not None and r.duration_seconds < 0.5
+        trial_dir = results.directory / "trials" / str(r.number)  # type: ignore[operator]
+        assert not (trial_dir / "ran").exists() and not (trial_dir / "stdout.log").exists()
+    for n in (16, 40):
+        r = by_n[n]
+        assert r.outcome == Outcome.COMPLETE and r.feasible is True
+        assert (results.directory / "trials" / str(r.number) / "ran").exists()  # type: ignore[operator]
+    assert results.best is not None and results.best.parameters["n_rec"] == 40
+    assert elapsed < 30
+
+
+def test_silent_assessor_stops_a_silent_trial(exp_root: Path) -> None:
+    reached: list[int] = []
+
+    def trial(p: dict[str, Any]) -> float:
+        for epoch in range(1, 4):
+            spikes = 0.0 if p["x"] < 0.5 else 40.0
+            st.report_intermediate_result({"default": 0.1 * epoch, "spikes_per_sample": spikes})
+            reached.append(epoch)
+        return 0.5
+
+    space = {"x": {"_type": "choice", "_value": [0.2, 0.8]}}
+    results = Experiment(trial=trial, search_space=space, tuner="GridSearch",
+                         assessor="Silent").run()
+    silent, lively = sorted(results.records, key=lambda r: r.parameters["x"])
+    assert silent.outcome == Outcome.EARLY_STOPPED
+    assert "silent network: spikes_per_sample=0 < 1" in (silent.reason or "")
+    assert silent.constraints == [0.0, 0.0, pytest.approx(1.0)] and silent.feasible is False
+    assert lively.outcome == Outcome.COMPLETE and lively.feasible is True
+    assert reached.count(2) == 1  # the silent trial never reported a second epoch
+
+
+# ------------------------------------------------------------------------ CLI and report
+@pytest.fixture
+def front_experiment(exp_root: Path) -> Any:
+    def trial(p: dict[str, Any]) -> dict[str, float]:
+        st.report_intermediate_result({"default": p["x"] / 2, "spikes_per_sample": 3})
+        return {"default": p["x"], "cost": (p["x"] - 0.2) ** 2}
+
+    return Experiment(trial=trial, search_space=SPACE, objectives=TWO, tuner="NSGAII",
+                      assessor="Silent", max_trials=8, seed=2).run()
+
+
+def test_best_lists_the_front(front_experiment: Any) -> None:
+    from spiketune.cli import app
+
+    runner = CliRunner()
+    front = [r.number for r in front_experiment.pareto_front()]
+    out = runner.invoke(app, ["best", front_experiment.id])
+    assert out.exit_code == 0, out.output
+    assert f"Pareto front: {len(front)} trial" in out.output
+    assert "cost" in out.output and "maximize default" in out.output
+    shown = runner.invoke(app, ["best", front_experiment.id, "--json"])
+    assert [t["number"] for t in json.loads(shown.output)] == front
+
+
+def test_report_draws_the_front(front_experiment: Any) -> None:
+    from spiketune.report import build_report
+
+    files = build_report(front_experiment.directory)
+    assert files.pareto is not None and files.pareto.stat().st_size > 1000
+    page = files.index.read_text()
+    assert "<h2>Pareto front</h2>" in page and "pareto_front.png" in page
+    for r in front_experiment.pareto_front():
+        assert f'data-v="{float(r.number)!r}"' in page
