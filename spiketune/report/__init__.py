@@ -8,6 +8,8 @@
 * ``confusion_matrix.png``: the experiment's best model (kept by
   :mod:`spiketune.artifacts`) on its test split, accuracy in the title;
 * ``history.png``, ``importance.png``, ``intermediate.png``;
+* ``pareto_front.png`` (experiments with several objectives): the Pareto front, one panel per
+  pair of objectives, with a table of the front on the page;
 * ``index.html`` tying them together with the best parameters and every trial, its metrics,
   outcome and logs; ``plotly.min.js`` beside it, so no network is needed to open it.
 """
