@@ -7,8 +7,8 @@ Weights are assumed dense (every synapse present) before training; after trainin
 
 The same rules, and the measured ones checked after training, map to one fixed-length list of
 Optuna constraint values (:func:`constraints_from`, order :data:`RULES`): ``0`` where a rule
-holds, ``(value - limit) / limit`` where it is broken (``1`` for a yes/no rule), so a sampler
-with ``constraints_func`` learns how far, not only whether, a region is infeasible.
+holds, ``(value - limit) / limit`` where it is broken (``1`` for a yes/no rule), so a
+feasibility-aware sampler learns how far, not only whether, a region is infeasible.
 """
 
 from __future__ import annotations
