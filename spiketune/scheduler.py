@@ -731,8 +731,8 @@ class Scheduler:
             "outcome": verdict.outcome.value,
             "reason": verdict.reason,
         }
-        constraints = None
-        if goal.constrained:
+        constraints = None  # an ordinary failure has none: its feasibility is unknown
+        if goal.constrained and (verdict.outcome != Outcome.FAILED or live.design is not None):
             metrics = verdict.metrics if verdict.outcome == Outcome.COMPLETE else None
             constraints = goal.constraints(metrics, live.design, live.silent)
             attrs["constraints"] = constraints

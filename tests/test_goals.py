@@ -231,10 +231,12 @@ def test_multi_objective_on_both_storages(storage_url: str, exp_root: Path) -> N
 
 def test_missing_objective_key_fails_the_trial(exp_root: Path) -> None:
     results = Experiment(trial=lambda p: {"default": p["x"]}, search_space=SPACE,
-                         objectives=TWO, max_trials=2, seed=0).run()
+                         objectives=TWO, max_trials=2, seed=0, constraints=True).run()
     assert all(r.outcome == Outcome.FAILED for r in results.records)
     assert "no 'cost', an objective" in (results.records[0].reason or "")
     assert results.pareto_front() == [] and results.best is None
+    # an ordinary failure says nothing about feasibility
+    assert all(r.constraints is None and r.feasible is None for r in results.records)
 
 
 class _Recording(optuna.samplers.RandomSampler):
@@ -381,3 +383,14 @@ def test_report_draws_the_front(front_experiment: Any) -> None:
     assert "<h2>Pareto front</h2>" in page and "pareto_front.png" in page
     for r in front_experiment.pareto_front():
         assert f'data-v="{float(r.number)!r}"' in page
+
+
+def test_braille_xylo_example_config() -> None:
+    config = load_config(Path(__file__).resolve().parents[1] / "examples" / "braille_xylo"
+                         / "config.toml")
+    assert config.directions == ["maximize", "minimize"] and config.tuner == "NSGAII"
+    design = config.goal().design
+    assert design is not None
+    sizes = config.space().to_nni()["n_rec"]["_value"]
+    refused = [n for n in sizes if design({"n_rec": n}) is not None]
+    assert refused == [80, 128]  # fan-out n_rec - 1 + 7 outputs > 64
