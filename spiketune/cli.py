@@ -297,6 +297,16 @@ def _print_best(results: ExperimentResults, out: Console) -> None:
         out.print(Text("metrics: " + json.dumps(extra)))
 
 
+def _best_text(results: ExperimentResults) -> str:
+    """The best value of the first objective; ``front: N`` with several objectives."""
+    if results.multi_objective:
+        front = results.pareto_front()
+        return f"front: {len(front)}" if front else "-"
+    best = results.best
+    value = None if best is None else (best.metrics or {}).get(results.goals[0][0])
+    return "-" if value is None else f"{value:.6g}"
+
+
 def _print_front(results: ExperimentResults, out: Console) -> None:
     """The Pareto front as a table: one row per trial, objectives first."""
     front = results.pareto_front()
@@ -401,8 +411,7 @@ def list_(
         shown.add(s.id)
         try:
             r = load_results(s.directory)
-            trials, best = str(len(r.records)), r.best
-            best_text = "-" if best is None else f"{best.value:.6g}"
+            trials, best_text = str(len(r.records)), _best_text(r)
         except SpiketuneError:
             trials, best_text = "?", "?"
         table.add_row(s.id, s.status, trials, best_text, str(s.config.get("tuner", "")), s.created)
@@ -411,10 +420,8 @@ def list_(
             if study["id"] in shown:
                 continue
             r = load_results(study["id"], storage=storage)
-            best = r.best
             status = "running" if r.count(Outcome.RUNNING) else "in database"
-            table.add_row(r.id, status, str(len(r.records)),
-                          "-" if best is None else f"{best.value:.6g}",
+            table.add_row(r.id, status, str(len(r.records)), _best_text(r),
                           str(r.config.get("tuner", "")), "")
     _stdout().print(table)
 

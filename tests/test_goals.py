@@ -372,6 +372,8 @@ def test_best_lists_the_front(front_experiment: Any) -> None:
     assert "cost" in out.output and "maximize default" in out.output
     shown = runner.invoke(app, ["best", front_experiment.id, "--json"])
     assert [t["number"] for t in json.loads(shown.output)] == front
+    listed = runner.invoke(app, ["ls"])
+    assert f"front: {len(front)}" in listed.output
 
 
 def test_report_draws_the_front(front_experiment: Any) -> None:
