@@ -16,14 +16,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "braille_eprop"))
 
-import nir  # noqa: E402
-import numpy as np  # noqa: E402
-import setup_hpo  # noqa: E402 - from the Braille e-prop example
-import torch  # noqa: E402
+import nir
+import numpy as np
+import setup_hpo  # from the Braille e-prop example
+import torch
 
-from spiketune.snn import load_checkpoint, predict  # noqa: E402
-from spiketune.snn._nir import simulate_nir  # noqa: E402
-from spiketune.storage import find_experiment  # noqa: E402
+from spiketune.snn import load_checkpoint, predict
+from spiketune.snn._nir import simulate_nir
+from spiketune.storage import find_experiment
 
 
 def main(argv: list[str] | None = None) -> None:

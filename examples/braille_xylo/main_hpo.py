@@ -32,13 +32,13 @@ except ImportError:  # run by hand
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "braille_eprop"))
 
-import setup_hpo  # noqa: E402 - from the Braille e-prop example
-import torch  # noqa: E402
-import train_hpo  # noqa: E402
+import setup_hpo  # from the Braille e-prop example
+import torch
+import train_hpo
 
-from spiketune.artifacts import Predictions, offer_best_model  # noqa: E402
-from spiketune.hardware import assess_network  # noqa: E402
-from spiketune.snn import EpochMetrics, save_checkpoint  # noqa: E402
+from spiketune.artifacts import Predictions, offer_best_model
+from spiketune.hardware import assess_network
+from spiketune.snn import EpochMetrics, save_checkpoint
 
 TARGET = "xylo-audio2"
 
