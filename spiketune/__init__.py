@@ -41,9 +41,14 @@ _LAZY: dict[str, str] = {
     "export_results": "spiketune.results",
     "load_config": "spiketune.config",
     "load_results": "spiketune.results",
+    "Predictions": "spiketune.artifacts",
+    "offer_best_model": "spiketune.artifacts",
+    "load_best_model": "spiketune.artifacts",
+    "build_report": "spiketune.report",
 }
 
 if TYPE_CHECKING:
+    from spiketune.artifacts import Predictions, load_best_model, offer_best_model
     from spiketune.config import ExperimentConfig, load_config
     from spiketune.errors import (
         CheckpointError,
@@ -58,6 +63,7 @@ if TYPE_CHECKING:
         TrialError,
     )
     from spiketune.experiment import Experiment
+    from spiketune.report import build_report
     from spiketune.results import (
         ExperimentResults,
         Outcome,
@@ -91,6 +97,7 @@ __all__ = [
     "ExportError",
     "HardwareError",
     "Outcome",
+    "Predictions",
     "Problem",
     "SearchSpace",
     "SearchSpaceError",
@@ -99,7 +106,10 @@ __all__ = [
     "TrialError",
     "TrialRecord",
     "__version__",
+    "build_report",
     "export_results",
+    "load_best_model",
     "load_config",
     "load_results",
+    "offer_best_model",
 ]
