@@ -30,7 +30,7 @@ from spiketune.artifacts import load_best_model
 from spiketune.report import build_report
 from spiketune.scheduler import Progress
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).absolute().parent  # unresolved: examples/braille_eprop links here
 CONFIG = HERE / "config.toml"
 
 #: ``--smoke``: the whole chain in seconds (2 trials of 1 epoch on 20 samples per class).
