@@ -18,6 +18,31 @@ from spiketune.errors import Problem
 
 __all__ = ["join", "parse_duration", "problems_from", "rename", "validate_args"]
 
+class ArgumentsOwner:
+    """Equality, hashing and ``repr`` from a validated pydantic ``args`` record.
+
+    Tuners and assessors are values: two with the same class and arguments are the same
+    (configs compare them, and a worker joining a study checks that its config matches).
+    """
+
+    args: BaseModel
+
+    def arguments(self) -> dict[str, Any]:
+        """The validated arguments, as given (defaults left out)."""
+        return self.args.model_dump(mode="json", exclude_unset=True)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.arguments()})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ArgumentsOwner):
+            return NotImplemented
+        return type(self) is type(other) and self.args == other.args
+
+    def __hash__(self) -> int:
+        return hash((type(self), repr(self.args)))
+
+
 def join(path: Iterable[str | int]) -> str:
     """``("tuner_args", "x", 0)`` -> ``"tuner_args.x[0]"``."""
     out = ""

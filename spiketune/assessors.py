@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
-from spiketune._validation import rename, validate_args
+from spiketune._validation import ArgumentsOwner, rename, validate_args
 from spiketune.errors import ConfigError, Problem
 from spiketune.goals import Judgement
 
@@ -79,7 +79,7 @@ class _Args(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Assessor(abc.ABC):
+class Assessor(ArgumentsOwner, abc.ABC):
     """Base of every assessor (the extension point for early stopping).
 
     Lifecycle:
@@ -113,21 +113,6 @@ class Assessor(abc.ABC):
         counts reports from 1) alone, with the trial's ``silent`` constraint value (see
         :mod:`spiketune.goals`); None (the default): no reason."""
         return None
-
-    def arguments(self) -> dict[str, Any]:
-        """The validated arguments, as given (defaults left out)."""
-        return self.args.model_dump(mode="json", exclude_unset=True)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.arguments()})"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Assessor):
-            return NotImplemented
-        return type(self) is type(other) and self.args == other.args
-
-    def __hash__(self) -> int:
-        return hash((type(self), repr(self.args)))
 
 
 class Medianstop(Assessor):

@@ -77,7 +77,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from spiketune import assessors
-from spiketune._validation import validate_args
+from spiketune._validation import ArgumentsOwner, validate_args
 from spiketune.errors import ConfigError, Problem, SearchSpaceError
 from spiketune.space import SearchSpace
 
@@ -95,7 +95,7 @@ class _Args(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Tuner(abc.ABC):
+class Tuner(ArgumentsOwner, abc.ABC):
     """Base of every tuner (the extension point for choosing parameters).
 
     Lifecycle:
@@ -151,21 +151,6 @@ class Tuner(abc.ABC):
     def implied_assessor(self) -> assessors.Assessor | None:
         """The early-stopping rule that is part of this tuner (Hyperband, BOHB), or None."""
         return None
-
-    def arguments(self) -> dict[str, Any]:
-        """The validated arguments, as given (defaults left out)."""
-        return self.args.model_dump(mode="json", exclude_unset=True)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.arguments()})"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Tuner):
-            return NotImplemented
-        return type(self) is type(other) and self.args == other.args
-
-    def __hash__(self) -> int:
-        return hash((type(self), repr(self.args)))
 
 
 class _NniTpeArgs(_Args):
