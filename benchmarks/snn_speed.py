@@ -6,7 +6,8 @@ the CPU with 2 threads. Timings interleave the three rules round by round in one
 a busy machine slows them alike, and report the median (and the best) over the rounds; the
 ratio fused/BPTT is taken from the same run. Peak memory is measured for each configuration in
 fresh subprocesses (median of three) as the growth of peak RSS over one step, after the
-network and the data exist; online e-prop is measured at T=256 and T=1024.
+network and the data exist, with the C allocator told to return freed blocks to the system
+(so that RSS tracks live memory); online e-prop is measured at T=256 and T=1024.
 
 Targets: fused e-prop at least 3x faster than BPTT in the same run; online e-prop peak memory
 at T=1024 within 1.2x of T=256.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -88,9 +90,12 @@ def memory_probe(rule: str, mode: str, steps: int, threads: int) -> dict[str, fl
     Linux keeps the peak RSS of a process; writing 5 to /proc/self/clear_refs resets it, so the
     peak read afterwards belongs to the step alone, not to imports and setup. Where that file
     is missing, the lifetime peak from getrusage is used (an over-estimate of the baseline).
+    A step of 8 time steps first sets up the libraries' own scratch space (thread pools,
+    matrix-product buffers), which does not depend on the sequence length.
     """
     torch.set_num_threads(threads)
     setup = _setup(rule, mode, steps)
+    _train_step(*_setup(rule, mode, 8))
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
@@ -116,11 +121,15 @@ def peak_memory_mb(rule: str, mode: str, steps: int, threads: int, device: str) 
         _train_step(*setup)
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - base) / 2**20
+    # Every block of 64 KiB or more is mapped from the system and handed back when freed, so
+    # RSS follows the live memory: without this the C allocator's reuse of freed blocks makes
+    # the peak jump by whole buffers from run to run.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
     runs = []
     for _ in range(3):
         out = subprocess.run(
             [sys.executable, __file__, "--probe", rule, mode, str(steps), str(threads)],
-            check=True, capture_output=True, text=True,
+            check=True, capture_output=True, text=True, env=env,
         )
         runs.append(json.loads(out.stdout.strip().splitlines()[-1])["peak_delta_mb"])
     return statistics.median(runs)
