@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from spiketune.errors import Problem
+from spiketune.errors import ConfigError, Problem
 
 __all__ = ["join", "parse_duration", "problems_from", "rename", "validate_args"]
 
@@ -41,6 +41,48 @@ class ArgumentsOwner:
 
     def __hash__(self) -> int:
         return hash((type(self), repr(self.args)))
+
+
+def canonical_name(
+    kind: str,
+    name: object,
+    accepted: Iterable[str],
+    *,
+    suffixes: tuple[str, ...],
+    aliases: Mapping[str, str],
+    refused: Mapping[str, tuple[str, list[str]]],
+) -> str:
+    """The canonical spelling of a tuner or assessor ``name`` (``kind`` says which).
+
+    Names compare without case, punctuation or a trailing ``suffixes`` word (``TPETuner``,
+    ``tpe``, ``TPE_sampler`` are one name), as NNI and Optuna users write them. ``aliases`` map
+    such keys to canonical names; ``refused`` maps a key to (why, alternatives). Anything else
+    is a :class:`ConfigError` that names the accepted names.
+    """
+
+    def key_of(text: str) -> str:
+        key = re.sub(r"[^a-z0-9]", "", text.lower())
+        for suffix in suffixes:
+            if key.endswith(suffix) and key != suffix:
+                key = key[: -len(suffix)]
+        return key
+
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(Problem(kind, name, f"must be {'an' if kind[0] in 'aeiou' else 'a'} "
+                                              f"{kind} name"))
+    accepted = list(accepted)
+    key = key_of(name)
+    for canonical in accepted:
+        if key_of(canonical) == key:
+            return canonical
+    if key in aliases:
+        return aliases[key]
+    if key in refused:
+        reason, alternatives = refused[key]
+        raise ConfigError(
+            Problem(kind, name, f"not supported: {reason}; use one of {', '.join(alternatives)}")
+        )
+    raise ConfigError(Problem(kind, name, f"unknown {kind}; accepted: {', '.join(accepted)}"))
 
 
 def join(path: Iterable[str | int]) -> str:

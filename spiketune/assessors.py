@@ -44,14 +44,13 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import re
 import warnings
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
-from spiketune._validation import ArgumentsOwner, rename, validate_args
+from spiketune._validation import ArgumentsOwner, canonical_name, rename, validate_args
 from spiketune.errors import ConfigError, Problem
 from spiketune.goals import Judgement
 
@@ -387,32 +386,11 @@ _REFUSED = {
 }
 
 
-def _key(name: str) -> str:
-    key = re.sub(r"[^a-z0-9]", "", name.lower())
-    for suffix in ("pruner", "assessor"):
-        if key.endswith(suffix) and key != suffix:
-            key = key[: -len(suffix)]
-    return key
-
-
 def canonical_assessor_name(name: str) -> str:
     """The canonical spelling of an accepted assessor name; ConfigError otherwise."""
-    if not isinstance(name, str) or not name.strip():
-        raise ConfigError(Problem("assessor", name, "must be an assessor name"))
-    key = _key(name)
-    for canonical in ASSESSORS:
-        if _key(canonical) == key:
-            return canonical
-    if key in _ALIASES:
-        return _ALIASES[key]
-    if key in _REFUSED:
-        reason, alternatives = _REFUSED[key]
-        raise ConfigError(
-            Problem("assessor", name,
-                    f"not supported: {reason}; use one of {', '.join(alternatives)}")
-        )
-    raise ConfigError(
-        Problem("assessor", name, f"unknown assessor; accepted: {', '.join(ASSESSORS)}")
+    return canonical_name(
+        "assessor", name, ASSESSORS, suffixes=("pruner", "assessor"), aliases=_ALIASES,
+        refused=_REFUSED,
     )
 
 

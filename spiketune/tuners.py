@@ -69,7 +69,6 @@ from __future__ import annotations
 
 import abc
 import importlib.util
-import re
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
@@ -77,7 +76,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from spiketune import assessors
-from spiketune._validation import ArgumentsOwner, validate_args
+from spiketune._validation import ArgumentsOwner, canonical_name, validate_args
 from spiketune.errors import ConfigError, Problem, SearchSpaceError
 from spiketune.space import SearchSpace
 
@@ -490,30 +489,12 @@ _REFUSED: dict[str, tuple[str, list[str]]] = {
 }
 
 
-def _key(name: str) -> str:
-    key = re.sub(r"[^a-z0-9]", "", name.lower())
-    for suffix in ("tuner", "advisor", "sampler"):
-        if key.endswith(suffix) and key != suffix:
-            key = key[: -len(suffix)]
-    return key
-
-
 def canonical_tuner_name(name: str) -> str:
     """The canonical spelling of an accepted tuner name; ConfigError naming alternatives."""
-    if not isinstance(name, str) or not name.strip():
-        raise ConfigError(Problem("tuner", name, "must be a tuner name"))
-    key = _key(name)
-    for canonical in TUNERS:
-        if _key(canonical) == key:
-            return canonical
-    if key in _ALIASES:
-        return _ALIASES[key]
-    if key in _REFUSED:
-        reason, alternatives = _REFUSED[key]
-        raise ConfigError(
-            Problem("tuner", name, f"not supported: {reason}; use one of {', '.join(alternatives)}")
-        )
-    raise ConfigError(Problem("tuner", name, f"unknown tuner; accepted: {', '.join(TUNERS)}"))
+    return canonical_name(
+        "tuner", name, TUNERS, suffixes=("tuner", "advisor", "sampler"), aliases=_ALIASES,
+        refused=_REFUSED,
+    )
 
 
 def make_tuner(name: str, args: Mapping[str, Any] | None = None) -> Tuner:
