@@ -882,8 +882,13 @@ def recover_interrupted(
 
     done: list[int] = []
     host = socket.gethostname()
+    # Trials first, owners second: a trial is written RUNNING together with its first
+    # heartbeat, so every RUNNING trial of the first read has its owner in the second. (Read
+    # the other way round, a trial started in between would look ownerless, and be taken
+    # for an interrupted one.)
+    trials = store.trials()
     owners = {r.trial_id: r.owner for r in store.unfinished() if not r.waiting}
-    for t in store.trials():
+    for t in trials:
         if t.state != optuna.trial.TrialState.RUNNING:
             continue
         owner = owners.get(t._trial_id)
@@ -903,7 +908,8 @@ def recover_interrupted(
                 continue  # its scheduler is alive
             _kill_leftovers(info)
         intermediate, _final = read_intermediate(trial_dir)
-        reason = "interrupted: the scheduler ended while the trial was running"
+        reason = "interrupted: the scheduler ended while the trial was running" + (
+            f" (scheduler {owner})" if owner is not None else "")
         if fail_lost_trial(store, t, reason, max_retries, intermediate=intermediate,
                            trial_dir=trial_dir) is not None:
             done.append(t.number)

@@ -448,7 +448,10 @@ def test_worker_processes_share_max_trials(postgres_server, tmp_path: Path, tria
         assert pids == {w.pid for w in workers}  # every worker took part
     else:
         (lost,) = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
-        assert lost.user_attrs["reason"].startswith("worker lost")
+        # Found by the heartbeat sweep, or (all workers share this host) by a worker that
+        # joins after the kill and sees the dead scheduler's pid: either way, lost and retried.
+        reason = lost.user_attrs["reason"]
+        assert reason.startswith(("worker lost", "interrupted: the scheduler ended")), reason
         assert f":{victim.pid}/" in lost.user_attrs["reason"]
         (retry,) = retries
         assert retry.user_attrs["retry_of"] == lost.number and retry.user_attrs["attempt"] == 1
