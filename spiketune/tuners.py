@@ -247,7 +247,9 @@ class BruteForce(GridSearch):
         return space.shuffled_grid_optuna_params(seed)
 
 
-class Batch(Tuner):
+class Batch(GridSearch):
+    """Runs exactly the listed configurations, in order (each is one point of the batch form)."""
+
     name = "Batch"
     batch_space = True
 
@@ -255,16 +257,6 @@ class Batch(Tuner):
         if not space.is_batch:
             return [Problem("search_space", space.to_nni(), "the Batch tuner needs its batch form")]
         return []
-
-    def fixed_trials(self, space: SearchSpace, *, seed: int | None = None) -> list[dict] | None:
-        return space.grid_optuna_params()
-
-    def create_sampler(
-        self, space: SearchSpace, *, seed: int | None, directions: Sequence[str]
-    ) -> BaseSampler:
-        from optuna.samplers import RandomSampler
-
-        return RandomSampler(seed=seed)
 
 
 class Evolution(Tuner):

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _processes import alive, wait_for
 from typer.testing import CliRunner
 
 from spiketune import Experiment, Outcome
@@ -33,20 +34,8 @@ SLOW_TRIAL = """
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
 
 
-def _wait_for(cond, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def _config(tmp_path: Path, code: Path, root: Path, max_trials: int) -> Path:
@@ -91,10 +80,10 @@ def test_kill_9_then_resume(tmp_path: Path, exp_root: Path, trial_script, monkey
     monkeypatch.setenv("SLOW_MARKER", str(marker))
     scheduler = _start_scheduler(_config(tmp_path, code, exp_root, max_trials=5), marker)
     try:
-        _wait_for(lambda: _experiment_dir(exp_root) is not None, 20, "the experiment directory")
+        wait_for(lambda: _experiment_dir(exp_root) is not None, 20, "the experiment directory")
         directory = _experiment_dir(exp_root)
         assert directory is not None
-        _wait_for(lambda: len(_running_children(directory, 2)) == 2, 20, "two slow trials")
+        wait_for(lambda: len(_running_children(directory, 2)) == 2, 20, "two slow trials")
         time.sleep(1.2)  # long enough for the scheduler to have saved its elapsed time
     finally:
         os.kill(scheduler.pid, signal.SIGKILL)
@@ -103,7 +92,7 @@ def test_kill_9_then_resume(tmp_path: Path, exp_root: Path, trial_script, monkey
     for f in _running_children(directory, 2):
         info = json.loads((f.parent / "process.json").read_text())
         pids += [info["pid"], int(f.read_text())]
-    assert all(_alive(p) for p in pids)  # orphans: still running after the scheduler died
+    assert all(alive(p) for p in pids)  # orphans: still running after the scheduler died
 
     meta = json.loads((directory / "experiment.json").read_text())
     store = StudyStore.open(sqlite_url(directory / "study.db"), meta["id"])
@@ -119,7 +108,7 @@ def test_kill_9_then_resume(tmp_path: Path, exp_root: Path, trial_script, monkey
     marker.unlink()
     exp = Experiment.load(directory, kill_grace=0.5)
     after = exp.resume()
-    assert not any(_alive(p) for p in pids)  # the interrupted trials' processes are gone
+    assert not any(alive(p) for p in pids)  # the interrupted trials' processes are gone
     outcomes = [r.outcome for r in after.records]
     assert outcomes == [Outcome.COMPLETE, Outcome.FAILED, Outcome.FAILED, Outcome.COMPLETE,
                         Outcome.COMPLETE]  # max_trials counts the trials started before
@@ -140,10 +129,10 @@ def test_stop_from_another_process(tmp_path: Path, exp_root: Path, trial_script,
     marker.touch()
     scheduler = _start_scheduler(_config(tmp_path, code, exp_root, max_trials=6), marker)
     try:
-        _wait_for(lambda: _experiment_dir(exp_root) is not None, 20, "the experiment directory")
+        wait_for(lambda: _experiment_dir(exp_root) is not None, 20, "the experiment directory")
         directory = _experiment_dir(exp_root)
         assert directory is not None
-        _wait_for(lambda: len(_running_children(directory, 2)) == 2, 20, "two slow trials")
+        wait_for(lambda: len(_running_children(directory, 2)) == 2, 20, "two slow trials")
         pids = [int(f.read_text()) for f in _running_children(directory, 2)]
         t0 = time.monotonic()
         if how == "Ctrl-C":  # what a terminal sends to its foreground process (the scheduler)
@@ -163,6 +152,6 @@ def test_stop_from_another_process(tmp_path: Path, exp_root: Path, trial_script,
     assert all(r.reason.startswith("stopped:") for r in records[1:])
     if how == "Ctrl-C":
         assert "SIGINT" in records[1].reason
-    _wait_for(lambda: not any(_alive(p) for p in pids), 5, "the trials' children to end")
+    wait_for(lambda: not any(alive(p) for p in pids), 5, "the trials' children to end")
     assert not (directory / "stop").exists()
     assert json.loads((directory / "scheduler.json").read_text())["status"] == "stopped"

@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from _processes import alive
 
 from spiketune import Experiment, Outcome
 from spiketune.errors import ConfigError
@@ -25,13 +26,6 @@ QUADRATIC_SPACE = {
 }
 
 
-def _alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie nobody reaps counts as gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
 
 
 def _max_overlap(intervals: list[tuple[float, float]]) -> int:
@@ -201,10 +195,10 @@ def test_pruning_kills_the_whole_process_group(exp_root: Path, trial_script) -> 
     child = int((rec.trial_dir / "child.pid").read_text())
     leader = json.loads((rec.trial_dir / "process.json").read_text())["pid"]
     deadline = time.monotonic() + 5
-    while (_alive(child) or _alive(leader)) and time.monotonic() < deadline:
+    while (alive(child) or alive(leader)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(leader)
-    assert not _alive(child)  # it ignored SIGTERM; the group's SIGKILL ended it
+    assert not alive(leader)
+    assert not alive(child)  # it ignored SIGTERM; the group's SIGKILL ended it
 
 
 def _in_process_quadratic(params: dict) -> dict:
@@ -340,32 +334,6 @@ def test_fallback_storage_path_writes_the_same_records(exp_root: Path) -> None:
     assert number == 0
     assert (slow.parameters, slow.metrics, slow.intermediate, slow.outcome) == (
         fast[0].parameters, fast[0].metrics, fast[0].intermediate, fast[0].outcome)
-
-
-def test_max_trials_exact_between_schedulers_sharing_a_study(tmp_path: Path) -> None:
-    """Claims: schedulers racing for slots (each its own connection) never exceed the limit."""
-    import threading
-
-    url = sqlite_url(tmp_path / "shared.db")
-    StudyStore.open(url, "shared", create=True).close()
-    stores = [StudyStore.open(url, "shared") for _ in range(4)]
-    barrier = threading.Barrier(len(stores))
-    got: list[list[int]] = [[] for _ in stores]
-
-    def claim_all(i: int) -> None:
-        barrier.wait()
-        while (slot := stores[i].claim(30)) is not None:
-            got[i].append(slot)
-
-    threads = [threading.Thread(target=claim_all, args=(i,)) for i in range(len(stores))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for store in stores:
-        store.close()
-    assert sorted(s for part in got for s in part) == list(range(30))
-    assert sum(1 for part in got if part) >= 2  # they really raced
 
 
 def test_config_errors_before_anything_runs(exp_root: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from _processes import alive, wait_for
 
 from spiketune import ConfigError, Experiment, ExperimentConfig, Outcome, StorageError
 from spiketune.results import export_results, load_results
@@ -120,6 +121,7 @@ def test_claims_are_exact_between_racing_stores(storage_url: str) -> None:
     for store in stores:
         store.close()
     assert sorted(s for part in got for s in part) == list(range(24))
+    assert sum(1 for part in got if part) >= 2  # they really raced
 
 
 def _start_one(store: StudyStore, x: float, seq: int) -> tuple[int, int]:
@@ -372,21 +374,8 @@ def _start_workers(cfg: Path, url: str, n: int, env: dict[str, str]) -> list:
     ]
 
 
-def _alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie nobody reaps counts as gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
 
 
-def _wait(cond, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.mark.slow
@@ -410,7 +399,7 @@ def test_worker_processes_share_max_trials(postgres_server, tmp_path: Path, tria
     victim = None
     try:
         if kill:
-            _wait(lambda: marker.exists() and marker.read_text(), 60, "a trial to hang")
+            wait_for(lambda: marker.exists() and marker.read_text(), 60, "a trial to hang")
             hung_dir = Path(marker.read_text())
             pid = json.loads((hung_dir / "process.json").read_text())["scheduler_pid"]
             victim = next(w for w in workers if w.pid == pid)
@@ -459,7 +448,7 @@ def test_worker_processes_share_max_trials(postgres_server, tmp_path: Path, tria
         assert retry.state == optuna.trial.TrialState.COMPLETE
         assert len(trials) == 31
         hung = json.loads((Path(lost.user_attrs["trial_dir"]) / "process.json").read_text())
-        assert not _alive(hung["pid"])  # its orphan was killed
+        assert not alive(hung["pid"])  # its orphan was killed
     # no file of the experiment holds the password
     assert not any(password in p.read_text(errors="replace")
                    for p in directory.rglob("*") if p.is_file() and p.suffix != ".db")
@@ -515,7 +504,7 @@ def test_stop_reaches_every_worker(postgres_server, tmp_path: Path, trial_script
     cfg = _worker_files(tmp_path, trial_script(WORKER_TRIAL), root, max_trials=500)
     workers = _start_workers(cfg, url, 2, {"TRIAL_SLEEP": "0.3"})
     try:
-        _wait(lambda: len(list(root.glob("*/trials/*/metrics.jsonl"))) >= 4, 60, "trials")
+        wait_for(lambda: len(list(root.glob("*/trials/*/metrics.jsonl"))) >= 4, 60, "trials")
         (directory,) = [p for p in root.iterdir() if p.is_dir()]
         stopped = CliRunner().invoke(app, ["stop", directory.name, "--storage", url,
                                            "--wait", "30"])
