@@ -127,9 +127,36 @@ def test_trial_parameters_become_network_and_training_configs() -> None:
     assert (c.neuron, c.tau_adapt, c.beta, c.feedback, c.rule) == ("alif", 0.5, 0.2, "random",
                                                                    "eprop")
     assert c.loss == "ce_summed"
-    assert (train_config.epochs, train_config.lr, train_config.patience) == (3, 0.01, 10)
+    assert (train_config.epochs, train_config.lr, train_config.patience) == (3, 0.01, 15)
+    assert (train_config.ema_decay, train_config.lr_schedule) == (0.995, "cosine")
     with pytest.raises(ConfigError, match="tau_membrane"):
         train_hpo.build({"tau_membrane": 0.1}, info, device=torch.device("cpu"))
+
+
+@pytest.mark.parametrize(("window", "steps"), [(None, None), (0.4, 20), (0.01, 1), (9.0, 68)])
+def test_loss_window_in_seconds_becomes_loss_steps(window: float | None, steps: int | None) -> None:
+    """The readout window is searched in seconds, whatever the bin size; the network counts
+    steps: 0.4 s of 20 ms bins is 20 steps, never fewer than 1 nor more than the sample."""
+    import torch
+
+    from spiketune.data import DatasetInfo
+
+    train_hpo = _load("train_hpo")
+    info = DatasetInfo("braille", tuple("abcdefg"), 24, 68, 0.02)
+    net, _ = train_hpo.build({"n_rec": 8, "loss_window": window}, info, device=torch.device("cpu"))
+    assert net.config.loss_steps == steps
+
+
+@pytest.mark.parametrize("window", [0, -0.1, "long", True])
+def test_a_bad_loss_window_is_refused_by_name(window: object) -> None:
+    import torch
+
+    from spiketune.data import DatasetInfo
+
+    train_hpo = _load("train_hpo")
+    info = DatasetInfo("braille", tuple("abcdefg"), 24, 68, 0.02)
+    with pytest.raises(ConfigError, match="loss_window"):
+        train_hpo.build({"n_rec": 8, "loss_window": window}, info, device=torch.device("cpu"))
 
 
 def test_data_location_and_threads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

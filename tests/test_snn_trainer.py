@@ -123,3 +123,45 @@ def test_bad_data_is_refused() -> None:
         trainer.fit((x[..., :3], y))
     with pytest.raises(ConfigError):
         trainer.fit([x])  # type: ignore[arg-type]
+
+
+def test_weight_averaging_keeps_the_moving_average_of_the_weights() -> None:
+    """With ema_decay the kept weights are the exponential moving average of the weights after
+    each optimiser step (the first step's weights start it), and validation scores them."""
+    train, val = patterns(96, noise_seed=1), patterns(32, noise_seed=2)
+    decay = 0.9
+    net = network()
+    trainer = Trainer(net, TrainConfig(epochs=1, batch_size=32, lr=5e-3, ema_decay=decay))
+    after_each_step: list[torch.Tensor] = []
+    step = trainer.optimizer.step
+
+    def recording_step(*args: object, **kwargs: object) -> None:
+        step(*args, **kwargs)
+        after_each_step.append(net.w_in.detach().clone())
+
+    trainer.optimizer.step = recording_step  # type: ignore[method-assign]
+    history = trainer.fit(train, val)
+    assert len(after_each_step) == 3
+    expected = after_each_step[0]
+    for w in after_each_step[1:]:
+        expected = decay * expected + (1 - decay) * w
+    assert not torch.allclose(expected, after_each_step[-1])  # the average is not the raw weights
+    assert torch.allclose(net.w_in, expected, atol=1e-6)
+    assert history.best is not None
+    assert trainer.evaluate(val).accuracy == history.best.val_acc
+
+
+def test_cosine_schedule_anneals_the_learning_rate_to_zero() -> None:
+    lrs: list[float] = []
+    cfg = TrainConfig(epochs=4, batch_size=32, lr=0.01, lr_schedule="cosine")
+    trainer = Trainer(network(), cfg)
+    trainer.callback = lambda m: lrs.append(trainer.optimizer.param_groups[0]["lr"]) and None
+    trainer.fit(patterns(32, noise_seed=1))
+    expected = [0.01 * (1 + math.cos(math.pi * e / 4)) / 2 for e in range(1, 5)]
+    assert lrs == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize(("field", "value"), [("ema_decay", 1.0), ("lr_schedule", "step")])
+def test_bad_averaging_or_schedule_is_refused_by_name(field: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=field):
+        TrainConfig.from_params({field: value})

@@ -4,7 +4,10 @@
 
     for each epoch:
         for each shuffled batch:  zero grads -> rule.backward (forward + gradients) -> clip -> step
-        evaluate on the validation set (loss, accuracy, spike statistics)
+                                  (-> update the moving average of the weights, if ema_decay)
+        (anneal the learning rate, if lr_schedule)
+        evaluate on the validation set (loss, accuracy, spike statistics), with the averaged
+            weights when there are some
         if the monitored metric improved by more than min_delta: keep a copy of the weights
         callback(metrics)            # an HPO trial reports here; it may stop or prune the run
         stop after `patience` epochs without improvement
@@ -27,6 +30,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import TensorDataset
 
 from spiketune.errors import ConfigError, DataError, Problem
@@ -111,7 +115,21 @@ class Trainer:
         self.callback = callback
         self.loss_fn = ReadoutLoss(net.config.loss, net.config.loss_steps)
         self.optimizer = self._make_optimizer()
+        self.scheduler = (
+            torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=self.config.epochs)
+            if self.config.lr_schedule == "cosine" else None
+        )
+        # The averaged copy of the network that is validated and kept (ema_decay), else None.
+        self.averaged: AveragedModel | None = (
+            AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(self.config.ema_decay))
+            if self.config.ema_decay is not None else None
+        )
         self._workspace = Workspace()
+
+    @property
+    def eval_net(self) -> RecurrentSNN:
+        """The network that is validated and kept: the weight average if any, else ``net``."""
+        return self.net if self.averaged is None else self.averaged.module  # type: ignore[return-value]
 
     def fit(self, train: Data, val: Data | None = None) -> History:
         """Train for ``config.epochs`` epochs at most; the network ends with the best weights."""
@@ -130,10 +148,13 @@ class Trainer:
             if not (math.isfinite(train_loss) and self._weights_finite()):
                 history.stop_reason = "non_finite_loss"
                 break
+            if self.scheduler is not None:
+                self.scheduler.step()
             if val_tensors is not None:
                 ev = self.evaluate(val_tensors)
                 val_loss, val_acc, stats = ev.loss, ev.accuracy, ev.stats
             else:
+                # Without validation data the figures are the training pass's (raw weights).
                 val_loss, val_acc, stats = None, None, spike_stats(counts, self.net)
             metrics = EpochMetrics(
                 epoch=epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss,
@@ -148,7 +169,7 @@ class Trainer:
             score = -value if monitor.endswith("loss") else value
             if score > best_score + cfg.min_delta or best_state is None:
                 best_score, waited, history.best_epoch = score, 0, epoch
-                best_state = copy.deepcopy(self.net.state_dict())
+                best_state = copy.deepcopy(self.eval_net.state_dict())
             else:
                 waited += 1
             if self.callback is not None and self.callback(metrics):
@@ -162,14 +183,16 @@ class Trainer:
         return history
 
     def evaluate(self, data: Data, batch_size: int | None = None) -> Evaluation:
-        """Loss, accuracy and spike statistics on ``data`` (no gradients, weights unchanged)."""
+        """Loss, accuracy and spike statistics on ``data`` (no gradients, weights unchanged), of
+        :attr:`eval_net`."""
         x, y = self._tensors(data, "data")
+        net = self.eval_net
         size = batch_size or self.config.batch_size
         loss_sum, correct, counts = 0.0, 0, None
         with torch.no_grad():
             for lo in range(0, len(x), size):
                 xb, yb = x[lo : lo + size], y[lo : lo + size]
-                tr = self.net.simulate(xb, workspace=self._workspace)
+                tr = net.simulate(xb, workspace=self._workspace)
                 loss_sum += float(self.loss_fn(tr.readout, yb)) * len(xb)
                 correct += int((self.loss_fn.scores(tr.readout).argmax(-1) == yb).sum())
                 c = SpikeCounts.from_trajectory(tr)
@@ -177,7 +200,7 @@ class Trainer:
         if counts is None:
             raise DataError("cannot evaluate on an empty data set")
         n = len(x)
-        return Evaluation(loss_sum / n, correct / n, spike_stats(counts, self.net), n)
+        return Evaluation(loss_sum / n, correct / n, spike_stats(counts, net), n)
 
     # -- helpers ------------------------------------------------------------------------------
     def _train_epoch(
@@ -198,6 +221,8 @@ class Trainer:
             if cfg.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
             self.optimizer.step()
+            if self.averaged is not None:
+                self.averaged.update_parameters(net)
             loss_sum += result.loss.detach().to("cpu", torch.float64) * len(idx)
             correct += (result.scores.argmax(-1) == yb).sum().cpu()
             counts = result.counts if counts is None else counts + result.counts

@@ -44,9 +44,9 @@ SPLIT_RATIOS = (0.8, 0.1, 0.1)
 DATA_DEFAULTS: dict[str, Any] = {
     "threshold": 10,
     "channels": "split",
-    "bin_size": 0.01,
+    "bin_size": 0.02,
     "letters": "reduced",
-    "clip": True,
+    "clip": False,
 }
 
 
