@@ -151,6 +151,19 @@ def test_weight_averaging_keeps_the_moving_average_of_the_weights() -> None:
     assert trainer.evaluate(val).accuracy == history.best.val_acc
 
 
+def test_after_fit_with_averaging_the_kept_weights_are_the_ones_evaluated() -> None:
+    train, val = patterns(64, noise_seed=1), patterns(32, noise_seed=2)
+    net = network()
+    # min_delta so large that only the first epoch counts as best: the average moves on after it
+    cfg = TrainConfig(epochs=4, batch_size=16, lr=2e-2, ema_decay=0.8, min_delta=1.0)
+    trainer = Trainer(net, cfg)
+    history = trainer.fit(train, val)
+    assert history.best is not None and history.best_epoch == 1
+    assert history.epochs[-1].val_loss != pytest.approx(history.best.val_loss, rel=1e-3)
+    assert trainer.evaluate(val).loss == pytest.approx(history.best.val_loss, rel=1e-6)
+    assert torch.equal(trainer.eval_net.w_in, net.w_in)
+
+
 def test_cosine_schedule_anneals_the_learning_rate_to_zero() -> None:
     lrs: list[float] = []
     cfg = TrainConfig(epochs=4, batch_size=32, lr=0.01, lr_schedule="cosine")

@@ -180,6 +180,8 @@ class Trainer:
                 break
 
         self.net.load_state_dict(best_state if best_state is not None else initial_state)
+        if self.averaged is not None:  # so that evaluate() now scores the weights kept
+            self.averaged.module.load_state_dict(self.net.state_dict())
         return history
 
     def evaluate(self, data: Data, batch_size: int | None = None) -> Evaluation:
