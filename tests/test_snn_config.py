@@ -33,6 +33,8 @@ def test_both_spellings_at_once_are_refused() -> None:
         ("neuron", "izhikevich", "'lif' or 'alif'"),
         ("n_rec", 0, "greater than or equal to 1"),
         ("loss_steps", 0, "greater than or equal to 1"),
+        ("loss_window", 0, "greater than 0"),
+        ("loss_window", "long", "valid number"),
         ("surrogate", "relu", "triangle"),
     ],
 )
@@ -71,6 +73,23 @@ def test_configs_from_params_reports_everything() -> None:
         configs_from_params({"n_in": 2, "n_rec": 3, "n_out": 2, "lr": -1.0, "bogus": 1})
     fields = sorted(p.field for p in info.value.problems)
     assert fields == ["bogus", "lr"]
+
+
+@pytest.mark.parametrize(("window", "dt", "steps"), [(0.4, 0.02, 20), (0.005, 0.02, 1),
+                                                     (0.1, 1e-3, 100)])
+def test_loss_window_in_seconds_sets_loss_steps(window: float, dt: float, steps: int) -> None:
+    """The window is a duration, whatever the step; the network counts steps (at least one)."""
+    cfg = SNNConfig(n_in=2, n_rec=3, n_out=2, dt=dt, loss_window=window)
+    assert cfg.loss_steps == steps
+    assert SNNConfig.model_validate(cfg.model_dump()) == cfg  # a saved config holds both
+
+
+def test_a_loss_window_that_contradicts_loss_steps_is_refused() -> None:
+    with pytest.raises(ConfigError) as info:
+        SNNConfig.from_params({"n_in": 2, "n_rec": 3, "n_out": 2, "dt": 0.02,
+                               "loss_window": 0.4, "loss_steps": 5})
+    (problem,) = info.value.problems
+    assert problem.field == "loss_window" and "20 step(s)" in problem.rule
 
 
 def test_round_trip_through_a_dump() -> None:

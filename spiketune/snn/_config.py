@@ -8,7 +8,8 @@ space fails when the trial starts, naming the key, never at the first forward pa
 Units: every time constant is in **seconds** and ``dt`` is the simulation step in seconds.
 A decay can be given either as a time constant (``tau_mem``) or as the per-step factor
 (``alpha``); both spellings are validated and giving both is an error. Counts of steps
-(``refractory_steps``, ``loss_steps``) are in steps.
+(``refractory_steps``, ``loss_steps``) are in steps; the loss window can also be given in
+seconds (``loss_window``), which sets ``loss_steps``.
 """
 
 from __future__ import annotations
@@ -93,6 +94,9 @@ class SNNConfig(_Config):
     # loss and decision
     loss: Literal["ce_per_step", "ce_summed"] = "ce_per_step"
     loss_steps: int | None = Field(None, ge=1, description="last K steps; None: all steps")
+    loss_window: float | None = Field(
+        None, gt=0, description="the same window in seconds: sets loss_steps = round(window / dt)"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -110,6 +114,26 @@ class SNNConfig(_Config):
             if tau is None and factor is None:
                 data[tau_key] = default_tau
         return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _loss_window_in_steps(cls, data: Any) -> Any:
+        """A window in seconds becomes ``loss_steps`` (at least 1); both may be given only when
+        they agree (a saved config holds both). A bad window or dt is left to its field."""
+        if not isinstance(data, Mapping):
+            return data
+        window, dt = data.get("loss_window"), data.get("dt", cls.model_fields["dt"].default)
+        if not (_positive_number(window) and _positive_number(dt)):
+            return data
+        steps = max(1, round(window / dt))
+        given = data.get("loss_steps")
+        if given is not None and given != steps:
+            raise _cross_field(
+                "loss_window", {"loss_window": window, "loss_steps": given},
+                f"give either loss_window (seconds) or loss_steps (steps), not both; "
+                f"{window:g} s is {steps} step(s) of dt={dt:g} s",
+            )
+        return {**data, "loss_steps": steps}
 
     @model_validator(mode="after")
     def _rates_reachable(self) -> SNNConfig:
@@ -230,6 +254,10 @@ def configs_from_params(
     if problems or snn is None or train is None:
         raise ConfigError(problems)
     return snn, train
+
+
+def _positive_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
 
 
 def _cross_field(field: str, value: Any, rule: str) -> PydanticCustomError:

@@ -17,7 +17,6 @@ from typing import Any
 import torch
 
 from spiketune.data import Dataset, DatasetInfo
-from spiketune.errors import ConfigError, Problem
 from spiketune.snn import (
     EpochMetrics,
     History,
@@ -42,10 +41,6 @@ FIXED: dict[str, Any] = {
     "patience": 15,
     "monitor": "val_acc",
 }
-
-#: A trial parameter in seconds that the network's config takes in steps: the readout window the
-#: loss scores (``None``: the whole sample), turned into ``loss_steps`` with the bin size.
-WINDOW_KEY = "loss_window"
 
 #: Parameters that describe the data (see ``setup_hpo.DATA_DEFAULTS``), not the network.
 DATA_KEYS = frozenset({"threshold", "channels", "bin_size", "letters", "clip"})
@@ -76,13 +71,7 @@ def build(
     (``dt = info.dt`` seconds). ``epochs_cap`` lowers the epoch budget (smoke runs, demos).
     """
     flat = flatten(params)
-    chosen = {k: v for k, v in flat.items() if k not in DATA_KEYS | {WINDOW_KEY}}
-    window = flat.get(WINDOW_KEY)
-    if window is not None:
-        if isinstance(window, bool) or not isinstance(window, int | float) or window <= 0:
-            raise ConfigError(Problem(WINDOW_KEY, window, "a duration in seconds > 0, or null"))
-        # At most the whole sample: a window longer than the recording scores every step.
-        chosen["loss_steps"] = min(max(1, round(window / info.dt)), info.n_steps)
+    chosen = {k: v for k, v in flat.items() if k not in DATA_KEYS}
     defaults = {**FIXED, "n_in": info.n_inputs, "n_out": info.n_classes, "dt": info.dt}
     snn_config, train_config = configs_from_params(chosen, defaults)
     if epochs_cap is not None and train_config.epochs > epochs_cap:
