@@ -50,7 +50,7 @@ st.report_final_result(p["x"])
 
 
 def run_workers(url: str, n: int, per_worker: int, sleep: float, work: Path) -> dict[str, float]:
-    from spiketune.results import load_results
+    from spiketune.engine.results import load_results
 
     code = work / f"code{n}"
     code.mkdir()

@@ -10,8 +10,9 @@ for Optuna, pydantic or torch. Add new re-exports to ``_LAZY``, not as imports h
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from spiketune._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -32,24 +33,34 @@ _LAZY: dict[str, str] = {
         ],
         "spiketune.errors",
     ),
-    "Experiment": "spiketune.experiment",
-    "ExperimentConfig": "spiketune.config",
-    "ExperimentResults": "spiketune.results",
-    "Outcome": "spiketune.results",
-    "SearchSpace": "spiketune.space",
-    "TrialRecord": "spiketune.results",
-    "export_results": "spiketune.results",
-    "load_config": "spiketune.config",
-    "load_results": "spiketune.results",
-    "Predictions": "spiketune.artifacts",
-    "offer_best_model": "spiketune.artifacts",
-    "load_best_model": "spiketune.artifacts",
+    "Experiment": "spiketune.engine.experiment",
+    "Progress": "spiketune.engine.scheduler",
+    "ExperimentConfig": "spiketune.engine.config",
+    "ExperimentResults": "spiketune.engine.results",
+    "Outcome": "spiketune.engine.results",
+    "SearchSpace": "spiketune.engine.space",
+    "TrialRecord": "spiketune.engine.results",
+    "export_results": "spiketune.engine.results",
+    "load_config": "spiketune.engine.config",
+    "load_results": "spiketune.engine.results",
+    "Predictions": "spiketune.trial",
+    "offer_best_model": "spiketune.trial",
+    "load_best_model": "spiketune.trial",
     "build_report": "spiketune.report",
 }
 
 if TYPE_CHECKING:
-    from spiketune.artifacts import Predictions, load_best_model, offer_best_model
-    from spiketune.config import ExperimentConfig, load_config
+    from spiketune.engine.config import ExperimentConfig, load_config
+    from spiketune.engine.experiment import Experiment
+    from spiketune.engine.results import (
+        ExperimentResults,
+        Outcome,
+        TrialRecord,
+        export_results,
+        load_results,
+    )
+    from spiketune.engine.scheduler import Progress
+    from spiketune.engine.space import SearchSpace
     from spiketune.errors import (
         CheckpointError,
         ConfigError,
@@ -62,30 +73,11 @@ if TYPE_CHECKING:
         StorageError,
         TrialError,
     )
-    from spiketune.experiment import Experiment
     from spiketune.report import build_report
-    from spiketune.results import (
-        ExperimentResults,
-        Outcome,
-        TrialRecord,
-        export_results,
-        load_results,
-    )
-    from spiketune.space import SearchSpace
+    from spiketune.trial import Predictions, load_best_model, offer_best_model
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'spiketune' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
-
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 __all__ = [
     "CheckpointError",
@@ -99,6 +91,7 @@ __all__ = [
     "Outcome",
     "Predictions",
     "Problem",
+    "Progress",
     "SearchSpace",
     "SearchSpaceError",
     "SpiketuneError",

@@ -22,8 +22,8 @@ from rich.text import Text
 from spiketune.errors import SpiketuneError
 
 if TYPE_CHECKING:
-    from spiketune.results import ExperimentResults, TrialRecord
-    from spiketune.scheduler import Progress
+    from spiketune.engine.results import ExperimentResults, TrialRecord
+    from spiketune.engine.scheduler import Progress
 
 __all__ = ["app", "main"]
 
@@ -92,7 +92,7 @@ def _stderr() -> Console:
 
 
 def _find(experiment: str, root: Path | None) -> Path:
-    from spiketune.storage import find_experiment
+    from spiketune.engine.storage import find_experiment
 
     return find_experiment(experiment, root)
 
@@ -104,7 +104,7 @@ def _password_file(path: Path | None) -> None:
         return
     import os
 
-    from spiketune.storage import PASSWORD_FILE_ENV, read_password_file
+    from spiketune.engine.storage import PASSWORD_FILE_ENV, read_password_file
 
     read_password_file(path)  # a clean error now rather than at the first connection
     os.environ[PASSWORD_FILE_ENV] = str(path.expanduser().resolve())
@@ -112,7 +112,7 @@ def _password_file(path: Path | None) -> None:
 
 def _results(experiment: str, root: Path | None, storage: str | None) -> ExperimentResults:
     """An experiment's results: found here by directory, id or prefix, else in ``storage``."""
-    from spiketune.results import load_results
+    from spiketune.engine.results import load_results
 
     try:
         directory = _find(experiment, root)
@@ -143,8 +143,8 @@ def run(
     password_file: _PasswordFileOption = None,
 ) -> None:
     """Run an experiment described by CONFIG until its budget is used (Ctrl-C stops it cleanly)."""
-    from spiketune.config import load_config
-    from spiketune.experiment import Experiment
+    from spiketune.engine.config import load_config
+    from spiketune.engine.experiment import Experiment
 
     _password_file(password_file)
     cfg = load_config(config)
@@ -193,9 +193,9 @@ def worker(
     The first worker creates the experiment in the database, the others join it; each runs
     its own trials until the experiment's budget is spent and no trial is left running.
     """
-    from spiketune.config import ExperimentConfig, load_config
-    from spiketune.experiment import Experiment
-    from spiketune.storage import redact_url
+    from spiketune.engine.config import ExperimentConfig, load_config
+    from spiketune.engine.experiment import Experiment
+    from spiketune.engine.storage import redact_url
 
     _password_file(password_file)
     cfg = load_config(config)
@@ -221,7 +221,7 @@ def resume(
     password_file: _PasswordFileOption = None,
 ) -> None:
     """Continue a stopped or crashed experiment where it was."""
-    from spiketune.experiment import Experiment
+    from spiketune.engine.experiment import Experiment
 
     _password_file(password_file)
     exp = Experiment.load(_find(experiment, root), storage=storage)
@@ -267,7 +267,7 @@ def _hms(seconds: float) -> str:
 
 
 def _print_summary(results: ExperimentResults, status: str) -> None:
-    from spiketune.results import Outcome
+    from spiketune.engine.results import Outcome
 
     out = _stdout()
     out.print(
@@ -343,8 +343,8 @@ def stop(
     For an experiment in a shared database, every worker on every machine stops (each within
     one heartbeat interval).
     """
-    from spiketune.experiment import request_stop_in_study, scheduler_status
-    from spiketune.storage import ExperimentPaths, StudyStore, find_study, read_json
+    from spiketune.engine.experiment import request_stop_in_study, scheduler_status
+    from spiketune.engine.storage import ExperimentPaths, StudyStore, find_study, read_json
 
     _password_file(password_file)
     try:
@@ -400,9 +400,9 @@ def list_(
 ) -> None:
     """List experiments with their status, trial count and best value (with --storage, also
     those in that database)."""
-    from spiketune.experiment import list_experiments
-    from spiketune.results import Outcome, load_results
-    from spiketune.storage import list_studies
+    from spiketune.engine.experiment import list_experiments
+    from spiketune.engine.results import Outcome, load_results
+    from spiketune.engine.storage import list_studies
 
     _password_file(password_file)
     table = Table("id", "status", "trials", "best", "tuner", "created")
@@ -497,7 +497,7 @@ def export(
     password_file: _PasswordFileOption = None,
 ) -> None:
     """Export every trial as CSV or JSON."""
-    from spiketune.results import export_results
+    from spiketune.engine.results import export_results
 
     _password_file(password_file)
     text = export_results(_results(experiment, root, storage), fmt.value,

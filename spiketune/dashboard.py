@@ -35,9 +35,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import optuna
 
-from spiketune.errors import StorageError
-from spiketune.runners import STDERR_FILE, STDOUT_FILE
-from spiketune.storage import (
+from spiketune.engine.runners import STDERR_FILE, STDOUT_FILE
+from spiketune.engine.storage import (
     ExperimentPaths,
     StudyStore,
     find_experiment,
@@ -45,6 +44,7 @@ from spiketune.storage import (
     read_json,
     sqlite_url,
 )
+from spiketune.errors import StorageError
 
 __all__ = ["Dashboard", "serve"]
 

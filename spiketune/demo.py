@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from types import ModuleType
 
-from spiketune.results import ExperimentResults
+from spiketune.engine.results import ExperimentResults
 
 __all__ = ["DEMO_ARGS", "example_dir", "run_demo"]
 

@@ -63,7 +63,7 @@ def postgres_url(postgres_server) -> str:
 def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The same test on both storages: a SQLite file, and a PostgreSQL database."""
     if request.param == "sqlite":
-        from spiketune.storage import sqlite_url
+        from spiketune.engine.storage import sqlite_url
 
         return sqlite_url(tmp_path / "shared.db")
     return request.getfixturevalue("postgres_url")

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from spiketune import artifacts
-from spiketune.artifacts import (
+from spiketune.trial import _artifacts as artifacts
+from spiketune.errors import TrialError
+from spiketune.trial._artifacts import (
     BestModelKeeper,
     Predictions,
     load_best_model,
     load_predictions,
     offer_best_model,
 )
-from spiketune.errors import TrialError
 
 _FORK = multiprocessing.get_context("fork")
 
@@ -300,7 +300,7 @@ def test_outside_an_experiment_nothing_is_kept(
 
 def test_importing_the_keeper_stays_cheap() -> None:
     code = (
-        "import sys, spiketune.artifacts; "
+        "import sys, spiketune.trial._artifacts; "
         "heavy = [m for m in ('torch', 'numpy', 'optuna', 'pydantic') if m in sys.modules]; "
         "assert not heavy, heavy"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from spiketune.assessors import ASSESSORS, canonical_assessor_name, make_assessor
+from spiketune.engine.assessors import ASSESSORS, canonical_assessor_name, make_assessor
 from spiketune.errors import ConfigError
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -44,7 +44,7 @@ def test_help_everywhere(runner: CliRunner) -> None:
 
 def test_progress_line() -> None:
     from spiketune.cli import _progress_text
-    from spiketune.scheduler import Progress
+    from spiketune.engine.scheduler import Progress
 
     p = Progress(started=7, running=2, complete=3, early_stopped=1, failed=1, best_value=0.875,
                  best_number=4, elapsed_seconds=65.0, max_trials=10, max_duration=3600.0,

@@ -15,7 +15,7 @@ from typing import Any
 import pydantic
 import pytest
 
-from spiketune.config import ExperimentConfig, load_config
+from spiketune.engine.config import ExperimentConfig, load_config
 from spiketune.errors import ConfigError, Problem
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -290,7 +290,7 @@ def test_config_is_frozen_and_storage_is_an_url() -> None:
 
 
 def test_importing_config_does_not_import_torch() -> None:
-    code = "import sys, spiketune.config; print('torch' in sys.modules)"
+    code = "import sys, spiketune.engine.config; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

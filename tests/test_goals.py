@@ -16,11 +16,11 @@ from typer.testing import CliRunner
 
 import spiketune.trial as st
 from spiketune import Experiment, ExperimentConfig, load_config
+from spiketune.engine.goals import CONSTRAINTS, Goal, Objective, pareto_front, sampler_trials
+from spiketune.engine.results import Outcome
+from spiketune.engine.runners import Ended
+from spiketune.engine.scheduler import decide
 from spiketune.errors import ConfigError, Problem
-from spiketune.goals import CONSTRAINTS, Goal, Objective, pareto_front, sampler_trials
-from spiketune.results import Outcome
-from spiketune.runners import Ended
-from spiketune.scheduler import decide
 
 SPACE = {"x": {"_type": "uniform", "_value": [0.0, 1.0]}}
 TWO = [{"key": "default", "direction": "maximize"}, {"key": "cost", "direction": "minimize"}]
@@ -253,7 +253,7 @@ class _Recording(optuna.samplers.RandomSampler):
 def test_constraints_reach_the_sampler(exp_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sampler = _Recording(seed=0)
     sampler.seen = []
-    monkeypatch.setattr("spiketune.tuners.Random.create_sampler",
+    monkeypatch.setattr("spiketune.engine.tuners.Random.create_sampler",
                         lambda self, space, *, seed, directions: sampler)
 
     def trial(p: dict[str, Any]) -> dict[str, Any]:

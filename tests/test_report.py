@@ -13,7 +13,6 @@ from urllib.parse import unquote
 import pytest
 
 from spiketune import Experiment, ExperimentResults, Outcome, TrialRecord, load_results
-from spiketune.artifacts import Predictions, load_best_model, load_predictions
 from spiketune.report import (
     ACCURACY_AXES,
     ReportFiles,
@@ -27,6 +26,7 @@ from spiketune.report import (
 from spiketune.report._axes import exploration
 from spiketune.report._figures import best_so_far, plot_importance
 from spiketune.report._html import fmt
+from spiketune.trial import Predictions, load_best_model, load_predictions
 
 TEST_SIZE = 50
 CLASSES = ["A", "B", "C", "Space"]
@@ -44,13 +44,13 @@ SPACE: dict[str, Any] = {
 }
 
 # A trial script as an experiment runs it: its own process, parameters from the trial
-# directory, the best model kept through spiketune.artifacts. Sequence 2 fails, sequence 3
+# directory, the best model kept through spiketune.trial. Sequence 2 fails, sequence 3
 # reports a poor first result and is stopped by the assessor (it would sleep otherwise).
 TRIAL_SCRIPT = textwrap.dedent(
     f"""
     import math, random, sys, time
     import spiketune.trial as st
-    from spiketune.artifacts import Predictions, offer_best_model
+    from spiketune.trial import Predictions, offer_best_model
 
     p = st.get_next_parameter()
     seq = st.get_sequence_id()

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from spiketune import Experiment, Outcome
 from spiketune.cli import app
-from spiketune.results import load_results
-from spiketune.storage import ATTR_ELAPSED, StudyStore, sqlite_url
+from spiketune.engine.results import load_results
+from spiketune.engine.storage import ATTR_ELAPSED, StudyStore, sqlite_url
 
 SLOW_TRIAL = """
     import os, pathlib, subprocess, sys, time

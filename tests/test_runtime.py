@@ -14,11 +14,11 @@ import pytest
 from _processes import alive
 
 from spiketune import Experiment, Outcome
+from spiketune.engine.results import export_results, load_results, records_from_json
+from spiketune.engine.runners import Ended
+from spiketune.engine.scheduler import StopReason, _GpuSlots, decide
+from spiketune.engine.storage import ExperimentPaths, StudyStore, sqlite_url
 from spiketune.errors import ConfigError
-from spiketune.results import export_results, load_results, records_from_json
-from spiketune.runners import Ended
-from spiketune.scheduler import StopReason, _GpuSlots, decide
-from spiketune.storage import ExperimentPaths, StudyStore, sqlite_url
 
 QUADRATIC_SPACE = {
     "x": {"_type": "uniform", "_value": [-5, 5]},
@@ -327,7 +327,7 @@ def test_fallback_storage_path_writes_the_same_records(exp_root: Path) -> None:
                        {"metrics": fast[0].metrics, "intermediate": fast[0].intermediate,
                         "outcome": "COMPLETE", "reason": None, "trial_dir": "/t"},
                        {i: v["default"] for i, v in enumerate(fast[0].intermediate, 1)})
-    from spiketune.results import record_from_trial
+    from spiketune.engine.results import record_from_trial
 
     (slow,) = [record_from_trial(t) for t in store.trials()]
     store.close()
@@ -393,9 +393,9 @@ def test_two_schedulers_sharing_a_study_start_exactly_max_trials(tmp_path: Path)
 
     import optuna
 
-    from spiketune.runners import InProcessRunner
-    from spiketune.scheduler import Budget, Scheduler
-    from spiketune.space import SearchSpace
+    from spiketune.engine.runners import InProcessRunner
+    from spiketune.engine.scheduler import Budget, Scheduler
+    from spiketune.engine.space import SearchSpace
 
     url = sqlite_url(tmp_path / "study.db")
     StudyStore.open(url, "shared", create=True).close()

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from optuna.trial import FixedTrial
 
+from spiketune.engine.space import GRID_LIMIT, SearchSpace
 from spiketune.errors import SearchSpaceError
-from spiketune.space import GRID_LIMIT, SearchSpace
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -36,7 +36,7 @@ def draw(space: SearchSpace, n: int, sampler: optuna.samplers.BaseSampler) -> li
 
 
 # ------------------------------------------------------------- reachable sets, written out
-# independently of spiketune.space: what NNI can hand a trial for each type.
+# independently of spiketune.engine.space: what NNI can hand a trial for each type.
 
 
 def reachable(spec: dict[str, Any], value: Any) -> bool:

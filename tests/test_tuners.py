@@ -9,10 +9,10 @@ from typing import Any
 import optuna
 import pytest
 
-from spiketune import assessors, tuners
+from spiketune.engine import assessors, tuners
+from spiketune.engine.space import SearchSpace
+from spiketune.engine.tuners import TUNERS, canonical_tuner_name, make_tuner
 from spiketune.errors import ConfigError
-from spiketune.space import SearchSpace
-from spiketune.tuners import TUNERS, canonical_tuner_name, make_tuner
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

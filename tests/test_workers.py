@@ -13,11 +13,11 @@ import pytest
 from _processes import alive, wait_for
 
 from spiketune import ConfigError, Experiment, ExperimentConfig, Outcome, StorageError
-from spiketune.results import export_results, load_results
-from spiketune.runners import InProcessRunner
-from spiketune.scheduler import Budget, Scheduler, fail_lost_trial
-from spiketune.space import SearchSpace
-from spiketune.storage import (
+from spiketune.engine.results import export_results, load_results
+from spiketune.engine.runners import InProcessRunner
+from spiketune.engine.scheduler import Budget, Scheduler, fail_lost_trial
+from spiketune.engine.space import SearchSpace
+from spiketune.engine.storage import (
     PASSWORD_ENV,
     PASSWORD_FILE_ENV,
     ExperimentPaths,

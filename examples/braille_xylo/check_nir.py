@@ -21,9 +21,9 @@ import numpy as np
 import setup_hpo  # from the Braille e-prop example
 import torch
 
+from spiketune.engine import find_experiment
 from spiketune.snn import load_checkpoint, predict
 from spiketune.snn._nir import simulate_nir
-from spiketune.storage import find_experiment
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -36,9 +36,9 @@ import setup_hpo  # from the Braille e-prop example
 import torch
 import train_hpo
 
-from spiketune.artifacts import Predictions, offer_best_model
 from spiketune.hardware import assess_network
 from spiketune.snn import EpochMetrics, save_checkpoint
+from spiketune.trial import Predictions, offer_best_model
 
 TARGET = "xylo-audio2"
 

@@ -6,7 +6,7 @@
   hyperparameter axes and the accuracy axes (best train, best validation, test; see
   :func:`accuracy_axes`), coloured by test accuracy; the HTML is interactive (brush the axes);
 * ``confusion_matrix.png``: the experiment's best model (kept by
-  :mod:`spiketune.artifacts`) on its test split, accuracy in the title;
+  :mod:`spiketune.trial._artifacts`) on its test split, accuracy in the title;
 * ``history.png``, ``importance.png``, ``intermediate.png``;
 * ``pareto_front.png`` (experiments with several objectives): the Pareto front, one panel per
   pair of objectives, with a table of the front on the page;

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from spiketune.results import ExperimentResults, Outcome, TrialRecord
+from spiketune.engine.results import ExperimentResults, Outcome, TrialRecord
 
 #: NNI search-space types whose values spread over orders of magnitude: drawn on log axes.
 LOG_TYPES = frozenset({"loguniform", "qloguniform", "lognormal", "qlognormal"})
@@ -93,7 +93,7 @@ class Exploration:
 # ------------------------------------------------------------------------------ parameters
 def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested choices as dotted names (``{"neuron": {"_name": "alif", "beta": 1}}`` gives
-    ``neuron._name`` and ``neuron.beta``), as :mod:`spiketune.results` names them."""
+    ``neuron._name`` and ``neuron.beta``), as :mod:`spiketune.engine.results` names them."""
     out: dict[str, Any] = {}
     for key, value in params.items():
         name = f"{prefix}{key}"

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from spiketune.engine.results import load_results
 from spiketune.errors import CheckpointError, StorageError
 from spiketune.report._axes import exploration
 from spiketune.report._confusion import plot_confusion_matrix
@@ -20,7 +21,6 @@ from spiketune.report._figures import plot_history, plot_importance, plot_interm
 from spiketune.report._html import Figure, importance_table, render_index
 from spiketune.report._importance import param_importances
 from spiketune.report._pareto import pareto_caption, pareto_table, plot_pareto
-from spiketune.results import load_results
 
 PLOTLY_JS = "plotly.min.js"
 
@@ -53,7 +53,7 @@ def build_report(
     """Write the report of ``experiment`` (a directory, id or id prefix).
 
     ``out_dir`` defaults to ``<experiment dir>/report/``; ``storage`` overrides the study's
-    database URL as in :func:`~spiketune.results.load_results`. Works while the experiment
+    database URL as in :func:`~spiketune.engine.results.load_results`. Works while the experiment
     runs (it shows what has finished) and on any experiment, whatever its parameters and
     metric keys. Open ``index.html`` in a browser; no network is needed.
     """
@@ -79,7 +79,7 @@ def build_report(
 
     best_model = None
     if results.directory is not None:
-        from spiketune.artifacts import BestModelKeeper
+        from spiketune.trial._artifacts import BestModelKeeper
 
         try:
             best_model = BestModelKeeper(results.directory).current()

@@ -11,7 +11,7 @@ from spiketune.report._plotting import new_figure, save_png
 if TYPE_CHECKING:
     import numpy as np
 
-    from spiketune.artifacts import Predictions
+    from spiketune.trial import Predictions
 
 
 def confusion_matrix(

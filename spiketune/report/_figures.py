@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from spiketune.engine.results import ExperimentResults, Outcome
 from spiketune.report._axes import best_intermediate, is_number
 from spiketune.report._importance import Importances
 from spiketune.report._plotting import new_figure, save_png
-from spiketune.results import ExperimentResults, Outcome
 
 _OUTCOME_COLORS = {Outcome.EARLY_STOPPED: "#7f7f7f", Outcome.FAILED: "#d62728"}
 

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from spiketune.engine.results import ExperimentResults, Outcome, TrialRecord
 from spiketune.report._axes import category_label, flatten, is_number
 from spiketune.report._importance import Importances
-from spiketune.results import ExperimentResults, Outcome, TrialRecord
 
 #: Files of a trial directory linked from the report, with their link text.
 LOG_FILES = {
@@ -223,7 +223,7 @@ def _best_section(results: ExperimentResults, out_dir: Path) -> str:
 def _best_model_section(best_model: Any, out_dir: Path) -> str:
     if best_model is None:
         return ("<h2>Best model</h2><p>No model was kept (trials keep one with "
-                "<code>spiketune.artifacts.offer_best_model</code>).</p>")
+                "<code>spiketune.trial.offer_best_model</code>).</p>")
     out = ["<h2>Best model</h2><table class='kv'>"]
     rows: list[tuple[str, Any]] = [
         ("from trial", best_model.trial_id),

@@ -18,8 +18,8 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from spiketune.engine.results import ExperimentResults, Outcome
 from spiketune.report._axes import category_label, flatten, is_number, space_specs
-from spiketune.results import ExperimentResults, Outcome
 
 #: Fewest COMPLETE trials for which Optuna's evaluators are used.
 MIN_TRIALS_OPTUNA = 10

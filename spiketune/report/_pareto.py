@@ -13,10 +13,10 @@ import html
 from itertools import combinations
 from pathlib import Path
 
+from spiketune.engine.results import ExperimentResults, Outcome
 from spiketune.report._axes import flatten
 from spiketune.report._html import fmt
 from spiketune.report._plotting import new_figure, save_png
-from spiketune.results import ExperimentResults, Outcome
 
 _MAX_PANELS = 3
 

@@ -542,7 +542,7 @@ def export_best_model(
     if not checkpoint.is_file():
         raise CheckpointError(
             f"{experiment_dir}: no best model to export (expected {checkpoint}); the experiment's "
-            "trials keep one with spiketune.artifacts.offer_best_model"
+            "trials keep one with spiketune.trial.offer_best_model"
         )
     from spiketune.snn._checkpoint import load_checkpoint
 

@@ -25,10 +25,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from spiketune import Experiment, ExperimentResults, Outcome, load_config
-from spiketune.artifacts import load_best_model
+from spiketune import Experiment, ExperimentResults, Outcome, Progress, load_config
 from spiketune.report import build_report
-from spiketune.scheduler import Progress
+from spiketune.trial import load_best_model
 
 HERE = Path(__file__).absolute().parent  # unresolved: examples/braille_eprop links here
 CONFIG = HERE / "config.toml"

@@ -31,8 +31,8 @@ import setup_hpo
 import torch
 import train_hpo
 
-from spiketune.artifacts import Predictions, offer_best_model
 from spiketune.snn import EpochMetrics, save_checkpoint
+from spiketune.trial import Predictions, offer_best_model
 
 #: What a trial uses for any parameter the search space does not give (and all of them when
 #: run by hand): a plain e-prop LIF network on 20 ms bins of event counts (the data defaults of

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 import spiketune
-from spiketune.artifacts import experiment_dir_of_trial
 from spiketune.data import Dataset, DatasetInfo, load_braille, stratified_split
+from spiketune.trial import experiment_dir_of_trial
 
 #: Environment variable naming the Braille event file or the directory holding it.
 DATA_ENV = "SPIKETUNE_BRAILLE_DATA"

@@ -35,16 +35,25 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-# The trial protocol's environment variables (documented in docs/engine.md).
-ENV_TRIAL_DIR = "SPIKETUNE_TRIAL_DIR"
-ENV_TRIAL_ID = "SPIKETUNE_TRIAL_ID"
-ENV_EXPERIMENT_ID = "SPIKETUNE_EXPERIMENT_ID"
-ENV_SEQUENCE_ID = "SPIKETUNE_SEQUENCE_ID"
-ENV_EXPERIMENT_DIR = "SPIKETUNE_EXPERIMENT_DIR"  # where best_model/ and report/ live
-ENV_PARAMETERS = "SPIKETUNE_PARAMETERS"
-ENV_PARAMETER_FILE = "SPIKETUNE_PARAMETER_FILE"
-PARAMETER_FILE = "parameter.json"
-METRICS_FILE = "metrics.jsonl"
+from spiketune.trial._artifacts import (
+    BestModel,
+    Predictions,
+    experiment_dir_of_trial,
+    load_best_model,
+    load_predictions,
+    offer_best_model,
+)
+from spiketune.trial._protocol import (
+    ENV_EXPERIMENT_DIR,
+    ENV_EXPERIMENT_ID,
+    ENV_PARAMETER_FILE,
+    ENV_PARAMETERS,
+    ENV_SEQUENCE_ID,
+    ENV_TRIAL_DIR,
+    ENV_TRIAL_ID,
+    METRICS_FILE,
+    PARAMETER_FILE,
+)
 
 __all__ = [
     "ENV_EXPERIMENT_DIR",
@@ -56,7 +65,10 @@ __all__ = [
     "ENV_TRIAL_ID",
     "METRICS_FILE",
     "PARAMETER_FILE",
+    "BestModel",
+    "Predictions",
     "TrialStopped",
+    "experiment_dir_of_trial",
     "get_current_parameter",
     "get_experiment_id",
     "get_next_parameter",
@@ -64,7 +76,10 @@ __all__ = [
     "get_sequence_id",
     "get_trial_dir",
     "get_trial_id",
+    "load_best_model",
+    "load_predictions",
     "normalize_metric",
+    "offer_best_model",
     "report_final_result",
     "report_intermediate_result",
 ]

@@ -51,8 +51,8 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
 from spiketune._validation import ArgumentsOwner, canonical_name, rename, validate_args
+from spiketune.engine.goals import Judgement
 from spiketune.errors import ConfigError, Problem
-from spiketune.goals import Judgement
 
 if TYPE_CHECKING:
     from optuna.pruners import BasePruner
@@ -110,7 +110,7 @@ class Assessor(ArgumentsOwner, abc.ABC):
     def judge(self, report: Mapping[str, Any], step: int) -> Judgement | None:
         """Why to stop a trial now, from its intermediate ``report`` (the whole dict; ``step``
         counts reports from 1) alone, with the trial's ``silent`` constraint value (see
-        :mod:`spiketune.goals`); None (the default): no reason."""
+        :mod:`spiketune.engine.goals`); None (the default): no reason."""
         return None
 
 

@@ -34,11 +34,11 @@ from pydantic import (
     field_validator,
 )
 
-from spiketune import assessors, tuners
 from spiketune._validation import parse_duration, problems_from, rename
+from spiketune.engine import assessors, tuners
+from spiketune.engine.goals import DesignCheck, Goal, Objective, make_design_check
+from spiketune.engine.space import SearchSpace
 from spiketune.errors import ConfigError, Problem
-from spiketune.goals import DesignCheck, Goal, Objective, make_design_check
-from spiketune.space import SearchSpace
 
 __all__ = ["DEFAULT_EXPERIMENTS_DIR", "WORKER_FIELDS", "ExperimentConfig", "load_config"]
 
@@ -113,17 +113,17 @@ class ExperimentConfig(BaseModel):
     trial_code_directory: Annotated[Path, BeforeValidator(_expand)] = Path(".")
     #: NNI search space (validated by :meth:`SearchSpace.from_nni`), stored canonical.
     search_space: dict[str, Any]
-    #: Tuner name (NNI or Optuna extra, see :mod:`spiketune.tuners`), stored canonical.
+    #: Tuner name (NNI or Optuna extra, see :mod:`spiketune.engine.tuners`), stored canonical.
     tuner: str = "TPE"
     tuner_args: dict[str, Any] = Field(default_factory=dict)
-    #: Assessor name (see :mod:`spiketune.assessors`) or None for no early stopping.
+    #: Assessor name (see :mod:`spiketune.engine.assessors`) or None for no early stopping.
     assessor: str | None = None
     assessor_args: dict[str, Any] = Field(default_factory=dict)
     optimize_mode: Literal["maximize", "minimize"] = "maximize"
     #: Objectives by key of the final result, each with a direction; None = ``"default"`` in
     #: ``optimize_mode``. With more than one the study is multi-objective (Pareto front; no
     #: pruning assessor). ``optimize_mode`` then follows the first objective: set it only to
-    #: that direction, or leave it out. See :mod:`spiketune.goals`.
+    #: that direction, or leave it out. See :mod:`spiketune.engine.goals`.
     objectives: list[Objective] | None = None
     #: Hardware target every trial must fit, checked from its parameters before it starts:
     #: ``{"target": "xylo-audio2", "max_hidden": 500, "n_in": 12}`` (a target name, limits to
@@ -287,7 +287,7 @@ class ExperimentConfig(BaseModel):
 
     @property
     def constrained(self) -> bool:
-        """Whether trials carry constraint values for the tuner (see :mod:`spiketune.goals`)."""
+        """Whether trials carry constraint values for the tuner (see :mod:`.goals`)."""
         return self.constraints or self.hardware is not None or isinstance(
             self._assessor, assessors.Silent)
 
@@ -337,7 +337,7 @@ class ExperimentConfig(BaseModel):
             if data.get(key) in (None, False):
                 data.pop(key, None)
         if data.get("storage"):
-            from spiketune.storage import strip_password
+            from spiketune.engine.storage import strip_password
 
             data["storage"] = strip_password(data["storage"])
         return data

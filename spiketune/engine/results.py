@@ -21,8 +21,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from spiketune.errors import StorageError
-from spiketune.storage import (
+from spiketune.engine.storage import (
     ATTR_CONFIG,
     ATTR_ELAPSED,
     ExperimentPaths,
@@ -32,6 +31,7 @@ from spiketune.storage import (
     read_json,
     sqlite_url,
 )
+from spiketune.errors import StorageError
 
 if TYPE_CHECKING:
     import optuna
@@ -75,7 +75,7 @@ class TrialRecord:
     finished: datetime | None = None
     duration_seconds: float | None = None
     sequence_id: int | None = None
-    #: Constraint values of a constrained experiment (see :mod:`spiketune.goals`), else None.
+    #: Constraint values of a constrained experiment (see :mod:`spiketune.engine.goals`), else None.
     constraints: list[float] | None = None
 
     @property
@@ -173,7 +173,7 @@ class ExperimentResults:
     def pareto_front(self) -> list[TrialRecord]:
         """The COMPLETE, feasible trials no other such trial dominates (better or equal in
         every objective, better in one), by trial number. One objective: the best trial(s)."""
-        from spiketune.goals import pareto_front
+        from spiketune.engine.goals import pareto_front
 
         candidates = self._candidates()
         directions = [d for _, d in self.goals]

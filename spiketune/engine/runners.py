@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from spiketune import trial as trial_api
+from spiketune.engine.storage import CREDENTIAL_ENVS
 from spiketune.errors import TrialError
-from spiketune.storage import CREDENTIAL_ENVS
 
 __all__ = [
     "Ended",
@@ -48,7 +48,7 @@ __all__ = [
 STDOUT_FILE = "stdout.log"
 STDERR_FILE = "stderr.log"
 PROCESS_FILE = "process.json"
-_COMPAT_DIR = Path(__file__).resolve().parent / "compat"
+_COMPAT_DIR = Path(__file__).resolve().parents[1] / "compat"
 
 
 class StopReason(StrEnum):

@@ -31,18 +31,22 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from spiketune.config import WORKER_FIELDS, ExperimentConfig
-from spiketune.errors import ConfigError, Problem, StorageError
-from spiketune.results import ExperimentResults, TrialRecord, load_results, results_from_store
-from spiketune.runners import (
+from spiketune.engine.config import WORKER_FIELDS, ExperimentConfig
+from spiketune.engine.results import (
+    ExperimentResults,
+    TrialRecord,
+    load_results,
+    results_from_store,
+)
+from spiketune.engine.runners import (
     InProcessRunner,
     Runner,
     SubprocessRunner,
     process_alive,
     process_start_time,
 )
-from spiketune.scheduler import Budget, Progress, Scheduler, recover_interrupted
-from spiketune.storage import (
+from spiketune.engine.scheduler import Budget, Progress, Scheduler, recover_interrupted
+from spiketune.engine.storage import (
     ATTR_CONFIG,
     ATTR_ELAPSED,
     ATTR_EXPERIMENT_DIR,
@@ -59,6 +63,7 @@ from spiketune.storage import (
     strip_password,
     write_json,
 )
+from spiketune.errors import ConfigError, Problem, StorageError
 
 __all__ = ["Experiment", "ExperimentSummary", "list_experiments"]
 
@@ -67,7 +72,7 @@ class Experiment:
     """One hyperparameter search: its configuration, its directory and its study.
 
     ``Experiment(config)`` or ``Experiment(**config_fields)`` (the fields of
-    :class:`~spiketune.config.ExperimentConfig`; a given ``config`` plus fields means the
+    :class:`~spiketune.engine.config.ExperimentConfig`; a given ``config`` plus fields means the
     config with those fields changed). ``trial`` is a Python callable run in-process instead
     of a ``trial_command``. Nothing is written until :meth:`run`.
 
@@ -220,7 +225,7 @@ class Experiment:
         """Run until ``max_trials``, ``max_duration``, the end of a Batch/grid, or a stop.
 
         On an experiment that exists already, the same as :meth:`resume`. ``progress`` is
-        called a few times a second with a :class:`~spiketune.scheduler.Progress`.
+        called a few times a second with a :class:`~spiketune.engine.scheduler.Progress`.
         """
         if self._joined is not None:
             store, self._joined = self._joined, None

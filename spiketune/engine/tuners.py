@@ -75,10 +75,10 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
-from spiketune import assessors
 from spiketune._validation import ArgumentsOwner, canonical_name, validate_args
+from spiketune.engine import assessors
+from spiketune.engine.space import SearchSpace
 from spiketune.errors import ConfigError, Problem, SearchSpaceError
-from spiketune.space import SearchSpace
 
 if TYPE_CHECKING:
     from optuna.samplers import BaseSampler

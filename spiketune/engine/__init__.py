@@ -1,0 +1,57 @@
+"""The experiment engine: configuration, search spaces, tuners and assessors, the scheduler,
+trial runners, storage and results.
+
+Users import the engine's public names from :mod:`spiketune`; this package re-exports them
+for code that wants the engine alone, plus :func:`find_experiment`. Modules are imported on
+first use, so that importing one of them does not import them all.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from spiketune._lazy import lazy_exports
+
+_LAZY: dict[str, str] = {
+    "Experiment": "spiketune.engine.experiment",
+    "ExperimentConfig": "spiketune.engine.config",
+    "ExperimentResults": "spiketune.engine.results",
+    "Outcome": "spiketune.engine.results",
+    "Progress": "spiketune.engine.scheduler",
+    "SearchSpace": "spiketune.engine.space",
+    "TrialRecord": "spiketune.engine.results",
+    "export_results": "spiketune.engine.results",
+    "find_experiment": "spiketune.engine.storage",
+    "load_config": "spiketune.engine.config",
+    "load_results": "spiketune.engine.results",
+}
+
+if TYPE_CHECKING:
+    from spiketune.engine.config import ExperimentConfig, load_config
+    from spiketune.engine.experiment import Experiment
+    from spiketune.engine.results import (
+        ExperimentResults,
+        Outcome,
+        TrialRecord,
+        export_results,
+        load_results,
+    )
+    from spiketune.engine.scheduler import Progress
+    from spiketune.engine.space import SearchSpace
+    from spiketune.engine.storage import find_experiment
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+
+__all__ = [
+    "Experiment",
+    "ExperimentConfig",
+    "ExperimentResults",
+    "Outcome",
+    "Progress",
+    "SearchSpace",
+    "TrialRecord",
+    "export_results",
+    "find_experiment",
+    "load_config",
+    "load_results",
+]
