@@ -4,13 +4,23 @@ its trials' logs.
 :func:`serve` starts the web server in a background thread and returns a :class:`Dashboard`
 (its ``url``; ``close()`` ends it); ``spiketune view EXP`` does the same and waits for Ctrl-C.
 The server listens on 127.0.0.1 unless told otherwise, on a free port, and shows only this
-experiment's study, read-only (no study can be deleted or trial changed from the page).
+experiment's study, read-only: the study is opened read-only, and no study can be deleted or
+trial changed from the page.
+
+It answers only requests addressed to it by a loopback name (``localhost``, ``127.0.0.1``,
+``[::1]``, with its port): a web page elsewhere that points a name of its own at 127.0.0.1
+(DNS rebinding) gets ``421 Misdirected Request``, not the experiment. Bound to another address
+on purpose (``--host``), it also answers to that address, and bound to every address
+(``0.0.0.0``, ``::``) to this machine's names and addresses; ``allowed_hosts`` adds names (a
+reverse proxy's, for instance).
 
 What the page shows, per trial: state, parameters, the objective and its intermediate curve,
 every final metric key as its own column (user attributes ``metric.<key>``, sortable), the
 raw spiketune attributes, and a note holding the last lines of the trial's ``stdout.log`` and
 ``stderr.log`` with links to the whole files. Study-wide: history, parallel coordinates,
-importance, slices. Routes served beside optuna-dashboard's own:
+importance, slices, and one figure per intermediate metric key. Notes and figures are made
+with optuna-dashboard's public ``save_note`` and ``save_plotly_graph_object`` into this
+process's memory, never into the study. Routes served beside optuna-dashboard's own:
 
 * ``/logs/`` – every trial of this machine's experiment directory, with links to its logs;
 * ``/logs/<number>/stdout`` and ``/logs/<number>/stderr`` – the log as text (its last MiB).
@@ -21,22 +31,26 @@ found in its own experiment directory.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import html
-import json
+import ipaddress
 import math
 import re
+import socket
 import threading
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import optuna
+import psutil
+from optuna.trial import FrozenTrial
 
 from spiketune.engine.runners import STDERR_FILE, STDOUT_FILE
 from spiketune.engine.storage import (
+    ATTR_CONFIG,
     ExperimentPaths,
     StudyStore,
     find_experiment,
@@ -49,9 +63,12 @@ from spiketune.errors import StorageError
 __all__ = ["Dashboard", "serve"]
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+_WILDCARDS = ("0.0.0.0", "::", "")
 _TAIL_LINES = 30  # lines of each log in a trial's note
 _LOG_BYTES = 1 << 20  # the most of a log file one request returns (its end)
 _LOG_ROUTE = re.compile(r"^/logs/(\d+)/(stdout|stderr)$")
+
+_App = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 class Dashboard:
@@ -93,17 +110,22 @@ def serve(
     storage: str | None = None,
     host: str = "127.0.0.1",
     port: int = 0,
+    allowed_hosts: Iterable[str] = (),
 ) -> Dashboard:
-    """Serve the dashboard of ``experiment`` (a directory, id or id prefix; with ``storage``
-    also an experiment known only to that database) on ``host``:``port`` (0: a free port).
+    """Serve the dashboard of ``experiment`` (a directory, id, name or id prefix; with
+    ``storage`` also an experiment known only to that database) on ``host``:``port`` (0: a
+    free port). ``allowed_hosts``: more names the requests may be addressed to, besides the
+    loopback names and ``host`` (see the module docstring).
 
     Returns once the server listens; read the address from ``Dashboard.url``.
     """
     directory, experiment_id, url = _locate(experiment, storage)
-    store = StudyStore.open(url, experiment_id)
+    store = StudyStore.open(url, experiment_id, read_only=True)
     try:
-        app = _application(store, directory)
+        hosts = _HostCheck(host, allowed_hosts)
+        app = hosts.wrap(_application(store, directory))
         server = make_server(host, port, app, handler_class=_QuietHandler)
+        hosts.port = int(server.server_address[1])
     except OSError as e:
         store.close()
         raise StorageError(f"cannot serve the dashboard on {host}:{port}: {e.strerror or e}") \
@@ -132,7 +154,83 @@ class _QuietHandler(WSGIRequestHandler):
         """No line per request on stderr (the page polls every few seconds)."""
 
 
-def _application(store: StudyStore, directory: Path | None) -> Callable[..., Iterable[bytes]]:
+# ------------------------------------------------------------------------------ Host header
+def _host_name(value: str) -> str:
+    """A host name or address as compared: lower case, no trailing dot, IPv6 unbracketed."""
+    return value.strip().strip("[]").rstrip(".").lower()
+
+
+def _split_host(header: str) -> tuple[str, int | None] | None:
+    """``Host`` header -> (name, port or None); None when it is not a host[:port]."""
+    header = header.strip()
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::(\d{1,5}))?", header) \
+        or re.fullmatch(r"([^:\[\]/@\s]+)(?::(\d{1,5}))?", header)
+    if match is None:
+        return None
+    return _host_name(match.group(1)), int(match.group(2)) if match.group(2) else None
+
+
+def _machine_names() -> set[str]:
+    """This machine's names and the addresses of its network interfaces."""
+    names = {socket.gethostname(), socket.getfqdn()}
+    for addresses in psutil.net_if_addrs().values():
+        for a in addresses:
+            if a.family in (socket.AF_INET, socket.AF_INET6):
+                names.add(a.address.split("%", 1)[0])  # an IPv6 zone (%eth0) is not sent
+    return {_host_name(n) for n in names if n}
+
+
+class _HostCheck:
+    """Which ``Host`` headers the server answers (see the module docstring).
+
+    ``port`` is the port the server listens on, set once it is bound: a Host header that
+    names another port is refused, except for the ``allowed`` names (a proxy may use its own).
+    """
+
+    def __init__(self, bound: str, allowed: Iterable[str]) -> None:
+        self.port: int | None = None
+        self._local = {_host_name(h) for h in LOCAL_HOSTS}
+        self._extra = {_host_name(h) for h in allowed}
+        if _host_name(bound) in _WILDCARDS:
+            self._local |= _machine_names()
+        else:
+            self._local.add(_host_name(bound))
+
+    def allows(self, header: str | None) -> bool:
+        if not header:
+            return False
+        parsed = _split_host(header)
+        if parsed is None:
+            return False
+        name, port = parsed
+        if name in self._extra:
+            return True
+        with_port = port is None or port == self.port
+        return name in self._local and with_port and _plausible(name)
+
+    def wrap(self, app: _App) -> _App:
+        def checked(environ: dict[str, Any], start_response: Callable[..., Any]) \
+                -> Iterable[bytes]:
+            if self.allows(environ.get("HTTP_HOST")):
+                return app(environ, start_response)
+            names = ", ".join(sorted(f"[{n}]" if ":" in n else n for n in self._local))
+            return _respond(start_response, "421 Misdirected Request", "text/plain",
+                            f"this dashboard answers only to {names} (port {self.port}): "
+                            "the Host header names another server\n")
+
+        return checked
+
+
+def _plausible(name: str) -> bool:
+    """Not an address that cannot be this machine's (a guard against odd spellings)."""
+    try:
+        return not ipaddress.ip_address(name).is_multicast
+    except ValueError:
+        return True
+
+
+# ------------------------------------------------------------------------------ application
+def _application(store: StudyStore, directory: Path | None) -> _App:
     """optuna-dashboard's WSGI app on a read-only view of the study, plus the log routes."""
     from optuna_dashboard import wsgi
 
@@ -191,22 +289,60 @@ def _tail(path: Path, max_bytes: int) -> str:
     return text
 
 
+def _curve_figures(trials: list[FrozenTrial]) -> dict[str, dict[str, Any]]:
+    """One plotly figure per intermediate metric key besides ``default`` (``val_acc``,
+    ``loss``, ...): every trial's reports by step."""
+    series: dict[str, list[dict[str, Any]]] = {}
+    for t in trials:
+        reports = t.user_attrs.get("intermediate") or []
+        names = [k for r in reports if isinstance(r, dict) for k in r if k != "default"]
+        for name in dict.fromkeys(names):
+            steps = [(i, r[name]) for i, r in enumerate(reports, start=1)
+                     if isinstance(r, dict) and isinstance(r.get(name), int | float)
+                     and not isinstance(r.get(name), bool) and math.isfinite(r[name])]
+            series.setdefault(name, []).append({
+                "type": "scatter", "mode": "lines+markers", "name": f"trial {t.number}",
+                "x": [s for s, _ in steps], "y": [v for _, v in steps],
+            })
+    return {
+        "intermediate-" + re.sub(r"[^A-Za-z0-9_.-]", "_", name): {"data": data, "layout": {
+            "title": {"text": f"intermediate {name}"},
+            "xaxis": {"title": {"text": "step"}}, "yaxis": {"title": {"text": name}},
+        }}
+        for name, data in series.items()
+    }
+
+
 class _ExperimentView(optuna.storages.BaseStorage):
     """What the dashboard reads: one study, its trials with each final metric as a user
-    attribute and a note with log tails; every write refused."""
+    attribute, a log note per trial and a figure per intermediate metric; every write from
+    the page refused.
+
+    Notes, figures and objective names are written by optuna-dashboard's and Optuna's public
+    functions (``save_note``, ``save_plotly_graph_object``, ``Study.set_metric_names``) on a
+    study whose storage is this view: their study system attributes land in memory
+    (``_made``), one entry per thing made, replaced whole when it is made again, and are
+    shown over the stored attributes.
+    """
 
     def __init__(self, store: StudyStore, directory: Path | None) -> None:
-        self._rdb = store._rdb
-        self.study_id = store._study_id
+        self._store = store
+        self._rdb = store.storage
+        self.study_id = store.study_id
         self.study_name = store.study_name
         self._directory = directory
-        # trial id -> ((path, size, mtime) of each log, its note): the page asks every few
-        # seconds, and a log is read again only when it has changed
-        self._notes: dict[int, tuple[tuple[Any, ...], str | None]] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        # what each thing made wrote: "names", "curves", or a trial number -> its attributes
+        self._made: dict[str | int, dict[str, Any]] = {}
+        # (key it was made from) of each thing made: remade only when its key changes
+        self._keys: dict[str | int, Any] = {}
+        self._capture: dict[str, Any] | None = None  # while making one thing: what it writes
+        self._stored: dict[str, Any] = {}  # the stored attributes, read once per refresh
+        self._refreshing = False
+        self._study: optuna.Study | None = None
 
     # ------------------------------------------------------------------ logs
-    def log_path(self, trial: optuna.trial.FrozenTrial, kind: str) -> Path | None:
+    def log_path(self, trial: FrozenTrial, kind: str) -> Path | None:
         name = STDOUT_FILE if kind == "stdout" else STDERR_FILE
         candidates = []
         if trial.user_attrs.get("trial_dir"):
@@ -225,19 +361,11 @@ class _ExperimentView(optuna.storages.BaseStorage):
                 return None if path is None else _tail(path, _LOG_BYTES)
         return None
 
-    def _note(self, trial: optuna.trial.FrozenTrial) -> str | None:
+    def _log_key(self, trial: FrozenTrial) -> tuple[Any, ...]:
         paths = [self.log_path(trial, kind) for kind in ("stdout", "stderr")]
-        key = tuple((p, p.stat().st_size, p.stat().st_mtime_ns) if p else None for p in paths)
-        with self._lock:
-            cached = self._notes.get(trial._trial_id)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        note = self._read_note(trial)
-        with self._lock:
-            self._notes[trial._trial_id] = (key, note)
-        return note
+        return tuple((p, p.stat().st_size, p.stat().st_mtime_ns) if p else None for p in paths)
 
-    def _read_note(self, trial: optuna.trial.FrozenTrial) -> str | None:
+    def _read_note(self, trial: FrozenTrial) -> str | None:
         parts = []
         for kind in ("stdout", "stderr"):
             path = self.log_path(trial, kind)
@@ -249,15 +377,90 @@ class _ExperimentView(optuna.storages.BaseStorage):
                          f"{_TAIL_LINES} lines)\n\n```\n{body}\n```")
         return "\n\n".join(parts) if parts else None
 
+    # ------------------------------------------------------------------ made in memory
+    def _view_study(self) -> optuna.Study:
+        if self._study is None:
+            self._study = optuna.load_study(study_name=self.study_name, storage=self,
+                                            sampler=optuna.samplers.RandomSampler())
+        return self._study
+
+    def _stored_only(self, read: Callable[[], Any]) -> Any:
+        """``read()`` seeing the stored attributes alone (none of this view's making)."""
+        self._capture = {}
+        try:
+            return read()
+        finally:
+            self._capture = None
+
+    def _make(self, what: str | int, key: Any, write: Callable[[], None]) -> None:
+        """Run ``write`` (public optuna-dashboard / Optuna calls on the view's study) unless
+        ``key`` is what ``what`` was last made from; keep what it wrote as ``what``'s."""
+        if what in self._keys and self._keys[what] == key:
+            return
+        self._capture = {}
+        try:
+            write()
+            self._made[what] = self._capture
+        finally:
+            self._capture = None
+        self._keys[what] = key
+
+    def _refresh(self) -> None:
+        """Make again what changed: objective names, curves, the note of each trial whose
+        logs changed (a trial with a note of its own, stored, keeps it)."""
+        from optuna_dashboard import get_note, save_note, save_plotly_graph_object
+        from plotly.graph_objects import Figure
+
+        study = self._view_study()
+        trials = self._rdb.get_all_trials(self.study_id, deepcopy=False)
+        names = self._objective_names()
+        with warnings.catch_warnings():  # naming objectives is marked experimental in Optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            if names is not None and self._stored_only(lambda: study.metric_names) is None:
+                self._make("names", names, lambda: study.set_metric_names(names))
+        curves_key = tuple((t.number, len(t.user_attrs.get("intermediate") or ()))
+                           for t in trials)
+
+        def curves() -> None:
+            for ident, figure in _curve_figures(trials).items():
+                save_plotly_graph_object(study, Figure(figure), graph_object_id=ident)
+
+        self._make("curves", curves_key, curves)
+        for t in trials:
+            try:
+                key = self._log_key(t)
+            except OSError:
+                continue
+            if self._keys.get(t.number) == key:
+                continue
+            handle = optuna.trial.Trial(study, self._store.trial_id(t))
+            own = self._stored_only(lambda handle=handle: get_note(handle))
+            note = None if own else self._read_note(t)
+
+            def write(handle: optuna.trial.Trial = handle, note: str | None = note) -> None:
+                if note is not None:
+                    save_note(handle, note)
+
+            self._make(t.number, key, write)
+
+    def _objective_names(self) -> list[str] | None:
+        """``default``, or the keys of the configured objectives (one per direction)."""
+        config = self._rdb.get_study_user_attrs(self.study_id).get(ATTR_CONFIG) or {}
+        objectives = config.get("objectives") if isinstance(config, dict) else None
+        names = [str(o.get("key")) for o in objectives if isinstance(o, dict)] \
+            if isinstance(objectives, list) and objectives else ["default"]
+        count = len(self._rdb.get_study_directions(self.study_id))
+        return names if len(names) == count else None
+
     # ------------------------------------------------------------------ the study
     def get_all_studies(self) -> list[Any]:
-        return [self._with_notes(s) for s in self._rdb.get_all_studies()
-                if s._study_id == self.study_id]
-
-    def _with_notes(self, study: Any) -> Any:
-        study = copy.copy(study)
-        study.system_attrs = self.get_study_system_attrs(self.study_id)
-        return study
+        out = []
+        for s in self._rdb.get_all_studies():
+            if s.study_name == self.study_name:
+                s = copy.copy(s)
+                s.system_attrs = self.get_study_system_attrs(self.study_id)
+                out.append(s)
+        return out
 
     def get_study_id_from_name(self, study_name: str) -> int:
         if study_name != self.study_name:
@@ -281,75 +484,47 @@ class _ExperimentView(optuna.storages.BaseStorage):
         return self._rdb.get_study_user_attrs(study_id)
 
     def get_study_system_attrs(self, study_id: int) -> dict[str, Any]:
-        """The stored attributes, plus a log note for each trial that has none of its own."""
-        from optuna_dashboard._note import note_ver_key, split_body
-
+        """The stored attributes, with what this view made in memory over them."""
         self._check(study_id)
-        attrs = dict(self._rdb.get_study_system_attrs(study_id))
-        # the objective as trials report it: metrics["default"]
-        attrs.setdefault("study:metric_names", ["default"])
-        trials = self._rdb.get_all_trials(study_id, deepcopy=False)
-        attrs.update(self._curves(trials))
-        for t in trials:
-            if note_ver_key(t._trial_id) in attrs:
-                continue
-            with contextlib.suppress(OSError):
-                note = self._note(t)
-                if note is not None:
-                    attrs[note_ver_key(t._trial_id)] = 0
-                    attrs.update(split_body(note, t._trial_id))
-        return attrs
-
-    def _curves(self, trials: list[optuna.trial.FrozenTrial]) -> dict[str, str]:
-        """One figure per intermediate metric key besides ``default`` (``val_acc``, ``loss``,
-        ...): every trial's reports by step, as optuna-dashboard's custom plots (plotly JSON
-        in study system attributes, computed here, never stored)."""
-        from optuna_dashboard._custom_plot_data import SYSTEM_ATTR_PLOT_DATA, split_plot_data
-
-        key = tuple((t._trial_id, len(t.user_attrs.get("intermediate") or ())) for t in trials)
         with self._lock:
-            if getattr(self, "_curves_key", None) == key:
-                return self._curves_attrs
-        series: dict[str, list[dict[str, Any]]] = {}
-        for t in trials:
-            reports = t.user_attrs.get("intermediate") or []
-            names = [k for r in reports if isinstance(r, dict) for k in r if k != "default"]
-            for name in dict.fromkeys(names):
-                steps = [(i, r[name]) for i, r in enumerate(reports, start=1)
-                         if isinstance(r, dict) and isinstance(r.get(name), int | float)
-                         and not isinstance(r.get(name), bool) and math.isfinite(r[name])]
-                series.setdefault(name, []).append({
-                    "type": "scatter", "mode": "lines+markers", "name": f"trial {t.number}",
-                    "x": [s for s, _ in steps], "y": [v for _, v in steps],
-                })
-        attrs: dict[str, str] = {}
-        for name, data in series.items():
-            figure = {"data": data, "layout": {
-                "title": {"text": f"intermediate {name}"},
-                "xaxis": {"title": {"text": "step"}}, "yaxis": {"title": {"text": name}},
-            }}
-            ident = "intermediate-" + re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-            attrs.update(split_plot_data(json.dumps(figure, default=str),
-                                         f"{SYSTEM_ATTR_PLOT_DATA}{ident}:"))
-        with self._lock:
-            self._curves_key, self._curves_attrs = key, attrs
-        return attrs
+            if self._capture is not None:  # inside _make: the stored ones and this thing's
+                return {**self._stored, **self._capture}
+            if not self._refreshing:
+                self._stored = dict(self._rdb.get_study_system_attrs(study_id))
+                self._refreshing = True
+                try:
+                    self._refresh()
+                finally:
+                    self._refreshing = False
+            made: dict[str, Any] = {}
+            for attrs in self._made.values():
+                made.update(attrs)
+            return {**self._stored, **made}
+
+    def set_study_system_attr(self, study_id: int, key: str, value: Any) -> None:
+        """Only this view's own making writes here (the page's writes are refused before
+        they reach it); into memory."""
+        self._check(study_id)
+        if self._capture is None:
+            self._read_only()
+        self._capture[key] = value
 
     # ------------------------------------------------------------------ trials
     @staticmethod
-    def _shown(trial: optuna.trial.FrozenTrial) -> optuna.trial.FrozenTrial:
+    def _shown(trial: FrozenTrial) -> FrozenTrial:
         metrics = trial.user_attrs.get("metrics")
         if not isinstance(metrics, dict):
             return trial
         shown = copy.copy(trial)
         extra = {f"metric.{k}": v for k, v in metrics.items()
                  if isinstance(v, int | float | str | bool)}
-        shown._user_attrs = {**extra, **trial.user_attrs}
+        shown.user_attrs = {**extra, **trial.user_attrs}
         return shown
 
-    def get_trial(self, trial_id: int) -> optuna.trial.FrozenTrial:
+    def get_trial(self, trial_id: int) -> FrozenTrial:
         trial = self._rdb.get_trial(trial_id)
-        if self._rdb.get_study_id_from_trial_id(trial_id) != self.study_id:
+        if self._rdb.get_trial_id_from_study_id_trial_number(self.study_id, trial.number) \
+                != trial_id:
             raise KeyError(f"trial id {trial_id} is not this experiment's")
         return self._shown(trial)
 
@@ -358,7 +533,7 @@ class _ExperimentView(optuna.storages.BaseStorage):
         study_id: int,
         deepcopy: bool = True,
         states: Any = None,
-    ) -> list[optuna.trial.FrozenTrial]:
+    ) -> list[FrozenTrial]:
         self._check(study_id)
         trials = self._rdb.get_all_trials(study_id, deepcopy=False, states=states)
         return [self._shown(t) for t in trials]
@@ -371,7 +546,6 @@ class _ExperimentView(optuna.storages.BaseStorage):
     create_new_study = _read_only
     delete_study = _read_only
     set_study_user_attr = _read_only
-    set_study_system_attr = _read_only
     create_new_trial = _read_only
     set_trial_param = _read_only
     set_trial_state_values = _read_only

@@ -96,6 +96,30 @@ class Server:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
+    def new_role(self, password: str) -> str:
+        """A new login role whose password is ``password`` (any characters), owning a new
+        database; the URL of that database as that role, the password percent-encoded."""
+        import urllib.parse
+
+        import psycopg
+        from psycopg import sql
+
+        database = self.new_database()
+        name = database.rsplit("/", 1)[1]
+        role = f"r_{name}"
+        with psycopg.connect(host="127.0.0.1", port=self.port, user=USER,
+                             password=self.password, dbname="postgres",
+                             autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(role), sql.Literal(password)))
+            conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                sql.Identifier(name), sql.Identifier(role)))
+        with psycopg.connect(host="127.0.0.1", port=self.port, user=USER,
+                             password=self.password, dbname=name, autocommit=True) as conn:
+            conn.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(sql.Identifier(role)))
+        secret = urllib.parse.quote(password, safe="")
+        return f"postgresql://{role}:{secret}@127.0.0.1:{self.port}/{name}"
+
     def stop(self) -> None:
         with contextlib.suppress(Exception):
             _run(self.run_as, [str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m",

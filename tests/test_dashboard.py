@@ -3,9 +3,12 @@ browser opening it and the HTML report."""
 
 from __future__ import annotations
 
+import hashlib
+import http.client
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -16,6 +19,7 @@ import pytest
 
 from spiketune import Experiment
 from spiketune.dashboard import serve
+from spiketune.engine.storage import StudyStore, sqlite_url
 
 TRIAL = """
     import sys
@@ -177,3 +181,67 @@ def test_browser_sees_trials_and_best_value(exp_root: Path, trial_script, tmp_pa
     print(f"screenshots: {shots}")
     assert all((shots / f"{n}.png").stat().st_size > 10_000
                for n in ("dashboard", "trials", "report"))
+
+
+# ------------------------------------------------------------------------------ Host header
+def _in_process(params: dict) -> float:
+    import spiketune.trial as st
+
+    print("training with", params)
+    st.report_intermediate_result({"default": params["x"] / 2, "val_acc": params["x"] / 3})
+    return params["x"]
+
+
+def _ask(port: int, host: str | None, path: str = "/api/studies") -> tuple[int, bytes]:
+    """GET ``path`` from 127.0.0.1:``port`` with the Host header ``host`` (None: none)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.putrequest("GET", path, skip_host=True)
+        if host is not None:
+            conn.putheader("Host", host)
+        conn.endheaders()
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def test_only_loopback_host_headers_are_answered(exp_root: Path) -> None:
+    """A page elsewhere that points its own name at 127.0.0.1 (DNS rebinding) must not read
+    the experiment: only loopback names, with the dashboard's port, are answered."""
+    exp = Experiment(trial=_in_process, search_space=SPACE, max_trials=2, name="hosts",
+                     experiment_dir=exp_root, tuner="Random", seed=0)
+    exp.run()
+    study_db = exp.directory / "study.db"
+    before = hashlib.sha256(study_db.read_bytes()).hexdigest()
+    with serve(exp.id) as dash:
+        port = int(dash.url.split(":")[2].split("/")[0])
+        for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}",
+                     f"LocalHost:{port}", "localhost", "127.0.0.1", "[::1]"):
+            for path in ("/api/studies", "/logs/", "/dashboard"):
+                status, _ = _ask(port, host, path)
+                assert status == 200, (host, path)
+        for host in ("evil.example", f"evil.example:{port}", f"localhost:{port + 1}",
+                     f"127.0.0.1.evil.example:{port}", f"localhost.evil.example:{port}",
+                     f"user@localhost:{port}", "", None):
+            for path in ("/api/studies", "/logs/", "/logs/0/stdout"):
+                status, body = _ask(port, host, path)
+                assert status == 421, (host, path)
+                assert b"answers only to" in body and b"hosts-" not in body
+    # bound to every address on purpose: also this machine's own name
+    with serve(exp.id, host="0.0.0.0") as dash:
+        port = int(dash.url.split(":")[2].split("/")[0])
+        assert _ask(port, f"{socket.gethostname()}:{port}")[0] == 200
+        assert _ask(port, f"127.0.0.1:{port}")[0] == 200
+        assert _ask(port, f"evil.example:{port}")[0] == 421
+    # a name given on purpose (a reverse proxy's), on any port
+    with serve(exp.id, allowed_hosts=["hpo.example"]) as dash:
+        port = int(dash.url.split(":")[2].split("/")[0])
+        assert _ask(port, "hpo.example")[0] == 200 and _ask(port, "hpo.example:443")[0] == 200
+        assert _ask(port, f"evil.example:{port}")[0] == 421
+    # read-only throughout: the study file is as it was, and nothing was stored in it
+    assert hashlib.sha256(study_db.read_bytes()).hexdigest() == before
+    store = StudyStore.open(sqlite_url(study_db), exp.id, read_only=True)
+    stored = store.storage.get_study_system_attrs(store.study_id)
+    store.close()
+    assert not [k for k in stored if k.startswith("dashboard:")]
