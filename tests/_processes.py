@@ -1,19 +1,19 @@
-"""Helpers for tests that watch processes: liveness through /proc, and polling with a deadline."""
+"""Helpers for tests that watch processes: liveness (psutil), and polling with a deadline."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
+
+import psutil
 
 
 def alive(pid: int) -> bool:
     """True while ``pid`` runs (a zombie nobody reaps counts as gone)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    return stat[stat.rindex(")") + 2] != "Z"
 
 
 def wait_for(cond: Callable[[], object], timeout: float, what: str) -> None:

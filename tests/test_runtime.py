@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
+import subprocess
 import sys
 import time
 from datetime import datetime
@@ -102,6 +104,7 @@ def test_gpu_slots_balance_and_cap() -> None:
 @pytest.mark.slow
 def test_gpu_slots_end_to_end(exp_root: Path, trial_script, monkeypatch) -> None:
     monkeypatch.setenv("TRIAL_SLEEP", "0.4")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,7")  # GPUs asked for must exist
     code = trial_script(ECHO_TRIAL)
     exp = Experiment(trial_command="python3 trial.py", trial_code_directory=code,
                      search_space=QUADRATIC_SPACE, max_trials=8, concurrency=8, gpus=[3, 7],
@@ -314,28 +317,6 @@ def test_export_round_trip(exp_root: Path) -> None:
     assert len(long) == 1 + 3 * 2 and "metric.loss" in long[0]
 
 
-def test_fallback_storage_path_writes_the_same_records(exp_root: Path) -> None:
-    """The public-API path (used when Optuna's models change) stores identical records."""
-    exp = Experiment(trial=_in_process_quadratic, search_space=QUADRATIC_SPACE, max_trials=3,
-                     experiment_dir=exp_root, seed=2, tuner="Random")
-    fast = exp.run().records
-    store = StudyStore.open(sqlite_url(exp_root / "x.db"), "slow", create=True, fast=False)
-    tid, number = store.start_trial({}, {}, {"parameters": fast[0].parameters, "sequence_id": 0})
-    import optuna
-
-    store.finish_trial(tid, optuna.trial.TrialState.COMPLETE, fast[0].value,
-                       {"metrics": fast[0].metrics, "intermediate": fast[0].intermediate,
-                        "outcome": "COMPLETE", "reason": None, "trial_dir": "/t"},
-                       {i: v["default"] for i, v in enumerate(fast[0].intermediate, 1)})
-    from spiketune.engine.results import record_from_trial
-
-    (slow,) = [record_from_trial(t) for t in store.trials()]
-    store.close()
-    assert number == 0
-    assert (slow.parameters, slow.metrics, slow.intermediate, slow.outcome) == (
-        fast[0].parameters, fast[0].metrics, fast[0].intermediate, fast[0].outcome)
-
-
 def test_config_errors_before_anything_runs(exp_root: Path) -> None:
     with pytest.raises(ConfigError, match="trial_command"):
         Experiment(search_space=QUADRATIC_SPACE, experiment_dir=exp_root)
@@ -436,3 +417,106 @@ def test_two_schedulers_sharing_a_study_start_exactly_max_trials(tmp_path: Path)
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     workers = {Path(t.user_attrs["trial_dir"]).parents[1].name for t in trials}
     assert workers == {"worker0", "worker1"}  # both took part
+
+
+# ------------------------------------------------------------------------------ ending trials
+TESTS = Path(__file__).resolve().parent
+CHECKPOINT_TRIAL = f"python3 {TESTS / '_trials.py'} checkpoint_on_sigterm"
+
+
+def _ready_trial_dir(root: Path, timeout: float = 60.0) -> Path:
+    """The directory of the first trial under ``root`` once its SIGTERM handler is in place."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready = list(root.glob("*/trials/0/ready"))
+        if ready:
+            return ready[0].parent
+        time.sleep(0.05)
+    raise AssertionError("the trial never got ready")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["timeout", "assessor", "stop"])
+def test_a_trial_ended_by_the_engine_gets_its_grace(exp_root: Path, how: str) -> None:
+    """A trial that saves a checkpoint on SIGTERM (1 s) finishes saving, whatever ends it."""
+    import threading
+
+    kwargs: dict = {"timeout": {"max_trial_duration": 1.5},
+                    "assessor": {"assessor": "Threshold", "assessor_args": {"lower": 0.0}},
+                    "stop": {}}[how]
+    exp = Experiment(trial_command=CHECKPOINT_TRIAL, trial_code_directory=TESTS,
+                     search_space=QUADRATIC_SPACE, max_trials=1, experiment_dir=exp_root,
+                     kill_grace=10.0, **kwargs)
+    if how == "stop":
+        threading.Thread(target=lambda: (_ready_trial_dir(exp_root), exp.stop()),
+                         daemon=True).start()
+    (rec,) = exp.run().records
+    assert (rec.trial_dir / "sigterm.log").read_text() == "saving\nsaved\n", rec.reason
+    expected = {"timeout": "timeout", "assessor": "assessor", "stop": "stop"}[how]
+    assert expected in rec.reason
+
+
+@pytest.mark.slow
+def test_ctrl_c_gives_trials_their_grace(exp_root: Path, tmp_path: Path) -> None:
+    """Ctrl-C at ``spiketune run``: the trial's checkpoint handler runs to its end."""
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(
+        f'name = "ctrlc"\ntrial_command = "{CHECKPOINT_TRIAL}"\n'
+        f'trial_code_directory = "{TESTS}"\nexperiment_dir = "{exp_root}"\nmax_trials = 1\n'
+        f'[search_space]\nx = {{_type = "uniform", _value = [0, 1]}}\n'
+    )
+    cli = subprocess.Popen([sys.executable, "-m", "spiketune.cli", "run", str(cfg), "--quiet"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        trial_dir = _ready_trial_dir(exp_root)
+        cli.send_signal(signal.SIGINT)
+        _out, err = cli.communicate(timeout=60)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+    assert (trial_dir / "sigterm.log").read_text() == "saving\nsaved\n", err.decode()
+    (rec,) = load_results(trial_dir.parents[1]).records
+    assert "SIGINT" in rec.reason
+
+
+@pytest.mark.slow
+def test_a_segfault_is_reported_as_a_signal(exp_root: Path) -> None:
+    exp = Experiment(trial_command=f"python3 {TESTS / '_trials.py'} segfault",
+                     trial_code_directory=TESTS, search_space=QUADRATIC_SPACE, max_trials=1,
+                     experiment_dir=exp_root)
+    (rec,) = exp.run().records
+    assert rec.outcome == Outcome.FAILED
+    assert "killed by signal SIGSEGV" in rec.reason and "139" not in rec.reason.splitlines()[0]
+
+
+@pytest.mark.slow
+def test_the_command_line_ends_orphans_of_its_trials(exp_root: Path, tmp_path: Path) -> None:
+    """``spiketune run`` is a child subreaper: a daemon a trial double-forks (orphaned at
+    once, out of the trial's session) comes back to it and is ended with the trial."""
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(
+        f'name = "orphans"\ntrial_command = "python3 {TESTS / "_trials.py"} escaped_child"\n'
+        f'trial_code_directory = "{TESTS}"\nexperiment_dir = "{exp_root}"\nmax_trials = 1\n'
+        f'[search_space]\ndouble_fork = {{_type = "choice", _value = [true]}}\n'
+    )
+    subprocess.run([sys.executable, "-m", "spiketune.cli", "run", str(cfg), "--quiet"],
+                   check=True, capture_output=True, timeout=120)
+    (pid_file,) = exp_root.glob("*/trials/0/escaped.pid")
+    pid = int(pid_file.read_text())
+    try:
+        assert not alive(pid)
+    finally:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_experiment_run_leaves_its_process_no_subreaper(exp_root: Path) -> None:
+    """In a user's own program, orphans are not adopted (their exit status is not ours)."""
+    from spiketune.engine.runners import is_subreaper
+
+    exp = Experiment(trial_command="python3 -c 'import nni; nni.report_final_result(1.0)'",
+                     trial_code_directory=exp_root, search_space=QUADRATIC_SPACE,
+                     max_trials=1, experiment_dir=exp_root)
+    (rec,) = exp.run().records
+    assert rec.outcome == Outcome.COMPLETE, rec.reason
+    assert not is_subreaper()

@@ -113,3 +113,77 @@ def test_script_runs_by_hand_outside_an_experiment(tmp_path: Path) -> None:
     )
     assert "intermediate result 3: -0.0" in out.stdout
     assert 'final result: {"default": -0.0, "distance": 0.0}' in out.stdout
+
+
+# ------------------------------------------------------------------------------ the protocol
+def test_metric_lines_round_trip() -> None:
+    from spiketune.trial import _protocol as protocol
+
+    value = {"default": 0.5, "spikes": [1, 2], "name": "lif"}
+    line = protocol.metric_line("final", value)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert protocol.parse_metric_line(line) == ("final", value)
+    assert protocol.parse_metric_line('{"type": "intermediate", "value": 3}') == (
+        "intermediate", {"default": 3})
+    with pytest.raises(ValueError, match="type"):
+        protocol.metric_line("other", value)
+
+
+def test_parse_metric_line_reads_null_as_nan_and_refuses_the_rest() -> None:
+    from spiketune.trial._protocol import parse_metric_line
+
+    kind, value = parse_metric_line(b'{"type": "final", "value": null}')
+    assert kind == "final" and math.isnan(value["default"])
+    _, value = parse_metric_line(b'{"type": "final", "value": {"default": null, "k": 1}}')
+    assert math.isnan(value["default"]) and value["k"] == 1
+    for bad, match in [(b"not json", "Expecting"), (b"[1]", "type"),
+                       (b'{"type": "final"}', "missing 'value'"),
+                       (b'{"type": "done", "value": 1}', "type"),
+                       (b'{"type": "final", "value": {"acc": 1}}', "'default'")]:
+        with pytest.raises(ValueError, match=match):
+            parse_metric_line(bad)
+    with pytest.raises(TypeError):
+        parse_metric_line(b'{"type": "final", "value": "0.5"}')
+
+
+def test_metrics_reader_takes_whole_lines_as_they_come(tmp_path: Path) -> None:
+    from spiketune.trial._protocol import MetricsReader
+
+    path = tmp_path / st.METRICS_FILE
+    path.write_bytes(b"")
+    reader = MetricsReader(path)
+    with open(path, "ab") as f:
+        f.write(b'{"type": "intermediate", "value": 1}\n{"type": "intermediate", "val')
+        f.flush()
+        assert reader.read() == [{"default": 1}]  # half a line waits for its newline
+        f.write(b'ue": 2}\ngarbage\n{"type": "final", "value": 5}\n')
+        f.write(b'{"type": "final", "value": 6}\n{"type": "intermediate", "value": 3}')
+        f.flush()
+        assert reader.read() == [{"default": 2}]
+        assert reader.read(last=True) == [{"default": 3}]  # the trial is over: take it all
+    reader.close()
+    assert reader.final == {"default": 5}  # only the first final counts
+    assert len(reader.errors) == 1 and "garbage" in reader.errors[0]
+
+
+def test_read_metrics_of_a_finished_or_missing_trial(tmp_path: Path) -> None:
+    from spiketune.trial._protocol import append_metric, read_metrics
+
+    assert read_metrics(tmp_path / "nowhere") == ([], None)
+    append_metric(tmp_path, "intermediate", {"default": 0.1})
+    append_metric(tmp_path, "final", {"default": 0.9, "acc": 0.8})
+    append_metric(tmp_path, "intermediate", {"default": 0.2})
+    assert read_metrics(tmp_path) == ([{"default": 0.1}, {"default": 0.2}],
+                                      {"default": 0.9, "acc": 0.8})
+
+
+def test_parameters_are_written_byte_for_byte_and_read_back(tmp_path: Path) -> None:
+    from spiketune.trial._protocol import read_parameters, write_parameters
+
+    text = '{"lr": 0.30000000000000004, "name": "\\u03c4"}'
+    path = write_parameters(tmp_path / "t" / "0", text)
+    assert path.read_bytes() == text.encode()
+    assert read_parameters(tmp_path / "t" / "0") == {"lr": 0.30000000000000004, "name": "τ"}
+    write_parameters(tmp_path, "[1, 2]")
+    with pytest.raises(ValueError, match="JSON object"):
+        read_parameters(tmp_path)

@@ -1,12 +1,31 @@
-"""The trial protocol, both directions.
+"""The trial protocol, both directions, in one module.
 
-Environment names, ``parameter.json`` in, ``metrics.jsonl`` out.
+The engine and a trial process talk through a trial directory and a few environment
+variables (documented in docs/engine.md):
 
-One module owns the files and variables through which the engine and a trial process talk
-(documented in docs/engine.md). It imports only the standard library.
+* **in**: the engine writes ``parameter.json`` (:func:`write_parameters`); the trial reads it
+  (:func:`read_parameters`);
+* **out**: the trial appends one JSON line per report to ``metrics.jsonl``
+  (:func:`append_metric`, ``{"type": "intermediate"|"final", "value": ...}``); the engine parses
+  those lines (:func:`parse_metric_line`), incrementally while the trial runs
+  (:class:`MetricsReader`) or all at once afterwards (:func:`read_metrics`);
+* **in-process**, a trial that is a Python callable gets a channel bound to its thread
+  (:func:`bind`) instead of the files, and :class:`TrialStopped` when the engine ends it.
+
+Both sides live here so that a change of format is one change. The module imports only the
+standard library: a trial process that does ``import spiketune.trial`` must start in
+milliseconds, with no Optuna, numpy or torch behind it.
 """
 
 from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any, Protocol
 
 ENV_TRIAL_DIR = "SPIKETUNE_TRIAL_DIR"
 ENV_TRIAL_ID = "SPIKETUNE_TRIAL_ID"
@@ -17,3 +36,293 @@ ENV_PARAMETERS = "SPIKETUNE_PARAMETERS"
 ENV_PARAMETER_FILE = "SPIKETUNE_PARAMETER_FILE"
 PARAMETER_FILE = "parameter.json"
 METRICS_FILE = "metrics.jsonl"
+
+INTERMEDIATE = "intermediate"
+FINAL = "final"
+_KINDS = (INTERMEDIATE, FINAL)
+
+
+class TrialStopped(BaseException):
+    """Raised inside an in-process trial when the engine ends it (assessor, timeout, stop).
+
+    A ``BaseException`` so that a trial's own ``except Exception`` does not swallow it.
+    """
+
+
+# ------------------------------------------------------------------------------ metrics
+def normalize_metric(value: Any) -> dict[str, Any]:
+    """A reported metric as a dict with a ``"default"`` number; every extra key kept.
+
+    A plain number ``x`` becomes ``{"default": x}``. Numbers of other libraries (numpy scalars,
+    0-d tensors) become Python floats so the result is JSON-able. Raises ``TypeError`` for
+    anything else, ``ValueError`` for a dict without ``"default"``.
+    """
+    if isinstance(value, Mapping):
+        if "default" not in value:
+            raise ValueError(
+                "a metric dict needs a 'default' key holding the objective; "
+                f"got keys {sorted(value)}"
+            )
+        out = {str(k): _jsonable(v) for k, v in value.items()}
+        out["default"] = _number(value["default"], "metric['default']")
+        return out
+    return {"default": _number(value, "metric")}
+
+
+def _number(value: Any, what: str) -> float | int:
+    if isinstance(value, bool) or value is None:
+        raise TypeError(f"{what} must be a number, got {value!r}")
+    if isinstance(value, int | float):
+        return value
+    if hasattr(value, "__float__"):
+        return float(value)
+    raise TypeError(f"{what} must be a number, got {type(value).__name__} {value!r}")
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy arrays and scalars, tensors
+        return _jsonable(value.tolist())
+    if hasattr(value, "__float__"):
+        return float(value)
+    raise TypeError(f"metric values must be JSON-able numbers, strings or lists; got {value!r}")
+
+
+def metric_line(kind: str, value: dict[str, Any]) -> bytes:
+    """One line of ``metrics.jsonl`` (with its newline) for a normalised ``value``."""
+    if kind not in _KINDS:
+        raise ValueError(f"a report's type must be one of {_KINDS}, got {kind!r}")
+    return (json.dumps({"type": kind, "value": value}) + "\n").encode("utf-8")
+
+
+def append_metric(trial_dir: Path, kind: str, value: dict[str, Any]) -> None:
+    """Append one report to the trial's ``metrics.jsonl`` (trial side).
+
+    One ``write()`` of one whole line on an ``O_APPEND`` file: the engine, reading while the
+    trial runs, never sees half a record, and several threads of a trial may report at once.
+    """
+    line = metric_line(kind, value)
+    fd = os.open(trial_dir / METRICS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+def parse_metric_line(line: bytes | str) -> tuple[str, dict[str, Any]]:
+    """``(kind, value)`` of one ``metrics.jsonl`` line (engine side); value normalised.
+
+    ``kind`` is ``"intermediate"`` or ``"final"``. A ``null`` objective (how JSON writers of
+    other languages spell NaN) becomes NaN: the report is kept and the engine records the trial
+    as non-finite. Raises ``ValueError`` (or ``TypeError``) naming what is wrong with a line
+    that does not follow the protocol.
+    """
+    obj = json.loads(line)
+    if not isinstance(obj, dict) or obj.get("type") not in _KINDS:
+        raise ValueError('expected {"type": "intermediate"|"final", "value": ...}')
+    if "value" not in obj:
+        raise ValueError("missing 'value'")
+    value = obj["value"]
+    if isinstance(value, dict) and value.get("default", 0) is None:
+        value = dict(value, default=float("nan"))
+    elif value is None:
+        value = float("nan")
+    return obj["type"], normalize_metric(value)
+
+
+class MetricsReader:
+    """Reads a trial's ``metrics.jsonl`` while it grows (engine side).
+
+    Each :meth:`read` returns the intermediate results appended since the last call, in order.
+    Only the first final result counts (:attr:`final`); lines that break the protocol are kept
+    as messages in :attr:`errors` and skipped. A line is taken only once its newline is there,
+    except by ``read(last=True)``, called once the trial has ended.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._file: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self._buffer = b""
+        self.final: dict[str, Any] | None = None
+        self.errors: list[str] = []
+
+    def read(self, *, last: bool = False) -> list[dict[str, Any]]:
+        """The intermediate results appended since the previous call."""
+        data = self._file.read()
+        if data:
+            self._buffer += data
+        *lines, self._buffer = self._buffer.split(b"\n")
+        if last and self._buffer.strip():  # a last line without its newline
+            lines.append(self._buffer)
+            self._buffer = b""
+        out: list[dict[str, Any]] = []
+        for raw in lines:
+            if raw.strip():
+                self._take(raw, out)
+        return out
+
+    def _take(self, raw: bytes, out: list[dict[str, Any]]) -> None:
+        try:
+            kind, value = parse_metric_line(raw)
+        except (ValueError, TypeError) as e:
+            text = raw[:200].decode("utf-8", errors="replace")
+            self.errors.append(f"unreadable line in {METRICS_FILE} ({e}): {text}")
+            return
+        if kind == INTERMEDIATE:
+            out.append(value)
+        elif self.final is None:
+            self.final = value
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def read_metrics(trial_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """``(intermediate results, first final result or None)`` of a trial's ``metrics.jsonl``.
+
+    For a trial that is over (or whose scheduler is gone); unreadable lines are skipped, and a
+    missing file reads as no reports at all.
+    """
+    try:
+        reader = MetricsReader(trial_dir / METRICS_FILE)
+    except OSError:
+        return [], None
+    try:
+        return reader.read(last=True), reader.final
+    finally:
+        reader.close()
+
+
+# ------------------------------------------------------------------------------ parameters
+def write_parameters(trial_dir: Path, parameters_json: str) -> Path:
+    """Write ``parameter.json`` (engine side): exactly ``parameters_json``, byte for byte.
+
+    The text is what the study stores too, so the parameters a trial reads and the ones
+    recorded for it cannot differ.
+    """
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    path = trial_dir / PARAMETER_FILE
+    path.write_text(parameters_json, encoding="utf-8")
+    return path
+
+
+def read_parameters(trial_dir: Path) -> dict[str, Any]:
+    """The parameters in the trial's ``parameter.json`` (trial side)."""
+    with open(trial_dir / PARAMETER_FILE, encoding="utf-8") as f:
+        params = json.load(f)
+    if not isinstance(params, dict):
+        raise ValueError(
+            f"{trial_dir / PARAMETER_FILE} must hold a JSON object, got {type(params).__name__}"
+        )
+    return params
+
+
+# ------------------------------------------------------------------------------ channels
+class Channel(Protocol):
+    """Where reports go and parameters come from; one per running trial."""
+
+    parameters: dict[str, Any]
+    trial_id: str
+    experiment_id: str
+    sequence_id: int
+    trial_dir: Path | None
+
+    def report(self, kind: str, value: dict[str, Any]) -> None: ...
+
+
+class FileChannel:
+    """A trial launched by the engine: ``parameter.json`` in, ``metrics.jsonl`` out."""
+
+    def __init__(self, trial_dir: Path, environ: Mapping[str, str] = os.environ) -> None:
+        self.trial_dir: Path | None = trial_dir
+        self._dir = trial_dir
+        self.trial_id = environ.get(ENV_TRIAL_ID, "")
+        self.experiment_id = environ.get(ENV_EXPERIMENT_ID, "")
+        self.sequence_id = int(environ.get(ENV_SEQUENCE_ID, "0") or 0)
+        self.parameters = read_parameters(trial_dir)
+
+    def report(self, kind: str, value: dict[str, Any]) -> None:
+        append_metric(self._dir, kind, value)
+
+
+class ManualChannel:
+    """A trial script run by hand: parameters from the command line or environment; reports
+    printed."""
+
+    def __init__(self, argv: list[str], environ: Mapping[str, str]) -> None:
+        self.trial_dir: Path | None = None
+        self.trial_id = "manual"
+        self.experiment_id = "manual"
+        self.sequence_id = 0
+        self.parameters = manual_parameters(argv, environ)
+        self._count = 0
+
+    def report(self, kind: str, value: dict[str, Any]) -> None:
+        if kind == INTERMEDIATE:
+            self._count += 1
+            label = f"intermediate result {self._count}"
+        else:
+            label = "final result"
+        shown = value["default"] if len(value) == 1 else value
+        print(f"[spiketune] {label}: {json.dumps(shown)}", flush=True)
+
+
+def manual_parameters(argv: list[str], environ: Mapping[str, str]) -> dict[str, Any]:
+    """Parameters of a script run by hand: ``--params FILE``, else ``SPIKETUNE_PARAMETERS``
+    (inline JSON), else ``SPIKETUNE_PARAMETER_FILE`` (a path), else ``{}``."""
+    path: str | None = None
+    for i, arg in enumerate(argv):
+        if arg == "--params" and i + 1 < len(argv):
+            path = argv[i + 1]
+        elif arg.startswith("--params="):
+            path = arg.split("=", 1)[1]
+    if path is None and environ.get(ENV_PARAMETERS):
+        params = json.loads(environ[ENV_PARAMETERS])
+    else:
+        path = path or environ.get(ENV_PARAMETER_FILE)
+        if not path:
+            return {}
+        with open(path, encoding="utf-8") as f:
+            params = json.load(f)
+    if not isinstance(params, dict):
+        raise ValueError(f"trial parameters must be a JSON object, got {type(params).__name__}")
+    return params
+
+
+_bound = threading.local()
+_process_channel: Channel | None = None
+_lock = threading.Lock()
+
+
+def channel() -> Channel:
+    """The channel of the calling thread's trial, chosen once per process when first needed:
+    the thread's bound channel (in-process), else the trial directory's files (launched by the
+    engine), else the manual channel (run by hand)."""
+    bound = getattr(_bound, "channel", None)
+    if bound is not None:
+        return bound
+    global _process_channel
+    with _lock:
+        if _process_channel is None:
+            trial_dir = os.environ.get(ENV_TRIAL_DIR)
+            _process_channel = (
+                FileChannel(Path(trial_dir)) if trial_dir
+                else ManualChannel(sys.argv[1:], os.environ)
+            )
+        return _process_channel
+
+
+def bind(bound: Channel | None) -> None:
+    """Attach a channel to the calling thread (the in-process runner); ``None`` detaches."""
+    _bound.channel = bound
+
+
+def reset() -> None:
+    """Forget the process-wide channel (for tests that change the environment)."""
+    global _process_channel
+    with _lock:
+        _process_channel = None
