@@ -7,14 +7,16 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import optuna
 import pytest
 from _processes import alive, wait_for
 from typer.testing import CliRunner
 
-from spiketune import Experiment, Outcome
+from spiketune import Experiment, Outcome, StorageError
 from spiketune.cli import app
 from spiketune.engine.results import load_results
 from spiketune.engine.storage import ATTR_ELAPSED, StudyStore, sqlite_url
@@ -34,11 +36,8 @@ SLOW_TRIAL = """
 """
 
 
-
-
-
-
-def _config(tmp_path: Path, code: Path, root: Path, max_trials: int) -> Path:
+def _config(tmp_path: Path, code: Path, root: Path, max_trials: int,
+            concurrency: int = 2) -> Path:
     cfg = tmp_path / "experiment.toml"
     cfg.write_text(
         f'name = "crashy"\n'
@@ -46,7 +45,7 @@ def _config(tmp_path: Path, code: Path, root: Path, max_trials: int) -> Path:
         f'trial_code_directory = "{code}"\n'
         f'experiment_dir = "{root}"\n'
         f"max_trials = {max_trials}\n"
-        f"concurrency = 2\n"
+        f"concurrency = {concurrency}\n"
         f'tuner = "Random"\n'
         f"[search_space]\n"
         f'x = {{_type = "uniform", _value = [0, 1]}}\n'
@@ -148,10 +147,214 @@ def test_stop_from_another_process(tmp_path: Path, exp_root: Path, trial_script,
             os.kill(scheduler.pid, signal.SIGKILL)
             scheduler.wait()
     records = load_results(directory).records
-    assert [r.outcome for r in records] == [Outcome.COMPLETE, Outcome.FAILED, Outcome.FAILED]
+    # Stopped, not failed: stored as Optuna FAIL (which the samplers skip), with no value
+    assert [r.outcome for r in records] == [Outcome.COMPLETE, Outcome.STOPPED, Outcome.STOPPED]
     assert all(r.reason.startswith("stopped:") for r in records[1:])
     if how == "Ctrl-C":
         assert "SIGINT" in records[1].reason
+    study = optuna.load_study(study_name=directory.name,
+                              storage=sqlite_url(directory / "study.db"))
+    states = [(t.state, t.value) for t in study.get_trials()]
+    assert states[1:] == [(optuna.trial.TrialState.FAIL, None)] * 2
+    assert "1 complete, 0 early-stopped, 0 failed, 2 stopped" in scheduler.stdout.read().decode()
     wait_for(lambda: not any(alive(p) for p in pids), 5, "the trials' children to end")
     assert not (directory / "stop").exists()
     assert json.loads((directory / "scheduler.json").read_text())["status"] == "stopped"
+
+
+# ------------------------------------------------------------------------------ after a crash
+AROUND_A_CRASH = """
+    import os, pathlib, signal, sys, time
+    import spiketune.trial as st
+    p = st.get_next_parameter()
+    seq = st.get_sequence_id()
+    d = st.get_trial_dir()
+    crash = pathlib.Path(os.environ["CRASH_DIR"])
+    if seq < 4:
+        def checkpoint(signum, frame):  # what a trial that saves its state on SIGTERM does
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            with open(d / "checkpoint.txt", "a") as f:
+                f.write("begin\\n")
+            time.sleep(0.5)
+            with open(d / "checkpoint.txt", "a") as f:
+                f.write("end\\n")
+            sys.exit(0)
+        signal.signal(signal.SIGTERM, checkpoint)
+        (d / "started").touch()
+        while not (crash / "killed").exists():  # the scheduler is killed meanwhile
+            time.sleep(0.02)
+        if seq == 3:  # never reports: still at work when the experiment is resumed
+            time.sleep(120)
+        st.report_final_result({"default": p["x"], "seq": seq})
+        if seq == 1:  # reported, still at work (saving a model) when resumed
+            time.sleep(120)
+        sys.exit(3 if seq == 2 else 0)  # seq 2: reported, then exited non-zero
+    st.report_final_result({"default": p["x"], "seq": seq})
+"""
+
+
+@pytest.mark.slow
+def test_trials_that_finish_around_a_crash_keep_their_results(
+    tmp_path: Path, exp_root: Path, trial_script, monkeypatch
+) -> None:
+    """kill -9 of `spiketune run` while four trials run, which then report their final result
+    (or not) with nobody watching: `resume` records each from its metrics.jsonl."""
+    crash = tmp_path / "crash"
+    crash.mkdir()
+    code = trial_script(AROUND_A_CRASH)
+    cfg = _config(tmp_path, code, exp_root, max_trials=5, concurrency=4)
+    monkeypatch.setenv("CRASH_DIR", str(crash))  # for the trials of both sessions
+    scheduler = subprocess.Popen(
+        [sys.executable, "-m", "spiketune.cli", "run", str(cfg), "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    try:
+        wait_for(lambda: _experiment_dir(exp_root) is not None, 30, "the experiment directory")
+        directory = _experiment_dir(exp_root)
+        assert directory is not None
+        trials = directory / "trials"
+        wait_for(lambda: len(list(trials.glob("*/started"))) == 4, 30, "four trials")
+    finally:
+        os.kill(scheduler.pid, signal.SIGKILL)
+        scheduler.communicate()
+    (crash / "killed").touch()
+
+    def reported(n: int) -> bool:
+        return '"final"' in (trials / str(n) / "metrics.jsonl").read_text()
+
+    def exited(n: int) -> bool:
+        return not alive(json.loads((trials / str(n) / "process.json").read_text())["pid"])
+
+    wait_for(lambda: all(reported(n) for n in (0, 1, 2)) and exited(0) and exited(2), 30,
+             "trials 0 and 2 to report and exit, trial 1 to report")
+    assert not exited(1) and not exited(3)
+
+    results = Experiment.load(directory, kill_grace=3.0).resume()
+    by_number = {r.number: r for r in results.records}
+    assert [r.sequence_id for r in results.records] == [0, 1, 2, 3, 4]  # the budget stays exact
+    for n in (0, 1, 2):  # reported before resume: COMPLETE with exactly what they reported
+        r = by_number[n]
+        assert r.outcome == Outcome.COMPLETE, r.reason
+        assert r.metrics == {"default": r.parameters["x"], "seq": n}
+        assert "result read from metrics.jsonl" in r.reason
+    assert by_number[3].outcome == Outcome.FAILED
+    assert by_number[3].reason.startswith("interrupted: the scheduler ended")
+    assert by_number[4].outcome == Outcome.COMPLETE
+    # the leftovers were ended as a stop ends a trial: SIGTERM first, so checkpoints complete
+    assert (trials / "1" / "checkpoint.txt").read_text() == "begin\nend\n"
+    assert (trials / "3" / "checkpoint.txt").read_text() == "begin\nend\n"
+    assert exited(1) and exited(3)
+    study = optuna.load_study(study_name=directory.name,
+                              storage=sqlite_url(directory / "study.db"))
+    stored = {t.number: t for t in study.get_trials()}
+    assert [stored[n].state for n in range(5)] == [optuna.trial.TrialState.COMPLETE] * 3 + [
+        optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE]
+    assert [stored[n].value for n in range(3)] == [by_number[n].value for n in range(3)]
+
+
+def test_decide_when_the_scheduler_died_or_the_trial_exited_badly() -> None:
+    """The rules for an ending whose exit status is unknown, or that contradicts a result."""
+    from spiketune.engine.outcome import decide
+    from spiketune.engine.runners import Ended
+
+    lost = "interrupted: the scheduler ended while the trial was running"
+    # the scheduler died: a valid final result is taken at its word
+    v = decide(Ended(1, final={"default": 0.5}), stop_reason=None, interrupted=lost)
+    assert (v.outcome, v.metrics) == (Outcome.COMPLETE, {"default": 0.5})
+    assert v.reason == f"result read from metrics.jsonl; {lost}"
+    v = decide(Ended(1, final=None), stop_reason=None, interrupted=lost)
+    assert (v.outcome, v.reason) == (Outcome.FAILED, lost)
+    v = decide(Ended(1, final={"default": float("nan")}), stop_reason=None, interrupted=lost)
+    assert v.outcome == Outcome.FAILED and "nan" in v.reason  # its own failure, not ours
+    # watched to the end: a final result, then a non-zero exit, is a failure (metrics kept)
+    v = decide(Ended(1, final={"default": 0.5}, exit_code=3, error="Traceback: boom"),
+               stop_reason=None)
+    assert v.outcome == Outcome.FAILED and v.reason.startswith("exit code 3")
+    assert v.metrics == {"default": 0.5}
+    # a signal is named, whether the runner read it behind a shell or from the exit status
+    v = decide(Ended(1, final=None, exit_code=139, signal=11), stop_reason=None)
+    assert v.reason == "killed by signal SIGSEGV"
+    v = decide(Ended(1, final=None, exit_code=-9), stop_reason=None)
+    assert v.reason == "killed by signal SIGKILL"
+
+
+# ------------------------------------------------------------------------------ stopped trials
+@pytest.mark.slow
+def test_a_trial_cut_by_max_duration_is_stopped(tmp_path: Path, exp_root: Path,
+                                                trial_script) -> None:
+    """max_duration ends the running trial: STOPPED, stored as Optuna FAIL with no value, and
+    it keeps its max_trials slot."""
+    code = trial_script("""
+        import time
+        import spiketune.trial as st
+        st.get_next_parameter()
+        st.report_intermediate_result(0.25)
+        time.sleep(60)
+    """)
+    exp = Experiment(trial_command="python3 trial.py", trial_code_directory=code,
+                     search_space={"x": {"_type": "uniform", "_value": [0, 1]}},
+                     max_trials=3, max_duration="1.5s", experiment_dir=exp_root,
+                     tuner="Random", kill_grace=0.5)
+    (record,) = exp.run().records
+    assert record.outcome == Outcome.STOPPED
+    assert record.reason.startswith("stopped: max_duration of 1.5 s reached")
+    assert record.intermediate == [{"default": 0.25}]
+    (trial,) = optuna.load_study(study_name=exp.id,
+                                 storage=sqlite_url(exp.directory / "study.db")).get_trials()
+    assert trial.state == optuna.trial.TrialState.FAIL and trial.value is None
+    assert exp.status == "done"
+    again = Experiment.load(exp.directory).resume()  # the budget is spent: nothing more runs
+    assert len(again.records) == 1
+
+
+# ------------------------------------------------------------------------------ one session
+def test_two_resumes_of_one_experiment_do_not_both_run(exp_root: Path, monkeypatch) -> None:
+    """Two `resume` started at the same moment both pass the status check; the directory's
+    lock lets one run and refuses the other with a message naming the holder."""
+    gate = threading.Event()
+
+    def waits(params: dict) -> float:
+        gate.wait(30)
+        return params["x"]
+
+    exp = Experiment(trial=waits, search_space={"x": {"_type": "uniform", "_value": [0, 1]}},
+                     max_trials=2, experiment_dir=exp_root, tuner="Random")
+    errors: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            exp.run()
+        except BaseException as e:
+            errors.append(e)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    try:
+        wait_for(lambda: (exp.directory / "trials" / "0").is_dir(), 20, "the first session")
+        # as when both commands read the status before either has written it
+        monkeypatch.setattr(Experiment, "status", property(lambda self: "interrupted"))
+        second = Experiment.load(exp.directory, trial=waits)
+        with pytest.raises(StorageError) as err:
+            second.resume()
+        assert "already running in another process" in str(err.value)
+        assert f"pid {os.getpid()}" in str(err.value) and exp.id in str(err.value)
+    finally:
+        gate.set()
+        thread.join(30)
+    assert not errors
+    monkeypatch.undo()
+    records = load_results(exp.directory).records
+    assert [r.sequence_id for r in records] == [0, 1]  # only the first session ran trials
+    again = Experiment.load(exp.directory, trial=waits).resume()  # and the lock is free again
+    assert len(again.records) == 2
+
+
+# ------------------------------------------------------------------------------ chaos
+@pytest.mark.slow
+def test_chaos_on_sqlite(tmp_path: Path) -> None:
+    """The chaos benchmark, small: 20 trials, 3 kill -9 of the scheduler, each resumed."""
+    import _chaos
+
+    report = _chaos.run_sqlite(20, 3, seed=1, work=tmp_path, timeout=240)
+    assert report.ok, report.text()
+    assert report.kills >= 1 and report.records >= 20

@@ -1,5 +1,6 @@
-"""Many schedulers on one study: the storage conformance cases (SQLite and PostgreSQL),
-heartbeats and retries of lost trials, workers joining one experiment, credentials."""
+"""Many schedulers on one study (SQLite and PostgreSQL): heartbeats, lost trials settled from
+their files, retries and lost slots, workers joining one experiment, credentials, chaos.
+(The storage's own conformance cases are in test_storage.py.)"""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from _processes import alive, wait_for
 from spiketune import ConfigError, Experiment, ExperimentConfig, Outcome, StorageError
 from spiketune.engine.results import export_results, load_results
 from spiketune.engine.runners import InProcessRunner
-from spiketune.engine.scheduler import Budget, Scheduler, fail_lost_trial
+from spiketune.engine.scheduler import Budget, Scheduler
 from spiketune.engine.space import SearchSpace
 from spiketune.engine.storage import (
     PASSWORD_ENV,
@@ -28,6 +29,7 @@ from spiketune.engine.storage import (
     url_password,
     with_password,
 )
+from spiketune.engine.workers import fail_lost_trial
 
 SPACE = {"x": {"_type": "uniform", "_value": [0, 1]}, "y": {"_type": "uniform", "_value": [0, 1]}}
 
@@ -100,28 +102,6 @@ def test_experiment_on_both_storages(storage_url: str, exp_root: Path, tmp_path:
         assert not any(password in t for t in texts)
     meta = json.loads(ExperimentPaths(exp.directory).experiment_json.read_text())
     assert meta["storage"] == strip_password(storage_url)
-
-
-def test_claims_are_exact_between_racing_stores(storage_url: str) -> None:
-    StudyStore.open(storage_url, "race", create=True).close()
-    stores = [StudyStore.open(storage_url, "race") for _ in range(4)]
-    barrier = threading.Barrier(len(stores))
-    got: list[list[int]] = [[] for _ in stores]
-
-    def claim_all(i: int) -> None:
-        barrier.wait()
-        while (slot := stores[i].claim(24)) is not None:
-            got[i].append(slot)
-
-    threads = [threading.Thread(target=claim_all, args=(i,)) for i in range(len(stores))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for store in stores:
-        store.close()
-    assert sorted(s for part in got for s in part) == list(range(24))
-    assert sum(1 for part in got if part) >= 2  # they really raced
 
 
 def _start_one(store: StudyStore, x: float, seq: int) -> tuple[int, int]:
@@ -227,6 +207,138 @@ def test_lost_trial_is_failed_and_retried_with_its_parameters(storage_url: str,
     assert len(trials) == 5
 
 
+def _dead_owner(tag: str) -> str:
+    """The owner name of a scheduler of this machine that has exited."""
+    import socket
+    import subprocess
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    return f"{socket.gethostname()}:{gone.pid}/{tag}"
+
+
+def _start_in(store: StudyStore, paths: ExperimentPaths, x: float, seq: int,
+              lines: list[dict | str]) -> int:
+    """Start a trial with its directory, holding ``lines`` in its metrics.jsonl (a dict as a
+    JSON line, a string as it is); its number."""
+    dist = optuna.distributions.FloatDistribution(0, 1)
+    _, number = store.start_trial({"x": x}, {"x": dist},
+                                  {"parameters": {"x": x}, "sequence_id": seq},
+                                  trial_dir=paths.trial_dir)
+    d = paths.trial_dir(number)
+    d.mkdir(parents=True)
+    (d / "metrics.jsonl").write_text("".join(
+        line if isinstance(line, str) else json.dumps(line) + "\n" for line in lines))
+    return number
+
+
+def test_a_lost_trial_that_reported_its_result_is_complete(storage_url: str,
+                                                            tmp_path: Path) -> None:
+    """The sweep reads a lost trial's metrics.jsonl (its worker ran on this machine): a final
+    result there makes it COMPLETE with exactly those values, and it is not run again."""
+    StudyStore.open(storage_url, "reported", create=True).close()
+    ghost = StudyStore.open(storage_url, "reported")
+    ghost._owner = _dead_owner("ghost")  # a worker of this machine, killed after the report
+    assert ghost.claim(3) == 0
+    lines = [{"type": "intermediate", "value": 0.1},
+             {"type": "final", "value": {"default": 0.25, "acc": 0.9}}]
+    lost_number = _start_in(ghost, ExperimentPaths(tmp_path / "ghost"), 0.25, 0, lines)
+    ghost.close()
+
+    store = StudyStore.open(storage_url, "reported")
+    scheduler = Scheduler(
+        store=store,
+        runner=InProcessRunner(lambda p: p["x"]),
+        paths=ExperimentPaths(tmp_path / "survivor"),
+        experiment_id="reported",
+        space=SearchSpace.from_nni({"x": {"_type": "uniform", "_value": [0, 1]}}),
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        pruner=None,
+        budget=Budget(max_trials=3),
+        heartbeat_interval=0.1,
+        grace_period=0.6,
+        max_retries=1,
+    )
+    assert scheduler.run() == "done"
+    trials = {t.number: t for t in store.trials()}
+    store.close()
+    lost = trials[lost_number]
+    assert lost.state == optuna.trial.TrialState.COMPLETE and lost.value == 0.25
+    assert lost.user_attrs["metrics"] == {"default": 0.25, "acc": 0.9}
+    assert lost.user_attrs["intermediate"] == [{"default": 0.1}]
+    assert lost.intermediate_values == {1: 0.1}
+    assert lost.user_attrs["reason"].startswith("result read from metrics.jsonl; worker lost")
+    assert len(trials) == 3 and not any("retry_of" in t.user_attrs for t in trials.values())
+    assert sorted(t.user_attrs["sequence_id"] for t in trials.values()) == [0, 1, 2]
+
+
+def test_recovery_settles_each_trial_from_its_metrics(tmp_path: Path) -> None:
+    """A finite final result: COMPLETE. A non-finite one: FAILED, its own fault, not retried.
+    None: FAILED (interrupted) and queued again."""
+    from spiketune.engine.storage import sqlite_url
+    from spiketune.engine.workers import recover_interrupted
+
+    url = sqlite_url(tmp_path / "study.db")
+    StudyStore.open(url, "crashed", create=True).close()
+    ghost = StudyStore.open(url, "crashed")
+    ghost._owner = _dead_owner("crashed")
+    paths = ExperimentPaths(tmp_path / "exp")
+    final = {"type": "final", "value": {"default": 0.5}}
+    nan = {"type": "final", "value": {"default": None}}
+    step = {"type": "intermediate", "value": 0.2}
+    numbers = [_start_in(ghost, paths, 0.5, 0, [step, final]),
+               _start_in(ghost, paths, 0.6, 1, [nan]),
+               _start_in(ghost, paths, 0.7, 2, [step, '{"type": "fin'])]
+    ghost.close()
+    store = StudyStore.open(url, "crashed")
+    assert sorted(recover_interrupted(store, paths, max_retries=1)) == numbers
+    trials = {t.number: t for t in store.trials()}
+    store.close()
+    done, bad, cut = (trials[n] for n in numbers)
+    assert done.state == optuna.trial.TrialState.COMPLETE and done.value == 0.5
+    assert bad.state == optuna.trial.TrialState.FAIL and "nan" in bad.user_attrs["reason"]
+    assert cut.state == optuna.trial.TrialState.FAIL
+    assert cut.user_attrs["reason"].startswith("interrupted: the scheduler ended")
+    assert cut.user_attrs["intermediate"] == [{"default": 0.2}]  # read up to the cut line
+    (retry,) = [t for t in trials.values() if "retry_of" in t.user_attrs]
+    assert retry.user_attrs["retry_of"] == cut.number and retry.user_attrs["sequence_id"] == 2
+    assert retry.state == optuna.trial.TrialState.WAITING
+
+
+def test_a_slot_claimed_by_a_scheduler_that_died_is_run(storage_url: str,
+                                                         tmp_path: Path) -> None:
+    """A scheduler killed between claiming a slot and starting its trial: the slot is run by
+    a scheduler that finds it (at once when the claimer ran on this machine, after the grace
+    period for another machine's), so max_trials stays exact."""
+    StudyStore.open(storage_url, "gap", create=True).close()
+    for owner, slot in ((_dead_owner("here"), 0), ("another-host:4242/far", 1)):
+        ghost = StudyStore.open(storage_url, "gap")
+        ghost._owner = owner
+        assert ghost.claim(4) == slot  # ... and died before its trial was written
+        ghost.close()
+    store = StudyStore.open(storage_url, "gap")
+    scheduler = Scheduler(
+        store=store,
+        runner=InProcessRunner(lambda p: p["x"]),
+        paths=ExperimentPaths(tmp_path / "survivor"),
+        experiment_id="gap",
+        space=SearchSpace.from_nni({"x": {"_type": "uniform", "_value": [0, 1]}}),
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        pruner=None,
+        budget=Budget(max_trials=4),
+        heartbeat_interval=0.1,
+        grace_period=0.6,
+    )
+    started = time.monotonic()
+    assert scheduler.run() == "done"
+    assert time.monotonic() - started >= 0.6  # the other machine's claim had its grace
+    trials = store.trials()
+    assert sorted(t.user_attrs["sequence_id"] for t in trials) == [0, 1, 2, 3]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert set(store.claims().values()) == {store.owner}  # every slot taken over, once
+    store.close()
+
+
 def test_retries_stop_after_max_retries(storage_url: str) -> None:
     StudyStore.open(storage_url, "again", create=True).close()
     store = StudyStore.open(storage_url, "again")
@@ -237,7 +349,7 @@ def test_retries_stop_after_max_retries(storage_url: str) -> None:
     assert taken is not None and taken.number == retry and taken.user_attrs["attempt"] == 1
     assert taken.user_attrs["trial_dir"] == f"/trials/{retry}"
     assert store.take_waiting(lambda n: Path(".")) is None  # taken once
-    assert fail_lost_trial(store, store.trial(taken._trial_id), "worker lost", 1) == -1
+    assert fail_lost_trial(store, store.trial(store.trial_id(taken)), "worker lost", 1) == -1
     assert store.unfinished() == []
     store.close()
 
@@ -472,7 +584,7 @@ def _cli_reads_the_shared_study(tmp_path: Path, url: str, password: str, exp_id:
     listed = runner.invoke(app, ["ls", *common])
     assert listed.exit_code == 0, listed.output
     assert exp_id in listed.output
-    table = runner.invoke(app, ["trials", "fleet", *common])  # by the workers' name
+    table = runner.invoke(app, ["trials", "fleet", "--metrics", *common])  # by workers' name
     assert table.exit_code == 0, table.output
     assert table.output.count("COMPLETE") == 30 and "train_acc" in table.output
     best = runner.invoke(app, ["best", exp_id[:-3], "--json", *common])
@@ -588,3 +700,16 @@ def test_cli_run_and_resume_on_postgresql(postgres_server, tmp_path: Path, trial
     assert json.loads((directory / "experiment.json").read_text())["storage"] == url
     assert not any(postgres_server.password in p.read_text(errors="replace")
                    for p in directory.rglob("*") if p.is_file())
+
+
+@pytest.mark.slow
+def test_chaos_with_workers(postgres_server, tmp_path: Path) -> None:
+    """The chaos benchmark, small: 3 workers on PostgreSQL, 20 trials, 3 of them killed -9
+    (each replaced by a new worker)."""
+    import _chaos
+
+    url = postgres_server.new_database()
+    report = _chaos.run_workers(strip_password(url), 20, 3, workers=3, seed=2, work=tmp_path,
+                               env={PASSWORD_ENV: postgres_server.password}, timeout=240)
+    assert report.ok, report.text()
+    assert report.kills >= 1 and report.records >= 20

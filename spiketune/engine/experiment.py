@@ -19,11 +19,13 @@ Many workers, on one or many machines, share one experiment through a database::
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import zlib
 from collections.abc import Callable
@@ -45,7 +47,7 @@ from spiketune.engine.runners import (
     process_alive,
     process_start_time,
 )
-from spiketune.engine.scheduler import Budget, Progress, Scheduler, recover_interrupted
+from spiketune.engine.scheduler import Budget, Progress, Scheduler
 from spiketune.engine.storage import (
     ATTR_CONFIG,
     ATTR_ELAPSED,
@@ -63,9 +65,12 @@ from spiketune.engine.storage import (
     strip_password,
     write_json,
 )
+from spiketune.engine.workers import recover_interrupted
 from spiketune.errors import ConfigError, Problem, StorageError
 
 __all__ = ["Experiment", "ExperimentSummary", "list_experiments"]
+
+LOCK_FILE = "session.lock"  # in the experiment directory: see _SessionLock
 
 
 class Experiment:
@@ -237,8 +242,11 @@ class Experiment:
     def resume(self, *, progress: Callable[[Progress], None] | None = None) -> ExperimentResults:
         """Continue a stopped or crashed experiment where it was.
 
-        Trials left running by a crashed scheduler are recorded FAILED (interrupted) and their
-        processes killed; the trial count and the duration budget go on from where they were.
+        Trials left running by a crashed scheduler are settled first: their leftover
+        processes are ended, and each is recorded COMPLETE with the final result its
+        ``metrics.jsonl`` holds, else FAILED (interrupted). The trial count and the duration
+        budget go on from where they were. Only one session of an experiment directory runs
+        at a time: a second ``resume`` raises :class:`StorageError`.
         """
         if not self.paths.experiment_json.exists():
             raise StorageError(f"experiment {self.id} has not been run yet: no {self.directory}")
@@ -251,12 +259,21 @@ class Experiment:
             )
         return self._session(progress, store=None, fresh=False)
 
+    @property
+    def running(self) -> bool:
+        """Whether the experiment runs: a scheduler of this directory, or (in a shared
+        database) a trial of any worker on any machine."""
+        if self.status == "running":
+            return True
+        return self.config.storage is not None and running_in_study(self.storage_url, self.id) > 0
+
     def stop(self, *, wait: float | None = None) -> str:
         """Ask the running experiment to stop: its trials are ended and recorded.
 
         Works from another thread of the process that runs it and from any other process (it
-        leaves a ``stop`` file the scheduler looks for). ``wait``: seconds to wait for the
-        scheduler to finish. Returns the status.
+        leaves a ``stop`` file the scheduler looks for); in a shared database every worker
+        stops too, within one heartbeat interval. ``wait``: seconds to wait until nothing runs
+        any more (:attr:`running`). Returns the status of this directory's schedulers.
         """
         if self._scheduler is not None:
             self._scheduler.request_stop("stop requested")
@@ -264,9 +281,8 @@ class Experiment:
             self.paths.stop_file.touch()
         if self.config.storage is not None:  # workers elsewhere read it from the study
             request_stop_in_study(self.storage_url, self.id)
-        deadline = time.monotonic() + (wait or 0.0)
-        while wait and self.status == "running" and time.monotonic() < deadline:
-            time.sleep(0.05)
+        poll = 0.05 if self.config.storage is None else 0.5  # a database is asked less often
+        _wait_until(lambda: not self.running, wait, poll)
         return self.status
 
     # ------------------------------------------------------------------ internals
@@ -310,6 +326,7 @@ class Experiment:
         write_json(self.paths.experiment_json, meta)
 
     def _make_runner(self) -> Runner:
+        _gpu_indices(self.config, notice=False)  # GPUs asked for but missing: nothing starts
         if self.trial is not None:
             return InProcessRunner(self.trial)
         if self.config.trial_command is None:
@@ -332,7 +349,27 @@ class Experiment:
         worker: bool = False,
     ) -> ExperimentResults:
         """One scheduler session on ``store`` (None: open it); ``fresh``: the study was just
-        created; ``worker``: one of possibly many schedulers of this directory."""
+        created; ``worker``: one of possibly many schedulers of this directory.
+
+        The session holds the directory's lock throughout (shared between workers, exclusive
+        otherwise): see :class:`_SessionLock`."""
+        try:
+            lock = _SessionLock(self.directory, self.id, shared=worker)
+        except BaseException:
+            if store is not None:
+                store.close()
+            raise
+        with lock:
+            return self._locked_session(progress, store=store, fresh=fresh, worker=worker)
+
+    def _locked_session(
+        self,
+        progress: Callable[[Progress], None] | None,
+        *,
+        store: StudyStore | None,
+        fresh: bool,
+        worker: bool,
+    ) -> ExperimentResults:
         config = self.config
         try:
             runner = self._make_runner()
@@ -349,8 +386,10 @@ class Experiment:
                 with contextlib.suppress(FileNotFoundError):
                     paths.stop_file.unlink()
             _write_scheduler_state(state_file, "running")
+            goal = config.goal()
             if not fresh:
-                recover_interrupted(store, paths, config.max_retries)
+                recover_interrupted(store, paths, config.max_retries, goal=goal,
+                                    kill_grace=self.kill_grace)
             tuner = config.create_tuner()
             assessor = config.create_assessor()
             space = config.space()
@@ -360,7 +399,6 @@ class Experiment:
             seed = None if config.seed is None else (config.seed + started) % 2**32
             if seed is not None and worker:
                 seed = zlib.crc32(f"{seed}:{store.owner}".encode())
-            goal = config.goal()
             sampler = tuner.create_sampler(space, seed=seed, directions=config.directions)
             scheduler = Scheduler(
                 store=store,
@@ -380,6 +418,7 @@ class Experiment:
                 grace_period=config.grace_period,
                 max_retries=config.max_retries,
                 goal=goal,
+                kill_grace=self.kill_grace,
             )
             self._scheduler = scheduler
             status = "failed"
@@ -395,6 +434,45 @@ class Experiment:
         finally:
             runner.close()
             store.close()
+
+
+class _SessionLock:
+    """The lock of an experiment directory, held by each session that runs its trials.
+
+    ``run`` and ``resume`` take it exclusive, workers shared: so two ``resume`` commands of
+    one experiment started at the same moment (both past the status check) cannot both run,
+    and neither can a ``resume`` beside workers of the same directory. It is an advisory
+    ``flock`` on ``session.lock`` in the directory, released by the kernel when its process
+    ends, even by ``kill -9``: a crash never leaves it stale. Its file descriptor is not
+    inherited by trial processes, so an orphaned trial does not keep it.
+    """
+
+    def __init__(self, directory: Path, experiment_id: str, *, shared: bool) -> None:
+        path = directory / LOCK_FILE
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self._fd, 200, 0).decode("utf-8", errors="replace").strip()
+            os.close(self._fd)
+            raise StorageError(
+                f"experiment {experiment_id} is already running in another process"
+                f"{f' ({holder})' if holder else ''}: one session of an experiment directory "
+                f"runs at a time; stop it first with `spiketune stop {experiment_id}`"
+            ) from None
+        except BaseException:
+            os.close(self._fd)
+            raise
+        # Who holds it, for the message above (workers share it: none of them is named).
+        os.ftruncate(self._fd, 0)
+        if not shared:
+            os.pwrite(self._fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
+
+    def __enter__(self) -> _SessionLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self._fd)  # closing the last descriptor releases the lock
 
 
 def _version() -> str:
@@ -423,6 +501,31 @@ def request_stop_in_study(url: str, experiment_id: str) -> None:
         store.set_study_attr(ATTR_STOP, datetime.now().isoformat(timespec="seconds"))
     finally:
         store.close()
+
+
+def running_in_study(url: str, experiment_id: str) -> int:
+    """Trials of the experiment running in the database ``url`` (every worker's)."""
+    store = StudyStore.open(url, experiment_id)
+    try:
+        return sum(1 for r in store.unfinished() if not r.waiting)
+    finally:
+        store.close()
+
+
+def stop_in_study(url: str, experiment_id: str, *, wait: float | None = None) -> int:
+    """Stop every worker of an experiment that has no directory here (it lives in the database
+    ``url``); wait up to ``wait`` seconds for their trials to end. Returns the trials still
+    running."""
+    request_stop_in_study(url, experiment_id)
+    _wait_until(lambda: running_in_study(url, experiment_id) == 0, wait, 0.5)
+    return running_in_study(url, experiment_id)
+
+
+def _wait_until(done: Callable[[], bool], seconds: float | None, poll: float) -> None:
+    """Poll ``done`` every ``poll`` seconds until it holds or ``seconds`` have passed."""
+    deadline = time.monotonic() + (seconds or 0.0)
+    while seconds and not done() and time.monotonic() < deadline:
+        time.sleep(poll)
 
 
 def _status_of(info: dict[str, Any]) -> str:
@@ -465,22 +568,67 @@ def scheduler_status(directory: Path) -> str:
     return statuses[last]
 
 
-def _gpu_indices(config: ExperimentConfig) -> list[int]:
-    if config.gpus != "all":
-        return config.gpu_indices(0)
+def _gpu_indices(config: ExperimentConfig, *, notice: bool = True) -> list[int]:
+    """The GPU indices this machine gives the trials (one per trial), checked against the GPUs
+    it has (:func:`_gpus_found`) when the experiment starts, not when the configuration is
+    read: a configuration may be written on a laptop for a GPU machine.
+
+    A request that cannot be met stops the start with a :class:`ConfigError` naming the field:
+    indices the machine does not have (``gpus``), or ``"all"`` with ``require_gpus`` (NNI's
+    ``trialGpuNumber: 1``) and no GPU. ``"all"`` alone with no GPU runs the trials on the CPU,
+    with one notice on stderr (when ``notice``: once per session).
+    """
+    if config.gpus is None:
+        return []
+    found, where = _gpus_found()
+    if config.gpus == "all":
+        if found:
+            return found
+        if config.require_gpus:
+            raise ConfigError(Problem(
+                "require_gpus", True,
+                f'asks for a GPU per trial (gpus = "all"; NNI: trialGpuNumber: 1), and this '
+                f"machine has none ({where}); leave it out to run trials on the CPU, or list "
+                "the GPUs in CUDA_VISIBLE_DEVICES"))
+        if notice:
+            print(f'spiketune: gpus = "all" found no GPU on this machine ({where}); trials '
+                  "run on the CPU", file=sys.stderr)
+        return []
+    missing = [i for i in config.gpus if i not in found]
+    if missing:
+        has = f"it has {', '.join(map(str, found))}" if found else "it has none"
+        raise ConfigError(Problem(
+            "gpus", config.gpus,
+            f"GPU {', '.join(map(str, missing))} not found on this machine ({has}: {where}); "
+            'give indices it has, "all" for every GPU found (the CPU when there is none), or '
+            "leave gpus out"))
+    return list(config.gpus)
+
+
+def _gpus_found() -> tuple[list[int], str]:
+    """The indices of this machine's GPUs, and where they come from (for messages).
+
+    ``CUDA_VISIBLE_DEVICES`` when it holds indices (``""``: none), as a job scheduler or the
+    user sets it; else every GPU ``nvidia-smi -L`` lists. Indices are the machine's (what a
+    trial's ``CUDA_VISIBLE_DEVICES`` is set to).
+    """
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         parts = [p.strip() for p in visible.split(",") if p.strip()]
         if all(p.isdigit() for p in parts):
-            return [int(p) for p in parts]
-    return config.gpu_indices(_gpu_count())
+            return [int(p) for p in parts], f"CUDA_VISIBLE_DEVICES={visible!r}"
+    count = _gpu_count()
+    if count is None:
+        return [], "nvidia-smi is not installed"
+    return list(range(count)), f"nvidia-smi -L lists {count}"
 
 
-def _gpu_count() -> int:
-    """GPUs on this machine, from ``nvidia-smi`` (torch is not imported for this)."""
+def _gpu_count() -> int | None:
+    """GPUs on this machine, from ``nvidia-smi -L`` (torch is not imported for this); None
+    when ``nvidia-smi`` is not installed."""
     exe = shutil.which("nvidia-smi")
     if exe is None:
-        return 0
+        return None
     try:
         out = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):

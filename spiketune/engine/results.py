@@ -17,10 +17,10 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from spiketune.engine.outcome import Outcome  # also importable from here (public name)
 from spiketune.engine.storage import (
     ATTR_CONFIG,
     ATTR_ELAPSED,
@@ -44,20 +44,6 @@ __all__ = [
     "load_results",
     "records_from_json",
 ]
-
-
-class Outcome(StrEnum):
-    """How a trial ended (the first three), or that it has not ended yet (the last two)."""
-
-    COMPLETE = "COMPLETE"  # reported a finite final result and exited cleanly
-    EARLY_STOPPED = "EARLY_STOPPED"  # stopped by the assessor
-    FAILED = "FAILED"  # see the record's reason
-    RUNNING = "RUNNING"
-    WAITING = "WAITING"
-
-    @property
-    def finished(self) -> bool:
-        return self in (Outcome.COMPLETE, Outcome.EARLY_STOPPED, Outcome.FAILED)
 
 
 @dataclass(frozen=True)
@@ -230,7 +216,8 @@ def load_results(experiment: str | Path, storage: str | None = None) -> Experime
     except StorageError:
         if storage is None:
             raise
-        store = StudyStore.open(storage, find_study(storage, str(experiment)))
+        store = StudyStore.open(storage, find_study(storage, str(experiment)),
+                                read_only=True)
         try:
             return results_from_store(store, None)
         finally:
@@ -238,7 +225,7 @@ def load_results(experiment: str | Path, storage: str | None = None) -> Experime
     paths = ExperimentPaths(directory)
     meta = read_json(paths.experiment_json)
     url = storage or meta.get("storage") or sqlite_url(paths.study_db)
-    store = StudyStore.open(url, meta["id"])
+    store = StudyStore.open(url, meta["id"], read_only=True)
     try:
         return results_from_store(store, directory)
     finally:

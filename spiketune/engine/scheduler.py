@@ -1,34 +1,30 @@
-"""The scheduler: asks the tuner for parameters, starts trials, decides how each one ended.
+"""The scheduler: asks the tuner for parameters, starts trials, records how each one ended.
 
 It is the only code that writes the study (through
-:class:`~spiketune.engine.storage.StudyStore`), and
-:func:`decide` is the one place where a trial's fate is settled. One loop, one thread::
+:class:`~spiketune.engine.storage.StudyStore`, and the protocol of
+:mod:`spiketune.engine.workers`); :func:`~spiketune.engine.outcome.decide` is the one place
+where a trial's fate is settled. One loop, one thread::
 
     while budget left and not stopping:
         start trials up to the concurrency (a queued retry first; else claim a slot, ask,
         sample, record, launch)
     poll the runner -> intermediate results (report, maybe prune) and endings (decide, record)
     enforce max_trial_duration, max_duration, stop requests
-    every heartbeat_interval: renew this scheduler's heartbeats, record other schedulers'
-        trials without a heartbeat for grace_period as lost (and queue their retries), read
-        the shared stop request and elapsed time
+    every heartbeat_interval: one round of the multi-worker protocol (spiketune.engine.workers:
+        heartbeats, the sweep of lost trials, the shared stop request and elapsed time)
 
-Several schedulers (workers, on one or many machines) may share a study. A scheduler whose
-slots are all claimed keeps running, idle, while any trial of the study runs or waits, so a
-surviving worker is there to retry the trials of one that dies.
+Several schedulers (workers, on one or many machines) may share a study; how they keep track
+of each other, and how the trials of a dead one are settled, is :mod:`spiketune.engine.workers`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import math
-import os
 import signal
-import socket
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,31 +35,26 @@ from spiketune.engine.goals import (
     Judgement,
     Objective,
     infeasible,
-    reported_constraints,
     sampler_trials,
     worst_values,
 )
-from spiketune.engine.results import Outcome
-from spiketune.engine.runners import Ended, Launch, Reported, Runner, StopReason, process_alive
+from spiketune.engine.outcome import Outcome, Verdict, decide, finite, stored_form
+from spiketune.engine.runners import Ended, Launch, Reported, Runner, StopReason
 from spiketune.engine.storage import (
     ATTR_ELAPSED,
     ATTR_STOP,
     ExperimentPaths,
     StudyStore,
-    Unfinished,
     is_transient,
-    parse_owner,
 )
+from spiketune.engine.workers import SharedStudy
 
 if TYPE_CHECKING:
     import optuna
 
     from spiketune.engine.space import SearchSpace
 
-__all__ = ["Budget", "Progress", "Scheduler", "Verdict", "decide", "fail_lost_trial",
-           "recover_interrupted"]
-
-_STDERR_IN_REASON = 1500  # characters of stderr tail kept in a FAILED trial's reason
+__all__ = ["Budget", "Progress", "Scheduler"]
 
 
 @dataclass(frozen=True)
@@ -90,25 +81,17 @@ class Progress:
     max_trials: int | None
     max_duration: float | None
     stopping: bool
+    stopped: int = 0  # ended by a stop of the experiment (user, max_duration)
 
     @property
     def done(self) -> int:
-        return self.complete + self.early_stopped + self.failed
+        return self.complete + self.early_stopped + self.failed + self.stopped
 
     @property
     def remaining_seconds(self) -> float | None:
         if self.max_duration is None:
             return None
         return max(0.0, self.max_duration - self.elapsed_seconds)
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """How a trial ended: outcome, human-readable reason, final metrics."""
-
-    outcome: Outcome
-    reason: str | None
-    metrics: dict[str, Any] | None
 
 
 @dataclass
@@ -129,72 +112,6 @@ class _Live:
     lost: bool = False  # another scheduler recorded it lost: its end is not ours to record
     design: Judgement | None = None  # the hardware check found it infeasible: never launched
     silent: Judgement | None = None  # the assessor's own rule stopped it (silent network)
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def decide(
-    ended: Ended,
-    *,
-    stop_reason: StopReason | None,
-    stop_detail: str = "",
-    steps: int = 0,
-    goal: Goal | None = None,
-) -> Verdict:
-    """The one place where a trial's outcome is decided, from the facts of its ending.
-
-    In order: a final result with every objective finite (``goal``'s keys; ``"default"``
-    without one) and readable constraint values (in a constrained experiment), from a trial
-    that exited cleanly (or that we ended after it had reported), is COMPLETE; a trial the
-    assessor stopped is EARLY_STOPPED; then FAILED for a timeout, an experiment stop, a
-    non-zero exit (with the tail of stderr), an exception, no final result, or a final result
-    without a finite objective (naming the key) or with unreadable constraints.
-    """
-    final = ended.final
-    clean_exit = ended.exit_code in (None, 0) and ended.error is None and not ended.stopped
-    problem = None
-    if final is not None:
-        _, problem = (goal or _DEFAULT_GOAL).values(final)
-        if problem is None and goal is not None and goal.constrained and "constraints" in final:
-            try:
-                reported_constraints(final["constraints"])
-            except ValueError as exc:
-                problem = str(exc)
-    if final is not None and problem is None and (clean_exit or stop_reason):
-        return Verdict(Outcome.COMPLETE, None, final)
-    if stop_reason == StopReason.PRUNE:
-        why = f"stopped by the assessor after step {steps}"
-        return Verdict(Outcome.EARLY_STOPPED, f"{why}: {stop_detail}" if stop_detail else why,
-                       None)
-    if stop_reason == StopReason.TIMEOUT:
-        return Verdict(Outcome.FAILED, f"timeout: {stop_detail}", final)
-    if stop_reason == StopReason.STOP:
-        return Verdict(Outcome.FAILED, f"stopped: {stop_detail}", final)
-    code = ended.exit_code
-    if code not in (None, 0):
-        what = f"killed by signal {_signal_name(-code)}" if code < 0 else f"exit code {code}"
-        tail = (ended.error or "")[-_STDERR_IN_REASON:]
-        return Verdict(Outcome.FAILED, f"{what}; stderr tail:\n{tail}" if tail else what, final)
-    if ended.error is not None:
-        return Verdict(Outcome.FAILED, f"exception:\n{ended.error[-_STDERR_IN_REASON:]}", final)
-    if final is None:
-        why = "exited without reporting a final result"
-        if ended.protocol_errors:
-            why += "; " + "; ".join(ended.protocol_errors[:3])
-        return Verdict(Outcome.FAILED, why, None)
-    return Verdict(Outcome.FAILED, problem or "final result rejected", final)
-
-
-_DEFAULT_GOAL = Goal()
-
-
-def _signal_name(num: int) -> str:
-    try:
-        return signal.Signals(num).name
-    except ValueError:
-        return str(num)
 
 
 class _GpuSlots:
@@ -256,6 +173,7 @@ class Scheduler:
         grace_period: float = 60.0,
         max_retries: int = 0,
         goal: Goal | None = None,
+        kill_grace: float = 5.0,
     ) -> None:
         self.store = store
         self.runner = runner
@@ -271,6 +189,7 @@ class Scheduler:
         self.heartbeat_interval = heartbeat_interval
         self.grace_period = grace_period
         self.max_retries = max_retries
+        self.kill_grace = kill_grace  # seconds from SIGTERM to SIGKILL for lost trials' leftovers
         self.goal = goal  # None: the study's one direction on "default"
         self._sampler = sampler
         self._pruner = pruner
@@ -283,10 +202,9 @@ class Scheduler:
         self._counts = dict.fromkeys(Outcome, 0)
         self._best: tuple[float, int] | None = None
         self._known_ids: set[int] = set()
-        self._observed: dict[int, tuple[tuple[str | None, float | None], float]] = {}
-        self._waiting = 0  # queued retries in the study, as last seen
-        self._others_running = 0  # trials of other schedulers running, as last seen
-        self._last_house = -math.inf
+        self._shared: SharedStudy  # the multi-worker protocol; made when the session opens
+        self._exhausted = False  # no slot left to claim (the budget is used)
+        self._slots: list[int] = []  # claimed slots taken over from dead schedulers, to run
         self.status = "created"
 
     # ------------------------------------------------------------------ public
@@ -326,11 +244,17 @@ class Scheduler:
     # ------------------------------------------------------------------ session
     def _open_session(self) -> None:
         trials = self.store.trials()
-        self._known_ids = {t._trial_id for t in trials}
+        self._known_ids = {self.store.trial_id(t) for t in trials}
         if self.goal is None:
             self.goal = Goal((Objective(key="default", direction=self.store.direction),))
         self._working = self.store.working_study(self._sampler, self._pruner_or_nop(),
-                                                 sampler_trials(trials, self.goal))
+                                                 sampler_trials(trials, self.goal,
+                                                                space=self.space))
+        # A study begun by spiketune 0.1.0 keeps recording search coordinates as params.
+        self._store_search = self.space.stores_search_coordinates(trials)
+        self._shared = SharedStudy(self.store, self.paths, grace_period=self.grace_period,
+                                   max_retries=self.max_retries, kill_grace=self.kill_grace,
+                                   goal=self.goal)
         direction = self.store.direction
         self._sign = -1.0 if direction == "maximize" else 1.0
         for t in trials:
@@ -360,7 +284,7 @@ class Scheduler:
             self._note_best(t.values[0] if t.values else rec.value, rec.number)
 
     def _note_best(self, value: Any, number: int) -> None:
-        if not _finite(value):
+        if not finite(value):
             return
         key = self._sign * float(value)
         if self._best is None or key < self._sign * self._best[0]:
@@ -405,9 +329,8 @@ class Scheduler:
         return min(limits) if limits else None
 
     def _loop(self) -> None:
-        exhausted = False
         while True:
-            idle = exhausted and not self._live
+            idle = self._exhausted and not self._live
             self._housekeeping(self.heartbeat_interval if not idle
                                else min(self.heartbeat_interval, 0.5))
             if self.paths.stop_file.exists():
@@ -421,18 +344,14 @@ class Scheduler:
             else:
                 self._enforce_trial_timeouts()
                 while len(self._live) < self._capacity():
-                    if self._waiting and self._take_retry():
+                    if self._shared.waiting and self._take_retry():
                         continue
-                    if exhausted:
+                    if self._exhausted:
                         break
-                    exhausted = not self._launch_one()
-                    if exhausted:
-                        self._last_house = -math.inf  # look at the study before leaving
-                        self._housekeeping(0.0)
-            if not self._live and (
-                self.stopping
-                or (exhausted and not self._waiting and not self._others_running)
-            ):
+                    if not self._launch_one():
+                        self._exhausted = True
+                        self._housekeeping(0.0)  # look at the study before leaving
+            if not self._live and (self.stopping or (self._exhausted and self._shared.idle)):
                 break
             for event in self.runner.poll(self._poll_timeout()):
                 if isinstance(event, Reported):
@@ -453,96 +372,42 @@ class Scheduler:
 
     # ------------------------------------------------------------------ workers
     def _housekeeping(self, interval: float) -> None:
-        """Every ``interval`` seconds: heartbeats, the sweep for lost trials, shared state.
-
-        A round that meets a lost database connection is skipped (the next one tries again):
-        a short outage must not end the trials that run meanwhile.
-        """
-        now = time.monotonic()
-        if now - self._last_house < interval:
+        """Every ``interval`` seconds: a round of the multi-worker protocol
+        (:meth:`SharedStudy.round`), and what it found acted upon."""
+        news = self._shared.round([live.trial_id for live in self._live.values()], interval,
+                                  exhausted=self._exhausted)
+        if news is None:
             return
-        self._last_house = now
-        try:
-            self._housekeeping_round(now)
-        except Exception as e:
-            if not is_transient(e):
-                raise
-
-    def _housekeeping_round(self, now: float) -> None:
-        mine = {live.trial_id for live in self._live.values()}
-        if mine:
-            for trial_id in self.store.beat(mine):
+        if news.slots:  # slots claimed by schedulers that died before starting their trial
+            self._slots.extend(news.slots)
+            self._exhausted = False
+        for live in self._live.values():
+            if live.trial_id in news.disowned and not live.lost:
                 # Another scheduler took this trial for lost (we were silent too long): its
                 # record is written and its retry queued, so end it without recording it.
-                live = next(x for x in self._live.values() if x.trial_id == trial_id)
-                if not live.lost:
-                    live.lost = True
-                    self.runner.stop(live.number, StopReason.STOP, force=True)
-        rows = self.store.unfinished()
-        self._waiting = sum(1 for r in rows if r.waiting)
-        self._others_running = sum(1 for r in rows if not r.waiting and r.trial_id not in mine)
-        for row in self._stale(rows, mine, now):
-            self._fail_lost(row)
-        attrs = self.store.study_attrs()
-        if attrs.get(ATTR_STOP) and not self.stopping:
+                live.lost = True
+                self.runner.stop(live.number, StopReason.STOP, force=True)
+        if news.stop_requested and not self.stopping:
             self.request_stop("stop requested (spiketune stop)")
         # The duration budget is shared: every scheduler follows the one that has counted most.
-        stored = float(attrs.get(ATTR_ELAPSED, 0.0))
-        ahead = stored - self.elapsed()
+        ahead = news.elapsed - self.elapsed()
         if ahead > 0:
             self._elapsed_base += ahead
 
-    def _stale(self, rows: list[Unfinished], mine: set[int], now: float) -> list[Unfinished]:
-        """Running trials of other schedulers whose heartbeat has not changed for
-        ``grace_period`` seconds of this scheduler's own clock (so clocks need not agree)."""
-        observed: dict[int, tuple[tuple[str | None, float | None], float]] = {}
-        stale = []
-        for row in rows:
-            if row.waiting or row.trial_id in mine:
-                continue
-            beat = (row.owner, row.beat_at)
-            previous = self._observed.get(row.trial_id)
-            if previous is None or previous[0] != beat:
-                observed[row.trial_id] = (beat, now)
-                continue
-            observed[row.trial_id] = previous
-            if now - previous[1] >= self.grace_period:
-                stale.append(row)
-        self._observed = observed
-        return stale
-
-    def _fail_lost(self, row: Unfinished) -> None:
-        import optuna
-
-        trial = self.store.trial(row.trial_id)
-        if trial.state != optuna.trial.TrialState.RUNNING:
-            return
-        owner = row.owner or "a scheduler that never sent one"
-        trial_dir = self.paths.trial_dir(trial.number)
-        if parse_owner(owner)[0] == socket.gethostname():
-            info = _read_process_info(trial_dir)
-            if info is not None and not process_alive(info.get("scheduler_pid"),
-                                                      info.get("scheduler_start")):
-                _kill_leftovers(info)
-        reason = f"worker lost: no heartbeat from {owner} for {self.grace_period:g} s"
-        retry = fail_lost_trial(self.store, trial, reason, self.max_retries)
-        self._observed.pop(row.trial_id, None)
-        if retry is not None and retry >= 0:
-            self._waiting += 1
-
     def _take_retry(self) -> bool:
         """Start a queued retry (a WAITING trial) as one of ours; False if none is left."""
-        trial = self.store.take_waiting(self.paths.trial_dir)
+        trial = self._shared.take_retry(self.paths.trial_dir)
         if trial is None:
-            self._waiting = 0
             return False
-        self._waiting = max(0, self._waiting - 1)
-        self._working.enqueue_trial(dict(trial.params), skip_if_exists=False)
+        # the sampler's coordinates of the same parameters, for reports and pruning
+        search, _ = self.space.search_params(trial.user_attrs["parameters"])
+        self._working.enqueue_trial(search, skip_if_exists=False)
         handle = self._working.ask()
-        self.space.sample(handle)  # the same Optuna parameters, for reports and pruning
+        self.space.sample(handle)
         slot = trial.user_attrs.get("sequence_id")
-        self._known_ids.add(trial._trial_id)
-        self._launch(handle, trial.user_attrs["parameters"], trial._trial_id, trial.number,
+        trial_id = self.store.trial_id(trial)
+        self._known_ids.add(trial_id)
+        self._launch(handle, trial.user_attrs["parameters"], trial_id, trial.number,
                      -1 if slot is None else int(slot))
         return True
 
@@ -562,6 +427,7 @@ class Scheduler:
             complete=self._counts[Outcome.COMPLETE],
             early_stopped=self._counts[Outcome.EARLY_STOPPED],
             failed=self._counts[Outcome.FAILED],
+            stopped=self._counts[Outcome.STOPPED],
             best_value=None if best is None else best[0],
             best_number=None if best is None else best[1],
             elapsed_seconds=self.elapsed(),
@@ -604,26 +470,29 @@ class Scheduler:
                 raise
             return
         for t in finished:
-            self._known_ids.add(t._trial_id)
+            self._known_ids.add(self.store.trial_id(t))
             view = sampler_trials([t], self._goal,
-                                  self._working.get_trials(deepcopy=False))
+                                  self._working.get_trials(deepcopy=False), self.space)
             self._working.add_trials(view)
             self._count_stored(t)
 
     def _launch_one(self) -> bool:
         """Start one trial; False when the budget allows no more."""
-        slot = self.store.claim(self._limit())
+        slot = self._slots.pop(0) if self._slots else self.store.claim(self._limit())
         if slot is None:
             return False
-        self._started = slot + 1
+        self._started = max(self._started, slot + 1)
         self._sync()
         if self.fixed is not None:
             self._working.enqueue_trial(self.fixed[slot], skip_if_exists=False)
         handle = self._working.ask()
         parameters = self.space.sample(handle)
+        # the study records what the trial receives; the sampler keeps its own coordinates
+        params, distributions = ((handle.params, handle.distributions) if self._store_search
+                                 else self.space.stored_params(parameters))
         trial_id, number = self.store.start_trial(
-            handle.params,
-            handle.distributions,
+            params,
+            distributions,
             {"parameters": parameters, "sequence_id": slot},
             trial_dir=self.paths.trial_dir,
         )
@@ -686,7 +555,7 @@ class Scheduler:
                 self._stop_trial(live, StopReason.PRUNE, live.silent.reason)
                 return
         value = event.value["default"]
-        if not _finite(value) or self._goal.multi:  # Optuna keeps one objective's reports
+        if not finite(value) or self._goal.multi:  # Optuna keeps one objective's reports
             return
         live.handle.report(float(value), step)
         if self._pruner is not None and live.handle.should_prune():
@@ -710,42 +579,18 @@ class Scheduler:
 
     def _record(self, live: _Live, verdict: Verdict) -> None:
         """Write the verdict to the study (once) and to the working copy."""
-        import optuna
-
-        state = {
-            Outcome.COMPLETE: optuna.trial.TrialState.COMPLETE,
-            Outcome.EARLY_STOPPED: optuna.trial.TrialState.PRUNED,
-            Outcome.FAILED: optuna.trial.TrialState.FAIL,
-        }[verdict.outcome]
-        goal = self._goal
-        steps = {i: float(v["default"]) for i, v in enumerate(live.intermediate, start=1)
-                 if _finite(v["default"])}
-        values: list[float] | None = None
-        if verdict.outcome == Outcome.COMPLETE:
-            assert verdict.metrics is not None
-            values, _ = goal.values(verdict.metrics)
-        elif verdict.outcome == Outcome.EARLY_STOPPED and steps and not goal.multi:
-            values = [steps[max(steps)]]  # what Optuna stores for a pruned trial
-        attrs: dict[str, Any] = {
-            "metrics": verdict.metrics,
-            "intermediate": live.intermediate,
-            "outcome": verdict.outcome.value,
-            "reason": verdict.reason,
-        }
-        constraints = None  # an ordinary failure has none: its feasibility is unknown
-        if goal.constrained and (verdict.outcome != Outcome.FAILED or live.design is not None):
-            metrics = verdict.metrics if verdict.outcome == Outcome.COMPLETE else None
-            constraints = goal.constraints(metrics, live.design, live.silent)
-            attrs["constraints"] = constraints
-        stored = None if values is None else values[0] if len(values) == 1 else values
-        if not self.store.finish_trial(live.trial_id, state, stored, attrs, steps):
+        stored = stored_form(verdict, live.intermediate, self._goal, design=live.design,
+                             silent=live.silent)
+        if not self.store.finish_trial(live.trial_id, stored.state, stored.value, stored.attrs,
+                                       stored.steps):
             # Recorded lost by another scheduler meanwhile (its retry is queued).
             self._forget(live)
             return
-        self._tell(live, state, values, constraints)
+        self._tell(live, stored.state, stored.values, stored.constraints)
         self._counts[verdict.outcome] += 1
-        if verdict.outcome == Outcome.COMPLETE and values and not infeasible(constraints):
-            self._note_best(values[0], live.number)
+        if (verdict.outcome == Outcome.COMPLETE and stored.values
+                and not infeasible(stored.constraints)):
+            self._note_best(stored.values[0], live.number)
         self._gpus.release(live.gpu)
         del self._live[live.number]
 
@@ -800,155 +645,3 @@ class Scheduler:
                     with contextlib.suppress(Exception):  # storage may be what failed
                         self._record(item, Verdict(Outcome.FAILED, f"interrupted: {detail}", None))
 
-
-def read_intermediate(trial_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    """The intermediate reports and first final report in a trial's ``metrics.jsonl``."""
-    from spiketune.engine.runners import _parse_metric_line
-
-    intermediate: list[dict[str, Any]] = []
-    final: dict[str, Any] | None = None
-    try:
-        data = (trial_dir / "metrics.jsonl").read_bytes()
-    except OSError:
-        return intermediate, final
-    for raw in data.split(b"\n"):
-        if not raw.strip():
-            continue
-        try:
-            kind, value = _parse_metric_line(raw)
-        except (ValueError, TypeError):
-            continue
-        if kind == "intermediate":
-            intermediate.append(value)
-        elif final is None:
-            final = value
-    return intermediate, final
-
-
-def fail_lost_trial(
-    store: StudyStore,
-    trial: optuna.trial.FrozenTrial,
-    reason: str,
-    max_retries: int,
-    *,
-    intermediate: list[dict[str, Any]] | None = None,
-    trial_dir: Path | None = None,
-) -> int | None:
-    """Record a trial whose scheduler is gone as FAILED (``reason``) and, while it has been
-    tried fewer than ``1 + max_retries`` times, queue its retry.
-
-    The retry is a WAITING trial with the same parameters and sequence id (a retry re-runs
-    the lost slot; it does not count against ``max_trials``) and the attributes ``retry_of``
-    (the number of the first trial of these parameters) and ``attempt`` (1 for the first
-    retry). Returns the retry's number, -1 without a retry, None if another scheduler recorded
-    the trial first.
-    """
-    attempt = int(trial.user_attrs.get("attempt", 0))
-    retry = None
-    if attempt < max_retries:
-        retry = {
-            "parameters": trial.user_attrs.get("parameters", dict(trial.params)),
-            "sequence_id": trial.user_attrs.get("sequence_id"),
-            "retry_of": trial.user_attrs.get("retry_of", trial.number),
-            "attempt": attempt + 1,
-        }
-    reports = intermediate or []
-    attrs: dict[str, Any] = {
-        "metrics": None,
-        "intermediate": reports,
-        "outcome": Outcome.FAILED.value,
-        "reason": reason,
-    }
-    if "trial_dir" not in trial.user_attrs and trial_dir is not None:
-        attrs["trial_dir"] = str(trial_dir)  # trials started before it was stored at start
-    steps = {i: float(v["default"]) for i, v in enumerate(reports, start=1)
-             if _finite(v["default"])}
-    return store.fail_lost(trial, attrs, retry, steps)
-
-
-def recover_interrupted(
-    store: StudyStore, paths: ExperimentPaths, max_retries: int = 0
-) -> list[int]:
-    """Record every trial left RUNNING by a dead scheduler of this host as FAILED
-    (interrupted), and queue its retry while ``max_retries`` allows (see
-    :func:`fail_lost_trial`).
-
-    Its leftover processes are killed first: the process group recorded in the trial's
-    ``process.json``, after checking (through ``/proc``) that its processes really are that
-    trial's. Trials whose scheduler still runs on this host, or runs on another host, are left
-    alone (other hosts' lost trials are found by the heartbeat sweep). Returns the numbers of
-    the trials recorded.
-    """
-    import optuna
-
-    done: list[int] = []
-    host = socket.gethostname()
-    # Trials first, owners second: a trial is written RUNNING together with its first
-    # heartbeat, so every RUNNING trial of the first read has its owner in the second. (Read
-    # the other way round, a trial started in between would look ownerless, and be taken
-    # for an interrupted one.)
-    trials = store.trials()
-    owners = {r.trial_id: r.owner for r in store.unfinished() if not r.waiting}
-    for t in trials:
-        if t.state != optuna.trial.TrialState.RUNNING:
-            continue
-        owner = owners.get(t._trial_id)
-        if owner is not None and owner != store.owner:
-            owner_host, owner_pid = parse_owner(owner)
-            if owner_host != host:
-                continue
-            if owner_pid == os.getpid() or process_alive(owner_pid, None):
-                continue  # its scheduler is alive (in this process: another store's)
-        trial_dir = paths.trial_dir(t.number)
-        info = _read_process_info(trial_dir)
-        if info is not None:
-            if info.get("host") != host:
-                continue
-            pid = info.get("scheduler_pid")
-            if pid != os.getpid() and process_alive(pid, info.get("scheduler_start")):
-                continue  # its scheduler is alive
-            _kill_leftovers(info)
-        intermediate, _final = read_intermediate(trial_dir)
-        reason = "interrupted: the scheduler ended while the trial was running" + (
-            f" (scheduler {owner})" if owner is not None else "")
-        if fail_lost_trial(store, t, reason, max_retries, intermediate=intermediate,
-                           trial_dir=trial_dir) is not None:
-            done.append(t.number)
-    return done
-
-
-def _read_process_info(trial_dir: Path) -> dict[str, Any] | None:
-    try:
-        info = json.loads((trial_dir / "process.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return info if isinstance(info, dict) else None
-
-
-def _kill_leftovers(info: Mapping[str, Any]) -> None:
-    """SIGKILL the trial's process group if (and only if) it still holds that trial's processes."""
-    pgid = info.get("pgid")
-    marker = f"SPIKETUNE_TRIAL_DIR={info.get('trial_dir')}".encode()
-    if not isinstance(pgid, int) or pgid <= 1:
-        return
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return  # cannot verify the group is still the trial's: leave it alone
-    ours = False
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_bytes()
-            fields = stat[stat.rindex(b")") + 2 :].split()
-            if int(fields[2]) != pgid:
-                continue
-            environ = (entry / "environ").read_bytes().split(b"\0")
-        except (OSError, ValueError):
-            continue
-        if marker in environ:
-            ours = True
-            break
-    if ours:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGKILL)
