@@ -448,3 +448,205 @@ def test_every_problem_is_reported_at_once() -> None:
 def test_a_space_is_not_built_by_hand() -> None:
     with pytest.raises(TypeError):
         SearchSpace()
+
+
+# ------------------------------------------------------------- Optuna's stored and search forms
+
+EVERY_TYPE = {
+    "lr": {"_type": "loguniform", "_value": [1e-4, 1e-1]},
+    "x": {"_type": "uniform", "_value": [-1, 1]},
+    "hidden": {"_type": "randint", "_value": [16, 65]},
+    "tau": {"_type": "quniform", "_value": [0.005, 0.05, 0.005]},
+    "decay": {"_type": "qloguniform", "_value": [1, 1000, 10]},
+    "gain": {"_type": "normal", "_value": [1.0, 0.2]},
+    "bias": {"_type": "qnormal", "_value": [0, 2, 0.5]},
+    "scale": {"_type": "lognormal", "_value": [0, 0.5]},
+    "steps": {"_type": "qlognormal", "_value": [3, 0.5, 5]},
+    "act": {"_type": "choice", "_value": ["relu", "tanh", None, True, 0.5]},
+    "shape": {"_type": "choice", "_value": [[64], [128, 64]]},
+    "layer": {"_type": "choice", "_value": [
+        {"_name": "lif", "k": {"_type": "quniform", "_value": [1, 4, 1]}},
+        {"_name": "alif", "k": {"_type": "normal", "_value": [5, 1]},
+         "beta": {"_type": "choice", "_value": [[1, 2], [3]]}},
+        {"_name": "none"},
+    ]},
+}
+
+
+def shown(received: dict[str, Any]) -> dict[str, Any]:
+    """What Optuna should store for ``received``, written out independently of the space:
+    the values themselves, lists as JSON text, nested choices as name plus path entries."""
+    out: dict[str, Any] = {}
+
+    def add(name: str, value: Any) -> None:
+        if isinstance(value, dict):
+            out[name] = value["_name"]
+            for k, sub in value.items():
+                if k != "_name":
+                    add(f"{name}/{value['_name']}/{k}", sub)
+        elif isinstance(value, list):
+            out[name] = json.dumps(value)
+        else:
+            out[name] = value
+
+    for name, value in received.items():
+        add(name, value)
+    return out
+
+
+def typed(d: dict[str, Any]) -> dict[str, tuple[type, Any]]:
+    return {k: (type(v), v) for k, v in d.items()}
+
+
+def test_stored_params_are_the_received_values() -> None:
+    space = SearchSpace.from_nni(EVERY_TYPE)
+    for received in draw(space, 60, optuna.samplers.RandomSampler(seed=2)):
+        params, distributions = space.stored_params(received)
+        assert typed(params) == typed(shown(received))
+        # Optuna accepts the record: every value lies in its distribution
+        optuna.trial.create_trial(params=params, distributions=distributions, value=0.0)
+
+
+def test_stored_distributions_by_type() -> None:
+    from optuna.distributions import CategoricalDistribution as Cat
+    from optuna.distributions import FloatDistribution as Float
+    from optuna.distributions import IntDistribution as Int
+
+    space = SearchSpace.from_nni(EVERY_TYPE)
+    received = {"lr": 0.01, "x": 0.5, "hidden": 20, "tau": 0.01, "decay": 10.0, "gain": 1.0,
+                "bias": 0.5, "scale": 1.0, "steps": 20.0, "act": None, "shape": [64],
+                "layer": {"_name": "alif", "k": 5.5, "beta": [3]}}
+    _, dists = space.stored_params(received)
+    assert dists["lr"] == Float(1e-4, 1e-1, log=True)
+    assert dists["x"] == Float(-1, 1)
+    assert dists["hidden"] == Int(16, 64)
+    assert dists["tau"] == Float(0.005, 0.05)  # the q-types: their range, no step
+    assert dists["decay"] == Float(1, 1000, log=True)
+    assert dists["act"] == Cat(["relu", "tanh", None, True, 0.5])
+    assert dists["shape"] == Cat(["[64]", "[128, 64]"])
+    assert dists["layer"] == Cat(["lif", "alif", "none"])
+    assert dists["layer/alif/beta"] == Cat(["[1, 2]", "[3]"])
+    # normal types: the range u's clipped interval reaches, about mu +- 8.2 sigma
+    z = NormalDist().inv_cdf(U_HIGH)
+    gain = dists["gain"]
+    assert isinstance(gain, Float) and not gain.log
+    assert gain.low == pytest.approx(1.0 - 0.2 * z) and gain.high == pytest.approx(1.0 + 0.2 * z)
+    assert dists["layer/alif/k"].low == pytest.approx(5 - z)
+    bias = dists["bias"]
+    assert bias.low == round(-2 * z / 0.5) * 0.5 and bias.high == round(2 * z / 0.5) * 0.5
+    scale = dists["scale"]
+    assert scale.log and scale.low == pytest.approx(math.exp(-0.5 * z))
+    steps = dists["steps"]  # qlognormal reaches 0 here, so no log scale
+    assert steps.low == 0.0 and not steps.log
+    assert steps.high == round(math.exp(3 + 0.5 * z) / 5) * 5
+
+
+@PROPERTY
+@given(spec=specs(), seed=st.integers(0, 2**31))
+def test_every_drawn_value_fits_its_stored_distribution(spec: dict, seed: int) -> None:
+    space = SearchSpace.from_nni({"p": spec})
+    drawn = draw(space, 20, optuna.samplers.RandomSampler(seed=seed))
+    if "normal" in spec["_type"]:  # and the very ends of u
+        drawn += [space.sample(FixedTrial({"p": u})) for u in (U_LOW, U_HIGH)]
+    for received in drawn:
+        params, distributions = space.stored_params(received)
+        optuna.trial.create_trial(params=params, distributions=distributions, value=0.0)
+        assert params == shown(received)
+
+
+@PROPERTY
+@given(spec=specs(), seed=st.integers(0, 2**31))
+def test_search_coordinates_hand_out_the_same_values_again(spec: dict, seed: int) -> None:
+    """The tuner's view of a stored trial is rebuilt from what it received: sampling at those
+    coordinates gives the trial's values back (the normal types to within rounding)."""
+    space = SearchSpace.from_nni({"p": spec})
+    for received in draw(space, 20, optuna.samplers.RandomSampler(seed=seed)):
+        search, distributions = space.search_params(received)
+        assert distributions == space.search_distributions
+        again = space.sample(FixedTrial(search))["p"]
+        if spec["_type"] in ("normal", "lognormal"):
+            assert again == pytest.approx(received["p"], rel=1e-9, abs=1e-9)
+        else:
+            assert again == received["p"] and type(again) is type(received["p"])
+
+
+def test_search_coordinates_of_every_type_and_of_nested_choices() -> None:
+    space = SearchSpace.from_nni(EVERY_TYPE)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=4))
+    for _ in range(30):
+        trial = study.ask()
+        received = space.sample(trial)
+        search, distributions = space.search_params(received)
+        assert set(search) == set(trial.params)  # the same names as the sampler's own draw
+        assert distributions == trial.distributions
+        for name in ("lr", "x", "hidden", "act", "shape", "layer"):
+            assert search[name] == trial.params[name]
+        for name in ("gain", "scale"):  # u, back through the normal CDF
+            assert search[name] == pytest.approx(trial.params[name], rel=1e-9, abs=1e-15)
+        again = space.sample(FixedTrial(search))
+        for name in ("gain", "scale"):
+            assert again.pop(name) == pytest.approx(received.pop(name), rel=1e-9)
+        if received["layer"]["_name"] == "alif":
+            k = again["layer"].pop("k")
+            assert k == pytest.approx(received["layer"].pop("k"), rel=1e-9)
+        assert again == received
+        study.tell(trial, 0.0)
+
+
+def test_search_params_leave_out_values_the_space_cannot_give() -> None:
+    space = SearchSpace.from_nni(EVERY_TYPE)
+    search, _ = space.search_params({"lr": 5.0, "hidden": 16.5, "act": "gelu", "shape": [1],
+                                     "layer": {"_name": "gone"}, "x": 0.0, "other": 1})
+    assert search == {"x": 0.0}
+
+
+def test_tuner_constants_are_stored_as_one_choice() -> None:
+    space = SearchSpace.from_nni({"x": {"_type": "uniform", "_value": [0, 1]}})
+    budget = space.with_constants({"TRIAL_BUDGET": 27})
+    params, dists = budget.stored_params(budget.sample(FixedTrial({"x": 0.5})))
+    assert params == {"x": 0.5, "TRIAL_BUDGET": 27}
+    assert dists["TRIAL_BUDGET"] == optuna.distributions.CategoricalDistribution([27])
+    assert budget.search_params({"x": 0.5, "TRIAL_BUDGET": 27})[0] == {"x": 0.5}
+
+
+def test_batch_sets_are_stored_by_key_and_searched_by_index() -> None:
+    sets = [{"optimizer": "Adam", "lr": 0.001, "flag": 1},
+            {"optimizer": "SGD", "lr": 0.01, "m": 0.9, "flag": True},
+            {"optimizer": "SGD", "lr": 0.001, "layers": [2, 3]}]
+    space = SearchSpace.batch({"combine_params": {"_type": "choice", "_value": sets}})
+    stored = [space.stored_params(s) for s in sets]
+    assert stored[0][0] == {"optimizer": "Adam", "lr": 0.001, "flag": "1"}
+    assert stored[1][0] == {"optimizer": "SGD", "lr": 0.01, "m": 0.9, "flag": "true"}
+    assert stored[2][0] == {"optimizer": "SGD", "lr": 0.001, "layers": "[2, 3]"}
+    dists = stored[1][1]
+    assert dists["optimizer"].choices == ("Adam", "SGD")
+    assert dists["flag"].choices == ("1", "true")  # 1 == True to Optuna: JSON text instead
+    for params, distributions in stored:
+        optuna.trial.create_trial(params=params, distributions=distributions, value=0.0)
+    assert [space.search_params(s)[0] for s in sets] == [{"combine_params": i} for i in range(3)]
+
+
+def test_a_layout_of_search_coordinates_is_recognised() -> None:
+    space = SearchSpace.from_nni({"tau": {"_type": "quniform", "_value": [0, 1, 0.1]},
+                                  "gain": {"_type": "normal", "_value": [1, 0.2]}})
+    study = optuna.create_study()
+    old, new = [], []
+    for _ in range(3):
+        trial = study.ask()
+        received = space.sample(trial)
+        study.tell(trial, 0.0)
+        attrs = {"parameters": received}
+        old.append(optuna.trial.create_trial(params=trial.params,
+                                             distributions=trial.distributions,
+                                             user_attrs=attrs, value=0.0))
+        params, dists = space.stored_params(received)
+        new.append(optuna.trial.create_trial(params=params, distributions=dists,
+                                             user_attrs=attrs, value=0.0))
+    assert space.stores_search_coordinates(old)
+    assert not space.stores_search_coordinates(new)
+    assert not space.stores_search_coordinates([])
+
+
+def test_quantised_normals_whose_range_overflows_are_refused() -> None:
+    with pytest.raises(SearchSpaceError, match="overflow"):
+        SearchSpace.from_nni({"x": {"_type": "qnormal", "_value": [0, 1e307, 1e-3]}})

@@ -284,3 +284,48 @@ def test_unknown_nested_and_oddly_spelled_arguments_are_named_exactly() -> None:
     (problem,) = info.value.problems
     assert problem.field == "tuner_args.tpe_args.linear_forgetting"
     assert "n_startup_jobs" in problem.rule and "multivariate" not in problem.rule
+
+
+# ------------------------------------------------------------- what the study stores
+
+
+def _stored(results: Any) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=results.id,
+                             storage=f"sqlite:///{results.directory / 'study.db'}").trials
+
+
+def test_grid_points_are_stored_as_the_values_each_trial_received(exp_root: Any) -> None:
+    from spiketune import Experiment
+
+    space = {"b": {"_type": "quniform", "_value": [0.2, 1.0, 0.5]},
+             "opt": {"_type": "choice", "_value": [
+                 {"_name": "adam", "beta": {"_type": "choice", "_value": [[0.9, 0.99], [0.5]]}},
+                 {"_name": "sgd"}]}}
+    results = Experiment(trial=lambda p: p["b"], search_space=space, tuner="GridSearch",
+                         max_trials=10).run()
+    trials = _stored(results)
+    assert len(trials) == 3 * 3
+    assert [t.user_attrs["parameters"] for t in trials] == SearchSpace.from_nni(space).grid()
+    assert [t.params for t in trials[:4]] == [
+        {"b": 0.2, "opt": "adam", "opt/adam/beta": "[0.9, 0.99]"},
+        {"b": 0.2, "opt": "adam", "opt/adam/beta": "[0.5]"},
+        {"b": 0.2, "opt": "sgd"},
+        {"b": 0.5, "opt": "adam", "opt/adam/beta": "[0.9, 0.99]"},
+    ]
+    assert trials[-1].params == {"b": 1.0, "opt": "sgd"}
+    assert trials[0].distributions["b"] == optuna.distributions.FloatDistribution(0.2, 1.0)
+
+
+def test_batch_sets_and_tuner_constants_are_stored_as_received(exp_root: Any) -> None:
+    from spiketune import Experiment
+
+    sets = [{"optimizer": "Adam", "lr": 0.001}, {"optimizer": "SGD", "lr": 0.01, "m": 0.9}]
+    batch = Experiment(trial=lambda p: p["lr"], tuner="Batch",
+                       search_space={"combine_params": {"_type": "choice", "_value": sets}},
+                       max_trials=5).run()
+    assert [t.params for t in _stored(batch)] == sets
+    hyperband = Experiment(trial=lambda p: p["x"], tuner="Hyperband", tuner_args={"R": 9},
+                           search_space={"x": {"_type": "uniform", "_value": [0, 1]}},
+                           max_trials=2, seed=0).run()
+    for t in _stored(hyperband):
+        assert t.params == {"x": t.user_attrs["parameters"]["x"], "TRIAL_BUDGET": 9}

@@ -37,7 +37,9 @@ broke a constraint without a final result as COMPLETE, with the worst value of e
 among the complete trials at that time (0 before any): the samplers rank it below every
 feasible trial and learn to avoid its region. The stored study keeps the true outcome, the
 constraint values in the ``constraints`` user attribute; :func:`sampler_trials` rebuilds the
-view from it when a session opens.
+view from it when a session opens, with each trial's parameters in the search space's search
+coordinates (the stored study records the values the trial received; see
+:mod:`spiketune.engine.space`).
 """
 
 from __future__ import annotations
@@ -49,16 +51,16 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from spiketune.errors import ConfigError, Problem
+from spiketune.errors import ConfigError
+from spiketune.hardware import ParameterCheck
 
 if TYPE_CHECKING:
     import optuna
 
-    from spiketune.hardware import HardwareTarget
+    from spiketune.engine.space import SearchSpace
 
 __all__ = [
     "CONSTRAINTS",
-    "NETWORK_KEYS",
     "DesignCheck",
     "Goal",
     "Judgement",
@@ -70,13 +72,6 @@ __all__ = [
 
 #: The constraint values of a trial, in this order (see the module docstring).
 CONSTRAINTS: tuple[str, ...] = ("reported", "design", "silent")
-
-#: Keys of a trial's parameters (or of the ``hardware`` config table) that describe the network
-#: for the design-rule check; see :func:`spiketune.hardware.check_config`.
-NETWORK_KEYS: tuple[str, ...] = (
-    "n_in", "n_rec", "n_out", "recurrent", "neuron", "refractory_steps", "reset",
-)
-_REQUIRED = ("n_in", "n_rec", "n_out")
 
 Direction = Literal["maximize", "minimize"]
 
@@ -104,30 +99,18 @@ class Judgement:
 class DesignCheck:
     """The hardware design-rule check of a trial's parameters, before the trial starts.
 
-    ``fixed`` holds network facts the search space does not vary (``hardware.n_in = 12``);
-    the trial's top-level parameters named in :data:`NETWORK_KEYS` give the rest (a nested
-    choice such as ``neuron: {"_name": "alif", ...}`` counts as its ``_name``). Pure arithmetic:
-    microseconds per trial, no torch.
+    What a trial's parameters mean for the network, and which rules it breaks, is the hardware
+    package's knowledge (:class:`spiketune.hardware.ParameterCheck`); this adds what the search
+    makes of it: a :class:`Judgement` with the reason recorded with the trial and the sum of
+    the broken rules' normalised excesses as its ``design`` constraint value.
     """
 
-    target: HardwareTarget
-    fixed: Mapping[str, Any]
-
-    def network(self, parameters: Mapping[str, Any]) -> dict[str, Any]:
-        """The network facts of a trial: fixed values and its parameters, numbers as ints
-        where they are whole (``quniform`` gives ``64.0``)."""
-        out = dict(self.fixed)
-        for key in NETWORK_KEYS:
-            if key in parameters:
-                out[key] = _plain(parameters[key])
-        return out
+    check: ParameterCheck
 
     def __call__(self, parameters: Mapping[str, Any]) -> Judgement | None:
         """None when the network fits the target, else why not (``infeasible: ...``)."""
-        from spiketune.hardware import check_config
-
         try:
-            violations = check_config(self.target, self.network(parameters))
+            violations = self.check.violations(parameters)
         except ConfigError as exc:
             what = "; ".join(f"{p.field} = {p.value!r}: {p.rule}" for p in exc.problems)
             return Judgement(f"infeasible: the design check cannot read the network ({what})",
@@ -138,77 +121,19 @@ class DesignCheck:
                          sum(v.excess for v in violations))
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping) and "_name" in value:
-        return value["_name"]
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
 def make_design_check(
     spec: Mapping[str, Any], parameter_names: Iterable[str]
 ) -> tuple[DesignCheck, dict[str, Any]]:
     """Validate the ``hardware`` table of a configuration; (check, canonical table).
 
     ``spec``: ``target`` (a name of :data:`spiketune.hardware.TARGETS`), any of the target's
-    limits to override (``max_hidden = 500``), and fixed network facts (:data:`NETWORK_KEYS`)
-    that the search space does not give. ``parameter_names``: the search space's top-level
-    names. Raises :class:`ConfigError` naming ``hardware.<key>``.
+    limits to override (``max_hidden = 500``), and fixed network facts
+    (:data:`spiketune.hardware.NETWORK_KEYS`) that the search space does not give.
+    ``parameter_names``: the search space's top-level names. Raises :class:`ConfigError`
+    naming ``hardware.<key>``.
     """
-    from spiketune.hardware import get_target
-    from spiketune.hardware._targets import HardwareTarget
-
-    if not isinstance(spec, Mapping):
-        raise ConfigError(Problem("hardware", spec, "must be a table {target = ..., ...}"))
-    names = set(parameter_names)
-    limit_fields = set(HardwareTarget.model_fields)
-    problems: list[Problem] = []
-    limits: dict[str, Any] = {}
-    fixed: dict[str, Any] = {}
-    target_name = spec.get("target")
-    if target_name is None:
-        problems.append(Problem("hardware.target", None, "required: a target name"))
-    for key, value in spec.items():
-        if key == "target":
-            continue
-        if key in limit_fields:
-            limits[key] = value
-        elif key in NETWORK_KEYS:
-            if key in names:
-                problems.append(Problem(f"hardware.{key}", value, "is also a search-space "
-                                        "parameter; give it in one place"))
-            else:
-                fixed[key] = value
-        else:
-            problems.append(Problem(f"hardware.{key}", value, "unknown key; accepted: target, "
-                                    f"the target's limits ({', '.join(sorted(limit_fields))}) "
-                                    f"and network facts ({', '.join(NETWORK_KEYS)})"))
-    for key in _REQUIRED:
-        if key not in fixed and key not in names and key not in spec:
-            problems.append(Problem(f"hardware.{key}", None, "required for the design check: "
-                                    f"a fixed value (hardware.{key} = ...) or a search-space "
-                                    f"parameter named {key}"))
-    target = None
-    if target_name is not None:
-        try:
-            target = get_target(target_name, **limits)
-        except ConfigError as exc:
-            problems += [Problem(f"hardware.{p.field}", p.value, p.rule) for p in exc.problems]
-    if target is not None and not problems:
-        # the fixed facts alone must make sense (types); a trial's parameters are checked later
-        from spiketune.hardware import check_config
-
-        probe = {k: 1 for k in _REQUIRED}
-        try:
-            check_config(target, {**probe, **fixed})
-        except ConfigError as exc:
-            problems += [Problem(f"hardware.{p.field}", p.value, p.rule) for p in exc.problems]
-    if problems:
-        raise ConfigError(problems)
-    assert target is not None
-    canonical = {"target": target.name, **limits, **fixed}
-    return DesignCheck(target, fixed), canonical
+    check = ParameterCheck.from_table(spec, parameter_names, name="hardware")
+    return DesignCheck(check), check.table()
 
 
 # ------------------------------------------------------------------------------ the goal
@@ -311,47 +236,61 @@ def sampler_trials(
     trials: Sequence[optuna.trial.FrozenTrial],
     goal: Goal,
     before: Sequence[optuna.trial.FrozenTrial] = (),
+    space: SearchSpace | None = None,
 ) -> list[optuna.trial.FrozenTrial]:
     """The finished stored ``trials`` as the tuner sees them (see the module docstring).
 
-    Unconstrained: unchanged. Constrained: COMPLETE and PRUNED trials carry their constraint
-    values as Optuna's named constraints (zeros when none were recorded); a
-    trial that broke a constraint without a final result becomes COMPLETE with the worst
-    values of the complete trials before it (those of ``before``, the tuner's view so far,
-    and earlier ones of ``trials``).
+    ``space``: the stored params (the received values) become the space's search
+    coordinates (:meth:`SearchSpace.search_point`), in which the sampler draws; without it
+    they are kept as stored. Constrained: COMPLETE and PRUNED trials carry their constraint
+    values as Optuna's named constraints (zeros when none were recorded); a trial that broke
+    a constraint without a final result becomes COMPLETE with the worst values of the
+    complete trials before it (those of ``before``, the tuner's view so far, and earlier ones
+    of ``trials``).
     """
     import optuna
 
     finished = [t for t in trials if t.state.is_finished()]
-    if not goal.constrained:
+    if not goal.constrained and space is None:
         return finished
     state = optuna.trial.TrialState
     out: list[optuna.trial.FrozenTrial] = []
     seen = [t for t in before if t.state == state.COMPLETE]
     for t in sorted(finished, key=lambda t: t.number):
+        params, distributions = (
+            (t.params, t.distributions) if space is None else space.search_point(t))
         c = t.user_attrs.get("constraints")
         c = [0.0] * len(CONSTRAINTS) if c is None else [float(x) for x in c]
-        if t.state != state.COMPLETE and infeasible(c):
+        if goal.constrained and t.state != state.COMPLETE and infeasible(c):
             view = optuna.trial.create_trial(
                 state=state.COMPLETE,
                 values=worst_values(seen, goal.directions),
-                params=t.params,
-                distributions=t.distributions,
+                params=params,
+                distributions=distributions,
                 user_attrs={"constraints": c},
                 system_attrs=optuna_constraints(c),
             )
-        elif t.state in (state.COMPLETE, state.PRUNED):
+        elif goal.constrained and t.state in (state.COMPLETE, state.PRUNED):
             view = optuna.trial.create_trial(
                 state=t.state,
                 values=t.values,
-                params=t.params,
-                distributions=t.distributions,
+                params=params,
+                distributions=distributions,
                 user_attrs={"constraints": c},
                 system_attrs=optuna_constraints(c),
                 intermediate_values=t.intermediate_values,
             )
-        else:
+        elif space is None:
             view = t
+        else:  # what samplers and pruners read: state, values, params, intermediate values
+            view = optuna.trial.create_trial(
+                state=t.state,
+                values=t.values,
+                params=params,
+                distributions=distributions,
+                system_attrs=t.system_attrs,
+                intermediate_values=t.intermediate_values,
+            )
         out.append(view)
         if view.state == state.COMPLETE:
             seen.append(view)

@@ -1,34 +1,68 @@
 """Search spaces in NNI's JSON format, sampled through Optuna with NNI's exact value semantics.
 
 A space maps parameter names to ``{"_type": T, "_value": [...]}``. The value a trial receives
-follows NNI (``nni/common/hpo_utils``), while Optuna sees a *latent* parameter it can model:
+follows NNI (``nni/common/hpo_utils``). Each parameter has two Optuna forms: the **stored**
+one, which the experiment's study records as the trial's ``params`` (what optuna-dashboard,
+``optuna.visualization`` and ``study.trials_dataframe()`` show), and the **search** one, the
+coordinates in which the tuner's sampler draws (on the scheduler's in-memory working study):
 
-==============  =========================================  =====================================
-``_type``       value the trial receives                   Optuna latent (name: parameter path)
-==============  =========================================  =====================================
-choice          one option, as written (nested: a dict     categorical over the options (their
-                ``{"_name": ..., sub-params...}``)         ``_name`` for nested ones)
-randint         int in ``[lower, upper)``                  int in ``[lower, upper - 1]``
-uniform         float in ``[low, high]``                   the same float
-quniform        ``clip(round(x / q) * q, low, high)``      x, float in ``[low, high]``
-loguniform      ``exp(U(log low, log high))``              the same float, log scale
-qloguniform     ``clip(round(x / q) * q, low, high)``      x, float in ``[low, high]``, log scale
-normal          ``mu + sigma * Phi^-1(u)``                 u, float in ``(0, 1)``
-qnormal         ``round(normal / q) * q``                  u
-lognormal       ``exp(normal)``                            u
-qlognormal      ``round(exp(normal) / q) * q``             u
-==============  =========================================  =====================================
+==============  ================================  ==========================  ====================
+``_type``       value the trial receives          stored ``params`` (the      search coordinates
+                                                  received value, under)      (if different)
+==============  ================================  ==========================  ====================
+choice          one option, as written (nested:   categorical over the
+                a dict ``{"_name": ..., sub-      options (their ``_name``
+                params...}``)                     for nested ones; list
+                                                  options as JSON text)
+randint         int in ``[lower, upper)``         int, ``[lower, upper-1]``
+uniform         float in ``[low, high]``          float in ``[low, high]``
+loguniform      ``exp(U(log low, log high))``     the same, log scale
+quniform        ``clip(round(x / q) * q, low,     float in ``[low, high]``    x, NNI's continuous
+                high)``                                                       draw, same range
+qloguniform     the same, x on a log scale        the same, log scale         x, log scale
+normal          ``mu + sigma * Phi^-1(u)``        float in the reachable      u, a float in (0, 1)
+                                                  range (below)               (below)
+qnormal         ``round(normal / q) * q``         the same                    u
+lognormal       ``exp(normal)``                   the same, log scale         u
+qlognormal      ``round(exp(normal) / q) * q``    the same (log scale when    u
+                                                  0 is not reachable)
+==============  ================================  ==========================  ====================
 
-Why latents: Optuna's distributions are bounded and cannot express NNI's rounding, so the
-quantised types keep NNI's continuous draw and round afterwards (exactly what NNI's own tuners
-do), and the unbounded normals are searched as a uniform ``u`` mapped through the inverse normal
-CDF (``u`` stays within ``[2**-53, 1 - 2**-53]``, about +-8.2 sigma). The rounding maps every
-value it produces onto itself, so a value can be enqueued as its own latent (that is how
-:meth:`SearchSpace.grid_optuna_params` feeds grid points to a study).
+Why search coordinates: Optuna's distributions are bounded and cannot express NNI's rounding,
+so the quantised types are searched through NNI's continuous draw and rounded afterwards
+(exactly what NNI's own tuners do), and the unbounded normals are searched as a uniform ``u``
+mapped through the inverse normal CDF, so that a random draw follows NNI's normal law.
+
+**Where a normal type's value is stored.** ``u`` is clipped to ``[2**-53, 1 - 2**-53]``
+(about +-8.2 sigma), so a normal type reaches only the values between those of the two ends
+of ``u``; its stored distribution is that *reachable range*, a ``FloatDistribution(f(2**-53),
+f(1 - 2**-53))`` where ``f`` is the type's formula (``mu +- 8.2 sigma`` for ``normal``), on a
+log scale for ``lognormal`` (and ``qlognormal`` when its lowest value is above 0).
+
+**No search coordinate is stored.** The tuner's view of a stored trial is rebuilt from what it
+received (:meth:`SearchSpace.search_point`): a quantised value is its own continuous draw (the
+rounding maps every value it produces onto itself), a normal type's ``u`` is the normal CDF of
+the value (for the q-types: of the rounded value), a choice is its option. Nothing internal
+needs a name, so nothing internal can show in Optuna's tools. The same inversion gives the
+point a retry enqueues on the working study (:meth:`SearchSpace.search_params` of the values
+the lost trial received); grid points are enqueued in search coordinates too
+(:meth:`SearchSpace.grid_optuna_params`).
+
+Tuner constants (``TRIAL_BUDGET``) are stored as a categorical of one choice; the Batch form
+stores each key of the parameter set it handed out (a categorical over the values that key
+takes in the batch; JSON text when a value is not a plain number, string, bool or null, or
+when two values would be equal to Optuna, such as ``1`` and ``True``) and searches the index of
+the set.
+
+Studies written by spiketune 0.1.0 stored the search coordinates as ``params``. Such a study
+resumes in that layout (:meth:`SearchSpace.stores_search_coordinates` tells), so each of its
+parameters keeps one distribution (Optuna refuses a second kind, or log setting, for a name);
+its ``parameters`` user attribute holds the received values, as in every study.
 
 Nested choices register the outer choice under its path (``"optimizer"``) and each option's
 sub-parameters under ``"<path>/<_name>/<sub-name>"``, so every Optuna parameter has one stable
-name and one distribution, which TPE and friends need.
+name and one distribution, which TPE and friends need, and two options may give a
+sub-parameter of one name different kinds or ranges.
 
 Rounding uses Python's ``round`` (halves to even, as NumPy does in NNI). Quantised values are
 floats such as ``3 * 0.1 == 0.30000000000000004``, exactly what NNI hands out.
@@ -41,8 +75,9 @@ import itertools
 import json
 import math
 import random
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +85,7 @@ from spiketune.errors import Problem, SearchSpaceError
 
 if TYPE_CHECKING:
     import optuna
+    from optuna.distributions import BaseDistribution
 
 __all__ = ["GRID_LIMIT", "SearchSpace"]
 
@@ -73,9 +109,13 @@ TYPES = (
 _U_LOW = 2.0**-53
 _U_HIGH = 1.0 - 2.0**-53
 _STANDARD_NORMAL = NormalDist()
+_SQRT_HALF = math.sqrt(0.5)
 # exp(x) overflows a float above this.
 _EXP_MAX = math.log(1.7976931348623157e308)
 _PRIMITIVE = (str, int, float, bool, type(None))
+
+#: Optuna params and their distributions, as two dicts keyed by Optuna name.
+Point = tuple[dict[str, Any], dict[str, "BaseDistribution"]]
 
 
 def _is_number(value: Any) -> bool:
@@ -91,12 +131,50 @@ def _quantise(x: float, q: float) -> float:
     return float(round(x / q) * q)
 
 
+def _categorical(choices: Sequence[Any]) -> BaseDistribution:
+    from optuna.distributions import CategoricalDistribution
+
+    return CategoricalDistribution(list(choices))
+
+
+def _float(low: float, high: float, log: bool) -> BaseDistribution:
+    from optuna.distributions import FloatDistribution
+
+    return FloatDistribution(low, high, log=log)
+
+
+def _find(labels: Sequence[Any], value: Any) -> int | None:
+    """The index of ``value`` among ``labels``, comparing type and value (``1`` is not
+    ``1.0`` or ``True``); None when it is not there."""
+    for i, candidate in enumerate(labels):
+        if type(candidate) is type(value) and candidate == value:
+            return i
+    return None
+
+
+def _plain_labels(values: Sequence[Any]) -> bool:
+    """Whether ``values`` can be a categorical's choices as they are: plain JSON scalars
+    (floats finite), no two of which Optuna would take for one value (it compares with ``==``,
+    so ``1``, ``1.0`` and ``True`` are one)."""
+    for i, v in enumerate(values):
+        if not isinstance(v, _PRIMITIVE) or (isinstance(v, float) and not math.isfinite(v)):
+            return False
+        if any(v == w for w in values[:i]):
+            return False
+    return True
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
 # ---------------------------------------------------------------- parameters
 
 
 @dataclass(frozen=True)
 class _Param:
-    """One parameter: its Optuna name (``key``) and how to draw, enumerate and describe it."""
+    """One parameter: its Optuna name (``key``), how to draw and enumerate it, and its two
+    Optuna forms (see the module docstring)."""
 
     key: str
 
@@ -104,12 +182,32 @@ class _Param:
         raise NotImplementedError
 
     def grid(self) -> list[tuple[dict[str, Any], Any]] | None:
-        """Every (Optuna params, value) pair, or None when the set of values is not finite."""
+        """Every (search params, value) pair, or None when the set of values is not finite."""
         return None
 
     def grid_size(self) -> int | None:
         points = self.grid()
         return None if points is None else len(points)
+
+    @cached_property
+    def distribution(self) -> BaseDistribution:
+        """The search distribution (what ``sample`` suggests)."""
+        raise NotImplementedError
+
+    @cached_property
+    def stored_distribution(self) -> BaseDistribution:
+        """The distribution the study records the received value under."""
+        return self.distribution
+
+    def store(self, value: Any, out: Point) -> None:
+        """Add the stored form of the received ``value`` to ``out``."""
+        out[0][self.key] = value
+        out[1][self.key] = self.stored_distribution
+
+    def locate(self, value: Any, out: Point) -> None:
+        """Add the search coordinates of the received ``value`` to ``out``; nothing when
+        ``value`` is not one this parameter hands out (the sampler then does without)."""
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)
@@ -128,10 +226,44 @@ class _Choice(_Param):
 
     def _index(self, label: Any) -> int:
         # labels are pairwise distinct (checked when built), also under ==, so this is exact
-        for i, candidate in enumerate(self.labels):
-            if type(candidate) is type(label) and candidate == label:
-                return i
-        return self.labels.index(label)
+        found = _find(self.labels, label)
+        return self.labels.index(label) if found is None else found
+
+    @cached_property
+    def _json_labels(self) -> bool:
+        return self.nested is None and not all(isinstance(o, _PRIMITIVE) for o in self.options)
+
+    def option_of(self, value: Any) -> int | None:
+        """Which option a received ``value`` is (None: none of them)."""
+        if self.nested is not None:
+            if not isinstance(value, Mapping) or "_name" not in value:
+                return None
+            return _find(self.labels, value["_name"])
+        if self._json_labels:
+            try:
+                return _find(self.labels, _json_text(value))
+            except (TypeError, ValueError):
+                return None
+        return _find(self.labels, value)
+
+    @cached_property
+    def distribution(self) -> BaseDistribution:
+        return _categorical(self.labels)
+
+    def _place(self, value: Any, out: Point, *, search: bool) -> None:
+        index = self.option_of(value)
+        if index is None:
+            return
+        out[0][self.key] = self.labels[index]
+        out[1][self.key] = self.distribution
+        if self.nested is not None:
+            self.nested[index]._place(value, out, search=search)
+
+    def store(self, value: Any, out: Point) -> None:
+        self._place(value, out, search=False)
+
+    def locate(self, value: Any, out: Point) -> None:
+        self._place(value, out, search=True)
 
     def grid(self) -> list[tuple[dict[str, Any], Any]] | None:
         points: list[tuple[dict[str, Any], Any]] = []
@@ -166,6 +298,17 @@ class _RandInt(_Param):
     def sample(self, trial: optuna.Trial) -> Any:
         return int(trial.suggest_int(self.key, self.lower, self.upper - 1))
 
+    @cached_property
+    def distribution(self) -> BaseDistribution:
+        from optuna.distributions import IntDistribution
+
+        return IntDistribution(self.lower, self.upper - 1)
+
+    def locate(self, value: Any, out: Point) -> None:
+        if type(value) is int and self.lower <= value < self.upper:
+            out[0][self.key] = value
+            out[1][self.key] = self.distribution
+
     def grid(self) -> list[tuple[dict[str, Any], Any]] | None:
         return [({self.key: v}, v) for v in range(self.lower, self.upper)]
 
@@ -175,6 +318,9 @@ class _RandInt(_Param):
 
 @dataclass(frozen=True)
 class _Uniform(_Param):
+    """uniform and loguniform, and their quantised forms (``q``): a quantised value is stored
+    as itself and searched as its own continuous draw, under the same distribution."""
+
     low: float
     high: float
     log: bool
@@ -185,6 +331,15 @@ class _Uniform(_Param):
         if self.q is None:
             return x
         return _clip(_quantise(x, self.q), self.low, self.high)
+
+    @cached_property
+    def distribution(self) -> BaseDistribution:
+        return _float(self.low, self.high, self.log)
+
+    def locate(self, value: Any, out: Point) -> None:
+        if _is_number(value) and self.low <= value <= self.high:
+            out[0][self.key] = float(value)
+            out[1][self.key] = self.distribution
 
     def _counts(self) -> range:
         assert self.q is not None
@@ -207,13 +362,16 @@ class _Uniform(_Param):
 
 @dataclass(frozen=True)
 class _Normal(_Param):
+    """normal, qnormal, lognormal, qlognormal: searched as ``u``, stored as the value, under
+    the range of values ``u``'s clipped interval reaches."""
+
     mu: float
     sigma: float
     log: bool
     q: float | None
 
-    def sample(self, trial: optuna.Trial) -> Any:
-        u = float(trial.suggest_float(self.key, _U_LOW, _U_HIGH))
+    def value(self, u: float) -> float:
+        """NNI's value for the search coordinate ``u`` (monotone in ``u``)."""
         x = self.mu + self.sigma * _STANDARD_NORMAL.inv_cdf(u)
         if self.log:
             x = math.exp(x)
@@ -221,10 +379,39 @@ class _Normal(_Param):
             x = _quantise(x, self.q)
         return float(x)
 
+    def sample(self, trial: optuna.Trial) -> Any:
+        return self.value(float(trial.suggest_float(self.key, _U_LOW, _U_HIGH)))
+
+    @cached_property
+    def distribution(self) -> BaseDistribution:
+        return _float(_U_LOW, _U_HIGH, False)
+
+    @cached_property
+    def reachable(self) -> tuple[float, float]:
+        """The lowest and highest value this parameter can hand out."""
+        return self.value(_U_LOW), self.value(_U_HIGH)
+
+    @cached_property
+    def stored_distribution(self) -> BaseDistribution:
+        low, high = self.reachable
+        return _float(low, high, self.log and low > 0)
+
+    def locate(self, value: Any, out: Point) -> None:
+        if not _is_number(value) or math.isnan(value):
+            return
+        x = float(value)
+        if self.log:
+            x = math.log(x) if x > 0 else -math.inf
+        # 0.5 erfc(-z / sqrt 2) is the normal CDF, accurate in the lower tail too
+        u = 0.5 * math.erfc(-(x - self.mu) / self.sigma * _SQRT_HALF)
+        out[0][self.key] = _clip(u, _U_LOW, _U_HIGH)
+        out[1][self.key] = self.distribution
+
 
 @dataclass(frozen=True)
 class _Batch(_Param):
-    """NNI's BatchTuner form: one ``choice`` whose options are whole parameter sets."""
+    """NNI's BatchTuner form: one ``choice`` whose options are whole parameter sets. Searched
+    as the index of a set; stored as the set's own keys."""
 
     configurations: tuple[dict[str, Any], ...]
 
@@ -234,6 +421,54 @@ class _Batch(_Param):
 
     def grid(self) -> list[tuple[dict[str, Any], Any]] | None:
         return [({self.key: i}, copy.deepcopy(c)) for i, c in enumerate(self.configurations)]
+
+    @cached_property
+    def distribution(self) -> BaseDistribution:
+        return _categorical(range(len(self.configurations)))
+
+    @cached_property
+    def _texts(self) -> dict[str, int]:
+        texts: dict[str, int] = {}
+        for i, c in enumerate(self.configurations):
+            texts.setdefault(_json_text(c), i)
+        return texts
+
+    @cached_property
+    def _columns(self) -> dict[str, tuple[bool, tuple[Any, ...]]]:
+        """Per key of the sets: whether its labels are JSON text, and its labels."""
+        values: dict[str, dict[str, Any]] = {}
+        for c in self.configurations:
+            for k, v in c.items():
+                values.setdefault(k, {}).setdefault(_json_text(v), v)
+        columns = {}
+        for k, by_text in values.items():
+            plain = _plain_labels(list(by_text.values()))
+            columns[k] = (not plain, tuple(by_text.values() if plain else by_text))
+        return columns
+
+    @cached_property
+    def _column_distributions(self) -> dict[str, BaseDistribution]:
+        return {k: _categorical(labels) for k, (_, labels) in self._columns.items()}
+
+    def store(self, value: Any, out: Point) -> None:
+        for k, v in value.items():
+            column = self._columns.get(k)
+            if column is None:
+                continue
+            label = _json_text(v) if column[0] else v
+            index = _find(column[1], label)
+            if index is not None:
+                out[0][k] = column[1][index]
+                out[1][k] = self._column_distributions[k]
+
+    def locate(self, value: Any, out: Point) -> None:
+        try:
+            index = self._texts.get(_json_text(value))
+        except (TypeError, ValueError):
+            return
+        if index is not None:
+            out[0][self.key] = index
+            out[1][self.key] = self.distribution
 
 
 # ---------------------------------------------------------------- parsing
@@ -409,7 +644,18 @@ class _Parser:
         if ok and "log" in type_ and mu + sigma * _STANDARD_NORMAL.inv_cdf(_U_HIGH) > _EXP_MAX:
             self.fail(where, values, f"{type_} would overflow: exp(mu + 8.2 sigma) exceeds a float")
             ok = False
-        return _Normal(key, mu, sigma, "log" in type_, q) if ok else None
+        if not ok:
+            return None
+        param = _Normal(key, mu, sigma, "log" in type_, q)
+        try:
+            reachable = param.reachable
+        except OverflowError:  # round(inf) in the rounding of a quantised type
+            reachable = (math.inf, math.inf)
+        if not all(math.isfinite(v) for v in reachable):
+            self.fail(where, values, f"{type_} would overflow: its values at mu +- 8.2 sigma "
+                                     "(rounded to q) exceed a float")
+            return None
+        return param
 
 
 def _canonical_spec(spec: Any) -> Any:
@@ -448,6 +694,7 @@ class SearchSpace:
         self._spec = spec
         self._batch = batch
         self._constants = dict(constants or {})
+        self._constant_cache: dict[str, tuple[Any, BaseDistribution]] | None = None
         return self
 
     # ---- construction
@@ -561,6 +808,90 @@ class SearchSpace:
         params.update(copy.deepcopy(self._constants))
         return params
 
+    # ---- the two Optuna forms of a trial's parameters (see the module docstring)
+
+    def _place(self, values: Mapping[str, Any], out: Point, *, search: bool) -> None:
+        for name, p in self._params.items():
+            if name in values:
+                if search:
+                    p.locate(values[name], out)
+                else:
+                    p.store(values[name], out)
+
+    def stored_params(self, parameters: Mapping[str, Any]) -> Point:
+        """What the study records as Optuna ``params`` for a trial that received
+        ``parameters``: the received values (list options as JSON text, nested choices as
+        their ``_name`` plus ``<path>/<_name>/<sub-name>`` entries), with their distributions."""
+        out: Point = ({}, {})
+        if self._batch is not None:
+            self._batch.store(parameters, out)
+        else:
+            self._place(parameters, out, search=False)
+        for name, (label, distribution) in self._constant_forms.items():
+            if name in parameters:
+                out[0][name] = label
+                out[1][name] = distribution
+        return out
+
+    def search_params(self, parameters: Mapping[str, Any]) -> Point:
+        """The tuner's coordinates of a trial that received ``parameters``, with their search
+        distributions: what ``sample`` would suggest to hand out these values (for the normal
+        types, to within rounding). Values this space cannot hand out are left out."""
+        out: Point = ({}, {})
+        if self._batch is not None:
+            own = {k: v for k, v in parameters.items() if k not in self._constants}
+            self._batch.locate(own, out)
+        else:
+            self._place(parameters, out, search=True)
+        return out
+
+    def search_point(self, trial: optuna.trial.FrozenTrial) -> Point:
+        """The tuner's coordinates of a stored trial, rebuilt from its ``parameters`` user
+        attribute (what it received) whichever layout its ``params`` follow. A trial without
+        that attribute keeps the params that already are search coordinates."""
+        parameters = trial.user_attrs.get("parameters")
+        if isinstance(parameters, Mapping):
+            return self.search_params(parameters)
+        known = self.search_distributions
+        keep = [k for k, d in trial.distributions.items() if known.get(k) == d]
+        return {k: trial.params[k] for k in keep}, {k: trial.distributions[k] for k in keep}
+
+    @property
+    def search_distributions(self) -> dict[str, BaseDistribution]:
+        """Every search distribution, by Optuna name (nested sub-parameters included)."""
+        if self._batch is not None:
+            return {self._batch.key: self._batch.distribution}
+        out: dict[str, BaseDistribution] = {}
+        for p in self._params.values():
+            out[p.key] = p.distribution
+            if isinstance(p, _Choice) and p.nested is not None:
+                for sub in p.nested:
+                    out.update(sub.search_distributions)
+        return out
+
+    def stores_search_coordinates(self, trials: Iterable[optuna.trial.FrozenTrial]) -> bool:
+        """Whether a study holding ``trials`` records search coordinates as ``params`` (the
+        layout of spiketune 0.1.0): some trial's ``params`` differ from
+        :meth:`stored_params` of what it received. New trials of such a study keep that
+        layout, so every parameter name keeps one distribution."""
+        for t in trials:
+            parameters = t.user_attrs.get("parameters")
+            if (t.params and isinstance(parameters, Mapping)
+                    and t.params != self.stored_params(parameters)[0]):
+                return True
+        return False
+
+    @property
+    def _constant_forms(self) -> dict[str, tuple[Any, BaseDistribution]]:
+        """Each tuner constant's stored label and its one-choice categorical."""
+        if self._constant_cache is None:
+            forms = {}
+            for name, value in self._constants.items():
+                label = value if _plain_labels([value]) else _json_text(value)
+                forms[name] = (label, _categorical([label]))
+            self._constant_cache = forms
+        return self._constant_cache
+
     # ---- enumeration
 
     def _grid_points(self) -> list[tuple[dict[str, Any], dict[str, Any]]] | None:
@@ -622,7 +953,8 @@ class SearchSpace:
         return [values for _, values in self._checked_grid()]
 
     def grid_optuna_params(self) -> list[dict[str, Any]]:
-        """The Optuna parameters of each :meth:`grid` point, ready for ``study.enqueue_trial``.
+        """The search coordinates of each :meth:`grid` point, ready for ``enqueue_trial`` on
+        the tuner's (working) study.
 
         ``sample()`` on a trial that was enqueued with ``grid_optuna_params()[i]`` returns
         ``grid()[i]``.

@@ -31,7 +31,9 @@ Hyperband         NNI's advisor: random configurations plus successive halving, 
                   reduction_factor=eta)`` (:meth:`Tuner.implied_assessor`). NNI hands each trial
                   its budget as ``TRIAL_BUDGET``; here every trial receives ``TRIAL_BUDGET = R``
                   and the pruner stops weak trials early from their intermediate results (one
-                  per unit of budget), so no separate assessor may be set.
+                  per unit of budget), so no separate assessor may be set. The pruner runs
+                  every bracket side by side (NNI's ``exec_mode: parallelism``); NNI's
+                  ``serial`` mode, one bracket after another, is refused.
 BOHB              TPE in place of random draws: ``TPESampler`` with
                   ``HyperbandPruner(min_budget, max_budget, eta)``, ``TRIAL_BUDGET =
                   max_budget``; ``min_points_in_model`` becomes TPE's ``n_startup_trials``.
@@ -73,10 +75,11 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator
 
-from spiketune._validation import ArgumentsOwner, canonical_name, validate_args
+from spiketune._validation import validate_args
 from spiketune.engine import assessors
+from spiketune.engine._algorithm import ArgumentsOwner, canonical_name
 from spiketune.engine.space import SearchSpace
 from spiketune.errors import ConfigError, Problem, SearchSpaceError
 
@@ -104,8 +107,9 @@ class Tuner(ArgumentsOwner, abc.ABC):
        imported yet.
     2. The configuration calls :meth:`check` with the search space (e.g. a grid must be finite)
        and builds the space with :attr:`batch_space` and :attr:`constants`.
-    3. When the study is created, the scheduler enqueues :meth:`fixed_trials` (if not None)
-       with ``study.enqueue_trial``, once per study, and stops when they are used up.
+    3. When :meth:`fixed_trials` is not None, the scheduler enqueues point ``i`` on its
+       working study (``enqueue_trial``) for the ``i``-th trial slot of the experiment, and
+       stops when they are used up.
     4. The scheduler calls :meth:`create_sampler` each time it opens the study, and uses
        :meth:`implied_assessor` when the tuner decides early stopping itself.
 
@@ -135,10 +139,12 @@ class Tuner(ArgumentsOwner, abc.ABC):
         return []
 
     def fixed_trials(self, space: SearchSpace, *, seed: int | None = None) -> list[dict] | None:
-        """Optuna parameter dicts to enqueue, in order, or None when the tuner samples freely.
+        """Points to enqueue, in order, in the space's search coordinates (see
+        :meth:`SearchSpace.grid_optuna_params`), or None when the tuner samples freely.
 
         When not None these are *all* the trials the tuner wants: the experiment ends when they
-        have run. ``space.sample(trial)`` turns each into the parameters the trial receives.
+        have run. ``space.sample(trial)`` turns each into the parameters the trial receives
+        (which the study stores as the trial's params).
         """
         return None
 
@@ -376,7 +382,21 @@ class Hyperband(Tuner):
     class Args(_Args):
         R: _Int1 = 60
         eta: Annotated[int, Strict(), Field(ge=2)] = 3
-        exec_mode: Literal["parallelism"] = "parallelism"
+        exec_mode: str = "parallelism"
+
+        @field_validator("exec_mode")
+        @classmethod
+        def _brackets_side_by_side(cls, value: str) -> str:
+            if value == "serial":
+                raise ValueError(
+                    "not supported: Optuna's HyperbandPruner, which runs Hyperband here, runs "
+                    "every bracket side by side (NNI's parallelism mode), never one bracket "
+                    "after another; use parallelism (the default)"
+                )
+            if value != "parallelism":
+                raise ValueError("must be parallelism (NNI's other mode, serial, is not "
+                                 "supported)")
+            return value
 
     @property
     def max_budget(self) -> int:
@@ -492,17 +512,13 @@ def canonical_tuner_name(name: str) -> str:
 def make_tuner(name: str, args: Mapping[str, Any] | None = None) -> Tuner:
     """Build the tuner ``name`` with validated ``args`` (NNI ``classArgs``).
 
-    Raises :class:`ConfigError` naming ``tuner`` or ``tuner_args.<key>``.
+    ``optimize_mode`` and ``seed`` are settings of the experiment, not arguments of a tuner:
+    the configuration takes them out of NNI's ``classArgs`` before it calls this. Raises
+    :class:`ConfigError` naming ``tuner`` or ``tuner_args.<key>``.
     """
     cls = TUNERS[canonical_tuner_name(name)]
     args = {} if args is None else args
     problems: list[Problem] = []
-    if isinstance(args, Mapping):
-        for key in ("optimize_mode", "seed"):
-            if key in args:
-                problems.append(Problem(f"tuner_args.{key}", args[key],
-                                        f"set {key} once, for the whole experiment"))
-        args = {k: v for k, v in args.items() if k not in ("optimize_mode", "seed")}
     missing = _missing_modules(*getattr(cls, "requires", ()))
     if missing:
         problems.append(Problem("tuner", name, f"needs the Python packages {', '.join(missing)}; "
