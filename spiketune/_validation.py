@@ -1,88 +1,46 @@
-"""Turning pydantic's validation errors into spiketune :class:`Problem` records.
+"""The one place where pydantic's validation errors become spiketune :class:`Problem` records.
 
-pydantic never leaks out of spiketune: every ``ValidationError`` becomes one ``Problem`` per
-error, naming the key (dotted path), the value and the rule in plain words.
+Every package that validates user input with pydantic (the engine's configuration, tuner and
+assessor arguments, hardware targets, SNN configs, dataset options) goes through
+:func:`validate` or :func:`validate_args`, so pydantic's own error never leaks out and every
+message reads the same way: one :class:`Problem` per offending key, naming the key as a dotted
+path (``tuner_args.tpe_args.prior_weight``, ``search_space.x._value[1]``), the value given and
+the rule in plain words (``must be >= 1``, ``unknown key; accepted: ...``).
+
+A model validator that finds a problem across fields blames the one field it is about with
+:func:`cross_field`, so the message names that field rather than the whole mapping.
+
+This module is package-level on purpose: it depends on pydantic and :mod:`spiketune.errors`
+only, never on the engine, so the hardware, SNN and data packages may use it too.
 """
 
 from __future__ import annotations
 
-import math
 import re
 import typing
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticCustomError
 
 from spiketune.errors import ConfigError, Problem
 
-__all__ = ["join", "parse_duration", "problems_from", "rename", "validate_args"]
+__all__ = ["cross_field", "join", "problems_from", "rename", "validate", "validate_args"]
 
-class ArgumentsOwner:
-    """Equality, hashing and ``repr`` from a validated pydantic ``args`` record.
+_M = TypeVar("_M", bound=BaseModel)
 
-    Tuners and assessors are values: two with the same class and arguments are the same
-    (configs compare them, and a worker joining a study checks that its config matches).
-    """
-
-    args: BaseModel
-
-    def arguments(self) -> dict[str, Any]:
-        """The validated arguments, as given (defaults left out)."""
-        return self.args.model_dump(mode="json", exclude_unset=True)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.arguments()})"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, ArgumentsOwner):
-            return NotImplemented
-        return type(self) is type(other) and self.args == other.args
-
-    def __hash__(self) -> int:
-        return hash((type(self), repr(self.args)))
+#: The error type of :func:`cross_field`.
+_CROSS_FIELD = "cross_field"
 
 
-def canonical_name(
-    kind: str,
-    name: object,
-    accepted: Iterable[str],
-    *,
-    suffixes: tuple[str, ...],
-    aliases: Mapping[str, str],
-    refused: Mapping[str, tuple[str, list[str]]],
-) -> str:
-    """The canonical spelling of a tuner or assessor ``name`` (``kind`` says which).
-
-    Names compare without case, punctuation or a trailing ``suffixes`` word (``TPETuner``,
-    ``tpe``, ``TPE_sampler`` are one name), as NNI and Optuna users write them. ``aliases`` map
-    such keys to canonical names; ``refused`` maps a key to (why, alternatives). Anything else
-    is a :class:`ConfigError` that names the accepted names.
-    """
-
-    def key_of(text: str) -> str:
-        key = re.sub(r"[^a-z0-9]", "", text.lower())
-        for suffix in suffixes:
-            if key.endswith(suffix) and key != suffix:
-                key = key[: -len(suffix)]
-        return key
-
-    if not isinstance(name, str) or not name.strip():
-        raise ConfigError(Problem(kind, name, f"must be {'an' if kind[0] in 'aeiou' else 'a'} "
-                                              f"{kind} name"))
-    accepted = list(accepted)
-    key = key_of(name)
-    for canonical in accepted:
-        if key_of(canonical) == key:
-            return canonical
-    if key in aliases:
-        return aliases[key]
-    if key in refused:
-        reason, alternatives = refused[key]
-        raise ConfigError(
-            Problem(kind, name, f"not supported: {reason}; use one of {', '.join(alternatives)}")
-        )
-    raise ConfigError(Problem(kind, name, f"unknown {kind}; accepted: {', '.join(accepted)}"))
+def cross_field(field: str, value: Any, rule: str) -> PydanticCustomError:
+    """The error a model validator raises to blame ``field`` (a key of the same mapping) for a
+    problem found across fields; :func:`problems_from` reports it as ``Problem(field, value,
+    rule)``."""
+    return PydanticCustomError(
+        _CROSS_FIELD, "{field}: {rule}", {"field": field, "value": value, "rule": rule}
+    )
 
 
 def join(path: Iterable[str | int]) -> str:
@@ -118,7 +76,7 @@ def _rule(error: Mapping[str, Any], accepted: Iterable[str] | None) -> str:
         return "must be a string"
     if kind in ("dict_type", "model_type", "model_attributes_type"):
         return "must be a mapping"
-    if kind in ("list_type",):
+    if kind in ("list_type", "tuple_type", "set_type", "frozen_set_type"):
         return "must be a list"
     if kind in ("path_type",):
         return "must be a path"
@@ -166,29 +124,41 @@ def _find_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+def _located(error: Mapping[str, Any]) -> tuple[list[str | int], Any]:
+    """Where an error is (its path, branch tags dropped) and the value found there."""
+    loc = list(error["loc"])
+    if error["type"] == _CROSS_FIELD:
+        ctx = error.get("ctx") or {}
+        return [*(p for p in loc if not _is_branch_tag(p)), ctx["field"]], ctx.get("value")
+    keep_last = error["type"] == "extra_forbidden" and loc
+    last = loc[-1:] if keep_last else []
+    loc = [p for p in (loc[:-1] if keep_last else loc) if not _is_branch_tag(p)] + last
+    return loc, None if error["type"] == "missing" else error.get("input")
+
+
 def problems_from(
     exc: ValidationError,
     prefix: str = "",
     model: type[BaseModel] | None = None,
     extra_keys: Iterable[str] = (),
+    root: str = "<root>",
 ) -> list[Problem]:
     """One Problem per offending key of a pydantic error, in plain words.
 
-    The alternatives of a union are merged into one rule. ``model`` (plus ``extra_keys`` at
-    the top level) supplies the accepted keys named by "unknown key" problems.
+    ``prefix`` is put before every path (``"tuner_args"``); an error about the whole mapping is
+    reported as ``prefix``, or as ``root`` when there is no prefix. The alternatives of a union
+    are merged into one rule. ``model`` (plus ``extra_keys`` at the top level) supplies the
+    accepted keys named by "unknown key" problems.
     """
-    grouped: dict[str, list[tuple[Mapping[str, Any], list[str | int]]]] = {}
+    grouped: dict[str, list[tuple[Mapping[str, Any], list[str | int], Any]]] = {}
     for error in exc.errors():
-        loc = list(error["loc"])
-        keep_last = error["type"] == "extra_forbidden" and loc
-        last = loc[-1:] if keep_last else []
-        loc = [p for p in (loc[:-1] if keep_last else loc) if not _is_branch_tag(p)] + last
-        path = join([*(p for p in [prefix] if p), *loc])
-        grouped.setdefault(path, []).append((error, loc))
+        loc, value = _located(error)
+        path = join([*(p for p in [prefix] if p), *loc]) or root
+        grouped.setdefault(path, []).append((error, loc, value))
     problems = []
     for path, errors in grouped.items():
         rules: list[str] = []
-        for error, loc in errors:
+        for error, loc, _ in errors:
             accepted: list[str] | None = None
             if error["type"] == "extra_forbidden":
                 parent = _model_at(model, loc[:-1])
@@ -196,28 +166,49 @@ def problems_from(
                     accepted = list(parent.model_fields)
                     if not loc[:-1]:
                         accepted += list(extra_keys)
-            rule = _rule(error, accepted)
+            rule = (error.get("ctx") or {})["rule"] if error["type"] == _CROSS_FIELD \
+                else _rule(error, accepted)
             if rule not in rules:
                 rules.append(rule)
         rule = rules[0] + "".join(
             ", or " + (r[len("must be "):] if r.startswith("must be ") else r) for r in rules[1:]
         )
-        first = errors[0][0]
-        value = None if first["type"] == "missing" else first.get("input")
-        problems.append(Problem(path, value, rule))
+        problems.append(Problem(path, errors[0][2], rule))
     return problems
 
 
 def validate_args(
-    model: type[BaseModel], args: Mapping[str, Any], prefix: str
-) -> tuple[BaseModel | None, list[Problem]]:
-    """Validate ``args`` with ``model``; unknown keys name the accepted ones."""
+    model: type[_M], args: Mapping[str, Any], prefix: str
+) -> tuple[_M | None, list[Problem]]:
+    """Validate ``args`` with ``model``: (the model, []) or (None, the problems).
+
+    Unknown keys name the accepted ones; every path starts with ``prefix``.
+    """
     if not isinstance(args, Mapping):
-        return None, [Problem(prefix, args, "must be a mapping of argument name to value")]
+        return None, [Problem(prefix or "<root>", args,
+                              "must be a mapping of argument name to value")]
     try:
         return model.model_validate(dict(args)), []
     except ValidationError as exc:
         return None, problems_from(exc, prefix, model)
+
+
+def validate(
+    model: type[_M], values: Mapping[str, Any], *, root: str = "<root>",
+    source: str | None = None,
+) -> _M:
+    """``model`` validated from ``values``, or :class:`ConfigError` listing every problem.
+
+    ``root`` names the whole mapping in problems that are about no single key; ``source``
+    (default: the model's name) says what was being validated.
+    """
+    source = source or model.__name__
+    if not isinstance(values, Mapping):
+        raise ConfigError(Problem(root, values, "must be a mapping of names to values"), source)
+    try:
+        return model.model_validate(dict(values))
+    except ValidationError as exc:
+        raise ConfigError(problems_from(exc, model=model, root=root), source) from None
 
 
 def rename(problems: Iterable[Problem], names: Mapping[str, str]) -> list[Problem]:
@@ -235,32 +226,3 @@ def rename(problems: Iterable[Problem], names: Mapping[str, str]) -> list[Proble
                 break
         out.append(Problem(field, p.value, p.rule))
     return out
-
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhd])\s*$", re.IGNORECASE)
-_UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration(value: Any) -> float | None:
-    """Seconds from ``30s`` / ``10m`` / ``2h`` / ``1d`` (NNI's spellings) or a number of seconds.
-
-    ``None`` means no limit. Raises ``ValueError`` with the rule when the value is not a
-    positive, finite duration.
-    """
-    if value is None:
-        return None
-    rule = 'must be a positive duration: a number of seconds or "30s", "10m", "2h", "1d"'
-    if isinstance(value, bool):
-        raise ValueError(rule)
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        match = _DURATION.match(value)
-        if match is None:
-            raise ValueError(rule)
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()]
-    else:
-        raise ValueError(rule)
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(rule)
-    return seconds

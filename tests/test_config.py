@@ -518,3 +518,164 @@ def test_configs_compare_equal_after_a_round_trip() -> None:
     assert pickle.loads(pickle.dumps(config)) == config
     assert ExperimentConfig.from_dict(config.to_dict()) == config
     assert ExperimentConfig.from_dict({**config.to_dict(), "seed": 1}) != config
+
+
+def test_every_nni_key_has_one_handler() -> None:
+    from spiketune.engine.config import _nni
+
+    assert {_nni.norm(k) for k in _nni.TOP_KEYS} <= set(_nni.TOP)
+    assert {_nni.norm(k) for k in _nni.SERVICE_KEYS} == set(_nni.SERVICE)
+
+
+def test_nni_gpu_number_alone_asks_for_at_least_one_gpu(tmp_path: Path) -> None:
+    path = write(tmp_path, "config.yml", NNI_MINIMAL + "    trialGpuNumber: 1\n")
+    config = load_config(path)
+    assert (config.gpus, config.require_gpus) == ("all", True)
+    assert "require_gpus" not in load_config(write(tmp_path, "c.yml", NNI_MINIMAL)).to_dict()
+    empty = NNI_MINIMAL.replace("platform: local", "platform: local\n      gpuIndices: []")
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, "e.yml", empty + "    trialGpuNumber: 1\n"))
+    assert "at least one GPU index" in problems(info)["trainingService.gpuIndices"].rule
+
+
+def test_require_gpus_needs_gpus() -> None:
+    assert ExperimentConfig(search_space=SPACE, gpus="all", require_gpus=True).require_gpus
+    with pytest.raises(ConfigError) as info:
+        ExperimentConfig(search_space=SPACE, require_gpus=True)
+    assert "gpus is not set" in problems(info)["require_gpus"].rule
+
+
+# ------------------------------------------------------------- messages that help
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "where"),
+    [("own.yaml", "name: x\nsearch_space: {x: [1, 2}\n", "line 2, column 24"),
+     ("config.yml", "experimentName: x\ntrialCommand: 'python3 t.py\n", "line 3, column 1"),
+     ("own.toml", 'name = "x"\nconcurrency = \n', "line 2, column 15"),
+     ("own.json", '{"name": "x",\n "concurrency": }', "line 2, column 17")],
+)
+def test_parse_errors_give_line_and_column(tmp_path: Path, name: str, text: str,
+                                           where: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, name, text))
+    (problem,) = info.value.problems
+    assert problem.rule.startswith(f"could not be parsed: {where}: ")
+
+
+def test_search_space_file_parse_errors_give_line_and_column(tmp_path: Path) -> None:
+    (tmp_path / "space.yaml").write_text("x:\n  _type: uniform\n  _value: [0, 1\n")
+    path = write(tmp_path, "config.yml", NNI_MINIMAL.replace(
+        "    searchSpace:\n      lr: {_type: loguniform, _value: [1e-4, 1e-1]}\n",
+        "    searchSpaceFile: space.yaml\n"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    (problem,) = info.value.problems
+    assert problem.field == "searchSpaceFile"
+    assert "line 4, column 1" in problem.rule and "line 3, column 11" in problem.rule
+
+
+def test_a_missing_search_space_file_is_one_problem(tmp_path: Path) -> None:
+    nni = write(tmp_path, "config.yml", "searchSpaceFile: nowhere.json\n"
+                                        "trialCommand: python3 t.py\n")
+    own = write(tmp_path, "own.toml", 'search_space_file = "nowhere.json"\n'
+                                      'trial_command = "python3 t.py"\n')
+    for path, field in ((nni, "searchSpaceFile"), (own, "search_space_file")):
+        with pytest.raises(ConfigError) as info:
+            load_config(path)
+        (problem,) = info.value.problems
+        assert problem.field == field and "readable file" in problem.rule
+    with pytest.raises(ConfigError) as info:
+        ExperimentConfig(search_space_file=tmp_path / "nowhere.json")
+    assert list(problems(info)) == ["search_space_file"]
+
+
+def test_hyperband_serial_mode_is_refused_with_its_reason(tmp_path: Path) -> None:
+    path = write(tmp_path, "config.yml", """
+        searchSpace: {x: {_type: uniform, _value: [0, 1]}}
+        trialCommand: python3 t.py
+        advisor:
+          name: Hyperband
+          classArgs: {optimize_mode: maximize, R: 27, eta: 3, exec_mode: serial}
+    """)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    (problem,) = info.value.problems
+    assert (problem.field, problem.value) == ("advisor.classArgs.exec_mode", "serial")
+    assert problem.rule.startswith("not supported: ")
+    assert "side by side" in problem.rule and "use parallelism" in problem.rule
+
+
+def test_every_package_words_validation_problems_alike() -> None:
+    """One translator from pydantic's errors: the same rule reads the same everywhere."""
+    from spiketune.data import BrailleLoader
+    from spiketune.hardware import get_target
+    from spiketune.snn import SNNConfig
+
+    builds = [lambda: ExperimentConfig(search_space=SPACE, concurrency=0, bogus=1),
+              lambda: SNNConfig(n_in=0, n_rec=1, n_out=1, bogus=1),
+              lambda: get_target("generic", max_hidden=0, bogus=1),
+              lambda: BrailleLoader(bin_size=0.0, bogus=1)]
+    for build in builds:
+        with pytest.raises(ConfigError) as info:
+            build()
+        rules = {p.field: p.rule for p in info.value.problems}
+        assert rules["bogus"].startswith("unknown key; accepted: ")
+        bound = [r for f, r in rules.items() if f != "bogus"]
+        assert bound in (["must be >= 1"], ["must be > 0"])
+
+
+# ------------------------------------------------------------- GPU requests meet the machine
+
+
+def _quadratic(p: dict[str, Any]) -> float:
+    return -((p["x"] - 0.5) ** 2)
+
+
+def test_gpu_indices_the_machine_lacks_stop_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spiketune import Experiment
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,7")  # the GPUs this machine is said to have
+    exp = Experiment(trial=_quadratic, search_space=SPACE, gpus=[0, 7], max_trials=1,
+                     experiment_dir=tmp_path)
+    with pytest.raises(ConfigError) as info:
+        exp.run()
+    (problem,) = info.value.problems
+    assert (problem.field, problem.value) == ("gpus", [0, 7])
+    assert "GPU 0 not found" in problem.rule and "it has 3, 7" in problem.rule
+    assert not any(tmp_path.iterdir())  # nothing written
+    results = Experiment(trial=_quadratic, search_space=SPACE, gpus=[7], max_trials=1,
+                         experiment_dir=tmp_path).run()
+    assert len(results.records) == 1
+
+
+def test_nni_gpu_number_on_a_machine_without_gpus_stops_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spiketune import Experiment
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    path = write(tmp_path, "config.yml", NNI_MINIMAL + "    trialGpuNumber: 1\n"
+                 f"    experimentWorkingDirectory: {tmp_path / 'runs'}\n")
+    exp = Experiment(load_config(path))  # the file itself is valid: it may be for another machine
+    with pytest.raises(ConfigError) as info:
+        exp.run()
+    (problem,) = info.value.problems
+    assert problem.field == "require_gpus" and "trialGpuNumber: 1" in problem.rule
+    assert "has none" in problem.rule
+    assert not (tmp_path / "runs").exists()
+
+
+def test_all_gpus_without_a_gpu_runs_on_the_cpu_with_one_notice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from spiketune import Experiment
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    results = Experiment(trial=_quadratic, search_space=SPACE, gpus="all", max_trials=3,
+                         experiment_dir=tmp_path).run()
+    assert len(results.records) == 3
+    err = capsys.readouterr().err
+    assert err.count('gpus = "all" found no GPU') == 1 and "trials run on the CPU" in err

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -11,9 +13,11 @@ from pydantic import ValidationError
 import spiketune.hardware as hw
 from spiketune.errors import ConfigError, HardwareError
 from spiketune.hardware import (
+    NETWORK_KEYS,
     RULES,
     TARGETS,
     HardwareTarget,
+    ParameterCheck,
     Violation,
     XyloAudio2,
     check_config,
@@ -158,3 +162,57 @@ def test_design_check_does_not_import_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# ------------------------------------------------------------------ a search's parameter check
+def test_parameter_check_maps_a_trials_parameters_to_the_network() -> None:
+    check = ParameterCheck.from_table({"target": "Xylo_Audio2", "n_in": 12, "n_out": 7,
+                                       "max_hidden": 500}, ["n_rec", "neuron", "lr"])
+    assert check.table() == {"target": "xylo-audio2", "max_hidden": 500, "n_in": 12, "n_out": 7}
+    assert check.target.max_hidden == 500
+    # a nested choice counts as its name; quniform's whole floats as ints; other keys ignored
+    params = {"n_rec": 40.0, "neuron": {"_name": "alif", "beta": 1.5}, "lr": 0.01}
+    assert check.network(params) == {"n_in": 12, "n_out": 7, "n_rec": 40, "neuron": "alif"}
+    assert [v.rule for v in check.violations(params)] == ["neuron"]
+    assert check.violations({"n_rec": 16}) == []
+    with pytest.raises(ConfigError) as err:
+        check.violations({"n_rec": 0})
+    assert err.value.problems[0].field == "n_rec"
+
+
+def test_parameter_check_table_problems_name_their_keys() -> None:
+    with pytest.raises(ConfigError) as err:
+        ParameterCheck.from_table({"target": "xylo-audio2", "n_in": 12, "n_rec": 8,
+                                   "colour": "red", "max_hidden": 0, "neuron": 3},
+                                  ["n_rec"], name="hw")
+    found = {p.field: p.rule for p in err.value.problems}
+    assert set(found) == {"hw.n_rec", "hw.colour", "hw.n_out", "hw.max_hidden"}
+    assert "one place" in found["hw.n_rec"] and "max_fan_out" in found["hw.colour"]
+    assert "parameter named n_out" in found["hw.n_out"] and ">= 1" in found["hw.max_hidden"]
+    with pytest.raises(ConfigError) as err:
+        ParameterCheck.from_table({"n_in": 1, "n_rec": 1, "n_out": 1})
+    assert [p.field for p in err.value.problems] == ["hardware.target"]
+    assert set(NETWORK_KEYS) >= {"n_in", "n_rec", "n_out", "neuron", "reset"}
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module a source file imports (``from a import b`` counts as ``a`` and ``a.b``)."""
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return out
+
+
+def test_layers_meet_only_at_public_names() -> None:
+    """The engine reaches hardware through its public names only, and hardware reaches no
+    engine module: the package-level helpers are all the two share."""
+    package = Path(hw.__file__).resolve().parents[1]
+    for path in (package / "engine").rglob("*.py"):
+        private = {m for m in _imports(path) if m.startswith("spiketune.hardware._")}
+        assert not private, f"{path.name} imports {private}"
+    for path in (package / "hardware").rglob("*.py"):
+        engine = {m for m in _imports(path) if m.startswith("spiketune.engine")}
+        assert not engine, f"{path.name} imports {engine}"

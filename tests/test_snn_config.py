@@ -28,13 +28,13 @@ def test_both_spellings_at_once_are_refused() -> None:
 @pytest.mark.parametrize(
     ("key", "value", "words"),
     [
-        ("alpha", 1.2, "less than 1"),
-        ("tau_out", -1.0, "greater than 0"),
+        ("alpha", 1.2, "must be < 1"),
+        ("tau_out", -1.0, "must be > 0"),
         ("neuron", "izhikevich", "'lif' or 'alif'"),
-        ("n_rec", 0, "greater than or equal to 1"),
-        ("loss_steps", 0, "greater than or equal to 1"),
-        ("loss_window", 0, "greater than 0"),
-        ("loss_window", "long", "valid number"),
+        ("n_rec", 0, "must be >= 1"),
+        ("loss_steps", 0, "must be >= 1"),
+        ("loss_window", 0, "must be > 0"),
+        ("loss_window", "long", "must be a number"),
         ("surrogate", "relu", "triangle"),
     ],
 )

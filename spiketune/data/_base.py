@@ -20,8 +20,9 @@ import torch
 from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import TensorDataset
 
+from spiketune._validation import validate
 from spiketune.data._splits import Split
-from spiketune.errors import ConfigError, DataError, Problem
+from spiketune.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -170,13 +171,4 @@ M = TypeVar("M", bound=pydantic.BaseModel)
 def validate_options(model: type[M], values: dict[str, Any]) -> M:
     """Validate ``values`` with ``model``; on failure raise ``ConfigError`` with one
     ``Problem`` per field (field name, given value, rule)."""
-    try:
-        return model.model_validate(values)
-    except pydantic.ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            field = ".".join(str(p) for p in err["loc"]) or "<options>"
-            value = values.get(str(err["loc"][0]), err.get("input")) if err["loc"] else None
-            rule = err["msg"].removeprefix("Value error, ")
-            problems.append(Problem(field, value, rule))
-        raise ConfigError(problems, source=model.__name__) from None
+    return validate(model, values, root="<options>")

@@ -50,7 +50,8 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
-from spiketune._validation import ArgumentsOwner, canonical_name, rename, validate_args
+from spiketune._validation import rename, validate_args
+from spiketune.engine._algorithm import ArgumentsOwner, canonical_name
 from spiketune.engine.goals import Judgement
 from spiketune.errors import ConfigError, Problem
 
@@ -397,7 +398,9 @@ def canonical_assessor_name(name: str) -> str:
 def make_assessor(name: str | None, args: Mapping[str, Any] | None = None) -> Assessor | None:
     """Build the assessor ``name`` with validated ``args``; ``None`` means no early stopping.
 
-    Raises :class:`ConfigError` naming ``assessor`` or ``assessor_args.<key>``.
+    ``optimize_mode`` is a setting of the experiment, not an argument of an assessor: the
+    configuration takes it out of NNI's ``classArgs`` before it calls this. Raises
+    :class:`ConfigError` naming ``assessor`` or ``assessor_args.<key>``.
     """
     args = {} if args is None else args
     if name is None:
@@ -405,11 +408,6 @@ def make_assessor(name: str | None, args: Mapping[str, Any] | None = None) -> As
             raise ConfigError(Problem("assessor_args", dict(args), "given without an assessor"))
         return None
     cls = ASSESSORS[canonical_assessor_name(name)]
-    if isinstance(args, Mapping) and "optimize_mode" in args:
-        raise ConfigError(
-            Problem("assessor_args.optimize_mode", args["optimize_mode"],
-                    "set optimize_mode once, for the whole experiment")
-        )
     parsed, problems = validate_args(cls.Args, args, "assessor_args")
     if problems:
         raise ConfigError(problems)

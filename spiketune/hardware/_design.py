@@ -20,7 +20,22 @@ from typing import Any
 from spiketune.errors import ConfigError, HardwareError, Problem
 from spiketune.hardware._targets import HardwareTarget, get_target
 
-__all__ = ["RULES", "Violation", "check_config", "check_design", "constraints_from"]
+__all__ = [
+    "NETWORK_KEYS",
+    "REQUIRED_KEYS",
+    "RULES",
+    "Violation",
+    "check_config",
+    "check_design",
+    "constraints_from",
+]
+
+#: The keys :func:`check_config` reads from an ``SNNConfig`` or a trial's parameters: what the
+#: design rules need to know of a network. The first three are required.
+NETWORK_KEYS: tuple[str, ...] = (
+    "n_in", "n_rec", "n_out", "recurrent", "neuron", "refractory_steps", "reset",
+)
+REQUIRED_KEYS: tuple[str, ...] = NETWORK_KEYS[:3]
 
 #: Every rule, in the order of :func:`constraints_from`'s list. The last three are measured
 #: after training; the others follow from the hyperparameters.
@@ -123,9 +138,9 @@ def check_design(
 def check_config(target: str | HardwareTarget, config: Any) -> list[Violation]:
     """:func:`check_design` for an ``SNNConfig`` or a trial's flat parameter dict.
 
-    Missing keys take ``SNNConfig``'s defaults (``recurrent`` True, ``neuron`` "lif",
-    ``refractory_steps`` 0, ``reset`` "subtract"); ``n_in``, ``n_rec``, ``n_out`` are required.
-    Keys that are not about the architecture are ignored.
+    It reads the keys of :data:`NETWORK_KEYS`. Missing keys take ``SNNConfig``'s defaults
+    (``recurrent`` True, ``neuron`` "lif", ``refractory_steps`` 0, ``reset`` "subtract");
+    ``n_in``, ``n_rec``, ``n_out`` are required. Other keys are ignored.
     """
 
     def get(key: str, default: Any = None) -> Any:
@@ -133,7 +148,7 @@ def check_config(target: str | HardwareTarget, config: Any) -> list[Violation]:
             return config.get(key, default)
         return getattr(config, key, default)
 
-    missing = [k for k in ("n_in", "n_rec", "n_out") if get(k) is None]
+    missing = [k for k in REQUIRED_KEYS if get(k) is None]
     if missing:
         raise ConfigError(
             [Problem(k, None, "required to check the design") for k in missing],

@@ -22,7 +22,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from spiketune._validation import validate_args
+from spiketune._validation import validate
 from spiketune.errors import ConfigError, Problem
 
 __all__ = [
@@ -222,7 +222,4 @@ def get_target(target: str | HardwareTarget, **overrides: Any) -> HardwareTarget
 
 
 def _build(cls: type[HardwareTarget], values: Mapping[str, Any]) -> HardwareTarget:
-    model, problems = validate_args(cls, values, prefix="")
-    if problems or model is None:
-        raise ConfigError(problems, source=f"hardware target {cls.name!r}")
-    return model  # type: ignore[return-value]
+    return validate(cls, values, source=f"hardware target {cls.name!r}")

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic_core import PydanticCustomError
 
+from spiketune._validation import cross_field as _cross_field
+from spiketune._validation import problems_from, validate
 from spiketune.errors import ConfigError, Problem
-
-_M = TypeVar("_M", bound=BaseModel)
 
 # The three decays and their two spellings: (time-constant field, factor field, default tau in s).
 _DECAYS: tuple[tuple[str, str, float], ...] = (
@@ -42,7 +41,7 @@ class _Config(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as err:
-            problems = _problems(err, data, type(self))
+            problems = problems_from(err, model=type(self))
             raise ConfigError(problems, source=type(self).__name__) from None
 
 
@@ -170,7 +169,7 @@ class SNNConfig(_Config):
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> SNNConfig:
         """Build from a flat dict (an HPO trial's parameters); raises ConfigError on any problem."""
-        return _validate(cls, params)
+        return validate(cls, params)
 
     def architecture(self) -> dict[str, Any]:
         """The fields that decide the shapes of the weights: a checkpoint must match them."""
@@ -221,7 +220,7 @@ class TrainConfig(_Config):
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> TrainConfig:
         """Build from a flat dict; raises ConfigError on any problem."""
-        return _validate(cls, params)
+        return validate(cls, params)
 
 
 def configs_from_params(
@@ -260,47 +259,9 @@ def _positive_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
 
 
-def _cross_field(field: str, value: Any, rule: str) -> PydanticCustomError:
-    """A validation error about one field found by a check across fields."""
-    return PydanticCustomError(
-        "cross_field", "{field}: {rule}", {"field": field, "value": value, "rule": rule}
-    )
-
-
 def _factor(tau: float | None, factor: float | None, dt: float) -> float:
     if factor is not None:
         return float(factor)
     if tau is None:  # unreachable after validation; kept for type checkers
         raise ConfigError(Problem("tau", tau, "a time constant or a decay factor is required"))
     return math.exp(-dt / tau)
-
-
-def _validate(cls: type[_M], params: Mapping[str, Any]) -> _M:
-    if not isinstance(params, Mapping):
-        raise ConfigError(Problem("<root>", params, "a mapping of hyperparameter names to values"))
-    try:
-        return cls.model_validate(dict(params))
-    except ValidationError as err:
-        raise ConfigError(_problems(err, params, cls), source=cls.__name__) from None
-
-
-def _problems(
-    err: ValidationError, params: Mapping[str, Any], cls: type[BaseModel]
-) -> list[Problem]:
-    problems = []
-    for e in err.errors():
-        loc = [str(p) for p in e["loc"] if not isinstance(p, int)]
-        field = loc[0] if loc else "<root>"
-        value = params.get(field, e.get("input")) if loc else e.get("input")
-        rule = e["msg"]
-        if e["type"] == "cross_field":
-            ctx = e.get("ctx") or {}
-            field, value, rule = ctx.get("field", field), ctx.get("value", value), ctx["rule"]
-        elif e["type"] == "extra_forbidden":
-            rule = "unknown key; known: " + ", ".join(cls.model_fields)
-        elif e["type"] == "missing":
-            rule = "required"
-        elif rule.startswith("Value error, "):
-            rule = rule.removeprefix("Value error, ")
-        problems.append(Problem(field, value, rule))
-    return problems

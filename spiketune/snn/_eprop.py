@@ -31,15 +31,18 @@ regulariser ``c sum_j (r_j - r*)^2`` adds ``2 c (r_j - r*) / (B T)`` to the lear
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from spiketune.errors import ConfigError, Problem
+from spiketune.snn._config import SNNConfig
 from spiketune.snn._filters import leaky_filter, leaky_filter_loop
 from spiketune.snn._loss import ReadoutLoss, rate_regularisation, window_start
 from spiketune.snn._network import RecurrentSNN, Trajectory
-from spiketune.snn._neurons import ALIFParameters, threshold_distance
+from spiketune.snn._neurons import ALIFParameters, ALIFState, NeuronState, threshold_distance
 from spiketune.snn._rule import LearningRule, StepResult, add_grad
 from spiketune.snn._stats import SpikeCounts
 from spiketune.snn._workspace import Workspace
@@ -212,120 +215,229 @@ def _flat(t: Tensor) -> Tensor:
 
 
 def _online(net: RecurrentSNN, x: Tensor, labels: Tensor, loss_fn: ReadoutLoss) -> StepResult:
-    """Forward in time with per-synapse eligibility vectors; memory does not grow with T."""
-    cfg, p = net.config, net.neuron_params
-    alif = isinstance(p, ALIFParameters)
+    """Forward in time with per-synapse eligibility vectors; memory does not grow with T.
+
+    Each step: the eligibility vectors advance (:class:`_Eligibility`), the readout advances
+    (:class:`_Readout`), and a step inside the loss window adds its error (:class:`_Window`).
+    After the last step the summed window is scored and the rate regulariser added.
+    """
     xt = net.prepare_input(x, contiguous=False)  # memory must not grow with T: no copy
     n_steps, batch, n_in = xt.shape
-    labels = labels.to(xt.device).to(torch.long)
-    n_rec, n_out = cfg.n_rec, cfg.n_out
-    start = window_start(n_steps, loss_fn.steps)
-    n_window = n_steps - start
-    recurrent = net.w_rec is not None
-    n_pre = n_in + (n_rec if recurrent else 0)
-    kappa = cfg.decay_out
-    opts = {"device": xt.device, "dtype": xt.dtype}
-    onehot = F.one_hot(labels, n_out).to(xt.dtype)
-
+    cfg = net.config
     with torch.no_grad():
-        fb_t = net.feedback_matrix().t()  # (n_out, n_rec)
-        w_out_t = net.w_out.t()
-        # Eligibility vectors, post-neuron first (n_rec, B, n_pre) so that the per-step
-        # contraction with the learning signal is one batched product. With reset by
-        # subtraction the membrane part depends on the presynaptic side only: (1, B, n_pre).
-        per_synapse_v = p.reset == "zero"
-        eps_v = torch.zeros(n_rec if per_synapse_v else 1, batch, n_pre, **opts)
-        eps_a = torch.zeros(n_rec, batch, n_pre, **opts) if alif else None
-        e_prev = torch.zeros(n_rec, batch, n_pre, **opts) if alif else None
-        e_bar = torch.zeros(n_rec, batch, n_pre, **opts)
-        grad_pre = torch.zeros(n_rec, n_pre, **opts)
-        reg_acc = torch.zeros(n_rec, n_pre, **opts) if cfg.reg_strength > 0 else None
-        win_e = None if loss_fn.per_step else torch.zeros(n_rec, batch, n_pre, **opts)
-        win_zk = torch.zeros(batch, n_rec, **opts)
-        win_bk = 0.0
-        y = torch.zeros(batch, n_out, **opts)
-        y_win = torch.zeros(batch, n_out, **opts)
-        z_kappa = torch.zeros(batch, n_rec, **opts)
-        b_kappa = 0.0
-        g_out = torch.zeros(n_out, n_rec, **opts)
-        g_b = torch.zeros(n_out, **opts)
-        loss_sum = torch.zeros((), **opts)
-        spikes = torch.zeros(n_rec, **opts)
-        events = torch.zeros(n_in, **opts)
-
+        traces = _Eligibility.zeros(net, batch, n_in, xt)
+        readout = _Readout.zeros(net, batch, xt)
+        window = _Window.open(net, labels, loss_fn, xt)
+        reg_acc = torch.zeros_like(readout.grad_pre) if cfg.reg_strength > 0 else None
+        spikes = xt.new_zeros(cfg.n_rec)
+        events = xt.new_zeros(n_in)
         for t, prev, s in net.steps(xt, input_chunk=_ONLINE_CHUNK):
-            pre = torch.cat([xt[t], prev.z], 1) if recurrent else xt[t]  # (B, n_pre)
-            if per_synapse_v:
-                keep = (1.0 - prev.z).mul_(p.alpha).t().unsqueeze(2)  # (n_rec, B, 1)
-                eps_v = torch.addcmul(pre.unsqueeze(0), keep, eps_v)
-            else:
-                eps_v = torch.add(pre.unsqueeze(0), eps_v, alpha=p.alpha)
-            psi = net.surrogate.derivative(
-                threshold_distance(p, s.v, s.a if alif else None), p.v_th  # type: ignore[union-attr]
-            )
-            if prev.refrac is not None:
-                psi *= prev.refrac == 0
-            psi_t = psi.t().unsqueeze(2)  # (n_rec, B, 1)
-            if eps_a is not None and e_prev is not None:
-                eps_a.mul_(p.rho).add_(e_prev)  # a[t] = rho a[t-1] + z[t-1]
-                e = torch.add(eps_v, eps_a, alpha=-p.beta).mul_(psi_t)
-                e_prev = e
-            else:
-                e = psi_t * eps_v
-            e_bar.mul_(kappa).add_(e)
+            e = traces.advance(net, _presynaptic(net, xt[t], prev.z), prev.z,
+                               _online_psi(net, s, prev))
             if reg_acc is not None:
                 reg_acc += e.sum(1)
-
-            y = torch.addmm(y, s.z, w_out_t, beta=kappa)
-            if net.b_out is not None:
-                y += net.b_out
-            z_kappa.mul_(kappa).add_(s.z)
-            b_kappa = kappa * b_kappa + 1.0
-            if t >= start:
-                y_win += y
-                if win_e is not None:
-                    win_e += e_bar
-                    win_zk += z_kappa
-                    win_bk += b_kappa
-                else:
-                    logp = torch.log_softmax(y, 1)
-                    loss_sum -= (logp * onehot).sum()
-                    err = (logp.exp_() - onehot).div_(batch * n_window)  # dE/dy[t]
-                    _accumulate_signal(grad_pre, err @ fb_t, e_bar)
-                    g_out.addmm_(err.t(), z_kappa)
-                    g_b.add_(err.sum(0), alpha=b_kappa)
+            readout.advance(net, s.z)
+            if t >= window.start:
+                window.add_step(readout, traces.e_bar)
             spikes += s.z.sum(0)
             events += torch.count_nonzero(xt[t], dim=0)
-
-        if win_e is not None:
-            logp = torch.log_softmax(y_win, 1)
-            loss = -(logp * onehot).sum() / batch
-            err = (logp.exp_() - onehot).div_(batch)
-            _accumulate_signal(grad_pre, err @ fb_t, win_e)
-            g_out.addmm_(err.t(), win_zk)
-            g_b.add_(err.sum(0), alpha=win_bk)
-        else:
-            loss = loss_sum / (batch * n_window)
+        loss = window.finish(readout)
         if reg_acc is not None:
-            rate = spikes / (batch * n_steps)
-            coef = (rate - cfg.target_rate_per_step).mul_(
-                2.0 * cfg.reg_strength / (batch * n_steps)
-            )
-            grad_pre.addcmul_(coef.unsqueeze(1), reg_acc)
-
-    add_grad(net.w_out, g_out)
-    if net.b_out is not None:
-        add_grad(net.b_out, g_b)
-    add_grad(net.w_in, grad_pre[:, :n_in])
-    if net.w_rec is not None:
-        add_grad(net.w_rec, grad_pre[:, n_in:] * net.rec_mask)
+            _add_rate_regulariser(readout.grad_pre, reg_acc, spikes, cfg, batch * n_steps)
+    readout.apply(net)
     counts = SpikeCounts(
         input_events=events.to(torch.float64).cpu(), spikes=spikes.to(torch.float64).cpu(),
         n_samples=batch, n_steps=n_steps,
     )
-    return StepResult(loss=loss, scores=y_win, counts=counts)
+    return StepResult(loss=loss, scores=window.y, counts=counts)
 
 
+def _presynaptic(net: RecurrentSNN, x_t: Tensor, z_prev: Tensor) -> Tensor:
+    """The presynaptic vector of step t, (B, n_pre): the input, then last step's spikes."""
+    return torch.cat([x_t, z_prev], 1) if net.w_rec is not None else x_t
+
+
+def _online_psi(net: RecurrentSNN, s: NeuronState, prev: NeuronState) -> Tensor:
+    """psi[t] from the state after step t, post-neuron first (n_rec, B, 1); zero while a
+    neuron is refractory (it cannot spike)."""
+    p = net.neuron_params
+    a = s.a if isinstance(s, ALIFState) else None
+    psi = net.surrogate.derivative(threshold_distance(p, s.v, a), p.v_th)
+    if prev.refrac is not None:
+        psi *= prev.refrac == 0
+    return psi.t().unsqueeze(2)
+
+
+def _membrane_trace(net: RecurrentSNN, eps_v: Tensor, pre: Tensor, z_prev: Tensor) -> Tensor:
+    """The membrane eligibility vector of step t from that of step t - 1: ``alpha eps + pre``
+    (reset by subtraction: the same for every post-neuron, (1, B, n_pre)), or with reset to
+    zero ``alpha (1 - z[t-1]) eps + pre`` per post-neuron (n_rec, B, n_pre)."""
+    p = net.neuron_params
+    if p.reset == "zero":
+        keep = (1.0 - z_prev).mul_(p.alpha).t().unsqueeze(2)  # (n_rec, B, 1)
+        return torch.addcmul(pre.unsqueeze(0), keep, eps_v)
+    return torch.add(pre.unsqueeze(0), eps_v, alpha=p.alpha)
+
+
+@dataclass
+class _Eligibility:
+    """Online e-prop's eligibility vectors, post-neuron first (n_rec, B, n_pre) so that the
+    per-step contraction with the learning signal is one batched product."""
+
+    eps_v: Tensor  # membrane part; (1, B, n_pre) with reset by subtraction
+    e_bar: Tensor  # the eligibility filtered by kappa (what the learning signal meets)
+    eps_a: Tensor | None = None  # ALIF: adaptation part
+    e_prev: Tensor | None = None  # ALIF: the eligibility of the previous step
+
+    @classmethod
+    def zeros(cls, net: RecurrentSNN, batch: int, n_in: int, like: Tensor) -> _Eligibility:
+        n_rec = net.config.n_rec
+        n_pre = n_in + (n_rec if net.w_rec is not None else 0)
+        alif = isinstance(net.neuron_params, ALIFParameters)
+        per_synapse_v = net.neuron_params.reset == "zero"
+        full = (n_rec, batch, n_pre)
+        return cls(
+            eps_v=like.new_zeros(n_rec if per_synapse_v else 1, batch, n_pre),
+            e_bar=like.new_zeros(full),
+            eps_a=like.new_zeros(full) if alif else None,
+            e_prev=like.new_zeros(full) if alif else None,
+        )
+
+    def advance(self, net: RecurrentSNN, pre: Tensor, z_prev: Tensor, psi_t: Tensor) -> Tensor:
+        """e[t] = psi[t] (eps_v - beta eps_a) (LIF: psi[t] eps_v); updates the traces."""
+        p = net.neuron_params
+        self.eps_v = _membrane_trace(net, self.eps_v, pre, z_prev)
+        if self.eps_a is not None and self.e_prev is not None:
+            assert isinstance(p, ALIFParameters)
+            self.eps_a.mul_(p.rho).add_(self.e_prev)  # a[t] = rho a[t-1] + z[t-1]
+            e = torch.add(self.eps_v, self.eps_a, alpha=-p.beta).mul_(psi_t)
+            self.e_prev = e
+        else:
+            e = psi_t * self.eps_v
+        self.e_bar.mul_(net.config.decay_out).add_(e)
+        return e
+
+
+@dataclass
+class _Readout:
+    """The readout run forward, its input spikes filtered by kappa (what the readout
+    gradient needs), and the gradients accumulated so far."""
+
+    y: Tensor  # (B, n_out)
+    z_kappa: Tensor  # (B, n_rec)
+    grad_pre: Tensor  # (n_rec, n_pre): input and recurrent weights together
+    grad_out: Tensor  # (n_out, n_rec)
+    grad_b: Tensor  # (n_out,)
+    fb_t: Tensor  # the feedback matrix B, transposed: (n_out, n_rec)
+    b_kappa: float = 0.0  # the bias's kappa-filtered input (a constant 1)
+
+    @classmethod
+    def zeros(cls, net: RecurrentSNN, batch: int, like: Tensor) -> _Readout:
+        cfg = net.config
+        n_pre = like.shape[-1] + (cfg.n_rec if net.w_rec is not None else 0)
+        return cls(
+            y=like.new_zeros(batch, cfg.n_out), z_kappa=like.new_zeros(batch, cfg.n_rec),
+            grad_pre=like.new_zeros(cfg.n_rec, n_pre),
+            grad_out=like.new_zeros(cfg.n_out, cfg.n_rec), grad_b=like.new_zeros(cfg.n_out),
+            fb_t=net.feedback_matrix().t(),
+        )
+
+    def advance(self, net: RecurrentSNN, z: Tensor) -> None:
+        """y[t] = kappa y[t-1] + W_out z[t] + b, and the kappa-filtered spikes."""
+        kappa = net.config.decay_out
+        self.y = torch.addmm(self.y, z, net.w_out.t(), beta=kappa)
+        if net.b_out is not None:
+            self.y += net.b_out
+        self.z_kappa.mul_(kappa).add_(z)
+        self.b_kappa = kappa * self.b_kappa + 1.0
+
+    def add_error(self, err: Tensor, traces: Tensor, z_kappa: Tensor, b_kappa: float) -> None:
+        """Gradients of an error ``err = dE/dy`` (B, n_out) met by these traces: the learning
+        signal ``B err`` against the eligibility, ``err`` against the filtered spikes."""
+        _accumulate_signal(self.grad_pre, err @ self.fb_t, traces)
+        self.grad_out.addmm_(err.t(), z_kappa)
+        self.grad_b.add_(err.sum(0), alpha=b_kappa)
+
+    def apply(self, net: RecurrentSNN) -> None:
+        """Add the accumulated gradients to the network's weights."""
+        n_in = net.config.n_in
+        add_grad(net.w_out, self.grad_out)
+        if net.b_out is not None:
+            add_grad(net.b_out, self.grad_b)
+        add_grad(net.w_in, self.grad_pre[:, :n_in])
+        if net.w_rec is not None:
+            add_grad(net.w_rec, self.grad_pre[:, n_in:] * net.rec_mask)
+
+
+@dataclass
+class _Window:
+    """The loss window (the last steps). Per step, each step's cross-entropy error meets the
+    traces of that step at once; summed, the readout summed over the window is scored once
+    at the end, so the traces are summed over the window instead."""
+
+    start: int  # the window's first step
+    onehot: Tensor  # the labels, (B, n_out)
+    y: Tensor  # the readout summed over the window: the scores
+    scale: float  # per step: B times the window's length (a mean); summed: B
+    loss_sum: Tensor  # per step: the summed cross-entropy so far
+    e: Tensor | None = None  # summed: the filtered eligibility summed over the window
+    z_kappa: Tensor | None = None  # summed: the filtered spikes summed over the window
+    b_kappa: float = 0.0  # summed: the bias's filtered input summed over the window
+
+    @classmethod
+    def open(cls, net: RecurrentSNN, labels: Tensor, loss_fn: ReadoutLoss,
+             like: Tensor) -> _Window:
+        """The window of a sequence ``like`` (T, B, n_in) for ``labels`` (B,)."""
+        n_steps, batch = like.shape[0], like.shape[1]
+        n_out = net.config.n_out
+        start = window_start(n_steps, loss_fn.steps)
+        onehot = F.one_hot(labels.to(like.device).to(torch.long), n_out).to(like.dtype)
+        window = cls(start=start, onehot=onehot, y=like.new_zeros(batch, n_out),
+                     scale=float(batch * (n_steps - start)), loss_sum=like.new_zeros(()))
+        if not loss_fn.per_step:
+            n_pre = like.shape[-1] + (net.config.n_rec if net.w_rec is not None else 0)
+            window.e = like.new_zeros(net.config.n_rec, batch, n_pre)
+            window.z_kappa = like.new_zeros(batch, net.config.n_rec)
+            window.scale = float(batch)
+        return window
+
+    def add_step(self, readout: _Readout, e_bar: Tensor) -> None:
+        """Step t of the window: its error now (per step), or its traces summed (summed)."""
+        self.y += readout.y
+        if self.e is not None and self.z_kappa is not None:
+            self.e += e_bar
+            self.z_kappa += readout.z_kappa
+            self.b_kappa += readout.b_kappa
+        else:
+            loss, err = _cross_entropy(readout.y, self.onehot, self.scale)
+            self.loss_sum += loss
+            readout.add_error(err, e_bar, readout.z_kappa, readout.b_kappa)
+
+    def finish(self, readout: _Readout) -> Tensor:
+        """The loss; a summed window's error is added to the gradients now."""
+        if self.e is None or self.z_kappa is None:
+            return self.loss_sum / self.scale
+        loss, err = _cross_entropy(self.y, self.onehot, self.scale)
+        readout.add_error(err, self.e, self.z_kappa, self.b_kappa)
+        return loss / self.scale
+
+
+def _cross_entropy(y: Tensor, onehot: Tensor, scale: float) -> tuple[Tensor, Tensor]:
+    """(the cross-entropy of scores ``y`` (B, n_out) summed over the batch, its gradient
+    dE/dy divided by ``scale``)."""
+    logp = torch.log_softmax(y, 1)
+    return -(logp * onehot).sum(), (logp.exp_() - onehot).div_(scale)
+
+
+def _add_rate_regulariser(
+    grad: Tensor, reg_acc: Tensor, spikes: Tensor, cfg: SNNConfig, n_samples_steps: int
+) -> None:
+    """Add the rate regulariser's gradient: its learning signal ``2 c (r_j - r*) / (B T)`` is
+    the same at every step, so it meets the eligibility summed over time (``reg_acc``, not
+    kappa-filtered: it acts on z directly). ``spikes``: per neuron, over the batch."""
+    rate = spikes / n_samples_steps
+    coef = (rate - cfg.target_rate_per_step).mul_(2.0 * cfg.reg_strength / n_samples_steps)
+    grad.addcmul_(coef.unsqueeze(1), reg_acc)
 def _accumulate_signal(grad: Tensor, signal: Tensor, traces: Tensor) -> None:
     """grad[j, i] += sum_b signal[b, j] traces[j, b, i] as one batched product."""
     grad.unsqueeze(1).baddbmm_(signal.t().unsqueeze(1), traces)

@@ -1,0 +1,133 @@
+"""The design check of a hyperparameter search: every trial's network, checked before it runs.
+
+An experiment names a target and the network facts its search space does not vary
+(``hardware = {target = "xylo-audio2", n_in = 12, n_out = 7}``); each trial's parameters give
+the rest (``n_rec``, ``neuron``, ...). :class:`ParameterCheck` holds the first part, validated
+once, and maps each trial's parameters to the network :func:`check_config` reads: which keys
+describe the network (:data:`NETWORK_KEYS`), what a nested choice means (its ``_name``), and
+that ``quniform``'s ``64.0`` is the integer 64. That knowledge of the SNN's parameter names
+lives here, next to the rules, so the search engine needs only this class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from spiketune.errors import ConfigError, Problem
+from spiketune.hardware._design import NETWORK_KEYS, REQUIRED_KEYS, Violation, check_config
+from spiketune.hardware._targets import HardwareTarget, get_target
+
+__all__ = ["ParameterCheck"]
+
+
+@dataclass(frozen=True)
+class ParameterCheck:
+    """A target, the limits a user overrode, and the network facts a search does not vary.
+
+    Lifecycle: :meth:`from_table` validates a configuration's table once (target name, limits
+    to override, fixed network facts, which of :data:`NETWORK_KEYS` the search space gives);
+    :meth:`violations` then checks each trial's parameters before the trial starts. Pure
+    arithmetic: microseconds per trial, no torch.
+    """
+
+    target: HardwareTarget
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_table(
+        cls, table: Mapping[str, Any], parameter_names: Iterable[str] = (), *,
+        name: str = "hardware",
+    ) -> ParameterCheck:
+        """Validate a table ``{target: ..., <limit>: ..., <network fact>: ...}``.
+
+        ``parameter_names``: the search space's top-level names (a network fact is given in
+        one place: the table or the search space; ``n_in``, ``n_rec`` and ``n_out`` in one of
+        them). ``name``: the table's key in the configuration, used in the problems'
+        fields (``hardware.max_hidden``). Raises :class:`ConfigError` listing every problem.
+        """
+        if not isinstance(table, Mapping):
+            raise ConfigError(Problem(name, table, "must be a table {target = ..., ...}"))
+        overrides, fixed, problems = _sort_table(table, set(parameter_names), name)
+        target_name = table.get("target")
+        if target_name is None:
+            problems.insert(0, Problem(f"{name}.target", None, "required: a target name"))
+            raise ConfigError(problems)
+        try:
+            target = get_target(target_name, **overrides)
+        except ConfigError as exc:
+            raise ConfigError(problems + _within(name, exc)) from None
+        if not problems:
+            # the fixed facts alone must make sense (types); a trial's parameters come later
+            try:
+                check_config(target, {**dict.fromkeys(REQUIRED_KEYS, 1), **fixed})
+            except ConfigError as exc:
+                problems += _within(name, exc)
+        if problems:
+            raise ConfigError(problems)
+        return cls(target, fixed, overrides)
+
+    def table(self) -> dict[str, Any]:
+        """The canonical table: the target's canonical name, the overrides, the fixed facts."""
+        return {"target": self.target.name, **self.overrides, **self.fixed}
+
+    def network(self, parameters: Mapping[str, Any]) -> dict[str, Any]:
+        """The network facts of a trial: the fixed ones and those of its parameters, a nested
+        choice (``{"_name": "alif", ...}``) as its name, whole numbers as ints."""
+        out = dict(self.fixed)
+        for key in NETWORK_KEYS:
+            if key in parameters:
+                out[key] = _plain(parameters[key])
+        return out
+
+    def violations(self, parameters: Mapping[str, Any]) -> list[Violation]:
+        """The rules a trial of these parameters breaks (empty: it fits). Raises
+        :class:`ConfigError` naming the network fact that is not a network at all."""
+        return check_config(self.target, self.network(parameters))
+
+
+def _sort_table(
+    table: Mapping[str, Any], names: set[str], name: str
+) -> tuple[dict[str, Any], dict[str, Any], list[Problem]]:
+    """A table's keys sorted into (limit overrides, fixed network facts, problems): unknown
+    keys, facts also given by the search space, required facts given nowhere."""
+    limit_fields = set(HardwareTarget.model_fields)
+    overrides: dict[str, Any] = {}
+    fixed: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for key, value in table.items():
+        if key == "target":
+            continue
+        if key in limit_fields:
+            overrides[key] = value
+        elif key not in NETWORK_KEYS:
+            problems.append(Problem(
+                f"{name}.{key}", value, "unknown key; accepted: target, the target's limits "
+                f"({', '.join(sorted(limit_fields))}) and network facts "
+                f"({', '.join(NETWORK_KEYS)})"))
+        elif key in names:
+            problems.append(Problem(f"{name}.{key}", value, "is also a search-space parameter; "
+                                    "give it in one place"))
+        else:
+            fixed[key] = value
+    for key in REQUIRED_KEYS:
+        if key not in names and key not in table:
+            problems.append(Problem(f"{name}.{key}", None, "required for the design check: a "
+                                    f"fixed value ({name}.{key} = ...) or a search-space "
+                                    f"parameter named {key}"))
+    return overrides, fixed, problems
+
+
+def _within(name: str, exc: ConfigError) -> list[Problem]:
+    """The problems of ``exc`` with their fields inside the table ``name``."""
+    return [Problem(f"{name}.{p.field}", p.value, p.rule) for p in exc.problems]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping) and "_name" in value:
+        return value["_name"]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
