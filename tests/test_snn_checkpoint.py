@@ -86,3 +86,28 @@ def test_float64_checkpoint_keeps_its_dtype(tmp_path: Path) -> None:
     net = RecurrentSNN(config(), seed=0, dtype=torch.float64)
     ck = load_checkpoint(save_checkpoint(tmp_path / "n.pt", net))
     assert ck.network.w_in.dtype == torch.float64
+
+
+class _RunsCode:
+    """Pickles as a call of os.system: what a malicious checkpoint holds."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        import os
+
+        return (os.system, ("true",))
+
+
+def test_a_refused_file_is_never_met_with_advice_to_load_it_unsafely(tmp_path: Path) -> None:
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "spiketune.snn/1", "config": _RunsCode()}, evil)
+    module = tmp_path / "module.pt"
+    torch.save({"net": torch.nn.Linear(2, 2)}, module)
+    for path, asked_for in ((evil, "system"), (module, "torch.nn.modules.linear.Linear")):
+        with pytest.raises(CheckpointError) as err:
+            load_checkpoint(path)
+        message = str(err.value)
+        assert "refused" in message and asked_for in message and str(path) in message
+        assert "weights_only" not in message  # torch's advice to set it to False is dropped
+        with pytest.raises(CheckpointError) as err:
+            load_weights(RecurrentSNN(config(), seed=0), path)
+        assert "weights_only" not in str(err.value)

@@ -24,6 +24,7 @@ from typing import Any, Literal
 import pydantic
 import torch
 
+from spiketune._torch_load import finding, refused_global
 from spiketune.data._base import Dataset, DatasetInfo, DatasetLoader, validate_options
 from spiketune.data._download import RemoteFile, cache_dir, download, extract_member
 from spiketune.data._encoding import Events, bin_events
@@ -266,9 +267,10 @@ def _load_tensor_dataset(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     except FileNotFoundError:
         raise DataError(f"{path} does not exist") from None
     except Exception as exc:
+        asked = refused_global(exc)
+        why = f"it asks to build {asked}" if asked else f"{type(exc).__name__}: {finding(exc)}"
         raise DataError(
-            f"{path}: refused or unreadable (only a TensorDataset of tensors is accepted): "
-            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            f"{path}: refused or unreadable (only a TensorDataset of tensors is accepted): {why}"
         ) from None
     if not isinstance(obj, TensorDataset) or len(obj.tensors) != 2:
         raise DataError(f"{path}: expected a TensorDataset of (inputs, labels), got {type(obj)}")

@@ -14,12 +14,14 @@ feedback) is refused with a CheckpointError that names each difference.
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from spiketune._torch_load import finding, refused_global
 from spiketune.errors import CheckpointError, ConfigError
 from spiketune.snn._config import SNNConfig, TrainConfig
 from spiketune.snn._network import RecurrentSNN
@@ -109,14 +111,28 @@ def _read(path: str | os.PathLike[str]) -> dict[str, Any]:
         data = torch.load(Path(path), map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint file") from None
-    except Exception as err:  # unpickling errors come in many types
-        raise CheckpointError(f"{path}: not a readable checkpoint ({err})") from None
+    except pickle.UnpicklingError as err:  # what the weights-only unpickler refused
+        raise CheckpointError(f"{path}: {_refusal(err)}") from None
+    except Exception as err:  # a truncated or foreign file fails in many other ways
+        raise CheckpointError(f"{path}: not a readable checkpoint ({finding(err)})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise CheckpointError(f"{path}: not a spiketune SNN checkpoint (format {found!r})")
     if not isinstance(data.get("config"), dict) or not isinstance(data.get("state_dict"), dict):
         raise CheckpointError(f"{path}: checkpoint lacks its config or its state_dict")
     return data
+
+
+def _refusal(err: pickle.UnpicklingError) -> str:
+    """Why the weights-only unpickler refused the file; never torch's advice to load it unsafely."""
+    asked = refused_global(err)
+    if asked is None:
+        return f"not a readable checkpoint ({finding(err)})"
+    return (
+        f"refused: it asks to build {asked}, and a checkpoint holds only tensors, "
+        "numbers, strings, lists and dicts; this file was not written by save_checkpoint, and "
+        "it is not loaded because loading it could run code it holds"
+    )
 
 
 def _check_architecture(path: Any, saved: SNNConfig, wanted: SNNConfig) -> None:
