@@ -50,10 +50,10 @@ def braille(epochs: int, seed: int) -> None:
     import numpy as np
     import torch
 
+    import spiketune.nir
     from spiketune.data import load_braille, stratified_split
     from spiketune.hardware import assess_network, check_config
     from spiketune.snn import RecurrentSNN, SNNConfig, TrainConfig, Trainer, predict
-    from spiketune.snn._nir import export_nir, simulate_nir
 
     torch.set_num_threads(2)
     data = load_braille(DATA, channels="merged", download=False, progress=False)
@@ -87,9 +87,9 @@ def braille(epochs: int, seed: int) -> None:
             f"violations: {[str(v) for v in a.violations] or 'none'}"
         )
     with tempfile.TemporaryDirectory() as tmp:
-        path = export_nir(net, Path(tmp) / "braille.nir")
+        path = spiketune.nir.export(net, Path(tmp) / "braille.nir")
         start = time.perf_counter()
-        run = simulate_nir(path, test.inputs, record=["hidden.spike"])
+        run = spiketune.nir.simulate(path, test.inputs, record=["hidden.spike"])
         sim_s = time.perf_counter() - start
         size = path.stat().st_size
     with torch.no_grad():

@@ -1,7 +1,19 @@
 """spiketune: application-oriented hyperparameter optimisation of spiking neural networks.
 
 The public API a user reads first. Implementations live in the subpackages and private
-modules; this file only re-exports.
+modules; this file only re-exports. The public packages, each with its ``__all__``:
+
+- ``spiketune``: experiments, their configuration, results and errors (this file);
+- ``spiketune.trial``: what a trial script calls (parameters in, results out, best model);
+- ``spiketune.engine``: the engine's names for code that wants the engine alone;
+- ``spiketune.snn``: the SNN core (networks, e-prop and BPTT, trainer, checkpoints);
+- ``spiketune.data``: datasets as spike tensors, splits, the download cache;
+- ``spiketune.hardware``: chip targets, design checks, quantisation;
+- ``spiketune.nir``: NIR export, reading and simulation;
+- ``spiketune.report``: figures and the HTML report;
+- ``spiketune.compat.nni``: the stand-in for ``import nni`` in trial scripts.
+
+Modules whose names start with ``_`` are not part of the API.
 
 Every name is imported on first use (PEP 562 ``__getattr__``): a trial
 process runs ``import spiketune.trial``, which imports this package first, and must not pay

@@ -1,10 +1,12 @@
 """``spiketune init DIR --template NAME``: a new project directory, ready to run, from a template
 shipped with spiketune (``spiketune/templates/<name>/``).
 
-The ``braille-eprop`` template is the four-file pipeline of ``examples/braille_eprop`` (the
-example in the repository is a copy of it, checked by the tests): a launcher, a trial script,
-its data and training modules, the experiment's ``config.toml`` and ``search_space.json``, and
-a README. After ``spiketune init my_project``, ``cd my_project && python main.py`` runs it.
+The ``braille-eprop`` template is the four-file pipeline of the Braille use case
+(``examples/braille_eprop`` in the repository links to it): a launcher, a trial script, its
+data and training modules, the experiment's ``config.toml`` and ``search_space.json``, and a
+README. After ``spiketune init my_project``, ``cd my_project && python main.py`` runs it; it
+needs nothing of a repository (its data come from ``--data``, ``$SPIKETUNE_BRAILLE_DATA`` or
+spiketune's data cache).
 """
 
 from __future__ import annotations
@@ -59,8 +61,10 @@ def init_project(
     """
     target = Path(directory).expanduser()
     files = template_files(template)
-    if target.exists() and not target.is_dir():
-        raise ConfigError(Problem("directory", str(target), "must be a directory"))
+    existing = next(p for p in (target, *target.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        where = "" if existing == target else f" ({existing} is a file)"
+        raise ConfigError(Problem("directory", str(target), f"must be a directory{where}"))
     clashes = sorted(name for name in files if (target / name).exists())
     if clashes and not force:
         raise ConfigError(
@@ -71,7 +75,12 @@ def init_project(
     written = []
     for name, content in files.items():
         path = target / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+        except OSError as e:  # an unwritable directory, a full disk
+            raise ConfigError(
+                Problem("directory", str(target), f"cannot be written ({path}: {e.strerror})")
+            ) from None
         written.append(path)
     return written

@@ -1,14 +1,19 @@
 """The ``spiketune`` command: a thin layer over the experiment and results modules.
 
-Each command is one small function; add new ones the same way (``@app.command()``). Errors
-spiketune raises on purpose are printed as one clean message (exit code 1); usage errors exit
-with code 2. Heavy imports happen inside the commands, so ``--help`` stays fast.
+Each command is one small function; add new ones the same way (``@app.command()``). Exit
+codes: 0 done; 2 a usage error (unknown command or option, a missing argument, a value of the
+wrong type), with the usage line; 1 a failure, printed as one ``error:`` message without a
+traceback: every error spiketune raises on purpose, and every path the command cannot use (a
+missing or unwritable directory, a file where a directory belongs). Paths given on the command
+line are checked before any work starts. Heavy imports happen inside the commands, so
+``--help`` stays fast.
 """
 
 from __future__ import annotations
 
 import json
-import time
+import os
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -19,24 +24,32 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from spiketune.errors import SpiketuneError
+from spiketune.errors import ExportError, SpiketuneError, StorageError
 
 if TYPE_CHECKING:
-    from spiketune.engine.results import ExperimentResults, TrialRecord
-    from spiketune.engine.scheduler import Progress
+    from spiketune import ExperimentResults, Progress, TrialRecord
 
 __all__ = ["app", "main"]
 
 
 class _Group(typer.core.TyperGroup):
-    """Turns :class:`SpiketuneError` into a message on stderr and exit code 1 (no traceback)."""
+    """Turns :class:`SpiketuneError` and file-system errors into one message on stderr and exit
+    code 1 (no traceback)."""
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except SpiketuneError as e:
-            _stderr().print(Text("error: ", style="bold red") + Text(str(e)))
-            raise typer.Exit(1) from None
+            _error(str(e))
+        except OSError as e:  # a path the checks below could not foresee (a full disk...)
+            where = f"{e.filename}: " if e.filename else ""
+            _error(f"{where}{e.strerror or e}")
+
+
+def _error(message: str) -> None:
+    """Print ``error: message`` on stderr, unwrapped whatever the width, and exit with 1."""
+    _stderr().print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
+    raise typer.Exit(1)
 
 
 app = typer.Typer(
@@ -48,6 +61,21 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+def _root_directory(root: Path | None) -> Path | None:
+    """``--root`` / ``$SPIKETUNE_EXPERIMENTS`` (or the default root): refused at once when it
+    names something that is not a directory. A root that does not exist yet holds nothing."""
+    from spiketune.engine.storage import default_root
+
+    path = root if root is not None else default_root()
+    if path.exists() and not path.is_dir():
+        raise StorageError(
+            f"the experiments root {path} is not a directory (set it with --root or "
+            "$SPIKETUNE_EXPERIMENTS)"
+        )
+    return root
+
+
 _RootOption = Annotated[
     Path | None,
     typer.Option(
@@ -55,6 +83,7 @@ _RootOption = Annotated[
         envvar="SPIKETUNE_EXPERIMENTS",
         help="Directory holding experiment directories (default ~/spiketune-experiments).",
         show_default=False,
+        callback=_root_directory,
     ),
 ]
 _ExperimentArg = Annotated[
@@ -80,10 +109,12 @@ _PasswordFileOption = Annotated[
 ]
 
 
-def _stdout() -> Console:
+def _stdout(width: int = 10_000) -> Console:
+    """stdout: a terminal's own width; elsewhere ``$COLUMNS`` if set, else ``width`` columns
+    (by default so wide that files and pipes get table cells unwrapped)."""
     console = Console()
-    if not console.is_terminal:  # files and pipes: never wrap table cells
-        console = Console(width=10_000)
+    if not console.is_terminal and not os.environ.get("COLUMNS", "").isdigit():
+        console = Console(width=width)
     return console
 
 
@@ -92,9 +123,12 @@ def _stderr() -> Console:
 
 
 def _find(experiment: str, root: Path | None) -> Path:
-    from spiketune.engine.storage import find_experiment
+    from spiketune.engine.storage import locate_experiment
 
-    return find_experiment(experiment, root)
+    found = locate_experiment(experiment, root)
+    if found.notice:  # a name shared by several experiments: say which one was taken
+        _stderr().print(Text("note: ", style="bold") + Text(found.notice), soft_wrap=True)
+    return found.directory
 
 
 def _password_file(path: Path | None) -> None:
@@ -102,12 +136,44 @@ def _password_file(path: Path | None) -> None:
     not the password, goes into this process's environment; trials never inherit it)."""
     if path is None:
         return
-    import os
-
     from spiketune.engine.storage import PASSWORD_FILE_ENV, read_password_file
 
     read_password_file(path)  # a clean error now rather than at the first connection
     os.environ[PASSWORD_FILE_ENV] = str(path.expanduser().resolve())
+
+
+def _writable_root(root: Path) -> None:
+    """The experiments root a new experiment goes into: a directory this process may write
+    (created if missing), else a :class:`StorageError` that says which and how to choose
+    another."""
+    how = "choose another with --experiment-dir, $SPIKETUNE_EXPERIMENTS or experiment_dir"
+    root = root.expanduser()
+    if root.exists() and not root.is_dir():
+        raise StorageError(f"the experiments root {root} is not a directory; {how}")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StorageError(f"the experiments root {root} cannot be created "
+                           f"({e.strerror or e}); {how}") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise StorageError(f"the experiments root {root} is not writable; {how}")
+
+
+def _output_path(path: Path, option: str, *, directory: bool = False) -> Path:
+    """An output path given as ``option``: its parent must be an existing directory (nothing
+    is created by surprise from a misspelt path), and it must not be of the other kind."""
+    path = path.expanduser()
+    if path.exists() and path.is_dir() != directory:
+        wanted = "a directory to write into" if directory else "the name of the file to write"
+        raise ExportError(f"{option} {path}: is {'a file' if directory else 'a directory'}; "
+                          f"give {wanted}")
+    parent = path.absolute().parent
+    if not parent.is_dir():
+        what = "is not a directory" if parent.exists() else "does not exist"
+        raise ExportError(f"{option} {path}: the directory {parent} {what}")
+    if not os.access(parent, os.W_OK | os.X_OK) and not path.exists():
+        raise ExportError(f"{option} {path}: the directory {parent} is not writable")
+    return path
 
 
 def _results(experiment: str, root: Path | None, storage: str | None) -> ExperimentResults:
@@ -125,6 +191,12 @@ def _results(experiment: str, root: Path | None, storage: str | None) -> Experim
 
 def main() -> None:
     """Console-script entry point."""
+    from spiketune.engine.runners import become_subreaper
+
+    # A process of its own that runs trials: orphans of their processes come back to it and
+    # are ended with their trial. Not done by the commands themselves: ``app`` run inside
+    # another program must not start adopting that program's orphans.
+    become_subreaper()
     app()
 
 
@@ -149,6 +221,7 @@ def run(
     _password_file(password_file)
     cfg = load_config(config)
     exp = Experiment(cfg, experiment_dir=experiment_dir) if experiment_dir else Experiment(cfg)
+    _writable_root(exp.directory.parent)
     _stderr().print(f"experiment [bold]{escape(exp.id)}[/] in {escape(str(exp.directory))}")
     results = _with_progress(exp.run, quiet)
     _print_summary(results, exp.status)
@@ -195,7 +268,7 @@ def worker(
     """
     from spiketune.engine.config import ExperimentConfig, load_config
     from spiketune.engine.experiment import Experiment
-    from spiketune.engine.storage import redact_url
+    from spiketune.engine.storage import default_root, redact_url
 
     _password_file(password_file)
     cfg = load_config(config)
@@ -204,6 +277,7 @@ def worker(
                if value is not None}
     if updates:
         cfg = ExperimentConfig(**{**cfg.to_dict(), "storage": cfg.storage, **updates})
+    _writable_root(cfg.experiment_dir or default_root())
     exp = Experiment.join(cfg, storage=storage, experiment=experiment)
     _stderr().print(f"worker of [bold]{escape(exp.id)}[/] in "
                     f"{escape(redact_url(exp.storage_url))}; trials in "
@@ -255,6 +329,8 @@ def _progress_text(p: Progress) -> Text:
     text.append(f", {p.running} running")
     text.append(f", {p.failed} failed", style="red" if p.failed else "")
     text.append(f", {p.early_stopped} early-stopped")
+    if p.stopped:
+        text.append(f", {p.stopped} stopped", style="yellow")
     text.append(f" | best {best} | elapsed {_hms(p.elapsed_seconds)}{remaining}")
     if p.stopping:
         text.append(" | stopping...", style="yellow")
@@ -270,10 +346,11 @@ def _print_summary(results: ExperimentResults, status: str) -> None:
     from spiketune.engine.results import Outcome
 
     out = _stdout()
+    stopped = results.count(Outcome.STOPPED)
     out.print(
         f"{status}: {len(results.records)} trials, {results.count(Outcome.COMPLETE)} complete, "
         f"{results.count(Outcome.EARLY_STOPPED)} early-stopped, "
-        f"{results.count(Outcome.FAILED)} failed"
+        f"{results.count(Outcome.FAILED)} failed" + (f", {stopped} stopped" if stopped else "")
     )
     _print_best(results, out)
 
@@ -343,52 +420,38 @@ def stop(
     For an experiment in a shared database, every worker on every machine stops (each within
     one heartbeat interval).
     """
-    from spiketune.engine.experiment import request_stop_in_study, scheduler_status
-    from spiketune.engine.storage import ExperimentPaths, StudyStore, find_study, read_json
+    from spiketune.engine.experiment import Experiment
 
     _password_file(password_file)
     try:
-        directory: Path | None = _find(experiment, root)
+        directory = _find(experiment, root)
     except SpiketuneError:
         if storage is None:
             raise
-        directory = None
-    if directory is not None:
-        meta = read_json(ExperimentPaths(directory).experiment_json)
-        exp_id, url = meta["id"], storage or meta.get("storage")
-        local = scheduler_status(directory)
-    else:
-        assert storage is not None
-        exp_id, url, local = find_study(storage, experiment), storage, "not here"
-
-    def running_in_study() -> int:
-        if url is None:
-            return 0
-        store = StudyStore.open(url, exp_id)
-        try:
-            return sum(1 for r in store.unfinished() if not r.waiting)
-        finally:
-            store.close()
-
-    if local != "running" and running_in_study() == 0:
-        _stdout().print(f"{exp_id} is not running ({local})")
+        _stop_in_database(storage, experiment, wait)
         return
-    if url is not None:
-        request_stop_in_study(url, exp_id)
-    if directory is not None and local == "running":
-        ExperimentPaths(directory).stop_file.touch()
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline and (
-        (directory is not None and scheduler_status(directory) == "running")
-        or running_in_study() > 0
-    ):
-        time.sleep(0.05 if url is None else 0.5)
-    still = (directory is not None and scheduler_status(directory) == "running") \
-        or running_in_study() > 0
-    if still:
-        _stderr().print(f"{exp_id} is still stopping after {wait:g} s")
-        raise typer.Exit(1)
-    _stdout().print(f"{exp_id} {scheduler_status(directory) if directory else 'stopped'}")
+    exp = Experiment.load(directory, storage=storage)
+    if not exp.running:
+        _stdout().print(f"{exp.id} is not running ({exp.status})")
+        return
+    exp.stop(wait=wait)
+    if exp.running:
+        _error(f"{exp.id} is still stopping after {wait:g} s")
+    _stdout().print(f"{exp.id} {exp.status}")
+
+
+def _stop_in_database(url: str, experiment: str, wait: float) -> None:
+    """``stop`` of an experiment that has no directory here, only a study in ``url``."""
+    from spiketune.engine.experiment import running_in_study, stop_in_study
+    from spiketune.engine.storage import find_study
+
+    exp_id = find_study(url, experiment)
+    if running_in_study(url, exp_id) == 0:
+        _stdout().print(f"{exp_id} is not running (not here)")
+        return
+    if stop_in_study(url, exp_id, wait=wait) > 0:
+        _error(f"{exp_id} is still stopping after {wait:g} s")
+    _stdout().print(f"{exp_id} stopped")
 
 
 # ------------------------------------------------------------------------------ reading
@@ -407,14 +470,19 @@ def list_(
     _password_file(password_file)
     table = Table("id", "status", "trials", "best", "tuner", "created")
     shown: set[str] = set()
+    unreadable: list[str] = []  # one message per study that cannot be read; exit 1 after
+    given = _stored_form(storage)
     for s in list_experiments(root):
         shown.add(s.id)
-        try:
-            r = load_results(s.directory)
+        status = s.status
+        try:  # an experiment in the database given: read it with the URL given (its password)
+            r = load_results(s.directory,
+                             storage=storage if given is not None and s.storage == given else None)
             trials, best_text = str(len(r.records)), _best_text(r)
-        except SpiketuneError:
-            trials, best_text = "?", "?"
-        table.add_row(s.id, s.status, trials, best_text, str(s.config.get("tuner", "")), s.created)
+        except SpiketuneError as e:
+            status, trials, best_text = _unreadable_status(s), "-", "-"
+            unreadable.append(f"{s.id}: {e}")
+        table.add_row(s.id, status, trials, best_text, str(s.config.get("tuner", "")), s.created)
     if storage is not None:
         for study in list_studies(storage):
             if study["id"] in shown:
@@ -424,31 +492,85 @@ def list_(
             table.add_row(r.id, status, str(len(r.records)), _best_text(r),
                           str(r.config.get("tuner", "")), "")
     _stdout().print(table)
+    for message in unreadable:
+        _stderr().print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
+    if unreadable:
+        raise typer.Exit(1)
+
+
+def _stored_form(url: str | None) -> str | None:
+    """``url`` as experiment.json records it (no password); None if there is none to use."""
+    from spiketune.engine.storage import strip_password
+
+    try:
+        return None if url is None else strip_password(url)
+    except StorageError:
+        return None
+
+
+def _unreadable_status(summary: Any) -> str:
+    """``ls`` status of an experiment whose study cannot be read: ``missing`` (its study.db is
+    gone), ``corrupt`` (study.db is empty or not a study), else ``unreadable`` (a database
+    that cannot be reached)."""
+    from spiketune.engine.storage import ExperimentPaths, study_file_problem
+
+    if summary.storage is not None:
+        return "unreadable"
+    problem = study_file_problem(ExperimentPaths(summary.directory).study_db)
+    return {None: "unreadable", "missing": "missing"}.get(problem, "corrupt")
 
 
 @app.command()
 def trials(
     experiment: _ExperimentArg,
     root: _RootOption = None,
+    params: Annotated[
+        bool, typer.Option("--params", help="Add a column for every parameter.")
+    ] = False,
+    metrics: Annotated[
+        bool, typer.Option("--metrics", help="Add a column for every key of the final results.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print every trial as JSON: parameters, metrics, "
+                           "the whole reason and its one-line cause.")
+    ] = False,
     storage: _StorageOption = None,
     password_file: _PasswordFileOption = None,
 ) -> None:
-    """Table of every trial: outcome, parameters and every metric key."""
+    """Every trial: number, state, objective(s), duration and the cause of its ending; fits a
+    100-column terminal (--params and --metrics add columns, --json gives everything)."""
     _password_file(password_file)
     r = _results(experiment, root, storage)
-    params, metrics = r.parameter_names, r.metric_keys
-    table = Table("#", "outcome", *params, *metrics, "seconds", "reason", title=r.id)
+    if as_json:
+        typer.echo(json.dumps([{**rec.to_dict(intermediate=False), "cause": _cause(rec.reason)}
+                               for rec in r.records], indent=2))
+        return
+    objectives = [key for key, _ in r.goals]
+    names = r.parameter_names if params else []
+    extra = [k for k in r.metric_keys if k not in objectives] if metrics else []
+    table = Table(title=r.id)
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    for key in objectives:
+        table.add_column("value" if key == "default" else key, justify="right", no_wrap=True)
+    for name in [*names, *extra]:
+        table.add_column(name, justify="right")
+    table.add_column("duration", justify="right", no_wrap=True)
+    table.add_column("cause", overflow="ellipsis", no_wrap=True, ratio=1)
     for rec in r.records:
         flat = _flat(rec.parameters)
+        values = rec.metrics or {}
         table.add_row(
             str(rec.number),
             _outcome_text(rec),
-            *[_fmt(flat.get(p)) for p in params],
-            *[_fmt((rec.metrics or {}).get(m)) for m in metrics],
-            _fmt(rec.duration_seconds),
-            Text((rec.reason or "").splitlines()[0] if rec.reason else ""),
+            *[_fmt(values.get(k)) for k in objectives],
+            *[Text(_fmt(flat.get(n))) for n in names],
+            *[Text(_fmt(values.get(k))) for k in extra],
+            _duration(rec.duration_seconds),
+            Text(_cause(rec.reason)),
         )
-    _stdout().print(table)
+    # A file or a pipe gets the 100-column view too; the wide views are not cut.
+    _stdout(100 if not (names or extra) else 10_000).print(table)
 
 
 @app.command()
@@ -499,6 +621,8 @@ def export(
     """Export every trial as CSV or JSON."""
     from spiketune.engine.results import export_results
 
+    if output is not None:
+        output = _output_path(output, "--output")
     _password_file(password_file)
     text = export_results(_results(experiment, root, storage), fmt.value,
                           intermediate=intermediate)
@@ -521,6 +645,8 @@ def report(
     """Figures and an offline HTML report: exploration, confusion matrix, history, importance."""
     from spiketune.report import report_command
 
+    if out is not None:
+        out = _output_path(out, "--out", directory=True)
     report_command(_find(experiment, root), out, None, echo=typer.echo)
 
 
@@ -552,8 +678,10 @@ def export_model(
     root: _RootOption = None,
 ) -> None:
     """Write the experiment's best model in a neuromorphic exchange format (NIR)."""
-    from spiketune.snn._nir import export_best_model
+    from spiketune.nir import export_best_model
 
+    if output is not None:
+        output = _output_path(output, "--output")
     directory = _find(experiment, root)
     path = output or directory / "best_model" / f"best_model.{fmt.value}"
     written = export_best_model(directory, path, fmt.value, dt=dt, approximate=approximate or ())
@@ -638,8 +766,42 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _duration(seconds: float | None) -> str:
+    """Seconds to a tenth below a minute, ``h:mm:ss`` above."""
+    if seconds is None:
+        return ""
+    return f"{seconds:.1f} s" if seconds < 60 else _hms(seconds)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_MARKS_ONLY = re.compile(r"[\s^~|\-=*.:]*")  # traceback carets, rulers, separators
+
+
+def _cause(reason: str | None) -> str:
+    """Why a trial ended, on one line: the reason's first line, and where that line quotes a
+    stderr tail or a traceback (``exit code 1; stderr tail:`` + lines), its last meaningful
+    line, the one that says what went wrong (``ValueError: ...``, ``sh: 1: x: not found``)."""
+    if not reason:
+        return ""
+    head, _, quoted = reason.partition("\n")
+    head = head.strip().removesuffix(":").removesuffix("; stderr tail").strip()
+    line = _last_meaningful_line(quoted)
+    return f"{head}: {line}" if line else head
+
+
+def _last_meaningful_line(text: str) -> str:
+    """The last line with a letter in it, once colour codes, progress-bar redraws (``\\r``)
+    and lines of only marks (``^^^^``) are set aside."""
+    for raw in reversed(text.splitlines()):
+        line = _ANSI.sub("", raw).rsplit("\r", 1)[-1].strip()
+        if line and not _MARKS_ONLY.fullmatch(line) and any(c.isalpha() for c in line):
+            return line
+    return ""
+
+
 def _outcome_text(rec: TrialRecord) -> Text:
-    style = {"COMPLETE": "green", "FAILED": "red", "EARLY_STOPPED": "yellow"}.get(
+    style = {"COMPLETE": "green", "FAILED": "red", "EARLY_STOPPED": "yellow",
+             "STOPPED": "yellow"}.get(
         rec.outcome.value, ""
     )
     return Text(rec.outcome.value, style=style)

@@ -1,14 +1,15 @@
-"""``python -m spiketune.demo`` (``make demo``): the Braille e-prop example end to end.
+"""``python -m spiketune.demo`` (``make demo``): the Braille e-prop use case end to end.
 
-It runs ``examples/braille_eprop`` (the packaged copy of it when spiketune is installed without
-its repository) with a budget sized for a laptop, about 10 minutes on 2 CPU cores: TPE over the
-example's whole search space, each trial capped at 20 epochs, weak trials stopped by the median
-rule. It ends by building the report and printing the best model's parameters, its test
-accuracy and the path of the HTML report. The data come from ``../shared/data/braille`` beside
-the checkout when present, else from spiketune's cache (downloaded once from Zenodo).
+It runs the ``braille-eprop`` template spiketune ships (what ``spiketune init`` writes) with a
+budget sized for a laptop, about 10 minutes on 2 CPU cores: TPE over the template's whole
+search space, each trial capped at 20 epochs, weak trials stopped by the median rule. It ends
+by building the report and printing the best model's parameters, its test accuracy and the
+path of the HTML report.
 
-Extra arguments go to the example's launcher (``main.py --help``), after the demo's own, so
-they override them: ``python -m spiketune.demo --trials 10``.
+The data come from ``--data PATH`` (the Braille event file or its directory), else
+``$SPIKETUNE_BRAILLE_DATA``, else spiketune's data cache, where they are downloaded once from
+Zenodo. Extra arguments go to the template's launcher (``main.py --help``), after the demo's
+own, so they override them: ``python -m spiketune.demo --trials 10 --data ~/data/braille``.
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ from importlib import resources
 from pathlib import Path
 from types import ModuleType
 
-from spiketune.engine.results import ExperimentResults
+from spiketune import ExperimentResults
 
-__all__ = ["DEMO_ARGS", "example_dir", "run_demo"]
+__all__ = ["DEMO_ARGS", "TEMPLATE", "run_demo"]
+
+#: The template the demo runs (a name of ``spiketune init --template``).
+TEMPLATE = "braille_eprop"
 
 #: The laptop budget: at most 40 trials or 10 minutes, 2 at a time, 20 epochs per trial at
 #: most, 3 minutes per trial at most.
@@ -35,18 +39,11 @@ DEMO_ARGS = [
 ]
 
 
-def example_dir() -> Path:
-    """``examples/braille_eprop`` of the repository, else the template spiketune ships."""
-    repo = Path(__file__).resolve().parents[1] / "examples" / "braille_eprop"
-    if (repo / "main.py").is_file():
-        return repo
-    return Path(str(resources.files("spiketune") / "templates" / "braille_eprop"))
-
-
 def _launcher(directory: Path) -> ModuleType:
+    """The template's ``main.py`` as a module (the template is not a package)."""
     spec = importlib.util.spec_from_file_location("braille_eprop_main", directory / "main.py")
     if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load the example's launcher {directory / 'main.py'}")
+        raise ImportError(f"cannot load the template's launcher {directory / 'main.py'}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
@@ -54,10 +51,16 @@ def _launcher(directory: Path) -> ModuleType:
 
 
 def run_demo(argv: list[str] | None = None) -> ExperimentResults:
-    """Run the example with the demo's budget (``argv`` adds to it or overrides it)."""
-    directory = example_dir()
-    print(f"spiketune demo: the Braille e-prop example ({directory})", flush=True)
-    return _launcher(directory).run([*DEMO_ARGS, *(argv or [])])
+    """Run the packaged template with the demo's budget (``argv`` adds to it or overrides it).
+
+    The template runs where it is installed (as a file system path for the duration of the
+    run, should spiketune be installed as a zip): its trials read their code from there and
+    write only into the experiment's directory.
+    """
+    template = resources.files("spiketune") / "templates" / TEMPLATE
+    with resources.as_file(template) as directory:
+        print(f"spiketune demo: the Braille e-prop template ({directory})", flush=True)
+        return _launcher(Path(directory)).run([*DEMO_ARGS, *(argv or [])])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from spiketune.trial import _artifacts as artifacts
 from spiketune.errors import TrialError
+from spiketune.trial import _artifacts as artifacts
 from spiketune.trial._artifacts import (
     BestModelKeeper,
     Predictions,

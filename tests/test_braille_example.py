@@ -1,22 +1,32 @@
-"""The Braille e-prop example: its files, ``init_project``, and the whole chain on real data
-(engine with subprocess trials, best model, report, confusion matrix, NIR export)."""
+"""The Braille examples: the e-prop template's files, ``init_project``, where a project finds
+its data, the demo, and the whole chain on real data (engine with subprocess trials, best
+model, report, confusion matrix, NIR export; the Xylo trial and its NIR check)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import pytest
 
-from spiketune import ConfigError, Outcome, load_config
+import spiketune
+from spiketune import ConfigError, DataError, Outcome, load_config
 from spiketune._init import TEMPLATES, init_project, template_files
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "braille_eprop"
-BRAILLE = REPO.parent / "shared" / "data" / "braille"
+XYLO = REPO / "examples" / "braille_xylo"
+#: The real Braille event file: where `make test` says ($SPIKETUNE_BRAILLE_DATA), else the
+#: shared data directory beside the checkout.
+BRAILLE = Path(os.environ.get("SPIKETUNE_BRAILLE_DATA")
+               or REPO.parent / "shared" / "data" / "braille")
+NO_BRAILLE = (f"the Braille event file is not at {BRAILLE} (set $SPIKETUNE_BRAILLE_DATA, or put "
+              "it in ../shared/data/braille beside the checkout)")
 
 FINAL_KEYS = {"default", "test", "train", "epoch", "spikes_per_sample"}
 EPOCH_KEYS = {"default", "train_acc", "train_loss", "val_loss", "spikes_per_sample"}
@@ -150,8 +160,7 @@ def test_data_location_and_threads(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert setup_hpo.data_location(None) == tmp_path
     assert setup_hpo.data_location("/elsewhere") == Path("/elsewhere")
     monkeypatch.delenv(setup_hpo.DATA_ENV)
-    shared = setup_hpo.data_location(None)
-    assert shared == (BRAILLE if BRAILLE.is_dir() else None)
+    assert setup_hpo.data_location(None) is None  # spiketune's cache: no checkout layout
 
     monkeypatch.delenv(setup_hpo.THREADS_ENV, raising=False)
     monkeypatch.setenv(setup_hpo.CONCURRENCY_ENV, "1000")
@@ -163,13 +172,65 @@ def test_data_location_and_threads(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert setup_hpo.trial_device().type == "cpu"
 
 
+def test_an_installed_project_finds_data_without_a_repository(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A project made by ``spiketune init`` far from any checkout: no data anywhere is one
+    error naming the three ways to give it; each of the three is then used."""
+    project = tmp_path / "far" / "away"
+    init_project(project)
+    for name, content in template_files().items():
+        assert b"parents[" not in content and b"shared" not in content, name
+    setup_hpo = _load("setup_hpo", project)
+    monkeypatch.delenv(setup_hpo.DATA_ENV, raising=False)
+    monkeypatch.setenv("SPIKETUNE_DATA", str(tmp_path / "empty_cache"))
+    with pytest.raises(DataError) as err:
+        setup_hpo.load_data(setup_hpo.DATA_DEFAULTS, None, download=False)
+    message = str(err.value)
+    for way in ("--data PATH", "$SPIKETUNE_BRAILLE_DATA", str(tmp_path / "empty_cache")):
+        assert way in message
+    with pytest.raises(DataError, match="does not exist"):
+        setup_hpo.load_data(setup_hpo.DATA_DEFAULTS, tmp_path / "typo", download=False)
+    if not BRAILLE.is_dir():
+        pytest.skip(NO_BRAILLE)
+    by_option = setup_hpo.load_data(setup_hpo.DATA_DEFAULTS, BRAILLE, per_class=3)
+    monkeypatch.setenv(setup_hpo.DATA_ENV, str(BRAILLE))
+    by_env = setup_hpo.load_data(setup_hpo.DATA_DEFAULTS, per_class=3, download=False)
+    assert by_option.split_digest == by_env.split_digest and len(by_env.train) > 0
+    monkeypatch.delenv(setup_hpo.DATA_ENV)
+    cache = tmp_path / "cache"
+    (cache / "braille").mkdir(parents=True)
+    for f in BRAILLE.iterdir():
+        (cache / "braille" / f.name).symlink_to(f)
+    monkeypatch.setenv("SPIKETUNE_DATA", str(cache))
+    by_cache = setup_hpo.load_data(setup_hpo.DATA_DEFAULTS, per_class=3, download=False)
+    assert by_cache.split_digest == by_option.split_digest
+
+
+def test_the_demo_runs_the_packaged_template(monkeypatch: pytest.MonkeyPatch) -> None:
+    from spiketune import demo
+
+    ran: list[tuple[Path, list[str]]] = []
+
+    def launcher(directory: Path) -> SimpleNamespace:
+        return SimpleNamespace(run=lambda argv: ran.append((directory, argv)) or "results")
+
+    monkeypatch.setattr(demo, "_launcher", launcher)
+    assert demo.run_demo(["--data", "/d", "--trials", "3"]) == "results"
+    ((directory, argv),) = ran
+    packaged = Path(spiketune.__file__).resolve().parent / "templates" / "braille_eprop"
+    assert directory.resolve() == packaged
+    assert argv == [*demo.DEMO_ARGS, "--data", "/d", "--trials", "3"]  # later ones win
+    assert "examples" not in Path(demo.__file__).read_text(encoding="utf-8")
+
+
 # ------------------------------------------------------------------------------ the chain
 @pytest.mark.slow
 def test_smoke_run_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """2 subprocess trials of 1 epoch on 20 samples per class of the real data, then the best
     model, the report, the confusion matrix and the NIR export."""
     if not BRAILLE.is_dir():
-        pytest.skip(f"the Braille event file is not at {BRAILLE} (../shared/data beside the repo)")
+        pytest.skip(NO_BRAILLE)
     import nir
     from typer.testing import CliRunner
 
@@ -239,3 +300,35 @@ def test_smoke_run_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     hidden = [n for n in graph.nodes.values() if isinstance(n, nir.NIRGraph)]
     assert len(hidden) == 1
     assert any(isinstance(n, nir.Threshold) for n in hidden[0].nodes.values())
+
+
+@pytest.mark.slow
+def test_xylo_trial_stands_alone_and_its_nir_check_agrees(tmp_path: Path) -> None:
+    """The Xylo example's trial, run by hand from its own directory (nothing borrowed from a
+    sibling example), then its NIR check on the file ``spiketune.nir`` writes of the model."""
+    if not BRAILLE.is_dir():
+        pytest.skip(NO_BRAILLE)
+    env = {**os.environ, "SPIKETUNE_BRAILLE_DATA": str(BRAILLE)}
+    for key in [k for k in env if k.startswith(("SPIKETUNE_TRIAL", "SPIKETUNE_EXPERIMENT_"))]:
+        del env[key]
+    out = tmp_path / "trial"
+    trial = subprocess.run(
+        [sys.executable, "main_hpo.py", "--epochs-cap", "1", "--out", str(out)],
+        cwd=XYLO, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert trial.returncode == 0, trial.stderr
+    assert "final result" in trial.stdout and "synops/sample" in trial.stdout
+
+    import spiketune.nir
+
+    experiment = tmp_path / "experiment"
+    (experiment / "best_model").mkdir(parents=True)
+    (experiment / "experiment.json").write_text("{}")
+    (experiment / "best_model" / "best_model.pt").write_bytes((out / "best_model.pt").read_bytes())
+    nir_file = spiketune.nir.export_best_model(experiment, tmp_path / "xylo.nir")
+    check = subprocess.run(
+        [sys.executable, "check_nir.py", str(nir_file), str(experiment)],
+        cwd=XYLO, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert check.returncode == 0, check.stderr
+    assert "identical predictions on 140 test samples: True" in check.stdout

@@ -5,16 +5,20 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
-from spiketune.cli import app
+from spiketune import Experiment
+from spiketune.cli import _cause, app
 
 REPO = Path(__file__).resolve().parents[1]
-COMMANDS = ["run", "resume", "stop", "ls", "trials", "best", "export", "report", "export-model"]
+COMMANDS = ["run", "resume", "stop", "ls", "trials", "best", "export", "report", "export-model",
+            "init", "worker", "view"]
 
 
 @pytest.fixture
@@ -60,6 +64,11 @@ def test_usage_errors_exit_2(runner: CliRunner, exp_root: Path) -> None:
     assert runner.invoke(app, ["export", "x", "--format", "xml"]).exit_code == 2
     assert runner.invoke(app, ["frobnicate"]).exit_code == 2
     assert runner.invoke(app, ["trials", "x", "--no-such-option"]).exit_code == 2
+    assert runner.invoke(app, ["init"]).exit_code == 2  # missing DIRECTORY
+    assert runner.invoke(app, ["export-model", "x", "--format", "onnx"]).exit_code == 2
+    assert runner.invoke(app, ["stop", "x", "--wait", "soon"]).exit_code == 2
+    usage = runner.invoke(app, ["view", "x", "--port", "http"])
+    assert usage.exit_code == 2 and "Usage" in usage.output
 
 
 def test_config_errors_are_clean(runner: CliRunner, tmp_path: Path, exp_root: Path) -> None:
@@ -79,6 +88,113 @@ def test_config_errors_are_clean(runner: CliRunner, tmp_path: Path, exp_root: Pa
     for key in ("maxTrialNumber", "maxExperimentDuration", "trainingService.platform"):
         assert key in result.output
     assert not any(exp_root.iterdir())  # nothing ran
+
+
+# ------------------------------------------------------------------------------ bad paths
+def _one_error(result: Result, *words: str, one_line: bool = True) -> None:
+    """Exit code 1 and one ``error:`` message holding ``words``, on a single line unless it is
+    a ConfigError's list of problems; no traceback."""
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    lines = result.output.strip().splitlines()
+    assert lines[0].startswith("error: ") and "Traceback" not in result.output, result.output
+    assert len(lines) == 1 or not one_line, result.output
+    for word in words:
+        assert word in result.output, (word, result.output)
+
+
+#: every command that reads or writes experiments under a root, with its arguments
+ROOTED = [["ls"], ["trials", "x"], ["best", "x"], ["export", "x"], ["report", "x"],
+          ["export-model", "x"], ["resume", "x"], ["stop", "x"], ["view", "x"]]
+
+
+@pytest.mark.parametrize("args", ROOTED, ids=lambda a: a[0])
+def test_an_experiments_root_that_is_a_file_is_one_message(
+    runner: CliRunner, tmp_path: Path, args: list[str]
+) -> None:
+    a_file = tmp_path / "not_a_directory"
+    a_file.write_text("")
+    _one_error(runner.invoke(app, [*args, "--root", str(a_file)]), str(a_file),
+               "is not a directory")
+    _one_error(runner.invoke(app, args, env={"SPIKETUNE_EXPERIMENTS": str(a_file)}),
+               "is not a directory")
+
+
+@pytest.mark.parametrize("args", [a for a in ROOTED if a[0] not in ("report", "export-model")]
+                         + [["worker", "missing.toml"]], ids=lambda a: a[0])
+def test_a_missing_password_file_is_one_message(
+    runner: CliRunner, tmp_path: Path, exp_root: Path, args: list[str]
+) -> None:
+    missing = tmp_path / "no_such_password_file"
+    _one_error(runner.invoke(app, [*args, "--password-file", str(missing)]), str(missing))
+
+
+@pytest.fixture
+def quick_config(tmp_path: Path, trial_script: Callable[..., Path]) -> Path:
+    code = trial_script("import spiketune.trial as st\nst.report_final_result(1.0)\n")
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'name = "paths"\ntrial_command = "python3 trial.py"\n'
+        f'trial_code_directory = "{code}"\nmax_trials = 1\n'
+        '[search_space]\nx = {_type = "uniform", _value = [0, 1]}\n'
+    )
+    return config
+
+
+def test_run_and_worker_refuse_a_root_they_cannot_write(
+    runner: CliRunner, tmp_path: Path, exp_root: Path, quick_config: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    _one_error(runner.invoke(app, ["run", str(tmp_path / "missing.toml")]), "missing.toml",
+               one_line=False)
+    for command in ("run", "worker"):
+        _one_error(runner.invoke(app, [command, str(quick_config), "--experiment-dir",
+                                       str(a_file)]), str(a_file), "is not a directory")
+    _one_error(runner.invoke(app, ["run", str(quick_config)],
+                             env={"SPIKETUNE_EXPERIMENTS": str(a_file / "below")}),
+               "cannot be created")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    if os.access(locked, os.W_OK):  # root writes anywhere: make the check see what others see
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode, **kw: (
+            False if Path(p) == locked and mode & os.W_OK else real(p, mode, **kw)))
+    _one_error(runner.invoke(app, ["run", str(quick_config), "--experiment-dir", str(locked)]),
+               str(locked), "is not writable")
+    assert not any(exp_root.iterdir())  # nothing ran
+
+
+def test_output_paths_are_checked_before_any_work(
+    runner: CliRunner, tmp_path: Path, exp_root: Path
+) -> None:
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    missing_dir = tmp_path / "no" / "such" / "directory"
+    for command in ("export", "export-model"):
+        _one_error(runner.invoke(app, [command, "x", "-o", str(missing_dir / "out")]),
+                   "--output", str(missing_dir), "does not exist")
+        _one_error(runner.invoke(app, [command, "x", "-o", str(tmp_path)]),
+                   "--output", "is a directory")
+        _one_error(runner.invoke(app, [command, "x", "-o", str(a_file / "out")]),
+                   "is not a directory")
+    _one_error(runner.invoke(app, ["report", "x", "--out", str(a_file)]), "--out", "is a file")
+    _one_error(runner.invoke(app, ["report", "x", "--out", str(missing_dir / "report")]),
+               "does not exist")
+    _one_error(runner.invoke(app, ["init", str(a_file / "project")]), str(a_file), "is a file",
+               one_line=False)
+    _one_error(runner.invoke(app, ["init", str(a_file)]), "must be a directory", one_line=False)
+
+
+def test_export_writes_into_an_existing_directory(
+    runner: CliRunner, tmp_path: Path, exp_root: Path, quick_config: Path
+) -> None:
+    assert runner.invoke(app, ["run", str(quick_config), "-q"]).exit_code == 0
+    out = tmp_path / "trials.json"
+    result = runner.invoke(app, ["export", "paths", "-f", "json", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(out.read_text())["trials"]) == 1
 
 
 def test_unknown_experiment_is_clean(runner: CliRunner, exp_root: Path) -> None:
@@ -102,9 +218,9 @@ def test_run_then_read_it_back(runner: CliRunner, nni_example: Path, exp_root: P
     ls = runner.invoke(app, ["ls"])
     assert ls.exit_code == 0 and exp_id in ls.output and "done" in ls.output
 
-    table = runner.invoke(app, ["trials", exp_id[:12]])  # a unique prefix is enough
-    assert table.exit_code == 0
-    for column in ("outcome", "x", "y", "shift", "default", "distance"):
+    table = runner.invoke(app, ["trials", exp_id[:12], "--params", "--metrics"])
+    assert table.exit_code == 0  # a unique prefix is enough
+    for column in ("state", "x", "y", "shift", "value", "distance", "duration", "cause"):
         assert column in table.output
     assert table.output.count("COMPLETE") == 4
 
@@ -140,3 +256,83 @@ def test_run_then_read_it_back(runner: CliRunner, nni_example: Path, exp_root: P
     index = tmp_path / "report" / "index.html"
     assert str(index) in report.output and index.is_file()
     assert (tmp_path / "report" / "exploration.png").stat().st_size > 1000
+
+
+# ------------------------------------------------------------------------------ trials
+TRIALS_CODE = """
+import subprocess, sys
+import spiketune.trial as st
+n = st.get_sequence_id()
+if n == 1:
+    sys.exit(subprocess.call("nosuchcmd", shell=True))  # the shell: 'nosuchcmd: not found', 127
+if n == 2:
+    raise ValueError("the learning rate is negative")
+st.report_final_result({"default": 0.5, "test": 0.25})
+"""
+
+
+@pytest.fixture
+def failing_trials(exp_root: Path, trial_script: Callable[..., Path]) -> str:
+    """Three trials (complete, exit 127, a Python exception) over six parameters with long
+    names: the old table was far wider than a terminal."""
+    space = {"x": {"_type": "uniform", "_value": [0, 1]}}
+    space |= {f"a_rather_long_parameter_name_{i}": {"_type": "uniform", "_value": [0, 1]}
+              for i in range(5)}
+    exp = Experiment(name="causes", trial_command="python3 trial.py",
+                     trial_code_directory=trial_script(TRIALS_CODE), search_space=space,
+                     max_trials=3, concurrency=1, seed=0)
+    exp.run()
+    return exp.id
+
+
+def test_trials_fit_100_columns_and_show_the_cause(runner: CliRunner,
+                                                   failing_trials: str) -> None:
+    result = runner.invoke(app, ["trials", failing_trials], env={"COLUMNS": "100"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 100, result.output
+    text = result.output
+    assert "exit code 127: /bin/sh: 1: nosuchcmd: not found" in text
+    assert "exit code 1: ValueError: the learning rate is negative" in text
+    assert "stderr tail" not in text
+    assert "a_rather_long_parameter_name_0" not in text and "test" not in text
+    for column in ("#", "state", "value", "duration", "cause"):
+        assert column in lines[2], lines[2]
+    piped = runner.invoke(app, ["trials", failing_trials])  # no terminal, no $COLUMNS
+    assert max(len(line) for line in piped.output.splitlines()) <= 100
+
+    wide = runner.invoke(app, ["trials", failing_trials, "--params", "--metrics"])
+    assert wide.exit_code == 0
+    assert all(f"a_rather_long_parameter_name_{i}" in wide.output for i in range(5))
+    assert "test" in wide.output and "nosuchcmd: not found" in wide.output
+
+
+def test_trials_json_holds_everything(runner: CliRunner, failing_trials: str) -> None:
+    result = runner.invoke(app, ["trials", failing_trials, "--json"])
+    assert result.exit_code == 0, result.output
+    trials = json.loads(result.output)
+    assert [t["number"] for t in trials] == [0, 1, 2]
+    assert [t["outcome"] for t in trials] == ["COMPLETE", "FAILED", "FAILED"]
+    assert trials[0]["metrics"] == {"default": 0.5, "test": 0.25} and trials[0]["cause"] == ""
+    assert trials[1]["cause"] == "exit code 127: /bin/sh: 1: nosuchcmd: not found"
+    assert "stderr tail" in trials[1]["reason"]  # the whole reason is kept
+    assert len(trials[2]["parameters"]) == 6
+
+
+def test_cause_is_the_last_meaningful_line() -> None:
+    traceback = (
+        "exit code 1; stderr tail:\n"
+        "Traceback (most recent call last):\n"
+        '  File "trial.py", line 3, in <module>\n'
+        "    1 / 0\n"
+        "    ~~^~~\n"
+        "ZeroDivisionError: division by zero\n"
+        "\n"
+    )
+    assert _cause(traceback) == "exit code 1: ZeroDivisionError: division by zero"
+    assert _cause("exception:\nTraceback...\nKeyError: 'lr'") == "exception: KeyError: 'lr'"
+    progress = "exit code 2; stderr tail:\n\x1b[31merror: no data\x1b[0m\n 10%|#  \r100%|####|\n"
+    assert _cause(progress) == "exit code 2: error: no data"
+    assert _cause("timeout: 600 s") == "timeout: 600 s"
+    assert _cause("exit code 3") == "exit code 3"
+    assert _cause(None) == "" and _cause("") == ""

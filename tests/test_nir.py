@@ -1,4 +1,5 @@
-"""NIR export: round trip through a file, spiketune's own NIR simulator, and snnTorch."""
+"""spiketune.nir: export round trip through a file, reading back, spiketune's own NIR simulator,
+and snnTorch."""
 
 from __future__ import annotations
 
@@ -12,14 +13,16 @@ import pytest
 import torch
 
 from spiketune.errors import CheckpointError, ExportError
-from spiketune.snn import RecurrentSNN, SNNConfig, predict
-from spiketune.snn._nir import (
+from spiketune.nir import (
     APPROXIMATIONS,
+    Simulation,
+    export,
     export_best_model,
-    export_nir,
-    simulate_nir,
-    to_nir_graph,
+    read,
+    simulate,
+    to_graph,
 )
+from spiketune.snn import RecurrentSNN, SNNConfig, predict, save_checkpoint
 
 torch.set_num_threads(1)
 
@@ -53,12 +56,12 @@ def test_file_round_trip_reproduces_spikes_and_readout(
     with torch.no_grad():
         tr = net.simulate(x)
     assert 0.05 < float(tr.z.mean()) < 0.6  # the check means something: neurons do fire
-    path = export_nir(net, tmp_path / "net.nir")
-    graph = nir.read(path)
+    path = export(net, tmp_path / "net.nir")
+    graph = read(path)
     names = {"hidden.membrane", "hidden.spike"} if reset == "subtract" else {"hidden.lif"}
     if not recurrent and reset == "zero":
         names = {"hidden"}
-    run = simulate_nir(graph, x, record=names)
+    run = simulate(graph, x, record=names)
     z = run.records[
         "hidden.spike" if reset == "subtract" else ("hidden.lif" if recurrent else "hidden")
     ]
@@ -71,7 +74,7 @@ def test_file_round_trip_reproduces_spikes_and_readout(
 
 def test_graph_layout_and_parameter_mapping() -> None:
     net = _net(reset="zero", tau_mem=20e-3, tau_out=5e-3, dt=1e-3)
-    g = to_nir_graph(net)
+    g = to_graph(net)
     assert list(g.nodes) == ["input", "w_in", "hidden", "w_out", "readout", "output"]
     assert isinstance(g.nodes["w_in"], nir.Linear) and isinstance(g.nodes["w_out"], nir.Affine)
     hidden = g.nodes["hidden"]
@@ -99,43 +102,43 @@ def test_graph_layout_and_parameter_mapping() -> None:
 def test_dt_rescales_time_constants_but_not_the_dynamics(tmp_path: Path) -> None:
     net = _net()
     x = _spikes_in(n=4, steps=40)
-    a = simulate_nir(to_nir_graph(net), x)
-    graph = nir.read(export_nir(net, tmp_path / "fine.nir", dt=1e-4))
+    a = simulate(to_graph(net), x)
+    graph = nir.read(export(net, tmp_path / "fine.nir", dt=1e-4))
     assert float(graph.metadata["dt"]) == 1e-4
-    b = simulate_nir(graph, x)  # dt from the metadata
+    b = simulate(graph, x)  # dt from the metadata
     np.testing.assert_allclose(a.output, b.output, atol=1e-9)
     with pytest.raises(ExportError, match="dt"):
-        to_nir_graph(net, dt=0.0)
+        to_graph(net, dt=0.0)
 
 
 def test_unexpressible_models_are_refused_with_the_way_out() -> None:
     with pytest.raises(ExportError) as err:
-        to_nir_graph(_net(neuron="alif", tau_adapt=0.2))
+        to_graph(_net(neuron="alif", tau_adapt=0.2))
     assert "adaptation" in str(err.value) and "ALIF" in str(err.value)
     with pytest.raises(ExportError) as err:
-        to_nir_graph(_net(refractory_steps=2))
+        to_graph(_net(refractory_steps=2))
     assert "refractory" in str(err.value) and "refractory_steps=2" in str(err.value)
     with pytest.raises(ExportError, match="no NIR converter"):
-        to_nir_graph(torch.nn.Linear(3, 2))
+        to_graph(torch.nn.Linear(3, 2))
     with pytest.raises(ExportError, match="unknown approximation"):
-        to_nir_graph(_net(), approximate={"everything"})
+        to_graph(_net(), approximate={"everything"})
     assert set(APPROXIMATIONS) == {"adaptation", "refractory", "reset"}
 
 
 def test_approximations_write_the_simpler_network() -> None:
     x = _spikes_in(n=4, steps=40)
-    plain = simulate_nir(to_nir_graph(_net(reset="zero")), x).output
+    plain = simulate(to_graph(_net(reset="zero")), x).output
     alif = _net(reset="zero", neuron="alif", tau_adapt=0.2)
-    g = to_nir_graph(alif, approximate={"adaptation"})
+    g = to_graph(alif, approximate={"adaptation"})
     assert "adaptive threshold" in g.metadata["approximations"]
-    np.testing.assert_allclose(simulate_nir(g, x).output, plain, atol=1e-12)
-    refr = to_nir_graph(_net(reset="zero", refractory_steps=3), approximate=["refractory"])
-    np.testing.assert_allclose(simulate_nir(refr, x).output, plain, atol=1e-12)
+    np.testing.assert_allclose(simulate(g, x).output, plain, atol=1e-12)
+    refr = to_graph(_net(reset="zero", refractory_steps=3), approximate=["refractory"])
+    np.testing.assert_allclose(simulate(refr, x).output, plain, atol=1e-12)
     # subtract written as a LIF node resetting to 0: identical to the zero-reset network
-    as_lif = to_nir_graph(_net(reset="subtract"), approximate={"reset"})
+    as_lif = to_graph(_net(reset="subtract"), approximate={"reset"})
     assert isinstance(as_lif.nodes["hidden"].nodes["lif"], nir.LIF)
-    np.testing.assert_allclose(simulate_nir(as_lif, x).output, plain, atol=1e-12)
-    exact = simulate_nir(to_nir_graph(_net(reset="subtract")), x).output
+    np.testing.assert_allclose(simulate(as_lif, x).output, plain, atol=1e-12)
+    exact = simulate(to_graph(_net(reset="subtract")), x).output
     assert not np.allclose(exact, plain)  # and the two resets really differ
 
 
@@ -157,10 +160,10 @@ def test_simulator_semantics_on_a_hand_made_graph() -> None:
         },
         edges=[("input", "lif"), ("lif", "output")],
     )
-    out = simulate_nir(g, np.full((1, 6, 1), 0.5), dt=dt).output[0, :, 0]
+    out = simulate(g, np.full((1, 6, 1), 0.5), dt=dt).output[0, :, 0]
     assert out.tolist() == [0, 0, 1, 0, 0, 1]  # 0.5, 0.75, 0.875 -> fire, reset, again
     with pytest.raises(ExportError, match="dt"):
-        simulate_nir(g, np.zeros((1, 2, 1)))  # no dt in metadata, none given
+        simulate(g, np.zeros((1, 2, 1)))  # no dt in metadata, none given
 
 
 def test_cuba_lif_is_simulated_with_its_synapse() -> None:
@@ -183,7 +186,7 @@ def test_cuba_lif_is_simulated_with_its_synapse() -> None:
     )
     x = np.zeros((1, 3, 1))
     x[0, 0, 0] = 1.0
-    run = simulate_nir(g, x, dt=dt, record=["n"])
+    run = simulate(g, x, dt=dt, record=["n"])
     # syn: 1.0, 0.5, 0.25; v: 0.5*(0+2*1)=1.0, 0.5*1+0.5*1=1.0, 0.5+0.25=0.75 -> no spike
     assert run.output.sum() == 0
 
@@ -196,7 +199,7 @@ def test_snntorch_reads_the_graph_and_agrees(tmp_path: Path) -> None:
     with torch.no_grad():
         tr = net.simulate(x)
     # snnTorch's importer assumes a step of 1e-4 s: export the same dynamics at that dt
-    graph = nir.read(export_nir(net, tmp_path / "snntorch.nir", dt=1e-4))
+    graph = nir.read(export(net, tmp_path / "snntorch.nir", dt=1e-4))
     li = graph.nodes["readout"]
     # snnTorch 1.0 maps no nir.LI node: run it up to the readout's Affine, then the LI node's
     # own forward-Euler equation on snnTorch's output
@@ -225,17 +228,40 @@ def test_snntorch_reads_the_graph_and_agrees(tmp_path: Path) -> None:
 
 
 def test_export_best_model(tmp_path: Path) -> None:
-    ckpt = pytest.importorskip("spiketune.snn._checkpoint")
     net = _net(dtype=torch.float32)
     exp = tmp_path / "exp"
     (exp / "best_model").mkdir(parents=True)
-    ckpt.save_checkpoint(exp / "best_model" / "best_model.pt", net)
+    save_checkpoint(exp / "best_model" / "best_model.pt", net)
     out = export_best_model(exp, tmp_path / "best.nir")
     x = _spikes_in(n=3, steps=30).float()
     with torch.no_grad():
         ref = net.simulate(x).readout.double().numpy()
-    np.testing.assert_allclose(simulate_nir(out, x).output, ref, atol=1e-4)
+    np.testing.assert_allclose(simulate(out, x).output, ref, atol=1e-4)
     with pytest.raises(ExportError, match="format"):
         export_best_model(exp, tmp_path / "x.onnx", format="onnx")
     with pytest.raises(CheckpointError, match="no best model"):
         export_best_model(tmp_path / "empty", tmp_path / "y.nir")
+
+
+def test_read_and_write_failures_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="does not exist"):
+        read(tmp_path / "missing.nir")
+    with pytest.raises(ExportError, match="is a directory"):
+        read(tmp_path)
+    junk = tmp_path / "junk.nir"
+    junk.write_bytes(b"not an HDF5 file")
+    with pytest.raises(ExportError, match="not a readable NIR file"):
+        read(junk)
+    with pytest.raises(ExportError, match=r"junk\.nir"):
+        simulate(junk, np.zeros((1, 2, 5)))
+    # a file where the directory should be: one ExportError naming the path, no OSError
+    with pytest.raises(ExportError, match="cannot write") as err:
+        export(_net(), junk / "net.nir")
+    assert str(junk) in str(err.value)
+
+
+def test_simulate_returns_a_simulation(tmp_path: Path) -> None:
+    path = export(_net(), tmp_path / "net.nir")
+    run = simulate(path, _spikes_in(n=2, steps=5), record=["hidden.spike"])
+    assert isinstance(run, Simulation)
+    assert run.output.shape == (2, 5, 4) and run.records["hidden.spike"].shape == (2, 5, 20)

@@ -14,35 +14,35 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "braille_eprop"))
-
-import nir
 import numpy as np
-import setup_hpo  # from the Braille e-prop example
 import torch
+from main_hpo import load_data  # this directory's trial: the same data and split
 
+import spiketune.nir
 from spiketune.engine import find_experiment
 from spiketune.snn import load_checkpoint, predict
-from spiketune.snn._nir import simulate_nir
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("nir_file")
     parser.add_argument("experiment", help="experiment directory, id or id prefix")
-    parser.add_argument("--data", default=None, help="Braille event file or its directory")
+    parser.add_argument("--data", default=None,
+                        help="Braille event file or its directory (else "
+                             "$SPIKETUNE_BRAILLE_DATA, else spiketune's data cache)")
     args = parser.parse_args(argv)
 
     checkpoint = load_checkpoint(find_experiment(args.experiment) / "best_model" /
                                  "best_model.pt")
     net = checkpoint.network.eval()
-    data = setup_hpo.load_data(checkpoint.extra["data"], args.data)
-    if data.split_digest != checkpoint.extra.get("split_digest"):
+    _, _, test, digest = load_data(checkpoint.extra["data"], args.data)
+    if digest != checkpoint.extra.get("split_digest"):
         sys.exit("the data split differs from the one the model was trained on")
-    x, y = data.test.inputs, data.test.labels
+    x, y = test.inputs, test.labels
 
-    graph = nir.read(args.nir_file)
-    run = simulate_nir(graph, x, record=["hidden.spike"] if "hidden" in graph.nodes else [])
+    graph = spiketune.nir.read(args.nir_file)
+    run = spiketune.nir.simulate(graph, x,
+                                 record=["hidden.spike"] if "hidden" in graph.nodes else [])
     with torch.no_grad():
         ref = net.simulate(x)
     ours = predict(ref.readout, net.config.loss_steps)

@@ -5,7 +5,9 @@
   max_hidden=500)``. One small class per chip, base :class:`HardwareTarget`.
 - Before training: :func:`check_design` / :func:`check_config` list the broken
   :class:`Violation` s of a trial's hyperparameters (no torch, microseconds);
-  :func:`constraints_from` turns them into Optuna constraint values.
+  :func:`constraints_from` turns them into Optuna constraint values. In a search,
+  :class:`ParameterCheck` holds a target and the network facts the search space does not vary,
+  and checks each trial's parameters (:data:`NETWORK_KEYS` name the keys it reads).
 - After training: :func:`quantise_network` (per tensor or per channel),
   :func:`evaluate` (accuracy and activity) and :func:`assess_network` (all of it for a target:
   metrics and violations).
@@ -34,9 +36,11 @@ _LAZY: dict[str, str] = {
         "spiketune.hardware._targets",
     ),
     **dict.fromkeys(
-        ["RULES", "Violation", "check_config", "check_design", "constraints_from"],
+        ["NETWORK_KEYS", "RULES", "Violation", "check_config", "check_design",
+         "constraints_from"],
         "spiketune.hardware._design",
     ),
+    "ParameterCheck": "spiketune.hardware._search",
     **dict.fromkeys(
         ["QuantisedNetwork", "bitshift_decay", "quantise_network", "quantise_tensor"],
         "spiketune.hardware._quantise",
@@ -48,6 +52,7 @@ _LAZY: dict[str, str] = {
 }
 
 __all__ = [
+    "NETWORK_KEYS",
     "RULES",
     "TARGETS",
     "Activity",
@@ -55,6 +60,7 @@ __all__ = [
     "HardwareAssessment",
     "HardwareTarget",
     "Loihi2",
+    "ParameterCheck",
     "QuantisedNetwork",
     "SpiNNaker2",
     "Violation",
@@ -79,6 +85,7 @@ if TYPE_CHECKING:
         evaluate,
     )
     from spiketune.hardware._design import (
+        NETWORK_KEYS,
         RULES,
         Violation,
         check_config,
@@ -91,6 +98,7 @@ if TYPE_CHECKING:
         quantise_network,
         quantise_tensor,
     )
+    from spiketune.hardware._search import ParameterCheck
     from spiketune.hardware._targets import (
         TARGETS,
         GenericTarget,

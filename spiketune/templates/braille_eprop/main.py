@@ -47,7 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--smoke", action="store_true",
                    help="2 trials, 1 epoch, 20 samples per class: checks the whole chain")
     p.add_argument("--gpus", help='GPU indices "0,1", "all", or "none" (config: gpus)')
-    p.add_argument("--data", help="Braille event file or its directory")
+    p.add_argument("--data", help="Braille event file or its directory (else "
+                   "$SPIKETUNE_BRAILLE_DATA, else spiketune's data cache, downloaded there once)")
     p.add_argument("--channels", choices=["split", "merged"],
                    help="ON/OFF events as 24 channels (split, default) or 12 (merged)")
     p.add_argument("--threshold", type=int, choices=[1, 2, 5, 10],

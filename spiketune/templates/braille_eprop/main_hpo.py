@@ -5,7 +5,7 @@ The trial code of an NNI experiment runs unchanged: ``import nni`` finds spiketu
 when spiketune launches the trial. By hand, outside any experiment, it runs too::
 
     python main_hpo.py                          # the defaults below, reports printed
-    python main_hpo.py --params p.json --epochs-cap 3 --data ../shared/data/braille
+    python main_hpo.py --params p.json --epochs-cap 3 --data ~/data/braille
 
 Every epoch reports ``{"default": val_acc, "train_acc", "train_loss", "val_loss",
 "spikes_per_sample"}``; the final result is ``{"default": best validation accuracy, "test":
@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=None,
                         help=f"Braille event file or its directory (else ${setup_hpo.DATA_ENV}, "
-                             "../shared/data/braille, or spiketune's download cache)")
+                             "else spiketune's data cache, downloaded there once)")
     parser.add_argument("--epochs-cap", type=int, default=None,
                         help="train at most this many epochs, whatever the parameters say")
     parser.add_argument("--subset", type=int, default=None, metavar="N",

@@ -8,9 +8,13 @@ differ only by their hyperparameters; ``BrailleData.split_digest`` names it in t
 
 Where the event file is found, first hit wins:
 
-1. the ``path`` given (``main_hpo.py --data PATH``), else ``$SPIKETUNE_BRAILLE_DATA``;
-2. ``shared/data/braille`` beside the spiketune checkout (``../shared/data/braille``);
-3. spiketune's data cache, downloaded from Zenodo on first use (see ``load_braille``).
+1. the ``path`` given (``main.py --data PATH`` or ``main_hpo.py --data PATH``: the event file
+   or the directory holding it);
+2. ``$SPIKETUNE_BRAILLE_DATA`` (the same, from the environment);
+3. spiketune's data cache (``$SPIKETUNE_DATA``, else ``~/.cache/spiketune``), where the file is
+   downloaded from Zenodo on first use (see ``spiketune.data.load_braille``).
+
+When none of them gives the file, the error names all three.
 """
 
 from __future__ import annotations
@@ -26,8 +30,15 @@ from typing import Any
 import numpy as np
 import torch
 
-import spiketune
-from spiketune.data import Dataset, DatasetInfo, load_braille, stratified_split
+from spiketune import DataError
+from spiketune.data import (
+    CACHE_ENV,
+    Dataset,
+    DatasetInfo,
+    cache_dir,
+    load_braille,
+    stratified_split,
+)
 from spiketune.trial import experiment_dir_of_trial
 
 #: Environment variable naming the Braille event file or the directory holding it.
@@ -64,20 +75,13 @@ class BrailleData:
         return self.train.info
 
 
-def shared_data_dir() -> Path:
-    """``shared/data/braille`` beside the spiketune checkout this trial runs with."""
-    return Path(spiketune.__file__).resolve().parents[2] / "shared" / "data" / "braille"
-
-
 def data_location(path: str | os.PathLike[str] | None = None) -> Path | None:
-    """Where to read the event file from; ``None`` means spiketune's cache (or a download)."""
+    """Where to read the event file from: ``path``, else ``$SPIKETUNE_BRAILLE_DATA``; ``None``
+    means spiketune's cache (downloaded there on first use)."""
     if path:
         return Path(path).expanduser()
     env = os.environ.get(DATA_ENV)
-    if env:
-        return Path(env).expanduser()
-    shared = shared_data_dir()
-    return shared if shared.is_dir() else None
+    return Path(env).expanduser() if env else None
 
 
 def data_options(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -90,21 +94,34 @@ def load_data(
     path: str | os.PathLike[str] | None = None,
     *,
     per_class: int | None = None,
+    download: bool = True,
 ) -> BrailleData:
     """Load, bin and split the Braille letters.
 
-    ``options``: the keys of :data:`DATA_DEFAULTS`. ``per_class``: keep only this many samples
-    of each class (the first ones of a seeded shuffle) before splitting, for smoke tests.
+    ``options``: the keys of :data:`DATA_DEFAULTS`. ``path``: see :func:`data_location`.
+    ``per_class``: keep only this many samples of each class (the first ones of a seeded
+    shuffle) before splitting, for smoke tests. ``download=False`` never reaches the network
+    (an offline machine). A missing or unreadable file is a DataError that says where the
+    file was looked for and the three ways to give it.
     """
-    dataset = load_braille(
-        data_location(path),
-        threshold=int(options["threshold"]),
-        letters=options["letters"],
-        bin_size=float(options["bin_size"]),
-        channels=options["channels"],
-        clip=bool(options["clip"]),
-        progress=False,
-    )
+    location = data_location(path)
+    try:
+        dataset = load_braille(
+            location,
+            threshold=int(options["threshold"]),
+            letters=options["letters"],
+            bin_size=float(options["bin_size"]),
+            channels=options["channels"],
+            clip=bool(options["clip"]),
+            download=download,
+            progress=False,
+        )
+    except DataError as err:
+        raise DataError(
+            f"no Braille data ({err}). Give the event file (or its directory) with --data PATH, "
+            f"or set ${DATA_ENV}, or let spiketune download it once into its cache "
+            f"{cache_dir() / 'braille'} (${CACHE_ENV} moves the cache)"
+        ) from None
     if per_class is not None:
         dataset = dataset.subset(_first_per_class(dataset.labels, per_class, SPLIT_SEED))
     split = stratified_split(dataset.labels, SPLIT_RATIOS, seed=SPLIT_SEED)
