@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from spiketune._lazy import lazy_exports
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 #: public name -> module that defines it
 _LAZY: dict[str, str] = {
@@ -45,16 +45,22 @@ _LAZY: dict[str, str] = {
         ],
         "spiketune.errors",
     ),
-    "Experiment": "spiketune.engine.experiment",
-    "Progress": "spiketune.engine.scheduler",
-    "ExperimentConfig": "spiketune.engine.config",
-    "ExperimentResults": "spiketune.engine.results",
-    "Outcome": "spiketune.engine.results",
-    "SearchSpace": "spiketune.engine.space",
-    "TrialRecord": "spiketune.engine.results",
-    "export_results": "spiketune.engine.results",
-    "load_config": "spiketune.engine.config",
-    "load_results": "spiketune.engine.results",
+    # the engine's public names, served by spiketune.engine (its table names their modules)
+    **dict.fromkeys(
+        [
+            "Experiment",
+            "ExperimentConfig",
+            "ExperimentResults",
+            "Outcome",
+            "Progress",
+            "SearchSpace",
+            "TrialRecord",
+            "export_results",
+            "load_config",
+            "load_results",
+        ],
+        "spiketune.engine",
+    ),
     "Predictions": "spiketune.trial",
     "offer_best_model": "spiketune.trial",
     "load_best_model": "spiketune.trial",
@@ -62,17 +68,18 @@ _LAZY: dict[str, str] = {
 }
 
 if TYPE_CHECKING:
-    from spiketune.engine.config import ExperimentConfig, load_config
-    from spiketune.engine.experiment import Experiment
-    from spiketune.engine.results import (
+    from spiketune.engine import (
+        Experiment,
+        ExperimentConfig,
         ExperimentResults,
         Outcome,
+        Progress,
+        SearchSpace,
         TrialRecord,
         export_results,
+        load_config,
         load_results,
     )
-    from spiketune.engine.scheduler import Progress
-    from spiketune.engine.space import SearchSpace
     from spiketune.errors import (
         CheckpointError,
         ConfigError,

@@ -24,6 +24,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from spiketune._values import flatten
 from spiketune.errors import ExportError, SpiketuneError, StorageError
 
 if TYPE_CHECKING:
@@ -343,7 +344,7 @@ def _hms(seconds: float) -> str:
 
 
 def _print_summary(results: ExperimentResults, status: str) -> None:
-    from spiketune.engine.results import Outcome
+    from spiketune.engine.outcome import Outcome
 
     out = _stdout()
     stopped = results.count(Outcome.STOPPED)
@@ -392,12 +393,12 @@ def _print_front(results: ExperimentResults, out: Console) -> None:
         out.print(f"no complete feasible trial yet ({goals})")
         return
     keys = [k for k, _ in results.goals]
-    params = list(dict.fromkeys(p for r in front for p in _flat(r.parameters)))
+    params = list(dict.fromkeys(p for r in front for p in flatten(r.parameters)))
     table = Table("#", *keys, *params,
                   title=f"Pareto front: {len(front)} trial{'s' if len(front) != 1 else ''} "
                         f"({goals})")
     for r in front:
-        flat = _flat(r.parameters)
+        flat = flatten(r.parameters)
         values = results.objective_values(r) or []
         table.add_row(str(r.number), *(_fmt(v) for v in values),
                       *(escape(_fmt(flat.get(p))) for p in params))
@@ -464,7 +465,8 @@ def list_(
     """List experiments with their status, trial count and best value (with --storage, also
     those in that database)."""
     from spiketune.engine.experiment import list_experiments
-    from spiketune.engine.results import Outcome, load_results
+    from spiketune.engine.outcome import Outcome
+    from spiketune.engine.results import load_results
     from spiketune.engine.storage import list_studies
 
     _password_file(password_file)
@@ -558,7 +560,7 @@ def trials(
     table.add_column("duration", justify="right", no_wrap=True)
     table.add_column("cause", overflow="ellipsis", no_wrap=True, ratio=1)
     for rec in r.records:
-        flat = _flat(rec.parameters)
+        flat = flatten(rec.parameters)
         values = rec.metrics or {}
         table.add_row(
             str(rec.number),
@@ -746,16 +748,6 @@ def init(
 
 
 # ------------------------------------------------------------------------------ helpers
-def _flat(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in params.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def _fmt(v: Any) -> str:
     if v is None:
         return ""

@@ -34,7 +34,6 @@ from __future__ import annotations
 import copy
 import html
 import ipaddress
-import math
 import re
 import socket
 import threading
@@ -48,15 +47,13 @@ import optuna
 import psutil
 from optuna.trial import FrozenTrial
 
+from spiketune._values import is_finite
 from spiketune.engine.runners import STDERR_FILE, STDOUT_FILE
 from spiketune.engine.storage import (
     ATTR_CONFIG,
     ExperimentPaths,
     StudyStore,
-    find_experiment,
-    find_study,
-    read_json,
-    sqlite_url,
+    experiment_location,
 )
 from spiketune.errors import StorageError
 
@@ -119,7 +116,7 @@ def serve(
 
     Returns once the server listens; read the address from ``Dashboard.url``.
     """
-    directory, experiment_id, url = _locate(experiment, storage)
+    directory, experiment_id, url = experiment_location(experiment, storage)
     store = StudyStore.open(url, experiment_id, read_only=True)
     try:
         hosts = _HostCheck(host, allowed_hosts)
@@ -134,19 +131,6 @@ def serve(
         store.close()
         raise
     return Dashboard(server, experiment_id, store)
-
-
-def _locate(experiment: str | Path, storage: str | None) -> tuple[Path | None, str, str]:
-    """(local directory or None, experiment id, storage URL)."""
-    try:
-        directory = find_experiment(experiment)
-    except StorageError:
-        if storage is None:
-            raise
-        return None, find_study(storage, str(experiment)), storage
-    paths = ExperimentPaths(directory)
-    meta = read_json(paths.experiment_json)
-    return directory, meta["id"], storage or meta.get("storage") or sqlite_url(paths.study_db)
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -298,8 +282,7 @@ def _curve_figures(trials: list[FrozenTrial]) -> dict[str, dict[str, Any]]:
         names = [k for r in reports if isinstance(r, dict) for k in r if k != "default"]
         for name in dict.fromkeys(names):
             steps = [(i, r[name]) for i, r in enumerate(reports, start=1)
-                     if isinstance(r, dict) and isinstance(r.get(name), int | float)
-                     and not isinstance(r.get(name), bool) and math.isfinite(r[name])]
+                     if isinstance(r, dict) and is_finite(r.get(name))]
             series.setdefault(name, []).append({
                 "type": "scatter", "mode": "lines+markers", "name": f"trial {t.number}",
                 "x": [s for s, _ in steps], "y": [v for _, v in steps],

@@ -17,9 +17,8 @@ from typer.testing import CliRunner
 import spiketune.trial as st
 from spiketune import Experiment, ExperimentConfig, load_config
 from spiketune.engine.goals import CONSTRAINTS, Goal, Objective, pareto_front, sampler_trials
-from spiketune.engine.results import Outcome
+from spiketune.engine.outcome import Outcome, decide
 from spiketune.engine.runners import Ended
-from spiketune.engine.scheduler import decide
 from spiketune.errors import ConfigError, Problem
 
 SPACE = {"x": {"_type": "uniform", "_value": [0.0, 1.0]}}

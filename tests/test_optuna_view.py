@@ -16,6 +16,7 @@ from typing import Any
 
 import optuna
 import pytest
+from _optuna_params import shown, typed
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from spiketune import Experiment, Outcome
@@ -64,32 +65,6 @@ TRIAL = """
         sys.exit(1)  # fails once; its retry runs in the next session
     st.report_final_result(-abs(p["x"]) - abs(p["gain"] - 20) / 10)
 """
-
-
-def shown(received: dict[str, Any]) -> dict[str, Any]:
-    """What the trial received, as Optuna params: values as they are, lists as JSON text,
-    nested choices as their name plus ``<name>/<_name>/<key>`` entries (written out here
-    independently of spiketune)."""
-    out: dict[str, Any] = {}
-
-    def add(name: str, value: Any) -> None:
-        if isinstance(value, dict):
-            out[name] = value["_name"]
-            for k, sub in value.items():
-                if k != "_name":
-                    add(f"{name}/{value['_name']}/{k}", sub)
-        elif isinstance(value, list):
-            out[name] = json.dumps(value)
-        else:
-            out[name] = value
-
-    for name, value in received.items():
-        add(name, value)
-    return out
-
-
-def typed(d: dict[str, Any]) -> dict[str, tuple[type, Any]]:
-    return {k: (type(v), v) for k, v in d.items()}
 
 
 def on_grid(value: float, low: float, high: float, q: float) -> bool:

@@ -283,7 +283,7 @@ def test_decide_when_the_scheduler_died_or_the_trial_exited_badly() -> None:
 def test_a_trial_cut_by_max_duration_is_stopped(tmp_path: Path, exp_root: Path,
                                                 trial_script) -> None:
     """max_duration ends the running trial: STOPPED, stored as Optuna FAIL with no value, and
-    it keeps its max_trials slot."""
+    it keeps its claim on max_trials."""
     code = trial_script("""
         import time
         import spiketune.trial as st

@@ -16,9 +16,10 @@ import pytest
 from _processes import alive
 
 from spiketune import Experiment, Outcome
+from spiketune.engine.outcome import decide
 from spiketune.engine.results import export_results, load_results, records_from_json
-from spiketune.engine.runners import Ended
-from spiketune.engine.scheduler import StopReason, _GpuSlots, decide
+from spiketune.engine.runners import Ended, StopReason
+from spiketune.engine.scheduler import _GpuSlots
 from spiketune.engine.storage import ExperimentPaths, StudyStore, sqlite_url
 from spiketune.errors import ConfigError
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import optuna
 import pytest
+from _optuna_params import shown, typed
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from optuna.trial import FixedTrial
@@ -471,31 +472,6 @@ EVERY_TYPE = {
         {"_name": "none"},
     ]},
 }
-
-
-def shown(received: dict[str, Any]) -> dict[str, Any]:
-    """What Optuna should store for ``received``, written out independently of the space:
-    the values themselves, lists as JSON text, nested choices as name plus path entries."""
-    out: dict[str, Any] = {}
-
-    def add(name: str, value: Any) -> None:
-        if isinstance(value, dict):
-            out[name] = value["_name"]
-            for k, sub in value.items():
-                if k != "_name":
-                    add(f"{name}/{value['_name']}/{k}", sub)
-        elif isinstance(value, list):
-            out[name] = json.dumps(value)
-        else:
-            out[name] = value
-
-    for name, value in received.items():
-        add(name, value)
-    return out
-
-
-def typed(d: dict[str, Any]) -> dict[str, tuple[type, Any]]:
-    return {k: (type(v), v) for k, v in d.items()}
 
 
 def test_stored_params_are_the_received_values() -> None:

@@ -12,6 +12,7 @@ import math
 import re
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -215,6 +216,25 @@ def test_fail_lost_without_a_retry(store: StudyStore) -> None:
     assert [t.state for t in store.trials()] == [TrialState.FAIL]
 
 
+def _race(stores: list[StudyStore], take: Callable[[int, StudyStore], Any]) -> list[list[Any]]:
+    """What each of ``stores`` got from ``take(i, store)``, called until it returns None; the
+    stores start at once, one thread each."""
+    got: list[list[Any]] = [[] for _ in stores]
+    barrier = threading.Barrier(len(stores))
+
+    def take_all(i: int) -> None:
+        barrier.wait()
+        while (item := take(i, stores[i])) is not None:
+            got[i].append(item)
+
+    threads = [threading.Thread(target=take_all, args=(i,)) for i in range(len(stores))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return got
+
+
 def test_each_waiting_trial_is_taken_once(storage_url: str) -> None:
     StudyStore.open(storage_url, "queue", create=True).close()
     stores = [StudyStore.open(storage_url, "queue") for _ in range(3)]
@@ -227,19 +247,7 @@ def test_each_waiting_trial_is_taken_once(storage_url: str) -> None:
     for t in lost:
         first.fail_lost(t, {"outcome": "FAILED"}, {"sequence_id": t.user_attrs["sequence_id"],
                                                    "attempt": 1})
-    taken: list[list[FrozenTrial]] = [[] for _ in stores]
-    barrier = threading.Barrier(len(stores))
-
-    def take_all(i: int) -> None:
-        barrier.wait()
-        while (t := stores[i].take_waiting(lambda n: Path(f"/w{i}/{n}"))) is not None:
-            taken[i].append(t)
-
-    threads = [threading.Thread(target=take_all, args=(i,)) for i in range(len(stores))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    taken = _race(stores, lambda i, store: store.take_waiting(lambda n: Path(f"/w{i}/{n}")))
     got = sorted((t.number, i) for i, part in enumerate(taken) for t in part)
     assert [n for n, _ in got] == list(range(6, 12))  # every retry, each by one store
     owners = {r.number: r.owner for r in first.unfinished()}
@@ -258,22 +266,10 @@ def test_each_waiting_trial_is_taken_once(storage_url: str) -> None:
 def test_claims_are_exact_between_racing_stores(storage_url: str) -> None:
     StudyStore.open(storage_url, "claims", create=True).close()
     stores = [StudyStore.open(storage_url, "claims") for _ in range(4)]
-    barrier = threading.Barrier(len(stores))
-    got: list[list[int]] = [[] for _ in stores]
-
-    def claim_all(i: int) -> None:
-        barrier.wait()
-        while (slot := stores[i].claim(30)) is not None:
-            got[i].append(slot)
-
-    threads = [threading.Thread(target=claim_all, args=(i,)) for i in range(len(stores))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    got = _race(stores, lambda _, store: store.claim(30))
     assert sorted(s for part in got for s in part) == list(range(30))
     assert stores[0].claims_used() == 30 and stores[0].claim(30) is None
-    assert stores[1].claim(None) == 30  # no limit: the next slot
+    assert stores[1].claim(None) == 30  # no limit: the next sequence id
     for s in stores:
         s.close()
 

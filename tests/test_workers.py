@@ -1,5 +1,5 @@
 """Many schedulers on one study (SQLite and PostgreSQL): heartbeats, lost trials settled from
-their files, retries and lost slots, workers joining one experiment, credentials, chaos.
+their files, retries and lost claims, workers joining one experiment, credentials, chaos.
 (The storage's own conformance cases are in test_storage.py.)"""
 
 from __future__ import annotations
@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -32,6 +34,24 @@ from spiketune.engine.storage import (
 from spiketune.engine.workers import fail_lost_trial
 
 SPACE = {"x": {"_type": "uniform", "_value": [0, 1]}, "y": {"_type": "uniform", "_value": [0, 1]}}
+
+
+def _scheduler(store: StudyStore, directory: Path, trial: Callable[[dict], Any],
+               max_trials: int, **options: Any) -> Scheduler:
+    """A scheduler of ``store``'s study that runs ``trial`` in-process on ``x`` in [0, 1], with
+    the short heartbeat (0.1 s) and grace period (0.6 s) of these tests; ``options`` are
+    further Scheduler arguments, or other values for those two."""
+    return Scheduler(
+        store=store,
+        runner=InProcessRunner(trial),
+        paths=ExperimentPaths(directory),
+        experiment_id=store.study_name,
+        space=SearchSpace.from_nni({"x": {"_type": "uniform", "_value": [0, 1]}}),
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        pruner=None,
+        budget=Budget(max_trials=max_trials),
+        **{"heartbeat_interval": 0.1, "grace_period": 0.6, **options},
+    )
 
 
 def _quadratic(params: dict) -> dict:
@@ -165,7 +185,7 @@ def test_a_trial_end_is_written_once_through_a_lost_connection(storage_url: str,
 def test_lost_trial_is_failed_and_retried_with_its_parameters(storage_url: str,
                                                               tmp_path: Path) -> None:
     """A trial whose scheduler went silent is recorded FAILED (worker lost) after the grace
-    period, and re-run once, same parameters and slot, by the surviving scheduler."""
+    period, and re-run once, same parameters and sequence id, by the surviving scheduler."""
     StudyStore.open(storage_url, "lost", create=True).close()
     ghost = StudyStore.open(storage_url, "lost")
     ghost._owner = "another-host:4242"  # a worker on another machine, that then dies
@@ -175,19 +195,9 @@ def test_lost_trial_is_failed_and_retried_with_its_parameters(storage_url: str,
 
     store = StudyStore.open(storage_url, "lost")
     ran: list[float] = []
-    scheduler = Scheduler(
-        store=store,
-        runner=InProcessRunner(lambda p: (ran.append(p["x"]), time.sleep(0.05), p["x"])[-1]),
-        paths=ExperimentPaths(tmp_path / "survivor"),
-        experiment_id="lost",
-        space=SearchSpace.from_nni({"x": {"_type": "uniform", "_value": [0, 1]}}),
-        sampler=optuna.samplers.RandomSampler(seed=0),
-        pruner=None,
-        budget=Budget(max_trials=4),
-        heartbeat_interval=0.1,
-        grace_period=0.6,
-        max_retries=1,
-    )
+    scheduler = _scheduler(store, tmp_path / "survivor",
+                           lambda p: (ran.append(p["x"]), time.sleep(0.05), p["x"])[-1],
+                           max_trials=4, max_retries=1)
     started = time.monotonic()
     assert scheduler.run() == "done"
     assert time.monotonic() - started >= 0.6  # it waited for the grace period
@@ -202,7 +212,7 @@ def test_lost_trial_is_failed_and_retried_with_its_parameters(storage_url: str,
     assert retry.user_attrs["parameters"] == {"x": 0.25} and retry.params == {"x": 0.25}
     assert retry.value == 0.25 and 0.25 in ran
     complete = [t for t in trials.values() if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(complete) == 4  # max_trials distinct slots complete; the retry took no slot
+    assert len(complete) == 4  # max_trials distinct claims complete; the retry made none
     assert sorted(t.user_attrs["sequence_id"] for t in complete) == [0, 1, 2, 3]
     assert len(trials) == 5
 
@@ -246,19 +256,8 @@ def test_a_lost_trial_that_reported_its_result_is_complete(storage_url: str,
     ghost.close()
 
     store = StudyStore.open(storage_url, "reported")
-    scheduler = Scheduler(
-        store=store,
-        runner=InProcessRunner(lambda p: p["x"]),
-        paths=ExperimentPaths(tmp_path / "survivor"),
-        experiment_id="reported",
-        space=SearchSpace.from_nni({"x": {"_type": "uniform", "_value": [0, 1]}}),
-        sampler=optuna.samplers.RandomSampler(seed=0),
-        pruner=None,
-        budget=Budget(max_trials=3),
-        heartbeat_interval=0.1,
-        grace_period=0.6,
-        max_retries=1,
-    )
+    scheduler = _scheduler(store, tmp_path / "survivor", lambda p: p["x"], max_trials=3,
+                           max_retries=1)
     assert scheduler.run() == "done"
     trials = {t.number: t for t in store.trials()}
     store.close()
@@ -305,37 +304,25 @@ def test_recovery_settles_each_trial_from_its_metrics(tmp_path: Path) -> None:
     assert retry.state == optuna.trial.TrialState.WAITING
 
 
-def test_a_slot_claimed_by_a_scheduler_that_died_is_run(storage_url: str,
-                                                         tmp_path: Path) -> None:
-    """A scheduler killed between claiming a slot and starting its trial: the slot is run by
-    a scheduler that finds it (at once when the claimer ran on this machine, after the grace
-    period for another machine's), so max_trials stays exact."""
+def test_a_claim_of_a_scheduler_that_died_is_run(storage_url: str, tmp_path: Path) -> None:
+    """A scheduler killed between claiming a sequence id and starting its trial: the claim is
+    run by a scheduler that finds it (at once when the claimer ran on this machine, after the
+    grace period for another machine's), so max_trials stays exact."""
     StudyStore.open(storage_url, "gap", create=True).close()
-    for owner, slot in ((_dead_owner("here"), 0), ("another-host:4242/far", 1)):
+    for owner, sequence_id in ((_dead_owner("here"), 0), ("another-host:4242/far", 1)):
         ghost = StudyStore.open(storage_url, "gap")
         ghost._owner = owner
-        assert ghost.claim(4) == slot  # ... and died before its trial was written
+        assert ghost.claim(4) == sequence_id  # ... and died before its trial was written
         ghost.close()
     store = StudyStore.open(storage_url, "gap")
-    scheduler = Scheduler(
-        store=store,
-        runner=InProcessRunner(lambda p: p["x"]),
-        paths=ExperimentPaths(tmp_path / "survivor"),
-        experiment_id="gap",
-        space=SearchSpace.from_nni({"x": {"_type": "uniform", "_value": [0, 1]}}),
-        sampler=optuna.samplers.RandomSampler(seed=0),
-        pruner=None,
-        budget=Budget(max_trials=4),
-        heartbeat_interval=0.1,
-        grace_period=0.6,
-    )
+    scheduler = _scheduler(store, tmp_path / "survivor", lambda p: p["x"], max_trials=4)
     started = time.monotonic()
     assert scheduler.run() == "done"
     assert time.monotonic() - started >= 0.6  # the other machine's claim had its grace
     trials = store.trials()
     assert sorted(t.user_attrs["sequence_id"] for t in trials) == [0, 1, 2, 3]
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
-    assert set(store.claims().values()) == {store.owner}  # every slot taken over, once
+    assert set(store.claims().values()) == {store.owner}  # every claim taken over, once
     store.close()
 
 
@@ -650,19 +637,9 @@ def test_an_outage_between_writes_ends_no_trial(storage_url: str, tmp_path: Path
         return real()
 
     monkeypatch.setattr(store, "unfinished", flaky)
-    scheduler = Scheduler(
-        store=store,
-        runner=InProcessRunner(lambda p: (time.sleep(0.03), p["x"])[1]),
-        paths=ExperimentPaths(tmp_path / "w"),
-        experiment_id="outage",
-        space=SearchSpace.from_nni({"x": {"_type": "uniform", "_value": [0, 1]}}),
-        sampler=optuna.samplers.RandomSampler(seed=0),
-        pruner=None,
-        budget=Budget(max_trials=6),
-        heartbeat_interval=0.02,
-        grace_period=1.0,
-        sync_interval=0.0,
-    )
+    scheduler = _scheduler(store, tmp_path / "w", lambda p: (time.sleep(0.03), p["x"])[1],
+                           max_trials=6, heartbeat_interval=0.02, grace_period=1.0,
+                           sync_interval=0.0)
     assert scheduler.run() == "done"
     assert calls["n"] >= 4
     trials = store.trials()

@@ -157,10 +157,10 @@ def bin_events(
         if not np.all(np.isfinite(t)):
             raise DataError("event times hold NaN or infinite values")
         reps = np.asarray(counts, dtype=np.int64)
-        slot = np.arange(len(counts), dtype=np.int64)  # (sample, taxel, polarity) flattened
-        sample_idx = np.repeat(slot // (2 * n_taxels), reps)
-        taxel = np.repeat((slot // 2) % n_taxels, reps)
-        polarity = np.repeat(slot % 2, reps)  # 0 = ON, 1 = OFF
+        cell = np.arange(len(counts), dtype=np.int64)  # (sample, taxel, polarity) flattened
+        sample_idx = np.repeat(cell // (2 * n_taxels), reps)
+        taxel = np.repeat((cell // 2) % n_taxels, reps)
+        polarity = np.repeat(cell % 2, reps)  # 0 = ON, 1 = OFF
         channel = polarity * n_taxels + taxel if channels == "split" else taxel
         step = np.floor(t / bin_size + 1e-9).astype(np.int64)
         keep = (t >= 0) & (step < n_steps)

@@ -16,7 +16,7 @@ _LAZY: dict[str, str] = {
     "Experiment": "spiketune.engine.experiment",
     "ExperimentConfig": "spiketune.engine.config",
     "ExperimentResults": "spiketune.engine.results",
-    "Outcome": "spiketune.engine.results",
+    "Outcome": "spiketune.engine.outcome",
     "Progress": "spiketune.engine.scheduler",
     "SearchSpace": "spiketune.engine.space",
     "TrialRecord": "spiketune.engine.results",
@@ -29,9 +29,9 @@ _LAZY: dict[str, str] = {
 if TYPE_CHECKING:
     from spiketune.engine.config import ExperimentConfig, load_config
     from spiketune.engine.experiment import Experiment
+    from spiketune.engine.outcome import Outcome
     from spiketune.engine.results import (
         ExperimentResults,
-        Outcome,
         TrialRecord,
         export_results,
         load_results,

@@ -24,7 +24,7 @@ value > 0 means the trial broke that kind of constraint, and by how much (normal
 ``silent``    the silent-network rule of the ``Silent`` assessor: how far the activity of a
               trial it stopped was from the threshold.
 
-Three fixed slots (sums, not one value per rule) keep the list the same length for every
+Three fixed entries (sums, not one value per rule) keep the list the same length for every
 trial, as Optuna's samplers need, and give GP one constraint model per source rather than one
 per rarely-broken rule; TPE and NSGA-II only use the sum of the positive values anyway.
 
@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from spiketune._values import is_finite
 from spiketune.errors import ConfigError
 from spiketune.hardware import ParameterCheck
 
@@ -88,7 +89,7 @@ class Objective(BaseModel):
 @dataclass(frozen=True)
 class Judgement:
     """A broken constraint: the reason recorded with the trial and the normalised excess
-    (> 0) that goes into its constraint slot."""
+    (> 0) that goes into its entry of the constraint list."""
 
     reason: str
     excess: float
@@ -171,7 +172,7 @@ class Goal:
                 return None, (f"the final result has no {key!r}, an objective (keys: "
                               f"{', '.join(sorted(metrics))})")
             v = metrics[key]
-            if not _finite(v):
+            if not is_finite(v):
                 return None, f"non-finite metric: {key}={v!r}"
             out.append(float(v))
         return out, None
@@ -197,14 +198,10 @@ def reported_constraints(value: Any) -> list[float]:
     """The ``"constraints"`` of a final result as a list of floats; ValueError when it is not
     a finite number or a list of them."""
     items = value if isinstance(value, list | tuple) else [value]
-    if not all(_finite(c) for c in items):
+    if not all(is_finite(c) for c in items):
         raise ValueError(f"'constraints' must be a finite number or a list of them, got "
                          f"{value!r}")
     return [float(c) for c in items]
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def infeasible(constraints: Sequence[float] | None) -> bool:

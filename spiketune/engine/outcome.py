@@ -20,24 +20,24 @@ The states and their Optuna states:
 A STOPPED trial is stored as Optuna's ``FAIL`` (with the user attribute ``outcome`` =
 ``"STOPPED"``), not ``PRUNED``: it was ended for a reason that says nothing about its
 parameters, and the samplers skip ``FAIL`` trials, while TPE would rank a ``PRUNED`` one
-among the bad ones and steer away from parameters that were never judged. It keeps the
-``max_trials`` slot it was started in (the budget counts trials started).
+among the bad ones and steer away from parameters that were never judged. It keeps its
+claim on ``max_trials`` (the budget counts trials started).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from spiketune._values import is_finite
 from spiketune.engine.goals import Goal, Judgement, reported_constraints
 from spiketune.engine.runners import Ended, StopReason, signal_name
 
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["Outcome", "Stored", "Verdict", "decide", "finite", "optuna_state", "optuna_steps",
+__all__ = ["Outcome", "Stored", "Verdict", "decide", "optuna_state", "optuna_steps",
            "stored_form"]
 
 _STDERR_IN_REASON = 1500  # characters of stderr tail kept in a FAILED trial's reason
@@ -166,16 +166,11 @@ def _killed_by(ended: Ended) -> str | None:
     return signal_name(-code) if code is not None and code < 0 else None
 
 
-def finite(x: Any) -> bool:
-    """True for an int or float (not a bool) that is neither NaN nor infinite."""
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-
-
 def optuna_steps(reports: list[dict[str, Any]]) -> dict[int, float]:
     """Optuna's intermediate values of a trial: the finite ``"default"`` of each report, by
     step (1, 2, ...; a non-finite report keeps its step number but has no value)."""
     return {i: float(r["default"]) for i, r in enumerate(reports, start=1)
-            if finite(r.get("default"))}
+            if is_finite(r.get("default"))}
 
 
 @dataclass(frozen=True)

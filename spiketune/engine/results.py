@@ -13,25 +13,22 @@ import contextlib
 import csv
 import io
 import json
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from spiketune._values import flatten, is_finite, nonfinite_to_none
 from spiketune.engine.outcome import Outcome  # also importable from here (public name)
 from spiketune.engine.storage import (
     ATTR_CONFIG,
     ATTR_ELAPSED,
     ExperimentPaths,
     StudyStore,
-    find_experiment,
-    find_study,
+    experiment_location,
     read_json,
-    sqlite_url,
 )
-from spiketune.errors import StorageError
 
 if TYPE_CHECKING:
     import optuna
@@ -82,9 +79,9 @@ class TrialRecord:
             "number": self.number,
             "sequence_id": self.sequence_id,
             "outcome": self.outcome.value,
-            "value": _finite(self.value),
+            "value": nonfinite_to_none(self.value),
             "parameters": self.parameters,
-            "metrics": _finite(self.metrics),
+            "metrics": nonfinite_to_none(self.metrics),
             "reason": self.reason,
             "trial_dir": None if self.trial_dir is None else str(self.trial_dir),
             "started": None if self.started is None else self.started.isoformat(),
@@ -95,7 +92,7 @@ class TrialRecord:
             out["constraints"] = self.constraints
             out["feasible"] = self.feasible
         if intermediate:
-            out["intermediate"] = _finite(self.intermediate)
+            out["intermediate"] = nonfinite_to_none(self.intermediate)
         return out
 
     @classmethod
@@ -146,7 +143,7 @@ class ExperimentResults:
         """The record's objective values, or None unless all are finite numbers."""
         metrics = record.metrics or {}
         values = [metrics.get(key) for key, _ in self.goals]
-        return [float(v) for v in values] if all(_is_finite(v) for v in values) else None
+        return [float(v) for v in values] if all(is_finite(v) for v in values) else None
 
     def _candidates(self) -> list[tuple[TrialRecord, list[float]]]:
         out = []
@@ -193,7 +190,7 @@ class ExperimentResults:
     @property
     def parameter_names(self) -> list[str]:
         """Flattened parameter names (nested choices as ``outer.inner``), in first-seen order."""
-        return _ordered_keys(_flatten(r.parameters) for r in self.records)
+        return _ordered_keys(flatten(r.parameters) for r in self.records)
 
     @property
     def metric_keys(self) -> list[str]:
@@ -211,21 +208,8 @@ def load_results(experiment: str | Path, storage: str | None = None) -> Experime
     ``experiment`` may also be an experiment that has no directory on this machine (an id, id
     prefix or worker experiment name in that database).
     """
-    try:
-        directory = find_experiment(experiment)
-    except StorageError:
-        if storage is None:
-            raise
-        store = StudyStore.open(storage, find_study(storage, str(experiment)),
-                                read_only=True)
-        try:
-            return results_from_store(store, None)
-        finally:
-            store.close()
-    paths = ExperimentPaths(directory)
-    meta = read_json(paths.experiment_json)
-    url = storage or meta.get("storage") or sqlite_url(paths.study_db)
-    store = StudyStore.open(url, meta["id"], read_only=True)
+    directory, experiment_id, url = experiment_location(experiment, storage)
+    store = StudyStore.open(url, experiment_id, read_only=True)
     try:
         return results_from_store(store, directory)
     finally:
@@ -361,7 +345,7 @@ def export_results(
             "sequence_id": "" if r.sequence_id is None else r.sequence_id,
             "outcome": r.outcome.value,
         }
-        for p, v in _flatten(r.parameters).items():
+        for p, v in flatten(r.parameters).items():
             base[f"param.{p}"] = _cell(v)
         if intermediate:
             for step, report in enumerate(r.intermediate, start=1):
@@ -392,31 +376,6 @@ def records_from_json(text: str) -> list[TrialRecord]:
 
 
 # ------------------------------------------------------------------------------ helpers
-def _is_finite(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in params.items():
-        name = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(_flatten(v, name + "."))
-        else:
-            out[name] = v
-    return out
-
-
 def _ordered_keys(dicts: Iterable[Mapping[str, Any]]) -> list[str]:
     seen: dict[str, None] = {}
     for d in dicts:

@@ -6,8 +6,8 @@ It is the only code that writes the study (through
 where a trial's fate is settled. One loop, one thread::
 
     while budget left and not stopping:
-        start trials up to the concurrency (a queued retry first; else claim a slot, ask,
-        sample, record, launch)
+        start trials up to the concurrency (a queued retry first; else claim a sequence id,
+        ask, sample, record, launch)
     poll the runner -> intermediate results (report, maybe prune) and endings (decide, record)
     enforce max_trial_duration, max_duration, stop requests
     every heartbeat_interval: one round of the multi-worker protocol (spiketune.engine.workers:
@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from spiketune._values import is_finite
 from spiketune.engine.goals import (
     CONSTRAINTS,
     Goal,
@@ -38,7 +39,7 @@ from spiketune.engine.goals import (
     sampler_trials,
     worst_values,
 )
-from spiketune.engine.outcome import Outcome, Verdict, decide, finite, stored_form
+from spiketune.engine.outcome import Outcome, Verdict, decide, stored_form
 from spiketune.engine.runners import Ended, Launch, Reported, Runner, StopReason
 from spiketune.engine.storage import (
     ATTR_ELAPSED,
@@ -99,7 +100,7 @@ class _Live:
     """A trial this scheduler started and has not yet recorded as ended."""
 
     number: int
-    trial_id: int
+    trial_id: int  # Optuna's storage id (heartbeats and the trial's record use it)
     handle: optuna.Trial
     sequence_id: int
     parameters: dict[str, Any]
@@ -203,8 +204,8 @@ class Scheduler:
         self._best: tuple[float, int] | None = None
         self._known_ids: set[int] = set()
         self._shared: SharedStudy  # the multi-worker protocol; made when the session opens
-        self._exhausted = False  # no slot left to claim (the budget is used)
-        self._slots: list[int] = []  # claimed slots taken over from dead schedulers, to run
+        self._exhausted = False  # nothing left to claim (the budget is used)
+        self._taken_over: list[int] = []  # sequence ids claimed by dead schedulers, to run
         self.status = "created"
 
     # ------------------------------------------------------------------ public
@@ -284,7 +285,7 @@ class Scheduler:
             self._note_best(t.values[0] if t.values else rec.value, rec.number)
 
     def _note_best(self, value: Any, number: int) -> None:
-        if not finite(value):
+        if not is_finite(value):
             return
         key = self._sign * float(value)
         if self._best is None or key < self._sign * self._best[0]:
@@ -378,8 +379,8 @@ class Scheduler:
                                   exhausted=self._exhausted)
         if news is None:
             return
-        if news.slots:  # slots claimed by schedulers that died before starting their trial
-            self._slots.extend(news.slots)
+        if news.claims:  # claims of schedulers that died before starting their trial
+            self._taken_over.extend(news.claims)
             self._exhausted = False
         for live in self._live.values():
             if live.trial_id in news.disowned and not live.lost:
@@ -404,11 +405,11 @@ class Scheduler:
         self._working.enqueue_trial(search, skip_if_exists=False)
         handle = self._working.ask()
         self.space.sample(handle)
-        slot = trial.user_attrs.get("sequence_id")
+        sequence_id = trial.user_attrs.get("sequence_id")
         trial_id = self.store.trial_id(trial)
         self._known_ids.add(trial_id)
         self._launch(handle, trial.user_attrs["parameters"], trial_id, trial.number,
-                     -1 if slot is None else int(slot))
+                     -1 if sequence_id is None else int(sequence_id))
         return True
 
     def _tick(self) -> None:
@@ -478,13 +479,14 @@ class Scheduler:
 
     def _launch_one(self) -> bool:
         """Start one trial; False when the budget allows no more."""
-        slot = self._slots.pop(0) if self._slots else self.store.claim(self._limit())
-        if slot is None:
+        sequence_id = (self._taken_over.pop(0) if self._taken_over
+                       else self.store.claim(self._limit()))
+        if sequence_id is None:
             return False
-        self._started = max(self._started, slot + 1)
+        self._started = max(self._started, sequence_id + 1)
         self._sync()
         if self.fixed is not None:
-            self._working.enqueue_trial(self.fixed[slot], skip_if_exists=False)
+            self._working.enqueue_trial(self.fixed[sequence_id], skip_if_exists=False)
         handle = self._working.ask()
         parameters = self.space.sample(handle)
         # the study records what the trial receives; the sampler keeps its own coordinates
@@ -493,11 +495,11 @@ class Scheduler:
         trial_id, number = self.store.start_trial(
             params,
             distributions,
-            {"parameters": parameters, "sequence_id": slot},
+            {"parameters": parameters, "sequence_id": sequence_id},
             trial_dir=self.paths.trial_dir,
         )
         self._known_ids.add(trial_id)
-        self._launch(handle, parameters, trial_id, number, slot)
+        self._launch(handle, parameters, trial_id, number, sequence_id)
         return True
 
     def _launch(
@@ -506,7 +508,7 @@ class Scheduler:
         parameters: dict[str, Any],
         trial_id: int,
         number: int,
-        slot: int,
+        sequence_id: int,
     ) -> None:
         parameters_json = json.dumps(parameters)
         gpu = self._gpus.acquire()
@@ -514,7 +516,7 @@ class Scheduler:
             number=number,
             trial_id=trial_id,
             handle=handle,
-            sequence_id=slot,
+            sequence_id=sequence_id,
             parameters=parameters,
             trial_dir=self.paths.trial_dir(number),
             started=time.monotonic(),
@@ -528,7 +530,7 @@ class Scheduler:
                 return
         launch = Launch(
             number=number,
-            sequence_id=slot,
+            sequence_id=sequence_id,
             parameters=parameters,
             parameters_json=parameters_json,
             trial_dir=live.trial_dir,
@@ -555,7 +557,7 @@ class Scheduler:
                 self._stop_trial(live, StopReason.PRUNE, live.silent.reason)
                 return
         value = event.value["default"]
-        if not finite(value) or self._goal.multi:  # Optuna keeps one objective's reports
+        if not is_finite(value) or self._goal.multi:  # Optuna keeps one objective's reports
             return
         live.handle.report(float(value), step)
         if self._pruner is not None and live.handle.should_prune():

@@ -81,6 +81,7 @@ from functools import cached_property
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
+from spiketune._values import is_finite
 from spiketune.errors import Problem, SearchSpaceError
 
 if TYPE_CHECKING:
@@ -543,7 +544,7 @@ class _Parser:
                 form = "[low, high, q]" if arity == 3 else "[low, high]"
             self.fail(f"{where}._value", values, f"{type_} takes exactly {arity} numbers {form}")
             return None
-        bad = [v for v in values if not _is_number(v) or not math.isfinite(v)]
+        bad = [v for v in values if not is_finite(v)]
         if bad:
             self.fail(f"{where}._value", values, f"{type_} takes finite numbers only")
             return None

@@ -108,8 +108,8 @@ class Tuner(ArgumentsOwner, abc.ABC):
     2. The configuration calls :meth:`check` with the search space (e.g. a grid must be finite)
        and builds the space with :attr:`batch_space` and :attr:`constants`.
     3. When :meth:`fixed_trials` is not None, the scheduler enqueues point ``i`` on its
-       working study (``enqueue_trial``) for the ``i``-th trial slot of the experiment, and
-       stops when they are used up.
+       working study (``enqueue_trial``) for the trial of sequence id ``i``, and stops when
+       they are used up.
     4. The scheduler calls :meth:`create_sampler` each time it opens the study, and uses
        :meth:`implied_assessor` when the tuner decides early stopping itself.
 

@@ -28,18 +28,18 @@ other and towards crashes. The protocol:
    has been tried fewer than ``1 + max_retries`` times, queued again (:func:`fail_lost_trial`).
    Every write is conditional on the trial still being RUNNING, so when two schedulers
    settle the same trial, the first write wins and the second changes nothing.
-5. **Retries.** A queued retry is a WAITING trial with the same parameters and slot
-   (``sequence_id``); any scheduler with room takes it first (:meth:`SharedStudy.take_retry`).
-   It does not use a new ``max_trials`` slot. A scheduler whose slots are all used keeps
-   running, idle, while any trial of the study runs or waits, so that a surviving worker is
-   there to retry the trials of one that dies.
+5. **Retries.** A queued retry is a WAITING trial with the same parameters and
+   ``sequence_id``; any scheduler with room takes it first (:meth:`SharedStudy.take_retry`).
+   It claims no new sequence id, so it does not count against ``max_trials``. A scheduler
+   whose claims are all used keeps running, idle, while any trial of the study runs or waits,
+   so that a surviving worker is there to retry the trials of one that dies.
 6. **Shared state.** The round also reads the study's stop request and the elapsed time
    (the duration budget is shared: every scheduler follows the one that has counted most).
-7. **Lost slots.** A trial starts in two writes: the claim of its slot, then the trial. A
-   scheduler that dies between the two leaves a slot claimed with no trial, which no claim
-   will hand out again. A scheduler whose budget is used looks for such slots before it
-   leaves: one whose claimer is gone (its process, on this machine; else no trial for
-   ``grace_period``) is taken over (a conditional write: one scheduler gets it) and run.
+7. **Lost claims.** A trial starts in two writes: the claim of its sequence id, then the
+   trial. A scheduler that dies between the two leaves a sequence id claimed with no trial,
+   which no claim will hand out again. A scheduler whose budget is used looks for such claims
+   before it leaves: one whose claimer is gone (its process, on this machine; else no trial
+   for ``grace_period``) is taken over (a conditional write: one scheduler gets it) and run.
    Until every trial-less claim is settled, the scheduler stays.
 
 A round that meets a lost database connection is skipped (the next one tries again): a short
@@ -48,19 +48,15 @@ outage must not end the trials that run meanwhile.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import signal
 import socket
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import psutil
 
 from spiketune.engine.goals import Goal
 from spiketune.engine.outcome import Outcome, decide, optuna_steps, stored_form
@@ -74,7 +70,7 @@ from spiketune.engine.storage import (
     is_transient,
     parse_owner,
 )
-from spiketune.trial._protocol import ENV_TRIAL_DIR, METRICS_FILE, MetricsReader
+from spiketune.trial._protocol import METRICS_FILE, MetricsReader
 
 if TYPE_CHECKING:
     import optuna
@@ -96,7 +92,7 @@ class News:
     disowned: frozenset[int]  # our trials another scheduler recorded lost: end, don't record
     stop_requested: bool  # the study holds a stop request (``spiketune stop`` elsewhere)
     elapsed: float  # seconds the experiment has run, as stored by the scheduler ahead most
-    slots: tuple[int, ...] = ()  # lost slots taken over (see SharedStudy.round): to run now
+    claims: tuple[int, ...] = ()  # sequence ids of lost claims taken over (round): run now
 
 
 class SharedStudy:
@@ -121,25 +117,25 @@ class SharedStudy:
         self.goal = goal
         self.waiting = 0  # queued retries in the study, as last seen
         self.others_running = 0  # trials of other schedulers running, as last seen
-        self.slots_pending = False  # claims without a trial, whose claimer may still start it
+        self.claims_pending = False  # claims without a trial, whose claimer may still start it
         self._observed: dict[int, tuple[tuple[str | None, float | None], float]] = {}
-        self._orphans: dict[int, tuple[str, float]] = {}  # slot -> (claimer, first seen)
-        self._slots_checked = False  # looked for lost slots since the last ones were taken
+        self._orphans: dict[int, tuple[str, float]] = {}  # sequence id -> (claimer, first seen)
+        self._claims_checked = False  # looked for lost claims since the last ones were taken
         self._last = -math.inf
 
     @property
     def idle(self) -> bool:
         """Nothing left in the study for a scheduler whose budget is used: no trial of
-        another scheduler runs, none waits for a retry, no claimed slot may still need one."""
-        return not (self.waiting or self.others_running or self.slots_pending)
+        another scheduler runs, none waits for a retry, no claim may still need one."""
+        return not (self.waiting or self.others_running or self.claims_pending)
 
     def round(self, mine: Collection[int], interval: float, *,
               exhausted: bool = False) -> News | None:
         """Every ``interval`` seconds (else None at once): renew the heartbeats of ``mine``
         (this scheduler's running trials, by storage id), settle other schedulers' lost
         trials, read the shared stop request and elapsed time; once this scheduler's budget
-        is ``exhausted``, also take over the slots of schedulers that died between claiming
-        a slot and starting its trial. None when skipped, also after a transient database
+        is ``exhausted``, also take over the claims of schedulers that died between claiming
+        a sequence id and starting its trial. None when skipped, also after a transient database
         error."""
         now = time.monotonic()
         if now - self._last < interval:
@@ -159,34 +155,34 @@ class SharedStudy:
         self.others_running = sum(1 for r in rows if not r.waiting and r.trial_id not in mine)
         for row in self._stale(rows, mine, now):
             self._settle(row)
-        # Once the budget is used no slot is claimed any more: one look finds every lost slot,
-        # and only claims still in flight (pending) need another.
-        look = exhausted and (self.slots_pending or not self._slots_checked)
-        slots = self._take_lost_slots(now) if look else []
+        # Once the budget is used nothing is claimed any more: one look finds every lost
+        # claim, and only claims still in flight (pending) need another.
+        look = exhausted and (self.claims_pending or not self._claims_checked)
+        claims = self._take_lost_claims(now) if look else []
         attrs = self.store.study_attrs()
         return News(disowned, bool(attrs.get(ATTR_STOP)), float(attrs.get(ATTR_ELAPSED, 0.0)),
-                    tuple(slots))
+                    tuple(claims))
 
-    def _take_lost_slots(self, now: float) -> list[int]:
-        """Claimed slots that no trial holds and whose claimer is gone, taken over as this
-        scheduler's (step 7 of the module docstring); sets :attr:`slots_pending`."""
+    def _take_lost_claims(self, now: float) -> list[int]:
+        """The sequence ids claimed that no trial holds and whose claimer is gone, taken over
+        as this scheduler's (step 7 of the module docstring); sets :attr:`claims_pending`."""
         claims = self.store.claims()  # before the trials: a trial started meanwhile is seen
         held = {t.user_attrs.get("sequence_id") for t in self.store.trials()}
-        orphans = {slot: owner for slot, owner in claims.items()
-                   if slot not in held and owner != self.store.owner}
+        orphans = {seq: owner for seq, owner in claims.items()
+                   if seq not in held and owner != self.store.owner}
         seen: dict[int, tuple[str, float]] = {}
         taken: list[int] = []
-        for slot, owner in sorted(orphans.items()):
-            first = self._orphans.get(slot)
-            seen[slot] = first if first is not None and first[0] == owner else (owner, now)
-            if not self._claimer_gone(owner, now - seen[slot][1]):
+        for seq, owner in sorted(orphans.items()):
+            first = self._orphans.get(seq)
+            seen[seq] = first if first is not None and first[0] == owner else (owner, now)
+            if not self._claimer_gone(owner, now - seen[seq][1]):
                 continue
-            if self.store.take_claim(slot, owner):
-                taken.append(slot)
-            del seen[slot]
+            if self.store.take_claim(seq, owner):
+                taken.append(seq)
+            del seen[seq]
         self._orphans = seen
-        self.slots_pending = bool(seen)
-        self._slots_checked = not taken
+        self.claims_pending = bool(seen)
+        self._claims_checked = not taken
         return taken
 
     def _claimer_gone(self, owner: str, silent_for: float) -> bool:
@@ -276,7 +272,7 @@ def settle_lost_trial(
     if trial_dir is not None:
         # Found by their environment, not by process.json: a scheduler killed between
         # starting a trial and writing that file leaves a trial nobody knows the pid of.
-        end_leftovers(trial_dir, kill_grace)
+        end_trial_leftovers(trial_dir, kill_grace)
         intermediate, final, errors = read_intermediate(trial_dir)
     ended = Ended(trial.number, final=final, protocol_errors=errors)
     verdict = decide(ended, stop_reason=None, goal=goal, interrupted=reason)
@@ -304,11 +300,11 @@ def fail_lost_trial(
     """Record a trial whose scheduler is gone as FAILED (``reason``) and, while it has been
     tried fewer than ``1 + max_retries`` times, queue its retry.
 
-    The retry is a WAITING trial with the same parameters and sequence id (a retry re-runs
-    the lost slot; it does not count against ``max_trials``) and the attributes ``retry_of``
-    (the number of the first trial of these parameters) and ``attempt`` (1 for the first
-    retry). Returns the retry's number, -1 without a retry, None if another scheduler recorded
-    the trial first.
+    The retry is a WAITING trial with the same parameters and sequence id (it re-runs the
+    lost trial's claim and does not count against ``max_trials``) and the attributes
+    ``retry_of`` (the number of the first trial of these parameters) and ``attempt`` (1 for
+    the first retry). Returns the retry's number, -1 without a retry, None if another
+    scheduler recorded the trial first.
     """
     attempt = int(trial.user_attrs.get("attempt", 0))
     retry = None
@@ -408,65 +404,6 @@ def read_process_info(trial_dir: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return info if isinstance(info, dict) else None
-
-
-def trial_processes(trial_dir: str) -> list[psutil.Process]:
-    """The live processes whose environment names ``trial_dir`` (``SPIKETUNE_TRIAL_DIR``):
-    the trial's own, also those that left its process group. Zombies are left out: they run
-    no more code."""
-    me = os.getpid()
-    found = []
-    for proc in psutil.process_iter():
-        if proc.pid == me:
-            continue
-        try:
-            if (proc.status() != psutil.STATUS_ZOMBIE
-                    and proc.environ().get(ENV_TRIAL_DIR) == trial_dir):
-                found.append(proc)
-        except psutil.Error:
-            continue  # gone meanwhile, or not ours to read
-    return found
-
-
-def end_leftovers(trial_dir: Path, grace: float) -> None:
-    """End what is left of a trial whose scheduler is gone, as a stop would: SIGTERM to its
-    processes, and ``grace`` seconds later SIGKILL to whatever of the trial still runs (by
-    the runners' rules, :func:`~spiketune.engine.runners.end_trial_leftovers`). Returns once
-    they are gone, so that its ``metrics.jsonl`` no longer changes.
-
-    A pid alone is never trusted (it may have been reused): a process is the trial's when
-    its environment names the trial's directory, or it shares a session with or descends
-    from such a process.
-    """
-    procs = trial_processes(str(trial_dir))
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            proc.send_signal(signal.SIGTERM)
-    alive = _wait_gone(procs, grace)
-    end_trial_leftovers(str(trial_dir))  # also its session and descendants that cleared it
-    for proc in _wait_gone(alive, 1.0):  # what the runners' rules did not reach
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    _wait_gone(alive, 5.0)
-
-
-def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
-    """Wait up to ``timeout`` seconds for ``procs`` to end; return those still running. A
-    zombie counts as ended: it runs no more code, and its parent (not us) reaps it."""
-    deadline = time.monotonic() + max(0.0, timeout)
-    alive = list(procs)
-    while True:
-        alive = [p for p in alive if _running(p)]
-        if not alive or time.monotonic() >= deadline:
-            return alive
-        time.sleep(0.02)
-
-
-def _running(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 def _trial_dir(trial: optuna.trial.FrozenTrial, paths: ExperimentPaths) -> Path:

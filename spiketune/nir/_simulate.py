@@ -224,19 +224,15 @@ def _sim_leaky(node: Any, dt: float, batch: int) -> _Sim:
     n = r.size
     leak = _f(node.tau) if hasattr(node, "tau") else None
     v_leak = _f(node.v_leak) if hasattr(node, "v_leak") else 0.0
-    v_th = _f(node.v_threshold) if hasattr(node, "v_threshold") else None
-    v_reset = _f(node.v_reset) if v_th is not None else None
+    fire = _firing(node)
     v = np.zeros((batch, n))
 
     def update(i: Any) -> np.ndarray:
         nonlocal v
         drive = r * i
         v = v + (dt / leak) * (v_leak - v + drive) if leak is not None else v + dt * drive
-        if v_th is None:
-            return v.copy()
-        z = v > v_th
-        v = np.where(z, v_reset, v)
-        return z.astype(np.float64)
+        out, v = fire(v)
+        return out
 
     return _Sim(n, update)
 
@@ -245,8 +241,7 @@ def _sim_cuba(node: Any, dt: float, batch: int) -> _Sim:
     """CubaLI / CubaLIF: the synaptic current is updated first, then the membrane reads it."""
     tau_syn, tau_mem, r = _f(node.tau_syn), _f(node.tau_mem), _f(node.r)
     w_in, v_leak = _f(node.w_in), _f(node.v_leak)
-    v_th = _f(node.v_threshold) if hasattr(node, "v_threshold") else None
-    v_reset = _f(node.v_reset) if v_th is not None else None
+    fire = _firing(node)
     n = r.size
     syn = np.zeros((batch, n))
     v = np.zeros((batch, n))
@@ -255,13 +250,25 @@ def _sim_cuba(node: Any, dt: float, batch: int) -> _Sim:
         nonlocal syn, v
         syn = syn + (dt / tau_syn) * (w_in * i - syn)
         v = v + (dt / tau_mem) * (v_leak - v + r * syn)
-        if v_th is None:
-            return v.copy()
-        z = v > v_th
-        v = np.where(z, v_reset, v)
-        return z.astype(np.float64)
+        out, v = fire(v)
+        return out
 
     return _Sim(n, update)
+
+
+def _firing(node: Any) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """``(output, membrane)`` of a membrane node from its updated membrane: without a
+    threshold (LI, I, CubaLI) the membrane itself, unchanged; with one, a spike (1.0) where
+    the membrane exceeds ``v_threshold``, and there the membrane set to ``v_reset``."""
+    if not hasattr(node, "v_threshold"):
+        return lambda v: (v.copy(), v)
+    v_th, v_reset = _f(node.v_threshold), _f(node.v_reset)
+
+    def fire(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        z = v > v_th
+        return z.astype(np.float64), np.where(z, v_reset, v)
+
+    return fire
 
 
 _SIM_NODES: dict[type, Callable[[Any, float, int], _Sim]] = {

@@ -26,7 +26,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from spiketune.engine.results import ExperimentResults, Outcome, TrialRecord
+from spiketune._values import flatten, is_finite
+from spiketune.engine.outcome import Outcome
+from spiketune.engine.results import ExperimentResults, TrialRecord
 
 #: NNI search-space types whose values spread over orders of magnitude: drawn on log axes.
 LOG_TYPES = frozenset({"loguniform", "qloguniform", "lognormal", "qlognormal"})
@@ -91,19 +93,6 @@ class Exploration:
 
 
 # ------------------------------------------------------------------------------ parameters
-def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested choices as dotted names (``{"neuron": {"_name": "alif", "beta": 1}}`` gives
-    ``neuron._name`` and ``neuron.beta``), as :mod:`spiketune.engine.results` names them."""
-    out: dict[str, Any] = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
-
-
 def space_specs(search_space: Any) -> dict[str, ParamSpec]:
     """Flattened parameter name -> :class:`ParamSpec`, from an NNI-format search space.
 
@@ -145,10 +134,6 @@ def category_label(value: Any) -> str:
     return str(value)
 
 
-def is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 # ------------------------------------------------------------------------------ lines
 def trial_lines(results: ExperimentResults) -> list[TrialLine]:
     """One line per finished trial that has something to show.
@@ -161,7 +146,7 @@ def trial_lines(results: ExperimentResults) -> list[TrialLine]:
     for r in results.records:
         metrics: dict[str, float] = {}
         if r.outcome == Outcome.COMPLETE and r.metrics:
-            metrics = {k: float(v) for k, v in r.metrics.items() if is_number(v)}
+            metrics = {k: float(v) for k, v in r.metrics.items() if is_finite(v)}
         elif r.outcome == Outcome.EARLY_STOPPED:
             best = best_intermediate(r, results.optimize_mode)
             if best is not None:
@@ -175,7 +160,7 @@ def trial_lines(results: ExperimentResults) -> list[TrialLine]:
 
 def best_intermediate(record: TrialRecord, mode: str) -> float | None:
     """The best ``default`` among a trial's intermediate reports."""
-    values = [float(i["default"]) for i in record.intermediate if is_number(i.get("default"))]
+    values = [float(i["default"]) for i in record.intermediate if is_finite(i.get("default"))]
     if not values:
         return None
     return max(values) if mode == "maximize" else min(values)
@@ -227,7 +212,7 @@ def exploration(
 def _parameter_axis(name: str, values: list[Any], spec: ParamSpec | None) -> Axis:
     present = [v for v in values if v is not None]
     categorical = (spec is not None and spec.choices is not None) or not all(
-        is_number(v) for v in present
+        is_finite(v) for v in present
     )
     if categorical:
         return _category_axis(name, values, spec.choices if spec else None)
@@ -267,7 +252,7 @@ def _numeric_axis(
     *,
     log: bool,
 ) -> Axis:
-    present = [float(v) for v in values if v is not None and is_number(v)]
+    present = [float(v) for v in values if v is not None and is_finite(v)]
     transform = math.log10 if log else float
     if present:
         lo, hi = transform(min(present)), transform(max(present))
@@ -277,7 +262,7 @@ def _numeric_axis(
         pad = 0.5 if log else (abs(lo) * 0.1 or 1.0)
         lo, hi = lo - pad, hi + pad
     tickvals, ticktext = _ticks(lo, hi, log)
-    positions = [transform(float(v)) if is_number(v) else math.nan for v in values]
+    positions = [transform(float(v)) if is_finite(v) else math.nan for v in values]
     if any(math.isnan(p) for p in positions):
         na = lo - 0.12 * (hi - lo)
         positions = [na if math.isnan(p) else p for p in positions]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from spiketune.engine.results import ExperimentResults, Outcome
-from spiketune.report._axes import best_intermediate, is_number
+from spiketune._values import is_finite
+from spiketune.engine.outcome import Outcome
+from spiketune.engine.results import ExperimentResults
+from spiketune.report._axes import best_intermediate
 from spiketune.report._importance import Importances
 from spiketune.report._plotting import new_figure, save_png
 
@@ -18,7 +20,7 @@ def best_so_far(results: ExperimentResults) -> list[tuple[int, float]]:
     best: float | None = None
     better = max if results.optimize_mode == "maximize" else min
     for r in sorted(results.records, key=lambda r: r.number):
-        if r.outcome == Outcome.COMPLETE and is_number(r.value):
+        if r.outcome == Outcome.COMPLETE and is_finite(r.value):
             best = float(r.value) if best is None else better(best, float(r.value))  # type: ignore[arg-type]
             out.append((r.number, best))
     return out
@@ -33,10 +35,10 @@ def plot_history(results: ExperimentResults, path: Path) -> Path | None:
         return None
     fig = new_figure(figsize=(8.0, 4.6))
     ax = fig.add_subplot()
-    complete = [r for r in done if r.outcome == Outcome.COMPLETE and is_number(r.value)]
+    complete = [r for r in done if r.outcome == Outcome.COMPLETE and is_finite(r.value)]
     ax.scatter([r.number for r in complete], [r.value for r in complete], s=28, color="#1f77b4",
                label="objective (default)", zorder=3)
-    tests = [r for r in complete if r.metrics and is_number(r.metrics.get("test"))]
+    tests = [r for r in complete if r.metrics and is_finite(r.metrics.get("test"))]
     if tests:
         ax.scatter([r.number for r in tests], [r.metrics["test"] for r in tests],  # type: ignore[index]
                    s=26, marker="^", color="#ff7f0e", label="test", zorder=3)
@@ -105,7 +107,7 @@ def plot_intermediate(results: ExperimentResults, path: Path) -> Path | None:
 
     curves = []
     for r in results.records:
-        ys = [float(i["default"]) if is_number(i.get("default")) else float("nan")
+        ys = [float(i["default"]) if is_finite(i.get("default")) else float("nan")
               for i in r.intermediate]
         if ys:
             curves.append((r, list(range(1, len(ys) + 1)), ys))
@@ -115,11 +117,11 @@ def plot_intermediate(results: ExperimentResults, path: Path) -> Path | None:
     ax = fig.add_subplot()
     cmap = matplotlib.colormaps["viridis"]
     values = [float(r.value) for r, _, _ in curves
-              if r.outcome == Outcome.COMPLETE and is_number(r.value)]
+              if r.outcome == Outcome.COMPLETE and is_finite(r.value)]
     norm = Normalize(min(values, default=0.0), max(values, default=1.0))
     best = results.best
     for r, xs, ys in curves:
-        if r.outcome == Outcome.COMPLETE and is_number(r.value):
+        if r.outcome == Outcome.COMPLETE and is_finite(r.value):
             ax.plot(xs, ys, color=cmap(norm(float(r.value))), lw=1.3, alpha=0.9, zorder=2)
         else:
             color = _OUTCOME_COLORS.get(r.outcome, "#bcbd22")

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from spiketune.engine.results import ExperimentResults, Outcome, TrialRecord
-from spiketune.report._axes import category_label, flatten, is_number
+from spiketune._values import flatten, is_finite
+from spiketune.engine.outcome import Outcome
+from spiketune.engine.results import ExperimentResults, TrialRecord
+from spiketune.report._axes import category_label
 from spiketune.report._importance import Importances
 
 #: Files of a trial directory linked from the report, with their link text.
@@ -97,7 +99,7 @@ def _href(target: Path, base: Path) -> str:
 
 
 def _num_cell(value: Any) -> str:
-    if is_number(value):
+    if is_finite(value):
         return f'<td class="num" data-v="{float(value)!r}">{_e(value)}</td>'
     return f"<td>{_e(value)}</td>"
 

@@ -18,8 +18,10 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from spiketune.engine.results import ExperimentResults, Outcome
-from spiketune.report._axes import category_label, flatten, is_number, space_specs
+from spiketune._values import flatten, is_finite
+from spiketune.engine.outcome import Outcome
+from spiketune.engine.results import ExperimentResults
+from spiketune.report._axes import category_label, space_specs
 
 #: Fewest COMPLETE trials for which Optuna's evaluators are used.
 MIN_TRIALS_OPTUNA = 10
@@ -41,7 +43,7 @@ def param_importances(results: ExperimentResults) -> Importances:
     rows = [
         (flatten(r.parameters), float(r.value))  # type: ignore[arg-type]
         for r in results.records
-        if r.outcome == Outcome.COMPLETE and is_number(r.value)
+        if r.outcome == Outcome.COMPLETE and is_finite(r.value)
     ]
     names = list(dict.fromkeys(n for params, _ in rows for n in params))
     left_out: dict[str, str] = {}
@@ -77,7 +79,7 @@ def param_importances(results: ExperimentResults) -> Importances:
         if len(pairs) < 2:
             left_out[name] = "in one trial only"
             continue
-        numeric = all(is_number(x) for x, _ in pairs) and not (
+        numeric = all(is_finite(x) for x, _ in pairs) and not (
             name in specs and specs[name].choices is not None
         )
         raw[name] = _spearman(pairs) if numeric else _eta(pairs)
@@ -119,7 +121,7 @@ def _optuna_importances(
     for n in names:
         values = [p[n] for p, _ in rows]
         spec = specs.get(n)
-        if all(is_number(v) for v in values) and not (spec and spec.choices is not None):
+        if all(is_finite(v) for v in values) and not (spec and spec.choices is not None):
             log = bool(spec and spec.log) and min(values) > 0
             dists[n] = FloatDistribution(float(min(values)), float(max(values)), log=log)
         else:

@@ -13,8 +13,9 @@ import html
 from itertools import combinations
 from pathlib import Path
 
-from spiketune.engine.results import ExperimentResults, Outcome
-from spiketune.report._axes import flatten
+from spiketune._values import flatten
+from spiketune.engine.outcome import Outcome
+from spiketune.engine.results import ExperimentResults
 from spiketune.report._html import fmt
 from spiketune.report._plotting import new_figure, save_png
 

@@ -137,8 +137,9 @@ def report_final_result(metric: Any) -> None:
 
 
 def get_trial_id() -> str:
-    """This trial's id inside its experiment (``"manual"`` when run by hand)."""
-    return _channel().trial_id
+    """This trial's id as NNI names it: its number in the experiment, as text (``"3"``);
+    ``"manual"`` when run by hand. (Not the database's id of the trial.)"""
+    return _channel().nni_trial_id
 
 
 def get_experiment_id() -> str:

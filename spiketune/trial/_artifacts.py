@@ -171,7 +171,7 @@ class BestModel:
     parameters: dict[str, Any]
     files: list[str]
     info: dict[str, Any] = field(default_factory=dict)
-    trial_id: str | None = None
+    trial_id: str | None = None  # get_trial_id() of the trial that offered it: its number, as text
     sequence_id: int | None = None
     saved: str | None = None
     predictions: Predictions | None = None

@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 ENV_TRIAL_DIR = "SPIKETUNE_TRIAL_DIR"
+# The trial's number in its study, as text: what get_trial_id() returns (the name is NNI's).
+# Never the database's id of the trial.
 ENV_TRIAL_ID = "SPIKETUNE_TRIAL_ID"
 ENV_EXPERIMENT_ID = "SPIKETUNE_EXPERIMENT_ID"
 ENV_SEQUENCE_ID = "SPIKETUNE_SEQUENCE_ID"
@@ -226,7 +228,7 @@ class Channel(Protocol):
     """Where reports go and parameters come from; one per running trial."""
 
     parameters: dict[str, Any]
-    trial_id: str
+    nni_trial_id: str  # what get_trial_id() returns: the trial's number as text, or "manual"
     experiment_id: str
     sequence_id: int
     trial_dir: Path | None
@@ -240,7 +242,7 @@ class FileChannel:
     def __init__(self, trial_dir: Path, environ: Mapping[str, str] = os.environ) -> None:
         self.trial_dir: Path | None = trial_dir
         self._dir = trial_dir
-        self.trial_id = environ.get(ENV_TRIAL_ID, "")
+        self.nni_trial_id = environ.get(ENV_TRIAL_ID, "")
         self.experiment_id = environ.get(ENV_EXPERIMENT_ID, "")
         self.sequence_id = int(environ.get(ENV_SEQUENCE_ID, "0") or 0)
         self.parameters = read_parameters(trial_dir)
@@ -255,7 +257,7 @@ class ManualChannel:
 
     def __init__(self, argv: list[str], environ: Mapping[str, str]) -> None:
         self.trial_dir: Path | None = None
-        self.trial_id = "manual"
+        self.nni_trial_id = "manual"
         self.experiment_id = "manual"
         self.sequence_id = 0
         self.parameters = manual_parameters(argv, environ)

@@ -62,6 +62,7 @@ def get_experiment_id() -> str:
 
 
 def get_trial_id() -> str:
+    """The trial's number in the experiment, as text (``"manual"`` when run by hand)."""
     return _trial.get_trial_id()
 
 

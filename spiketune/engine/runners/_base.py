@@ -29,7 +29,7 @@ class StopReason(StrEnum):
 class Launch:
     """Everything a runner needs to start one trial."""
 
-    number: int  # the trial's number in the study; also its id (SPIKETUNE_TRIAL_ID)
+    number: int  # the trial's number in the study; as text, its NNI trial id (get_trial_id)
     sequence_id: int
     parameters: dict[str, Any]
     parameters_json: str  # exactly what goes into parameter.json

@@ -23,7 +23,7 @@ class _InProcessChannel:
 
     def __init__(self, launch: Launch, events: queue.SimpleQueue[Event]) -> None:
         self.parameters = launch.parameters
-        self.trial_id = str(launch.number)
+        self.nni_trial_id = str(launch.number)
         self.experiment_id = launch.experiment_id
         self.sequence_id = launch.sequence_id
         self.trial_dir: Path | None = launch.trial_dir

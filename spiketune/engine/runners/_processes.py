@@ -22,6 +22,7 @@ import functools
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +52,9 @@ __all__ = [
 _SAME_START_S = 1.0
 # Start times written before they were seconds since the epoch were clock ticks since boot.
 _LEGACY_TICKS_BELOW = 1e9
+
+#: Seconds to wait for a trial's leftovers to be gone after SIGKILL.
+_KILLED_WAIT_S = 5.0
 
 _PR_SET_CHILD_SUBREAPER = 36
 _PR_GET_CHILD_SUBREAPER = 37
@@ -287,6 +291,18 @@ class ProcessTable:
         """Live adopted orphans, with their descendants: processes of trials that are over."""
         return self.closure(self._adopted(alive=True))
 
+    def leftovers(self, trial_dir: str) -> dict[int, ProcessEntry]:
+        """The live processes of a trial whose runner is gone, by pid: those whose environment
+        names ``trial_dir``, the members of their sessions, and all their descendants (see
+        :func:`end_trial_leftovers`). This process is left out."""
+        marked = [pid for pid, e in self.entries.items()
+                  if not e.zombie and pid != self.me
+                  and _environ_of(pid).get(ENV_TRIAL_DIR) == trial_dir]
+        found = self.closure(marked)
+        for session in {self.entries[pid].sid for pid in marked}:
+            found.update(self.trial(session))
+        return found
+
     def reap_adopted(self) -> int:
         """Collect the exit status of adopted orphans that have exited; returns how many.
 
@@ -327,23 +343,51 @@ def signal_outside_group(members: Mapping[int, ProcessEntry], sig: int, pgid: in
     return sent
 
 
-def end_trial_leftovers(trial_dir: str) -> int:
-    """SIGKILL what is left of a trial whose scheduler is gone; returns how many processes.
+def end_trial_leftovers(trial_dir: str | os.PathLike[str], grace: float) -> int:
+    """End what is left of a trial whose scheduler is gone, as a stop would: SIGTERM to each
+    of its processes (once), and ``grace`` seconds later SIGKILL to whatever of the trial
+    still runs, also what it started meanwhile. Returns once they are gone (a trial that saves
+    a checkpoint on SIGTERM has written it, and its ``metrics.jsonl`` no longer changes), with
+    how many processes it found.
 
-    ``trial_dir`` comes from the trial's ``process.json``. A process is the trial's when its
-    environment names ``trial_dir`` (``SPIKETUNE_TRIAL_DIR``, which every process of the
-    trial inherits unless it clears it), when it shares the session of such a process, or
-    when it descends from one. A process group is never killed by its recorded id alone: after
-    a crash that id may name someone else's processes.
+    ``trial_dir`` is the trial's directory (as recorded in the study or its ``process.json``).
+    A process is the trial's when its environment names ``trial_dir``
+    (``SPIKETUNE_TRIAL_DIR``, which every process of the trial inherits unless it clears it),
+    when it shares the session of such a process, or when it descends from one. A pid or a
+    process group is never trusted alone: after a crash, a recorded id may name someone
+    else's processes.
     """
-    table = ProcessTable()
-    marked = [pid for pid, e in table.entries.items()
-              if not e.zombie and pid != table.me
-              and _environ_of(pid).get(ENV_TRIAL_DIR) == trial_dir]
-    victims = table.closure(marked)
-    for session in {table.entries[pid].sid for pid in marked}:
-        victims.update(table.trial(session))
-    for entry in victims.values():
+    trial_dir = os.fspath(trial_dir)
+    termed = ProcessTable().leftovers(trial_dir)
+    for entry in termed.values():
         with contextlib.suppress(psutil.Error):
-            entry.proc.send_signal(signal.SIGKILL)
-    return len(victims)
+            entry.proc.send_signal(signal.SIGTERM)
+    remaining = _wait_gone([e.proc for e in termed.values()], grace)
+    killed = ProcessTable().leftovers(trial_dir)
+    # and those of the first look that no rule reaches any more (an exec that cleared the
+    # environment); psutil checks that each is still the process seen
+    victims = {e.proc for e in killed.values()} | set(remaining)
+    for proc in victims:
+        with contextlib.suppress(psutil.Error):
+            proc.send_signal(signal.SIGKILL)
+    _wait_gone(list(victims), _KILLED_WAIT_S)
+    return len(termed.keys() | killed.keys())
+
+
+def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait up to ``timeout`` seconds for ``procs`` to end; return those still running. A
+    zombie counts as ended: it runs no more code, and its parent (not us) reaps it."""
+    deadline = time.monotonic() + max(0.0, timeout)
+    alive = list(procs)
+    while True:
+        alive = [p for p in alive if _running(p)]
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.02)
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False

@@ -145,11 +145,11 @@ class SubprocessRunner(Runner):
     def trial_env(self, launch: Launch) -> dict[str, str]:
         """The environment of one trial process."""
         env = dict(self._base_env)
-        tid, exp, seq = str(launch.number), launch.experiment_id, str(launch.sequence_id)
+        number, exp, seq = str(launch.number), launch.experiment_id, str(launch.sequence_id)
         env.update(
             {
                 protocol.ENV_TRIAL_DIR: str(launch.trial_dir),
-                protocol.ENV_TRIAL_ID: tid,
+                protocol.ENV_TRIAL_ID: number,
                 protocol.ENV_EXPERIMENT_ID: exp,
                 protocol.ENV_SEQUENCE_ID: seq,
                 # trial dirs are <experiment dir>/trials/<number>
@@ -158,7 +158,7 @@ class SubprocessRunner(Runner):
                 # What NNI's own trial runtime sets; some scripts read them directly.
                 "NNI_PLATFORM": "local",
                 "NNI_EXP_ID": exp,
-                "NNI_TRIAL_JOB_ID": tid,
+                "NNI_TRIAL_JOB_ID": number,
                 "NNI_TRIAL_SEQ_ID": seq,
                 "NNI_SYS_DIR": str(launch.trial_dir),
                 "NNI_OUTPUT_DIR": str(launch.trial_dir),

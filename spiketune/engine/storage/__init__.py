@@ -57,7 +57,8 @@ _LAZY: dict[str, str] = {
         _URLS),
     **dict.fromkeys(
         ["ATTR_CONFIG", "ATTR_ELAPSED", "ATTR_EXPERIMENT_DIR", "ATTR_STOP", "ATTR_VERSION",
-         "StudyMatch", "StudyStore", "Unfinished", "find_study", "is_transient",
+         "StudyMatch", "StudyStore", "Unfinished", "experiment_location", "find_study",
+         "is_transient",
          "list_studies", "locate_study", "study_file_problem"],
         _STORE),
 }
@@ -83,6 +84,7 @@ if TYPE_CHECKING:
         StudyMatch,
         StudyStore,
         Unfinished,
+        experiment_location,
         find_study,
         is_transient,
         list_studies,
@@ -123,6 +125,7 @@ __all__ = [
     "Unfinished",
     "check_url",
     "default_root",
+    "experiment_location",
     "find_experiment",
     "find_study",
     "is_transient",

@@ -18,6 +18,7 @@ import optuna
 import sqlalchemy as sa
 from optuna.trial import FrozenTrial, TrialState
 
+from spiketune.engine.storage._paths import ExperimentPaths, find_experiment, read_json
 from spiketune.engine.storage._tables import SpiketuneTables
 from spiketune.engine.storage._trials import OptunaTables
 from spiketune.engine.storage._urls import (
@@ -27,6 +28,7 @@ from spiketune.engine.storage._urls import (
     resolve_url,
     scrub,
     sqlite_file,
+    sqlite_url,
     strip_password,
     with_driver,
 )
@@ -41,6 +43,7 @@ __all__ = [
     "StudyMatch",
     "StudyStore",
     "Unfinished",
+    "experiment_location",
     "find_study",
     "is_transient",
     "list_studies",
@@ -99,7 +102,7 @@ def study_file_problem(path: Path) -> str | None:
 class Unfinished:
     """A RUNNING or WAITING trial of the study, with its heartbeat (what a sweep looks at)."""
 
-    trial_id: int
+    trial_id: int  # Optuna's storage id of the trial
     number: int
     waiting: bool
     owner: str | None  # "host:pid/token" of the scheduler running it; None without a heartbeat
@@ -292,6 +295,27 @@ def find_study(url: str, ref: str) -> str:
     return locate_study(url, ref).experiment_id
 
 
+def experiment_location(experiment: str | Path,
+                        storage: str | None = None) -> tuple[Path | None, str, str]:
+    """Where the study of ``experiment`` is: ``(its directory here or None, experiment id,
+    database URL)``, for readers (results, the dashboard).
+
+    ``experiment`` is a directory, id, name or id prefix (:func:`find_experiment`); the URL
+    is ``storage``, else the one its ``experiment.json`` records, else its ``study.db``.
+    With ``storage``, an experiment that has no directory here is looked up in that database
+    (:func:`find_study`).
+    """
+    try:
+        directory = find_experiment(experiment)
+    except StorageError:
+        if storage is None:
+            raise
+        return None, find_study(storage, str(experiment)), storage
+    paths = ExperimentPaths(directory)
+    meta = read_json(paths.experiment_json)
+    return directory, meta["id"], storage or meta.get("storage") or sqlite_url(paths.study_db)
+
+
 # ==================================================================== one study
 class StudyStore:
     """The Optuna study of one experiment. The scheduler is the only caller of its write methods.
@@ -322,7 +346,7 @@ class StudyStore:
         self._study_id = study_id
         self._spiketune: SpiketuneTables | None = None
         self._optuna_tables: OptunaTables | None = None
-        self._ids: dict[int, int] = {}  # trial number -> trial id (never changes)
+        self._ids: dict[int, int] = {}  # trial number -> storage id (never changes)
         # host:pid/token: the token tells two stores of one process apart (workers in threads)
         self._owner = f"{socket.gethostname()}:{os.getpid()}/{secrets.token_hex(3)}"
 
@@ -555,24 +579,26 @@ class StudyStore:
             return result
 
     def claim(self, limit: int | None) -> int | None:
-        """Claim the next trial slot (its sequence id); ``None`` once ``limit`` are claimed."""
-        self._writable("claiming a trial slot")
+        """Claim the next sequence id (the right to start one trial); ``None`` once ``limit``
+        are claimed."""
+        self._writable("claiming a sequence id")
         return self._tables().claim(self.study_name, limit, self._owner)
 
     def claims(self) -> dict[int, str]:
-        """Every claimed slot of the study, with the owner (``host:pid/token``) holding it."""
+        """Every claimed sequence id of the study, with the owner (``host:pid/token``) holding
+        the claim."""
         return self._tables().claims_of(self.study_name)
 
-    def take_claim(self, slot: int, owner: str) -> bool:
-        """Take over the claimed ``slot`` from ``owner``, a scheduler that died between
-        claiming it and starting its trial; True if ``owner`` still held it (of schedulers
-        racing for it, one gets it)."""
-        self._writable("taking over a trial slot")
+    def take_claim(self, sequence_id: int, owner: str) -> bool:
+        """Take over the claim of ``sequence_id`` from ``owner``, a scheduler that died
+        between claiming it and starting its trial; True if ``owner`` still held it (of
+        schedulers racing for it, one gets it)."""
+        self._writable("taking over a claim")
         tables = self._tables()
         return bool(self._retrying(
-            "taking over a trial slot",
-            lambda: tables.take_claim(self.study_name, slot, owner, self._owner),
-            lambda: tables.claims_of(self.study_name).get(slot) == self._owner,
+            "taking over a claim",
+            lambda: tables.take_claim(self.study_name, sequence_id, owner, self._owner),
+            lambda: tables.claims_of(self.study_name).get(sequence_id) == self._owner,
         ))
 
     def set_study_attr(self, key: str, value: Any) -> None:

@@ -1,11 +1,11 @@
 """spiketune's own tables, beside Optuna's in the same database (SQLAlchemy Core, on an engine
 of the study's database):
 
-* ``spiketune_claims``: one row per trial slot allowed to start. A trial may start only after
+* ``spiketune_claims``: one row per trial allowed to start. A trial may start only after
   inserting row ``k``, where ``k`` is the number of claims so far and ``(study_name, k)`` is a
   primary key: two schedulers sharing the study cannot both insert the same ``k``, so between
-  them they never start more than ``max_trials`` trials. The claim number is the trial's
-  sequence id.
+  them they never start more than ``max_trials`` trials. ``k`` is the trial's sequence id
+  (stored in the column ``slot``, its name since the first release).
 * ``spiketune_heartbeats``: one row per running trial, ``beat_at`` (seconds, the owner's
   ``time.time()``) rewritten by its scheduler every ``heartbeat_interval``; the row goes with
   the trial's end, in the same transaction.
@@ -30,7 +30,8 @@ _CLAIMS = sa.Table(
     "spiketune_claims",
     _METADATA,
     sa.Column("study_name", sa.String(512), primary_key=True),
-    sa.Column("slot", sa.Integer, primary_key=True, autoincrement=False),
+    # "slot" in the database (studies already stored keep their schema); sequence_id in code
+    sa.Column("slot", sa.Integer, key="sequence_id", primary_key=True, autoincrement=False),
     sa.Column("claimed_at", sa.Float, nullable=False),
     sa.Column("owner", sa.String(256), nullable=False),
 )
@@ -49,7 +50,8 @@ _EXPERIMENTS = sa.Table(
     sa.Column("experiment_id", sa.String(512), nullable=False),
     sa.Column("created", sa.Float, nullable=False),
 )
-#: Tries of one claim: each failed try means another scheduler took the slot or held the lock.
+#: Tries of one claim: each failed try means another scheduler took the sequence id or held
+#: the lock.
 _CLAIM_TRIES = 200
 
 
@@ -99,40 +101,44 @@ class SpiketuneTables:
         return int(rows[0][0]) if rows else 0
 
     def claim(self, study_name: str, limit: int | None, owner: str) -> int | None:
-        """The next free slot, or ``None`` when ``limit`` slots are taken. Safe across
-        processes and machines (the primary key decides between racing schedulers)."""
+        """The next free sequence id, claimed for ``owner``, or ``None`` when ``limit`` are
+        claimed. Safe across processes and machines (the primary key decides between racing
+        schedulers)."""
         t = self.claims
         for attempt in range(_CLAIM_TRIES):
             try:
                 with self._engine.begin() as conn:
-                    stmt = sa.select(sa.func.coalesce(sa.func.max(t.c.slot), -1)).where(
+                    stmt = sa.select(sa.func.coalesce(sa.func.max(t.c.sequence_id), -1)).where(
                         t.c.study_name == study_name
                     )
-                    slot = int(conn.execute(stmt).scalar_one()) + 1
-                    if limit is not None and slot >= limit:
+                    sequence_id = int(conn.execute(stmt).scalar_one()) + 1
+                    if limit is not None and sequence_id >= limit:
                         return None
-                    conn.execute(t.insert().values(study_name=study_name, slot=slot,
+                    conn.execute(t.insert().values(study_name=study_name, sequence_id=sequence_id,
                                                    claimed_at=time.time(), owner=owner))
-                    return slot
+                    return sequence_id
             except (sa.exc.IntegrityError, sa.exc.OperationalError):
-                # Another scheduler took this slot, or held the write lock: try the next one.
+                # Another scheduler took this sequence id, or held the write lock: try again.
                 time.sleep(min(0.002 * (attempt + 1), 0.1))
-        raise StorageError(f"could not claim a trial slot in study {study_name!r} after "
+        raise StorageError(f"could not claim a sequence id in study {study_name!r} after "
                            f"{_CLAIM_TRIES} tries (the database stayed locked)")
 
     def claims_of(self, study_name: str) -> dict[int, str]:
-        """slot -> owner (``host:pid/token``) of every claim of the study."""
+        """sequence id -> owner (``host:pid/token``) of every claim of the study."""
         t = self.claims
-        rows = self._read(sa.select(t.c.slot, t.c.owner).where(t.c.study_name == study_name))
+        rows = self._read(
+            sa.select(t.c.sequence_id, t.c.owner).where(t.c.study_name == study_name))
         return {int(r[0]): str(r[1]) for r in rows}
 
-    def take_claim(self, study_name: str, slot: int, owner: str, new_owner: str) -> bool:
-        """Give the claim ``slot`` to ``new_owner`` if ``owner`` still holds it (so that, of
-        schedulers racing for it, one gets it)."""
+    def take_claim(self, study_name: str, sequence_id: int, owner: str,
+                   new_owner: str) -> bool:
+        """Give the claim of ``sequence_id`` to ``new_owner`` if ``owner`` still holds it (so
+        that, of schedulers racing for it, one gets it)."""
         t = self.claims
         with self._engine.begin() as conn:
             done = conn.execute(sa.update(t).where(
-                t.c.study_name == study_name, t.c.slot == slot, t.c.owner == owner,
+                t.c.study_name == study_name, t.c.sequence_id == sequence_id,
+                t.c.owner == owner,
             ).values(owner=new_owner))
         return done.rowcount == 1
 
