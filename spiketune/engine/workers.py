@@ -167,9 +167,9 @@ class SharedStudy:
         """The sequence ids claimed that no trial holds and whose claimer is gone, taken over
         as this scheduler's (step 7 of the module docstring); sets :attr:`claims_pending`."""
         claims = self.store.claims()  # before the trials: a trial started meanwhile is seen
-        held = {t.user_attrs.get("sequence_id") for t in self.store.trials()}
-        orphans = {seq: owner for seq, owner in claims.items()
-                   if seq not in held and owner != self.store.owner}
+        others = {seq: owner for seq, owner in claims.items() if owner != self.store.owner}
+        held = {t.user_attrs.get("sequence_id") for t in self.store.trials()} if others else set()
+        orphans = {seq: owner for seq, owner in others.items() if seq not in held}
         seen: dict[int, tuple[str, float]] = {}
         taken: list[int] = []
         for seq, owner in sorted(orphans.items()):
