@@ -56,6 +56,7 @@ _LAZY: dict[str, str] = {
             "SearchSpace",
             "TrialRecord",
             "export_results",
+            "load_best_model",
             "load_config",
             "load_results",
         ],
@@ -63,7 +64,6 @@ _LAZY: dict[str, str] = {
     ),
     "Predictions": "spiketune.trial",
     "offer_best_model": "spiketune.trial",
-    "load_best_model": "spiketune.trial",
     "build_report": "spiketune.report",
 }
 
@@ -77,6 +77,7 @@ if TYPE_CHECKING:
         SearchSpace,
         TrialRecord,
         export_results,
+        load_best_model,
         load_config,
         load_results,
     )
@@ -93,7 +94,7 @@ if TYPE_CHECKING:
         TrialError,
     )
     from spiketune.report import build_report
-    from spiketune.trial import Predictions, load_best_model, offer_best_model
+    from spiketune.trial import Predictions, offer_best_model
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -1,18 +1,14 @@
-"""Deprecated path: the best-model keeper's public names now live in :mod:`spiketune.trial`."""
+"""Deprecated path: keeping the best model is :mod:`spiketune.trial`'s, reading it the engine's."""
 
 from spiketune._lazy import moved
 
 __getattr__ = moved(
     __name__,
-    dict.fromkeys(
-        (
-            "BestModel",
-            "Predictions",
-            "experiment_dir_of_trial",
-            "load_best_model",
-            "load_predictions",
-            "offer_best_model",
+    {
+        **dict.fromkeys(
+            ("BestModel", "Predictions", "experiment_dir_of_trial", "offer_best_model"),
+            "spiketune.trial",
         ),
-        "spiketune.trial",
-    ),
+        **dict.fromkeys(("load_best_model", "load_predictions"), "spiketune.engine"),
+    },
 )

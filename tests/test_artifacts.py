@@ -11,15 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from spiketune.engine import load_best_model, load_predictions
 from spiketune.errors import TrialError
 from spiketune.trial import _artifacts as artifacts
-from spiketune.trial._artifacts import (
-    BestModelKeeper,
-    Predictions,
-    load_best_model,
-    load_predictions,
-    offer_best_model,
-)
+from spiketune.trial._artifacts import BestModelKeeper, Predictions, offer_best_model
 
 _FORK = multiprocessing.get_context("fork")
 

@@ -234,10 +234,10 @@ def test_smoke_run_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     import nir
     from typer.testing import CliRunner
 
+    from spiketune import load_best_model
     from spiketune.cli import app
     from spiketune.report import build_report, plot_confusion_matrix
     from spiketune.snn import RecurrentSNN, load_checkpoint
-    from spiketune.trial import load_best_model
 
     monkeypatch.setenv("SPIKETUNE_CONCURRENCY", "2")  # the launcher sets it; restored after
     main = _load("main")

@@ -31,13 +31,13 @@ PUBLIC: dict[str, set[str]] = {
         "BestModel", "Predictions", "TrialStopped", "experiment_dir_of_trial",
         "get_current_parameter", "get_experiment_id", "get_next_parameter",
         "get_next_parameters", "get_sequence_id", "get_trial_dir", "get_trial_id",
-        "load_best_model", "load_predictions", "normalize_metric", "offer_best_model",
+        "normalize_metric", "offer_best_model",
         "report_final_result", "report_intermediate_result",
     },
     "spiketune.engine": {
         "Experiment", "ExperimentConfig", "ExperimentResults", "Outcome", "Progress",
-        "SearchSpace", "TrialRecord", "export_results", "find_experiment", "load_config",
-        "load_results",
+        "SearchSpace", "TrialRecord", "export_results", "find_experiment", "load_best_model",
+        "load_config", "load_predictions", "load_results",
     },
     "spiketune.snn": {
         "ALIFParameters", "ALIFState", "BPTT", "Checkpoint", "EProp", "EpochMetrics",
@@ -131,10 +131,10 @@ def test_lazy_packages_import_nothing_heavy() -> None:
 # ------------------------------------------------------------------------------ deprecated paths
 MOVED = [
     ("spiketune.artifacts", "offer_best_model", "spiketune.trial"),
-    ("spiketune.artifacts", "load_best_model", "spiketune.trial"),
+    ("spiketune.artifacts", "load_best_model", "spiketune.engine"),
     ("spiketune.artifacts", "Predictions", "spiketune.trial"),
     ("spiketune.artifacts", "BestModel", "spiketune.trial"),
-    ("spiketune.artifacts", "load_predictions", "spiketune.trial"),
+    ("spiketune.artifacts", "load_predictions", "spiketune.engine"),
     ("spiketune.artifacts", "experiment_dir_of_trial", "spiketune.trial"),
     ("spiketune.storage", "find_experiment", "spiketune.engine"),
     ("spiketune.scheduler", "Progress", "spiketune"),

@@ -13,6 +13,7 @@ from urllib.parse import unquote
 import pytest
 
 from spiketune import Experiment, ExperimentResults, Outcome, TrialRecord, load_results
+from spiketune.engine import load_best_model, load_predictions
 from spiketune.report import (
     ACCURACY_AXES,
     ReportFiles,
@@ -26,7 +27,7 @@ from spiketune.report import (
 from spiketune.report._axes import exploration
 from spiketune.report._figures import best_so_far, plot_importance
 from spiketune.report._html import fmt
-from spiketune.trial import Predictions, load_best_model, load_predictions
+from spiketune.trial import Predictions
 
 TEST_SIZE = 50
 CLASSES = ["A", "B", "C", "Space"]

@@ -22,7 +22,9 @@ _LAZY: dict[str, str] = {
     "TrialRecord": "spiketune.engine.results",
     "export_results": "spiketune.engine.results",
     "find_experiment": "spiketune.engine.storage",
+    "load_best_model": "spiketune.engine.results",
     "load_config": "spiketune.engine.config",
+    "load_predictions": "spiketune.engine.results",
     "load_results": "spiketune.engine.results",
 }
 
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
         ExperimentResults,
         TrialRecord,
         export_results,
+        load_best_model,
+        load_predictions,
         load_results,
     )
     from spiketune.engine.scheduler import Progress
@@ -52,6 +56,8 @@ __all__ = [
     "TrialRecord",
     "export_results",
     "find_experiment",
+    "load_best_model",
     "load_config",
+    "load_predictions",
     "load_results",
 ]

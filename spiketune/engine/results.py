@@ -27,8 +27,10 @@ from spiketune.engine.storage import (
     ExperimentPaths,
     StudyStore,
     experiment_location,
+    find_experiment,
     read_json,
 )
+from spiketune.trial._artifacts import BestModel, BestModelKeeper, Predictions
 
 if TYPE_CHECKING:
     import optuna
@@ -38,6 +40,8 @@ __all__ = [
     "Outcome",
     "TrialRecord",
     "export_results",
+    "load_best_model",
+    "load_predictions",
     "load_results",
     "records_from_json",
 ]
@@ -394,3 +398,15 @@ def _cell(v: Any) -> Any:
 
 def _parse_time(s: str | None) -> datetime | None:
     return None if not s else datetime.fromisoformat(s)
+
+
+def load_best_model(experiment: str | Path) -> BestModel | None:
+    """The best model its trials kept for ``experiment`` (a directory, id, name or id prefix),
+    or ``None`` when none was offered."""
+    return BestModelKeeper(find_experiment(experiment)).current()
+
+
+def load_predictions(experiment: str | Path) -> Predictions | None:
+    """The predictions of the experiment's best model, or ``None`` when none were kept."""
+    best = load_best_model(experiment)
+    return None if best is None else best.predictions

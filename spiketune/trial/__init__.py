@@ -57,8 +57,6 @@ if TYPE_CHECKING:
         BestModel,
         Predictions,
         experiment_dir_of_trial,
-        load_best_model,
-        load_predictions,
         offer_best_model,
     )
 
@@ -67,8 +65,7 @@ if TYPE_CHECKING:
 __getattr__, _ = lazy_exports(
     __name__,
     dict.fromkeys(
-        ("BestModel", "Predictions", "experiment_dir_of_trial", "load_best_model",
-         "load_predictions", "offer_best_model"),
+        ("BestModel", "Predictions", "experiment_dir_of_trial", "offer_best_model"),
         "spiketune.trial._artifacts",
     ),
 )
@@ -94,8 +91,6 @@ __all__ = [
     "get_sequence_id",
     "get_trial_dir",
     "get_trial_id",
-    "load_best_model",
-    "load_predictions",
     "normalize_metric",
     "offer_best_model",
     "report_final_result",

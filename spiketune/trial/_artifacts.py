@@ -42,6 +42,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from spiketune import trial as trial_api
 from spiketune.errors import CheckpointError, TrialError
 from spiketune.trial._protocol import ENV_EXPERIMENT_DIR
 
@@ -56,8 +57,6 @@ __all__ = [
     "BestModelKeeper",
     "Predictions",
     "experiment_dir_of_trial",
-    "load_best_model",
-    "load_predictions",
     "offer_best_model",
 ]
 
@@ -422,8 +421,6 @@ def experiment_dir_of_trial() -> Path | None:
     env = os.environ.get(ENV_EXPERIMENT_DIR)
     if env:
         return Path(env)
-    from spiketune import trial as trial_api
-
     trial_dir = trial_api.get_trial_dir()
     if trial_dir is None:
         return None
@@ -447,8 +444,6 @@ def offer_best_model(
     (and without ``experiment_dir``), keeps nothing and gets ``False``.
     See :meth:`BestModelKeeper.offer` for the arguments.
     """
-    from spiketune import trial as trial_api
-
     directory = Path(experiment_dir) if experiment_dir is not None else experiment_dir_of_trial()
     if directory is None:
         return False
@@ -462,17 +457,3 @@ def offer_best_model(
         trial_id=trial_api.get_trial_id() if in_trial else None,
         sequence_id=trial_api.get_sequence_id() if in_trial else None,
     )
-
-
-# ------------------------------------------------------------------------------ reading
-def load_best_model(experiment: str | os.PathLike[str]) -> BestModel | None:
-    """The best model kept for ``experiment`` (a directory, id or id prefix), or ``None``."""
-    from spiketune.engine.storage import find_experiment
-
-    return BestModelKeeper(find_experiment(experiment)).current()
-
-
-def load_predictions(experiment: str | os.PathLike[str]) -> Predictions | None:
-    """The predictions of the experiment's best model, or ``None`` when none were kept."""
-    best = load_best_model(experiment)
-    return None if best is None else best.predictions

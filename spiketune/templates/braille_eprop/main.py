@@ -25,9 +25,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from spiketune import Experiment, ExperimentResults, Outcome, Progress, load_config
+from spiketune import Experiment, ExperimentResults, Outcome, Progress, load_best_model, load_config
 from spiketune.report import build_report
-from spiketune.trial import load_best_model
 
 HERE = Path(__file__).absolute().parent  # unresolved: examples/braille_eprop links here
 CONFIG = HERE / "config.toml"
