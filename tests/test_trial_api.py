@@ -37,6 +37,23 @@ def test_import_is_light() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_the_trial_side_never_imports_the_engine() -> None:
+    """The engine may import the trial package, never the reverse: a trial process must not
+    depend on what only the scheduler's machine needs. Every import, also inside functions
+    and of the artefacts keeper, is checked, offering a best model included."""
+    code = (
+        "import sys, spiketune.trial as st, spiketune.compat.nni\n"
+        "st.offer_best_model, st.Predictions, st.experiment_dir_of_trial\n"
+        "print([m for m in sys.modules if m.startswith(('spiketune.engine', 'spiketune.snn'))])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    package = Path(st.__file__).resolve().parent
+    for path in [*package.glob("*.py"), *(package.parent / "compat").rglob("*.py")]:
+        text = path.read_text()
+        assert "spiketune.engine" not in text and "from spiketune import engine" not in text, path
+
+
 def test_file_channel_reads_parameters_and_appends_reports(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
