@@ -690,6 +690,42 @@ def export_model(
     typer.echo(f"wrote {written}")
 
 
+@app.command()
+def evaluate(
+    checkpoint: Annotated[
+        Path, typer.Argument(help="A checkpoint written by spiketune.snn.save_checkpoint.",
+                             show_default=False)
+    ],
+    data: Annotated[
+        Path, typer.Option("--data", help="A TensorDataset file of the reduced Braille "
+                           "encoding (see spiketune.data.load_braille_pool).",
+                           show_default=False)
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """A checkpoint's accuracy and confusion matrix on a data file of the same encoding."""
+    from spiketune.data import load_braille_pool
+    from spiketune.snn import evaluate_checkpoint, load_checkpoint
+
+    network = load_checkpoint(checkpoint)  # first: a wrong checkpoint path fails fast
+    score = evaluate_checkpoint(network, load_braille_pool(data))
+    if as_json:
+        typer.echo(json.dumps({"checkpoint": str(checkpoint), "data": str(data),
+                               **score.as_dict()}, indent=2))
+        return
+    out = _stdout()
+    out.print(f"accuracy {score.accuracy:.4f} ({score.correct}/{score.total}) of "
+              f"{escape(str(checkpoint))} on {escape(str(data))}", soft_wrap=True)
+    out.print("confusion matrix (rows: true class, columns: predicted class)")
+    table = Table()
+    table.add_column("true class")
+    for name in score.classes:
+        table.add_column(name, justify="right")
+    for name, row in zip(score.classes, score.matrix.tolist(), strict=True):
+        table.add_row(name, *(str(v) for v in row))
+    out.print(table)
+
+
 # ------------------------------------------------------------------------------ view
 @app.command()
 def view(

@@ -18,7 +18,7 @@ from spiketune.cli import _cause, app
 
 REPO = Path(__file__).resolve().parents[1]
 COMMANDS = ["run", "resume", "stop", "ls", "trials", "best", "export", "report", "export-model",
-            "init", "worker", "view"]
+            "evaluate", "init", "worker", "view"]
 
 
 @pytest.fixture

@@ -5,10 +5,11 @@ from __future__ import annotations
 import spiketune.snn as snn
 
 PUBLIC = {
-    "ALIFParameters", "ALIFState", "BPTT", "Checkpoint", "EProp", "EpochMetrics", "Evaluation",
-    "History", "LIFParameters", "LIFState", "LearningRule", "ReadoutLoss", "RecurrentSNN",
-    "SNNConfig", "SpikeCounts", "SpikeStats", "StepResult", "Surrogate", "TrainConfig", "Trainer",
-    "Trajectory", "alif_step", "configs_from_params", "heaviside", "initial_state", "lif_step",
+    "ALIFParameters", "ALIFState", "BPTT", "Checkpoint", "CheckpointScore", "EProp",
+    "EpochMetrics", "Evaluation", "History", "LIFParameters", "LIFState", "LearningRule",
+    "ReadoutLoss", "RecurrentSNN", "SNNConfig", "SpikeCounts", "SpikeStats", "StepResult",
+    "Surrogate", "TrainConfig", "Trainer", "Trajectory", "alif_step", "configs_from_params",
+    "evaluate_checkpoint", "heaviside", "initial_state", "lif_step",
     "load_checkpoint", "load_weights", "make_rule", "neuron_step", "per_step_cross_entropy",
     "predict", "rate_regularisation", "save_checkpoint", "spike_function", "spike_stats",
     "summed_cross_entropy",

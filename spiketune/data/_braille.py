@@ -17,8 +17,9 @@ sparse threshold 10; ``"merged"`` (12 inputs, ON | OFF) is the recipe of the NIR
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 import pydantic
@@ -54,6 +55,26 @@ BRAILLE_ARCHIVE = RemoteFile(
 #: Seconds per time step of the NIR paper's preprocessed split.
 NIR_BIN_SIZE = 0.005
 
+#: Named encodings of ``load_braille(preset=...)``: the options a preset fills in when they are
+#: not given. ``"nir"`` is the encoding of the NIR paper's Braille task, of the published HPO
+#: use case and of ``load_braille_pool`` files: threshold 1, the 7 reduced letters, 12 channels
+#: (ON | OFF of each taxel, OR-merged), 0/1 spikes in 5 ms bins over 1.28 s (256 steps).
+BRAILLE_PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
+    "nir": MappingProxyType({
+        "threshold": 1,
+        "letters": "reduced",
+        "channels": "merged",
+        "clip": True,
+        "bin_size": NIR_BIN_SIZE,
+        "window": 1.28,
+    }),
+})
+
+#: The file name of the threshold-1 pool (``load_braille_pool`` accepts its directory too).
+_POOL_FILE = "braille_reduced_th1_pool.pt"
+#: Channels of the reduced encoding: one per taxel, ON | OFF.
+_POOL_CHANNELS = 12
+
 
 def _file_names(threshold: int) -> list[str]:
     """Names an event file of ``threshold`` goes by (shared copies drop the ``.pkl``)."""
@@ -67,6 +88,7 @@ class BrailleOptions(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
     path: Path | None = None
+    preset: Literal["nir"] | None = None
     threshold: Literal[1, 2, 5, 10] = 10
     letters: Literal["reduced", "full"] | tuple[str, ...] = "reduced"
     bin_size: float = pydantic.Field(default=0.005, gt=0, allow_inf_nan=False)
@@ -75,6 +97,16 @@ class BrailleOptions(pydantic.BaseModel):
     clip: bool = True
     download: bool = True
     progress: bool = True
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _fill_from_preset(cls, data: Any) -> Any:
+        """A preset fills the encoding options that are not given; given ones win."""
+        if isinstance(data, dict) and isinstance(data.get("preset"), str):
+            preset = BRAILLE_PRESETS.get(data["preset"])
+            if preset is not None:  # an unknown name is left to the field's rule
+                return {**preset, **{k: v for k, v in data.items() if v is not None}}
+        return data
 
     @pydantic.field_validator("letters", mode="before")
     @classmethod
@@ -217,12 +249,13 @@ class BrailleLoader(DatasetLoader):
 def load_braille(
     path: Path | str | None = None,
     *,
-    threshold: int = 10,
-    letters: Literal["reduced", "full"] | Sequence[str] = "reduced",
-    bin_size: float = 0.005,
-    window: float = 1.35,
-    channels: Literal["split", "merged"] = "split",
-    clip: bool = True,
+    preset: Literal["nir"] | None = None,
+    threshold: int | None = None,
+    letters: Literal["reduced", "full"] | Sequence[str] | None = None,
+    bin_size: float | None = None,
+    window: float | None = None,
+    channels: Literal["split", "merged"] | None = None,
+    clip: bool | None = None,
     download: bool = True,
     progress: bool = True,
 ) -> Dataset:
@@ -240,17 +273,26 @@ def load_braille(
     taxels 0..11 then OFF) or ``"merged"`` (12, ON | OFF). ``clip=True`` gives 0/1 spikes per
     bin, ``False`` keeps counts. Bad options raise ``ConfigError``; a missing, refused or
     corrupt file raises ``DataError``.
+
+    ``preset``: a named encoding of :data:`BRAILLE_PRESETS` that fills the options not given
+    (an option left as ``None`` takes the preset's value, else the default above).
+    ``preset="nir"`` is threshold 1, reduced letters, merged 0/1 channels, 5 ms bins, 1.28 s:
+    ``[N, 256, 12]``, the encoding of ``load_braille_pool`` files.
     """
+    encoding = {
+        "threshold": threshold,
+        "letters": letters,
+        "bin_size": bin_size,
+        "window": window,
+        "channels": channels,
+        "clip": clip,
+    }
     return BrailleLoader(
         path=path,
-        threshold=threshold,
-        letters=letters,
-        bin_size=bin_size,
-        window=window,
-        channels=channels,
-        clip=clip,
+        preset=preset,
         download=download,
         progress=progress,
+        **{key: value for key, value in encoding.items() if value is not None},
     ).load()
 
 
@@ -305,3 +347,49 @@ def load_nir_braille(
         )
         out[split] = Dataset(info, inputs, labels)
     return out
+
+
+def load_braille_pool(path: Path | str) -> Dataset:
+    """One ``TensorDataset`` file of the reduced Braille letters in the ``"nir"`` encoding.
+
+    ``path`` is the file (such as ``braille_reduced_th1_pool.pt``) or a directory holding
+    ``braille_reduced_th1_pool.pt``. The file holds inputs ``[N, T, 12]`` (one channel per
+    taxel, ON | OFF; 0/1 spikes or non-negative event counts per 5 ms bin) and labels ``[N]``
+    in ``0..6`` = Space, A, E, I, O, U, Y. It is read with ``torch.load(weights_only=True)``
+    allowing ``TensorDataset`` and nothing else. ``load_braille(path, preset="nir")`` gives
+    the same form from an event file of the Zenodo archive. A file that breaks a rule raises
+    ``DataError`` naming the file, the rule and what was found.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        path = path / _POOL_FILE
+    inputs, labels = _load_tensor_dataset(path)
+    n, t, c = inputs.shape
+    classes = BRAILLE_REDUCED_LETTERS
+    if n == 0 or t == 0:
+        raise DataError(f"{path}: inputs must hold samples and time steps, got {(n, t, c)}")
+    if c != _POOL_CHANNELS:
+        raise DataError(
+            f"{path}: inputs must be [N, T, {_POOL_CHANNELS}] (one channel per taxel, ON | OFF "
+            f"merged), got [N, T, C] = {(n, t, c)}"
+        )
+    if labels.shape != (n,):
+        raise DataError(f"{path}: labels must be [N] with N={n}, got {tuple(labels.shape)}")
+    if not bool(torch.isfinite(inputs).all()):
+        raise DataError(f"{path}: inputs hold NaN or infinite values")
+    bad = (inputs < 0) | (inputs != inputs.round())
+    if bool(bad.any()):
+        value = float(inputs[bad][0])
+        raise DataError(
+            f"{path}: inputs must be 0/1 spikes or non-negative event counts, found {value!r}"
+        )
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= len(classes):
+        raise DataError(
+            f"{path}: labels must lie in 0..{len(classes) - 1} ({', '.join(classes)}), "
+            f"found {low}..{high}"
+        )
+    info = DatasetInfo(
+        name=path.stem, classes=classes, n_inputs=c, n_steps=t, dt=NIR_BIN_SIZE
+    )
+    return Dataset(info, inputs, labels)

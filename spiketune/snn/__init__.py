@@ -12,6 +12,7 @@ from spiketune.snn._bptt import BPTT
 from spiketune.snn._checkpoint import Checkpoint, load_checkpoint, load_weights, save_checkpoint
 from spiketune.snn._config import SNNConfig, TrainConfig, configs_from_params
 from spiketune.snn._eprop import EProp
+from spiketune.snn._evaluate import CheckpointScore, evaluate_checkpoint
 from spiketune.snn._loss import (
     ReadoutLoss,
     per_step_cross_entropy,
@@ -41,6 +42,7 @@ __all__ = [
     "ALIFParameters",
     "ALIFState",
     "Checkpoint",
+    "CheckpointScore",
     "EProp",
     "EpochMetrics",
     "Evaluation",
@@ -60,6 +62,7 @@ __all__ = [
     "Trajectory",
     "alif_step",
     "configs_from_params",
+    "evaluate_checkpoint",
     "heaviside",
     "initial_state",
     "lif_step",

@@ -1,0 +1,104 @@
+"""A saved network on a labelled data set: accuracy and confusion matrix.
+
+The data must be encoded as the network was trained: as many channels as inputs, as many
+classes as readout units, the same step length ``dt``, at least as many steps as the readout
+window, and (when the checkpoint records them in ``extra``) the same ``n_steps`` and the same
+class names in the same order. Every difference is listed in one ``DataError``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from spiketune.data._base import Dataset
+from spiketune.errors import DataError
+from spiketune.snn._checkpoint import Checkpoint, load_checkpoint
+from spiketune.snn._loss import predict
+
+
+@dataclass(frozen=True)
+class CheckpointScore:
+    """How a network classified a data set: ``matrix[true, predicted]`` counts (int64)."""
+
+    classes: tuple[str, ...]
+    matrix: torch.Tensor
+
+    @property
+    def total(self) -> int:
+        return int(self.matrix.sum())
+
+    @property
+    def correct(self) -> int:
+        return int(self.matrix.diagonal().sum())
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.total if self.total else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for JSON: accuracy, counts, class names, matrix rows (true classes)."""
+        return {
+            "accuracy": self.accuracy,
+            "correct": self.correct,
+            "total": self.total,
+            "classes": list(self.classes),
+            "confusion_matrix": self.matrix.tolist(),
+        }
+
+
+def evaluate_checkpoint(
+    checkpoint: Checkpoint | str | os.PathLike[str], data: Dataset, *, batch_size: int = 256
+) -> CheckpointScore:
+    """Classify ``data`` with the network of ``checkpoint`` (a path or a loaded one).
+
+    The prediction is the class whose readout, summed over the network's readout window
+    (``loss_steps``, else every step), is largest: the decision the network was trained for.
+    """
+    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+    _check_encoding(ckpt, data)
+    net, cfg = ckpt.network, ckpt.config
+    net.eval()
+    dtype = net.w_in.dtype
+    k = data.n_classes
+    matrix = torch.zeros(k * k, dtype=torch.int64)
+    with torch.no_grad():
+        for lo in range(0, len(data), max(1, batch_size)):
+            x = data.inputs[lo : lo + batch_size].to(dtype)
+            y = data.labels[lo : lo + batch_size]
+            guess = predict(net.simulate(x).readout, cfg.loss_steps).cpu()
+            matrix += torch.bincount(y * k + guess, minlength=k * k)
+    return CheckpointScore(data.classes, matrix.reshape(k, k))
+
+
+def _check_encoding(ckpt: Checkpoint, data: Dataset) -> None:
+    cfg, extra = ckpt.config, ckpt.extra
+    diffs = []
+    if data.n_inputs != cfg.n_in:
+        diffs.append(f"channels: the network has {cfg.n_in} inputs, the data {data.n_inputs}")
+    if data.n_classes != cfg.n_out:
+        diffs.append(f"classes: the network has {cfg.n_out} readout units, the data "
+                     f"{data.n_classes} classes")
+    if not math.isclose(data.dt, cfg.dt, rel_tol=1e-6):
+        diffs.append(f"dt: the network steps {cfg.dt:g} s, the data {data.dt:g} s per step")
+    if cfg.loss_steps is not None and cfg.loss_steps > data.n_steps:
+        diffs.append(f"steps: the readout window is {cfg.loss_steps} steps, the data have "
+                     f"{data.n_steps}")
+    saved_steps = extra.get("n_steps")
+    if isinstance(saved_steps, int) and saved_steps != data.n_steps:
+        diffs.append(f"steps: the network was trained on {saved_steps} steps, the data have "
+                     f"{data.n_steps}")
+    saved_classes = extra.get("classes")
+    if (isinstance(saved_classes, list | tuple) and len(saved_classes) == data.n_classes
+            and tuple(saved_classes) != data.classes):
+        diffs.append(f"class order: the network was trained on {list(saved_classes)}, the "
+                     f"data are {list(data.classes)}")
+    if diffs:
+        raise DataError(
+            f"the data {data.name!r} are not encoded as the network expects:\n  - "
+            + "\n  - ".join(diffs)
+        )

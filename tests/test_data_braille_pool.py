@@ -1,0 +1,165 @@
+"""The reduced threshold-1 Braille encoding: TensorDataset files (``load_braille_pool``), the
+``"nir"`` preset of the event-file loader giving the same form, and (where ../shared/data holds
+it) the real pool."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from spiketune.data import (
+    BRAILLE_PRESETS,
+    BRAILLE_REDUCED_LETTERS,
+    load_braille,
+    load_braille_pool,
+    stratified_split,
+)
+from spiketune.errors import ConfigError, DataError
+
+REPO = Path(__file__).resolve().parents[1]
+POOL_ENV = "SPIKETUNE_BRAILLE_TH1_DATA"
+POOL_DIR = Path(os.environ.get(POOL_ENV) or REPO.parent / "shared" / "data" / "braille_th1")
+POOL_FILE = POOL_DIR / "braille_reduced_th1_pool.pt" if POOL_DIR.is_dir() else POOL_DIR
+#: Samples per class of the real pool, as its README states.
+POOL_COUNTS = {"Space": 147, "A": 152, "E": 148, "I": 158, "O": 148, "U": 151, "Y": 140}
+
+
+def th1_records(per_letter: int = 4) -> list[dict]:
+    """Records in the published layout (12 taxels of [on_times, off_times], seconds), dense
+    enough that ON and OFF events share bins, with events after 1.28 s."""
+    rng = np.random.default_rng(11)
+    records = []
+    for _ in range(per_letter):
+        for letter in ("Space", *"ABCDEFGHIJKLMNOPQRSTUVWXYZ"):
+            events = [
+                [sorted(rng.uniform(0, 1.34, 12).round(4).tolist()),
+                 sorted(rng.uniform(0, 1.34, 12).round(4).tolist())]
+                for _ in range(12)
+            ]
+            records.append({"letter": letter, "events": events})
+    records[0]["events"][2] = [[0.0101, 0.0449], [0.0120, 1.3]]  # ON, OFF in bins 2 and 8
+    return records
+
+
+@pytest.fixture
+def th1_file(tmp_path: Path) -> Path:
+    path = tmp_path / "data_braille_letters_th1"
+    path.write_bytes(pickle.dumps(th1_records(), protocol=2))
+    return path
+
+
+def save_pool(path: Path, inputs: torch.Tensor, labels: torch.Tensor) -> Path:
+    torch.save(TensorDataset(inputs, labels), path)
+    return path
+
+
+def pool_like(n: int = 14, steps: int = 256, channels: int = 12) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(0)
+    inputs = (torch.rand(n, steps, channels, generator=g) < 0.05).float()
+    return inputs, torch.arange(n) % 7
+
+
+def test_pool_file_loads_with_the_reduced_classes(tmp_path: Path) -> None:
+    inputs, labels = pool_like()
+    path = save_pool(tmp_path / "pool.pt", inputs, labels)
+    ds = load_braille_pool(path)
+    assert ds.classes == BRAILLE_REDUCED_LETTERS == ("Space", "A", "E", "I", "O", "U", "Y")
+    assert (len(ds), ds.n_steps, ds.n_inputs, ds.dt) == (14, 256, 12, 0.005)
+    assert ds.info.duration == pytest.approx(1.28) and ds.info.name == "pool"
+    assert torch.equal(ds.inputs, inputs) and torch.equal(ds.labels, labels)
+    # counts are accepted; the steps are the file's own
+    counts = save_pool(tmp_path / "counts.pt", inputs[:, :100] * 3, labels)
+    assert load_braille_pool(counts).n_steps == 100
+
+
+@pytest.mark.parametrize(
+    ("inputs", "labels", "rule"),
+    [
+        (torch.zeros(7, 256, 24), torch.arange(7), r"\[N, T, 12\].*\(7, 256, 24\)"),
+        (torch.zeros(7, 256), torch.arange(7), r"inputs must be \[N, T, C\]"),
+        (torch.full((7, 256, 12), 0.5), torch.arange(7), "0/1 spikes or non-negative.*0.5"),
+        (-torch.ones(7, 256, 12), torch.arange(7), "non-negative event counts.*-1.0"),
+        (torch.zeros(7, 256, 12), torch.arange(7) + 1, r"labels must lie in 0..6.*found 1..7"),
+        (torch.zeros(7, 256, 12), torch.arange(7)[:, None], "one integer per sample"),
+        (torch.zeros(0, 256, 12), torch.zeros(0, dtype=torch.int64), "must hold samples"),
+    ],
+)
+def test_pool_file_breaking_a_rule_names_file_and_rule(
+    tmp_path: Path, inputs: torch.Tensor, labels: torch.Tensor, rule: str
+) -> None:
+    path = save_pool(tmp_path / "bad.pt", inputs, labels)
+    with pytest.raises(DataError, match=rule) as info:
+        load_braille_pool(path)
+    assert str(path) in str(info.value)
+
+
+def test_pool_loader_refuses_other_objects_and_finds_the_file_in_a_directory(
+    tmp_path: Path,
+) -> None:
+    torch.save({"inputs": torch.zeros(1)}, tmp_path / "dict.pt")
+    with pytest.raises(DataError, match="expected a TensorDataset"):
+        load_braille_pool(tmp_path / "dict.pt")
+    with pytest.raises(DataError, match=r"braille_reduced_th1_pool\.pt does not exist"):
+        load_braille_pool(tmp_path)
+    save_pool(tmp_path / "braille_reduced_th1_pool.pt", *pool_like())
+    assert len(load_braille_pool(tmp_path)) == 14
+
+
+def test_nir_preset_is_the_explicit_options(th1_file: Path) -> None:
+    assert BRAILLE_PRESETS["nir"] == {
+        "threshold": 1, "letters": "reduced", "channels": "merged", "clip": True,
+        "bin_size": 0.005, "window": 1.28,
+    }
+    by_name = load_braille(th1_file, preset="nir")
+    explicit = load_braille(th1_file, threshold=1, letters="reduced", channels="merged",
+                            bin_size=0.005, window=1.28)
+    assert torch.equal(by_name.inputs, explicit.inputs)
+    assert torch.equal(by_name.labels, explicit.labels) and by_name.info == explicit.info
+    # given options win over the preset's
+    assert load_braille(th1_file, preset="nir", window=0.64).n_steps == 128
+    assert load_braille(th1_file, preset="nir", clip=False).inputs.max() > 1
+    with pytest.raises(ConfigError, match="preset"):
+        load_braille(th1_file, preset="snn")  # type: ignore[arg-type]
+
+
+def test_archive_path_and_pool_have_the_same_form_and_conventions(
+    th1_file: Path, tmp_path: Path
+) -> None:
+    archive = load_braille(th1_file, preset="nir")
+    # a pool-style file, written as the published pool is: a TensorDataset of the tensors
+    pool = load_braille_pool(save_pool(tmp_path / "pool.pt", *pool_like()))
+    assert archive.inputs.shape == (7 * 4, 256, 12)
+    assert archive.inputs.shape[1:] == pool.inputs.shape[1:]
+    assert archive.inputs.dtype == pool.inputs.dtype == torch.float32
+    assert archive.labels.dtype == pool.labels.dtype == torch.int64
+    assert set(archive.inputs.unique().tolist()) == set(pool.inputs.unique().tolist()) == {0, 1}
+    assert archive.classes == pool.classes and archive.dt == pool.dt == 0.005
+    assert archive.n_steps == pool.n_steps == 256
+    # channel c is taxel c, ON | OFF (OR, never 2); events at or after 1.28 s are dropped
+    first = archive.inputs[0, :, 2]
+    assert first.nonzero().flatten().tolist() == [2, 8]
+    # the file lists Space, A, B, ..., Z per round: labels follow Space, A, E, I, O, U, Y
+    assert archive.labels[:7].tolist() == list(range(7))
+    counts = load_braille(th1_file, preset="nir", clip=False)
+    assert torch.equal(archive.inputs, counts.inputs.clamp(max=1))
+
+
+@pytest.mark.skipif(
+    not POOL_FILE.is_file(),
+    reason=f"the threshold-1 pool is not at {POOL_FILE} (set ${POOL_ENV} to its file or "
+    "directory)",
+)
+def test_real_pool_holds_1044_samples_in_the_nir_encoding() -> None:
+    pool = load_braille_pool(POOL_FILE)
+    assert pool.inputs.shape == (1044, 256, 12) and pool.dt == 0.005
+    assert pool.class_counts() == POOL_COUNTS
+    assert set(pool.inputs.unique().tolist()) == {0.0, 1.0}
+    split = stratified_split(pool.labels, (0.8, 0.1, 0.1), seed=0)
+    _, _, test = pool.split(split)
+    assert len(test) == sum(round(n * 0.1) for n in POOL_COUNTS.values())

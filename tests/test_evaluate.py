@@ -1,0 +1,133 @@
+"""A checkpoint on a data file of its encoding: ``evaluate_checkpoint`` and
+``spiketune evaluate``, run in-process with typer's CliRunner."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+from typer.testing import CliRunner
+
+from spiketune.cli import app
+from spiketune.data import BRAILLE_REDUCED_LETTERS, load_braille_pool
+from spiketune.errors import DataError
+from spiketune.snn import (
+    RecurrentSNN,
+    SNNConfig,
+    TrainConfig,
+    Trainer,
+    evaluate_checkpoint,
+    load_checkpoint,
+    predict,
+    save_checkpoint,
+)
+
+STEPS = 40
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_data(n: int = 21, steps: int = STEPS, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Class k fires taxel k (and, for the rest, random sparse events): easy to learn."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 7
+    inputs = (torch.rand(n, steps, 12, generator=g) < 0.03).float()
+    inputs[torch.arange(n), ::2, labels] = 1.0
+    return inputs, labels
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> tuple[Path, Path]:
+    """A checkpoint trained for two epochs, and a data file of its encoding."""
+    inputs, labels = tiny_data()
+    net = RecurrentSNN(SNNConfig(n_in=12, n_rec=16, n_out=7, dt=0.005, loss_steps=20), seed=0)
+    Trainer(net, TrainConfig(epochs=2, batch_size=7, lr=0.01)).fit((inputs, labels))
+    checkpoint = save_checkpoint(tmp_path / "net.pt", net,
+                                 extra={"classes": list(BRAILLE_REDUCED_LETTERS)})
+    data = tmp_path / "data.pt"
+    torch.save(TensorDataset(*tiny_data(seed=1)), data)
+    return checkpoint, data
+
+
+def test_evaluate_checkpoint_counts_every_prediction(files: tuple[Path, Path]) -> None:
+    checkpoint, data = files
+    ds = load_braille_pool(data)
+    score = evaluate_checkpoint(checkpoint, ds, batch_size=4)
+    net = load_checkpoint(checkpoint).network
+    with torch.no_grad():
+        guess = predict(net.simulate(ds.inputs).readout, 20)
+    assert score.classes == BRAILLE_REDUCED_LETTERS
+    assert score.matrix.shape == (7, 7) and score.matrix.dtype == torch.int64
+    assert score.matrix.sum(1).tolist() == [3] * 7  # rows: true classes
+    assert score.matrix.sum(0).tolist() == torch.bincount(guess, minlength=7).tolist()
+    assert score.correct == int((guess == ds.labels).sum()) and score.total == 21
+    assert score.accuracy == pytest.approx(score.correct / 21)
+
+
+def test_mismatched_encoding_lists_every_difference(tmp_path: Path) -> None:
+    net = RecurrentSNN(SNNConfig(n_in=24, n_rec=4, n_out=7, dt=0.02, loss_steps=300), seed=0)
+    checkpoint = save_checkpoint(tmp_path / "net.pt", net,
+                                 extra={"n_steps": 64, "classes": list("ABCDEFG")})
+    data = tmp_path / "data.pt"
+    torch.save(TensorDataset(*tiny_data()), data)
+    with pytest.raises(DataError) as info:
+        evaluate_checkpoint(checkpoint, load_braille_pool(data))
+    message = str(info.value)
+    for part in ("channels: the network has 24 inputs, the data 12",
+                 "dt: the network steps 0.02 s, the data 0.005 s",
+                 "readout window is 300 steps, the data have 40",
+                 "trained on 64 steps", "class order"):
+        assert part in message
+
+
+def test_cli_prints_accuracy_and_confusion_matrix(files: tuple[Path, Path]) -> None:
+    checkpoint, data = files
+    score = evaluate_checkpoint(checkpoint, load_braille_pool(data))
+    result = CliRunner().invoke(app, ["evaluate", str(checkpoint), "--data", str(data)])
+    assert result.exit_code == 0, result.output
+    assert f"accuracy {score.accuracy:.4f} ({score.correct}/21)" in result.output
+    assert "rows: true class" in result.output
+    for name, row in zip(BRAILLE_REDUCED_LETTERS, score.matrix.tolist(), strict=True):
+        line = next(ln for ln in result.output.splitlines() if ln.startswith(f"│ {name} "))
+        assert [int(v) for v in line.replace("│", " ").split()[1:]] == row
+
+    as_json = CliRunner().invoke(app, ["evaluate", str(checkpoint), "--data", str(data),
+                                       "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    out = json.loads(as_json.output)
+    assert out["classes"] == list(BRAILLE_REDUCED_LETTERS)
+    assert (out["correct"], out["total"]) == (score.correct, 21)
+    assert out["confusion_matrix"] == score.matrix.tolist()
+
+
+def test_cli_mismatch_and_missing_files_are_one_error(
+    files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    checkpoint, _ = files
+    runner = CliRunner()
+    longer = tmp_path / "short.pt"
+    torch.save(TensorDataset(*tiny_data(steps=10)), longer)
+    result = runner.invoke(app, ["evaluate", str(checkpoint), "--data", str(longer)])
+    assert result.exit_code == 1
+    assert "error: " in result.output and "readout window is 20 steps" in result.output
+    assert "Traceback" not in result.output
+
+    split = tmp_path / "split.pt"
+    torch.save(TensorDataset(torch.zeros(7, STEPS, 24), torch.arange(7)), split)
+    result = runner.invoke(app, ["evaluate", str(checkpoint), "--data", str(split)])
+    assert result.exit_code == 1 and "[N, T, 12]" in result.output
+
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "none.pt"), "--data", str(split)])
+    assert result.exit_code == 1 and "no such checkpoint file" in result.output
+    result = runner.invoke(app, ["evaluate", str(checkpoint)])
+    assert result.exit_code == 2 and "--data" in result.output
