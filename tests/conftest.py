@@ -1,12 +1,25 @@
-"""Shared fixtures: an isolated experiments root, and trial scripts written on the fly."""
+"""Shared fixtures: an isolated experiments root, trial scripts written on the fly, one torch
+thread for tests of small networks, and the storages."""
 
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Small tensors: one torch thread is faster, and immune to other processes on the cores.
+    Test modules of small networks use it for every test (``pytestmark``)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

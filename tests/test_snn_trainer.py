@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -11,14 +10,7 @@ import torch
 from spiketune.errors import ConfigError, DataError
 from spiketune.snn import EpochMetrics, RecurrentSNN, SNNConfig, TrainConfig, Trainer
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Small tensors: one thread is faster, and immune to other processes on the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def patterns(n: int, noise_seed: int, steps: int = 40, n_in: int = 10) -> tuple[torch.Tensor, ...]:
