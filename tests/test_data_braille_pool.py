@@ -16,6 +16,8 @@ from torch.utils.data import TensorDataset
 from spiketune.data import (
     BRAILLE_PRESETS,
     BRAILLE_REDUCED_LETTERS,
+    Dataset,
+    DatasetInfo,
     load_braille,
     load_braille_pool,
     stratified_split,
@@ -163,3 +165,60 @@ def test_real_pool_holds_1044_samples_in_the_nir_encoding() -> None:
     split = stratified_split(pool.labels, (0.8, 0.1, 0.1), seed=0)
     _, _, test = pool.split(split)
     assert len(test) == sum(round(n * 0.1) for n in POOL_COUNTS.values())
+
+
+# ------------------------------------------------------------------------------ rebin
+def five_ms(inputs: torch.Tensor, labels: torch.Tensor) -> Dataset:
+    _, t, c = inputs.shape
+    return Dataset(DatasetInfo("fine", BRAILLE_REDUCED_LETTERS, c, t, 0.005), inputs, labels)
+
+
+def test_rebin_sums_whole_groups_of_steps_and_drops_a_partial_last_bin() -> None:
+    inputs = torch.zeros(2, 10, 12)
+    inputs[0, [0, 1, 3], 4] = 1.0  # steps 0, 1 (bin 0) and 3 (bin 1) of channel 4
+    inputs[1, 9, 0] = 1.0  # step 9: in the partial last bin of 4 steps, dropped
+    inputs[1, 8, 11] = 1.0  # step 8: the third 20 ms bin (dropped), the fifth 10 ms one
+    labels = torch.tensor([3, 6])
+    fine = five_ms(inputs, labels)
+
+    by4 = fine.rebin(0.02)  # 10 steps of 5 ms -> 2 whole bins of 20 ms
+    assert by4.inputs.shape == (2, 2, 12)
+    assert (by4.n_steps, by4.dt, by4.info.duration) == (2, 0.02, pytest.approx(0.04))
+    assert by4.inputs[0, :, 4].tolist() == [3.0, 0.0] and by4.inputs.sum() == 3.0
+    assert torch.equal(by4.labels, labels) and by4.classes == fine.classes
+
+    by2 = fine.rebin(0.01, clip=True)  # 5 whole bins of 10 ms, 0/1
+    assert (by2.n_steps, by2.dt) == (5, 0.01)
+    assert by2.inputs[0, :, 4].tolist() == [1.0, 1.0, 0.0, 0.0, 0.0]
+    assert by2.inputs[1, 4].nonzero().flatten().tolist() == [0, 11]
+    assert set(by2.inputs.unique().tolist()) == {0.0, 1.0}
+    assert by2.inputs.dtype == torch.float32
+
+    # the same sums as a hand-written loop over random counts, and the original untouched
+    g = torch.Generator().manual_seed(3)
+    counts = torch.randint(0, 3, (5, 23, 12), generator=g).float()
+    original = counts.clone()
+    rebinned = five_ms(counts, torch.arange(5)).rebin(0.015)
+    expected = torch.stack([counts[:, 3 * k : 3 * k + 3].sum(1) for k in range(7)], 1)
+    assert torch.equal(rebinned.inputs, expected) and torch.equal(counts, original)
+    assert torch.equal(five_ms(counts, torch.arange(5)).rebin(0.005).inputs, counts)
+
+
+@pytest.mark.parametrize(
+    ("bin_size", "rule"),
+    [
+        (0.007, "whole multiple of dt=0.005"),
+        (0.0025, "whole multiple of dt=0.005"),
+        (0.0, "whole multiple"),
+        (-0.01, "whole multiple"),
+        (0.06, "must fit in the 10 steps"),
+    ],
+)
+def test_rebin_refuses_a_bin_that_is_no_whole_multiple_or_too_long(
+    bin_size: float, rule: str
+) -> None:
+    fine = five_ms(torch.zeros(1, 10, 12), torch.zeros(1, dtype=torch.int64))
+    with pytest.raises(ConfigError, match=rule) as info:
+        fine.rebin(bin_size)
+    assert info.value.problems[0].field == "bin_size"
+    assert fine.rebin(0.05).n_steps == 1  # one whole bin fits

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from torch.utils.data import TensorDataset
 from typer.testing import CliRunner
 
 from spiketune.cli import app
-from spiketune.data import BRAILLE_REDUCED_LETTERS, load_braille_pool
+from spiketune.data import BRAILLE_REDUCED_LETTERS, Dataset, DatasetInfo, load_braille_pool
 from spiketune.errors import DataError
 from spiketune.snn import (
     RecurrentSNN,
@@ -125,3 +126,63 @@ def test_cli_mismatch_and_missing_files_are_one_error(
     assert result.exit_code == 1 and "no such checkpoint file" in result.output
     result = runner.invoke(app, ["evaluate", str(checkpoint)])
     assert result.exit_code == 2 and "--data" in result.output
+
+
+# ------------------------------------------------------------------------------ finer bins
+def five_ms(seed: int, steps: int = 4 * STEPS) -> Dataset:
+    inputs, labels = tiny_data(steps=steps, seed=seed)
+    return Dataset(DatasetInfo("fine", BRAILLE_REDUCED_LETTERS, 12, steps, 0.005), inputs, labels)
+
+
+def coarse_checkpoint(path: Path, *, clip: bool, extra: dict[str, Any] | None = None) -> Path:
+    """A 20 ms network trained on 5 ms data rebinned to 20 ms (``clip`` as recorded)."""
+    trained_on = five_ms(seed=0).rebin(0.02, clip=clip)
+    net = RecurrentSNN(SNNConfig(n_in=12, n_rec=16, n_out=7, dt=0.02, loss_steps=20), seed=0)
+    Trainer(net, TrainConfig(epochs=2, batch_size=7, lr=0.01)).fit(
+        (trained_on.inputs, trained_on.labels)
+    )
+    recorded = {"data": {"bin_size": 0.02, "clip": clip}, "n_steps": trained_on.n_steps,
+                "classes": list(BRAILLE_REDUCED_LETTERS)}
+    return save_checkpoint(path, net, extra=recorded if extra is None else extra)
+
+
+@pytest.mark.parametrize("clip", [True, False])
+def test_finer_bins_are_rebinned_as_the_checkpoint_records(tmp_path: Path, clip: bool) -> None:
+    """5 ms data on a 20 ms network score as the same data rebinned to 20 ms beforehand, with
+    the recorded ``clip``: another clip would score otherwise on these data."""
+    checkpoint = coarse_checkpoint(tmp_path / "net.pt", clip=clip)
+    fine = five_ms(seed=1)
+    score = evaluate_checkpoint(checkpoint, fine)
+    as_recorded = evaluate_checkpoint(checkpoint, fine.rebin(0.02, clip=clip))
+    other_clip = evaluate_checkpoint(checkpoint, fine.rebin(0.02, clip=not clip))
+    assert torch.equal(score.matrix, as_recorded.matrix) and score.total == 21
+    assert not torch.equal(score.matrix, other_clip.matrix)
+    assert fine.n_steps == 4 * STEPS and fine.dt == 0.005  # the data given are left as they are
+
+    # the CLI too, from a 5 ms data file
+    data = tmp_path / "fine.pt"
+    torch.save(TensorDataset(fine.inputs, fine.labels), data)
+    result = CliRunner().invoke(app, ["evaluate", str(checkpoint), "--data", str(data), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["confusion_matrix"] == score.matrix.tolist()
+
+
+@pytest.mark.parametrize(
+    ("extra", "data_dt"),
+    [
+        ({}, 0.005),  # no bin size recorded
+        ({"data": {"bin_size": 0.01, "clip": True}}, 0.005),  # recorded, but not the net's dt
+        ({"data": {"bin_size": 0.02, "clip": True}}, 0.04),  # data coarser than the network
+        ({"data": {"bin_size": 0.02, "clip": True}}, 0.003),  # no whole multiple
+    ],
+    ids=["unrecorded", "other-bin-size", "coarser-data", "no-whole-multiple"],
+)
+def test_other_step_lengths_stay_a_dt_mismatch(
+    tmp_path: Path, extra: dict[str, Any], data_dt: float
+) -> None:
+    checkpoint = coarse_checkpoint(tmp_path / "net.pt", clip=True, extra=extra)
+    inputs, labels = tiny_data(steps=160)
+    data = Dataset(DatasetInfo("other", BRAILLE_REDUCED_LETTERS, 12, 160, data_dt), inputs,
+                   labels)
+    with pytest.raises(DataError, match=f"dt: the network steps 0.02 s, the data {data_dt:g} s"):
+        evaluate_checkpoint(checkpoint, data)

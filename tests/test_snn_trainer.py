@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from spiketune.errors import ConfigError, DataError
-from spiketune.snn import EpochMetrics, RecurrentSNN, SNNConfig, TrainConfig, Trainer
+from spiketune.snn import EpochMetrics, History, RecurrentSNN, SNNConfig, TrainConfig, Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -170,3 +170,79 @@ def test_cosine_schedule_anneals_the_learning_rate_to_zero() -> None:
 def test_bad_averaging_or_schedule_is_refused_by_name(field: str, value: object) -> None:
     with pytest.raises(ConfigError, match=field):
         TrainConfig.from_params({field: value})
+
+
+# ------------------------------------------------------------------------------ epochs()
+def _without_seconds(history: History) -> list[dict[str, object]]:
+    return [{k: v for k, v in m.as_dict().items() if k != "seconds"} for m in history.epochs]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        # shuffling, augmentation, weight averaging and annealing: every seeded draw
+        TrainConfig(epochs=3, batch_size=16, lr=1e-2, augment_shift=2, augment_drop=0.1,
+                    ema_decay=0.9, lr_schedule="cosine", seed=5),
+        # only the first epoch counts as best: an early stop after `patience` more
+        TrainConfig(epochs=8, batch_size=16, lr=2e-2, min_delta=1.0, patience=2),
+    ],
+    ids=["completed", "early_stopping"],
+)
+def test_draining_epochs_is_fit(config: TrainConfig) -> None:
+    """``fit`` and a loop over ``epochs()`` train alike, epoch by epoch, to the same weights;
+    the generator yields the History's own metrics and returns the History."""
+    train, val = patterns(64, noise_seed=1), patterns(32, noise_seed=2)
+    fitted_net, stepped_net = network(), network()
+    fitted = Trainer(fitted_net, config).fit(train, val)
+
+    run = Trainer(stepped_net, config).epochs(train, val)
+    yielded: list[EpochMetrics] = []
+    with pytest.raises(StopIteration) as done:
+        while True:
+            yielded.append(next(run))
+    stepped = done.value.value
+    assert isinstance(stepped, History)
+    assert len(yielded) == len(stepped.epochs)
+    assert all(a is b for a, b in zip(yielded, stepped.epochs, strict=True))
+    assert _without_seconds(stepped) == _without_seconds(fitted)
+    assert (stepped.best_epoch, stepped.stop_reason) == (fitted.best_epoch, fitted.stop_reason)
+    expected_reason = "early_stopping" if config.patience == 2 else "completed"
+    assert fitted.stop_reason == expected_reason
+    assert len(fitted.epochs) == (3 if expected_reason == "early_stopping" else config.epochs)
+    fitted_state, stepped_state = fitted_net.state_dict(), stepped_net.state_dict()
+    assert fitted_state.keys() == stepped_state.keys()
+    for key, value in fitted_state.items():
+        assert torch.equal(value, stepped_state[key]), key
+
+
+def test_closing_epochs_early_keeps_the_best_weights_so_far() -> None:
+    train, val = patterns(64, noise_seed=1), patterns(32, noise_seed=2)
+    net = network()
+    # min_delta so large that only the first epoch counts as best; the average moves on after
+    cfg = TrainConfig(epochs=10, batch_size=16, lr=2e-2, min_delta=1.0, ema_decay=0.8)
+    trainer = Trainer(net, cfg)
+    run = trainer.epochs(train, val)
+    kept: dict[int, torch.Tensor] = {}
+    for _ in range(3):
+        metrics = next(run)
+        kept[metrics.epoch] = trainer.eval_net.w_in.detach().clone()
+    assert not torch.equal(kept[3], kept[1])  # closing now must change the weights
+    assert run.close() is None  # close() hands nothing back: the trainer keeps the History
+    history = trainer.history
+    assert isinstance(history, History)
+    assert history.stop_reason == "closed"
+    assert [m.epoch for m in history.epochs] == [1, 2, 3] and history.best_epoch == 1
+    assert torch.equal(net.w_in, kept[1])
+    assert torch.equal(trainer.eval_net.w_in, net.w_in)  # evaluate() scores the weights kept
+    assert history.best is not None
+    assert trainer.evaluate(val).loss == pytest.approx(history.best.val_loss, rel=1e-6)
+    with pytest.raises(StopIteration):
+        next(run)
+
+
+def test_epochs_yields_the_epoch_a_callback_stops() -> None:
+    train, val = patterns(32, noise_seed=1), patterns(16, noise_seed=2)
+    trainer = Trainer(network(), TrainConfig(epochs=5), callback=lambda m: m.epoch >= 2)
+    yielded = [m.epoch for m in trainer.epochs(train, val)]
+    assert yielded == [1, 2]
+    assert trainer.history is not None and trainer.history.stop_reason == "callback"

@@ -8,6 +8,7 @@ and is a map-style ``torch.utils.data.Dataset``, so it goes straight into a ``Da
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from torch.utils.data import TensorDataset
 
 from spiketune._validation import validate
 from spiketune.data._splits import Split
-from spiketune.errors import DataError
+from spiketune.errors import ConfigError, DataError, Problem
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,33 @@ class Dataset(TorchDataset[tuple[torch.Tensor, torch.Tensor]]):
                 f"the split was made for {len(split)} samples but this dataset has {len(self)}"
             )
         return self.subset(split.train), self.subset(split.val), self.subset(split.test)
+
+    def rebin(self, bin_size: float, *, clip: bool = False) -> Dataset:
+        """The same samples in coarser bins of ``bin_size`` seconds, a whole multiple of ``dt``.
+
+        Each new bin holds the sum of the ``bin_size / dt`` bins it covers (event counts), or
+        1 where that sum is positive with ``clip=True``; a last partial bin is dropped. Why: the
+        5 ms bins of the threshold-1 encoding make 256 steps per sample, and 10 or 20 ms bins
+        train 2 or 4 times faster, often no worse, so the bin size is worth searching.
+        """
+        number = isinstance(bin_size, int | float) and not isinstance(bin_size, bool)
+        factor = bin_size / self.dt if number and bin_size > 0 else 0.0
+        whole = round(factor)
+        if whole < 1 or abs(factor - whole) > 1e-6:
+            raise ConfigError(Problem(
+                "bin_size", bin_size, f"must be a positive whole multiple of dt={self.dt:g} s"
+            ))
+        n, t, c = self.inputs.shape
+        steps = t // whole
+        if steps < 1:
+            raise ConfigError(Problem(
+                "bin_size", bin_size, f"must fit in the {t} steps of {self.dt:g} s of a sample"
+            ))
+        x = self.inputs[:, : steps * whole].reshape(n, steps, whole, c).sum(2)
+        if clip:
+            x = (x > 0).to(self.inputs.dtype)
+        info = dataclasses.replace(self.info, n_steps=steps, dt=float(bin_size))
+        return Dataset(info, x, self.labels.clone())
 
     def class_counts(self) -> dict[str, int]:
         """How many samples each class has, by class name."""

@@ -4,6 +4,11 @@ The data must be encoded as the network was trained: as many channels as inputs,
 classes as readout units, the same step length ``dt``, at least as many steps as the readout
 window, and (when the checkpoint records them in ``extra``) the same ``n_steps`` and the same
 class names in the same order. Every difference is listed in one ``DataError``.
+
+One difference is bridged: data in finer bins than the network steps (the 5 ms threshold-1
+files, for a network trained on 10 or 20 ms bins) are rebinned first, when the checkpoint
+records the bin size it was trained on (``extra["data"]["bin_size"]``, with ``"clip"``):
+that is how its training data were made from the same files.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ def evaluate_checkpoint(
     (``loss_steps``, else every step), is largest: the decision the network was trained for.
     """
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+    data = _as_trained(ckpt, data)
     _check_encoding(ckpt, data)
     net, cfg = ckpt.network, ckpt.config
     net.eval()
@@ -73,6 +79,22 @@ def evaluate_checkpoint(
             guess = predict(net.simulate(x).readout, cfg.loss_steps).cpu()
             matrix += torch.bincount(y * k + guess, minlength=k * k)
     return CheckpointScore(data.classes, matrix.reshape(k, k))
+
+
+def _as_trained(ckpt: Checkpoint, data: Dataset) -> Dataset:
+    """``data`` rebinned to the checkpoint's recorded training bins, when they are coarser."""
+    options = ckpt.extra.get("data")
+    if not isinstance(options, dict):
+        return data
+    bin_size = options.get("bin_size")
+    if not isinstance(bin_size, int | float) or not math.isclose(
+        float(bin_size), ckpt.config.dt, rel_tol=1e-6
+    ):
+        return data
+    ratio = float(bin_size) / data.dt
+    if ratio <= 1 + 1e-6 or not math.isclose(ratio, round(ratio), rel_tol=1e-6):
+        return data  # same bins, or no whole multiple: left to the checks below
+    return data.rebin(float(bin_size), clip=bool(options.get("clip", False)))
 
 
 def _check_encoding(ckpt: Checkpoint, data: Dataset) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -78,7 +78,8 @@ class EpochMetrics:
 @dataclass
 class History:
     """Per-epoch metrics of a run, which epoch was best, and why the run ended
-    (``completed``, ``early_stopping``, ``callback`` or ``non_finite_loss``)."""
+    (``completed``, ``early_stopping``, ``callback``, ``non_finite_loss``, or ``closed``:
+    :meth:`Trainer.epochs` closed early)."""
 
     monitor: str
     epochs: list[EpochMetrics] = field(default_factory=list)
@@ -125,6 +126,8 @@ class Trainer:
             if self.config.ema_decay is not None else None
         )
         self._workspace = Workspace()
+        #: The History of the current or last run (also after :meth:`epochs` was closed).
+        self.history: History | None = None
 
     @property
     def eval_net(self) -> RecurrentSNN:
@@ -133,55 +136,81 @@ class Trainer:
 
     def fit(self, train: Data, val: Data | None = None) -> History:
         """Train for ``config.epochs`` epochs at most; the network ends with the best weights."""
+        epochs = self.epochs(train, val)
+        while True:
+            try:
+                next(epochs)
+            except StopIteration as done:
+                history: History = done.value
+                return history
+
+    def epochs(
+        self, train: Data, val: Data | None = None
+    ) -> Generator[EpochMetrics, None, History]:
+        """:meth:`fit` one epoch at a time: yields each epoch's metrics, returns the History.
+
+        Several runs can so advance in lock-step (the k re-splits of a cross-validated trial
+        report their mean validation accuracy after every epoch). Closing the generator early
+        ends the run like an early stop: the network gets the best weights so far, and
+        :attr:`history` (which :meth:`close` cannot return) says ``"closed"``.
+        """
         cfg = self.config
         x_train, y_train = self._tensors(train, "train")
         val_tensors = None if val is None else self._tensors(val, "val")
         monitor = cfg.monitor if val_tensors is not None else cfg.monitor.replace("val", "train")
         history = History(monitor=monitor)
+        self.history = history
         generator = torch.Generator().manual_seed(cfg.seed)
         best_score, best_state, waited = -math.inf, None, 0
         initial_state = copy.deepcopy(self.net.state_dict())
 
-        for epoch in range(1, cfg.epochs + 1):
-            start = time.perf_counter()
-            train_loss, train_acc, counts = self._train_epoch(x_train, y_train, generator)
-            if not (math.isfinite(train_loss) and self._weights_finite()):
-                history.stop_reason = "non_finite_loss"
-                break
-            if self.scheduler is not None:
-                self.scheduler.step()
-            if val_tensors is not None:
-                ev = self.evaluate(val_tensors)
-                val_loss, val_acc, stats = ev.loss, ev.accuracy, ev.stats
-            else:
-                # Without validation data the figures are the training pass's (raw weights).
-                val_loss, val_acc, stats = None, None, spike_stats(counts, self.net)
-            metrics = EpochMetrics(
-                epoch=epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss,
-                val_acc=val_acc, spikes_per_sample=stats.spikes_per_sample,
-                rate_hz=stats.rate_hz, silent_fraction=stats.silent_fraction,
-                synops_per_sample=stats.synops_per_sample, seconds=time.perf_counter() - start,
-            )
-            history.epochs.append(metrics)
+        try:
+            for epoch in range(1, cfg.epochs + 1):
+                start = time.perf_counter()
+                train_loss, train_acc, counts = self._train_epoch(x_train, y_train, generator)
+                if not (math.isfinite(train_loss) and self._weights_finite()):
+                    history.stop_reason = "non_finite_loss"
+                    break
+                if self.scheduler is not None:
+                    self.scheduler.step()
+                if val_tensors is not None:
+                    ev = self.evaluate(val_tensors)
+                    val_loss, val_acc, stats = ev.loss, ev.accuracy, ev.stats
+                else:
+                    # Without validation data the figures are the training pass's (raw weights).
+                    val_loss, val_acc, stats = None, None, spike_stats(counts, self.net)
+                metrics = EpochMetrics(
+                    epoch=epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss,
+                    val_acc=val_acc, spikes_per_sample=stats.spikes_per_sample,
+                    rate_hz=stats.rate_hz, silent_fraction=stats.silent_fraction,
+                    synops_per_sample=stats.synops_per_sample,
+                    seconds=time.perf_counter() - start,
+                )
+                history.epochs.append(metrics)
 
-            # Higher is better for accuracy; a loss is negated so that the same test applies.
-            value = getattr(metrics, monitor)
-            score = -value if monitor.endswith("loss") else value
-            if score > best_score + cfg.min_delta or best_state is None:
-                best_score, waited, history.best_epoch = score, 0, epoch
-                best_state = copy.deepcopy(self.eval_net.state_dict())
-            else:
-                waited += 1
-            if self.callback is not None and self.callback(metrics):
-                history.stop_reason = "callback"
-                break
-            if cfg.patience is not None and waited >= cfg.patience:
-                history.stop_reason = "early_stopping"
-                break
-
-        self.net.load_state_dict(best_state if best_state is not None else initial_state)
-        if self.averaged is not None:  # so that evaluate() now scores the weights kept
-            self.averaged.module.load_state_dict(self.net.state_dict())
+                # Higher is better for accuracy; a loss is negated so that the same test applies.
+                value = getattr(metrics, monitor)
+                score = -value if monitor.endswith("loss") else value
+                if score > best_score + cfg.min_delta or best_state is None:
+                    best_score, waited, history.best_epoch = score, 0, epoch
+                    best_state = copy.deepcopy(self.eval_net.state_dict())
+                else:
+                    waited += 1
+                stop = self.callback is not None and bool(self.callback(metrics))
+                yield metrics
+                if stop:
+                    history.stop_reason = "callback"
+                    break
+                if cfg.patience is not None and waited >= cfg.patience:
+                    history.stop_reason = "early_stopping"
+                    break
+        except GeneratorExit:
+            history.stop_reason = "closed"
+            raise
+        finally:
+            self.net.load_state_dict(best_state if best_state is not None else initial_state)
+            if self.averaged is not None:  # so that evaluate() now scores the weights kept
+                self.averaged.module.load_state_dict(self.net.state_dict())
         return history
 
     def evaluate(self, data: Data, batch_size: int | None = None) -> Evaluation:
