@@ -36,8 +36,9 @@ PUBLIC: dict[str, set[str]] = {
     },
     "spiketune.engine": {
         "Experiment", "ExperimentConfig", "ExperimentResults", "Outcome", "Progress",
-        "SearchSpace", "TrialRecord", "export_results", "find_experiment", "load_best_model",
-        "load_config", "load_predictions", "load_results",
+        "Retrained", "RetrainedRun", "SearchSpace", "TrialRecord", "export_results",
+        "find_experiment", "load_best_model", "load_config", "load_predictions", "load_results",
+        "load_retrained", "save_retrained",
     },
     "spiketune.snn": {
         "ALIFParameters", "ALIFState", "BPTT", "Checkpoint", "CheckpointScore", "EProp",

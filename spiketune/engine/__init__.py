@@ -2,8 +2,10 @@
 trial runners, storage and results.
 
 Users import the engine's public names from :mod:`spiketune`; this package re-exports them
-for code that wants the engine alone, plus :func:`find_experiment`. Modules are imported on
-first use, so that importing one of them does not import them all.
+for code that wants the engine alone, plus :func:`find_experiment` and the chosen configuration
+retrained with several seeds (:class:`Retrained`, :func:`save_retrained`,
+:func:`load_retrained`). Modules are imported on first use, so that importing one of them does
+not import them all.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ _LAZY: dict[str, str] = {
     "ExperimentResults": "spiketune.engine.results",
     "Outcome": "spiketune.engine.outcome",
     "Progress": "spiketune.engine.scheduler",
+    "Retrained": "spiketune.engine.results",
+    "RetrainedRun": "spiketune.engine.results",
     "SearchSpace": "spiketune.engine.space",
     "TrialRecord": "spiketune.engine.results",
     "export_results": "spiketune.engine.results",
@@ -26,6 +30,8 @@ _LAZY: dict[str, str] = {
     "load_config": "spiketune.engine.config",
     "load_predictions": "spiketune.engine.results",
     "load_results": "spiketune.engine.results",
+    "load_retrained": "spiketune.engine.results",
+    "save_retrained": "spiketune.engine.results",
 }
 
 if TYPE_CHECKING:
@@ -34,11 +40,15 @@ if TYPE_CHECKING:
     from spiketune.engine.outcome import Outcome
     from spiketune.engine.results import (
         ExperimentResults,
+        Retrained,
+        RetrainedRun,
         TrialRecord,
         export_results,
         load_best_model,
         load_predictions,
         load_results,
+        load_retrained,
+        save_retrained,
     )
     from spiketune.engine.scheduler import Progress
     from spiketune.engine.space import SearchSpace
@@ -52,6 +62,8 @@ __all__ = [
     "ExperimentResults",
     "Outcome",
     "Progress",
+    "Retrained",
+    "RetrainedRun",
     "SearchSpace",
     "TrialRecord",
     "export_results",
@@ -60,4 +72,6 @@ __all__ = [
     "load_config",
     "load_predictions",
     "load_results",
+    "load_retrained",
+    "save_retrained",
 ]

@@ -4,7 +4,8 @@
 :class:`TrialRecord` per trial and the best one (with several objectives, the Pareto front:
 :meth:`ExperimentResults.pareto_front`). The CLI, reports and dashboards read results
 only through here. :func:`export_results` writes them as CSV or JSON; :func:`records_from_json`
-reads a JSON export back.
+reads a JSON export back. :func:`save_retrained` and :func:`load_retrained` keep the chosen
+configuration retrained with several seeds (:class:`Retrained`, in ``retrained.json``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import contextlib
 import csv
 import io
 import json
+import math
+import os
+import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,20 +34,26 @@ from spiketune.engine.storage import (
     find_experiment,
     read_json,
 )
+from spiketune.errors import StorageError
 from spiketune.trial._artifacts import BestModel, BestModelKeeper, Predictions
 
 if TYPE_CHECKING:
     import optuna
 
 __all__ = [
+    "RETRAINED_FILE",
     "ExperimentResults",
     "Outcome",
+    "Retrained",
+    "RetrainedRun",
     "TrialRecord",
     "export_results",
     "load_best_model",
     "load_predictions",
     "load_results",
+    "load_retrained",
     "records_from_json",
+    "save_retrained",
 ]
 
 
@@ -410,3 +420,195 @@ def load_predictions(experiment: str | Path) -> Predictions | None:
     """The predictions of the experiment's best model, or ``None`` when none were kept."""
     best = load_best_model(experiment)
     return None if best is None else best.predictions
+
+
+# ------------------------------------------------------------------------------ retrained
+#: The file, in the experiment directory, holding the chosen configuration retrained with
+#: several seeds (:func:`save_retrained`, :func:`load_retrained`).
+RETRAINED_FILE = "retrained.json"
+
+_RETRAINED_KEYS = frozenset({"parameters", "runs", "metric", "split_digest", "trial", "command"})
+_RUN_KEYS = frozenset({"seed", "metrics", "checkpoint"})
+
+
+@dataclass(frozen=True)
+class RetrainedRun:
+    """One retraining of the chosen configuration with one seed.
+
+    A search picks its configuration on validation, so the test accuracy of the best trial is
+    one draw of the seed's luck; retraining with several seeds measures that spread.
+    ``metrics`` is what the run scored (``"test"`` its test accuracy); a number that was not
+    finite when written reads back as NaN. ``checkpoint`` is the run's model file, relative to
+    the experiment directory (so the directory can move whole) or absolute.
+    """
+
+    seed: int
+    metrics: dict[str, float]
+    checkpoint: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ValueError(f"a retrained run's seed must be an integer, but got {self.seed!r}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (non-finite numbers become ``None``)."""
+        return {"seed": self.seed, "metrics": nonfinite_to_none(dict(self.metrics)),
+                "checkpoint": self.checkpoint}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RetrainedRun:
+        """Inverse of :meth:`as_dict`; raises ValueError naming what is wrong."""
+        _check_keys(d, _RUN_KEYS, {"seed", "metrics"}, "a run")
+        metrics = d["metrics"]
+        if not isinstance(metrics, Mapping):
+            raise ValueError(f"a run's metrics must be an object, but got {metrics!r}")
+        out: dict[str, float] = {}
+        for key, value in metrics.items():
+            if value is None:  # written for a non-finite number
+                value = math.nan
+            elif not isinstance(value, int | float) or isinstance(value, bool):
+                raise ValueError(f"metric {key!r} of seed {d['seed']!r} must be a number or "
+                                 f"null, but got {value!r}")
+            out[str(key)] = float(value)
+        checkpoint = d.get("checkpoint")
+        if checkpoint is not None and not isinstance(checkpoint, str):
+            raise ValueError(f"a run's checkpoint must be a path or null, but got {checkpoint!r}")
+        return cls(seed=d["seed"], metrics=out, checkpoint=checkpoint)
+
+
+@dataclass(frozen=True)
+class Retrained:
+    """The configuration a search chose (its best trial by validation), retrained with several
+    seeds and scored on the test set: the honest estimate of its test accuracy, as
+    :attr:`mean` ± :attr:`std` over the seeds.
+
+    ``metric`` is the key of each run's metrics that is summarised (``"test"``);
+    ``split_digest`` identifies the data split the runs used (the search's own split, so the
+    test set stayed unseen while choosing); ``trial`` is the trial the parameters came from and
+    ``command`` what was run, for whoever repeats it.
+    """
+
+    parameters: dict[str, Any]
+    runs: tuple[RetrainedRun, ...]
+    metric: str = "test"
+    split_digest: str | None = None
+    trial: int | None = None
+    command: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "runs", tuple(self.runs))  # a list given is stored as a tuple
+        bad = [r for r in self.runs if not isinstance(r, RetrainedRun)]
+        if bad:
+            raise ValueError(f"runs must be RetrainedRun objects, but got {bad[0]!r}")
+        if not isinstance(self.metric, str) or not self.metric:
+            raise ValueError(f"metric must be a non-empty metric key, but got {self.metric!r}")
+
+    @property
+    def values(self) -> list[float]:
+        """Each run's ``metrics[metric]``, in run order; runs without a finite one are skipped."""
+        return [float(r.metrics[self.metric]) for r in self.runs
+                if is_finite(r.metrics.get(self.metric))]
+
+    @property
+    def mean(self) -> float | None:
+        """The mean of :attr:`values`, or None without any."""
+        values = self.values
+        return statistics.fmean(values) if values else None
+
+    @property
+    def std(self) -> float | None:
+        """The sample standard deviation (ddof=1) of :attr:`values`: the spread one more seed
+        would show. 0.0 for a single value (no spread measured), None without any."""
+        values = self.values
+        if not values:
+            return None
+        return statistics.stdev(values) if len(values) > 1 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (non-finite numbers become ``None``)."""
+        return {
+            "parameters": nonfinite_to_none(dict(self.parameters)),
+            "runs": [r.as_dict() for r in self.runs],
+            "metric": self.metric,
+            "split_digest": self.split_digest,
+            "trial": self.trial,
+            "command": self.command,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Retrained:
+        """Inverse of :meth:`as_dict`; raises ValueError naming what is wrong (an unknown key
+        too: a misspelt one would otherwise be lost without a word)."""
+        _check_keys(d, _RETRAINED_KEYS, {"parameters", "runs"}, "the file")
+        parameters, runs = d["parameters"], d["runs"]
+        if not isinstance(parameters, Mapping):
+            raise ValueError(f"parameters must be an object, but got {parameters!r}")
+        if not isinstance(runs, list):
+            raise ValueError(f"runs must be a list, but got {runs!r}")
+        for key in ("split_digest", "command"):
+            if d.get(key) is not None and not isinstance(d[key], str):
+                raise ValueError(f"{key} must be a string or null, but got {d[key]!r}")
+        trial = d.get("trial")
+        if trial is not None and (not isinstance(trial, int) or isinstance(trial, bool)):
+            raise ValueError(f"trial must be a trial number or null, but got {trial!r}")
+        return cls(
+            parameters=dict(parameters),
+            runs=tuple(RetrainedRun.from_dict(r) for r in runs),
+            metric=d.get("metric", "test"),
+            split_digest=d.get("split_digest"),
+            trial=trial,
+            command=d.get("command"),
+        )
+
+
+def save_retrained(directory: str | Path, retrained: Retrained) -> Path:
+    """Write ``retrained`` as ``<directory>/retrained.json`` and return the file's path.
+
+    Atomic (a temporary file, then a rename), so a report built meanwhile reads the old file or
+    the new one, never half of one. Strict JSON with sorted keys (stable diffs); non-finite
+    numbers are written as ``null``.
+    """
+    path = Path(directory) / RETRAINED_FILE
+    text = json.dumps(retrained.as_dict(), indent=2, sort_keys=True, allow_nan=False) + "\n"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_retrained(directory: str | Path) -> Retrained | None:
+    """The retrained configuration stored in the experiment ``directory``, or None when it has
+    no ``retrained.json``.
+
+    A file that cannot be read or does not hold a retrained configuration raises
+    :class:`~spiketune.errors.StorageError` naming the file and the problem; the file is left
+    as it is, for whoever wrote it to look at.
+    """
+    path = Path(directory) / RETRAINED_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as e:
+        raise StorageError(f"the retrained configuration {path} cannot be read: {e}") from None
+    try:
+        doc = json.loads(text)
+        if not isinstance(doc, Mapping):
+            raise ValueError(f"expected a JSON object, but got {type(doc).__name__}")
+        return Retrained.from_dict(doc)
+    except ValueError as e:  # json.JSONDecodeError is a ValueError
+        raise StorageError(f"the retrained configuration {path} is corrupt: {e}") from None
+
+
+def _check_keys(d: Any, known: frozenset[str], required: set[str], what: str) -> None:
+    if not isinstance(d, Mapping):
+        raise ValueError(f"{what} must be an object, but got {d!r}")
+    missing = sorted(required - set(d))
+    if missing:
+        raise ValueError(f"{what} lacks {', '.join(map(repr, missing))}")
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"{what} has unknown keys {unknown}; known: {sorted(known)}")

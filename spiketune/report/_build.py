@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from spiketune.engine.results import load_results
+from spiketune.engine.results import Retrained, load_results, load_retrained
 from spiketune.errors import CheckpointError, StorageError
 from spiketune.report._axes import exploration
 from spiketune.report._confusion import plot_confusion_matrix
@@ -56,6 +56,11 @@ def build_report(
     database URL as in :func:`~spiketune.engine.results.load_results`. Works while the experiment
     runs (it shows what has finished) and on any experiment, whatever its parameters and
     metric keys. Open ``index.html`` in a browser; no network is needed.
+
+    When the experiment directory holds a ``retrained.json`` (see
+    :func:`~spiketune.engine.results.save_retrained`), the page shows the chosen configuration
+    retrained with several seeds after the best trial; a file that cannot be read becomes a
+    note on the page.
     """
     results = load_results(experiment, storage=storage)
     if out_dir is None:
@@ -85,6 +90,12 @@ def build_report(
             best_model = BestModelKeeper(results.directory).current()
         except CheckpointError as e:
             notes.append(f"The kept best model could not be read: {e}")
+    retrained: Retrained | None = None
+    if results.directory is not None:
+        try:
+            retrained = load_retrained(results.directory)
+        except StorageError as e:  # shown on the page; the rest of the report still builds
+            notes.append(f"The retrained configuration could not be shown: {e}")
     predictions = None if best_model is None else best_model.predictions
     if predictions is not None and predictions.labels:
         files["confusion_matrix"] = out / "confusion_matrix.png"
@@ -115,7 +126,7 @@ def build_report(
     links = [p for p in (files.get("exploration_html"), files.get("exploration_png")) if p]
     page = render_index(
         results=results, out_dir=out, exploration_div=div, exploration_links=links,
-        figures=figures, best_model=best_model, notes=notes,
+        figures=figures, best_model=best_model, notes=notes, retrained=retrained,
     )
     index = out / "index.html"
     _write_text(index, page)

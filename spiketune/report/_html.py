@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 from spiketune._values import flatten, is_finite
 from spiketune.engine.outcome import Outcome
-from spiketune.engine.results import ExperimentResults, TrialRecord
+from spiketune.engine.results import ExperimentResults, Retrained, TrialRecord
 from spiketune.report._axes import category_label
 from spiketune.report._importance import Importances
 
@@ -123,8 +123,10 @@ def render_index(
     figures: Sequence[Figure],
     best_model: Any,
     notes: Sequence[str],
+    retrained: Retrained | None = None,
 ) -> str:
-    """The page's HTML text."""
+    """The page's HTML text; ``retrained`` is the chosen configuration retrained with several
+    seeds (``retrained.json``), shown after the best trial."""
     parts: list[str] = []
     add = parts.append
     title = f"spiketune report: {results.id}"
@@ -139,6 +141,9 @@ def render_index(
         add(f"<p class='note'>{html.escape(note)}</p>")
 
     add(_best_section(results, out_dir))
+    if retrained is not None:
+        add(_retrained_section(results, retrained, out_dir))
+    add(_optimistic_section(results))
     add(_best_model_section(best_model, out_dir))
 
     add("<h2>Exploration</h2><div class='figures'>")
@@ -220,6 +225,114 @@ def _best_section(results: ExperimentResults, out_dir: Path) -> str:
     if logs:
         out.append(f"<p>Logs: {logs}</p>")
     return "\n".join(out)
+
+
+def _retrained_section(results: ExperimentResults, retrained: Retrained, out_dir: Path) -> str:
+    """The honest estimate: the configuration chosen on validation, retrained per seed."""
+    runs = retrained.runs
+    out = [f"<h2>Chosen configuration, retrained with {_plural(len(runs), 'seed')}</h2>"]
+    source = next((r for r in results.records if r.number == retrained.trial), None)
+    trial_cell = "not recorded" if retrained.trial is None else f"trial {retrained.trial}"
+    if source is not None and (logs := _log_links(results, source, out_dir)):
+        trial_cell = f"{html.escape(trial_cell)} ({logs})"
+    else:
+        trial_cell = html.escape(trial_cell)
+    digest = retrained.split_digest
+    out.append("<table class='kv'>")
+    out.append(f"<tr><td>source trial</td><td>{trial_cell}</td></tr>")
+    out.append(f"<tr><td>split digest</td><td>{html.escape(digest or 'not recorded')}</td></tr>")
+    if retrained.command:
+        out.append(f"<tr><td>command</td><td><code>{html.escape(retrained.command)}</code>"
+                   "</td></tr>")
+    out.append("</table>")
+    best = results.best
+    if retrained.trial is not None and best is not None and best.number != retrained.trial:
+        out.append(f"<p class='note'>The best trial by validation is now trial {best.number}, "
+                   f"not the retrained trial {retrained.trial}.</p>")
+    trial_digest = None if source is None else (source.metrics or {}).get("split_digest")
+    if digest is not None and isinstance(trial_digest, str) and trial_digest != digest:
+        out.append(f"<p class='note'>The runs used another data split than trial "
+                   f"{retrained.trial} (split digest {html.escape(trial_digest)}).</p>")
+
+    out.append(f"<p><strong>{html.escape(_retrained_line(retrained))}</strong></p>")
+    keys = [k for k in _ordered_metric_keys(runs) if k != retrained.metric]
+    if any(retrained.metric in r.metrics for r in runs):
+        keys.insert(0, retrained.metric)
+    head = ["seed", *keys, "checkpoint"]
+    out.append("<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head)
+               + "</tr></thead><tbody>")
+    for run in runs:
+        cells = [_num_cell(run.seed)] + [_num_cell(run.metrics.get(k)) for k in keys]
+        cells.append(f"<td>{_checkpoint_link(results, run.checkpoint, out_dir)}</td>")
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    out.append("</tbody></table>")
+    params = flatten(retrained.parameters)
+    if params:
+        out.append("<details><summary>Parameters</summary><table class='kv'>")
+        out += [f"<tr><td>{html.escape(k)}</td>{_num_cell(v)}</tr>" for k, v in params.items()]
+        out.append("</table></details>")
+    return "\n".join(out)
+
+
+def _retrained_line(retrained: Retrained) -> str:
+    """``test accuracy 97.00% ± 1.00% (mean ± sample std over 3 seeds)``."""
+    label = "test accuracy" if retrained.metric == "test" else retrained.metric
+    values, mean, std = retrained.values, retrained.mean, retrained.std
+    if mean is None or std is None:
+        return f"No run reported a finite {label}."
+    show = _percent if all(0.0 <= v <= 1.0 for v in values) else fmt  # accuracy as a fraction
+    line = (f"{label} {show(mean)} ± {show(std)} "
+            f"(mean ± sample std over {_plural(len(values), 'seed')})")
+    missing = len(retrained.runs) - len(values)
+    if missing:
+        line += f"; {_plural(missing, 'run')} without a finite {retrained.metric}"
+    return line
+
+
+def _optimistic_section(results: ExperimentResults) -> str:
+    """The best test accuracy of any finished trial, labelled for what it is: choosing by
+    the test set flatters it. Empty when no finished trial reported ``test``."""
+    scored = [(float((r.metrics or {})["test"]), r.number) for r in results.records
+              if r.outcome.finished and is_finite((r.metrics or {}).get("test"))]
+    if not scored:
+        return ""
+    test, number = max(scored, key=lambda s: (s[0], -s[1]))  # lowest number on ties
+    value = _percent(test) if 0.0 <= test <= 1.0 else fmt(test)
+    return ("<h2>Optimistic test accuracy</h2>"
+            f"<p class='note'>Best test accuracy among trials: {html.escape(value)} "
+            f"(trial {number}) — optimistic: chosen by looking at the test set</p>"
+            "<p>The honest estimate is the test accuracy of the trial chosen by validation "
+            "(the best trial), or of its retraining with several seeds when there is one.</p>")
+
+
+def _percent(value: float) -> str:
+    return f"{value:.2%}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _ordered_metric_keys(runs: Sequence[Any]) -> list[str]:
+    seen: dict[str, None] = {}
+    for run in runs:
+        seen.update(dict.fromkeys(run.metrics))
+    return list(seen)
+
+
+def _checkpoint_link(results: ExperimentResults, checkpoint: str | None, out_dir: Path) -> str:
+    """A link to a run's checkpoint (relative to the experiment directory, or absolute) when
+    the file is there; its path as text otherwise."""
+    if checkpoint is None:
+        return ""
+    path = Path(checkpoint)
+    if not path.is_absolute():
+        if results.directory is None:  # nothing to resolve it against
+            return html.escape(checkpoint)
+        path = results.directory / path
+    if path.exists():
+        return f"<a href='{_href(path, out_dir)}'>{html.escape(checkpoint)}</a>"
+    return f"{html.escape(checkpoint)} (missing)"
 
 
 def _best_model_section(best_model: Any, out_dir: Path) -> str:
