@@ -10,6 +10,10 @@ STAMP := $(VENV)/.installed
 # cache, and those tests skip, saying why). Override: make demo BRAILLE_DATA=/path/to/braille
 BRAILLE_DATA ?= $(abspath ../shared/data/braille)
 DATA_ENV := $(if $(wildcard $(BRAILLE_DATA)),SPIKETUNE_BRAILLE_DATA=$(BRAILLE_DATA))
+# The threshold-1 pool (the published use case's encoding): the demo's data when it is there.
+BRAILLE_TH1_DATA ?= $(abspath ../shared/data/braille_th1)
+TH1_ENV := $(if $(wildcard $(BRAILLE_TH1_DATA)),SPIKETUNE_BRAILLE_TH1_DATA=$(BRAILLE_TH1_DATA))
+DEMO_DATA := $(if $(wildcard $(BRAILLE_TH1_DATA)),$(BRAILLE_TH1_DATA),$(if $(DATA_ENV),$(BRAILLE_DATA)))
 
 .PHONY: demo test lint bench clean venv
 
@@ -23,11 +27,11 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(DATA_ENV) $(PY) -m spiketune.demo $(if $(DATA_ENV),--data $(BRAILLE_DATA))
+	$(DATA_ENV) $(PY) -m spiketune.demo $(if $(DEMO_DATA),--data $(DEMO_DATA))
 
 test: $(STAMP)
 	$(PY) -m ruff check spiketune tests benchmarks examples
-	$(DATA_ENV) $(PY) -m pytest -q
+	$(DATA_ENV) $(TH1_ENV) $(PY) -m pytest -q
 
 lint: $(STAMP)
 	$(PY) -m ruff check spiketune tests benchmarks examples

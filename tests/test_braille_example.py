@@ -15,7 +15,7 @@ from types import ModuleType, SimpleNamespace
 import pytest
 
 import spiketune
-from spiketune import ConfigError, DataError, Outcome, load_config
+from spiketune import ConfigError, DataError, Experiment, Outcome, load_config
 from spiketune._init import TEMPLATES, init_project, template_files
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,6 +29,8 @@ NO_BRAILLE = (f"the Braille event file is not at {BRAILLE} (set $SPIKETUNE_BRAIL
               "it in ../shared/data/braille beside the checkout)")
 
 FINAL_KEYS = {"default", "test", "train", "epoch", "spikes_per_sample"}
+#: What main.py adds to config.toml's trial command by default: trials judged on 3 re-splits.
+DEFAULT_COMMAND = "python3 main_hpo.py --folds 3"
 EPOCH_KEYS = {"default", "train_acc", "train_loss", "val_loss", "spikes_per_sample"}
 
 
@@ -62,13 +64,13 @@ def test_init_project_writes_a_runnable_copy(tmp_path: Path) -> None:
     assert {p.name for p in written} == set(template_files())
     config = load_config(target / "config.toml")
     assert config.trial_code_directory == target.resolve()
-    assert config.trial_command == "python3 main_hpo.py"
+    assert config.trial_command == DEFAULT_COMMAND  # trials judged on 3 re-splits
     assert config.search_space == json.loads((target / "search_space.json").read_text())
     assert (config.tuner, config.optimize_mode, config.assessor) == ("TPE", "maximize",
                                                                      "Medianstop")
-    # The launcher of the copy describes the same experiment as its config.toml.
+    # The launcher of the copy describes the experiment of its config.toml.
     launcher = _load("main", target)
-    assert launcher.experiment(launcher.parse_args([])).config == config
+    assert launcher.experiment(launcher.parse_args([])).config == Experiment(config).config
 
     with pytest.raises(ConfigError, match=r"already holds .*main\.py"):
         init_project(target, "braille-eprop")
@@ -98,15 +100,18 @@ def test_spiketune_init_command(tmp_path: Path) -> None:
 def test_launcher_and_config_are_one_experiment(tmp_path: Path) -> None:
     main = _load("main")
     config = load_config(EXAMPLE / "config.toml")
-    assert main.experiment(main.parse_args([])).config == config
+    assert config.trial_command == DEFAULT_COMMAND
+    assert main.experiment(main.parse_args([])).config == Experiment(config).config
 
-    smoke = main.experiment(main.parse_args(
+    smoke_args = main.parse_args(
         ["--smoke", "--channels", "merged", "--data", str(tmp_path), "--gpus", "none",
          "--experiment-dir", str(tmp_path)]
-    )).config
+    )
+    assert (smoke_args.folds, smoke_args.retrain_seeds) == (1, [0])
+    smoke = main.experiment(smoke_args).config
     assert smoke.max_trials == 2
     assert smoke.trial_command == (
-        f"python3 main_hpo.py --epochs-cap 1 --subset 20 --data {tmp_path.resolve()}"
+        f"python3 main_hpo.py --folds 1 --epochs-cap 1 --subset 20 --data {tmp_path.resolve()}"
     )
     assert smoke.search_space["channels"] == {"_type": "choice", "_value": ["merged"]}
     assert smoke.gpus is None and smoke.experiment_dir == tmp_path
@@ -115,6 +120,30 @@ def test_launcher_and_config_are_one_experiment(tmp_path: Path) -> None:
         config.search_space
     )
     assert main.experiment(main.parse_args(["--smoke", "--trials", "5"])).config.max_trials == 5
+
+    # Folds and retraining seeds: the defaults, given ones (over --smoke's), and none at all.
+    plain = main.parse_args([])
+    assert (plain.folds, plain.retrain_seeds) == (None, None)
+    assert (main.FOLDS, main.RETRAIN_SEEDS) == (3, [0, 1, 2])
+    given = main.parse_args(["--smoke", "--folds", "2", "--retrain-seeds", "4", "5"])
+    assert (given.folds, given.retrain_seeds) == (2, [4, 5])
+    assert main.experiment(given).config.trial_command.startswith("python3 main_hpo.py --folds 2 ")
+    with pytest.raises(SystemExit):  # argparse's usage error
+        main.parse_args(["--folds", "0"])
+    assert main.parse_args(["--retrain-seeds"]).retrain_seeds == []
+
+
+def test_search_space_bins_are_whole_multiples_of_the_threshold_1_steps() -> None:
+    """The searched bin sizes rebin the 5 ms threshold-1 data (and are the network's dt), and
+    every searched loss window fits in a 1.28 s sample at each of them."""
+    space = json.loads((EXAMPLE / "search_space.json").read_text(encoding="utf-8"))
+    bins = space["bin_size"]["_value"]
+    assert space["bin_size"]["_type"] == "choice" and bins == [0.01, 0.02]
+    windows = [w for w in space["loss_window"]["_value"] if w is not None]
+    assert windows == [0.4, 0.8] and None in space["loss_window"]["_value"]
+    for b in bins:
+        assert b / 0.005 == pytest.approx(round(b / 0.005), abs=1e-9)
+        assert all(round(w / b) <= round(1.28 / b) for w in windows)
 
 
 def test_trial_parameters_become_network_and_training_configs() -> None:
@@ -223,12 +252,19 @@ def test_the_demo_runs_the_packaged_template(monkeypatch: pytest.MonkeyPatch) ->
     assert argv == [*demo.DEMO_ARGS, "--data", "/d", "--trials", "3"]  # later ones win
     assert "examples" not in Path(demo.__file__).read_text(encoding="utf-8")
 
+    # The template's launcher takes the demo's budget: 9 minutes of search, then the chosen
+    # configuration retrained with the default seeds, trials judged on the default folds.
+    args = _load("main", packaged).parse_args([*demo.DEMO_ARGS, "--trials", "3"])
+    assert (args.duration, args.trials, args.concurrency, args.epochs_cap) == ("9m", 3, 2, 20)
+    assert (args.folds, args.retrain_seeds) == (None, None)
+
 
 # ------------------------------------------------------------------------------ the chain
 @pytest.mark.slow
 def test_smoke_run_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """2 subprocess trials of 1 epoch on 20 samples per class of the real data, then the best
-    model, the report, the confusion matrix and the NIR export."""
+    """2 subprocess trials of 1 epoch on 20 samples per class of the real data (one fold each),
+    the chosen configuration retrained with seed 0, then the best model, the report, the
+    confusion matrix and the NIR export."""
     if not BRAILLE.is_dir():
         pytest.skip(NO_BRAILLE)
     import nir
@@ -236,6 +272,7 @@ def test_smoke_run_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
     from spiketune import load_best_model
     from spiketune.cli import app
+    from spiketune.engine import load_retrained
     from spiketune.report import build_report, plot_confusion_matrix
     from spiketune.snn import RecurrentSNN, load_checkpoint
 
@@ -251,7 +288,17 @@ def test_smoke_run_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         assert rec.metrics["epoch"] == 1 and 0.0 <= rec.metrics["test"] <= 1.0
         assert len(rec.intermediate) == 1 and set(rec.intermediate[0]) >= EPOCH_KEYS
         assert rec.metrics["default"] == rec.intermediate[0]["default"]
-        load_checkpoint(rec.trial_dir / "best_model.pt")  # every trial saved its weights
+        assert "val_fold0" not in rec.metrics  # one fold: the split itself
+        # every trial saved its weights
+        assert load_checkpoint(rec.trial_dir / "best_model.pt").extra["folds"] == 1
+
+    # --smoke retrains the chosen configuration with seed 0 alone.
+    retrained = load_retrained(results.directory)
+    assert retrained is not None and results.best is not None
+    assert [r.seed for r in retrained.runs] == [0] and retrained.trial == results.best.number
+    assert (results.directory / "chosen" / "seed0" / "best_model.pt").is_file()
+    assert retrained.runs[0].checkpoint == "chosen/seed0/best_model.pt"
+    assert retrained.mean == retrained.runs[0].metrics["test"] and retrained.std == 0.0
 
     # The kept model is the trial with the best (validation accuracy, -spikes).
     best = load_best_model(results.directory)

@@ -12,7 +12,16 @@ two run the same experiment::
 
     python main.py --trials 40 --duration 10m --epochs-cap 20    # a laptop-sized search
     python main.py --smoke                                       # 2 trials, 1 epoch, seconds
-    python main.py --channels merged                             # the 12-channel recipe
+    python main.py --data braille_reduced_th1_pool.pt            # threshold 1, the seed's data
+
+Selection is honest by default: each trial is judged by its mean validation accuracy over
+``--folds`` (3) stratified re-splits of the training pool, the test part of the split never
+reaches a decision, and after the search the chosen configuration (the best trial by that
+mean) is retrained with ``--retrain-seeds`` (0 1 2). Its test accuracy, mean ± std over those
+seeds, goes to ``retrained.json`` and the report, beside the optimistic figure (the best test
+accuracy among trials, chosen by looking at the test set). The seeds' checkpoints lie in
+``<experiment>/chosen/seed<k>/best_model.pt``; ``spiketune evaluate CHECKPOINT --data FILE.pt``
+scores one on other data of the same encoding.
 """
 
 from __future__ import annotations
@@ -21,18 +30,25 @@ import argparse
 import json
 import os
 import shlex
+import statistics
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from spiketune import Experiment, ExperimentResults, Outcome, Progress, load_best_model, load_config
+from spiketune.engine import Retrained, RetrainedRun, save_retrained
 from spiketune.report import build_report
 
 HERE = Path(__file__).absolute().parent  # unresolved: examples/braille_eprop links here
 CONFIG = HERE / "config.toml"
 
 #: ``--smoke``: the whole chain in seconds (2 trials of 1 epoch on 20 samples per class).
-SMOKE = {"trials": 2, "epochs_cap": 1, "subset": 20, "duration": "5m"}
+SMOKE = {"trials": 2, "epochs_cap": 1, "subset": 20, "duration": "5m", "folds": 1,
+         "retrain_seeds": [0]}
+#: Re-splits a trial is judged on, and the seeds the chosen configuration is retrained with.
+FOLDS = 3
+RETRAIN_SEEDS = [0, 1, 2]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,8 +62,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--smoke", action="store_true",
                    help="2 trials, 1 epoch, 20 samples per class: checks the whole chain")
     p.add_argument("--gpus", help='GPU indices "0,1", "all", or "none" (config: gpus)')
-    p.add_argument("--data", help="Braille event file or its directory (else "
-                   "$SPIKETUNE_BRAILLE_DATA, else spiketune's data cache, downloaded there once)")
+    p.add_argument("--data", help="threshold-1 pool file (.pt), Braille event file, or a "
+                   "directory holding either (else $SPIKETUNE_BRAILLE_DATA, else spiketune's "
+                   "data cache, where the event file is downloaded once)")
+    p.add_argument("--folds", type=int,
+                   help=f"judge each trial by its mean validation accuracy over this many "
+                        f"re-splits (default {FOLDS}; 1: the split alone)")
+    p.add_argument("--retrain-seeds", type=int, nargs="*", metavar="SEED",
+                   help=f"retrain the chosen configuration with these seeds and report its test "
+                        f"accuracy as mean ± std (default {' '.join(map(str, RETRAIN_SEEDS))}; "
+                        f"none: skip)")
     p.add_argument("--channels", choices=["split", "merged"],
                    help="ON/OFF events as 24 channels (split, default) or 12 (merged)")
     p.add_argument("--threshold", type=int, choices=[1, 2, 5, 10],
@@ -60,6 +84,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-report", action="store_true", help="skip the report at the end")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     args = p.parse_args(argv)
+    if args.folds is not None and args.folds < 1:
+        p.error(f"--folds must be at least 1, got {args.folds}")
     if args.smoke:
         for key, value in SMOKE.items():
             if getattr(args, key) is None:
@@ -92,12 +118,22 @@ def experiment(args: argparse.Namespace) -> Experiment:
     # Options for every trial travel on its command line (recorded with the experiment).
     command = shlex.split(config.require_trial_command())
     for option, value in (("--epochs-cap", args.epochs_cap), ("--subset", args.subset),
-                          ("--data", args.data)):
+                          ("--data", args.data), ("--folds", args.folds)):
         if value is not None:
-            command += [option, str(Path(value).resolve()) if option == "--data" else str(value)]
-    if len(command) > 2:
+            _set_option(command, option,
+                        str(Path(value).resolve()) if option == "--data" else str(value))
+    if command != shlex.split(config.require_trial_command()):
         changes["trial_command"] = shlex.join(command)
     return Experiment(config, **changes)
+
+
+def _set_option(command: list[str], option: str, value: str) -> None:
+    """Give ``option`` the ``value`` in ``command``: in place where the config's command has it
+    (``--folds 3`` in config.toml), else appended."""
+    if option in command[:-1]:
+        command[command.index(option) + 1] = value
+    else:
+        command += [option, value]
 
 
 def run(argv: list[str] | None = None) -> ExperimentResults:
@@ -116,13 +152,100 @@ def run(argv: list[str] | None = None) -> ExperimentResults:
           f"{results.count(Outcome.COMPLETE)} complete, "
           f"{results.count(Outcome.EARLY_STOPPED)} early-stopped, "
           f"{results.count(Outcome.FAILED)} failed", flush=True)
-    summarise(results, report=not args.no_report)
+    seeds = RETRAIN_SEEDS if args.retrain_seeds is None else args.retrain_seeds
+    retrained = None
+    if seeds and results.best is not None and results.directory is not None:
+        retrained = retrain(results, seeds, args)
+    summarise(results, report=not args.no_report, retrained=retrained)
     return results
 
 
-def summarise(results: ExperimentResults, *, report: bool = True) -> None:
+def retrain(results: ExperimentResults, seeds: list[int], args: argparse.Namespace) -> Retrained:
+    """Train the chosen configuration (the best trial by the objective) once per seed on the
+    split's training part, test each on the fixed test part, and record them.
+
+    Each seed runs ``main_hpo.py`` by hand into ``<experiment>/chosen/seed<k>/`` (its
+    checkpoint, ``result.json`` and log), as many at once as the experiment's concurrency.
+    The mean ± std of their test accuracies is the figure to quote: no trial and no decision
+    ever saw those test samples.
+    """
+    best, directory = results.best, results.directory
+    assert best is not None and directory is not None
+    chosen = directory / "chosen"
+    chosen.mkdir(exist_ok=True)
+    params_file = chosen / "parameters.json"
+    params_file.write_text(json.dumps(best.parameters, indent=2, sort_keys=True) + "\n",
+                           encoding="utf-8")
+    concurrency = max(1, int(results.config.get("concurrency", 1)))
+    threads = max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                      else (os.cpu_count() or 1)) // min(concurrency, len(seeds)))
+    base = [sys.executable, "main_hpo.py", "--params", str(params_file), "--folds", "1",
+            "--threads", str(threads)]
+    for option, value in (("--epochs-cap", args.epochs_cap), ("--subset", args.subset),
+                          ("--data", args.data)):
+        if value is not None:
+            base += [option, str(Path(value).resolve()) if option == "--data" else str(value)]
+    print(f"retraining the chosen configuration (trial {best.number}) with seeds "
+          f"{', '.join(map(str, seeds))}", flush=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NNI_", "SPIKETUNE_TRIAL"))}
+    pending = list(seeds)
+    running: list[tuple[int, subprocess.Popen[bytes], Any]] = []
+    while pending or running:
+        while pending and len(running) < concurrency:
+            seed = pending.pop(0)
+            out = chosen / f"seed{seed}"
+            out.mkdir(exist_ok=True)
+            log = (out / "train.log").open("wb")
+            cmd = [*base, "--seed", str(seed), "--out", str(out)]
+            running.append((seed, subprocess.Popen(cmd, cwd=HERE, env=env, stdout=log,
+                                                   stderr=subprocess.STDOUT), log))
+        seed, proc, log = running.pop(0)
+        proc.wait()
+        log.close()
+    runs = []
+    for seed in seeds:
+        result_file = chosen / f"seed{seed}" / "result.json"
+        try:
+            result = json.loads(result_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            print(f"  seed {seed}: no result (see {result_file.parent / 'train.log'})")
+            continue
+        metrics = {k: float(v) for k, v in result.items()
+                   if isinstance(v, int | float) and not isinstance(v, bool)}
+        runs.append(RetrainedRun(seed, metrics, f"chosen/seed{seed}/best_model.pt"))
+        print(f"  seed {seed}: validation {_pct(metrics.get('default'))}, "
+              f"test {_pct(metrics.get('test'))}", flush=True)
+    digest = best.metrics.get("split_digest") if best.metrics else None
+    retrained = Retrained(
+        parameters=dict(best.parameters), runs=tuple(runs), metric="test",
+        split_digest=str(digest) if digest else _split_digest(chosen, seeds), trial=best.number,
+        command=shlex.join(base),
+    )
+    save_retrained(directory, retrained)
+    if retrained.mean is not None:
+        print(f"chosen configuration, test accuracy over {len(runs)} seed(s): "
+              f"{100 * retrained.mean:.2f}% ± {100 * (retrained.std or 0):.2f}% "
+              f"(mean ± sample std; split {retrained.split_digest})", flush=True)
+    return retrained
+
+
+def _split_digest(chosen: Path, seeds: list[int]) -> str | None:
+    for seed in seeds:
+        try:
+            result = json.loads((chosen / f"seed{seed}" / "result.json").read_text("utf-8"))
+            return str(result["split_digest"])
+        except (OSError, ValueError, KeyError):
+            continue
+    return None
+
+
+def summarise(
+    results: ExperimentResults, *, report: bool = True, retrained: Retrained | None = None
+) -> None:
     """Print the best model (best validation accuracy, fewest spikes on ties): its
-    parameters, its validation and test accuracy; then build the report and print its path."""
+    parameters, its validation and test accuracy; the best test accuracy among trials
+    (optimistic); the chosen configuration's retrained test accuracy (the honest figure);
+    then build the report and print its path."""
     best = load_best_model(results.directory) if results.directory is not None else None
     if best is None:
         print("no trial kept a model (see `spiketune trials " f"{results.id}`)")
@@ -134,6 +257,16 @@ def summarise(results: ExperimentResults, *, report: bool = True) -> None:
               f"{info.get('spikes_per_sample', float('nan')):.0f} spikes per sample")
         print("best parameters: " + json.dumps(best.parameters, sort_keys=True))
         print(f"best model file: {best.path()}")
+    tests = [r.metrics.get("test") for r in results.records
+             if r.metrics and isinstance(r.metrics.get("test"), int | float)]
+    if tests:
+        print(f"best test accuracy among {len(tests)} trials: {_pct(max(tests))} (optimistic: "
+              f"chosen by looking at the test set; median {_pct(statistics.median(tests))})")
+    if retrained is not None and retrained.mean is not None:
+        print(f"chosen model's test accuracy: {100 * retrained.mean:.2f}% ± "
+              f"{100 * (retrained.std or 0):.2f}% (mean ± std over seeds "
+              f"{', '.join(str(r.seed) for r in retrained.runs)}, trial {retrained.trial}'s "
+              f"configuration, split {str(retrained.split_digest)[:12]})")
     if report:
         files = build_report(results.directory or results.id)
         print(f"report: {files.index}")

@@ -6,17 +6,26 @@ when spiketune launches the trial. By hand, outside any experiment, it runs too:
 
     python main_hpo.py                          # the defaults below, reports printed
     python main_hpo.py --params p.json --epochs-cap 3 --data ~/data/braille
+    python main_hpo.py --params p.json --seed 2 --out chosen/seed2   # one retraining seed
 
-Every epoch reports ``{"default": val_acc, "train_acc", "train_loss", "val_loss",
-"spikes_per_sample"}``; the final result is ``{"default": best validation accuracy, "test":
-test accuracy of the weights of that epoch, "train": training accuracy at that epoch, "epoch":
-that epoch, "spikes_per_sample": recurrent spikes per validation sample at that epoch, ...}``.
+With ``--folds k`` the trial trains k networks in lock-step, one per stratified re-split of
+the training pool (the test part never changes), and is judged by their mean validation
+accuracy: a steadier signal than one 105-sample validation set. Every epoch reports
+``{"default": mean validation accuracy over the folds at that epoch, "train_acc",
+"train_loss", "val_loss", "spikes_per_sample"}`` (means too); the final result is
+``{"default": mean over the folds of each one's best validation accuracy, "test": test
+accuracy of the first fold's network at its best epoch, "train", "epoch",
+"spikes_per_sample": of that network, "val_fold<i>": each fold's best validation accuracy,
+...}``. The first fold's network is the model saved and offered as the experiment's best; a
+``result.json`` beside it holds the final result and the split digest.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -69,49 +78,63 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "directory)")
     parser.add_argument("--params", default=None,
                         help="JSON file of parameters, when run by hand")
+    parser.add_argument("--folds", type=int, default=1,
+                        help="train on this many stratified re-splits and report the mean "
+                             "validation accuracy (default 1: the split itself)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="training seed (weights, shuffling, augmentation); overrides "
+                             "the parameters' seed")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    if args.folds < 1:
+        sys.exit(f"--folds must be at least 1, got {args.folds}")
     started = time.perf_counter()
     params = {**DEFAULT_PARAMS, **nni.get_next_parameter()}
+    if args.seed is not None:
+        params["seed"] = args.seed
     setup_hpo.seed_everything(int(params.get("seed", 0)))
     torch.set_num_threads(setup_hpo.trial_threads(args.threads))
     device = setup_hpo.trial_device()
 
-    data = setup_hpo.load_data(
-        setup_hpo.data_options(params), args.data, per_class=args.subset
-    )
-    net, train_config = train_hpo.build(
-        params, data.info, device=device, epochs_cap=args.epochs_cap
-    )
+    pool = setup_hpo.is_pool(setup_hpo.data_location(args.data))
+    options = setup_hpo.data_options(params, pool=pool)
+    data = setup_hpo.load_data(options, args.data, per_class=args.subset, folds=args.folds)
+    built = [train_hpo.build(params, data.info, device=device, epochs_cap=args.epochs_cap)
+             for _ in data.folds]
+    net, train_config = built[0]
     print(f"trial {nni.get_trial_id()}: {data.info.name}, {len(data.train)}/{len(data.val)}/"
-          f"{len(data.test)} samples, {net}, {torch.get_num_threads()} thread(s) on {device}",
-          flush=True)
+          f"{len(data.test)} samples, {args.folds} fold(s), split {data.split_digest[:12]}, "
+          f"{net}, {torch.get_num_threads()} thread(s) on {device}", flush=True)
 
-    def on_epoch(m: EpochMetrics) -> None:
-        print(f"epoch {m.epoch}: train acc {m.train_acc:.3f} loss {m.train_loss:.3f}, "
-              f"val acc {m.val_acc:.3f} loss {m.val_loss:.3f}, "
-              f"{m.spikes_per_sample:.0f} spikes/sample ({m.seconds:.1f} s)", flush=True)
-        nni.report_intermediate_result({
-            "default": m.val_acc,
-            "train_acc": m.train_acc,
-            "train_loss": m.train_loss,
-            "val_loss": m.val_loss,
-            "spikes_per_sample": m.spikes_per_sample,
-        })
+    def on_epoch(epoch: int, latest: list[EpochMetrics]) -> None:
+        mean = {key: statistics.fmean(getattr(m, key) for m in latest)
+                for key in ("train_acc", "train_loss", "val_acc", "val_loss",
+                            "spikes_per_sample")}
+        print(f"epoch {epoch}: train acc {mean['train_acc']:.3f} loss "
+              f"{mean['train_loss']:.3f}, val acc {mean['val_acc']:.3f} loss "
+              f"{mean['val_loss']:.3f}, {mean['spikes_per_sample']:.0f} spikes/sample",
+              flush=True)
+        nni.report_intermediate_result({"default": mean.pop("val_acc"), **mean})
 
-    _, history = train_hpo.train(net, train_config, data.train, data.val, on_epoch)
+    _, histories = train_hpo.train_folds(built, data.folds, on_epoch)
+    best_per_fold = [h.best for h in histories]
+    if any(b is None or b.val_acc is None for b in best_per_fold):
+        reasons = ", ".join(h.stop_reason for h in histories)
+        sys.exit(f"training diverged before the first epoch ended ({reasons})")
+    history = histories[0]
     best = history.best
-    if best is None or best.val_acc is None:
-        sys.exit(f"training diverged before the first epoch ended ({history.stop_reason})")
+    assert best is not None and best.val_acc is not None
 
-    # The network now holds the weights of its best validation epoch: test them once.
+    # The first fold's network now holds the weights of its best validation epoch: test them
+    # once (the other folds' networks only inform the objective).
     predicted = train_hpo.predict_classes(net, data.test)
     test_acc = int((predicted == data.test.labels).sum()) / len(data.test)
+    val_folds = [float(b.val_acc) for b in best_per_fold if b is not None and b.val_acc is not None]
     final = {
-        "default": best.val_acc,
+        "default": statistics.fmean(val_folds),
         "test": test_acc,
         "train": best.train_acc,
         "epoch": best.epoch,
@@ -121,25 +144,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "epochs_run": len(history.epochs),
         "seconds": time.perf_counter() - started,
     }
+    if args.folds > 1:
+        final.update({f"val_fold{i}": v for i, v in enumerate(val_folds)})
 
     out_dir = Path(os.environ.get("NNI_OUTPUT_DIR") or args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    extra = {"split_digest": data.split_digest, "data": options, "pool": pool,
+             "n_steps": data.info.n_steps, "classes": list(data.info.classes),
+             "metrics": final, "folds": args.folds}
     checkpoint = save_checkpoint(
-        out_dir / "best_model.pt", net, train_config=train_config, history=history,
-        extra={"split_digest": data.split_digest, "data": setup_hpo.data_options(params),
-               "classes": list(data.info.classes), "metrics": final},
+        out_dir / "best_model.pt", net, train_config=train_config, history=history, extra=extra
     )
+    (out_dir / "result.json").write_text(
+        json.dumps({**final, "split_digest": data.split_digest, "parameters": params},
+                   indent=2, sort_keys=True, default=str), encoding="utf-8")
     # Kept as the experiment's best model if no trial has done better on validation, ties
     # going to the model that spikes less.
     offer_best_model(
-        (best.val_acc, -best.spikes_per_sample),
+        (final["default"], -best.spikes_per_sample),
         {"best_model.pt": checkpoint},
         {**final, "stop_reason": history.stop_reason, "split_digest": data.split_digest},
         Predictions(data.test.labels, predicted, list(data.info.classes), split="test"),
         parameters=params,
     )
     print(f"best epoch {best.epoch} of {len(history.epochs)} ({history.stop_reason}): "
-          f"val {best.val_acc:.3f}, test {test_acc:.3f}; saved {checkpoint}", flush=True)
+          f"val {final['default']:.3f} (mean of {args.folds} fold(s)), test {test_acc:.3f}; "
+          f"saved {checkpoint}", flush=True)
     nni.report_final_result(final)
     return final
 

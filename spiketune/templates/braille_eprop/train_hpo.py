@@ -11,7 +11,7 @@ once with a ``ConfigError`` naming it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -96,6 +96,41 @@ def train(
         (train_set.inputs, train_set.labels), (val_set.inputs, val_set.labels)
     )
     return trainer, history
+
+
+def train_folds(
+    built: Sequence[tuple[RecurrentSNN, TrainConfig]],
+    folds: Sequence[tuple[Dataset, Dataset]],
+    on_epoch: Callable[[int, list[EpochMetrics]], None] | None = None,
+) -> tuple[list[Trainer], list[History]]:
+    """Train one network per fold, all advancing one epoch at a time (lock-step).
+
+    After every epoch ``on_epoch(epoch, latest)`` gets each fold's latest metrics (a fold that
+    has stopped early keeps its last ones), so that the trial can report their mean and a
+    pruner can judge it at every epoch. Each network ends with its best validation weights.
+    """
+    trainers = [Trainer(net, config) for net, config in built]
+    runs = [t.epochs(train_set.tensor_dataset(), val_set.tensor_dataset())
+            for t, (train_set, val_set) in zip(trainers, folds, strict=True)]
+    histories: list[History | None] = [None] * len(runs)
+    latest: list[EpochMetrics | None] = [None] * len(runs)
+    epoch = 0
+    while any(h is None for h in histories):
+        advanced = False
+        for i, run in enumerate(runs):
+            if histories[i] is not None:
+                continue
+            try:
+                latest[i] = next(run)
+                advanced = True
+            except StopIteration as done:
+                histories[i] = done.value
+        if advanced:
+            epoch += 1
+            shown = [m for m in latest if m is not None]
+            if on_epoch is not None and shown:
+                on_epoch(epoch, shown)
+    return trainers, [h for h in histories if h is not None]
 
 
 def predict_classes(net: RecurrentSNN, dataset: Dataset, batch_size: int = 128) -> torch.Tensor:
