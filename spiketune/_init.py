@@ -6,7 +6,10 @@ The ``braille-eprop`` template is the four-file pipeline of the Braille use case
 data and training modules, the experiment's ``config.toml`` and ``search_space.json``, and a
 README. After ``spiketune init my_project``, ``cd my_project && python main.py`` runs it; it
 needs nothing of a repository (its data come from ``--data``, ``$SPIKETUNE_BRAILLE_DATA`` or
-spiketune's data cache).
+spiketune's data cache). ``snntorch-braille`` is the same pipeline with a trial written only
+in snnTorch, torch and ``import nni``, on the threshold-1 Braille pool, with the NIR paper's
+search space: it runs where spiketune is absent and hands its predictions over in one guarded
+call.
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ from spiketune.errors import ConfigError, Problem
 __all__ = ["TEMPLATES", "init_project", "template_files"]
 
 #: Template names (as ``--template`` spells them) and their directories under ``templates/``.
-TEMPLATES: dict[str, str] = {"braille-eprop": "braille_eprop"}
+TEMPLATES: dict[str, str] = {
+    "braille-eprop": "braille_eprop",
+    "snntorch-braille": "snntorch_braille",
+}
 
 _SKIPPED = ("__pycache__", ".pyc")
 

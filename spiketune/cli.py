@@ -769,7 +769,10 @@ def view(
 def init(
     directory: Annotated[Path, typer.Argument(help="New project directory.", show_default=False)],
     template: Annotated[
-        str, typer.Option("--template", "-t", help="Project template: braille-eprop.")
+        str, typer.Option(
+            "--template", "-t",
+            help="Project template: braille-eprop (the e-prop RSNN on Braille events) or "
+                 "snntorch-braille (a trial written in snnTorch and `import nni` only).")
     ] = "braille-eprop",
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite the template's files if present.")

@@ -1,0 +1,140 @@
+"""The launcher: the NIR paper's hyperparameter search for its snnTorch Braille RSNN, run by
+spiketune, then its report.
+
+The experiment (name, trial command ``python3 main_hpo.py``, the published search space, TPE,
+Medianstop, budgets, concurrency) is ``config.toml`` with ``search_space.json``, so these two
+run the same experiment::
+
+    python main.py --data braille_reduced_th1_pool.pt
+    spiketune run config.toml          # reads the data from $SPIKETUNE_BRAILLE_TH1_DATA
+
+``main.py`` adds options for the budget and for smaller runs, and ends with the report::
+
+    python main.py --smoke --data pool.pt      # 2 trials, 1 epoch, 10 samples per class
+    python main.py --trials 40 --duration 1h --epochs 20 --data pool.pt
+
+Options for the trials (``--epochs``, ``--subset``, ``--data``) are added to the trial
+command, so they are recorded with the experiment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from spiketune import (
+    Experiment,
+    ExperimentResults,
+    Outcome,
+    Progress,
+    load_best_model,
+    load_config,
+)
+from spiketune.report import build_report
+
+HERE = Path(__file__).absolute().parent
+CONFIG = HERE / "config.toml"
+#: Where the trials find the data when no --data is given (setup_hpo.DATA_ENV).
+DATA_ENV = "SPIKETUNE_BRAILLE_TH1_DATA"
+
+#: ``--smoke``: the whole chain in seconds (2 trials of 1 epoch on 10 samples per class).
+SMOKE = {"trials": 2, "epochs": 1, "subset": 10, "duration": "5m"}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--trials", type=int, help="trials to run (config.toml: max_trials)")
+    p.add_argument("--duration", help='time budget, e.g. "10m", "2h" (config: max_duration)')
+    p.add_argument("--trial-duration", help='time limit of one trial, e.g. "5m"')
+    p.add_argument("--concurrency", type=int, help="trials at once (config: concurrency)")
+    p.add_argument("--gpus", help='GPU indices "0,1", "all", or "none" (config: gpus)')
+    p.add_argument("--seed", type=int, help="tuner seed (config: seed)")
+    p.add_argument("--name", help="experiment name (config: name)")
+    p.add_argument("--experiment-dir", type=Path,
+                   help="root of experiment directories (default $SPIKETUNE_EXPERIMENTS or "
+                        "~/spiketune-experiments)")
+    p.add_argument("--epochs", type=int, help="epochs each trial trains (trial default 40)")
+    p.add_argument("--subset", type=int, metavar="N", help="use N samples per class")
+    p.add_argument("--data", help=f"the threshold-1 pool file or its directory (else ${DATA_ENV})")
+    p.add_argument("--smoke", action="store_true",
+                   help="2 trials, 1 epoch, 10 samples per class: checks the whole chain")
+    p.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    args = p.parse_args(argv)
+    if args.smoke:
+        for key, value in SMOKE.items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
+    return args
+
+
+def experiment(args: argparse.Namespace) -> Experiment:
+    """``config.toml`` with the command line's changes: the experiment to run."""
+    config = load_config(CONFIG)
+    changes: dict[str, Any] = {}
+    for option, field in (("trials", "max_trials"), ("duration", "max_duration"),
+                          ("trial_duration", "max_trial_duration"),
+                          ("concurrency", "concurrency"), ("seed", "seed"), ("name", "name"),
+                          ("experiment_dir", "experiment_dir")):
+        if getattr(args, option) is not None:
+            changes[field] = getattr(args, option)
+    if args.gpus is not None:
+        changes["gpus"] = None if args.gpus == "none" else args.gpus
+    command = config.require_trial_command()
+    data = Path(args.data).expanduser().resolve() if args.data else None
+    for option, value in (("--epochs", args.epochs), ("--subset", args.subset), ("--data", data)):
+        if value is not None:
+            command += f" {option} {shlex.quote(str(value))}"
+    if command != config.trial_command:
+        changes["trial_command"] = command
+    return Experiment(config, **changes)
+
+
+def run(argv: list[str] | None = None) -> ExperimentResults:
+    """Run the experiment the command line describes, print the best trial, build the report."""
+    args = parse_args(argv)
+    exp = experiment(args)
+    c = exp.config
+    os.environ["SPIKETUNE_CONCURRENCY"] = str(c.concurrency)  # trials size their threads by it
+    print(f"experiment {exp.id} in {exp.directory}\n  {c.max_trials} trials at most, "
+          f"{c.concurrency} at a time; trial command: {c.trial_command}", flush=True)
+    seen = [-1]
+    results = exp.run(progress=None if args.quiet else lambda p: _progress(p, seen))
+    print(f"finished in {results.elapsed_seconds:.0f} s: {results.count(Outcome.COMPLETE)} "
+          f"complete, {results.count(Outcome.EARLY_STOPPED)} early-stopped, "
+          f"{results.count(Outcome.FAILED)} failed", flush=True)
+    best = results.best
+    if best is None or best.metrics is None:
+        print(f"no trial completed (see `spiketune trials {results.id}`)")
+    else:
+        print(f"best trial {best.number}: validation accuracy {_pct(best.metrics['default'])}, "
+              f"test accuracy {_pct(best.metrics.get('test'))} (epoch "
+              f"{best.metrics.get('epoch')}, split {str(best.metrics.get('split_digest'))[:18]})")
+        print(f"best parameters: {best.parameters}")
+    kept = load_best_model(results.directory) if results.directory is not None else None
+    if kept is not None:
+        print(f"best model file: {kept.path()}")
+    if not args.no_report:
+        print(f"report: {build_report(results.directory or results.id).index}")
+    return results
+
+
+def _progress(p: Progress, seen: list[int]) -> None:
+    if p.done == seen[0]:  # one line per finished trial
+        return
+    seen[0] = p.done
+    best = "-" if p.best_value is None else f"{p.best_value:.3f} (trial {p.best_number})"
+    print(f"  [{p.elapsed_seconds:.0f} s] {p.done} done, {p.running} running; best validation "
+          f"accuracy {best}", flush=True)
+
+
+def _pct(value: Any) -> str:
+    return "n/a" if value is None else f"{100 * float(value):.1f}%"
+
+
+if __name__ == "__main__":
+    run(sys.argv[1:])

@@ -1,0 +1,198 @@
+"""One trial: train the NIR paper's Braille RSNN (snnTorch) with the parameters the tuner
+chose, report every epoch, report the result, save the best-validation weights.
+
+This is NNI trial code: ``import nni``, ``nni.get_next_parameter()``,
+``nni.report_intermediate_result`` and ``nni.report_final_result``. Under NNI it runs as it
+is; under spiketune too (spiketune puts its stand-in for ``nni`` on the trial's PYTHONPATH).
+By hand it needs neither::
+
+    python main_hpo.py --data braille_reduced_th1_pool.pt            # the defaults below
+    python main_hpo.py --data pool.pt --params p.json --epochs 5 --out my_run
+
+Without NNI ``import nni`` falls back to ``spiketune.compat.nni`` (reports printed), and
+without spiketune either to a stub that prints them. spiketune adds two things where it is
+importable: the project's fixed split (see ``setup_hpo``) and, in one guarded call at the end,
+the test predictions handed over with the model, for the report's confusion matrix.
+
+Every epoch reports ``{"default": validation accuracy, "train_acc", "train_loss",
+"val_loss", "spikes_per_sample"}``; the final result is ``{"default": best validation
+accuracy, "test": test accuracy of the weights of that epoch, "train", "epoch",
+"spikes_per_sample", "epochs_run", "seconds", "split_digest"}``. The test set is used once,
+on the best-validation weights. ``best_model.pt`` (in ``$NNI_OUTPUT_DIR``, else ``--out``)
+holds those weights as a plain state_dict with the hyperparameters
+(``train_hpo.load_model`` rebuilds the network).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+try:
+    import nni  # NNI, or spiketune's stand-in that spiketune puts on a trial's PYTHONPATH
+except ImportError:  # by hand, without NNI
+    try:
+        import spiketune.compat.nni as nni
+    except ImportError:  # nor spiketune: print what would be reported
+
+        class nni:  # stands in for the module: the four calls this script makes
+            @staticmethod
+            def get_next_parameter() -> dict[str, Any]:
+                return {}
+
+            @staticmethod
+            def get_trial_id() -> str:
+                return "manual"
+
+            @staticmethod
+            def report_intermediate_result(metric: Any) -> None:
+                print(f"intermediate result: {metric}", flush=True)
+
+            @staticmethod
+            def report_final_result(metric: Any) -> None:
+                print(f"final result: {metric}", flush=True)
+
+
+import setup_hpo
+import torch
+import train_hpo
+
+#: What a trial uses for a parameter the tuner does not give (all of them by hand): a
+#: configuration the NIR paper's authors found for this network (neuromorphs/NIR,
+#: paper/03_rnn/parameters_ref_20231006.json), and the epoch budget.
+DEFAULT_PARAMS: dict[str, Any] = {
+    "nb_hidden": 43,
+    "alpha_r": 0.4,
+    "alpha_out": 0.35,
+    "beta_r": 0.95,
+    "beta_out": 0.9,
+    "lr": 0.001,
+    "reg_l1": 0.0008,
+    "reg_l2": 0.000006,
+    "slope": 20,
+    "epochs": 40,
+    "seed": 0,
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default=None,
+                        help=f"the pool file ({setup_hpo.POOL_FILE}) or its directory "
+                             f"(else ${setup_hpo.DATA_ENV})")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help=f"epochs to train (default {DEFAULT_PARAMS['epochs']}, or the "
+                             "parameters' 'epochs')")
+    parser.add_argument("--subset", type=int, default=None, metavar="N",
+                        help="keep N samples per class before splitting (smoke runs)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads (default: this trial's share of the cores)")
+    parser.add_argument("--out", default="manual_trial",
+                        help="where to save best_model.pt when $NNI_OUTPUT_DIR is not set")
+    parser.add_argument("--params", default=None,
+                        help="JSON file of parameters, when run by hand")
+    return parser.parse_args(argv)
+
+
+def trial_parameters(args: argparse.Namespace) -> dict[str, Any]:
+    """The defaults, then ``--params``, then what the tuner chose (``--epochs`` last)."""
+    params = dict(DEFAULT_PARAMS)
+    if args.params:
+        params.update(json.loads(Path(args.params).read_text(encoding="utf-8")))
+    params.update(nni.get_next_parameter() or {})  # NNI by hand gives None
+    params["nb_hidden"] = int(params["nb_hidden"])  # quniform gives a float
+    if args.epochs is not None:
+        params["epochs"] = args.epochs
+    return params
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    params = trial_parameters(args)
+    setup_hpo.seed_everything(int(params["seed"]))
+    torch.set_num_threads(setup_hpo.trial_threads(args.threads))
+    device = setup_hpo.trial_device()
+
+    data = setup_hpo.load_data(args.data, per_class=args.subset)
+    net = train_hpo.BrailleRSNN(data.n_inputs, params).to(device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=float(params["lr"]))
+    print(f"trial {nni.get_trial_id()}: {len(data.train)}/{len(data.val)}/{len(data.test)} "
+          f"samples, split {data.split_digest[:18]} ({data.split_source}), "
+          f"{params['nb_hidden']} hidden neurons, {torch.get_num_threads()} thread(s) on "
+          f"{device}", flush=True)
+
+    # Validate every epoch; keep the weights of the best validation accuracy (the first on
+    # ties) and what was measured at that epoch.
+    best: dict[str, Any] | None = None
+    best_state: dict[str, torch.Tensor] = {}
+    epochs_run = 0
+    for epoch in range(1, int(params["epochs"]) + 1):
+        train_loss, train_acc = train_hpo.train_epoch(net, data.train, optimizer, params, device)
+        if not math.isfinite(train_loss):  # lr = 0.1 can do this: the trial ends here
+            print(f"epoch {epoch}: the training loss is {train_loss}; stopping", flush=True)
+            break
+        val = train_hpo.evaluate(net, data.val, params, device)
+        epochs_run = epoch
+        metrics = {"default": val.accuracy, "train_acc": train_acc, "train_loss": train_loss,
+                   "val_loss": val.loss, "spikes_per_sample": val.spikes_per_sample}
+        print(f"epoch {epoch}: train acc {train_acc:.3f} loss {train_loss:.3f}, val acc "
+              f"{val.accuracy:.3f} loss {val.loss:.3f}, {val.spikes_per_sample:.0f} "
+              "spikes/sample", flush=True)
+        nni.report_intermediate_result(metrics)
+        if best is None or val.accuracy > best["default"]:
+            best = {**metrics, "epoch": epoch}
+            best_state = copy.deepcopy(net.state_dict())
+    if best is None:
+        sys.exit("training diverged in the first epoch: no weights to keep")
+
+    # The test set, once, on the best-validation weights.
+    net.load_state_dict(best_state)
+    test = train_hpo.evaluate(net, data.test, params, device)
+    final = {
+        "default": best["default"],
+        "test": test.accuracy,
+        "train": best["train_acc"],
+        "epoch": best["epoch"],
+        "spikes_per_sample": best["spikes_per_sample"],
+        "epochs_run": epochs_run,
+        "seconds": time.perf_counter() - started,
+        "split_digest": data.split_digest,
+    }
+
+    out_dir = Path(os.environ.get("NNI_OUTPUT_DIR") or args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model_file = out_dir / "best_model.pt"
+    torch.save({"state_dict": best_state, "parameters": params, "n_inputs": data.n_inputs,
+                "classes": list(setup_hpo.CLASSES), "metrics": final}, model_file)
+
+    # spiketune, where present, keeps the best model of the experiment with its test
+    # predictions (the report's confusion matrix); elsewhere this is skipped.
+    try:
+        from spiketune.trial import Predictions, offer_best_model
+    except ImportError:
+        pass
+    else:
+        offer_best_model(
+            (final["default"], -final["spikes_per_sample"]),  # fewer spikes break ties
+            {"best_model.pt": model_file},
+            final,
+            Predictions(data.test.tensors[1], test.predictions, list(setup_hpo.CLASSES)),
+            parameters=params,
+        )
+
+    print(f"best epoch {best['epoch']} of {epochs_run}: val {final['default']:.3f}, test "
+          f"{final['test']:.3f}; saved {model_file}", flush=True)
+    nni.report_final_result(final)
+    return final
+
+
+if __name__ == "__main__":
+    main()
