@@ -6,13 +6,15 @@ import spiketune.snn as snn
 
 PUBLIC = {
     "ALIFParameters", "ALIFState", "BPTT", "Checkpoint", "CheckpointScore", "EProp",
-    "EpochMetrics", "Evaluation", "History", "LIFParameters", "LIFState", "LearningRule",
-    "ReadoutLoss", "RecurrentSNN", "SNNConfig", "SpikeCounts", "SpikeStats", "StepResult",
-    "Surrogate", "TrainConfig", "Trainer", "Trajectory", "alif_step", "configs_from_params",
-    "evaluate_checkpoint", "heaviside", "initial_state", "lif_step",
-    "load_checkpoint", "load_weights", "make_rule", "neuron_step", "per_step_cross_entropy",
-    "predict", "rate_regularisation", "save_checkpoint", "spike_function", "spike_stats",
-    "summed_cross_entropy",
+    "EpochMetrics", "Evaluation", "History", "L2MU", "L2MUParameters", "L2MUState",
+    "L2MUWeights", "LIFParameters", "LIFState", "LMU", "LMUParameters", "LMUState",
+    "LMUWeights", "LearningRule", "Model", "ReadoutLoss", "RecurrentSNN", "SNNConfig",
+    "SpikeCounts", "SpikeStats", "StepResult", "Surrogate", "TrainConfig", "Trainer",
+    "Trajectory", "alif_step", "configs_from_params", "discretise", "evaluate_checkpoint",
+    "heaviside", "initial_state", "l2mu_initial_state", "l2mu_step", "legendre_matrices",
+    "lif_step", "lmu_initial_state", "lmu_step", "load_checkpoint", "load_weights",
+    "make_rule", "neuron_step", "per_step_cross_entropy", "predict", "rate_regularisation",
+    "save_checkpoint", "spike_function", "spike_stats", "summed_cross_entropy",
 }
 
 

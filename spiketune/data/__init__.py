@@ -1,4 +1,5 @@
-"""Datasets as spike tensors: the tactile Braille letters and the Mihalas–Niebur patterns.
+"""Datasets as spike tensors: the tactile Braille letters, the Mihalas–Niebur patterns and
+the WISDM smartphone and smartwatch activities.
 
 Every loader returns a ``Dataset``: float32 inputs ``[N, T, C]``, int64 labels ``[N]`` and a
 ``DatasetInfo`` (name, class names, input channels, time steps, step length in seconds).
@@ -39,6 +40,15 @@ from spiketune.data._spike_patterns import (
     simulate_mihalas_niebur,
 )
 from spiketune.data._splits import Split, stratified_resplits, stratified_split
+from spiketune.data._wisdm import (
+    WISDM_ACTIVITIES,
+    WISDM_ARCHIVE,
+    WISDM_HAND_ACTIVITIES,
+    WisdmData,
+    WisdmLoader,
+    WisdmOptions,
+    load_wisdm,
+)
 
 __all__ = [
     "BRAILLE_ARCHIVE",
@@ -50,6 +60,9 @@ __all__ = [
     "CACHE_ENV",
     "SPIKE_PATTERNS",
     "SPIKE_PATTERN_RATIOS",
+    "WISDM_ACTIVITIES",
+    "WISDM_ARCHIVE",
+    "WISDM_HAND_ACTIVITIES",
     "BrailleLoader",
     "BrailleOptions",
     "Dataset",
@@ -62,6 +75,9 @@ __all__ = [
     "SpikePatternLoader",
     "SpikePatternOptions",
     "Split",
+    "WisdmData",
+    "WisdmLoader",
+    "WisdmOptions",
     "bin_events",
     "cache_dir",
     "download",
@@ -69,6 +85,7 @@ __all__ = [
     "load_braille",
     "load_braille_pool",
     "load_nir_braille",
+    "load_wisdm",
     "make_spike_patterns",
     "mihalas_niebur_step",
     "read_braille_events",

@@ -5,6 +5,9 @@
   max_hidden=500)``. One small class per chip, base :class:`HardwareTarget`.
 - Before training: :func:`check_design` / :func:`check_config` list the broken
   :class:`Violation` s of a trial's hyperparameters (no torch, microseconds);
+  :func:`check_layout` those of any :class:`NetworkLayout` (populations of neurons, fan-in,
+  fan-out, synapses), and :func:`check_model` those of a built model (a RecurrentSNN or an
+  L²MU, whose :func:`layout_of` counts each population);
   :func:`constraints_from` turns them into Optuna constraint values. In a search,
   :class:`ParameterCheck` holds a target and the network facts the search space does not vary,
   and checks each trial's parameters (:data:`NETWORK_KEYS` name the keys it reads).
@@ -36,10 +39,11 @@ _LAZY: dict[str, str] = {
         "spiketune.hardware._targets",
     ),
     **dict.fromkeys(
-        ["NETWORK_KEYS", "RULES", "Violation", "check_config", "check_design",
-         "constraints_from"],
+        ["NETWORK_KEYS", "RULES", "NetworkLayout", "Population", "Violation", "check_config",
+         "check_design", "check_layout", "constraints_from"],
         "spiketune.hardware._design",
     ),
+    **dict.fromkeys(["check_model", "layout_of"], "spiketune.hardware._layout"),
     "ParameterCheck": "spiketune.hardware._search",
     **dict.fromkeys(
         ["QuantisedNetwork", "bitshift_decay", "quantise_network", "quantise_tensor"],
@@ -60,7 +64,9 @@ __all__ = [
     "HardwareAssessment",
     "HardwareTarget",
     "Loihi2",
+    "NetworkLayout",
     "ParameterCheck",
+    "Population",
     "QuantisedNetwork",
     "SpiNNaker2",
     "Violation",
@@ -70,9 +76,12 @@ __all__ = [
     "bitshift_decay",
     "check_config",
     "check_design",
+    "check_layout",
+    "check_model",
     "constraints_from",
     "evaluate",
     "get_target",
+    "layout_of",
     "quantise_network",
     "quantise_tensor",
 ]
@@ -87,11 +96,15 @@ if TYPE_CHECKING:
     from spiketune.hardware._design import (
         NETWORK_KEYS,
         RULES,
+        NetworkLayout,
+        Population,
         Violation,
         check_config,
         check_design,
+        check_layout,
         constraints_from,
     )
+    from spiketune.hardware._layout import check_model, layout_of
     from spiketune.hardware._quantise import (
         QuantisedNetwork,
         bitshift_decay,

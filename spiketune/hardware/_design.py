@@ -5,6 +5,12 @@ millisecond, so the scheduler can skip an infeasible trial before it starts and 
 Weights are assumed dense (every synapse present) before training; after training
 :func:`~spiketune.hardware.assess_network` counts the non-zero weights instead.
 
+A network is described to the rules as a :class:`NetworkLayout`: input channels, populations
+of spiking (hidden) neurons, the readout units, each population with its size, its largest
+fan-in and fan-out and its synapse count. :func:`check_design` builds the layout of a
+recurrent network (one hidden population); :meth:`NetworkLayout.l2mu` that of an L²MU (three:
+``u``, ``m``, ``h``); :func:`check_layout` checks any layout.
+
 The same rules, and the measured ones checked after training, map to one fixed-length list of
 Optuna constraint values (:func:`constraints_from`, order :data:`RULES`): ``0`` where a rule
 holds, ``(value - limit) / limit`` where it is broken (``1`` for a yes/no rule), so a
@@ -24,9 +30,12 @@ __all__ = [
     "NETWORK_KEYS",
     "REQUIRED_KEYS",
     "RULES",
+    "NetworkLayout",
+    "Population",
     "Violation",
     "check_config",
     "check_design",
+    "check_layout",
     "constraints_from",
 ]
 
@@ -85,6 +94,95 @@ class Violation:
         return f"{where}{self.rule} = {self.value!r} is not supported; accepted: {self.limit}{what}"
 
 
+@dataclass(frozen=True)
+class Population:
+    """``neurons`` neurons, each receiving at most ``fan_in`` synapses and sending at most
+    ``fan_out``; ``synapses``: the population's incoming synapses in all (its weights)."""
+
+    name: str
+    neurons: int
+    fan_in: int
+    fan_out: int
+    synapses: int
+
+
+@dataclass(frozen=True)
+class NetworkLayout:
+    """What the design rules see of a network: ``n_in`` input channels, the ``hidden``
+    populations of spiking neurons, the ``readout`` units, and the neuron model they need
+    (``neuron``, ``reset``, ``refractory`` steps).
+
+    Counting conventions as in :mod:`spiketune.hardware._targets`: *hidden* neurons are every
+    spiking population's, *neurons* are hidden plus readout units, fan-out is checked for the
+    hidden neurons. Every synapse counts, learnt or fixed.
+    """
+
+    n_in: int
+    hidden: tuple[Population, ...]
+    readout: Population
+    neuron: str = "lif"
+    reset: str = "subtract"
+    refractory: int = 0
+
+    @property
+    def n_hidden(self) -> int:
+        return sum(p.neurons for p in self.hidden)
+
+    @property
+    def synapses(self) -> int:
+        """Every synapse of the network (its weight count), readout included."""
+        return sum(p.synapses for p in self.hidden) + self.readout.synapses
+
+    def measured(self) -> dict[str, int]:
+        """The value of each numeric design rule, in :data:`RULES`' order."""
+        return {
+            "max_inputs": self.n_in,
+            "max_hidden": self.n_hidden,
+            "max_outputs": self.readout.neurons,
+            "max_neurons": self.n_hidden + self.readout.neurons,
+            "max_fan_in": max(p.fan_in for p in (*self.hidden, self.readout)),
+            "max_fan_out": max(p.fan_out for p in self.hidden),
+        }
+
+    @classmethod
+    def recurrent(
+        cls, n_in: int, n_rec: int, n_out: int, *, recurrent: bool = True,
+        neuron: str = "lif", refractory: int = 0, reset: str = "subtract",
+    ) -> NetworkLayout:
+        """A dense recurrent layer (no self-connections) and its readout."""
+        rec_in = n_rec - 1 if recurrent else 0
+        hidden = Population("recurrent", n_rec, n_in + rec_in, rec_in + n_out,
+                            n_rec * (n_in + rec_in))
+        readout = Population("readout", n_out, n_rec, 0, n_out * n_rec)
+        return cls(n_in, (hidden,), readout, neuron, reset, refractory)
+
+    @classmethod
+    def l2mu(
+        cls, n_in: int, n_out: int, *, order: int, memory_size: int, hidden_size: int
+    ) -> NetworkLayout:
+        """An L²MU: ``u`` (``memory_size`` encoder neurons), ``m`` (``memory_size * order``
+        memory neurons) and ``h`` (``hidden_size``), LIF neurons reset by subtraction.
+
+        Dense encoders and kernels; the memory's fixed ``Abar`` and ``Bbar`` connect only
+        within a channel (block diagonal), so a memory neuron hears the ``order`` neurons of
+        its channel and its channel's encoder neuron::
+
+            u: fan-in n_in + H + n_memory    fan-out order
+            m: fan-in order + 1              fan-out M + order + H
+            h: fan-in n_in + H + n_memory    fan-out M + H + n_out
+            readout: fan-in H
+        """
+        m, h = memory_size, hidden_size
+        n_mem = m * order
+        dense_in = n_in + h + n_mem
+        hidden = (
+            Population("u", m, dense_in, order, m * dense_in),
+            Population("m", n_mem, order + 1, m + order + h, n_mem * (order + 1)),
+            Population("h", h, dense_in, m + h + n_out, h * dense_in),
+        )
+        return cls(n_in, hidden, Population("readout", n_out, h, 0, n_out * h))
+
+
 def check_design(
     target: str | HardwareTarget,
     n_in: int,
@@ -113,26 +211,41 @@ def check_design(
         problems.append(Problem("refractory", refractory, "an integer >= 0 (steps)"))
     if problems:
         raise ConfigError(problems, source="check_design")
+    layout = NetworkLayout.recurrent(n_in, n_rec, n_out, recurrent=recurrent, neuron=neuron,
+                                     refractory=refractory, reset=reset)
+    return check_layout(tgt, layout)
 
-    rec_in = n_rec - 1 if recurrent else 0  # no self-connections
-    measured = {
-        "max_inputs": n_in,
-        "max_hidden": n_rec,
-        "max_outputs": n_out,
-        "max_neurons": n_rec + n_out,
-        "max_fan_in": max(n_in + rec_in, n_rec),
-        "max_fan_out": rec_in + n_out,
-    }
-    out = limit_violations(tgt, measured)
-    if neuron not in tgt.neurons:
-        out.append(Violation("neuron", sorted(tgt.neurons), neuron, tgt.name))
-    if reset not in tgt.resets:
-        out.append(Violation("reset", sorted(tgt.resets), reset, tgt.name))
-    if refractory > 0 and not tgt.refractory:
+
+def check_layout(target: str | HardwareTarget, layout: NetworkLayout) -> list[Violation]:
+    """The rules a network of this layout breaks on ``target`` (empty: it fits).
+
+    With several hidden populations, a broken fan-in or fan-out rule names in its ``detail``
+    the populations that break it."""
+    tgt = get_target(target)
+    out = limit_violations(tgt, layout.measured())
+    if len(layout.hidden) > 1:
+        out = [_name_populations(v, layout) for v in out]
+    if layout.neuron not in tgt.neurons:
+        out.append(Violation("neuron", sorted(tgt.neurons), layout.neuron, tgt.name))
+    if layout.reset not in tgt.resets:
+        out.append(Violation("reset", sorted(tgt.resets), layout.reset, tgt.name))
+    if layout.refractory > 0 and not tgt.refractory:
         out.append(
-            Violation("refractory", 0, refractory, tgt.name, "steps; the target has none")
+            Violation("refractory", 0, layout.refractory, tgt.name, "steps; the target has none")
         )
     return out
+
+
+def _name_populations(v: Violation, layout: NetworkLayout) -> Violation:
+    """``v`` with the populations over its limit named, for the fan-in and fan-out rules."""
+    if v.rule == "max_fan_in":
+        over = [p for p in (*layout.hidden, layout.readout) if p.fan_in > v.limit]
+        what = [f"{p.name} {p.fan_in}" for p in over]
+    elif v.rule == "max_fan_out":
+        what = [f"{p.name} {p.fan_out}" for p in layout.hidden if p.fan_out > v.limit]
+    else:
+        return v
+    return Violation(v.rule, v.limit, v.value, v.target, "populations " + ", ".join(what))
 
 
 def check_config(target: str | HardwareTarget, config: Any) -> list[Violation]:

@@ -1,9 +1,12 @@
-"""The SNN core: recurrent LIF/ALIF networks trained by e-prop and by BPTT.
+"""The SNN core: recurrent LIF/ALIF networks trained by e-prop and by BPTT, and the Legendre
+Memory Units (the non-spiking :class:`LMU` and the spiking :class:`L2MU`) trained by BPTT.
 
 Build a network from an :class:`SNNConfig` (or straight from an HPO trial's flat parameter
 dict with :func:`configs_from_params`), pick its learning rule with :func:`make_rule`, and
-train it with a :class:`Trainer`. Neuron dynamics are pure functions (:func:`lif_step`,
-:func:`alif_step`) over parameter records; time constants are in seconds, decays per step.
+train it with a :class:`Trainer`; the Trainer, checkpoints and spike statistics take any
+:class:`Model`. Dynamics are pure functions (:func:`lif_step`, :func:`alif_step`,
+:func:`lmu_step`, :func:`l2mu_step`) over parameter records; times are in seconds, decays per
+step.
 """
 
 from __future__ import annotations
@@ -13,6 +16,22 @@ from spiketune.snn._checkpoint import Checkpoint, load_checkpoint, load_weights,
 from spiketune.snn._config import SNNConfig, TrainConfig, configs_from_params
 from spiketune.snn._eprop import EProp
 from spiketune.snn._evaluate import CheckpointScore, evaluate_checkpoint
+from spiketune.snn._lmu import (
+    L2MU,
+    LMU,
+    L2MUParameters,
+    L2MUState,
+    L2MUWeights,
+    LMUParameters,
+    LMUState,
+    LMUWeights,
+    discretise,
+    l2mu_initial_state,
+    l2mu_step,
+    legendre_matrices,
+    lmu_initial_state,
+    lmu_step,
+)
 from spiketune.snn._loss import (
     ReadoutLoss,
     per_step_cross_entropy,
@@ -20,6 +39,7 @@ from spiketune.snn._loss import (
     rate_regularisation,
     summed_cross_entropy,
 )
+from spiketune.snn._model import Model
 from spiketune.snn._network import RecurrentSNN, Trajectory
 from spiketune.snn._neurons import (
     ALIFParameters,
@@ -39,6 +59,8 @@ from spiketune.snn._trainer import EpochMetrics, Evaluation, History, Trainer
 
 __all__ = [
     "BPTT",
+    "L2MU",
+    "LMU",
     "ALIFParameters",
     "ALIFState",
     "Checkpoint",
@@ -47,9 +69,16 @@ __all__ = [
     "EpochMetrics",
     "Evaluation",
     "History",
+    "L2MUParameters",
+    "L2MUState",
+    "L2MUWeights",
     "LIFParameters",
     "LIFState",
+    "LMUParameters",
+    "LMUState",
+    "LMUWeights",
     "LearningRule",
+    "Model",
     "ReadoutLoss",
     "RecurrentSNN",
     "SNNConfig",
@@ -62,10 +91,16 @@ __all__ = [
     "Trajectory",
     "alif_step",
     "configs_from_params",
+    "discretise",
     "evaluate_checkpoint",
     "heaviside",
     "initial_state",
+    "l2mu_initial_state",
+    "l2mu_step",
+    "legendre_matrices",
     "lif_step",
+    "lmu_initial_state",
+    "lmu_step",
     "load_checkpoint",
     "load_weights",
     "make_rule",

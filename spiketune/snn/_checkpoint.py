@@ -3,12 +3,16 @@
 A checkpoint is a plain dict of tensors, strings and numbers written with ``torch.save`` and
 read with ``torch.load(weights_only=True)``, so loading one never runs code from the file::
 
-    {"format": "spiketune.snn/1", "config": {...SNNConfig...}, "state_dict": {...},
+    {"format": "spiketune.snn/1", "model": "RecurrentSNN", "config": {...}, "state_dict": {...},
      "dtype": "float32", "train_config": {...} | None, "history": [{...}, ...] | None,
      "extra": {...}}
 
-Loading into a network of another architecture (sizes, neuron type, recurrence, readout bias,
-feedback) is refused with a CheckpointError that names each difference.
+``model`` names the class (``Model.name``: ``RecurrentSNN``, ``LMU``, ``L2MU``) and ``config``
+is its ``to_config()`` (for a RecurrentSNN its SNNConfig); a checkpoint without ``model``
+(written before there were other models) holds a RecurrentSNN. Loading into a network of
+another class or architecture (sizes, neuron type, recurrence, readout bias, feedback; for
+the LMU and L²MU sizes, order, readout) is refused with a CheckpointError that names each
+difference.
 """
 
 from __future__ import annotations
@@ -22,9 +26,11 @@ from typing import Any
 import torch
 
 from spiketune._torch_load import finding, refused_global
-from spiketune.errors import CheckpointError, ConfigError
+from spiketune.errors import CheckpointError, ConfigError, Problem
 from spiketune.snn._config import SNNConfig, TrainConfig
+from spiketune.snn._model import Model
 from spiketune.snn._network import RecurrentSNN
+from spiketune.snn._registry import MODELS
 from spiketune.snn._trainer import History
 
 FORMAT = "spiketune.snn/1"
@@ -33,28 +39,37 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 @dataclass
 class Checkpoint:
-    """What :func:`load_checkpoint` read: the rebuilt network and what was saved with it."""
+    """What :func:`load_checkpoint` read: the rebuilt network and what was saved with it.
 
-    network: RecurrentSNN
-    config: SNNConfig
+    ``config``: the network's :class:`SNNConfig` for a RecurrentSNN, its ``to_config()`` dict
+    for any other model; ``model``: the class's ``name``."""
+
+    network: Model
+    config: SNNConfig | dict[str, Any]
     train_config: TrainConfig | None = None
     history: list[dict[str, Any]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    model: str = RecurrentSNN.name
 
 
 def save_checkpoint(
-    path: str | os.PathLike[str], net: RecurrentSNN, *, train_config: TrainConfig | None = None,
+    path: str | os.PathLike[str], net: Model, *, train_config: TrainConfig | None = None,
     history: History | None = None, extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``net`` (weights, config) and optional training record to ``path`` atomically.
+    """Write ``net`` (class, weights, config) and optional training record to ``path``
+    atomically.
 
     ``extra`` may hold tensors, strings, numbers, lists and dicts of them (what
     ``weights_only`` loading accepts)."""
     path = Path(path)
+    if type(net) not in MODELS.values():
+        known = ", ".join(MODELS)
+        raise ConfigError(Problem("net", type(net).__name__, f"one of the models {known}"))
     payload = {
         "format": FORMAT,
-        "config": net.config.model_dump(),
-        "dtype": str(net.w_in.dtype).removeprefix("torch."),
+        "model": net.name,
+        "config": net.to_config(),
+        "dtype": str(next(net.parameters()).dtype).removeprefix("torch."),
         "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
         "train_config": None if train_config is None else train_config.model_dump(),
         "history": None if history is None else history.as_dicts(),
@@ -68,40 +83,44 @@ def save_checkpoint(
 
 def load_checkpoint(
     path: str | os.PathLike[str], *, device: torch.device | str | None = None,
-    expect: SNNConfig | RecurrentSNN | None = None,
+    expect: SNNConfig | Model | None = None,
 ) -> Checkpoint:
-    """Rebuild the network saved in ``path``; with ``expect``, refuse another architecture."""
+    """Rebuild the network saved in ``path`` (whichever registered model it holds); with
+    ``expect`` (a model, or the SNNConfig of a RecurrentSNN), refuse another class or
+    architecture."""
     data = _read(path)
-    try:
-        config = SNNConfig.model_validate(data["config"])
+    cls = _model_class(path, data)
+    dtype = _DTYPES.get(str(data.get("dtype", "float32")))
+    try:  # building the network validates its config
+        net = cls.from_config(data["config"], device=device, dtype=dtype or torch.float32)
         train = data.get("train_config")
         train_config = None if train is None else TrainConfig.model_validate(train)
     except (ConfigError, ValueError) as err:
         raise CheckpointError(f"{path}: the saved hyperparameters are invalid: {err}") from None
     if expect is not None:
-        wanted = expect.config if isinstance(expect, RecurrentSNN) else expect
-        _check_architecture(path, config, wanted)
-    dtype = _DTYPES.get(str(data.get("dtype", "float32")))
+        _check_architecture(path, net, expect)
     if dtype is None:
         raise CheckpointError(f"{path}: unsupported dtype {data.get('dtype')!r}")
-    net = RecurrentSNN(config, seed=0, device=device, dtype=dtype)
     _load_state(path, net, data["state_dict"])
+    config = net.config if isinstance(net, RecurrentSNN) else net.to_config()
     return Checkpoint(
         network=net, config=config, train_config=train_config, history=data.get("history"),
-        extra=data.get("extra") or {},
+        extra=data.get("extra") or {}, model=cls.name,
     )
 
 
-def load_weights(net: RecurrentSNN, path: str | os.PathLike[str]) -> RecurrentSNN:
-    """Load the weights in ``path`` into ``net``, which must have the same architecture.
+def load_weights(net: Model, path: str | os.PathLike[str]) -> Model:
+    """Load the weights in ``path`` into ``net``, which must be of the same class and
+    architecture.
 
     Hyperparameters that do not shape the weights (time constants, rule) are ``net``'s own."""
     data = _read(path)
+    cls = _model_class(path, data)
     try:
-        saved = SNNConfig.model_validate(data["config"])
+        saved = cls.from_config(data["config"])
     except (ConfigError, ValueError) as err:
         raise CheckpointError(f"{path}: the saved hyperparameters are invalid: {err}") from None
-    _check_architecture(path, saved, net.config)
+    _check_architecture(path, saved, net)
     _load_state(path, net, data["state_dict"])
     return net
 
@@ -135,7 +154,26 @@ def _refusal(err: pickle.UnpicklingError) -> str:
     )
 
 
-def _check_architecture(path: Any, saved: SNNConfig, wanted: SNNConfig) -> None:
+def _model_class(path: Any, data: dict[str, Any]) -> type[Model]:
+    """The class a checkpoint holds (RecurrentSNN when it names none)."""
+    name = data.get("model", RecurrentSNN.name)
+    cls = MODELS.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise CheckpointError(
+            f"{path}: holds a model {name!r}; the known models are " + ", ".join(MODELS)
+        )
+    return cls
+
+
+def _check_architecture(path: Any, saved: Model, wanted: Model | SNNConfig) -> None:
+    """Refuse a checkpoint of another class, or of another architecture (each difference
+    named); ``wanted`` may be the SNNConfig of a RecurrentSNN."""
+    cls = RecurrentSNN if isinstance(wanted, SNNConfig) else type(wanted)
+    if type(saved) is not cls:
+        raise CheckpointError(
+            f"{path}: checkpoint model {saved.name!r}, network model {cls.__name__!r}: the "
+            "weights of one do not fit the other"
+        )
     a, b = saved.architecture(), wanted.architecture()
     diffs = [f"{k}: checkpoint has {a[k]!r}, network has {b[k]!r}" for k in a if a[k] != b[k]]
     if diffs:
@@ -144,7 +182,7 @@ def _check_architecture(path: Any, saved: SNNConfig, wanted: SNNConfig) -> None:
         )
 
 
-def _load_state(path: Any, net: RecurrentSNN, state: dict[str, Any]) -> None:
+def _load_state(path: Any, net: Model, state: dict[str, Any]) -> None:
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as err:

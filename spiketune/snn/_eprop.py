@@ -41,6 +41,7 @@ from spiketune.errors import ConfigError, Problem
 from spiketune.snn._config import SNNConfig
 from spiketune.snn._filters import leaky_filter, leaky_filter_loop
 from spiketune.snn._loss import ReadoutLoss, rate_regularisation, window_start
+from spiketune.snn._model import Model
 from spiketune.snn._network import RecurrentSNN, Trajectory
 from spiketune.snn._neurons import ALIFParameters, ALIFState, NeuronState, threshold_distance
 from spiketune.snn._rule import LearningRule, StepResult, add_grad
@@ -62,7 +63,13 @@ class EProp(LearningRule):
         self.mode = mode
         self._workspace = Workspace()  # scratch reused across batches, never read across them
 
-    def backward(self, net: RecurrentSNN, x: Tensor, labels: Tensor) -> StepResult:
+    def supports(self, net: Model) -> bool:
+        """e-prop's traces are written for the LIF/ALIF layer of a :class:`RecurrentSNN`."""
+        return isinstance(net, RecurrentSNN)
+
+    def backward(  # type: ignore[override]
+        self, net: RecurrentSNN, x: Tensor, labels: Tensor
+    ) -> StepResult:
         mode = self.mode or net.config.eprop_mode
         if mode == "online":
             return _online(net, x, labels, self.loss_of(net))

@@ -59,7 +59,8 @@ class CheckpointScore:
 def evaluate_checkpoint(
     checkpoint: Checkpoint | str | os.PathLike[str], data: Dataset, *, batch_size: int = 256
 ) -> CheckpointScore:
-    """Classify ``data`` with the network of ``checkpoint`` (a path or a loaded one).
+    """Classify ``data`` with the network of ``checkpoint`` (a path or a loaded one), any
+    model a checkpoint holds.
 
     The prediction is the class whose readout, summed over the network's readout window
     (``loss_steps``, else every step), is largest: the decision the network was trained for.
@@ -67,16 +68,17 @@ def evaluate_checkpoint(
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
     data = _as_trained(ckpt, data)
     _check_encoding(ckpt, data)
-    net, cfg = ckpt.network, ckpt.config
+    net = ckpt.network
+    steps = net.readout_loss().steps
     net.eval()
-    dtype = net.w_in.dtype
+    dtype = next(net.parameters()).dtype
     k = data.n_classes
     matrix = torch.zeros(k * k, dtype=torch.int64)
     with torch.no_grad():
         for lo in range(0, len(data), max(1, batch_size)):
             x = data.inputs[lo : lo + batch_size].to(dtype)
             y = data.labels[lo : lo + batch_size]
-            guess = predict(net.simulate(x).readout, cfg.loss_steps).cpu()
+            guess = predict(net.simulate(x).readout, steps).cpu()
             matrix += torch.bincount(y * k + guess, minlength=k * k)
     return CheckpointScore(data.classes, matrix.reshape(k, k))
 
@@ -88,7 +90,7 @@ def _as_trained(ckpt: Checkpoint, data: Dataset) -> Dataset:
         return data
     bin_size = options.get("bin_size")
     if not isinstance(bin_size, int | float) or not math.isclose(
-        float(bin_size), ckpt.config.dt, rel_tol=1e-6
+        float(bin_size), ckpt.network.dt, rel_tol=1e-6
     ):
         return data
     ratio = float(bin_size) / data.dt
@@ -98,17 +100,18 @@ def _as_trained(ckpt: Checkpoint, data: Dataset) -> Dataset:
 
 
 def _check_encoding(ckpt: Checkpoint, data: Dataset) -> None:
-    cfg, extra = ckpt.config, ckpt.extra
+    net, extra = ckpt.network, ckpt.extra
+    loss_steps = net.readout_loss().steps
     diffs = []
-    if data.n_inputs != cfg.n_in:
-        diffs.append(f"channels: the network has {cfg.n_in} inputs, the data {data.n_inputs}")
-    if data.n_classes != cfg.n_out:
-        diffs.append(f"classes: the network has {cfg.n_out} readout units, the data "
+    if data.n_inputs != net.n_in:
+        diffs.append(f"channels: the network has {net.n_in} inputs, the data {data.n_inputs}")
+    if data.n_classes != net.n_out:
+        diffs.append(f"classes: the network has {net.n_out} readout units, the data "
                      f"{data.n_classes} classes")
-    if not math.isclose(data.dt, cfg.dt, rel_tol=1e-6):
-        diffs.append(f"dt: the network steps {cfg.dt:g} s, the data {data.dt:g} s per step")
-    if cfg.loss_steps is not None and cfg.loss_steps > data.n_steps:
-        diffs.append(f"steps: the readout window is {cfg.loss_steps} steps, the data have "
+    if not math.isclose(data.dt, net.dt, rel_tol=1e-6):
+        diffs.append(f"dt: the network steps {net.dt:g} s, the data {data.dt:g} s per step")
+    if loss_steps is not None and loss_steps > data.n_steps:
+        diffs.append(f"steps: the readout window is {loss_steps} steps, the data have "
                      f"{data.n_steps}")
     saved_steps = extra.get("n_steps")
     if isinstance(saved_steps, int) and saved_steps != data.n_steps:

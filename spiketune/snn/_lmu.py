@@ -41,21 +41,23 @@ through u -> m. The readout follows h, also in the same step: ``leaky`` (a non-s
 leaky integrator ``y[t] = beta_out y[t-1] + W_out S_h[t] + b``) or ``spiking`` (one more LIF
 population on that current; its spikes are the readout).
 
-The step functions are the dynamics; the modules (:class:`LMU`, :class:`L2MU`) own the
-weights and run the loop, projecting the input of all steps with one product up front and
-applying the readout to the whole trajectory after it. For the L²MU's plain simulation and
-BPTT training the module takes a fused path instead (:class:`_L2MUBPTT`): the same update,
-written into preallocated buffers without autograd, with its backward pass written out.
-Tests hold both paths equal, spikes and gradients.
+The step functions are the dynamics; the modules (:class:`LMU`, :class:`L2MU`, both a
+:class:`~spiketune.snn.Model`, so :class:`~spiketune.snn.Trainer` trains them by BPTT and
+checkpoints rebuild them) own the weights and run the loop, projecting the input of all
+steps with one product up front and applying the readout to the whole trajectory after it.
+For the L²MU's plain simulation and BPTT training the module takes a fused path instead
+(:class:`_L2MUBPTT`): the same update, written into preallocated buffers without autograd,
+with its backward pass written out. Tests hold both paths equal, spikes and gradients.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar, NamedTuple, Self
 
 import numpy as np
 import scipy.linalg
@@ -64,6 +66,9 @@ from torch import Tensor, nn
 
 from spiketune.errors import ConfigError, Problem
 from spiketune.snn._filters import leaky_filter, leaky_filter_loop
+from spiketune.snn._loss import ReadoutLoss
+from spiketune.snn._model import Model, check_keys
+from spiketune.snn._stats import SpikeCounts
 from spiketune.snn._surrogate import SpikeFn, Surrogate, heaviside, spike_function
 
 READOUTS = ("leaky", "spiking")
@@ -670,8 +675,9 @@ class L2MUTrajectory(NamedTuple):
         return {k: z.transpose(0, 1) for k, z in pops.items()}
 
 
-class _LegendreCell(nn.Module):
-    """What the LMU and L²MU modules share: sizes, weights, the input projection.
+class _LegendreCell(Model):
+    """What the LMU and L²MU modules share: sizes, weights, the input projection, the loss,
+    the config.
 
     Initialisation as in keras-lmu and the published L²MU: encoders of the input and hidden
     state LeCun-uniform, the memory's encoder zero, the kernels ``W_*`` Glorot-normal, the
@@ -681,10 +687,14 @@ class _LegendreCell(nn.Module):
 
     memory_a_t: Tensor
     memory_b_t: Tensor
+    #: The config keys that shape the learnt weights (see ``Model.architecture``).
+    _ARCHITECTURE: ClassVar[tuple[str, ...]] = (
+        "n_in", "n_out", "order", "memory_size", "hidden_size", "readout_bias",
+    )
 
     def __init__(
         self, params: LMUParameters, n_in: int, n_out: int, hidden_size: int,
-        readout_bias: bool, seed: int | None, dtype: torch.dtype,
+        readout_bias: bool, loss: ReadoutLoss, seed: int | None, dtype: torch.dtype,
         device: torch.device | str | None,
     ) -> None:
         super().__init__()
@@ -693,6 +703,7 @@ class _LegendreCell(nn.Module):
             raise ConfigError(problems)
         self.params = params
         self.n_in, self.n_out, self.hidden_size = n_in, n_out, hidden_size
+        self._readout_loss = loss
         gen = torch.Generator(device="cpu")
         if seed is None:
             gen.seed()
@@ -730,6 +741,49 @@ class _LegendreCell(nn.Module):
         self.register_buffer("memory_a_t", a_t, persistent=False)
         self.register_buffer("memory_b_t", b_t, persistent=False)
 
+    # -- the Model interface ------------------------------------------------------------------
+    @property
+    def dt(self) -> float:  # type: ignore[override]
+        """The step, seconds."""
+        return self.params.dt
+
+    def readout_loss(self) -> ReadoutLoss:
+        return self._readout_loss
+
+    def to_config(self) -> dict[str, Any]:
+        p = self.params
+        return {
+            "n_in": self.n_in, "n_out": self.n_out, "order": p.order, "theta": p.theta,
+            "dt": p.dt, "memory_size": p.memory_size, "hidden_size": self.hidden_size,
+            "readout_bias": self.b_out is not None, "loss": self._readout_loss.kind,
+            "loss_steps": self._readout_loss.steps,
+        }
+
+    @classmethod
+    def from_config(
+        cls, config: Mapping[str, Any], *, device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> Self:
+        if not isinstance(config, Mapping):
+            raise ConfigError(Problem("config", type(config).__name__, "a mapping"))
+        signature = inspect.signature(cls.__init__).parameters
+        names = {k for k in signature if k not in ("self", "seed", "dtype", "device")}
+        required = {k for k in names if signature[k].default is inspect.Parameter.empty}
+        problems = check_keys(config, names, required)
+        if problems:
+            raise ConfigError(problems, source=f"{cls.__name__} config")
+        return cls(**cls._arguments(config), seed=0, dtype=dtype, device=device)
+
+    @classmethod
+    def _arguments(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        """Constructor arguments from a config's plain values."""
+        return dict(config)
+
+    def architecture(self) -> dict[str, Any]:
+        config = self.to_config()
+        return {k: config[k] for k in self._ARCHITECTURE}
+
+    # -- pieces of the forward pass -------------------------------------------------------------
     def prepare_input(self, x: Tensor) -> Tensor:
         """Check a batch-first input (B, T, n_in); return it time-major, contiguous, in the
         module's dtype and device."""
@@ -763,21 +817,31 @@ class LMU(_LegendreCell):
     ``theta`` (window) and ``dt`` (step) in seconds. Owns ``e_x`` (M, n_in), ``e_h`` (M, H),
     ``e_m`` (M, n_memory), ``w_x`` (H, n_in), ``w_h`` (H, H), ``w_m`` (H, n_memory), ``w_out``
     (n_out, H) and ``b_out`` (n_out, absent without ``readout_bias``); the memory's Abar and
-    Bbar are fixed buffers built from ``params``.
+    Bbar are fixed buffers built from ``params``. ``loss`` and ``loss_steps``: the training
+    loss and the decision window, as :class:`~spiketune.snn.ReadoutLoss` takes them.
+
+    The non-spiking baseline: it has no spike counts, so no spike statistics or synaptic
+    operations (``spike_counts`` is None), and no hardware layout.
     """
+
+    name: ClassVar[str] = "LMU"
 
     def __init__(
         self, n_in: int, n_out: int, *, order: int, theta: float, dt: float,
         memory_size: int = 1, hidden_size: int = 64, readout_bias: bool = True,
+        loss: str = "ce_per_step", loss_steps: int | None = None,
         seed: int | None = 0, dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
     ) -> None:
         params, problems = _parameters(LMUParameters, order=order, theta=theta, dt=dt,
                                        memory_size=memory_size)
         problems += _size_problems(n_in, n_out, hidden_size, dtype)
+        readout_loss, more = _parameters(ReadoutLoss, kind=loss, steps=loss_steps)
+        problems += more
         if problems:
             raise ConfigError(problems)
-        super().__init__(params, n_in, n_out, hidden_size, readout_bias, seed, dtype, device)
+        super().__init__(params, n_in, n_out, hidden_size, readout_bias, readout_loss, seed,
+                         dtype, device)
 
     def weights(self) -> LMUWeights:
         """The learnable matrices as the record :func:`lmu_step` takes."""
@@ -797,6 +861,10 @@ class LMU(_LegendreCell):
             hs.append(s.h)
         m, h = _stack(ms, s.m, n_steps), _stack(hs, s.h, n_steps)
         return LMUTrajectory(x=xt, m=m, h=h, y=self._linear_readout(h), final=s)
+
+    def simulate_for_bptt(self, x: Tensor) -> LMUTrajectory:
+        """:meth:`simulate`, which is differentiable as it is."""
+        return self.simulate(x)
 
     def forward(self, x: Tensor) -> Tensor:
         """Readout (B, T, n_out) for batch-first input; differentiable."""
@@ -821,14 +889,24 @@ class L2MU(_LegendreCell):
     Under autograd the spikes' pseudo-derivative is ``surrogate``, by default the arctan of
     snnTorch's default (``atan``, alpha 2: ``1 / (1 + (pi (v - Theta))^2)``). Its width is in
     membrane units, not relative to the threshold, since the thresholds are learnt.
+    ``loss`` and ``loss_steps``: as for :class:`LMU`.
+
+    Spike statistics (:meth:`spike_counts`) count the input events and the spikes of ``u``,
+    ``m`` and ``h``; a spiking readout's spikes are the output, not counted (they cost no
+    synaptic operation). In the config, ``beta`` and ``threshold`` are the initial values
+    per population; the learnt ones are weights, in the state dict.
     """
+
+    name: ClassVar[str] = "L2MU"
+    _ARCHITECTURE: ClassVar[tuple[str, ...]] = (*_LegendreCell._ARCHITECTURE, "readout")
 
     def __init__(
         self, n_in: int, n_out: int, *, order: int, theta: float, dt: float,
         memory_size: int = 1, hidden_size: int = 64,
         beta: float | Mapping[str, float] = 0.9, threshold: float | Mapping[str, float] = 1.0,
         readout: str = "leaky", readout_bias: bool = True, detach_reset: bool = True,
-        surrogate: Surrogate | None = None, seed: int | None = 0,
+        surrogate: Surrogate | None = None, loss: str = "ce_per_step",
+        loss_steps: int | None = None, seed: int | None = 0,
         dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
     ) -> None:
         params, problems = _parameters(L2MUParameters, order=order, theta=theta, dt=dt,
@@ -840,12 +918,16 @@ class L2MU(_LegendreCell):
             problems.append(Problem("readout", readout, "one of " + ", ".join(READOUTS)))
         if surrogate is not None and not isinstance(surrogate, Surrogate):
             problems.append(Problem("surrogate", surrogate, "a Surrogate"))
+        readout_loss, more = _parameters(ReadoutLoss, kind=loss, steps=loss_steps)
+        problems += more
         if problems:
             raise ConfigError(problems)
-        super().__init__(params, n_in, n_out, hidden_size, readout_bias, seed, dtype, device)
+        super().__init__(params, n_in, n_out, hidden_size, readout_bias, readout_loss, seed,
+                         dtype, device)
         self.params: L2MUParameters = params  # type: ignore[assignment]
         self.readout_kind = readout
         self.surrogate = surrogate or Surrogate("arctan", slope=2.0, dampening=1.0)
+        self._initial = {"beta": betas, "threshold": thresholds}
         for pop in POPULATIONS:
             if pop == "out" and readout == "leaky":
                 self.register_parameter("threshold_out", None)
@@ -899,6 +981,46 @@ class L2MU(_LegendreCell):
         """Readout (B, T, n_out) for batch-first input; differentiable through the surrogate."""
         spike = self.surrogate if torch.is_grad_enabled() else heaviside
         return self.simulate(x, spike_fn=spike).readout
+
+    def simulate_for_bptt(self, x: Tensor) -> L2MUTrajectory:
+        """:meth:`simulate` through ``surrogate``: the fused path with its written-out
+        backward pass."""
+        return self.simulate(x, spike_fn=self.surrogate)
+
+    def spike_counts(self, trajectory: L2MUTrajectory) -> SpikeCounts:
+        """Input events and the spikes of each neuron of ``u``, ``m``, ``h`` (in that order,
+        named in ``populations``), summed over samples and steps."""
+        tr = trajectory
+        spikes = torch.cat([z.detach().sum((0, 1), dtype=torch.float64)
+                            for z in (tr.z_u, tr.z_m, tr.z_h)])
+        return SpikeCounts(
+            input_events=torch.count_nonzero(tr.x, dim=(0, 1)).to(torch.float64).cpu(),
+            spikes=spikes.cpu(),
+            n_samples=int(tr.x.shape[1]),
+            n_steps=int(tr.x.shape[0]),
+            populations=(("u", self.params.memory_size), ("m", self.params.n_memory),
+                         ("h", self.hidden_size)),
+        )
+
+    def to_config(self) -> dict[str, Any]:
+        return {
+            **super().to_config(), "readout": self.readout_kind,
+            "detach_reset": self.params.detach_reset, "surrogate": asdict(self.surrogate),
+            "beta": dict(self._initial["beta"]), "threshold": dict(self._initial["threshold"]),
+        }
+
+    @classmethod
+    def _arguments(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        out = dict(config)
+        surrogate = out.get("surrogate")
+        if isinstance(surrogate, Mapping):
+            fields = {"name", "slope", "dampening"}
+            problems = [Problem(f"surrogate.{k}", v, "unknown; known: dampening, name, slope")
+                        for k, v in surrogate.items() if k not in fields]
+            if problems:
+                raise ConfigError(problems, source=f"{cls.__name__} config")
+            out["surrogate"] = Surrogate(**surrogate)
+        return out
 
     def _run_steps(
         self, xt: Tensor, spike_fn: SpikeFn, state: L2MUState | None

@@ -8,8 +8,8 @@ slice. Weights follow ``nn.Linear``'s layout ``(fan_out, fan_in)``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
-from typing import Any, NamedTuple
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -17,6 +17,8 @@ from torch import Tensor, nn
 from spiketune.errors import ConfigError, Problem
 from spiketune.snn._config import SNNConfig
 from spiketune.snn._filters import leaky_filter
+from spiketune.snn._loss import ReadoutLoss, rate_regularisation
+from spiketune.snn._model import Model
 from spiketune.snn._neurons import (
     ALIFParameters,
     ALIFState,
@@ -26,6 +28,7 @@ from spiketune.snn._neurons import (
     initial_state,
     neuron_step,
 )
+from spiketune.snn._stats import RECURRENT, SpikeCounts, fan_out
 from spiketune.snn._surrogate import SpikeFn, Surrogate, heaviside, spike_function
 from spiketune.snn._workspace import Workspace
 
@@ -75,15 +78,18 @@ def surrogate_of(config: SNNConfig) -> Surrogate:
     return Surrogate(config.surrogate, config.surrogate_slope, config.surrogate_dampening)
 
 
-class RecurrentSNN(nn.Module):
+class RecurrentSNN(Model):
     """Input -> one recurrent layer of LIF/ALIF neurons -> leaky-integrator readout.
 
     Owns ``w_in`` (n_rec, n_in), ``w_rec`` (n_rec, n_rec; zero diagonal, absent without
     recurrence), ``w_out`` (n_out, n_rec), ``b_out`` (n_out; absent without bias), and for random
     e-prop the fixed ``feedback`` matrix (n_rec, n_out). Initialisation: N(0, gain^2 / fan_in),
     drawn on the CPU from ``seed`` so a seed gives the same weights on every device.
+    Every hyperparameter is in its :class:`SNNConfig` (``config``), which also names the
+    learning rule (e-prop or BPTT) and the loss.
     """
 
+    name: ClassVar[str] = "RecurrentSNN"
     rec_mask: Tensor
     feedback: Tensor | None
 
@@ -127,6 +133,58 @@ class RecurrentSNN(nn.Module):
             fb = torch.randn(n_rec, n_out, generator=gen, dtype=torch.float64) / n_rec**0.5
             fb = fb.to(device=device, dtype=dtype)
         self.register_buffer("feedback", fb)
+
+    # -- the Model interface ------------------------------------------------------------------
+    @property
+    def n_in(self) -> int:  # type: ignore[override]
+        return self.config.n_in
+
+    @property
+    def n_out(self) -> int:  # type: ignore[override]
+        return self.config.n_out
+
+    @property
+    def dt(self) -> float:  # type: ignore[override]
+        return self.config.dt
+
+    def to_config(self) -> dict[str, Any]:
+        return self.config.model_dump()
+
+    @classmethod
+    def from_config(
+        cls, config: Mapping[str, Any] | SNNConfig, *, device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> RecurrentSNN:
+        cfg = config if isinstance(config, SNNConfig) else SNNConfig.model_validate(config)
+        return cls(cfg, seed=0, device=device, dtype=dtype)
+
+    def architecture(self) -> dict[str, Any]:
+        return self.config.architecture()
+
+    def readout_loss(self) -> ReadoutLoss:
+        return ReadoutLoss(self.config.loss, self.config.loss_steps)
+
+    def simulate_for_bptt(self, x: Tensor) -> Trajectory:
+        """:meth:`simulate` through the config's surrogate, the reset's gradient stopped when
+        ``detach_reset``."""
+        spike = spike_function(self.surrogate, self.config.v_th)
+        return self.simulate(x, spike=spike, detach_reset=self.config.detach_reset)
+
+    def regularisation(self, trajectory: Trajectory) -> Tensor | None:
+        """The firing-rate regulariser (``reg_strength``, ``reg_target_hz``), or None."""
+        cfg = self.config
+        if cfg.reg_strength > 0:
+            return rate_regularisation(trajectory.z, cfg.reg_strength, cfg.target_rate_per_step)
+        return None
+
+    def spike_counts(self, trajectory: Trajectory) -> SpikeCounts:
+        return SpikeCounts.from_trajectory(trajectory)
+
+    def fan_out(self) -> dict[str, Tensor]:
+        """Per input channel (``x``) and recurrent neuron (``recurrent``): non-zero outgoing
+        input weights, and recurrent plus readout weights."""
+        f_in, f_rec = fan_out(self)
+        return {"x": f_in, RECURRENT: f_rec}
 
     # -- the time loop ----------------------------------------------------------------------
     def steps(

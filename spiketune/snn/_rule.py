@@ -2,14 +2,17 @@
 
 Lifecycle of a :class:`LearningRule`:
 
-1. built once per training run, by name from the network's config (:func:`make_rule`);
+1. built once per training run: for a :class:`RecurrentSNN` by name from its config
+   (:func:`make_rule`), for any other :class:`Model` it is BPTT; the trainer refuses a rule
+   whose :meth:`LearningRule.supports` says no to the model;
 2. for each batch the training loop calls ``optimizer.zero_grad()``, then
    ``rule.backward(net, x, labels)``, which runs the forward pass and *adds* the gradient of
    the loss to ``.grad`` of the network's parameters (exactly like ``loss.backward()``), and
    returns a :class:`StepResult`; then ``optimizer.step()``.
 
 A rule keeps no state between batches; every hyperparameter it needs (surrogate, feedback,
-regularisation, loss) is read from ``net.config``, so a checkpoint rebuilds the same rule.
+regularisation, loss) is read from the model (``net.config`` for a RecurrentSNN), so a
+checkpoint rebuilds the same rule.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import ClassVar
 from torch import Tensor
 
 from spiketune.snn._loss import ReadoutLoss
-from spiketune.snn._network import RecurrentSNN
+from spiketune.snn._model import Model
 from spiketune.snn._stats import SpikeCounts
 
 
@@ -31,27 +34,32 @@ class StepResult:
 
     ``loss`` is the task loss (without the rate regulariser), a 0-dim tensor; ``scores`` the
     readout summed over the decision window (B, n_out), whose argmax is the prediction;
-    ``counts`` the spike counts (for :func:`spike_stats`). Rules do not hand back whole
-    trajectories (online e-prop never holds one): call ``net.simulate`` for those.
+    ``counts`` the spike counts (for :func:`spike_stats`; None for a model that does not
+    spike). Rules do not hand back whole trajectories (online e-prop never holds one): call
+    ``net.simulate`` for those.
     """
 
     loss: Tensor
     scores: Tensor
-    counts: SpikeCounts
+    counts: SpikeCounts | None
 
 
 class LearningRule(ABC):
-    """Computes gradients of a :class:`RecurrentSNN` for one batch; see the module docstring."""
+    """Computes gradients of a :class:`Model` for one batch; see the module docstring."""
 
     name: ClassVar[str]
 
     @abstractmethod
-    def backward(self, net: RecurrentSNN, x: Tensor, labels: Tensor) -> StepResult:
+    def backward(self, net: Model, x: Tensor, labels: Tensor) -> StepResult:
         """Forward ``x`` (B, T, n_in), add d(loss)/d(parameter) to each ``.grad``."""
 
+    def supports(self, net: Model) -> bool:
+        """Whether this rule can train ``net`` (default: any model)."""
+        return True
+
     @staticmethod
-    def loss_of(net: RecurrentSNN) -> ReadoutLoss:
-        return ReadoutLoss(net.config.loss, net.config.loss_steps)
+    def loss_of(net: Model) -> ReadoutLoss:
+        return net.readout_loss()
 
 
 def add_grad(param: Tensor | None, grad: Tensor) -> None:

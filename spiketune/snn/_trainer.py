@@ -13,6 +13,10 @@
         stop after `patience` epochs without improvement
     restore the best weights
 
+Any :class:`Model` trains here: a :class:`RecurrentSNN` with the rule its config names (e-prop
+or BPTT), the LMU and the L²MU by BPTT. A model that does not spike (the LMU) has no spike
+figures: they are None in its metrics.
+
 Without a validation set the training metrics are monitored instead. A non-finite training
 loss or weight ends the run (``History.stop_reason == "non_finite_loss"``); the weights of the
 best epoch so far (the initial ones if no epoch finished) are restored. Exceptions raised by
@@ -35,9 +39,9 @@ from torch.utils.data import TensorDataset
 
 from spiketune.errors import ConfigError, DataError, Problem
 from spiketune.snn._config import TrainConfig
-from spiketune.snn._loss import ReadoutLoss
+from spiketune.snn._model import Model
 from spiketune.snn._network import RecurrentSNN
-from spiketune.snn._registry import make_rule
+from spiketune.snn._registry import rule_for
 from spiketune.snn._rule import LearningRule
 from spiketune.snn._stats import SpikeCounts, SpikeStats, spike_stats
 from spiketune.snn._workspace import Workspace
@@ -47,28 +51,30 @@ Data = tuple[Tensor, Tensor] | TensorDataset
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Loss, accuracy and spike statistics of a network on a data set."""
+    """Loss, accuracy and spike statistics (None for a model that does not spike) of a network
+    on a data set."""
 
     loss: float
     accuracy: float
-    stats: SpikeStats
+    stats: SpikeStats | None
     n_samples: int
 
 
 @dataclass(frozen=True)
 class EpochMetrics:
     """One epoch. ``val_*`` are None without validation data; spike figures are per sample, from
-    the validation set (else the training set), ``seconds`` the epoch's wall-clock time."""
+    the validation set (else the training set), totals over every spiking population, and
+    None for a model that does not spike (the LMU); ``seconds`` the epoch's wall-clock time."""
 
     epoch: int
     train_loss: float
     train_acc: float
     val_loss: float | None
     val_acc: float | None
-    spikes_per_sample: float
-    rate_hz: float
-    silent_fraction: float
-    synops_per_sample: float
+    spikes_per_sample: float | None
+    rate_hz: float | None
+    silent_fraction: float | None
+    synops_per_sample: float | None
     seconds: float
 
     def as_dict(self) -> dict[str, Any]:
@@ -101,20 +107,28 @@ EpochCallback = Callable[[EpochMetrics], bool | None]
 
 
 class Trainer:
-    """Trains a :class:`RecurrentSNN` with the learning rule its config names.
+    """Trains a :class:`Model`: a :class:`RecurrentSNN` with the learning rule its config names,
+    any other model by BPTT (or with ``rule``, when the rule supports the model).
 
     ``callback(metrics)`` runs after every epoch; returning True stops the run.
     """
 
     def __init__(
-        self, net: RecurrentSNN, config: TrainConfig | None = None, *,
+        self, net: Model, config: TrainConfig | None = None, *,
         rule: LearningRule | None = None, callback: EpochCallback | None = None,
     ) -> None:
+        if not isinstance(net, Model):
+            rule_text = "a spiketune.snn.Model (RecurrentSNN, LMU, L2MU)"
+            raise ConfigError(Problem("net", type(net).__name__, rule_text))
         self.net = net
         self.config = config or TrainConfig()
-        self.rule = rule or make_rule(net.config)
+        self.rule = rule or rule_for(net)
+        if not self.rule.supports(net):
+            raise ConfigError(Problem(
+                "rule", self.rule.name, f"a rule that trains a {type(net).__name__} (bptt)"
+            ))
         self.callback = callback
-        self.loss_fn = ReadoutLoss(net.config.loss, net.config.loss_steps)
+        self.loss_fn = net.readout_loss()
         self.optimizer = self._make_optimizer()
         self.scheduler = (
             torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=self.config.epochs)
@@ -130,7 +144,7 @@ class Trainer:
         self.history: History | None = None
 
     @property
-    def eval_net(self) -> RecurrentSNN:
+    def eval_net(self) -> Model:
         """The network that is validated and kept: the weight average if any, else ``net``."""
         return self.net if self.averaged is None else self.averaged.module  # type: ignore[return-value]
 
@@ -178,12 +192,11 @@ class Trainer:
                     val_loss, val_acc, stats = ev.loss, ev.accuracy, ev.stats
                 else:
                     # Without validation data the figures are the training pass's (raw weights).
-                    val_loss, val_acc, stats = None, None, spike_stats(counts, self.net)
+                    val_loss, val_acc = None, None
+                    stats = None if counts is None else spike_stats(counts, self.net)
                 metrics = EpochMetrics(
                     epoch=epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss,
-                    val_acc=val_acc, spikes_per_sample=stats.spikes_per_sample,
-                    rate_hz=stats.rate_hz, silent_fraction=stats.silent_fraction,
-                    synops_per_sample=stats.synops_per_sample,
+                    val_acc=val_acc, **_spike_figures(stats),
                     seconds=time.perf_counter() - start,
                 )
                 history.epochs.append(metrics)
@@ -217,29 +230,37 @@ class Trainer:
         """Loss, accuracy and spike statistics on ``data`` (no gradients, weights unchanged), of
         :attr:`eval_net`."""
         x, y = self._tensors(data, "data")
+        if len(x) == 0:
+            raise DataError("cannot evaluate on an empty data set")
         net = self.eval_net
         size = batch_size or self.config.batch_size
         loss_sum, correct, counts = 0.0, 0, None
         with torch.no_grad():
             for lo in range(0, len(x), size):
                 xb, yb = x[lo : lo + size], y[lo : lo + size]
-                tr = net.simulate(xb, workspace=self._workspace)
+                tr = self._simulate(net, xb)
                 loss_sum += float(self.loss_fn(tr.readout, yb)) * len(xb)
                 correct += int((self.loss_fn.scores(tr.readout).argmax(-1) == yb).sum())
-                c = SpikeCounts.from_trajectory(tr)
-                counts = c if counts is None else counts + c
-        if counts is None:
-            raise DataError("cannot evaluate on an empty data set")
+                counts = _add(counts, net.spike_counts(tr))
         n = len(x)
-        return Evaluation(loss_sum / n, correct / n, spike_stats(counts, net), n)
+        stats = None if counts is None else spike_stats(counts, net)
+        return Evaluation(loss_sum / n, correct / n, stats, n)
 
     # -- helpers ------------------------------------------------------------------------------
+    def _simulate(self, net: Model, x: Tensor) -> Any:
+        """``net.simulate(x)``; a RecurrentSNN writes into buffers kept across batches."""
+        if isinstance(net, RecurrentSNN):
+            return net.simulate(x, workspace=self._workspace)
+        return net.simulate(x)
+
     def _train_epoch(
         self, x: Tensor, y: Tensor, generator: torch.Generator
-    ) -> tuple[float, float, SpikeCounts]:
+    ) -> tuple[float, float, SpikeCounts | None]:
         cfg, net = self.config, self.net
         net.train()
         n = len(x)
+        if n == 0:
+            raise DataError("the training set is empty")
         order = torch.randperm(n, generator=generator) if cfg.shuffle else torch.arange(n)
         order = order.to(x.device)
         loss_sum, correct = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.long)
@@ -256,9 +277,7 @@ class Trainer:
                 self.averaged.update_parameters(net)
             loss_sum += result.loss.detach().to("cpu", torch.float64) * len(idx)
             correct += (result.scores.argmax(-1) == yb).sum().cpu()
-            counts = result.counts if counts is None else counts + result.counts
-        if counts is None:
-            raise DataError("the training set is empty")
+            counts = _add(counts, result.counts)
         return float(loss_sum) / n, int(correct) / n, counts
 
     def _weights_finite(self) -> bool:
@@ -283,7 +302,7 @@ class Trainer:
         if len(tensors) != 2 or not all(isinstance(t, Tensor) for t in tensors):
             raise ConfigError(Problem(name, len(tensors), "two tensors: inputs and labels"))
         x, y = tensors
-        n_in, n_out = self.net.config.n_in, self.net.config.n_out
+        n_in, n_out = self.net.n_in, self.net.n_out
         if x.dim() != 3 or x.shape[-1] != n_in or y.dim() != 1 or len(y) != len(x):
             raise DataError(
                 f"{name}: inputs must be (N, steps, {n_in}) and labels (N,), "
@@ -293,8 +312,21 @@ class Trainer:
             raise DataError(
                 f"{name}: labels must lie in [0, {n_out}), got {int(y.min())}..{int(y.max())}"
             )
-        w = self.net.w_in
+        w = next(self.net.parameters())
         return x.to(device=w.device, dtype=w.dtype), y.to(device=w.device, dtype=torch.long)
+
+
+def _spike_figures(stats: SpikeStats | None) -> dict[str, float | None]:
+    """The spike figures of an epoch's metrics; None each for a model that does not spike."""
+    names = ("spikes_per_sample", "rate_hz", "silent_fraction", "synops_per_sample")
+    return {k: None if stats is None else getattr(stats, k) for k in names}
+
+
+def _add(total: SpikeCounts | None, counts: SpikeCounts | None) -> SpikeCounts | None:
+    """Counts summed over batches; None while there are none (a model that does not spike)."""
+    if counts is None:
+        return total
+    return counts if total is None else total + counts
 
 
 def augment(x: Tensor, shift: int, drop: float, generator: torch.Generator) -> Tensor:
