@@ -26,6 +26,9 @@ __all__ = ["TEMPLATES", "init_project", "template_files"]
 #: Template names (as ``--template`` spells them) and their directories under ``templates/``.
 TEMPLATES: dict[str, str] = {
     "braille-eprop": "braille_eprop",
+    "braille-l2mu": "braille_l2mu",
+    "spike-patterns": "spike_patterns",
+    "wisdm-l2mu": "wisdm_l2mu",
     "snntorch-braille": "snntorch_braille",
 }
 

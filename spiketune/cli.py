@@ -771,7 +771,8 @@ def init(
     template: Annotated[
         str, typer.Option(
             "--template", "-t",
-            help="Project template: braille-eprop (the e-prop RSNN on Braille events) or "
+            help="Project template: braille-eprop (the e-prop RSNN on Braille events), "
+                 "braille-l2mu, wisdm-l2mu (the L²MU, LMU or RSNN), spike-patterns, or "
                  "snntorch-braille (a trial written in snnTorch and `import nni` only).")
     ] = "braille-eprop",
     force: Annotated[

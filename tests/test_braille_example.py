@@ -79,7 +79,9 @@ def test_init_project_writes_a_runnable_copy(tmp_path: Path) -> None:
     assert (target / "main.py").read_bytes() == template_files()["main.py"]
     with pytest.raises(ConfigError, match="one of braille-eprop"):
         init_project(tmp_path / "other", "no-such-template")
-    assert set(TEMPLATES) == {"braille-eprop", "snntorch-braille"}
+    assert set(TEMPLATES) == {
+        "braille-eprop", "braille-l2mu", "snntorch-braille", "spike-patterns", "wisdm-l2mu"
+    }
 
 
 def test_spiketune_init_command(tmp_path: Path) -> None:

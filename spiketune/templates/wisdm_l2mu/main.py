@@ -1,0 +1,324 @@
+"""The launcher: an HPO experiment over an L²MU (spiking Legendre Memory Unit) on the WISDM
+smartwatch activities, or over one of its baselines (the non-spiking LMU, a recurrent SNN),
+then the chosen configuration retrained with seeds, then the report.
+
+The experiment itself (name, trial command ``python3 main_hpo.py``, search space, TPE,
+Medianstop, budgets, GPUs, concurrency) is ``config.toml`` with ``search_space.json``, whose
+``model`` is a choice of the three models. ``--model`` keeps one of them (default ``l2mu``);
+``--model all`` keeps all three, so these two run the same experiment::
+
+    python main.py --model all
+    spiketune run config.toml
+
+``main.py`` adds options for the model, the input, the budget and smaller runs, and ends
+with the report::
+
+    python main.py --data wisdm-dataset.zip                      # the L²MU
+    python main.py --model lmu --trials 40 --duration 1h         # the non-spiking baseline
+    python main.py --model rsnn --input events                   # a recurrent SNN on events
+    python main.py --smoke                                       # 2 trials, 1 epoch, seconds
+
+Selection is honest by default: each trial is judged by its mean validation accuracy over
+``--folds`` (3) re-splits of the subjects outside the fixed test subjects, the test subjects
+never reach a decision, and after the search the chosen configuration (the best trial by that
+mean) is retrained with ``--retrain-seeds`` (0 1 2). Its test accuracy, mean ± std over those
+seeds, goes to ``retrained.json`` and the report, beside the optimistic figure (the best test
+accuracy among trials, chosen by looking at the test set). The seeds' checkpoints lie in
+``<experiment>/chosen/seed<k>/best_model.pt``, with the standardisation new data need in their
+``extra``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from spiketune import Experiment, ExperimentResults, Outcome, Progress, load_best_model, load_config
+from spiketune.engine import Retrained, RetrainedRun, save_retrained
+from spiketune.report import build_report
+
+HERE = Path(__file__).absolute().parent  # unresolved: a link to this directory stays one
+CONFIG = HERE / "config.toml"
+
+#: ``--smoke``: the whole chain in seconds (2 trials of 1 epoch on 3 windows of each activity
+#: of each subject).
+SMOKE = {"trials": 2, "epochs_cap": 1, "subset": 3, "duration": "5m", "folds": 1,
+         "retrain_seeds": [0]}
+#: Re-splits a trial is judged on, and the seeds the chosen configuration is retrained with.
+FOLDS = 3
+RETRAIN_SEEDS = [0, 1, 2]
+#: The models of ``search_space.json``'s ``model`` choice, and the one searched by default.
+MODELS = ("l2mu", "lmu", "rsnn")
+DEFAULT_MODEL = "l2mu"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--trials", type=int, help="trials to run (config.toml: max_trials)")
+    p.add_argument("--duration", help='time budget, e.g. "10m", "2h" (config: max_duration)')
+    p.add_argument("--trial-duration", help='time limit of one trial, e.g. "5m"')
+    p.add_argument("--concurrency", type=int, help="trials at once (config: concurrency)")
+    p.add_argument("--epochs-cap", type=int, help="train each trial at most this many epochs")
+    p.add_argument("--subset", type=int, metavar="N",
+                   help="use N windows of each activity of each subject")
+    p.add_argument("--smoke", action="store_true",
+                   help="2 trials, 1 epoch, 3 windows of each activity of each subject: checks "
+                        "the whole chain")
+    p.add_argument("--gpus", help='GPU indices "0,1", "all", or "none" (config: gpus)')
+    p.add_argument("--model", choices=[*MODELS, "all"], default=DEFAULT_MODEL,
+                   help="the model to search: l2mu (default), lmu (the non-spiking baseline), "
+                        "rsnn (a recurrent SNN), or all three in one search (config.toml's)")
+    p.add_argument("--input", choices=["frame", "events"],
+                   help="keep one input encoding of the search space's input choice: frame "
+                        "(standardised values as currents) or events (sigma-delta)")
+    p.add_argument("--data", help="the UCI archive, wisdm-dataset.zip, or the extracted "
+                   "directory (else $SPIKETUNE_WISDM_DATA, else spiketune's data cache, where "
+                   "the archive is downloaded once)")
+    p.add_argument("--folds", type=int,
+                   help=f"judge each trial by its mean validation accuracy over this many "
+                        f"re-splits (default {FOLDS}; 1: the split alone)")
+    p.add_argument("--retrain-seeds", type=int, nargs="*", metavar="SEED",
+                   help=f"retrain the chosen configuration with these seeds and report its test "
+                        f"accuracy as mean ± std (default {' '.join(map(str, RETRAIN_SEEDS))}; "
+                        f"none: skip)")
+    p.add_argument("--seed", type=int, help="tuner seed (config: seed)")
+    p.add_argument("--name", help="experiment name (config: name)")
+    p.add_argument("--experiment-dir", type=Path,
+                   help="root of experiment directories (default $SPIKETUNE_EXPERIMENTS or "
+                        "~/spiketune-experiments)")
+    p.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    args = p.parse_args(argv)
+    if args.folds is not None and args.folds < 1:
+        p.error(f"--folds must be at least 1, got {args.folds}")
+    if args.smoke:
+        for key, value in SMOKE.items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
+    return args
+
+
+def experiment(args: argparse.Namespace) -> Experiment:
+    """``config.toml`` with the command line's changes: the experiment to run."""
+    config = load_config(CONFIG)
+    changes: dict[str, Any] = {}
+    for option, field in (("trials", "max_trials"), ("duration", "max_duration"),
+                          ("trial_duration", "max_trial_duration"),
+                          ("concurrency", "concurrency"), ("seed", "seed"), ("name", "name"),
+                          ("experiment_dir", "experiment_dir")):
+        if getattr(args, option) is not None:
+            changes[field] = getattr(args, option)
+    if args.gpus is not None:
+        changes["gpus"] = None if args.gpus == "none" else args.gpus
+
+    # Options fixed for the whole search are given to every trial as a one-value choice, so
+    # that they are recorded with its parameters: the model and the input encoding (each its
+    # option of the space's choice, with its sub-parameters).
+    space = dict(config.search_space)
+    if args.model != "all":
+        space["model"] = _one_option(space, "model", args.model)
+    if args.input is not None:
+        space["input"] = _one_option(space, "input", args.input)
+    if space != config.search_space:
+        changes["search_space"] = space
+
+    # Options for every trial travel on its command line (recorded with the experiment).
+    command = shlex.split(config.require_trial_command())
+    for option, value in (("--epochs-cap", args.epochs_cap), ("--subset", args.subset),
+                          ("--data", args.data), ("--folds", args.folds)):
+        if value is not None:
+            _set_option(command, option,
+                        str(Path(value).resolve()) if option == "--data" else str(value))
+    if command != shlex.split(config.require_trial_command()):
+        changes["trial_command"] = shlex.join(command)
+    return Experiment(config, **changes)
+
+
+def _one_option(space: dict[str, Any], key: str, name: str) -> dict[str, Any]:
+    """The space's nested choice ``key`` narrowed to its option named ``name``."""
+    options = space.get(key, {}).get("_value", [])
+    kept = [o for o in options if isinstance(o, dict) and o.get("_name") == name]
+    if not kept:
+        names = [o.get("_name") for o in options if isinstance(o, dict)]
+        raise SystemExit(f"--{key} {name}: search_space.json's {key!r} choice has no option "
+                         f"named {name!r} (it has {names})")
+    return {"_type": "choice", "_value": kept}
+
+
+def _set_option(command: list[str], option: str, value: str) -> None:
+    """Give ``option`` the ``value`` in ``command``: in place where the config's command has it
+    (``--folds 3`` in config.toml), else appended."""
+    if option in command[:-1]:
+        command[command.index(option) + 1] = value
+    else:
+        command += [option, value]
+
+
+def run(argv: list[str] | None = None) -> ExperimentResults:
+    """Run the experiment the command line describes, build its report, print the outcome."""
+    args = parse_args(argv)
+    exp = experiment(args)
+    c = exp.config
+    # Trials size their CPU threads by this (see setup_hpo.trial_threads).
+    os.environ["SPIKETUNE_CONCURRENCY"] = str(c.concurrency)
+    print(f"experiment {exp.id} in {exp.directory}\n"
+          f"  {c.max_trials} trials at most, {c.concurrency} at a time, budget "
+          f"{_duration(c.max_duration)}; trial command: {c.trial_command}", flush=True)
+    seen = [-1]
+    results = exp.run(progress=None if args.quiet else lambda p: _progress(p, seen))
+    print(f"finished in {_duration(results.elapsed_seconds)}: "
+          f"{results.count(Outcome.COMPLETE)} complete, "
+          f"{results.count(Outcome.EARLY_STOPPED)} early-stopped, "
+          f"{results.count(Outcome.FAILED)} failed", flush=True)
+    seeds = RETRAIN_SEEDS if args.retrain_seeds is None else args.retrain_seeds
+    retrained = None
+    if seeds and results.best is not None and results.directory is not None:
+        retrained = retrain(results, seeds, args)
+    summarise(results, report=not args.no_report, retrained=retrained)
+    return results
+
+
+def retrain(results: ExperimentResults, seeds: list[int], args: argparse.Namespace) -> Retrained:
+    """Train the chosen configuration (the best trial by the objective) once per seed on the
+    split's training part, test each on the fixed test part, and record them.
+
+    Each seed runs ``main_hpo.py`` by hand into ``<experiment>/chosen/seed<k>/`` (its
+    checkpoint, ``result.json`` and log), as many at once as the experiment's concurrency.
+    The mean ± std of their test accuracies is the figure to quote: no trial and no decision
+    ever saw those test samples.
+    """
+    best, directory = results.best, results.directory
+    assert best is not None and directory is not None
+    chosen = directory / "chosen"
+    chosen.mkdir(exist_ok=True)
+    params_file = chosen / "parameters.json"
+    params_file.write_text(json.dumps(best.parameters, indent=2, sort_keys=True) + "\n",
+                           encoding="utf-8")
+    concurrency = max(1, int(results.config.get("concurrency", 1)))
+    threads = max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                      else (os.cpu_count() or 1)) // min(concurrency, len(seeds)))
+    base = [sys.executable, "main_hpo.py", "--params", str(params_file), "--folds", "1",
+            "--threads", str(threads)]
+    for option, value in (("--epochs-cap", args.epochs_cap), ("--subset", args.subset),
+                          ("--data", args.data)):
+        if value is not None:
+            base += [option, str(Path(value).resolve()) if option == "--data" else str(value)]
+    print(f"retraining the chosen configuration (trial {best.number}) with seeds "
+          f"{', '.join(map(str, seeds))}", flush=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NNI_", "SPIKETUNE_TRIAL"))}
+    pending = list(seeds)
+    running: list[tuple[int, subprocess.Popen[bytes], Any]] = []
+    while pending or running:
+        while pending and len(running) < concurrency:
+            seed = pending.pop(0)
+            out = chosen / f"seed{seed}"
+            out.mkdir(exist_ok=True)
+            log = (out / "train.log").open("wb")
+            cmd = [*base, "--seed", str(seed), "--out", str(out)]
+            running.append((seed, subprocess.Popen(cmd, cwd=HERE, env=env, stdout=log,
+                                                   stderr=subprocess.STDOUT), log))
+        seed, proc, log = running.pop(0)
+        proc.wait()
+        log.close()
+    runs = []
+    for seed in seeds:
+        result_file = chosen / f"seed{seed}" / "result.json"
+        try:
+            result = json.loads(result_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            print(f"  seed {seed}: no result (see {result_file.parent / 'train.log'})")
+            continue
+        metrics = {k: float(v) for k, v in result.items()
+                   if isinstance(v, int | float) and not isinstance(v, bool)}
+        runs.append(RetrainedRun(seed, metrics, f"chosen/seed{seed}/best_model.pt"))
+        print(f"  seed {seed}: validation {_pct(metrics.get('default'))}, "
+              f"test {_pct(metrics.get('test'))}", flush=True)
+    digest = best.metrics.get("split_digest") if best.metrics else None
+    retrained = Retrained(
+        parameters=dict(best.parameters), runs=tuple(runs), metric="test",
+        split_digest=str(digest) if digest else _split_digest(chosen, seeds), trial=best.number,
+        command=shlex.join(base),
+    )
+    save_retrained(directory, retrained)
+    if retrained.mean is not None:
+        print(f"chosen configuration, test accuracy over {len(runs)} seed(s): "
+              f"{100 * retrained.mean:.2f}% ± {100 * (retrained.std or 0):.2f}% "
+              f"(mean ± sample std; split {retrained.split_digest})", flush=True)
+    return retrained
+
+
+def _split_digest(chosen: Path, seeds: list[int]) -> str | None:
+    for seed in seeds:
+        try:
+            result = json.loads((chosen / f"seed{seed}" / "result.json").read_text("utf-8"))
+            return str(result["split_digest"])
+        except (OSError, ValueError, KeyError):
+            continue
+    return None
+
+
+def summarise(
+    results: ExperimentResults, *, report: bool = True, retrained: Retrained | None = None
+) -> None:
+    """Print the best model (best validation accuracy, fewest spikes on ties): its
+    parameters, its validation and test accuracy; the best test accuracy among trials
+    (optimistic); the chosen configuration's retrained test accuracy (the honest figure);
+    then build the report and print its path."""
+    best = load_best_model(results.directory) if results.directory is not None else None
+    if best is None:
+        print("no trial kept a model (see `spiketune trials " f"{results.id}`)")
+    else:
+        info = best.info
+        spikes = info.get("spikes_per_sample")
+        print(f"best model: trial {best.trial_id}, epoch {info.get('epoch')}, "
+              f"validation accuracy {_pct(info.get('default'))}, "
+              f"test accuracy {_pct(info.get('test'))}, "
+              + ("no spikes (a non-spiking model)" if spikes is None
+                 else f"{spikes:.0f} spikes per sample"))
+        print("best parameters: " + json.dumps(best.parameters, sort_keys=True))
+        print(f"best model file: {best.path()}")
+    tests = [r.metrics.get("test") for r in results.records
+             if r.metrics and isinstance(r.metrics.get("test"), int | float)]
+    if tests:
+        print(f"best test accuracy among {len(tests)} trials: {_pct(max(tests))} (optimistic: "
+              f"chosen by looking at the test set; median {_pct(statistics.median(tests))})")
+    if retrained is not None and retrained.mean is not None:
+        print(f"chosen model's test accuracy: {100 * retrained.mean:.2f}% ± "
+              f"{100 * (retrained.std or 0):.2f}% (mean ± std over seeds "
+              f"{', '.join(str(r.seed) for r in retrained.runs)}, trial {retrained.trial}'s "
+              f"configuration, split {str(retrained.split_digest)[:12]})")
+    if report:
+        files = build_report(results.directory or results.id)
+        print(f"report: {files.index}")
+
+
+def _progress(p: Progress, seen: list[int]) -> None:
+    if p.done == seen[0]:
+        return
+    seen[0] = p.done
+    best = "-" if p.best_value is None else f"{p.best_value:.3f} (trial {p.best_number})"
+    print(f"  [{_duration(p.elapsed_seconds)}] {p.done} done ({p.complete} complete, "
+          f"{p.early_stopped} early-stopped, {p.failed} failed), {p.running} running; "
+          f"best validation accuracy {best}", flush=True)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "none"
+    m, s = divmod(round(seconds), 60)
+    return f"{m // 60}h{m % 60:02d}m{s:02d}s" if m >= 60 else f"{m}m{s:02d}s"
+
+
+def _pct(value: Any) -> str:
+    return "n/a" if value is None else f"{100 * float(value):.1f}%"
+
+
+if __name__ == "__main__":
+    run(sys.argv[1:])

@@ -1,0 +1,389 @@
+"""The L²MU templates, ``braille-l2mu`` and ``wisdm-l2mu``: each template's files stand alone,
+the launcher's ``--model`` narrows the search space's model choice, trial parameters become an
+L²MU, LMU or RecurrentSNN (every problem named), the data keep a fixed test part and re-split
+the rest, and (slow) each launcher's smoke run end to end on tiny fixtures: Braille on a pool
+file (reduced task) and on an event file (full task), WISDM on an archive in the real layout
+for each model. The templates are loaded from their directories, not through
+``spiketune init``."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import pickle
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from test_braille_th1 import PER_CLASS, id_pool
+from test_data_braille_pool import save_pool, th1_records
+from test_data_wisdm import outer_zip, raw_files
+
+from spiketune import ConfigError, DataError, Experiment, Outcome, load_config
+from spiketune.data import (
+    BRAILLE_LETTERS,
+    BRAILLE_REDUCED_LETTERS,
+    DatasetInfo,
+    load_braille_pool,
+    load_wisdm,
+    stratified_split,
+)
+from spiketune.snn import L2MU, LMU, RecurrentSNN
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+REPO = Path(__file__).resolve().parents[1]
+TEMPLATES = REPO / "spiketune" / "templates"
+BRAILLE = TEMPLATES / "braille_l2mu"
+WISDM = TEMPLATES / "wisdm_l2mu"
+FILES = {"main.py", "main_hpo.py", "setup_hpo.py", "train_hpo.py", "config.toml",
+         "search_space.json", "README.md"}
+MODEL_CLASSES = {"l2mu": L2MU, "lmu": LMU, "rsnn": RecurrentSNN}
+#: Five subjects: with the 0.8/0.1/0.1 subject split, 3 train, 1 validation, 1 test.
+SUBJECTS = (1600, 1601, 1602, 1603, 1604)
+
+
+def _load(template: Path, name: str) -> ModuleType:
+    """``<template>/<name>.py`` as a module of its own (a template is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"{template.name}_{name}",
+                                                  template / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _first_values(space: dict[str, Any]) -> dict[str, Any]:
+    """A point of a search space: each choice's first option (nested ones with their own
+    sub-parameters), each range's lower end."""
+    point: dict[str, Any] = {}
+    for key, spec in space.items():
+        value = spec["_value"][0]
+        if isinstance(value, dict) and "_name" in value:
+            sub = {k: v for k, v in value.items() if k != "_name"}
+            value = {"_name": value["_name"], **_first_values(sub)}
+        point[key] = value
+    return point
+
+
+def _model_option(space: dict[str, Any], model: str) -> dict[str, Any]:
+    """The space with its model choice narrowed to ``model`` (what ``--model`` does)."""
+    options = [o for o in space["model"]["_value"] if o["_name"] == model]
+    return {**space, "model": {"_type": "choice", "_value": options}}
+
+
+@pytest.fixture
+def pool(tmp_path: Path) -> Path:
+    """A tiny threshold-1 pool (10 samples of each of the 7 letters, 5 ms bins)."""
+    return save_pool(tmp_path / "braille_reduced_th1_pool.pt", *id_pool())
+
+
+@pytest.fixture
+def events_th10(tmp_path: Path) -> Path:
+    """A tiny event file of all 27 letters (10 samples each) under the threshold-10 name."""
+    path = tmp_path / "events" / "data_braille_letters_th10"
+    path.parent.mkdir()
+    path.write_bytes(pickle.dumps(th1_records(per_letter=PER_CLASS), protocol=2))
+    return path
+
+
+@pytest.fixture
+def wisdm_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The UCI download's layout (outer zip wrapping wisdm-dataset.zip) for 5 subjects; the
+    loader unwraps it into spiketune's cache, here a temporary one."""
+    monkeypatch.setenv("SPIKETUNE_DATA", str(tmp_path / "cache"))
+    path = tmp_path / "wisdm.zip"
+    path.write_bytes(outer_zip(raw_files(SUBJECTS)))
+    return path
+
+
+# ------------------------------------------------------------------------------ the files
+@pytest.mark.parametrize("template", [BRAILLE, WISDM], ids=lambda t: t.name)
+def test_each_template_is_the_four_file_pipeline_and_stands_alone(template: Path) -> None:
+    on_disk = {p.name for p in template.iterdir() if p.is_file()}
+    assert on_disk == FILES
+    for name in FILES:
+        text = (template / name).read_text(encoding="utf-8")
+        # `spiketune init` copies one directory: nothing may reach outside it
+        for foreign in ("braille_eprop", "parents[", "../", "shared/data"):
+            assert foreign not in text, f"{template.name}/{name} mentions {foreign!r}"
+    config = load_config(template / "config.toml")
+    assert config.trial_command == "python3 main_hpo.py --folds 3"
+    assert config.search_space == json.loads((template / "search_space.json").read_text())
+    assert (config.tuner, config.optimize_mode, config.assessor) == ("TPE", "maximize",
+                                                                     "Medianstop")
+    names = [o["_name"] for o in config.search_space["model"]["_value"]]
+    assert names == ["l2mu", "lmu", "rsnn"]
+
+
+@pytest.mark.parametrize("template", [BRAILLE, WISDM], ids=lambda t: t.name)
+def test_the_model_option_narrows_the_spaces_model_choice(
+    template: Path, tmp_path: Path
+) -> None:
+    main = _load(template, "main")
+    config = load_config(template / "config.toml")
+    # --model all is config.toml's experiment, as `spiketune run config.toml` runs it
+    assert main.experiment(main.parse_args(["--model", "all"])).config == (
+        Experiment(config).config)
+    for argv, model in (([], "l2mu"), (["--model", "lmu"], "lmu"),
+                        (["--model", "rsnn"], "rsnn")):
+        space = main.experiment(main.parse_args(argv)).config.search_space
+        assert space == _model_option(config.search_space, model)
+    smoke = main.parse_args(["--smoke", "--data", str(tmp_path), "--gpus", "none"])
+    assert (smoke.trials, smoke.epochs_cap, smoke.folds, smoke.retrain_seeds) == (2, 1, 1, [0])
+    command = main.experiment(smoke).config.trial_command
+    assert command == (f"python3 main_hpo.py --folds 1 --epochs-cap 1 --subset {smoke.subset} "
+                       f"--data {tmp_path.resolve()}")
+    with pytest.raises(SystemExit):  # argparse's usage error
+        main.parse_args(["--model", "gru"])
+
+
+def test_the_braille_task_and_the_wisdm_input_are_recorded_as_parameters() -> None:
+    braille = _load(BRAILLE, "main")
+    space = braille.experiment(braille.parse_args(["--task", "full"])).config.search_space
+    assert space["task"] == {"_type": "choice", "_value": ["full"]}
+    assert "task" not in braille.experiment(braille.parse_args([])).config.search_space
+    wisdm = _load(WISDM, "main")
+    space = wisdm.experiment(wisdm.parse_args(["--input", "events"])).config.search_space
+    assert [o["_name"] for o in space["input"]["_value"]] == ["events"]
+    assert set(space["input"]["_value"][0]) == {"_name", "event_threshold", "clip"}
+
+
+# ------------------------------------------------------------------------------ networks
+@pytest.mark.parametrize("template", [BRAILLE, WISDM], ids=lambda t: t.name)
+@pytest.mark.parametrize("model", ["l2mu", "lmu", "rsnn"])
+def test_each_models_parameters_build_its_network(template: Path, model: str) -> None:
+    train_hpo = _load(template, "train_hpo")
+    space = json.loads((template / "search_space.json").read_text(encoding="utf-8"))
+    params = _first_values(_model_option(space, model))
+    params["seed"] = 3
+    info = DatasetInfo("data", tuple("abcdefg"), 12, 64, 0.02)
+    net, train_config = train_hpo.build(params, info, device=torch.device("cpu"), epochs_cap=2)
+    assert type(net) is MODEL_CLASSES[model]
+    assert (net.n_in, net.n_out, net.dt) == (12, 7, 0.02)
+    assert (train_config.epochs, train_config.seed, train_config.lr) == (2, 3, params["lr"])
+    assert train_config.batch_size == params["batch_size"]
+    assert train_hpo.is_spiking(net) == (model != "lmu")
+    chosen = params["model"]
+    if model == "rsnn":
+        assert (net.config.n_rec, net.config.rule, net.config.loss) == (
+            chosen["n_rec"], chosen["rule"], "ce_summed")
+        return
+    config = net.to_config()
+    assert {k: config[k] for k in ("order", "theta", "memory_size", "hidden_size", "loss")} == (
+        {**{k: chosen[k] for k in ("order", "theta", "memory_size", "hidden_size")},
+         "loss": "ce_summed"})
+    if model == "l2mu":  # each population's initial decay and threshold
+        for pop in ("u", "m", "h", "out"):
+            beta = float(getattr(net, f"beta_{pop}").detach())
+            assert beta == pytest.approx(chosen[f"beta_{pop}"])
+        for pop in ("u", "m", "h"):
+            threshold = float(getattr(net, f"threshold_{pop}").detach())
+            assert threshold == pytest.approx(chosen[f"threshold_{pop}"])
+        assert net.readout_kind == "leaky"
+        spiking = {**params, "model": {**chosen, "readout": {"_name": "spiking",
+                                                             "threshold_out": 0.7}}}
+        net, _ = train_hpo.build(spiking, info, device=torch.device("cpu"))
+        assert net.readout_kind == "spiking"
+        assert float(net.threshold_out.detach()) == pytest.approx(0.7)
+
+
+@pytest.mark.parametrize("template", [BRAILLE, WISDM], ids=lambda t: t.name)
+def test_bad_parameters_fail_the_trial_naming_each_one(template: Path) -> None:
+    train_hpo = _load(template, "train_hpo")
+    info = DatasetInfo("data", tuple("abcdefg"), 12, 64, 0.02)
+    cpu = torch.device("cpu")
+    bad = {"model": {"_name": "l2mu", "order": 8, "theta": 1.0, "ordr": 4, "beta_u": 1.5},
+           "lr": -1.0, "loss_window": 5.0}
+    with pytest.raises(ConfigError) as err:
+        train_hpo.build(bad, info, device=cpu)
+    message = str(err.value)
+    for name in ("ordr", "lr", "loss_window", "beta.u"):
+        assert name in message, name
+    with pytest.raises(ConfigError, match="one of l2mu, lmu, rsnn"):
+        train_hpo.build({"model": {"_name": "gru"}}, info, device=cpu)
+    with pytest.raises(ConfigError, match="tau_membrane"):
+        train_hpo.build({"model": {"_name": "rsnn", "tau_membrane": 0.1}}, info, device=cpu)
+    with pytest.raises(ConfigError, match="beta_u"):  # the LMU has no neurons
+        train_hpo.build({"model": {"_name": "lmu", "order": 4, "theta": 1.0, "beta_u": 0.9}},
+                        info, device=cpu)
+    # a loss window in seconds becomes steps of the data's bins
+    net, _ = train_hpo.build({"model": {"_name": "lmu", "order": 4, "theta": 1.0},
+                              "loss_window": 0.4}, info, device=cpu)
+    assert net.readout_loss().steps == 20
+
+
+# ------------------------------------------------------------------------------ data
+def test_braille_reduced_task_rebins_the_pool_around_a_fixed_test_part(pool: Path) -> None:
+    setup_hpo = _load(BRAILLE, "setup_hpo")
+    options = setup_hpo.data_options({"bin_size": 0.01, "clip": True})
+    assert options == {"task": "reduced", "bin_size": 0.01, "clip": True}
+    data = setup_hpo.load_data(options, pool, folds=3)
+    whole = load_braille_pool(pool).rebin(0.01, clip=True)
+    split = stratified_split(whole.labels, (0.8, 0.1, 0.1), seed=0)
+    assert data.split_digest == split.digest()
+    assert torch.equal(data.test.inputs, whole.split(split)[2].inputs)
+    assert (data.info.n_steps, data.info.dt, data.info.classes) == (128, 0.01,
+                                                                    BRAILLE_REDUCED_LETTERS)
+    assert len(data.folds) == 3 and torch.equal(data.folds[0][1].inputs, data.val.inputs)
+    vals = [{tuple(x.flatten().tolist()) for x in val.inputs} for _, val in data.folds]
+    assert not (vals[0] & vals[1] or vals[1] & vals[2])  # disjoint validation parts
+
+
+def test_braille_full_task_reads_all_letters_from_the_threshold_10_file(
+    events_th10: Path, pool: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup_hpo = _load(BRAILLE, "setup_hpo")
+    options = setup_hpo.data_options({"task": "full"})
+    data = setup_hpo.load_data(options, events_th10.parent, download=False)
+    assert data.info.classes == BRAILLE_LETTERS and data.info.n_inputs == 24  # ON/OFF split
+    assert (data.info.dt, data.info.n_steps) == (0.02, 68)  # 1.35 s
+    assert (len(data.train), len(data.val), len(data.test)) == (216, 27, 27)
+    with pytest.raises(DataError, match=r"task='full'.*pool"):
+        setup_hpo.load_data(options, pool)
+    with pytest.raises(DataError, match="task='sideways'"):
+        setup_hpo.load_data({**options, "task": "sideways"}, events_th10)
+    # nothing anywhere: one error naming the three ways to give the file
+    for env in setup_hpo.DATA_ENVS.values():
+        monkeypatch.delenv(env, raising=False)
+    monkeypatch.setenv("SPIKETUNE_DATA", str(tmp_path / "empty_cache"))
+    for task, env in setup_hpo.DATA_ENVS.items():
+        with pytest.raises(DataError) as err:
+            setup_hpo.load_data({**options, "task": task}, None, download=False)
+        for way in ("--data PATH", f"${env}", str(tmp_path / "empty_cache")):
+            assert way in str(err.value)
+    monkeypatch.setenv("SPIKETUNE_BRAILLE_DATA", str(events_th10))  # the full task's variable
+    assert setup_hpo.load_data(options, download=False).split_digest == data.split_digest
+
+
+def test_wisdm_test_subjects_are_fixed_and_each_fold_is_standardised_on_its_own(
+    wisdm_archive: Path,
+) -> None:
+    setup_hpo = _load(WISDM, "setup_hpo")
+    loaded = load_wisdm(wisdm_archive, progress=False)
+    frames = setup_hpo.load_data(setup_hpo.data_options({}), wisdm_archive, folds=2)
+    assert frames.test_subjects == loaded.test_subjects and len(frames.test_subjects) == 1
+    assert frames.split_digest == loaded.split_digest
+    # the split itself is the first re-split, and standardised as the loader does it
+    assert torch.allclose(frames.test.inputs, loaded.test.inputs, atol=1e-5)
+    assert frames.mean == pytest.approx(loaded.mean)
+    first, second = frames.val_subjects
+    assert first != second and not set(first + second) & set(frames.test_subjects)
+    for train, _ in frames.folds:  # each re-split's training windows: mean 0, std 1
+        flat = train.inputs.double().reshape(-1, 6)
+        assert torch.allclose(flat.mean(0), torch.zeros(6, dtype=torch.float64), atol=1e-5)
+        assert torch.allclose(flat.std(0, correction=0), torch.ones(6, dtype=torch.float64),
+                              atol=1e-4)
+    assert not torch.equal(frames.folds[0][0].inputs[:5], frames.folds[1][0].inputs[:5])
+
+    options = setup_hpo.data_options({"input": "events", "event_threshold": 0.3})
+    assert options == {"input": "events", "event_threshold": 0.3, "clip": True}
+    assert setup_hpo.data_options({"input": "frame", "event_threshold": 0.3}) == {
+        "input": "frame"}
+    events = setup_hpo.load_data(options, wisdm_archive, per_class=1)
+    assert events.info.n_inputs == 12 and set(events.train.inputs.unique().tolist()) <= {0, 1}
+    assert len(events.train) + len(events.val) + len(events.test) == len(SUBJECTS) * 7
+    assert events.test_subjects == loaded.test_subjects
+    with pytest.raises(DataError, match="input='audio'"):
+        setup_hpo.load_data({"input": "audio"}, wisdm_archive)
+
+
+def test_wisdm_without_data_names_the_three_ways_to_give_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup_hpo = _load(WISDM, "setup_hpo")
+    monkeypatch.delenv(setup_hpo.DATA_ENV, raising=False)
+    monkeypatch.setenv("SPIKETUNE_DATA", str(tmp_path / "empty_cache"))
+    with pytest.raises(DataError) as err:
+        setup_hpo.load_data(setup_hpo.DATA_DEFAULTS, None, download=False)
+    for way in ("--data PATH", "$SPIKETUNE_WISDM_DATA", str(tmp_path / "empty_cache")):
+        assert way in str(err.value)
+
+
+# ------------------------------------------------------------------------------ the chain
+def _smoke(
+    template: Path, argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Any:
+    """``main.py --smoke`` with the report; trials import this checkout's spiketune."""
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.setenv("SPIKETUNE_CONCURRENCY", "2")  # the launcher sets it; restored after
+    main = _load(template, "main")
+    return main.run(["--smoke", "--gpus", "none", "--experiment-dir",
+                     str(tmp_path / "experiments"), "-q", *argv])
+
+
+def _check_chain(results: Any, model: str, n_in: int, digest: str) -> None:
+    """Two complete trials of ``model``; the chosen configuration retrained with seed 0 on the
+    split ``digest``; the kept model rebuilt from its file; the report built."""
+    from spiketune import load_best_model
+    from spiketune.engine import load_retrained
+    from spiketune.snn import load_checkpoint
+
+    assert len(results.records) == 2
+    for rec in results.records:
+        assert rec.outcome is Outcome.COMPLETE, rec.reason
+        assert rec.parameters["model"]["_name"] == model
+        m = rec.metrics
+        assert 0.0 <= m["default"] <= 1.0 and 0.0 <= m["test"] <= 1.0 and m["epoch"] == 1
+        assert ("spikes_per_sample" in m) == (model != "lmu")
+        assert len(rec.intermediate) == 1 and rec.intermediate[0]["default"] == m["default"]
+        saved = load_checkpoint(rec.trial_dir / "best_model.pt")
+        assert type(saved.network) is MODEL_CLASSES[model] and saved.network.n_in == n_in
+        assert saved.extra["split_digest"] == digest
+
+    retrained = load_retrained(results.directory)
+    assert retrained is not None and results.best is not None
+    assert [r.seed for r in retrained.runs] == [0] and retrained.trial == results.best.number
+    assert retrained.split_digest == digest and retrained.parameters == results.best.parameters
+    assert (results.directory / "chosen" / "seed0" / "best_model.pt").is_file()
+    assert retrained.mean == retrained.runs[0].metrics["test"]
+
+    best = load_best_model(results.directory)
+    assert best is not None and best.predictions is not None
+    assert type(load_checkpoint(best.path()).network) is MODEL_CLASSES[model]
+    index = results.directory / "report" / "index.html"
+    assert index.is_file() and "retrained with 1 seed" in index.read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_braille_smoke_run_reduced_task(
+    pool: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    results = _smoke(BRAILLE, ["--data", str(pool)], tmp_path, monkeypatch)
+    labels = load_braille_pool(pool).labels
+    _check_chain(results, "l2mu", 12, stratified_split(labels, (0.8, 0.1, 0.1), 0).digest())
+
+
+@pytest.mark.slow
+def test_braille_smoke_run_full_task(
+    events_th10: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    results = _smoke(BRAILLE, ["--task", "full", "--data", str(events_th10)], tmp_path,
+                     monkeypatch)
+    labels = torch.arange(len(BRAILLE_LETTERS)).repeat(PER_CLASS)  # the records' order
+    _check_chain(results, "l2mu", 24, stratified_split(labels, (0.8, 0.1, 0.1), 0).digest())
+    for rec in results.records:
+        assert rec.parameters["task"] == "full"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("model", "encoding", "n_in"),
+                         [("l2mu", "events", 12), ("lmu", "frame", 6), ("rsnn", "frame", 6)])
+def test_wisdm_smoke_run_for_each_model(
+    model: str, encoding: str, n_in: int, wisdm_archive: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    results = _smoke(WISDM, ["--model", model, "--input", encoding, "--data",
+                             str(wisdm_archive)], tmp_path, monkeypatch)
+    loaded = load_wisdm(wisdm_archive, progress=False)
+    # --smoke keeps 3 windows of each activity of each subject: the fixture has 2, so all
+    _check_chain(results, model, n_in, loaded.split_digest)
+    result = json.loads((results.directory / "chosen" / "seed0" / "result.json").read_text())
+    assert result["test_subjects"] == list(loaded.test_subjects)
+    assert result["parameters"]["input"]["_name"] == encoding
+    assert np.isfinite(result["test"])
