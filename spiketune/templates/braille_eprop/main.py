@@ -36,7 +36,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from spiketune import Experiment, ExperimentResults, Outcome, Progress, load_best_model, load_config
+from spiketune import (
+    Experiment,
+    ExperimentResults,
+    Outcome,
+    Progress,
+    TrialRecord,
+    load_best_model,
+    load_config,
+)
 from spiketune.engine import Retrained, RetrainedRun, save_retrained
 from spiketune.report import build_report
 
@@ -169,7 +177,7 @@ def retrain(results: ExperimentResults, seeds: list[int], args: argparse.Namespa
     The mean ± std of their test accuracies is the figure to quote: no trial and no decision
     ever saw those test samples.
     """
-    best, directory = results.best, results.directory
+    best, directory = _chosen(results), results.directory
     assert best is not None and directory is not None
     chosen = directory / "chosen"
     chosen.mkdir(exist_ok=True)
@@ -227,6 +235,18 @@ def retrain(results: ExperimentResults, seeds: list[int], args: argparse.Namespa
               f"{100 * retrained.mean:.2f}% ± {100 * (retrained.std or 0):.2f}% "
               f"(mean ± sample std; split {retrained.split_digest})", flush=True)
     return retrained
+
+
+def _chosen(results: ExperimentResults) -> TrialRecord | None:
+    """The chosen trial: the one whose model the experiment kept (best validation, ties to
+    the model that spikes less), so that the retrained and the kept model are one
+    configuration; the best trial by the objective when no model was kept."""
+    kept = load_best_model(results.directory) if results.directory is not None else None
+    if kept is not None and kept.trial_id is not None:
+        match = [r for r in results.records if str(r.number) == str(kept.trial_id)]
+        if match:
+            return match[0]
+    return results.best
 
 
 def _split_digest(chosen: Path, seeds: list[int]) -> str | None:
