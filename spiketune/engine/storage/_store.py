@@ -4,6 +4,7 @@ code that writes it (:class:`StudyStore`); plus the database-wide lookups of exp
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import secrets
@@ -113,8 +114,18 @@ class Unfinished:
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets readers (``spiketune trials`` in another terminal) run beside the scheduler;
     # synchronous=NORMAL drops the per-commit fsync (a process crash still loses nothing).
+    # Switching a new file to WAL takes a lock that SQLite may refuse at once while another
+    # process creates the tables; the file keeps the mode once one connection has set it.
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    deadline = time.monotonic() + 30.0
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            break
+        except Exception as e:  # sqlite3.OperationalError: database is locked
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
@@ -179,7 +190,11 @@ def _open_rdb(url: str, *, create: bool = False,
         kwargs["connect_args"] = {"options": "-c default_transaction_read_only=on"}
     new_file = path is not None and not path.exists()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    for attempt in range(5):
+    # Workers starting at once on a new database race to create Optuna's tables (and, on
+    # SQLite, to switch the file to WAL: a lock that SQLite refuses at once rather than waits
+    # for); the losers find them made on a later try. Under load the race can last seconds.
+    deadline = time.monotonic() + 30.0
+    for attempt in itertools.count():
         try:
             rdb = optuna.storages.RDBStorage(
                 full, engine_kwargs=kwargs, skip_table_creation=read_only,
@@ -190,11 +205,10 @@ def _open_rdb(url: str, *, create: bool = False,
             if read_only and _lacks_optuna_tables(full, kwargs):
                 raise StorageError(f"{_where(url)} holds no Optuna study (it was not written "
                                    "by spiketune or Optuna)") from None
-            # Workers starting at once on a new database race to create Optuna's tables; the
-            # losers find them made on the next try.
-            if attempt == 4 or read_only or not isinstance(e, sa.exc.DatabaseError):
+            if (time.monotonic() > deadline or read_only
+                    or not isinstance(e, sa.exc.DatabaseError)):
                 raise
-            time.sleep(0.1 * (attempt + 1))
+            time.sleep(min(1.0, 0.1 * (attempt + 1)))
     _CHECKED.add(full)
     if rdb.engine.name == "sqlite" and not read_only:
         sa.event.listen(rdb.engine, "connect", _sqlite_pragmas)
