@@ -205,8 +205,11 @@ def _open_rdb(url: str, *, create: bool = False,
             if read_only and _lacks_optuna_tables(full, kwargs):
                 raise StorageError(f"{_where(url)} holds no Optuna study (it was not written "
                                    "by spiketune or Optuna)") from None
-            if (time.monotonic() > deadline or read_only
-                    or not isinstance(e, sa.exc.DatabaseError)):
+            if read_only or not isinstance(e, sa.exc.DatabaseError):
+                raise
+            # A lock is waited out; anything else (a file that is no database) fails fast.
+            locked = "locked" in str(e)
+            if (time.monotonic() > deadline) if locked else attempt >= 4:
                 raise
             time.sleep(min(1.0, 0.1 * (attempt + 1)))
     _CHECKED.add(full)
