@@ -24,6 +24,7 @@ from spiketune.data import (
     load_braille_pool,
     stratified_split,
 )
+from spiketune.engine import ExperimentResults, chosen_trial, load_best_model
 from spiketune.errors import DataError
 from spiketune.snn import History, RecurrentSNN, SNNConfig, TrainConfig, Trainer
 
@@ -276,8 +277,8 @@ def test_pool_smoke_run_with_folds_and_retraining(
         assert written["split_digest"] == split.digest()
         assert written["default"] == pytest.approx(m["default"])
 
-    best = results.best
-    assert best is not None
+    best = chosen_trial(results)  # the kept model's trial (ties: fewer spikes)
+    assert best is not None and _kept_trial(results) == best.number
     retrained = load_retrained(results.directory)
     assert retrained is not None
     assert [r.seed for r in retrained.runs] == [0, 1]
@@ -314,3 +315,13 @@ def test_pool_smoke_run_with_folds_and_retraining(
         assert on_test.exit_code == 0, on_test.output
         assert json.loads(on_test.output)["accuracy"] == pytest.approx(run.metrics["test"])
     assert not torch.equal(weights[0], weights[1])  # each seed draws its own weights
+
+
+def _kept_trial(results: ExperimentResults) -> int:
+    """The trial whose model the experiment kept: the one retrained (ties: fewer spikes)."""
+    assert results.directory is not None
+    kept = load_best_model(results.directory)
+    assert kept is not None and kept.trial_id is not None
+    chosen = chosen_trial(results)
+    assert chosen is not None and str(chosen.number) == str(kept.trial_id)
+    return chosen.number

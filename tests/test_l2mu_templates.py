@@ -32,6 +32,7 @@ from spiketune.data import (
     load_wisdm,
     stratified_split,
 )
+from spiketune.engine import ExperimentResults, chosen_trial, load_best_model
 from spiketune.snn import L2MU, LMU, RecurrentSNN
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -338,8 +339,10 @@ def _check_chain(results: Any, model: str, n_in: int, digest: str) -> None:
 
     retrained = load_retrained(results.directory)
     assert retrained is not None and results.best is not None
-    assert [r.seed for r in retrained.runs] == [0] and retrained.trial == results.best.number
-    assert retrained.split_digest == digest and retrained.parameters == results.best.parameters
+    assert [r.seed for r in retrained.runs] == [0] and retrained.trial == _kept_trial(results)
+    chosen = chosen_trial(results)
+    assert chosen is not None and retrained.parameters == chosen.parameters
+    assert retrained.split_digest == digest
     assert (results.directory / "chosen" / "seed0" / "best_model.pt").is_file()
     assert retrained.mean == retrained.runs[0].metrics["test"]
 
@@ -387,3 +390,13 @@ def test_wisdm_smoke_run_for_each_model(
     assert result["test_subjects"] == list(loaded.test_subjects)
     assert result["parameters"]["input"]["_name"] == encoding
     assert np.isfinite(result["test"])
+
+
+def _kept_trial(results: ExperimentResults) -> int:
+    """The trial whose model the experiment kept: the one retrained (ties: fewer spikes)."""
+    assert results.directory is not None
+    kept = load_best_model(results.directory)
+    assert kept is not None and kept.trial_id is not None
+    chosen = chosen_trial(results)
+    assert chosen is not None and str(chosen.number) == str(kept.trial_id)
+    return chosen.number

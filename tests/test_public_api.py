@@ -36,9 +36,9 @@ PUBLIC: dict[str, set[str]] = {
     },
     "spiketune.engine": {
         "Experiment", "ExperimentConfig", "ExperimentResults", "Outcome", "Progress",
-        "Retrained", "RetrainedRun", "SearchSpace", "TrialRecord", "export_results",
-        "find_experiment", "load_best_model", "load_config", "load_predictions", "load_results",
-        "load_retrained", "save_retrained",
+        "Retrained", "RetrainedRun", "SearchSpace", "TrialRecord", "chosen_trial",
+        "export_results", "find_experiment", "load_best_model", "load_config",
+        "load_predictions", "load_results", "load_retrained", "retrain", "save_retrained",
     },
     "spiketune.snn": {
         "ALIFParameters", "ALIFState", "BPTT", "Checkpoint", "CheckpointScore", "EProp",
@@ -59,7 +59,8 @@ PUBLIC: dict[str, set[str]] = {
         "BrailleLoader", "BrailleOptions", "Dataset", "DatasetInfo", "DatasetLoader",
         "MihalasNieburParams", "MihalasNieburState", "RemoteFile", "SpikePattern",
         "SpikePatternLoader", "SpikePatternOptions", "Split", "WisdmData", "WisdmLoader",
-        "WisdmOptions", "bin_events", "cache_dir", "download", "extract_member", "load_braille",
+        "WisdmOptions", "bin_events", "braille_frames_from_array", "cache_dir", "download",
+        "extract_member", "load_braille",
         "load_braille_pool", "load_nir_braille", "load_wisdm", "make_spike_patterns",
         "mihalas_niebur_step", "read_braille_events", "safe_load", "sigma_delta_encode",
         "simulate_mihalas_niebur", "stratified_resplits", "stratified_split",

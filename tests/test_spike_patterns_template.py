@@ -19,6 +19,7 @@ from types import ModuleType
 import pytest
 
 from spiketune import ConfigError, ExperimentResults, Outcome
+from spiketune.engine import chosen_trial, load_best_model
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "spiketune" / "templates" / "spike_patterns"
@@ -91,7 +92,7 @@ def test_launcher_smoke_runs_the_chain_and_retrains_the_chosen_configuration(
     assert smoke.directory is not None and smoke.best is not None
     assert (smoke.directory / "retrained.json").is_file()
     retrained = load_retrained(smoke.directory)
-    assert retrained is not None and retrained.trial == smoke.best.number
+    assert retrained is not None and retrained.trial == _kept_trial(smoke)
     assert [r.seed for r in retrained.runs] == [0]
     assert (smoke.directory / "chosen" / "seed0" / "best_model.pt").is_file()
     assert retrained.mean == retrained.runs[0].metrics["test"]
@@ -99,7 +100,8 @@ def test_launcher_smoke_runs_the_chain_and_retrains_the_chosen_configuration(
     trial_result = json.loads((smoke.best.trial_dir / "result.json").read_text("utf-8"))
     assert retrained.split_digest == trial_result["split_digest"]
     chosen = json.loads((smoke.directory / "chosen" / "parameters.json").read_text("utf-8"))
-    assert chosen == smoke.best.parameters
+    best = chosen_trial(smoke)
+    assert best is not None and chosen == best.parameters
 
 
 def test_the_report_of_the_smoke_run_builds(smoke: ExperimentResults) -> None:
@@ -187,3 +189,13 @@ def test_search_space_bins_fit_the_generator_steps_and_the_window() -> None:
     for b in bins:
         assert b / 0.001 == pytest.approx(round(b / 0.001), abs=1e-9)
         assert all(round(w / b) <= round(1.0 / b) for w in windows)
+
+
+def _kept_trial(results: ExperimentResults) -> int:
+    """The trial whose model the experiment kept: the one retrained (ties: fewer spikes)."""
+    assert results.directory is not None
+    kept = load_best_model(results.directory)
+    assert kept is not None and kept.trial_id is not None
+    chosen = chosen_trial(results)
+    assert chosen is not None and str(chosen.number) == str(kept.trial_id)
+    return chosen.number

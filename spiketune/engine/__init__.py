@@ -3,9 +3,9 @@ trial runners, storage and results.
 
 Users import the engine's public names from :mod:`spiketune`; this package re-exports them
 for code that wants the engine alone, plus :func:`find_experiment` and the chosen configuration
-retrained with several seeds (:class:`Retrained`, :func:`save_retrained`,
-:func:`load_retrained`). Modules are imported on first use, so that importing one of them does
-not import them all.
+retrained with several seeds (:func:`retrain`, :func:`chosen_trial`, :class:`Retrained`,
+:func:`save_retrained`, :func:`load_retrained`). Modules are imported on first use, so that
+importing one of them does not import them all.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ _LAZY: dict[str, str] = {
     "Outcome": "spiketune.engine.outcome",
     "Progress": "spiketune.engine.scheduler",
     "Retrained": "spiketune.engine.results",
+    "chosen_trial": "spiketune.engine._retrain",
+    "retrain": "spiketune.engine._retrain",
     "RetrainedRun": "spiketune.engine.results",
     "SearchSpace": "spiketune.engine.space",
     "TrialRecord": "spiketune.engine.results",
@@ -35,6 +37,7 @@ _LAZY: dict[str, str] = {
 }
 
 if TYPE_CHECKING:
+    from spiketune.engine._retrain import chosen_trial, retrain
     from spiketune.engine.config import ExperimentConfig, load_config
     from spiketune.engine.experiment import Experiment
     from spiketune.engine.outcome import Outcome
@@ -66,6 +69,7 @@ __all__ = [
     "RetrainedRun",
     "SearchSpace",
     "TrialRecord",
+    "chosen_trial",
     "export_results",
     "find_experiment",
     "load_best_model",
@@ -73,5 +77,6 @@ __all__ = [
     "load_predictions",
     "load_results",
     "load_retrained",
+    "retrain",
     "save_retrained",
 ]

@@ -34,13 +34,12 @@ import json
 import os
 import shlex
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from spiketune import Experiment, ExperimentResults, Outcome, Progress, load_best_model, load_config
-from spiketune.engine import Retrained, RetrainedRun, save_retrained
+from spiketune.engine import Retrained, retrain
 from spiketune.report import build_report
 
 HERE = Path(__file__).absolute().parent  # unresolved: a link to this directory stays one
@@ -177,88 +176,27 @@ def run(argv: list[str] | None = None) -> ExperimentResults:
     seeds = RETRAIN_SEEDS if args.retrain_seeds is None else args.retrain_seeds
     retrained = None
     if seeds and results.best is not None and results.directory is not None:
-        retrained = retrain(results, seeds, args)
+        retrained = retrain_chosen(results, seeds, args)
     summarise(results, report=not args.no_report, retrained=retrained)
     return results
 
 
-def retrain(results: ExperimentResults, seeds: list[int], args: argparse.Namespace) -> Retrained:
-    """Train the chosen configuration (the best trial by the objective) once per seed on the
-    split's training part, test each on the fixed test part, and record them.
+def retrain_chosen(results: ExperimentResults, seeds: list[int],
+                   args: argparse.Namespace) -> Retrained:
+    """Train the chosen configuration (the trial whose model the experiment kept) once per
+    seed on the split's training part and test each on the fixed test part: the figure to
+    quote, since no trial and no decision ever saw those test samples.
 
-    Each seed runs ``main_hpo.py`` by hand into ``<experiment>/chosen/seed<k>/`` (its
-    checkpoint, ``result.json`` and log), as many at once as the experiment's concurrency.
-    The mean ± std of their test accuracies is the figure to quote: no trial and no decision
-    ever saw those test samples.
+    ``spiketune.engine.retrain`` runs ``main_hpo.py`` by hand per seed into
+    ``<experiment>/chosen/seed<k>/`` (checkpoint, ``result.json``, log), as many at once as
+    the experiment's concurrency, and writes ``retrained.json``.
     """
-    best, directory = results.best, results.directory
-    assert best is not None and directory is not None
-    chosen = directory / "chosen"
-    chosen.mkdir(exist_ok=True)
-    params_file = chosen / "parameters.json"
-    params_file.write_text(json.dumps(best.parameters, indent=2, sort_keys=True) + "\n",
-                           encoding="utf-8")
-    concurrency = max(1, int(results.config.get("concurrency", 1)))
-    threads = max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                      else (os.cpu_count() or 1)) // min(concurrency, len(seeds)))
-    base = [sys.executable, "main_hpo.py", "--params", str(params_file), "--folds", "1",
-            "--threads", str(threads)]
+    command = [sys.executable, "main_hpo.py", "--folds", "1"]
     for option, value in (("--epochs-cap", args.epochs_cap), ("--subset", args.subset),
                           ("--data", args.data)):
         if value is not None:
-            base += [option, str(Path(value).resolve()) if option == "--data" else str(value)]
-    print(f"retraining the chosen configuration (trial {best.number}) with seeds "
-          f"{', '.join(map(str, seeds))}", flush=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NNI_", "SPIKETUNE_TRIAL"))}
-    pending = list(seeds)
-    running: list[tuple[int, subprocess.Popen[bytes], Any]] = []
-    while pending or running:
-        while pending and len(running) < concurrency:
-            seed = pending.pop(0)
-            out = chosen / f"seed{seed}"
-            out.mkdir(exist_ok=True)
-            log = (out / "train.log").open("wb")
-            cmd = [*base, "--seed", str(seed), "--out", str(out)]
-            running.append((seed, subprocess.Popen(cmd, cwd=HERE, env=env, stdout=log,
-                                                   stderr=subprocess.STDOUT), log))
-        seed, proc, log = running.pop(0)
-        proc.wait()
-        log.close()
-    runs = []
-    for seed in seeds:
-        result_file = chosen / f"seed{seed}" / "result.json"
-        try:
-            result = json.loads(result_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            print(f"  seed {seed}: no result (see {result_file.parent / 'train.log'})")
-            continue
-        metrics = {k: float(v) for k, v in result.items()
-                   if isinstance(v, int | float) and not isinstance(v, bool)}
-        runs.append(RetrainedRun(seed, metrics, f"chosen/seed{seed}/best_model.pt"))
-        print(f"  seed {seed}: validation {_pct(metrics.get('default'))}, "
-              f"test {_pct(metrics.get('test'))}", flush=True)
-    digest = best.metrics.get("split_digest") if best.metrics else None
-    retrained = Retrained(
-        parameters=dict(best.parameters), runs=tuple(runs), metric="test",
-        split_digest=str(digest) if digest else _split_digest(chosen, seeds), trial=best.number,
-        command=shlex.join(base),
-    )
-    save_retrained(directory, retrained)
-    if retrained.mean is not None:
-        print(f"chosen configuration, test accuracy over {len(runs)} seed(s): "
-              f"{100 * retrained.mean:.2f}% ± {100 * (retrained.std or 0):.2f}% "
-              f"(mean ± sample std; split {retrained.split_digest})", flush=True)
-    return retrained
-
-
-def _split_digest(chosen: Path, seeds: list[int]) -> str | None:
-    for seed in seeds:
-        try:
-            result = json.loads((chosen / f"seed{seed}" / "result.json").read_text("utf-8"))
-            return str(result["split_digest"])
-        except (OSError, ValueError, KeyError):
-            continue
-    return None
+            command += [option, str(Path(value).resolve()) if option == "--data" else str(value)]
+    return retrain(results, command, seeds=seeds, cwd=HERE)
 
 
 def summarise(

@@ -1,0 +1,213 @@
+"""The chosen configuration retrained with several seeds: the honest figure of a search.
+
+A search chooses its configuration on validation accuracy, so the test accuracy of its best
+trial is one draw of that trial's luck (and the best test accuracy among trials is chosen by
+looking at the test set). :func:`retrain` trains the chosen configuration again, once per seed,
+with the trial's own code run by hand, and records the seeds' test accuracies in
+``retrained.json`` (:class:`~spiketune.engine.Retrained`): their mean ± std is the figure to
+quote. :func:`chosen_trial` says which trial is "chosen", the same one whose model the
+experiment kept, so that the kept and the retrained model are one configuration.
+
+The trial code follows one small protocol (every template's ``main_hpo.py`` does): run as
+``COMMAND --params FILE --seed K --out DIR --threads N`` it trains with the parameters in the
+JSON ``FILE`` and the seed ``K``, keeps its model in ``DIR/best_model.pt`` and writes its final
+metrics (numbers, ``"test"`` among them, and optionally ``"split_digest"``) to
+``DIR/result.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from spiketune.engine.results import (
+    ExperimentResults,
+    Retrained,
+    RetrainedRun,
+    TrialRecord,
+    load_best_model,
+    save_retrained,
+)
+from spiketune.errors import ConfigError, Problem, SpiketuneError
+
+__all__ = ["CHOSEN_DIR", "chosen_trial", "retrain"]
+
+#: The directory, inside the experiment directory, that holds the chosen configuration
+#: (``parameters.json``) and one sub-directory per seed (``seed<k>/``).
+CHOSEN_DIR = "chosen"
+
+#: Environment variables a trial launched by spiketune carries and a run by hand must not:
+#: with them the trial code would report to the (finished) experiment's trial.
+_TRIAL_ENV_PREFIXES = ("NNI_", "SPIKETUNE_TRIAL")
+
+
+def chosen_trial(results: ExperimentResults) -> TrialRecord | None:
+    """The trial a search chose: the one whose model the experiment kept (the best validation
+    accuracy, ties going to the model its trial ranked better, e.g. fewer spikes), or the best
+    trial by the objective when no model was kept (or the kept one is not among the records).
+
+    Optuna's best trial takes the first of tied values, so without this a retrained
+    configuration and the kept model could differ on a tie.
+    """
+    kept = load_best_model(results.directory) if results.directory is not None else None
+    if kept is not None and kept.trial_id is not None:
+        for record in results.records:
+            if str(record.number) == str(kept.trial_id):
+                return record
+    return results.best
+
+
+def retrain(
+    results: ExperimentResults,
+    command: Sequence[str],
+    *,
+    seeds: Sequence[int] = (0, 1, 2),
+    cwd: str | Path | None = None,
+    trial: TrialRecord | None = None,
+    concurrency: int | None = None,
+    metric: str = "test",
+    echo: Callable[[str], None] | None = print,
+) -> Retrained:
+    """Retrain the chosen configuration once per seed, score each run, write
+    ``<experiment>/retrained.json`` and return it.
+
+    ``command`` is the trial code as a run by hand (``[sys.executable, "main_hpo.py",
+    "--folds", "1"]``, say, with any options the search's trials had); each seed runs it with
+    ``--params <experiment>/chosen/parameters.json --seed K --out <experiment>/chosen/seedK
+    --threads N`` appended, in ``cwd``, its output in ``seedK/train.log``. ``trial`` defaults
+    to :func:`chosen_trial`. At most ``concurrency`` seeds run at once (default: the
+    experiment's concurrency), each with an equal share of this process's CPU cores.
+
+    A seed whose run leaves no readable ``result.json`` is reported through ``echo`` and left
+    out of the summary; the others are kept, so one crash does not lose the rest. Stopping
+    this call (Ctrl-C) stops the runs it started. The split digest comes from the chosen
+    trial's metrics, else from the first seed's ``result.json``.
+    """
+    problems = []
+    if not command or not all(isinstance(part, str) for part in command):
+        problems.append(Problem("command", command, "a non-empty list of strings"))
+    seeds = list(seeds)
+    if not seeds or any(not isinstance(s, int) or isinstance(s, bool) for s in seeds) \
+            or len(set(seeds)) != len(seeds):
+        problems.append(Problem("seeds", seeds, "one or more distinct integers"))
+    if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
+        problems.append(Problem("concurrency", concurrency, "a positive integer"))
+    if problems:
+        raise ConfigError(problems)
+    directory = results.directory
+    if directory is None:
+        raise SpiketuneError(f"experiment {results.id!r} has no directory to retrain into")
+    chosen = trial if trial is not None else chosen_trial(results)
+    if chosen is None:
+        raise SpiketuneError(f"experiment {results.id!r} has no trial with a result to retrain")
+
+    out_dir = Path(directory) / CHOSEN_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    params_file = out_dir / "parameters.json"
+    params_file.write_text(json.dumps(chosen.parameters, indent=2, sort_keys=True) + "\n",
+                           encoding="utf-8")
+    at_once = min(len(seeds), concurrency if concurrency is not None
+                  else max(1, int(results.config.get("concurrency", 1) or 1)))
+    threads = max(1, _cores() // at_once)
+    base = [*command, "--params", str(params_file), "--threads", str(threads)]
+    say = echo or (lambda _: None)
+    say(f"retraining the chosen configuration (trial {chosen.number}) with seeds "
+        f"{', '.join(map(str, seeds))}")
+    _run_seeds(base, seeds, out_dir, at_once, cwd)
+
+    runs = []
+    for seed in seeds:
+        result_file = out_dir / f"seed{seed}" / "result.json"
+        result = _read_result(result_file)
+        if result is None:
+            say(f"  seed {seed}: no result (see {result_file.parent / 'train.log'})")
+            continue
+        metrics = {k: float(v) for k, v in result.items()
+                   if isinstance(v, int | float) and not isinstance(v, bool)}
+        runs.append(RetrainedRun(seed, metrics, f"{CHOSEN_DIR}/seed{seed}/best_model.pt"))
+        say(f"  seed {seed}: validation {_pct(metrics.get('default'))}, "
+            f"{metric} {_pct(metrics.get(metric))}")
+    digest = (chosen.metrics or {}).get("split_digest") or _split_digest(out_dir, seeds)
+    retrained = Retrained(
+        parameters=dict(chosen.parameters), runs=tuple(runs), metric=metric,
+        split_digest=str(digest) if digest else None, trial=chosen.number,
+        command=f"{shlex.join(base)} --seed {{seed}} --out {CHOSEN_DIR}/seed{{seed}}",
+    )
+    save_retrained(directory, retrained)
+    if retrained.mean is not None:
+        say(f"chosen configuration, {metric} over {len(retrained.values)} seed(s): "
+            f"{100 * retrained.mean:.2f}% ± {100 * (retrained.std or 0):.2f}% "
+            f"(mean ± sample std; split {retrained.split_digest})")
+    return retrained
+
+
+def _run_seeds(base: list[str], seeds: list[int], out_dir: Path, at_once: int,
+               cwd: str | Path | None) -> None:
+    """Run ``base --seed K --out DIR`` for every seed, ``at_once`` at a time; stop them all if
+    this process is interrupted."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_TRIAL_ENV_PREFIXES)}
+    pending = list(seeds)
+    running: list[tuple[subprocess.Popen[bytes], IO[bytes]]] = []
+    try:
+        while pending or running:
+            while pending and len(running) < at_once:
+                seed = pending.pop(0)
+                out = out_dir / f"seed{seed}"
+                out.mkdir(exist_ok=True)
+                (out / "result.json").unlink(missing_ok=True)  # never read a stale result
+                log = (out / "train.log").open("wb")
+                proc = subprocess.Popen([*base, "--seed", str(seed), "--out", str(out)],
+                                        cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+                running.append((proc, log))
+            still = []
+            for proc, log in running:
+                if proc.poll() is None:
+                    still.append((proc, log))
+                else:
+                    log.close()
+            if len(still) == len(running):
+                time.sleep(0.05)
+            running = still
+    finally:
+        for proc, log in running:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            log.close()
+
+
+def _read_result(path: Path) -> dict[str, Any] | None:
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return result if isinstance(result, dict) else None
+
+
+def _split_digest(out_dir: Path, seeds: list[int]) -> str | None:
+    for seed in seeds:
+        result = _read_result(out_dir / f"seed{seed}" / "result.json")
+        if result is not None and result.get("split_digest"):
+            return str(result["split_digest"])
+    return None
+
+
+def _cores() -> int:
+    """The CPU cores this process may use (its affinity where the OS tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * float(value):.1f}%"

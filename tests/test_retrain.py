@@ -1,0 +1,148 @@
+"""``spiketune.engine.retrain`` and ``chosen_trial``: the chosen configuration trained again
+with several seeds by the trial's own code, recorded in ``retrained.json``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from spiketune import Experiment, ExperimentResults, Outcome
+from spiketune.engine import chosen_trial, load_retrained, retrain
+from spiketune.errors import ConfigError, SpiketuneError
+from spiketune.trial._artifacts import BestModelKeeper
+
+#: A trial script that follows the retraining protocol: ``--params FILE --seed K --out DIR
+#: --threads N``; it writes ``DIR/result.json`` with a test accuracy that depends on the seed
+#: and on a parameter, and seed 13 crashes before writing anything.
+SCRIPT = textwrap.dedent("""
+    import argparse, json, os, pathlib, sys
+    p = argparse.ArgumentParser()
+    for option in ("--params", "--seed", "--out", "--threads", "--folds", "--extra"):
+        p.add_argument(option)
+    a = p.parse_args()
+    params = json.loads(pathlib.Path(a.params).read_text())
+    if a.seed == "13":
+        sys.exit("seed 13 crashes")
+    out = pathlib.Path(a.out)
+    (out / "best_model.pt").write_bytes(b"weights")
+    (out / "result.json").write_text(json.dumps({
+        "default": 0.9, "test": params["x"] / 10 + int(a.seed) / 100, "split_digest": "abc123",
+        "threads": int(a.threads), "folds": int(a.folds or 0), "extra": a.extra,
+        "nni_env": os.environ.get("NNI_TRIAL_JOB_ID"), "cwd": os.getcwd()}))
+""")
+
+
+def _trial(p: dict[str, Any]) -> dict[str, float]:
+    return {"default": 1 - abs(p["x"] - 5) / 10}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> ExperimentResults:
+    root = tmp_path_factory.mktemp("retrain")
+    exp = Experiment(trial=_trial, name="retrain-fn", max_trials=3, experiment_dir=root,
+                     tuner="Random", seed=1, concurrency=2,
+                     search_space={"x": {"_type": "choice", "_value": [1, 5, 9]}})
+    out = exp.run()
+    assert out.count(Outcome.COMPLETE) == 3
+    return out
+
+
+@pytest.fixture()
+def script(tmp_path: Path) -> Path:
+    path = tmp_path / "main_hpo.py"
+    path.write_text(SCRIPT, encoding="utf-8")
+    return path
+
+
+def test_retrain_runs_each_seed_and_writes_retrained_json(
+        results: ExperimentResults, script: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NNI_TRIAL_JOB_ID", "leftover")  # a launcher run inside a trial
+    best = chosen_trial(results)
+    assert best is not None and best.parameters["x"] == 5
+    lines: list[str] = []
+    retrained = retrain(results, [sys.executable, str(script), "--folds", "1",
+                                  "--extra", "a b"],
+                        seeds=[0, 2], cwd=script.parent, echo=lines.append)
+    assert retrained.trial == best.number
+    assert retrained.parameters == {"x": 5}
+    assert [r.seed for r in retrained.runs] == [0, 2]
+    assert retrained.values == pytest.approx([0.5, 0.52])
+    assert retrained.mean == pytest.approx(0.51)
+    assert retrained.split_digest == "abc123"
+    assert retrained.runs[0].checkpoint == "chosen/seed0/best_model.pt"
+    assert results.directory is not None
+    assert (results.directory / "chosen" / "seed0" / "best_model.pt").is_file()
+    assert load_retrained(results.directory) == retrained
+    assert json.loads((results.directory / "chosen" / "parameters.json").read_text()) == {"x": 5}
+    run0 = json.loads((results.directory / "chosen" / "seed0" / "result.json").read_text())
+    # the experiment's concurrency (2) shares the cores between the two seeds
+    assert run0["threads"] >= 1 and run0["folds"] == 1 and run0["extra"] == "a b"
+    assert run0["nni_env"] is None  # a run by hand never reports to a trial
+    assert Path(run0["cwd"]).resolve() == script.parent.resolve()
+    assert "--seed {seed}" in (retrained.command or "")
+    assert any("51.00% ± 1.41%" in line for line in lines), lines
+
+
+def test_a_crashed_seed_is_reported_and_the_others_kept(
+        results: ExperimentResults, script: Path) -> None:
+    lines: list[str] = []
+    retrained = retrain(results, [sys.executable, str(script)], seeds=[1, 13],
+                        cwd=script.parent, echo=lines.append, concurrency=1)
+    assert [r.seed for r in retrained.runs] == [1]
+    assert any("seed 13: no result" in line for line in lines), lines
+    assert results.directory is not None
+    log = (results.directory / "chosen" / "seed13" / "train.log").read_text()
+    assert "seed 13 crashes" in log
+
+
+def test_a_stale_result_is_never_read(results: ExperimentResults, script: Path,
+                                      tmp_path: Path) -> None:
+    assert results.directory is not None
+    stale = results.directory / "chosen" / "seed13"
+    stale.mkdir(parents=True, exist_ok=True)
+    (stale / "result.json").write_text(json.dumps({"test": 1.0}))
+    retrained = retrain(results, [sys.executable, str(script)], seeds=[13],
+                        cwd=script.parent, echo=None)
+    assert retrained.runs == () and retrained.mean is None
+
+
+def test_chosen_trial_is_the_kept_models_trial(results: ExperimentResults,
+                                               tmp_path: Path) -> None:
+    assert results.directory is not None and results.best is not None
+    other = next(r for r in results.records if r.number != results.best.number)
+    keeper = BestModelKeeper(results.directory)
+    assert keeper.offer((2.0,), {"model.pt": b"w"}, parameters=other.parameters,
+                        trial_id=str(other.number))
+    try:
+        assert chosen_trial(results) == other
+    finally:
+        import shutil
+        shutil.rmtree(results.directory / "best_model")
+    assert chosen_trial(results) == results.best
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [
+    ({"command": []}, "command"),
+    ({"seeds": []}, "seeds"),
+    ({"seeds": [0, 0]}, "seeds"),
+    ({"seeds": [True]}, "seeds"),
+    ({"concurrency": 0}, "concurrency"),
+])
+def test_bad_arguments_name_the_field(results: ExperimentResults, kwargs: dict[str, Any],
+                                      field: str) -> None:
+    args: dict[str, Any] = {"command": [sys.executable, "x.py"], **kwargs}
+    with pytest.raises(ConfigError) as info:
+        retrain(results, args.pop("command"), echo=None, **args)
+    assert [p.field for p in info.value.problems] == [field]
+
+
+def test_no_directory_or_no_trial_is_a_clear_error() -> None:
+    empty = ExperimentResults(id="empty", directory=None, config={}, records=[],
+                              optimize_mode="maximize")
+    with pytest.raises(SpiketuneError, match="no directory"):
+        retrain(empty, [sys.executable, "x.py"], echo=None)
