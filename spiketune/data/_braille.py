@@ -13,6 +13,11 @@ columns. Both are read through an allow-list (``_safe_pickle``).
 Channels: ``"split"`` (24 inputs: ON of taxels 0..11, then OFF of taxels 0..11) is the
 default because it keeps the polarity that the OR merge throws away, which matters at the
 sparse threshold 10; ``"merged"`` (12 inputs, ON | OFF) is the recipe of the NIR paper.
+
+``kind="frame"`` reads the raw 40 Hz readings the events were made from instead (12 analog
+inputs, resampled to ``bin_size``; see ``_braille_frames``), and ``braille_frames_from_array``
+takes such readings as an array. Both kinds select letters and order labels the same way
+(``_select``), so the same samples get the same labels and the same splits.
 """
 
 from __future__ import annotations
@@ -22,11 +27,23 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
+import numpy as np
 import pydantic
 import torch
 
 from spiketune._torch_load import finding, refused_global
+from spiketune._validation import cross_field
 from spiketune.data._base import Dataset, DatasetInfo, DatasetLoader, validate_options
+from spiketune.data._braille_frames import (
+    BRAILLE_FRAME_RATE,
+    FRAME_FILE_NAMES,
+    FRAME_MEMBER_PATTERN,
+    N_TAXELS,
+    check_letters,
+    frames_array,
+    read_frame_table,
+    resample,
+)
 from spiketune.data._download import RemoteFile, cache_dir, download, extract_member
 from spiketune.data._encoding import Events, bin_events
 from spiketune.data._safe_pickle import safe_load
@@ -70,6 +87,10 @@ BRAILLE_PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
     }),
 })
 
+#: Options that only the event encoding reads, and those that only the frames read.
+_EVENT_OPTIONS = ("threshold", "channels", "clip")
+_FRAME_OPTIONS = ("rate", "timestamps", "scale")
+
 #: The file name of the threshold-1 pool (``load_braille_pool`` accepts its directory too).
 _POOL_FILE = "braille_reduced_th1_pool.pt"
 #: Channels of the reduced encoding: one per taxel, ON | OFF.
@@ -83,11 +104,12 @@ def _file_names(threshold: int) -> list[str]:
 
 
 class BrailleOptions(pydantic.BaseModel):
-    """Options of ``load_braille``; see its docstring. Units: seconds."""
+    """Options of ``load_braille``; see its docstring. Units: seconds; ``rate`` in Hz."""
 
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
     path: Path | None = None
+    kind: Literal["events", "frame"] = "events"
     preset: Literal["nir"] | None = None
     threshold: Literal[1, 2, 5, 10] = 10
     letters: Literal["reduced", "full"] | tuple[str, ...] = "reduced"
@@ -95,6 +117,9 @@ class BrailleOptions(pydantic.BaseModel):
     window: float = pydantic.Field(default=1.35, gt=0, allow_inf_nan=False)
     channels: Literal["split", "merged"] = "split"
     clip: bool = True
+    rate: float = pydantic.Field(default=BRAILLE_FRAME_RATE, gt=0, allow_inf_nan=False)
+    timestamps: bool | str = True
+    scale: float = pydantic.Field(default=1.0, gt=0, allow_inf_nan=False)
     download: bool = True
     progress: bool = True
 
@@ -130,6 +155,32 @@ class BrailleOptions(pydantic.BaseModel):
             out.append(name)
         return tuple(out)
 
+    @pydantic.field_validator("timestamps", mode="before")
+    @classmethod
+    def _timestamps(cls, value: Any) -> Any:
+        if isinstance(value, bool) or (isinstance(value, str) and value.strip()):
+            return value
+        raise ValueError(
+            "must be true (find the timestamps column), false (reading k at k / rate) "
+            "or a column name"
+        )
+
+    @pydantic.model_validator(mode="after")
+    def _options_fit_the_kind(self) -> BrailleOptions:
+        """An option the chosen ``kind`` never reads is refused, not silently ignored."""
+        given = self.model_fields_set
+        if self.kind == "frame":
+            if self.preset is not None:
+                raise cross_field("preset", self.preset, "applies only to kind='events'")
+            for name in _EVENT_OPTIONS:
+                if name in given:
+                    raise cross_field(name, getattr(self, name), "applies only to kind='events'")
+        else:
+            for name in _FRAME_OPTIONS:
+                if name in given:
+                    raise cross_field(name, getattr(self, name), "applies only to kind='frame'")
+        return self
+
     @pydantic.model_validator(mode="after")
     def _window_holds_a_bin(self) -> BrailleOptions:
         if self.window < self.bin_size:
@@ -150,6 +201,11 @@ class BrailleOptions(pydantic.BaseModel):
     def n_steps(self) -> int:
         """Time steps: ``round(window / bin_size)``."""
         return max(1, round(self.window / self.bin_size))
+
+    @property
+    def which(self) -> str:
+        """The letters' part of a dataset name: ``reduced``, ``full`` or ``custom``."""
+        return self.letters if isinstance(self.letters, str) else "custom"
 
 
 def read_braille_events(path: Path | str) -> tuple[list[str], list[Events]]:
@@ -179,8 +235,49 @@ def read_braille_events(path: Path | str) -> tuple[list[str], list[Events]]:
     return letters, events
 
 
+def _select(
+    letters: Sequence[str], classes: tuple[str, ...], source: str
+) -> tuple[list[int], torch.Tensor]:
+    """The samples whose letter is one of ``classes`` (in file order) and their labels, the
+    index of the letter in ``classes``: one rule for events and frames, so the same samples
+    get the same labels and ``stratified_split`` the same splits. Every class must occur."""
+    index = {name: k for k, name in enumerate(classes)}
+    chosen = [i for i, letter in enumerate(letters) if letter in index]
+    present = {letters[i] for i in chosen}
+    absent = [name for name in classes if name not in present]
+    if absent:
+        raise DataError(f"{source}: no samples of letter(s) {absent}")
+    labels = torch.tensor([index[letters[i]] for i in chosen], dtype=torch.int64)
+    return chosen, labels
+
+
+def _frame_dataset(
+    readings: np.ndarray | list[np.ndarray],
+    times: np.ndarray | list[np.ndarray],
+    labels: torch.Tensor,
+    opts: BrailleOptions,
+) -> Dataset:
+    """Resampled, scaled frames ``[N, n_steps, 12]`` float32 with their labels."""
+    n_steps = opts.n_steps
+    if isinstance(readings, np.ndarray):  # one time grid for all samples
+        x = resample(readings, np.asarray(times), opts.bin_size, n_steps)
+    else:
+        x = np.stack([resample(r, t, opts.bin_size, n_steps)
+                      for r, t in zip(readings, times, strict=True)])
+    inputs = torch.from_numpy((x * opts.scale).astype(np.float32))
+    info = DatasetInfo(
+        name=f"braille_frame_{opts.which}",
+        classes=opts.classes,
+        n_inputs=N_TAXELS,
+        n_steps=n_steps,
+        dt=opts.bin_size,
+    )
+    return Dataset(info, inputs, labels)
+
+
 class BrailleLoader(DatasetLoader):
-    """Loads the Braille event files; options as for ``load_braille``."""
+    """Loads the Braille event files, or with ``kind="frame"`` the frame table; options as
+    for ``load_braille``."""
 
     name = "braille"
 
@@ -189,7 +286,8 @@ class BrailleLoader(DatasetLoader):
 
     def locate(self) -> Path:
         opts = self.options
-        names = _file_names(opts.threshold)
+        frame = opts.kind == "frame"
+        names = list(FRAME_FILE_NAMES) if frame else _file_names(opts.threshold)
         if opts.path is not None:
             given = opts.path.expanduser()
             if given.is_file():
@@ -209,24 +307,35 @@ class BrailleLoader(DatasetLoader):
             raise DataError(
                 f"the Braille data are not in {root} and download=False. Download "
                 f"{BRAILLE_ARCHIVE.filename} from {BRAILLE_ARCHIVE.page} and place it at "
-                f"{archive} (or pass path= to an event file)."
+                f"{archive} (or pass path= to {'the frame table' if frame else 'an event file'})."
             )
         archive = download(BRAILLE_ARCHIVE, root, progress=opts.progress)
-        pattern = rf"data_braille_letters_th_?{opts.threshold}(\.pkl)?"
-        return extract_member(archive, pattern, root / names[0])
+        if not frame:
+            pattern = rf"data_braille_letters_th_?{opts.threshold}(\.pkl)?"
+            return extract_member(archive, pattern, root / names[0])
+        try:
+            return extract_member(archive, FRAME_MEMBER_PATTERN, root / names[0])
+        except DataError as exc:
+            raise DataError(
+                f"{exc}. The frame table's name inside the archive is not confirmed; if the "
+                "archive holds it under another name, extract it and pass path= to it"
+            ) from None
 
     def build(self, path: Path | None) -> Dataset:
         if path is None:
             raise DataError("the Braille dataset needs a file")
         opts = self.options
+        if opts.kind == "frame":
+            letters, readings, times = read_frame_table(
+                path, known=BRAILLE_LETTERS, timestamps=opts.timestamps, rate=opts.rate
+            )
+            chosen, labels = _select(letters, opts.classes, str(path))
+            return _frame_dataset(
+                [readings[i] for i in chosen], [times[i] for i in chosen], labels, opts
+            )
         letters, events = read_braille_events(path)
         classes = opts.classes
-        index = {name: k for k, name in enumerate(classes)}
-        chosen = [i for i, letter in enumerate(letters) if letter in index]
-        present = {letters[i] for i in chosen}
-        absent = [name for name in classes if name not in present]
-        if absent:
-            raise DataError(f"{path}: no samples of letter(s) {absent}")
+        chosen, labels = _select(letters, classes, str(path))
         inputs = bin_events(
             [events[i] for i in chosen],
             bin_size=opts.bin_size,
@@ -234,10 +343,8 @@ class BrailleLoader(DatasetLoader):
             channels=opts.channels,
             clip=opts.clip,
         )
-        labels = torch.tensor([index[letters[i]] for i in chosen], dtype=torch.int64)
-        which = opts.letters if isinstance(opts.letters, str) else "custom"
         info = DatasetInfo(
-            name=f"braille_th{opts.threshold}_{which}_{opts.channels}",
+            name=f"braille_th{opts.threshold}_{opts.which}_{opts.channels}",
             classes=classes,
             n_inputs=int(inputs.shape[2]),
             n_steps=opts.n_steps,
@@ -249,6 +356,7 @@ class BrailleLoader(DatasetLoader):
 def load_braille(
     path: Path | str | None = None,
     *,
+    kind: Literal["events", "frame"] = "events",
     preset: Literal["nir"] | None = None,
     threshold: int | None = None,
     letters: Literal["reduced", "full"] | Sequence[str] | None = None,
@@ -256,10 +364,17 @@ def load_braille(
     window: float | None = None,
     channels: Literal["split", "merged"] | None = None,
     clip: bool | None = None,
+    rate: float | None = None,
+    timestamps: bool | str | None = None,
+    scale: float | None = None,
     download: bool = True,
     progress: bool = True,
 ) -> Dataset:
-    """The Braille letters as spike tensors: inputs ``[N, T, C]`` float32, labels int64.
+    """The Braille letters as tensors: inputs ``[N, T, C]`` float32, labels int64.
+
+    ``kind="events"`` (default) reads the sigma-delta events and gives spikes;
+    ``kind="frame"`` reads the raw 40 Hz taxel readings and gives them as analog input
+    currents ``[N, T, 12]`` (see below).
 
     ``path`` is an event file or a directory holding ``data_braille_letters_th{threshold}``
     (with or without ``_`` before the number and ``.pkl`` after it). Without ``path`` the
@@ -278,6 +393,22 @@ def load_braille(
     (an option left as ``None`` takes the preset's value, else the default above).
     ``preset="nir"`` is threshold 1, reduced letters, merged 0/1 channels, 5 ms bins, 1.28 s:
     ``[N, 256, 12]``, the encoding of ``load_braille_pool`` files.
+
+    ``kind="frame"``: ``path`` is the frame table (a pickled pandas table, or a list of
+    dicts, with ``letter`` and ``taxel_data`` = ``[T, 12]`` readings per sample) or a
+    directory holding ``data_braille_letters_raw`` (``.pkl`` optional); without ``path`` it
+    is looked up and extracted like the event files, though its name in the archive is not
+    confirmed. Step ``j`` is the recording at ``j * bin_size`` seconds, linearly
+    interpolated between readings, the last reading held after the end. Reading times come
+    from the table's timestamps column (``timestamps=True``: the one column whose name holds
+    ``timestamp``, else ``time``; none found: reading ``k`` at ``k / rate``), from the column
+    named by ``timestamps="name"``, or with ``timestamps=False`` from ``k / rate``; times
+    are in seconds (datetime64 converted) and must step by about ``1 / rate``. ``rate``:
+    readings per second (40). ``scale``: a fixed gain on the readings (1.0, fit on no
+    data, so nothing leaks from test samples; standardise with training statistics
+    yourself). ``threshold``, ``channels``, ``clip`` and ``preset`` apply only to events,
+    ``rate``, ``timestamps`` and ``scale`` only to frames: giving one to the other kind is a
+    ``ConfigError``.
     """
     encoding = {
         "threshold": threshold,
@@ -286,14 +417,76 @@ def load_braille(
         "window": window,
         "channels": channels,
         "clip": clip,
+        "rate": rate,
+        "timestamps": timestamps,
+        "scale": scale,
     }
     return BrailleLoader(
         path=path,
+        kind=kind,
         preset=preset,
         download=download,
         progress=progress,
         **{key: value for key, value in encoding.items() if value is not None},
     ).load()
+
+
+def braille_frames_from_array(
+    frames: np.ndarray | torch.Tensor,
+    labels: Sequence[str] | Sequence[int] | np.ndarray | torch.Tensor,
+    *,
+    rate: float = BRAILLE_FRAME_RATE,
+    bin_size: float = 0.005,
+    window: float = 1.35,
+    letters: Literal["reduced", "full"] | Sequence[str] = "reduced",
+    scale: float = 1.0,
+) -> Dataset:
+    """Braille readings you already hold, ``[N, T, 12]``, as a ``load_braille(kind="frame")``
+    dataset: float32 inputs ``[N, round(window / bin_size), 12]``, int64 labels.
+
+    ``frames``: a NumPy array or torch tensor of N samples of T readings of the 12 taxels,
+    reading ``k`` taken at ``k / rate`` seconds (``rate`` in Hz, 40 for the dataset).
+    Resampled as ``load_braille(kind="frame")`` does: step ``j`` is the recording at
+    ``j * bin_size`` seconds, linearly interpolated, the last reading held after the end;
+    then multiplied by the fixed gain ``scale``. ``bin_size`` and ``window`` in seconds.
+
+    ``labels``: one per sample, either letter names (``"Space"``, ``"A"`` .. ``"Z"``, as in
+    the data files; samples of letters outside ``letters`` are left out, as the loaders do)
+    or class indices into the classes of ``letters`` (``0..6`` = Space, A, E, I, O, U, Y for
+    ``"reduced"``; every sample kept). Either way every class must occur. Bad options raise
+    ``ConfigError``; bad frames or labels raise ``DataError`` naming the entry and the rule.
+    """
+    opts = validate_options(BrailleOptions, {
+        "kind": "frame", "rate": rate, "bin_size": bin_size, "window": window,
+        "letters": letters, "scale": scale,
+    })
+    readings = frames_array(frames)
+    n = readings.shape[0]
+    given = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else labels
+    values = np.asarray(given)
+    if values.shape != (n,):
+        raise DataError(
+            f"labels: must be one per sample of frames, shape ({n},), got {values.shape}"
+        )
+    classes = opts.classes
+    if values.dtype.kind in "iu":
+        low, high = int(values.min()), int(values.max())
+        if low < 0 or high >= len(classes):
+            bad = low if low < 0 else high
+            raise DataError(
+                f"labels: class index {bad} is outside 0..{len(classes) - 1}, the classes "
+                f"{', '.join(classes)} of letters={opts.letters!r}"
+            )
+        named = [classes[int(k)] for k in values]
+    elif values.dtype.kind in "UO":
+        named = check_letters(list(values), BRAILLE_LETTERS, "labels[{i}]", "")
+    else:
+        raise DataError(
+            f"labels: must be letter names or integer class indices, got dtype {values.dtype}"
+        )
+    chosen, label_tensor = _select(named, classes, "labels")
+    times = np.arange(readings.shape[1]) / opts.rate
+    return _frame_dataset(readings[chosen], times, label_tensor, opts)
 
 
 def _load_tensor_dataset(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
