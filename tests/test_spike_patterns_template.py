@@ -178,6 +178,30 @@ def test_trial_refuses_a_misspelt_parameter_by_name(project: Path, tmp_path: Pat
     assert (net.config.n_in, net.config.n_out, net.config.dt) == (1, 20, 0.01)
 
 
+def test_bias_input_adds_a_constant_channel_and_leaves_the_samples(project: Path) -> None:
+    """``bias_input`` gives the network a bias current as a second input channel that is 1
+    at every step; the spike trains, labels and split stay those of the task."""
+    import torch
+
+    setup_hpo = _load("setup_hpo", project)
+    train_hpo = _load("train_hpo", project)
+    plain = setup_hpo.load_data({"bin_size": 0.02, "clip": False}, per_class=3, folds=2)
+    biased = setup_hpo.load_data({"bin_size": 0.02, "clip": False, "bias_input": True},
+                                 per_class=3, folds=2)
+    assert biased.split_digest == plain.split_digest
+    assert biased.info.n_inputs == 2 and plain.info.n_inputs == 1
+    for a, b in [(plain.train, biased.train), (plain.test, biased.test),
+                 *zip((v for _, v in plain.folds), (v for _, v in biased.folds), strict=True)]:
+        assert torch.equal(b.inputs[..., :1], a.inputs) and torch.equal(b.labels, a.labels)
+        assert torch.equal(b.inputs[..., 1], torch.ones_like(b.inputs[..., 1]))
+    # a data option, not a network field: build() takes it from the parameters silently
+    net, _ = train_hpo.build({"n_rec": 8, "bin_size": 0.02, "bias_input": True}, biased.info,
+                             device=torch.device("cpu"))
+    assert net.config.n_in == 2
+    space = json.loads((TEMPLATE / "search_space.json").read_text(encoding="utf-8"))
+    assert space["bias_input"] == {"_type": "choice", "_value": [True, False]}
+
+
 def test_search_space_bins_fit_the_generator_steps_and_the_window() -> None:
     """Every searched bin is a whole number of the generator's 1 ms steps, and the searched
     loss window fits in the 1 s sample at each bin."""

@@ -46,7 +46,7 @@ FIXED: dict[str, Any] = {
 }
 
 #: Parameters that describe the data (see ``setup_hpo.DATA_DEFAULTS``), not the network.
-DATA_KEYS = frozenset({"bin_size", "clip"})
+DATA_KEYS = frozenset({"bin_size", "clip", "bias_input"})
 
 
 def flatten(params: Mapping[str, Any]) -> dict[str, Any]:
