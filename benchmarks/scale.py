@@ -1,7 +1,8 @@
-"""Throughput of 1, 2, 4 and 8 workers on one PostgreSQL study, as speed-up over one worker.
+"""Throughput of 1, 2, 4 and 8 workers on one study, as speed-up over one worker: on
+PostgreSQL, or on an Optuna journal file (the study without a database server).
 
     .venv/bin/python benchmarks/scale.py [--workers 1 2 4 8] [--trials-per-worker 10]
-                                         [--sleep 1.0] [--storage postgresql://...]
+                                         [--sleep 1.0] [--storage postgresql | journal | URL]
 
 Each worker is a ``spiketune worker`` process (concurrency 1) running trials that sleep
 ``--sleep`` seconds (a trial process each: interpreter start, ``import spiketune.trial``,
@@ -17,8 +18,10 @@ Measured per run of ``N`` workers, in one study of ``N * trials_per_worker`` tri
 * ``wall``: every trial after the common start, divided by the time from that start to the
   end of the last trial (the stragglers included).
 
-Speed-ups are against one worker measured in the same run. Without ``--storage`` a throwaway
-PostgreSQL server is started on 127.0.0.1 (as the tests do) and removed at the end.
+Speed-ups are against one worker measured in the same run. ``--storage postgresql`` (the
+default) starts a throwaway PostgreSQL server on 127.0.0.1 (as the tests do) and removes it at
+the end; ``--storage journal`` gives each run of ``N`` workers a journal file of its own in a
+temporary directory (``journal:///tmp/.../study.log``); a URL is used as given.
 """
 
 from __future__ import annotations
@@ -113,12 +116,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--trials-per-worker", type=int, default=10)
     parser.add_argument("--sleep", type=float, default=1.0)
-    parser.add_argument("--storage", help="PostgreSQL URL (default: a throwaway server)")
+    parser.add_argument("--storage", default="postgresql",
+                        help="postgresql (a throwaway server, the default), journal (a journal "
+                        "file per run) or a storage URL")
     args = parser.parse_args()
 
     server = None
     url = args.storage
-    if url is None:
+    if url == "postgresql":
         sys.path.insert(0, str(REPO / "tests"))
         import _postgres
 
@@ -126,11 +131,23 @@ def main() -> None:
         url = server.new_database()
         os.environ["SPIKETUNE_DB_PASSWORD"] = server.password
         url = url.replace(f":{server.password}@", "@")
+
+    def url_of(n: int, tmp: Path) -> str:
+        """The storage of the run of ``n`` workers: a journal file of its own, or ``url``."""
+        if args.storage != "journal":
+            return url
+        from spiketune.engine.storage import journal_url
+
+        (tmp / f"journal{n}").mkdir()
+        return journal_url(tmp / f"journal{n}" / "study.log")
+
+    print(f"storage: {args.storage if server is None else 'postgresql (throwaway)'}", flush=True)
     try:
         results = {}
         with tempfile.TemporaryDirectory(prefix="spiketune-scale-") as tmp:
             for n in args.workers:
-                results[n] = run_workers(url, n, args.trials_per_worker, args.sleep, Path(tmp))
+                results[n] = run_workers(url_of(n, Path(tmp)), n, args.trials_per_worker,
+                                         args.sleep, Path(tmp))
                 r = results[n]
                 print(f"{n} worker(s): steady {r['steady']:.1f} trials/min, wall "
                       f"{r['wall']:.1f} trials/min (ideal {r['ideal']:.0f})", flush=True)

@@ -72,11 +72,17 @@ def postgres_url(postgres_server) -> str:
     return postgres_server.new_database()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "journal"])
 def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The same test on both storages: a SQLite file, and a PostgreSQL database."""
+    """The same test on every storage: a SQLite file, a PostgreSQL database, and an Optuna
+    journal file (``journal:///...``, the study without a database server)."""
     if request.param == "sqlite":
         from spiketune.engine.storage import sqlite_url
 
         return sqlite_url(tmp_path / "shared.db")
+    if request.param == "journal":
+        from spiketune.engine.storage import journal_url
+
+        (tmp_path / "shared").mkdir()
+        return journal_url(tmp_path / "shared" / "study.log")
     return request.getfixturevalue("postgres_url")

@@ -14,6 +14,7 @@ from typing import Any
 import optuna
 import pytest
 from _processes import alive, wait_for
+from _storages import optuna_storage
 
 from spiketune import ConfigError, Experiment, ExperimentConfig, Outcome, StorageError
 from spiketune.engine.results import export_results, load_results
@@ -25,6 +26,7 @@ from spiketune.engine.storage import (
     PASSWORD_FILE_ENV,
     ExperimentPaths,
     StudyStore,
+    journal_file,
     redact_url,
     resolve_url,
     strip_password,
@@ -131,16 +133,25 @@ def _start_one(store: StudyStore, x: float, seq: int) -> tuple[int, int]:
 
 def test_a_trial_end_is_written_once_through_a_lost_connection(storage_url: str,
                                                                monkeypatch) -> None:
-    """A connection lost before or after the commit: the write is retried, lands once."""
+    """A connection lost (a database's; a network disk's stale handle, for a journal) before
+    or after the commit: the write is retried, lands once."""
+    import errno
+
     import sqlalchemy as sa
 
     store = StudyStore.open(storage_url, "blip", create=True)
     store.retry_seconds = 10.0
-    real_begin = store._rdb.engine.begin
+    writes = store._optuna()
+    real_begin = writes.begin
     failures = {"before": 1, "after": 1}
 
+    def lost(what: str) -> Exception:
+        if journal_file(storage_url) is not None:
+            return OSError(errno.ESTALE, f"Stale file handle ({what})")
+        return sa.exc.OperationalError(what, {}, ConnectionResetError("reset"))
+
     class Flaky:
-        """engine.begin() whose transaction fails once before and once after committing."""
+        """A transaction that fails once before and once after committing."""
 
         def __init__(self) -> None:
             self.ctx = real_begin()
@@ -148,24 +159,24 @@ def test_a_trial_end_is_written_once_through_a_lost_connection(storage_url: str,
         def __enter__(self):
             if failures["before"]:
                 failures["before"] -= 1
-                raise sa.exc.OperationalError("UPDATE", {}, ConnectionResetError("reset"))
+                raise lost("UPDATE")
             return self.ctx.__enter__()
 
         def __exit__(self, *exc):
             out = self.ctx.__exit__(*exc)
             if exc[0] is None and failures["after"]:
                 failures["after"] -= 1  # committed, but the answer never arrived
-                raise sa.exc.OperationalError("COMMIT", {}, ConnectionResetError("reset"))
+                raise lost("COMMIT")
             return out
 
     for case in ("before", "after"):
         tid, _ = _start_one(store, 0.5, 0)
         failures.update(before=int(case == "before"), after=int(case == "after"))
-        monkeypatch.setattr(store._rdb.engine, "begin", Flaky)
+        monkeypatch.setattr(writes, "begin", Flaky)
         attrs = {"metrics": {"default": 0.5}, "intermediate": [], "outcome": "COMPLETE",
                  "reason": None}
         assert store.finish_trial(tid, optuna.trial.TrialState.COMPLETE, 0.5, attrs, {1: 0.1})
-        monkeypatch.setattr(store._rdb.engine, "begin", real_begin)
+        monkeypatch.setattr(writes, "begin", real_begin)
         t = store.trial(tid)
         assert t.state == optuna.trial.TrialState.COMPLETE and t.value == 0.5
         assert t.intermediate_values == {1: 0.1} and t.user_attrs["outcome"] == "COMPLETE"
@@ -373,7 +384,7 @@ def test_workers_join_one_study_and_a_different_config_is_refused(storage_url: s
     (exp_id,) = set(joined)
     assert all((tmp_path / f"machine{i}" / exp_id / "experiment.json").is_file()
                for i in range(4))
-    optuna_studies = optuna.get_all_study_names(resolve_url(storage_url))
+    optuna_studies = optuna.get_all_study_names(optuna_storage(storage_url))
     assert optuna_studies == [exp_id]  # the losers of the race removed their own
 
     changed = _worker_config(storage_url, tmp_path / "m", max_trials=20, tuner="TPE")
@@ -477,23 +488,38 @@ def _start_workers(cfg: Path, url: str, n: int, env: dict[str, str]) -> list:
 
 
 
+def _shared_storage(kind: str, request: pytest.FixtureRequest,
+                    tmp_path: Path) -> tuple[str, str | None]:
+    """(URL, password or None) of a new study storage every worker process reaches: a
+    PostgreSQL database of the session's server, or a journal file."""
+    if kind == "journal":
+        from spiketune.engine.storage import journal_url
+
+        (tmp_path / "shared").mkdir()
+        return journal_url(tmp_path / "shared" / "study.log"), None
+    server = request.getfixturevalue("postgres_server")
+    return server.new_database(), server.password
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("kind", ["postgresql", "journal"])
 @pytest.mark.parametrize("kill", [False, True], ids=["three-workers", "one-killed"])
-def test_worker_processes_share_max_trials(postgres_server, tmp_path: Path, trial_script,
-                                           monkeypatch, kill: bool) -> None:
+def test_worker_processes_share_max_trials(request, tmp_path: Path, trial_script,
+                                           monkeypatch, kill: bool, kind: str) -> None:
     """Three `spiketune worker` processes, max_trials=30, trials of 0.2-1 s: exactly 30 end
     COMPLETE, no parameters run twice; with one worker killed (-9) mid-trial, its trial is
-    recorded lost after the grace period and run once more by a survivor."""
+    recorded lost after the grace period and run once more by a survivor. On PostgreSQL and
+    on a journal file (claims, heartbeats and the registry in its lock-protected logs)."""
     import os
     import signal
 
-    url = postgres_server.new_database()
+    url, password = _shared_storage(kind, request, tmp_path)
     plain = strip_password(url)
-    password = postgres_server.password
     root = tmp_path / "experiments"
     cfg = _worker_files(tmp_path, trial_script(WORKER_TRIAL), root, max_trials=30)
     marker = tmp_path / "stuck"
-    env = {PASSWORD_ENV: password, **({"STUCK_MARKER": str(marker)} if kill else {})}
+    env = {**({PASSWORD_ENV: password} if password else {}),
+           **({"STUCK_MARKER": str(marker)} if kill else {})}
     workers = _start_workers(cfg, plain, 3, env)
     victim = None
     try:
@@ -513,8 +539,9 @@ def test_worker_processes_share_max_trials(postgres_server, tmp_path: Path, tria
             assert w.returncode == -signal.SIGKILL
             continue
         assert w.returncode == 0, err.decode()
-        assert password.encode() not in out + err
-        assert b"***" in err or plain.encode() in err  # the URL is shown, never the password
+        if password is not None:  # the URL is shown, never the password
+            assert password.encode() not in out + err
+            assert b"***" in err or plain.encode() in err
 
     (directory,) = [p for p in root.iterdir() if p.is_dir()]
     store = StudyStore.open(url, directory.name)
@@ -548,6 +575,12 @@ def test_worker_processes_share_max_trials(postgres_server, tmp_path: Path, tria
         assert len(trials) == 31
         hung = json.loads((Path(lost.user_attrs["trial_dir"]) / "process.json").read_text())
         assert not alive(hung["pid"])  # its orphan was killed
+    if password is None:  # a journal: its logs end whole, and its lock is released
+        log = journal_file(url)
+        assert log.read_bytes().endswith(b"\n")
+        assert (log.parent / (log.name + ".spiketune")).read_bytes().endswith(b"\n")
+        assert not (log.parent / (log.name + ".lock")).exists()
+        return
     # no file of the experiment holds the password
     assert not any(password in p.read_text(errors="replace")
                    for p in directory.rglob("*") if p.is_file() and p.suffix != ".db")

@@ -6,6 +6,8 @@ Layout (read by reports, dashboards and workers; do not change lightly)::
         experiment.json        id, name, created, storage URL (null: study.db here; never
                                a password), config
         study.db               the Optuna study (SQLite, WAL journal), unless storage= is given
+                               (a PostgreSQL URL, or journal:///shared/path/study.log: see
+                               ``_journal`` for the files beside such a log)
         scheduler.json         pid, host and status of the scheduler running it (or last to)
         workers/<host>.<pid>.json   the same, for each worker (spiketune worker) run here
         stop                   present while a stop is requested (``spiketune stop``)
@@ -20,9 +22,13 @@ attributes: ``parameters``, ``metrics``, ``intermediate``, ``outcome``, ``reason
 Modules, each owning one thing:
 
 * ``_paths``: experiment directories, their files, finding one by path, id, name or prefix;
-* ``_urls``: database URLs (SQLAlchemy's ``make_url``): checks, masking, passwords;
-* ``_tables``: spiketune's own tables (claims, heartbeats, the worker registry);
+* ``_urls``: storage URLs (SQLAlchemy's ``make_url``; journal URLs): checks, masking, passwords;
+* ``_base``: the two extension points of a storage kind, :class:`BaseTrialWrites` (a trial's
+  start and end, one transaction each) and :class:`BaseRecords` (claims, heartbeats, the
+  experiment registry);
+* ``_tables``: spiketune's own tables, the records of a database;
 * ``_trials``: a trial's start and end as one transaction each in Optuna's tables;
+* ``_journal``: both for a journal file on a shared disk (one lock file, two append-only logs);
 * ``_store``: :class:`StudyStore`, opening (read-write, read-only, joining) and lookups.
 
 Speed: the scheduler samples and prunes on an in-memory copy of the study
@@ -32,7 +38,8 @@ starts and once when it ends, one transaction each (see ``_trials`` for the figu
 Reading never writes: :meth:`StudyStore.open` with ``read_only=True``, :func:`list_studies` and
 :func:`find_study` open the database so that the driver refuses every write, and a SQLite file
 that is missing, empty or not a database is reported as such (:func:`study_file_problem`),
-never created.
+never created; so is a journal file (a read-only opening checks it exists before Optuna's
+backend, which would create it, is made).
 """
 
 from __future__ import annotations
@@ -51,9 +58,9 @@ _LAZY: dict[str, str] = {
          "find_experiment", "locate_experiment", "parse_owner", "read_json", "write_json"],
         _PATHS),
     **dict.fromkeys(
-        ["CREDENTIAL_ENVS", "PASSWORD_ENV", "PASSWORD_FILE_ENV", "check_url", "parse_url",
-         "read_password_file", "redact_url", "resolve_url", "sqlite_url", "strip_password",
-         "url_password", "with_password"],
+        ["CREDENTIAL_ENVS", "PASSWORD_ENV", "PASSWORD_FILE_ENV", "check_url", "journal_file",
+         "journal_url", "parse_url", "read_password_file", "redact_url", "resolve_url",
+         "sqlite_url", "strip_password", "url_password", "with_password"],
         _URLS),
     **dict.fromkeys(
         ["ATTR_CONFIG", "ATTR_ELAPSED", "ATTR_EXPERIMENT_DIR", "ATTR_STOP", "ATTR_VERSION",
@@ -96,6 +103,8 @@ if TYPE_CHECKING:
         PASSWORD_ENV,
         PASSWORD_FILE_ENV,
         check_url,
+        journal_file,
+        journal_url,
         parse_url,
         read_password_file,
         redact_url,
@@ -129,6 +138,8 @@ __all__ = [
     "find_experiment",
     "find_study",
     "is_transient",
+    "journal_file",
+    "journal_url",
     "list_studies",
     "locate_experiment",
     "locate_study",

@@ -1,9 +1,18 @@
 """The Optuna study of one experiment, opened through Optuna's public storage API, and the only
-code that writes it (:class:`StudyStore`); plus the database-wide lookups of experiments."""
+code that writes it (:class:`StudyStore`); plus the database-wide lookups of experiments.
+
+Two kinds of storage, one code path: a database (SQLite, PostgreSQL: Optuna's
+``RDBStorage``) or a journal file (``journal:///path/study.log``: Optuna's ``JournalStorage``
+on a shared disk). :func:`_open_storage` opens either as an :class:`_Opened`: Optuna's
+storage, for every read, plus the kind's :class:`~spiketune.engine.storage._base.BaseTrialWrites`
+and :class:`~spiketune.engine.storage._base.BaseRecords`, through which :class:`StudyStore`
+writes.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import json
 import os
@@ -19,10 +28,12 @@ import optuna
 import sqlalchemy as sa
 from optuna.trial import FrozenTrial, TrialState
 
+from spiketune.engine.storage._base import BaseRecords, BaseTrialWrites
 from spiketune.engine.storage._paths import ExperimentPaths, find_experiment, read_json
 from spiketune.engine.storage._tables import SpiketuneTables
 from spiketune.engine.storage._trials import OptunaTables
 from spiketune.engine.storage._urls import (
+    journal_file,
     parse_url,
     read_only_sqlite_url,
     redact_url,
@@ -64,8 +75,15 @@ _SQLITE_HEADER = b"SQLite format 3\x00"
 _CHECKED: set[str] = set()
 
 
+#: File errors of a journal on a network disk worth retrying: the server went away for a
+#: moment (a stale handle after a failover, an I/O error or timeout of the mount).
+_TRANSIENT_ERRNOS = frozenset({errno.ESTALE, errno.EIO, errno.ETIMEDOUT, errno.EAGAIN,
+                               errno.EINTR, errno.ENOLCK})
+
+
 def is_transient(error: BaseException) -> bool:
-    """True for a database error worth retrying: a lost connection, a timeout, a lock."""
+    """True for a storage error worth retrying: a lost connection, a timeout, a lock; for a
+    journal, a network disk's passing file errors (:data:`_TRANSIENT_ERRNOS`)."""
     seen: set[int] = set()
     e: BaseException | None = error
     while e is not None and id(e) not in seen:
@@ -74,6 +92,8 @@ def is_transient(error: BaseException) -> bool:
             return True
         if isinstance(e, sa.exc.OperationalError | sa.exc.InterfaceError
                       | sa.exc.DisconnectionError | sa.exc.TimeoutError):
+            return True
+        if isinstance(e, OSError) and e.errno in _TRANSIENT_ERRNOS:
             return True
         e = e.__cause__ or e.__context__
     return False
@@ -131,8 +151,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _where(url: str) -> str:
-    """How a message names the database: a SQLite file by its path, another by its URL
-    without the password."""
+    """How a message names the database: a SQLite file or a journal by its path, another by
+    its URL without the password."""
+    journal = journal_file(url)
+    if journal is not None:
+        return f"the study journal {journal}"
     path = sqlite_file(url)
     return f"the study database {path}" if path is not None else redact_url(url)
 
@@ -232,6 +255,39 @@ def _lacks_optuna_tables(url: str, engine_kwargs: dict[str, Any]) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class _Opened:
+    """A storage opened by :func:`_open_storage`: Optuna's storage (every read goes through
+    its public API) and factories of the kind's trial writes (``check_version``: for a
+    writer) and records (``create``: a writer may make what is missing)."""
+
+    storage: optuna.storages.BaseStorage
+    writes: Callable[[bool], BaseTrialWrites]
+    records: Callable[[bool], BaseRecords]
+    close: Callable[[], None]
+
+
+def _open_storage(url: str, *, create: bool = False, read_only: bool = False) -> _Opened:
+    """The storage ``url`` names: a journal file, or a database (:func:`_open_rdb`). Either
+    must exist unless ``create``; ``read_only`` never writes, or creates, anything."""
+    path = journal_file(url)
+    if path is not None:
+        from spiketune.engine.storage._journal import open_journal
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        journal = open_journal(path, create=create, read_only=read_only)
+        return _Opened(journal.storage, lambda _check: journal.writes,
+                       lambda _create: journal.records, lambda: None)
+    rdb = _open_rdb(url, create=create, read_only=read_only)
+
+    def close() -> None:
+        rdb.remove_session()
+        rdb.engine.dispose()
+
+    return _Opened(rdb, lambda check: OptunaTables(rdb, check_version=check),
+                   lambda create: SpiketuneTables(rdb.engine, create=create), close)
+
+
 def _directions(direction: str | Sequence[str]) -> list[optuna.study.StudyDirection]:
     names = [direction] if isinstance(direction, str) else list(direction)
     return [optuna.study.StudyDirection.MAXIMIZE if d == "maximize"
@@ -239,12 +295,12 @@ def _directions(direction: str | Sequence[str]) -> list[optuna.study.StudyDirect
 
 
 # ==================================================================== experiments of a database
-def _studies(rdb: optuna.storages.RDBStorage) -> list[tuple[int, str, dict[str, Any]]]:
+def _studies(storage: optuna.storages.BaseStorage) -> list[tuple[int, str, dict[str, Any]]]:
     """(study id, name, user attributes) of each spiketune study, oldest first."""
     out = []
-    for s in rdb.get_all_studies():
+    for s in storage.get_all_studies():
         if ATTR_CONFIG in s.user_attrs:
-            out.append((rdb.get_study_id_from_name(s.study_name), s.study_name,
+            out.append((storage.get_study_id_from_name(s.study_name), s.study_name,
                         dict(s.user_attrs)))
     return sorted(out, key=lambda entry: entry[0])
 
@@ -253,11 +309,11 @@ def list_studies(url: str) -> list[dict[str, Any]]:
     """The spiketune experiments stored in the database ``url``: ``{"id", "config", ...}``
     (their study user attributes), oldest first. Opens it read-only."""
     with _storage_errors(url, "cannot read the studies of"):
-        rdb = _open_rdb(url, read_only=True)
+        opened = _open_storage(url, read_only=True)
         try:
-            studies = _studies(rdb)
+            studies = _studies(opened.storage)
         finally:
-            rdb.engine.dispose()
+            opened.close()
     return [dict(attrs, id=name) for _, name, attrs in studies]
 
 
@@ -277,12 +333,12 @@ def locate_study(url: str, ref: str) -> StudyMatch:
     several); a unique id prefix. Opens the database read-only; :class:`StorageError`
     otherwise."""
     with _storage_errors(url, "cannot look up experiments in"):
-        rdb = _open_rdb(url, read_only=True)
+        opened = _open_storage(url, read_only=True)
         try:
-            registered = SpiketuneTables(rdb.engine, create=False).registered(ref)
-            studies = _studies(rdb)
+            registered = opened.records(False).registered(ref)
+            studies = _studies(opened.storage)
         finally:
-            rdb.engine.dispose()
+            opened.close()
     ids = [name for _, name, _ in studies]
     if ref in ids:
         return StudyMatch(ref)
@@ -353,16 +409,17 @@ class StudyStore:
     #: Seconds a write is retried after a lost connection before the error is raised.
     retry_seconds: float = 60.0
 
-    def __init__(self, rdb: optuna.storages.RDBStorage, study_name: str, study_id: int, *,
+    def __init__(self, opened: _Opened, study_name: str, study_id: int, *,
                  url: str, read_only: bool = False) -> None:
         self.url = strip_password(url)  # for messages; never holds the password
         self._given_url = url  # may hold the password: used to mask it in driver errors only
         self.study_name = study_name
         self.read_only = read_only
-        self._rdb = rdb
+        self._opened = opened
+        self._rdb = opened.storage  # Optuna's storage: RDBStorage or JournalStorage
         self._study_id = study_id
-        self._spiketune: SpiketuneTables | None = None
-        self._optuna_tables: OptunaTables | None = None
+        self._spiketune: BaseRecords | None = None
+        self._optuna_tables: BaseTrialWrites | None = None
         self._ids: dict[int, int] = {}  # trial number -> storage id (never changes)
         # host:pid/token: the token tells two stores of one process apart (workers in threads)
         self._owner = f"{socket.gethostname()}:{os.getpid()}/{secrets.token_hex(3)}"
@@ -388,20 +445,21 @@ class StudyStore:
         if create and read_only:
             raise StorageError("a study cannot be created read-only")
         with _storage_errors(url, "cannot open"):
-            rdb = _open_rdb(url, create=create, read_only=read_only)
+            opened = _open_storage(url, create=create, read_only=read_only)
+            rdb = opened.storage
             try:
                 if create:
                     study_id = rdb.create_new_study(_directions(direction), study_name)
                 else:
                     study_id = rdb.get_study_id_from_name(study_name)
             except optuna.exceptions.DuplicatedStudyError:
-                rdb.engine.dispose()
+                opened.close()
                 raise StorageError(
                     f"study {study_name!r} already exists in {_where(url)}") from None
             except KeyError:
-                rdb.engine.dispose()
+                opened.close()
                 raise StorageError(f"no study {study_name!r} in {_where(url)}") from None
-            store = cls(rdb, study_name, study_id, url=url, read_only=read_only)
+            store = cls(opened, study_name, study_id, url=url, read_only=read_only)
             if not read_only:  # tables made before schedulers race; Optuna's schema checked
                 store._tables()
                 store._optuna()
@@ -424,8 +482,9 @@ class StudyStore:
         made and joins the winner's. Returns (store, created).
         """
         with _storage_errors(url, "cannot open"):
-            rdb = _open_rdb(url, create=True)
-            tables = SpiketuneTables(rdb.engine)
+            opened = _open_storage(url, create=True)
+            rdb = opened.storage
+            tables = opened.records(True)
             existing = tables.registered(name)
             created = False
             if existing is None:
@@ -447,15 +506,14 @@ class StudyStore:
                     f"experiment {name!r} is registered in {redact_url(url)} as {existing!r}, "
                     "but that study is gone; give the workers another name"
                 ) from None
-            store = cls(rdb, existing, study_id, url=url)
+            store = cls(opened, existing, study_id, url=url)
             store._spiketune = tables
             store._optuna()
         return store, created
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
-            self._rdb.remove_session()
-            self._rdb.engine.dispose()
+            self._opened.close()
 
     @property
     def owner(self) -> str:
@@ -464,8 +522,9 @@ class StudyStore:
         return self._owner
 
     @property
-    def storage(self) -> optuna.storages.RDBStorage:
-        """Optuna's storage of the study, for public-API readers (the dashboard)."""
+    def storage(self) -> optuna.storages.BaseStorage:
+        """Optuna's storage of the study (``RDBStorage`` or ``JournalStorage``), for
+        public-API readers (the dashboard)."""
         return self._rdb
 
     @property
@@ -511,8 +570,7 @@ class StudyStore:
         return found
 
     def _read_ids(self, states: Sequence[str] | None = None) -> list[tuple[int, int, str]]:
-        with self._rdb.engine.connect() as conn:
-            rows = self._optuna().ids(conn, self._study_id, states)
+        rows = self._optuna().ids(self._study_id, states)
         self._ids.update((number, tid) for tid, number, _ in rows)
         return rows
 
@@ -523,8 +581,7 @@ class StudyStore:
     def new_finished_trials(self, known: set[int]) -> list[FrozenTrial]:
         """Finished trials whose ids are not in ``known`` (other schedulers' trials), by
         number: one light query for the ids, then each new trial read whole."""
-        with self._rdb.engine.connect() as conn:
-            ids = self._optuna().finished_ids(conn, self._study_id)
+        ids = self._optuna().finished_ids(self._study_id)
         return [self._rdb.get_trial(i) for i in ids if i not in known]
 
     def unfinished(self) -> list[Unfinished]:
@@ -554,14 +611,14 @@ class StudyStore:
         return study
 
     # ---------------------------------------------------------------- writes (scheduler only)
-    def _tables(self) -> SpiketuneTables:
+    def _tables(self) -> BaseRecords:
         if self._spiketune is None:
-            self._spiketune = SpiketuneTables(self._rdb.engine, create=not self.read_only)
+            self._spiketune = self._opened.records(not self.read_only)
         return self._spiketune
 
-    def _optuna(self) -> OptunaTables:
+    def _optuna(self) -> BaseTrialWrites:
         if self._optuna_tables is None:
-            self._optuna_tables = OptunaTables(self._rdb, check_version=not self.read_only)
+            self._optuna_tables = self._opened.writes(not self.read_only)
         return self._optuna_tables
 
     def _writable(self, what: str) -> None:
@@ -619,8 +676,9 @@ class StudyStore:
         ))
 
     def set_study_attr(self, key: str, value: Any) -> None:
+        writes = self._optuna()
         self._retrying(f"study attribute {key}",
-                       lambda: self._rdb.set_study_user_attr(self._study_id, key, value))
+                       lambda: writes.set_study_attr(self._study_id, key, value))
 
     def start_trial(
         self,
@@ -635,7 +693,7 @@ class StudyStore:
         optuna_tables, tables = self._optuna(), self._tables()
 
         def write() -> tuple[int, int]:
-            with self._rdb.engine.begin() as conn:
+            with optuna_tables.begin() as conn:
                 tid, number = optuna_tables.create(conn, self._study_id, params, distributions,
                                                    attrs, trial_dir=trial_dir)
                 tables.insert_beat(conn, self.study_name, tid, self._owner)
@@ -667,7 +725,7 @@ class StudyStore:
             else list(value)
 
         def write() -> bool:
-            with self._rdb.engine.begin() as conn:
+            with optuna_tables.begin() as conn:
                 if not optuna_tables.finish(conn, trial_id, state, values, attrs, intermediate):
                     return False
                 tables.delete_beat(conn, trial_id)
@@ -696,7 +754,7 @@ class StudyStore:
         trial_id = self.trial_id(trial)
 
         def write() -> int | None:
-            with self._rdb.engine.begin() as conn:
+            with optuna_tables.begin() as conn:
                 if not optuna_tables.finish(conn, trial_id, TrialState.FAIL, None, attrs,
                                             intermediate or {}):
                     return None
@@ -720,7 +778,7 @@ class StudyStore:
         optuna_tables, tables = self._optuna(), self._tables()
         for tid, number, _ in self._read_ids((TrialState.WAITING.name,)):
             def write(tid: int = tid, number: int = number) -> bool:
-                with self._rdb.engine.begin() as conn:
+                with optuna_tables.begin() as conn:
                     if not optuna_tables.take(conn, tid, {"trial_dir": str(trial_dir(number))}):
                         return False
                     tables.insert_beat(conn, self.study_name, tid, self._owner)

@@ -21,6 +21,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from spiketune.engine.storage._base import BaseRecords
 from spiketune.errors import StorageError
 
 __all__ = ["SpiketuneTables"]
@@ -55,8 +56,10 @@ _EXPERIMENTS = sa.Table(
 _CLAIM_TRIES = 200
 
 
-class SpiketuneTables:
-    """The three tables of the module docstring, on ``engine``.
+class SpiketuneTables(BaseRecords):
+    """The three tables of the module docstring, on ``engine``: the database's
+    :class:`~spiketune.engine.storage._base.BaseRecords` (``tx`` is a SQLAlchemy connection
+    in a transaction).
 
     ``create``: make the tables that are missing (a writer does, before any scheduler races
     for them); a read-only opening never does, and reads of a table that is not there answer

@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ import sqlalchemy as sa
 from optuna.distributions import BaseDistribution, distribution_to_json
 from optuna.trial import TrialState
 
+from spiketune.engine.storage._base import BaseTrialWrites
 from spiketune.errors import StorageError
 
 __all__ = ["KNOWN_SCHEMAS", "OptunaTables"]
@@ -82,8 +84,10 @@ def _stored_intermediate(value: float) -> tuple[float | None, str]:
     return _stored_value(value)
 
 
-class OptunaTables:
-    """The trial tables of one Optuna study database, for :class:`StudyStore`'s writes.
+class OptunaTables(BaseTrialWrites):
+    """The trial tables of one Optuna study database, for :class:`StudyStore`'s writes: the
+    database's :class:`~spiketune.engine.storage._base.BaseTrialWrites` (``tx`` is a
+    SQLAlchemy connection in a transaction, from :meth:`begin`).
 
     Raises :class:`StorageError` when the database lacks a table or column written here, or
     (with ``check_version``, for writers) holds a schema revision other than those of
@@ -99,6 +103,7 @@ class OptunaTables:
                 f"trials into schema {', '.join(sorted(KNOWN_SCHEMAS))} only (install the "
                 f"Optuna release spiketune declares, or a spiketune that knows {version!r})"
             )
+        self._rdb = rdb
         key = f"{rdb.engine.dialect.name}/{version}"
         tables = _REFLECTED.get(key)
         if tables is None:
@@ -111,19 +116,27 @@ class OptunaTables:
         self.values = tables["trial_values"]
         self.intermediate = tables["trial_intermediate_values"]
 
+    def begin(self) -> AbstractContextManager[sa.Connection]:
+        """One SQL transaction (committed at the end of the ``with`` block)."""
+        return self._rdb.engine.begin()
+
+    def set_study_attr(self, study_id: int, key: str, value: Any) -> None:
+        self._rdb.set_study_user_attr(study_id, key, value)
+
     # ---------------------------------------------------------------- reads
-    def ids(self, conn: sa.Connection, study_id: int,
+    def ids(self, study_id: int,
             states: Sequence[str] | None = None) -> list[tuple[int, int, str]]:
         """(trial id, number, state name) of the study's trials (of ``states``), by number."""
         t = self.trials
         stmt = sa.select(t.c.trial_id, t.c.number, t.c.state).where(t.c.study_id == study_id)
         if states is not None:
             stmt = stmt.where(t.c.state.in_(list(states)))
-        rows = conn.execute(stmt.order_by(t.c.number))
-        return [(int(r[0]), int(r[1]), _state_name(r[2])) for r in rows]
+        with self._rdb.engine.connect() as conn:
+            rows = conn.execute(stmt.order_by(t.c.number))
+            return [(int(r[0]), int(r[1]), _state_name(r[2])) for r in rows]
 
-    def finished_ids(self, conn: sa.Connection, study_id: int) -> list[int]:
-        return [i for i, _, _ in self.ids(conn, study_id, _FINISHED)]
+    def finished_ids(self, study_id: int) -> list[int]:
+        return [i for i, _, _ in self.ids(study_id, _FINISHED)]
 
     # ---------------------------------------------------------------- writes
     def create(

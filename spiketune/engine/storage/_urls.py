@@ -18,6 +18,13 @@ The password is never stored: the stored form is :func:`strip_password`'s, the s
 :func:`redact_url`'s. At connection time it comes back from the URL given in this process,
 ``$SPIKETUNE_DB_PASSWORD``, the file named by ``$SPIKETUNE_DB_PASSWORD_FILE``
 (``--password-file``), or libpq's own ``PGPASSWORD`` / ``~/.pgpass`` (:func:`resolve_url`).
+
+A journal URL (``journal:///abs/path/study.log``: Optuna's ``JournalStorage`` in a file, for a
+shared disk without a database server) is no database URL: it holds no credentials, so it is
+shown and stored as given. Its rules (:func:`journal_problem`): nothing between ``//`` and the
+path (a host would be ignored, so it is refused), an absolute path to a file, no ``?query`` or
+``#fragment`` (percent-encode ``?`` as ``%3F`` and ``#`` as ``%23`` in a file name;
+:func:`journal_url` does).
 """
 
 from __future__ import annotations
@@ -34,9 +41,14 @@ from spiketune.errors import StorageError
 __all__ = [
     "CREDENTIAL_ENVS",
     "HIDDEN_URL",
+    "JOURNAL_SCHEME",
     "PASSWORD_ENV",
     "PASSWORD_FILE_ENV",
     "check_url",
+    "is_journal_url",
+    "journal_file",
+    "journal_problem",
+    "journal_url",
     "parse_url",
     "read_only_sqlite_url",
     "read_password_file",
@@ -62,12 +74,62 @@ _QUERY_PASSWORD_KEYS = frozenset({"password", "passwd", "pwd"})
 _ALIASES = {"postgres": "postgresql"}
 #: What a message shows in place of a URL that cannot be parsed.
 HIDDEN_URL = "<URL not shown: it may hold a password>"
-_FORM = "it must look like postgresql://user@host:port/database or sqlite:////path/to/study.db"
+_FORM = ("it must look like postgresql://user@host:port/database, sqlite:////path/to/study.db "
+         "or journal:///path/to/study.log")
+#: The scheme of a study in an Optuna journal file (``journal:///abs/path/study.log``).
+JOURNAL_SCHEME = "journal"
+_JOURNAL_FORM = "journal:///absolute/path/to/study.log"
+
+
+def is_journal_url(url: str) -> bool:
+    """Whether ``url`` names a journal file (``journal:...``), usable or not."""
+    return url.split(":", 1)[0].lower() == JOURNAL_SCHEME if ":" in url else False
+
+
+def journal_problem(url: str) -> str | None:
+    """What is wrong with the journal URL ``url`` (the rule it breaks, quoting the part that
+    does), or None when it names a file by its absolute path."""
+    parts = urllib.parse.urlsplit(url)
+    if not url.lower().startswith(JOURNAL_SCHEME + "://"):
+        return f"a journal URL starts with {JOURNAL_SCHEME}:// ({_JOURNAL_FORM})"
+    if parts.netloc:
+        return (f"a journal URL names no host ({parts.netloc!r} given): the file must be on a "
+                f"disk this machine mounts; write {_JOURNAL_FORM}, three slashes")
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        return ("a journal URL takes no ?query or #fragment; percent-encode ? as %3F and # as "
+                "%23 in a file name")
+    path = urllib.parse.unquote(parts.path)
+    if not path.startswith("/"):
+        return f"a journal URL names an absolute path ({_JOURNAL_FORM})"
+    if path.endswith("/"):
+        return f"a journal URL names a file, not a directory ({_JOURNAL_FORM})"
+    return None
+
+
+def journal_file(url: str) -> Path | None:
+    """The file of a journal URL (None for a database URL); :class:`StorageError` naming the
+    rule when it is a journal URL that cannot be used."""
+    if not is_journal_url(url):
+        return None
+    problem = journal_problem(url)
+    if problem is not None:
+        raise StorageError(f"the storage URL {url!r} cannot be used: {problem}")
+    return Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path))
+
+
+def journal_url(path: Path) -> str:
+    """The journal URL of the file ``path`` (made absolute; characters that mean something in
+    a URL, such as ``?``, ``#`` or ``%``, percent-encoded)."""
+    return f"{JOURNAL_SCHEME}://" + urllib.parse.quote(str(Path(path).resolve()))
 
 
 def parse_url(url: str) -> URL:
     """``url`` as a SQLAlchemy :class:`~sqlalchemy.engine.URL`, after the checks of the
-    module docstring; :class:`StorageError` (which never quotes ``url``) otherwise."""
+    module docstring; :class:`StorageError` (which never quotes ``url``) otherwise. A journal
+    URL is no database URL: see :func:`journal_file`."""
+    if is_journal_url(url):
+        raise StorageError("a journal URL is not a database URL (spiketune opens it as a "
+                           "journal file)")
     problem, parsed = _parse(url)
     if parsed is None:
         raise StorageError(f"the storage URL cannot be used: {problem}")
@@ -76,7 +138,9 @@ def parse_url(url: str) -> URL:
 
 def check_url(url: str) -> str | None:
     """What is wrong with ``url`` in words that never quote it (for configuration errors);
-    None if it can be used."""
+    None if it can be used. A journal URL is checked by :func:`journal_problem`."""
+    if is_journal_url(url):
+        return journal_problem(url)
     return _parse(url)[0]
 
 
@@ -92,7 +156,8 @@ def _parse(url: str) -> tuple[str | None, URL | None]:
                 .get_dialect()
         except NoSuchModuleError:
             problem = (f"unknown database kind {parsed.drivername!r} (a scheme such as "
-                       "postgresql://, postgresql+psycopg:// or sqlite:/// is expected)")
+                       "postgresql://, postgresql+psycopg://, sqlite:/// or, for a journal "
+                       "file, journal:/// is expected)")
     return (problem, None) if problem else (None, parsed)
 
 
@@ -132,7 +197,10 @@ def _without_password(parsed: URL) -> URL:
 
 def redact_url(url: str) -> str:
     """``url`` with its password (in the user part or the query) shown as ``***``, for
-    messages; a URL that cannot be parsed is not shown at all."""
+    messages; a URL that cannot be parsed is not shown at all. A journal URL holds no
+    credentials: it is shown as given (unless it names a user, as ``journal://u:p@...``)."""
+    if is_journal_url(url):
+        return HIDDEN_URL if "@" in urllib.parse.urlsplit(url).netloc else url
     try:
         parsed = parse_url(url)
     except StorageError:
@@ -146,12 +214,17 @@ def redact_url(url: str) -> str:
 
 def strip_password(url: str) -> str:
     """``url`` without its password (``postgresql://user@host/db``): the form that is stored.
-    :class:`StorageError` for a URL that cannot be used (it is never stored)."""
+    :class:`StorageError` for a URL that cannot be used (it is never stored). A journal URL
+    is stored as given."""
+    if journal_file(url) is not None:
+        return url
     return _without_password(parse_url(url)).render_as_string(hide_password=False)
 
 
 def url_password(url: str) -> str | None:
     """The password written in ``url`` (percent-decoded) or in its query, if any."""
+    if journal_file(url) is not None:
+        return None
     parsed = parse_url(url)
     return parsed.password if parsed.password is not None else _query_password(parsed)
 
@@ -177,7 +250,10 @@ def read_password_file(path: str | Path) -> str:
 def resolve_url(url: str) -> str:
     """The URL to connect with: its own password, else ``$SPIKETUNE_DB_PASSWORD``, else the
     first line of the file named by ``$SPIKETUNE_DB_PASSWORD_FILE`` (``--password-file``);
-    else the URL as it is (PostgreSQL's driver then reads ``PGPASSWORD`` or ``~/.pgpass``)."""
+    else the URL as it is (PostgreSQL's driver then reads ``PGPASSWORD`` or ``~/.pgpass``).
+    A journal URL is the URL as it is."""
+    if journal_file(url) is not None:
+        return url
     parsed = parse_url(url)
     if parsed.get_backend_name() == "sqlite" or url_password(url) is not None:
         return url
@@ -190,6 +266,8 @@ def resolve_url(url: str) -> str:
 def with_driver(url: str) -> str:
     """A plain ``postgresql://`` URL names the psycopg (3) driver, which spiketune installs
     (SQLAlchemy before 2.1 would look for psycopg2 instead)."""
+    if journal_file(url) is not None:
+        return url
     parsed = parse_url(url)
     if parsed.drivername in ("postgresql", "postgres"):
         return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
@@ -230,7 +308,9 @@ def sqlite_url(path: Path) -> str:
 
 
 def sqlite_file(url: str) -> Path | None:
-    """The file of a SQLite URL (None for another database, or SQLite in memory)."""
+    """The file of a SQLite URL (None for another database, a journal, or SQLite in memory)."""
+    if journal_file(url) is not None:
+        return None
     parsed = parse_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
