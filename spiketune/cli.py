@@ -25,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from spiketune._values import flatten
-from spiketune.errors import ExportError, SpiketuneError, StorageError
+from spiketune.errors import ConfigError, ExportError, SpiketuneError, StorageError
 
 if TYPE_CHECKING:
     from spiketune import ExperimentResults, Progress, TrialRecord
@@ -267,19 +267,15 @@ def worker(
     The first worker creates the experiment in the database, the others join it; each runs
     its own trials until the experiment's budget is spent and no trial is left running.
     """
-    from spiketune.engine.config import ExperimentConfig, load_config
-    from spiketune.engine.experiment import Experiment
+    from spiketune.engine.config import load_config
+    from spiketune.engine.launch import join_worker, worker_config
     from spiketune.engine.storage import default_root, redact_url
 
     _password_file(password_file)
-    cfg = load_config(config)
-    updates = {key: value for key, value in (("concurrency", concurrency), ("gpus", gpus),
-                                             ("experiment_dir", experiment_dir))
-               if value is not None}
-    if updates:
-        cfg = ExperimentConfig(**{**cfg.to_dict(), "storage": cfg.storage, **updates})
+    cfg = worker_config(load_config(config), concurrency=concurrency, gpus=gpus,
+                        experiment_dir=experiment_dir)
     _writable_root(cfg.experiment_dir or default_root())
-    exp = Experiment.join(cfg, storage=storage, experiment=experiment)
+    exp = join_worker(cfg, storage=storage, experiment=experiment)
     _stderr().print(f"worker of [bold]{escape(exp.id)}[/] in "
                     f"{escape(redact_url(exp.storage_url))}; trials in "
                     f"{escape(str(exp.paths.trials))}")
@@ -415,14 +411,29 @@ def stop(
     ] = 60.0,
     storage: _StorageOption = None,
     password_file: _PasswordFileOption = None,
+    grace: Annotated[
+        str, typer.Option("--grace", help='Submitted jobs (spiketune submit) still running '
+                          'this long after the stop request are cancelled, e.g. "60s", "5m"; '
+                          "pending ones are cancelled at once.")
+    ] = "60s",
 ) -> None:
     """Stop a running experiment (from any terminal): its trials are ended and recorded.
 
     For an experiment in a shared database, every worker on every machine stops (each within
-    one heartbeat interval).
+    one heartbeat interval). Then its submitted jobs that are still pending, or still running
+    after --grace, are cancelled.
     """
-    from spiketune.engine.experiment import Experiment
+    import time
 
+    from spiketune.engine.config import parse_duration
+    from spiketune.engine.experiment import Experiment
+    from spiketune.engine.launch import read_jobs
+
+    try:  # seconds (0: cancel at once), or a duration such as "60s", "5m"
+        grace_s = float(grace) if grace.strip().replace(".", "", 1).isdigit() \
+            else parse_duration(grace) or 0.0
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="'--grace'") from None
     _password_file(password_file)
     try:
         directory = _find(experiment, root)
@@ -432,13 +443,35 @@ def stop(
         _stop_in_database(storage, experiment, wait)
         return
     exp = Experiment.load(directory, storage=storage)
-    if not exp.running:
+    jobs = read_jobs(directory)
+    requested = time.monotonic()
+    running = exp.running
+    if running:
+        exp.stop(wait=wait)
+    if jobs:
+        _cancel_jobs(jobs, grace_s, requested)
+    if not running:
         _stdout().print(f"{exp.id} is not running ({exp.status})")
         return
-    exp.stop(wait=wait)
     if exp.running:
         _error(f"{exp.id} is still stopping after {wait:g} s")
     _stdout().print(f"{exp.id} {exp.status}")
+
+
+def _cancel_jobs(jobs: list[Any], grace: float, since: float) -> None:
+    """Cancel the submitted jobs still pending, or running ``grace`` seconds after ``since``
+    (when the stop was requested), and say which."""
+    from spiketune.engine.launch import cancel_jobs
+
+    done = cancel_jobs(jobs, grace, since=since)
+    out = _stdout()
+    if done.pending:
+        out.print(f"cancelled {len(done.pending)} pending jobs: {' '.join(done.pending)}")
+    if done.overdue:
+        out.print(f"cancelled {len(done.overdue)} jobs still running after {grace:g} s: "
+                  f"{' '.join(done.overdue)}")
+    out.print(f"jobs: {len(done.ended)} ended, "
+              f"{len(done.pending) + len(done.overdue)} cancelled")
 
 
 def _stop_in_database(url: str, experiment: str, wait: float) -> None:
@@ -474,7 +507,8 @@ def list_(
     shown: set[str] = set()
     unreadable: list[str] = []  # one message per study that cannot be read; exit 1 after
     given = _stored_form(storage)
-    for s in list_experiments(root):
+    experiments = list_experiments(root)
+    for s in experiments:
         shown.add(s.id)
         status = s.status
         try:  # an experiment in the database given: read it with the URL given (its password)
@@ -494,10 +528,27 @@ def list_(
             table.add_row(r.id, status, str(len(r.records)), _best_text(r),
                           str(r.config.get("tuner", "")), "")
     _stdout().print(table)
+    _print_jobs(experiments)
     for message in unreadable:
         _stderr().print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
     if unreadable:
         raise typer.Exit(1)
+
+
+def _print_jobs(experiments: list[Any]) -> None:
+    """The jobs submitted for the experiments (``spiketune submit``) and their states, as a
+    second table; nothing when there are none."""
+    from spiketune.engine.launch import job_states, read_jobs
+
+    jobs = [(s.id, job) for s in experiments for job in read_jobs(s.directory)]
+    if not jobs:
+        return
+    states = job_states([job for _, job in jobs])
+    table = Table("experiment", "job", "executor", "state", "submitted", title="jobs")
+    for exp_id, job in jobs:
+        table.add_row(exp_id, job.id, job.executor, states.get(job.id, "UNKNOWN"),
+                      job.submitted)
+    _stdout().print(table)
 
 
 def _stored_form(url: str | None) -> str | None:
@@ -724,6 +775,170 @@ def evaluate(
     for name, row in zip(score.classes, score.matrix.tolist(), strict=True):
         table.add_row(name, *(str(v) for v in row))
     out.print(table)
+
+
+# ------------------------------------------------------------------------------ submit
+_SLURM_ONLY = ("--executor", "--partition", "--time", "--mem", "--cpus-per-worker", "--account",
+               "--qos", "--constraint", "--array-parallelism", "--slurm-option")
+_K8S_ONLY = ("--image", "--namespace", "--cpu", "--memory", "--secret", "--secret-key",
+             "--code-dir", "--output", "--apply", "--backoff-limit", "--name")
+
+
+def _slurm_flag(help_text: str) -> Any:
+    return typer.Option(help=help_text, show_default=False, rich_help_panel="SLURM (--slurm)")
+
+
+def _k8s_flag(*names: str, help_text: str) -> Any:
+    return typer.Option(*names, help=help_text, show_default=False,
+                        rich_help_panel="Kubernetes (--k8s)")
+
+
+@app.command()
+def submit(
+    config: Annotated[
+        Path, typer.Argument(help="Experiment config: TOML/YAML, or NNI config.yml.")
+    ],
+    workers: Annotated[int, typer.Option("--workers", "-n", help="Number of workers (jobs or "
+                                         "pods), each a `spiketune worker`.", min=1)],
+    slurm: Annotated[bool, typer.Option("--slurm", help="Submit the workers as SLURM jobs "
+                                        "(submitit; pip install 'spiketune\\[slurm]').")] = False,
+    k8s: Annotated[bool, typer.Option("--k8s", help="Write a Kubernetes Job manifest of the "
+                                      "workers (and apply it with --apply).")] = False,
+    storage: Annotated[
+        str | None,
+        typer.Option("--storage", help="Database every worker reaches, e.g. "
+                     "postgresql://user@host/db, without the password (default: storage in "
+                     "the config).", show_default=False),
+    ] = None,
+    password_file: _PasswordFileOption = None,
+    gpus_per_worker: Annotated[
+        int | None, typer.Option("--gpus-per-worker", help="GPUs each worker gets; its trials "
+                                 "use exactly those.", show_default=False, min=0)] = None,
+    executor: Annotated[str | None, _slurm_flag(
+        "slurm (default), or local: the same jobs as processes of this machine, for tests "
+        "and single machines.")] = None,
+    partition: Annotated[str | None, _slurm_flag("SLURM partition.")] = None,
+    time_limit: Annotated[str | None, typer.Option(
+        "--time", help='Wall time of each job, e.g. "4h", "90m", "1d" (needed for SLURM).',
+        show_default=False, rich_help_panel="SLURM (--slurm)")] = None,
+    mem: Annotated[str | None, _slurm_flag('Memory of each job, e.g. "16G".')] = None,
+    cpus_per_worker: Annotated[int | None, _slurm_flag("CPUs of each job.")] = None,
+    account: Annotated[str | None, _slurm_flag("SLURM account to charge.")] = None,
+    qos: Annotated[str | None, _slurm_flag("SLURM quality of service.")] = None,
+    constraint: Annotated[str | None, _slurm_flag("SLURM node features, e.g. a100.")] = None,
+    array_parallelism: Annotated[int | None, _slurm_flag(
+        "At most this many of the jobs run at once.")] = None,
+    slurm_option: Annotated[list[str] | None, _slurm_flag(
+        "Any other submitit SLURM parameter, KEY=VALUE (repeatable), e.g. exclude=node7.")
+    ] = None,
+    image: Annotated[str | None, _k8s_flag("--image", help_text="Container image with "
+                                           "spiketune and the trial code.")] = None,
+    namespace: Annotated[str | None, _k8s_flag("--namespace", help_text="Namespace of the "
+                                               "Job.")] = None,
+    cpu: Annotated[str | None, _k8s_flag("--cpu", help_text='CPU of each pod, e.g. "2" '
+                                         '(default 1).')] = None,
+    memory: Annotated[str | None, _k8s_flag("--memory", help_text='Memory of each pod, e.g. '
+                                            '"8Gi" (default 2Gi).')] = None,
+    secret: Annotated[str | None, _k8s_flag("--secret", help_text="Secret holding the "
+                                            "database password.")] = None,
+    secret_key: Annotated[str | None, _k8s_flag("--secret-key", help_text="Key of the "
+                                                "password in the Secret (default "
+                                                "password).")] = None,
+    code_dir: Annotated[str | None, _k8s_flag("--code-dir", help_text="Directory of the "
+                                              "trial code in the image.")] = None,
+    output: Annotated[Path | None, _k8s_flag("--output", "-o", help_text="Manifest file to "
+                                             "write (default <CONFIG name>.k8s.yaml).")] = None,
+    apply: Annotated[bool | None, _k8s_flag("--apply", help_text="Also kubectl apply the "
+                                            "manifest.")] = None,
+    backoff_limit: Annotated[int | None, _k8s_flag("--backoff-limit", help_text="Restarts "
+                                                   "of failed pods allowed (default 6).")
+                             ] = None,
+    name: Annotated[str | None, _k8s_flag("--name", help_text="Name of the Job (default "
+                                          "spiketune-<experiment name>).")] = None,
+) -> None:
+    """Start WORKERS workers of the experiment on SLURM (--slurm) or Kubernetes (--k8s).
+
+    SLURM: the jobs are submitted, their ids printed and recorded in the experiment
+    directory (`spiketune ls` shows their state; `spiketune stop` cancels those still pending,
+    or running after --grace). Kubernetes: a Job manifest is written (applied with --apply).
+    """
+    from spiketune.engine.launch import KubernetesLauncher, Launcher, SlurmLauncher
+    from spiketune.engine.launch import submit as submit_workers
+
+    if slurm == k8s:
+        raise typer.BadParameter("give one of --slurm or --k8s", param_hint="'--slurm'")
+    given = {flag for flag, value in (
+        ("--executor", executor), ("--partition", partition), ("--time", time_limit),
+        ("--mem", mem), ("--cpus-per-worker", cpus_per_worker), ("--account", account),
+        ("--qos", qos), ("--constraint", constraint),
+        ("--array-parallelism", array_parallelism), ("--slurm-option", slurm_option),
+        ("--image", image), ("--namespace", namespace), ("--cpu", cpu), ("--memory", memory),
+        ("--secret", secret), ("--secret-key", secret_key), ("--code-dir", code_dir),
+        ("--output", output), ("--apply", apply), ("--backoff-limit", backoff_limit),
+        ("--name", name)) if value is not None}
+    wrong = sorted(given & set(_K8S_ONLY if slurm else _SLURM_ONLY))
+    if wrong:
+        kind, other = ("--slurm", "--k8s") if slurm else ("--k8s", "--slurm")
+        raise typer.BadParameter(f"{', '.join(wrong)}: not an option of {kind} (of {other}); "
+                               f"{kind} takes {', '.join(_SLURM_ONLY if slurm else _K8S_ONLY)}"
+                               " and --workers, --storage, --password-file, --gpus-per-worker",
+                                 param_hint=f"'{wrong[0]}'")
+    _password_file(password_file)
+    launcher: Launcher
+    try:
+        if slurm:
+            launcher = SlurmLauncher(
+                executor=executor or "slurm",
+                options={"partition": partition, "gpus_per_worker": gpus_per_worker,
+                         "time": time_limit, "mem": mem, "cpus_per_worker": cpus_per_worker,
+                         "account": account, "qos": qos, "constraint": constraint,
+                         "array_parallelism": array_parallelism},
+                slurm_options=_key_values(slurm_option or []))
+        else:
+            if image is None:
+                raise typer.BadParameter("--k8s needs --image IMAGE (spiketune and the "
+                                         "trial code installed)", param_hint="'--image'")
+            path = _output_path(output or Path(f"{config.stem}.k8s.yaml"), "--output")
+            k8s_options = {"namespace": namespace, "cpu": cpu, "memory": memory,
+                           "secret": secret, "secret_key": secret_key, "code_dir": code_dir,
+                           "backoff_limit": backoff_limit, "name": name,
+                           "gpus_per_worker": gpus_per_worker, "apply": apply}
+            launcher = KubernetesLauncher(
+                image=image, output=path,
+                **{k: v for k, v in k8s_options.items() if v is not None})
+    except ConfigError as e:  # an option's value: a usage error, with the usage line
+        raise typer.BadParameter("\n".join(str(p) for p in e.problems),
+                                 param_hint=f"'{e.problems[0].field.split()[0]}'") from None
+    launched = submit_workers(config, launcher, workers=workers, storage=storage)
+    out = _stdout()
+    if launched.job_ids:
+        out.print(f"submitted {len(launched.job_ids)} {launched.kind} jobs of experiment "
+                  f"[bold]{escape(launched.experiment_id or '')}[/]: "
+                  f"{escape(' '.join(launched.job_ids))}", soft_wrap=True)
+        out.print(f"recorded in {escape(str(launched.files[0]))}; `spiketune ls` shows their "
+                  f"state, `spiketune stop {escape(launched.experiment_id or '')}` stops them",
+                  soft_wrap=True)
+        return
+    (manifest,) = launched.files
+    out.print(f"wrote {escape(str(manifest))} (a ConfigMap and a Job of {workers} workers)",
+              soft_wrap=True)
+    for note in launched.notes:
+        out.print(escape(note), soft_wrap=True)
+    if not apply:
+        out.print(f"apply it with: kubectl apply -f {escape(str(manifest))}", soft_wrap=True)
+
+
+def _key_values(pairs: list[str]) -> dict[str, str]:
+    """``KEY=VALUE`` pairs (``--slurm-option``) as a dict; a pair without ``=`` is a usage
+    error."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"{pair!r}: expected KEY=VALUE",
+                                     param_hint="'--slurm-option'")
+        out[key.strip()] = value
+    return out
 
 
 # ------------------------------------------------------------------------------ view

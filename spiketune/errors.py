@@ -10,7 +10,8 @@
     ├── DataError              a dataset file is missing, corrupt or of a refused type
     ├── CheckpointError        a model checkpoint does not fit the network that loads it
     ├── HardwareError          a network does not fit a hardware target
-    └── ExportError            a model cannot be written in the asked format
+    ├── ExportError            a model cannot be written in the asked format
+    └── LaunchError            workers could not be submitted to SLURM or Kubernetes
 
 User input never meets a bare ``assert``: it meets one of these, with a message that
 names the field, the value and the rule.
@@ -82,12 +83,18 @@ class ExportError(SpiketuneError):
     """A model cannot be expressed in the requested export format."""
 
 
+class LaunchError(SpiketuneError):
+    """Workers could not be submitted, tracked or cancelled (no ``sbatch`` or ``kubectl``
+    here, a submission the cluster refused)."""
+
+
 __all__ = [
     "CheckpointError",
     "ConfigError",
     "DataError",
     "ExportError",
     "HardwareError",
+    "LaunchError",
     "Problem",
     "SearchSpaceError",
     "SpiketuneError",

@@ -1,0 +1,79 @@
+"""The worker entry point, shared by ``spiketune worker`` and by every submitted job.
+
+A submitted job runs :class:`WorkerTask`: the same :func:`join_worker` the command runs, in
+the job's own process (submitit pickles the task, the job unpickles and calls it). The task
+holds paths and the URL without its password, never a secret: the job reads the password from
+its environment, which SLURM and submitit's local executor pass on from the submitting shell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from spiketune.engine.config import ExperimentConfig
+    from spiketune.engine.experiment import Experiment
+
+__all__ = ["WorkerTask", "join_worker", "worker_config"]
+
+
+def worker_config(config: ExperimentConfig, **overrides: Any) -> ExperimentConfig:
+    """``config`` with this machine's worker fields changed (``concurrency``, ``gpus``,
+    ``experiment_dir``...; None leaves a field as it is). The password of ``storage`` is
+    kept, unlike :meth:`~ExperimentConfig.to_dict`'s form."""
+    from spiketune.engine.config import ExperimentConfig
+
+    updates = {key: value for key, value in overrides.items() if value is not None}
+    if not updates:
+        return config
+    return ExperimentConfig(**{**config.to_dict(), "storage": config.storage, **updates})
+
+
+def join_worker(
+    config: ExperimentConfig | str | Path,
+    *,
+    storage: str | None = None,
+    experiment: str | None = None,
+    **overrides: Any,
+) -> Experiment:
+    """A worker of the shared experiment ``config`` describes (a config or its file), with
+    :func:`worker_config`'s ``overrides``, joined and ready to :meth:`~Experiment.run`."""
+    from spiketune.engine.config import load_config
+    from spiketune.engine.experiment import Experiment
+
+    cfg = config if not isinstance(config, str | Path) else load_config(config)
+    return Experiment.join(worker_config(cfg, **overrides), storage=storage,
+                           experiment=experiment)
+
+
+@dataclass(frozen=True)
+class WorkerTask:
+    """What one submitted job runs: ``spiketune worker CONFIG --storage URL --experiment ID``.
+
+    ``config``: the config file as the job sees it; ``storage``: the URL without a password;
+    ``experiment``: the id the submission registered (so that every job joins that
+    experiment, even if another one takes the name meanwhile); ``gpus``: ``"all"`` when the
+    job was given GPUs, so that its trials use exactly the job's allocation (the
+    ``CUDA_VISIBLE_DEVICES`` SLURM sets), else None (the config's own setting).
+    """
+
+    config: str
+    storage: str
+    experiment: str
+    gpus: str | None = None
+
+    def __call__(self) -> str:
+        """Run the worker until the experiment's budget is spent or it is stopped; returns
+        its final status line (submitit keeps it as the job's result)."""
+        from spiketune.engine.outcome import Outcome
+        from spiketune.engine.runners import become_subreaper
+
+        # The job's process is the worker's own: orphans of its trials come back to it.
+        become_subreaper()
+        exp = join_worker(self.config, storage=self.storage, experiment=self.experiment,
+                          gpus=self.gpus)
+        results = exp.run()
+        return (f"{exp.id}: {exp.status}, {len(results.records)} trials, "
+                f"{results.count(Outcome.COMPLETE)} complete")

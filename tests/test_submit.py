@@ -1,0 +1,392 @@
+"""`spiketune submit --slurm`: options mapped to submitit's parameters, the storage rules, a
+fake SLURM (sbatch, sacct, scancel on PATH) for the script, the job ids, `ls` and `stop`, and
+submitit's local executor for real workers: three of them with one killed, GPU allocations,
+and a stop that reaches them through the storage."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import optuna
+import pytest
+from _processes import alive, wait_for
+from typer.testing import CliRunner
+
+from spiketune.cli import app
+from spiketune.engine.launch import (
+    JobRecord,
+    SlurmLauncher,
+    cancel_jobs,
+    job_states,
+    read_jobs,
+    record_jobs,
+    submit,
+)
+from spiketune.engine.storage import PASSWORD_ENV, StudyStore, strip_password
+from spiketune.errors import ConfigError, LaunchError, StorageError
+
+TRIAL = """
+    import os, random, time
+    import spiketune.trial as st
+    params = st.get_next_parameter()
+    stuck = os.environ.get("STUCK_MARKER")
+    if stuck:
+        try:  # the first trial to get here hangs: its worker is killed meanwhile
+            fd = os.open(stuck, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            os.write(fd, os.environ["SPIKETUNE_TRIAL_DIR"].encode())
+            os.close(fd)
+            time.sleep(60)
+        except FileExistsError:
+            pass
+    time.sleep(float(os.environ.get("TRIAL_SLEEP", "0")) or random.uniform(0.1, 0.4))
+    gpu = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    job = os.environ.get("SUBMITIT_LOCAL_JOB_ID", "-1")  # the local job of the trial's worker
+    st.report_final_result({"default": params["x"], "gpu": int(gpu) if gpu else -1,
+                            "job": int(job)})
+"""
+
+
+def _config(tmp_path: Path, code: Path, *, max_trials: int, extra: str = "") -> Path:
+    cfg = tmp_path / "worker.toml"
+    cfg.write_text(
+        f'name = "fleet"\n'
+        f'trial_command = "{sys.executable} trial.py"\n'
+        f'trial_code_directory = "{code}"\n'
+        f'experiment_dir = "{tmp_path / "experiments"}"\n'
+        f"max_trials = {max_trials}\n"
+        f'tuner = "Random"\n'
+        f"max_retries = 1\n"
+        f"heartbeat_interval = 0.3\n"
+        f"grace_period = 2.0\n"
+        f"{extra}"
+        f"[search_space]\n"
+        f'x = {{_type = "uniform", _value = [0, 1]}}\n'
+    )
+    return cfg
+
+
+def _executable(path: Path, text: str) -> None:
+    path.write_text(text)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+
+
+@pytest.fixture
+def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """srun, sbatch (saves the script, answers job 4242), sacct (states from states.txt)
+    and scancel (records its arguments) on PATH; returns their directory."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _executable(bin_dir / "srun", "#!/bin/sh\nexit 0\n")
+    _executable(bin_dir / "sbatch",
+                f'#!/bin/sh\ncp "$1" {bin_dir}/script.sh\necho "Submitted batch job 4242"\n')
+    _executable(bin_dir / "sacct",
+                f"#!/bin/sh\necho 'JobID|State|NodeList'\ncat {bin_dir}/states.txt\n")
+    _executable(bin_dir / "scancel", f'#!/bin/sh\necho "$@" >> {bin_dir}/cancelled.txt\n')
+    (bin_dir / "states.txt").write_text("")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return bin_dir
+
+
+# ------------------------------------------------------------------------------ options
+def test_every_option_maps_to_a_submitit_parameter() -> None:
+    launcher = SlurmLauncher(options={
+        "partition": "gpu", "gpus_per_worker": 2, "time": "4h", "mem": "16G",
+        "cpus_per_worker": 8, "account": "snn", "qos": "high", "constraint": "a100",
+        "array_parallelism": 2})
+    assert launcher.parameters == {
+        "name": "spiketune-worker", "slurm_partition": "gpu", "gpus_per_node": 2,
+        "timeout_min": 240, "mem_gb": 16.0, "cpus_per_task": 8, "slurm_account": "snn",
+        "slurm_qos": "high", "slurm_constraint": "a100", "slurm_array_parallelism": 2}
+    assert SlurmLauncher(options={"time": "90s", "mem": "512M"}).parameters["timeout_min"] == 2
+    assert SlurmLauncher(options={"time": "1d", "mem": "1.5T"}).parameters["mem_gb"] == 1536.0
+
+
+def test_unknown_and_bad_options_are_named_with_what_is_accepted() -> None:
+    with pytest.raises(ConfigError) as err:
+        SlurmLauncher(options={"time": "soon", "mem": "lots", "partion": "gpu"})
+    rules = {p.field: p.rule for p in err.value.problems}
+    assert set(rules) == {"--time", "--mem", "--partion"}
+    assert "--partition" in rules["--partion"] and "--constraint" in rules["--partion"]
+    with pytest.raises(ConfigError) as err:
+        SlurmLauncher(options={"time": "1h"}, slurm_options={"exlude": "n1", "gres": "gpu:1"})
+    (problem,) = err.value.problems
+    assert problem.field == "--slurm-option exlude"
+    assert "exclude" in problem.rule and "mail_type" in problem.rule
+    with pytest.raises(ConfigError) as err:  # one setting, two ways: refused
+        SlurmLauncher(options={"time": "1h", "partition": "gpu"},
+                      slurm_options={"partition": "cpu"})
+    assert "--partition" in err.value.problems[0].rule
+    with pytest.raises(ConfigError) as err:  # SLURM's time limit is never left to chance
+        SlurmLauncher(options={})
+    assert err.value.problems[0].field == "--time"
+    assert SlurmLauncher(executor="local").parameters["timeout_min"] > 60 * 24
+
+
+def test_cli_usage_errors(tmp_path: Path) -> None:
+    runner = CliRunner()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("")
+    assert runner.invoke(app, ["submit", "--help"]).exit_code == 0
+    neither = runner.invoke(app, ["submit", str(cfg), "--workers", "2"])
+    assert neither.exit_code == 2 and "--slurm or --k8s" in neither.output
+    mixed = runner.invoke(app, ["submit", str(cfg), "--workers", "2", "--k8s", "--image", "i",
+                                "--partition", "gpu", "--time", "1h"])
+    assert mixed.exit_code == 2
+    assert "--partition, --time: not an option of --k8s" in mixed.output
+    unknown = runner.invoke(app, ["submit", str(cfg), "--workers", "2", "--slurm", "--time",
+                                  "1h", "--slurm-option", "bogus=1"])
+    assert unknown.exit_code == 2
+    assert "bogus" in unknown.output and "exclude" in unknown.output
+    bare = runner.invoke(app, ["submit", str(cfg), "--workers", "2", "--slurm", "--time", "1h",
+                               "--slurm-option", "exclude"])
+    assert bare.exit_code == 2 and "KEY=VALUE" in bare.output
+
+
+# ------------------------------------------------------------------------------ storage rules
+def test_sqlite_and_passwords_are_refused_for_slurm(tmp_path: Path, trial_script,
+                                                    fake_slurm: Path) -> None:
+    cfg = _config(tmp_path, trial_script(TRIAL), max_trials=3)
+    slurm = SlurmLauncher(options={"time": "1h"})
+    with pytest.raises(StorageError) as err:
+        submit(cfg, slurm, workers=2, storage=f"sqlite:///{tmp_path / 's.db'}")
+    assert "PostgreSQL" in str(err.value) and "journal" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        submit(cfg, slurm, workers=2, storage="postgresql://hpo:Sesame-42@nohost/hpo")
+    assert "Sesame-42" not in str(err.value) and "SPIKETUNE_DB_PASSWORD" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        submit(cfg, slurm, workers=2)  # no storage anywhere
+    assert err.value.problems[0].field == "storage"
+    assert not (tmp_path / "experiments").exists()  # nothing registered, nothing written
+
+
+def test_without_slurm_the_message_names_the_local_executor(tmp_path: Path, trial_script,
+                                                            monkeypatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no srun
+    cfg = _config(tmp_path, trial_script(TRIAL), max_trials=3)
+    with pytest.raises(LaunchError) as err:
+        submit(cfg, SlurmLauncher(options={"time": "1h"}), workers=2,
+               storage="postgresql://hpo@nohost/hpo")  # refused before any connection
+    assert "srun" in str(err.value) and "--executor local" in str(err.value)
+
+
+# ------------------------------------------------------------------------------ fake SLURM
+def test_slurm_submission_script_ids_states_and_stop(postgres_server, tmp_path: Path,
+                                                     trial_script, fake_slurm: Path,
+                                                     monkeypatch) -> None:
+    """Three workers as one job array through submitit's SlurmExecutor (sbatch faked): the
+    script carries every option; ids printed and recorded; `ls` shows sacct's states; `stop`
+    cancels the pending job and the running one past the grace period, not the finished."""
+    url = strip_password(postgres_server.new_database())
+    monkeypatch.setenv(PASSWORD_ENV, postgres_server.password)
+    cfg = _config(tmp_path, trial_script(TRIAL), max_trials=6)
+    runner = CliRunner()
+    result = runner.invoke(app, [
+        "submit", str(cfg), "--slurm", "--workers", "3", "--storage", url,
+        "--partition", "gpu", "--gpus-per-worker", "2", "--time", "4h", "--mem", "16G",
+        "--cpus-per-worker", "8", "--account", "snn", "--qos", "high", "--constraint", "a100",
+        "--array-parallelism", "2", "--slurm-option", "exclude=node7"])
+    assert result.exit_code == 0, result.output
+    assert "4242_0 4242_1 4242_2" in result.output
+    script = (fake_slurm / "script.sh").read_text()
+    for line in ("--partition=gpu", "--gpus-per-node=2", "--time=240", "--mem=16GB",
+                 "--cpus-per-task=8", "--account=snn", "--qos=high", "--constraint=a100",
+                 "--array=0-2%2", "--exclude=node7", "--job-name=spiketune-worker"):
+        assert f"#SBATCH {line}\n" in script, line
+    (directory,) = (tmp_path / "experiments").iterdir()
+    jobs = read_jobs(directory)
+    assert [j.id for j in jobs] == ["4242_0", "4242_1", "4242_2"]
+    assert {j.executor for j in jobs} == {"slurm"}
+    # the experiment is registered, and every job joins it: its id is in each task
+    store = StudyStore.open(url, directory.name)
+    store.close()
+    pickles = list((directory / "jobs").rglob("*.pkl"))
+    assert len(pickles) == 3
+    assert not any(postgres_server.password.encode() in p.read_bytes() for p in pickles)
+    assert postgres_server.password not in script
+
+    (fake_slurm / "states.txt").write_text(
+        "4242_0|PENDING|\n4242_1|RUNNING|node1\n4242_2|COMPLETED|node2\n")
+    monkeypatch.setenv("SPIKETUNE_EXPERIMENTS", str(tmp_path / "experiments"))
+    listed = runner.invoke(app, ["ls"])
+    assert listed.exit_code == 0, listed.output
+    rows = {job: [line for line in listed.output.splitlines() if job in line]
+            for job in ("4242_0", "4242_1", "4242_2")}
+    assert all(len(r) == 1 for r in rows.values()), listed.output
+    assert "PENDING" in rows["4242_0"][0] and "RUNNING" in rows["4242_1"][0]
+    assert "COMPLETED" in rows["4242_2"][0] and "slurm" in rows["4242_2"][0]
+
+    stopped = runner.invoke(app, ["stop", directory.name, "--grace", "0"])
+    assert stopped.exit_code == 0, stopped.output
+    assert "cancelled 1 pending jobs: 4242_0" in stopped.output
+    assert "cancelled 1 jobs still running after 0 s: 4242_1" in stopped.output
+    assert "jobs: 1 ended, 2 cancelled" in stopped.output
+    assert (fake_slurm / "cancelled.txt").read_text().split() == ["4242_0", "4242_1"]
+
+
+def test_cancel_waits_the_grace_period_for_running_jobs(monkeypatch) -> None:
+    """Pending: cancelled at once; running: cancelled only once the grace period is over,
+    unless it ends first; ended: left alone."""
+    import spiketune.engine.launch._jobs as jobs_module
+
+    def job(job_id: str) -> JobRecord:
+        return JobRecord(id=job_id, executor="slurm", folder="/nowhere", submitted="", host="h")
+
+    seen = {"n": 0}
+
+    def states(left: Sequence[JobRecord]) -> dict[str, str]:
+        seen["n"] += 1
+        return {"p": "PENDING", "r1": "RUNNING" if seen["n"] < 3 else "COMPLETED",
+                "r2": "RUNNING", "e": "FAILED"}
+
+    now = {"t": 100.0}
+    cancelled: list[str] = []
+    monkeypatch.setattr(jobs_module, "cancel", lambda j: cancelled.append(j.id))
+    done = cancel_jobs([job("p"), job("r1"), job("r2"), job("e")], 10.0, since=100.0, poll=4.0,
+                       states=states, clock=lambda: now["t"],
+                       sleep=lambda s: now.__setitem__("t", now["t"] + s))
+    assert done.pending == ("p",) and done.overdue == ("r2",)
+    assert sorted(done.ended) == ["e", "r1"]
+    assert cancelled == ["p", "r2"]
+    assert now["t"] >= 110.0  # r2 had its whole grace period
+
+
+# ------------------------------------------------------------------------------ local executor
+def _wait_jobs_ended(directory: Path, timeout: float) -> dict[str, str]:
+    jobs = read_jobs(directory)
+    wait_for(lambda: "RUNNING" not in job_states(jobs).values(), timeout, "the jobs to end")
+    return job_states(jobs)
+
+
+@pytest.mark.slow
+def test_local_executor_three_workers_one_killed(postgres_server, tmp_path: Path,
+                                                 trial_script, monkeypatch) -> None:
+    """Three workers through submitit's local executor on one PostgreSQL study, max_trials
+    20; the worker of a hung trial is killed -9: exactly 20 trials end COMPLETE, the lost one
+    FAILED and retried once; `ls` shows two jobs FINISHED and the killed one INTERRUPTED."""
+    url = strip_password(postgres_server.new_database())
+    monkeypatch.setenv(PASSWORD_ENV, postgres_server.password)
+    marker = tmp_path / "stuck"
+    monkeypatch.setenv("STUCK_MARKER", str(marker))
+    cfg = _config(tmp_path, trial_script(TRIAL), max_trials=20)
+    launched = submit(cfg, SlurmLauncher(executor="local"), workers=3, storage=url)
+    directory = tmp_path / "experiments" / str(launched.experiment_id)
+    assert [j.id for j in read_jobs(directory)] == list(launched.job_ids)
+    try:
+        wait_for(lambda: marker.exists() and marker.read_text(), 120, "a trial to hang")
+        process = json.loads((Path(marker.read_text()) / "process.json").read_text())
+        victim = process["scheduler_pid"]
+        os.kill(victim, signal.SIGKILL)
+        states = _wait_jobs_ended(directory, 240)
+    finally:
+        for job in read_jobs(directory):
+            if alive(int(job.id)):
+                os.kill(int(job.id), signal.SIGKILL)
+    assert sorted(states.values()) == ["FINISHED", "FINISHED", "INTERRUPTED"]
+
+    store = StudyStore.open(url, directory.name)
+    trials = store.trials()
+    assert store.unfinished() == []
+    store.close()
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 20
+    assert sorted(t.user_attrs["sequence_id"] for t in complete) == list(range(20))
+    (lost,) = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+    assert f":{victim}/" in lost.user_attrs["reason"]
+    (retry,) = [t for t in trials if "retry_of" in t.user_attrs]
+    assert retry.user_attrs["retry_of"] == lost.number
+    assert retry.user_attrs["parameters"] == lost.user_attrs["parameters"]
+    assert retry.state == optuna.trial.TrialState.COMPLETE
+    assert len(trials) == 21
+    assert not alive(process["pid"])  # the hung trial was ended with its lost worker
+
+    listed = CliRunner().invoke(app, ["ls", "--root", str(tmp_path / "experiments")])
+    assert listed.exit_code == 0, listed.output
+    for job_id, state in states.items():
+        assert any(job_id in line and state in line for line in listed.output.splitlines())
+
+
+@pytest.mark.slow
+def test_local_jobs_follow_their_gpu_allocation(tmp_path: Path, trial_script,
+                                                monkeypatch) -> None:
+    """A fake allocation: the machine lists 10 GPUs (nvidia-smi), 3,5,7,9 of them are this
+    process's (CUDA_VISIBLE_DEVICES, as SLURM sets it); two local workers with 2 GPUs each get
+    two of those each, and every trial runs on one of its own job's GPUs."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _executable(bin_dir / "nvidia-smi", "#!/bin/sh\n" + "".join(
+        f'echo "GPU {i}: Fake (UUID: GPU-{i})"\n' for i in range(10)))
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5,7,9")
+    monkeypatch.setenv("TRIAL_SLEEP", "0.05")
+    cfg = _config(tmp_path, trial_script(TRIAL), max_trials=12)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"  # one machine: SQLite is fine
+    launched = submit(cfg, SlurmLauncher(executor="local", options={"gpus_per_worker": 2}),
+                      workers=2, storage=storage)
+    directory = tmp_path / "experiments" / str(launched.experiment_id)
+    assert sorted(_wait_jobs_ended(directory, 240).values()) == ["FINISHED", "FINISHED"]
+    store = StudyStore.open(storage, directory.name, read_only=True)
+    trials = store.trials()
+    store.close()
+    assert len(trials) == 12
+    first, second = (int(j) for j in launched.job_ids)
+    allocation = {first: {3, 5}, second: {7, 9}}  # in the order the jobs were submitted
+    for t in trials:
+        metrics = t.user_attrs["metrics"]
+        assert metrics["gpu"] in allocation[metrics["job"]], metrics
+
+
+@pytest.mark.slow
+def test_stop_reaches_local_jobs_through_the_storage(tmp_path: Path, trial_script,
+                                                     monkeypatch) -> None:
+    """`stop` asks the workers through the storage; jobs that end within the grace period are
+    not cancelled (they finished: submitit wrote their result)."""
+    monkeypatch.setenv("TRIAL_SLEEP", "0.2")
+    cfg = _config(tmp_path, trial_script(TRIAL), max_trials=500)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    launched = submit(cfg, SlurmLauncher(executor="local"), workers=2, storage=storage)
+    directory = tmp_path / "experiments" / str(launched.experiment_id)
+    try:
+        wait_for(lambda: len(list(directory.glob("trials/*/metrics.jsonl"))) >= 3, 120,
+                 "trials")
+        stopped = CliRunner().invoke(app, ["stop", directory.name, "--root",
+                                           str(tmp_path / "experiments"), "--grace", "120",
+                                           "--storage", storage])
+        assert stopped.exit_code == 0, stopped.output
+        assert "jobs: 2 ended, 0 cancelled" in stopped.output
+    finally:
+        for job in read_jobs(directory):
+            if alive(int(job.id)):
+                os.kill(int(job.id), signal.SIGKILL)
+    assert set(job_states(read_jobs(directory)).values()) == {"FINISHED"}
+
+
+def test_a_job_that_outlives_the_grace_period_is_cancelled(tmp_path: Path, exp_root: Path,
+                                                           monkeypatch) -> None:
+    """A local job still running after --grace gets SIGTERM (as scancel sends), even when
+    the experiment itself runs no trial any more."""
+    from spiketune import Experiment
+    from spiketune.engine.launch._jobs import new_record
+
+    exp = Experiment(trial=lambda p: p["x"], search_space={"x": {"_type": "uniform",
+                                                                 "_value": [0, 1]}},
+                     max_trials=1, experiment_dir=exp_root)
+    exp.run()
+    sleeper = subprocess.Popen(["sleep", "600"])
+    try:
+        record_jobs(exp.directory, [new_record(str(sleeper.pid), "local", tmp_path)])
+        assert job_states(read_jobs(exp.directory)) == {str(sleeper.pid): "RUNNING"}
+        stopped = CliRunner().invoke(app, ["stop", exp.id, "--grace", "0.2"])
+        assert stopped.exit_code == 0, stopped.output
+        assert f"cancelled 1 jobs still running after 0.2 s: {sleeper.pid}" in stopped.output
+        assert "is not running" in stopped.output
+        assert sleeper.wait(timeout=30) == -signal.SIGTERM
+    finally:
+        if sleeper.poll() is None:
+            sleeper.kill()
