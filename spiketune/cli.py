@@ -562,13 +562,17 @@ def _stored_form(url: str | None) -> str | None:
 
 
 def _unreadable_status(summary: Any) -> str:
-    """``ls`` status of an experiment whose study cannot be read: ``missing`` (its study.db is
-    gone), ``corrupt`` (study.db is empty or not a study), else ``unreadable`` (a database
-    that cannot be reached)."""
-    from spiketune.engine.storage import ExperimentPaths, study_file_problem
+    """``ls`` status of an experiment whose study cannot be read: ``missing`` (its study.db,
+    or its journal file, is gone), ``corrupt`` (study.db is empty or not a study), else
+    ``unreadable`` (a database that cannot be reached)."""
+    from spiketune.engine.storage import ExperimentPaths, journal_file, study_file_problem
 
     if summary.storage is not None:
-        return "unreadable"
+        try:
+            journal = journal_file(summary.storage)
+        except SpiketuneError:
+            return "unreadable"
+        return "missing" if journal is not None and not journal.exists() else "unreadable"
     problem = study_file_problem(ExperimentPaths(summary.directory).study_db)
     return {None: "unreadable", "missing": "missing"}.get(problem, "corrupt")
 

@@ -99,6 +99,9 @@ def test_reading_a_missing_journal_creates_nothing(journal_experiment, command: 
     assert "Traceback" not in result.output and not isinstance(result.exception, KeyError)
     assert f"the study journal {log} is missing" in result.output.replace("\n", "")
     assert list(log.parent.iterdir()) == []
+    if command[0] == "ls":  # the table says what is wrong, as for a missing study.db
+        row = next(line for line in result.output.splitlines() if exp.id[:8] in line)
+        assert "missing" in row and "unreadable" not in row, row
 
 
 @pytest.mark.parametrize("command", [["ls"], ["trials", "anything"], ["best", "anything"],

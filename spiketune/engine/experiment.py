@@ -202,6 +202,14 @@ class Experiment:
         self._exists = True
         return self
 
+    def close(self) -> None:
+        """Release the study that :meth:`join` opened, for an experiment that joins (and so
+        registers) a study here but runs elsewhere, e.g. in jobs a launcher submits. A later
+        :meth:`run` opens the study again. Idempotent."""
+        if self._joined is not None:
+            store, self._joined = self._joined, None
+            store.close()
+
     # ------------------------------------------------------------------ properties
     @property
     def paths(self) -> ExperimentPaths:

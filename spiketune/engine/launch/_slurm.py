@@ -299,8 +299,5 @@ def _register(spec: WorkerSpec) -> tuple[str, Path]:
 
     config = spec.config.model_copy(update={"gpus": None, "require_gpus": False})
     exp = Experiment.join(config, storage=spec.storage)
-    # Only registered here, never run: close the study join left open for run().
-    if exp._joined is not None:
-        exp._joined.close()
-        exp._joined = None
+    exp.close()  # only registered here, never run
     return exp.id, exp.directory
