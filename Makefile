@@ -4,6 +4,9 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 TORCH_PIN ?= torch==2.13.0
+# Norse (an NIR importer the export is tested against) without its dependencies: it declares
+# torchvision, which would replace the pinned torch; from_nir needs only torch and nir.
+NORSE_PIN ?= norse==1.1.0
 STAMP := $(VENV)/.installed
 # The Braille event file for `make demo` and the tests that need real data: the shared data
 # directory beside the checkout when it is there (else the demo downloads into spiketune's
@@ -24,6 +27,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install "$(TORCH_PIN)"
 	$(PY) -m pip install -e ".[dev]"
+	$(PY) -m pip install --no-deps "$(NORSE_PIN)"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -711,12 +711,24 @@ class ModelFormat(StrEnum):
     nir = "nir"
 
 
+class ModelImporter(StrEnum):
+    generic = "generic"
+    snntorch = "snntorch"
+    rockpool = "rockpool"
+    norse = "norse"
+
+
 @app.command("export-model")
 def export_model(
     experiment: _ExperimentArg,
     fmt: Annotated[ModelFormat, typer.Option("--format", "-f", help="Model format.")] = (
         ModelFormat.nir
     ),
+    importer: Annotated[
+        ModelImporter,
+        typer.Option("--for", help="The framework that will import the file: its node shapes, "
+                     "step and readout (generic: NIR's own semantics)."),
+    ] = ModelImporter.generic,
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="File to write (default <experiment dir>/"
@@ -725,24 +737,40 @@ def export_model(
     dt: Annotated[
         float | None,
         typer.Option("--dt", help="Time step written to the graph, seconds (default: the "
-                     "model's own).", show_default=False),
+                     "importer's convention, else the model's own).", show_default=False),
     ] = None,
     approximate: Annotated[
         list[str] | None,
         typer.Option("--approximate", help="Allow a named approximation (adaptation, "
-                     "refractory, reset) for what the format cannot express."),
+                     "refractory, reset, synapse) for what the importer cannot run exactly."),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="Test data (a TensorDataset file, as `spiketune evaluate` "
+                     "reads): print the model's and the exported graph's accuracy on it.",
+                     show_default=False),
     ] = None,
     root: _RootOption = None,
 ) -> None:
     """Write the experiment's best model in a neuromorphic exchange format (NIR)."""
-    from spiketune.nir import export_best_model
+    from spiketune.nir import check_export, export, read
+    from spiketune.nir._export import best_network
 
     if output is not None:
         output = _output_path(output, "--output")
     directory = _find(experiment, root)
+    network = best_network(directory, fmt.value)
     path = output or directory / "best_model" / f"best_model.{fmt.value}"
-    written = export_best_model(directory, path, fmt.value, dt=dt, approximate=approximate or ())
-    typer.echo(f"wrote {written}")
+    written = export(network, path, target=importer.value, dt=dt,
+                     approximate=approximate or ())
+    notes = str(read(written).metadata.get("approximations", "none"))
+    typer.echo(f"wrote {written} (for {importer.value}; approximations: {notes})")
+    if data is not None:
+        from spiketune.data import load_braille_pool
+
+        typer.echo(check_export(network, written, load_braille_pool(data)).summary())
+    elif notes != "none":
+        typer.echo("pass --data <test file> to compare the model's and the export's accuracy")
 
 
 @app.command()

@@ -122,7 +122,7 @@ def test_unexpressible_models_are_refused_with_the_way_out() -> None:
         to_graph(torch.nn.Linear(3, 2))
     with pytest.raises(ExportError, match="unknown approximation"):
         to_graph(_net(), approximate={"everything"})
-    assert set(APPROXIMATIONS) == {"adaptation", "refractory", "reset"}
+    assert set(APPROXIMATIONS) == {"adaptation", "refractory", "reset", "synapse"}
 
 
 def test_approximations_write_the_simpler_network() -> None:

@@ -78,8 +78,9 @@ PUBLIC: dict[str, set[str]] = {
         "confusion_matrix", "param_importances", "plot_confusion_matrix", "report_command",
     },
     "spiketune.nir": {
-        "APPROXIMATIONS", "Simulation", "export", "export_best_model", "read", "simulate",
-        "to_graph",
+        "APPROXIMATIONS", "TARGETS", "ExportCheck", "GraphTypeWarning", "Simulation",
+        "check_export", "export", "export_best_model", "read", "simulate", "to_graph",
+        "to_network",
     },
 }
 

@@ -18,33 +18,35 @@ assumes 1e-4 s) and the time constants are rescaled so the per-step dynamics sta
 The graph's ``metadata`` records ``dt``.
 
 **Nodes written** (a table from model type to converter; anything else raises ExportError):
+``input`` -> ``w_in`` (``nir.Linear``) -> ``hidden`` -> ``w_out`` (``nir.Affine``, or
+``nir.Linear`` without readout bias) -> ``readout`` -> ``output``. What ``hidden`` and
+``readout`` are depends on the importer the graph is written for (``target=``, one
+:class:`~spiketune.nir._profiles.ImporterProfile` each, see ``_profiles``):
 
-- ``input`` -> ``w_in`` (``nir.Linear``) -> ``hidden`` -> ``w_out`` (``nir.Affine``, or
-  ``nir.Linear`` without readout bias) -> ``readout`` (``nir.LI``, the leaky integrator, whose
-  ``v`` is the readout ``y``) -> ``output``.
-- ``hidden``, reset "zero": a subgraph ``input -> lif (nir.LIF, v_reset 0) -> output`` with the
-  recurrent edge ``lif -> w_rec (nir.Linear) -> lif``: the usual NIR form of a recurrent layer.
-- ``hidden``, reset "subtract": NIR's LIF node resets to a fixed ``v_reset``, so a reset by
-  subtraction is written exactly as what it is, a self-connection of weight ``-v_th``: a
-  subgraph ``input -> membrane (nir.LI) -> spike (nir.Threshold) -> output`` with the edges
-  ``spike -> w_rec -> membrane`` and ``spike -> reset (nir.Scale, -v_th) -> membrane``.
-  Readers that need a LIF node get one with ``approximate={"reset"}`` (reset to zero instead:
-  the membrane restarts from 0 rather than from ``v - v_th``).
-- Without recurrent weights the ``w_rec`` node is left out.
+- ``"generic"`` (the default; NIR's own forward-Euler semantics, exact for every LIF network):
+  reset "zero" is the usual recurrent subgraph ``input -> lif (nir.LIF, v_reset 0) -> output``
+  with ``lif -> w_rec (nir.Linear) -> lif``; reset "subtract" is written exactly as what it is,
+  a self-connection of weight ``-v_th``: ``input -> membrane (nir.LI) -> spike
+  (nir.Threshold) -> output`` with ``spike -> w_rec -> membrane`` and ``spike -> reset
+  (nir.Scale, -v_th) -> membrane``. The readout is a ``nir.LI`` node.
+- ``"snntorch"``, ``"norse"``: LIF subgraphs only (their LIF resets to zero), the readout a LIF
+  that never fires, read from its membrane; ``"rockpool"``: ``CubaLIF`` subgraphs.
 
-NIR cannot express an adaptive threshold (ALIF) or a refractory period: both are refused, unless
-the caller accepts the approximation by name: ``approximate={"adaptation"}`` writes an ALIF layer
-as LIF with its base threshold ``v_th`` (the adaptation is dropped), ``approximate={"refractory"}``
-drops the refractory period.
+NIR cannot express an adaptive threshold (ALIF) or a refractory period, and an importer may lack
+a reset or a neuron: each is refused, unless the caller accepts the approximation by name
+(:data:`APPROXIMATIONS`); the graph's ``metadata["approximations"]`` lists what was changed and
+:func:`check_export` measures what it costs in accuracy.
 
 How :func:`spiketune.nir.simulate` runs a graph with cycles is in ``_simulate``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,47 +56,70 @@ import torch
 from torch import Tensor
 
 from spiketune.errors import CheckpointError, ExportError
-from spiketune.snn import ALIFParameters, LIFParameters, RecurrentSNN, load_checkpoint
+from spiketune.nir._profiles import PROFILES, ImporterProfile, get_profile
+from spiketune.snn import ALIFParameters, LIFParameters, RecurrentSNN, load_checkpoint, predict
 
-__all__ = ["APPROXIMATIONS", "export", "export_best_model", "to_graph"]
+__all__ = [
+    "APPROXIMATIONS",
+    "TARGETS",
+    "ExportCheck",
+    "check_export",
+    "export",
+    "export_best_model",
+    "to_graph",
+]
+
+#: The importers a graph can be written for (``target=``, ``--for``).
+TARGETS: tuple[str, ...] = tuple(PROFILES)
 
 #: Names accepted by ``approximate=``: what the caller agrees to lose in the export.
 APPROXIMATIONS: dict[str, str] = {
     "adaptation": "write an ALIF layer as LIF with threshold v_th (the adaptation is dropped)",
     "refractory": "drop the refractory period (NIR's neurons have none)",
-    "reset": "write a subtract-reset layer as a nir.LIF that resets to 0 (for LIF-only readers)",
+    "reset": "write the layer with the importer's reset: a subtract reset as a reset to 0 "
+    "(generic, snntorch, norse), any reset as Rockpool's subtraction at the spike (rockpool)",
+    "synapse": "give each LIF neuron the synaptic current the importer's neuron always has "
+    "(rockpool: half of it decays per step)",
 }
 
 
 # --------------------------------------------------------------------------------- export
 def to_graph(
-    model: torch.nn.Module, *, dt: float | None = None, approximate: Collection[str] = ()
+    model: torch.nn.Module,
+    *,
+    target: str = "generic",
+    dt: float | None = None,
+    approximate: Collection[str] = (),
 ) -> nir.NIRGraph:
     """The NIR graph of ``model`` (see the module docstring for the nodes and the mapping).
 
-    ``dt``: the integration step in seconds the graph's time constants are expressed against
-    (default: the model's ``config.dt``). ``approximate``: names from :data:`APPROXIMATIONS`.
-    Raises ExportError for a model type or feature NIR cannot express.
+    ``target``: the importer the graph is for, one of :data:`TARGETS`. ``dt``: the integration
+    step in seconds the graph's time constants are expressed against (default: the model's
+    ``config.dt``; snnTorch's fixed 1e-4 s and Norse's default 1e-3 s for those targets).
+    ``approximate``: names from :data:`APPROXIMATIONS`. Raises ExportError for a model type or
+    feature the target cannot run exactly and that ``approximate`` does not accept.
     """
+    profile = get_profile(target)
     accepted = _check_approximations(approximate)
     converter = _find_converter(model)
-    return converter(model, dt, accepted)
+    return converter(model, profile, dt, accepted)
 
 
 def export(
     model: torch.nn.Module,
     path: str | os.PathLike[str],
     *,
+    target: str = "generic",
     dt: float | None = None,
     approximate: Collection[str] = (),
 ) -> Path:
     """Write ``model`` as a NIR file (HDF5) at ``path``; returns the path.
 
-    Missing parent directories are created. See :func:`to_graph` for ``dt`` and
-    ``approximate``. Raises ExportError for what NIR cannot express, and when the file cannot
-    be written (the message names the path and the reason).
+    Missing parent directories are created. See :func:`to_graph` for ``target``, ``dt`` and
+    ``approximate``. Raises ExportError for what the target cannot express, and when the file
+    cannot be written (the message names the path and the reason).
     """
-    graph = to_graph(model, dt=dt, approximate=approximate)
+    graph = to_graph(model, target=target, dt=dt, approximate=approximate)
     out = Path(path)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -121,7 +146,9 @@ def _check_approximations(approximate: Collection[str]) -> frozenset[str]:
     return frozenset(approximate)
 
 
-def _find_converter(model: object) -> Callable[[Any, float | None, frozenset[str]], nir.NIRGraph]:
+def _find_converter(
+    model: object,
+) -> Callable[[Any, ImporterProfile, float | None, frozenset[str]], nir.NIRGraph]:
     for kind, converter in _MODEL_CONVERTERS.items():
         if isinstance(model, kind):
             return converter
@@ -132,50 +159,32 @@ def _find_converter(model: object) -> Callable[[Any, float | None, frozenset[str
 
 
 def _recurrent_snn_graph(
-    net: RecurrentSNN, dt: float | None, approximate: frozenset[str]
+    net: RecurrentSNN, profile: ImporterProfile, dt: float | None, approximate: frozenset[str]
 ) -> nir.NIRGraph:
     cfg = net.config
-    step = cfg.dt if dt is None else dt
-    if not (isinstance(step, int | float) and math.isfinite(step) and step > 0):
-        raise ExportError(f"dt={step!r}: the integration step must be a number of seconds > 0")
-    p = net.neuron_params
-    if p.refractory_steps > 0 and "refractory" not in approximate:
-        raise ExportError(
-            f"NIR has no refractory period, and this network has refractory_steps="
-            f"{p.refractory_steps}: pass approximate={{'refractory'}} to export it without one "
-            "(its spikes may then differ from the trained network's)"
-        )
-    neuron = _NEURON_CONVERTERS.get(type(p))
-    if neuron is None:  # a neuron record this exporter does not know
-        known = ", ".join(k.__name__ for k in _NEURON_CONVERTERS)
-        raise ExportError(f"no NIR converter for neuron {type(p).__name__}; known: {known}")
+    step = profile.step(dt, cfg.dt)
+    p, notes = _expressible_neuron(net.neuron_params, approximate)
 
     def arr(t: Tensor) -> np.ndarray:
         return t.detach().cpu().to(torch.float64).numpy().copy()
 
-    w_in = arr(net.w_in)
     w_rec_t = net.recurrent_weight()
-    w_rec = None if w_rec_t is None else arr(w_rec_t)
-    hidden, notes = neuron(p, cfg.n_rec, w_rec, step, approximate)
-
-    kappa = cfg.decay_out
-    tau_out = step / (1.0 - kappa)
-    n_out = cfg.n_out
-    w_out = arr(net.w_out)
+    hidden = profile.hidden(p, cfg.n_rec, None if w_rec_t is None else arr(w_rec_t), step,
+                            approximate)
+    readout = profile.readout(cfg.decay_out, cfg.n_out, step)
+    w_out = arr(net.w_out) * readout.gain
     readout_w = (
         nir.Linear(weight=w_out)
         if net.b_out is None
-        else nir.Affine(weight=w_out, bias=arr(net.b_out))
+        else nir.Affine(weight=w_out, bias=arr(net.b_out) * readout.gain)
     )
     nodes: dict[str, nir.NIRNode] = {
         "input": nir.Input(input_type=np.array([cfg.n_in])),
-        "w_in": nir.Linear(weight=w_in),
-        "hidden": hidden,
+        "w_in": nir.Linear(weight=arr(net.w_in) * hidden.gain),
+        "hidden": hidden.node,
         "w_out": readout_w,
-        "readout": nir.LI(
-            tau=np.full(n_out, tau_out), r=np.full(n_out, tau_out / step), v_leak=np.zeros(n_out)
-        ),
-        "output": nir.Output(output_type=np.array([n_out])),
+        "readout": readout.node,
+        "output": nir.Output(output_type=np.array([cfg.n_out])),
     }
     edges = [
         ("input", "w_in"),
@@ -184,8 +193,12 @@ def _recurrent_snn_graph(
         ("w_out", "readout"),
         ("readout", "output"),
     ]
+    notes += [*hidden.notes, *readout.notes]
     metadata = {
         "source": "spiketune",
+        "target": profile.name,
+        "importer": profile.importer,
+        "readout": profile.readout_at,
         "dt": float(step),
         "model_dt": float(cfg.dt),
         "neuron": cfg.neuron,
@@ -195,76 +208,127 @@ def _recurrent_snn_graph(
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
 
 
-def _lif_layer(
-    p: LIFParameters, n: int, w_rec: np.ndarray | None, dt: float, approximate: frozenset[str]
-) -> tuple[nir.NIRNode, list[str]]:
-    """The ``n`` hidden neurons as a NIR node (a subgraph when they have feedback), and notes
-    on what was approximated."""
+def _expressible_neuron(
+    p: LIFParameters, approximate: frozenset[str]
+) -> tuple[LIFParameters, list[str]]:
+    """The neuron record with what no importer can run removed (an adaptive threshold, a
+    refractory period), when the caller accepted it; ExportError naming the way out otherwise.
+    Whatever is left is the profile's to write."""
     notes: list[str] = []
-    if p.refractory_steps > 0:
-        notes.append(f"refractory period of {p.refractory_steps} step(s) dropped")
-    tau = dt / (1.0 - p.alpha)
-    common = {"tau": np.full(n, tau), "r": np.full(n, tau / dt), "v_leak": np.zeros(n)}
-    v_th = np.full(n, float(p.v_th))
-    inner_in = nir.Input(input_type=np.array([n]))
-    inner_out = nir.Output(output_type=np.array([n]))
-    if p.reset == "subtract" and "reset" not in approximate:
-        nodes: dict[str, nir.NIRNode] = {
-            "input": inner_in,
-            "membrane": nir.LI(**common),
-            "spike": nir.Threshold(threshold=v_th),
-            "reset": nir.Scale(scale=-v_th),
-            "output": inner_out,
-        }
-        edges = [
-            ("input", "membrane"),
-            ("membrane", "spike"),
-            ("spike", "output"),
-            ("spike", "reset"),
-            ("reset", "membrane"),
-        ]
-        if w_rec is not None:
-            nodes["w_rec"] = nir.Linear(weight=w_rec)
-            edges += [("spike", "w_rec"), ("w_rec", "membrane")]
-        return nir.NIRGraph(nodes=nodes, edges=edges), notes
-    if p.reset == "subtract":
-        notes.append("reset by subtraction written as reset to 0")
-    lif = nir.LIF(**common, v_threshold=v_th, v_reset=np.zeros(n))
-    if w_rec is None:
-        return lif, notes
-    nodes = {"input": inner_in, "lif": lif, "w_rec": nir.Linear(weight=w_rec), "output": inner_out}
-    edges = [("input", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "output")]
-    return nir.NIRGraph(nodes=nodes, edges=edges), notes
-
-
-def _alif_layer(
-    p: ALIFParameters, n: int, w_rec: np.ndarray | None, dt: float, approximate: frozenset[str]
-) -> tuple[nir.NIRNode, list[str]]:
-    if "adaptation" not in approximate:
-        raise ExportError(
-            "NIR has no adaptive-threshold neuron, and this network is ALIF (neuron='alif', "
-            f"beta={p.beta}): pass approximate={{'adaptation'}} to write it as LIF with threshold "
-            f"v_th={p.v_th} (the adaptation is dropped and its spikes will differ), or train a LIF "
-            "network (neuron='lif')"
+    if isinstance(p, ALIFParameters):
+        if "adaptation" not in approximate:
+            raise ExportError(
+                "NIR has no adaptive-threshold neuron, and this network is ALIF (neuron='alif', "
+                f"beta={p.beta}): pass approximate={{'adaptation'}} to write it as LIF with "
+                f"threshold v_th={p.v_th} (the adaptation is dropped and its spikes will differ), "
+                "or train a LIF network (neuron='lif')"
+            )
+        notes.append(f"adaptive threshold (beta={p.beta}) dropped")
+        p = LIFParameters(
+            alpha=p.alpha, v_th=p.v_th, reset=p.reset, refractory_steps=p.refractory_steps
         )
-    base = LIFParameters(
-        alpha=p.alpha, v_th=p.v_th, reset=p.reset, refractory_steps=p.refractory_steps
-    )
-    node, notes = _lif_layer(base, n, w_rec, dt, approximate)
-    return node, [f"adaptive threshold (beta={p.beta}) dropped", *notes]
+    if p.refractory_steps > 0:
+        if "refractory" not in approximate:
+            raise ExportError(
+                f"NIR has no refractory period, and this network has refractory_steps="
+                f"{p.refractory_steps}: pass approximate={{'refractory'}} to export it without "
+                "one (its spikes may then differ from the trained network's)"
+            )
+        notes.append(f"refractory period of {p.refractory_steps} step(s) dropped")
+        p = dataclasses.replace(p, refractory_steps=0)
+    return p, notes
 
 
 #: model type -> converter to a whole NIR graph
-_MODEL_CONVERTERS: dict[type, Callable[[Any, float | None, frozenset[str]], nir.NIRGraph]] = {
+_MODEL_CONVERTERS: dict[
+    type, Callable[[Any, ImporterProfile, float | None, frozenset[str]], nir.NIRGraph]
+] = {
     RecurrentSNN: _recurrent_snn_graph,
 }
 
-#: neuron parameter record type -> converter of the hidden layer (looked up by exact type:
-#: ALIFParameters subclasses LIFParameters)
-_NEURON_CONVERTERS: dict[type, Callable[..., tuple[nir.NIRNode, list[str]]]] = {
-    ALIFParameters: _alif_layer,
-    LIFParameters: _lif_layer,
-}
+
+# ------------------------------------------------------------------ what an export costs
+@dataclass(frozen=True)
+class ExportCheck:
+    """A model and its exported graph scored on the same data.
+
+    ``model_accuracy``: the network as trained; ``export_accuracy``: the graph as its importer
+    runs it (``target``); ``agreement``: the fraction of samples both classify alike;
+    ``samples``: how many were scored; ``approximations``: what the export changed ("none":
+    the two accuracies are equal up to float rounding)."""
+
+    target: str
+    model_accuracy: float
+    export_accuracy: float
+    agreement: float
+    samples: int
+    approximations: str
+
+    def summary(self) -> str:
+        """One line for a terminal."""
+        return (
+            f"accuracy on {self.samples} samples: model {self.model_accuracy:.4f}, exported "
+            f"--for {self.target} {self.export_accuracy:.4f} (same prediction on "
+            f"{self.agreement:.1%}; approximations: {self.approximations})"
+        )
+
+
+def check_export(
+    model: RecurrentSNN,
+    graph: nir.NIRGraph | str | os.PathLike[str],
+    data: Any,
+    *,
+    batch_size: int = 256,
+) -> ExportCheck:
+    """Score ``model`` and the graph written from it (by :func:`export`, any target) on
+    ``data``: a spiketune ``Dataset`` (``inputs``, ``labels``) or a pair ``(x, y)`` of
+    batch-first inputs ``(B, T, n_in)`` and class indices.
+
+    The graph is run as its importer would run it (the target's own conventions, e.g.
+    Rockpool's exact decays and synaptic current), without the importer installed. Both are
+    classified by the readout summed over the model's decision window (``loss_steps``).
+    """
+    if not isinstance(graph, nir.NIRGraph):
+        from spiketune.nir._read import read
+
+        graph = read(graph)
+    meta = graph.metadata or {}
+    target = str(meta.get("target", "generic"))
+    profile = get_profile(target)
+    if isinstance(data, tuple) and len(data) == 2:
+        inputs, labels = data
+    elif hasattr(data, "inputs") and hasattr(data, "labels"):
+        inputs, labels = data.inputs, data.labels
+    else:
+        raise ExportError(
+            f"data: expected a Dataset (inputs, labels) or a pair (x, y); got "
+            f"{type(data).__name__}"
+        )
+    if inputs.dim() != 3 or inputs.shape[-1] != model.n_in:
+        raise ExportError(
+            f"data: inputs of shape {tuple(inputs.shape)}; the model reads (batch, steps, "
+            f"{model.n_in})"
+        )
+    steps = model.readout_loss().steps
+    dtype = next(model.parameters()).dtype
+    ours, theirs = [], []
+    with torch.no_grad():
+        for lo in range(0, len(labels), max(1, batch_size)):
+            x = inputs[lo : lo + batch_size].to(dtype)
+            ours.append(predict(model.simulate(x).readout, steps).cpu())
+            y = profile.readout_trace(graph, x.detach().cpu().double().numpy())
+            theirs.append(predict(torch.from_numpy(y), steps))
+    a, b = torch.cat(ours), torch.cat(theirs)
+    truth = torch.as_tensor(labels).cpu()
+    n = len(truth)
+    return ExportCheck(
+        target=target,
+        model_accuracy=float((a == truth).float().mean()) if n else math.nan,
+        export_accuracy=float((b == truth).float().mean()) if n else math.nan,
+        agreement=float((a == b).float().mean()) if n else math.nan,
+        samples=n,
+        approximations=str(meta.get("approximations", "none")),
+    )
 
 
 # ------------------------------------------------------------------ an experiment's best model
@@ -273,13 +337,21 @@ def export_best_model(
     path: str | os.PathLike[str],
     format: str = "nir",
     *,
+    target: str = "generic",
     dt: float | None = None,
     approximate: Collection[str] = (),
 ) -> Path:
     """Write the experiment's best model (``<experiment_dir>/best_model/best_model.pt``, a
     checkpoint of :func:`spiketune.snn.save_checkpoint`) in ``format`` (only ``"nir"`` so far)
-    at ``path``; returns the path written. ``dt`` and ``approximate`` as for :func:`export`.
+    at ``path``; returns the path written. ``target``, ``dt`` and ``approximate`` as for
+    :func:`export`.
     """
+    network = best_network(experiment_dir, format)
+    return export(network, path, target=target, dt=dt, approximate=approximate)
+
+
+def best_network(experiment_dir: str | os.PathLike[str], format: str = "nir") -> Any:
+    """The network of the experiment's best model (checked before anything is written)."""
     if format != "nir":
         raise ExportError(f"format={format!r}: unknown export format; known: 'nir'")
     checkpoint = Path(experiment_dir) / "best_model" / "best_model.pt"
@@ -288,5 +360,4 @@ def export_best_model(
             f"{experiment_dir}: no best model to export (expected {checkpoint}); the experiment's "
             "trials keep one with spiketune.trial.offer_best_model"
         )
-    network = load_checkpoint(checkpoint).network
-    return export(network, path, dt=dt, approximate=approximate)
+    return load_checkpoint(checkpoint).network

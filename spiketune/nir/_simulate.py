@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import nir
@@ -31,10 +31,14 @@ class Simulation:
     """What :func:`simulate` produced, batch-first ``(B, T, n)`` float64 arrays.
 
     ``output``: the graph's (single) Output node; ``records``: the outputs of the nodes asked
-    for by name (flattened names: ``"hidden.lif"``, ``"hidden.spike"``)."""
+    for by name (flattened names: ``"hidden.lif"``, ``"hidden.spike"``); ``states``: per node
+    asked for in ``record_state``, its state variables after each step: ``"v"`` (membrane, after
+    the reset) for LI, LIF, I, IF, CubaLI and CubaLIF, and ``"i"`` (synaptic current) for the
+    current-based ones."""
 
     output: np.ndarray
     records: dict[str, np.ndarray]
+    states: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
 _PASS = "pass"  # an Input or Output node inside a subgraph: hands its input on
@@ -46,12 +50,16 @@ def simulate(
     *,
     dt: float | None = None,
     record: Collection[str] = (),
+    record_state: Collection[str] = (),
 ) -> Simulation:
     """Run a NIR graph with forward Euler at step ``dt`` (seconds) on batch-first input ``x``
     ``(B, T, n_in)``; all states start at zero.
 
     ``graph`` may be a path (read with :func:`spiketune.nir.read`). ``dt`` defaults to the
-    graph's ``metadata["dt"]`` (written by :func:`spiketune.nir.export`). The per-step
+    graph's ``metadata["dt"]`` (written by :func:`spiketune.nir.export`); a graph without one
+    (most other writers') needs ``dt=``, and gets an ExportError saying so. ``record``: nodes
+    whose output to keep (e.g. spikes); ``record_state``: nodes whose membrane (and synaptic
+    current) to keep, see :class:`Simulation`. The per-step
     semantics (node order, back edges carrying the previous step's value) are in the module
     docstring. Supported nodes: Input, Output, Affine, Linear, Scale, Threshold, LI, LIF, IF,
     I, CubaLI, CubaLIF and subgraphs with one Input and one Output; anything else raises
@@ -68,9 +76,12 @@ def simulate(
             f"simulate runs graphs with one Input and one Output node; got inputs {inputs}, "
             f"outputs {outputs}"
         )
-    missing = sorted(set(record) - set(nodes))
-    if missing:
-        raise ExportError(f"record={missing}: no such node; nodes: {', '.join(sorted(nodes))}")
+    for what, names in (("record", record), ("record_state", record_state)):
+        missing = sorted(set(names) - set(nodes))
+        if missing:
+            raise ExportError(
+                f"{what}={missing}: no such node; nodes: {', '.join(sorted(nodes))}"
+            )
     order = _schedule(nodes, edges, inputs[0])
     sources: dict[str, list[str]] = {k: [] for k in nodes}
     for src, dst in edges:
@@ -82,7 +93,16 @@ def simulate(
     batch, n_steps, _ = xs.shape
     sims = {k: _Sim.of(nodes[k], step, batch) for k in order}
     out_now = {k: np.zeros((batch, sims[k].size)) for k in order}
-    traces = {k: np.empty((batch, n_steps, sims[k].size)) for k in {*record, outputs[0]}}
+    traces: dict[str, np.ndarray] = {}
+    for k in record_state:
+        if sims[k].state is None:
+            raise ExportError(
+                f"record_state=[{k!r}]: a nir.{type(nodes[k]).__name__} node has no state"
+            )
+    states = {
+        k: {v: np.empty((batch, n_steps, sims[k].size)) for v in sims[k].state()}  # type: ignore[misc]
+        for k in record_state
+    }
     for t in range(n_steps):
         for k in order:
             if k == inputs[0]:
@@ -91,16 +111,29 @@ def simulate(
                 srcs = sources[k]
                 value = sum((out_now[s] for s in srcs[1:]), out_now[srcs[0]]) if srcs else 0.0
             out_now[k] = sims[k].step(value)
+        if t == 0:  # sized by what the nodes put out: a written type may disagree (read's warning)
+            traces = {
+                k: np.empty((batch, n_steps, out_now[k].shape[-1])) for k in {*record, outputs[0]}
+            }
         for k, trace in traces.items():
             trace[:, t] = out_now[k]
-    return Simulation(output=traces[outputs[0]], records={k: traces[k] for k in record})
+        for k, by_name in states.items():
+            for v, now in sims[k].state().items():  # type: ignore[misc]
+                by_name[v][:, t] = now
+    return Simulation(
+        output=traces[outputs[0]], records={k: traces[k] for k in record}, states=states
+    )
 
 
 def _graph_dt(graph: nir.NIRGraph) -> float:
     meta = getattr(graph, "metadata", None) or {}
     value = meta.get("dt")
     if value is None:
-        raise ExportError("the graph's metadata has no 'dt': pass dt= (the step in seconds)")
+        raise ExportError(
+            "the graph's metadata has no 'dt' (the integration step; spiketune's exports "
+            "write one, most other writers do not): pass dt=<seconds>, e.g. dt=1e-4 for a "
+            "graph made for snnTorch, dt=1e-3 for Norse's default"
+        )
     return float(np.asarray(value))
 
 
@@ -167,16 +200,20 @@ def _schedule(nodes: Mapping[str, Any], edges: list[tuple[str, str]], start: str
 class _Sim:
     """One node's state and its forward-Euler step."""
 
-    def __init__(self, size: int, update: Callable[[Any], np.ndarray]) -> None:
+    def __init__(
+        self,
+        size: int,
+        update: Callable[[Any], np.ndarray],
+        state: Callable[[], dict[str, np.ndarray]] | None = None,
+    ) -> None:
         self.size = size
         self.step = update
+        self.state = state
 
     @classmethod
     def of(cls, node: Any, dt: float, batch: int) -> _Sim:
         if isinstance(node, tuple) and node[0] == _PASS:
-            return cls(
-                _out_size(node[1]), lambda i: np.broadcast_to(i, (batch, _out_size(node[1])))
-            )
+            return _sim_io(node[1], dt, batch)
         maker = _SIM_NODES.get(type(node))
         if maker is None:
             known = ", ".join(sorted(k.__name__ for k in _SIM_NODES))
@@ -198,8 +235,15 @@ def _f(a: Any) -> np.ndarray:
 
 
 def _sim_io(node: Any, dt: float, batch: int) -> _Sim:
+    """Input and Output nodes hand their input on as it is; the written type only sizes a node
+    nothing feeds (it then puts out zeros)."""
     n = _out_size(node)
-    return _Sim(n, lambda i: np.broadcast_to(np.asarray(i, dtype=np.float64), (batch, n)))
+
+    def update(i: Any) -> np.ndarray:
+        value = np.asarray(i, dtype=np.float64)
+        return value if value.ndim else np.broadcast_to(value, (batch, n))
+
+    return _Sim(n, update)
 
 
 def _sim_linear(node: Any, dt: float, batch: int) -> _Sim:
@@ -234,7 +278,7 @@ def _sim_leaky(node: Any, dt: float, batch: int) -> _Sim:
         out, v = fire(v)
         return out
 
-    return _Sim(n, update)
+    return _Sim(n, update, lambda: {"v": v})
 
 
 def _sim_cuba(node: Any, dt: float, batch: int) -> _Sim:
@@ -253,7 +297,7 @@ def _sim_cuba(node: Any, dt: float, batch: int) -> _Sim:
         out, v = fire(v)
         return out
 
-    return _Sim(n, update)
+    return _Sim(n, update, lambda: {"v": v, "i": syn})
 
 
 def _firing(node: Any) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:

@@ -1,0 +1,259 @@
+"""A NIR graph as a trainable spiketune network: :func:`to_network`.
+
+The graph must have the shape of one recurrent spiking layer with a leaky readout, as
+spiketune, snnTorch and Norse write it::
+
+    input -> Linear -> hidden -> Linear | Affine -> readout -> output
+
+- ``hidden``: a ``LIF`` node, or a ``CubaLIF`` node whose synapse passes its input on within
+  the step (``tau_syn == dt``: forward Euler then gives ``i = w_in * input``), alone or in the
+  recurrent subgraph ``input -> n -> output`` with ``n -> Linear -> n``; or spiketune's exact
+  subtract-reset subgraph (``LI -> Threshold`` with a ``Scale(-v_th)`` self-connection).
+- ``readout``: an ``LI`` node, or a ``LIF`` that never fires (``v_threshold`` at least
+  :data:`~spiketune.nir._profiles.NEVER_FIRES` / 2), read from its membrane.
+
+Parameters are read with NIR's forward-Euler semantics at ``dt`` (seconds): ``alpha = 1 -
+dt/tau``, and the input gain ``r dt/tau`` (times ``w_in`` for a CubaLIF) is folded into the
+weights into the layer. Time constants and thresholds must be the same for every neuron of a
+layer, ``v_leak`` and ``v_reset`` zero, and recurrent weights without self-connections
+(spiketune's layer has none); anything else is refused with ExportError naming the node and
+the value. A current-based neuron with its own synaptic time constant (the NIR paper's Braille
+graphs) has no spiketune counterpart yet and is refused by name.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import nir
+import numpy as np
+import torch
+
+from spiketune.errors import ExportError
+from spiketune.nir._profiles import NEVER_FIRES
+from spiketune.nir._read import read
+from spiketune.snn import RecurrentSNN, SNNConfig
+
+__all__ = ["to_network"]
+
+
+@dataclass(frozen=True)
+class _Neurons:
+    alpha: float
+    gain: float
+    v_th: float | None
+    reset: str
+    w_rec: np.ndarray | None
+
+
+def to_network(
+    graph: nir.NIRGraph | str | os.PathLike[str],
+    *,
+    dt: float | None = None,
+    dtype: torch.dtype = torch.float32,
+    **config: Any,
+) -> RecurrentSNN:
+    """The :class:`~spiketune.snn.RecurrentSNN` that runs ``graph`` step for step (see the
+    module docstring for the shapes accepted).
+
+    ``dt``: the step in seconds the graph's time constants are read against (default: the
+    graph's ``metadata["dt"]``; a graph without one needs it, and gets an ExportError saying
+    so). ``config``: further :class:`~spiketune.snn.SNNConfig` fields, e.g. the learning rule
+    for fine-tuning (``rule="bptt"``); the architecture and dynamics come from the graph.
+    """
+    if not isinstance(graph, nir.NIRGraph):
+        graph = read(graph)
+    step = _step(graph, dt)
+    chain = _chain(graph)
+    names = [name for name, _ in chain]
+    kinds = [type(node).__name__ for _, node in chain]
+    if len(chain) != 6 or not isinstance(chain[1][1], nir.Linear | nir.Affine) or not isinstance(
+        chain[3][1], nir.Linear | nir.Affine
+    ):
+        raise ExportError(
+            "to_network reads input -> Linear -> hidden -> Linear/Affine -> readout -> output; "
+            f"this graph is {' -> '.join(f'{n} ({k})' for n, k in zip(names, kinds, strict=True))}"
+        )
+    w_in_node, hidden_node, w_out_node, readout_node = (node for _, node in chain[1:5])
+    if isinstance(w_in_node, nir.Affine) and np.any(np.asarray(w_in_node.bias) != 0):
+        raise ExportError(f"node {names[1]!r}: a bias into the hidden layer has no counterpart")
+    hidden = _hidden(names[2], hidden_node, step)
+    kappa, out_gain = _readout(names[4], readout_node, step)
+    w_in = np.asarray(w_in_node.weight, dtype=np.float64) * hidden.gain
+    w_out = np.asarray(w_out_node.weight, dtype=np.float64) * out_gain
+    b_out = (
+        np.asarray(w_out_node.bias, dtype=np.float64) * out_gain
+        if isinstance(w_out_node, nir.Affine)
+        else None
+    )
+    cfg = SNNConfig(
+        **{
+            **config,
+            "n_in": w_in.shape[1],
+            "n_rec": w_in.shape[0],
+            "n_out": w_out.shape[0],
+            "dt": step,
+            "alpha": hidden.alpha,
+            "kappa": kappa,
+            "v_th": 1.0 if hidden.v_th is None else hidden.v_th,
+            "reset": hidden.reset,
+            "recurrent": hidden.w_rec is not None,
+            "readout_bias": b_out is not None,
+            "neuron": "lif",
+        }
+    )
+    net = RecurrentSNN(cfg, seed=0, dtype=dtype)
+    with torch.no_grad():
+        net.w_in.copy_(torch.from_numpy(w_in))
+        net.w_out.copy_(torch.from_numpy(w_out))
+        if b_out is not None and net.b_out is not None:
+            net.b_out.copy_(torch.from_numpy(b_out))
+        if hidden.w_rec is not None and net.w_rec is not None:
+            net.w_rec.copy_(torch.from_numpy(hidden.w_rec * hidden.gain))
+    return net
+
+
+def _step(graph: nir.NIRGraph, dt: float | None) -> float:
+    if dt is None:
+        value = (graph.metadata or {}).get("dt")
+        if value is None:
+            raise ExportError(
+                "the graph's metadata has no 'dt' (the integration step its time constants "
+                "are read against): pass dt=<seconds>, e.g. dt=1e-4 for a graph made for "
+                "snnTorch, dt=1e-3 for Norse's default"
+            )
+        dt = float(np.asarray(value))
+    if not (isinstance(dt, int | float) and np.isfinite(dt) and dt > 0):
+        raise ExportError(f"dt={dt!r}: the integration step must be a number of seconds > 0")
+    return float(dt)
+
+
+def _chain(graph: nir.NIRGraph) -> list[tuple[str, Any]]:
+    """The nodes from the Input node along single edges; stops at a fork or the end."""
+    succ: dict[str, list[str]] = {}
+    for src, dst in graph.edges:
+        succ.setdefault(src, []).append(dst)
+    starts = [k for k, v in graph.nodes.items() if isinstance(v, nir.Input)]
+    if len(starts) != 1:
+        raise ExportError(f"to_network needs one Input node; the graph has {starts}")
+    chain = [(starts[0], graph.nodes[starts[0]])]
+    while len(succ.get(chain[-1][0], [])) == 1 and len(chain) <= len(graph.nodes):
+        nxt = succ[chain[-1][0]][0]
+        chain.append((nxt, graph.nodes[nxt]))
+    return chain
+
+
+def _uniform(name: str, field: str, values: Any) -> float:
+    arr = np.asarray(values, dtype=np.float64).ravel()
+    if arr.size == 0 or not np.all(arr == arr[0]):
+        raise ExportError(
+            f"node {name!r}: {field} differs between neurons ({arr.min():g} to {arr.max():g}); "
+            "a spiketune layer has one value"
+        )
+    return float(arr[0])
+
+
+def _zero(name: str, field: str, values: Any) -> None:
+    if np.any(np.asarray(values) != 0):
+        raise ExportError(f"node {name!r}: {field} must be 0 (spiketune's neurons have none)")
+
+
+def _decay(name: str, tau: float, dt: float) -> float:
+    alpha = 1.0 - dt / tau
+    if not 0.0 <= alpha < 1.0:
+        raise ExportError(
+            f"node {name!r}: tau={tau:g} s gives a decay of {alpha:g} per step of dt={dt:g} s; "
+            "forward Euler needs tau >= dt"
+        )
+    return alpha
+
+
+def _hidden(name: str, node: Any, dt: float) -> _Neurons:
+    w_rec = None
+    if isinstance(node, nir.NIRGraph):
+        inner = {k: v for k, v in node.nodes.items() if not isinstance(v, nir.Input | nir.Output)}
+        kinds = {type(v) for v in inner.values()}
+        if kinds == {nir.LI, nir.Threshold, nir.Scale} or kinds == {
+            nir.LI, nir.Threshold, nir.Scale, nir.Linear,
+        }:
+            return _subtract_subgraph(name, inner, dt)
+        neurons = [v for v in inner.values() if isinstance(v, nir.LIF | nir.CubaLIF)]
+        weights = [v for v in inner.values() if isinstance(v, nir.Linear | nir.Affine)]
+        if len(inner) != 2 or len(neurons) != 1 or len(weights) != 1:
+            raise ExportError(
+                f"subgraph {name!r}: expected one LIF or CubaLIF node and its recurrent "
+                f"Linear; got {sorted(type(v).__name__ for v in inner.values())}"
+            )
+        if isinstance(weights[0], nir.Affine) and np.any(np.asarray(weights[0].bias) != 0):
+            raise ExportError(f"subgraph {name!r}: a recurrent bias has no counterpart")
+        w_rec = np.asarray(weights[0].weight, dtype=np.float64)
+        if np.any(np.diag(w_rec) != 0):
+            raise ExportError(
+                f"subgraph {name!r}: recurrent self-connections (non-zero diagonal) have no "
+                "counterpart: spiketune's recurrent layer has none"
+            )
+        node = neurons[0]
+    if isinstance(node, nir.CubaLIF):
+        tau_syn = _uniform(name, "tau_syn", node.tau_syn)
+        if not np.isclose(tau_syn, dt, rtol=1e-9, atol=0):
+            raise ExportError(
+                f"node {name!r}: a CubaLIF with its own synaptic time constant (tau_syn="
+                f"{tau_syn:g} s, dt={dt:g} s) has no spiketune neuron yet; only tau_syn == dt "
+                "(the synapse passes its input on within the step) is read, as a LIF"
+            )
+        tau = _uniform(name, "tau_mem", node.tau_mem)
+        gain = _uniform(name, "w_in", node.w_in) * _uniform(name, "r", node.r) * dt / tau
+        reset = "zero"
+    elif isinstance(node, nir.LIF):
+        tau = _uniform(name, "tau", node.tau)
+        gain = _uniform(name, "r", node.r) * dt / tau
+        _zero(name, "v_reset", node.v_reset)
+        reset = "zero"
+    else:
+        raise ExportError(
+            f"node {name!r}: a nir.{type(node).__name__} hidden layer has no spiketune neuron; "
+            "read: LIF, CubaLIF with tau_syn == dt, spiketune's subtract-reset subgraph"
+        )
+    _zero(name, "v_leak", node.v_leak)
+    v_th = _uniform(name, "v_threshold", node.v_threshold)
+    return _Neurons(_decay(name, tau, dt), gain, v_th, reset, w_rec)
+
+
+def _subtract_subgraph(name: str, inner: dict[str, Any], dt: float) -> _Neurons:
+    li = next(v for v in inner.values() if isinstance(v, nir.LI))
+    th = next(v for v in inner.values() if isinstance(v, nir.Threshold))
+    scale = next(v for v in inner.values() if isinstance(v, nir.Scale))
+    linear = [v for v in inner.values() if isinstance(v, nir.Linear)]
+    v_th = _uniform(name, "threshold", th.threshold)
+    if not np.allclose(np.asarray(scale.scale), -v_th, rtol=1e-12, atol=0):
+        raise ExportError(f"subgraph {name!r}: the reset Scale must be -v_th = {-v_th:g}")
+    _zero(name, "v_leak", li.v_leak)
+    tau = _uniform(name, "tau", li.tau)
+    w_rec = np.asarray(linear[0].weight, dtype=np.float64) if linear else None
+    if w_rec is not None and np.any(np.diag(w_rec) != 0):
+        raise ExportError(f"subgraph {name!r}: recurrent self-connections have no counterpart")
+    gain = _uniform(name, "r", li.r) * dt / tau
+    if not np.isclose(gain, 1.0, rtol=1e-9):
+        raise ExportError(
+            f"subgraph {name!r}: the subtract reset is read with r = tau/dt only (got an input "
+            f"gain of {gain:g}), so that the reset subtracts exactly v_th"
+        )
+    return _Neurons(_decay(name, tau, dt), 1.0, v_th, "subtract", w_rec)
+
+
+def _readout(name: str, node: Any, dt: float) -> tuple[float, float]:
+    """``(kappa, gain)`` of the readout node."""
+    if isinstance(node, nir.LIF) and np.all(np.asarray(node.v_threshold) >= NEVER_FIRES / 2):
+        _zero(name, "v_leak", node.v_leak)
+        tau = _uniform(name, "tau", node.tau)
+        return _decay(name, tau, dt), _uniform(name, "r", node.r) * dt / tau
+    if isinstance(node, nir.LI):
+        _zero(name, "v_leak", node.v_leak)
+        tau = _uniform(name, "tau", node.tau)
+        return _decay(name, tau, dt), _uniform(name, "r", node.r) * dt / tau
+    raise ExportError(
+        f"node {name!r}: a nir.{type(node).__name__} readout has no spiketune counterpart; "
+        "read: LI, or a LIF that never fires (v_threshold >= 1.7e38)"
+    )
