@@ -3,10 +3,11 @@ Memory Units (the non-spiking :class:`LMU` and the spiking :class:`L2MU`) traine
 
 Build a network from an :class:`SNNConfig` (or straight from an HPO trial's flat parameter
 dict with :func:`configs_from_params`), pick its learning rule with :func:`make_rule`, and
-train it with a :class:`Trainer`; the Trainer, checkpoints and spike statistics take any
-:class:`Model`. Dynamics are pure functions (:func:`lif_step`, :func:`alif_step`,
-:func:`lmu_step`, :func:`l2mu_step`) over parameter records; times are in seconds, decays per
-step.
+train it with a :class:`Trainer` (K networks that differ in their hyperparameters: as one
+batched computation with a :class:`PopulationTrainer`); the Trainer, checkpoints and spike
+statistics take any :class:`Model`. Dynamics are pure functions (:func:`lif_step`,
+:func:`alif_step`, :func:`lmu_step`, :func:`l2mu_step`) over parameter records; times are in
+seconds, decays per step.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from spiketune.snn._neurons import (
     lif_step,
     neuron_step,
 )
+from spiketune.snn._population import PopulationTrainer, group_members
 from spiketune.snn._registry import make_rule
 from spiketune.snn._rule import LearningRule, StepResult
 from spiketune.snn._stats import SpikeCounts, SpikeStats, spike_stats
@@ -79,6 +81,7 @@ __all__ = [
     "LMUWeights",
     "LearningRule",
     "Model",
+    "PopulationTrainer",
     "ReadoutLoss",
     "RecurrentSNN",
     "SNNConfig",
@@ -93,6 +96,7 @@ __all__ = [
     "configs_from_params",
     "discretise",
     "evaluate_checkpoint",
+    "group_members",
     "heaviside",
     "initial_state",
     "l2mu_initial_state",

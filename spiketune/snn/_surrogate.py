@@ -57,15 +57,30 @@ class Surrogate:
         """psi for the distance to threshold ``u = v - A`` (same shape as ``u``).
 
         ``inplace`` overwrites ``u`` (saves passes over large trajectories)."""
-        k = self.slope
-        x = u.abs_() if inplace else u.abs()
-        scale = self.dampening * k / v_th
-        if self.name == "triangle":  # scale * max(0, 1 - k |u| / v_th)
-            return x.mul_(-k / v_th).add_(1.0).clamp_(min=0.0).mul_(scale)
-        if self.name == "fast_sigmoid":  # scale / 2 / (1 + k |u| / v_th)^2
-            return x.mul_(k / v_th).add_(1.0).square_().reciprocal_().mul_(scale / 2)
-        # arctan: scale / 2 / (1 + (pi k u / (2 v_th))^2)
-        return x.mul_(math.pi * k / (2 * v_th)).square_().add_(1.0).reciprocal_().mul_(scale / 2)
+        return surrogate_derivative(
+            self.name, u, v_th, self.slope, self.dampening, inplace=inplace
+        )
+
+
+def surrogate_derivative(
+    name: str, u: Tensor, v_th: float | Tensor, slope: float | Tensor,
+    dampening: float | Tensor, *, inplace: bool = False,
+) -> Tensor:
+    """psi of :class:`Surrogate` ``name`` for the distance to threshold ``u = v - A``.
+
+    The parameters may be tensors that broadcast against ``u``: a population of networks
+    (:class:`~spiketune.snn.PopulationTrainer`) gives each member its own threshold, slope and
+    dampening, shaped (K, 1, 1). With floats this is exactly :meth:`Surrogate.derivative`.
+    """
+    k = slope
+    x = u.abs_() if inplace else u.abs()
+    scale = dampening * k / v_th
+    if name == "triangle":  # scale * max(0, 1 - k |u| / v_th)
+        return x.mul_(-k / v_th).add_(1.0).clamp_(min=0.0).mul_(scale)
+    if name == "fast_sigmoid":  # scale / 2 / (1 + k |u| / v_th)^2
+        return x.mul_(k / v_th).add_(1.0).square_().reciprocal_().mul_(scale / 2)
+    # arctan: scale / 2 / (1 + (pi k u / (2 v_th))^2)
+    return x.mul_(math.pi * k / (2 * v_th)).square_().add_(1.0).reciprocal_().mul_(scale / 2)
 
 
 def heaviside(v: Tensor, threshold: Tensor | float) -> Tensor:

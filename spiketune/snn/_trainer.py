@@ -292,28 +292,34 @@ class Trainer:
 
     def _tensors(self, data: Data, name: str) -> tuple[Tensor, Tensor]:
         """Inputs (N, T, n_in) in the network's dtype on its device, and integer labels (N,)."""
-        if isinstance(data, TensorDataset):
-            tensors = data.tensors
-        elif isinstance(data, tuple | list):
-            tensors = tuple(data)
-        else:
-            rule = "(inputs, labels) or a TensorDataset"
-            raise ConfigError(Problem(name, type(data).__name__, rule))
-        if len(tensors) != 2 or not all(isinstance(t, Tensor) for t in tensors):
-            raise ConfigError(Problem(name, len(tensors), "two tensors: inputs and labels"))
-        x, y = tensors
-        n_in, n_out = self.net.n_in, self.net.n_out
-        if x.dim() != 3 or x.shape[-1] != n_in or y.dim() != 1 or len(y) != len(x):
-            raise DataError(
-                f"{name}: inputs must be (N, steps, {n_in}) and labels (N,), "
-                f"got {tuple(x.shape)} and {tuple(y.shape)}"
-            )
-        if len(y) and (int(y.min()) < 0 or int(y.max()) >= n_out):
-            raise DataError(
-                f"{name}: labels must lie in [0, {n_out}), got {int(y.min())}..{int(y.max())}"
-            )
-        w = next(self.net.parameters())
-        return x.to(device=w.device, dtype=w.dtype), y.to(device=w.device, dtype=torch.long)
+        return data_tensors(self.net, data, name)
+
+
+def data_tensors(net: Model, data: Data, name: str) -> tuple[Tensor, Tensor]:
+    """Inputs (N, T, n_in) in ``net``'s dtype on its device, and integer labels (N,); checked
+    against its input and class counts (a DataError or ConfigError otherwise)."""
+    if isinstance(data, TensorDataset):
+        tensors = data.tensors
+    elif isinstance(data, tuple | list):
+        tensors = tuple(data)
+    else:
+        rule = "(inputs, labels) or a TensorDataset"
+        raise ConfigError(Problem(name, type(data).__name__, rule))
+    if len(tensors) != 2 or not all(isinstance(t, Tensor) for t in tensors):
+        raise ConfigError(Problem(name, len(tensors), "two tensors: inputs and labels"))
+    x, y = tensors
+    n_in, n_out = net.n_in, net.n_out
+    if x.dim() != 3 or x.shape[-1] != n_in or y.dim() != 1 or len(y) != len(x):
+        raise DataError(
+            f"{name}: inputs must be (N, steps, {n_in}) and labels (N,), "
+            f"got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
+    if len(y) and (int(y.min()) < 0 or int(y.max()) >= n_out):
+        raise DataError(
+            f"{name}: labels must lie in [0, {n_out}), got {int(y.min())}..{int(y.max())}"
+        )
+    w = next(net.parameters())
+    return x.to(device=w.device, dtype=w.dtype), y.to(device=w.device, dtype=torch.long)
 
 
 def _spike_figures(stats: SpikeStats | None) -> dict[str, float | None]:
