@@ -12,6 +12,7 @@ from typing import Any
 
 import optuna
 import pytest
+from _storages import dispose, optuna_storage
 from typer.testing import CliRunner
 
 import spiketune.trial as st
@@ -221,7 +222,9 @@ def test_multi_objective_run_gives_a_pareto_front(exp_root: Path) -> None:
 def test_multi_objective_on_both_storages(storage_url: str, exp_root: Path) -> None:
     results = Experiment(trial=two_objectives, search_space=SPACE, objectives=TWO, tuner="TPE",
                          max_trials=4, seed=1, storage=storage_url).run()
-    stored = optuna.load_study(study_name=results.id, storage=storage_url)
+    storage = optuna_storage(storage_url)  # a database or the journal, as Optuna opens it
+    stored = optuna.load_study(study_name=results.id, storage=storage)
+    dispose(storage)
     for t in stored.trials:
         assert t.values == [pytest.approx(t.user_attrs["metrics"]["default"]),
                             pytest.approx(t.user_attrs["metrics"]["cost"])]

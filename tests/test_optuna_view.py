@@ -17,6 +17,7 @@ from typing import Any
 import optuna
 import pytest
 from _optuna_params import shown, typed
+from _storages import dispose, optuna_storage
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from spiketune import Experiment, Outcome
@@ -187,7 +188,9 @@ def test_both_storages_record_the_received_values(storage_url: str, exp_root: Pa
     results = Experiment(trial=trial, search_space=SPACE, tuner="TPE",
                          tuner_args={"n_startup_trials": 2}, max_trials=6, seed=3,
                          storage=storage_url).run()
-    trials = optuna.load_study(study_name=results.id, storage=storage_url).trials
+    storage = optuna_storage(storage_url)  # a database or the journal, as Optuna opens it
+    trials = optuna.load_study(study_name=results.id, storage=storage).trials
+    dispose(storage)
     assert len(trials) == len(received) == 6
     for t, p in zip(trials, received, strict=True):
         assert typed(t.params) == typed(shown(p))
