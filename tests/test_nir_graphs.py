@@ -195,7 +195,7 @@ def test_to_network_reads_each_profile_back_exactly(reset: str, target: str) -> 
     torch.testing.assert_close(a.readout, b.readout, rtol=0, atol=1e-9)
 
 
-def test_to_network_reads_an_instant_synapse_cuba_lif_and_refuses_a_real_one() -> None:
+def test_to_network_reads_an_instant_synapse_as_lif_and_a_real_one_as_cuba_lif() -> None:
     n = 3
     def graph(tau_syn: float) -> nir.NIRGraph:
         cuba = nir.CubaLIF(tau_syn=np.full(n, tau_syn), tau_mem=np.full(n, 4e-3),
@@ -215,8 +215,15 @@ def test_to_network_reads_an_instant_synapse_cuba_lif_and_refuses_a_real_one() -
     with torch.no_grad():
         ours = net.simulate(x).readout.numpy()
     np.testing.assert_allclose(simulate(graph(DT), x).output, ours, atol=1e-12)
-    with pytest.raises(ExportError, match="own synaptic time constant"):
-        to_network(graph(5e-3))
+    assert net.config.neuron == "lif"
+    cuba = to_network(graph(5e-3), dtype=torch.float64)  # its own synapse: a CubaLIF layer
+    assert cuba.config.neuron == "cuba_lif" and cuba.config.rule == "bptt"
+    assert cuba.config.decay_syn == pytest.approx(1 - DT / 5e-3)
+    with torch.no_grad():
+        ours = cuba.simulate(x).readout.numpy()
+    np.testing.assert_allclose(simulate(graph(5e-3), x).output, ours, atol=1e-12)
+    with pytest.raises(ExportError, match=r"tau="):
+        to_network(graph(DT / 2))  # a synapse faster than the step: no forward-Euler decay
 
 
 def test_to_network_refuses_what_spiketune_has_no_counterpart_for() -> None:

@@ -12,12 +12,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import nir
 import numpy as np
 import pytest
 import torch
 
 from spiketune.errors import ExportError
-from spiketune.nir import check_export, export, read, simulate, to_graph
+from spiketune.nir import check_export, export, read, simulate, to_graph, to_network
 from spiketune.nir._profiles import PROFILES
 from spiketune.snn import RecurrentSNN, SNNConfig, predict
 
@@ -215,3 +216,81 @@ def test_spiketune_simulator_runs_every_euler_profile_exactly(target: str) -> No
 def test_unknown_target_is_refused() -> None:
     with pytest.raises(ExportError, match="unknown importer; known: generic, snntorch"):
         to_graph(_net(), target="loihi")
+
+
+# ------------------------------------------------------------------------------ CubaLIF
+def _cuba(**kw: Any) -> RecurrentSNN:
+    return _net(**{"reset": "zero", "neuron": "cuba_lif", "tau_syn": 5e-3, "rule": "bptt",
+                   "gain_in": 1.0, "gain_rec": 0.3, **kw})
+
+
+def test_cuba_lif_round_trips_through_a_generic_graph_with_identical_spikes(
+    tmp_path: Path,
+) -> None:
+    net = _cuba()
+    x = _spikes_in()
+    path = export(net, tmp_path / "cuba.nir")
+    graph = read(path)
+    assert isinstance(graph.nodes["hidden"].nodes["lif"], nir.CubaLIF)
+    with torch.no_grad():
+        tr = net.simulate(x)
+    assert 0.05 < float(tr.spikes.mean()) < 0.6
+    run = simulate(graph, x, record=["hidden.lif"], record_state=["hidden.lif"])
+    assert np.array_equal(run.records["hidden.lif"], tr.spikes.double().numpy())
+    np.testing.assert_allclose(run.output, tr.readout.double().numpy(), rtol=0, atol=1e-4)
+    back = to_network(path)  # read back: a trainable CubaLIF network with the same dynamics
+    assert back.config.neuron == "cuba_lif" and back.config.rule == "bptt"
+    assert back.config.decay_syn == pytest.approx(net.config.decay_syn, rel=1e-12)
+    with torch.no_grad():
+        again = back.simulate(x)
+    assert torch.equal(again.z, tr.z)
+    torch.testing.assert_close(again.y, tr.y, rtol=0, atol=1e-5)
+    with pytest.raises(ExportError, match=r"approximate=\{'reset'\}"):
+        to_graph(_cuba(reset="subtract"))
+
+
+def test_snntorch_imports_a_cuba_lif_export_whole_and_agrees_exactly(tmp_path: Path) -> None:
+    net = _cuba()
+    x = _spikes_in()
+    path = export(net, tmp_path / "cuba.nir", target="snntorch")
+    z, y = _run_snntorch(path, x)
+    with torch.no_grad():
+        tr = net.simulate(x)
+    assert torch.equal(z, tr.spikes)
+    torch.testing.assert_close(y, tr.readout, rtol=0, atol=1e-4)
+
+
+def test_norse_imports_a_cuba_lif_export_whole_and_agrees_exactly(tmp_path: Path) -> None:
+    norse = _importer("norse.torch")
+    net = _cuba()
+    x = _spikes_in()
+    graph = read(export(net, tmp_path / "cuba.nir", target="norse"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = norse.from_nir(graph, dt=float(graph.metadata["dt"]))
+    state = None
+    spikes = []
+    with torch.no_grad():
+        for t in range(x.shape[1]):
+            _, state = module(x[:, t], state)
+            spikes.append(state.cache["hidden"].clone())
+        tr = net.simulate(x)
+    assert torch.equal(torch.stack(spikes, 1), tr.spikes)
+
+
+def test_rockpool_imports_a_cuba_lif_export_with_only_its_reset_approximated(
+    tmp_path: Path,
+) -> None:
+    net = _cuba()
+    with pytest.raises(ExportError, match="reset"):
+        export(net, tmp_path / "refused.nir", target="rockpool")
+    with pytest.raises(ExportError, match="alpha_syn = 0"):
+        export(_cuba(tau_syn=None, alpha_syn=0.0), tmp_path / "r.nir", target="rockpool",
+               approximate={"reset"})
+    x = _spikes_in()
+    path = export(net, tmp_path / "cuba.nir", target="rockpool", approximate={"reset"})
+    z, y = _run_rockpool(path, x)
+    assert 0.05 < float((z > 0).float().mean()) < 0.8
+    reference = PROFILES["rockpool"].readout_trace(read(path), x.double().numpy())
+    np.testing.assert_allclose(y.double().numpy(), reference, rtol=0, atol=1e-3)
+    assert read(path).metadata["approximations"] != "none"

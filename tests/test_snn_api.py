@@ -5,12 +5,13 @@ from __future__ import annotations
 import spiketune.snn as snn
 
 PUBLIC = {
-    "ALIFParameters", "ALIFState", "BPTT", "Checkpoint", "CheckpointScore", "EProp",
+    "ALIFParameters", "ALIFState", "BPTT", "Checkpoint", "CheckpointScore", "CubaLIFParameters",
+    "CubaLIFState", "EProp",
     "EpochMetrics", "Evaluation", "History", "L2MU", "L2MUParameters", "L2MUState",
     "L2MUWeights", "LIFParameters", "LIFState", "LMU", "LMUParameters", "LMUState",
     "LMUWeights", "LearningRule", "Model", "PopulationTrainer", "ReadoutLoss",
     "RecurrentSNN", "SNNConfig", "SpikeCounts", "SpikeStats", "StepResult", "Surrogate",
-    "TrainConfig", "Trainer", "Trajectory", "alif_step", "configs_from_params",
+    "TrainConfig", "Trainer", "Trajectory", "alif_step", "configs_from_params", "cuba_lif_step",
     "discretise", "evaluate_checkpoint", "group_members", "heaviside", "initial_state",
     "l2mu_initial_state", "l2mu_step", "legendre_matrices", "lif_step",
     "lmu_initial_state", "lmu_step", "load_checkpoint", "load_weights", "make_rule",

@@ -30,7 +30,7 @@ def test_both_spellings_at_once_are_refused() -> None:
     [
         ("alpha", 1.2, "must be < 1"),
         ("tau_out", -1.0, "must be > 0"),
-        ("neuron", "izhikevich", "'lif' or 'alif'"),
+        ("neuron", "izhikevich", "'lif', 'alif' or 'cuba_lif'"),
         ("n_rec", 0, "must be >= 1"),
         ("loss_steps", 0, "must be >= 1"),
         ("loss_window", 0, "must be > 0"),

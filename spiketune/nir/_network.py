@@ -5,20 +5,21 @@ spiketune, snnTorch and Norse write it::
 
     input -> Linear -> hidden -> Linear | Affine -> readout -> output
 
-- ``hidden``: a ``LIF`` node, or a ``CubaLIF`` node whose synapse passes its input on within
-  the step (``tau_syn == dt``: forward Euler then gives ``i = w_in * input``), alone or in the
-  recurrent subgraph ``input -> n -> output`` with ``n -> Linear -> n``; or spiketune's exact
-  subtract-reset subgraph (``LI -> Threshold`` with a ``Scale(-v_th)`` self-connection).
+- ``hidden``: a ``LIF`` node or a ``CubaLIF`` node, alone or in the recurrent subgraph
+  ``input -> n -> output`` with ``n -> Linear -> n``; or spiketune's exact subtract-reset
+  subgraph (``LI -> Threshold`` with a ``Scale(-v_th)`` self-connection). A ``CubaLIF`` becomes
+  a ``neuron="cuba_lif"`` layer with ``alpha_syn = 1 - dt/tau_syn`` (trained by BPTT:
+  ``rule="bptt"`` unless given); one whose synapse passes its input on within the step
+  (``tau_syn == dt``, ``alpha_syn = 0``) is read as the LIF it then is.
 - ``readout``: an ``LI`` node, or a ``LIF`` that never fires (``v_threshold`` at least
   :data:`~spiketune.nir._profiles.NEVER_FIRES` / 2), read from its membrane.
 
 Parameters are read with NIR's forward-Euler semantics at ``dt`` (seconds): ``alpha = 1 -
-dt/tau``, and the input gain ``r dt/tau`` (times ``w_in`` for a CubaLIF) is folded into the
-weights into the layer. Time constants and thresholds must be the same for every neuron of a
-layer, ``v_leak`` and ``v_reset`` zero, and recurrent weights without self-connections
+dt/tau``, and the input gain ``r dt/tau`` (times ``w_in dt/tau_syn`` for a CubaLIF) is folded
+into the weights into the layer. Time constants and thresholds must be the same for every neuron
+of a layer, ``v_leak`` and ``v_reset`` zero, and recurrent weights without self-connections
 (spiketune's layer has none); anything else is refused with ExportError naming the node and
-the value. A current-based neuron with its own synaptic time constant (the NIR paper's Braille
-graphs) has no spiketune counterpart yet and is refused by name.
+the value.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ __all__ = ["to_network"]
 class _Neurons:
     alpha: float
     gain: float
+    alpha_syn: float | None
     v_th: float | None
     reset: str
     w_rec: np.ndarray | None
@@ -101,7 +103,10 @@ def to_network(
             "reset": hidden.reset,
             "recurrent": hidden.w_rec is not None,
             "readout_bias": b_out is not None,
-            "neuron": "lif",
+            "neuron": "lif" if hidden.alpha_syn is None else "cuba_lif",
+            **({} if hidden.alpha_syn is None else {
+                "alpha_syn": hidden.alpha_syn, "rule": config.get("rule", "bptt"),
+            }),
         }
     )
     net = RecurrentSNN(cfg, seed=0, dtype=dtype)
@@ -195,16 +200,16 @@ def _hidden(name: str, node: Any, dt: float) -> _Neurons:
                 "counterpart: spiketune's recurrent layer has none"
             )
         node = neurons[0]
+    alpha_syn: float | None = None
     if isinstance(node, nir.CubaLIF):
         tau_syn = _uniform(name, "tau_syn", node.tau_syn)
-        if not np.isclose(tau_syn, dt, rtol=1e-9, atol=0):
-            raise ExportError(
-                f"node {name!r}: a CubaLIF with its own synaptic time constant (tau_syn="
-                f"{tau_syn:g} s, dt={dt:g} s) has no spiketune neuron yet; only tau_syn == dt "
-                "(the synapse passes its input on within the step) is read, as a LIF"
-            )
         tau = _uniform(name, "tau_mem", node.tau_mem)
         gain = _uniform(name, "w_in", node.w_in) * _uniform(name, "r", node.r) * dt / tau
+        if not np.isclose(tau_syn, dt, rtol=1e-9, atol=0):
+            alpha_syn = _decay(name, tau_syn, dt)  # its own synapse: a cuba_lif layer
+            gain *= dt / tau_syn
+        if node.v_reset is not None:
+            _zero(name, "v_reset", node.v_reset)
         reset = "zero"
     elif isinstance(node, nir.LIF):
         tau = _uniform(name, "tau", node.tau)
@@ -214,11 +219,11 @@ def _hidden(name: str, node: Any, dt: float) -> _Neurons:
     else:
         raise ExportError(
             f"node {name!r}: a nir.{type(node).__name__} hidden layer has no spiketune neuron; "
-            "read: LIF, CubaLIF with tau_syn == dt, spiketune's subtract-reset subgraph"
+            "read: LIF, CubaLIF, spiketune's subtract-reset subgraph"
         )
     _zero(name, "v_leak", node.v_leak)
     v_th = _uniform(name, "v_threshold", node.v_threshold)
-    return _Neurons(_decay(name, tau, dt), gain, v_th, reset, w_rec)
+    return _Neurons(_decay(name, tau, dt), gain, alpha_syn, v_th, reset, w_rec)
 
 
 def _subtract_subgraph(name: str, inner: dict[str, Any], dt: float) -> _Neurons:
@@ -240,7 +245,7 @@ def _subtract_subgraph(name: str, inner: dict[str, Any], dt: float) -> _Neurons:
             f"subgraph {name!r}: the subtract reset is read with r = tau/dt only (got an input "
             f"gain of {gain:g}), so that the reset subtracts exactly v_th"
         )
-    return _Neurons(_decay(name, tau, dt), 1.0, v_th, "subtract", w_rec)
+    return _Neurons(_decay(name, tau, dt), 1.0, None, v_th, "subtract", w_rec)
 
 
 def _readout(name: str, node: Any, dt: float) -> tuple[float, float]:

@@ -13,8 +13,9 @@ Lifecycle of a profile during one export (all times in seconds):
    the caller asked for (or None) and the model's own.
 2. :meth:`ImporterProfile.hidden` writes the spiking layer. It looks the neuron record's type up
    in :attr:`ImporterProfile.NEURONS` and calls that method (``hidden_lif`` for
-   :class:`~spiketune.snn.LIFParameters`); a new neuron model, e.g. a current-based LIF, is one
-   more entry there and one method per profile. Adaptation and refractory periods are removed
+   :class:`~spiketune.snn.LIFParameters`, ``hidden_cuba_lif`` for the current-based
+   :class:`~spiketune.snn.CubaLIFParameters`); a new neuron model is one more entry there and
+   one method per profile. Adaptation and refractory periods are removed
    (or refused) before this call, identically for every profile.
 3. :meth:`ImporterProfile.readout` writes the leaky-integrator readout.
 4. :meth:`ImporterProfile.readout_trace` runs a written graph as the importer would and returns
@@ -37,7 +38,7 @@ import nir
 import numpy as np
 
 from spiketune.errors import ExportError
-from spiketune.snn import LIFParameters
+from spiketune.snn import CubaLIFParameters, LIFParameters
 
 __all__ = ["NEVER_FIRES", "PROFILES", "ImporterProfile", "Layer", "get_profile"]
 
@@ -72,7 +73,9 @@ class ImporterProfile:
     importer: ClassVar[str]
     readout_at: ClassVar[str] = "the graph's output"
     #: neuron record type -> name of the method that writes that neuron's layer
-    NEURONS: ClassVar[dict[type, str]] = {LIFParameters: "hidden_lif"}
+    NEURONS: ClassVar[dict[type, str]] = {
+        LIFParameters: "hidden_lif", CubaLIFParameters: "hidden_cuba_lif",
+    }
 
     def step(self, dt: float | None, model_dt: float) -> float:
         """The step written to the graph, seconds: ``dt`` if given, else the model's own."""
@@ -100,6 +103,19 @@ class ImporterProfile:
         approximate: frozenset[str],
     ) -> Layer:
         raise NotImplementedError
+
+    def hidden_cuba_lif(
+        self,
+        p: CubaLIFParameters,
+        n: int,
+        w_rec: np.ndarray | None,
+        dt: float,
+        approximate: frozenset[str],
+    ) -> Layer:
+        """A current-based layer; the default is NIR's forward-Euler ``CubaLIF`` (exact for a
+        reset to zero, :func:`_euler_cuba_lif`), for importers that read it so."""
+        notes = _zero_reset_only(self.name, p, approximate)
+        return Layer(_recurrent(_euler_cuba_lif(p, n, dt), n, w_rec, "lif"), 1.0, tuple(notes))
 
     def readout(self, kappa: float, n: int, dt: float) -> Layer:
         """The readout ``y[t] = kappa y[t-1] + u[t]`` of ``n`` units (``kappa`` per step)."""
@@ -170,6 +186,19 @@ def _lif(tau: float, r: float, v_th: float, n: int) -> nir.LIF:
     )
 
 
+def _euler_cuba_lif(p: CubaLIFParameters, n: int, dt: float) -> nir.CubaLIF:
+    """The ``CubaLIF`` node whose forward-Euler step at ``dt`` is spiketune's CubaLIF step with
+    a reset to zero: ``tau_syn = dt/(1 - alpha_syn)`` and ``w_in = tau_syn/dt`` make the
+    synapse ``j <- alpha_syn j + I``; ``tau_mem = dt/(1 - alpha)`` and ``r = tau_mem/dt`` make
+    the membrane ``v <- alpha v + j``."""
+    tau_syn, tau_mem = _euler_tau(p.alpha_syn, dt), _euler_tau(p.alpha, dt)
+    return nir.CubaLIF(
+        tau_syn=_v(tau_syn, n), tau_mem=_v(tau_mem, n), r=_v(tau_mem / dt, n),
+        v_leak=np.zeros(n), v_threshold=_v(p.v_th, n), v_reset=np.zeros(n),
+        w_in=_v(tau_syn / dt, n),
+    )
+
+
 def _readout_membrane(graph: nir.NIRGraph, x: np.ndarray) -> np.ndarray:
     from spiketune.nir._simulate import simulate
 
@@ -208,6 +237,24 @@ class GenericProfile(ImporterProfile):
             return Layer(nir.NIRGraph(nodes=nodes, edges=edges))
         notes = _zero_reset_only(self.name, p, approximate)
         return Layer(_recurrent(_lif(tau, tau / dt, p.v_th, n), n, w_rec, "lif"), 1.0, tuple(notes))
+
+    def hidden_cuba_lif(
+        self, p: CubaLIFParameters, n: int, w_rec: np.ndarray | None, dt: float,
+        approximate: frozenset[str],
+    ) -> Layer:
+        """A ``CubaLIF`` node (exact with a reset to zero); a subtract reset is not written yet
+        and needs ``approximate={"reset"}`` (written as a reset to zero)."""
+        notes: tuple[str, ...] = ()
+        if p.reset == "subtract":
+            if "reset" not in approximate:
+                raise ExportError(
+                    "--for generic: a CubaLIF layer is written as NIR's CubaLIF, which resets "
+                    "to zero, and this network resets by subtraction: pass approximate="
+                    "{'reset'} (--approximate reset) to write a reset to zero (spikes will "
+                    "differ), or train it with reset='zero' (exact)"
+                )
+            notes = ("reset by subtraction written as reset to 0",)
+        return Layer(_recurrent(_euler_cuba_lif(p, n, dt), n, w_rec, "lif"), 1.0, notes)
 
     def readout(self, kappa: float, n: int, dt: float) -> Layer:
         tau = _euler_tau(kappa, dt)
@@ -327,6 +374,38 @@ class RockpoolProfile(ImporterProfile):
             f"reset {p.reset!r} written as Rockpool's subtraction at the spike",
         )
         return Layer(_recurrent(node, n, w_rec, "lif"), 1.0, notes)
+
+    def hidden_cuba_lif(
+        self, p: CubaLIFParameters, n: int, w_rec: np.ndarray | None, dt: float,
+        approximate: frozenset[str],
+    ) -> Layer:
+        """Rockpool's neuron is current-based: the synapse and the leaks are exact (exponential
+        decays ``alpha_syn``, ``alpha``; the weights into the layer carry ``1/alpha_syn``
+        because Rockpool decays the current after adding the input); its reset by subtraction
+        at the spike is not spiketune's, so ``approximate={"reset"}`` is needed."""
+        if "reset" not in approximate:
+            raise ExportError(
+                f"--for rockpool: Rockpool's neuron resets by subtraction at the spike (several "
+                f"spikes in a step from 2 v_th up), which this CubaLIF network (reset="
+                f"{p.reset!r}) does not: pass approximate={{'reset'}} (--approximate reset) to "
+                "write it that way (spikes will differ), or export --for generic (exact)"
+            )
+        if p.alpha_syn <= 0:
+            raise ExportError(
+                "--for rockpool: a CubaLIF synapse without memory (alpha_syn = 0) cannot be "
+                "written: Rockpool decays the synaptic current before the membrane reads it; "
+                "this network is a LIF: train it as neuron='lif'"
+            )
+        tau_mem = _exact_tau(p.alpha, dt)
+        gain = 1.0 / p.alpha_syn
+        node = nir.CubaLIF(
+            tau_syn=_v(_exact_tau(p.alpha_syn, dt), n), tau_mem=_v(tau_mem, n),
+            r=_v(tau_mem / dt - 1.0, n), v_leak=np.zeros(n), v_threshold=_v(p.v_th, n),
+            w_in=np.ones(n),
+        )
+        rec = None if w_rec is None else w_rec * gain
+        note = f"reset {p.reset!r} written as Rockpool's subtraction at the spike"
+        return Layer(_recurrent(node, n, rec, "lif"), gain, (note,))
 
     def readout(self, kappa: float, n: int, dt: float) -> Layer:
         if kappa <= 0:

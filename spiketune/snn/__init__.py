@@ -1,4 +1,4 @@
-"""The SNN core: recurrent LIF/ALIF networks trained by e-prop and by BPTT, and the Legendre
+"""The SNN core: recurrent LIF/ALIF/CubaLIF networks trained by e-prop and by BPTT, and the Legendre
 Memory Units (the non-spiking :class:`LMU` and the spiking :class:`L2MU`) trained by BPTT.
 
 Build a network from an :class:`SNNConfig` (or straight from an HPO trial's flat parameter
@@ -6,8 +6,8 @@ dict with :func:`configs_from_params`), pick its learning rule with :func:`make_
 train it with a :class:`Trainer` (K networks that differ in their hyperparameters: as one
 batched computation with a :class:`PopulationTrainer`); the Trainer, checkpoints and spike
 statistics take any :class:`Model`. Dynamics are pure functions (:func:`lif_step`,
-:func:`alif_step`, :func:`lmu_step`, :func:`l2mu_step`) over parameter records; times are in
-seconds, decays per step.
+:func:`alif_step`, :func:`cuba_lif_step`, :func:`lmu_step`, :func:`l2mu_step`) over
+parameter records; times are in seconds, decays per step.
 """
 
 from __future__ import annotations
@@ -45,9 +45,12 @@ from spiketune.snn._network import RecurrentSNN, Trajectory
 from spiketune.snn._neurons import (
     ALIFParameters,
     ALIFState,
+    CubaLIFParameters,
+    CubaLIFState,
     LIFParameters,
     LIFState,
     alif_step,
+    cuba_lif_step,
     initial_state,
     lif_step,
     neuron_step,
@@ -67,6 +70,8 @@ __all__ = [
     "ALIFState",
     "Checkpoint",
     "CheckpointScore",
+    "CubaLIFParameters",
+    "CubaLIFState",
     "EProp",
     "EpochMetrics",
     "Evaluation",
@@ -94,6 +99,7 @@ __all__ = [
     "Trajectory",
     "alif_step",
     "configs_from_params",
+    "cuba_lif_step",
     "discretise",
     "evaluate_checkpoint",
     "group_members",

@@ -30,6 +30,8 @@ _DECAYS: tuple[tuple[str, str, float], ...] = (
     ("tau_out", "kappa", 20e-3),
     ("tau_adapt", "rho", 200e-3),
 )
+#: The synaptic time constant of neuron="cuba_lif" when neither tau_syn nor alpha_syn is given, s.
+DEFAULT_TAU_SYN = 5e-3
 
 
 class _Config(BaseModel):
@@ -57,7 +59,7 @@ class SNNConfig(_Config):
     n_in: int = Field(ge=1, description="input channels")
     n_rec: int = Field(ge=1, description="recurrent (hidden) neurons")
     n_out: int = Field(ge=1, description="readout units = classes")
-    neuron: Literal["lif", "alif"] = "lif"
+    neuron: Literal["lif", "alif", "cuba_lif"] = "lif"
     recurrent: bool = Field(True, description="False: no recurrent weights at all")
     readout_bias: bool = True
 
@@ -70,6 +72,12 @@ class SNNConfig(_Config):
     tau_adapt: float | None = Field(None, gt=0, description="ALIF adaptation time constant, s")
     rho: float | None = Field(None, ge=0, lt=1, description="ALIF adaptation decay per step")
     beta: float = Field(1.8, ge=0, description="ALIF threshold increase per unit of adaptation")
+    tau_syn: float | None = Field(
+        None, gt=0, description="cuba_lif synaptic time constant, seconds (default 5e-3)"
+    )
+    alpha_syn: float | None = Field(
+        None, ge=0, lt=1, description="cuba_lif synaptic decay per step"
+    )
     v_th: float = Field(1.0, gt=0, description="firing threshold (membrane units)")
     reset: Literal["subtract", "zero"] = "subtract"
     refractory_steps: int = Field(0, ge=0, description="steps without spiking after a spike")
@@ -116,6 +124,33 @@ class SNNConfig(_Config):
 
     @model_validator(mode="before")
     @classmethod
+    def _synapse_of_cuba_lif(cls, data: Any) -> Any:
+        """``tau_syn`` / ``alpha_syn``: one spelling, only for ``neuron="cuba_lif"`` (where
+        ``tau_syn`` defaults to :data:`DEFAULT_TAU_SYN` seconds)."""
+        if not isinstance(data, Mapping):
+            return data
+        data = dict(data)
+        tau, factor = data.get("tau_syn"), data.get("alpha_syn")
+        given = {k: v for k, v in (("tau_syn", tau), ("alpha_syn", factor)) if v is not None}
+        if data.get("neuron", "lif") != "cuba_lif":
+            if given:
+                key = next(iter(given))
+                raise _cross_field(
+                    key, given, f"{key} is the synapse of neuron='cuba_lif'; neuron is "
+                    f"{data.get('neuron', 'lif')!r}",
+                )
+            return data
+        if len(given) == 2:
+            raise _cross_field(
+                "tau_syn", given,
+                "give either tau_syn (seconds) or alpha_syn (decay per step), not both",
+            )
+        if not given:
+            data["tau_syn"] = DEFAULT_TAU_SYN
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
     def _loss_window_in_steps(cls, data: Any) -> Any:
         """A window in seconds becomes ``loss_steps`` (at least 1); both may be given only when
         they agree (a saved config holds both). A bad window or dt is left to its field."""
@@ -133,6 +168,16 @@ class SNNConfig(_Config):
                 f"{window:g} s is {steps} step(s) of dt={dt:g} s",
             )
         return {**data, "loss_steps": steps}
+
+    @model_validator(mode="after")
+    def _cuba_lif_by_bptt(self) -> SNNConfig:
+        if self.neuron == "cuba_lif" and self.rule != "bptt":
+            raise _cross_field(
+                "rule", self.rule,
+                "neuron='cuba_lif' trains by BPTT only: set rule='bptt' (e-prop's eligibility "
+                "traces are written for LIF and ALIF)",
+            )
+        return self
 
     @model_validator(mode="after")
     def _rates_reachable(self) -> SNNConfig:
@@ -160,6 +205,14 @@ class SNNConfig(_Config):
     def decay_adapt(self) -> float:
         """rho = exp(-dt / tau_adapt): ALIF adaptation decay per step."""
         return _factor(self.tau_adapt, self.rho, self.dt)
+
+    @property
+    def decay_syn(self) -> float:
+        """alpha_syn = exp(-dt / tau_syn): cuba_lif synaptic decay per step (0 for other
+        neurons, which have no synapse)."""
+        if self.tau_syn is None and self.alpha_syn is None:
+            return 0.0
+        return _factor(self.tau_syn, self.alpha_syn, self.dt)
 
     @property
     def target_rate_per_step(self) -> float:

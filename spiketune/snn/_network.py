@@ -22,6 +22,7 @@ from spiketune.snn._model import Model
 from spiketune.snn._neurons import (
     ALIFParameters,
     ALIFState,
+    CubaLIFParameters,
     LIFParameters,
     NeuronParameters,
     NeuronState,
@@ -70,6 +71,8 @@ def neuron_parameters(config: SNNConfig) -> NeuronParameters:
     }
     if config.neuron == "alif":
         return ALIFParameters(rho=config.decay_adapt, beta=config.beta, **common)
+    if config.neuron == "cuba_lif":
+        return CubaLIFParameters(alpha_syn=config.decay_syn, **common)
     return LIFParameters(**common)
 
 
@@ -79,7 +82,7 @@ def surrogate_of(config: SNNConfig) -> Surrogate:
 
 
 class RecurrentSNN(Model):
-    """Input -> one recurrent layer of LIF/ALIF neurons -> leaky-integrator readout.
+    """Input -> one recurrent layer of LIF/ALIF/CubaLIF neurons -> leaky-integrator readout.
 
     Owns ``w_in`` (n_rec, n_in), ``w_rec`` (n_rec, n_rec; zero diagonal, absent without
     recurrence), ``w_out`` (n_out, n_rec), ``b_out`` (n_out; absent without bias), and for random
@@ -207,7 +210,10 @@ class RecurrentSNN(Model):
         p = self.neuron_params
         n_steps, batch, _ = x.shape
         w_rec = self.recurrent_weight()
-        if w_rec is not None and p.reset == "subtract" and not torch.is_grad_enabled():
+        # A CubaLIF's currents pass its synapse: neither the reset nor the leak may be folded
+        # into them, so it takes the plain loop below.
+        cuba = isinstance(p, CubaLIFParameters)
+        if w_rec is not None and p.reset == "subtract" and not torch.is_grad_enabled() and not cuba:
             # The reset by subtraction, -v_th z[t-1], is a self-connection of weight -v_th:
             # fold it into the product with w_rec that each step computes anyway. (Not under
             # autograd, where detach_reset must be able to stop the reset's gradient alone.)
@@ -219,7 +225,7 @@ class RecurrentSNN(Model):
         if out is not None:
             fields = [f.unbind(0) if f is not None else [None] * n_steps for f in out]
             buffers = [type(out)(*step) for step in zip(*fields, strict=True)]
-        if pre is not None and w_rec is not None and out is not None:
+        if pre is not None and w_rec is not None and out is not None and not cuba:
             # [w_in, w_rec] transposed and contiguous: the faster layout for the step's product
             w_pre_t = torch.cat([self.w_in, w_rec], 1).t().contiguous()
             rows = pre.unbind(0)
@@ -281,7 +287,7 @@ class RecurrentSNN(Model):
         for _, _, s in self.steps(xt, spike=spike, detach_reset=detach_reset):
             zs.append(s.z)
             vs.append(s.v)
-            if len(s) == 4:
+            if isinstance(s, ALIFState):
                 as_.append(s.a)  # type: ignore[union-attr]
             if s.refrac is not None:
                 rs.append(s.refrac)

@@ -4,14 +4,19 @@ One step of a layer of neurons, for a batch, given the synaptic current ``i[t]``
 (``W_in x[t] + W_rec z[t-1]``)::
 
     a[t] = rho a[t-1] + z[t-1]                                  (ALIF only)
+    j[t] = alpha_syn j[t-1] + i[t]                              (CubaLIF only)
     v[t] = alpha v[t-1] + i[t] - v_th z[t-1]                    (reset "subtract")
     v[t] = alpha v[t-1] (1 - z[t-1]) + i[t]                     (reset "zero")
     v[t] = alpha v[t-1] + i[t]                                  (reset "none")
     z[t] = H(v[t] - A[t]),  A = v_th (LIF) or v_th + beta a[t] (ALIF)
     z[t] = 0 while the neuron is refractory: for ``refractory_steps`` steps after a spike
 
-The membrane keeps integrating while refractory; only spiking is blocked. ``alpha``, ``rho``
-are per-step decay factors; build them from time constants in seconds with
+A current-based LIF (CubaLIF) puts a leaky synapse between the current and the membrane: the
+membrane then integrates the synaptic current ``j[t]`` in place of ``i[t]`` (same resets,
+same threshold). With ``alpha_syn = 0`` (``tau_syn`` -> 0) ``j = i`` and it is the LIF.
+
+The membrane keeps integrating while refractory; only spiking is blocked. ``alpha``, ``rho``,
+``alpha_syn`` are per-step decay factors; build them from time constants in seconds with
 ``from_time_constants`` (``alpha = exp(-dt / tau_mem)``).
 
 The spike function is an argument: :func:`~spiketune.snn._surrogate.heaviside` for plain
@@ -106,6 +111,31 @@ class ALIFParameters(LIFParameters):
         )
 
 
+@dataclass(frozen=True, kw_only=True)
+class CubaLIFParameters(LIFParameters):
+    """Current-based LIF: LIF whose input passes a leaky synapse ``j[t] = alpha_syn j[t-1] +
+    i[t]`` first; ``alpha_syn`` is the synaptic decay per step (0: no synaptic memory, LIF)."""
+
+    alpha_syn: float
+
+    def _check(self) -> list[Problem]:
+        problems = super()._check()
+        if not 0.0 <= self.alpha_syn < 1.0:
+            problems.append(Problem("alpha_syn", self.alpha_syn, "a decay per step in [0, 1)"))
+        return problems
+
+    @classmethod
+    def from_time_constants(  # type: ignore[override]
+        cls, *, tau_mem: float, tau_syn: float, dt: float, v_th: float = 1.0,
+        reset: str = "subtract", refractory_steps: int = 0,
+    ) -> CubaLIFParameters:
+        """``tau_mem``, ``tau_syn`` and ``dt`` in seconds (``alpha_syn = exp(-dt / tau_syn)``)."""
+        return cls(
+            alpha=_decay("tau_mem", tau_mem, dt), alpha_syn=_decay("tau_syn", tau_syn, dt),
+            v_th=v_th, reset=reset, refractory_steps=refractory_steps,
+        )
+
+
 class LIFState(NamedTuple):
     """State after a step: spikes ``z``, membrane ``v``, and refractory steps left (or None)."""
 
@@ -123,8 +153,17 @@ class ALIFState(NamedTuple):
     refrac: Tensor | None
 
 
-NeuronParameters = LIFParameters | ALIFParameters
-NeuronState = LIFState | ALIFState
+class CubaLIFState(NamedTuple):
+    """LIF state plus the synaptic current ``i`` (the ``j`` of the module docstring)."""
+
+    z: Tensor
+    v: Tensor
+    i: Tensor
+    refrac: Tensor | None
+
+
+NeuronParameters = LIFParameters | ALIFParameters | CubaLIFParameters
+NeuronState = LIFState | ALIFState | CubaLIFState
 
 
 def initial_state(
@@ -139,6 +178,8 @@ def initial_state(
     refrac = zeros() if p.refractory_steps > 0 else None
     if isinstance(p, ALIFParameters):
         return ALIFState(zeros(), zeros(), zeros(), refrac)
+    if isinstance(p, CubaLIFParameters):
+        return CubaLIFState(zeros(), zeros(), zeros(), refrac)
     return LIFState(zeros(), zeros(), refrac)
 
 
@@ -168,13 +209,28 @@ def alif_step(
     return z, ALIFState(z, v, a, refrac)
 
 
+def cuba_lif_step(
+    i: Tensor, s: CubaLIFState, p: CubaLIFParameters, spike: SpikeFn = heaviside, *,
+    detach_reset: bool = False, out: CubaLIFState | None = None,
+) -> tuple[Tensor, CubaLIFState]:
+    """One CubaLIF step: the synaptic current ``j = alpha_syn j + i`` first, then the LIF
+    membrane driven by ``j`` (see the module docstring); arguments as for :func:`lif_step`."""
+    j = torch.add(i, s.i, alpha=p.alpha_syn, out=None if out is None else out.i)
+    v = _integrate(j, s.v, s.z, p, detach_reset, None if out is None else out.v)
+    z, refrac = _fire(v, s.refrac, p, spike, out)
+    return z, CubaLIFState(z, v, j, refrac)
+
+
 def neuron_step(
     i: Tensor, s: NeuronState, p: NeuronParameters, spike: SpikeFn = heaviside, *,
     detach_reset: bool = False, out: NeuronState | None = None,
 ) -> tuple[Tensor, NeuronState]:
-    """:func:`lif_step` or :func:`alif_step`, chosen by the parameter record's type."""
+    """:func:`lif_step`, :func:`alif_step` or :func:`cuba_lif_step`, chosen by the parameter
+    record's type."""
     if isinstance(p, ALIFParameters):
         return alif_step(i, s, p, spike, detach_reset=detach_reset, out=out)  # type: ignore[arg-type]
+    if isinstance(p, CubaLIFParameters):
+        return cuba_lif_step(i, s, p, spike, detach_reset=detach_reset, out=out)  # type: ignore[arg-type]
     return lif_step(i, s, p, spike, detach_reset=detach_reset, out=out)  # type: ignore[arg-type]
 
 

@@ -26,9 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from spiketune.errors import ConfigError, Problem
 from spiketune.snn._loss import window_start
 from spiketune.snn._network import RecurrentSNN
-from spiketune.snn._neurons import ALIFParameters
+from spiketune.snn._neurons import ALIFParameters, CubaLIFParameters
 from spiketune.snn._surrogate import surrogate_derivative
 from spiketune.snn._workspace import Workspace
 
@@ -85,6 +86,11 @@ class PopulationParameters:
         """The parameters of these networks (one population: same reset, surrogate, loss)."""
         cfgs = [n.config for n in nets]
         ps = [n.neuron_params for n in nets]
+        if any(isinstance(p, CubaLIFParameters) for p in ps):
+            raise ConfigError(Problem(
+                "neuron", "cuba_lif", "lif or alif in a population (train a CubaLIF network "
+                "alone with a Trainer)",
+            ))
 
         def col(values: list[float]) -> Tensor:
             return torch.tensor(values, dtype=like.dtype, device=like.device).view(-1, 1, 1)
