@@ -9,7 +9,10 @@ needs nothing of a repository (its data come from ``--data``, ``$SPIKETUNE_BRAIL
 spiketune's data cache). ``snntorch-braille`` is the same pipeline with a trial written only
 in snnTorch, torch and ``import nni``, on the threshold-1 Braille pool, with the NIR paper's
 search space: it runs where spiketune is absent and hands its predictions over in one guarded
-call.
+call. ``nir-finetune`` reads a NIR graph (by default one it builds: 12 inputs, a recurrent
+CubaLIF layer, 7 readouts, the NIR paper's Braille shape), maps it to a trainable network with
+``spiketune.nir.to_network`` and tunes its time constants, threshold and learning rate by
+surrogate-gradient BPTT on the threshold-1 Braille pool.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ TEMPLATES: dict[str, str] = {
     "spike-patterns": "spike_patterns",
     "wisdm-l2mu": "wisdm_l2mu",
     "snntorch-braille": "snntorch_braille",
+    "nir-finetune": "nir_finetune",
 }
 
 _SKIPPED = ("__pycache__", ".pyc")

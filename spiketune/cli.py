@@ -1019,8 +1019,9 @@ def init(
         str, typer.Option(
             "--template", "-t",
             help="Project template: braille-eprop (the e-prop RSNN on Braille events), "
-                 "braille-l2mu, wisdm-l2mu (the L²MU, LMU or RSNN), spike-patterns, or "
-                 "snntorch-braille (a trial written in snnTorch and `import nni` only).")
+                 "braille-l2mu, wisdm-l2mu (the L²MU, LMU or RSNN), spike-patterns, "
+                 "snntorch-braille (a trial written in snnTorch and `import nni` only), or "
+                 "nir-finetune (an NIR graph mapped to a network and tuned).")
     ] = "braille-eprop",
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite the template's files if present.")

@@ -81,7 +81,8 @@ def test_init_project_writes_a_runnable_copy(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="one of braille-eprop"):
         init_project(tmp_path / "other", "no-such-template")
     assert set(TEMPLATES) == {
-        "braille-eprop", "braille-l2mu", "snntorch-braille", "spike-patterns", "wisdm-l2mu"
+        "braille-eprop", "braille-l2mu", "nir-finetune", "snntorch-braille", "spike-patterns",
+        "wisdm-l2mu",
     }
 
 

@@ -1,0 +1,233 @@
+"""The launcher: an HPO experiment that fine-tunes a NIR graph (12 inputs -> recurrent CubaLIF
+layer -> 7 readouts, the NIR paper's Braille RSNN shape) on the threshold-1 Braille letters by
+surrogate-gradient BPTT, tuning its time constants, threshold and learning rate; then the
+chosen configuration retrained with several seeds, and the report.
+
+The experiment itself (name, trial command ``python3 main_hpo.py``, search space, TPE,
+Medianstop, budgets, concurrency) is ``config.toml`` with ``search_space.json``; ``main.py``
+adds the starting graph (built by ``make_graph.py`` into ``braille_cuba.nir`` beside this file
+when ``--graph`` names none and that file does not exist yet), options for the budget and for
+smaller runs, the retraining and the report::
+
+    python main.py --data braille_reduced_th1_pool.pt                 # the search, 3 seeds
+    python main.py --data braille_reduced_th1_pool.pt --graph my.nir  # another graph
+    python main.py --data braille_reduced_th1_pool.pt --smoke         # 2 trials, seconds
+
+Selection: each trial is judged by its best validation accuracy on the validation part of the
+fixed split ``stratified_split(labels, (0.8, 0.1, 0.1), seed=0)``; the test part never reaches
+a decision. The chosen configuration (the best trial by that accuracy) is retrained with
+``--retrain-seeds`` (0 1 2) and tested once per seed: mean ± std is written to
+``retrained.json`` and shown in the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from spiketune import (
+    Experiment,
+    ExperimentResults,
+    Outcome,
+    Progress,
+    load_best_model,
+    load_config,
+)
+from spiketune.engine import Retrained, retrain
+from spiketune.report import build_report
+
+HERE = Path(__file__).absolute().parent
+CONFIG = HERE / "config.toml"
+#: The starting graph ``main.py`` builds (with ``make_graph.py``) when none is given.
+DEFAULT_GRAPH = HERE / "braille_cuba.nir"
+
+#: ``--smoke``: the whole chain in seconds (2 trials of 1 epoch on 10 samples per class).
+SMOKE = {"trials": 2, "epochs_cap": 1, "subset": 10, "duration": "5m", "retrain_seeds": [0]}
+#: The seeds the chosen configuration is retrained with.
+RETRAIN_SEEDS = [0, 1, 2]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--trials", type=int, help="trials to run (config.toml: max_trials)")
+    p.add_argument("--duration", help='time budget, e.g. "10m", "2h" (config: max_duration)')
+    p.add_argument("--trial-duration", help='time limit of one trial, e.g. "5m"')
+    p.add_argument("--concurrency", type=int, help="trials at once (config: concurrency)")
+    p.add_argument("--epochs-cap", type=int, help="train each trial at most this many epochs")
+    p.add_argument("--subset", type=int, metavar="N", help="use N samples per class")
+    p.add_argument("--smoke", action="store_true",
+                   help="2 trials, 1 epoch, 10 samples per class, 1 retraining seed: checks "
+                        "the whole chain")
+    p.add_argument("--graph", type=Path,
+                   help=f"the NIR graph to fine-tune (default {DEFAULT_GRAPH.name} beside this "
+                        "file, built by make_graph.py when absent)")
+    p.add_argument("--data", help="threshold-1 pool file (.pt) or a directory holding "
+                   "braille_reduced_th1_pool.pt (else $SPIKETUNE_BRAILLE_TH1_DATA)")
+    p.add_argument("--retrain-seeds", type=int, nargs="*", metavar="SEED",
+                   help=f"retrain the chosen configuration with these seeds and report its test "
+                        f"accuracy as mean ± std (default {' '.join(map(str, RETRAIN_SEEDS))}; "
+                        f"none: skip)")
+    p.add_argument("--seed", type=int, help="tuner seed (config: seed)")
+    p.add_argument("--name", help="experiment name (config: name)")
+    p.add_argument("--experiment-dir", type=Path,
+                   help="root of experiment directories (default $SPIKETUNE_EXPERIMENTS or "
+                        "~/spiketune-experiments)")
+    p.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    args = p.parse_args(argv)
+    if args.smoke:
+        for key, value in SMOKE.items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
+    return args
+
+
+def starting_graph(args: argparse.Namespace) -> Path:
+    """The graph the trials fine-tune, as an absolute path: ``--graph``, else
+    :data:`DEFAULT_GRAPH`, written by ``python make_graph.py`` (seed 0) if it does not
+    exist. A ``--graph`` that does not exist is a usage error (exit code 2)."""
+    if args.graph is not None:
+        graph = args.graph.expanduser().resolve()
+        if not graph.is_file():
+            sys.stderr.write(f"main.py: error: --graph {args.graph}: no such file\n")
+            raise SystemExit(2)
+        return graph
+    if not DEFAULT_GRAPH.is_file():
+        # The same command a user would type (its defaults: 40 neurons, dt 10 ms, seed 0).
+        subprocess.run([sys.executable, str(HERE / "make_graph.py"), str(DEFAULT_GRAPH)],
+                       check=True, stdout=subprocess.DEVNULL)
+        print(f"built the starting graph {DEFAULT_GRAPH} (make_graph.py)", flush=True)
+    return DEFAULT_GRAPH
+
+
+def experiment(args: argparse.Namespace, graph: Path | None = None) -> Experiment:
+    """``config.toml`` with the command line's changes: the experiment to run. ``graph``
+    (absolute) is added to the trial command."""
+    config = load_config(CONFIG)
+    changes: dict[str, Any] = {}
+    for option, field in (("trials", "max_trials"), ("duration", "max_duration"),
+                          ("trial_duration", "max_trial_duration"),
+                          ("concurrency", "concurrency"), ("seed", "seed"), ("name", "name"),
+                          ("experiment_dir", "experiment_dir")):
+        if getattr(args, option) is not None:
+            changes[field] = getattr(args, option)
+    # Options for every trial travel on its command line (recorded with the experiment).
+    command = shlex.split(config.require_trial_command()) + _trial_options(args, graph)
+    if command != shlex.split(config.require_trial_command()):
+        changes["trial_command"] = shlex.join(command)
+    return Experiment(config, **changes)
+
+
+def _trial_options(args: argparse.Namespace, graph: Path | None) -> list[str]:
+    """The options ``main_hpo.py`` gets from the command line, paths made absolute."""
+    options: list[str] = []
+    for option, value in (("--graph", graph), ("--epochs-cap", args.epochs_cap),
+                          ("--subset", args.subset), ("--data", args.data)):
+        if value is not None:
+            is_path = option in ("--graph", "--data")
+            options += [option, str(Path(value).expanduser().resolve()) if is_path else str(value)]
+    return options
+
+
+def run(argv: list[str] | None = None) -> ExperimentResults:
+    """Run the experiment the command line describes, retrain the chosen configuration, build
+    the report, print the outcome."""
+    args = parse_args(argv)
+    graph = starting_graph(args)
+    exp = experiment(args, graph)
+    c = exp.config
+    # Trials size their CPU threads by this (see setup_hpo.trial_threads).
+    os.environ["SPIKETUNE_CONCURRENCY"] = str(c.concurrency)
+    print(f"experiment {exp.id} in {exp.directory}\n"
+          f"  {c.max_trials} trials at most, {c.concurrency} at a time, budget "
+          f"{_duration(c.max_duration)}; trial command: {c.trial_command}", flush=True)
+    seen = [-1]
+    results = exp.run(progress=None if args.quiet else lambda p: _progress(p, seen))
+    print(f"finished in {_duration(results.elapsed_seconds)}: "
+          f"{results.count(Outcome.COMPLETE)} complete, "
+          f"{results.count(Outcome.EARLY_STOPPED)} early-stopped, "
+          f"{results.count(Outcome.FAILED)} failed", flush=True)
+    seeds = RETRAIN_SEEDS if args.retrain_seeds is None else args.retrain_seeds
+    retrained = None
+    if seeds and results.best is not None and results.directory is not None:
+        retrained = retrain_chosen(results, seeds, args, graph)
+    summarise(results, report=not args.no_report, retrained=retrained)
+    return results
+
+
+def retrain_chosen(results: ExperimentResults, seeds: list[int], args: argparse.Namespace,
+                   graph: Path) -> Retrained:
+    """Train the chosen configuration (the trial whose model the experiment kept) from the same
+    graph once per seed on the split's training part and test each on the fixed test part.
+
+    ``spiketune.engine.retrain`` runs ``main_hpo.py`` by hand per seed (``--params FILE --seed
+    K --out DIR --threads N`` appended) into ``<experiment>/chosen/seed<k>/`` (checkpoint,
+    ``result.json``, log), and writes ``retrained.json``. The seed changes the order of the
+    training samples; the starting weights are the graph's.
+    """
+    command = [sys.executable, "main_hpo.py", *_trial_options(args, graph)]
+    return retrain(results, command, seeds=seeds, cwd=HERE)
+
+
+def summarise(
+    results: ExperimentResults, *, report: bool = True, retrained: Retrained | None = None
+) -> None:
+    """Print the best model (best validation accuracy, fewest spikes on ties), the best test
+    accuracy among trials (optimistic), the chosen configuration's retrained test accuracy
+    (the figure to quote); then build the report and print its path."""
+    best = load_best_model(results.directory) if results.directory is not None else None
+    if best is None:
+        print("no trial kept a model (see `spiketune trials " f"{results.id}`)")
+    else:
+        info = best.info
+        print(f"best model: trial {best.trial_id}, epoch {info.get('epoch')}, "
+              f"validation accuracy {_pct(info.get('default'))}, "
+              f"test accuracy {_pct(info.get('test'))}, "
+              f"{info.get('spikes_per_sample', float('nan')):.0f} spikes per sample")
+        print("best parameters: " + json.dumps(best.parameters, sort_keys=True))
+        print(f"best model file: {best.path()}")
+    tests = [r.metrics.get("test") for r in results.records
+             if r.metrics and isinstance(r.metrics.get("test"), int | float)]
+    if tests:
+        print(f"best test accuracy among {len(tests)} trials: {_pct(max(tests))} (optimistic: "
+              f"chosen by looking at the test set; median {_pct(statistics.median(tests))})")
+    if retrained is not None and retrained.mean is not None:
+        print(f"chosen model's test accuracy: {100 * retrained.mean:.2f}% ± "
+              f"{100 * (retrained.std or 0):.2f}% (mean ± std over seeds "
+              f"{', '.join(str(r.seed) for r in retrained.runs)}, trial {retrained.trial}'s "
+              f"configuration, split {str(retrained.split_digest)[:12]})")
+    if report:
+        files = build_report(results.directory or results.id)
+        print(f"report: {files.index}")
+
+
+def _progress(p: Progress, seen: list[int]) -> None:
+    if p.done == seen[0]:
+        return
+    seen[0] = p.done
+    best = "-" if p.best_value is None else f"{p.best_value:.3f} (trial {p.best_number})"
+    print(f"  [{_duration(p.elapsed_seconds)}] {p.done} done ({p.complete} complete, "
+          f"{p.early_stopped} early-stopped, {p.failed} failed), {p.running} running; "
+          f"best validation accuracy {best}", flush=True)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "none"
+    m, s = divmod(round(seconds), 60)
+    return f"{m // 60}h{m % 60:02d}m{s:02d}s" if m >= 60 else f"{m}m{s:02d}s"
+
+
+def _pct(value: Any) -> str:
+    return "n/a" if value is None else f"{100 * float(value):.1f}%"
+
+
+if __name__ == "__main__":
+    run(sys.argv[1:])

@@ -1,0 +1,98 @@
+"""The ``nir-finetune`` template: ``spiketune init`` writes it, and ``main.py --smoke`` on the
+real threshold-1 Braille pool builds the starting NIR graph (12 -> recurrent CubaLIF(40) -> 7),
+runs two subprocess trials that map it with ``spiketune.nir.to_network`` and fine-tune it by
+BPTT, retrains the chosen configuration with one seed and builds the report."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from test_braille_example import _load
+
+import spiketune.nir
+from spiketune import Outcome
+from spiketune._init import TEMPLATES, init_project, template_files
+from spiketune.engine import chosen_trial, load_retrained
+from spiketune.snn import RecurrentSNN, load_checkpoint
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+REPO = Path(__file__).resolve().parents[1]
+TEMPLATE = "nir-finetune"
+#: The shared threshold-1 pool: $SPIKETUNE_BRAILLE_TH1_DATA, else ../shared/data/braille_th1
+#: beside the checkout (as tests/test_data_braille_pool.py finds it).
+POOL_DIR = Path(os.environ.get("SPIKETUNE_BRAILLE_TH1_DATA")
+                or REPO.parent / "shared" / "data" / "braille_th1")
+POOL_FILE = POOL_DIR / "braille_reduced_th1_pool.pt" if POOL_DIR.is_dir() else POOL_DIR
+NO_POOL = (f"the threshold-1 Braille pool is not at {POOL_FILE} (set "
+           "$SPIKETUNE_BRAILLE_TH1_DATA, or put braille_reduced_th1_pool.pt in "
+           "../shared/data/braille_th1 beside the checkout)")
+FACTORS = ("tau_syn_factor", "tau_mem_factor", "tau_out_factor", "v_th_factor")
+
+
+def test_template_files_and_search_space(tmp_path: Path) -> None:
+    """The four-file pipeline plus the graph builder, registered under its name; the search
+    space names the factors the trial applies, and nothing of a checkout leaks in."""
+    assert TEMPLATES[TEMPLATE] == "nir_finetune"
+    files = template_files(TEMPLATE)
+    assert set(files) == {"main.py", "main_hpo.py", "setup_hpo.py", "train_hpo.py",
+                          "make_graph.py", "config.toml", "search_space.json", "README.md"}
+    for name, content in files.items():
+        assert b"parents[" not in content and b"/shared/" not in content, name
+    space = json.loads(files["search_space.json"])
+    assert set(space) == {*FACTORS, "lr", "epochs"}
+    init_project(tmp_path / "p", TEMPLATE)
+    train_hpo = _load("train_hpo", tmp_path / "p")
+    assert set(FACTORS) == set(train_hpo.FACTORS)
+
+
+@pytest.mark.slow
+def test_smoke_run_fine_tunes_the_cuba_lif_graph(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``main.py --smoke``: both trials complete, each trains the CubaLIF network mapped from
+    the graph with its factors applied, the chosen one is retrained and the report written."""
+    if not POOL_FILE.is_file():
+        pytest.skip(NO_POOL)
+    project = tmp_path / "project"
+    init_project(project, TEMPLATE)
+    monkeypatch.setenv("SPIKETUNE_CONCURRENCY", "2")  # the launcher sets it; restored after
+    main = _load("main", project)
+    results = main.run(["--smoke", "--data", str(POOL_FILE), "--experiment-dir",
+                        str(tmp_path / "experiments"), "--name", "nir_smoke", "-q"])
+
+    graph = project / "braille_cuba.nir"
+    assert graph.is_file()  # built by make_graph.py, given to every trial
+    assert f"--graph {graph.resolve()}" in results.config["trial_command"]
+    start = spiketune.nir.to_network(graph, rule="bptt").config
+    assert (start.neuron, start.n_in, start.n_rec, start.n_out) == ("cuba_lif", 12, 40, 7)
+
+    assert len(results.records) == 2
+    for rec in results.records:
+        assert rec.outcome is Outcome.COMPLETE, rec.reason
+        assert rec.metrics["epoch"] == 1 and len(rec.intermediate) == 1
+        checkpoint = load_checkpoint(rec.trial_dir / "best_model.pt")
+        assert isinstance(checkpoint.network, RecurrentSNN)
+        config = checkpoint.network.config
+        assert (config.neuron, config.rule) == ("cuba_lif", "bptt")
+        assert (config.n_in, config.n_rec, config.n_out) == (12, 40, 7)
+        assert checkpoint.extra["graph"] == str(graph.resolve())
+        p = rec.parameters
+        assert config.tau_syn == pytest.approx(0.02 * p["tau_syn_factor"], rel=1e-6)
+        assert config.tau_mem == pytest.approx(0.05 * p["tau_mem_factor"], rel=1e-6)
+        assert config.tau_out == pytest.approx(0.05 * p["tau_out_factor"], rel=1e-6)
+        assert config.v_th == pytest.approx(start.v_th * p["v_th_factor"], rel=1e-6)
+        assert isinstance(rec.metrics["test"], float)
+
+    chosen = chosen_trial(results)
+    retrained = load_retrained(results.directory)
+    assert chosen is not None and retrained is not None
+    assert (results.directory / "retrained.json").is_file()
+    assert retrained.trial == chosen.number and retrained.parameters == chosen.parameters
+    assert [r.seed for r in retrained.runs] == [0] and "test" in retrained.runs[0].metrics
+    assert retrained.split_digest == chosen.metrics["split_digest"]
+    assert (results.directory / "chosen" / "seed0" / "best_model.pt").is_file()
+    assert (results.directory / "report" / "index.html").is_file()
