@@ -562,7 +562,9 @@ def test_worker_processes_share_max_trials(request, tmp_path: Path, trial_script
                 ["scheduler_pid"] for t in trials}
         assert pids == {w.pid for w in workers}  # every worker took part
     else:
-        (lost,) = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+        failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+        assert len(failed) == 1, [(t.number, t.user_attrs.get("reason")) for t in failed]
+        (lost,) = failed
         # Found by the heartbeat sweep, or (all workers share this host) by a worker that
         # joins after the kill and sees the dead scheduler's pid: either way, lost and retried.
         reason = lost.user_attrs["reason"]

@@ -351,8 +351,9 @@ def recover_interrupted(
     # heartbeat, so every RUNNING trial of the first read has its owner in the second. (Read
     # the other way round, a trial started in between would look ownerless, and be taken
     # for an interrupted one.)
-    trials = store.trials()
-    owners = {r.trial_id: r.owner for r in store.unfinished() if not r.waiting}
+    with store.consistent_reads():  # a journal writes a trial and its owner in two appends
+        trials = store.trials()
+        owners = {r.trial_id: r.owner for r in store.unfinished() if not r.waiting}
     for t in trials:
         if t.state != optuna.trial.TrialState.RUNNING:
             continue

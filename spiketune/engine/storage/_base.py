@@ -24,6 +24,7 @@ racing to end one trial, one does.
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -46,6 +47,12 @@ class BaseTrialWrites(abc.ABC):
     @abc.abstractmethod
     def begin(self) -> AbstractContextManager[Any]:
         """A transaction: ``with writes.begin() as tx:``."""
+
+    def consistent(self) -> AbstractContextManager[Any]:
+        """Reads inside this block see a new trial and its first heartbeat together or not at
+        all. A database commits them in one transaction, so any read does; a journal writes
+        them as two appends under its lock, so a reader takes the lock (see JournalTrials)."""
+        return contextlib.nullcontext()
 
     @abc.abstractmethod
     def ids(self, study_id: int,

@@ -429,6 +429,12 @@ class JournalTrials(BaseTrialWrites):
         self._records = records
         self._lock = lock
 
+    def consistent(self) -> contextlib.AbstractContextManager[None]:
+        """Hold the lock while reading: a writer appends a new trial to Optuna's log and its
+        first heartbeat to spiketune's records as two writes under the lock, and a reader
+        between them would take the trial for one without an owner (an interrupted one)."""
+        return self._lock.held()
+
     @contextlib.contextmanager
     def begin(self) -> Iterator[JournalTrials]:
         """Hold the lock; keep every append until the block ends; then Optuna's log, then

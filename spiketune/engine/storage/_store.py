@@ -584,10 +584,20 @@ class StudyStore:
         ids = self._optuna().finished_ids(self._study_id)
         return [self._rdb.get_trial(i) for i in ids if i not in known]
 
+    def consistent_reads(self) -> contextlib.AbstractContextManager[Any]:
+        """A block whose reads see a new trial and its first heartbeat together (a lock held
+        on a journal; nothing to do on a database). For readers that decide from both, e.g.
+        that a RUNNING trial without an owner was interrupted. A read-only store takes no
+        lock (reading never writes, not even a lock file) and decides nothing from them."""
+        if self.read_only:
+            return contextlib.nullcontext()
+        return self._optuna().consistent()
+
     def unfinished(self) -> list[Unfinished]:
         """The study's RUNNING and WAITING trials with their heartbeats."""
-        rows = self._read_ids((TrialState.RUNNING.name, TrialState.WAITING.name))
-        beats = self._tables().beats(self.study_name) if rows else {}
+        with self.consistent_reads():
+            rows = self._read_ids((TrialState.RUNNING.name, TrialState.WAITING.name))
+            beats = self._tables().beats(self.study_name) if rows else {}
         out = []
         for tid, number, state in rows:
             owner, beat_at = beats.get(tid, (None, None))
