@@ -396,3 +396,33 @@ def test_bptt_on_a_recurrent_snn_is_the_old_step_exactly() -> None:
     for (name, p), q in zip(a.named_parameters(), b.parameters(), strict=True):
         assert p.grad is not None and torch.equal(p.grad, q.grad), name
     assert isinstance(a, Model) and result.counts is not None
+
+
+# ------------------------------------------------------------------ model_from_params
+def test_model_from_params_builds_each_model_from_flat_search_parameters() -> None:
+    from spiketune.snn import L2MU, LMU, RecurrentSNN, model_from_params
+
+    sizes = {"n_in": 12, "n_out": 7, "dt": 0.02, "n_steps": 64}
+    l2mu = model_from_params("l2mu", {"order": 4.0, "theta": 0.5, "memory_size": 8.0,
+                                      "hidden_size": 16, "beta_u": 0.7, "threshold_h": 0.4,
+                                      "loss_window": 0.4}, **sizes)
+    config = l2mu.to_config()
+    assert isinstance(l2mu, L2MU) and config["order"] == 4 and isinstance(config["order"], int)
+    assert config["memory_size"] == 8 and config["loss_steps"] == 20  # 0.4 s of 20 ms steps
+    lmu = model_from_params("lmu", {"order": 3, "theta": 1.0, "memory_size": 2,
+                                    "hidden_size": 5}, **sizes)
+    assert type(lmu) is LMU
+    rsnn = model_from_params("rsnn", {"n_rec": 9, "tau_mem": 0.05}, **sizes)
+    assert isinstance(rsnn, RecurrentSNN) and (rsnn.config.n_in, rsnn.config.n_rec) == (12, 9)
+
+
+def test_model_from_params_names_every_problem() -> None:
+    from spiketune.snn import model_from_params
+
+    sizes = {"n_in": 12, "n_out": 7, "dt": 0.02, "n_steps": 64}
+    with pytest.raises(ConfigError) as info:
+        model_from_params("l2mu", {"order": 4, "tau_mem": 0.1, "loss_window": 5.0}, **sizes)
+    fields = {p.field for p in info.value.problems}
+    assert {"tau_mem", "loss_window", "theta"} <= fields
+    with pytest.raises(ConfigError, match=r"model.*one of l2mu, lmu, rsnn"):
+        model_from_params("gru", {}, **sizes)

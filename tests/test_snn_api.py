@@ -15,6 +15,7 @@ PUBLIC = {
     "discretise", "evaluate_checkpoint", "group_members", "heaviside", "initial_state",
     "l2mu_initial_state", "l2mu_step", "legendre_matrices", "lif_step",
     "lmu_initial_state", "lmu_step", "load_checkpoint", "load_weights", "make_rule",
+        "model_from_params",
     "neuron_step", "per_step_cross_entropy", "predict", "rate_regularisation",
     "save_checkpoint", "spike_function", "spike_stats", "summed_cross_entropy",
 }

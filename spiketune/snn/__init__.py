@@ -17,6 +17,7 @@ from spiketune.snn._checkpoint import Checkpoint, load_checkpoint, load_weights,
 from spiketune.snn._config import SNNConfig, TrainConfig, configs_from_params
 from spiketune.snn._eprop import EProp
 from spiketune.snn._evaluate import CheckpointScore, evaluate_checkpoint
+from spiketune.snn._from_params import model_from_params
 from spiketune.snn._lmu import (
     L2MU,
     LMU,
@@ -114,6 +115,7 @@ __all__ = [
     "load_checkpoint",
     "load_weights",
     "make_rule",
+    "model_from_params",
     "neuron_step",
     "per_step_cross_entropy",
     "predict",

@@ -33,15 +33,13 @@ import torch
 from spiketune import ConfigError, Problem
 from spiketune.data import Dataset, DatasetInfo
 from spiketune.snn import (
-    L2MU,
     LMU,
     EpochMetrics,
     History,
     Model,
-    RecurrentSNN,
-    SNNConfig,
     TrainConfig,
     Trainer,
+    model_from_params,
 )
 
 #: The models a trial can train, by the name the search space gives them.
@@ -62,18 +60,6 @@ FIXED: dict[str, Any] = {
 
 #: Parameters that describe the data (see ``setup_hpo.DATA_DEFAULTS``), not the network.
 DATA_KEYS = frozenset({"input", "event_threshold", "clip"})
-_POPULATIONS = ("u", "m", "h", "out")
-#: The parameters of the Legendre models beyond the loss (constructor arguments, and the
-#: L²MU's per-population constants spelt flat).
-LEGENDRE_KEYS: dict[str, frozenset[str]] = {
-    "lmu": frozenset({"order", "theta", "memory_size", "hidden_size", "readout_bias"}),
-    "l2mu": frozenset({
-        "order", "theta", "memory_size", "hidden_size", "readout_bias", "readout",
-        "detach_reset", *(f"beta_{p}" for p in _POPULATIONS),
-        *(f"threshold_{p}" for p in _POPULATIONS),
-    }),
-}
-_INTEGERS = ("order", "memory_size", "hidden_size")
 
 
 def flatten(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -115,14 +101,8 @@ def build(
     seed = train_config.seed if train_config is not None else 0
     net: Model | None = None
     try:
-        if model not in MODELS:
-            raise ConfigError(Problem("model", model, "one of " + ", ".join(MODELS)))
-        if model == "rsnn":
-            fixed = {"n_in": info.n_inputs, "n_out": info.n_classes, "dt": info.dt}
-            net = RecurrentSNN(SNNConfig.from_params({**fixed, **rest}), seed=seed,
-                               device=device)
-        else:
-            net = _legendre(model, rest, info, seed, device)
+        net = model_from_params(model, rest, n_in=info.n_inputs, n_out=info.n_classes,
+                                dt=info.dt, n_steps=info.n_steps, seed=seed, device=device)
     except ConfigError as err:
         problems += err.problems
     if problems or net is None or train_config is None:
@@ -131,49 +111,6 @@ def build(
         train_config = TrainConfig.from_params(
             {**train_config.model_dump(), "epochs": epochs_cap})
     return net, train_config
-
-
-def _legendre(
-    model: str, settings: Mapping[str, Any], info: DatasetInfo, seed: int, device: torch.device
-) -> Model:
-    """The LMU or L²MU of ``settings``: every key a constructor argument (the per-population
-    constants gathered into ``beta`` and ``threshold``), ``loss_window`` turned into steps."""
-    known = LEGENDRE_KEYS[model] | {"loss", "loss_window"}
-    problems = [Problem(k, v, f"unknown parameter of the {model}; known: "
-                        + ", ".join(sorted(known)))
-                for k, v in settings.items() if k not in known]
-    kwargs: dict[str, Any] = {k: v for k, v in settings.items()
-                              if k in known and k != "loss_window"}
-    for key in _INTEGERS:  # quniform and the like give integral floats
-        value = kwargs.get(key)
-        if isinstance(value, float) and value.is_integer():
-            kwargs[key] = int(value)
-    for name in ("beta", "threshold"):
-        given = {p: kwargs.pop(f"{name}_{p}") for p in _POPULATIONS if f"{name}_{p}" in kwargs}
-        if given:
-            kwargs[name] = given
-    window = settings.get("loss_window")
-    if window is not None:
-        steps = round(float(window) / info.dt) if isinstance(window, int | float) else 0
-        if 1 <= steps <= info.n_steps:
-            kwargs["loss_steps"] = steps
-        else:
-            problems.append(Problem("loss_window", window, f"seconds, from one step "
-                                    f"({info.dt:g} s) to the whole sample "
-                                    f"({info.n_steps * info.dt:g} s)"))
-    for key in ("order", "theta"):
-        if key not in kwargs:
-            problems.append(Problem(key, None, f"required for the {model}"))
-    cls = L2MU if model == "l2mu" else LMU
-    net = None
-    try:  # built even after a problem, so that its own problems are named too
-        net = cls(info.n_inputs, info.n_classes, dt=info.dt, seed=seed, device=device,
-                  **{"order": 1, "theta": 1.0, **kwargs})
-    except ConfigError as err:
-        problems += err.problems
-    if problems or net is None:
-        raise ConfigError(problems)
-    return net
 
 
 def is_spiking(net: Model) -> bool:

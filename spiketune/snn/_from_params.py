@@ -1,0 +1,101 @@
+"""A model from one flat dict of a trial's hyperparameters, whichever model the search chose.
+
+A search space that offers several models (``{"model": {"_type": "choice", "_value":
+[{"_name": "l2mu", ...}, {"_name": "lmu", ...}, {"_name": "rsnn", ...}]}}``) hands a trial the
+chosen model's name and its own parameters; :func:`model_from_params` builds it, and names
+every parameter it cannot use in one :class:`~spiketune.errors.ConfigError`. The LMU and L²MU
+take their constructors' arguments, with the L²MU's per-population constants spelt flat
+(``beta_u``, ``threshold_h``...: what a search space can express) and ``loss_window`` in
+seconds; the recurrent SNN takes the fields of :class:`~spiketune.snn.SNNConfig`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from spiketune.errors import ConfigError, Problem
+from spiketune.snn._config import SNNConfig
+from spiketune.snn._lmu import L2MU, LMU
+from spiketune.snn._model import Model
+from spiketune.snn._network import RecurrentSNN
+
+__all__ = ["MODEL_NAMES", "model_from_params"]
+
+#: The models :func:`model_from_params` builds, by the name a search space gives them.
+MODEL_NAMES = ("l2mu", "lmu", "rsnn")
+_POPULATIONS = ("u", "m", "h", "out")
+#: The parameters of the Legendre models: constructor arguments, and the L²MU's
+#: per-population constants spelt flat; ``loss`` and ``loss_window`` for the readout's loss.
+_LEGENDRE_KEYS: dict[str, frozenset[str]] = {
+    "lmu": frozenset({"order", "theta", "memory_size", "hidden_size", "readout_bias"}),
+    "l2mu": frozenset({
+        "order", "theta", "memory_size", "hidden_size", "readout_bias", "readout",
+        "detach_reset", *(f"beta_{p}" for p in _POPULATIONS),
+        *(f"threshold_{p}" for p in _POPULATIONS),
+    }),
+}
+_INTEGERS = ("order", "memory_size", "hidden_size")
+
+
+def model_from_params(
+    model: str,
+    params: Mapping[str, Any],
+    *,
+    n_in: int,
+    n_out: int,
+    dt: float,
+    n_steps: int,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+) -> Model:
+    """The ``model`` (``"l2mu"``, ``"lmu"`` or ``"rsnn"``) of the flat network ``params``.
+
+    Sizes come from the data (``n_in`` inputs, ``n_out`` classes, ``n_steps`` steps of ``dt``
+    seconds); the weights are drawn from ``seed``. ``params`` holds only the network's
+    parameters (a trial's training parameters go to ``TrainConfig``). ``loss_window`` is in
+    seconds, from one step to the whole sample. Integral floats (from ``quniform``) are taken
+    as integers for ``order``, ``memory_size`` and ``hidden_size``.
+    """
+    if model not in MODEL_NAMES:
+        raise ConfigError(Problem("model", model, "one of " + ", ".join(MODEL_NAMES)))
+    if model == "rsnn":
+        config = SNNConfig.from_params({"n_in": n_in, "n_out": n_out, "dt": dt, **params})
+        return RecurrentSNN(config, seed=seed, device=device)
+    known = _LEGENDRE_KEYS[model] | {"loss", "loss_window"}
+    problems = [Problem(k, v, f"unknown parameter of the {model}; known: "
+                        + ", ".join(sorted(known)))
+                for k, v in params.items() if k not in known]
+    kwargs: dict[str, Any] = {k: v for k, v in params.items()
+                              if k in known and k != "loss_window"}
+    for key in _INTEGERS:
+        value = kwargs.get(key)
+        if isinstance(value, float) and value.is_integer():
+            kwargs[key] = int(value)
+    for name in ("beta", "threshold"):
+        given = {p: kwargs.pop(f"{name}_{p}") for p in _POPULATIONS if f"{name}_{p}" in kwargs}
+        if given:
+            kwargs[name] = given
+    window = params.get("loss_window")
+    if window is not None:
+        steps = round(float(window) / dt) if isinstance(window, int | float) else 0
+        if 1 <= steps <= n_steps:
+            kwargs["loss_steps"] = steps
+        else:
+            problems.append(Problem("loss_window", window, f"seconds, from one step ({dt:g} s) "
+                                    f"to the whole sample ({n_steps * dt:g} s)"))
+    for key in ("order", "theta"):
+        if key not in kwargs:
+            problems.append(Problem(key, None, f"required for the {model}"))
+    cls = L2MU if model == "l2mu" else LMU
+    net = None
+    try:  # built even after a problem, so that its own problems are named too
+        net = cls(n_in, n_out, dt=dt, seed=seed, device=device,
+                  **{"order": 1, "theta": 1.0, **kwargs})
+    except ConfigError as err:
+        problems += err.problems
+    if problems or net is None:
+        raise ConfigError(problems)
+    return net
