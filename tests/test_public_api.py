@@ -71,10 +71,10 @@ PUBLIC: dict[str, set[str]] = {
     "spiketune.hardware": {
         "NETWORK_KEYS", "RULES", "TARGETS", "Activity", "GenericTarget", "HardwareAssessment",
         "HardwareTarget", "Loihi2", "NetworkLayout", "ParameterCheck", "Population",
-        "QuantisedNetwork", "SpiNNaker2", "Violation", "XyloAudio2", "XyloIMU",
+        "QuantisedNetwork", "RockpoolCheck", "SpiNNaker2", "Violation", "XyloAudio2", "XyloIMU",
         "assess_network", "bitshift_decay", "check_config", "check_design", "check_layout",
         "check_model", "constraints_from", "evaluate", "get_target", "layout_of",
-        "quantise_network", "quantise_tensor",
+        "quantise_network", "quantise_tensor", "rockpool_check",
     },
     "spiketune.report": {
         "ACCURACY_AXES", "Importances", "ReportFiles", "accuracy_axes", "build_report",

@@ -14,6 +14,8 @@
 - After training: :func:`quantise_network` (per tensor or per channel),
   :func:`evaluate` (accuracy and activity) and :func:`assess_network` (all of it for a target:
   metrics and violations).
+- A second opinion: :func:`rockpool_check` runs Rockpool's own Xylo Audio 2 mapper on the same
+  network (a :class:`RockpoolCheck`: both verdicts, and which toolchain steps could run).
 
 Names are imported on first use, so the design check never pays for torch.
 """
@@ -53,6 +55,7 @@ _LAZY: dict[str, str] = {
         ["Activity", "HardwareAssessment", "assess_network", "evaluate"],
         "spiketune.hardware._assess",
     ),
+    **dict.fromkeys(["RockpoolCheck", "rockpool_check"], "spiketune.hardware._rockpool"),
 }
 
 __all__ = [
@@ -68,6 +71,7 @@ __all__ = [
     "ParameterCheck",
     "Population",
     "QuantisedNetwork",
+    "RockpoolCheck",
     "SpiNNaker2",
     "Violation",
     "XyloAudio2",
@@ -84,6 +88,7 @@ __all__ = [
     "layout_of",
     "quantise_network",
     "quantise_tensor",
+    "rockpool_check",
 ]
 
 if TYPE_CHECKING:
@@ -111,6 +116,7 @@ if TYPE_CHECKING:
         quantise_network,
         quantise_tensor,
     )
+    from spiketune.hardware._rockpool import RockpoolCheck, rockpool_check
     from spiketune.hardware._search import ParameterCheck
     from spiketune.hardware._targets import (
         TARGETS,
