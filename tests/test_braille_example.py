@@ -353,6 +353,39 @@ def test_smoke_run_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert any(isinstance(n, nir.Threshold) for n in hidden[0].nodes.values())
 
 
+def test_population_mode_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``main.py --population 3``: three trials of the real search space trained in one
+    process (grouped by what they can share, two re-splits each), each recorded as its own
+    trial with the reports, result, checkpoint and logs of a trial run alone."""
+    if not BRAILLE.is_dir():
+        pytest.skip(NO_BRAILLE)
+    from spiketune.snn import load_checkpoint
+
+    monkeypatch.setenv("SPIKETUNE_CONCURRENCY", "1")
+    main = _load("main")
+    results = main.run(["--smoke", "--trials", "3", "--population", "3", "--concurrency", "1",
+                        "--epochs-cap", "2", "--folds", "2", "--retrain-seeds",
+                        "--experiment-dir", str(tmp_path), "--data", str(BRAILLE),
+                        "--no-report", "-q"])
+    assert results.directory is not None
+    (population,) = (results.directory / "populations").iterdir()
+    members = json.loads((population / "population.json").read_text())["members"]
+    assert [m["number"] for m in members] == [0, 1, 2]
+    assert "population of 3 trial(s) (0, 1, 2)" in (population / "stdout.log").read_text()
+    assert len(results.records) == 3
+    for rec in results.records:
+        assert rec.outcome is Outcome.COMPLETE, rec.reason
+        assert set(rec.metrics) >= FINAL_KEYS | {"val_fold0", "val_fold1"}
+        assert rec.metrics["default"] == pytest.approx(
+            (rec.metrics["val_fold0"] + rec.metrics["val_fold1"]) / 2)
+        assert 1 <= len(rec.intermediate) <= 2 and set(rec.intermediate[0]) >= EPOCH_KEYS
+        checkpoint = load_checkpoint(rec.trial_dir / "best_model.pt")
+        assert checkpoint.extra["metrics"]["test"] == rec.metrics["test"]
+        assert f"trial {rec.number} epoch 1" in (rec.trial_dir / "stdout.log").read_text()
+    best = load_best_model(results.directory)
+    assert best is not None and best.trial_id == str(_kept_trial(results))
+
+
 @pytest.mark.slow
 def test_xylo_trial_stands_alone_and_its_nir_check_agrees(tmp_path: Path) -> None:
     """The Xylo example's trial, run by hand from its own directory (nothing borrowed from a

@@ -28,10 +28,10 @@ PUBLIC: dict[str, set[str]] = {
     "spiketune.trial": {
         "ENV_EXPERIMENT_DIR", "ENV_EXPERIMENT_ID", "ENV_PARAMETERS", "ENV_PARAMETER_FILE",
         "ENV_SEQUENCE_ID", "ENV_TRIAL_DIR", "ENV_TRIAL_ID", "METRICS_FILE", "PARAMETER_FILE",
-        "BestModel", "Predictions", "TrialStopped", "experiment_dir_of_trial",
+        "BestModel", "Member", "Predictions", "TrialStopped", "experiment_dir_of_trial",
         "get_current_parameter", "get_experiment_id", "get_next_parameter",
         "get_next_parameters", "get_sequence_id", "get_trial_dir", "get_trial_id",
-        "normalize_metric", "offer_best_model",
+        "in_population", "normalize_metric", "offer_best_model", "population",
         "report_final_result", "report_intermediate_result",
     },
     "spiketune.engine": {

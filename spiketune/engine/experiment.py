@@ -42,6 +42,7 @@ from spiketune.engine.results import (
 )
 from spiketune.engine.runners import (
     InProcessRunner,
+    PopulationRunner,
     Runner,
     SubprocessRunner,
     process_alive,
@@ -336,6 +337,11 @@ class Experiment:
     def _make_runner(self) -> Runner:
         _gpu_indices(self.config, notice=False)  # GPUs asked for but missing: nothing starts
         if self.trial is not None:
+            if self.config.population is not None:
+                raise ConfigError(Problem(
+                    "population", self.config.population,
+                    "population mode runs a trial command (whose script calls "
+                    "spiketune.trial.population()), not a Python callable"))
             return InProcessRunner(self.trial)
         if self.config.trial_command is None:
             raise ConfigError(
@@ -343,10 +349,15 @@ class Experiment:
                         "again, Experiment.load(..., trial=fn)")
             )
         self.config.check_runnable()
-        return SubprocessRunner(
+        runner = SubprocessRunner(
             self.config.trial_command, self.config.trial_code_directory,
             kill_grace=self.kill_grace,
         )
+        if self.config.population is None:
+            return runner
+        return PopulationRunner(runner, size=self.config.population,
+                                processes=self.config.concurrency,
+                                population_dir=self.paths.population_dir)
 
     def _session(
         self,
@@ -395,8 +406,12 @@ class Experiment:
                     paths.stop_file.unlink()
             _write_scheduler_state(state_file, "running")
             goal = config.goal()
+            # A member of a population is retried at least once: it may have been lost with
+            # the others, through no fault of its own parameters.
+            members = config.population or 1
+            max_retries = config.max_retries if members == 1 else max(1, config.max_retries)
             if not fresh:
-                recover_interrupted(store, paths, config.max_retries, goal=goal,
+                recover_interrupted(store, paths, max_retries, goal=goal,
                                     kill_grace=self.kill_grace)
             tuner = config.create_tuner()
             assessor = config.create_assessor()
@@ -417,14 +432,14 @@ class Experiment:
                 sampler=sampler,
                 pruner=None if assessor is None else assessor.create_pruner(),
                 budget=Budget(config.max_trials, config.max_duration, config.max_trial_duration),
-                concurrency=config.concurrency,
+                concurrency=config.concurrency * members,
                 gpus=_gpu_indices(config),
-                trials_per_gpu=config.trials_per_gpu,
+                trials_per_gpu=config.trials_per_gpu * members,
                 fixed_trials=tuner.fixed_trials(space, seed=config.seed),
                 progress=progress,
                 heartbeat_interval=config.heartbeat_interval,
                 grace_period=config.grace_period,
-                max_retries=config.max_retries,
+                max_retries=max_retries,
                 goal=goal,
                 kill_grace=self.kill_grace,
             )

@@ -344,7 +344,7 @@ class Scheduler:
                     self._stop_trial(live, StopReason.STOP, self._stop_detail or "", self._force)
             else:
                 self._enforce_trial_timeouts()
-                while len(self._live) < self._capacity():
+                while len(self._live) < self._capacity() and self.runner.accepts():
                     if self._shared.waiting and self._take_retry():
                         continue
                     if self._exhausted:
@@ -577,7 +577,32 @@ class Scheduler:
             steps=len(live.intermediate),
             goal=self._goal,
         )
-        self._record(live, verdict)
+        if event.shared_failure and verdict.outcome == Outcome.FAILED:
+            self._record_shared_failure(live, verdict)
+        else:
+            self._record(live, verdict)
+
+    def _record_shared_failure(self, live: _Live, verdict: Verdict) -> None:
+        """A member of a population whose process died before the member had a result:
+        FAILED (the reason says how the process ended), and retried as a lost trial is, at
+        least once: nothing is known against its parameters."""
+        import optuna
+
+        from spiketune.engine.workers import fail_lost_trial
+
+        trial = self.store.trial(live.trial_id)
+        retry = fail_lost_trial(self.store, trial, verdict.reason or "its process failed",
+                                max(1, self.max_retries), intermediate=live.intermediate,
+                                trial_dir=live.trial_dir)
+        if retry is None:  # recorded lost by another scheduler meanwhile
+            self._forget(live)
+            return
+        self._working.tell(live.handle, state=optuna.trial.TrialState.FAIL)
+        self._counts[Outcome.FAILED] += 1
+        if retry >= 0:
+            self._shared.waiting += 1
+        self._gpus.release(live.gpu)
+        del self._live[live.number]
 
     def _record(self, live: _Live, verdict: Verdict) -> None:
         """Write the verdict to the study (once) and to the working copy."""

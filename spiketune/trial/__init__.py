@@ -59,15 +59,20 @@ if TYPE_CHECKING:
         experiment_dir_of_trial,
         offer_best_model,
     )
+    from spiketune.trial._population import Member, in_population, population
 
 # Keeping the best model is imported on first use: it costs a trial process ~12 ms of imports
 # (dataclasses, uuid, shutil) that a trial which never offers a model should not pay.
 __getattr__, _ = lazy_exports(
     __name__,
-    dict.fromkeys(
-        ("BestModel", "Predictions", "experiment_dir_of_trial", "offer_best_model"),
-        "spiketune.trial._artifacts",
-    ),
+    {
+        **dict.fromkeys(
+            ("BestModel", "Predictions", "experiment_dir_of_trial", "offer_best_model"),
+            "spiketune.trial._artifacts",
+        ),
+        **dict.fromkeys(("Member", "in_population", "population"),
+                        "spiketune.trial._population"),
+    },
 )
 
 __all__ = [
@@ -81,6 +86,7 @@ __all__ = [
     "METRICS_FILE",
     "PARAMETER_FILE",
     "BestModel",
+    "Member",
     "Predictions",
     "TrialStopped",
     "experiment_dir_of_trial",
@@ -91,8 +97,10 @@ __all__ = [
     "get_sequence_id",
     "get_trial_dir",
     "get_trial_id",
+    "in_population",
     "normalize_metric",
     "offer_best_model",
+    "population",
     "report_final_result",
     "report_intermediate_result",
 ]

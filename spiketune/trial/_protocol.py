@@ -38,6 +38,18 @@ ENV_PARAMETERS = "SPIKETUNE_PARAMETERS"
 ENV_PARAMETER_FILE = "SPIKETUNE_PARAMETER_FILE"
 PARAMETER_FILE = "parameter.json"
 METRICS_FILE = "metrics.jsonl"
+# Population mode (several trials trained in one process): the population's own directory
+# holds ``population.json``, the list of its members; each member keeps its own trial
+# directory. The engine asks a member to stop by creating STOP_REQUEST_FILE in the member's
+# directory; the trial says that a member is over without a final result (it obeyed a stop,
+# or failed alone) by writing MEMBER_END_FILE there.
+ENV_POPULATION_FILE = "SPIKETUNE_POPULATION_FILE"
+# The members' trial directories, os.pathsep-joined: a process of the population is a process
+# of each member's trial (how the crash recovery finds leftovers by a member's directory).
+ENV_POPULATION_MEMBERS = "SPIKETUNE_POPULATION_MEMBERS"
+POPULATION_FILE = "population.json"
+STOP_REQUEST_FILE = "stop_request"
+MEMBER_END_FILE = "member_end.json"
 
 INTERMEDIATE = "intermediate"
 FINAL = "final"
@@ -223,6 +235,52 @@ def read_parameters(trial_dir: Path) -> dict[str, Any]:
     return params
 
 
+# ------------------------------------------------------------------------------ population
+def write_population(population_dir: Path, members: list[dict[str, Any]]) -> Path:
+    """Write ``population.json`` (engine side): ``{"members": [{"number", "sequence_id",
+    "trial_dir"}, ...]}``, each member's ``parameter.json`` being in its own directory."""
+    population_dir.mkdir(parents=True, exist_ok=True)
+    path = population_dir / POPULATION_FILE
+    path.write_text(json.dumps({"members": members}, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def read_population(path: Path) -> list[dict[str, Any]]:
+    """The members listed in a ``population.json`` (trial side)."""
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    members = data.get("members") if isinstance(data, dict) else None
+    if not isinstance(members, list) or not all(
+        isinstance(m, dict) and {"number", "trial_dir"} <= m.keys() for m in members
+    ):
+        raise ValueError(f"{path} must hold {{'members': [{{'number', 'trial_dir'}}, ...]}}")
+    return members
+
+
+def write_member_end(trial_dir: Path, status: str, reason: str = "") -> None:
+    """Say that a member is over without a final result (trial side): ``status`` is
+    ``"stopped"`` (it obeyed the engine's stop request) or ``"failed"`` (``reason``).
+    Written whole, then renamed into place: the engine never reads half of it."""
+    tmp = trial_dir / (MEMBER_END_FILE + ".tmp")
+    tmp.write_text(json.dumps({"status": status, "reason": reason}), encoding="utf-8")
+    os.replace(tmp, trial_dir / MEMBER_END_FILE)
+
+
+def read_member_end(trial_dir: Path) -> dict[str, str] | None:
+    """The member's end note (engine side), or None while it has written none."""
+    try:
+        text = (trial_dir / MEMBER_END_FILE).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {"status": "failed", "reason": f"unreadable {MEMBER_END_FILE}: {text[:200]!r}"}
+    if not isinstance(data, dict) or data.get("status") not in ("stopped", "failed"):
+        return {"status": "failed", "reason": f"unreadable {MEMBER_END_FILE}: {text[:200]!r}"}
+    return {"status": str(data["status"]), "reason": str(data.get("reason", ""))}
+
+
 # ------------------------------------------------------------------------------ channels
 class Channel(Protocol):
     """Where reports go and parameters come from; one per running trial."""
@@ -307,6 +365,12 @@ def channel() -> Channel:
     bound = getattr(_bound, "channel", None)
     if bound is not None:
         return bound
+    if os.environ.get(ENV_POPULATION_FILE):
+        raise RuntimeError(
+            "this process trains a population of trials (the experiment sets population = K): "
+            "get them with spiketune.trial.population() and report through each member, or "
+            "run the experiment without population mode"
+        )
     global _process_channel
     with _lock:
         if _process_channel is None:

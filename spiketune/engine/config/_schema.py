@@ -43,7 +43,7 @@ DEFAULT_EXPERIMENTS_DIR = Path("~/spiketune-experiments")
 #: so do GPUs and how many trials a machine runs at once).
 WORKER_FIELDS = frozenset(
     {"experiment_dir", "trial_code_directory", "concurrency", "gpus", "require_gpus",
-     "trials_per_gpu", "storage"}
+     "trials_per_gpu", "storage", "population"}
 )
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhd])\s*$", re.IGNORECASE)
@@ -156,8 +156,14 @@ class ExperimentConfig(BaseModel):
     max_duration: _Duration = None
     #: Seconds one trial may run before it is ended and recorded FAILED; None = no limit.
     max_trial_duration: _Duration = None
-    #: Trials running at once.
+    #: Trials running at once; with ``population``, populations (processes) at once.
     concurrency: _Count = 1
+    #: Population mode: up to this many trials trained together in one process of the trial
+    #: command, which gets them from ``spiketune.trial.population()`` (a trial built on
+    #: ``spiketune.snn`` trains them as one batched ``PopulationTrainer``). Each is still its
+    #: own trial: reports, pruning, outcome, retries. None = one process per trial (any
+    #: trial code, ``import nni``).
+    population: _Count | None = None
     #: GPUs trials may use, one per trial: indices (each must exist when the experiment
     #: starts, else it does not start), ``"all"`` for every GPU found (none found: trials run
     #: on the CPU, with a notice), or None: trials see no GPU. Checked when the experiment
@@ -395,7 +401,7 @@ class ExperimentConfig(BaseModel):
 OWN_KEYS = [*ExperimentConfig.model_fields, "search_space_file"]
 #: Fields :meth:`ExperimentConfig.to_dict` leaves out at their defaults (added after the
 #: canonical form was first stored with studies).
-_OPTIONAL_IN_DICT = ("objectives", "hardware", "constraints", "require_gpus")
+_OPTIONAL_IN_DICT = ("objectives", "hardware", "constraints", "require_gpus", "population")
 _FIELD_ORDER = {name: i for i, name in enumerate(OWN_KEYS)}
 
 

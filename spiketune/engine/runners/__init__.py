@@ -1,7 +1,8 @@
 """Runners: how a trial is executed. The scheduler decides; a runner only carries out.
 
 :class:`SubprocessRunner` runs the trial command once per trial, in its own session and trial
-directory; :class:`InProcessRunner` calls a Python function in a thread of this process. Both
+directory; :class:`PopulationRunner` runs it once for up to K trials trained together
+(population mode); :class:`InProcessRunner` calls a Python function in a thread of this process. All
 follow the lifecycle of :class:`Runner` and report what trials do as events
 (:class:`Reported`, :class:`Ended`) that the scheduler collects with :meth:`Runner.poll`.
 How processes are watched and ended lives in :mod:`._processes`; the files and variables a
@@ -21,6 +22,7 @@ from spiketune.engine.runners._base import (
     signal_name,
 )
 from spiketune.engine.runners._inprocess import InProcessRunner
+from spiketune.engine.runners._population import PopulationRunner
 from spiketune.engine.runners._processes import (
     become_subreaper,
     end_trial_leftovers,
@@ -43,6 +45,7 @@ __all__ = [
     "Event",
     "InProcessRunner",
     "Launch",
+    "PopulationRunner",
     "Reported",
     "Runner",
     "StopReason",

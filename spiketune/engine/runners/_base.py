@@ -36,6 +36,7 @@ class Launch:
     trial_dir: Path
     experiment_id: str
     gpu: int | None = None  # the GPU index it may see; None: no GPU (CUDA_VISIBLE_DEVICES="")
+    environment: dict[str, str] = field(default_factory=dict)  # more variables for its process
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,10 @@ class Ended:
     protocol_errors: list[str] = field(default_factory=list)  # unreadable reports
     stopped: bool = False  # in-process: the trial obeyed a stop (TrialStopped)
     signal: int | None = None  # the signal that ended the trial's program, if any
+    # The trial ended with a process it shared with other trials (population mode) that died
+    # (a signal, a non-zero exit) before the trial had a result: no fault of its own
+    # parameters is known, so it is retried.
+    shared_failure: bool = False
 
 
 Event = Reported | Ended
@@ -111,7 +116,14 @@ class Runner(abc.ABC):
        runner can give one (a second Ctrl-C). Stopping a trial that has ended does nothing.
     4. :meth:`close` once, at the end: ends whatever still runs (with the same grace as
        :meth:`stop`) and frees resources; the events of those endings are dropped.
+
+    :meth:`accepts` tells the scheduler, before each :meth:`start`, whether the runner takes
+    another trial now (a runner that batches trials waits for a batch to end).
     """
+
+    def accepts(self) -> bool:
+        """Whether :meth:`start` may be called now (default: always, up to the concurrency)."""
+        return True
 
     @abc.abstractmethod
     def start(self, launch: Launch) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 
 import psutil
 
-from spiketune.trial._protocol import ENV_TRIAL_DIR
+from spiketune.trial._protocol import ENV_POPULATION_MEMBERS, ENV_TRIAL_DIR
 
 __all__ = [
     "ProcessEntry",
@@ -259,7 +259,7 @@ class ProcessTable:
         roots += [p.pid for p in known if self._same(p)]
         if trial_dir is not None:
             roots += [pid for pid in self._adopted(alive=True)
-                      if _environ_of(pid).get(ENV_TRIAL_DIR) == trial_dir]
+                      if _names_trial(_environ_of(pid), trial_dir)]
         return self.closure(roots)
 
     def closure(self, roots: Iterable[int]) -> dict[int, ProcessEntry]:
@@ -297,7 +297,7 @@ class ProcessTable:
         :func:`end_trial_leftovers`). This process is left out."""
         marked = [pid for pid, e in self.entries.items()
                   if not e.zombie and pid != self.me
-                  and _environ_of(pid).get(ENV_TRIAL_DIR) == trial_dir]
+                  and _names_trial(_environ_of(pid), trial_dir)]
         found = self.closure(marked)
         for session in {self.entries[pid].sid for pid in marked}:
             found.update(self.trial(session))
@@ -322,6 +322,15 @@ def _environ_of(pid: int) -> Mapping[str, str]:
         return psutil.Process(pid).environ()
     except psutil.Error:
         return {}
+
+
+def _names_trial(environ: Mapping[str, str], trial_dir: str) -> bool:
+    """Whether a process with ``environ`` belongs to the trial of ``trial_dir``: its own
+    trial directory, or one of the members of the population it trains."""
+    if environ.get(ENV_TRIAL_DIR) == trial_dir:
+        return True
+    members = environ.get(ENV_POPULATION_MEMBERS)
+    return bool(members) and trial_dir in members.split(os.pathsep)
 
 
 def signal_outside_group(members: Mapping[int, ProcessEntry], sig: int, pgid: int,

@@ -166,6 +166,9 @@ class SubprocessRunner(Runner):
         )
         env.pop(protocol.ENV_PARAMETERS, None)
         env.pop(protocol.ENV_PARAMETER_FILE, None)
+        env.pop(protocol.ENV_POPULATION_FILE, None)
+        env.pop(protocol.ENV_POPULATION_MEMBERS, None)
+        env.update(launch.environment)
         return env
 
     # ------------------------------------------------------------------ start

@@ -70,6 +70,15 @@ class ExperimentPaths:
     def trial_dir(self, number: int) -> Path:
         return self.trials / str(number)
 
+    @property
+    def populations(self) -> Path:
+        return self.directory / "populations"
+
+    def population_dir(self, first: int) -> Path:
+        """The directory of a population process (population mode), named after its first
+        member's number: its ``population.json``, ``stdout.log``, ``stderr.log``."""
+        return self.populations / str(first)
+
 
 @dataclass(frozen=True)
 class ExperimentMatch:

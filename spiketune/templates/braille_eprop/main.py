@@ -62,7 +62,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--trials", type=int, help="trials to run (config.toml: max_trials)")
     p.add_argument("--duration", help='time budget, e.g. "10m", "2h" (config: max_duration)')
     p.add_argument("--trial-duration", help='time limit of one trial, e.g. "5m"')
-    p.add_argument("--concurrency", type=int, help="trials at once (config: concurrency)")
+    p.add_argument("--concurrency", type=int, help="trials at once (config: concurrency); "
+                   "with --population, populations at once")
+    p.add_argument("--population", type=int, metavar="K",
+                   help="train up to K trials together in one process, as one batched "
+                        "population (config: population)")
     p.add_argument("--epochs-cap", type=int, help="train each trial at most this many epochs")
     p.add_argument("--subset", type=int, metavar="N", help="use N samples per class")
     p.add_argument("--smoke", action="store_true",
@@ -105,7 +109,8 @@ def experiment(args: argparse.Namespace) -> Experiment:
     changes: dict[str, Any] = {}
     for option, field in (("trials", "max_trials"), ("duration", "max_duration"),
                           ("trial_duration", "max_trial_duration"),
-                          ("concurrency", "concurrency"), ("seed", "seed"), ("name", "name"),
+                          ("concurrency", "concurrency"), ("population", "population"),
+                          ("seed", "seed"), ("name", "name"),
                           ("experiment_dir", "experiment_dir")):
         if getattr(args, option) is not None:
             changes[field] = getattr(args, option)
@@ -149,8 +154,10 @@ def run(argv: list[str] | None = None) -> ExperimentResults:
     c = exp.config
     # Trials size their CPU threads by this (see setup_hpo.trial_threads).
     os.environ["SPIKETUNE_CONCURRENCY"] = str(c.concurrency)
+    at_once = (f"{c.concurrency} at a time" if c.population is None else
+               f"populations of {c.population}, {c.concurrency} at a time")
     print(f"experiment {exp.id} in {exp.directory}\n"
-          f"  {c.max_trials} trials at most, {c.concurrency} at a time, budget "
+          f"  {c.max_trials} trials at most, {at_once}, budget "
           f"{_duration(c.max_duration)}; trial command: {c.trial_command}", flush=True)
     seen = [-1]
     results = exp.run(progress=None if args.quiet else lambda p: _progress(p, seen))

@@ -40,8 +40,9 @@ import setup_hpo
 import torch
 import train_hpo
 
+from spiketune import SpiketuneError
 from spiketune.snn import EpochMetrics, save_checkpoint
-from spiketune.trial import Predictions, offer_best_model
+from spiketune.trial import Member, Predictions, in_population, offer_best_model, population
 
 #: What a trial uses for any parameter the search space does not give (and all of them when
 #: run by hand): a plain e-prop LIF network on 20 ms bins of event counts (the data defaults of
@@ -87,10 +88,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def main(argv: list[str] | None = None) -> dict[str, Any] | list[dict[str, Any]]:
     args = parse_args(argv)
     if args.folds < 1:
         sys.exit(f"--folds must be at least 1, got {args.folds}")
+    if in_population():
+        return main_population(args)
     started = time.perf_counter()
     params = {**DEFAULT_PARAMS, **nni.get_next_parameter()}
     if args.seed is not None:
@@ -104,26 +107,113 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     data = setup_hpo.load_data(options, args.data, per_class=args.subset, folds=args.folds)
     built = [train_hpo.build(params, data.info, device=device, epochs_cap=args.epochs_cap)
              for _ in data.folds]
-    net, train_config = built[0]
     print(f"trial {nni.get_trial_id()}: {data.info.name}, {len(data.train)}/{len(data.val)}/"
           f"{len(data.test)} samples, {args.folds} fold(s), split {data.split_digest[:12]}, "
-          f"{net}, {torch.get_num_threads()} thread(s) on {device}", flush=True)
+          f"{built[0][0]}, {torch.get_num_threads()} thread(s) on {device}", flush=True)
 
     def on_epoch(epoch: int, latest: list[EpochMetrics]) -> None:
-        mean = {key: statistics.fmean(getattr(m, key) for m in latest)
-                for key in ("train_acc", "train_loss", "val_acc", "val_loss",
-                            "spikes_per_sample")}
-        print(f"epoch {epoch}: train acc {mean['train_acc']:.3f} loss "
-              f"{mean['train_loss']:.3f}, val acc {mean['val_acc']:.3f} loss "
-              f"{mean['val_loss']:.3f}, {mean['spikes_per_sample']:.0f} spikes/sample",
-              flush=True)
-        nni.report_intermediate_result({"default": mean.pop("val_acc"), **mean})
+        nni.report_intermediate_result(epoch_report(epoch, latest))
 
     _, histories = train_hpo.train_folds(built, data.folds, on_epoch)
+    out_dir = Path(os.environ.get("NNI_OUTPUT_DIR") or args.out)
+    try:
+        return finish(params, data, options, pool, built, histories, args, started, out_dir)
+    except TrainingDiverged as e:
+        sys.exit(str(e))
+
+
+def main_population(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Population mode (``population = K`` in the experiment, ``main.py --population K``):
+    the trials of this process train as batched populations, each reported as its own trial.
+    A member whose parameters are invalid, or whose training diverges, fails alone."""
+    started = time.perf_counter()
+    members = population()
+    torch.set_num_threads(setup_hpo.trial_threads(args.threads))
+    device = setup_hpo.trial_device()
+    pool = setup_hpo.is_pool(setup_hpo.data_location(args.data))
+    loaded: dict[str, setup_hpo.BrailleData] = {}
+    ready: list[tuple[Member, dict[str, Any], dict[str, Any], setup_hpo.BrailleData, list]] = []
+    for member in members:
+        params = {**DEFAULT_PARAMS, **member.parameters}
+        try:
+            options = setup_hpo.data_options(params, pool=pool)
+            key = json.dumps(options, sort_keys=True)
+            if key not in loaded:
+                loaded[key] = setup_hpo.load_data(options, args.data, per_class=args.subset,
+                                                  folds=args.folds)
+            data = loaded[key]
+            setup_hpo.seed_everything(int(params.get("seed", 0)))
+            built = [train_hpo.build(params, data.info, device=device,
+                                     epochs_cap=args.epochs_cap) for _ in data.folds]
+        except SpiketuneError as e:
+            member.fail(f"{type(e).__name__}: {e}")
+            continue
+        ready.append((member, params, options, data, built))
+    print(f"population of {len(members)} trial(s) ({', '.join(m.trial_id for m in members)}), "
+          f"{len(loaded)} encoding(s), {args.folds} fold(s), {torch.get_num_threads()} "
+          f"thread(s) on {device}", flush=True)
+    stopped: set[int] = set()
+
+    def on_epoch(i: int, epoch: int, latest: list[EpochMetrics]) -> bool:
+        member = ready[i][0]
+        if member.should_stop():  # pruned, timed out, or the experiment is stopping
+            stopped.add(i)
+            return True
+        member.report_intermediate_result(epoch_report(epoch, latest, member.trial_id))
+        return False
+
+    histories = train_hpo.train_population(
+        [r[4] for r in ready], [r[3].folds for r in ready],
+        [json.dumps(r[2], sort_keys=True) for r in ready], on_epoch)
+    finals = []
+    for i, (member, params, options, data, built) in enumerate(ready):
+        if i in stopped or member.should_stop():
+            continue
+        with member:  # offer_best_model and nni.report_final_result go to this member
+            try:
+                finals.append(finish(params, data, options, pool, built, histories[i], args,
+                                     started, Path(str(member.trial_dir))))
+            except TrainingDiverged as e:
+                member.fail(str(e))
+    return finals
+
+
+class TrainingDiverged(RuntimeError):
+    """No epoch of the trial ended with finite figures: it has no model to keep."""
+
+
+def epoch_report(epoch: int, latest: list[EpochMetrics], trial_id: str | None = None
+                 ) -> dict[str, Any]:
+    """What a trial reports after each epoch: means over its folds, printed too."""
+    mean = {key: statistics.fmean(getattr(m, key) for m in latest)
+            for key in ("train_acc", "train_loss", "val_acc", "val_loss",
+                        "spikes_per_sample")}
+    who = f"trial {trial_id} " if trial_id is not None else ""
+    print(f"{who}epoch {epoch}: train acc {mean['train_acc']:.3f} loss "
+          f"{mean['train_loss']:.3f}, val acc {mean['val_acc']:.3f} loss "
+          f"{mean['val_loss']:.3f}, {mean['spikes_per_sample']:.0f} spikes/sample", flush=True)
+    return {"default": mean.pop("val_acc"), **mean}
+
+
+def finish(
+    params: dict[str, Any],
+    data: setup_hpo.BrailleData,
+    options: dict[str, Any],
+    pool: bool,
+    built: list,
+    histories: list,
+    args: argparse.Namespace,
+    started: float,
+    out_dir: Path,
+) -> dict[str, Any]:
+    """After training: test the first fold's network once, save it with its result, offer it
+    as the experiment's best, report the final result (to the channel bound to this thread:
+    the trial's, or a population member's)."""
+    net, train_config = built[0]
     best_per_fold = [h.best for h in histories]
     if any(b is None or b.val_acc is None for b in best_per_fold):
         reasons = ", ".join(h.stop_reason for h in histories)
-        sys.exit(f"training diverged before the first epoch ended ({reasons})")
+        raise TrainingDiverged(f"training diverged before the first epoch ended ({reasons})")
     history = histories[0]
     best = history.best
     assert best is not None and best.val_acc is not None
@@ -147,7 +237,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.folds > 1:
         final.update({f"val_fold{i}": v for i, v in enumerate(val_folds)})
 
-    out_dir = Path(os.environ.get("NNI_OUTPUT_DIR") or args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     extra = {"split_digest": data.split_digest, "data": options, "pool": pool,
              "n_steps": data.info.n_steps, "classes": list(data.info.classes),
@@ -167,9 +256,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         Predictions(data.test.labels, predicted, list(data.info.classes), split="test"),
         parameters=params,
     )
-    print(f"best epoch {best.epoch} of {len(history.epochs)} ({history.stop_reason}): "
-          f"val {final['default']:.3f} (mean of {args.folds} fold(s)), test {test_acc:.3f}; "
-          f"saved {checkpoint}", flush=True)
+    print(f"trial {nni.get_trial_id()}: best epoch {best.epoch} of {len(history.epochs)} "
+          f"({history.stop_reason}): val {final['default']:.3f} (mean of {args.folds} "
+          f"fold(s)), test {test_acc:.3f}; saved {checkpoint}", flush=True)
     nni.report_final_result(final)
     return final
 

@@ -11,7 +11,7 @@ once with a ``ConfigError`` naming it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -20,10 +20,12 @@ from spiketune.data import Dataset, DatasetInfo
 from spiketune.snn import (
     EpochMetrics,
     History,
+    PopulationTrainer,
     RecurrentSNN,
     TrainConfig,
     Trainer,
     configs_from_params,
+    group_members,
     predict,
 )
 
@@ -131,6 +133,60 @@ def train_folds(
             if on_epoch is not None and shown:
                 on_epoch(epoch, shown)
     return trainers, [h for h in histories if h is not None]
+
+
+def train_population(
+    built: Sequence[Sequence[tuple[RecurrentSNN, TrainConfig]]],
+    folds: Sequence[Sequence[tuple[Dataset, Dataset]]],
+    data_keys: Sequence[Hashable],
+    on_epoch: Callable[[int, int, list[EpochMetrics]], bool | None] | None = None,
+) -> list[list[History]]:
+    """Train several trials' networks as batched populations (population mode).
+
+    ``built[m][f]`` is member ``m``'s network and configuration for fold ``f``, trained on
+    ``folds[m][f]``; members with equal ``data_keys[m]`` read the same data. Members that
+    can share a computation (same sizes, rule, batch size, data: see
+    :func:`spiketune.snn.group_members`) form one :class:`PopulationTrainer` per fold, and all
+    of them advance one epoch at a time, as :func:`train_folds` does for one trial.
+    ``on_epoch(member, epoch, latest)`` gets each of a member's folds' latest metrics after
+    every epoch it trained; True stops that member (all its folds), the others go on.
+    Returns each member's Histories, one per fold; each network ends with its best weights.
+    """
+    configs = [(net.config, cfg) for net, cfg in (b[0] for b in built)]
+    groups = group_members(configs, data_keys=list(data_keys))
+    runs: list[tuple[list[int], int, PopulationTrainer, Any]] = []
+    for group in groups:
+        for f in range(len(built[group[0]])):
+            trainer = PopulationTrainer([built[m][f] for m in group])
+            train_set, val_set = folds[group[0]][f]
+            gen = trainer.epochs(train_set.tensor_dataset(), val_set.tensor_dataset())
+            runs.append((group, f, trainer, gen))
+    latest: list[list[EpochMetrics | None]] = [[None] * len(b) for b in built]
+    epochs = [0] * len(built)
+    histories: list[list[History | None]] = [[None] * len(b) for b in built]
+    active = list(runs)
+    while active:
+        advanced: set[int] = set()
+        for run in list(active):
+            group, f, trainer, gen = run
+            try:
+                report = next(gen)
+            except StopIteration as done:
+                for local, m in enumerate(group):
+                    histories[m][f] = done.value[local]
+                active.remove(run)
+                continue
+            for local, metrics in report.items():
+                latest[group[local]][f] = metrics
+                advanced.add(group[local])
+        for m in sorted(advanced):
+            epochs[m] += 1
+            shown = [x for x in latest[m] if x is not None]
+            if on_epoch is not None and on_epoch(m, epochs[m], shown):
+                for group, _, trainer, _ in runs:
+                    if m in group and group.index(m) in trainer.active:
+                        trainer.stop(group.index(m), "stopped by the engine")
+    return [[h for h in hs if h is not None] for hs in histories]
 
 
 def predict_classes(net: RecurrentSNN, dataset: Dataset, batch_size: int = 128) -> torch.Tensor:

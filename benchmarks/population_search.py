@@ -1,0 +1,150 @@
+"""Trials per hour of a whole search: one process per trial against population mode.
+
+Runs the Braille e-prop example's search (its ``config.toml`` and ``search_space.json`` as they
+are now, printed first) on the threshold-1 pool, with the same tuner (TPE, seeded), assessor
+(Medianstop), epoch cap, re-splits and wall-clock budget in every mode:
+
+- ``process c1 t2``: one trial at a time, 2 CPU threads (the machine's cores);
+- ``process c2 t1``: two trials at a time, 1 thread each;
+- ``population K``: K trials trained together in one process (``population = K``), 2 threads.
+
+For each mode and tuner seed it prints the trials finished (complete + stopped by the
+assessor), trials per hour, the best validation accuracy, and the seconds until a trial
+first reached the target accuracy (the median final validation accuracy of the process-mode
+runs, or ``--target``). Modes run one after another, each alone on the machine, so the
+figures are comparable only within one run of this script (state the machine with them).
+
+Run: ``.venv/bin/python benchmarks/population_search.py`` (``--minutes 10``, ``--seeds 0 1 2``,
+``--members 4 8 16``, ``--epochs-cap 20``, ``--folds 1``, ``--data POOL``, ``--json FILE``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from spiketune import Experiment, Outcome, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+TEMPLATE = REPO / "spiketune" / "templates" / "braille_eprop"
+POOL = REPO.parent / "shared" / "data" / "braille_th1" / "braille_reduced_th1_pool.pt"
+
+
+def modes(members: list[int]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [
+        {"name": "process c1 t2", "concurrency": 1, "threads": 2, "population": None},
+        {"name": "process c2 t1", "concurrency": 2, "threads": 1, "population": None},
+    ]
+    out += [{"name": f"population {k}", "concurrency": 1, "threads": 2, "population": k}
+            for k in members]
+    return out
+
+
+def run_mode(mode: dict[str, Any], seed: int, args: argparse.Namespace, root: Path
+             ) -> dict[str, Any]:
+    """One search of ``args.minutes`` in ``mode``; its figures."""
+    config = load_config(TEMPLATE / "config.toml")
+    command = (f"python3 main_hpo.py --folds {args.folds} --epochs-cap {args.epochs_cap} "
+               f"--data {args.data}")
+    os.environ["SPIKETUNE_CONCURRENCY"] = str(mode["concurrency"])
+    os.environ["SPIKETUNE_TRIAL_THREADS"] = str(mode["threads"])
+    exp = Experiment(config, name=f"bench-{mode['name'].replace(' ', '-')}-s{seed}",
+                     experiment_dir=root, trial_command=command, seed=seed,
+                     concurrency=mode["concurrency"], population=mode["population"],
+                     max_duration=args.minutes * 60.0, max_trials=None, gpus=None)
+    started = time.time()
+    results = exp.run()
+    finished = [r for r in results.records
+                if r.outcome in (Outcome.COMPLETE, Outcome.EARLY_STOPPED)]
+    complete = [r for r in results.records if r.outcome == Outcome.COMPLETE]
+    values = [r.value for r in complete if r.value is not None]
+    return {
+        "mode": mode["name"], "seed": seed, "seconds": results.elapsed_seconds,
+        "finished": len(finished), "complete": len(complete),
+        "failed": results.count(Outcome.FAILED), "stopped": results.count(Outcome.STOPPED),
+        "trials_per_hour": len(finished) / results.elapsed_seconds * 3600.0,
+        "best_val": max(values) if values else None,
+        "median_val": statistics.median(values) if values else None,
+        # when each complete trial reached its result, in seconds from the start
+        "reached": sorted((r.finished.timestamp() - started, r.value) for r in complete
+                          if r.finished is not None and r.value is not None),
+    }
+
+
+def first_reaching(run: dict[str, Any], target: float) -> float | None:
+    return next((t for t, v in run["reached"] if v >= target), None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--members", type=int, nargs="+", default=[4, 8, 16])
+    parser.add_argument("--epochs-cap", type=int, default=20)
+    parser.add_argument("--folds", type=int, default=1)
+    parser.add_argument("--data", type=Path, default=POOL)
+    parser.add_argument("--target", type=float, default=None,
+                        help="validation accuracy to reach (default: the median final "
+                             "value of the process-mode runs)")
+    parser.add_argument("--modes", nargs="+", default=None,
+                        help="names of the modes to run (default: all)")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    if not args.data.exists():
+        sys.exit(f"no threshold-1 pool at {args.data} (give --data)")
+    args.data = args.data.resolve()
+    config = load_config(TEMPLATE / "config.toml")
+    print(f"search space ({TEMPLATE / 'search_space.json'}):\n"
+          f"{json.dumps(config.search_space, sort_keys=True)}")
+    print(f"encoding: threshold-1 pool {args.data} (bins as searched); tuner {config.tuner} "
+          f"(seeds {args.seeds}), assessor {config.assessor} {config.assessor_args}; "
+          f"epochs cap {args.epochs_cap}, folds {args.folds}, {args.minutes:g} min per run; "
+          f"{os.cpu_count()} CPUs", flush=True)
+    runs = []
+    chosen = [m for m in modes(args.members) if args.modes is None or m["name"] in args.modes]
+    with tempfile.TemporaryDirectory(prefix="spiketune-bench-") as tmp:
+        for seed in args.seeds:
+            for mode in chosen:
+                run = run_mode(mode, seed, args, Path(tmp))
+                runs.append(run)
+                print(f"  {run['mode']:>14} seed {seed}: {run['finished']} trials "
+                      f"({run['complete']} complete), {run['trials_per_hour']:.0f}/h, best val "
+                      f"{run['best_val']}", flush=True)
+    process_values = [v for r in runs if r["mode"].startswith("process")
+                      for _, v in r["reached"]]
+    target = args.target if args.target is not None else (
+        statistics.median(process_values) if process_values else 1.0)
+    print(f"\ntarget validation accuracy: {target:.3f}")
+    print(f"{'mode':>14} | trials/h (mean over seeds) | best val (mean) | s to target "
+          "(each seed)")
+    table = {}
+    for mode in chosen:
+        mine = [r for r in runs if r["mode"] == mode["name"]]
+        rate = statistics.fmean(r["trials_per_hour"] for r in mine)
+        bests = [r["best_val"] for r in mine if r["best_val"] is not None]
+        best = statistics.fmean(bests) if bests else float("nan")
+        reach = [first_reaching(r, target) for r in mine]
+        table[mode["name"]] = {"trials_per_hour": rate, "best_val": best, "to_target": reach}
+        shown = ", ".join("-" if t is None else f"{t:.0f}" for t in reach)
+        print(f"{mode['name']:>14} | {rate:26.0f} | {best:15.3f} | {shown}")
+    best_process = max((v for k, v in table.items() if k.startswith("process")),
+                       key=lambda v: v["trials_per_hour"], default=None)
+    if best_process is not None:
+        for name, v in table.items():
+            if name.startswith("population"):
+                print(f"{name}: {v['trials_per_hour'] / best_process['trials_per_hour']:.2f}x "
+                      "the trials per hour of the best process mode")
+    if args.json is not None:
+        args.json.write_text(json.dumps({"runs": runs, "table": table, "target": target},
+                                        indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()

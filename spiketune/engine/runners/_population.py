@@ -1,0 +1,240 @@
+"""The population runner: up to K trials trained in one process (``population = K``).
+
+The scheduler still sees one trial per member: it starts each (:meth:`start`), gets its
+reports and its end (:meth:`poll`) and stops it alone (:meth:`stop`). The runner batches the
+trials started between two polls into one process of the trial command (run by an inner
+:class:`SubprocessRunner`, with all its handling of process groups, grace and leftovers), in
+``<experiment>/populations/<first member's number>/``, whose ``population.json`` lists the
+members; each member keeps its own trial directory, ``parameter.json`` and ``metrics.jsonl``.
+The trial side is :mod:`spiketune.trial._population`.
+
+A member ends when it reports a final result, when it writes its end note (it obeyed a stop
+request, or failed alone), or with the process. Stopping a member asks the process to stop
+it (a ``stop_request`` file the trial looks for between epochs); only once every member still
+running has been asked is the process itself ended. A member the process took down with it
+(a signal, a non-zero exit, before its result) is marked ``shared_failure``: the scheduler
+retries it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from spiketune.engine.runners._base import Ended, Event, Launch, Reported, Runner, StopReason
+from spiketune.engine.runners._subprocess import STDERR_FILE, STDOUT_FILE, SubprocessRunner
+from spiketune.errors import TrialError
+from spiketune.trial import _protocol as protocol
+
+__all__ = ["PopulationRunner"]
+
+
+@dataclass(eq=False)
+class _Member:
+    launch: Launch
+    reader: protocol.MetricsReader
+    population: int | None = None  # key of its population's process, once started
+    stop_reason: StopReason | None = None
+
+
+@dataclass(eq=False)
+class _Population:
+    key: int  # its first member's number; the inner runner's trial number
+    members: list[int] = field(default_factory=list)  # numbers not yet ended
+
+
+class PopulationRunner(Runner):
+    """Runs the trials of ``inner``'s command in populations of up to ``size`` members, at
+    most ``processes`` populations at once; ``population_dir(first number)`` is where each
+    population's process keeps its files."""
+
+    def __init__(
+        self,
+        inner: SubprocessRunner,
+        *,
+        size: int,
+        processes: int = 1,
+        population_dir: Callable[[int], Path],
+    ) -> None:
+        if size < 1 or processes < 1:
+            raise TrialError(f"a population needs size >= 1 and processes >= 1, got {size}, "
+                             f"{processes}")
+        self.inner = inner
+        self.size = size
+        self.processes = processes
+        self.population_dir = population_dir
+        self._members: dict[int, _Member] = {}
+        self._pending: list[int] = []
+        self._populations: dict[int, _Population] = {}
+        self._events: list[Event] = []  # ends decided outside poll (stopped before starting)
+
+    # ------------------------------------------------------------------ start
+    def accepts(self) -> bool:
+        return len(self._pending) < self.size and len(self._populations) < self.processes
+
+    def start(self, launch: Launch) -> None:
+        d = launch.trial_dir
+        protocol.write_parameters(d, launch.parameters_json)
+        for stale in (protocol.STOP_REQUEST_FILE, protocol.MEMBER_END_FILE):
+            with contextlib.suppress(FileNotFoundError):
+                (d / stale).unlink()  # a retry reuses nothing of an earlier run
+        metrics = d / protocol.METRICS_FILE
+        metrics.write_bytes(b"")
+        self._members[launch.number] = _Member(launch, protocol.MetricsReader(metrics))
+        self._pending.append(launch.number)
+
+    def _flush(self) -> None:
+        """Start one process for the members started since the last poll."""
+        numbers, self._pending = self._pending, []
+        first = self._members[numbers[0]].launch
+        directory = self.population_dir(first.number)
+        entries = [{"number": n, "sequence_id": self._members[n].launch.sequence_id,
+                    "trial_dir": str(self._members[n].launch.trial_dir)} for n in numbers]
+        try:
+            path = protocol.write_population(directory, entries)
+            self.inner.start(Launch(
+                number=first.number,
+                sequence_id=first.sequence_id,
+                parameters={},
+                parameters_json="{}",
+                trial_dir=directory,
+                experiment_id=first.experiment_id,
+                gpu=first.gpu,
+                environment={
+                    protocol.ENV_POPULATION_FILE: str(path),
+                    protocol.ENV_POPULATION_MEMBERS: os.pathsep.join(e["trial_dir"]
+                                                                     for e in entries),
+                },
+            ))
+        except (TrialError, OSError) as e:
+            for n in numbers:
+                member = self._members.pop(n)
+                member.reader.close()
+                self._events.append(Ended(n, final=None, error=f"could not start its "
+                                          f"population (trials {_listed(numbers)}): {e}"))
+            return
+        population = _Population(first.number, list(numbers))
+        self._populations[first.number] = population
+        for n in numbers:
+            self._members[n].population = first.number
+
+    # ------------------------------------------------------------------ stop
+    def stop(self, number: int, reason: StopReason, *, force: bool = False) -> None:
+        member = self._members.get(number)
+        if member is None:
+            return
+        if member.population is None:  # never started: it ends here
+            self._pending.remove(number)
+            self._end(number, Ended(number, final=None, stopped=True), [])
+            return
+        if member.stop_reason is None:
+            member.stop_reason = reason
+            with contextlib.suppress(OSError):
+                (member.launch.trial_dir / protocol.STOP_REQUEST_FILE).write_text(
+                    reason.value, encoding="utf-8")
+        population = self._populations[member.population]
+        if all(self._members[n].stop_reason is not None for n in population.members):
+            self.inner.stop(population.key, reason, force=force)
+
+    # ------------------------------------------------------------------ poll
+    def poll(self, timeout: float) -> list[Event]:
+        if self._pending:
+            self._flush()
+        events, self._events = self._events, []
+        for event in self.inner.poll(timeout):
+            if isinstance(event, Ended):
+                events += self._population_ended(event)
+        for population in list(self._populations.values()):
+            for number in list(population.members):
+                events += self._look(number, population)
+        return events
+
+    def _look(self, number: int, population: _Population) -> list[Event]:
+        """A running member's new reports, and its end if it has one."""
+        member = self._members[number]
+        events: list[Event] = [Reported(number, v) for v in member.reader.read()]
+        if member.reader.final is not None:
+            self._end(number, Ended(number, final=member.reader.final, exit_code=0,
+                                    protocol_errors=member.reader.errors), events)
+        else:
+            note = protocol.read_member_end(member.launch.trial_dir)
+            if note is not None:
+                self._end(number, _noted_end(number, note, member), events)
+        if not population.members:
+            self._populations.pop(population.key, None)
+        return events
+
+    def _population_ended(self, ended: Ended) -> list[Event]:
+        """The process of a population is over: each member still running ends with it."""
+        population = self._populations.pop(ended.number, None)
+        if population is None:
+            return []
+        events: list[Event] = []
+        for number in list(population.members):
+            member = self._members[number]
+            events += [Reported(number, v) for v in member.reader.read(last=True)]
+            note = protocol.read_member_end(member.launch.trial_dir)
+            if member.reader.final is not None:
+                end = Ended(number, final=member.reader.final, exit_code=0,
+                            protocol_errors=member.reader.errors)
+            elif note is not None:
+                end = _noted_end(number, note, member)
+            else:
+                died = ended.signal is not None or ended.exit_code not in (None, 0)
+                error = ended.error
+                if not died:
+                    error = ("the population's process exited without a result for this "
+                             "trial" + (f"\n{error}" if error else ""))
+                end = Ended(number, final=None, exit_code=ended.exit_code, error=error,
+                            protocol_errors=member.reader.errors, signal=ended.signal,
+                            shared_failure=died and member.stop_reason is None)
+            self._end(number, end, events)
+        return events
+
+    def _end(self, number: int, ended: Ended, events: list[Event]) -> None:
+        member = self._members.pop(number)
+        member.reader.close()
+        if member.population is not None:
+            population = self._populations.get(member.population)
+            if population is not None:
+                population.members.remove(number)
+            self._copy_logs(member)
+        events.append(ended)
+
+    def _copy_logs(self, member: _Member) -> None:
+        """Give the member the population's ``stdout.log`` and ``stderr.log`` as they are when
+        it ends (its own lines are in them), headed by where they come from: reports, the
+        dashboard and ``spiketune`` commands read a trial's logs in its directory."""
+        assert member.population is not None
+        source = self.population_dir(member.population)
+        head = (f"[spiketune] trial {member.launch.number} ran in the population of "
+                f"{source} (population.json lists its trials); that process's output "
+                "until this trial ended:\n").encode()
+        for name in (STDOUT_FILE, STDERR_FILE):
+            with contextlib.suppress(OSError):
+                (member.launch.trial_dir / name).write_bytes(head + (source / name).read_bytes())
+
+    def close(self) -> None:
+        """End every population still running (see :meth:`SubprocessRunner.close`)."""
+        try:
+            self.inner.close()
+        finally:
+            for member in self._members.values():
+                member.reader.close()
+            self._members.clear()
+            self._pending.clear()
+            self._populations.clear()
+
+
+def _noted_end(number: int, note: dict[str, str], member: _Member) -> Ended:
+    if note["status"] == "stopped":
+        return Ended(number, final=None, stopped=True, protocol_errors=member.reader.errors)
+    return Ended(number, final=None, exit_code=1, error=note["reason"] or "failed",
+                 protocol_errors=member.reader.errors)
+
+
+def _listed(numbers: list[int]) -> str:
+    return ", ".join(str(n) for n in numbers)

@@ -1,0 +1,260 @@
+"""Population mode: several trials trained in one process, each recorded as its own trial."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from _processes import alive, wait_for
+
+import spiketune.trial as st
+from spiketune import ConfigError, Experiment, Outcome
+
+# A population trial, standard library only: each member reports x * epoch for 5 epochs.
+# ``fail_at`` makes one member fail alone; a ``crash`` file kills the whole process once.
+POP_TRIAL = """
+    import json, os, pathlib, sys, time
+    import spiketune.trial as st
+
+    members = st.population()
+    line = json.dumps({"members": [m.trial_id for m in members], "pooled": st.in_population(),
+                       "pid": os.getpid()})
+    print(line, flush=True)
+    with open(os.environ["POP_LOG"], "a") as f:
+        f.write(line + "\\n")
+    crash = pathlib.Path(os.environ["POP_LOG"]).with_name("crash")
+    live = list(members)
+    for epoch in range(1, 6):
+        for m in list(live):
+            if m.should_stop():
+                live.remove(m)
+                continue
+            if m.parameters.get("fail_at") == epoch:
+                m.fail(f"member {m.trial_id} diverged at epoch {epoch}")
+                live.remove(m)
+                continue
+            m.report_intermediate_result({"default": m.parameters["x"] * epoch, "epoch": epoch})
+        if epoch == 3 and crash.exists() and live:
+            crash.unlink()
+            os.kill(os.getpid(), 9)
+        time.sleep(float(os.environ.get("POP_DELAY", "0.05")))
+    for m in live:
+        with m:  # the module-level API goes to this member
+            st.report_final_result({"default": m.parameters["x"] * 5, "who": st.get_trial_id()})
+"""
+
+
+def _experiment(code: Path, root: Path, **config) -> Experiment:
+    config.setdefault("tuner", "GridSearch")
+    config.setdefault("search_space", {"x": {"_type": "choice",
+                                             "_value": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]}})
+    return Experiment(trial_command="python3 trial.py", trial_code_directory=code,
+                      experiment_dir=root, **config)
+
+
+def _log(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_each_member_is_its_own_trial_and_max_trials_is_exact(
+    tmp_path: Path, exp_root: Path, trial_script, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "pop.log"
+    monkeypatch.setenv("POP_LOG", str(log))
+    exp = _experiment(trial_script(POP_TRIAL), exp_root, population=3, max_trials=7)
+    results = exp.run()
+
+    runs = _log(log)
+    assert [r["members"] for r in runs] == [["0", "1", "2"], ["3", "4", "5"], ["6"]]
+    assert all(r["pooled"] for r in runs)
+    assert len({r["pid"] for r in runs}) == 3  # one process per population
+    assert len(results.records) == 7
+    for r in results.records:
+        assert r.outcome == Outcome.COMPLETE, r.reason
+        x = r.parameters["x"]
+        assert r.metrics["default"] == pytest.approx(5 * x)
+        assert r.metrics["who"] == str(r.number)  # ``with member`` bound the channel
+        assert [i["default"] for i in r.intermediate] == pytest.approx([x * e for e in
+                                                                        range(1, 6)])
+        assert r.trial_dir == exp.directory / "trials" / str(r.number)
+        log = (r.trial_dir / "stdout.log").read_text()  # what the report and dashboard show
+        assert log.startswith(f"[spiketune] trial {r.number} ran in the population of ")
+        assert f'"{r.number}"' in log  # the population's own output follows
+    assert sorted((exp.directory / "populations").iterdir()) == [
+        exp.directory / "populations" / n for n in ("0", "3", "6")]
+    assert json.loads((exp.directory / "populations" / "3" / "population.json").read_text())[
+        "members"][1]["trial_dir"] == str(exp.directory / "trials" / "4")
+
+
+def test_a_pruned_member_stops_alone(
+    tmp_path: Path, exp_root: Path, trial_script, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POP_LOG", str(tmp_path / "pop.log"))
+    monkeypatch.setenv("POP_DELAY", "0.3")
+    space = {"x": {"_type": "choice", "_value": [1.0, 2.0, 3.0, 0.01, 4.0, 5.0]}}
+    exp = _experiment(trial_script(POP_TRIAL), exp_root, population=3, max_trials=6,
+                      search_space=space, assessor="Medianstop",
+                      assessor_args={"start_step": 2, "n_startup_trials": 3})
+    results = exp.run()
+    by_x = {r.parameters["x"]: r for r in results.records}
+    pruned = by_x[0.01]
+    assert pruned.outcome == Outcome.EARLY_STOPPED, pruned.reason
+    assert 2 <= len(pruned.intermediate) < 5
+    for x in (1.0, 2.0, 3.0, 4.0, 5.0):  # its population's other members went on
+        assert by_x[x].outcome == Outcome.COMPLETE
+        assert len(by_x[x].intermediate) == 5
+
+
+def test_a_failing_member_fails_alone(
+    tmp_path: Path, exp_root: Path, trial_script, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POP_LOG", str(tmp_path / "pop.log"))
+    space = {"x": {"_type": "choice", "_value": [1.0, 2.0]},
+             "fail_at": {"_type": "choice", "_value": [0, 2]}}
+    exp = _experiment(trial_script(POP_TRIAL), exp_root, population=4, max_trials=4,
+                      search_space=space)
+    results = exp.run()
+    assert len(_log(tmp_path / "pop.log")) == 1
+    for r in results.records:
+        if r.parameters["fail_at"] == 2:
+            assert r.outcome == Outcome.FAILED
+            assert f"member {r.number} diverged at epoch 2" in r.reason
+            assert len(r.intermediate) == 1
+        else:
+            assert r.outcome == Outcome.COMPLETE, r.reason
+
+
+def test_a_crashed_population_is_recorded_per_member_and_retried(
+    tmp_path: Path, exp_root: Path, trial_script, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "pop.log"
+    monkeypatch.setenv("POP_LOG", str(log))
+    (tmp_path / "crash").touch()  # the first population kills itself at epoch 3
+    exp = _experiment(trial_script(POP_TRIAL), exp_root, population=3, max_trials=3)
+    results = exp.run()
+    first, retries = results.records[:3], results.records[3:]
+    for r in first:
+        assert r.outcome == Outcome.FAILED
+        assert "SIGKILL" in r.reason, r.reason
+        assert len(r.intermediate) == 3  # what it reported before the crash is kept
+    assert len(retries) == 3  # retried once each, outside max_trials
+    for r in retries:  # a retry runs the lost trial's claim again: same sequence id
+        assert r.outcome == Outcome.COMPLETE, r.reason
+        assert r.parameters == first[r.sequence_id].parameters
+    assert [r["members"] for r in _log(log)] == [["0", "1", "2"], ["3", "4", "5"]]
+
+
+def test_a_trial_without_the_population_api_fails_with_a_clear_message(
+    tmp_path: Path, exp_root: Path, trial_script
+) -> None:
+    code = trial_script("""
+        import spiketune.trial as st
+        st.report_final_result(st.get_next_parameter()["x"])
+    """)
+    results = _experiment(code, exp_root, population=2, max_trials=2).run()
+    # a process that exits non-zero took every member down: each is retried once, not more
+    assert len(results.records) == 4
+    assert [r.sequence_id for r in results.records] == [0, 1, 0, 1]
+    for r in results.records:
+        assert r.outcome == Outcome.FAILED
+        assert "spiketune.trial.population()" in r.reason
+
+
+def test_the_population_api_runs_as_one_trial_outside_population_mode(
+    tmp_path: Path, exp_root: Path, trial_script, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "pop.log"
+    monkeypatch.setenv("POP_LOG", str(log))
+    results = _experiment(trial_script(POP_TRIAL), exp_root, max_trials=2,
+                          concurrency=2).run()
+    assert [r.outcome for r in results.records] == [Outcome.COMPLETE] * 2
+    runs = _log(log)
+    assert sorted(r["members"][0] for r in runs) == ["0", "1"]
+    assert not any(r["pooled"] for r in runs)
+
+
+def test_population_needs_a_trial_command(exp_root: Path) -> None:
+    exp = Experiment(trial=lambda p: 1.0, search_space={"x": {"_type": "uniform",
+                                                              "_value": [0, 1]}},
+                     population=2, max_trials=1)
+    with pytest.raises(ConfigError, match="population"):
+        exp.run()
+
+
+def test_population_by_hand_is_one_member(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SPIKETUNE_TRIAL_DIR", raising=False)
+    monkeypatch.setenv("SPIKETUNE_PARAMETERS", '{"x": 2}')
+    st._reset()
+    try:
+        members = st.population()
+        assert len(members) == 1 and members[0].parameters == {"x": 2}
+        assert not members[0].should_stop()
+        with pytest.raises(RuntimeError, match="went wrong"):
+            members[0].fail("went wrong")
+    finally:
+        st._reset()
+
+
+SLOW_POPULATION = """
+    import os, pathlib, time
+    import spiketune.trial as st
+    members = st.population()
+    (pathlib.Path(os.environ["POP_LOG"]).parent / f"pid{os.getpid()}").write_text("")
+    for m in members:
+        m.report_intermediate_result(0.5)
+    if pathlib.Path(os.environ["SLOW_MARKER"]).exists():
+        time.sleep(120)
+    for m in members:
+        m.report_final_result(m.parameters["x"])
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_scheduler_then_resume_retries_the_unfinished_members(
+    tmp_path: Path, exp_root: Path, trial_script, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code = trial_script(SLOW_POPULATION)
+    marker = tmp_path / "slow"
+    marker.touch()
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    monkeypatch.setenv("SLOW_MARKER", str(marker))
+    monkeypatch.setenv("POP_LOG", str(pids / "log"))
+    cfg = tmp_path / "experiment.toml"
+    cfg.write_text(f'name = "pop"\ntrial_command = "python3 trial.py"\n'
+                   f'trial_code_directory = "{code}"\nexperiment_dir = "{exp_root}"\n'
+                   'max_trials = 2\npopulation = 2\ntuner = "Random"\n'
+                   '[search_space]\nx = {_type = "uniform", _value = [0, 1]}\n')
+    scheduler = subprocess.Popen([sys.executable, "-m", "spiketune.cli", "run", str(cfg), "-q"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 start_new_session=True)
+    try:
+        def reported() -> bool:
+            found = sorted(exp_root.glob("*/trials/*/metrics.jsonl"))
+            return len(found) == 2 and all(f.read_text() for f in found)
+
+        wait_for(reported, 30, "both members' first reports")
+        time.sleep(1.2)
+    finally:
+        os.kill(scheduler.pid, signal.SIGKILL)
+        scheduler.wait()
+    (population_pid,) = [int(p.name[3:]) for p in pids.glob("pid*")]
+    assert alive(population_pid)  # an orphan now
+    (directory,) = [p for p in exp_root.iterdir() if (p / "experiment.json").exists()]
+
+    marker.unlink()
+    results = Experiment.load(directory, kill_grace=0.5).resume()
+    assert not alive(population_pid)  # found by its members' directories and ended
+    assert [r.outcome for r in results.records] == [Outcome.FAILED, Outcome.FAILED,
+                                                    Outcome.COMPLETE, Outcome.COMPLETE]
+    for lost in results.records[:2]:
+        assert "interrupted" in lost.reason and lost.intermediate == [{"default": 0.5}]
+    for retry in results.records[2:]:  # population mode retries a lost member (max_retries 0)
+        assert retry.parameters == results.records[retry.sequence_id].parameters
+        assert retry.metrics["default"] == retry.parameters["x"]
