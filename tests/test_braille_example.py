@@ -373,6 +373,9 @@ def test_population_mode_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert [m["number"] for m in members] == [0, 1, 2]
     assert "population of 3 trial(s) (0, 1, 2)" in (population / "stdout.log").read_text()
     assert len(results.records) == 3
+    shapes = {json.dumps([rec.parameters[k] for k in main.POPULATION_GROUP
+                          if k in rec.parameters]) for rec in results.records}
+    assert len(shapes) == 1  # one batch: the members share what fixes its shape
     for rec in results.records:
         assert rec.outcome is Outcome.COMPLETE, rec.reason
         assert set(rec.metrics) >= FINAL_KEYS | {"val_fold0", "val_fold1"}

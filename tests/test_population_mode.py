@@ -258,3 +258,45 @@ def test_kill_9_of_the_scheduler_then_resume_retries_the_unfinished_members(
     for retry in results.records[2:]:  # population mode retries a lost member (max_retries 0)
         assert retry.parameters == results.records[retry.sequence_id].parameters
         assert retry.metrics["default"] == retry.parameters["x"]
+
+
+GROUPED_TRIAL = """
+    import spiketune.trial as st
+    for m in st.population():
+        m.report_final_result(m.parameters["x"])
+"""
+
+
+@pytest.mark.parametrize("tuner", ["TPE", "Random"])
+def test_population_group_makes_members_share_those_keys(
+    exp_root: Path, trial_script, tuner: str
+) -> None:
+    space = {
+        "x": {"_type": "uniform", "_value": [0, 1]},
+        "size": {"_type": "choice", "_value": [64, 128, 256, 512]},
+        "rule": {"_type": "choice", "_value": [
+            {"_name": "eprop", "feedback": {"_type": "choice", "_value": ["random", "sym"]}},
+            {"_name": "bptt"}]},
+    }
+    results = _experiment(trial_script(GROUPED_TRIAL), exp_root, population=4, max_trials=16,
+                          search_space=space, tuner=tuner, seed=3,
+                          population_group=["size", "rule"]).run()
+    records = results.records
+    assert [r.outcome for r in records] == [Outcome.COMPLETE] * 16
+    batches = [records[i:i + 4] for i in range(0, 16, 4)]
+    for batch in batches:
+        assert len({r.parameters["size"] for r in batch}) == 1
+        assert len({r.parameters["rule"]["_name"] for r in batch}) == 1
+        assert len({r.parameters["x"] for r in batch}) == 4  # the rest is drawn per member
+    # the batches' leaders are drawn freely: not every batch gets the same shape
+    assert len({(b[0].parameters["size"], b[0].parameters["rule"]["_name"])
+                for b in batches}) > 1
+
+
+def test_population_group_is_checked(exp_root: Path, trial_script) -> None:
+    code = trial_script(GROUPED_TRIAL)
+    with pytest.raises(ConfigError) as err:
+        _experiment(code, exp_root, population=2, population_group=["x", "n_rec"])
+    assert "population_group[1]" in str(err.value) and "n_rec" in str(err.value)
+    with pytest.raises(ConfigError, match="population mode only"):
+        _experiment(code, exp_root, population_group=["x"])

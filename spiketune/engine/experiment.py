@@ -442,6 +442,7 @@ class Experiment:
                 max_retries=max_retries,
                 goal=goal,
                 kill_grace=self.kill_grace,
+                population_group=config.population_group or (),
             )
             self._scheduler = scheduler
             status = "failed"

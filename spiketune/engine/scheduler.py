@@ -175,6 +175,7 @@ class Scheduler:
         max_retries: int = 0,
         goal: Goal | None = None,
         kill_grace: float = 5.0,
+        population_group: Sequence[str] = (),
     ) -> None:
         self.store = store
         self.runner = runner
@@ -192,6 +193,8 @@ class Scheduler:
         self.max_retries = max_retries
         self.kill_grace = kill_grace  # seconds from SIGTERM to SIGKILL for lost trials' leftovers
         self.goal = goal  # None: the study's one direction on "default"
+        # population mode: keys a batch's members take from its first member
+        self.population_group = tuple(population_group)
         self._sampler = sampler
         self._pruner = pruner
         self._gpus = _GpuSlots(gpus, trials_per_gpu)
@@ -487,6 +490,8 @@ class Scheduler:
         self._sync()
         if self.fixed is not None:
             self._working.enqueue_trial(self.fixed[sequence_id], skip_if_exists=False)
+        elif self.population_group:
+            self._share_with_batch()
         handle = self._working.ask()
         parameters = self.space.sample(handle)
         # the study records what the trial receives; the sampler keeps its own coordinates
@@ -501,6 +506,20 @@ class Scheduler:
         self._known_ids.add(trial_id)
         self._launch(handle, parameters, trial_id, number, sequence_id)
         return True
+
+    def _share_with_batch(self) -> None:
+        """Population mode with ``population_group``: the next trial takes those keys' values
+        from the first trial of the batch the runner is collecting (a nested choice its
+        option alone); the tuner draws the rest."""
+        leader = self.runner.batch_leader()
+        if leader is None:
+            return
+        shared = {key: ({"_name": value["_name"]} if isinstance(value, dict)
+                        and "_name" in value else value)
+                  for key, value in leader.items() if key in self.population_group}
+        search, _ = self.space.search_params(shared)
+        if search:
+            self._working.enqueue_trial(search, skip_if_exists=False)
 
     def _launch(
         self,

@@ -43,7 +43,7 @@ DEFAULT_EXPERIMENTS_DIR = Path("~/spiketune-experiments")
 #: so do GPUs and how many trials a machine runs at once).
 WORKER_FIELDS = frozenset(
     {"experiment_dir", "trial_code_directory", "concurrency", "gpus", "require_gpus",
-     "trials_per_gpu", "storage", "population"}
+     "trials_per_gpu", "storage", "population", "population_group"}
 )
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhd])\s*$", re.IGNORECASE)
@@ -164,6 +164,12 @@ class ExperimentConfig(BaseModel):
     #: own trial: reports, pruning, outcome, retries. None = one process per trial (any
     #: trial code, ``import nni``).
     population: _Count | None = None
+    #: Population mode: top-level search-space keys whose values every member of a
+    #: population shares with its first member (the others are drawn by the tuner as
+    #: usual). Members that must share the shape of their computation to train as one
+    #: batch (layer size, learning rule, batch size, encoding) then always can; a nested
+    #: choice shares its option, not its sub-parameters.
+    population_group: list[str] | None = None
     #: GPUs trials may use, one per trial: indices (each must exist when the experiment
     #: starts, else it does not start), ``"all"`` for every GPU found (none found: trials run
     #: on the CPU, with a notice), or None: trials see no GPU. Checked when the experiment
@@ -226,6 +232,16 @@ class ExperimentConfig(BaseModel):
         if self.require_gpus and self.gpus is None:
             problems.append(Problem("require_gpus", True, "asks for GPUs, but gpus is not set: "
                                     'set gpus to "all" or to GPU indices'))
+        if self.population_group:
+            if self.population is None:
+                problems.append(Problem("population_group", self.population_group,
+                                        "applies to population mode only: set population"))
+            keys = set(self.search_space or {})
+            for i, key in enumerate(self.population_group):
+                if key not in keys:
+                    problems.append(Problem(
+                        f"population_group[{i}]", key,
+                        f"a top-level key of the search space ({', '.join(sorted(keys))})"))
         return problems
 
     @classmethod
@@ -401,7 +417,8 @@ class ExperimentConfig(BaseModel):
 OWN_KEYS = [*ExperimentConfig.model_fields, "search_space_file"]
 #: Fields :meth:`ExperimentConfig.to_dict` leaves out at their defaults (added after the
 #: canonical form was first stored with studies).
-_OPTIONAL_IN_DICT = ("objectives", "hardware", "constraints", "require_gpus", "population")
+_OPTIONAL_IN_DICT = ("objectives", "hardware", "constraints", "require_gpus", "population",
+                     "population_group")
 _FIELD_ORDER = {name: i for i, name in enumerate(OWN_KEYS)}
 
 

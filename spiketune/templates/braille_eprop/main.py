@@ -52,6 +52,8 @@ CONFIG = HERE / "config.toml"
 #: ``--smoke``: the whole chain in seconds (2 trials of 1 epoch on 20 samples per class).
 SMOKE = {"trials": 2, "epochs_cap": 1, "subset": 20, "duration": "5m", "folds": 1,
          "retrain_seeds": [0]}
+#: Search-space keys every member of a population shares (``--population K``).
+POPULATION_GROUP = ("n_rec", "batch_size", "rule", "bin_size", "clip", "channels", "threshold")
 #: Re-splits a trial is judged on, and the seeds the chosen configuration is retrained with.
 FOLDS = 3
 RETRAIN_SEEDS = [0, 1, 2]
@@ -116,6 +118,11 @@ def experiment(args: argparse.Namespace) -> Experiment:
             changes[field] = getattr(args, option)
     if args.gpus is not None:
         changes["gpus"] = None if args.gpus == "none" else args.gpus
+    if args.population is not None:
+        # What fixes the shape of a network's computation, and its data: members that share
+        # these train as one batch (spiketune.snn.group_members); the rest varies per member.
+        changes["population_group"] = [k for k in POPULATION_GROUP
+                                       if k in config.search_space]
 
     # Dataset options fixed for the whole search are given to every trial as a one-value
     # choice, so that they are recorded with its parameters.
