@@ -110,9 +110,10 @@ def test_hardware_validated() -> None:
         ExperimentConfig(search_space=space, hardware={"target": "tpu", "n_in": 1, "n_out": 1})
     assert "xylo-audio2" in problems(e)["hardware.target"].rule
     cfg = ExperimentConfig(search_space=space, hardware={"target": "Xylo_Audio2", "n_in": 12,
-                                                         "n_out": 7, "max_hidden": 500})
+                                                         "n_out": 7, "max_hidden": 500,
+                                                         "readout_bias": False})
     assert cfg.to_dict()["hardware"] == {"target": "xylo-audio2", "max_hidden": 500, "n_in": 12,
-                                         "n_out": 7}
+                                         "n_out": 7, "readout_bias": False}
     assert cfg.constrained
     design = cfg.goal().design
     assert design is not None
@@ -312,7 +313,8 @@ def test_design_check_skips_infeasible_trials_without_launching_them(
     start = time.monotonic()
     results = Experiment(trial_command="python3 trial.py", trial_code_directory=code,
                          search_space=space, tuner="GridSearch",
-                         hardware={"target": "xylo-audio2", "n_in": 12, "n_out": 7}).run()
+                         hardware={"target": "xylo-audio2", "n_in": 12, "n_out": 7,
+                                   "readout_bias": False}).run()
     elapsed = time.monotonic() - start
     by_n = {r.parameters["n_rec"]: r for r in results.records}
     for n in (100, 200):

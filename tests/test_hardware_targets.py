@@ -128,13 +128,16 @@ def test_bad_shapes_raise_config_error() -> None:
 def test_check_config_reads_a_trial_dict_and_an_snn_config() -> None:
     params = {"n_in": 12, "n_rec": 128, "n_out": 7, "lr": 1e-3, "neuron": "alif"}
     rules = {v.rule for v in check_config("xylo-audio2", params)}
-    assert rules == {"max_fan_out", "neuron"}
+    # readout_bias is missing: SNNConfig's default (True) is what the trial builds
+    assert rules == {"max_fan_out", "neuron", "bias"}
+    assert "bias" not in {v.rule for v in check_config("xylo-audio2",
+                                                        {**params, "readout_bias": False})}
     with pytest.raises(ConfigError):
         check_config("xylo-audio2", {"n_in": 12})
 
     class Cfg:  # anything with the attributes, e.g. an SNNConfig
         n_in, n_rec, n_out, recurrent = 12, 20, 7, True
-        neuron, refractory_steps, reset = "lif", 0, "zero"
+        neuron, refractory_steps, reset, readout_bias = "lif", 0, "zero", False
 
     assert [v.rule for v in check_config("xylo-audio2", Cfg())] == ["reset"]
 
@@ -167,12 +170,15 @@ def test_design_check_does_not_import_torch() -> None:
 # ------------------------------------------------------------------ a search's parameter check
 def test_parameter_check_maps_a_trials_parameters_to_the_network() -> None:
     check = ParameterCheck.from_table({"target": "Xylo_Audio2", "n_in": 12, "n_out": 7,
-                                       "max_hidden": 500}, ["n_rec", "neuron", "lr"])
-    assert check.table() == {"target": "xylo-audio2", "max_hidden": 500, "n_in": 12, "n_out": 7}
+                                       "readout_bias": False, "max_hidden": 500},
+                                      ["n_rec", "neuron", "lr"])
+    assert check.table() == {"target": "xylo-audio2", "max_hidden": 500, "n_in": 12, "n_out": 7,
+                             "readout_bias": False}
     assert check.target.max_hidden == 500
     # a nested choice counts as its name; quniform's whole floats as ints; other keys ignored
     params = {"n_rec": 40.0, "neuron": {"_name": "alif", "beta": 1.5}, "lr": 0.01}
-    assert check.network(params) == {"n_in": 12, "n_out": 7, "n_rec": 40, "neuron": "alif"}
+    assert check.network(params) == {"n_in": 12, "n_out": 7, "readout_bias": False, "n_rec": 40,
+                                     "neuron": "alif"}
     assert [v.rule for v in check.violations(params)] == ["neuron"]
     assert check.violations({"n_rec": 16}) == []
     with pytest.raises(ConfigError) as err:

@@ -96,9 +96,11 @@ def test_more_than_16_inputs_only_warn_in_rockpool() -> None:
 
 
 @needs_rockpool
-def test_a_readout_bias_is_a_rockpool_warning_only() -> None:
+def test_a_readout_bias_is_refused_by_spiketune_and_a_rockpool_warning_only() -> None:
     check = rockpool_check(_net(readout_bias=True))
-    assert check.fits and check.agree
+    # The chip would run the network without its bias: spiketune refuses it, Rockpool maps it.
+    assert not check.agree and not check.rockpool_problems
+    assert any("bias" in p for p in check.spiketune_problems)
     assert any("Bias parameters of LinearWeights modules are *not* transferred" in w
                for w in check.rockpool_warnings)
 

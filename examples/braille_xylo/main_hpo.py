@@ -79,6 +79,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "n_rec": 40,
     "neuron": "lif",
     "reset": "subtract",
+    "readout_bias": False,  # Xylo takes no bias (Rockpool's mapper drops it)
     "tau_mem": 0.02,
     "tau_out": 0.02,
     "v_th": 1.0,

@@ -42,7 +42,7 @@ __all__ = [
 #: The keys :func:`check_config` reads from an ``SNNConfig`` or a trial's parameters: what the
 #: design rules need to know of a network. The first three are required.
 NETWORK_KEYS: tuple[str, ...] = (
-    "n_in", "n_rec", "n_out", "recurrent", "neuron", "refractory_steps", "reset",
+    "n_in", "n_rec", "n_out", "recurrent", "neuron", "refractory_steps", "reset", "readout_bias",
 )
 REQUIRED_KEYS: tuple[str, ...] = NETWORK_KEYS[:3]
 
@@ -58,6 +58,7 @@ RULES: tuple[str, ...] = (
     "neuron",
     "reset",
     "refractory",
+    "bias",
     "max_spikes_per_step",
     "max_input_events_per_step",
     "state_bits",
@@ -68,7 +69,7 @@ RULES: tuple[str, ...] = (
 class Violation:
     """One broken rule: its name (a field of the target), the target's limit and the value met.
 
-    For yes/no rules (``neuron``, ``reset``, ``refractory``) ``limit`` is what the target
+    For yes/no rules (``neuron``, ``reset``, ``refractory``, ``bias``) ``limit`` is what the target
     accepts and ``value`` what the network needs.
     """
 
@@ -110,7 +111,7 @@ class Population:
 class NetworkLayout:
     """What the design rules see of a network: ``n_in`` input channels, the ``hidden``
     populations of spiking neurons, the ``readout`` units, and the neuron model they need
-    (``neuron``, ``reset``, ``refractory`` steps).
+    (``neuron``, ``reset``, ``refractory`` steps) and whether any of its neurons takes a bias.
 
     Counting conventions as in :mod:`spiketune.hardware._targets`: *hidden* neurons are every
     spiking population's, *neurons* are hidden plus readout units, fan-out is checked for the
@@ -123,6 +124,7 @@ class NetworkLayout:
     neuron: str = "lif"
     reset: str = "subtract"
     refractory: int = 0
+    bias: bool = False
 
     @property
     def n_hidden(self) -> int:
@@ -147,14 +149,15 @@ class NetworkLayout:
     @classmethod
     def recurrent(
         cls, n_in: int, n_rec: int, n_out: int, *, recurrent: bool = True,
-        neuron: str = "lif", refractory: int = 0, reset: str = "subtract",
+        neuron: str = "lif", refractory: int = 0, reset: str = "subtract", bias: bool = False,
     ) -> NetworkLayout:
-        """A dense recurrent layer (no self-connections) and its readout."""
+        """A dense recurrent layer (no self-connections) and its readout (``bias``: with a
+        bias on its units)."""
         rec_in = n_rec - 1 if recurrent else 0
         hidden = Population("recurrent", n_rec, n_in + rec_in, rec_in + n_out,
                             n_rec * (n_in + rec_in))
         readout = Population("readout", n_out, n_rec, 0, n_out * n_rec)
-        return cls(n_in, (hidden,), readout, neuron, reset, refractory)
+        return cls(n_in, (hidden,), readout, neuron, reset, refractory, bias)
 
     @classmethod
     def l2mu(
@@ -193,13 +196,15 @@ def check_design(
     neuron: str = "lif",
     refractory: int = 0,
     reset: str = "subtract",
+    readout_bias: bool = False,
 ) -> list[Violation]:
     """The rules a dense network of this shape breaks on ``target`` (empty: it fits).
 
     ``n_in`` input channels, ``n_rec`` hidden neurons, ``n_out`` readout units; ``recurrent``:
     whether hidden neurons connect to each other (no self-connections); ``neuron``: "lif" or
     "alif"; ``refractory``: the refractory period in steps (0: none); ``reset``: "subtract" or
-    "zero". Raises ConfigError for values that are not a network at all.
+    "zero"; ``readout_bias``: whether the readout units take a bias. Raises ConfigError for
+    values that are not a network at all.
     """
     tgt = get_target(target)
     problems = [
@@ -212,7 +217,8 @@ def check_design(
     if problems:
         raise ConfigError(problems, source="check_design")
     layout = NetworkLayout.recurrent(n_in, n_rec, n_out, recurrent=recurrent, neuron=neuron,
-                                     refractory=refractory, reset=reset)
+                                     refractory=refractory, reset=reset,
+                                     bias=bool(readout_bias))
     return check_layout(tgt, layout)
 
 
@@ -233,6 +239,9 @@ def check_layout(target: str | HardwareTarget, layout: NetworkLayout) -> list[Vi
         out.append(
             Violation("refractory", 0, layout.refractory, tgt.name, "steps; the target has none")
         )
+    if layout.bias and not tgt.bias:
+        out.append(Violation("bias", "none", "a readout bias", tgt.name,
+                             "the target's neurons take no bias: train with readout_bias=False"))
     return out
 
 
@@ -252,7 +261,8 @@ def check_config(target: str | HardwareTarget, config: Any) -> list[Violation]:
     """:func:`check_design` for an ``SNNConfig`` or a trial's flat parameter dict.
 
     It reads the keys of :data:`NETWORK_KEYS`. Missing keys take ``SNNConfig``'s defaults
-    (``recurrent`` True, ``neuron`` "lif", ``refractory_steps`` 0, ``reset`` "subtract");
+    (``recurrent`` True, ``neuron`` "lif", ``refractory_steps`` 0, ``reset`` "subtract",
+    ``readout_bias`` True);
     ``n_in``, ``n_rec``, ``n_out`` are required. Other keys are ignored.
     """
 
@@ -276,6 +286,7 @@ def check_config(target: str | HardwareTarget, config: Any) -> list[Violation]:
         neuron=get("neuron", "lif"),
         refractory=get("refractory_steps", 0),
         reset=get("reset", "subtract"),
+        readout_bias=bool(get("readout_bias", True)),
     )
 
 

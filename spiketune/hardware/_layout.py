@@ -19,7 +19,8 @@ __all__ = ["check_model", "layout_of"]
 def _recurrent(net: RecurrentSNN) -> NetworkLayout:
     c = net.config
     return NetworkLayout.recurrent(c.n_in, c.n_rec, c.n_out, recurrent=c.recurrent,
-                                   neuron=c.neuron, refractory=c.refractory_steps, reset=c.reset)
+                                   neuron=c.neuron, refractory=c.refractory_steps, reset=c.reset,
+                                   bias=c.readout_bias)
 
 
 def _l2mu(net: L2MU) -> NetworkLayout:

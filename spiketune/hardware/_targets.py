@@ -75,6 +75,7 @@ class HardwareTarget(BaseModel):
     neurons: frozenset[Neuron] = frozenset({"lif", "alif"})
     resets: frozenset[Reset] = frozenset({"subtract", "zero"})
     refractory: bool = Field(True, description="a refractory period can be configured")
+    bias: bool = Field(True, description="neurons take a bias (a constant input current)")
     decay: Literal["exponential", "bitshift"] = Field(
         "exponential", description="bitshift: decays are 1 - 2**-k for integer k"
     )
@@ -109,6 +110,8 @@ class XyloAudio2(HardwareTarget):
         "state_bits": "16-bit synaptic and membrane state: secondary source",
         "refractory": "the cited page describes no refractory period: assumed absent",
         "max_fan_in": "not given on the cited page: not checked",
+        "bias": "Rockpool's own Xylo Audio 2 mapper (rockpool 3.1.0, syns61201.mapper) warns "
+        "that biases are not transferred to Xylo: none assumed",
     }
 
     max_inputs: Count = 16
@@ -121,6 +124,7 @@ class XyloAudio2(HardwareTarget):
     neurons: frozenset[Neuron] = frozenset({"lif"})
     resets: frozenset[Reset] = frozenset({"subtract"})
     refractory: bool = False
+    bias: bool = False
     decay: Literal["exponential", "bitshift"] = "bitshift"
 
 
@@ -137,6 +141,7 @@ class XyloIMU(HardwareTarget):
         "state_bits": "assumed 16 bits like Xylo Audio 2 (not on the cited table)",
         "max_input_events_per_step": "not given for Xylo IMU: not checked",
         "refractory": "assumed absent, as on Xylo Audio 2",
+        "bias": "assumed absent, as on Xylo Audio 2",
     }
 
     max_inputs: Count = 16
@@ -148,6 +153,7 @@ class XyloIMU(HardwareTarget):
     neurons: frozenset[Neuron] = frozenset({"lif"})
     resets: frozenset[Reset] = frozenset({"subtract"})
     refractory: bool = False
+    bias: bool = False
     decay: Literal["exponential", "bitshift"] = "bitshift"
 
 
