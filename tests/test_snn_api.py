@@ -9,14 +9,16 @@ PUBLIC = {
     "CubaLIFState", "EProp",
     "EpochMetrics", "Evaluation", "History", "L2MU", "L2MUParameters", "L2MUState",
     "L2MUWeights", "LIFParameters", "LIFState", "LMU", "LMUParameters", "LMUState",
-    "LMUWeights", "LearningRule", "Model", "PopulationTrainer", "ReadoutLoss",
+    "LMUWeights", "LearningRule", "Model", "PopulationProbe", "PopulationTrainer",
+    "ProbeDevice", "ProbeRow", "ReadoutLoss",
     "RecurrentSNN", "SNNConfig", "SpikeCounts", "SpikeStats", "StepResult", "Surrogate",
     "TrainConfig", "Trainer", "Trajectory", "alif_step", "configs_from_params", "cuba_lif_step",
     "discretise", "evaluate_checkpoint", "group_members", "heaviside", "initial_state",
     "l2mu_initial_state", "l2mu_step", "legendre_matrices", "lif_step",
     "lmu_initial_state", "lmu_step", "load_checkpoint", "load_weights", "make_rule",
         "model_from_params",
-    "neuron_step", "per_step_cross_entropy", "predict", "rate_regularisation",
+    "neuron_step", "per_step_cross_entropy", "predict", "probe_population",
+    "rate_regularisation",
     "save_checkpoint", "spike_function", "spike_stats", "summed_cross_entropy",
 }
 

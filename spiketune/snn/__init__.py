@@ -4,8 +4,9 @@ Memory Units (the non-spiking :class:`LMU` and the spiking :class:`L2MU`) traine
 Build a network from an :class:`SNNConfig` (or straight from an HPO trial's flat parameter
 dict with :func:`configs_from_params`), pick its learning rule with :func:`make_rule`, and
 train it with a :class:`Trainer` (K networks that differ in their hyperparameters: as one
-batched computation with a :class:`PopulationTrainer`); the Trainer, checkpoints and spike
-statistics take any :class:`Model`. Dynamics are pure functions (:func:`lif_step`,
+batched computation with a :class:`PopulationTrainer`, K and its CPU threads measured by
+:func:`probe_population`); the Trainer, checkpoints and spike statistics take any
+:class:`Model`. Dynamics are pure functions (:func:`lif_step`,
 :func:`alif_step`, :func:`cuba_lif_step`, :func:`lmu_step`, :func:`l2mu_step`) over
 parameter records; times are in seconds, decays per step.
 """
@@ -57,6 +58,7 @@ from spiketune.snn._neurons import (
     neuron_step,
 )
 from spiketune.snn._population import PopulationTrainer, group_members
+from spiketune.snn._probe import PopulationProbe, ProbeDevice, ProbeRow, probe_population
 from spiketune.snn._registry import make_rule
 from spiketune.snn._rule import LearningRule, StepResult
 from spiketune.snn._stats import SpikeCounts, SpikeStats, spike_stats
@@ -87,7 +89,10 @@ __all__ = [
     "LMUWeights",
     "LearningRule",
     "Model",
+    "PopulationProbe",
     "PopulationTrainer",
+    "ProbeDevice",
+    "ProbeRow",
     "ReadoutLoss",
     "RecurrentSNN",
     "SNNConfig",
@@ -119,6 +124,7 @@ __all__ = [
     "neuron_step",
     "per_step_cross_entropy",
     "predict",
+    "probe_population",
     "rate_regularisation",
     "save_checkpoint",
     "spike_function",

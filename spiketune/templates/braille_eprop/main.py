@@ -13,6 +13,7 @@ two run the same experiment::
     python main.py --trials 40 --duration 10m --epochs-cap 20    # a laptop-sized search
     python main.py --smoke                                       # 2 trials, 1 epoch, seconds
     python main.py --data braille_reduced_th1_pool.pt            # threshold 1, the seed's data
+    python main.py --population auto   # K, populations at once and threads measured first
 
 Selection is honest by default: each trial is judged by its mean validation accuracy over
 ``--folds`` (3) stratified re-splits of the training pool, the test part of the split never
@@ -45,6 +46,7 @@ from spiketune import (
 )
 from spiketune.engine import Retrained, retrain
 from spiketune.report import build_report
+from spiketune.snn import PopulationProbe, probe_population
 
 HERE = Path(__file__).absolute().parent  # unresolved: examples/braille_eprop links here
 CONFIG = HERE / "config.toml"
@@ -54,6 +56,9 @@ SMOKE = {"trials": 2, "epochs_cap": 1, "subset": 20, "duration": "5m", "folds": 
          "retrain_seeds": [0]}
 #: Search-space keys every member of a population shares (``--population K``).
 POPULATION_GROUP = ("n_rec", "batch_size", "rule", "bin_size", "clip", "channels", "threshold")
+#: ``--population auto``: the population sizes the probe measures, and the batches it times.
+PROBE_SIZES = (1, 2, 4, 8, 16)
+PROBE_STEPS = 4
 #: Re-splits a trial is judged on, and the seeds the chosen configuration is retrained with.
 FOLDS = 3
 RETRAIN_SEEDS = [0, 1, 2]
@@ -66,9 +71,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--trial-duration", help='time limit of one trial, e.g. "5m"')
     p.add_argument("--concurrency", type=int, help="trials at once (config: concurrency); "
                    "with --population, populations at once")
-    p.add_argument("--population", type=int, metavar="K",
+    p.add_argument("--population", type=_population, metavar="K|auto",
                    help="train up to K trials together in one process, as one batched "
-                        "population (config: population)")
+                        "population (config: population); auto: choose K, the populations "
+                        "at once (--concurrency) and their CPU threads by a short probe")
     p.add_argument("--epochs-cap", type=int, help="train each trial at most this many epochs")
     p.add_argument("--subset", type=int, metavar="N", help="use N samples per class")
     p.add_argument("--smoke", action="store_true",
@@ -95,6 +101,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "~/spiketune-experiments)")
     p.add_argument("--no-report", action="store_true", help="skip the report at the end")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(trial_threads=None)  # CPU threads per trial process, set by the probe
     args = p.parse_args(argv)
     if args.folds is not None and args.folds < 1:
         p.error(f"--folds must be at least 1, got {args.folds}")
@@ -105,8 +112,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _population(value: str) -> int | str:
+    """``--population``: a number of trials, or ``auto``."""
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number of trials or auto, got {value!r}") from None
+
+
 def experiment(args: argparse.Namespace) -> Experiment:
-    """``config.toml`` with the command line's changes: the experiment to run."""
+    """``config.toml`` with the command line's changes: the experiment to run. With
+    ``--population auto`` the probe runs first (see :func:`choose_population`)."""
+    if args.population == "auto":
+        choose_population(args)
     config = load_config(CONFIG)
     changes: dict[str, Any] = {}
     for option, field in (("trials", "max_trials"), ("duration", "max_duration"),
@@ -145,6 +165,44 @@ def experiment(args: argparse.Namespace) -> Experiment:
     return Experiment(config, **changes)
 
 
+def choose_population(args: argparse.Namespace) -> PopulationProbe:
+    """``--population auto``: measure populations of :data:`PROBE_SIZES` default networks on
+    the data the trials will read, print the table and the choice, and put it into ``args``
+    (``population``, ``concurrency``, ``trial_threads``).
+
+    How fast K members train together, and whether one process with every core beats one
+    process per core, depends on the machine more than on the network, so it is measured:
+    one timed epoch of :data:`PROBE_STEPS` batches per setting (``spiketune.snn
+    .probe_population``), a few seconds to a minute. The members are ``main_hpo``'s default
+    parameters with seeds 0..K-1: a trial of the search may be larger (``n_rec`` 512) or
+    smaller, so the choice is a good start, not an optimum for every draw.
+    """
+    # The trial's own modules, beside this file: the same data and networks as a trial.
+    import main_hpo
+    import setup_hpo
+    import torch
+    import train_hpo
+
+    fixed = {key: getattr(args, key) for key in ("channels", "threshold")
+             if getattr(args, key) is not None}
+    params = {**main_hpo.DEFAULT_PARAMS, **fixed}
+    pool = setup_hpo.is_pool(setup_hpo.data_location(args.data))
+    options = setup_hpo.data_options(params, pool=pool)
+    data = setup_hpo.load_data(options, args.data, per_class=args.subset)
+    device = torch.device("cpu") if args.gpus == "none" else setup_hpo.trial_device()
+
+    def build(k: int) -> list[Any]:
+        return [train_hpo.build({**params, "seed": seed}, data.info, device=device)
+                for seed in range(k)]
+
+    probe = probe_population(build, data.train.tensor_dataset(), sizes=PROBE_SIZES,
+                             steps=PROBE_STEPS)
+    print(probe.summary(), flush=True)
+    args.population, args.concurrency = probe.size, probe.processes
+    args.trial_threads = probe.threads
+    return probe
+
+
 def _set_option(command: list[str], option: str, value: str) -> None:
     """Give ``option`` the ``value`` in ``command``: in place where the config's command has it
     (``--folds 3`` in config.toml), else appended."""
@@ -159,8 +217,10 @@ def run(argv: list[str] | None = None) -> ExperimentResults:
     args = parse_args(argv)
     exp = experiment(args)
     c = exp.config
-    # Trials size their CPU threads by this (see setup_hpo.trial_threads).
+    # Trials size their CPU threads by these (see setup_hpo.trial_threads).
     os.environ["SPIKETUNE_CONCURRENCY"] = str(c.concurrency)
+    if args.trial_threads is not None:
+        os.environ["SPIKETUNE_TRIAL_THREADS"] = str(args.trial_threads)
     at_once = (f"{c.concurrency} at a time" if c.population is None else
                f"populations of {c.population}, {c.concurrency} at a time")
     print(f"experiment {exp.id} in {exp.directory}\n"
