@@ -6,7 +6,9 @@ are now, printed first) on the threshold-1 pool, with the same tuner (TPE, seede
 
 - ``process c1 t2``: one trial at a time, 2 CPU threads (the machine's cores);
 - ``process c2 t1``: two trials at a time, 1 thread each;
-- ``population K``: K trials trained together in one process (``population = K``), 2 threads.
+- ``population K c2 t1``: K trials trained together in one process (``population = K``,
+  ``population_group`` as the template's ``--population`` sets it), two such processes of
+  one thread each; and the largest K as one process of two threads.
 
 For each mode and tuner seed it prints the trials finished (complete + stopped by the
 assessor), trials per hour, the best validation accuracy, and the seconds until a trial
@@ -21,6 +23,7 @@ Run: ``.venv/bin/python benchmarks/population_search.py`` (``--minutes 10``, ``-
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import statistics
@@ -30,35 +33,45 @@ import time
 from pathlib import Path
 from typing import Any
 
-from spiketune import Experiment, Outcome, load_config
+from spiketune import Outcome, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "spiketune" / "templates" / "braille_eprop"
 POOL = REPO.parent / "shared" / "data" / "braille_th1" / "braille_reduced_th1_pool.pt"
+sys.path.insert(0, str(TEMPLATE))  # the launcher imports its trial modules from beside it
+LAUNCHER = importlib.import_module("main")
 
 
 def modes(members: list[int]) -> list[dict[str, Any]]:
+    """Process mode at both thread settings; population mode at each K with one process per
+    core (what ``--population auto``'s probe chose here), and the largest K in one process of
+    two threads."""
     out: list[dict[str, Any]] = [
         {"name": "process c1 t2", "concurrency": 1, "threads": 2, "population": None},
         {"name": "process c2 t1", "concurrency": 2, "threads": 1, "population": None},
     ]
-    out += [{"name": f"population {k}", "concurrency": 1, "threads": 2, "population": k}
+    out += [{"name": f"population {k} c2 t1", "concurrency": 2, "threads": 1, "population": k}
             for k in members]
+    k = max(members)
+    out.append({"name": f"population {k} c1 t2", "concurrency": 1, "threads": 2,
+                "population": k})
     return out
 
 
 def run_mode(mode: dict[str, Any], seed: int, args: argparse.Namespace, root: Path
              ) -> dict[str, Any]:
-    """One search of ``args.minutes`` in ``mode``; its figures."""
-    config = load_config(TEMPLATE / "config.toml")
-    command = (f"python3 main_hpo.py --folds {args.folds} --epochs-cap {args.epochs_cap} "
-               f"--data {args.data}")
+    """One search of ``args.minutes`` in ``mode``, set up by the template's own launcher
+    (``main.experiment``: its config, search space, ``--population`` grouping); its figures."""
+    argv = ["--name", f"bench-{mode['name'].replace(' ', '-')}-s{seed}", "--seed", str(seed),
+            "--experiment-dir", str(root), "--data", str(args.data), "--gpus", "none",
+            "--folds", str(args.folds), "--epochs-cap", str(args.epochs_cap),
+            "--duration", f"{args.minutes * 60:g}s", "--trials", "100000",
+            "--concurrency", str(mode["concurrency"])]
+    if mode["population"] is not None:
+        argv += ["--population", str(mode["population"])]
     os.environ["SPIKETUNE_CONCURRENCY"] = str(mode["concurrency"])
     os.environ["SPIKETUNE_TRIAL_THREADS"] = str(mode["threads"])
-    exp = Experiment(config, name=f"bench-{mode['name'].replace(' ', '-')}-s{seed}",
-                     experiment_dir=root, trial_command=command, seed=seed,
-                     concurrency=mode["concurrency"], population=mode["population"],
-                     max_duration=args.minutes * 60.0, max_trials=None, gpus=None)
+    exp = LAUNCHER.experiment(LAUNCHER.parse_args(argv))
     started = time.time()
     results = exp.run()
     finished = [r for r in results.records
@@ -114,7 +127,7 @@ def main() -> None:
             for mode in chosen:
                 run = run_mode(mode, seed, args, Path(tmp))
                 runs.append(run)
-                print(f"  {run['mode']:>14} seed {seed}: {run['finished']} trials "
+                print(f"  {run["mode"]:>20} seed {seed}: {run['finished']} trials "
                       f"({run['complete']} complete), {run['trials_per_hour']:.0f}/h, best val "
                       f"{run['best_val']}", flush=True)
     process_values = [v for r in runs if r["mode"].startswith("process")
@@ -122,7 +135,7 @@ def main() -> None:
     target = args.target if args.target is not None else (
         statistics.median(process_values) if process_values else 1.0)
     print(f"\ntarget validation accuracy: {target:.3f}")
-    print(f"{'mode':>14} | trials/h (mean over seeds) | best val (mean) | s to target "
+    print(f"{"mode":>20} | trials/h (mean over seeds) | best val (mean) | s to target "
           "(each seed)")
     table = {}
     for mode in chosen:
@@ -133,7 +146,7 @@ def main() -> None:
         reach = [first_reaching(r, target) for r in mine]
         table[mode["name"]] = {"trials_per_hour": rate, "best_val": best, "to_target": reach}
         shown = ", ".join("-" if t is None else f"{t:.0f}" for t in reach)
-        print(f"{mode['name']:>14} | {rate:26.0f} | {best:15.3f} | {shown}")
+        print(f"{mode["name"]:>20} | {rate:26.0f} | {best:15.3f} | {shown}")
     best_process = max((v for k, v in table.items() if k.startswith("process")),
                        key=lambda v: v["trials_per_hour"], default=None)
     if best_process is not None:
