@@ -127,7 +127,7 @@ def main() -> None:
             for mode in chosen:
                 run = run_mode(mode, seed, args, Path(tmp))
                 runs.append(run)
-                print(f"  {run["mode"]:>20} seed {seed}: {run['finished']} trials "
+                print(f"  {run['mode']:>20} seed {seed}: {run['finished']} trials "
                       f"({run['complete']} complete), {run['trials_per_hour']:.0f}/h, best val "
                       f"{run['best_val']}", flush=True)
     process_values = [v for r in runs if r["mode"].startswith("process")
@@ -135,7 +135,7 @@ def main() -> None:
     target = args.target if args.target is not None else (
         statistics.median(process_values) if process_values else 1.0)
     print(f"\ntarget validation accuracy: {target:.3f}")
-    print(f"{"mode":>20} | trials/h (mean over seeds) | best val (mean) | s to target "
+    print(f"{'mode':>20} | trials/h (mean over seeds) | best val (mean) | s to target "
           "(each seed)")
     table = {}
     for mode in chosen:
@@ -146,7 +146,7 @@ def main() -> None:
         reach = [first_reaching(r, target) for r in mine]
         table[mode["name"]] = {"trials_per_hour": rate, "best_val": best, "to_target": reach}
         shown = ", ".join("-" if t is None else f"{t:.0f}" for t in reach)
-        print(f"{mode["name"]:>20} | {rate:26.0f} | {best:15.3f} | {shown}")
+        print(f"{mode['name']:>20} | {rate:26.0f} | {best:15.3f} | {shown}")
     best_process = max((v for k, v in table.items() if k.startswith("process")),
                        key=lambda v: v["trials_per_hour"], default=None)
     if best_process is not None:
