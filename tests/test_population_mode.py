@@ -14,7 +14,7 @@ import pytest
 from _processes import alive, wait_for
 
 import spiketune.trial as st
-from spiketune import ConfigError, Experiment, Outcome
+from spiketune import ConfigError, Experiment, Outcome, build_report, export_results
 
 # A population trial, standard library only: each member reports x * epoch for 5 epochs.
 # ``fail_at`` makes one member fail alone; a ``crash`` file kills the whole process once.
@@ -86,6 +86,12 @@ def test_each_member_is_its_own_trial_and_max_trials_is_exact(
         log = (r.trial_dir / "stdout.log").read_text()  # what the report and dashboard show
         assert log.startswith(f"[spiketune] trial {r.number} ran in the population of ")
         assert f'"{r.number}"' in log  # the population's own output follows
+    # The same records as with one process per trial: exports and the report read them.
+    rows = export_results(results).splitlines()
+    assert len(rows) == 8 and rows[0].startswith("number,sequence_id,outcome,value,param.x")
+    files = build_report(exp.directory)
+    for path in (files.index, files.exploration_png, files.intermediate):
+        assert path is not None and path.stat().st_size > 0
     assert sorted((exp.directory / "populations").iterdir()) == [
         exp.directory / "populations" / n for n in ("0", "3", "6")]
     assert json.loads((exp.directory / "populations" / "3" / "population.json").read_text())[
