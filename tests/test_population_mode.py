@@ -306,3 +306,27 @@ def test_population_group_is_checked(exp_root: Path, trial_script) -> None:
     assert "population_group[1]" in str(err.value) and "n_rec" in str(err.value)
     with pytest.raises(ConfigError, match="population mode only"):
         _experiment(code, exp_root, population_group=["x"])
+
+
+GPU_TRIAL = """
+    import json, os
+    import spiketune.trial as st
+    for m in st.population():
+        m.report_final_result({"default": m.parameters["x"],
+                               "gpu": os.environ["CUDA_VISIBLE_DEVICES"], "pid": os.getpid()})
+"""
+
+
+def test_a_population_runs_on_one_gpu_and_populations_spread_over_gpus(
+    exp_root: Path, trial_script, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,7")  # the GPUs this machine is said to have
+    results = _experiment(trial_script(GPU_TRIAL), exp_root, population=4, concurrency=2,
+                          max_trials=16, gpus=[3, 7], tuner="Random").run()
+    by_process: dict[int, set[str]] = {}
+    for r in results.records:
+        assert r.outcome == Outcome.COMPLETE, r.reason
+        by_process.setdefault(r.metrics["pid"], set()).add(r.metrics["gpu"])
+    assert len(by_process) == 4  # populations of 4
+    assert all(len(gpus) == 1 for gpus in by_process.values())  # one GPU per population
+    assert {g for gpus in by_process.values() for g in gpus} == {"3", "7"}

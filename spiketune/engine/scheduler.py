@@ -127,10 +127,14 @@ class _GpuSlots:
     def capacity(self) -> int | None:
         return len(self.gpus) * self.per_gpu if self.gpus else None
 
-    def acquire(self) -> int | None:
-        """The least loaded GPU with room (lowest index first); None without GPUs."""
+    def acquire(self, same_as: int | None = None) -> int | None:
+        """The least loaded GPU with room (lowest index first), or ``same_as`` (the GPU of
+        the population a trial joins); None without GPUs."""
         if not self.gpus:
             return None
+        if same_as is not None and same_as in self.load:
+            self.load[same_as] += 1
+            return same_as
         gpu = min(self.gpus, key=lambda g: (self.load[g], self.gpus.index(g)))
         if self.load[gpu] >= self.per_gpu:
             raise RuntimeError("no free GPU slot")  # the scheduler checks capacity first
@@ -516,7 +520,7 @@ class Scheduler:
             return
         shared = {key: ({"_name": value["_name"]} if isinstance(value, dict)
                         and "_name" in value else value)
-                  for key, value in leader.items() if key in self.population_group}
+                  for key, value in leader.parameters.items() if key in self.population_group}
         search, _ = self.space.search_params(shared)
         if search:
             self._working.enqueue_trial(search, skip_if_exists=False)
@@ -530,7 +534,8 @@ class Scheduler:
         sequence_id: int,
     ) -> None:
         parameters_json = json.dumps(parameters)
-        gpu = self._gpus.acquire()
+        leader = self.runner.batch_leader()  # a population's members share its GPU
+        gpu = self._gpus.acquire(same_as=None if leader is None else leader.gpu)
         live = _Live(
             number=number,
             trial_id=trial_id,

@@ -125,9 +125,10 @@ class Runner(abc.ABC):
         """Whether :meth:`start` may be called now (default: always, up to the concurrency)."""
         return True
 
-    def batch_leader(self) -> dict[str, Any] | None:
-        """The parameters of the first trial of the batch this runner is collecting (the
-        next :meth:`start` joins it), or None: no batch, or a runner that does not batch."""
+    def batch_leader(self) -> Launch | None:
+        """The first trial of the batch this runner is collecting (the next :meth:`start`
+        joins it: it shares that trial's process and GPU), or None: no batch, or a runner that
+        does not batch."""
         return None
 
     @abc.abstractmethod

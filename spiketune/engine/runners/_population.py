@@ -23,7 +23,6 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from spiketune.engine.runners._base import Ended, Event, Launch, Reported, Runner, StopReason
 from spiketune.engine.runners._subprocess import STDERR_FILE, STDOUT_FILE, SubprocessRunner
@@ -76,10 +75,10 @@ class PopulationRunner(Runner):
     def accepts(self) -> bool:
         return len(self._pending) < self.size and len(self._populations) < self.processes
 
-    def batch_leader(self) -> dict[str, Any] | None:
+    def batch_leader(self) -> Launch | None:
         if not self._pending:
             return None
-        return self._members[self._pending[0]].launch.parameters
+        return self._members[self._pending[0]].launch
 
     def start(self, launch: Launch) -> None:
         d = launch.trial_dir
