@@ -1,13 +1,12 @@
 """The Braille examples: the e-prop template's files, ``init_project``, where a project finds
 its data, the demo, and the whole chain on real data (engine with subprocess trials, best
-model, report, confusion matrix, NIR export; the Xylo trial and its NIR check)."""
+model, report, confusion matrix, NIR export; the Xylo example: test_braille_xylo.py)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -21,7 +20,6 @@ from spiketune.engine import ExperimentResults, chosen_trial, load_best_model
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "braille_eprop"
-XYLO = REPO / "examples" / "braille_xylo"
 #: The real Braille event file: where `make test` says ($SPIKETUNE_BRAILLE_DATA), else the
 #: shared data directory beside the checkout.
 BRAILLE = Path(os.environ.get("SPIKETUNE_BRAILLE_DATA")
@@ -387,38 +385,6 @@ def test_population_mode_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         assert f"trial {rec.number} epoch 1" in (rec.trial_dir / "stdout.log").read_text()
     best = load_best_model(results.directory)
     assert best is not None and best.trial_id == str(_kept_trial(results))
-
-
-@pytest.mark.slow
-def test_xylo_trial_stands_alone_and_its_nir_check_agrees(tmp_path: Path) -> None:
-    """The Xylo example's trial, run by hand from its own directory (nothing borrowed from a
-    sibling example), then its NIR check on the file ``spiketune.nir`` writes of the model."""
-    if not BRAILLE.is_dir():
-        pytest.skip(NO_BRAILLE)
-    env = {**os.environ, "SPIKETUNE_BRAILLE_DATA": str(BRAILLE)}
-    for key in [k for k in env if k.startswith(("SPIKETUNE_TRIAL", "SPIKETUNE_EXPERIMENT_"))]:
-        del env[key]
-    out = tmp_path / "trial"
-    trial = subprocess.run(
-        [sys.executable, "main_hpo.py", "--epochs-cap", "1", "--out", str(out)],
-        cwd=XYLO, env=env, capture_output=True, text=True, timeout=600,
-    )
-    assert trial.returncode == 0, trial.stderr
-    assert "final result" in trial.stdout and "synops/sample" in trial.stdout
-
-    import spiketune.nir
-
-    experiment = tmp_path / "experiment"
-    (experiment / "best_model").mkdir(parents=True)
-    (experiment / "experiment.json").write_text("{}")
-    (experiment / "best_model" / "best_model.pt").write_bytes((out / "best_model.pt").read_bytes())
-    nir_file = spiketune.nir.export_best_model(experiment, tmp_path / "xylo.nir")
-    check = subprocess.run(
-        [sys.executable, "check_nir.py", str(nir_file), str(experiment)],
-        cwd=XYLO, env=env, capture_output=True, text=True, timeout=600,
-    )
-    assert check.returncode == 0, check.stderr
-    assert "identical predictions on 140 test samples: True" in check.stdout
 
 
 def _kept_trial(results: ExperimentResults) -> int:

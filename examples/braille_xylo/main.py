@@ -1,0 +1,174 @@
+"""The launcher: the Xylo-constrained search of ``config.toml``, then the chosen network
+retrained with three seeds and scored as exported for Rockpool, then the report with its
+Pareto front.
+
+    python main.py --data braille_reduced_th1_pool.pt                 # the real search
+    python main.py --data braille_reduced_th1_pool.pt --smoke         # the chain, in a minute
+
+**The chosen trial** is picked on validation figures alone: among the trials on the Pareto
+front (complete, fitting Xylo Audio 2 after training: every constraint <= 0), the one with the
+highest ``rockpool_val_acc``; ties go to fewer ``synops_per_sample``, then to the lower trial
+number. Its parameters are retrained with ``--retrain-seeds`` (0 1 2) through
+``spiketune.engine.retrain``; the mean ± std over the seeds of ``rockpool_test_acc`` (the
+8-bit network exported ``--for rockpool``, run as Rockpool runs it, on the fixed test part)
+is the figure to quote, with the split digest. The test part decides nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+from spiketune import Experiment, ExperimentResults, Outcome, Progress, load_config
+from spiketune.engine import Retrained, TrialRecord, retrain
+from spiketune.report import build_report
+
+HERE = Path(__file__).absolute().parent
+CONFIG = HERE / "config.toml"
+
+#: ``--smoke``: the whole chain quickly (2 trials of 1 epoch on 10 samples per class, 1 seed).
+SMOKE: dict[str, Any] = {"trials": 2, "epochs_cap": 1, "subset": 10, "duration": "10m",
+                         "retrain_seeds": [0]}
+RETRAIN_SEEDS = [0, 1, 2]
+#: The validation figure the chosen trial is picked by, and the test figure quoted.
+SELECT_BY = "rockpool_val_acc"
+QUOTE = "rockpool_test_acc"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--trials", type=int, help="trials to run (config.toml: max_trials)")
+    p.add_argument("--duration", help='time budget, e.g. "10m", "8h" (config: max_duration)')
+    p.add_argument("--concurrency", type=int, help="trials at once (config: concurrency)")
+    p.add_argument("--epochs-cap", type=int, help="train each trial at most this many epochs")
+    p.add_argument("--subset", type=int, metavar="N", help="use N samples per class")
+    p.add_argument("--data", help="threshold-1 pool file, its directory, or the archive's "
+                   "threshold-1 event file (else $SPIKETUNE_BRAILLE_TH1_DATA, else spiketune's "
+                   "data cache)")
+    p.add_argument("--seed", type=int, help="tuner seed (config: seed)")
+    p.add_argument("--name", help="experiment name (config: name)")
+    p.add_argument("--experiment-dir", type=Path,
+                   help="root of experiment directories (default $SPIKETUNE_EXPERIMENTS or "
+                        "~/spiketune-experiments)")
+    p.add_argument("--smoke", action="store_true",
+                   help="2 trials, 1 epoch, 10 samples per class, 1 retraining seed")
+    p.add_argument("--retrain-seeds", type=int, nargs="*", metavar="SEED",
+                   help=f"retrain the chosen trial with these seeds (default "
+                        f"{' '.join(map(str, RETRAIN_SEEDS))}; none: skip)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    args = p.parse_args(argv)
+    if args.smoke:
+        for key, value in SMOKE.items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
+    return args
+
+
+def trial_options(args: argparse.Namespace) -> list[str]:
+    """The options every trial and every retraining seed gets (recorded with the experiment)."""
+    options: list[str] = []
+    for option, value in (("--epochs-cap", args.epochs_cap), ("--subset", args.subset),
+                          ("--data", args.data)):
+        if value is not None:
+            options += [option, str(Path(value).resolve()) if option == "--data" else str(value)]
+    return options
+
+
+def experiment(args: argparse.Namespace) -> Experiment:
+    """``config.toml`` with the command line's changes."""
+    config = load_config(CONFIG)
+    changes: dict[str, Any] = {}
+    for option, field in (("trials", "max_trials"), ("duration", "max_duration"),
+                          ("concurrency", "concurrency"), ("seed", "seed"), ("name", "name"),
+                          ("experiment_dir", "experiment_dir")):
+        if getattr(args, option) is not None:
+            changes[field] = getattr(args, option)
+    if trial_options(args):
+        changes["trial_command"] = shlex.join(
+            [*shlex.split(config.require_trial_command()), *trial_options(args)])
+    return Experiment(config, **changes)
+
+
+def choose(results: ExperimentResults) -> TrialRecord | None:
+    """The chosen trial (see the module docstring): on the Pareto front, fitting the chip,
+    best :data:`SELECT_BY`, then fewest synaptic operations, then lowest number."""
+    front = [r for r in results.pareto_front() if r.feasible is not False and r.metrics]
+    if not front:
+        return None
+    return min(front, key=lambda r: (-float(r.metrics[SELECT_BY]),  # type: ignore[index]
+                                     float(r.metrics["synops_per_sample"]),  # type: ignore[index]
+                                     r.number))
+
+
+def retrain_chosen(results: ExperimentResults, chosen: TrialRecord, seeds: list[int],
+                   args: argparse.Namespace) -> Retrained:
+    """Train ``chosen``'s parameters once per seed into ``<experiment>/chosen/seed<k>/``
+    (``main_hpo.py`` run by hand, with the search's trial options) and record
+    :data:`QUOTE` per seed in ``<experiment>/retrained.json``."""
+    command = [sys.executable, "main_hpo.py", *trial_options(args)]
+    return retrain(results, command, seeds=seeds, cwd=HERE, trial=chosen, metric=QUOTE)
+
+
+def run(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the search, retrain the chosen trial, build the report; print and return the
+    outcome (``trial``, ``mean``, ``std``, ``runs``, ``split_digest``, ``pareto_front``)."""
+    args = parse_args(argv)
+    exp = experiment(args)
+    c = exp.config
+    print(f"experiment {exp.id} in {exp.directory}\n  {c.max_trials} trials at most, "
+          f"{c.concurrency} at a time; trial command: {c.trial_command}", flush=True)
+    seen = [-1]
+    results = exp.run(progress=None if args.quiet else lambda p: _progress(p, seen))
+    print(f"finished in {results.elapsed_seconds:.0f} s: {results.count(Outcome.COMPLETE)} "
+          f"complete, {results.count(Outcome.EARLY_STOPPED)} early-stopped, "
+          f"{results.count(Outcome.FAILED)} failed (refused by the design check included)",
+          flush=True)
+    outcome: dict[str, Any] = {"experiment": str(results.directory), "trial": None}
+    for r in results.pareto_front():
+        m = r.metrics or {}
+        print(f"  Pareto front: trial {r.number}: rockpool val {_pct(m.get(SELECT_BY))}, "
+              f"8-bit val {_pct(m.get('quant_val_acc'))}, "
+              f"{m.get('synops_per_sample', float('nan')):.0f} synops/sample")
+    chosen = choose(results)
+    seeds = RETRAIN_SEEDS if args.retrain_seeds is None else args.retrain_seeds
+    if chosen is None:
+        print("no complete trial fits Xylo Audio 2: nothing to retrain")
+    elif seeds:
+        retrained = retrain_chosen(results, chosen, seeds, args)
+        values = [run.metrics[QUOTE] for run in retrained.runs if QUOTE in run.metrics]
+        quant = [run.metrics["quant_test_acc"] for run in retrained.runs
+                 if "quant_test_acc" in run.metrics]
+        outcome |= {"trial": chosen.number, "runs": values, "split_digest":
+                    retrained.split_digest, "mean": retrained.mean, "std": retrained.std,
+                    "quant_mean": statistics.fmean(quant) if quant else None}
+        if values:
+            print(f"chosen trial {chosen.number} (best {SELECT_BY} on the Pareto front), "
+                  f"retrained with seeds {', '.join(str(r.seed) for r in retrained.runs)}: "
+                  f"8-bit test accuracy exported --for rockpool {_pct(retrained.mean)} ± "
+                  f"{_pct(retrained.std or 0.0)} (mean ± std; 8-bit in spiketune "
+                  f"{_pct(outcome['quant_mean'])}), split {retrained.split_digest}")
+    files = build_report(results.directory or results.id)
+    outcome["pareto_front"] = str(files.pareto) if files.pareto is not None else None
+    print(f"report: {files.index}\nPareto front figure: {outcome['pareto_front']}")
+    return outcome
+
+
+def _progress(p: Progress, seen: list[int]) -> None:
+    if p.done == seen[0]:
+        return
+    seen[0] = p.done
+    print(f"  [{p.elapsed_seconds:.0f} s] {p.done} done ({p.complete} complete, "
+          f"{p.early_stopped} early-stopped, {p.failed} failed), {p.running} running",
+          flush=True)
+
+
+def _pct(value: Any) -> str:
+    return "n/a" if value is None else f"{100 * float(value):.1f}%"
+
+
+if __name__ == "__main__":
+    run(sys.argv[1:])
