@@ -17,6 +17,7 @@ import spiketune
 from spiketune import ConfigError, DataError, Experiment, Outcome, load_config
 from spiketune._init import TEMPLATES, init_project, template_files
 from spiketune.engine import ExperimentResults, chosen_trial, load_best_model
+from spiketune.trial import flat_parameters
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "braille_eprop"
@@ -160,7 +161,7 @@ def test_trial_parameters_become_network_and_training_configs() -> None:
         "neuron": {"_name": "alif", "tau_adapt": 0.5, "beta": 0.2},
         "rule": {"_name": "eprop", "feedback": "random"},
     }
-    assert train_hpo.flatten(params)["neuron"] == "alif"
+    assert flat_parameters(params)["neuron"] == "alif"
     info = DatasetInfo("braille", tuple("abcdefg"), 12, 68, 0.02)
     net, train_config = train_hpo.build(params, info, device=torch.device("cpu"), epochs_cap=3)
     c = net.config

@@ -24,3 +24,4 @@ def test_loaders_share_the_base_class() -> None:
     assert generated.locate() is None  # generated: no file to find
     ds = generated.load()
     assert isinstance(ds, data.Dataset) and len(ds) == 20
+

@@ -122,3 +122,17 @@ def test_dataset_split_applies_the_indices() -> None:
     assert test.class_counts() == dict.fromkeys("abcdefg", 20)
     with pytest.raises(DataError, match="1400"):
         ds.subset(range(10)).split(split)
+
+
+def test_per_class_keeps_n_of_each_class_in_order() -> None:
+    info = DatasetInfo(name="toy", n_inputs=1, n_steps=2, dt=0.01, classes=("a", "b", "c"))
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 0])
+    data = Dataset(info, torch.arange(18.0).reshape(9, 2, 1), labels)
+    small = data.per_class(2, seed=3)
+    assert small.labels.bincount().tolist() == [2, 2, 2]
+    kept = [int(x) for x in small.inputs[:, 0, 0] / 2]  # each sample's index in data
+    assert kept == sorted(kept)  # the original order
+    assert data.per_class(2, seed=3).labels.tolist() == small.labels.tolist()  # seeded
+    assert len(data.per_class(10)) == 9  # fewer than n: all of that class
+    with pytest.raises(DataError, match="n must be an integer >= 1"):
+        data.per_class(0)

@@ -29,6 +29,7 @@ PUBLIC: dict[str, set[str]] = {
         "ENV_EXPERIMENT_DIR", "ENV_EXPERIMENT_ID", "ENV_PARAMETERS", "ENV_PARAMETER_FILE",
         "ENV_SEQUENCE_ID", "ENV_TRIAL_DIR", "ENV_TRIAL_ID", "METRICS_FILE", "PARAMETER_FILE",
         "BestModel", "Member", "Predictions", "TrialStopped", "experiment_dir_of_trial",
+        "flat_parameters",
         "get_current_parameter", "get_experiment_id", "get_next_parameter",
         "get_next_parameters", "get_sequence_id", "get_trial_dir", "get_trial_id",
         "in_population", "normalize_metric", "offer_best_model", "population",

@@ -204,3 +204,10 @@ def test_parameters_are_written_byte_for_byte_and_read_back(tmp_path: Path) -> N
     write_parameters(tmp_path, "[1, 2]")
     with pytest.raises(ValueError, match="JSON object"):
         read_parameters(tmp_path)
+
+
+def test_flat_parameters_flattens_nested_choices() -> None:
+    params = {"lr": 0.1, "rule": {"_name": "eprop", "feedback": "random",
+                                  "inner": {"_name": "x", "k": 2}}, "sizes": {"a": 1}}
+    assert st.flat_parameters(params) == {"lr": 0.1, "rule": "eprop", "feedback": "random",
+                                          "inner": "x", "k": 2, "sizes": {"a": 1}}

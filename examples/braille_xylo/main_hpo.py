@@ -60,7 +60,7 @@ from spiketune.snn import (
     predict,
     save_checkpoint,
 )
-from spiketune.trial import Predictions, offer_best_model
+from spiketune.trial import Predictions, flat_parameters, offer_best_model
 
 TARGET = "xylo-audio2"
 #: The importer the network is exported for, and what its neuron forces us to approximate:
@@ -190,37 +190,10 @@ def load_data(
     """
     dataset = load_native(path).rebin(float(options["bin_size"]), clip=bool(options["clip"]))
     if per_class is not None:
-        dataset = dataset.subset(_per_class(dataset.labels, per_class))
+        dataset = dataset.per_class(per_class, seed=SPLIT_SEED)
     split = stratified_split(dataset.labels, SPLIT_RATIOS, seed=SPLIT_SEED)
     train, val, test = dataset.split(split)
     return BrailleSplit(train, val, test, split.digest())
-
-
-def _per_class(labels: torch.Tensor, n: int) -> list[int]:
-    """Indices of ``n`` samples of each class (a seeded shuffle), in ascending order."""
-    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(SPLIT_SEED))
-    counts: dict[int, int] = {}
-    kept = []
-    for i in order.tolist():
-        label = int(labels[i])
-        if counts.get(label, 0) < n:
-            counts[label] = counts.get(label, 0) + 1
-            kept.append(i)
-    return sorted(kept)
-
-
-def flatten(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Nested choices ``{"_name": option, ...}`` as ``key=option`` plus their sub-parameters
-    (``{"rule": {"_name": "eprop", "feedback": "random"}}`` → ``rule="eprop",
-    feedback="random"``)."""
-    flat: dict[str, Any] = {}
-    for key, value in params.items():
-        if isinstance(value, Mapping) and "_name" in value:
-            flat[key] = value["_name"]
-            flat.update(flatten({k: v for k, v in value.items() if k != "_name"}))
-        else:
-            flat[key] = value
-    return flat
 
 
 def build(params: Mapping[str, Any], train: Dataset, *, epochs_cap: int | None = None
@@ -228,7 +201,7 @@ def build(params: Mapping[str, Any], train: Dataset, *, epochs_cap: int | None =
     """The network and its training configuration: parameters name fields of ``SNNConfig``
     and ``TrainConfig``; sizes and the time step come from the data; :data:`CHIP` wins over
     everything (a parameter that contradicts it is an error, not silently replaced)."""
-    flat = flatten(params)
+    flat = flat_parameters(params)
     clash = [Problem(k, flat[k], f"{CHIP[k]!r}: Xylo Audio 2 has no other")
              for k in CHIP if k in flat and flat[k] != CHIP[k]]
     if clash:

@@ -118,6 +118,21 @@ class Dataset(TorchDataset[tuple[torch.Tensor, torch.Tensor]]):
         idx = torch.from_numpy(np.array(indices, dtype=np.int64))  # a writable copy
         return Dataset(self.info, self.inputs[idx], self.labels[idx])
 
+    def per_class(self, n: int, *, seed: int = 0) -> Dataset:
+        """At most ``n`` samples of each class, drawn by a ``seed`` ed shuffle, kept in their
+        order here: a small, balanced dataset for smoke runs and quick looks (``--subset``)."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise DataError(f"per_class: n must be an integer >= 1, got {n!r}")
+        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
+        kept: list[int] = []
+        counts: dict[int, int] = {}
+        for i in order.tolist():
+            label = int(self.labels[i])
+            if counts.get(label, 0) < n:
+                counts[label] = counts.get(label, 0) + 1
+                kept.append(i)
+        return self.subset(sorted(kept))
+
     def split(self, split: Split) -> tuple[Dataset, Dataset, Dataset]:
         """``(train, val, test)`` datasets for the index lists of ``split``."""
         if len(split) != len(self):

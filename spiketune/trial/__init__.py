@@ -29,7 +29,7 @@ milliseconds (no Optuna, numpy or torch behind ``import spiketune.trial``).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,6 +90,7 @@ __all__ = [
     "Predictions",
     "TrialStopped",
     "experiment_dir_of_trial",
+    "flat_parameters",
     "get_current_parameter",
     "get_experiment_id",
     "get_next_parameter",
@@ -153,6 +154,21 @@ def get_experiment_id() -> str:
 def get_sequence_id() -> int:
     """The order in which this trial was started within its experiment, from 0."""
     return _channel().sequence_id
+
+
+def flat_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A trial's parameters with each nested choice ``{"_name": option, sub-parameters...}``
+    flattened to ``key=option`` plus its sub-parameters (recursively):
+    ``{"rule": {"_name": "eprop", "feedback": "random"}}`` becomes ``{"rule": "eprop",
+    "feedback": "random"}``, the form configuration fields take (``SNNConfig(**flat)``)."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, Mapping) and "_name" in value:
+            flat[key] = value["_name"]
+            flat.update(flat_parameters({k: v for k, v in value.items() if k != "_name"}))
+        else:
+            flat[key] = value
+    return flat
 
 
 def get_trial_dir() -> Path | None:

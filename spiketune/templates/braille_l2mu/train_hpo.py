@@ -41,6 +41,7 @@ from spiketune.snn import (
     Trainer,
     model_from_params,
 )
+from spiketune.trial import flat_parameters
 
 #: The models a trial can train, by the name the search space gives them.
 MODELS = ("l2mu", "lmu", "rsnn")
@@ -62,18 +63,6 @@ FIXED: dict[str, Any] = {
 DATA_KEYS = frozenset({"task", "bin_size", "clip"})
 
 
-def flatten(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Nested choices ``{"_name": option, ...}`` as ``key=option`` plus their sub-parameters."""
-    flat: dict[str, Any] = {}
-    for key, value in params.items():
-        if isinstance(value, Mapping) and "_name" in value:
-            flat[key] = value["_name"]
-            flat.update(flatten({k: v for k, v in value.items() if k != "_name"}))
-        else:
-            flat[key] = value
-    return flat
-
-
 def build(
     params: Mapping[str, Any],
     info: DatasetInfo,
@@ -86,7 +75,7 @@ def build(
     Sizes come from the data (``n_in``, ``n_out``) and the time step is the bin size
     (``dt = info.dt`` seconds). ``epochs_cap`` lowers the epoch budget (smoke runs, demos).
     """
-    flat = flatten(params)
+    flat = flat_parameters(params)
     model = flat.pop("model", "l2mu")
     settings = {**FIXED, **{k: v for k, v in flat.items() if k not in DATA_KEYS}}
     train_keys = set(TrainConfig.model_fields)

@@ -155,7 +155,7 @@ def load_data(
             f"the cache)"
         ) from None
     if per_class is not None:
-        dataset = dataset.subset(_first_per_class(dataset.labels, per_class, SPLIT_SEED))
+        dataset = dataset.per_class(per_class, seed=SPLIT_SEED)
     split = stratified_split(dataset.labels, SPLIT_RATIOS, seed=SPLIT_SEED)
     train, val, test = dataset.split(split)
     resplits = stratified_resplits(dataset.labels, folds, SPLIT_RATIOS, seed=SPLIT_SEED)
@@ -195,19 +195,6 @@ def _load(options: Mapping[str, Any], location: Path | None, download: bool) -> 
         download=download,
         progress=False,
     )
-
-
-def _first_per_class(labels: torch.Tensor, n: int, seed: int) -> list[int]:
-    """Indices of ``n`` samples of each class, drawn by a seeded shuffle, in ascending order."""
-    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
-    kept: list[int] = []
-    counts: dict[int, int] = {}
-    for i in order.tolist():
-        label = int(labels[i])
-        if counts.get(label, 0) < n:
-            counts[label] = counts.get(label, 0) + 1
-            kept.append(i)
-    return sorted(kept)
 
 
 def trial_device() -> torch.device:

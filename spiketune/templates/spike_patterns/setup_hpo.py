@@ -101,7 +101,7 @@ def load_data(
     if options.get("bias_input"):
         dataset = with_bias_channel(dataset)
     if per_class is not None:
-        dataset = dataset.subset(_first_per_class(dataset.labels, per_class, SPLIT_SEED))
+        dataset = dataset.per_class(per_class, seed=SPLIT_SEED)
     split = stratified_split(dataset.labels, SPLIT_RATIOS, seed=SPLIT_SEED)
     train, val, test = dataset.split(split)
     resplits = stratified_resplits(dataset.labels, folds, SPLIT_RATIOS, seed=SPLIT_SEED)
@@ -118,19 +118,6 @@ def with_bias_channel(dataset: Dataset) -> Dataset:
     ones = torch.ones_like(dataset.inputs[..., :1])
     info = dataclasses.replace(dataset.info, n_inputs=dataset.info.n_inputs + 1)
     return Dataset(info, torch.cat([dataset.inputs, ones], -1), dataset.labels)
-
-
-def _first_per_class(labels: torch.Tensor, n: int, seed: int) -> list[int]:
-    """Indices of ``n`` samples of each class, drawn by a seeded shuffle, in ascending order."""
-    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
-    kept: list[int] = []
-    counts: dict[int, int] = {}
-    for i in order.tolist():
-        label = int(labels[i])
-        if counts.get(label, 0) < n:
-            counts[label] = counts.get(label, 0) + 1
-            kept.append(i)
-    return sorted(kept)
 
 
 def trial_device() -> torch.device:

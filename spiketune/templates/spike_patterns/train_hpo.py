@@ -28,6 +28,7 @@ from spiketune.snn import (
     configs_from_params,
     predict,
 )
+from spiketune.trial import flat_parameters
 
 #: Values the search does not choose. ``ce_summed`` (cross-entropy of the readout summed over
 #: the sample, or over its last ``loss_window`` seconds) lets evidence count whenever it comes:
@@ -49,18 +50,6 @@ FIXED: dict[str, Any] = {
 DATA_KEYS = frozenset({"bin_size", "clip", "bias_input"})
 
 
-def flatten(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Nested choices ``{"_name": option, ...}`` as ``key=option`` plus their sub-parameters."""
-    flat: dict[str, Any] = {}
-    for key, value in params.items():
-        if isinstance(value, Mapping) and "_name" in value:
-            flat[key] = value["_name"]
-            flat.update(flatten({k: v for k, v in value.items() if k != "_name"}))
-        else:
-            flat[key] = value
-    return flat
-
-
 def build(
     params: Mapping[str, Any],
     info: DatasetInfo,
@@ -73,7 +62,7 @@ def build(
     Sizes come from the data (``n_in``, ``n_out``) and the time step is the bin size
     (``dt = info.dt`` seconds). ``epochs_cap`` lowers the epoch budget (smoke runs, demos).
     """
-    flat = flatten(params)
+    flat = flat_parameters(params)
     chosen = {k: v for k, v in flat.items() if k not in DATA_KEYS}
     defaults = {**FIXED, "n_in": info.n_inputs, "n_out": info.n_classes, "dt": info.dt}
     snn_config, train_config = configs_from_params(chosen, defaults)

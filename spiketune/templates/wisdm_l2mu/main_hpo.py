@@ -43,7 +43,7 @@ import torch
 import train_hpo
 
 from spiketune.snn import EpochMetrics, save_checkpoint
-from spiketune.trial import Predictions, offer_best_model
+from spiketune.trial import Predictions, flat_parameters, offer_best_model
 
 #: What a trial uses for any parameter the search space does not give (and all of them when
 #: run by hand): an L²MU whose memory spans the 2 s window, on the standardised values as
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(setup_hpo.trial_threads(args.threads))
     device = setup_hpo.trial_device()
 
-    options = setup_hpo.data_options(train_hpo.flatten(params))
+    options = setup_hpo.data_options(flat_parameters(params))
     data = setup_hpo.load_data(options, args.data, per_class=args.subset, folds=args.folds)
     built = [train_hpo.build(params, data.info, device=device, epochs_cap=args.epochs_cap)
              for _ in data.folds]

@@ -113,7 +113,8 @@ def data_location(path: str | os.PathLike[str] | None = None) -> Path | None:
 
 
 def data_options(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The dataset options of a trial (its flattened parameters, see ``train_hpo.flatten``):
+    """The dataset options of a trial (its parameters flattened by
+    ``spiketune.trial.flat_parameters``):
     its parameters where given, the defaults elsewhere.
     The event options are kept only for ``input="events"``, so that a frame trial records
     none."""
