@@ -82,6 +82,8 @@ def run_mode(mode: dict[str, Any], seed: int, args: argparse.Namespace, root: Pa
         "mode": mode["name"], "seed": seed, "seconds": results.elapsed_seconds,
         "finished": len(finished), "complete": len(complete),
         "failed": results.count(Outcome.FAILED), "stopped": results.count(Outcome.STOPPED),
+        # ended by the budget: a population mode has K per process in flight at the end
+        "started": len(results.records),
         "trials_per_hour": len(finished) / results.elapsed_seconds * 3600.0,
         "best_val": max(values) if values else None,
         "median_val": statistics.median(values) if values else None,
@@ -128,8 +130,8 @@ def main() -> None:
                 run = run_mode(mode, seed, args, Path(tmp))
                 runs.append(run)
                 print(f"  {run['mode']:>20} seed {seed}: {run['finished']} trials "
-                      f"({run['complete']} complete), {run['trials_per_hour']:.0f}/h, best val "
-                      f"{run['best_val']}", flush=True)
+                      f"({run['complete']} complete; {run['stopped']} more cut by the budget), "
+                      f"{run['trials_per_hour']:.0f}/h, best val {run['best_val']}", flush=True)
     process_values = [v for r in runs if r["mode"].startswith("process")
                       for _, v in r["reached"]]
     target = args.target if args.target is not None else (
