@@ -319,7 +319,7 @@ def test_design_rules_for_a_recurrent_snn_are_check_config() -> None:
     net = RecurrentSNN(config)
     assert check_model("xylo-audio2", net) == check_config("xylo-audio2", config)
     assert check_model("xylo-audio2", net) != []  # fan-out 59 + 7 > 64, 20 inputs > 16
-    assert layout_of(net) == NetworkLayout.recurrent(20, 60, 7, refractory=2)
+    assert layout_of(net) == NetworkLayout.recurrent(20, 60, 7, refractory=2, bias=True)
 
 
 def test_the_lmu_has_no_hardware_layout() -> None:

@@ -2,7 +2,8 @@
 
 The scheduler still sees one trial per member: it starts each (:meth:`start`), gets its
 reports and its end (:meth:`poll`) and stops it alone (:meth:`stop`). The runner batches the
-trials started between two polls into one process of the trial command (run by an inner
+trials it is given, K at a time (a batch the scheduler cannot fill starts at the next poll),
+into one process of the trial command (run by an inner
 :class:`SubprocessRunner`, with all its handling of process groups, grace and leftovers), in
 ``<experiment>/populations/<first member's number>/``, whose ``population.json`` lists the
 members; each member keeps its own trial directory, ``parameter.json`` and ``metrics.jsonl``.
@@ -73,7 +74,8 @@ class PopulationRunner(Runner):
 
     # ------------------------------------------------------------------ start
     def accepts(self) -> bool:
-        return len(self._pending) < self.size and len(self._populations) < self.processes
+        # a batch being collected has room (a full one has started); else room for a new one
+        return bool(self._pending) or len(self._populations) < self.processes
 
     def batch_leader(self) -> Launch | None:
         if not self._pending:
@@ -90,9 +92,12 @@ class PopulationRunner(Runner):
         metrics.write_bytes(b"")
         self._members[launch.number] = _Member(launch, protocol.MetricsReader(metrics))
         self._pending.append(launch.number)
+        if len(self._pending) == self.size:
+            self._flush()  # full: it starts now, and the next start begins another batch
 
     def _flush(self) -> None:
-        """Start one process for the members started since the last poll."""
+        """Start one process for the batch collected: when it is full, or at the next poll
+        (a batch the scheduler could not fill, e.g. the last one of its budget)."""
         numbers, self._pending = self._pending, []
         first = self._members[numbers[0]].launch
         directory = self.population_dir(first.number)
