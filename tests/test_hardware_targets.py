@@ -47,7 +47,8 @@ def test_xylo_audio2_limits_as_documented() -> None:
     t = get_target("xylo-audio2")
     assert (t.max_inputs, t.max_hidden, t.max_outputs) == (16, 1000, 8)
     assert (t.weight_bits, t.state_bits, t.decay) == (8, 16, "bitshift")
-    assert t.resets == frozenset({"subtract"}) and t.neurons == frozenset({"lif"})
+    assert t.resets == frozenset({"subtract", "subtract_at_spike"})
+    assert t.neurons == frozenset({"lif", "cuba_lif"}) and t.max_spikes_per_neuron_step == 31
     assert "rockpool.ai/devices/xylo-overview" in (XyloAudio2.__doc__ or "")
     assert get_target("Xylo_Audio2") == t  # case and underscore forgiven
 
@@ -104,7 +105,7 @@ def test_categorical_rules() -> None:
         for v in check_design("xylo-audio2", 12, 32, 7, neuron="alif", reset="zero", refractory=3)
     }
     assert set(rules) == {"neuron", "reset", "refractory"}
-    assert rules["neuron"].value == "alif" and rules["neuron"].limit == ["lif"]
+    assert rules["neuron"].value == "alif" and rules["neuron"].limit == ["cuba_lif", "lif"]
     assert "not supported" in str(rules["reset"])
     assert rules["refractory"].value == 3
     # Loihi 2 is programmable: the same design fits
@@ -222,3 +223,26 @@ def test_layers_meet_only_at_public_names() -> None:
     for path in (package / "hardware").rglob("*.py"):
         engine = {m for m in _imports(path) if m.startswith("spiketune.engine")}
         assert not engine, f"{path.name} imports {engine}"
+
+
+def test_spikes_of_one_neuron_in_one_step_are_checked_against_the_chip() -> None:
+    """Xylo's neuron emits up to 31 spikes per step: a network trained with several spikes per
+    step (max_spikes=None) that needs more is reported, one that needs fewer fits."""
+    import torch
+
+    from spiketune.hardware import assess_network
+    from spiketune.snn import RecurrentSNN, SNNConfig
+
+    cfg = {"n_in": 4, "n_rec": 8, "n_out": 3, "neuron": "cuba_lif", "alpha_syn": 0.5,
+           "reset": "subtract_at_spike", "max_spikes": None, "rule": "bptt",
+           "readout_bias": False, "recurrent": False, "v_th": 1.0}
+    x = torch.ones(2, 10, 4)
+    y = torch.tensor([0, 1])
+    loud = RecurrentSNN(SNNConfig(**cfg, gain_in=200.0), seed=0)
+    metrics = assess_network(loud, "xylo-audio2", val=(x, y))
+    assert metrics.metrics["max_spikes_per_neuron_step"] > 31
+    assert any(v.rule == "max_spikes_per_neuron_step" for v in metrics.violations)
+    quiet = RecurrentSNN(SNNConfig(**cfg, gain_in=2.0), seed=0)
+    fine = assess_network(quiet, "xylo-audio2", val=(x, y))
+    assert 1 < fine.metrics["max_spikes_per_neuron_step"] <= 31
+    assert not any(v.rule == "max_spikes_per_neuron_step" for v in fine.violations)

@@ -294,3 +294,45 @@ def test_rockpool_imports_a_cuba_lif_export_with_only_its_reset_approximated(
     reference = PROFILES["rockpool"].readout_trace(read(path), x.double().numpy())
     np.testing.assert_allclose(y.double().numpy(), reference, rtol=0, atol=1e-3)
     assert read(path).metadata["approximations"] != "none"
+
+
+def _chip(**kw: Any) -> RecurrentSNN:
+    """Xylo's neuron: CubaLIF, reset by subtraction at the spike, several spikes per step."""
+    base = {"neuron": "cuba_lif", "rule": "bptt", "alpha_syn": 0.5, "reset": "subtract_at_spike",
+            "max_spikes": None, "gain_in": 3.0, "gain_rec": 0.3, "v_th": 0.5}
+    return _net(**{**base, **kw})
+
+
+def test_rockpool_imports_the_chip_neuron_exactly(tmp_path: Path) -> None:
+    """A network trained with Rockpool's own neuron needs no approximation: Rockpool's LIFTorch
+    gives its spikes (several per step included) and its readout."""
+    net = _chip()
+    x = _spikes_in()
+    path = export(net, tmp_path / "chip.nir", target="rockpool")
+    assert read(path).metadata["approximations"] == "none"
+    z, y = _run_rockpool(path, x)
+    with torch.no_grad():
+        tr = net.simulate(x)
+    assert float(tr.z.max()) >= 2  # several spikes in one step happen, and match
+    torch.testing.assert_close(z, tr.spikes, rtol=0, atol=0)
+    torch.testing.assert_close(y, tr.readout, rtol=0, atol=1e-4)
+    check = check_export(net, path, (x, torch.arange(6) % 4))
+    assert check.agreement == 1.0 and check.approximations == "none"
+
+
+@pytest.mark.parametrize("target", ["generic", "snntorch", "norse"])
+def test_the_chip_neuron_is_refused_by_importers_without_it(tmp_path: Path, target: str) -> None:
+    with pytest.raises(ExportError, match="subtract_at_spike.*--for rockpool"):
+        export(_chip(), tmp_path / "chip.nir", target=target)
+
+
+def test_rockpool_export_of_a_capped_or_lif_chip_neuron_names_what_differs(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ExportError, match="max_spikes=3"):
+        export(_chip(max_spikes=3), tmp_path / "c.nir", target="rockpool")
+    lif = _chip(neuron="lif", alpha_syn=None)
+    with pytest.raises(ExportError, match=r"approximate=\{'synapse'\}"):
+        export(lif, tmp_path / "l.nir", target="rockpool")
+    graph = to_graph(lif, target="rockpool", approximate={"synapse"})
+    assert "reset" not in graph.metadata["approximations"]

@@ -34,6 +34,8 @@ class Activity:
     """One pass of a network over a data set.
 
     ``max_spikes_per_step``: most hidden spikes in one step of one sample;
+    ``max_spikes_per_neuron_step``: most spikes of one hidden neuron in one step (above 1
+    only for a neuron with ``max_spikes`` > 1);
     ``mean_spikes_per_step``: their mean over samples and steps;
     ``max_input_events_per_step``: largest input value of one channel in one step (inputs
     read as event counts); ``max_abs_membrane`` / ``max_abs_readout``: largest ``|v|`` of a
@@ -44,6 +46,7 @@ class Activity:
     accuracy: float
     n_samples: int
     max_spikes_per_step: int
+    max_spikes_per_neuron_step: int
     mean_spikes_per_step: float
     max_input_events_per_step: float
     max_abs_membrane: float
@@ -80,7 +83,7 @@ def evaluate(model: RecurrentSNN, data: Data, *, batch_size: int = 256) -> Activ
 
     Predictions are :func:`spiketune.snn.predict` of the readout over the network's decision
     window (``config.loss_steps``)."""
-    correct = n = max_spikes = 0
+    correct = n = max_spikes = max_per_neuron = 0
     spike_sum = 0.0
     steps = 0
     max_in = max_v = max_y = 0.0
@@ -93,6 +96,7 @@ def evaluate(model: RecurrentSNN, data: Data, *, batch_size: int = 256) -> Activ
             n += int(y.shape[0])
             per_step = tr.z.sum(-1)  # (T, B): hidden spikes in each step of each sample
             max_spikes = max(max_spikes, int(per_step.max()))
+            max_per_neuron = max(max_per_neuron, int(tr.z.max()) if tr.z.numel() else 0)
             spike_sum += float(per_step.sum())
             steps += per_step.numel()
             max_in = max(max_in, float(tr.x.max()) if tr.x.numel() else 0.0)
@@ -106,6 +110,7 @@ def evaluate(model: RecurrentSNN, data: Data, *, batch_size: int = 256) -> Activ
         accuracy=correct / n,
         n_samples=n,
         max_spikes_per_step=max_spikes,
+        max_spikes_per_neuron_step=max_per_neuron,
         mean_spikes_per_step=spike_sum / max(steps, 1),
         max_input_events_per_step=max_in,
         max_abs_membrane=max_v,
@@ -133,7 +138,8 @@ def assess_network(
 
     Metrics (present when their data is given): ``val_acc``, ``test_acc``, ``quant_val_acc``,
     ``quant_test_acc``, ``quant_val_drop`` (``val_acc - quant_val_acc``),
-    ``max_spikes_per_step``, ``mean_spikes_per_step``, ``max_input_events_per_step``,
+    ``max_spikes_per_step``, ``max_spikes_per_neuron_step``, ``mean_spikes_per_step``,
+    ``max_input_events_per_step``,
     ``synops_per_sample``, ``state_bits_needed``; always: ``max_fan_in``, ``max_fan_out``
     (non-zero quantised weights), ``weight_bits`` (0: not quantised), ``n_violations``.
     """
@@ -174,12 +180,14 @@ def assess_network(
         stats = spike_stats(activity.counts, deployed)
         metrics |= {
             "max_spikes_per_step": float(activity.max_spikes_per_step),
+            "max_spikes_per_neuron_step": float(activity.max_spikes_per_neuron_step),
             "mean_spikes_per_step": activity.mean_spikes_per_step,
             "max_input_events_per_step": activity.max_input_events_per_step,
             "synops_per_sample": stats.synops_per_sample,
         }
         measured: dict[str, float] = {
             "max_spikes_per_step": activity.max_spikes_per_step,
+            "max_spikes_per_neuron_step": activity.max_spikes_per_neuron_step,
             "max_input_events_per_step": activity.max_input_events_per_step,
         }
         if quantised is not None:

@@ -201,9 +201,9 @@ def check_design(
     """The rules a dense network of this shape breaks on ``target`` (empty: it fits).
 
     ``n_in`` input channels, ``n_rec`` hidden neurons, ``n_out`` readout units; ``recurrent``:
-    whether hidden neurons connect to each other (no self-connections); ``neuron``: "lif" or
-    "alif"; ``refractory``: the refractory period in steps (0: none); ``reset``: "subtract" or
-    "zero"; ``readout_bias``: whether the readout units take a bias. Raises ConfigError for
+    whether hidden neurons connect to each other (no self-connections); ``neuron``: "lif",
+    "alif" or "cuba_lif"; ``refractory``: the refractory period in steps (0: none); ``reset``:
+    "subtract", "zero" or "subtract_at_spike"; ``readout_bias``: whether the readout units take a bias. Raises ConfigError for
     values that are not a network at all.
     """
     tgt = get_target(target)

@@ -86,8 +86,8 @@ def quantise_network(
 ) -> QuantisedNetwork:
     """A copy of ``model`` with ``w_in``, ``w_rec`` and ``w_out`` quantised to ``bits`` bits.
 
-    ``bitshift_decays``: also round the membrane decay ``alpha`` and the readout decay
-    ``kappa`` to bit shifts (see the module docstring). The copy is in eval mode on the
+    ``bitshift_decays``: also round the membrane decay ``alpha``, the readout decay ``kappa``
+    and a CubaLIF's synaptic decay ``alpha_syn`` to bit shifts (see the module docstring). The copy is in eval mode on the
     model's device and dtype.
     """
     if not isinstance(model, RecurrentSNN):
@@ -97,10 +97,10 @@ def quantise_network(
     decays: dict[str, tuple[float, float]] = {}
     if bitshift_decays:
         updates: dict[str, float | None] = {}
-        for tau_key, factor_key, value in (
-            ("tau_mem", "alpha", cfg.decay_mem),
-            ("tau_out", "kappa", cfg.decay_out),
-        ):
+        rounded_decays = [("tau_mem", "alpha", cfg.decay_mem), ("tau_out", "kappa", cfg.decay_out)]
+        if cfg.neuron == "cuba_lif":  # the chip's synaptic decay is a bit shift too
+            rounded_decays.append(("tau_syn", "alpha_syn", cfg.decay_syn))
+        for tau_key, factor_key, value in rounded_decays:
             rounded = bitshift_decay(value)
             decays[factor_key] = (value, rounded)
             updates |= {tau_key: None, factor_key: rounded}

@@ -38,8 +38,8 @@ __all__ = [
 
 Count = Annotated[int, Field(ge=1)] | None
 Bits = Annotated[int, Field(ge=1, le=64)] | None
-Neuron = Literal["lif", "alif"]
-Reset = Literal["subtract", "zero"]
+Neuron = Literal["lif", "alif", "cuba_lif"]
+Reset = Literal["subtract", "zero", "subtract_at_spike"]
 
 
 class HardwareTarget(BaseModel):
@@ -71,8 +71,9 @@ class HardwareTarget(BaseModel):
     weight_bits: Bits = None
     state_bits: Bits = None
     max_spikes_per_step: Count = None
+    max_spikes_per_neuron_step: Count = None
     max_input_events_per_step: Count = None
-    neurons: frozenset[Neuron] = frozenset({"lif", "alif"})
+    neurons: frozenset[Neuron] = frozenset({"lif", "alif", "cuba_lif"})
     resets: frozenset[Reset] = frozenset({"subtract", "zero"})
     refractory: bool = Field(True, description="a refractory period can be configured")
     bias: bool = Field(True, description="neurons take a bias (a constant input current)")
@@ -112,6 +113,10 @@ class XyloAudio2(HardwareTarget):
         "max_fan_in": "not given on the cited page: not checked",
         "bias": "Rockpool's own Xylo Audio 2 mapper (rockpool 3.1.0, syns61201.mapper) warns "
         "that biases are not transferred to Xylo: none assumed",
+        "neurons": "the chip's neuron is current-based (cuba_lif) and resets at the spike "
+        "(subtract_at_spike), several spikes per step: trained so, the Rockpool export is exact; "
+        "a lif with reset 'subtract' is accepted and exported with a synapse and that reset "
+        "approximated",
     }
 
     max_inputs: Count = 16
@@ -121,8 +126,9 @@ class XyloAudio2(HardwareTarget):
     weight_bits: Bits = 8
     state_bits: Bits = 16
     max_input_events_per_step: Count = 15
-    neurons: frozenset[Neuron] = frozenset({"lif"})
-    resets: frozenset[Reset] = frozenset({"subtract"})
+    max_spikes_per_neuron_step: Count = 31
+    neurons: frozenset[Neuron] = frozenset({"lif", "cuba_lif"})
+    resets: frozenset[Reset] = frozenset({"subtract", "subtract_at_spike"})
     refractory: bool = False
     bias: bool = False
     decay: Literal["exponential", "bitshift"] = "bitshift"
@@ -142,6 +148,8 @@ class XyloIMU(HardwareTarget):
         "max_input_events_per_step": "not given for Xylo IMU: not checked",
         "refractory": "assumed absent, as on Xylo Audio 2",
         "bias": "assumed absent, as on Xylo Audio 2",
+        "max_spikes_per_neuron_step": "assumed 31 like Xylo Audio 2 (the same neuron core)",
+        "neurons": "as on Xylo Audio 2",
     }
 
     max_inputs: Count = 16
@@ -150,8 +158,9 @@ class XyloIMU(HardwareTarget):
     max_fan_out: Count = 512
     weight_bits: Bits = 8
     state_bits: Bits = 16
-    neurons: frozenset[Neuron] = frozenset({"lif"})
-    resets: frozenset[Reset] = frozenset({"subtract"})
+    max_spikes_per_neuron_step: Count = 31
+    neurons: frozenset[Neuron] = frozenset({"lif", "cuba_lif"})
+    resets: frozenset[Reset] = frozenset({"subtract", "subtract_at_spike"})
     refractory: bool = False
     bias: bool = False
     decay: Literal["exponential", "bitshift"] = "bitshift"
@@ -201,6 +210,8 @@ class GenericTarget(HardwareTarget):
     max_fan_in=64, weight_bits=4, max_spikes_per_step=20)``."""
 
     name: ClassVar[str] = "generic"
+
+    resets: frozenset[Reset] = frozenset({"subtract", "zero", "subtract_at_spike"})
 
 
 #: name -> profile class

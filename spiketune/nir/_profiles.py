@@ -76,6 +76,9 @@ class ImporterProfile:
     NEURONS: ClassVar[dict[type, str]] = {
         LIFParameters: "hidden_lif", CubaLIFParameters: "hidden_cuba_lif",
     }
+    #: whether the importer's neuron resets at the spike and may emit several spikes per step
+    #: (``reset="subtract_at_spike"``, ``max_spikes``): Rockpool's does, the others refuse it
+    CHIP_NEURON: ClassVar[bool] = False
 
     def step(self, dt: float | None, model_dt: float) -> float:
         """The step written to the graph, seconds: ``dt`` if given, else the model's own."""
@@ -85,6 +88,13 @@ class ImporterProfile:
         self, p: Any, n: int, w_rec: np.ndarray | None, dt: float, approximate: frozenset[str]
     ) -> Layer:
         """The ``n`` spiking neurons with recurrent weights ``w_rec`` (None: no recurrence)."""
+        if not self.CHIP_NEURON and (p.reset == "subtract_at_spike" or p.max_spikes != 1):
+            raise ExportError(
+                f"--for {self.name}: this network's neuron resets at the spike "
+                f"(reset={p.reset!r}) or emits several spikes per step (max_spikes="
+                f"{p.max_spikes!r}), as Xylo's does, and the importer's neuron does neither: "
+                "export it --for rockpool, or train it with reset='subtract' and max_spikes=1"
+            )
         method = self.NEURONS.get(type(p))
         if method is None:
             known = ", ".join(k.__name__ for k in self.NEURONS)
@@ -342,6 +352,7 @@ class RockpoolProfile(ImporterProfile):
 
     name = "rockpool"
     importer = "rockpool.nn.modules.from_nir"
+    CHIP_NEURON = True
     readout_at = (
         "the membrane of node 'readout' (LIFTorch record 'vmem'), a CubaLIF that never fires"
     )
@@ -353,15 +364,18 @@ class RockpoolProfile(ImporterProfile):
         self, p: LIFParameters, n: int, w_rec: np.ndarray | None, dt: float,
         approximate: frozenset[str],
     ) -> Layer:
-        missing = sorted({"synapse", "reset"} - approximate)
+        needed = {"synapse"} | ({"reset"} if not _rockpool_reset(p) else set())
+        missing = sorted(needed - approximate)
         if missing:
             raise ExportError(
                 f"--for rockpool: Rockpool's neuron has a synaptic current and resets by "
                 f"subtraction at the spike (several spikes in a step from 2 v_th up), which this "
-                f"LIF network (reset={p.reset!r}) has not: pass approximate="
-                f"{{{', '.join(repr(m) for m in missing)}}} "
+                f"LIF network (reset={p.reset!r}, max_spikes={p.max_spikes!r}) has not: pass "
+                f"approximate={{{', '.join(repr(m) for m in missing)}}} "
                 "(--approximate " + " --approximate ".join(missing) + ") to write it that way "
-                "(spikes will differ; --data reports the accuracy), or export --for generic"
+                "(spikes will differ; --data reports the accuracy), export --for generic, or "
+                "train neuron='cuba_lif' with reset='subtract_at_spike' and max_spikes=None "
+                "(exact)"
             )
         tau_mem = _exact_tau(p.alpha, dt)
         node = nir.CubaLIF(
@@ -369,10 +383,9 @@ class RockpoolProfile(ImporterProfile):
             r=_v(tau_mem / dt - 1.0, n), v_leak=np.zeros(n), v_threshold=_v(p.v_th, n),
             w_in=np.ones(n),
         )
-        notes = (
-            f"synaptic current with decay {self.SYNAPSE_DECAY} per step added",
-            f"reset {p.reset!r} written as Rockpool's subtraction at the spike",
-        )
+        notes = (f"synaptic current with decay {self.SYNAPSE_DECAY} per step added",)
+        if not _rockpool_reset(p):
+            notes += (f"reset {p.reset!r} written as Rockpool's subtraction at the spike",)
         return Layer(_recurrent(node, n, w_rec, "lif"), 1.0, notes)
 
     def hidden_cuba_lif(
@@ -381,14 +394,19 @@ class RockpoolProfile(ImporterProfile):
     ) -> Layer:
         """Rockpool's neuron is current-based: the synapse and the leaks are exact (exponential
         decays ``alpha_syn``, ``alpha``; the weights into the layer carry ``1/alpha_syn``
-        because Rockpool decays the current after adding the input); its reset by subtraction
-        at the spike is not spiketune's, so ``approximate={"reset"}`` is needed."""
-        if "reset" not in approximate:
+        because Rockpool decays the current after adding the input). Its reset by subtraction
+        at the spike, several spikes per step, is spiketune's ``reset="subtract_at_spike"``
+        with ``max_spikes=None``: then the whole layer is exact; any other reset needs
+        ``approximate={"reset"}``."""
+        exact_reset = _rockpool_reset(p)
+        if not exact_reset and "reset" not in approximate:
             raise ExportError(
                 f"--for rockpool: Rockpool's neuron resets by subtraction at the spike (several "
                 f"spikes in a step from 2 v_th up), which this CubaLIF network (reset="
-                f"{p.reset!r}) does not: pass approximate={{'reset'}} (--approximate reset) to "
-                "write it that way (spikes will differ), or export --for generic (exact)"
+                f"{p.reset!r}, max_spikes={p.max_spikes!r}) does not: pass approximate="
+                "{'reset'} (--approximate reset) to write it that way (spikes will differ), "
+                "export --for generic (exact), or train it with reset='subtract_at_spike' and "
+                "max_spikes=None (exact for Rockpool)"
             )
         if p.alpha_syn <= 0:
             raise ExportError(
@@ -404,8 +422,10 @@ class RockpoolProfile(ImporterProfile):
             w_in=np.ones(n),
         )
         rec = None if w_rec is None else w_rec * gain
-        note = f"reset {p.reset!r} written as Rockpool's subtraction at the spike"
-        return Layer(_recurrent(node, n, rec, "lif"), gain, (note,))
+        notes = () if exact_reset else (
+            f"reset {p.reset!r} written as Rockpool's subtraction at the spike",
+        )
+        return Layer(_recurrent(node, n, rec, "lif"), gain, notes)
 
     def readout(self, kappa: float, n: int, dt: float) -> Layer:
         if kappa <= 0:
@@ -444,6 +464,12 @@ class RockpoolProfile(ImporterProfile):
             cells[1].step(z @ w_out.T + b_out)
             out[:, t] = cells[1].v
         return out
+
+
+def _rockpool_reset(p: LIFParameters) -> bool:
+    """Whether ``p`` resets and fires as Rockpool's LIFTorch: subtraction at the spike, as many
+    spikes per step as ``floor(v / v_th)`` (LIFTorch's limit of 2**16 is never reached)."""
+    return p.reset == "subtract_at_spike" and p.max_spikes is None
 
 
 class _RockpoolCell:

@@ -79,7 +79,16 @@ class SNNConfig(_Config):
         None, ge=0, lt=1, description="cuba_lif synaptic decay per step"
     )
     v_th: float = Field(1.0, gt=0, description="firing threshold (membrane units)")
-    reset: Literal["subtract", "zero"] = "subtract"
+    reset: Literal["subtract", "zero", "subtract_at_spike"] = Field(
+        "subtract",
+        description="subtract: v_th after the leak; subtract_at_spike: at the spike, before the "
+        "next leak (Xylo, Rockpool); zero",
+    )
+    max_spikes: int | None = Field(
+        1, ge=1,
+        description="spikes per neuron and step; more (None: no limit) counts floor(v / v_th) "
+        "as Xylo and Rockpool do (BPTT only)",
+    )
     refractory_steps: int = Field(0, ge=0, description="steps without spiking after a spike")
 
     # initialisation: weights ~ N(0, gain^2 / fan_in)
@@ -176,6 +185,27 @@ class SNNConfig(_Config):
                 "rule", self.rule,
                 "neuron='cuba_lif' trains by BPTT only: set rule='bptt' (e-prop's eligibility "
                 "traces are written for LIF and ALIF)",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _chip_neuron_by_bptt(self) -> SNNConfig:
+        """The chip's neuron (reset at the spike, several spikes per step) trains by BPTT:
+        e-prop's eligibility traces assume binary spikes and the reset after the leak."""
+        chip = {k: v for k, v in (("reset", self.reset), ("max_spikes", self.max_spikes))
+                if (k == "reset" and v == "subtract_at_spike") or (k == "max_spikes" and v != 1)}
+        if chip and self.rule != "bptt":
+            key = next(iter(chip))
+            raise _cross_field(
+                key, chip[key],
+                f"{key}={chip[key]!r} trains by BPTT only: set rule='bptt' (e-prop's "
+                "eligibility traces assume binary spikes and the reset after the leak)",
+            )
+        if self.max_spikes != 1 and (self.neuron == "alif" or self.refractory_steps):
+            raise _cross_field(
+                "max_spikes", self.max_spikes,
+                "several spikes per step are for neuron 'lif' or 'cuba_lif' without a "
+                "refractory period: set max_spikes=1",
             )
         return self
 

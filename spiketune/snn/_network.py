@@ -67,7 +67,7 @@ def neuron_parameters(config: SNNConfig) -> NeuronParameters:
     """The neuron record a config describes (decays already per step)."""
     common = {
         "alpha": config.decay_mem, "v_th": config.v_th, "reset": config.reset,
-        "refractory_steps": config.refractory_steps,
+        "refractory_steps": config.refractory_steps, "max_spikes": config.max_spikes,
     }
     if config.neuron == "alif":
         return ALIFParameters(rho=config.decay_adapt, beta=config.beta, **common)
@@ -213,12 +213,15 @@ class RecurrentSNN(Model):
         # A CubaLIF's currents pass its synapse: neither the reset nor the leak may be folded
         # into them, so it takes the plain loop below.
         cuba = isinstance(p, CubaLIFParameters)
-        if w_rec is not None and p.reset == "subtract" and not torch.is_grad_enabled() and not cuba:
-            # The reset by subtraction, -v_th z[t-1], is a self-connection of weight -v_th:
-            # fold it into the product with w_rec that each step computes anyway. (Not under
-            # autograd, where detach_reset must be able to stop the reset's gradient alone.)
+        subtracts = p.reset in ("subtract", "subtract_at_spike")
+        if w_rec is not None and subtracts and not torch.is_grad_enabled() and not cuba:
+            # The reset by subtraction, -v_th z[t-1], is a self-connection of weight -v_th
+            # (-alpha v_th at the spike, before the leak): fold it into the product with w_rec
+            # that each step computes anyway. (Not under autograd, where detach_reset must be
+            # able to stop the reset's gradient alone.)
+            own = p.v_th * (p.alpha if p.reset == "subtract_at_spike" else 1.0)
             eye = torch.eye(w_rec.shape[0], dtype=w_rec.dtype, device=w_rec.device)
-            w_rec = w_rec - p.v_th * eye
+            w_rec = w_rec - own * eye
             p = dataclasses.replace(p, reset="none")
         state = initial_state(p, batch, self.config.n_rec, device=x.device, dtype=x.dtype)
         buffers: list[Any] = [None] * n_steps

@@ -8,12 +8,20 @@ One step of a layer of neurons, for a batch, given the synaptic current ``i[t]``
     v[t] = alpha v[t-1] + i[t] - v_th z[t-1]                    (reset "subtract")
     v[t] = alpha v[t-1] (1 - z[t-1]) + i[t]                     (reset "zero")
     v[t] = alpha v[t-1] + i[t]                                  (reset "none")
+    v[t] = alpha (v[t-1] - v_th z[t-1]) + i[t]                  (reset "subtract_at_spike")
     z[t] = H(v[t] - A[t]),  A = v_th (LIF) or v_th + beta a[t] (ALIF)
     z[t] = 0 while the neuron is refractory: for ``refractory_steps`` steps after a spike
 
 A current-based LIF (CubaLIF) puts a leaky synapse between the current and the membrane: the
 membrane then integrates the synaptic current ``j[t]`` in place of ``i[t]`` (same resets,
 same threshold). With ``alpha_syn = 0`` (``tau_syn`` -> 0) ``j = i`` and it is the LIF.
+
+Reset "subtract_at_spike" is the neuron of Xylo and of Rockpool's LIFTorch: the membrane drops
+by v_th in the step it spikes, so the next leak acts on the lowered value (``"subtract"``
+lowers it after the leak). ``max_spikes`` > 1 (or None: no limit) lets a neuron emit several
+spikes in one step, as those do: ``z[t] = min(floor(v[t] / v_th), max_spikes)`` where
+``v[t] >= v_th`` (at or above, as they compare), and the reset subtracts ``v_th`` per spike.
+Its surrogate gradient is that of the first spike.
 
 The membrane keeps integrating while refractory; only spiking is blocked. ``alpha``, ``rho``,
 ``alpha_syn`` are per-step decay factors; build them from time constants in seconds with
@@ -41,17 +49,20 @@ from torch import Tensor
 from spiketune.errors import ConfigError, Problem
 from spiketune.snn._surrogate import SpikeFn, heaviside
 
-RESETS = ("subtract", "zero", "none")
+RESETS = ("subtract", "zero", "none", "subtract_at_spike")
 
 
 @dataclass(frozen=True, kw_only=True)
 class LIFParameters:
-    """Leaky integrate-and-fire parameters; decays are per step, the threshold in membrane units."""
+    """Leaky integrate-and-fire parameters; decays are per step, the threshold in membrane units.
+
+    ``max_spikes``: spikes a neuron may emit in one step (1: binary spikes; None: no limit)."""
 
     alpha: float
     v_th: float = 1.0
     reset: str = "subtract"
     refractory_steps: int = 0
+    max_spikes: int | None = 1
 
     def __post_init__(self) -> None:
         problems = self._check()
@@ -70,17 +81,23 @@ class LIFParameters:
             problems.append(
                 Problem("refractory_steps", self.refractory_steps, "an integer >= 0 (steps)")
             )
+        if self.max_spikes is not None and not (
+            isinstance(self.max_spikes, int) and self.max_spikes >= 1
+        ):
+            problems.append(
+                Problem("max_spikes", self.max_spikes, "an integer >= 1 (spikes per step), or None")
+            )
         return problems
 
     @classmethod
     def from_time_constants(
         cls, *, tau_mem: float, dt: float, v_th: float = 1.0, reset: str = "subtract",
-        refractory_steps: int = 0,
+        refractory_steps: int = 0, max_spikes: int | None = 1,
     ) -> LIFParameters:
         """``tau_mem`` and ``dt`` in seconds."""
         return cls(
             alpha=_decay("tau_mem", tau_mem, dt), v_th=v_th, reset=reset,
-            refractory_steps=refractory_steps,
+            refractory_steps=refractory_steps, max_spikes=max_spikes,
         )
 
 
@@ -127,12 +144,12 @@ class CubaLIFParameters(LIFParameters):
     @classmethod
     def from_time_constants(  # type: ignore[override]
         cls, *, tau_mem: float, tau_syn: float, dt: float, v_th: float = 1.0,
-        reset: str = "subtract", refractory_steps: int = 0,
+        reset: str = "subtract", refractory_steps: int = 0, max_spikes: int | None = 1,
     ) -> CubaLIFParameters:
         """``tau_mem``, ``tau_syn`` and ``dt`` in seconds (``alpha_syn = exp(-dt / tau_syn)``)."""
         return cls(
             alpha=_decay("tau_mem", tau_mem, dt), alpha_syn=_decay("tau_syn", tau_syn, dt),
-            v_th=v_th, reset=reset, refractory_steps=refractory_steps,
+            v_th=v_th, reset=reset, refractory_steps=refractory_steps, max_spikes=max_spikes,
         )
 
 
@@ -253,6 +270,8 @@ def _integrate(
         z = z.detach()
     if p.reset == "subtract":
         return torch.add(i, v, alpha=p.alpha, out=out).sub_(z, alpha=p.v_th)
+    if p.reset == "subtract_at_spike":
+        return torch.add(i, v, alpha=p.alpha, out=out).sub_(z, alpha=p.alpha * p.v_th)
     if p.reset == "none":
         if p.alpha == 0.0 and out is not None and out.data_ptr() == i.data_ptr():
             return out  # v = i, already in place: a network folded leak and reset into i
@@ -264,7 +283,9 @@ def _fire(
     u: Tensor, refrac: Tensor | None, p: LIFParameters, spike: SpikeFn, out: NeuronState | None
 ) -> tuple[Tensor, Tensor | None]:
     """Spikes where ``u`` (v, or v - beta a) exceeds v_th and the neuron is not refractory."""
-    if out is None:
+    if p.max_spikes != 1:
+        z = _spike_count(u, p, spike, out)
+    elif out is None:
         z = spike(u, p.v_th)
     elif spike is heaviside:
         z = torch.gt(u, _scalar(p.v_th, u.dtype, u.device), out=out.z)
@@ -278,6 +299,22 @@ def _fire(
     z.mul_(refrac == 0)
     new = torch.sub(refrac, 1.0, out=out.refrac).clamp_(min=0.0)
     return z, new.add_(z, alpha=p.refractory_steps)
+
+
+def _spike_count(u: Tensor, p: LIFParameters, spike: SpikeFn, out: NeuronState | None) -> Tensor:
+    """``min(floor(u / v_th), max_spikes)`` where ``u >= v_th``, else 0; under autograd the
+    value of that count with the gradient of ``spike`` (the first spike's surrogate)."""
+    count = torch.div(u.detach(), p.v_th).floor_().clamp_(min=0.0)
+    if p.max_spikes is not None:
+        count.clamp_(max=float(p.max_spikes))
+    if out is not None:
+        if spike is not heaviside:
+            raise ValueError("out= buffers are for plain simulation: the spike must be heaviside")
+        return out.z.copy_(count)
+    if spike is heaviside or not (u.requires_grad and torch.is_grad_enabled()):
+        return count
+    first = spike(u, p.v_th)
+    return first + (count - first.detach())
 
 
 @functools.lru_cache(maxsize=64)

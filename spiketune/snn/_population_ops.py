@@ -91,6 +91,12 @@ class PopulationParameters:
                 "neuron", "cuba_lif", "lif or alif in a population (train a CubaLIF network "
                 "alone with a Trainer)",
             ))
+        chip = next((p for p in ps if p.reset == "subtract_at_spike" or p.max_spikes != 1), None)
+        if chip is not None:
+            raise ConfigError(Problem(
+                "reset", chip.reset, "'subtract' or 'zero' with max_spikes=1 in a population "
+                "(train a network with Xylo's neuron alone with a Trainer)",
+            ))
 
         def col(values: list[float]) -> Tensor:
             return torch.tensor(values, dtype=like.dtype, device=like.device).view(-1, 1, 1)
