@@ -71,12 +71,15 @@ def test_parameters_that_contradict_the_chip_are_refused() -> None:
 
     info = DatasetInfo(name="x", classes=tuple("abcdefg"), n_inputs=12, n_steps=4, dt=0.01)
     data = Dataset(info, torch.zeros(7, 4, 12), torch.arange(7))
-    net, _ = trial.build({**trial.DEFAULT_PARAMS, "rule": {"_name": "eprop",
-                                                           "feedback": "random"}}, data)
-    assert net.config.reset == "subtract" and not net.config.readout_bias
-    assert net.config.refractory_steps == 0 and net.config.feedback == "random"
-    with pytest.raises(ConfigError, match="reset"):
-        trial.build({**trial.DEFAULT_PARAMS, "reset": "zero"}, data)
+    net, _ = trial.build(trial.DEFAULT_PARAMS, data)
+    c = net.config
+    assert (c.neuron, c.reset, c.max_spikes, c.rule) == ("cuba_lif", "subtract_at_spike", None,
+                                                         "bptt")
+    assert c.refractory_steps == 0 and not c.readout_bias
+    for clash in ({"reset": "zero"}, {"rule": {"_name": "eprop", "feedback": "random"}},
+                  {"neuron": "lif"}):
+        with pytest.raises(ConfigError, match=next(iter(clash))):
+            trial.build({**trial.DEFAULT_PARAMS, **clash}, data)
 
 
 @pytest.mark.slow
@@ -86,7 +89,7 @@ def test_trial_reports_the_accuracy_of_its_rockpool_file(tmp_path: Path) -> None
     if not POOL_FILE.is_file():
         pytest.skip(NO_POOL)
     params = tmp_path / "params.json"
-    params.write_text(json.dumps({"rule": {"_name": "bptt"}, "n_rec": 24, "bin_size": 0.02}))
+    params.write_text(json.dumps({"n_rec": 24, "bin_size": 0.02}))
     out = tmp_path / "trial"
     run = subprocess.run(
         [sys.executable, "main_hpo.py", "--data", str(POOL), "--epochs-cap", "1", "--subset",
@@ -100,6 +103,9 @@ def test_trial_reports_the_accuracy_of_its_rockpool_file(tmp_path: Path) -> None
     assert result["test"] == result["rockpool_test_acc"]
     assert result["parameters"]["seed"] == 1 and result["parameters"]["n_rec"] == 24
     assert result["feasible"] == float(all(c <= 0 for c in result["constraints"]))
+    # trained with the chip's neuron, the exported file is the 8-bit network itself
+    assert result["rockpool_val_agreement"] == result["rockpool_test_agreement"] == 1.0
+    assert result["rockpool_test_acc"] == pytest.approx(result["quant_test_acc"])
 
     import spiketune.nir
     from spiketune.snn import load_checkpoint
@@ -109,7 +115,7 @@ def test_trial_reports_the_accuracy_of_its_rockpool_file(tmp_path: Path) -> None
     data = trial.load_data(checkpoint.extra["data"], POOL, per_class=10)
     assert data.split_digest == result["split_digest"] == checkpoint.extra["split_digest"]
     graph = spiketune.nir.read(out / "rockpool.nir")
-    assert graph.metadata["target"] == "rockpool"
+    assert graph.metadata["target"] == "rockpool" and graph.metadata["approximations"] == "none"
     check = spiketune.nir.check_export(checkpoint.network, graph, data.test)
     assert check.export_accuracy == pytest.approx(result["rockpool_test_acc"])
     assert check.model_accuracy == pytest.approx(result["quant_test_acc"])

@@ -63,12 +63,11 @@ from spiketune.snn import (
 from spiketune.trial import Predictions, flat_parameters, offer_best_model
 
 TARGET = "xylo-audio2"
-#: The importer the network is exported for, and what its neuron forces us to approximate:
-#: Rockpool's LIF always has a synaptic current (written with decay 1/2 per step, a one-bit
-#: shift on Xylo) and resets by subtraction at the spike (spiketune's own profile refuses a
-#: LIF network without both; see docs/hardware.md, "NIR export").
+#: The importer the network is exported for. The network is trained with the chip's own
+#: neuron (below), so the export needs no approximation: Rockpool's LIFTorch gives the 8-bit
+#: network's spikes exactly (docs/hardware.md, "NIR export").
 EXPORT_TARGET = "rockpool"
-APPROXIMATE = frozenset({"synapse", "reset"})
+APPROXIMATE: frozenset[str] = frozenset()
 
 #: Environment variable naming the threshold-1 pool file, its directory or an event file.
 DATA_ENV = "SPIKETUNE_BRAILLE_TH1_DATA"
@@ -81,13 +80,16 @@ SPLIT_SEED = 0
 #: network's time step ``dt``), ``clip``: 0/1 per bin instead of event counts.
 DATA_KEYS = ("bin_size", "clip")
 
-#: What the chip fixes, whatever the parameters say: LIF neurons with reset by subtraction,
-#: no refractory period, no readout bias (Xylo Audio 2 has none of these).
+#: What the chip fixes, whatever the parameters say: Xylo's neuron (current-based LIF whose
+#: membrane drops by v_th at the spike, several spikes in a step, as Rockpool's LIFTorch runs
+#: it), no refractory period, no readout bias; that neuron trains by BPTT.
 CHIP: dict[str, Any] = {
-    "neuron": "lif",
-    "reset": "subtract",
+    "neuron": "cuba_lif",
+    "reset": "subtract_at_spike",
+    "max_spikes": None,
     "refractory_steps": 0,
     "readout_bias": False,
+    "rule": "bptt",
 }
 #: Training choices the search leaves alone (those of the braille_eprop template): the
 #: cross-entropy of the readout summed over the sample (or its last ``loss_window`` seconds),
@@ -100,16 +102,17 @@ FIXED: dict[str, Any] = {
     "patience": 15,
     "monitor": "val_acc",
 }
+
 #: What a trial uses for any parameter the search space does not give (all of them by hand).
-#: ``alpha``/``kappa`` are the membrane and readout decays per step, chosen among bit shifts
-#: ``1 - 2**-k`` so that the chip's decays are the trained ones. The strong rate regulariser
-#: (about 1 Hz) and weak initial recurrence keep the Rockpool export close to the network: at
-#: 10 Hz its recurrent activity diverged under Rockpool's synapse and reset (README.md).
+#: ``alpha``/``kappa``/``alpha_syn`` are the membrane, readout and synaptic decays per step,
+#: chosen among bit shifts ``1 - 2**-k`` so that the chip's decays are the trained ones. A
+#: rate regulariser (about 1 Hz) and weak initial recurrence keep the activity, and with it
+#: the synaptic operations and the spikes per step, low.
 DEFAULT_PARAMS: dict[str, Any] = {
     "bin_size": 0.01,
     "clip": True,
-    "rule": "eprop",
     "n_rec": 58,
+    "alpha_syn": 0.5,
     "alpha": 0.9375,
     "kappa": 0.9375,
     "loss_window": 0.4,
