@@ -242,6 +242,7 @@ def test_spikes_of_one_neuron_in_one_step_are_checked_against_the_chip() -> None
     metrics = assess_network(loud, "xylo-audio2", val=(x, y))
     assert metrics.metrics["max_spikes_per_neuron_step"] > 31
     assert any(v.rule == "max_spikes_per_neuron_step" for v in metrics.violations)
+    assert metrics.constraints[-1] > 0  # the last of the tuner's constraint values
     quiet = RecurrentSNN(SNNConfig(**cfg, gain_in=2.0), seed=0)
     fine = assess_network(quiet, "xylo-audio2", val=(x, y))
     assert 1 < fine.metrics["max_spikes_per_neuron_step"] <= 31

@@ -322,7 +322,7 @@ def test_rockpool_imports_the_chip_neuron_exactly(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("target", ["generic", "snntorch", "norse"])
 def test_the_chip_neuron_is_refused_by_importers_without_it(tmp_path: Path, target: str) -> None:
-    with pytest.raises(ExportError, match="subtract_at_spike.*--for rockpool"):
+    with pytest.raises(ExportError, match=r"subtract_at_spike.*--for rockpool"):
         export(_chip(), tmp_path / "chip.nir", target=target)
 
 

@@ -46,7 +46,7 @@ NETWORK_KEYS: tuple[str, ...] = (
 )
 REQUIRED_KEYS: tuple[str, ...] = NETWORK_KEYS[:3]
 
-#: Every rule, in the order of :func:`constraints_from`'s list. The last three are measured
+#: Every rule, in the order of :func:`constraints_from`'s list. The last four are measured
 #: after training; the others follow from the hyperparameters.
 RULES: tuple[str, ...] = (
     "max_inputs",
@@ -62,6 +62,7 @@ RULES: tuple[str, ...] = (
     "max_spikes_per_step",
     "max_input_events_per_step",
     "state_bits",
+    "max_spikes_per_neuron_step",
 )
 
 
@@ -203,7 +204,8 @@ def check_design(
     ``n_in`` input channels, ``n_rec`` hidden neurons, ``n_out`` readout units; ``recurrent``:
     whether hidden neurons connect to each other (no self-connections); ``neuron``: "lif",
     "alif" or "cuba_lif"; ``refractory``: the refractory period in steps (0: none); ``reset``:
-    "subtract", "zero" or "subtract_at_spike"; ``readout_bias``: whether the readout units take a bias. Raises ConfigError for
+    "subtract", "zero" or "subtract_at_spike"; ``readout_bias``: whether the readout units
+    take a bias. Raises ConfigError for
     values that are not a network at all.
     """
     tgt = get_target(target)

@@ -87,8 +87,8 @@ def quantise_network(
     """A copy of ``model`` with ``w_in``, ``w_rec`` and ``w_out`` quantised to ``bits`` bits.
 
     ``bitshift_decays``: also round the membrane decay ``alpha``, the readout decay ``kappa``
-    and a CubaLIF's synaptic decay ``alpha_syn`` to bit shifts (see the module docstring). The copy is in eval mode on the
-    model's device and dtype.
+    and a CubaLIF's synaptic decay ``alpha_syn`` to bit shifts (see the module docstring). The
+    copy is in eval mode on the model's device and dtype.
     """
     if not isinstance(model, RecurrentSNN):
         raise ConfigError(Problem("model", type(model).__name__, "a RecurrentSNN"))
