@@ -313,7 +313,12 @@ def _spike_count(u: Tensor, p: LIFParameters, spike: SpikeFn, out: NeuronState |
         return out.z.copy_(count)
     if spike is heaviside or not (u.requires_grad and torch.is_grad_enabled()):
         return count
-    first = spike(u, p.v_th)
+    # The gradient of the spike nearest to v: the count is a staircase of spikes at v_th,
+    # 2 v_th, ..., and each step contributes its own surrogate bump around its threshold.
+    nearest = torch.div(u.detach(), p.v_th).round_().clamp_(min=1.0)
+    if p.max_spikes is not None:
+        nearest.clamp_(max=float(p.max_spikes))
+    first = spike(u - (nearest - 1.0) * p.v_th, p.v_th)
     return first + (count - first.detach())
 
 
