@@ -175,3 +175,25 @@ def test_assess_without_weight_bits_does_not_quantise() -> None:
     assert a.quantised is None and "quant_val_acc" not in a.metrics
     assert a.metrics["weight_bits"] == 0 and a.feasible
     assert a.constraints == [0.0] * len(RULES)
+
+
+def test_shared_hidden_scale_puts_input_and_recurrent_weights_on_one_grid() -> None:
+    """Xylo adds input and recurrent weights in one integer membrane (Rockpool's quantisers
+    scale them together): one grid for both, set by the larger, and the threshold a whole
+    number of its steps. The readout keeps its own grid."""
+    from spiketune.hardware import get_target, quantise_network
+    from spiketune.snn import RecurrentSNN, SNNConfig
+
+    net = RecurrentSNN(SNNConfig(n_in=4, n_rec=6, n_out=3, gain_rec=0.1, v_th=0.77), seed=0)
+    q = quantise_network(net, 8, shared_hidden_scale=True)
+    s = float(q.scales["w_in"])
+    assert float(q.scales["w_rec"]) == s != float(q.scales["w_out"])
+    ints = q.integer_weights()
+    assert int(ints["w_in"].abs().max()) == 127 > int(ints["w_rec"].abs().max())  # in is larger
+    torch.testing.assert_close(ints["w_rec"].double() * s, q.network.w_rec.double() * 1.0)
+    steps = q.network.config.v_th / s
+    assert abs(steps - round(steps)) < 1e-6 and abs(q.network.config.v_th - 0.77) <= s / 2
+    separate = quantise_network(net, 8)
+    assert float(separate.scales["w_rec"]) < s and separate.network.config.v_th == 0.77
+    assert get_target("xylo-audio2").shared_hidden_scale
+    assert not get_target("loihi2").shared_hidden_scale

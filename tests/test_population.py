@@ -191,6 +191,12 @@ def test_incompatible_members_are_refused_by_name() -> None:
     assert any(p.field == "members[2].n_rec" and p.value == N_REC + 1
                for p in err.value.problems)
 
+    chip = SNNConfig(n_in=N_IN, n_rec=N_REC, n_out=N_OUT, rule="bptt",
+                     reset="subtract_at_spike", max_spikes=None)
+    with pytest.raises(ConfigError, match="subtract_at_spike"):
+        PopulationTrainer([(RecurrentSNN(chip, seed=k), TrainConfig(epochs=1))
+                           for k in range(2)]).fit(_data(8, 0, torch.float32))
+
     online = SNNConfig(n_in=N_IN, n_rec=N_REC, n_out=N_OUT, eprop_mode="online")
     with pytest.raises(ConfigError, match="eprop_mode"):
         PopulationTrainer([(RecurrentSNN(online), TrainConfig())])

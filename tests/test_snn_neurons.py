@@ -145,3 +145,83 @@ def test_surrogate_spike_is_heaviside_forward_and_psi_backward() -> None:
     z.sum().backward()
     # psi = 0.3 max(0, 1 - |v - 1|): 0.3 * (0.2, 0.9, 0.5)
     assert v0.grad[0].tolist() == pytest.approx([0.06, 0.27, 0.15])
+
+
+# ------------------------------------------------------------ Xylo's neuron (reset at the spike)
+def test_reset_at_the_spike_subtracts_before_the_next_leak() -> None:
+    """v[t] = alpha (v[t-1] - v_th z[t-1]) + i[t]; "subtract" lowers it after the leak."""
+    at_spike = LIFParameters(alpha=0.5, v_th=1.0, reset="subtract_at_spike")
+    after_leak = LIFParameters(alpha=0.5, v_th=1.0, reset="subtract")
+    currents = [1.5, 0.0, 0.0]
+    _, states = run(at_spike, currents)
+    assert [float(s.v) for s in states] == [1.5, 0.25, 0.125]  # 0.5 * (1.5 - 1)
+    _, states = run(after_leak, currents)
+    assert [float(s.v) for s in states] == [1.5, -0.25, -0.125]  # 0.5 * 1.5 - 1
+
+
+def test_several_spikes_per_step_count_floor_of_v_over_threshold() -> None:
+    """At or above v_th (as Xylo and Rockpool compare), floor(v / v_th) spikes, capped by
+    max_spikes; the reset removes v_th per spike."""
+    p = LIFParameters(alpha=0.0, v_th=0.5, reset="subtract_at_spike", max_spikes=None)
+    spikes, states = run(p, [0.5, 0.49, 1.74, 40.0])
+    assert spikes == [1, 0, 3, 80]
+    capped = LIFParameters(alpha=0.0, v_th=0.5, reset="subtract_at_spike", max_spikes=31)
+    assert run(capped, [40.0])[0] == [31]
+    binary = LIFParameters(alpha=0.0, v_th=0.5)
+    assert run(binary, [0.5, 40.0])[0] == [0, 1]  # strictly above, one spike
+
+
+def test_several_spikes_per_step_are_the_same_into_buffers_and_under_autograd() -> None:
+    p = LIFParameters(alpha=0.75, v_th=0.3, reset="subtract_at_spike", max_spikes=None)
+    g = torch.Generator().manual_seed(0)
+    currents = torch.rand(20, 3, 4, generator=g, dtype=torch.float64) * 1.5
+    out = LIFState(*(torch.empty(20, 3, 4, dtype=torch.float64) for _ in range(2)), None)
+    plain = initial_state(p, 3, 4, dtype=torch.float64)
+    buffered = plain
+    spike = spike_function(Surrogate(), p.v_th)
+    graded = initial_state(p, 3, 4, dtype=torch.float64)
+    w = torch.ones(4, dtype=torch.float64, requires_grad=True)
+    for t in range(20):
+        _, plain = neuron_step(currents[t], plain, p)
+        buffers = LIFState(out.z[t], out.v[t], None)
+        _, buffered = neuron_step(currents[t], buffered, p, out=buffers)
+        _, graded = neuron_step(currents[t] * w, graded, p, spike)
+        assert torch.equal(plain.z, buffered.z) and torch.equal(plain.z, graded.z.detach())
+    assert float(out.z.max()) >= 2
+    graded.z.sum().backward()
+    assert w.grad is not None and bool(torch.isfinite(w.grad).all())
+    assert float(w.grad.abs().sum()) > 0
+
+
+def test_the_gradient_of_several_spikes_is_a_bump_at_each_threshold() -> None:
+    """d count / dv: the surrogate of the nearest threshold multiple (1, 2, ... v_th)."""
+    p = LIFParameters(alpha=0.0, v_th=1.0, reset="subtract_at_spike", max_spikes=None)
+    spike = spike_function(Surrogate("triangle", 1.0, 0.3), p.v_th)
+    v = torch.tensor([[1.0, 2.0, 3.0, 2.5]], dtype=torch.float64, requires_grad=True)
+    state = initial_state(p, 1, 4, dtype=torch.float64)
+    z, _ = neuron_step(v, state, p, spike)
+    assert z.detach().tolist() == [[1.0, 2.0, 3.0, 2.0]]
+    z.sum().backward()
+    assert v.grad is not None
+    # at each threshold the triangle's peak 0.3 / v_th; half-way between two, half of it
+    torch.testing.assert_close(v.grad, torch.tensor([[0.3, 0.3, 0.3, 0.15]], dtype=torch.float64))
+
+
+@pytest.mark.parametrize(
+    ("kw", "field"),
+    [
+        ({"rule": "eprop", "reset": "subtract_at_spike"}, "reset"),
+        ({"rule": "eprop", "max_spikes": None}, "max_spikes"),
+        ({"rule": "bptt", "neuron": "alif", "max_spikes": 4}, "max_spikes"),
+        ({"rule": "bptt", "refractory_steps": 2, "max_spikes": None}, "max_spikes"),
+        ({"rule": "bptt", "max_spikes": 0}, "max_spikes"),
+    ],
+)
+def test_the_chip_neuron_config_is_checked(kw: dict[str, Any], field: str) -> None:
+    from spiketune.snn import SNNConfig
+
+    with pytest.raises(ConfigError) as err:
+        SNNConfig(n_in=2, n_rec=3, n_out=2, **kw)
+    assert field in str(err.value)
+    with pytest.raises(ConfigError, match="max_spikes"):
+        LIFParameters(alpha=0.5, max_spikes=0)

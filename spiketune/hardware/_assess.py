@@ -134,7 +134,8 @@ def assess_network(
     ``val`` / ``test``: data to measure on (either may be None). Activity limits are checked on
     ``val`` (or ``test`` when there is no ``val``) with the quantised network: the one the chip
     would run. ``bitshift_decays``: round the decays to bit shifts (default: when the target's
-    decays are bit shifts).
+    decays are bit shifts). A target with ``shared_hidden_scale`` quantises the input and
+    recurrent weights on one grid and rounds the threshold to it.
 
     Metrics (present when their data is given): ``val_acc``, ``test_acc``, ``quant_val_acc``,
     ``quant_test_acc``, ``quant_val_drop`` (``val_acc - quant_val_acc``),
@@ -152,7 +153,8 @@ def assess_network(
     deployed = model
     if tgt.weight_bits is not None:
         quantised = quantise_network(
-            model, tgt.weight_bits, per_channel=per_channel, bitshift_decays=bitshift_decays
+            model, tgt.weight_bits, per_channel=per_channel, bitshift_decays=bitshift_decays,
+            shared_hidden_scale=tgt.shared_hidden_scale,
         )
         deployed = quantised.network
 

@@ -7,7 +7,12 @@ postsynaptic neuron (per channel). ``torch.round`` rounds halves to even. The ne
 float arithmetic with the dequantised weights ``q * s``: for integer hardware that is the same
 network up to the scale, which the chip folds into each neuron's threshold and state.
 
-Biases and thresholds are left in float (they live in the wider neuron-state range). On a chip
+Biases and thresholds are left in float (they live in the wider neuron-state range), except
+with ``shared_hidden_scale``: a chip whose hidden neurons add input and recurrent weights in
+one integer membrane (Xylo; Rockpool's ``global_quantize`` scales both together, and the
+threshold with them) gets one grid for ``w_in`` and ``w_rec``, and its threshold rounded to a
+whole number of steps of that grid (per tensor; per channel, each neuron would need its own
+threshold, which a spiketune network does not have, so it is left in float). On a chip
 with bit-shift decays (Xylo) the membrane and readout decays can be rounded too: ``alpha``
 becomes the nearest ``1 - 2**-k`` in the log domain, ``k = round(log2(1 / (1 - alpha)))``,
 ``k`` in 0..15.
@@ -82,13 +87,15 @@ def bitshift_decay(decay: float) -> float:
 
 
 def quantise_network(
-    model: RecurrentSNN, bits: int, *, per_channel: bool = False, bitshift_decays: bool = False
+    model: RecurrentSNN, bits: int, *, per_channel: bool = False, bitshift_decays: bool = False,
+    shared_hidden_scale: bool = False,
 ) -> QuantisedNetwork:
     """A copy of ``model`` with ``w_in``, ``w_rec`` and ``w_out`` quantised to ``bits`` bits.
 
     ``bitshift_decays``: also round the membrane decay ``alpha``, the readout decay ``kappa``
     and a CubaLIF's synaptic decay ``alpha_syn`` to bit shifts (see the module docstring). The
-    copy is in eval mode on the model's device and dtype.
+    copy is in eval mode on the model's device and dtype. ``shared_hidden_scale``: ``w_in`` and
+    ``w_rec`` on one grid and ``v_th`` rounded to it (see the module docstring).
     """
     if not isinstance(model, RecurrentSNN):
         raise ConfigError(Problem("model", type(model).__name__, "a RecurrentSNN"))
@@ -106,16 +113,25 @@ def quantise_network(
             updates |= {tau_key: None, factor_key: rounded}
         cfg = SNNConfig.model_validate({**cfg.model_dump(), **updates})
     ref = model.w_in
-    copy = RecurrentSNN(cfg, seed=0, device=ref.device, dtype=ref.dtype)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if state.get("w_rec") is not None:
+        state["w_rec"] = state["w_rec"] * model.rec_mask  # never used: keep it out of the scale
     scales: dict[str, Tensor] = {}
-    for name in _WEIGHTS:
-        if state.get(name) is None:
-            continue
-        w = state[name]
-        if name == "w_rec":
-            w = w * model.rec_mask  # the diagonal is never used: keep it out of the scale
-        state[name], scales[name] = quantise_tensor(w, bits, per_channel=per_channel)
+    names = [n for n in _WEIGHTS if state.get(n) is not None]
+    if shared_hidden_scale:
+        hidden = [n for n in ("w_in", "w_rec") if n in names]
+        joined, scale = quantise_tensor(torch.cat([state[n] for n in hidden], 1), bits,
+                                        per_channel=per_channel)
+        for name, part in zip(hidden, joined.split([state[n].shape[1] for n in hidden], 1),
+                              strict=True):
+            state[name], scales[name] = part, scale
+        names = [n for n in names if n not in hidden]
+        if not per_channel:
+            steps = max(1, round(cfg.v_th / float(scale)))
+            cfg = SNNConfig.model_validate({**cfg.model_dump(), "v_th": steps * float(scale)})
+    for name in names:
+        state[name], scales[name] = quantise_tensor(state[name], bits, per_channel=per_channel)
+    copy = RecurrentSNN(cfg, seed=0, device=ref.device, dtype=ref.dtype)
     copy.load_state_dict(state)
     return QuantisedNetwork(copy.eval(), scales, bits, per_channel, decays)
 

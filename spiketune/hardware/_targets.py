@@ -80,6 +80,10 @@ class HardwareTarget(BaseModel):
     decay: Literal["exponential", "bitshift"] = Field(
         "exponential", description="bitshift: decays are 1 - 2**-k for integer k"
     )
+    shared_hidden_scale: bool = Field(
+        False, description="a hidden neuron's input and recurrent weights are integers on one "
+        "grid, and its threshold a whole number of steps of it"
+    )
 
     def with_limits(self, **overrides: Any) -> HardwareTarget:
         """A copy with some limits changed (validated like :func:`get_target`'s overrides)."""
@@ -113,6 +117,9 @@ class XyloAudio2(HardwareTarget):
         "max_fan_in": "not given on the cited page: not checked",
         "bias": "Rockpool's own Xylo Audio 2 mapper (rockpool 3.1.0, syns61201.mapper) warns "
         "that biases are not transferred to Xylo: none assumed",
+        "shared_hidden_scale": "input and recurrent weights add in one integer membrane: "
+        "Rockpool's Xylo quantisers (global_quantize, channel_quantize) scale both together "
+        "and round the threshold on the same grid",
         "neurons": "the chip's neuron is current-based (cuba_lif) and resets at the spike "
         "(subtract_at_spike), several spikes per step: trained so, the Rockpool export is exact; "
         "a lif with reset 'subtract' is accepted and exported with a synapse and that reset "
@@ -132,6 +139,7 @@ class XyloAudio2(HardwareTarget):
     refractory: bool = False
     bias: bool = False
     decay: Literal["exponential", "bitshift"] = "bitshift"
+    shared_hidden_scale: bool = True
 
 
 class XyloIMU(HardwareTarget):
@@ -164,6 +172,7 @@ class XyloIMU(HardwareTarget):
     refractory: bool = False
     bias: bool = False
     decay: Literal["exponential", "bitshift"] = "bitshift"
+    shared_hidden_scale: bool = True
 
 
 class Loihi2(HardwareTarget):
