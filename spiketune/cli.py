@@ -747,14 +747,18 @@ def export_model(
     data: Annotated[
         Path | None,
         typer.Option("--data", help="Test data (a TensorDataset file, as `spiketune evaluate` "
-                     "reads): print the model's and the exported graph's accuracy on it.",
+                     "reads): print the model's and the exported graph's accuracy on it, and "
+                     "record them in <experiment dir>/best_model/exports.json for the report.",
                      show_default=False),
     ] = None,
     root: _RootOption = None,
 ) -> None:
-    """Write the experiment's best model in a neuromorphic exchange format (NIR)."""
+    """Write the experiment's best model in a neuromorphic exchange format (NIR).
+
+    With --data, the model's and the export's accuracy are also recorded beside the best
+    model (exports.json), so that `spiketune report` shows what each approximation costs."""
     from spiketune.nir import check_export, export, read
-    from spiketune.nir._export import best_network
+    from spiketune.nir._export import best_network, record_export_check
 
     if output is not None:
         output = _output_path(output, "--output")
@@ -768,7 +772,14 @@ def export_model(
     if data is not None:
         from spiketune.data import load_braille_pool
 
-        typer.echo(check_export(network, written, load_braille_pool(data)).summary())
+        check = check_export(network, written, load_braille_pool(data))
+        typer.echo(check.summary())
+        exports, moved = record_export_check(directory, check, written, data)
+        if moved is not None:  # kept for whoever wants to look; the new list starts empty
+            _stderr().print(Text("warning: ", style="bold yellow")
+                            + Text(f"{exports} could not be parsed: moved it to {moved} and "
+                                   "started a new list"), soft_wrap=True)
+        typer.echo(f"recorded the check in {exports}")
     elif notes != "none":
         typer.echo("pass --data <test file> to compare the model's and the export's accuracy")
 

@@ -4,6 +4,8 @@ refusal naming the approximation, and the accuracy of the model next to its expo
 from __future__ import annotations
 
 import json
+import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -67,3 +69,105 @@ def test_export_for_zero_reset_importers(tmp_path: Path, importer: str) -> None:
     assert float(meta["dt"]) == {"snntorch": 1e-4, "norse": 1e-3}[importer]
     usage = CliRunner().invoke(app, ["export-model", str(exp), "--for", "loihi"])
     assert usage.exit_code == 2
+
+
+_SUMMARY = re.compile(
+    r"accuracy on (\d+) samples: model ([\d.]+), exported --for (\w+) ([\d.]+) "
+    r"\(same prediction on ([\d.]+)%; approximations: (.*)\)$",
+    re.MULTILINE,
+)
+
+
+def _printed(output: str) -> tuple[int, str, str, str, str, str]:
+    """The figures of the check's summary line, as printed."""
+    found = _SUMMARY.search(output)
+    assert found is not None, output
+    n, model, target, exported, agreement, approximations = found.groups()
+    return int(n), model, target, exported, agreement, approximations
+
+
+def _export(exp: Path, out: Path, data: Path, *args: str) -> Any:
+    result = CliRunner().invoke(app, ["export-model", str(exp), "-o", str(out), "--data",
+                                      str(data), *args])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_checked_exports_are_recorded_for_the_report(tmp_path: Path) -> None:
+    exp = _experiment(tmp_path, reset="zero", refractory_steps=2)
+    data = _test_file(tmp_path)
+    generic = _export(exp, tmp_path / "g.nir", data, "--approximate", "refractory")
+    exports = exp / "best_model" / "exports.json"
+    assert f"recorded the check in {exports}" in generic.output.replace("\n", "")
+    records = json.loads(exports.read_text(encoding="utf-8"))
+    assert len(records) == 1
+    rec = records[0]
+    n, model, target, exported, agreement, approximations = _printed(generic.output)
+    assert rec["file"] == str((tmp_path / "g.nir").resolve())
+    assert rec["data"] == str(data.resolve())
+    assert (rec["target"], rec["samples"], rec["approximations"]) == (target, n, approximations)
+    assert rec["target"] == "generic" and rec["samples"] == 21
+    assert "refractory period of 2 step(s) dropped" in rec["approximations"]
+    assert f"{rec['model_accuracy']:.4f}" == model
+    assert f"{rec['export_accuracy']:.4f}" == exported
+    assert f"{100 * rec['agreement']:.1f}" == agreement
+    checked = datetime.fromisoformat(rec["checked_at"])
+    assert checked.utcoffset() == timedelta(0)
+    assert abs(datetime.now(UTC) - checked) < timedelta(minutes=10)
+
+    snn = _export(exp, tmp_path / "s.nir", data, "--for", "snntorch", "--approximate",
+                  "refractory")
+    records = json.loads(exports.read_text(encoding="utf-8"))
+    assert [r["target"] for r in records] == ["generic", "snntorch"]
+    assert records[0] == rec  # the first record is kept as it was
+    assert f"{records[1]['export_accuracy']:.4f}" == _printed(snn.output)[3]
+    assert records[1]["file"] == str((tmp_path / "s.nir").resolve())
+
+    # the same file written again: its record is replaced, not duplicated
+    _export(exp, tmp_path / "g.nir", data, "--approximate", "refractory")
+    records = json.loads(exports.read_text(encoding="utf-8"))
+    assert [Path(r["file"]).name for r in records] == ["s.nir", "g.nir"]
+    assert not [p.name for p in exports.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_an_export_without_data_records_nothing(tmp_path: Path) -> None:
+    exp = _experiment(tmp_path)
+    result = CliRunner().invoke(app, ["export-model", str(exp), "-o", str(tmp_path / "g.nir")])
+    assert result.exit_code == 0, result.output
+    assert not (exp / "best_model" / "exports.json").exists()
+
+
+@pytest.mark.parametrize("text", ["[{broken", '{"file": "g.nir"}', "[1, 2]", "\xff\xfe"])
+def test_a_corrupt_record_file_is_moved_aside_not_lost(tmp_path: Path, text: str) -> None:
+    exp = _experiment(tmp_path)
+    exports = exp / "best_model" / "exports.json"
+    exports.write_bytes(text.encode("latin-1"))
+    result = _export(exp, tmp_path / "g.nir", _test_file(tmp_path))
+    assert "warning:" in result.output and "could not be parsed" in result.output
+    aside = list(exports.parent.glob("exports.json.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == text.encode("latin-1")
+    assert re.fullmatch(r"exports\.json\.corrupt-\d{8}T\d{6}Z", aside[0].name)
+    records = json.loads(exports.read_text(encoding="utf-8"))
+    assert [r["target"] for r in records] == ["generic"]
+
+
+def test_a_failed_write_keeps_the_old_records(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from spiketune.nir import ExportCheck
+    from spiketune.nir import _export as export_module
+
+    check = ExportCheck(target="generic", model_accuracy=0.5, export_accuracy=0.5,
+                        agreement=1.0, samples=4, approximations="none")
+    exports, moved = export_module.record_export_check(tmp_path, check, tmp_path / "a.nir",
+                                                       tmp_path / "d.pt")
+    assert moved is None
+    before = exports.read_bytes()
+
+    def fail(src: Any, dst: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(export_module.os, "replace", fail)
+    with pytest.raises(OSError):
+        export_module.record_export_check(tmp_path, check, tmp_path / "b.nir", tmp_path / "d.pt")
+    assert exports.read_bytes() == before
+    assert sorted(p.name for p in exports.parent.iterdir()) == ["exports.json"]

@@ -356,6 +356,7 @@ def test_report_of_a_plain_number_experiment(tmp_path: Path) -> None:
     text = files.index.read_text(encoding="utf-8")
     assert fmt(results.best.value) in text
     assert "No model was kept" in text
+    assert "<h2>Exports</h2>" not in text  # no export was checked
     ex = exploration(load_results(exp.directory))
     assert [a.name for a in ex.axes] == ["x", "default"]
     assert all(math.isfinite(p) for a in ex.axes for p in a.positions)
@@ -365,3 +366,65 @@ def test_predictions_with_unnamed_classes_draw(tmp_path: Path) -> None:
     matrix = plot_confusion_matrix(Predictions([0, 1, 2, 2], [0, 2, 2, 2]), tmp_path / "cm.png")
     assert matrix.sum() == 4 and matrix.trace() == 3
     assert _png_size(tmp_path / "cm.png")[0] >= 400
+
+
+# ------------------------------------------------------------------------------ checked exports
+def _quadratic_experiment(tmp_path: Path) -> Path:
+    def trial(p: dict[str, Any]) -> float:
+        return -((p["x"] - 1.0) ** 2)
+
+    exp = Experiment(trial=trial, name="exported", max_trials=2, experiment_dir=tmp_path,
+                     tuner="Random", seed=2, optimize_mode="maximize",
+                     search_space={"x": {"_type": "uniform", "_value": [-2, 2]}})
+    exp.run()
+    assert exp.directory is not None
+    return exp.directory
+
+
+def test_report_shows_the_checked_exports(tmp_path: Path) -> None:
+    from spiketune.nir import ExportCheck
+    from spiketune.nir._export import record_export_check
+
+    directory = _quadratic_experiment(tmp_path)
+    written = directory / "best_model" / "best_model.nir"
+    written.parent.mkdir(parents=True, exist_ok=True)
+    written.write_bytes(b"graph")
+    data = tmp_path / "test.pt"
+    record_export_check(directory, ExportCheck("generic", 0.9123, 0.9123, 1.0, 320, "none"),
+                        written, data)
+    record_export_check(
+        directory,
+        ExportCheck("rockpool", 0.9123, 0.8765, 0.9512, 320, "<synapse> & reset"),
+        tmp_path / "gone.nir", data,
+    )
+    text = build_report(directory, out_dir=tmp_path / "out").index.read_text(encoding="utf-8")
+    section = text.split("<h2>Exports</h2>", 1)
+    assert len(section) == 2, "no Exports section"
+    table = section[1].split("</table>", 1)[0]
+    assert "run as its importer runs it" in section[1].split("<table", 1)[0]
+    rows = re.findall(r"<tr>(.*?)</tr>", table.split("<tbody>", 1)[1], flags=re.S)
+    assert len(rows) == 2
+    cells = [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", rows[1])]
+    assert cells[:7] == ["rockpool", "&lt;synapse&gt; &amp; reset", "320", "91.23%", "87.65%",
+                         "95.12%", "gone.nir (missing)"]
+    assert "<synapse>" not in text
+    first = re.findall(r"<td[^>]*>(.*?)</td>", rows[0])
+    assert first[0] == "generic" and first[3] == first[4] == "91.23%" and first[5] == "100.00%"
+    link = re.search(r"<a href='([^']*)'[^>]*>best_model\.nir</a>", rows[0])
+    assert link is not None
+    assert (tmp_path / "out" / unquote(link.group(1))).resolve() == written.resolve()
+
+
+@pytest.mark.parametrize("text", ["[{not json", '{"records": []}'])
+def test_corrupt_exports_file_is_a_note_on_the_page(tmp_path: Path, text: str) -> None:
+    directory = _quadratic_experiment(tmp_path)
+    exports = directory / "best_model" / "exports.json"
+    exports.parent.mkdir(parents=True, exist_ok=True)
+    exports.write_text(text, encoding="utf-8")
+    files = build_report(directory, out_dir=tmp_path / "out")
+    page = files.index.read_text(encoding="utf-8")
+    note = re.search(r"<p class='note'>The checked exports could not be shown: [^<]*", page)
+    assert note is not None and "exports.json are corrupt" in note.group(0)
+    assert "<h2>Exports</h2>" not in page
+    assert "<h2>Best trial</h2>" in page and files.history is not None
+    assert exports.read_text(encoding="utf-8") == text  # the report only reads

@@ -163,7 +163,7 @@ def test_several_spikes_per_step_count_floor_of_v_over_threshold() -> None:
     """At or above v_th (as Xylo and Rockpool compare), floor(v / v_th) spikes, capped by
     max_spikes; the reset removes v_th per spike."""
     p = LIFParameters(alpha=0.0, v_th=0.5, reset="subtract_at_spike", max_spikes=None)
-    spikes, states = run(p, [0.5, 0.49, 1.74, 40.0])
+    spikes, _ = run(p, [0.5, 0.49, 1.74, 40.0])
     assert spikes == [1, 0, 3, 80]
     capped = LIFParameters(alpha=0.0, v_th=0.5, reset="subtract_at_spike", max_spikes=31)
     assert run(capped, [40.0])[0] == [31]

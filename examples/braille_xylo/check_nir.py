@@ -2,8 +2,7 @@
 ``rockpool.nir`` a trial keeps beside it): run it as its importer would on the validation and
 test parts of the fixed split, and compare with the kept 8-bit network.
 
-    spiketune export-model braille_xylo --for rockpool --approximate synapse \\
-        --approximate reset -o braille_xylo.nir
+    spiketune export-model braille_xylo --for rockpool -o braille_xylo.nir
     python check_nir.py braille_xylo.nir braille_xylo --data braille_reduced_th1_pool.pt
 
 Prints, per part, ``spiketune.nir.check_export``'s line: the network's accuracy, the file's

@@ -43,10 +43,12 @@ How :func:`spiketune.nir.simulate` runs a graph with cycles is in ``_simulate``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +57,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from spiketune.errors import CheckpointError, ExportError
+from spiketune.errors import CheckpointError, ExportError, StorageError
 from spiketune.nir._profiles import PROFILES, ImporterProfile, get_profile
 from spiketune.snn import ALIFParameters, LIFParameters, RecurrentSNN, load_checkpoint, predict
 
@@ -361,3 +363,124 @@ def best_network(experiment_dir: str | os.PathLike[str], format: str = "nir") ->
             "trials keep one with spiketune.trial.offer_best_model"
         )
     return load_checkpoint(checkpoint).network
+
+
+# ------------------------------------------------------------- checked exports, on record
+_EXPORTS_FILE = "exports.json"
+
+
+def _exports_path(experiment_dir: str | os.PathLike[str]) -> Path:
+    return Path(experiment_dir) / "best_model" / _EXPORTS_FILE
+
+
+def _parse_export_checks(path: Path) -> list[dict[str, Any]] | None:
+    """The records in ``path``; None when there is no file. ValueError when the file is not a
+    JSON list of objects (a decoding error is one too), OSError when it cannot be read."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    doc = json.loads(raw.decode("utf-8"))
+    if not isinstance(doc, list):
+        raise ValueError(f"expected a JSON list of records, but got {type(doc).__name__}")
+    for i, record in enumerate(doc):
+        if not isinstance(record, dict):
+            raise ValueError(f"record {i} is a {type(record).__name__}, not an object")
+    return doc
+
+
+def load_export_checks(experiment_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The export checks recorded by ``spiketune export-model --data`` (oldest first), from
+    ``<experiment_dir>/best_model/exports.json``; ``[]`` when there is none.
+
+    Private to the command and the report: the records are what they show, not an API. A file
+    that cannot be read or parsed raises StorageError naming it and the problem, and is left as
+    it is, so that a reader (the report) never loses what a writer put there.
+    """
+    path = _exports_path(experiment_dir)
+    try:
+        records = _parse_export_checks(path)
+    except OSError as e:
+        raise StorageError(f"the export checks {path} cannot be read: {_os_reason(e)}") from None
+    except ValueError as e:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise StorageError(f"the export checks {path} are corrupt: {e}") from None
+    return records or []
+
+
+def record_export_check(
+    experiment_dir: str | os.PathLike[str],
+    check: ExportCheck,
+    path: str | os.PathLike[str],
+    data_path: str | os.PathLike[str],
+    *,
+    now: datetime | None = None,
+) -> tuple[Path, Path | None]:
+    """Add the check of the export written at ``path`` (scored on ``data_path``) to the
+    experiment's ``best_model/exports.json``, so the report can show what each export costs
+    in accuracy long after the command's output is gone.
+
+    One record per written file: a new check of the same file replaces the earlier record (the
+    file was overwritten, the old figures describe nothing that exists). Paths are stored
+    resolved, so the same file is recognised whatever directory the command ran from.
+    Non-finite figures (no samples) are stored as null: the file stays strict JSON.
+
+    The file is replaced atomically (a temporary file, then ``os.replace``): a crash leaves the
+    old list or the new one, never half of one. An existing file that cannot be parsed is not
+    overwritten: it is moved aside to ``exports.json.corrupt-<UTC time>`` and a new list is
+    started. Returns the path of ``exports.json`` and where a corrupt one was moved (or None);
+    the caller says so, as this function prints nothing.
+    """
+    when = (now or datetime.now(UTC)).astimezone(UTC)
+    target = _exports_path(experiment_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    moved: Path | None = None
+    try:
+        records = _parse_export_checks(target) or []
+    except ValueError:
+        moved = _move_aside(target, when)
+        records = []
+    file = str(Path(path).resolve())
+    record: dict[str, Any] = {
+        "file": file,
+        "target": check.target,
+        "approximations": check.approximations,
+        "data": str(Path(data_path).resolve()),
+        "samples": check.samples,
+        "model_accuracy": _finite_or_none(check.model_accuracy),
+        "export_accuracy": _finite_or_none(check.export_accuracy),
+        "agreement": _finite_or_none(check.agreement),
+        "checked_at": when.isoformat(timespec="seconds"),
+    }
+    records = [r for r in records if r.get("file") != file] + [record]
+    _replace_text(target, json.dumps(records, indent=2) + "\n")
+    return target, moved
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _move_aside(path: Path, when: datetime) -> Path:
+    """Rename ``path`` to ``<name>.corrupt-<UTC time>`` (numbered when that name is taken)."""
+    stem = f"{path.name}.corrupt-{when.strftime('%Y%m%dT%H%M%SZ')}"
+    aside = path.with_name(stem)
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{stem}-{n}")
+    os.replace(path, aside)
+    return aside
+
+
+def _replace_text(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from spiketune.engine.results import Retrained, load_results, load_retrained
 from spiketune.errors import CheckpointError, StorageError
@@ -59,7 +60,9 @@ def build_report(
 
     When the experiment directory holds a ``retrained.json`` (see
     :func:`~spiketune.engine.results.save_retrained`), the page shows the chosen configuration
-    retrained with several seeds after the best trial; a file that cannot be read becomes a
+    retrained with several seeds after the best trial; when it holds a
+    ``best_model/exports.json`` (written by ``spiketune export-model --data``), the page shows
+    each checked export's accuracy next to the model's. A file that cannot be read becomes a
     note on the page.
     """
     results = load_results(experiment, storage=storage)
@@ -96,6 +99,12 @@ def build_report(
             retrained = load_retrained(results.directory)
         except StorageError as e:  # shown on the page; the rest of the report still builds
             notes.append(f"The retrained configuration could not be shown: {e}")
+    exports = None
+    if results.directory is not None:
+        try:
+            exports = _load_exports(results.directory)
+        except StorageError as e:  # shown on the page; the rest of the report still builds
+            notes.append(f"The checked exports could not be shown: {e}")
     predictions = None if best_model is None else best_model.predictions
     if predictions is not None and predictions.labels:
         files["confusion_matrix"] = out / "confusion_matrix.png"
@@ -127,6 +136,7 @@ def build_report(
     page = render_index(
         results=results, out_dir=out, exploration_div=div, exploration_links=links,
         figures=figures, best_model=best_model, notes=notes, retrained=retrained,
+        exports=exports,
     )
     index = out / "index.html"
     _write_text(index, page)
@@ -143,6 +153,18 @@ def report_command(
     files = build_report(experiment, out, storage)
     echo(f"report: {files.index} ({len(files.written())} files in {files.directory})")
     return files
+
+
+def _load_exports(directory: Path) -> list[dict[str, Any]] | None:
+    """The export checks of ``spiketune export-model --data``; None when none was recorded.
+
+    The reader (in ``spiketune.nir``) imports torch and nir, so it is imported only when
+    there is a file to read: a report without exports stays as quick to build as before."""
+    if not (directory / "best_model" / "exports.json").exists():
+        return None
+    from spiketune.nir._export import load_export_checks
+
+    return load_export_checks(directory)
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -124,9 +124,12 @@ def render_index(
     best_model: Any,
     notes: Sequence[str],
     retrained: Retrained | None = None,
+    exports: Sequence[Mapping[str, Any]] | None = None,
 ) -> str:
     """The page's HTML text; ``retrained`` is the chosen configuration retrained with several
-    seeds (``retrained.json``), shown after the best trial."""
+    seeds (``retrained.json``), shown after the best trial; ``exports`` are the records of
+    ``best_model/exports.json`` (``spiketune export-model --data``), shown after the best
+    model, or None when there is no such file."""
     parts: list[str] = []
     add = parts.append
     title = f"spiketune report: {results.id}"
@@ -145,6 +148,8 @@ def render_index(
         add(_retrained_section(results, retrained, out_dir))
     add(_optimistic_section(results))
     add(_best_model_section(best_model, out_dir))
+    if exports is not None:
+        add(_exports_section(exports, out_dir))
 
     add("<h2>Exploration</h2><div class='figures'>")
     if exploration_div is not None:
@@ -357,6 +362,57 @@ def _best_model_section(best_model: Any, out_dir: Path) -> str:
     links = ", ".join(f"<a href='{_href(f, out_dir)}'>{html.escape(f.name)}</a>" for f in files)
     out.append(f"<p>Files: {links}</p>")
     return "\n".join(out)
+
+
+def _exports_section(exports: Sequence[Mapping[str, Any]], out_dir: Path) -> str:
+    """The best model as exported (NIR) next to the model itself, one row per checked file:
+    an approximated export can lose accuracy, and this is where that cost is on record."""
+    out = ["<h2>Exports</h2>"]
+    if not exports:
+        return out[0] + ("<p>No export has been checked yet (<code>spiketune export-model "
+                         "--data FILE</code> records one).</p>")
+    out.append("<p>Accuracy on the test data of the model as trained and of the exported graph "
+               "run as its importer runs it (the importer's own conventions); agreement: the "
+               "fraction of samples both classify alike.</p>")
+    head = ["importer", "approximations", "samples", "model accuracy", "exported accuracy",
+            "agreement", "file", "test data", "checked"]
+    out.append("<div class='scroll'><table class='sortable'><thead><tr>"
+               + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr></thead><tbody>")
+    for r in exports:
+        cells = [
+            f"<td>{_e(r.get('target'))}</td>",
+            f"<td>{_e(r.get('approximations'))}</td>",
+            _num_cell(r.get("samples")),
+            _fraction_cell(r.get("model_accuracy")),
+            _fraction_cell(r.get("export_accuracy")),
+            _fraction_cell(r.get("agreement")),
+            f"<td>{_file_link(r.get('file'), out_dir)}</td>",
+            f"<td>{_file_link(r.get('data'), out_dir)}</td>",
+            f"<td>{_e(r.get('checked_at'))}</td>",
+        ]
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    out.append("</tbody></table></div>")
+    return "\n".join(out)
+
+
+def _fraction_cell(value: Any) -> str:
+    """A fraction (an accuracy) as a percentage, sortable by its value; anything else (a
+    missing or hand-edited figure) as it is."""
+    if is_finite(value) and 0.0 <= float(value) <= 1.0:
+        return f'<td class="num" data-v="{float(value)!r}">{html.escape(_percent(value))}</td>'
+    return _num_cell(value)
+
+
+def _file_link(file: Any, out_dir: Path) -> str:
+    """A recorded file by its name, linked when it is still there, its full path on hover."""
+    if not isinstance(file, str) or not file:
+        return _e(file)
+    path = Path(file)
+    name = html.escape(path.name or file)
+    title = html.escape(file, quote=True)
+    if path.is_absolute() and path.is_file():
+        return f"<a href='{_href(path, out_dir)}' title='{title}'>{name}</a>"
+    return f"<span title='{title}'>{name}</span> (missing)"
 
 
 def _log_links(results: ExperimentResults, record: TrialRecord, out_dir: Path) -> str:

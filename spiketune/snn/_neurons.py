@@ -21,7 +21,7 @@ by v_th in the step it spikes, so the next leak acts on the lowered value (``"su
 lowers it after the leak). ``max_spikes`` > 1 (or None: no limit) lets a neuron emit several
 spikes in one step, as those do: ``z[t] = min(floor(v[t] / v_th), max_spikes)`` where
 ``v[t] >= v_th`` (at or above, as they compare), and the reset subtracts ``v_th`` per spike.
-Its surrogate gradient is that of the first spike.
+Its surrogate gradient is a bump at each threshold multiple: that of the one nearest to v.
 
 The membrane keeps integrating while refractory; only spiking is blocked. ``alpha``, ``rho``,
 ``alpha_syn`` are per-step decay factors; build them from time constants in seconds with
@@ -303,7 +303,7 @@ def _fire(
 
 def _spike_count(u: Tensor, p: LIFParameters, spike: SpikeFn, out: NeuronState | None) -> Tensor:
     """``min(floor(u / v_th), max_spikes)`` where ``u >= v_th``, else 0; under autograd the
-    value of that count with the gradient of ``spike`` (the first spike's surrogate)."""
+    value of that count with the gradient of ``spike`` at the threshold multiple nearest u."""
     count = torch.div(u.detach(), p.v_th).floor_().clamp_(min=0.0)
     if p.max_spikes is not None:
         count.clamp_(max=float(p.max_spikes))
