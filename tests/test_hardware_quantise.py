@@ -197,3 +197,9 @@ def test_shared_hidden_scale_puts_input_and_recurrent_weights_on_one_grid() -> N
     assert float(separate.scales["w_rec"]) < s and separate.network.config.v_th == 0.77
     assert get_target("xylo-audio2").shared_hidden_scale
     assert not get_target("loihi2").shared_hidden_scale
+    assert quantise_network(net, 8, dtype=torch.float64).network.w_in.dtype == torch.float64
+    from spiketune.hardware import assess_network
+
+    x, y = torch.rand(3, 5, 4), torch.tensor([0, 1, 2])
+    deployed = assess_network(net, "xylo-audio2", val=(x, y)).quantised
+    assert deployed is not None and deployed.network.w_in.dtype == torch.float64

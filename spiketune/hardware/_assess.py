@@ -135,7 +135,8 @@ def assess_network(
     ``val`` (or ``test`` when there is no ``val``) with the quantised network: the one the chip
     would run. ``bitshift_decays``: round the decays to bit shifts (default: when the target's
     decays are bit shifts). A target with ``shared_hidden_scale`` quantises the input and
-    recurrent weights on one grid and rounds the threshold to it.
+    recurrent weights on one grid, rounds the threshold to it, and simulates the copy in
+    float64 (exact integer sums: ties with the threshold fire as on the chip).
 
     Metrics (present when their data is given): ``val_acc``, ``test_acc``, ``quant_val_acc``,
     ``quant_test_acc``, ``quant_val_drop`` (``val_acc - quant_val_acc``),
@@ -155,6 +156,7 @@ def assess_network(
         quantised = quantise_network(
             model, tgt.weight_bits, per_channel=per_channel, bitshift_decays=bitshift_decays,
             shared_hidden_scale=tgt.shared_hidden_scale,
+            dtype=torch.float64 if tgt.shared_hidden_scale else None,
         )
         deployed = quantised.network
 

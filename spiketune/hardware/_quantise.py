@@ -88,14 +88,16 @@ def bitshift_decay(decay: float) -> float:
 
 def quantise_network(
     model: RecurrentSNN, bits: int, *, per_channel: bool = False, bitshift_decays: bool = False,
-    shared_hidden_scale: bool = False,
+    shared_hidden_scale: bool = False, dtype: torch.dtype | None = None,
 ) -> QuantisedNetwork:
     """A copy of ``model`` with ``w_in``, ``w_rec`` and ``w_out`` quantised to ``bits`` bits.
 
     ``bitshift_decays``: also round the membrane decay ``alpha``, the readout decay ``kappa``
     and a CubaLIF's synaptic decay ``alpha_syn`` to bit shifts (see the module docstring). The
     copy is in eval mode on the model's device and dtype. ``shared_hidden_scale``: ``w_in`` and
-    ``w_rec`` on one grid and ``v_th`` rounded to it (see the module docstring).
+    ``w_rec`` on one grid and ``v_th`` rounded to it (see the module docstring). ``dtype``: the
+    copy's (default the model's); float64 keeps a chip's integer sums exact, so that a membrane
+    that sits exactly on a threshold multiple fires as on the chip (float32 may round it below).
     """
     if not isinstance(model, RecurrentSNN):
         raise ConfigError(Problem("model", type(model).__name__, "a RecurrentSNN"))
@@ -131,7 +133,7 @@ def quantise_network(
             cfg = SNNConfig.model_validate({**cfg.model_dump(), "v_th": steps * float(scale)})
     for name in names:
         state[name], scales[name] = quantise_tensor(state[name], bits, per_channel=per_channel)
-    copy = RecurrentSNN(cfg, seed=0, device=ref.device, dtype=ref.dtype)
+    copy = RecurrentSNN(cfg, seed=0, device=ref.device, dtype=dtype or ref.dtype)
     copy.load_state_dict(state)
     return QuantisedNetwork(copy.eval(), scales, bits, per_channel, decays)
 
