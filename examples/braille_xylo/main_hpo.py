@@ -49,7 +49,13 @@ import torch
 
 import spiketune.nir
 from spiketune import ConfigError, DataError, Problem
-from spiketune.data import Dataset, load_braille, load_braille_pool, stratified_split
+from spiketune.data import (
+    Dataset,
+    load_braille,
+    load_braille_pool,
+    stratified_resplits,
+    stratified_split,
+)
 from spiketune.hardware import assess_network
 from spiketune.snn import (
     EpochMetrics,
@@ -147,6 +153,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="train at most this many epochs, whatever the parameters say")
     parser.add_argument("--subset", type=int, default=None, metavar="N",
                         help="keep N samples per class before splitting (smoke runs)")
+    parser.add_argument("--fold", type=int, default=0,
+                        help="train/validation re-split around the fixed test part (default 0: "
+                             "the fixed split; the launcher scores finalists on 1 and 2)")
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads (default 1: these networks are small, and trials run "
                              "side by side)")
@@ -184,17 +193,23 @@ def load_native(path: str | os.PathLike[str] | None = None) -> Dataset:
 
 def load_data(
     options: Mapping[str, Any], path: str | os.PathLike[str] | None = None, *,
-    per_class: int | None = None,
+    per_class: int | None = None, fold: int = 0,
 ) -> BrailleSplit:
     """Load, rebin (``options``: the keys of :data:`DATA_KEYS`) and split the letters.
 
     ``per_class`` keeps N samples of each class, drawn by a shuffle of seed 0, before the
-    split (smoke runs: the digest then names that smaller split).
+    split (smoke runs: the digest then names that smaller split). ``fold`` > 0 takes the
+    fold-th train/validation re-split around the same test part (``stratified_resplits``;
+    fold 0 is the fixed split itself): the launcher scores its finalists on other validation
+    samples than the search's.
     """
     dataset = load_native(path).rebin(float(options["bin_size"]), clip=bool(options["clip"]))
     if per_class is not None:
         dataset = dataset.per_class(per_class, seed=SPLIT_SEED)
-    split = stratified_split(dataset.labels, SPLIT_RATIOS, seed=SPLIT_SEED)
+    if fold:
+        split = stratified_resplits(dataset.labels, fold + 1, SPLIT_RATIOS, seed=SPLIT_SEED)[fold]
+    else:
+        split = stratified_split(dataset.labels, SPLIT_RATIOS, seed=SPLIT_SEED)
     train, val, test = dataset.split(split)
     return BrailleSplit(train, val, test, split.digest())
 
@@ -229,7 +244,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(max(1, args.threads))
 
     options = {key: params[key] for key in DATA_KEYS}
-    data = load_data(options, args.data, per_class=args.subset)
+    data = load_data(options, args.data, per_class=args.subset, fold=args.fold)
     net, train_config = build(params, data.train, epochs_cap=args.epochs_cap)
     print(f"trial {nni.get_trial_id()}: {data.train.info.name}, {len(data.train)}/"
           f"{len(data.val)}/{len(data.test)} samples, split {data.split_digest[:12]}, {net}, "
@@ -280,6 +295,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "feasible": float(assessment.feasible),
         "constraints": assessment.constraints,
         "split_digest": data.split_digest,
+        "fold": args.fold,
         "seconds": time.perf_counter() - started,
     }
     for v in assessment.violations:
