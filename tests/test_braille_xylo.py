@@ -154,3 +154,31 @@ def test_launcher_searches_retrains_and_draws_the_front(tmp_path: Path,
     assert outcome["runs"] == [pytest.approx(seed0["rockpool_test_acc"])]
     assert outcome["split_digest"] == seed0["split_digest"]
     assert outcome["pareto_front"] is not None and Path(outcome["pareto_front"]).is_file()
+    # the finalists were scored again on re-splits 1 and 2, and the chosen one is theirs
+    finalists = json.loads((directory / "finalists" / "finalists.json").read_text())
+    assert [len(row["runs"]) for row in finalists] == [3] * len(finalists)
+    assert outcome["trial"] in [row["trial"] for row in finalists]
+    best = max(row["mean"] for row in finalists)
+    assert [row["mean"] for row in finalists if row["trial"] == outcome["trial"]] == [best]
+
+    # choosing again from the finished search runs no new trial
+    again = launcher.run(["--experiment", str(directory), "--data", str(POOL), "--subset", "10",
+                          "--epochs-cap", "1", "--finalists", "0", "--retrain-seeds"])
+    assert again["experiment"] == str(directory) and "finalists" not in again
+    assert len(list((directory / "trials").iterdir())) == 2
+
+
+def test_a_fold_is_another_validation_part_around_the_same_test_part() -> None:
+    if not POOL_FILE.is_file():
+        pytest.skip(NO_POOL)
+    trial = _load("main_hpo")
+    options = {"bin_size": 0.02, "clip": True}
+    fixed, fold = (trial.load_data(options, POOL, fold=k) for k in (0, 1))
+    assert fixed.split_digest.startswith("51c1adac36a0")  # the fixed split of every example
+    assert fold.split_digest != fixed.split_digest
+    assert (fold.test.inputs == fixed.test.inputs).all() and len(fold.val) == len(fixed.val)
+    def samples(part: object) -> set[bytes]:
+        return {x.numpy().tobytes() for x in part.inputs}  # type: ignore[attr-defined]
+
+    assert not samples(fold.val) & samples(fixed.val)  # disjoint validation parts
+    assert samples(fold.train) >= samples(fixed.val)  # the search's validation now trains

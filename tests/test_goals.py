@@ -402,3 +402,11 @@ def test_braille_xylo_example_config() -> None:
     # largest exactly at the limit; one more neuron is refused before any training.
     assert [n for n in sizes if design({"n_rec": n}) is not None] == []
     assert max(sizes) == 58 and design({"n_rec": 59}) is not None
+
+
+def test_the_front_is_drawn_on_a_log_axis_where_an_objective_spans_decades() -> None:
+    from spiketune.report._pareto import axis_scale
+
+    assert axis_scale([0.1, 0.5, 0.9]) == "linear"
+    assert axis_scale([6e3, 1.3e4, 5.9e28]) == "log"  # a run-away network among the trials
+    assert axis_scale([0.0, 1e9]) == "linear" and axis_scale([]) == "linear"

@@ -20,6 +20,9 @@ from spiketune.report._html import fmt
 from spiketune.report._plotting import new_figure, save_png
 
 _MAX_PANELS = 3
+#: A positive objective spread over more than this ratio is drawn on a log axis: a network
+#: whose activity ran away (10^28 synaptic operations) would otherwise flatten the front.
+_LOG_RATIO = 1e3
 
 
 def plot_pareto(results: ExperimentResults, path: Path) -> Path | None:
@@ -52,12 +55,21 @@ def plot_pareto(results: ExperimentResults, path: Path) -> Path | None:
             for (r, _), x, y in zip(ours, xs, ys, strict=True):
                 ax.annotate(str(r.number), (x, y), textcoords="offset points", xytext=(4, 4),
                             fontsize=7)
+        for axis, k in (("x", i), ("y", j)):
+            getattr(ax, f"set_{axis}scale")(axis_scale([v[k] for _, v in points]))
         ax.set_xlabel(f"{goals[i][0]} ({goals[i][1]})")
         ax.set_ylabel(f"{goals[j][0]} ({goals[j][1]})")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="best")
     fig.suptitle(f"Pareto front: {len(front)} of {len(points)} complete trials", fontsize=11)
     return save_png(fig, path)
+
+
+def axis_scale(values: list[float]) -> str:
+    """"log" for positive values spread over more than :data:`_LOG_RATIO`, else "linear"."""
+    if not values or min(values) <= 0:
+        return "linear"
+    return "log" if max(values) / min(values) > _LOG_RATIO else "linear"
 
 
 def pareto_caption(results: ExperimentResults) -> str:
