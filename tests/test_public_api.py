@@ -26,14 +26,16 @@ PUBLIC: dict[str, set[str]] = {
         "load_best_model", "load_config", "load_results", "offer_best_model",
     },
     "spiketune.trial": {
-        "ENV_EXPERIMENT_DIR", "ENV_EXPERIMENT_ID", "ENV_PARAMETERS", "ENV_PARAMETER_FILE",
-        "ENV_SEQUENCE_ID", "ENV_TRIAL_DIR", "ENV_TRIAL_ID", "METRICS_FILE", "PARAMETER_FILE",
+        "ENV_CONCURRENCY", "ENV_EXPERIMENT_DIR", "ENV_EXPERIMENT_ID", "ENV_PARAMETERS",
+        "ENV_PARAMETER_FILE", "ENV_SEQUENCE_ID", "ENV_TRIAL_DIR", "ENV_TRIAL_ID",
+        "ENV_TRIAL_THREADS", "METRICS_FILE", "PARAMETER_FILE",
         "BestModel", "Member", "Predictions", "TrialStopped", "experiment_dir_of_trial",
         "flat_parameters",
         "get_current_parameter", "get_experiment_id", "get_next_parameter",
         "get_next_parameters", "get_sequence_id", "get_trial_dir", "get_trial_id",
         "in_population", "normalize_metric", "offer_best_model", "population",
-        "report_final_result", "report_intermediate_result",
+        "report_final_result", "report_intermediate_result", "seed_everything", "trial_device",
+        "trial_threads",
     },
     "spiketune.engine": {
         "Experiment", "ExperimentConfig", "ExperimentResults", "Outcome", "Progress",
@@ -79,6 +81,10 @@ PUBLIC: dict[str, set[str]] = {
         "check_model", "constraints_from", "evaluate", "get_target", "layout_of",
         "quantise_network", "quantise_tensor", "rockpool_check",
     },
+    "spiketune.launcher": {
+        "config_changes", "format_duration", "format_percent", "narrow_choice", "print_finish",
+        "print_start", "print_summary", "progress_printer", "with_options",
+    },
     "spiketune.report": {
         "ACCURACY_AXES", "Importances", "ReportFiles", "accuracy_axes", "build_report",
         "confusion_matrix", "param_importances", "plot_confusion_matrix", "report_command",
@@ -93,7 +99,7 @@ PUBLIC: dict[str, set[str]] = {
 #: packages whose names are imported on first use (PEP 562): dir() is their __all__
 LAZY = ["spiketune", "spiketune.engine", "spiketune.hardware", "spiketune.nir"]
 #: packages that import their names eagerly: nothing public in them beyond __all__
-EAGER = ["spiketune.snn", "spiketune.data", "spiketune.report"]
+EAGER = ["spiketune.snn", "spiketune.data", "spiketune.report", "spiketune.launcher"]
 
 #: what examples and templates may import from spiketune
 IMPORTABLE = {*PUBLIC, "spiketune.compat.nni"}

@@ -24,6 +24,10 @@ The same script runs in three settings, decided once when first needed:
 Both sides of the files and variables are written in :mod:`spiketune.trial._protocol`. This
 package imports only the standard library, so that a trial process starts in a few
 milliseconds (no Optuna, numpy or torch behind ``import spiketune.trial``).
+
+What a trial sets up before it trains is here too: :func:`trial_device` (its GPU, or the CPU),
+:func:`trial_threads` (its share of the CPU cores) and :func:`seed_everything`; those two
+import torch when called, not when ``spiketune.trial`` is imported.
 """
 
 from __future__ import annotations
@@ -60,9 +64,17 @@ if TYPE_CHECKING:
         offer_best_model,
     )
     from spiketune.trial._population import Member, in_population, population
+    from spiketune.trial._runtime import (
+        ENV_CONCURRENCY,
+        ENV_TRIAL_THREADS,
+        seed_everything,
+        trial_device,
+        trial_threads,
+    )
 
 # Keeping the best model is imported on first use: it costs a trial process ~12 ms of imports
-# (dataclasses, uuid, shutil) that a trial which never offers a model should not pay.
+# (dataclasses, uuid, shutil) that a trial which never offers a model should not pay. The same
+# for populations, and for the trial's runtime (device, CPU threads, seeds).
 __getattr__, _ = lazy_exports(
     __name__,
     {
@@ -72,10 +84,13 @@ __getattr__, _ = lazy_exports(
         ),
         **dict.fromkeys(("Member", "in_population", "population"),
                         "spiketune.trial._population"),
+        **dict.fromkeys(("ENV_CONCURRENCY", "ENV_TRIAL_THREADS", "seed_everything",
+                         "trial_device", "trial_threads"), "spiketune.trial._runtime"),
     },
 )
 
 __all__ = [
+    "ENV_CONCURRENCY",
     "ENV_EXPERIMENT_DIR",
     "ENV_EXPERIMENT_ID",
     "ENV_PARAMETERS",
@@ -83,6 +98,7 @@ __all__ = [
     "ENV_SEQUENCE_ID",
     "ENV_TRIAL_DIR",
     "ENV_TRIAL_ID",
+    "ENV_TRIAL_THREADS",
     "METRICS_FILE",
     "PARAMETER_FILE",
     "BestModel",
@@ -104,6 +120,9 @@ __all__ = [
     "population",
     "report_final_result",
     "report_intermediate_result",
+    "seed_everything",
+    "trial_device",
+    "trial_threads",
 ]
 
 

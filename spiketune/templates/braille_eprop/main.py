@@ -28,24 +28,22 @@ scores one on other data of the same encoding.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
-from spiketune import (
-    Experiment,
-    ExperimentResults,
-    Outcome,
-    Progress,
-    load_best_model,
-    load_config,
-)
+from spiketune import Experiment, ExperimentResults, load_config
 from spiketune.engine import Retrained, retrain
-from spiketune.report import build_report
+from spiketune.launcher import (
+    config_changes,
+    print_finish,
+    print_start,
+    print_summary,
+    progress_printer,
+    with_options,
+)
 from spiketune.snn import PopulationProbe, probe_population
 
 HERE = Path(__file__).absolute().parent  # unresolved: examples/braille_eprop links here
@@ -128,16 +126,7 @@ def experiment(args: argparse.Namespace) -> Experiment:
     if args.population == "auto":
         choose_population(args)
     config = load_config(CONFIG)
-    changes: dict[str, Any] = {}
-    for option, field in (("trials", "max_trials"), ("duration", "max_duration"),
-                          ("trial_duration", "max_trial_duration"),
-                          ("concurrency", "concurrency"), ("population", "population"),
-                          ("seed", "seed"), ("name", "name"),
-                          ("experiment_dir", "experiment_dir")):
-        if getattr(args, option) is not None:
-            changes[field] = getattr(args, option)
-    if args.gpus is not None:
-        changes["gpus"] = None if args.gpus == "none" else args.gpus
+    changes = config_changes(args)  # --trials, --duration, --gpus...: the settings given
     if args.population is not None:
         # What fixes the shape of a network's computation, and its data: members that share
         # these train as one batch (spiketune.snn.group_members); the rest varies per member.
@@ -154,12 +143,9 @@ def experiment(args: argparse.Namespace) -> Experiment:
         changes["search_space"] = space
 
     # Options for every trial travel on its command line (recorded with the experiment).
-    command = shlex.split(config.require_trial_command())
-    for option, value in (("--epochs-cap", args.epochs_cap), ("--subset", args.subset),
-                          ("--data", args.data), ("--folds", args.folds)):
-        if value is not None:
-            _set_option(command, option,
-                        str(Path(value).resolve()) if option == "--data" else str(value))
+    command = with_options(shlex.split(config.require_trial_command()),
+                           {"--epochs-cap": args.epochs_cap, "--subset": args.subset,
+                            "--data": args.data, "--folds": args.folds}, paths=("--data",))
     if command != shlex.split(config.require_trial_command()):
         changes["trial_command"] = shlex.join(command)
     return Experiment(config, **changes)
@@ -203,40 +189,25 @@ def choose_population(args: argparse.Namespace) -> PopulationProbe:
     return probe
 
 
-def _set_option(command: list[str], option: str, value: str) -> None:
-    """Give ``option`` the ``value`` in ``command``: in place where the config's command has it
-    (``--folds 3`` in config.toml), else appended."""
-    if option in command[:-1]:
-        command[command.index(option) + 1] = value
-    else:
-        command += [option, value]
-
-
 def run(argv: list[str] | None = None) -> ExperimentResults:
     """Run the experiment the command line describes, build its report, print the outcome."""
     args = parse_args(argv)
     exp = experiment(args)
     c = exp.config
-    # Trials size their CPU threads by these (see setup_hpo.trial_threads).
+    # Trials size their CPU threads by these (see spiketune.trial.trial_threads).
     os.environ["SPIKETUNE_CONCURRENCY"] = str(c.concurrency)
     if args.trial_threads is not None:
         os.environ["SPIKETUNE_TRIAL_THREADS"] = str(args.trial_threads)
-    at_once = (f"{c.concurrency} at a time" if c.population is None else
-               f"populations of {c.population}, {c.concurrency} at a time")
-    print(f"experiment {exp.id} in {exp.directory}\n"
-          f"  {c.max_trials} trials at most, {at_once}, budget "
-          f"{_duration(c.max_duration)}; trial command: {c.trial_command}", flush=True)
-    seen = [-1]
-    results = exp.run(progress=None if args.quiet else lambda p: _progress(p, seen))
-    print(f"finished in {_duration(results.elapsed_seconds)}: "
-          f"{results.count(Outcome.COMPLETE)} complete, "
-          f"{results.count(Outcome.EARLY_STOPPED)} early-stopped, "
-          f"{results.count(Outcome.FAILED)} failed", flush=True)
+    print_start(exp)
+    results = exp.run(progress=None if args.quiet else progress_printer())
+    print_finish(results)
     seeds = RETRAIN_SEEDS if args.retrain_seeds is None else args.retrain_seeds
     retrained = None
     if seeds and results.best is not None and results.directory is not None:
         retrained = retrain_chosen(results, seeds, args)
-    summarise(results, report=not args.no_report, retrained=retrained)
+    # The best model, the best test accuracy among trials (optimistic), the chosen
+    # configuration's retrained test accuracy (the figure to quote), the report.
+    print_summary(results, retrained=retrained, report=not args.no_report)
     return results
 
 
@@ -250,66 +221,10 @@ def retrain_chosen(results: ExperimentResults, seeds: list[int],
     ``<experiment>/chosen/seed<k>/`` (checkpoint, ``result.json``, log), as many at once as
     the experiment's concurrency, and writes ``retrained.json``.
     """
-    command = [sys.executable, "main_hpo.py", "--folds", "1"]
-    for option, value in (("--epochs-cap", args.epochs_cap), ("--subset", args.subset),
-                          ("--data", args.data)):
-        if value is not None:
-            command += [option, str(Path(value).resolve()) if option == "--data" else str(value)]
+    command = with_options([sys.executable, "main_hpo.py", "--folds", "1"],
+                           {"--epochs-cap": args.epochs_cap, "--subset": args.subset,
+                            "--data": args.data}, paths=("--data",))
     return retrain(results, command, seeds=seeds, cwd=HERE)
-
-
-def summarise(
-    results: ExperimentResults, *, report: bool = True, retrained: Retrained | None = None
-) -> None:
-    """Print the best model (best validation accuracy, fewest spikes on ties): its
-    parameters, its validation and test accuracy; the best test accuracy among trials
-    (optimistic); the chosen configuration's retrained test accuracy (the honest figure);
-    then build the report and print its path."""
-    best = load_best_model(results.directory) if results.directory is not None else None
-    if best is None:
-        print("no trial kept a model (see `spiketune trials " f"{results.id}`)")
-    else:
-        info = best.info
-        print(f"best model: trial {best.trial_id}, epoch {info.get('epoch')}, "
-              f"validation accuracy {_pct(info.get('default'))}, "
-              f"test accuracy {_pct(info.get('test'))}, "
-              f"{info.get('spikes_per_sample', float('nan')):.0f} spikes per sample")
-        print("best parameters: " + json.dumps(best.parameters, sort_keys=True))
-        print(f"best model file: {best.path()}")
-    tests = [r.metrics.get("test") for r in results.records
-             if r.metrics and isinstance(r.metrics.get("test"), int | float)]
-    if tests:
-        print(f"best test accuracy among {len(tests)} trials: {_pct(max(tests))} (optimistic: "
-              f"chosen by looking at the test set; median {_pct(statistics.median(tests))})")
-    if retrained is not None and retrained.mean is not None:
-        print(f"chosen model's test accuracy: {100 * retrained.mean:.2f}% ± "
-              f"{100 * (retrained.std or 0):.2f}% (mean ± std over seeds "
-              f"{', '.join(str(r.seed) for r in retrained.runs)}, trial {retrained.trial}'s "
-              f"configuration, split {str(retrained.split_digest)[:12]})")
-    if report:
-        files = build_report(results.directory or results.id)
-        print(f"report: {files.index}")
-
-
-def _progress(p: Progress, seen: list[int]) -> None:
-    if p.done == seen[0]:
-        return
-    seen[0] = p.done
-    best = "-" if p.best_value is None else f"{p.best_value:.3f} (trial {p.best_number})"
-    print(f"  [{_duration(p.elapsed_seconds)}] {p.done} done ({p.complete} complete, "
-          f"{p.early_stopped} early-stopped, {p.failed} failed), {p.running} running; "
-          f"best validation accuracy {best}", flush=True)
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "none"
-    m, s = divmod(round(seconds), 60)
-    return f"{m // 60}h{m % 60:02d}m{s:02d}s" if m >= 60 else f"{m}m{s:02d}s"
-
-
-def _pct(value: Any) -> str:
-    return "n/a" if value is None else f"{100 * float(value):.1f}%"
 
 
 if __name__ == "__main__":

@@ -23,25 +23,22 @@ a decision. The chosen configuration (the best trial by that accuracy) is retrai
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
-import statistics
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
-from spiketune import (
-    Experiment,
-    ExperimentResults,
-    Outcome,
-    Progress,
-    load_best_model,
-    load_config,
-)
+from spiketune import Experiment, ExperimentResults, load_config
 from spiketune.engine import Retrained, retrain
-from spiketune.report import build_report
+from spiketune.launcher import (
+    config_changes,
+    print_finish,
+    print_start,
+    print_summary,
+    progress_printer,
+    with_options,
+)
 
 HERE = Path(__file__).absolute().parent
 CONFIG = HERE / "config.toml"
@@ -111,29 +108,21 @@ def experiment(args: argparse.Namespace, graph: Path | None = None) -> Experimen
     """``config.toml`` with the command line's changes: the experiment to run. ``graph``
     (absolute) is added to the trial command."""
     config = load_config(CONFIG)
-    changes: dict[str, Any] = {}
-    for option, field in (("trials", "max_trials"), ("duration", "max_duration"),
-                          ("trial_duration", "max_trial_duration"),
-                          ("concurrency", "concurrency"), ("seed", "seed"), ("name", "name"),
-                          ("experiment_dir", "experiment_dir")):
-        if getattr(args, option) is not None:
-            changes[field] = getattr(args, option)
+    changes = config_changes(args)  # --trials, --duration, --gpus...: the settings given
     # Options for every trial travel on its command line (recorded with the experiment).
-    command = shlex.split(config.require_trial_command()) + _trial_options(args, graph)
+    command = _with_trial_options(shlex.split(config.require_trial_command()), args, graph)
     if command != shlex.split(config.require_trial_command()):
         changes["trial_command"] = shlex.join(command)
     return Experiment(config, **changes)
 
 
-def _trial_options(args: argparse.Namespace, graph: Path | None) -> list[str]:
-    """The options ``main_hpo.py`` gets from the command line, paths made absolute."""
-    options: list[str] = []
-    for option, value in (("--graph", graph), ("--epochs-cap", args.epochs_cap),
-                          ("--subset", args.subset), ("--data", args.data)):
-        if value is not None:
-            is_path = option in ("--graph", "--data")
-            options += [option, str(Path(value).expanduser().resolve()) if is_path else str(value)]
-    return options
+def _with_trial_options(command: list[str], args: argparse.Namespace,
+                        graph: Path | None) -> list[str]:
+    """``command`` with the options ``main_hpo.py`` gets from the command line, paths made
+    absolute."""
+    return with_options(command, {"--graph": graph, "--epochs-cap": args.epochs_cap,
+                                  "--subset": args.subset, "--data": args.data},
+                        paths=("--graph", "--data"))
 
 
 def run(argv: list[str] | None = None) -> ExperimentResults:
@@ -143,22 +132,18 @@ def run(argv: list[str] | None = None) -> ExperimentResults:
     graph = starting_graph(args)
     exp = experiment(args, graph)
     c = exp.config
-    # Trials size their CPU threads by this (see setup_hpo.trial_threads).
+    # Trials size their CPU threads by this (see spiketune.trial.trial_threads).
     os.environ["SPIKETUNE_CONCURRENCY"] = str(c.concurrency)
-    print(f"experiment {exp.id} in {exp.directory}\n"
-          f"  {c.max_trials} trials at most, {c.concurrency} at a time, budget "
-          f"{_duration(c.max_duration)}; trial command: {c.trial_command}", flush=True)
-    seen = [-1]
-    results = exp.run(progress=None if args.quiet else lambda p: _progress(p, seen))
-    print(f"finished in {_duration(results.elapsed_seconds)}: "
-          f"{results.count(Outcome.COMPLETE)} complete, "
-          f"{results.count(Outcome.EARLY_STOPPED)} early-stopped, "
-          f"{results.count(Outcome.FAILED)} failed", flush=True)
+    print_start(exp)
+    results = exp.run(progress=None if args.quiet else progress_printer())
+    print_finish(results)
     seeds = RETRAIN_SEEDS if args.retrain_seeds is None else args.retrain_seeds
     retrained = None
     if seeds and results.best is not None and results.directory is not None:
         retrained = retrain_chosen(results, seeds, args, graph)
-    summarise(results, report=not args.no_report, retrained=retrained)
+    # The best model, the best test accuracy among trials (optimistic), the chosen
+    # configuration's retrained test accuracy (the figure to quote), the report.
+    print_summary(results, retrained=retrained, report=not args.no_report)
     return results
 
 
@@ -172,61 +157,8 @@ def retrain_chosen(results: ExperimentResults, seeds: list[int], args: argparse.
     ``result.json``, log), and writes ``retrained.json``. The seed changes the order of the
     training samples; the starting weights are the graph's.
     """
-    command = [sys.executable, "main_hpo.py", *_trial_options(args, graph)]
+    command = _with_trial_options([sys.executable, "main_hpo.py"], args, graph)
     return retrain(results, command, seeds=seeds, cwd=HERE)
-
-
-def summarise(
-    results: ExperimentResults, *, report: bool = True, retrained: Retrained | None = None
-) -> None:
-    """Print the best model (best validation accuracy, fewest spikes on ties), the best test
-    accuracy among trials (optimistic), the chosen configuration's retrained test accuracy
-    (the figure to quote); then build the report and print its path."""
-    best = load_best_model(results.directory) if results.directory is not None else None
-    if best is None:
-        print("no trial kept a model (see `spiketune trials " f"{results.id}`)")
-    else:
-        info = best.info
-        print(f"best model: trial {best.trial_id}, epoch {info.get('epoch')}, "
-              f"validation accuracy {_pct(info.get('default'))}, "
-              f"test accuracy {_pct(info.get('test'))}, "
-              f"{info.get('spikes_per_sample', float('nan')):.0f} spikes per sample")
-        print("best parameters: " + json.dumps(best.parameters, sort_keys=True))
-        print(f"best model file: {best.path()}")
-    tests = [r.metrics.get("test") for r in results.records
-             if r.metrics and isinstance(r.metrics.get("test"), int | float)]
-    if tests:
-        print(f"best test accuracy among {len(tests)} trials: {_pct(max(tests))} (optimistic: "
-              f"chosen by looking at the test set; median {_pct(statistics.median(tests))})")
-    if retrained is not None and retrained.mean is not None:
-        print(f"chosen model's test accuracy: {100 * retrained.mean:.2f}% ± "
-              f"{100 * (retrained.std or 0):.2f}% (mean ± std over seeds "
-              f"{', '.join(str(r.seed) for r in retrained.runs)}, trial {retrained.trial}'s "
-              f"configuration, split {str(retrained.split_digest)[:12]})")
-    if report:
-        files = build_report(results.directory or results.id)
-        print(f"report: {files.index}")
-
-
-def _progress(p: Progress, seen: list[int]) -> None:
-    if p.done == seen[0]:
-        return
-    seen[0] = p.done
-    best = "-" if p.best_value is None else f"{p.best_value:.3f} (trial {p.best_number})"
-    print(f"  [{_duration(p.elapsed_seconds)}] {p.done} done ({p.complete} complete, "
-          f"{p.early_stopped} early-stopped, {p.failed} failed), {p.running} running; "
-          f"best validation accuracy {best}", flush=True)
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "none"
-    m, s = divmod(round(seconds), 60)
-    return f"{m // 60}h{m % 60:02d}m{s:02d}s" if m >= 60 else f"{m}m{s:02d}s"
-
-
-def _pct(value: Any) -> str:
-    return "n/a" if value is None else f"{100 * float(value):.1f}%"
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
 
 from spiketune import (
     Experiment,
@@ -34,6 +33,7 @@ from spiketune import (
     load_best_model,
     load_config,
 )
+from spiketune.launcher import config_changes, format_percent
 from spiketune.report import build_report
 
 HERE = Path(__file__).absolute().parent
@@ -75,15 +75,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def experiment(args: argparse.Namespace) -> Experiment:
     """``config.toml`` with the command line's changes: the experiment to run."""
     config = load_config(CONFIG)
-    changes: dict[str, Any] = {}
-    for option, field in (("trials", "max_trials"), ("duration", "max_duration"),
-                          ("trial_duration", "max_trial_duration"),
-                          ("concurrency", "concurrency"), ("seed", "seed"), ("name", "name"),
-                          ("experiment_dir", "experiment_dir")):
-        if getattr(args, option) is not None:
-            changes[field] = getattr(args, option)
-    if args.gpus is not None:
-        changes["gpus"] = None if args.gpus == "none" else args.gpus
+    changes = config_changes(args)  # --trials, --duration, --gpus...: the settings given
     command = config.require_trial_command()
     data = Path(args.data).expanduser().resolve() if args.data else None
     for option, value in (("--epochs", args.epochs), ("--subset", args.subset), ("--data", data)):
@@ -111,8 +103,9 @@ def run(argv: list[str] | None = None) -> ExperimentResults:
     if best is None or best.metrics is None:
         print(f"no trial completed (see `spiketune trials {results.id}`)")
     else:
-        print(f"best trial {best.number}: validation accuracy {_pct(best.metrics['default'])}, "
-              f"test accuracy {_pct(best.metrics.get('test'))} (epoch "
+        print(f"best trial {best.number}: validation accuracy "
+              f"{format_percent(best.metrics['default'])}, "
+              f"test accuracy {format_percent(best.metrics.get('test'))} (epoch "
               f"{best.metrics.get('epoch')}, split {str(best.metrics.get('split_digest'))[:18]})")
         print(f"best parameters: {best.parameters}")
     kept = load_best_model(results.directory) if results.directory is not None else None
@@ -130,10 +123,6 @@ def _progress(p: Progress, seen: list[int]) -> None:
     best = "-" if p.best_value is None else f"{p.best_value:.3f} (trial {p.best_number})"
     print(f"  [{p.elapsed_seconds:.0f} s] {p.done} done, {p.running} running; best validation "
           f"accuracy {best}", flush=True)
-
-
-def _pct(value: Any) -> str:
-    return "n/a" if value is None else f"{100 * float(value):.1f}%"
 
 
 if __name__ == "__main__":

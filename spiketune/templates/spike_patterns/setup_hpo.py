@@ -19,14 +19,10 @@ re-split is the split itself.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 from spiketune.data import (
@@ -37,11 +33,9 @@ from spiketune.data import (
     stratified_resplits,
     stratified_split,
 )
-from spiketune.trial import experiment_dir_of_trial
 
-#: Environment variables that size a trial's CPU threads (see :func:`trial_threads`).
-THREADS_ENV = "SPIKETUNE_TRIAL_THREADS"
-CONCURRENCY_ENV = "SPIKETUNE_CONCURRENCY"
+# The device, the CPU threads and the seeds are spiketune's; main_hpo.py calls them from here.
+from spiketune.trial import seed_everything, trial_device, trial_threads  # noqa: F401
 
 SPLIT_SEED = 0
 SPLIT_RATIOS = (0.8, 0.1, 0.1)
@@ -118,53 +112,3 @@ def with_bias_channel(dataset: Dataset) -> Dataset:
     ones = torch.ones_like(dataset.inputs[..., :1])
     info = dataclasses.replace(dataset.info, n_inputs=dataset.info.n_inputs + 1)
     return Dataset(info, torch.cat([dataset.inputs, ones], -1), dataset.labels)
-
-
-def trial_device() -> torch.device:
-    """CUDA when this trial was given a GPU and torch can use it, else the CPU.
-
-    The engine sets ``CUDA_VISIBLE_DEVICES`` to the trial's GPU, or to ``""`` when the
-    experiment gives trials no GPU; run by hand (variable unset), any visible GPU is used.
-    """
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None and not visible.strip():
-        return torch.device("cpu")
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-
-
-def trial_threads(explicit: int | None = None) -> int:
-    """CPU threads for this trial: its share of the machine's cores, at least 1.
-
-    ``explicit`` (``main_hpo.py --threads``) wins, then ``$SPIKETUNE_TRIAL_THREADS``; otherwise
-    the cores this process may use divided by the experiment's concurrency, read from
-    ``$SPIKETUNE_CONCURRENCY`` or from the experiment's ``experiment.json`` (1 when run by
-    hand). Trials that each take every core slow each other down.
-    """
-    if explicit is not None:
-        return max(1, explicit)
-    env = os.environ.get(THREADS_ENV)
-    if env:
-        return max(1, int(env))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // _concurrency())
-
-
-def _concurrency() -> int:
-    env = os.environ.get(CONCURRENCY_ENV)
-    if env:
-        return max(1, int(env))
-    directory = experiment_dir_of_trial()
-    if directory is None:
-        return 1
-    try:
-        meta = json.loads((directory / "experiment.json").read_text(encoding="utf-8"))
-        return max(1, int(meta["config"]["concurrency"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        return 1
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's generators (all devices) with ``seed``."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)

@@ -35,9 +35,7 @@ When none of them gives the data, the error names all three.
 
 from __future__ import annotations
 
-import json
 import os
-import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,14 +56,12 @@ from spiketune.data import (
     sigma_delta_encode,
     stratified_resplits,
 )
-from spiketune.trial import experiment_dir_of_trial
+
+# The device, the CPU threads and the seeds are spiketune's; main_hpo.py calls them from here.
+from spiketune.trial import seed_everything, trial_device, trial_threads  # noqa: F401
 
 #: Environment variable naming the WISDM archive or its extracted directory.
 DATA_ENV = "SPIKETUNE_WISDM_DATA"
-#: Environment variables that size a trial's CPU threads (see :func:`trial_threads`).
-THREADS_ENV = "SPIKETUNE_TRIAL_THREADS"
-CONCURRENCY_ENV = "SPIKETUNE_CONCURRENCY"
-
 SPLIT_SEED = 0
 SPLIT_RATIOS = (0.8, 0.1, 0.1)
 #: The WISDM sampling rate (Hz) and so the network's time step (seconds).
@@ -240,53 +236,3 @@ def _first_per_group(subjects: np.ndarray, labels: np.ndarray, n: int, seed: int
             counts[key] = counts.get(key, 0) + 1
             kept.append(int(i))
     return np.sort(np.asarray(kept, dtype=np.int64))
-
-
-def trial_device() -> torch.device:
-    """CUDA when this trial was given a GPU and torch can use it, else the CPU.
-
-    The engine sets ``CUDA_VISIBLE_DEVICES`` to the trial's GPU, or to ``""`` when the
-    experiment gives trials no GPU; run by hand (variable unset), any visible GPU is used.
-    """
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None and not visible.strip():
-        return torch.device("cpu")
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-
-
-def trial_threads(explicit: int | None = None) -> int:
-    """CPU threads for this trial: its share of the machine's cores, at least 1.
-
-    ``explicit`` (``main_hpo.py --threads``) wins, then ``$SPIKETUNE_TRIAL_THREADS``; otherwise
-    the cores this process may use divided by the experiment's concurrency, read from
-    ``$SPIKETUNE_CONCURRENCY`` or from the experiment's ``experiment.json`` (1 when run by
-    hand).
-    """
-    if explicit is not None:
-        return max(1, explicit)
-    env = os.environ.get(THREADS_ENV)
-    if env:
-        return max(1, int(env))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // _concurrency())
-
-
-def _concurrency() -> int:
-    env = os.environ.get(CONCURRENCY_ENV)
-    if env:
-        return max(1, int(env))
-    directory = experiment_dir_of_trial()
-    if directory is None:
-        return 1
-    try:
-        meta = json.loads((directory / "experiment.json").read_text(encoding="utf-8"))
-        return max(1, int(meta["config"]["concurrency"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        return 1
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's generators (all devices) with ``seed``."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)

@@ -1,0 +1,64 @@
+"""A launcher's changes to the experiment: its settings, its trial command, its search space."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import Any
+
+
+def with_options(
+    command: list[str], options: Mapping[str, Any], *, paths: Collection[str] = ()
+) -> list[str]:
+    """``command`` (a split trial command) with each option of ``options`` whose value is not
+    ``None`` given that value: in place where the command already has the option (``--folds
+    3`` in config.toml), else appended in the order of ``options``. The values of the options
+    named in ``paths`` are made absolute (``~`` expanded), since a trial runs in its own
+    directory. ``command`` itself is left as it is."""
+    result = list(command)
+    for option, value in options.items():
+        if value is None:
+            continue
+        text = str(Path(value).expanduser().resolve()) if option in paths else str(value)
+        if option in result[:-1]:
+            result[result.index(option) + 1] = text
+        else:
+            result += [option, text]
+    return result
+
+
+def narrow_choice(space: Mapping[str, Any], key: str, name: str) -> dict[str, Any]:
+    """The search space's nested choice ``key`` narrowed to its option named ``name`` (with
+    that option's sub-parameters): a launcher's ``--model lmu`` keeps one model of a space
+    that offers several. An option the choice does not offer ends the launcher
+    (``SystemExit``) with a message naming the options it has."""
+    options = space.get(key, {}).get("_value", [])
+    kept = [o for o in options if isinstance(o, dict) and o.get("_name") == name]
+    if not kept:
+        names = [o.get("_name") for o in options if isinstance(o, dict)]
+        raise SystemExit(f"--{key} {name}: search_space.json's {key!r} choice has no option "
+                         f"named {name!r} (it has {names})")
+    return {"_type": "choice", "_value": kept}
+
+
+#: A launcher's options (their ``argparse`` names) and the experiment settings they change.
+_SETTINGS = (("trials", "max_trials"), ("duration", "max_duration"),
+             ("trial_duration", "max_trial_duration"), ("concurrency", "concurrency"),
+             ("population", "population"), ("seed", "seed"), ("name", "name"),
+             ("experiment_dir", "experiment_dir"))
+
+
+def config_changes(args: argparse.Namespace) -> dict[str, Any]:
+    """The experiment settings a launcher's command line changes, as keyword arguments of
+    ``Experiment(config, **changes)``: ``--trials`` (``max_trials``), ``--duration``
+    (``max_duration``), ``--trial-duration`` (``max_trial_duration``), ``--concurrency``,
+    ``--population``, ``--seed``, ``--name``, ``--experiment-dir`` and ``--gpus`` (``none``:
+    no GPU). An option the launcher does not have, or that was not given (``None``), changes
+    nothing: config.toml's value stands."""
+    changes = {field: getattr(args, option) for option, field in _SETTINGS
+               if getattr(args, option, None) is not None}
+    gpus = getattr(args, "gpus", None)
+    if gpus is not None:
+        changes["gpus"] = None if gpus == "none" else gpus
+    return changes

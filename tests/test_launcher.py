@@ -1,0 +1,175 @@
+"""What the templates' launchers share (spiketune.launcher): the options they add to a trial
+command, the choice they narrow, and the lines they print."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+import spiketune.engine.results
+from spiketune import Outcome, Progress
+from spiketune.launcher import (
+    config_changes,
+    format_duration,
+    format_percent,
+    narrow_choice,
+    print_finish,
+    print_start,
+    print_summary,
+    progress_printer,
+    with_options,
+)
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (None, "none"), (0, "0m00s"), (59.4, "0m59s"), (59.6, "1m00s"), (65, "1m05s"),
+    (3599, "59m59s"), (3600, "1h00m00s"), (3723.2, "1h02m03s"), (36000, "10h00m00s"),
+])
+def test_format_duration(seconds: float | None, text: str) -> None:
+    assert format_duration(seconds) == text
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    (None, "n/a"), (0, "0.0%"), (0.93333, "93.3%"), (1, "100.0%"), ("0.5", "50.0%"),
+])
+def test_format_percent(value: Any, text: str) -> None:
+    assert format_percent(value) == text
+
+
+def test_with_options_sets_in_place_or_appends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                               ) -> None:
+    monkeypatch.chdir(tmp_path)
+    base = ["python3", "main_hpo.py", "--folds", "3"]
+    command = with_options(base, {"--epochs-cap": 1, "--subset": None, "--data": "pool.pt",
+                                  "--folds": 1}, paths=("--data",))
+    assert command == ["python3", "main_hpo.py", "--folds", "1", "--epochs-cap", "1",
+                       "--data", str(tmp_path / "pool.pt")]
+    assert base == ["python3", "main_hpo.py", "--folds", "3"]  # the given command is kept
+    assert with_options(base, {}) == base and with_options(base, {"--x": None}) == base
+
+
+def test_with_options_paths_are_absolute_and_expanded(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    command = with_options(["t"], {"--data": "~/pool.pt", "--graph": Path("g.nir"),
+                                   "--name": "~/x"}, paths=("--data", "--graph"))
+    assert command == ["t", "--data", str(tmp_path / "pool.pt"),
+                       "--graph", str(Path("g.nir").resolve()), "--name", "~/x"]
+
+
+def test_with_options_does_not_take_a_trailing_option_for_one_with_a_value() -> None:
+    """An option that ends the command has no value to replace: the new one is appended."""
+    assert with_options(["t", "--folds"], {"--folds": 2}) == ["t", "--folds", "--folds", "2"]
+
+
+def test_config_changes_are_the_options_given() -> None:
+    given = argparse.Namespace(trials=5, duration="10m", trial_duration=None, concurrency=2,
+                               population=None, seed=0, name=None, experiment_dir=Path("/x"),
+                               gpus="0,1", epochs_cap=3)
+    assert config_changes(given) == {"max_trials": 5, "max_duration": "10m", "concurrency": 2,
+                                     "seed": 0, "experiment_dir": Path("/x"), "gpus": "0,1"}
+    assert config_changes(argparse.Namespace(gpus="none", population=4)) == {
+        "gpus": None, "population": 4}  # "none": no GPU; options a launcher lacks: unchanged
+    assert config_changes(argparse.Namespace()) == {}
+
+
+SPACE = {"lr": {"_type": "loguniform", "_value": [1e-4, 1e-2]},
+         "model": {"_type": "choice", "_value": [
+             {"_name": "l2mu", "order": {"_type": "choice", "_value": [4, 8]}},
+             {"_name": "lmu"}]}}
+
+
+def test_narrow_choice_keeps_one_option_with_its_sub_parameters() -> None:
+    assert narrow_choice(SPACE, "model", "l2mu") == {
+        "_type": "choice", "_value": [SPACE["model"]["_value"][0]]}
+    with pytest.raises(SystemExit, match=r"--model gru: .*'model' choice has no option named "
+                                         r"'gru' \(it has \['l2mu', 'lmu'\]\)"):
+        narrow_choice(SPACE, "model", "gru")
+    with pytest.raises(SystemExit, match=r"it has \[\]"):
+        narrow_choice(SPACE, "input", "frame")
+
+
+def _progress(**changes: Any) -> Progress:
+    fields: dict[str, Any] = dict(started=3, running=1, complete=1, early_stopped=1, failed=0,
+                                  best_value=0.93333, best_number=2, elapsed_seconds=65.0,
+                                  max_trials=10, max_duration=None, stopping=False)
+    return Progress(**{**fields, **changes})
+
+
+def test_progress_printer_prints_when_a_trial_finishes(capsys: pytest.CaptureFixture[str]
+                                                       ) -> None:
+    show = progress_printer()
+    show(_progress())
+    show(_progress(elapsed_seconds=70.0, running=2))  # the same trials done: nothing
+    show(_progress(complete=2, best_value=None, best_number=None, elapsed_seconds=3723))
+    assert capsys.readouterr().out.splitlines() == [
+        "  [1m05s] 2 done (1 complete, 1 early-stopped, 0 failed), 1 running; "
+        "best validation accuracy 0.933 (trial 2)",
+        "  [1h02m03s] 3 done (2 complete, 1 early-stopped, 0 failed), 1 running; "
+        "best validation accuracy -",
+    ]
+    progress_printer()(_progress())  # each printer counts for itself
+    assert capsys.readouterr().out.startswith("  [1m05s] 2 done")
+
+
+def test_print_start_and_finish(capsys: pytest.CaptureFixture[str]) -> None:
+    config = SimpleNamespace(max_trials=40, concurrency=2, population=None, max_duration=600.0,
+                             trial_command="python3 main_hpo.py --folds 3")
+    print_start(SimpleNamespace(id="abc123", directory=Path("/x/abc123"), config=config))
+    config.population, config.max_duration = 4, None
+    print_start(SimpleNamespace(id="abc123", directory=Path("/x/abc123"), config=config))
+    counts = {Outcome.COMPLETE: 3, Outcome.EARLY_STOPPED: 1, Outcome.FAILED: 0}
+    print_finish(SimpleNamespace(elapsed_seconds=125.2, count=counts.__getitem__))
+    assert capsys.readouterr().out.splitlines() == [
+        "experiment abc123 in /x/abc123",
+        "  40 trials at most, 2 at a time, budget 10m00s; trial command: "
+        "python3 main_hpo.py --folds 3",
+        "experiment abc123 in /x/abc123",
+        "  40 trials at most, populations of 4, 2 at a time, budget none; trial command: "
+        "python3 main_hpo.py --folds 3",
+        "finished in 2m05s: 3 complete, 1 early-stopped, 0 failed",
+    ]
+
+
+def _results(tests: list[Any], directory: Path | None) -> SimpleNamespace:
+    records = [SimpleNamespace(metrics=None if t == "none" else {"test": t}) for t in tests]
+    return SimpleNamespace(id="abc123", directory=directory, records=records)
+
+
+def test_print_summary_without_a_kept_model(capsys: pytest.CaptureFixture[str]) -> None:
+    print_summary(_results([0.5, "none", None, 0.9, 0.8], None), report=False)
+    assert capsys.readouterr().out.splitlines() == [
+        "no trial kept a model (see `spiketune trials abc123`)",
+        "best test accuracy among 3 trials: 90.0% (optimistic: chosen by looking at the test "
+        "set; median 80.0%)",
+    ]
+
+
+@pytest.mark.parametrize(("spikes", "text"), [
+    (1234.4, "1234 spikes per sample"), (None, "no spikes (a non-spiking model)"),
+])
+def test_print_summary_of_the_kept_and_the_retrained_model(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+    spikes: float | None, text: str,
+) -> None:
+    info = {"epoch": 7, "default": 0.9, "test": 0.85, "spikes_per_sample": spikes}
+    best = SimpleNamespace(trial_id=3, info=info, parameters={"lr": 0.01, "b": 1},
+                           path=lambda: tmp_path / "best_model")
+    seen: list[Path] = []
+    monkeypatch.setattr(spiketune.engine.results, "load_best_model",
+                        lambda directory: seen.append(directory) or best)
+    retrained = SimpleNamespace(mean=0.8512, std=0.0123, trial=3, split_digest="0123456789abcdef",
+                                runs=[SimpleNamespace(seed=0), SimpleNamespace(seed=1)])
+    print_summary(_results([], tmp_path), retrained=retrained, report=False)
+    assert seen == [tmp_path]
+    assert capsys.readouterr().out.splitlines() == [
+        f"best model: trial 3, epoch 7, validation accuracy 90.0%, test accuracy 85.0%, {text}",
+        'best parameters: {"b": 1, "lr": 0.01}',
+        f"best model file: {tmp_path / 'best_model'}",
+        "chosen model's test accuracy: 85.12% ± 1.23% (mean ± std over seeds 0, 1, trial 3's "
+        "configuration, split 0123456789ab)",
+    ]
