@@ -394,7 +394,7 @@ def test_report_draws_the_front(front_experiment: Any) -> None:
 def test_braille_xylo_example_config() -> None:
     config = load_config(Path(__file__).resolve().parents[1] / "examples" / "braille_xylo"
                          / "config.toml")
-    assert config.directions == ["maximize", "minimize"] and config.tuner == "NSGAII"
+    assert config.directions == ["maximize", "minimize"] and config.tuner == "TPE"
     design = config.goal().design
     assert design is not None
     sizes = config.space().to_nni()["n_rec"]["_value"]
