@@ -7,8 +7,8 @@ Part 1 times :func:`spiketune.hardware.check_design` (and the import it needs) i
 process. Part 2 (skipped without ``../shared/data/braille``) trains a LIF network that fits
 Xylo Audio 2 (12 merged input channels, 40 hidden neurons, 7 outputs, reset by subtraction)
 with BPTT on the reduced Braille task, then reports validation/test accuracy before and
-after quantisation to the target's 8 bits (per tensor and per channel, with and without
-rounding the decays to bit shifts),
+after quantisation to the target's 8 bits (input and recurrent weights on one grid per tensor
+or per channel, as the target says; with and without rounding the decays to bit shifts),
 the activity figures, and whether the exported NIR graph, read back from its file and run by
 spiketune's NIR simulator, gives the same spikes and predictions on the test split.
 """
@@ -62,6 +62,7 @@ def braille(epochs: int, seed: int) -> None:
     cfg = SNNConfig(
         n_in=data.n_inputs, n_rec=40, n_out=data.n_classes, rule="bptt", reset="subtract",
         tau_mem=20e-3, tau_out=20e-3, dt=data.info.dt, gain_in=2.0, loss="ce_summed",
+        readout_bias=False,  # Xylo's neurons take no bias
     )
     print(f"data: {len(train)}/{len(val)}/{len(test)} samples, {data.n_steps} steps, "
           f"{data.n_inputs} channels; design violations on xylo-audio2: "
