@@ -40,6 +40,7 @@ from spiketune import (
     load_results,
 )
 from spiketune.engine import Retrained, TrialRecord, retrain
+from spiketune.launcher import config_changes, format_percent, with_options
 from spiketune.report import build_report
 
 HERE = Path(__file__).absolute().parent
@@ -96,23 +97,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def trial_options(args: argparse.Namespace) -> list[str]:
     """The options every trial and every retraining seed gets (recorded with the experiment)."""
-    options: list[str] = []
-    for option, value in (("--epochs-cap", args.epochs_cap), ("--subset", args.subset),
-                          ("--data", args.data)):
-        if value is not None:
-            options += [option, str(Path(value).resolve()) if option == "--data" else str(value)]
-    return options
+    return with_options([], {"--epochs-cap": args.epochs_cap, "--subset": args.subset,
+                             "--data": args.data}, paths=("--data",))
 
 
 def experiment(args: argparse.Namespace) -> Experiment:
     """``config.toml`` with the command line's changes."""
     config = load_config(CONFIG)
-    changes: dict[str, Any] = {}
-    for option, field in (("trials", "max_trials"), ("duration", "max_duration"),
-                          ("concurrency", "concurrency"), ("seed", "seed"), ("name", "name"),
-                          ("experiment_dir", "experiment_dir")):
-        if getattr(args, option) is not None:
-            changes[field] = getattr(args, option)
+    changes: dict[str, Any] = config_changes(args)
     if trial_options(args):
         changes["trial_command"] = shlex.join(
             [*shlex.split(config.require_trial_command()), *trial_options(args)])
@@ -220,8 +212,8 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     outcome: dict[str, Any] = {"experiment": str(results.directory), "trial": None}
     for r in results.pareto_front():
         m = r.metrics or {}
-        print(f"  Pareto front: trial {r.number}: rockpool val {_pct(m.get(SELECT_BY))}, "
-              f"8-bit val {_pct(m.get('quant_val_acc'))}, "
+        print(f"  Pareto front: trial {r.number}: rockpool val {format_percent(m.get(SELECT_BY))}, "
+              f"8-bit val {format_percent(m.get('quant_val_acc'))}, "
               f"{m.get('synops_per_sample', float('nan')):.0f} synops/sample")
     chosen = choose(results)
     k = FINALISTS if args.finalists is None else args.finalists
@@ -232,7 +224,8 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         scored = score_finalists(results, trials, args, concurrency)
         for row in scored:
             print(f"  finalist trial {row['trial']}: {SELECT_BY} "
-                  f"{', '.join(_pct(v) for v in row['runs'])}, mean {_pct(row['mean'])}")
+                  f"{', '.join(format_percent(v) for v in row['runs'])}, "
+                  f"mean {format_percent(row['mean'])}")
         if scored:
             best = min(scored, key=lambda row: (-row["mean"], row["synops_per_sample"],
                                                 row["trial"]))
@@ -252,9 +245,9 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         if values:
             print(f"chosen trial {chosen.number} (best {SELECT_BY}), "
                   f"retrained with seeds {', '.join(str(r.seed) for r in retrained.runs)}: "
-                  f"8-bit test accuracy exported --for rockpool {_pct(retrained.mean)} ± "
-                  f"{_pct(retrained.std or 0.0)} (mean ± std; 8-bit in spiketune "
-                  f"{_pct(outcome['quant_mean'])}), split {retrained.split_digest}")
+                  f"8-bit test accuracy exported --for rockpool {format_percent(retrained.mean)} ± "
+                  f"{format_percent(retrained.std or 0.0)} (mean ± std; 8-bit in spiketune "
+                  f"{format_percent(outcome['quant_mean'])}), split {retrained.split_digest}")
     files = build_report(results.directory or results.id)
     outcome["pareto_front"] = str(files.pareto) if files.pareto is not None else None
     print(f"report: {files.index}\nPareto front figure: {outcome['pareto_front']}")
@@ -268,10 +261,6 @@ def _progress(p: Progress, seen: list[int]) -> None:
     print(f"  [{p.elapsed_seconds:.0f} s] {p.done} done ({p.complete} complete, "
           f"{p.early_stopped} early-stopped, {p.failed} failed), {p.running} running",
           flush=True)
-
-
-def _pct(value: Any) -> str:
-    return "n/a" if value is None else f"{100 * float(value):.1f}%"
 
 
 if __name__ == "__main__":
