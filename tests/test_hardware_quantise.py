@@ -190,7 +190,7 @@ def test_shared_hidden_scale_puts_input_and_recurrent_weights_on_one_grid() -> N
     assert float(q.scales["w_rec"]) == s != float(q.scales["w_out"])
     ints = q.integer_weights()
     assert int(ints["w_in"].abs().max()) == 127 > int(ints["w_rec"].abs().max())  # in is larger
-    torch.testing.assert_close(ints["w_rec"].double() * s, q.network.w_rec.double() * 1.0)
+    torch.testing.assert_close(ints["w_rec"].double() * s, q.network.w_rec.double())
     steps = q.network.config.v_th / s
     assert abs(steps - round(steps)) < 1e-6 and abs(q.network.config.v_th - 0.77) <= s / 2
     separate = quantise_network(net, 8)

@@ -35,12 +35,18 @@ from spiketune import (
     Experiment,
     ExperimentResults,
     Outcome,
-    Progress,
     load_config,
     load_results,
 )
 from spiketune.engine import Retrained, TrialRecord, retrain
-from spiketune.launcher import config_changes, format_percent, with_options
+from spiketune.launcher import (
+    config_changes,
+    format_percent,
+    print_finish,
+    print_start,
+    progress_printer,
+    with_options,
+)
 from spiketune.report import build_report
 
 HERE = Path(__file__).absolute().parent
@@ -198,17 +204,10 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
               "trials, no new search", flush=True)
     else:
         exp = experiment(args)
-        c = exp.config
-        concurrency = c.concurrency
-        print(f"experiment {exp.id} in {exp.directory}\n  {c.max_trials} trials at most, "
-              f"{c.concurrency} at a time; trial command: {c.trial_command}", flush=True)
-        seen = [-1]
-        results = exp.run(progress=None if args.quiet else lambda p: _progress(p, seen))
-        print(f"finished in {results.elapsed_seconds:.0f} s: "
-              f"{results.count(Outcome.COMPLETE)} complete, "
-              f"{results.count(Outcome.EARLY_STOPPED)} early-stopped, "
-              f"{results.count(Outcome.FAILED)} failed (refused by the design check included)",
-              flush=True)
+        concurrency = exp.config.concurrency
+        print_start(exp)
+        results = exp.run(progress=None if args.quiet else progress_printer())
+        print_finish(results)  # failed: refused by the design check included
     outcome: dict[str, Any] = {"experiment": str(results.directory), "trial": None}
     for r in results.pareto_front():
         m = r.metrics or {}
@@ -252,15 +251,6 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     outcome["pareto_front"] = str(files.pareto) if files.pareto is not None else None
     print(f"report: {files.index}\nPareto front figure: {outcome['pareto_front']}")
     return outcome
-
-
-def _progress(p: Progress, seen: list[int]) -> None:
-    if p.done == seen[0]:
-        return
-    seen[0] = p.done
-    print(f"  [{p.elapsed_seconds:.0f} s] {p.done} done ({p.complete} complete, "
-          f"{p.early_stopped} early-stopped, {p.failed} failed), {p.running} running",
-          flush=True)
 
 
 if __name__ == "__main__":

@@ -192,13 +192,13 @@ class SNNConfig(_Config):
     def _chip_neuron_by_bptt(self) -> SNNConfig:
         """The chip's neuron (reset at the spike, several spikes per step) trains by BPTT:
         e-prop's eligibility traces assume binary spikes and the reset after the leak."""
-        chip = {k: v for k, v in (("reset", self.reset), ("max_spikes", self.max_spikes))
-                if (k == "reset" and v == "subtract_at_spike") or (k == "max_spikes" and v != 1)}
-        if chip and self.rule != "bptt":
-            key = next(iter(chip))
+        chip = (("reset", self.reset) if self.reset == "subtract_at_spike"
+                else ("max_spikes", self.max_spikes) if self.max_spikes != 1 else None)
+        if chip is not None and self.rule != "bptt":
+            key, value = chip
             raise _cross_field(
-                key, chip[key],
-                f"{key}={chip[key]!r} trains by BPTT only: set rule='bptt' (e-prop's "
+                key, value,
+                f"{key}={value!r} trains by BPTT only: set rule='bptt' (e-prop's "
                 "eligibility traces assume binary spikes and the reset after the leak)",
             )
         if self.max_spikes != 1 and (self.neuron == "alif" or self.refractory_steps):

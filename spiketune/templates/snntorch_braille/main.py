@@ -28,12 +28,16 @@ from pathlib import Path
 from spiketune import (
     Experiment,
     ExperimentResults,
-    Outcome,
-    Progress,
     load_best_model,
     load_config,
 )
-from spiketune.launcher import config_changes, format_percent
+from spiketune.launcher import (
+    config_changes,
+    format_percent,
+    print_finish,
+    print_start,
+    progress_printer,
+)
 from spiketune.report import build_report
 
 HERE = Path(__file__).absolute().parent
@@ -92,13 +96,9 @@ def run(argv: list[str] | None = None) -> ExperimentResults:
     exp = experiment(args)
     c = exp.config
     os.environ["SPIKETUNE_CONCURRENCY"] = str(c.concurrency)  # trials size their threads by it
-    print(f"experiment {exp.id} in {exp.directory}\n  {c.max_trials} trials at most, "
-          f"{c.concurrency} at a time; trial command: {c.trial_command}", flush=True)
-    seen = [-1]
-    results = exp.run(progress=None if args.quiet else lambda p: _progress(p, seen))
-    print(f"finished in {results.elapsed_seconds:.0f} s: {results.count(Outcome.COMPLETE)} "
-          f"complete, {results.count(Outcome.EARLY_STOPPED)} early-stopped, "
-          f"{results.count(Outcome.FAILED)} failed", flush=True)
+    print_start(exp)
+    results = exp.run(progress=None if args.quiet else progress_printer())
+    print_finish(results)
     best = results.best
     if best is None or best.metrics is None:
         print(f"no trial completed (see `spiketune trials {results.id}`)")
@@ -114,15 +114,6 @@ def run(argv: list[str] | None = None) -> ExperimentResults:
     if not args.no_report:
         print(f"report: {build_report(results.directory or results.id).index}")
     return results
-
-
-def _progress(p: Progress, seen: list[int]) -> None:
-    if p.done == seen[0]:  # one line per finished trial
-        return
-    seen[0] = p.done
-    best = "-" if p.best_value is None else f"{p.best_value:.3f} (trial {p.best_number})"
-    print(f"  [{p.elapsed_seconds:.0f} s] {p.done} done, {p.running} running; best validation "
-          f"accuracy {best}", flush=True)
 
 
 if __name__ == "__main__":
