@@ -277,7 +277,7 @@ def test_smoke_run_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     from spiketune.cli import app
     from spiketune.engine import load_retrained
     from spiketune.report import build_report, plot_confusion_matrix
-    from spiketune.snn import RecurrentSNN, load_checkpoint
+    from spiketune.snn import RecurrentSNN, load_checkpoint, predict_classes
 
     monkeypatch.setenv("SPIKETUNE_CONCURRENCY", "2")  # the launcher sets it; restored after
     main = _load("main")
@@ -315,12 +315,12 @@ def test_smoke_run_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert isinstance(net, RecurrentSNN) and (net.config.n_in, net.config.n_out) == (24, 7)
 
     # Rebuilt from the file, the network makes the predictions the report draws.
-    setup_hpo, train_hpo = _load("setup_hpo"), _load("train_hpo")
+    setup_hpo = _load("setup_hpo")
     data = setup_hpo.load_data(setup_hpo.data_options(best.parameters), BRAILLE, per_class=20)
     predictions = best.predictions
     assert predictions is not None and predictions.split == "test"
     assert predictions.labels == data.test.labels.tolist()
-    assert train_hpo.predict_classes(net, data.test).tolist() == predictions.predictions
+    assert predict_classes(net, data.test).tolist() == predictions.predictions
     assert predictions.accuracy == pytest.approx(winner.metrics["test"])
 
     files = build_report(results.directory)

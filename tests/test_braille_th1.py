@@ -26,7 +26,7 @@ from spiketune.data import (
 )
 from spiketune.engine import ExperimentResults, chosen_trial, load_best_model
 from spiketune.errors import DataError
-from spiketune.snn import History, RecurrentSNN, SNNConfig, TrainConfig, Trainer
+from spiketune.snn import History, RecurrentSNN, SNNConfig, TrainConfig, Trainer, train_folds
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -199,7 +199,6 @@ def _without_seconds(history: History) -> list[dict[str, object]]:
 def test_train_folds_advances_all_folds_one_epoch_at_a_time(setup_hpo, pool: Path) -> None:
     """Fold 0 stops early after 2 epochs, fold 1 runs 4: every epoch ``on_epoch`` gets each
     fold's latest metrics, and every fold trains as it would alone."""
-    train_hpo = _load("train_hpo")
     data = setup_hpo.load_data(pool_options(setup_hpo), pool, folds=2)
     configs = [
         TrainConfig(epochs=4, batch_size=14, lr=2e-2, min_delta=1.0, patience=1),
@@ -212,7 +211,7 @@ def test_train_folds_advances_all_folds_one_epoch_at_a_time(setup_hpo, pool: Pat
 
     nets = built()
     calls: list[tuple[int, list]] = []
-    trainers, histories = train_hpo.train_folds(
+    trainers, histories = train_folds(
         nets, data.folds, lambda epoch, latest: calls.append((epoch, list(latest)))
     )
     assert [t.net for t in trainers] == [net for net, _ in nets]

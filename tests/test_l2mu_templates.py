@@ -33,7 +33,7 @@ from spiketune.data import (
     stratified_split,
 )
 from spiketune.engine import ExperimentResults, chosen_trial, load_best_model
-from spiketune.snn import L2MU, LMU, RecurrentSNN
+from spiketune.snn import L2MU, LMU, RecurrentSNN, is_spiking
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -169,7 +169,7 @@ def test_each_models_parameters_build_its_network(template: Path, model: str) ->
     assert (net.n_in, net.n_out, net.dt) == (12, 7, 0.02)
     assert (train_config.epochs, train_config.seed, train_config.lr) == (2, 3, params["lr"])
     assert train_config.batch_size == params["batch_size"]
-    assert train_hpo.is_spiking(net) == (model != "lmu")
+    assert is_spiking(net) == (model != "lmu")
     chosen = params["model"]
     if model == "rsnn":
         assert (net.config.n_rec, net.config.rule, net.config.loss) == (

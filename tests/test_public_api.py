@@ -35,7 +35,8 @@ PUBLIC: dict[str, set[str]] = {
         "get_next_parameters", "get_sequence_id", "get_trial_dir", "get_trial_id",
         "in_population", "normalize_metric", "offer_best_model", "population",
         "report_final_result", "report_intermediate_result", "seed_everything", "trial_device",
-        "trial_threads",
+        "trial_threads", "add_trial_options", "epoch_report", "keep_trial_model", "start_trial",
+        "trial_output_dir",
     },
     "spiketune.engine": {
         "Experiment", "ExperimentConfig", "ExperimentResults", "Outcome", "Progress",
@@ -55,7 +56,8 @@ PUBLIC: dict[str, set[str]] = {
         "discretise", "evaluate_checkpoint", "group_members", "heaviside", "initial_state",
         "l2mu_initial_state", "l2mu_step", "legendre_matrices", "lif_step",
         "lmu_initial_state", "lmu_step", "load_checkpoint", "load_weights", "make_rule",
-        "model_from_params",
+        "model_from_params", "TrainingDiverged", "fold_best", "fold_result",
+        "is_spiking", "model_and_config_from_params", "predict_classes", "train_folds",
         "neuron_step", "per_step_cross_entropy", "predict", "probe_population",
         "rate_regularisation",
         "save_checkpoint", "spike_function", "spike_stats", "summed_cross_entropy",
@@ -72,6 +74,9 @@ PUBLIC: dict[str, set[str]] = {
         "load_braille_pool", "load_nir_braille", "load_wisdm", "make_spike_patterns",
         "mihalas_niebur_step", "read_braille_events", "safe_load", "sigma_delta_encode",
         "simulate_mihalas_niebur", "stratified_resplits", "stratified_split",
+        "BRAILLE_DATA_ENV", "BRAILLE_TASK_DEFAULTS", "SPLIT_RATIOS", "SPLIT_SEED", "SplitParts",
+        "data_location", "is_braille_pool", "load_braille_encoding", "load_braille_split",
+        "split_parts",
     },
     "spiketune.hardware": {
         "NETWORK_KEYS", "RULES", "TARGETS", "Activity", "GenericTarget", "HardwareAssessment",
@@ -84,6 +89,8 @@ PUBLIC: dict[str, set[str]] = {
     "spiketune.launcher": {
         "config_changes", "format_duration", "format_percent", "narrow_choice", "print_finish",
         "print_start", "print_summary", "progress_printer", "with_options",
+        "add_budget_options", "add_experiment_options", "add_selection_options",
+        "add_smoke_options", "parse_launcher_args", "run_experiment", "trial_command_change",
     },
     "spiketune.report": {
         "ACCURACY_AXES", "Importances", "ReportFiles", "accuracy_axes", "build_report",

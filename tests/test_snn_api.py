@@ -19,6 +19,8 @@ PUBLIC = {
         "model_from_params",
     "neuron_step", "per_step_cross_entropy", "predict", "probe_population",
     "rate_regularisation",
+    "TrainingDiverged", "fold_best", "fold_result", "is_spiking",
+    "model_and_config_from_params", "predict_classes", "train_folds",
     "save_checkpoint", "spike_function", "spike_stats", "summed_cross_entropy",
 }
 

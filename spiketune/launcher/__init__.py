@@ -16,12 +16,33 @@ prints while the experiment runs and after.
     print_finish(results)
     print_summary(results)  # the best model, the test accuracies, the report
 
+The command line and the run are shared too: ``add_budget_options``, ``add_smoke_options``,
+``add_selection_options`` and ``add_experiment_options`` add the options every launcher takes
+(the template adds its own between them), ``parse_launcher_args`` parses them and applies
+``--smoke``, ``trial_command_change`` puts options on every trial's command line, and
+``run_experiment`` runs, retrains the chosen configuration with seeds and prints the summary::
+
+    p = add_budget_options(argparse.ArgumentParser())
+    add_smoke_options(p, smoke_help="2 trials, 1 epoch: checks the whole chain")
+    add_selection_options(p, folds=3, retrain_seeds=[0, 1, 2])
+    add_experiment_options(p)
+    args = parse_launcher_args(p, argv, smoke={"trials": 2, "epochs_cap": 1})
+    exp = Experiment(config, **config_changes(args),
+                     **trial_command_change(config, {"--folds": args.folds}))
+    run_experiment(exp, args, retrain_seeds=[0, 1, 2], cwd=HERE,
+                   retrain_command=[sys.executable, "main_hpo.py", "--folds", "1"])
+
 The printed lines are the templates' own (``experiment ... in ...``, one progress line per
 finished trial, ``finished in 1m05s: ...``, ``best model: ...``); durations read ``2m05s`` or
 ``1h02m03s``, accuracies ``93.3%``.
 """
 
-from spiketune.launcher._command import config_changes, narrow_choice, with_options
+from spiketune.launcher._command import (
+    config_changes,
+    narrow_choice,
+    trial_command_change,
+    with_options,
+)
 from spiketune.launcher._lines import (
     format_duration,
     format_percent,
@@ -30,15 +51,30 @@ from spiketune.launcher._lines import (
     print_summary,
     progress_printer,
 )
+from spiketune.launcher._run import (
+    add_budget_options,
+    add_experiment_options,
+    add_selection_options,
+    add_smoke_options,
+    parse_launcher_args,
+    run_experiment,
+)
 
 __all__ = [
+    "add_budget_options",
+    "add_experiment_options",
+    "add_selection_options",
+    "add_smoke_options",
     "config_changes",
     "format_duration",
     "format_percent",
     "narrow_choice",
+    "parse_launcher_args",
     "print_finish",
     "print_start",
     "print_summary",
     "progress_printer",
+    "run_experiment",
+    "trial_command_change",
     "with_options",
 ]

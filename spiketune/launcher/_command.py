@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from spiketune.engine import ExperimentConfig
 
 
 def with_options(
@@ -62,3 +66,16 @@ def config_changes(args: argparse.Namespace) -> dict[str, Any]:
     if gpus is not None:
         changes["gpus"] = None if gpus == "none" else gpus
     return changes
+
+
+def trial_command_change(
+    config: ExperimentConfig, options: Mapping[str, Any], *, paths: Collection[str] = ()
+) -> dict[str, Any]:
+    """The change to ``config``'s trial command that gives every trial ``options`` (see
+    :func:`with_options`; ``paths`` made absolute), as keyword arguments of
+    ``Experiment(config, **changes)``: ``{"trial_command": ...}``, or ``{}`` when no option
+    was given and config.toml's command stands. Options travel on the command line so that
+    they are recorded with the experiment."""
+    given = shlex.split(config.require_trial_command())
+    command = with_options(given, options, paths=paths)
+    return {} if command == given else {"trial_command": shlex.join(command)}

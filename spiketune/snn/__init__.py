@@ -2,13 +2,15 @@
 Memory Units (the non-spiking :class:`LMU` and the spiking :class:`L2MU`) trained by BPTT.
 
 Build a network from an :class:`SNNConfig` (or straight from an HPO trial's flat parameter
-dict with :func:`configs_from_params`), pick its learning rule with :func:`make_rule`, and
-train it with a :class:`Trainer` (K networks that differ in their hyperparameters: as one
-batched computation with a :class:`PopulationTrainer`, K and its CPU threads measured by
-:func:`probe_population`); the Trainer, checkpoints and spike statistics take any
-:class:`Model`. Dynamics are pure functions (:func:`lif_step`,
-:func:`alif_step`, :func:`cuba_lif_step`, :func:`lmu_step`, :func:`l2mu_step`) over
-parameter records; times are in seconds, decays per step.
+dict with :func:`configs_from_params`, or any model and its training configuration with
+:func:`model_and_config_from_params`), pick its learning rule with :func:`make_rule`, and
+train it with a :class:`Trainer` (one network per fold of a trial, in lock-step:
+:func:`train_folds`, then :func:`fold_result`; K networks that
+differ in their hyperparameters: as one batched computation with a
+:class:`PopulationTrainer`, K and its CPU threads measured by :func:`probe_population`); the
+Trainer, checkpoints and spike statistics take any :class:`Model`. Dynamics are pure
+functions (:func:`lif_step`, :func:`alif_step`, :func:`cuba_lif_step`, :func:`lmu_step`,
+:func:`l2mu_step`) over parameter records; times are in seconds, decays per step.
 """
 
 from __future__ import annotations
@@ -18,7 +20,18 @@ from spiketune.snn._checkpoint import Checkpoint, load_checkpoint, load_weights,
 from spiketune.snn._config import SNNConfig, TrainConfig, configs_from_params
 from spiketune.snn._eprop import EProp
 from spiketune.snn._evaluate import CheckpointScore, evaluate_checkpoint
-from spiketune.snn._from_params import model_from_params
+from spiketune.snn._folds import (
+    TrainingDiverged,
+    fold_best,
+    fold_result,
+    predict_classes,
+    train_folds,
+)
+from spiketune.snn._from_params import (
+    is_spiking,
+    model_and_config_from_params,
+    model_from_params,
+)
 from spiketune.snn._lmu import (
     L2MU,
     LMU,
@@ -102,15 +115,19 @@ __all__ = [
     "Surrogate",
     "TrainConfig",
     "Trainer",
+    "TrainingDiverged",
     "Trajectory",
     "alif_step",
     "configs_from_params",
     "cuba_lif_step",
     "discretise",
     "evaluate_checkpoint",
+    "fold_best",
+    "fold_result",
     "group_members",
     "heaviside",
     "initial_state",
+    "is_spiking",
     "l2mu_initial_state",
     "l2mu_step",
     "legendre_matrices",
@@ -120,14 +137,17 @@ __all__ = [
     "load_checkpoint",
     "load_weights",
     "make_rule",
+    "model_and_config_from_params",
     "model_from_params",
     "neuron_step",
     "per_step_cross_entropy",
     "predict",
+    "predict_classes",
     "probe_population",
     "rate_regularisation",
     "save_checkpoint",
     "spike_function",
     "spike_stats",
     "summed_cross_entropy",
+    "train_folds",
 ]

@@ -7,22 +7,30 @@ every parameter it cannot use in one :class:`~spiketune.errors.ConfigError`. The
 take their constructors' arguments, with the L²MU's per-population constants spelt flat
 (``beta_u``, ``threshold_h``...: what a search space can express) and ``loss_window`` in
 seconds; the recurrent SNN takes the fields of :class:`~spiketune.snn.SNNConfig`.
+
+:func:`model_and_config_from_params` takes a trial's whole parameter dict instead (nested
+choices, training fields and data options together): it sets the data options aside, adds
+the values the search does not choose, and returns the network with its
+:class:`~spiketune.snn.TrainConfig`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from spiketune.errors import ConfigError, Problem
-from spiketune.snn._config import SNNConfig
+from spiketune.snn._config import SNNConfig, TrainConfig, configs_from_params
 from spiketune.snn._lmu import L2MU, LMU
 from spiketune.snn._model import Model
 from spiketune.snn._network import RecurrentSNN
 
-__all__ = ["MODEL_NAMES", "model_from_params"]
+if TYPE_CHECKING:
+    from spiketune.data._base import DatasetInfo
+
+__all__ = ["MODEL_NAMES", "is_spiking", "model_and_config_from_params", "model_from_params"]
 
 #: The models :func:`model_from_params` builds, by the name a search space gives them.
 MODEL_NAMES = ("l2mu", "lmu", "rsnn")
@@ -99,3 +107,77 @@ def model_from_params(
     if problems or net is None:
         raise ConfigError(problems)
     return net
+
+
+def model_and_config_from_params(
+    params: Mapping[str, Any],
+    info: DatasetInfo,
+    *,
+    fixed: Mapping[str, Any] | None = None,
+    data_keys: Collection[str] = (),
+    default_model: str = "rsnn",
+    device: torch.device | str | None = None,
+    epochs_cap: int | None = None,
+) -> tuple[Model, TrainConfig]:
+    """The network of a trial's parameters and its training configuration.
+
+    ``params`` are a trial's parameters as the tuner gives them (nested choices are
+    flattened, see :func:`spiketune.trial.flat_parameters`): ``model`` names the model
+    (``default_model`` when absent), the keys in ``data_keys`` describe the data and are set
+    aside, every other key is a field of :class:`TrainConfig` or a parameter of the model;
+    ``fixed`` gives the values the search does not choose (``params`` win over it). Sizes
+    come from the data (``info.n_inputs`` inputs, ``info.n_classes`` readout units,
+    ``info.n_steps`` steps) and the time step is the bin size (``dt = info.dt`` seconds); the
+    weights are drawn from the training ``seed`` (default 0). ``epochs_cap`` lowers the epoch
+    budget (smoke runs, demos). Every problem (a misspelt or out-of-range parameter, of the
+    model or of the training) is named in one :class:`~spiketune.errors.ConfigError`.
+    """
+    from spiketune.trial import flat_parameters
+
+    flat = flat_parameters(params)
+    model = flat.pop("model", default_model)
+    settings = {**(fixed or {}), **{k: v for k, v in flat.items() if k not in data_keys}}
+    if model == "rsnn":
+        # One config pair from one flat dict: an unknown key is named with every known one.
+        sizes = {"n_in": info.n_inputs, "n_out": info.n_classes, "dt": info.dt}
+        snn_config, train_config = configs_from_params(settings, sizes)
+        net: Model = RecurrentSNN(snn_config, seed=train_config.seed, device=device)
+    else:
+        net, train_config = _legendre(model, settings, info, device)
+    if epochs_cap is not None and train_config.epochs > epochs_cap:
+        train_config = TrainConfig.from_params(
+            {**train_config.model_dump(), "epochs": epochs_cap})
+    return net, train_config
+
+
+def _legendre(
+    model: str, settings: Mapping[str, Any], info: DatasetInfo,
+    device: torch.device | str | None,
+) -> tuple[Model, TrainConfig]:
+    """A model other than the RSNN (or an unknown name), with its training configuration:
+    the problems of both reported together."""
+    train_keys = set(TrainConfig.model_fields)
+    problems: list[Problem] = []
+    train_config = None
+    try:
+        train_config = TrainConfig.from_params(
+            {k: v for k, v in settings.items() if k in train_keys})
+    except ConfigError as err:
+        problems += err.problems
+    rest = {k: v for k, v in settings.items() if k not in train_keys}
+    seed = train_config.seed if train_config is not None else 0
+    net: Model | None = None
+    try:
+        net = model_from_params(model, rest, n_in=info.n_inputs, n_out=info.n_classes,
+                                dt=info.dt, n_steps=info.n_steps, seed=seed, device=device)
+    except ConfigError as err:
+        problems += err.problems
+    if problems or net is None or train_config is None:
+        raise ConfigError(problems)
+    return net, train_config
+
+
+def is_spiking(net: Model) -> bool:
+    """Whether ``net`` spikes, and so has spike figures (spikes per sample, rates, synaptic
+    operations) to report: every model but the non-spiking :class:`LMU`."""
+    return not isinstance(net, LMU)

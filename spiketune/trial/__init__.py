@@ -27,7 +27,12 @@ milliseconds (no Optuna, numpy or torch behind ``import spiketune.trial``).
 
 What a trial sets up before it trains is here too: :func:`trial_device` (its GPU, or the CPU),
 :func:`trial_threads` (its share of the CPU cores) and :func:`seed_everything`; those two
-import torch when called, not when ``spiketune.trial`` is imported.
+import torch when called, not when ``spiketune.trial`` is imported. So is what the templates'
+trial scripts share: :func:`add_trial_options` (their command-line options),
+:func:`start_trial` (parameters, seeds, threads, device), :func:`epoch_report` (the means
+over the folds reported after each epoch), :func:`trial_output_dir` and
+:func:`keep_trial_model` (the model saved beside its ``result.json`` and offered as the
+experiment's best).
 """
 
 from __future__ import annotations
@@ -71,6 +76,13 @@ if TYPE_CHECKING:
         trial_device,
         trial_threads,
     )
+    from spiketune.trial._script import (
+        add_trial_options,
+        epoch_report,
+        keep_trial_model,
+        start_trial,
+        trial_output_dir,
+    )
 
 # Keeping the best model is imported on first use: it costs a trial process ~12 ms of imports
 # (dataclasses, uuid, shutil) that a trial which never offers a model should not pay. The same
@@ -86,6 +98,8 @@ __getattr__, _ = lazy_exports(
                         "spiketune.trial._population"),
         **dict.fromkeys(("ENV_CONCURRENCY", "ENV_TRIAL_THREADS", "seed_everything",
                          "trial_device", "trial_threads"), "spiketune.trial._runtime"),
+        **dict.fromkeys(("add_trial_options", "epoch_report", "keep_trial_model", "start_trial",
+                         "trial_output_dir"), "spiketune.trial._script"),
     },
 )
 
@@ -105,6 +119,8 @@ __all__ = [
     "Member",
     "Predictions",
     "TrialStopped",
+    "add_trial_options",
+    "epoch_report",
     "experiment_dir_of_trial",
     "flat_parameters",
     "get_current_parameter",
@@ -115,13 +131,16 @@ __all__ = [
     "get_trial_dir",
     "get_trial_id",
     "in_population",
+    "keep_trial_model",
     "normalize_metric",
     "offer_best_model",
     "population",
     "report_final_result",
     "report_intermediate_result",
     "seed_everything",
+    "start_trial",
     "trial_device",
+    "trial_output_dir",
     "trial_threads",
 ]
 

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -41,8 +39,22 @@ import torch
 import train_hpo
 
 from spiketune import SpiketuneError
-from spiketune.snn import EpochMetrics, save_checkpoint
-from spiketune.trial import Member, Predictions, in_population, offer_best_model, population
+from spiketune.data import SplitParts
+from spiketune.snn import EpochMetrics, TrainingDiverged, fold_best, fold_result, train_folds
+from spiketune.trial import (
+    Member,
+    Predictions,
+    add_trial_options,
+    epoch_report,
+    in_population,
+    keep_trial_model,
+    population,
+    seed_everything,
+    start_trial,
+    trial_device,
+    trial_output_dir,
+    trial_threads,
+)
 
 #: What a trial uses for any parameter the search space does not give (and all of them when
 #: run by hand): a plain e-prop LIF network on 20 ms bins of event counts (the data defaults of
@@ -68,23 +80,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", default=None,
                         help=f"Braille event file or its directory (else ${setup_hpo.DATA_ENV}, "
                              "else spiketune's data cache, downloaded there once)")
-    parser.add_argument("--epochs-cap", type=int, default=None,
-                        help="train at most this many epochs, whatever the parameters say")
-    parser.add_argument("--subset", type=int, default=None, metavar="N",
-                        help="keep N samples per class before splitting (smoke runs)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads (default: this trial's share of the cores)")
-    parser.add_argument("--out", default="manual_trial",
-                        help="where to save the model when run by hand (a trial uses its own "
-                             "directory)")
-    parser.add_argument("--params", default=None,
-                        help="JSON file of parameters, when run by hand")
-    parser.add_argument("--folds", type=int, default=1,
-                        help="train on this many stratified re-splits and report the mean "
-                             "validation accuracy (default 1: the split itself)")
-    parser.add_argument("--seed", type=int, default=None,
-                        help="training seed (weights, shuffling, augmentation); overrides "
-                             "the parameters' seed")
+    add_trial_options(parser)  # --epochs-cap, --subset, --threads, --out, --params, --folds...
     return parser.parse_args(argv)
 
 
@@ -95,12 +91,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | list[dict[str, Any]]
     if in_population():
         return main_population(args)
     started = time.perf_counter()
-    params = {**DEFAULT_PARAMS, **nni.get_next_parameter()}
-    if args.seed is not None:
-        params["seed"] = args.seed
-    setup_hpo.seed_everything(int(params.get("seed", 0)))
-    torch.set_num_threads(setup_hpo.trial_threads(args.threads))
-    device = setup_hpo.trial_device()
+    params, device = start_trial({**DEFAULT_PARAMS, **nni.get_next_parameter()},
+                                 seed=args.seed, threads=args.threads)
 
     pool = setup_hpo.is_pool(setup_hpo.data_location(args.data))
     options = setup_hpo.data_options(params, pool=pool)
@@ -114,8 +106,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | list[dict[str, Any]]
     def on_epoch(epoch: int, latest: list[EpochMetrics]) -> None:
         nni.report_intermediate_result(epoch_report(epoch, latest))
 
-    _, histories = train_hpo.train_folds(built, data.folds, on_epoch)
-    out_dir = Path(os.environ.get("NNI_OUTPUT_DIR") or args.out)
+    _, histories = train_folds(built, data.folds, on_epoch)
+    out_dir = trial_output_dir(args.out)
     try:
         return finish(params, data, options, pool, built, histories, args, started, out_dir)
     except TrainingDiverged as e:
@@ -128,11 +120,11 @@ def main_population(args: argparse.Namespace) -> list[dict[str, Any]]:
     A member whose parameters are invalid, or whose training diverges, fails alone."""
     started = time.perf_counter()
     members = population()
-    torch.set_num_threads(setup_hpo.trial_threads(args.threads))
-    device = setup_hpo.trial_device()
+    torch.set_num_threads(trial_threads(args.threads))
+    device = trial_device()
     pool = setup_hpo.is_pool(setup_hpo.data_location(args.data))
-    loaded: dict[str, setup_hpo.BrailleData] = {}
-    ready: list[tuple[Member, dict[str, Any], dict[str, Any], setup_hpo.BrailleData, list]] = []
+    loaded: dict[str, SplitParts] = {}
+    ready: list[tuple[Member, dict[str, Any], dict[str, Any], SplitParts, list]] = []
     for member in members:
         params = {**DEFAULT_PARAMS, **member.parameters}
         try:
@@ -142,7 +134,7 @@ def main_population(args: argparse.Namespace) -> list[dict[str, Any]]:
                 loaded[key] = setup_hpo.load_data(options, args.data, per_class=args.subset,
                                                   folds=args.folds)
             data = loaded[key]
-            setup_hpo.seed_everything(int(params.get("seed", 0)))
+            seed_everything(int(params.get("seed", 0)))
             built = [train_hpo.build(params, data.info, device=device,
                                      epochs_cap=args.epochs_cap) for _ in data.folds]
         except SpiketuneError as e:
@@ -159,7 +151,7 @@ def main_population(args: argparse.Namespace) -> list[dict[str, Any]]:
         if member.should_stop():  # pruned, timed out, or the experiment is stopping
             stopped.add(i)
             return True
-        member.report_intermediate_result(epoch_report(epoch, latest, member.trial_id))
+        member.report_intermediate_result(epoch_report(epoch, latest, trial_id=member.trial_id))
         return False
 
     histories = train_hpo.train_population(
@@ -178,26 +170,9 @@ def main_population(args: argparse.Namespace) -> list[dict[str, Any]]:
     return finals
 
 
-class TrainingDiverged(RuntimeError):
-    """No epoch of the trial ended with finite figures: it has no model to keep."""
-
-
-def epoch_report(epoch: int, latest: list[EpochMetrics], trial_id: str | None = None
-                 ) -> dict[str, Any]:
-    """What a trial reports after each epoch: means over its folds, printed too."""
-    mean = {key: statistics.fmean(getattr(m, key) for m in latest)
-            for key in ("train_acc", "train_loss", "val_acc", "val_loss",
-                        "spikes_per_sample")}
-    who = f"trial {trial_id} " if trial_id is not None else ""
-    print(f"{who}epoch {epoch}: train acc {mean['train_acc']:.3f} loss "
-          f"{mean['train_loss']:.3f}, val acc {mean['val_acc']:.3f} loss "
-          f"{mean['val_loss']:.3f}, {mean['spikes_per_sample']:.0f} spikes/sample", flush=True)
-    return {"default": mean.pop("val_acc"), **mean}
-
-
 def finish(
     params: dict[str, Any],
-    data: setup_hpo.BrailleData,
+    data: SplitParts,
     options: dict[str, Any],
     pool: bool,
     built: list,
@@ -210,55 +185,25 @@ def finish(
     as the experiment's best, report the final result (to the channel bound to this thread:
     the trial's, or a population member's)."""
     net, train_config = built[0]
-    best_per_fold = [h.best for h in histories]
-    if any(b is None or b.val_acc is None for b in best_per_fold):
-        reasons = ", ".join(h.stop_reason for h in histories)
-        raise TrainingDiverged(f"training diverged before the first epoch ended ({reasons})")
-    history = histories[0]
-    best = history.best
-    assert best is not None and best.val_acc is not None
-
-    # The first fold's network now holds the weights of its best validation epoch: test them
-    # once (the other folds' networks only inform the objective).
-    predicted = train_hpo.predict_classes(net, data.test)
-    test_acc = int((predicted == data.test.labels).sum()) / len(data.test)
-    val_folds = [float(b.val_acc) for b in best_per_fold if b is not None and b.val_acc is not None]
-    final = {
-        "default": statistics.fmean(val_folds),
-        "test": test_acc,
-        "train": best.train_acc,
-        "epoch": best.epoch,
-        "spikes_per_sample": best.spikes_per_sample,
-        "rate_hz": best.rate_hz,
-        "synops_per_sample": best.synops_per_sample,
-        "epochs_run": len(history.epochs),
-        "seconds": time.perf_counter() - started,
-    }
-    if args.folds > 1:
-        final.update({f"val_fold{i}": v for i, v in enumerate(val_folds)})
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    extra = {"split_digest": data.split_digest, "data": options, "pool": pool,
-             "n_steps": data.info.n_steps, "classes": list(data.info.classes),
-             "metrics": final, "folds": args.folds}
-    checkpoint = save_checkpoint(
-        out_dir / "best_model.pt", net, train_config=train_config, history=history, extra=extra
-    )
-    (out_dir / "result.json").write_text(
-        json.dumps({**final, "split_digest": data.split_digest, "parameters": params},
-                   indent=2, sort_keys=True, default=str), encoding="utf-8")
+    # The first fold's network, with its best validation weights, tested once (the other
+    # folds' networks only inform the objective); TrainingDiverged when a fold has no epoch.
+    final, predicted = fold_result(histories, net, data.test, started=started)
+    history, best = histories[0], fold_best(histories)
     # Kept as the experiment's best model if no trial has done better on validation, ties
     # going to the model that spikes less.
-    offer_best_model(
-        (final["default"], -best.spikes_per_sample),
-        {"best_model.pt": checkpoint},
-        {**final, "stop_reason": history.stop_reason, "split_digest": data.split_digest},
-        Predictions(data.test.labels, predicted, list(data.info.classes), split="test"),
-        parameters=params,
+    checkpoint = keep_trial_model(
+        out_dir, net, train_config=train_config, history=history, metrics=final,
+        parameters=params, split_digest=data.split_digest,
+        predictions=Predictions(data.test.labels, predicted, list(data.info.classes),
+                                split="test"),
+        score=(final["default"], -best.spikes_per_sample),
+        extra={"split_digest": data.split_digest, "data": options, "pool": pool,
+               "n_steps": data.info.n_steps, "classes": list(data.info.classes),
+               "metrics": final, "folds": args.folds},
     )
     print(f"trial {nni.get_trial_id()}: best epoch {best.epoch} of {len(history.epochs)} "
           f"({history.stop_reason}): val {final['default']:.3f} (mean of {args.folds} "
-          f"fold(s)), test {test_acc:.3f}; saved {checkpoint}", flush=True)
+          f"fold(s)), test {final['test']:.3f}; saved {checkpoint}", flush=True)
     nni.report_final_result(final)
     return final
 

@@ -29,27 +29,23 @@ Where the data are found, first hit wins:
 3. spiketune's data cache (``$SPIKETUNE_DATA``, else ``~/.cache/spiketune``), where the event
    file is downloaded from Zenodo on first use (see ``spiketune.data.load_braille``).
 
-When none of them gives the file, the error names all three.
+When none of them gives the file, the error names all three. Finding, reading, encoding and
+splitting the letters is ``spiketune.data.load_braille_split``; this file holds the
+template's choices (its environment variable, its data defaults).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from functools import partial
 from typing import Any
 
-from spiketune import DataError
 from spiketune.data import (
-    CACHE_ENV,
-    Dataset,
-    DatasetInfo,
-    cache_dir,
-    load_braille,
-    load_braille_pool,
-    stratified_resplits,
-    stratified_split,
+    BRAILLE_TASK_DEFAULTS,
+    SplitParts,
+    data_location,
+    is_braille_pool,
+    load_braille_split,
 )
 
 # The device, the CPU threads and the seeds are spiketune's; main_hpo.py calls them from here.
@@ -61,62 +57,34 @@ from spiketune.trial import (  # noqa: F401
     trial_threads,
 )
 
-#: Environment variable naming the Braille event file or the directory holding it.
+#: Environment variable naming the Braille data (a pool file, an event file, or a directory
+#: holding either).
 DATA_ENV = "SPIKETUNE_BRAILLE_DATA"
 #: Environment variables that size a trial's CPU threads (see :func:`trial_threads`).
 THREADS_ENV, CONCURRENCY_ENV = ENV_TRIAL_THREADS, ENV_CONCURRENCY
 
-SPLIT_SEED = 0
-SPLIT_RATIOS = (0.8, 0.1, 0.1)
-
 #: The dataset options a trial may receive as parameters, and their values when it does not,
-#: for an event file of the archive. ``bin_size`` is in seconds: it is also the network's time
-#: step ``dt``.
-DATA_DEFAULTS: dict[str, Any] = {
-    "threshold": 10,
-    "channels": "split",
-    "bin_size": 0.02,
-    "letters": "reduced",
-    "clip": False,
-}
+#: for an event file of the archive: threshold 10, ON/OFF split, 20 ms bins of event counts,
+#: the reduced letters. ``bin_size`` is in seconds: it is also the network's time step ``dt``.
+DATA_DEFAULTS: dict[str, Any] = dict(BRAILLE_TASK_DEFAULTS)
 #: The same for threshold-1 data (a pool file): the encoding the pool holds, rebinned.
 POOL_DEFAULTS: dict[str, Any] = {**DATA_DEFAULTS, "threshold": 1, "channels": "merged"}
-#: The pool's file name, looked for in a directory given as the data.
-POOL_FILE = "braille_reduced_th1_pool.pt"
 
-
-@dataclass(frozen=True)
-class BrailleData:
-    """The three parts of the split, and the digest that identifies the split."""
-
-    train: Dataset
-    val: Dataset
-    test: Dataset
-    split_digest: str
-    #: ``(train, val)`` of each re-split (``folds``); the first is ``(train, val)`` itself.
-    folds: tuple[tuple[Dataset, Dataset], ...] = ()
-
-    @property
-    def info(self) -> DatasetInfo:
-        return self.train.info
-
-
-def data_location(path: str | os.PathLike[str] | None = None) -> Path | None:
-    """Where to read the event file from: ``path``, else ``$SPIKETUNE_BRAILLE_DATA``; ``None``
-    means spiketune's cache (downloaded there on first use)."""
-    if path:
-        return Path(path).expanduser()
-    env = os.environ.get(DATA_ENV)
-    return Path(env).expanduser() if env else None
-
-
-def is_pool(location: Path | None) -> bool:
-    """Whether ``location`` is threshold-1 pool data (a ``.pt`` file or a directory holding
-    :data:`POOL_FILE`) rather than an archive event file."""
-    if location is None:
-        return False
-    location = location.expanduser()
-    return (location.is_file() and location.suffix == ".pt") or (location / POOL_FILE).is_file()
+#: The three parts of the split (``train``, ``val``, ``test``), its digest and its re-splits.
+BrailleData = SplitParts
+#: Whether a location holds threshold-1 pool data (a ``.pt`` file, or a directory holding
+#: ``braille_reduced_th1_pool.pt``) rather than an archive event file.
+is_pool = is_braille_pool
+#: Where to read the event file from: ``data_location(path)`` is ``path``, else
+#: ``$SPIKETUNE_BRAILLE_DATA``; ``None`` means spiketune's cache (downloaded there on first use).
+data_location = partial(data_location, env=DATA_ENV)
+#: Load, encode and split the Braille letters: ``load_data(options, path=None, *,
+#: per_class=None, download=True, folds=1)`` with ``options`` the keys of
+#: :data:`DATA_DEFAULTS`, ``path`` as for :func:`data_location`, ``per_class`` samples of
+#: each class kept (smoke runs), ``folds`` train/validation re-splits around the fixed test
+#: part (80/10/10 % per class, seed 0). A missing file, or options
+#: pool data cannot have, is a DataError that says what to do.
+load_data = partial(load_braille_split, env=DATA_ENV)
 
 
 def data_options(params: Mapping[str, Any], *, pool: bool = False) -> dict[str, Any]:
@@ -124,77 +92,3 @@ def data_options(params: Mapping[str, Any], *, pool: bool = False) -> dict[str, 
     (:data:`POOL_DEFAULTS` for pool data, else :data:`DATA_DEFAULTS`)."""
     defaults = POOL_DEFAULTS if pool else DATA_DEFAULTS
     return {key: params.get(key, default) for key, default in defaults.items()}
-
-
-def load_data(
-    options: Mapping[str, Any],
-    path: str | os.PathLike[str] | None = None,
-    *,
-    per_class: int | None = None,
-    download: bool = True,
-    folds: int = 1,
-) -> BrailleData:
-    """Load, bin and split the Braille letters.
-
-    ``options``: the keys of :data:`DATA_DEFAULTS`. ``path``: see :func:`data_location`.
-    ``per_class``: keep only this many samples of each class (the first ones of a seeded
-    shuffle) before splitting, for smoke tests. ``download=False`` never reaches the network
-    (an offline machine). ``folds``: how many train/validation re-splits to make around the
-    fixed test part. A missing or unreadable file is a DataError that says where the file was
-    looked for and the three ways to give it; options the data cannot have (pool data at
-    threshold 10, say) are a DataError naming the option.
-    """
-    location = data_location(path)
-    if is_pool(location):
-        assert location is not None
-        _check_pool_options(options, location)
-    try:
-        dataset = _load(options, location, download)
-    except DataError as err:
-        raise DataError(
-            f"no Braille data ({err}). Give the pool file, the event file (or a directory "
-            f"holding either) with --data PATH, or set ${DATA_ENV}, or let spiketune download "
-            f"the event file once into its cache {cache_dir() / 'braille'} (${CACHE_ENV} moves "
-            f"the cache)"
-        ) from None
-    if per_class is not None:
-        dataset = dataset.per_class(per_class, seed=SPLIT_SEED)
-    split = stratified_split(dataset.labels, SPLIT_RATIOS, seed=SPLIT_SEED)
-    train, val, test = dataset.split(split)
-    resplits = stratified_resplits(dataset.labels, folds, SPLIT_RATIOS, seed=SPLIT_SEED)
-    pairs = tuple(dataset.split(r)[:2] for r in resplits)
-    return BrailleData(train, val, test, split.digest(), pairs)
-
-
-def _check_pool_options(options: Mapping[str, Any], location: Path) -> None:
-    """Pool data hold one encoding: asking for another is the option's error, not the data's."""
-    for key, wanted in (("threshold", 1), ("channels", "merged"), ("letters", "reduced")):
-        if options[key] != wanted:
-            raise DataError(
-                f"{key}={options[key]!r}: the pool file {location} holds threshold-1, "
-                f"merged, reduced letters; {key} must be {wanted!r} with it"
-            )
-
-
-def _load(options: Mapping[str, Any], location: Path | None, download: bool) -> Dataset:
-    """The whole dataset in the encoding ``options`` name (not yet split)."""
-    threshold, channels = int(options["threshold"]), options["channels"]
-    bin_size, clip = float(options["bin_size"]), bool(options["clip"])
-    if is_pool(location):
-        assert location is not None
-        return load_braille_pool(location).rebin(bin_size, clip=clip)
-    if threshold == 1 and channels == "merged" and options["letters"] == "reduced":
-        # The pool's encoding made from the archive (5 ms, 0/1, 1.28 s), then rebinned the
-        # same way, so that both sources give the same tensors.
-        native = load_braille(location, preset="nir", download=download, progress=False)
-        return native.rebin(bin_size, clip=clip)
-    return load_braille(
-        location,
-        threshold=threshold,
-        letters=options["letters"],
-        bin_size=bin_size,
-        channels=channels,
-        clip=clip,
-        download=download,
-        progress=False,
-    )

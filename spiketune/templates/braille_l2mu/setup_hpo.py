@@ -34,21 +34,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from spiketune import DataError
 from spiketune.data import (
     CACHE_ENV,
-    Dataset,
-    DatasetInfo,
+    SplitParts,
     cache_dir,
-    load_braille,
-    load_braille_pool,
-    stratified_resplits,
-    stratified_split,
+    is_braille_pool,
+    load_braille_encoding,
+    split_parts,
 )
+from spiketune.data import data_location as find_data
 
 # The device, the CPU threads and the seeds are spiketune's; main_hpo.py calls them from here.
 from spiketune.trial import seed_everything, trial_device, trial_threads  # noqa: F401
@@ -57,8 +55,6 @@ from spiketune.trial import seed_everything, trial_device, trial_threads  # noqa
 TASKS = ("reduced", "full")
 DATA_ENVS: dict[str, str] = {"reduced": "SPIKETUNE_BRAILLE_TH1_DATA",
                              "full": "SPIKETUNE_BRAILLE_DATA"}
-SPLIT_SEED = 0
-SPLIT_RATIOS = (0.8, 0.1, 0.1)
 #: Seconds of a sample, per task: the 256 steps of 5 ms of the threshold-1 encoding, and the
 #: event files' default window for the full task.
 DURATION: dict[str, float] = {"reduced": 1.28, "full": 1.35}
@@ -66,42 +62,26 @@ DURATION: dict[str, float] = {"reduced": 1.28, "full": 1.35}
 #: The dataset options a trial may receive as parameters, and their values when it does not.
 #: ``bin_size`` is in seconds: it is also the network's time step ``dt``.
 DATA_DEFAULTS: dict[str, Any] = {"task": "reduced", "bin_size": 0.02, "clip": False}
-#: The pool's file name, looked for in a directory given as the data.
-POOL_FILE = "braille_reduced_th1_pool.pt"
+#: The encoding of each task (``spiketune.data.load_braille_encoding``'s options besides
+#: ``bin_size`` and ``clip``): the threshold-1 pool's, and all letters of the threshold-10
+#: event file over :data:`DURATION`.
+ENCODINGS: dict[str, dict[str, Any]] = {
+    "reduced": {"threshold": 1, "channels": "merged", "letters": "reduced"},
+    "full": {"threshold": 10, "channels": "split", "letters": "full",
+             "window": DURATION["full"]},
+}
 
-
-@dataclass(frozen=True)
-class BrailleData:
-    """The three parts of the split, and the digest that identifies the split."""
-
-    train: Dataset
-    val: Dataset
-    test: Dataset
-    split_digest: str
-    #: ``(train, val)`` of each re-split (``folds``); the first is ``(train, val)`` itself.
-    folds: tuple[tuple[Dataset, Dataset], ...] = ()
-
-    @property
-    def info(self) -> DatasetInfo:
-        return self.train.info
+#: The three parts of the split (``train``, ``val``, ``test``), its digest and its re-splits.
+BrailleData = SplitParts
+#: Whether a location is a threshold-1 pool (a ``.pt`` file or a directory holding
+#: ``braille_reduced_th1_pool.pt``) rather than an event file of the archive.
+is_pool = is_braille_pool
 
 
 def data_location(task: str, path: str | os.PathLike[str] | None = None) -> Path | None:
     """Where to read the task's data from: ``path``, else the task's environment variable;
     ``None`` means spiketune's cache (downloaded there on first use)."""
-    if path:
-        return Path(path).expanduser()
-    env = os.environ.get(DATA_ENVS[task])
-    return Path(env).expanduser() if env else None
-
-
-def is_pool(location: Path | None) -> bool:
-    """Whether ``location`` is a threshold-1 pool (a ``.pt`` file or a directory holding
-    :data:`POOL_FILE`) rather than an event file of the archive."""
-    if location is None:
-        return False
-    location = location.expanduser()
-    return (location.is_file() and location.suffix == ".pt") or (location / POOL_FILE).is_file()
+    return find_data(path, DATA_ENVS[task])
 
 
 def data_options(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -118,7 +98,7 @@ def load_data(
     per_class: int | None = None,
     download: bool = True,
     folds: int = 1,
-) -> BrailleData:
+) -> SplitParts:
     """Load, bin and split the Braille letters of ``options["task"]``.
 
     ``options``: the keys of :data:`DATA_DEFAULTS`. ``path``: see :func:`data_location`.
@@ -137,10 +117,11 @@ def load_data(
             f"task='full': {location} is a threshold-1 pool of the 7 reduced letters; the full "
             f"task reads the threshold-10 event file of the archive (data_braille_letters_th10)"
         )
+    encoding = {**ENCODINGS[task], "bin_size": options["bin_size"], "clip": options["clip"]}
     try:
-        dataset = _load(options, location, download)
+        dataset = load_braille_encoding(encoding, location, download=download)
     except DataError as err:
-        env, threshold = DATA_ENVS[task], 1 if task == "reduced" else 10
+        env, threshold = DATA_ENVS[task], ENCODINGS[task]["threshold"]
         raise DataError(
             f"no Braille data for the {task} task ({err}). Give "
             f"{'the pool file, ' if task == 'reduced' else ''}the threshold-{threshold} event "
@@ -148,27 +129,5 @@ def load_data(
             f"spiketune download the event file once into its cache "
             f"{cache_dir() / 'braille'} (${CACHE_ENV} moves the cache)"
         ) from None
-    if per_class is not None:
-        dataset = dataset.per_class(per_class, seed=SPLIT_SEED)
-    split = stratified_split(dataset.labels, SPLIT_RATIOS, seed=SPLIT_SEED)
-    train, val, test = dataset.split(split)
-    resplits = stratified_resplits(dataset.labels, folds, SPLIT_RATIOS, seed=SPLIT_SEED)
-    pairs = tuple(dataset.split(r)[:2] for r in resplits)
-    return BrailleData(train, val, test, split.digest(), pairs)
-
-
-def _load(options: Mapping[str, Any], location: Path | None, download: bool) -> Dataset:
-    """The whole dataset of the task, binned (not yet split)."""
-    bin_size, clip = float(options["bin_size"]), bool(options["clip"])
-    if options["task"] == "reduced":
-        if is_pool(location):
-            assert location is not None
-            return load_braille_pool(location).rebin(bin_size, clip=clip)
-        # The pool's encoding made from the archive (5 ms, 0/1, 1.28 s), rebinned the same way.
-        native = load_braille(location, preset="nir", download=download, progress=False)
-        return native.rebin(bin_size, clip=clip)
-    return load_braille(
-        location, threshold=10, letters="full", bin_size=bin_size,
-        window=DURATION["full"], channels="split", clip=clip, download=download,
-        progress=False,
-    )
+    # 80/10/10 % per class, seed 0; ``per_class`` samples kept first.
+    return split_parts(dataset, folds=folds, per_class=per_class)

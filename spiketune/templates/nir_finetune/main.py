@@ -23,20 +23,20 @@ a decision. The chosen configuration (the best trial by that accuracy) is retrai
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 from spiketune import Experiment, ExperimentResults, load_config
-from spiketune.engine import Retrained, retrain
 from spiketune.launcher import (
+    add_budget_options,
+    add_experiment_options,
+    add_selection_options,
+    add_smoke_options,
     config_changes,
-    print_finish,
-    print_start,
-    print_summary,
-    progress_printer,
+    parse_launcher_args,
+    run_experiment,
     with_options,
 )
 
@@ -53,37 +53,17 @@ RETRAIN_SEEDS = [0, 1, 2]
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--trials", type=int, help="trials to run (config.toml: max_trials)")
-    p.add_argument("--duration", help='time budget, e.g. "10m", "2h" (config: max_duration)')
-    p.add_argument("--trial-duration", help='time limit of one trial, e.g. "5m"')
-    p.add_argument("--concurrency", type=int, help="trials at once (config: concurrency)")
-    p.add_argument("--epochs-cap", type=int, help="train each trial at most this many epochs")
-    p.add_argument("--subset", type=int, metavar="N", help="use N samples per class")
-    p.add_argument("--smoke", action="store_true",
-                   help="2 trials, 1 epoch, 10 samples per class, 1 retraining seed: checks "
-                        "the whole chain")
+    add_budget_options(p)  # --trials, --duration, --trial-duration, --concurrency
+    add_smoke_options(p, smoke_help="2 trials, 1 epoch, 10 samples per class, 1 retraining "
+                                    "seed: checks the whole chain", gpus=False)
     p.add_argument("--graph", type=Path,
                    help=f"the NIR graph to fine-tune (default {DEFAULT_GRAPH.name} beside this "
                         "file, built by make_graph.py when absent)")
     p.add_argument("--data", help="threshold-1 pool file (.pt) or a directory holding "
                    "braille_reduced_th1_pool.pt (else $SPIKETUNE_BRAILLE_TH1_DATA)")
-    p.add_argument("--retrain-seeds", type=int, nargs="*", metavar="SEED",
-                   help=f"retrain the chosen configuration with these seeds and report its test "
-                        f"accuracy as mean ± std (default {' '.join(map(str, RETRAIN_SEEDS))}; "
-                        f"none: skip)")
-    p.add_argument("--seed", type=int, help="tuner seed (config: seed)")
-    p.add_argument("--name", help="experiment name (config: name)")
-    p.add_argument("--experiment-dir", type=Path,
-                   help="root of experiment directories (default $SPIKETUNE_EXPERIMENTS or "
-                        "~/spiketune-experiments)")
-    p.add_argument("--no-report", action="store_true", help="skip the report at the end")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
-    args = p.parse_args(argv)
-    if args.smoke:
-        for key, value in SMOKE.items():
-            if getattr(args, key) is None:
-                setattr(args, key, value)
-    return args
+    add_selection_options(p, folds=None, retrain_seeds=RETRAIN_SEEDS)
+    add_experiment_options(p)  # --seed, --name, --experiment-dir, --no-report, --quiet
+    return parse_launcher_args(p, argv, smoke=SMOKE)
 
 
 def starting_graph(args: argparse.Namespace) -> Path:
@@ -127,38 +107,20 @@ def _with_trial_options(command: list[str], args: argparse.Namespace,
 
 def run(argv: list[str] | None = None) -> ExperimentResults:
     """Run the experiment the command line describes, retrain the chosen configuration, build
-    the report, print the outcome."""
+    the report, print the outcome (``spiketune.launcher.run_experiment``).
+
+    The chosen configuration (the trial whose model the experiment kept) is retrained from
+    the same graph once per seed by ``main_hpo.py`` run by hand (``--params FILE --seed K
+    --out DIR --threads N`` appended) on the split's training part and tested on the fixed
+    test part. The seed changes the order of the training samples; the starting weights are
+    the graph's.
+    """
     args = parse_args(argv)
     graph = starting_graph(args)
     exp = experiment(args, graph)
-    c = exp.config
-    # Trials size their CPU threads by this (see spiketune.trial.trial_threads).
-    os.environ["SPIKETUNE_CONCURRENCY"] = str(c.concurrency)
-    print_start(exp)
-    results = exp.run(progress=None if args.quiet else progress_printer())
-    print_finish(results)
-    seeds = RETRAIN_SEEDS if args.retrain_seeds is None else args.retrain_seeds
-    retrained = None
-    if seeds and results.best is not None and results.directory is not None:
-        retrained = retrain_chosen(results, seeds, args, graph)
-    # The best model, the best test accuracy among trials (optimistic), the chosen
-    # configuration's retrained test accuracy (the figure to quote), the report.
-    print_summary(results, retrained=retrained, report=not args.no_report)
-    return results
-
-
-def retrain_chosen(results: ExperimentResults, seeds: list[int], args: argparse.Namespace,
-                   graph: Path) -> Retrained:
-    """Train the chosen configuration (the trial whose model the experiment kept) from the same
-    graph once per seed on the split's training part and test each on the fixed test part.
-
-    ``spiketune.engine.retrain`` runs ``main_hpo.py`` by hand per seed (``--params FILE --seed
-    K --out DIR --threads N`` appended) into ``<experiment>/chosen/seed<k>/`` (checkpoint,
-    ``result.json``, log), and writes ``retrained.json``. The seed changes the order of the
-    training samples; the starting weights are the graph's.
-    """
     command = _with_trial_options([sys.executable, "main_hpo.py"], args, graph)
-    return retrain(results, command, seeds=seeds, cwd=HERE)
+    return run_experiment(exp, args, retrain_seeds=RETRAIN_SEEDS, retrain_command=command,
+                          cwd=HERE)
 
 
 if __name__ == "__main__":

@@ -29,12 +29,11 @@ except ImportError:  # run by hand, without NNI installed
     import spiketune.compat.nni as nni
 
 import setup_hpo
-import torch
 import train_hpo
 
 import spiketune.nir
 from spiketune.snn import EpochMetrics, Trainer, save_checkpoint
-from spiketune.trial import Predictions, offer_best_model
+from spiketune.trial import Predictions, offer_best_model, start_trial
 
 #: What a trial uses for any parameter the search space does not give.
 DEFAULT_PARAMS: dict[str, Any] = {"lr": 0.003, "batch_size": 16, "epochs": 30}
@@ -59,12 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    params = {**DEFAULT_PARAMS, **nni.get_next_parameter()}
-    if args.seed is not None:
-        params["seed"] = args.seed
-    setup_hpo.seed_everything(int(params.get("seed", 0)))
-    torch.set_num_threads(setup_hpo.trial_threads(args.threads))
-    device = setup_hpo.trial_device()
+    params, device = start_trial({**DEFAULT_PARAMS, **nni.get_next_parameter()},
+                                 seed=args.seed, threads=args.threads)
     graph = Path(args.graph).expanduser().resolve()
     dt = spiketune.nir.read(graph).metadata.get("dt")
     if dt is None:

@@ -25,12 +25,8 @@ options (the data are always the generator's defaults, ``setup_hpo.GENERATOR``).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 try:
@@ -42,8 +38,15 @@ import setup_hpo
 import torch
 import train_hpo
 
-from spiketune.snn import EpochMetrics, save_checkpoint
-from spiketune.trial import Predictions, offer_best_model
+from spiketune.snn import EpochMetrics, TrainingDiverged, fold_best, fold_result, train_folds
+from spiketune.trial import (
+    Predictions,
+    add_trial_options,
+    epoch_report,
+    keep_trial_model,
+    start_trial,
+    trial_output_dir,
+)
 
 #: What a trial uses for any parameter the search space does not give (and all of them when
 #: run by hand): a plain e-prop LIF network on 10 ms bins of spike counts (the data defaults
@@ -67,23 +70,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs-cap", type=int, default=None,
-                        help="train at most this many epochs, whatever the parameters say")
-    parser.add_argument("--subset", type=int, default=None, metavar="N",
-                        help="keep N samples per class before splitting (smoke runs)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads (default: this trial's share of the cores)")
-    parser.add_argument("--out", default="manual_trial",
-                        help="where to save the model when run by hand (a trial uses its own "
-                             "directory)")
-    parser.add_argument("--params", default=None,
-                        help="JSON file of parameters, when run by hand")
-    parser.add_argument("--folds", type=int, default=1,
-                        help="train on this many stratified re-splits and report the mean "
-                             "validation accuracy (default 1: the split itself)")
-    parser.add_argument("--seed", type=int, default=None,
-                        help="training seed (weights, shuffling, augmentation); overrides "
-                             "the parameters' seed")
+    add_trial_options(parser)  # --epochs-cap, --subset, --threads, --out, --params, --folds...
     return parser.parse_args(argv)
 
 
@@ -92,12 +79,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.folds < 1:
         sys.exit(f"--folds must be at least 1, got {args.folds}")
     started = time.perf_counter()
-    params = {**DEFAULT_PARAMS, **nni.get_next_parameter()}
-    if args.seed is not None:
-        params["seed"] = args.seed
-    setup_hpo.seed_everything(int(params.get("seed", 0)))
-    torch.set_num_threads(setup_hpo.trial_threads(args.threads))
-    device = setup_hpo.trial_device()
+    params, device = start_trial({**DEFAULT_PARAMS, **nni.get_next_parameter()},
+                                 seed=args.seed, threads=args.threads)
 
     options = setup_hpo.data_options(params)
     data = setup_hpo.load_data(options, per_class=args.subset, folds=args.folds)
@@ -109,67 +92,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"{net}, {torch.get_num_threads()} thread(s) on {device}", flush=True)
 
     def on_epoch(epoch: int, latest: list[EpochMetrics]) -> None:
-        mean = {key: statistics.fmean(getattr(m, key) for m in latest)
-                for key in ("train_acc", "train_loss", "val_acc", "val_loss",
-                            "spikes_per_sample")}
-        print(f"epoch {epoch}: train acc {mean['train_acc']:.3f} loss "
-              f"{mean['train_loss']:.3f}, val acc {mean['val_acc']:.3f} loss "
-              f"{mean['val_loss']:.3f}, {mean['spikes_per_sample']:.0f} spikes/sample",
-              flush=True)
-        nni.report_intermediate_result({"default": mean.pop("val_acc"), **mean})
+        nni.report_intermediate_result(epoch_report(epoch, latest))
 
-    _, histories = train_hpo.train_folds(built, data.folds, on_epoch)
-    best_per_fold = [h.best for h in histories]
-    if any(b is None or b.val_acc is None for b in best_per_fold):
-        reasons = ", ".join(h.stop_reason for h in histories)
-        sys.exit(f"training diverged before the first epoch ended ({reasons})")
-    history = histories[0]
-    best = history.best
-    assert best is not None and best.val_acc is not None
-
-    # The first fold's network now holds the weights of its best validation epoch: test them
-    # once (the other folds' networks only inform the objective).
-    predicted = train_hpo.predict_classes(net, data.test)
-    test_acc = int((predicted == data.test.labels).sum()) / len(data.test)
-    val_folds = [float(b.val_acc) for b in best_per_fold if b is not None and b.val_acc is not None]
-    final = {
-        "default": statistics.fmean(val_folds),
-        "test": test_acc,
-        "train": best.train_acc,
-        "epoch": best.epoch,
-        "spikes_per_sample": best.spikes_per_sample,
-        "rate_hz": best.rate_hz,
-        "synops_per_sample": best.synops_per_sample,
-        "epochs_run": len(history.epochs),
-        "seconds": time.perf_counter() - started,
-    }
-    if args.folds > 1:
-        final.update({f"val_fold{i}": v for i, v in enumerate(val_folds)})
-
-    out_dir = Path(os.environ.get("NNI_OUTPUT_DIR") or args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    extra = {"split_digest": data.split_digest, "data": options,
-             "generator": setup_hpo.GENERATOR, "subset": args.subset,
-             "n_steps": data.info.n_steps, "classes": list(data.info.classes),
-             "metrics": final, "folds": args.folds}
-    checkpoint = save_checkpoint(
-        out_dir / "best_model.pt", net, train_config=train_config, history=history, extra=extra
-    )
-    (out_dir / "result.json").write_text(
-        json.dumps({**final, "split_digest": data.split_digest, "parameters": params,
-                    "data": options, "generator": setup_hpo.GENERATOR, "subset": args.subset},
-                   indent=2, sort_keys=True, default=str), encoding="utf-8")
+    _, histories = train_folds(built, data.folds, on_epoch)
+    try:  # the first fold's network, with its best validation weights, tested once
+        final, predicted = fold_result(histories, net, data.test, started=started)
+    except TrainingDiverged as err:
+        sys.exit(str(err))
+    history, best = histories[0], fold_best(histories)
     # Kept as the experiment's best model if no trial has done better on validation, ties
-    # going to the model that spikes less.
-    offer_best_model(
-        (final["default"], -best.spikes_per_sample),
-        {"best_model.pt": checkpoint},
-        {**final, "stop_reason": history.stop_reason, "split_digest": data.split_digest},
-        Predictions(data.test.labels, predicted, list(data.info.classes), split="test"),
-        parameters=params,
+    # going to the model that spikes less. The data are always the generator's defaults:
+    # the checkpoint and the result record them.
+    generated = {"data": options, "generator": setup_hpo.GENERATOR, "subset": args.subset}
+    checkpoint = keep_trial_model(
+        trial_output_dir(args.out), net, train_config=train_config, history=history,
+        metrics=final, parameters=params, split_digest=data.split_digest,
+        predictions=Predictions(data.test.labels, predicted, list(data.info.classes),
+                                split="test"),
+        score=(final["default"], -best.spikes_per_sample),
+        extra={"split_digest": data.split_digest, **generated, "n_steps": data.info.n_steps,
+               "classes": list(data.info.classes), "metrics": final, "folds": args.folds},
+        result=generated,
     )
     print(f"best epoch {best.epoch} of {len(history.epochs)} ({history.stop_reason}): "
-          f"val {final['default']:.3f} (mean of {args.folds} fold(s)), test {test_acc:.3f}; "
+          f"val {final['default']:.3f} (mean of {args.folds} fold(s)), test {final['test']:.3f}; "
           f"saved {checkpoint}", flush=True)
     nni.report_final_result(final)
     return final

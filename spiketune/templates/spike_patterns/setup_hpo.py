@@ -20,25 +20,20 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from spiketune.data import (
     Dataset,
-    DatasetInfo,
     SpikePatternOptions,
+    SplitParts,
     make_spike_patterns,
-    stratified_resplits,
-    stratified_split,
+    split_parts,
 )
 
 # The device, the CPU threads and the seeds are spiketune's; main_hpo.py calls them from here.
 from spiketune.trial import seed_everything, trial_device, trial_threads  # noqa: F401
-
-SPLIT_SEED = 0
-SPLIT_RATIOS = (0.8, 0.1, 0.1)
 
 #: The generator's options: its own defaults, read from ``SpikePatternOptions`` so that they
 #: cannot drift from the library's (noise 0.1 V/s, jitter 4 ms, 100 samples per class,
@@ -58,20 +53,8 @@ GENERATOR: dict[str, Any] = SpikePatternOptions().model_dump()
 DATA_DEFAULTS: dict[str, Any] = {"bin_size": 0.01, "clip": False, "bias_input": False}
 
 
-@dataclass(frozen=True)
-class PatternData:
-    """The three parts of the split, and the digest that identifies the split."""
-
-    train: Dataset
-    val: Dataset
-    test: Dataset
-    split_digest: str
-    #: ``(train, val)`` of each re-split (``folds``); the first is ``(train, val)`` itself.
-    folds: tuple[tuple[Dataset, Dataset], ...] = ()
-
-    @property
-    def info(self) -> DatasetInfo:
-        return self.train.info
+#: The three parts of the split (``train``, ``val``, ``test``), its digest and its re-splits.
+PatternData = SplitParts
 
 
 def data_options(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -94,13 +77,8 @@ def load_data(
     dataset = dataset.rebin(float(options["bin_size"]), clip=bool(options["clip"]))
     if options.get("bias_input"):
         dataset = with_bias_channel(dataset)
-    if per_class is not None:
-        dataset = dataset.per_class(per_class, seed=SPLIT_SEED)
-    split = stratified_split(dataset.labels, SPLIT_RATIOS, seed=SPLIT_SEED)
-    train, val, test = dataset.split(split)
-    resplits = stratified_resplits(dataset.labels, folds, SPLIT_RATIOS, seed=SPLIT_SEED)
-    pairs = tuple(dataset.split(r)[:2] for r in resplits)
-    return PatternData(train, val, test, split.digest(), pairs)
+    # 80/10/10 % per class, seed 0, the same for every trial.
+    return split_parts(dataset, folds=folds, per_class=per_class)
 
 
 def with_bias_channel(dataset: Dataset) -> Dataset:

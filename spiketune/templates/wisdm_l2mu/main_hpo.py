@@ -25,12 +25,8 @@ holds the final result, the split digest and the subjects of each part; the chec
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 try:
@@ -42,8 +38,23 @@ import setup_hpo
 import torch
 import train_hpo
 
-from spiketune.snn import EpochMetrics, save_checkpoint
-from spiketune.trial import Predictions, flat_parameters, offer_best_model
+from spiketune.snn import (
+    EpochMetrics,
+    TrainingDiverged,
+    fold_best,
+    fold_result,
+    is_spiking,
+    train_folds,
+)
+from spiketune.trial import (
+    Predictions,
+    add_trial_options,
+    epoch_report,
+    flat_parameters,
+    keep_trial_model,
+    start_trial,
+    trial_output_dir,
+)
 
 #: What a trial uses for any parameter the search space does not give (and all of them when
 #: run by hand): an L²MU whose memory spans the 2 s window, on the standardised values as
@@ -55,9 +66,6 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "batch_size": 64,
     "epochs": 30,
 }
-#: Epoch metrics reported, as means over the folds; spike figures only for a spiking model.
-EPOCH_KEYS = ("train_acc", "train_loss", "val_acc", "val_loss")
-SPIKE_KEYS = ("spikes_per_sample", "rate_hz", "synops_per_sample")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -66,24 +74,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"the UCI archive, wisdm-dataset.zip or the extracted directory "
                              f"(else ${setup_hpo.DATA_ENV}, else spiketune's data cache, "
                              f"downloaded there once)")
-    parser.add_argument("--epochs-cap", type=int, default=None,
-                        help="train at most this many epochs, whatever the parameters say")
-    parser.add_argument("--subset", type=int, default=None, metavar="N",
-                        help="keep N windows of each activity of each subject (smoke runs)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads (default: this trial's share of the cores)")
-    parser.add_argument("--out", default="manual_trial",
-                        help="where to save the model when run by hand (a trial uses its own "
-                             "directory)")
-    parser.add_argument("--params", default=None,
-                        help="JSON file of parameters, when run by hand (read by nni's "
-                             "get_next_parameter)")
-    parser.add_argument("--folds", type=int, default=1,
-                        help="train on this many stratified re-splits and report the mean "
-                             "validation accuracy (default 1: the split itself)")
-    parser.add_argument("--seed", type=int, default=None,
-                        help="training seed (weights, shuffling); overrides the parameters' "
-                             "seed")
+    # --epochs-cap, --subset, --threads, --out, --params, --folds, --seed
+    add_trial_options(parser, subset_help="keep N windows of each activity of each subject "
+                                          "(smoke runs)")
     return parser.parse_args(argv)
 
 
@@ -92,88 +85,50 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.folds < 1:
         sys.exit(f"--folds must be at least 1, got {args.folds}")
     started = time.perf_counter()
-    params = {**DEFAULT_PARAMS, **nni.get_next_parameter()}
-    if args.seed is not None:
-        params["seed"] = args.seed
-    setup_hpo.seed_everything(int(params.get("seed", 0)))
-    torch.set_num_threads(setup_hpo.trial_threads(args.threads))
-    device = setup_hpo.trial_device()
+    params, device = start_trial({**DEFAULT_PARAMS, **nni.get_next_parameter()},
+                                 seed=args.seed, threads=args.threads)
 
     options = setup_hpo.data_options(flat_parameters(params))
     data = setup_hpo.load_data(options, args.data, per_class=args.subset, folds=args.folds)
     built = [train_hpo.build(params, data.info, device=device, epochs_cap=args.epochs_cap)
              for _ in data.folds]
     net, train_config = built[0]
-    spiking = train_hpo.is_spiking(net)
+    spiking = is_spiking(net)
     print(f"trial {nni.get_trial_id()}: {data.info.name}, {len(data.train)}/{len(data.val)}/"
           f"{len(data.test)} windows, test subjects {list(data.test_subjects)}, "
           f"{args.folds} fold(s), split {data.split_digest[:12]}, "
           f"{net}, {torch.get_num_threads()} thread(s) on {device}", flush=True)
 
     def on_epoch(epoch: int, latest: list[EpochMetrics]) -> None:
-        keys = EPOCH_KEYS + (("spikes_per_sample",) if spiking else ())
-        mean = {key: statistics.fmean(getattr(m, key) for m in latest) for key in keys}
-        spikes = f", {mean['spikes_per_sample']:.0f} spikes/sample" if spiking else ""
-        print(f"epoch {epoch}: train acc {mean['train_acc']:.3f} loss "
-              f"{mean['train_loss']:.3f}, val acc {mean['val_acc']:.3f} loss "
-              f"{mean['val_loss']:.3f}{spikes}", flush=True)
-        nni.report_intermediate_result({"default": mean.pop("val_acc"), **mean})
+        nni.report_intermediate_result(epoch_report(epoch, latest, spiking=spiking))
 
-    _, histories = train_hpo.train_folds(built, data.folds, on_epoch)
-    best_per_fold = [h.best for h in histories]
-    if any(b is None or b.val_acc is None for b in best_per_fold):
-        reasons = ", ".join(h.stop_reason for h in histories)
-        sys.exit(f"training diverged before the first epoch ended ({reasons})")
-    history = histories[0]
-    best = history.best
-    assert best is not None and best.val_acc is not None
-
-    # The first fold's network now holds the weights of its best validation epoch: test them
-    # once (the other folds' networks only inform the objective).
-    predicted = train_hpo.predict_classes(net, data.test)
-    test_acc = int((predicted == data.test.labels).sum()) / len(data.test)
-    val_folds = [float(b.val_acc) for b in best_per_fold if b is not None and b.val_acc is not None]
-    final: dict[str, Any] = {
-        "default": statistics.fmean(val_folds),
-        "test": test_acc,
-        "train": best.train_acc,
-        "epoch": best.epoch,
-        "epochs_run": len(history.epochs),
-        "seconds": time.perf_counter() - started,
-    }
-    if spiking:
-        final.update({key: getattr(best, key) for key in SPIKE_KEYS})
-    if args.folds > 1:
-        final.update({f"val_fold{i}": v for i, v in enumerate(val_folds)})
-
-    out_dir = Path(os.environ.get("NNI_OUTPUT_DIR") or args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    subjects = {"test_subjects": list(data.test_subjects),
-                "val_subjects": [list(v) for v in data.val_subjects]}
-    extra = {"split_digest": data.split_digest, "data": options, "n_steps": data.info.n_steps,
-             "classes": list(data.info.classes), "metrics": final, "folds": args.folds,
-             "channels": list(data.channels), "mean": list(data.mean), "std": list(data.std),
-             **subjects}
-    checkpoint = save_checkpoint(
-        out_dir / "best_model.pt", net, train_config=train_config, history=history, extra=extra
-    )
-    (out_dir / "result.json").write_text(
-        json.dumps({**final, "split_digest": data.split_digest, "parameters": params,
-                    **subjects},
-                   indent=2, sort_keys=True, default=str), encoding="utf-8")
+    _, histories = train_folds(built, data.folds, on_epoch)
+    try:  # the first fold's network, with its best validation weights, tested once
+        final, predicted = fold_result(histories, net, data.test, started=started,
+                                       spiking=spiking)
+    except TrainingDiverged as err:
+        sys.exit(str(err))
+    history, best = histories[0], fold_best(histories)
     # Kept as the experiment's best model if no trial has done better on validation; ties go
     # to a spiking model, and among those to the one that spikes less.
+    subjects = {"test_subjects": list(data.test_subjects),
+                "val_subjects": [list(v) for v in data.val_subjects]}
     score = (final["default"], 1.0, -best.spikes_per_sample) if spiking else (
         final["default"], 0.0, 0.0)
-    offer_best_model(
-        score,
-        {"best_model.pt": checkpoint},
-        {**final, "stop_reason": history.stop_reason, "split_digest": data.split_digest},
-        Predictions(data.test.labels, predicted, list(data.info.classes), split="test"),
-        parameters=params,
+    checkpoint = keep_trial_model(
+        trial_output_dir(args.out), net, train_config=train_config, history=history,
+        metrics=final, parameters=params, split_digest=data.split_digest,
+        predictions=Predictions(data.test.labels, predicted, list(data.info.classes),
+                                split="test"),
+        score=score,
+        extra={"split_digest": data.split_digest, "data": options,
+               "n_steps": data.info.n_steps, "classes": list(data.info.classes),
+               "metrics": final, "folds": args.folds, "channels": list(data.channels),
+               "mean": list(data.mean), "std": list(data.std), **subjects},
+        result=subjects,
     )
     print(f"best epoch {best.epoch} of {len(history.epochs)} ({history.stop_reason}): "
-          f"val {final['default']:.3f} (mean of {args.folds} fold(s)), test {test_acc:.3f}; "
+          f"val {final['default']:.3f} (mean of {args.folds} fold(s)), test {final['test']:.3f}; "
           f"saved {checkpoint}", flush=True)
     nni.report_final_result(final)
     return final

@@ -1,0 +1,133 @@
+"""The tactile Braille letters as a trial reads them: from a threshold-1 pool file or from an
+event file of the archive, in the encoding a trial's options name, split for training.
+
+The options are those a search space may choose (``BRAILLE_TASK_DEFAULTS``): ``threshold``
+(sigma-delta threshold of the event file: 1, 2, 5 or 10), ``channels`` (``"split"``: ON and
+OFF as 24 channels, ``"merged"``: ON | OFF as 12), ``bin_size`` (seconds, also the network's
+time step), ``letters`` (``"reduced"``: Space and the vowels with Y, or ``"full"``), ``clip``
+(0/1 per bin rather than event counts), and optionally ``window`` (seconds of a sample).
+
+A pool file (``braille_reduced_th1_pool.pt``: threshold 1, merged, reduced letters, 0/1 in
+5 ms bins over 1.28 s) holds one encoding; the same encoding is made from the threshold-1
+event file (``load_braille(preset="nir")``), so both sources give the same tensors.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from spiketune.data._base import Dataset
+from spiketune.data._braille import _POOL_FILE, load_braille, load_braille_pool
+from spiketune.data._download import CACHE_ENV, cache_dir
+from spiketune.data._parts import SPLIT_SEED, SplitParts, data_location, split_parts
+from spiketune.errors import DataError
+
+#: Environment variable naming the Braille data (an event file, a pool file, or a directory
+#: holding either) when a trial is given none.
+BRAILLE_DATA_ENV = "SPIKETUNE_BRAILLE_DATA"
+#: A trial's data options for an event file of the archive, when its parameters give none.
+BRAILLE_TASK_DEFAULTS: dict[str, Any] = {
+    "threshold": 10,
+    "channels": "split",
+    "bin_size": 0.02,
+    "letters": "reduced",
+    "clip": False,
+}
+#: The encoding a pool file holds (its threshold, channels and letters).
+_POOL_ENCODING = (("threshold", 1), ("channels", "merged"), ("letters", "reduced"))
+
+
+def is_braille_pool(location: str | os.PathLike[str] | None) -> bool:
+    """Whether ``location`` is threshold-1 pool data (a ``.pt`` file, or a directory holding
+    ``braille_reduced_th1_pool.pt``) rather than an event file of the archive."""
+    if location is None:
+        return False
+    location = Path(location).expanduser()
+    return (location.is_file() and location.suffix == ".pt") or (location / _POOL_FILE).is_file()
+
+
+def load_braille_encoding(
+    options: Mapping[str, Any],
+    location: str | os.PathLike[str] | None = None,
+    *,
+    download: bool = True,
+) -> Dataset:
+    """The whole Braille dataset (not yet split) in the encoding ``options`` name (the keys
+    of :data:`BRAILLE_TASK_DEFAULTS`, ``window`` optional), read from ``location``: a pool
+    file or its directory, an event file or its directory, or ``None`` for spiketune's cache
+    (downloaded there on first use unless ``download=False``).
+
+    Pool data are rebinned to ``bin_size`` (event counts, or 0/1 with ``clip``); options a
+    pool cannot have (threshold 10, say) are a :class:`~spiketune.errors.DataError` naming
+    the option. A missing or unreadable file is a DataError too.
+    """
+    path = None if location is None else Path(location).expanduser()
+    bin_size, clip = float(options["bin_size"]), bool(options["clip"])
+    if is_braille_pool(path):
+        assert path is not None
+        _check_pool_options(options, path)
+        return load_braille_pool(path).rebin(bin_size, clip=clip)
+    threshold, channels = int(options["threshold"]), options["channels"]
+    if (threshold, channels, options["letters"]) == tuple(v for _, v in _POOL_ENCODING):
+        # The pool's encoding made from the archive (5 ms, 0/1, 1.28 s), then rebinned the
+        # same way, so that both sources give the same tensors.
+        native = load_braille(path, preset="nir", download=download, progress=False)
+        return native.rebin(bin_size, clip=clip)
+    window = {"window": float(options["window"])} if options.get("window") is not None else {}
+    return load_braille(
+        path,
+        threshold=threshold,
+        letters=options["letters"],
+        bin_size=bin_size,
+        channels=channels,
+        clip=clip,
+        download=download,
+        progress=False,
+        **window,
+    )
+
+
+def load_braille_split(
+    options: Mapping[str, Any],
+    path: str | os.PathLike[str] | None = None,
+    *,
+    env: str = BRAILLE_DATA_ENV,
+    per_class: int | None = None,
+    download: bool = True,
+    folds: int = 1,
+) -> SplitParts:
+    """Load the Braille letters in the encoding ``options`` name (see
+    :func:`load_braille_encoding`), then split them (see
+    :func:`~spiketune.data.split_parts`: 80/10/10 % per class, seed 0, ``folds`` re-splits,
+    ``per_class`` samples of each class kept first for smoke runs).
+
+    The data are found at ``path`` (a trial's ``--data``), else at the environment variable
+    ``env``, else in spiketune's cache. When none gives the file, the DataError says where it
+    was looked for and names all three ways to give it.
+    """
+    location = data_location(path, env)
+    if location is not None and is_braille_pool(location):
+        _check_pool_options(options, location)  # the option's error, not the data's
+    try:
+        dataset = load_braille_encoding(options, location, download=download)
+    except DataError as err:
+        raise DataError(
+            f"no Braille data ({err}). Give the pool file, the event file (or a directory "
+            f"holding either) with --data PATH, or set ${env}, or let spiketune download "
+            f"the event file once into its cache {cache_dir() / 'braille'} (${CACHE_ENV} "
+            f"moves the cache)"
+        ) from None
+    return split_parts(dataset, folds=folds, per_class=per_class, seed=SPLIT_SEED)
+
+
+def _check_pool_options(options: Mapping[str, Any], location: Path) -> None:
+    """Pool data hold one encoding: asking for another is the option's error, not the data's."""
+    for key, wanted in _POOL_ENCODING:
+        if options[key] != wanted:
+            raise DataError(
+                f"{key}={options[key]!r}: the pool file {location} holds threshold-1, "
+                f"merged, reduced letters; {key} must be {wanted!r} with it"
+            )

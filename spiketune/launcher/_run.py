@@ -1,0 +1,145 @@
+"""A launcher's command line and its run: the options every template's ``main.py`` takes,
+and the run itself (the experiment, the chosen configuration retrained with seeds, the
+summary and the report)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from spiketune.launcher._lines import print_finish, print_start, print_summary, progress_printer
+
+if TYPE_CHECKING:
+    from spiketune.engine.experiment import Experiment
+    from spiketune.engine.results import ExperimentResults
+
+
+def add_budget_options(
+    parser: argparse.ArgumentParser,
+    *,
+    concurrency_help: str = "trials at once (config: concurrency)",
+) -> argparse.ArgumentParser:
+    """Add ``--trials``, ``--duration``, ``--trial-duration`` and ``--concurrency`` (the
+    experiment's budgets, see :func:`config_changes`) to ``parser``; returns ``parser``."""
+    parser.add_argument("--trials", type=int, help="trials to run (config.toml: max_trials)")
+    parser.add_argument("--duration",
+                        help='time budget, e.g. "10m", "2h" (config: max_duration)')
+    parser.add_argument("--trial-duration", help='time limit of one trial, e.g. "5m"')
+    parser.add_argument("--concurrency", type=int, help=concurrency_help)
+    return parser
+
+
+def add_smoke_options(
+    parser: argparse.ArgumentParser,
+    *,
+    subset_help: str = "use N samples per class",
+    smoke_help: str,
+    gpus: bool = True,
+) -> argparse.ArgumentParser:
+    """Add the options for smaller runs to ``parser``: ``--epochs-cap`` (each trial's epoch
+    budget capped), ``--subset N`` (fewer samples, ``subset_help`` says which), ``--smoke``
+    (the whole chain in seconds, ``smoke_help`` says how; :func:`parse_launcher_args` fills
+    in its values) and, with ``gpus``, ``--gpus``. Returns ``parser``."""
+    parser.add_argument("--epochs-cap", type=int,
+                        help="train each trial at most this many epochs")
+    parser.add_argument("--subset", type=int, metavar="N", help=subset_help)
+    parser.add_argument("--smoke", action="store_true", help=smoke_help)
+    if gpus:
+        parser.add_argument("--gpus", help='GPU indices "0,1", "all", or "none" (config: gpus)')
+    return parser
+
+
+def add_selection_options(
+    parser: argparse.ArgumentParser, *, folds: int | None, retrain_seeds: Sequence[int]
+) -> argparse.ArgumentParser:
+    """Add the options of honest selection to ``parser``: ``--folds`` (each trial judged by
+    its mean validation accuracy over that many re-splits, default ``folds``; ``None``: the
+    template has no folds, no option) and ``--retrain-seeds`` (the chosen configuration
+    retrained with these seeds, default ``retrain_seeds``). Returns ``parser``."""
+    if folds is not None:
+        parser.add_argument("--folds", type=int,
+                            help=f"judge each trial by its mean validation accuracy over this "
+                                 f"many re-splits (default {folds}; 1: the split alone)")
+    parser.add_argument("--retrain-seeds", type=int, nargs="*", metavar="SEED",
+                        help=f"retrain the chosen configuration with these seeds and report "
+                             f"its test accuracy as mean ± std (default "
+                             f"{' '.join(map(str, retrain_seeds))}; none: skip)")
+    return parser
+
+
+def add_experiment_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add ``--seed`` (the tuner's), ``--name``, ``--experiment-dir``, ``--no-report`` and
+    ``-q``/``--quiet`` to ``parser``; returns ``parser``."""
+    parser.add_argument("--seed", type=int, help="tuner seed (config: seed)")
+    parser.add_argument("--name", help="experiment name (config: name)")
+    parser.add_argument("--experiment-dir", type=Path,
+                        help="root of experiment directories (default $SPIKETUNE_EXPERIMENTS "
+                             "or ~/spiketune-experiments)")
+    parser.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    return parser
+
+
+def parse_launcher_args(
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None,
+    *,
+    smoke: Mapping[str, Any],
+) -> argparse.Namespace:
+    """``argv`` parsed by ``parser``; a ``--folds`` below 1 is a usage error (exit code 2),
+    and with ``--smoke`` each option of ``smoke`` (``{"trials": 2, "epochs_cap": 1...}``,
+    by ``argparse`` name) that was not given takes the smoke run's value."""
+    args = parser.parse_args(argv)
+    folds = getattr(args, "folds", None)
+    if folds is not None and folds < 1:
+        parser.error(f"--folds must be at least 1, got {folds}")
+    if args.smoke:
+        for key, value in smoke.items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
+    return args
+
+
+def run_experiment(
+    exp: Experiment,
+    args: argparse.Namespace,
+    *,
+    retrain_seeds: Sequence[int],
+    retrain_command: Sequence[str],
+    cwd: str | os.PathLike[str],
+) -> ExperimentResults:
+    """Run ``exp`` as a launcher does, retrain the chosen configuration, print the outcome.
+
+    Trials size their CPU threads by the experiment's concurrency (``$SPIKETUNE_CONCURRENCY``,
+    and ``$SPIKETUNE_TRIAL_THREADS`` from ``args.trial_threads`` when a probe set it; see
+    :func:`spiketune.trial.trial_threads`). The run prints its start, one progress line per
+    finished trial (none with ``args.quiet``) and how it finished. Then the chosen
+    configuration (the trial whose model the experiment kept) is trained once per seed
+    (``args.retrain_seeds``, else ``retrain_seeds``; none: skipped) on the split's training
+    part and tested on the fixed test part: the figure to quote, since no trial and no
+    decision ever saw those test samples. ``spiketune.engine.retrain`` runs
+    ``retrain_command`` (the trial script, by hand) in ``cwd`` per seed into
+    ``<experiment>/chosen/seed<k>/`` (checkpoint, ``result.json``, log), as many at once as
+    the experiment's concurrency, and writes ``retrained.json``. Last, the summary: the best
+    model, the best test accuracy among trials (optimistic), the retrained test accuracy and,
+    unless ``args.no_report``, the report.
+    """
+    from spiketune.engine import retrain
+    from spiketune.trial import ENV_CONCURRENCY, ENV_TRIAL_THREADS
+
+    os.environ[ENV_CONCURRENCY] = str(exp.config.concurrency)
+    threads = getattr(args, "trial_threads", None)
+    if threads is not None:
+        os.environ[ENV_TRIAL_THREADS] = str(threads)
+    print_start(exp)
+    results = exp.run(progress=None if args.quiet else progress_printer())
+    print_finish(results)
+    seeds = list(retrain_seeds if args.retrain_seeds is None else args.retrain_seeds)
+    retrained = None
+    if seeds and results.best is not None and results.directory is not None:
+        retrained = retrain(results, list(retrain_command), seeds=seeds, cwd=Path(cwd))
+    print_summary(results, retrained=retrained, report=not args.no_report)
+    return results

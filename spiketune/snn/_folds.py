@@ -1,0 +1,138 @@
+"""One trial's networks trained on several folds at once, and what the trial makes of them.
+
+A trial judged on k re-splits of its data (``--folds k``) trains k networks, one per fold,
+advancing all of them one epoch at a time (:func:`train_folds`), so that it can report the
+mean over the folds after every epoch and a pruner can judge it as it goes. After training,
+the first fold's network (now holding its best validation weights) is the trial's model:
+:func:`fold_result` tests it (:func:`predict_classes`) and gathers the final result, which
+is judged by the mean of each fold's best validation accuracy.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from spiketune.data._base import Dataset
+from spiketune.errors import SpiketuneError
+from spiketune.snn._config import TrainConfig
+from spiketune.snn._model import Model
+from spiketune.snn._trainer import EpochMetrics, History, Trainer
+
+#: The spike figures of an epoch a trial reports for a spiking model (per sample, and Hz).
+_SPIKE_KEYS = ("spikes_per_sample", "rate_hz", "synops_per_sample")
+
+
+class TrainingDiverged(SpiketuneError):
+    """No epoch of a fold ended with finite figures: the trial has no model to keep."""
+
+
+def train_folds(
+    built: Sequence[tuple[Model, TrainConfig]],
+    folds: Sequence[tuple[Dataset, Dataset]],
+    on_epoch: Callable[[int, list[EpochMetrics]], None] | None = None,
+) -> tuple[list[Trainer], list[History]]:
+    """Train one network per fold, all advancing one epoch at a time (lock-step).
+
+    ``built[i]`` (a network and its training configuration) trains on ``folds[i]`` (its
+    ``(train, val)`` datasets). After every epoch ``on_epoch(epoch, latest)`` gets each
+    fold's latest metrics (a fold that has stopped early keeps its last ones), so that the
+    trial can report their mean and a pruner can judge it at every epoch; ``epoch`` counts
+    from 1. Each network ends with its best validation weights. Returns the trainers and
+    their histories, in the order of ``built``.
+    """
+    trainers = [Trainer(net, config) for net, config in built]
+    runs = [t.epochs(train_set.tensor_dataset(), val_set.tensor_dataset())
+            for t, (train_set, val_set) in zip(trainers, folds, strict=True)]
+    histories: list[History | None] = [None] * len(runs)
+    latest: list[EpochMetrics | None] = [None] * len(runs)
+    epoch = 0
+    while any(h is None for h in histories):
+        advanced = False
+        for i, run in enumerate(runs):
+            if histories[i] is not None:
+                continue
+            try:
+                latest[i] = next(run)
+                advanced = True
+            except StopIteration as done:
+                histories[i] = done.value
+        if advanced:
+            epoch += 1
+            shown = [m for m in latest if m is not None]
+            if on_epoch is not None and shown:
+                on_epoch(epoch, shown)
+    return trainers, [h for h in histories if h is not None]
+
+
+def predict_classes(net: Model, dataset: Dataset, batch_size: int = 128) -> torch.Tensor:
+    """The class ``net`` predicts for each sample of ``dataset`` (int64, on the CPU): the
+    argmax of its readout summed over its decision window (``loss_steps``, else every step),
+    the decision it was trained for. Batches of ``batch_size`` samples bound the memory."""
+    out = []
+    loss = net.readout_loss()
+    net.eval()
+    with torch.no_grad():
+        for lo in range(0, len(dataset), batch_size):
+            readout = net.simulate(dataset.inputs[lo : lo + batch_size]).readout
+            out.append(loss.scores(readout).argmax(-1).cpu())
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
+
+
+def fold_best(histories: Sequence[History]) -> EpochMetrics:
+    """The first fold's best epoch (the trial's model), after checking that every fold has
+    one: a fold none of whose epochs ended with a validation accuracy (its training diverged
+    at once) is a :class:`TrainingDiverged` naming each fold's stop reason."""
+    bests = [h.best for h in histories]
+    if not bests or any(b is None or b.val_acc is None for b in bests):
+        reasons = ", ".join(h.stop_reason for h in histories)
+        raise TrainingDiverged(f"training diverged before the first epoch ended ({reasons})")
+    best = bests[0]
+    assert best is not None  # checked above; for type checkers
+    return best
+
+
+def fold_result(
+    histories: Sequence[History],
+    net: Model,
+    test: Dataset,
+    *,
+    started: float,
+    spiking: bool = True,
+) -> tuple[dict[str, Any], torch.Tensor]:
+    """A trial's final result from its folds' histories, and its test predictions.
+
+    ``net`` is the first fold's network, the trial's model, holding the weights of its best
+    validation epoch (as :func:`train_folds` leaves it); it is tested once on ``test`` (the
+    other folds' networks only inform the objective). ``started`` is the trial's start
+    (a :func:`time.perf_counter` reading). The result: ``{"default": mean over the folds of
+    each one's best validation accuracy, "test": the first network's test accuracy,
+    "train", "epoch": of its best epoch, "spikes_per_sample", "rate_hz",
+    "synops_per_sample": of that epoch (only when ``spiking``), "epochs_run": of the first
+    fold, "seconds": the trial's wall time, "val_fold<i>": each fold's best validation
+    accuracy (only with more than one fold)}``; the predictions: :func:`predict_classes` of
+    ``test``. A fold without a best epoch is a :class:`TrainingDiverged`, raised before
+    testing (see :func:`fold_best`).
+    """
+    best = fold_best(histories)
+    predicted = predict_classes(net, test)
+    test_acc = int((predicted == test.labels).sum()) / len(test)
+    val_folds = [float(h.best.val_acc) for h in histories
+                 if h.best is not None and h.best.val_acc is not None]
+    final: dict[str, Any] = {
+        "default": statistics.fmean(val_folds),
+        "test": test_acc,
+        "train": best.train_acc,
+        "epoch": best.epoch,
+    }
+    if spiking:
+        final.update({key: getattr(best, key) for key in _SPIKE_KEYS})
+    final["epochs_run"] = len(histories[0].epochs)
+    final["seconds"] = time.perf_counter() - started
+    if len(histories) > 1:
+        final.update({f"val_fold{i}": v for i, v in enumerate(val_folds)})
+    return final, predicted
