@@ -369,6 +369,8 @@ def _print_best(results: ExperimentResults, out: Console) -> None:
     extra = {k: v for k, v in (best.metrics or {}).items() if k != "default"}
     if extra:
         out.print(Text("metrics: " + json.dumps(extra)))
+    if results.tradeoffs:
+        _print_front(results, out)
 
 
 def _best_text(results: ExperimentResults) -> str:
@@ -382,20 +384,21 @@ def _best_text(results: ExperimentResults) -> str:
 
 
 def _print_front(results: ExperimentResults, out: Console) -> None:
-    """The Pareto front as a table: one row per trial, objectives first."""
-    front = results.pareto_front()
-    goals = ", ".join(f"{d} {k}" for k, d in results.goals)
+    """The Pareto front as a table: one row per trial, objectives (then trade-off metrics)
+    first."""
+    front = results.pareto_front(tradeoffs=True)
+    goals = ", ".join(f"{d} {k}" for k, d in results.front_goals)
     if not front:
         out.print(f"no complete feasible trial yet ({goals})")
         return
-    keys = [k for k, _ in results.goals]
+    keys = [k for k, _ in results.front_goals]
     params = list(dict.fromkeys(p for r in front for p in flatten(r.parameters)))
     table = Table("#", *keys, *params,
                   title=f"Pareto front: {len(front)} trial{'s' if len(front) != 1 else ''} "
                         f"({goals})")
     for r in front:
         flat = flatten(r.parameters)
-        values = results.objective_values(r) or []
+        values = results.objective_values(r, tradeoffs=True) or []
         table.add_row(str(r.number), *(_fmt(v) for v in values),
                       *(escape(_fmt(flat.get(p))) for p in params))
     out.print(table)

@@ -56,6 +56,26 @@ def test_objectives_validated() -> None:
     assert "objectives[0].direction" in problems(e)
 
 
+def test_tradeoffs_validated() -> None:
+    cost = [{"key": "cost", "direction": "minimize"}]
+    cfg = ExperimentConfig(search_space=SPACE, tradeoffs=cost)
+    assert cfg.tradeoffs == [Objective(key="cost", direction="minimize")]
+    assert cfg.directions == ["maximize"]  # the tuner still optimises one objective
+    assert ExperimentConfig.from_dict(cfg.to_dict()) == cfg
+    assert "tradeoffs" not in ExperimentConfig(search_space=SPACE).to_dict()
+    with pytest.raises(ConfigError) as e:  # the implicit objective is "default"
+        ExperimentConfig(search_space=SPACE, tradeoffs=[{"key": "default",
+                                                         "direction": "minimize"}])
+    assert "none an objective; repeated: default" in problems(e)["tradeoffs"].rule
+    with pytest.raises(ConfigError) as e:
+        ExperimentConfig(search_space=SPACE, objectives=TWO, tradeoffs=cost)
+    assert "repeated: cost" in problems(e)["tradeoffs"].rule
+    with pytest.raises(ConfigError) as e:
+        ExperimentConfig(search_space=SPACE, tradeoffs=[{"key": "constraints",
+                                                         "direction": "minimize"}])
+    assert "constraint" in problems(e)["tradeoffs"].rule
+
+
 def test_optimize_mode_follows_the_first_objective() -> None:
     cfg = ExperimentConfig(search_space=SPACE, objectives=TWO[::-1])
     assert cfg.optimize_mode == "minimize" and cfg.directions == ["minimize", "maximize"]
@@ -389,6 +409,36 @@ def test_report_draws_the_front(front_experiment: Any) -> None:
     assert "<h2>Pareto front</h2>" in page and "pareto_front.png" in page
     for r in front_experiment.pareto_front():
         assert f'data-v="{float(r.number)!r}"' in page
+
+
+def test_tradeoffs_give_a_single_objective_search_a_front(exp_root: Path) -> None:
+    """Accuracy alone is optimised; the front of accuracy against cost is still drawn."""
+    from spiketune.cli import app
+    from spiketune.report import build_report
+
+    space = {"x": {"_type": "choice", "_value": [0.1, 0.3, 0.5, 0.7, 0.9]},
+             "y": {"_type": "choice", "_value": [0.0, 1.0]}}
+
+    def trial(p: dict[str, Any]) -> dict[str, float]:
+        return {"default": p["x"] - 0.1 * p["y"], "cost": p["x"] ** 2 + p["y"]}
+
+    results = Experiment(trial=trial, search_space=space, tuner="GridSearch",
+                         tradeoffs=[{"key": "cost", "direction": "minimize"}]).run()
+    assert not results.multi_objective and results.has_front
+    assert results.best is not None and results.best.parameters == {"x": 0.9, "y": 0.0}
+    front = results.pareto_front(tradeoffs=True)
+    # y = 1 costs more and scores less: never on the front; every x with y = 0 is
+    assert sorted(r.parameters["x"] for r in front) == [0.1, 0.3, 0.5, 0.7, 0.9]
+    assert all(r.parameters["y"] == 0.0 for r in front)
+    assert [r.number for r in results.pareto_front()] == [results.best.number]
+    files = build_report(results.directory)
+    assert files.pareto is not None and files.pareto.stat().st_size > 1000
+    page = files.index.read_text()
+    assert "<h2>Pareto front</h2>" in page and "not optimised: minimize cost" in page
+    out = CliRunner().invoke(app, ["best", results.id])
+    assert out.exit_code == 0, out.output
+    assert f"best trial {results.best.number}" in out.output
+    assert "Pareto front: 5 trials" in out.output and "minimize cost" in out.output
 
 
 def test_braille_xylo_example_config() -> None:

@@ -133,7 +133,8 @@ class ExperimentResults:
     """Everything stored about one experiment.
 
     ``objectives``: ``(key, direction)`` per objective; empty means ``"default"`` in
-    ``optimize_mode``.
+    ``optimize_mode``. ``tradeoffs``: ``(key, direction)`` per metric the Pareto front sets
+    against the objectives without the tuner optimising it (config ``tradeoffs``).
     """
 
     id: str
@@ -143,6 +144,7 @@ class ExperimentResults:
     optimize_mode: Literal["maximize", "minimize"]
     elapsed_seconds: float = 0.0
     objectives: tuple[tuple[str, str], ...] = ()
+    tradeoffs: tuple[tuple[str, str], ...] = ()
 
     @property
     def goals(self) -> list[tuple[str, str]]:
@@ -150,30 +152,48 @@ class ExperimentResults:
         return list(self.objectives) or [("default", self.optimize_mode)]
 
     @property
+    def front_goals(self) -> list[tuple[str, str]]:
+        """``(key, direction)`` of every objective, then of every trade-off metric: the axes
+        of the Pareto front the report draws."""
+        return self.goals + list(self.tradeoffs)
+
+    @property
+    def has_front(self) -> bool:
+        """Whether there is a front to draw: several objectives, or trade-off metrics."""
+        return len(self.front_goals) > 1
+
+    @property
     def multi_objective(self) -> bool:
         return len(self.goals) > 1
 
-    def objective_values(self, record: TrialRecord) -> list[float] | None:
-        """The record's objective values, or None unless all are finite numbers."""
+    def objective_values(
+        self, record: TrialRecord, *, tradeoffs: bool = False
+    ) -> list[float] | None:
+        """The record's objective values (then its trade-off metrics, with ``tradeoffs``), or
+        None unless all are finite numbers."""
         metrics = record.metrics or {}
-        values = [metrics.get(key) for key, _ in self.goals]
+        goals = self.front_goals if tradeoffs else self.goals
+        values = [metrics.get(key) for key, _ in goals]
         return [float(v) for v in values] if all(is_finite(v) for v in values) else None
 
-    def _candidates(self) -> list[tuple[TrialRecord, list[float]]]:
+    def _candidates(self, tradeoffs: bool = False) -> list[tuple[TrialRecord, list[float]]]:
         out = []
         for r in self.records:
-            values = self.objective_values(r)
+            values = self.objective_values(r, tradeoffs=tradeoffs)
             if r.outcome == Outcome.COMPLETE and r.feasible is not False and values is not None:
                 out.append((r, values))
         return out
 
-    def pareto_front(self) -> list[TrialRecord]:
+    def pareto_front(self, *, tradeoffs: bool = False) -> list[TrialRecord]:
         """The COMPLETE, feasible trials no other such trial dominates (better or equal in
-        every objective, better in one), by trial number. One objective: the best trial(s)."""
+        every objective, better in one), by trial number. One objective: the best trial(s).
+        With ``tradeoffs``, the trade-off metrics count as objectives too (a trial without
+        them is left out): the front of accuracy against cost of a search that optimised
+        accuracy alone."""
         from spiketune.engine.goals import pareto_front
 
-        candidates = self._candidates()
-        directions = [d for _, d in self.goals]
+        candidates = self._candidates(tradeoffs)
+        directions = [d for _, d in (self.front_goals if tradeoffs else self.goals)]
         front = pareto_front([v for _, v in candidates], directions)
         return sorted((candidates[i][0] for i in front), key=lambda r: r.number)
 
@@ -239,10 +259,10 @@ def results_from_store(store: StudyStore, directory: Path | None) -> ExperimentR
         with contextlib.suppress(OSError, ValueError):
             meta_config = read_json(ExperimentPaths(directory).experiment_json).get("config", {})
     config = attrs.get(ATTR_CONFIG) or meta_config
-    objectives = tuple(
-        (str(o["key"]), str(o["direction"])) for o in config.get("objectives") or ()
+    objectives, tradeoffs = (tuple(
+        (str(o["key"]), str(o["direction"])) for o in config.get(field) or ()
         if isinstance(o, Mapping) and "key" in o and "direction" in o
-    )
+    ) for field in ("objectives", "tradeoffs"))
     return ExperimentResults(
         id=store.study_name,
         directory=directory,
@@ -251,6 +271,7 @@ def results_from_store(store: StudyStore, directory: Path | None) -> ExperimentR
         optimize_mode="maximize" if store.direction == "maximize" else "minimize",
         elapsed_seconds=float(attrs.get(ATTR_ELAPSED, 0.0)),
         objectives=objectives,
+        tradeoffs=tradeoffs,
     )
 
 

@@ -40,7 +40,7 @@ class ReportFiles:
     history: Path | None = None
     importance: Path | None = None
     intermediate: Path | None = None
-    pareto: Path | None = None  # multi-objective experiments only
+    pareto: Path | None = None  # several objectives, or trade-off metrics, only
 
     def written(self) -> list[Path]:
         """Every file written, the page first."""
@@ -117,9 +117,9 @@ def build_report(
         files["importance"] = plot_importance(importances, out / "importance.png")
     files["intermediate"] = plot_intermediate(results, out / "intermediate.png")
 
-    if results.multi_objective:
+    if results.has_front:
         files["pareto"] = plot_pareto(results, out / "pareto_front.png")
-    figures = [] if not results.multi_objective else [
+    figures = [] if not results.has_front else [
         Figure("Pareto front", files["pareto"], pareto_caption(results), pareto_table(results)),
     ]
     figures += [

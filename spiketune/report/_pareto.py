@@ -1,6 +1,8 @@
 """The Pareto front of a multi-objective experiment: a figure and a table.
 
-Every COMPLETE trial with finite objective values is a point; the front (the feasible trials
+Its axes are the objectives and then the trade-off metrics (config ``tradeoffs``: recorded,
+not optimised), :attr:`ExperimentResults.front_goals`. Every COMPLETE trial with finite values
+of them is a point; the front (the feasible trials
 no other feasible trial beats in every objective, :meth:`ExperimentResults.pareto_front`) is
 drawn on top and, for each pair of objectives, joined in order of the first. Trials that broke
 a constraint after training are crosses; those never trained (design check) or stopped
@@ -27,13 +29,13 @@ _LOG_RATIO = 1e3
 
 def plot_pareto(results: ExperimentResults, path: Path) -> Path | None:
     """One panel per pair of objectives (at most three); None without a complete trial."""
-    goals = results.goals
-    points = [(r, results.objective_values(r)) for r in results.records
+    goals = results.front_goals
+    points = [(r, results.objective_values(r, tradeoffs=True)) for r in results.records
               if r.outcome == Outcome.COMPLETE]
     points = [(r, v) for r, v in points if v is not None]
     if len(goals) < 2 or not points:
         return None
-    front = {r.number for r in results.pareto_front()}
+    front = {r.number for r in results.pareto_front(tradeoffs=True)}
     pairs = list(combinations(range(len(goals)), 2))[:_MAX_PANELS]
     fig = new_figure(figsize=(5.6 * len(pairs), 4.6))
     axes = fig.subplots(1, len(pairs), squeeze=False)[0]
@@ -85,15 +87,18 @@ def pareto_caption(results: ExperimentResults) -> str:
     if silent:
         bits.append(f"{silent} stopped as silent or saturated networks")
     goals = ", ".join(f"{d} {k}" for k, d in results.goals)
-    return f"Objectives: {goals}." + (f" Not drawn: {'; '.join(bits)}." if bits else "")
+    traded = ", ".join(f"{d} {k}" for k, d in results.tradeoffs)
+    against = f" Set against them, not optimised: {traded}." if traded else ""
+    return (f"Objectives: {goals}.{against}"
+            + (f" Not drawn: {'; '.join(bits)}." if bits else ""))
 
 
 def pareto_table(results: ExperimentResults) -> str:
     """The front's trials: objective values, then parameters (HTML)."""
-    front = results.pareto_front()
+    front = results.pareto_front(tradeoffs=True)
     if not front:
         return "<p>No complete feasible trial yet.</p>"
-    keys = [k for k, _ in results.goals]
+    keys = [k for k, _ in results.front_goals]
     params = list(dict.fromkeys(p for r in front for p in flatten(r.parameters)))
     head = ["#", *keys, *params]
     out = ["<div class='scroll'><table class='sortable'><thead><tr>"]
@@ -101,7 +106,8 @@ def pareto_table(results: ExperimentResults) -> str:
     out.append("</tr></thead><tbody>")
     for r in front:
         flat = flatten(r.parameters)
-        cells = [r.number, *(results.objective_values(r) or []), *(flat.get(p) for p in params)]
+        cells = [r.number, *(results.objective_values(r, tradeoffs=True) or []),
+                 *(flat.get(p) for p in params)]
         out.append("<tr>" + "".join(_cell(c) for c in cells) + "</tr>")
     out.append("</tbody></table></div>")
     return "\n".join(out)

@@ -23,6 +23,7 @@ from pydantic import (
     PrivateAttr,
     Strict,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 
@@ -142,6 +143,11 @@ class ExperimentConfig(BaseModel):
     #: pruning assessor). ``optimize_mode`` then follows the first objective: set it only to
     #: that direction, or leave it out. See :mod:`spiketune.engine.goals`.
     objectives: list[Objective] | None = None
+    #: Metrics of the final result, each with a direction, that the report's Pareto front sets
+    #: against the objectives without the tuner optimising them: a search that spends every
+    #: trial on accuracy still shows what each gain costs (``synops_per_sample``, energy).
+    #: None = the front of the objectives alone. See :meth:`ExperimentResults.pareto_front`.
+    tradeoffs: list[Objective] | None = None
     #: Hardware target every trial must fit, checked from its parameters before it starts:
     #: ``{"target": "xylo-audio2", "max_hidden": 500, "n_in": 12}`` (a target name, limits to
     #: override, network facts the search space does not give). Implies ``constraints``.
@@ -306,6 +312,23 @@ class ExperimentConfig(BaseModel):
                              "objective")
         return value
 
+    @field_validator("tradeoffs")
+    @classmethod
+    def _tradeoffs(
+        cls, value: list[Objective] | None, info: ValidationInfo
+    ) -> list[Objective] | None:
+        if not value:
+            return None
+        keys = [o.key for o in value]
+        objectives = [o.key for o in info.data.get("objectives") or []] or ["default"]
+        repeated = sorted({k for k in keys if keys.count(k) > 1 or k in objectives})
+        if repeated:
+            raise ValueError(f"each key once, none an objective; repeated: {', '.join(repeated)}")
+        if "constraints" in keys:
+            raise ValueError("'constraints' is the final result's constraint values, not a "
+                             "metric to trade off")
+        return value
+
     @field_validator("storage")
     @classmethod
     def _storage(cls, value: str | None) -> str | None:
@@ -417,8 +440,8 @@ class ExperimentConfig(BaseModel):
 OWN_KEYS = [*ExperimentConfig.model_fields, "search_space_file"]
 #: Fields :meth:`ExperimentConfig.to_dict` leaves out at their defaults (added after the
 #: canonical form was first stored with studies).
-_OPTIONAL_IN_DICT = ("objectives", "hardware", "constraints", "require_gpus", "population",
-                     "population_group")
+_OPTIONAL_IN_DICT = ("objectives", "tradeoffs", "hardware", "constraints", "require_gpus",
+                     "population", "population_group")
 _FIELD_ORDER = {name: i for i, name in enumerate(OWN_KEYS)}
 
 
