@@ -124,10 +124,11 @@ def test_fold_result_means_the_folds_and_tests_the_first_network() -> None:
     assert (final["epoch"], final["epochs_run"]) == (2, 3)
     assert final["test"] == int((predicted == test.labels).sum()) / len(test)
     assert (final["val_fold0"], final["val_fold1"]) == (0.8, 0.5)
-    assert final["spikes_per_sample"] == 10.0 and {"spikes_per_sample", "rate_hz", "synops_per_sample"} <= set(final)
+    spikes = {"spikes_per_sample", "rate_hz", "synops_per_sample"}
+    assert final["spikes_per_sample"] == 10.0 and spikes <= set(final)
     assert final["seconds"] > 0
     one, _ = fold_result(histories[:1], net, test, started=0.0, spiking=False)
-    assert not {"spikes_per_sample", "rate_hz", "synops_per_sample"} & set(one) and "val_fold0" not in one
+    assert not spikes & set(one) and "val_fold0" not in one
     assert fold_best(histories).epoch == 2
 
 
