@@ -444,7 +444,9 @@ def test_tradeoffs_give_a_single_objective_search_a_front(exp_root: Path) -> Non
 def test_braille_xylo_example_config() -> None:
     config = load_config(Path(__file__).resolve().parents[1] / "examples" / "braille_xylo"
                          / "config.toml")
-    assert config.directions == ["maximize", "minimize"] and config.tuner == "TPE"
+    assert config.directions == ["maximize"] and config.tuner == "TPE"
+    assert [(o.key, o.direction) for o in config.tradeoffs or []] == [
+        ("synops_per_sample", "minimize")]  # the front: accuracy against synaptic operations
     design = config.goal().design
     assert design is not None
     sizes = config.space().to_nni()["n_rec"]["_value"]

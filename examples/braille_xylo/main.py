@@ -1,6 +1,6 @@
 """The launcher: the Xylo-constrained search of ``config.toml``, then the chosen network
 retrained with three seeds and scored as exported for Rockpool, then the report with its
-Pareto front.
+Pareto front (accuracy against synaptic operations, config ``tradeoffs``).
 
     python main.py --data braille_reduced_th1_pool.pt                 # the real search
     python main.py --data braille_reduced_th1_pool.pt --smoke         # the chain, in a minute
@@ -12,7 +12,7 @@ Xylo Audio 2 after training: every constraint <= 0; ties to fewer ``synops_per_s
 each trained again on two other train/validation re-splits around the same test part, with
 other seeds (:data:`FINALIST_RUNS`), and the one with the highest mean ``rockpool_val_acc``
 over its three runs is chosen (ties to fewer synaptic operations, then the lower number).
-``--finalists 0`` chooses the search's best on the Pareto front directly. Its parameters
+``--finalists 0`` chooses the search's best trial directly. Its parameters
 are retrained with ``--retrain-seeds`` (0 1 2) through
 ``spiketune.engine.retrain``; the mean ± std over the seeds of ``rockpool_test_acc`` (the
 8-bit network exported ``--for rockpool``, run as Rockpool runs it, on the fixed test part)
@@ -118,9 +118,11 @@ def experiment(args: argparse.Namespace) -> Experiment:
 
 
 def choose(results: ExperimentResults) -> TrialRecord | None:
-    """The chosen trial (see the module docstring): on the Pareto front, fitting the chip,
-    best :data:`SELECT_BY`, then fewest synaptic operations, then lowest number."""
-    front = [r for r in results.pareto_front() if r.feasible is not False and r.metrics]
+    """The chosen trial without finalists: on the Pareto front (with the trade-off metrics),
+    fitting the chip, best :data:`SELECT_BY`, then fewest synaptic operations, then lowest
+    number."""
+    front = [r for r in results.pareto_front(tradeoffs=True)
+             if r.feasible is not False and r.metrics]
     if not front:
         return None
     return min(front, key=lambda r: (-float(r.metrics[SELECT_BY]),  # type: ignore[index]
@@ -209,7 +211,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         results = exp.run(progress=None if args.quiet else progress_printer())
         print_finish(results)  # failed: refused by the design check included
     outcome: dict[str, Any] = {"experiment": str(results.directory), "trial": None}
-    for r in results.pareto_front():
+    for r in results.pareto_front(tradeoffs=True):
         m = r.metrics or {}
         print(f"  Pareto front: trial {r.number}: rockpool val {format_percent(m.get(SELECT_BY))}, "
               f"8-bit val {format_percent(m.get('quant_val_acc'))}, "
