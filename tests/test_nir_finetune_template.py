@@ -15,8 +15,9 @@ from test_braille_example import _load
 import spiketune.nir
 from spiketune import Outcome
 from spiketune._init import TEMPLATES, init_project, template_files
+from spiketune.data import load_braille_pool, split_parts
 from spiketune.engine import chosen_trial, load_retrained
-from spiketune.snn import RecurrentSNN, load_checkpoint
+from spiketune.snn import RecurrentSNN, evaluate_checkpoint, load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -71,6 +72,7 @@ def test_smoke_run_fine_tunes_the_cuba_lif_graph(
     assert (start.neuron, start.n_in, start.n_rec, start.n_out) == ("cuba_lif", 12, 40, 7)
 
     assert len(results.records) == 2
+    test_part = split_parts(load_braille_pool(POOL_FILE), per_class=main.SMOKE["subset"]).test
     for rec in results.records:
         assert rec.outcome is Outcome.COMPLETE, rec.reason
         assert rec.metrics["epoch"] == 1 and len(rec.intermediate) == 1
@@ -86,6 +88,12 @@ def test_smoke_run_fine_tunes_the_cuba_lif_graph(
         assert config.tau_out == pytest.approx(0.05 * p["tau_out_factor"], rel=1e-6)
         assert config.v_th == pytest.approx(start.v_th * p["v_th_factor"], rel=1e-6)
         assert isinstance(rec.metrics["test"], float)
+        # the checkpoint names its encoding, so `spiketune evaluate` rebins the pool's 5 ms
+        # bins to the network's step and scores the trial's own test part as the trial did
+        assert checkpoint.extra["data"]["bin_size"] == pytest.approx(config.dt)
+        assert checkpoint.extra["split_digest"] == rec.metrics["split_digest"]
+        score = evaluate_checkpoint(checkpoint, test_part)
+        assert score.accuracy == pytest.approx(rec.metrics["test"])
 
     chosen = chosen_trial(results)
     retrained = load_retrained(results.directory)

@@ -94,7 +94,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out_dir = Path(os.environ.get("NNI_OUTPUT_DIR") or args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = save_checkpoint(out_dir / "best_model.pt", net, train_config=train_config,
-                                 history=history, extra={"graph": str(graph), "metrics": final})
+                                 history=history,
+                                 extra={"graph": str(graph), "metrics": final,
+                                        "split_digest": data.split_digest, "data": options})
     (out_dir / "result.json").write_text(
         json.dumps({**final, "parameters": params}, indent=2, sort_keys=True, default=str),
         encoding="utf-8")
