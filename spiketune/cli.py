@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import statistics
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -789,38 +791,65 @@ def export_model(
 
 @app.command()
 def evaluate(
-    checkpoint: Annotated[
-        Path, typer.Argument(help="A checkpoint written by spiketune.snn.save_checkpoint.",
-                             show_default=False)
+    checkpoints: Annotated[
+        list[Path], typer.Argument(help="One or more checkpoints written by "
+                                   "spiketune.snn.save_checkpoint (e.g. every retrained seed).",
+                                   show_default=False)
     ],
     data: Annotated[
         Path, typer.Option("--data", help="A TensorDataset file of the reduced Braille "
                            "encoding (see spiketune.data.load_braille_pool).",
                            show_default=False)
     ],
+    mistakes: Annotated[
+        bool, typer.Option("--mistakes", help="Also list the positions of the samples each "
+                           "checkpoint misclassifies and, with several, those all of them "
+                           "miss.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """A checkpoint's accuracy and confusion matrix on a data file of the same encoding."""
+    """Checkpoints' accuracy and confusion matrix on a data file of the same encoding."""
     from spiketune.data import load_braille_pool
     from spiketune.snn import evaluate_checkpoint, load_checkpoint
 
-    network = load_checkpoint(checkpoint)  # first: a wrong checkpoint path fails fast
-    score = evaluate_checkpoint(network, load_braille_pool(data))
+    networks = [load_checkpoint(c) for c in checkpoints]  # first: a wrong path fails fast
+    dataset = load_braille_pool(data)
+    scores = [evaluate_checkpoint(n, dataset) for n in networks]
+    missed_by_all = sorted(set.intersection(*(set(s.mistakes) for s in scores)))
     if as_json:
-        typer.echo(json.dumps({"checkpoint": str(checkpoint), "data": str(data),
-                               **score.as_dict()}, indent=2))
+        rows = [{"checkpoint": str(c), "data": str(data), **s.as_dict()}
+                for c, s in zip(checkpoints, scores, strict=True)]
+        doc: Any = rows[0] if len(rows) == 1 else {
+            "checkpoints": rows, "mean_accuracy": statistics.fmean(s.accuracy for s in scores),
+            "missed_by_all": missed_by_all}
+        typer.echo(json.dumps(doc, indent=2))
         return
     out = _stdout()
-    out.print(f"accuracy {score.accuracy:.4f} ({score.correct}/{score.total}) of "
-              f"{escape(str(checkpoint))} on {escape(str(data))}", soft_wrap=True)
-    out.print("confusion matrix (rows: true class, columns: predicted class)")
-    table = Table()
-    table.add_column("true class")
-    for name in score.classes:
-        table.add_column(name, justify="right")
-    for name, row in zip(score.classes, score.matrix.tolist(), strict=True):
-        table.add_row(name, *(str(v) for v in row))
-    out.print(table)
+    for checkpoint, score in zip(checkpoints, scores, strict=True):
+        out.print(f"accuracy {score.accuracy:.4f} ({score.correct}/{score.total}) of "
+                  f"{escape(str(checkpoint))} on {escape(str(data))}", soft_wrap=True)
+        if mistakes:
+            out.print(f"misclassified samples: {_positions(score.mistakes)}", soft_wrap=True)
+        out.print("confusion matrix (rows: true class, columns: predicted class)")
+        table = Table()
+        table.add_column("true class")
+        for name in score.classes:
+            table.add_column(name, justify="right")
+        for name, row in zip(score.classes, score.matrix.tolist(), strict=True):
+            table.add_row(name, *(str(v) for v in row))
+        out.print(table)
+    if len(scores) > 1:
+        accuracies = [s.accuracy for s in scores]
+        out.print(f"{len(scores)} checkpoints: accuracy {statistics.fmean(accuracies):.4f} ± "
+                  f"{statistics.stdev(accuracies):.4f} (mean ± sample std)")
+        if mistakes:
+            out.print(f"misclassified by all {len(scores)}: {_positions(missed_by_all)}",
+                      soft_wrap=True)
+
+
+def _positions(indices: Sequence[int]) -> str:
+    """Sample positions as ``5, 22, 25`` (``none`` for an empty list)."""
+    return ", ".join(map(str, indices)) if indices else "none"
 
 
 # ------------------------------------------------------------------------------ submit

@@ -67,6 +67,9 @@ def test_evaluate_checkpoint_counts_every_prediction(files: tuple[Path, Path]) -
     assert score.matrix.sum(0).tolist() == torch.bincount(guess, minlength=7).tolist()
     assert score.correct == int((guess == ds.labels).sum()) and score.total == 21
     assert score.accuracy == pytest.approx(score.correct / 21)
+    # batches of 4: the positions are of the whole data, not of a batch
+    assert list(score.mistakes) == torch.nonzero(guess != ds.labels).flatten().tolist()
+    assert len(score.mistakes) == 21 - score.correct
 
 
 def test_mismatched_encoding_lists_every_difference(tmp_path: Path) -> None:
@@ -186,3 +189,40 @@ def test_other_step_lengths_stay_a_dt_mismatch(
                    labels)
     with pytest.raises(DataError, match=f"dt: the network steps 0.02 s, the data {data_dt:g} s"):
         evaluate_checkpoint(checkpoint, data)
+
+
+def test_cli_compares_several_checkpoints_sample_by_sample(
+    files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Every retrained seed at once: each one's accuracy and mistakes, their mean ± std, and
+    the samples all of them miss."""
+    checkpoint, data = files
+    inputs, labels = tiny_data()
+    net = RecurrentSNN(SNNConfig(n_in=12, n_rec=16, n_out=7, dt=0.005, loss_steps=20), seed=1)
+    Trainer(net, TrainConfig(epochs=1, batch_size=7, lr=0.01, seed=1)).fit((inputs, labels))
+    other = save_checkpoint(tmp_path / "other.pt", net,
+                            extra={"classes": list(BRAILLE_REDUCED_LETTERS)})
+    ds = load_braille_pool(data)
+    scores = [evaluate_checkpoint(c, ds) for c in (checkpoint, other)]
+    both = sorted(set(scores[0].mistakes) & set(scores[1].mistakes))
+    runner = CliRunner()
+    result = runner.invoke(app, ["evaluate", str(checkpoint), str(other), "--data", str(data),
+                                 "--mistakes"])
+    assert result.exit_code == 0, result.output
+    for c, score in zip((checkpoint, other), scores, strict=True):
+        assert f"accuracy {score.accuracy:.4f} ({score.correct}/21) of {c}" in result.output
+        listed = ", ".join(map(str, score.mistakes)) or "none"
+        assert f"misclassified samples: {listed}" in result.output
+    mean = (scores[0].accuracy + scores[1].accuracy) / 2
+    assert f"2 checkpoints: accuracy {mean:.4f} ± " in result.output
+    assert f"misclassified by all 2: {', '.join(map(str, both)) or 'none'}" in result.output
+    plain = runner.invoke(app, ["evaluate", str(checkpoint), "--data", str(data)])
+    assert "misclassified" not in plain.output  # only with --mistakes
+
+    as_json = json.loads(runner.invoke(app, ["evaluate", str(checkpoint), str(other), "--data",
+                                             str(data), "--json"]).output)
+    assert [row["checkpoint"] for row in as_json["checkpoints"]] == [str(checkpoint), str(other)]
+    assert [row["mistakes"] for row in as_json["checkpoints"]] == [list(s.mistakes)
+                                                                   for s in scores]
+    assert as_json["missed_by_all"] == both
+    assert as_json["mean_accuracy"] == pytest.approx(mean)

@@ -28,10 +28,13 @@ from spiketune.snn._loss import predict
 
 @dataclass(frozen=True)
 class CheckpointScore:
-    """How a network classified a data set: ``matrix[true, predicted]`` counts (int64)."""
+    """How a network classified a data set: ``matrix[true, predicted]`` counts (int64), and
+    the positions in the data of the samples it got wrong (``mistakes``, ascending): which
+    samples several networks all miss says more about the data than one accuracy does."""
 
     classes: tuple[str, ...]
     matrix: torch.Tensor
+    mistakes: tuple[int, ...] = ()
 
     @property
     def total(self) -> int:
@@ -46,13 +49,15 @@ class CheckpointScore:
         return self.correct / self.total if self.total else 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain data for JSON: accuracy, counts, class names, matrix rows (true classes)."""
+        """Plain data for JSON: accuracy, counts, class names, matrix rows (true classes),
+        the positions of the misclassified samples."""
         return {
             "accuracy": self.accuracy,
             "correct": self.correct,
             "total": self.total,
             "classes": list(self.classes),
             "confusion_matrix": self.matrix.tolist(),
+            "mistakes": list(self.mistakes),
         }
 
 
@@ -74,13 +79,15 @@ def evaluate_checkpoint(
     dtype = next(net.parameters()).dtype
     k = data.n_classes
     matrix = torch.zeros(k * k, dtype=torch.int64)
+    mistakes: list[int] = []
     with torch.no_grad():
         for lo in range(0, len(data), max(1, batch_size)):
             x = data.inputs[lo : lo + batch_size].to(dtype)
             y = data.labels[lo : lo + batch_size]
             guess = predict(net.simulate(x).readout, steps).cpu()
             matrix += torch.bincount(y * k + guess, minlength=k * k)
-    return CheckpointScore(data.classes, matrix.reshape(k, k))
+            mistakes += (lo + torch.nonzero(guess != y).flatten()).tolist()
+    return CheckpointScore(data.classes, matrix.reshape(k, k), tuple(mistakes))
 
 
 def _as_trained(ckpt: Checkpoint, data: Dataset) -> Dataset:
