@@ -48,7 +48,8 @@ from spiketune.data import (
     load_braille_split,
 )
 
-# The device, the CPU threads and the seeds are spiketune's; main_hpo.py calls them from here.
+# The device, the CPU threads and the seeds are spiketune's: main_hpo.py sets them up with
+# spiketune.trial.start_trial. Named here too, where the four-file pipeline looks for them.
 from spiketune.trial import (  # noqa: F401
     ENV_CONCURRENCY,
     ENV_TRIAL_THREADS,

@@ -48,7 +48,8 @@ from spiketune.data import (
 )
 from spiketune.data import data_location as find_data
 
-# The device, the CPU threads and the seeds are spiketune's; main_hpo.py calls them from here.
+# The device, the CPU threads and the seeds are spiketune's: main_hpo.py sets them up with
+# spiketune.trial.start_trial. Named here too, where the four-file pipeline looks for them.
 from spiketune.trial import seed_everything, trial_device, trial_threads  # noqa: F401
 
 #: The tasks, and the environment variable that names each one's data.

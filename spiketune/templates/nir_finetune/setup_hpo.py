@@ -41,7 +41,8 @@ from typing import Any
 
 from spiketune.data import BRAILLE_TASK_DEFAULTS, load_braille_split
 
-# The device, the CPU threads and the seeds are spiketune's; main_hpo.py calls them from here.
+# The device, the CPU threads and the seeds are spiketune's: main_hpo.py sets them up with
+# spiketune.trial.start_trial. Named here too, where the four-file pipeline looks for them.
 from spiketune.trial import seed_everything, trial_device, trial_threads  # noqa: F401
 
 #: Environment variable naming the Braille data (a pool file, an event file, or a directory

@@ -32,7 +32,8 @@ from spiketune.data import (
     split_parts,
 )
 
-# The device, the CPU threads and the seeds are spiketune's; main_hpo.py calls them from here.
+# The device, the CPU threads and the seeds are spiketune's: main_hpo.py sets them up with
+# spiketune.trial.start_trial. Named here too, where the four-file pipeline looks for them.
 from spiketune.trial import seed_everything, trial_device, trial_threads  # noqa: F401
 
 #: The generator's options: its own defaults, read from ``SpikePatternOptions`` so that they
