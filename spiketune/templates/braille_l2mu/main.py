@@ -115,7 +115,7 @@ def run(argv: list[str] | None = None) -> ExperimentResults:
     exp = experiment(args)
     command = with_options([sys.executable, "main_hpo.py", "--folds", "1"],
                            {"--epochs-cap": args.epochs_cap, "--subset": args.subset,
-                                "--data": args.data}, paths=("--data",))
+                            "--data": args.data}, paths=("--data",))
     return run_experiment(exp, args, retrain_seeds=RETRAIN_SEEDS, retrain_command=command,
                           cwd=HERE)
 
