@@ -14,7 +14,7 @@ directory holding it, or the archive's threshold-1 event file), else
 ``$SPIKETUNE_BRAILLE_TH1_DATA`` (the same), else the archive's threshold-1 event file from
 spiketune's data cache (``load_braille(preset="nir")``, downloaded there once). All give 12
 channels (ON | OFF of each taxel), 0/1 in 5 ms bins, 256 steps; a trial rebins them to
-``bin_size`` (10 or 20 ms) as event counts, or 0/1 with ``clip``. The split is
+``bin_size`` (10 ms as searched, 20 ms by hand) as event counts, or 0/1 with ``clip``. The split is
 ``stratified_split(labels, (0.8, 0.1, 0.1), seed=0)``, named by its digest in every result.
 
 Every epoch reports ``{"default": val_acc, "spikes_per_sample", ...}`` of the float network
