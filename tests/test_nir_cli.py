@@ -170,4 +170,36 @@ def test_a_failed_write_keeps_the_old_records(tmp_path: Path,
     with pytest.raises(OSError):
         export_module.record_export_check(tmp_path, check, tmp_path / "b.nir", tmp_path / "d.pt")
     assert exports.read_bytes() == before
-    assert sorted(p.name for p in exports.parent.iterdir()) == ["exports.json"]
+    assert sorted(p.name for p in exports.parent.iterdir()) == ["exports.json", "exports.json.lock"]
+
+
+def test_checks_recorded_at_once_are_all_kept(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two export commands finishing together: each reads the list, adds its record and writes
+    it back. The reads are slowed so that, without the lock, every writer would read the list
+    before any other wrote, and all but one record would be lost."""
+    import threading
+    import time
+
+    from spiketune.nir import ExportCheck
+    from spiketune.nir import _export as export_module
+
+    parse = export_module._parse_export_checks
+
+    def slow_parse(path: Path) -> Any:
+        records = parse(path)
+        time.sleep(0.05)
+        return records
+
+    monkeypatch.setattr(export_module, "_parse_export_checks", slow_parse)
+    check = ExportCheck(target="generic", model_accuracy=0.5, export_accuracy=0.5,
+                        agreement=1.0, samples=4, approximations="none")
+    writers = [threading.Thread(target=export_module.record_export_check,
+                                args=(tmp_path, check, tmp_path / f"{i}.nir", tmp_path / "d.pt"))
+               for i in range(6)]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join()
+    records = export_module.load_export_checks(tmp_path)
+    assert sorted(Path(r["file"]).name for r in records) == [f"{i}.nir" for i in range(6)]

@@ -10,7 +10,6 @@ file by hand.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import http.client
 import os
@@ -22,10 +21,10 @@ import urllib.request
 import warnings
 import zipfile
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from spiketune._lock import exclusive_lock
 from spiketune.errors import DataError
 
 #: Environment variable naming the cache directory for datasets.
@@ -75,22 +74,6 @@ def _manual_hint(remote: RemoteFile, dest: Path) -> str:
         f"To install it by hand, download {remote.filename} from {where} and place it at "
         f"{dest}{check}; set ${CACHE_ENV} to use another cache directory."
     )
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (POSIX); elsewhere, no lock."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class _Progress:
@@ -203,7 +186,7 @@ def download(
     except OSError as exc:
         raise DataError(f"cannot create the cache directory {directory}: {exc}") from None
     part = dest.with_name(dest.name + ".part")
-    with _locked(dest.with_name(dest.name + ".lock")):
+    with exclusive_lock(dest.with_name(dest.name + ".lock")):
         if dest.exists():
             _check_existing(remote, dest)
             return dest

@@ -57,6 +57,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from spiketune._lock import exclusive_lock
 from spiketune.errors import CheckpointError, ExportError, StorageError
 from spiketune.nir._profiles import PROFILES, ImporterProfile, get_profile
 from spiketune.snn import ALIFParameters, LIFParameters, RecurrentSNN, load_checkpoint, predict
@@ -425,7 +426,9 @@ def record_export_check(
     Non-finite figures (no samples) are stored as null: the file stays strict JSON.
 
     The file is replaced atomically (a temporary file, then ``os.replace``): a crash leaves the
-    old list or the new one, never half of one. An existing file that cannot be parsed is not
+    old list or the new one, never half of one. Two commands recording at once are serialised
+    by an exclusive lock on ``exports.json.lock`` beside it, so neither loses the other's
+    record. An existing file that cannot be parsed is not
     overwritten: it is moved aside to ``exports.json.corrupt-<UTC time>`` and a new list is
     started. Returns the path of ``exports.json`` and where a corrupt one was moved (or None);
     the caller says so, as this function prints nothing.
@@ -433,6 +436,15 @@ def record_export_check(
     when = (now or datetime.now(UTC)).astimezone(UTC)
     target = _exports_path(experiment_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(target.with_name(target.name + ".lock")):
+        return _add_export_check(target, check, path, data_path, when)
+
+
+def _add_export_check(
+    target: Path, check: ExportCheck, path: str | os.PathLike[str],
+    data_path: str | os.PathLike[str], when: datetime,
+) -> tuple[Path, Path | None]:
+    """:func:`record_export_check`'s read-modify-write, under the lock on ``target``."""
     moved: Path | None = None
     try:
         records = _parse_export_checks(target) or []
