@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 from types import ModuleType
 
@@ -135,7 +136,7 @@ def test_trial_reports_the_accuracy_of_its_rockpool_file(tmp_path: Path) -> None
 @pytest.mark.slow
 def test_launcher_searches_retrains_and_draws_the_front(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """main.py --smoke: 2 trials of 1 epoch on a subset, the chosen one retrained with one
+    """main.py --smoke: 6 trials of 1 epoch on a subset, the chosen one retrained with one
     seed, its Rockpool test accuracy and the split digest printed, the Pareto front drawn."""
     if not POOL_FILE.is_file():
         pytest.skip(NO_POOL)
@@ -165,7 +166,18 @@ def test_launcher_searches_retrains_and_draws_the_front(tmp_path: Path,
     again = launcher.run(["--experiment", str(directory), "--data", str(POOL), "--subset", "10",
                           "--epochs-cap", "1", "--finalists", "0", "--retrain-seeds"])
     assert again["experiment"] == str(directory) and "finalists" not in again
-    assert len(list((directory / "trials").iterdir())) == 2
+    assert len(list((directory / "trials").iterdir())) == 6
+
+
+def test_no_finalist_to_score_is_an_empty_list_on_record(tmp_path: Path) -> None:
+    """A search in which no trial fits the chip has no finalists: the launcher records none
+    (and goes on to say there is nothing to retrain) instead of failing on the missing
+    folder."""
+    launcher = _load("main")
+    results = types.SimpleNamespace(directory=str(tmp_path / "exp"))
+    args = launcher.parse_args(["--smoke"])
+    assert launcher.score_finalists(results, [], args, 1) == []
+    assert json.loads((tmp_path / "exp" / "finalists" / "finalists.json").read_text()) == []
 
 
 def test_a_fold_is_another_validation_part_around_the_same_test_part() -> None:
