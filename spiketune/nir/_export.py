@@ -428,10 +428,10 @@ def record_export_check(
     The file is replaced atomically (a temporary file, then ``os.replace``): a crash leaves the
     old list or the new one, never half of one. Two commands recording at once are serialised
     by an exclusive lock on ``exports.json.lock`` beside it, so neither loses the other's
-    record. An existing file that cannot be parsed is not
-    overwritten: it is moved aside to ``exports.json.corrupt-<UTC time>`` and a new list is
-    started. Returns the path of ``exports.json`` and where a corrupt one was moved (or None);
-    the caller says so, as this function prints nothing.
+    record. An existing file that cannot be parsed is not overwritten: it is moved aside to
+    ``exports.json.corrupt-<UTC time>`` and a new list is started. Returns the path of
+    ``exports.json`` and where a corrupt one was moved (or None); the caller says so, as this
+    function prints nothing.
     """
     when = (now or datetime.now(UTC)).astimezone(UTC)
     target = _exports_path(experiment_dir)
