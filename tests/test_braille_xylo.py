@@ -9,9 +9,8 @@ import json
 import os
 import subprocess
 import sys
-import types
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import pytest
 
@@ -174,7 +173,7 @@ def test_no_finalist_to_score_is_an_empty_list_on_record(tmp_path: Path) -> None
     (and goes on to say there is nothing to retrain) instead of failing on the missing
     folder."""
     launcher = _load("main")
-    results = types.SimpleNamespace(directory=str(tmp_path / "exp"))
+    results = SimpleNamespace(directory=str(tmp_path / "exp"))
     args = launcher.parse_args(["--smoke"])
     assert launcher.score_finalists(results, [], args, 1) == []
     assert json.loads((tmp_path / "exp" / "finalists" / "finalists.json").read_text()) == []
