@@ -135,8 +135,9 @@ def test_trial_reports_the_accuracy_of_its_rockpool_file(tmp_path: Path) -> None
 @pytest.mark.slow
 def test_launcher_searches_retrains_and_draws_the_front(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """main.py --smoke: 6 trials of 1 epoch on a subset, the chosen one retrained with one
-    seed, its Rockpool test accuracy and the split digest printed, the Pareto front drawn."""
+    """main.py --smoke: 3 trials of 1 epoch on a subset (the trial's defaults first), the
+    chosen one retrained with one seed, its Rockpool test accuracy and the split digest
+    printed, the Pareto front drawn."""
     if not POOL_FILE.is_file():
         pytest.skip(NO_POOL)
     for key in [k for k in os.environ
@@ -147,6 +148,10 @@ def test_launcher_searches_retrains_and_draws_the_front(tmp_path: Path,
                             "--name", "xylo_smoke", "-q"])
     assert outcome["trial"] is not None, outcome
     directory = Path(outcome["experiment"])
+    # the first trial ran the trial's own defaults (start_with), which fit after one epoch
+    first = json.loads((directory / "trials" / "0" / "parameter.json").read_text())
+    defaults = _load("main_hpo").DEFAULT_PARAMS
+    assert first == {key: defaults[key] for key in first} and len(first) >= 10
     retrained = json.loads((directory / "retrained.json").read_text())
     assert retrained["metric"] == "rockpool_test_acc"
     assert [r["seed"] for r in retrained["runs"]] == [0]
@@ -165,7 +170,7 @@ def test_launcher_searches_retrains_and_draws_the_front(tmp_path: Path,
     again = launcher.run(["--experiment", str(directory), "--data", str(POOL), "--subset", "10",
                           "--epochs-cap", "1", "--finalists", "0", "--retrain-seeds"])
     assert again["experiment"] == str(directory) and "finalists" not in again
-    assert len(list((directory / "trials").iterdir())) == 6
+    assert len(list((directory / "trials").iterdir())) == 3
 
 
 def test_no_finalist_to_score_is_an_empty_list_on_record(tmp_path: Path) -> None:

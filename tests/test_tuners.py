@@ -329,3 +329,57 @@ def test_batch_sets_and_tuner_constants_are_stored_as_received(exp_root: Any) ->
                            max_trials=2, seed=0).run()
     for t in _stored(hyperband):
         assert t.params == {"x": t.user_attrs["parameters"]["x"], "TRIAL_BUDGET": 9}
+
+
+# ------------------------------------------------------------- known points first
+
+START_SPACE = {
+    "a": {"_type": "uniform", "_value": [0, 1]},
+    "b": {"_type": "choice", "_value": [8, 16, 32]},
+    "opt": {"_type": "choice", "_value": [
+        {"_name": "adam", "beta": {"_type": "uniform", "_value": [0.5, 0.99]}},
+        {"_name": "sgd"}]},
+}
+
+
+def test_start_points_run_first_in_order_and_the_tuner_draws_the_rest(exp_root: Any) -> None:
+    from spiketune import Experiment
+
+    start = [{"a": 0.25, "b": 16}, {"opt": {"_name": "adam", "beta": 0.75}, "a": 1.0}]
+    results = Experiment(trial=lambda p: p["a"], search_space=START_SPACE, tuner="TPE",
+                         start_with=start, max_trials=5, seed=0).run()
+    received = [t.user_attrs["parameters"] for t in _stored(results)]
+    assert len(received) == 5
+    assert received[0]["a"] == 0.25 and received[0]["b"] == 16
+    assert received[0]["opt"]["_name"] in ("adam", "sgd")  # drawn: the set left it out
+    assert received[1]["a"] == 1.0 and received[1]["opt"] == {"_name": "adam", "beta": 0.75}
+    assert received[1]["b"] in (8, 16, 32)
+    # the tuner draws every later trial, and learns from the start points like from any other
+    assert all(r["a"] not in (0.25, 1.0) for r in received[2:])
+    assert [t.value for t in _stored(results)][:2] == [0.25, 1.0]
+
+
+def test_start_points_are_checked_against_the_space() -> None:
+    from spiketune.engine import ExperimentConfig
+
+    def problems(start: Any, **extra: Any) -> list[str]:
+        with pytest.raises(ConfigError) as err:
+            ExperimentConfig(search_space=START_SPACE, start_with=start, **extra)
+        return [f"{p.field} {p.value!r} {p.rule}" for p in err.value.problems]
+
+    assert problems([{"a": 2.0}]) == [
+        "start_with[0].a 2.0 a value the search space hands out (uniform [0, 1])"]
+    assert problems([{"b": 16}, {"c": 1}]) == [
+        "start_with[1].c 1 a top-level key of the search space (a, b, opt)"]
+    assert problems([{"b": 12}])[0].startswith("start_with[0].b 12 a value the search space")
+    # a nested option's sub-parameter out of its range, and an option that does not exist
+    assert [p.split(" ")[0] for p in problems([{"opt": {"_name": "adam", "beta": 2.0}},
+                                               {"opt": {"_name": "rmsprop"}}])] == [
+        "start_with[0].opt", "start_with[1].opt"]
+    assert problems([3])[0].startswith("start_with[0] 3 ")
+    grid = {"b": START_SPACE["b"]}
+    with pytest.raises(ConfigError, match="GridSearch runs fixed points of its own"):
+        ExperimentConfig(search_space=grid, tuner="GridSearch", start_with=[{"b": 8}])
+    fine = ExperimentConfig(search_space=START_SPACE, start_with=[{"b": 8}])
+    assert fine.to_dict()["start_with"] == [{"b": 8}]
+    assert "start_with" not in ExperimentConfig(search_space=START_SPACE).to_dict()

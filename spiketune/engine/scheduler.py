@@ -171,6 +171,7 @@ class Scheduler:
         gpus: Sequence[int] | None = None,
         trials_per_gpu: int = 1,
         fixed_trials: list[dict[str, Any]] | None = None,
+        start_points: Sequence[dict[str, Any]] = (),
         progress: Callable[[Progress], None] | None = None,
         poll_interval: float = 0.05,
         sync_interval: float = 2.0,
@@ -189,6 +190,8 @@ class Scheduler:
         self.budget = budget
         self.concurrency = concurrency
         self.fixed = fixed_trials
+        # known points to try first, in search coordinates: sequence id i gets point i
+        self.start_points = list(start_points)
         self.progress_callback = progress
         self.poll_interval = poll_interval
         self.sync_interval = sync_interval
@@ -494,6 +497,8 @@ class Scheduler:
         self._sync()
         if self.fixed is not None:
             self._working.enqueue_trial(self.fixed[sequence_id], skip_if_exists=False)
+        elif sequence_id < len(self.start_points):
+            self._working.enqueue_trial(self.start_points[sequence_id], skip_if_exists=False)
         elif self.population_group:
             self._share_with_batch()
         handle = self._working.ask()

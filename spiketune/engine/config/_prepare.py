@@ -9,7 +9,8 @@ forms, after a file's translation), each step reading what the earlier ones left
 4. :func:`build_tuner` and :func:`build_assessor`: names made canonical, arguments validated;
 5. :func:`algorithm_conflicts`: tuner, assessor and the number of objectives agree;
 6. :func:`build_space`: the search space, in the form the tuner wants, checked by it;
-7. :func:`build_design`: the ``hardware`` table, checked against the space's parameter names.
+7. :func:`build_design`: the ``hardware`` table, checked against the space's parameter names;
+8. :func:`start_point_problems`: each of ``start_with`` is a point the space hands out.
 
 Every step records its problems and the next one goes on, so one :class:`ConfigError` lists
 them all.
@@ -17,6 +18,7 @@ them all.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -73,6 +75,7 @@ def prepare(data: Mapping[str, Any]) -> Prepared:
     out.problems += algorithm_conflicts(given, out.tuner, out.assessor)
     out.space = build_space(out.data, out.tuner, out.problems)
     out.design = build_design(out.data, out.space, out.problems)
+    out.problems += start_point_problems(out.data, out.space, out.tuner)
     return out
 
 
@@ -220,3 +223,50 @@ def build_design(
         problems += exc.problems
         return None
     return design
+
+
+def start_point_problems(
+    data: Mapping[str, Any], space: SearchSpace | None, tuner: tuners.Tuner | None
+) -> list[Problem]:
+    """``start_with``: every key a top-level parameter of the search space, every value one it
+    hands out (a choice's option, a number within its range), and a tuner that draws (a grid
+    or a batch already fixes every trial)."""
+    points = data.get("start_with")
+    if not isinstance(points, list) or not points or space is None:
+        return []  # absent, or the schema reports its type
+    if tuner is not None and tuner.fixed_trials(space) is not None:
+        return [Problem("start_with", points,
+                        f"{tuner.name} runs fixed points of its own; start_with needs a tuner "
+                        "that draws (TPE, Random, GP, Evolution, Anneal, ...)")]
+    if data.get("population_group"):
+        return [Problem("start_with", points,
+                        "cannot be combined with population_group (a start point could "
+                        "contradict the values its population shares)")]
+    names = list(space.to_nni())
+    problems: list[Problem] = []
+    for i, point in enumerate(points):
+        if not isinstance(point, Mapping):
+            continue  # the schema reports it
+        located, _ = space.search_params(point)
+        for key, value in point.items():
+            if key not in names:
+                problems.append(Problem(f"start_with[{i}].{key}", value,
+                                        f"a top-level key of the search space "
+                                        f"({', '.join(names)})"))
+            elif not _located(key, value, located):
+                spec = space.to_nni()[key]
+                problems.append(Problem(f"start_with[{i}].{key}", value,
+                                        f"a value the search space hands out "
+                                        f"({spec['_type']} {json.dumps(spec['_value'])})"))
+    return problems
+
+
+def _located(key: str, value: Any, located: Mapping[str, Any]) -> bool:
+    """Whether the search coordinates ``located`` hold top-level parameter ``key`` and, for a
+    nested choice's option, each sub-parameter it names (``key/<_name>/<sub>``)."""
+    if key not in located:
+        return False
+    if not isinstance(value, Mapping) or "_name" not in value:
+        return True
+    prefix = f"{key}/{value['_name']}/"
+    return all(f"{prefix}{sub}" in located for sub in value if sub != "_name")

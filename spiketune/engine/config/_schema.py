@@ -186,6 +186,13 @@ class ExperimentConfig(BaseModel):
     require_gpus: bool = False
     #: Trials that may share one GPU.
     trials_per_gpu: _Count = 1
+    #: Known parameter sets to try first, in order, before the tuner draws (Optuna's
+    #: ``enqueue_trial``): the trial of sequence number ``i`` receives ``start_with[i]``. A set
+    #: may name only some keys of the search space; the tuner draws the others. Each value
+    #: must be one the search space hands out. Use it to start from the defaults or from a
+    #: configuration an earlier search found; resumed sessions and workers never run a set
+    #: twice. Not with tuners that run fixed points (GridSearch, BruteForce, Batch).
+    start_with: list[dict[str, Any]] | None = None
     #: Seed of the tuner's random draws (same seed, same sequence of parameters).
     seed: Annotated[int, Strict(), Field(ge=0, lt=2**32)] | None = None
     #: Optuna RDB storage URL; None = a SQLite file in the experiment directory. A password in
@@ -441,7 +448,7 @@ OWN_KEYS = [*ExperimentConfig.model_fields, "search_space_file"]
 #: Fields :meth:`ExperimentConfig.to_dict` leaves out at their defaults (added after the
 #: canonical form was first stored with studies).
 _OPTIONAL_IN_DICT = ("objectives", "tradeoffs", "hardware", "constraints", "require_gpus",
-                     "population", "population_group")
+                     "population", "population_group", "start_with")
 _FIELD_ORDER = {name: i for i, name in enumerate(OWN_KEYS)}
 
 
