@@ -37,8 +37,9 @@ SLOW_TRIAL = """
 
 
 def _config(tmp_path: Path, code: Path, root: Path, max_trials: int,
-            concurrency: int = 2) -> Path:
+            concurrency: int = 2, start_with: tuple[float, ...] = ()) -> Path:
     cfg = tmp_path / "experiment.toml"
+    points = ", ".join(f"{{x = {x}}}" for x in start_with)
     cfg.write_text(
         f'name = "crashy"\n'
         f'trial_command = "python3 trial.py"\n'
@@ -47,6 +48,7 @@ def _config(tmp_path: Path, code: Path, root: Path, max_trials: int,
         f"max_trials = {max_trials}\n"
         f"concurrency = {concurrency}\n"
         f'tuner = "Random"\n'
+        f"{f'start_with = [{points}]' if start_with else ''}\n"
         f"[search_space]\n"
         f'x = {{_type = "uniform", _value = [0, 1]}}\n'
     )
@@ -77,7 +79,10 @@ def test_kill_9_then_resume(tmp_path: Path, exp_root: Path, trial_script, monkey
     marker = tmp_path / "slow"
     marker.touch()
     monkeypatch.setenv("SLOW_MARKER", str(marker))
-    scheduler = _start_scheduler(_config(tmp_path, code, exp_root, max_trials=5), marker)
+    # known start points for every trial: the resumed session must go on with the next ones
+    points = (0.125, 0.25, 0.375, 0.5, 0.625)
+    scheduler = _start_scheduler(_config(tmp_path, code, exp_root, max_trials=5,
+                                         start_with=points), marker)
     try:
         wait_for(lambda: _experiment_dir(exp_root) is not None, 20, "the experiment directory")
         directory = _experiment_dir(exp_root)
@@ -116,6 +121,7 @@ def test_kill_9_then_resume(tmp_path: Path, exp_root: Path, trial_script, monkey
         assert r.intermediate == [{"default": 0.5}]  # recovered from metrics.jsonl
         assert r.parameters == before.records[r.number].parameters
     assert [r.sequence_id for r in after.records] == [0, 1, 2, 3, 4]
+    assert tuple(r.parameters["x"] for r in after.records) == points  # none run twice, none skipped
     assert after.elapsed_seconds > elapsed_before  # the duration budget went on
     assert exp.status == "done"
 
