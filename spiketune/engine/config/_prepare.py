@@ -237,24 +237,24 @@ def start_point_problems(
     if tuner is not None and tuner.fixed_trials(space) is not None:
         return [Problem("start_with", points,
                         f"{tuner.name} runs fixed points of its own; start_with needs a tuner "
-                        "that draws (TPE, Random, GP, Evolution, Anneal, ...)")]
+                        "that draws (TPE, Random, GP, Evolution, CmaEs, ...)")]
     if data.get("population_group"):
         return [Problem("start_with", points,
                         "cannot be combined with population_group (a start point could "
                         "contradict the values its population shares)")]
-    names = list(space.to_nni())
+    specs = space.to_nni()
     problems: list[Problem] = []
     for i, point in enumerate(points):
         if not isinstance(point, Mapping):
             continue  # the schema reports it
         located, _ = space.search_params(point)
         for key, value in point.items():
-            if key not in names:
+            if key not in specs:
                 problems.append(Problem(f"start_with[{i}].{key}", value,
                                         f"a top-level key of the search space "
-                                        f"({', '.join(names)})"))
+                                        f"({', '.join(specs)})"))
             elif not _located(key, value, located):
-                spec = space.to_nni()[key]
+                spec = specs[key]
                 problems.append(Problem(f"start_with[{i}].{key}", value,
                                         f"a value the search space hands out "
                                         f"({spec['_type']} {json.dumps(spec['_value'])})"))
