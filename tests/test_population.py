@@ -36,7 +36,7 @@ MEMBERS: list[tuple[dict[str, Any], dict[str, Any]]] = [
       "refractory_steps": 1, "reg_strength": 0.1, "reg_target_hz": 5.0, "loss_steps": 10,
       "surrogate_slope": 1.5, "surrogate_dampening": 0.5, "feedback": "random"},
      {"lr": 1e-3, "seed": 2, "weight_decay": 1e-3, "augment_shift": 2, "augment_drop": 0.1,
-      "grad_clip": 0.05}),
+      "augment_stretch": 0.2, "grad_clip": 0.05}),
     ({"tau_mem": 0.2, "tau_out": 0.05, "v_th": 0.4, "gain_in": 2.0, "refractory_steps": 2},
      {"lr": 5e-3, "seed": 3, "ema_decay": 0.9, "lr_schedule": "cosine"}),
 ]

@@ -246,3 +246,19 @@ def test_epochs_yields_the_epoch_a_callback_stops() -> None:
     yielded = [m.epoch for m in trainer.epochs(train, val)]
     assert yielded == [1, 2]
     assert trainer.history is not None and trainer.history.stop_reason == "callback"
+
+
+def test_time_stretch_reaches_the_training_batches() -> None:
+    """``augment_stretch`` changes what a seeded run trains on (and so its weights); 0 keeps
+    the run of a config without it."""
+    train, val = patterns(32, noise_seed=1), patterns(16, noise_seed=2)
+    weights = {}
+    for stretch in (0.0, 0.3):
+        net = network()
+        Trainer(net, TrainConfig(epochs=1, batch_size=8, lr=1e-2, seed=3,
+                                 augment_stretch=stretch)).fit(train, val)
+        weights[stretch] = net.w_rec.detach().clone()
+    plain = network()
+    Trainer(plain, TrainConfig(epochs=1, batch_size=8, lr=1e-2, seed=3)).fit(train, val)
+    assert torch.equal(weights[0.0], plain.w_rec.detach())
+    assert not torch.allclose(weights[0.3], weights[0.0])

@@ -287,6 +287,13 @@ class TrainConfig(_Config):
     augment_drop: float = Field(
         0.0, ge=0, lt=1, description="probability of deleting each input event while training"
     )
+    # The same gesture made faster or slower (a finger sliding over a Braille letter at another
+    # speed) stretches the whole spike train in time, not just moves it.
+    augment_stretch: float = Field(
+        0.0, ge=0, lt=1,
+        description="max relative change of a training sample's time scale: its spike train "
+                    "is stretched about step 0 by a factor drawn from [1 - s, 1 + s]",
+    )
     # Steadier weights to validate, keep and test. On a few hundred validation samples the
     # accuracy of the raw weights jumps by several points from one epoch to the next, so the
     # "best epoch" is partly luck; an exponential moving average of the weights (updated after

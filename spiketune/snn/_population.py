@@ -337,7 +337,7 @@ class _Run:
         for lo in range(0, n, batch):
             idx = [order[lo : lo + batch] for order in orders]
             xb = torch.stack([
-                augment(x[i], c.augment_shift, c.augment_drop, g)
+                augment(x[i], c.augment_shift, c.augment_drop, g, stretch=c.augment_stretch)
                 for i, c, g in zip(idx, cfgs, self._generators(), strict=True)
             ])
             yb = torch.stack([y[i] for i in idx])

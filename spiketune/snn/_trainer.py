@@ -267,7 +267,9 @@ class Trainer:
         counts: SpikeCounts | None = None
         for lo in range(0, n, cfg.batch_size):
             idx = order[lo : lo + cfg.batch_size]
-            xb, yb = augment(x[idx], cfg.augment_shift, cfg.augment_drop, generator), y[idx]
+            xb = augment(x[idx], cfg.augment_shift, cfg.augment_drop, generator,
+                         stretch=cfg.augment_stretch)
+            yb = y[idx]
             self.optimizer.zero_grad(set_to_none=True)
             result = self.rule.backward(net, xb, yb)
             if cfg.grad_clip is not None:
@@ -335,26 +337,60 @@ def _add(total: SpikeCounts | None, counts: SpikeCounts | None) -> SpikeCounts |
     return counts if total is None else total + counts
 
 
-def augment(x: Tensor, shift: int, drop: float, generator: torch.Generator) -> Tensor:
+def augment(
+    x: Tensor, shift: int, drop: float, generator: torch.Generator, *, stretch: float = 0.0
+) -> Tensor:
     """A perturbed copy of a batch ``x`` ``[B, T, C]`` for training (``x`` itself is untouched).
 
-    Each sample is shifted by a whole number of steps drawn uniformly from ``[-shift, shift]``
+    With ``stretch`` > 0 each sample's time axis is first scaled by a factor ``f`` drawn
+    uniformly from ``[1 - stretch, 1 + stretch]`` about step 0: the events of input step ``s``
+    move to step ``floor(s * f)``. Events are neither invented nor dropped inside the window:
+    a sigma-delta encoder emits an event per change of the signal, so the same gesture made at
+    another speed gives the same events at scaled times. ``f > 1`` (slower) spreads them out
+    and pushes the last ones out of the window; ``f < 1`` (faster) gathers them into fewer
+    steps, where counts add (0/1 inputs stay 0/1: events that meet merge), and the window ends
+    in silence. Then each
+    sample is shifted by a whole number of steps drawn uniformly from ``[-shift, shift]``
     (steps moved out of the window are lost, the steps moved in are silent), then every input
     value is zeroed with probability ``drop``. Draws come from ``generator`` (on the CPU), so a
-    seeded run is repeatable on any device.
+    seeded run is repeatable on any device; without ``stretch`` the draws are those of earlier
+    versions, so seeded runs repeat across the change.
     """
-    if shift == 0 and drop == 0.0:
+    if shift == 0 and drop == 0.0 and stretch == 0.0:
         return x
     b, t = x.shape[0], x.shape[1]
     out = x
+    if stretch > 0.0:
+        u = torch.rand(b, generator=generator, dtype=torch.float64)
+        factors = 1.0 + stretch * (2.0 * u - 1.0)
+        steps = torch.arange(t, dtype=torch.float64)
+        dst = torch.floor(steps.unsqueeze(0) * factors.unsqueeze(1)).long()  # [B, T]
+        out = _scale_time(out, dst)
     if shift > 0:
         offsets = torch.randint(-shift, shift + 1, (b,), generator=generator)
-        src = torch.arange(t).unsqueeze(0) - offsets.unsqueeze(1)  # [B, T]: step read from
-        valid = (src >= 0) & (src < t)
-        src = src.clamp(0, t - 1).to(x.device)
-        out = torch.gather(x, 1, src.unsqueeze(-1).expand(-1, -1, x.shape[2]))
-        out = out * valid.to(x.device, x.dtype).unsqueeze(-1)
+        out = _read_steps(out, torch.arange(t).unsqueeze(0) - offsets.unsqueeze(1))
     if drop > 0.0:
         keep = torch.rand(x.shape, generator=generator) >= drop
         out = out * keep.to(x.device, x.dtype)
     return out
+
+
+def _scale_time(x: Tensor, dst: Tensor) -> Tensor:
+    """``x`` ``[B, T, C]`` with the values of step ``s`` of sample ``b`` added to step
+    ``dst[b, s]`` (dropped past ``T - 1``); 0/1 input stays 0/1."""
+    t = x.shape[1]
+    inside = (dst < t).to(x.device, x.dtype).unsqueeze(-1)
+    index = dst.clamp(max=t - 1).to(x.device).unsqueeze(-1).expand(-1, -1, x.shape[2])
+    out = torch.zeros_like(x).scatter_add_(1, index, x * inside)
+    binary = bool(((x == 0) | (x == 1)).all())
+    return out.clamp(max=1) if binary else out
+
+
+def _read_steps(x: Tensor, src: Tensor) -> Tensor:
+    """``x`` ``[B, T, C]`` with output step ``t`` of sample ``b`` read from step ``src[b, t]``;
+    a step read from outside ``0..T-1`` is silent."""
+    t = x.shape[1]
+    valid = (src >= 0) & (src < t)
+    src = src.clamp(0, t - 1).to(x.device)
+    out = torch.gather(x, 1, src.unsqueeze(-1).expand(-1, -1, x.shape[2]))
+    return out * valid.to(x.device, x.dtype).unsqueeze(-1)
