@@ -349,9 +349,9 @@ def augment(
     another speed gives the same events at scaled times. ``f > 1`` (slower) spreads them out
     and pushes the last ones out of the window; ``f < 1`` (faster) gathers them into fewer
     steps, where counts add (0/1 inputs stay 0/1: events that meet merge), and the window ends
-    in silence. Then each
-    sample is shifted by a whole number of steps drawn uniformly from ``[-shift, shift]``
-    (steps moved out of the window are lost, the steps moved in are silent), then every input
+    in silence. Then each sample is shifted by a whole number of steps drawn uniformly from
+    ``[-shift, shift]`` (steps moved out of the window are lost, the steps moved in are
+    silent), then every input
     value is zeroed with probability ``drop``. Draws come from ``generator`` (on the CPU), so a
     seeded run is repeatable on any device; without ``stretch`` the draws are those of earlier
     versions, so seeded runs repeat across the change.
