@@ -13,7 +13,13 @@ from torch.utils.data import TensorDataset
 from typer.testing import CliRunner
 
 from spiketune.cli import app
-from spiketune.data import BRAILLE_REDUCED_LETTERS, Dataset, DatasetInfo, load_braille_pool
+from spiketune.data import (
+    BRAILLE_REDUCED_LETTERS,
+    Dataset,
+    DatasetInfo,
+    load_braille_pool,
+    split_parts,
+)
 from spiketune.errors import DataError
 from spiketune.snn import (
     RecurrentSNN,
@@ -226,3 +232,46 @@ def test_cli_compares_several_checkpoints_sample_by_sample(
                                                                    for s in scores]
     assert as_json["missed_by_all"] == both
     assert as_json["mean_accuracy"] == pytest.approx(mean)
+
+
+# ------------------------------------------------------------------------------ --part
+def test_cli_scores_one_part_of_the_fixed_split(tmp_path: Path) -> None:
+    """``--part test`` scores exactly the test part the example's trials never see (named by
+    its digest), not the whole file; a checkpoint trained around another split is warned of."""
+    inputs, labels = tiny_data(n=70, seed=1)  # 10 per class: a test part of 7
+    data = tmp_path / "pool.pt"
+    torch.save(TensorDataset(inputs, labels), data)
+    parts = split_parts(load_braille_pool(data))
+    net = RecurrentSNN(SNNConfig(n_in=12, n_rec=16, n_out=7, dt=0.005, loss_steps=20), seed=0)
+    Trainer(net, TrainConfig(epochs=1, batch_size=7, lr=0.01)).fit(tiny_data())
+    extra = {"classes": list(BRAILLE_REDUCED_LETTERS), "split_digest": parts.split_digest}
+    checkpoint = save_checkpoint(tmp_path / "net.pt", net, extra=extra)
+    runner = CliRunner()
+    for name in ("test", "val", "train"):
+        part = getattr(parts, name)
+        expected = evaluate_checkpoint(checkpoint, part)
+        result = runner.invoke(app, ["evaluate", str(checkpoint), "--data", str(data),
+                                     "--part", name, "--json"])
+        assert result.exit_code == 0, result.output
+        out = json.loads(result.output)
+        assert (out["part"], out["split_digest"]) == (name, parts.split_digest)
+        assert out["total"] == len(part.labels) < 70
+        assert out["confusion_matrix"] == expected.matrix.tolist()
+        assert out["mistakes"] == list(expected.mistakes)  # positions within the part
+    text = runner.invoke(app, ["evaluate", str(checkpoint), "--data", str(data), "--part",
+                               "test"]).output
+    assert f"(test part, 7 samples, split {parts.split_digest[:16]}…)" in text
+    assert "warning" not in text
+    whole = json.loads(runner.invoke(app, ["evaluate", str(checkpoint), "--data", str(data),
+                                           "--json"]).output)
+    assert (whole["part"], whole["split_digest"], whole["total"]) == ("all", None, 70)
+
+    other = save_checkpoint(tmp_path / "other.pt", net,
+                            extra={**extra, "split_digest": "0" * 64})
+    warned = runner.invoke(app, ["evaluate", str(other), "--data", str(data), "--part", "test"])
+    assert warned.exit_code == 0, warned.output
+    assert "warning: " in warned.output
+    assert "trained around split 0000000000000000…" in warned.output
+    bad = runner.invoke(app, ["evaluate", str(checkpoint), "--data", str(data),
+                              "--part", "tst"])
+    assert bad.exit_code == 2 and "--part" in bad.output
