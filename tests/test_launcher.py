@@ -4,6 +4,7 @@ command, the choice they narrow, and the lines they print."""
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 import spiketune.engine.results
 from spiketune import Outcome, Progress
 from spiketune.launcher import (
+    add_experiment_options,
     config_changes,
     format_duration,
     format_percent,
@@ -75,6 +77,53 @@ def test_config_changes_are_the_options_given() -> None:
     assert config_changes(argparse.Namespace(gpus="none", population=4)) == {
         "gpus": None, "population": 4}  # "none": no GPU; options a launcher lacks: unchanged
     assert config_changes(argparse.Namespace()) == {}
+
+
+def test_start_with_reads_a_chosen_configuration_and_the_search_tries_it_first(
+    tmp_path: Path, exp_root: Any
+) -> None:
+    """``--start-with FILE``: one parameter set (an earlier search's chosen/parameters.json)
+    or a list of them becomes the experiment's ``start_with``, tried before the tuner draws."""
+    from spiketune import Experiment
+
+    space = {"a": {"_type": "uniform", "_value": [0, 1]},
+             "opt": {"_type": "choice", "_value": [
+                 {"_name": "adam", "beta": {"_type": "uniform", "_value": [0.5, 0.99]}},
+                 {"_name": "sgd"}]}}
+    chosen = {"a": 0.125, "opt": {"_name": "adam", "beta": 0.75}}
+    one, several = tmp_path / "parameters.json", tmp_path / "points.json"
+    one.write_text(json.dumps(chosen))
+    several.write_text(json.dumps([{"a": 0.5}, chosen]))
+    parser = add_experiment_options(argparse.ArgumentParser())
+    assert config_changes(parser.parse_args(["--start-with", str(one)])) == {
+        "start_with": [chosen]}
+    args = parser.parse_args(["--start-with", str(several), "--seed", "0"])
+    results = Experiment(trial=lambda p: p["a"], search_space=space, tuner="TPE", max_trials=3,
+                         **config_changes(args)).run()
+    received = [t.parameters for t in sorted(results.records, key=lambda t: t.number)]
+    assert received[0] == {"a": 0.5, "opt": received[0]["opt"]}  # opt left out: drawn
+    assert received[1] == chosen
+    assert received[2]["a"] not in (0.5, 0.125)
+
+
+@pytest.mark.parametrize(("content", "says"), [
+    (None, "cannot read it"),
+    ("{not json", "not JSON"),
+    ("[]", "a non-empty list"),
+    ('[{"a": 0.5}, 3]', "one parameter set (a JSON object)"),
+    ('"a string"', "one parameter set (a JSON object)"),
+], ids=["missing", "not-json", "empty", "not-objects", "scalar"])
+def test_start_with_a_bad_file_is_a_usage_error_naming_it(
+    tmp_path: Path, content: str | None, says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "points.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(SystemExit) as exit_info:
+        add_experiment_options(argparse.ArgumentParser()).parse_args(["--start-with", str(path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --start-with: {path}: " in err and says in err
 
 
 SPACE = {"lr": {"_type": "loguniform", "_value": [1e-4, 1e-2]},

@@ -50,16 +50,17 @@ def narrow_choice(space: Mapping[str, Any], key: str, name: str) -> dict[str, An
 _SETTINGS = (("trials", "max_trials"), ("duration", "max_duration"),
              ("trial_duration", "max_trial_duration"), ("concurrency", "concurrency"),
              ("population", "population"), ("seed", "seed"), ("name", "name"),
-             ("experiment_dir", "experiment_dir"))
+             ("experiment_dir", "experiment_dir"), ("start_with", "start_with"))
 
 
 def config_changes(args: argparse.Namespace) -> dict[str, Any]:
     """The experiment settings a launcher's command line changes, as keyword arguments of
     ``Experiment(config, **changes)``: ``--trials`` (``max_trials``), ``--duration``
     (``max_duration``), ``--trial-duration`` (``max_trial_duration``), ``--concurrency``,
-    ``--population``, ``--seed``, ``--name``, ``--experiment-dir`` and ``--gpus`` (``none``:
-    no GPU). An option the launcher does not have, or that was not given (``None``), changes
-    nothing: config.toml's value stands."""
+    ``--population``, ``--seed``, ``--name``, ``--experiment-dir``, ``--start-with`` (the
+    parameter sets already read from its file) and ``--gpus`` (``none``: no GPU). An option
+    the launcher does not have, or that was not given (``None``), changes nothing:
+    config.toml's value stands."""
     changes = {field: getattr(args, option) for option, field in _SETTINGS
                if getattr(args, option, None) is not None}
     gpus = getattr(args, "gpus", None)

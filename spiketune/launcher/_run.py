@@ -5,6 +5,7 @@ summary and the report)."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -70,14 +71,38 @@ def add_selection_options(
     return parser
 
 
+def start_points(text: str) -> list[dict[str, Any]]:
+    """``--start-with FILE``: the parameter sets a JSON file holds, an object (one set, as
+    ``<experiment>/chosen/parameters.json`` is) or a list of objects; anything else is a
+    usage error naming the file. Whether each set fits the search space is the experiment's
+    check (``start_with[i].key`` in its error)."""
+    path = Path(text).expanduser()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise argparse.ArgumentTypeError(f"{text}: cannot read it ({err.strerror})") from None
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{text}: not JSON ({err})") from None
+    points = [data] if isinstance(data, dict) else data
+    if not (isinstance(points, list) and points and all(isinstance(p, dict) for p in points)):
+        raise argparse.ArgumentTypeError(
+            f"{text}: must hold one parameter set (a JSON object) or a non-empty list of them")
+    return points
+
+
 def add_experiment_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add ``--seed`` (the tuner's), ``--name``, ``--experiment-dir``, ``--no-report`` and
-    ``-q``/``--quiet`` to ``parser``; returns ``parser``."""
+    """Add ``--seed`` (the tuner's), ``--name``, ``--experiment-dir``, ``--start-with``,
+    ``--no-report`` and ``-q``/``--quiet`` to ``parser``; returns ``parser``."""
     parser.add_argument("--seed", type=int, help="tuner seed (config: seed)")
     parser.add_argument("--name", help="experiment name (config: name)")
     parser.add_argument("--experiment-dir", type=Path,
                         help="root of experiment directories (default $SPIKETUNE_EXPERIMENTS "
                              "or ~/spiketune-experiments)")
+    parser.add_argument("--start-with", type=start_points, metavar="FILE",
+                        help="try these parameter sets first, in order, before the tuner "
+                             "draws: a JSON object (e.g. an earlier search's "
+                             "<experiment>/chosen/parameters.json) or a list of them; keys "
+                             "left out are drawn (config: start_with)")
     parser.add_argument("--no-report", action="store_true", help="skip the report at the end")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     return parser
