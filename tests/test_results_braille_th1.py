@@ -1,0 +1,63 @@
+"""The handed-over result of the threshold-1 search (``results/braille_th1``): the chosen
+configuration's parameters, the checkpoints of its retrained seeds and their figures, as the
+launcher wrote them into ``<experiment>/``. Whoever holds other samples of the encoding checks
+them with ``spiketune evaluate``; these tests check that they are what the README quotes:
+complete, of one configuration and one split, and (with the pool) each checkpoint scoring on
+the fixed test part exactly the accuracy recorded for it."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from pathlib import Path
+
+import pytest
+
+from spiketune.data import load_braille_pool, split_parts
+from spiketune.engine import load_retrained
+from spiketune.snn import evaluate_checkpoint, load_checkpoint
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "results" / "braille_th1"
+POOL_ENV = "SPIKETUNE_BRAILLE_TH1_DATA"
+POOL_DIR = Path(os.environ.get(POOL_ENV) or REPO.parent / "shared" / "data" / "braille_th1")
+POOL_FILE = POOL_DIR / "braille_reduced_th1_pool.pt" if POOL_DIR.is_dir() else POOL_DIR
+
+
+def test_the_handed_over_result_is_one_configuration_on_one_split() -> None:
+    retrained = load_retrained(RESULTS)
+    assert retrained is not None and retrained.metric == "test"
+    assert len(retrained.runs) >= 3  # the issue's "at least 3 seeds"
+    parameters = json.loads((RESULTS / "chosen" / "parameters.json").read_text())
+    assert parameters == retrained.parameters
+    readme = (RESULTS / "README.md").read_text()
+    assert f"{100 * retrained.mean:.2f} % ± {100 * retrained.std:.2f} %" in readme
+    assert retrained.split_digest is not None and retrained.split_digest[:16] in readme
+    for run in retrained.runs:
+        checkpoint = load_checkpoint(RESULTS / run.checkpoint)
+        assert checkpoint.extra["split_digest"] == retrained.split_digest
+        assert checkpoint.extra["data"]["bin_size"] == parameters["bin_size"]
+        assert checkpoint.network.config.n_rec == parameters["n_rec"]
+        assert json.loads((RESULTS / run.checkpoint).with_name("result.json").read_text())[
+            "test"] == run.metrics["test"]
+    assert retrained.mean == pytest.approx(statistics.fmean(r.metrics["test"]
+                                                            for r in retrained.runs))
+
+
+@pytest.mark.skipif(
+    not POOL_FILE.is_file(),
+    reason=f"the threshold-1 pool is not at {POOL_FILE} (set ${POOL_ENV} to its file or "
+    "directory)",
+)
+def test_each_checkpoint_scores_its_recorded_test_accuracy_on_the_fixed_test_part() -> None:
+    retrained = load_retrained(RESULTS)
+    assert retrained is not None
+    parts = split_parts(load_braille_pool(POOL_FILE))
+    assert parts.split_digest == retrained.split_digest
+    for run in retrained.runs:
+        score = evaluate_checkpoint(RESULTS / run.checkpoint, parts.test)
+        assert score.total == len(parts.test.labels) == 105
+        assert score.accuracy == pytest.approx(run.metrics["test"], abs=1e-9)
