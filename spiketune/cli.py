@@ -832,17 +832,17 @@ def evaluate(
         parts = split_parts(dataset)
         dataset, digest = getattr(parts, part.value), parts.split_digest
         described = f"{data} ({part.value} part, {len(dataset)} samples, split {digest[:16]}…)"
+        # A part of another split than the one a network was trained and validated around is
+        # not data it never saw: say so rather than let its accuracy pass for a test figure.
+        for checkpoint, network in zip(checkpoints, networks, strict=True):
+            trained_around = network.extra.get("split_digest")
+            if trained_around not in (None, digest):
+                _stderr().print(Text("warning: ", style="bold yellow") + Text(
+                    f"{checkpoint} was trained around split {str(trained_around)[:16]}…, not "
+                    f"{digest[:16]}… (another data file?): samples it trained or was "
+                    f"validated on may be in this {part.value} part"), soft_wrap=True)
     scores = [evaluate_checkpoint(n, dataset) for n in networks]
     missed_by_all = sorted(set.intersection(*(set(s.mistakes) for s in scores)))
-    # A part of another split than the one a network was trained and validated around is not
-    # the data it never saw: say so rather than let its accuracy pass for a test figure.
-    for checkpoint, network in zip(checkpoints, networks, strict=True):
-        trained_around = network.extra.get("split_digest")
-        if digest is not None and trained_around not in (None, digest):
-            _stderr().print(Text("warning: ", style="bold yellow") + Text(
-                f"{checkpoint} was trained around split {str(trained_around)[:16]}…, not "
-                f"{digest[:16]}… (another data file?): samples it trained or was validated "
-                f"on may be in this {part.value} part"), soft_wrap=True)
     if as_json:
         rows = [{"checkpoint": str(c), "data": str(data), "part": part.value,
                  "split_digest": digest, **s.as_dict()}
