@@ -1,0 +1,92 @@
+"""``benchmarks/braille_splits.py``: the fixed recipes trained on other splits of the pool. It
+must train on exactly the splits it names (split 0 being the fixed one the example is judged
+on), choose each epoch by validation, and summarise what it ran."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from spiketune.data import load_braille_pool, split_parts
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("braille_splits",
+                                                  REPO / "benchmarks" / "braille_splits.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def pool(tmp_path: Path) -> Path:
+    """70 samples of 7 classes: class c fires taxel c every 40 ms over background events."""
+    g = torch.Generator().manual_seed(3)
+    labels = torch.arange(70) % 7
+    inputs = (torch.rand(70, 256, 12, generator=g) < 0.01).float()
+    for i, c in enumerate(labels.tolist()):
+        inputs[i, 8::8, c] = 1.0
+    path = tmp_path / "pool.pt"
+    torch.save(TensorDataset(inputs, labels), path)
+    return path
+
+
+@pytest.fixture
+def params(tmp_path: Path) -> Path:
+    """A small, quick configuration of the example (the handed-over one has 512 neurons)."""
+    chosen = json.loads((REPO / "results" / "braille_th1" / "chosen" / "parameters.json")
+                        .read_text())
+    path = tmp_path / "parameters.json"
+    path.write_text(json.dumps({**chosen, "n_rec": 16, "epochs": 4}))
+    return path
+
+
+def test_each_split_is_the_one_named_and_split_0_is_the_fixed_one(
+    pool: Path, params: Path, capsys
+) -> None:
+    script = load_script()
+    assert script.main(["--data", str(pool), "--params", str(params), "--splits", "0", "3",
+                        "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    dataset = load_braille_pool(pool)
+    digests = {s: split_parts(dataset, seed=s).split_digest for s in (0, 3)}
+    assert digests[0] != digests[3]
+    for model in ("snn", "gru"):
+        runs = out["runs"][model]
+        assert [r["split"] for r in runs] == [0, 3]
+        assert [r["digest"] for r in runs] == [digests[0], digests[3]]
+        cap = 4 if model == "snn" else 60
+        assert all(1 <= r["epoch"] <= cap for r in runs)
+        summary = out["summary"][model]
+        assert summary["test_mean"] == pytest.approx(statistics.mean(r["test"] for r in runs))
+        assert summary["fixed_test"] == runs[0]["test"]
+        assert summary["fixed_rank"] in (1, 2)
+    assert out["summary"]["gru"]["test_mean"] > 0.5  # chance is 1/7: it learnt
+
+
+def test_a_missing_parameters_file_is_named(pool: Path, tmp_path: Path, capsys) -> None:
+    script = load_script()
+    missing = tmp_path / "nope.json"
+    assert script.main(["--data", str(pool), "--params", str(missing)]) == 1
+    assert f"--params {missing}: no such file" in capsys.readouterr().err
+
+
+def test_default_trains_the_untuned_network_a_trial_builds(pool: Path, capsys) -> None:
+    script = load_script()
+    assert script.main(["--data", str(pool), "--params", "default", "--models", "snn",
+                        "--splits", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["parameters"] == script.main_hpo.DEFAULT_PARAMS
+    assert list(out["runs"]) == ["snn"] and out["runs"]["snn"][0]["split"] == 1
+    assert "fixed_test" not in out["summary"]["snn"]  # split 0 was not run
