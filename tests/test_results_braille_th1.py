@@ -61,3 +61,24 @@ def test_each_checkpoint_scores_its_recorded_test_accuracy_on_the_fixed_test_par
         score = evaluate_checkpoint(RESULTS / run.checkpoint, parts.test)
         assert score.total == len(parts.test.labels) == 105
         assert score.accuracy == pytest.approx(run.metrics["test"], abs=1e-9)
+
+
+def test_the_split_analysis_is_what_the_readmes_quote() -> None:
+    """``splits.json`` (``benchmarks/braille_splits.py``'s figures): ten splits and three seeds
+    per recipe; the repository README's table is its means, and on split 0 the chosen
+    configuration scores exactly what the launcher's retraining seeds scored."""
+    analysis = json.loads((RESULTS / "splits.json").read_text())["recipes"]
+    readme = (REPO / "README.md").read_text()
+    for recipe in ("chosen", "default", "gru"):
+        seeds = analysis[recipe]
+        assert sorted(seeds) == ["0", "1", "2"]
+        assert all(sorted(map(int, s)) == list(range(10)) for s in seeds.values())
+        fixed = statistics.fmean(s["0"]["test"] for s in seeds.values())
+        overall = statistics.fmean(r["test"] for s in seeds.values() for r in s.values())
+        row = next(line for line in readme.splitlines()
+                   if line.startswith("| ") and f"| {100 * fixed:.2f} % |" in line)
+        assert f"| {100 * overall:.2f} % |" in row, (recipe, row)
+    retrained = load_retrained(RESULTS)
+    assert retrained is not None
+    assert [analysis["chosen"][str(r.seed)]["0"]["test"] for r in retrained.runs] == \
+        pytest.approx([r.metrics["test"] for r in retrained.runs], abs=1e-6)
