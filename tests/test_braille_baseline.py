@@ -4,42 +4,22 @@ report the test positions it misses consistently with its accuracy."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
-import torch
-from torch.utils.data import TensorDataset
+from _benchmarks import load_benchmark, write_tiny_pool
 
 from spiketune.data import load_braille_pool, split_parts
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("braille_baseline",
-                                                  REPO / "benchmarks" / "braille_baseline.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("braille_baseline")
 
 
 @pytest.fixture
 def pool(tmp_path: Path) -> Path:
-    """70 samples of 7 classes a GRU tells apart at once: class c fires taxel c, and every
-    sample has background events on the other taxels."""
-    g = torch.Generator().manual_seed(3)
-    labels = torch.arange(70) % 7
-    inputs = (torch.rand(70, 256, 12, generator=g) < 0.01).float()
-    for i, c in enumerate(labels.tolist()):
-        inputs[i, 8::8, c] = 1.0
-    path = tmp_path / "pool.pt"
-    torch.save(TensorDataset(inputs, labels), path)
-    return path
+    return write_tiny_pool(tmp_path / "pool.pt")
 
 
 def test_baseline_reports_the_split_the_searches_use(pool: Path, capsys) -> None:

@@ -4,15 +4,12 @@ on), choose each epoch by validation, and summarise what it ran."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import statistics
-import sys
 from pathlib import Path
 
 import pytest
-import torch
-from torch.utils.data import TensorDataset
+from _benchmarks import load_benchmark, write_tiny_pool
 
 from spiketune.data import load_braille_pool, split_parts
 
@@ -20,26 +17,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("braille_splits",
-                                                  REPO / "benchmarks" / "braille_splits.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("braille_splits")
 
 
 @pytest.fixture
 def pool(tmp_path: Path) -> Path:
-    """70 samples of 7 classes: class c fires taxel c every 40 ms over background events."""
-    g = torch.Generator().manual_seed(3)
-    labels = torch.arange(70) % 7
-    inputs = (torch.rand(70, 256, 12, generator=g) < 0.01).float()
-    for i, c in enumerate(labels.tolist()):
-        inputs[i, 8::8, c] = 1.0
-    path = tmp_path / "pool.pt"
-    torch.save(TensorDataset(inputs, labels), path)
-    return path
+    return write_tiny_pool(tmp_path / "pool.pt")
 
 
 @pytest.fixture
