@@ -50,17 +50,24 @@ import main_hpo  # noqa: E402
 import setup_hpo  # noqa: E402
 import train_hpo  # noqa: E402
 
-from spiketune.data import BRAILLE_TASK_DEFAULTS, load_braille_encoding, split_parts  # noqa: E402
+from spiketune.data import (  # noqa: E402
+    BRAILLE_TASK_DEFAULTS,
+    Dataset,
+    load_braille_encoding,
+    split_parts,
+)
 from spiketune.snn import fold_result, train_folds  # noqa: E402
 from spiketune.trial import seed_everything  # noqa: E402
 
+#: The GRU's encoding: 12 merged channels, 20 ms bins of event counts.
+GRU_OPTIONS = {**BRAILLE_TASK_DEFAULTS, "bin_size": 0.02, "threshold": 1, "channels": "merged"}
 
-def run_snn(params: dict[str, Any], data: Path, split: int, seed: int) -> dict[str, Any]:
-    """The example's trial on split ``split`` (one fold), training seed ``seed`` (weights and
-    shuffling, as the launcher's retraining seeds)."""
+
+def run_snn(params: dict[str, Any], dataset: Dataset, split: int, seed: int) -> dict[str, Any]:
+    """The example's trial on split ``split`` (one fold) of ``dataset`` (encoded as ``params``
+    say), training seed ``seed`` (weights and shuffling, as the launcher's retraining seeds)."""
     start = time.perf_counter()
-    options = setup_hpo.data_options(params, pool=True)
-    parts = split_parts(load_braille_encoding(options, data), seed=split)
+    parts = split_parts(dataset, seed=split)
     seed_everything(seed)
     net, config = train_hpo.build({**params, "seed": seed}, parts.train.info)
     _, histories = train_folds([(net, config)], parts.folds)
@@ -70,11 +77,11 @@ def run_snn(params: dict[str, Any], data: Path, split: int, seed: int) -> dict[s
             "seconds": round(time.perf_counter() - start, 1)}
 
 
-def run_gru(data: Path, split: int, seed: int) -> dict[str, Any]:
-    """``braille_baseline``'s GRU (128 units, 60 epochs) on split ``split``."""
+def run_gru(dataset: Dataset, split: int, seed: int) -> dict[str, Any]:
+    """``braille_baseline``'s GRU (128 units, 60 epochs) on split ``split`` of ``dataset``
+    (encoded as :data:`GRU_OPTIONS`)."""
     start = time.perf_counter()
-    options = {**BRAILLE_TASK_DEFAULTS, "bin_size": 0.02, "threshold": 1, "channels": "merged"}
-    parts = split_parts(load_braille_encoding(options, data), seed=split)
+    parts = split_parts(dataset, seed=split)
     run = braille_baseline.train_one(parts, hidden=128, epochs=60, seed=seed)
     return {"model": "gru", "split": split, "digest": parts.split_digest, "val": run["val"],
             "test": run["test"], "epoch": run["epoch"],
@@ -118,11 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     params = (dict(main_hpo.DEFAULT_PARAMS) if args.params == "default"
               else json.loads(Path(args.params).read_text()))
+    # Each model's encoding of the pool, read once; every split is drawn from it.
+    encoded = {m: load_braille_encoding(setup_hpo.data_options(params, pool=True) if m == "snn"
+                                        else GRU_OPTIONS, args.data) for m in args.models}
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in args.models}
     for split in args.splits:
         for model in args.models:
-            run = (run_snn(params, args.data, split, args.seed) if model == "snn"
-                   else run_gru(args.data, split, args.seed))
+            run = (run_snn(params, encoded[model], split, args.seed) if model == "snn"
+                   else run_gru(encoded[model], split, args.seed))
             runs[model].append(run)
             if not args.json:
                 print(f"split {split} ({run['digest'][:12]}) {model}: epoch {run['epoch']}, "
