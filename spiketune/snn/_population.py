@@ -19,6 +19,9 @@ stops alone (its epoch budget, its patience, a non-finite loss, ``callback`` ret
 or :meth:`PopulationTrainer.stop` called between epochs) and then leaves the stacked tensors,
 so the others run faster; each network ends with the weights of its best epoch, and
 :attr:`PopulationTrainer.histories` holds one :class:`History` per member.
+:meth:`PopulationTrainer.add` lets a new member join between epochs (an HPO engine refilling
+the places of pruned members, so the batch stays full); it trains from its own first epoch,
+with its own step count, schedule, average, generator and budget, exactly as alone.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Generator, Hashable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -123,8 +126,8 @@ class PopulationTrainer:
     docstring for what may differ between members.
 
     ``callback(member, metrics)`` runs after every epoch of every member (the index into
-    ``members``); True stops that member alone. ``eval_batch_size``: validation samples per
-    forward pass (None: the training batch size).
+    ``members``, or the index :meth:`add` returned); True stops that member alone.
+    ``eval_batch_size``: validation samples per forward pass (None: the training batch size).
     """
 
     def __init__(
@@ -148,6 +151,10 @@ class PopulationTrainer:
         self._rows: list[int] = []  # the members still training, in stacked order
         self._stop_requests: dict[int, str] = {}
         self._workspace = Workspace()
+        # The run in progress (None before epochs() starts and after it ends), and whether one
+        # has ended: add() joins the first, refuses the second.
+        self._run: _Run | None = None
+        self._over = False
 
     @property
     def size(self) -> int:
@@ -165,6 +172,47 @@ class PopulationTrainer:
             raise ConfigError(Problem("member", member, f"an index in [0, {self.size})"))
         self._stop_requests[member] = reason
 
+    def add(self, member: Member) -> int:
+        """A new ``(network, TrainConfig)`` member; returns its index (into :attr:`histories`,
+        :attr:`active`, the reports, :meth:`stop`).
+
+        Why: an HPO engine whose pruner stopped members refills the population between epochs,
+        so the batched computation stays full. Before :meth:`epochs` starts it is simply one
+        more member. During a run (between a yield and the next ``next()``) it joins the
+        stacked tensors and trains from the population's next epoch on exactly as its own
+        :class:`Trainer` would train it from scratch: its own epoch numbers (1, 2, ...), epoch
+        budget, patience, learning-rate schedule, Adam step count (bias correction), moving
+        average, generator and best weights. It must fit the population as in the
+        constructor (a ConfigError naming ``member`` otherwise); after the run has ended (the
+        generator returned, raised or was closed) a ConfigError says the run is over.
+        """
+        if self._over:
+            raise ConfigError(Problem(
+                "member", _describe(member),
+                "a population whose run is still going: the run is over (its epochs() "
+                "generator returned or was closed); start a new PopulationTrainer",
+            ))
+        problems = _member_problems(member, self.nets[0], self.configs[0], "member", flat=True)
+        if not problems and any(member[0] is net for net in self.nets):
+            problems.append(Problem("member", "a network already in the population",
+                                    "one network per member"))
+        if problems:
+            raise ConfigError(problems)
+        net, cfg = member
+        index = self.size
+        run = self._run
+        if run is None:
+            self.nets.append(net)
+            self.configs.append(cfg)
+            self.histories.append(History(monitor=cfg.monitor))
+            return index
+        joining = run.prepare(net)  # may raise (a CubaLIF network): nothing changed yet
+        self.nets.append(net)
+        self.configs.append(cfg)
+        self.histories.append(History(monitor=_monitor(cfg, run.has_val)))
+        run.join(index, net, cfg, joining)
+        return index
+
     def fit(self, train: Data, val: Data | None = None) -> list[History]:
         """Train every member to the end; each network ends with its best weights."""
         run = self.epochs(train, val)
@@ -180,20 +228,21 @@ class PopulationTrainer:
     ) -> Generator[dict[int, EpochMetrics], None, list[History]]:
         """:meth:`fit` one epoch at a time: yields ``{member: metrics}`` of the members that
         trained in that epoch, returns the Histories. Closing it ends the remaining members
-        (``"closed"``), each with its best weights so far."""
+        (``"closed"``), each with its best weights so far. It runs while any member trains,
+        members that :meth:`add` joined between epochs included; each member counts its own
+        epochs."""
         x_train, y_train = self._tensors(train, "train")
         val_tensors = None if val is None else self._tensors(val, "val")
         # Without validation data the training figures are monitored, as by a Trainer.
-        self.histories = [
-            History(monitor=c.monitor if val is not None else c.monitor.replace("val", "train"))
-            for c in self.configs
-        ]
+        self.histories = [History(monitor=_monitor(c, val is not None)) for c in self.configs]
         run = _Run(self, val_tensors is not None)
         self._rows = list(range(self.size))
         self._stop_requests = {}
+        self._run, self._over = run, False
         try:
-            for epoch in range(1, max(c.epochs for c in self.configs) + 1):
+            while self._rows:
                 start = time.perf_counter()
+                run.begin_epoch()
                 losses, accs, counts = run.train_epoch(x_train, y_train)
                 run.drop_non_finite(losses)
                 if not self._rows:
@@ -207,7 +256,7 @@ class PopulationTrainer:
                     ev = None if evals is None else evals[r]
                     stats = ev.stats if ev is not None else run.train_stats(r, counts)
                     metrics = EpochMetrics(
-                        epoch=epoch, train_loss=losses[member], train_acc=accs[member],
+                        epoch=run.epoch[member], train_loss=losses[member], train_acc=accs[member],
                         val_loss=None if ev is None else ev.loss,
                         val_acc=None if ev is None else ev.accuracy,
                         **_spike_figures(stats), seconds=seconds,
@@ -221,16 +270,17 @@ class PopulationTrainer:
                     for member, metrics in report.items():
                         stops[member] = bool(self.callback(member, metrics))
                 yield report
-                run.end_epoch(epoch, stops)
-                if not self._rows:
-                    break
+                run.end_epoch(stops)
         except GeneratorExit:
             run.finish_all("closed")
             raise
         except BaseException:
             run.finish_all(None)  # a callback's exception (say TrialPruned): best weights kept
             raise
-        run.finish_all("completed")
+        else:
+            run.finish_all("completed")
+        finally:
+            self._run, self._over = None, True
         return self.histories
 
     # -- checks ---------------------------------------------------------------------------------
@@ -249,27 +299,8 @@ class PopulationTrainer:
         if problems:
             raise ConfigError(problems)
         first_net, first_cfg = members[0]
-        key = population_key(first_net.config, first_cfg)
-        w0 = first_net.w_in
-        for i, (net, cfg) in enumerate(members):
-            if net.config.rule == "eprop" and net.config.eprop_mode != "fused":
-                problems.append(Problem(
-                    f"members[{i}].eprop_mode", net.config.eprop_mode,
-                    "fused (online e-prop trains one network at a time)",
-                ))
-            other = population_key(net.config, cfg)
-            for (name, mine), (_, theirs) in zip(key, other, strict=True):
-                if mine != theirs:
-                    problems.append(Problem(
-                        f"members[{i}].{name}", theirs,
-                        f"the same in one population as members[0] ({mine}); "
-                        "split the members with group_members",
-                    ))
-            if net.w_in.dtype != w0.dtype or net.w_in.device != w0.device:
-                problems.append(Problem(
-                    f"members[{i}]", f"{net.w_in.dtype} on {net.w_in.device}",
-                    f"the dtype and device of members[0] ({w0.dtype} on {w0.device})",
-                ))
+        for i, member in enumerate(members):
+            problems += _member_problems(member, first_net, first_cfg, f"members[{i}]")
         if any(m[0] is n[0] for j, m in enumerate(members) for n in members[:j]):
             problems.append(Problem("members", "a network twice", "one network per member"))
         if problems:
@@ -281,10 +312,72 @@ class PopulationTrainer:
         return data_tensors(self.nets[0], data, name)
 
 
+def _monitor(cfg: TrainConfig, has_val: bool) -> str:
+    """The figure a member's History monitors: without validation data the training figure,
+    as a Trainer does."""
+    return cfg.monitor if has_val else cfg.monitor.replace("val", "train")
+
+
+def _describe(member: object) -> str:
+    """A short text for a member that is refused (its network's size, else its type)."""
+    if isinstance(member, tuple | list) and len(member) == 2 and isinstance(
+        member[0], RecurrentSNN
+    ):
+        c = member[0].config
+        return f"RecurrentSNN(n_in={c.n_in}, n_rec={c.n_rec}, n_out={c.n_out})"
+    return type(member).__name__
+
+
+def _member_problems(
+    member: object, first_net: RecurrentSNN, first_cfg: TrainConfig, where: str, *,
+    flat: bool = False,
+) -> list[Problem]:
+    """What keeps ``member`` out of a population whose first member is ``(first_net,
+    first_cfg)``: not a pair, online e-prop, a field of the population key that differs,
+    another dtype or device. The constructor names each problem ``members[i].field``;
+    ``flat`` (:meth:`PopulationTrainer.add`) names them all ``where`` and puts the field in
+    the rule, so the caller sees the argument it passed."""
+
+    def problem(name: str | None, value: Any, rule: str) -> Problem:
+        if name is None:
+            return Problem(where, value, rule)
+        if flat:
+            return Problem(where, value, f"{name}: {rule}")
+        return Problem(f"{where}.{name}", value, rule)
+
+    if not (isinstance(member, tuple | list) and len(member) == 2
+            and isinstance(member[0], RecurrentSNN) and isinstance(member[1], TrainConfig)):
+        return [problem(None, type(member).__name__, "a (RecurrentSNN, TrainConfig) pair")]
+    net, cfg = member
+    problems: list[Problem] = []
+    if net.config.rule == "eprop" and net.config.eprop_mode != "fused":
+        problems.append(problem(
+            "eprop_mode", net.config.eprop_mode,
+            "fused (online e-prop trains one network at a time)",
+        ))
+    key = population_key(first_net.config, first_cfg)
+    other = population_key(net.config, cfg)
+    for (name, mine), (_, theirs) in zip(key, other, strict=True):
+        if mine != theirs:
+            problems.append(problem(
+                name, theirs,
+                f"the same in one population as members[0] ({mine}); "
+                "split the members with group_members",
+            ))
+    w0 = first_net.w_in
+    if net.w_in.dtype != w0.dtype or net.w_in.device != w0.device:
+        problems.append(problem(
+            None, f"{net.w_in.dtype} on {net.w_in.device}",
+            f"the dtype and device of members[0] ({w0.dtype} on {w0.device})",
+        ))
+    return problems
+
+
 class _Run:
     """The state of one :meth:`PopulationTrainer.epochs` run: stacked weights and optimiser
-    state of the members still training (row r is member ``rows[r]``), and per member its
-    generator, learning-rate schedule, best score and weights."""
+    state of the members still training (row r is member ``rows[r]``), and per member (lists
+    indexed by member, one entry appended by :meth:`join`) its epochs trained, generator,
+    learning-rate schedule, best score and weights."""
 
     def __init__(self, owner: PopulationTrainer, has_val: bool) -> None:
         self.owner = owner
@@ -307,12 +400,64 @@ class _Run:
         self.best: list[dict[str, Tensor] | None] = [None] * len(nets)
         self.waited = [0] * len(nets)
         self.initial = [copy.deepcopy(n.state_dict()) for n in nets]
+        #: Epochs each member has trained (its EpochMetrics.epoch, its budget's count).
+        self.epoch = [0] * len(nets)
 
     @property
     def rows(self) -> list[int]:
         return self.owner._rows
 
+    # -- a member joins -------------------------------------------------------------------------
+    def prepare(self, net: RecurrentSNN) -> _Joining:
+        """What a joining member adds to the stack, computed before anything changes (its
+        parameters may be refused, say a CubaLIF network)."""
+        like = self.weights["w_in"]
+        weights, feedback = stack_weights([net])
+        return _Joining(weights, feedback, PopulationParameters.of([net], like))
+
+    def join(self, member: int, net: RecurrentSNN, cfg: TrainConfig, new: _Joining) -> None:
+        """Append ``member`` (already in the owner's nets, configs, histories) as the last row
+        of every stacked tensor, with the state its own Trainer starts from: zero Adam
+        moments and step count, an average that its first update copies, a fresh generator
+        and schedule, no best weights, no epochs."""
+        like = self.weights["w_in"]
+        k = len(self.rows)
+        if self.average is None and cfg.ema_decay is not None:
+            # The first member with an average: the others get one of weight 1 (a copy of
+            # their raw weights after every step, which is what they validate today).
+            self.average = _Average([self.owner.configs[m] for m in self.rows], self.weights)
+        self.weights = {
+            name: torch.cat([w.detach(), new.weights[name]]) for name, w in self.weights.items()
+        }
+        if self.feedback is not None or new.feedback is not None:
+            n_rec, n_out = like.shape[1], self.weights["w_out"].shape[1]
+            old = self.feedback if self.feedback is not None else like.new_zeros(k, n_rec, n_out)
+            row = new.feedback if new.feedback is not None else like.new_zeros(1, n_rec, n_out)
+            self.feedback = torch.cat([old, row])
+        self.params = self.params.extend(new.params)
+        self.optimiser.join(cfg, new.weights)
+        if self.average is not None:
+            self.average.join(cfg, new.weights)
+        if self.clip is not None or cfg.grad_clip is not None:
+            old_clip = self.clip if self.clip is not None else like.new_full((k,), math.inf)
+            value = math.inf if cfg.grad_clip is None else cfg.grad_clip
+            self.clip = torch.cat([old_clip, like.new_full((1,), value)])
+        self.generators.append(torch.Generator().manual_seed(cfg.seed))
+        self.schedules.append(_Schedule(cfg))
+        self.best_score.append(-math.inf)
+        self.best.append(None)
+        self.waited.append(0)
+        self.initial.append(copy.deepcopy(net.state_dict()))
+        self.epoch.append(0)
+        self.rows.append(member)
+
     # -- one epoch ------------------------------------------------------------------------------
+    def begin_epoch(self) -> None:
+        """Every active member starts its next epoch (its own count: a member that joined
+        late is at its first while the others are further on)."""
+        for m in self.rows:
+            self.epoch[m] += 1
+
     def train_epoch(
         self, x: Tensor, y: Tensor
     ) -> tuple[dict[int, float], dict[int, float], tuple[Tensor, Tensor, int, int]]:
@@ -442,18 +587,21 @@ class _Run:
         else:
             self.waited[member] += 1
 
-    def end_epoch(self, epoch: int, stops: dict[int, bool]) -> None:
+    def end_epoch(self, stops: dict[int, bool]) -> None:
         """After the epoch was yielded: end the members that the callback or :meth:`stop`
-        stopped, that ran out of patience or of epochs; they leave the stack."""
+        stopped, that ran out of patience or of their own epochs; they leave the stack. A
+        member that joined during the yield has trained no epoch: only stop() ends it."""
         requests = self.owner._stop_requests
         done: list[int] = []
         for m in self.rows:
             cfg, history = self.owner.configs[m], self.owner.histories[m]
             if m in requests or stops.get(m):
                 history.stop_reason = requests.get(m, "callback")
+            elif self.epoch[m] == 0:
+                continue
             elif cfg.patience is not None and self.waited[m] >= cfg.patience:
                 history.stop_reason = "early_stopping"
-            elif epoch >= cfg.epochs:
+            elif self.epoch[m] >= cfg.epochs:
                 history.stop_reason = "completed"
             else:
                 continue
@@ -498,6 +646,15 @@ class _Run:
             self.clip = self.clip.index_select(0, index)
 
 
+class _Joining(NamedTuple):
+    """A joining member's rows: weights (1, ...), feedback (1, n_rec, n_out) or None,
+    parameters of one member."""
+
+    weights: Weights
+    feedback: Tensor | None
+    params: PopulationParameters
+
+
 def _per_member(values: Tensor, like: Tensor) -> Tensor:
     """A (K,) tensor shaped to broadcast against a stacked (K, ...) weight."""
     return values.view(-1, *([1] * (like.dim() - 1)))
@@ -519,7 +676,8 @@ class _Optimiser:
     """Adam or SGD (no momentum) with each member's learning rate and weight decay: the
     update of ``torch.optim.Adam``/``SGD``'s single-tensor path, with the member's numbers in
     (K, 1, 1) tensors. Adam's state is elementwise, so one state over the stacked weights is
-    each member's own; every member steps together, so the step count is shared."""
+    each member's own; the step count is per member (one that joined late has taken fewer
+    steps, and its bias correction is that of its own count)."""
 
     def __init__(self, cfgs: list[TrainConfig], weights: Weights) -> None:
         like = weights["w_in"]
@@ -528,7 +686,7 @@ class _Optimiser:
         self.weight_decay = torch.tensor([c.weight_decay for c in cfgs], dtype=like.dtype,
                                          device=like.device)
         self.decays = any(c.weight_decay != 0 for c in cfgs)
-        self.count = 0
+        self.count = [0] * len(cfgs)
         self.exp_avg = {k: torch.zeros_like(w) for k, w in weights.items()}
         self.exp_avg_sq = {k: torch.zeros_like(w) for k, w in weights.items()}
         self.betas, self.eps = (0.9, 0.999), 1e-8
@@ -539,18 +697,38 @@ class _Optimiser:
     def select(self, index: Tensor) -> None:
         rows = index.tolist()
         self.lr = [self.lr[r] for r in rows]
+        self.count = [self.count[r] for r in rows]
         self.weight_decay = self.weight_decay.index_select(0, index)
         for state in (self.exp_avg, self.exp_avg_sq):
             for k in state:
                 state[k] = state[k].index_select(0, index)
 
+    def join(self, cfg: TrainConfig, row: Weights) -> None:
+        """One more member (last row): its learning rate and decay, no steps, zero moments."""
+        self.lr = [*self.lr, cfg.lr]
+        self.count = [*self.count, 0]
+        self.weight_decay = torch.cat([self.weight_decay, self.weight_decay.new_full(
+            (1,), cfg.weight_decay)])
+        self.decays = self.decays or cfg.weight_decay != 0
+        for state in (self.exp_avg, self.exp_avg_sq):
+            for k in state:
+                state[k] = torch.cat([state[k], torch.zeros_like(row[k])])
+
     def step(self, weights: Weights, grads: Weights) -> None:
-        self.count += 1
+        self.count = [c + 1 for c in self.count]
         like = weights["w_in"]
         lr = torch.tensor(self.lr, dtype=torch.float64)
         beta1, beta2 = self.betas
+        bias2_sqrt: float | Tensor = 1.0
         if self.kind == "adam":
-            bias1, bias2 = 1 - beta1**self.count, 1 - beta2**self.count
+            if len(set(self.count)) == 1:
+                # Every member at the same step: torch's Python scalars, as before any join.
+                bias1: float | Tensor = 1 - beta1**self.count[0]
+                bias2_sqrt = (1 - beta2**self.count[0]) ** 0.5
+            else:
+                bias1 = torch.tensor([1 - beta1**c for c in self.count], dtype=torch.float64)
+                bias2_sqrt = torch.tensor([(1 - beta2**c) ** 0.5 for c in self.count],
+                                          dtype=like.dtype, device=like.device)
             neg_step = (-(lr / bias1)).to(like.dtype).to(like.device)
         else:
             neg_step = (-lr).to(like.dtype).to(like.device)
@@ -565,14 +743,16 @@ class _Optimiser:
                 m, v = self.exp_avg[name], self.exp_avg_sq[name]
                 m.lerp_(g, 1 - beta1)
                 v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-                denom = (v.sqrt() / bias2**0.5).add_(self.eps)
+                root = bias2_sqrt if isinstance(bias2_sqrt, float) else _per_member(bias2_sqrt, w)
+                denom = (v.sqrt() / root).add_(self.eps)
                 w.addcdiv_(m * _per_member(neg_step, w), denom)
 
 
 class _Average:
     """Each member's exponential moving average of its weights (``ema_decay``), updated after
     every optimiser step as ``AveragedModel`` with ``get_ema_multi_avg_fn`` does (the first
-    update copies); a member without one follows its raw weights (a weight of 1 copies)."""
+    update copies, per member: one that joined late copies at its own first step); a member
+    without one follows its raw weights (a weight of 1 copies)."""
 
     def __init__(self, cfgs: list[TrainConfig], weights: Weights) -> None:
         like = weights["w_in"]
@@ -581,20 +761,32 @@ class _Average:
             dtype=like.dtype, device=like.device,
         )
         self.weights = {k: w.detach().clone() for k, w in weights.items()}
-        self.started = False
+        self.started = [False] * len(cfgs)
 
     def update(self, weights: Weights) -> None:
+        fresh = [r for r, started in enumerate(self.started) if not started]
         with torch.no_grad():
             for k, w in weights.items():
-                if self.started:
-                    self.weights[k].lerp_(w, _per_member(self.weight, w))
-                else:
+                if len(fresh) == len(self.started):
                     self.weights[k].copy_(w)
-        self.started = True
+                    continue
+                self.weights[k].lerp_(w, _per_member(self.weight, w))
+                if fresh:  # members at their first step copy, whatever the lerp gave
+                    index = torch.tensor(fresh, device=w.device)
+                    self.weights[k].index_copy_(0, index, w.detach().index_select(0, index))
+        self.started = [True] * len(self.started)
 
     def select(self, index: Tensor) -> None:
+        self.started = [self.started[r] for r in index.tolist()]
         self.weight = self.weight.index_select(0, index)
         self.weights = {k: w.index_select(0, index) for k, w in self.weights.items()}
+
+    def join(self, cfg: TrainConfig, row: Weights) -> None:
+        """One more member (last row), whose first update will copy its weights."""
+        weight = 1.0 if cfg.ema_decay is None else 1 - cfg.ema_decay
+        self.weight = torch.cat([self.weight, self.weight.new_full((1,), weight)])
+        self.weights = {k: torch.cat([w, row[k].clone()]) for k, w in self.weights.items()}
+        self.started = [*self.started, False]
 
 
 class _Schedule:

@@ -133,6 +133,29 @@ class PopulationParameters:
         changes["loss_steps"] = tuple(self.loss_steps[r] for r in rows)
         return replace(self, **changes)
 
+    def extend(self, other: PopulationParameters) -> PopulationParameters:
+        """These members followed by ``other``'s (a member that joins a running population),
+        the inverse of :meth:`select`. A field that only one side has (``beta``, ``rho``,
+        ``refractory``, ``symmetric``: None when no member needs it) is padded on the other
+        with the value that changes nothing (0: no adaptation, no refractory period; True:
+        symmetric feedback), as :meth:`of` pads a mixed population. The shared fields (reset,
+        surrogate, loss) are the population's; the population key makes them equal."""
+        neutral: dict[str, float | bool] = {
+            "beta": 0.0, "rho": 0.0, "refractory": 0.0, "symmetric": True,
+        }
+        changes: dict[str, Any] = {}
+        for f in fields(self):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if not isinstance(mine, Tensor) and not isinstance(theirs, Tensor):
+                continue
+            if mine is None:
+                mine = theirs.new_full((self.size, *theirs.shape[1:]), neutral[f.name])
+            if theirs is None:
+                theirs = mine.new_full((other.size, *mine.shape[1:]), neutral[f.name])
+            changes[f.name] = torch.cat([mine, theirs])
+        changes["loss_steps"] = self.loss_steps + other.loss_steps
+        return replace(self, **changes)
+
 
 class PopulationTrajectory(NamedTuple):
     """A forward pass of every member, member-major: ``x`` (K, T, B, n_in), ``z``, ``v``,
