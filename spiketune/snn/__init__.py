@@ -70,7 +70,7 @@ from spiketune.snn._neurons import (
     lif_step,
     neuron_step,
 )
-from spiketune.snn._population import PopulationTrainer, group_members
+from spiketune.snn._population import PopulationTrainer, group_members, population_key
 from spiketune.snn._probe import PopulationProbe, ProbeDevice, ProbeRow, probe_population
 from spiketune.snn._registry import make_rule
 from spiketune.snn._rule import LearningRule, StepResult
@@ -141,6 +141,7 @@ __all__ = [
     "model_from_params",
     "neuron_step",
     "per_step_cross_entropy",
+    "population_key",
     "predict",
     "predict_classes",
     "probe_population",

@@ -68,7 +68,13 @@ if TYPE_CHECKING:
         experiment_dir_of_trial,
         offer_best_model,
     )
-    from spiketune.trial._population import Member, in_population, population
+    from spiketune.trial._population import (
+        Member,
+        in_population,
+        joining,
+        population,
+        stop_joining,
+    )
     from spiketune.trial._runtime import (
         ENV_CONCURRENCY,
         ENV_TRIAL_THREADS,
@@ -94,7 +100,7 @@ __getattr__, _ = lazy_exports(
             ("BestModel", "Predictions", "experiment_dir_of_trial", "offer_best_model"),
             "spiketune.trial._artifacts",
         ),
-        **dict.fromkeys(("Member", "in_population", "population"),
+        **dict.fromkeys(("Member", "in_population", "joining", "population", "stop_joining"),
                         "spiketune.trial._population"),
         **dict.fromkeys(("ENV_CONCURRENCY", "ENV_TRIAL_THREADS", "seed_everything",
                          "trial_device", "trial_threads"), "spiketune.trial._runtime"),
@@ -131,6 +137,7 @@ __all__ = [
     "get_trial_dir",
     "get_trial_id",
     "in_population",
+    "joining",
     "keep_trial_model",
     "normalize_metric",
     "offer_best_model",
@@ -139,6 +146,7 @@ __all__ = [
     "report_intermediate_result",
     "seed_everything",
     "start_trial",
+    "stop_joining",
     "trial_device",
     "trial_output_dir",
     "trial_threads",

@@ -24,6 +24,16 @@ stdout and stderr are the population's, in ``<experiment>/populations/<first num
 member with neither a final result nor an end note when the process exits failed with the
 process (its exit status and stderr), and is retried once.
 
+A population can also take new members while it runs, so that it stays full when some of
+its members were pruned early: a script that calls :func:`joining` between epochs gets the
+trials the engine added since the last call (and the engine, seeing it ask, refills the
+places of members that ended); :func:`stop_joining` says it takes no more. An offer the
+process never claimed when it exits goes to another process: nothing is lost either way::
+
+    for member in st.joining():               # [] outside population mode
+        ...                                   # build it and add it to the population
+    st.stop_joining()                         # before the last members finish
+
 Outside population mode (launched as one trial, or run by hand), :func:`population` gives
 one member: the trial itself, through the usual channel. So the same script runs either way.
 """
@@ -37,7 +47,7 @@ from typing import Any
 
 from spiketune.trial import _protocol as protocol
 
-__all__ = ["Member", "in_population", "population"]
+__all__ = ["Member", "in_population", "joining", "population", "stop_joining"]
 
 
 class _MemberChannel:
@@ -152,3 +162,32 @@ def population() -> list[Member]:
     experiment_id = os.environ.get(protocol.ENV_EXPERIMENT_ID, "")
     entries = protocol.read_population(Path(path))
     return [Member(_MemberChannel(e, experiment_id), pooled=True) for e in entries]
+
+
+def _population_dir() -> Path | None:
+    path = os.environ.get(protocol.ENV_POPULATION_FILE)
+    return Path(path).parent if path else None
+
+
+def joining() -> list[Member]:
+    """The trials the engine added to this running population since the last call, in the
+    order the tuner chose them; [] outside population mode. The first call tells the engine
+    that this process takes new members: from then on it offers one whenever a member of
+    this population has ended, so call it between epochs until :func:`stop_joining`. Each
+    member returned is this process's to train and report, as those of :func:`population`."""
+    directory = _population_dir()
+    if directory is None:
+        return []
+    protocol.set_accepting(directory, True)
+    experiment_id = os.environ.get(protocol.ENV_EXPERIMENT_ID, "")
+    return [Member(_MemberChannel(e, experiment_id), pooled=True)
+            for e in protocol.claim_members(directory)]
+
+
+def stop_joining() -> None:
+    """This process takes no more members (call it once it will not call :func:`joining`
+    again); an offer made meanwhile and never claimed is given to another process when this
+    one exits. Nothing outside population mode."""
+    directory = _population_dir()
+    if directory is not None:
+        protocol.set_accepting(directory, False)

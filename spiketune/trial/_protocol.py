@@ -50,6 +50,16 @@ ENV_POPULATION_MEMBERS = "SPIKETUNE_POPULATION_MEMBERS"
 POPULATION_FILE = "population.json"
 STOP_REQUEST_FILE = "stop_request"
 MEMBER_END_FILE = "member_end.json"
+# A running population takes new members (the engine refills the places of members that
+# ended): the process says it does by creating ACCEPTING_FILE in the population's directory;
+# the engine offers a member as JOINS_DIR/<number>.json, and the process claims it by renaming
+# that file into JOINED_DIR (whichever of the two renames first wins: an offer the engine
+# withdraws is never trained, one the process claimed is never withdrawn). A member's
+# directory names its population's directory in POPULATION_MARK_FILE (crash recovery).
+ACCEPTING_FILE = "accepting"
+JOINS_DIR = "joins"
+JOINED_DIR = "joined"
+POPULATION_MARK_FILE = "population_dir"
 
 INTERMEDIATE = "intermediate"
 FINAL = "final"
@@ -255,6 +265,79 @@ def read_population(path: Path) -> list[dict[str, Any]]:
     ):
         raise ValueError(f"{path} must hold {{'members': [{{'number', 'trial_dir'}}, ...]}}")
     return members
+
+
+def offer_member(population_dir: Path, entry: dict[str, Any]) -> None:
+    """Offer a new member to a running population (engine side): ``entry`` as in
+    ``population.json``, written whole and then renamed into ``joins/`` (the process never
+    reads half of it); the member's directory is marked with its population's."""
+    joins = population_dir / JOINS_DIR
+    joins.mkdir(parents=True, exist_ok=True)
+    number = int(entry["number"])
+    tmp = joins / f".{number}.json.tmp"
+    tmp.write_text(json.dumps(entry), encoding="utf-8")
+    mark_member(Path(entry["trial_dir"]), population_dir)
+    os.replace(tmp, joins / f"{number}.json")
+
+
+def withdraw_member(population_dir: Path, number: int) -> bool:
+    """Take back an offer (engine side): True when the process had not claimed it (it will
+    never train it), False when it had (the member runs in that process)."""
+    try:
+        (population_dir / JOINS_DIR / f"{number}.json").unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def claim_members(population_dir: Path) -> list[dict[str, Any]]:
+    """The members offered to this population since the last call (trial side), in the order
+    of their numbers; each is claimed (moved to ``joined/``) before it is read, so an offer
+    the engine withdrew meanwhile is skipped."""
+    joins, joined = population_dir / JOINS_DIR, population_dir / JOINED_DIR
+    try:
+        names = [n for n in os.listdir(joins) if n.endswith(".json") and not n.startswith(".")]
+    except FileNotFoundError:
+        return []
+    joined.mkdir(exist_ok=True)
+    entries = []
+    for name in sorted(names, key=lambda n: int(n.split(".")[0])):
+        try:
+            os.replace(joins / name, joined / name)
+        except FileNotFoundError:
+            continue  # withdrawn
+        with open(joined / name, encoding="utf-8") as f:
+            entries.append(json.load(f))
+    return entries
+
+
+def set_accepting(population_dir: Path, accepting: bool) -> None:
+    """Say whether this population's process takes new members (trial side)."""
+    path = population_dir / ACCEPTING_FILE
+    if accepting:
+        path.touch()
+    else:
+        path.unlink(missing_ok=True)
+
+
+def is_accepting(population_dir: Path) -> bool:
+    """Whether the population's process takes new members (engine side; one ``stat``)."""
+    return (population_dir / ACCEPTING_FILE).exists()
+
+
+def mark_member(trial_dir: Path, population_dir: Path) -> None:
+    """Record in a member's directory which population's process trains it."""
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    (trial_dir / POPULATION_MARK_FILE).write_text(str(population_dir), encoding="utf-8")
+
+
+def marked_population(trial_dir: Path) -> Path | None:
+    """The population directory a member's directory names, if any."""
+    try:
+        text = (trial_dir / POPULATION_MARK_FILE).read_text(encoding="utf-8").strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return Path(text) if text else None
 
 
 def write_member_end(trial_dir: Path, status: str, reason: str = "") -> None:

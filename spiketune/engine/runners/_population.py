@@ -9,6 +9,13 @@ into one process of the trial command (run by an inner
 members; each member keeps its own trial directory, ``parameter.json`` and ``metrics.jsonl``.
 The trial side is :mod:`spiketune.trial._population`.
 
+A population whose process takes new members (its trial called
+:func:`spiketune.trial.joining`) is refilled: while it trains fewer than K members, the next
+trial the scheduler starts is offered to it (:func:`protocol.offer_member`) rather than
+collected for a new process, and :meth:`batch_leader` names its first member, so that the
+new trial shares what the population's members share. An offer the process never claimed
+when it exits is collected for a new process: it is not a failure.
+
 A member ends when it reports a final result, when it writes its end note (it obeyed a stop
 request, or failed alone), or with the process. Stopping a member asks the process to stop
 it (a ``stop_request`` file the trial looks for between epochs); only once every member still
@@ -39,11 +46,16 @@ class _Member:
     reader: protocol.MetricsReader
     population: int | None = None  # key of its population's process, once started
     stop_reason: StopReason | None = None
+    offered: bool = False  # offered to a running population (it may not have claimed it yet)
+    joined: bool = False  # offered to a running population (claimed or not)
+    log_offsets: tuple[int, int] = (0, 0)  # the population's logs' sizes when it joined
 
 
 @dataclass(eq=False)
 class _Population:
     key: int  # its first member's number; the inner runner's trial number
+    leader: Launch  # its first member: what a member offered later shares
+    directory: Path
     members: list[int] = field(default_factory=list)  # numbers not yet ended
 
 
@@ -74,13 +86,24 @@ class PopulationRunner(Runner):
 
     # ------------------------------------------------------------------ start
     def accepts(self) -> bool:
-        # a batch being collected has room (a full one has started); else room for a new one
-        return bool(self._pending) or len(self._populations) < self.processes
+        # a batch being collected has room (a full one has started); else a running
+        # population that takes members has room, or there is room for a new one
+        return (bool(self._pending) or self._refillable() is not None
+                or len(self._populations) < self.processes)
 
     def batch_leader(self) -> Launch | None:
-        if not self._pending:
-            return None
-        return self._members[self._pending[0]].launch
+        if self._pending:
+            return self._members[self._pending[0]].launch
+        population = self._refillable()
+        return None if population is None else population.leader
+
+    def _refillable(self) -> _Population | None:
+        """A running population with fewer than ``size`` members whose process takes new ones
+        (the fullest first: its members' place in the batch is cheapest to fill)."""
+        open_ = [p for p in self._populations.values()
+                 if len(p.members) < self.size and not self._stopping(p)
+                 and protocol.is_accepting(p.directory)]
+        return min(open_, key=lambda p: (self.size - len(p.members), p.key), default=None)
 
     def start(self, launch: Launch) -> None:
         d = launch.trial_dir
@@ -91,9 +114,34 @@ class PopulationRunner(Runner):
         metrics = d / protocol.METRICS_FILE
         metrics.write_bytes(b"")
         self._members[launch.number] = _Member(launch, protocol.MetricsReader(metrics))
+        if not self._pending and self._offer(launch):
+            return
         self._pending.append(launch.number)
         if len(self._pending) == self.size:
             self._flush()  # full: it starts now, and the next start begins another batch
+
+    def _stopping(self, population: _Population) -> bool:
+        """Every member it trains was asked to stop: its process is about to be ended."""
+        return bool(population.members) and all(
+            self._members[n].stop_reason is not None for n in population.members)
+
+    def _offer(self, launch: Launch) -> bool:
+        """Offer ``launch`` to a running population with room; False when none takes it."""
+        population = self._refillable()
+        if population is None:
+            return False
+        entry = {"number": launch.number, "sequence_id": launch.sequence_id,
+                 "trial_dir": str(launch.trial_dir)}
+        try:
+            protocol.offer_member(population.directory, entry)
+        except OSError:
+            return False  # collected for a new process instead
+        member = self._members[launch.number]
+        member.population, member.offered, member.joined = population.key, True, True
+        member.log_offsets = tuple(_size(population.directory / name)  # type: ignore[assignment]
+                                   for name in (STDOUT_FILE, STDERR_FILE))
+        population.members.append(launch.number)
+        return True
 
     def _flush(self) -> None:
         """Start one process for the batch collected: when it is full, or at the next poll
@@ -105,6 +153,8 @@ class PopulationRunner(Runner):
                     "trial_dir": str(self._members[n].launch.trial_dir)} for n in numbers]
         try:
             path = protocol.write_population(directory, entries)
+            for e in entries:
+                protocol.mark_member(Path(e["trial_dir"]), directory)
             self.inner.start(Launch(
                 number=first.number,
                 sequence_id=first.sequence_id,
@@ -126,19 +176,24 @@ class PopulationRunner(Runner):
                 self._events.append(Ended(n, final=None, error=f"could not start its "
                                           f"population (trials {_listed(numbers)}): {e}"))
             return
-        population = _Population(first.number, list(numbers))
+        population = _Population(first.number, first, directory, list(numbers))
         self._populations[first.number] = population
         for n in numbers:
             self._members[n].population = first.number
+            member = self._members[n]
+            member.offered, member.joined, member.log_offsets = False, False, (0, 0)
 
     # ------------------------------------------------------------------ stop
     def stop(self, number: int, reason: StopReason, *, force: bool = False) -> None:
         member = self._members.get(number)
         if member is None:
             return
-        if member.population is None:  # never started: it ends here
+        if member.population is None:  # never started: it ends here (told at the next poll)
             self._pending.remove(number)
-            self._end(number, Ended(number, final=None, stopped=True), [])
+            self._end(number, Ended(number, final=None, stopped=True), self._events)
+            return
+        if member.offered and self._withdraw(member):  # never claimed: as never started
+            self._end(number, Ended(number, final=None, stopped=True), self._events)
             return
         if member.stop_reason is None:
             member.stop_reason = reason
@@ -148,6 +203,21 @@ class PopulationRunner(Runner):
         population = self._populations[member.population]
         if all(self._members[n].stop_reason is not None for n in population.members):
             self.inner.stop(population.key, reason, force=force)
+
+    def _withdraw(self, member: _Member) -> bool:
+        """Take back an offer the process has not claimed; True when it was not (then the
+        member belongs to no population any more)."""
+        assert member.population is not None
+        population = self._populations.get(member.population)
+        directory = (population.directory if population is not None
+                     else self.population_dir(member.population))
+        if not protocol.withdraw_member(directory, member.launch.number):
+            member.offered = False  # claimed: a member of that process like the others
+            return False
+        if population is not None:
+            population.members.remove(member.launch.number)
+        member.population, member.offered = None, False
+        return True
 
     # ------------------------------------------------------------------ poll
     def poll(self, timeout: float) -> list[Event]:
@@ -160,6 +230,10 @@ class PopulationRunner(Runner):
         for population in list(self._populations.values()):
             for number in list(population.members):
                 events += self._look(number, population)
+            # a process that trains no member any more is over for this runner (its place
+            # is free), unless it takes new members: then it is kept until it exits
+            if not population.members and not protocol.is_accepting(population.directory):
+                self._populations.pop(population.key, None)
         return events
 
     def _look(self, number: int, population: _Population) -> list[Event]:
@@ -173,8 +247,6 @@ class PopulationRunner(Runner):
             note = protocol.read_member_end(member.launch.trial_dir)
             if note is not None:
                 self._end(number, _noted_end(number, note, member), events)
-        if not population.members:
-            self._populations.pop(population.key, None)
         return events
 
     def _population_ended(self, ended: Ended) -> list[Event]:
@@ -185,6 +257,9 @@ class PopulationRunner(Runner):
         events: list[Event] = []
         for number in list(population.members):
             member = self._members[number]
+            if member.offered and self._withdraw(member):
+                self._pending.append(number)  # never claimed: the next process takes it
+                continue
             events += [Reported(number, v) for v in member.reader.read(last=True)]
             note = protocol.read_member_end(member.launch.trial_dir)
             if member.reader.final is not None:
@@ -220,12 +295,14 @@ class PopulationRunner(Runner):
         dashboard and ``spiketune`` commands read a trial's logs in its directory."""
         assert member.population is not None
         source = self.population_dir(member.population)
+        since = "from when it joined" if member.joined else "from its start"
         head = (f"[spiketune] trial {member.launch.number} ran in the population of "
-                f"{source} (population.json lists its trials); that process's output "
-                "until this trial ended:\n").encode()
-        for name in (STDOUT_FILE, STDERR_FILE):
-            with contextlib.suppress(OSError):
-                (member.launch.trial_dir / name).write_bytes(head + (source / name).read_bytes())
+                f"{source} (population.json and joined/ list its trials); that process's "
+                f"output {since} until this trial ended:\n").encode()
+        for name, offset in zip((STDOUT_FILE, STDERR_FILE), member.log_offsets, strict=True):
+            with contextlib.suppress(OSError), open(source / name, "rb") as f:
+                f.seek(offset)
+                (member.launch.trial_dir / name).write_bytes(head + f.read())
 
     def close(self) -> None:
         """End every population still running (see :meth:`SubprocessRunner.close`)."""
@@ -244,6 +321,13 @@ def _noted_end(number: int, note: dict[str, str], member: _Member) -> Ended:
         return Ended(number, final=None, stopped=True, protocol_errors=member.reader.errors)
     return Ended(number, final=None, exit_code=1, error=note["reason"] or "failed",
                  protocol_errors=member.reader.errors)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _listed(numbers: list[int]) -> str:

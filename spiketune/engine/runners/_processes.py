@@ -25,11 +25,12 @@ import sys
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psutil
 
-from spiketune.trial._protocol import ENV_POPULATION_MEMBERS, ENV_TRIAL_DIR
+from spiketune.trial._protocol import ENV_POPULATION_MEMBERS, ENV_TRIAL_DIR, marked_population
 
 __all__ = [
     "ProcessEntry",
@@ -294,10 +295,15 @@ class ProcessTable:
     def leftovers(self, trial_dir: str) -> dict[int, ProcessEntry]:
         """The live processes of a trial whose runner is gone, by pid: those whose environment
         names ``trial_dir``, the members of their sessions, and all their descendants (see
-        :func:`end_trial_leftovers`). This process is left out."""
+        :func:`end_trial_leftovers`). This process is left out.
+
+        A member that joined a running population is not named in its process's environment
+        (which was set before it joined); its directory names the population's instead
+        (:func:`spiketune.trial._protocol.marked_population`), whose process is then its."""
+        population = marked_population(Path(trial_dir))
         marked = [pid for pid, e in self.entries.items()
                   if not e.zombie and pid != self.me
-                  and _names_trial(_environ_of(pid), trial_dir)]
+                  and _names_trial(_environ_of(pid), trial_dir, population)]
         found = self.closure(marked)
         for session in {self.entries[pid].sid for pid in marked}:
             found.update(self.trial(session))
@@ -324,10 +330,14 @@ def _environ_of(pid: int) -> Mapping[str, str]:
         return {}
 
 
-def _names_trial(environ: Mapping[str, str], trial_dir: str) -> bool:
+def _names_trial(
+    environ: Mapping[str, str], trial_dir: str, population: Path | None = None
+) -> bool:
     """Whether a process with ``environ`` belongs to the trial of ``trial_dir``: its own
-    trial directory, or one of the members of the population it trains."""
-    if environ.get(ENV_TRIAL_DIR) == trial_dir:
+    trial directory, one of the members of the population it trains, or (``population``) the
+    directory of the population the trial joined."""
+    own = environ.get(ENV_TRIAL_DIR)
+    if own == trial_dir or (population is not None and own == str(population)):
         return True
     members = environ.get(ENV_POPULATION_MEMBERS)
     return bool(members) and trial_dir in members.split(os.pathsep)

@@ -47,10 +47,12 @@ from spiketune.trial import (
     add_trial_options,
     epoch_report,
     in_population,
+    joining,
     keep_trial_model,
     population,
     seed_everything,
     start_trial,
+    stop_joining,
     trial_device,
     trial_output_dir,
     trial_threads,
@@ -114,10 +116,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | list[dict[str, Any]]
         sys.exit(str(e))
 
 
+#: A population's process takes at most this many times its first members' number of trials
+#: in all (those that join it as others end included); then it takes no more and ends with its
+#: last members, and the engine starts a fresh one: what a process keeps of the trials it
+#: trained (their networks and weights) is freed that way.
+JOINS_PER_PLACE = 4
+#: Seconds a population whose members have all ended waits for the engine to add some.
+LINGER = 2.0
+
+
 def main_population(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Population mode (``population = K`` in the experiment, ``main.py --population K``):
-    the trials of this process train as batched populations, each reported as its own trial.
-    A member whose parameters are invalid, or whose training diverges, fails alone."""
+    the trials of this process train as batched populations, each reported as its own trial
+    as soon as its training is over. While it trains, members the engine adds (in the places
+    of members that ended, :func:`spiketune.trial.joining`) join the population. A member
+    whose parameters are invalid, or whose training diverges, fails alone."""
     started = time.perf_counter()
     members = population()
     torch.set_num_threads(trial_threads(args.threads))
@@ -125,7 +138,10 @@ def main_population(args: argparse.Namespace) -> list[dict[str, Any]]:
     pool = setup_hpo.is_pool(setup_hpo.data_location(args.data))
     loaded: dict[str, SplitParts] = {}
     ready: list[tuple[Member, dict[str, Any], dict[str, Any], SplitParts, list]] = []
-    for member in members:
+
+    def prepare(member: Member) -> bool:
+        """Load the member's data (once per encoding) and build its networks; False when its
+        parameters are invalid (it has failed, alone)."""
         params = {**DEFAULT_PARAMS, **member.parameters}
         try:
             options = setup_hpo.data_options(params, pool=pool)
@@ -139,12 +155,18 @@ def main_population(args: argparse.Namespace) -> list[dict[str, Any]]:
                                      epochs_cap=args.epochs_cap) for _ in data.folds]
         except SpiketuneError as e:
             member.fail(f"{type(e).__name__}: {e}")
-            continue
+            return False
         ready.append((member, params, options, data, built))
+        return True
+
+    for member in members:
+        prepare(member)
     print(f"population of {len(members)} trial(s) ({', '.join(m.trial_id for m in members)}), "
           f"{len(loaded)} encoding(s), {args.folds} fold(s), {torch.get_num_threads()} "
           f"thread(s) on {device}", flush=True)
     stopped: set[int] = set()
+    finals: list[dict[str, Any]] = []
+    taken, limit = len(members), JOINS_PER_PLACE * len(members)
 
     def on_epoch(i: int, epoch: int, latest: list[EpochMetrics]) -> bool:
         member = ready[i][0]
@@ -154,19 +176,46 @@ def main_population(args: argparse.Namespace) -> list[dict[str, Any]]:
         member.report_intermediate_result(epoch_report(epoch, latest, trial_id=member.trial_id))
         return False
 
-    histories = train_hpo.train_population(
-        [r[4] for r in ready], [r[3].folds for r in ready],
-        [json.dumps(r[2], sort_keys=True) for r in ready], on_epoch)
-    finals = []
-    for i, (member, params, options, data, built) in enumerate(ready):
+    def join(idle: bool) -> list[tuple[list, list, str]]:
+        """The members the engine added since the last epoch, built; when no member trains
+        any more, wait up to LINGER seconds for some (the engine offers them a moment after
+        it has read the last results): cheaper than starting a new process."""
+        nonlocal taken
+        new: list[tuple[list, list, str]] = []
+        waited = 0.0
+        while taken < limit:
+            for member in joining():
+                taken += 1
+                if prepare(member):
+                    _, _, options, data, built = ready[-1]
+                    print(f"trial {member.trial_id} joined the population", flush=True)
+                    new.append((built, data.folds, json.dumps(options, sort_keys=True)))
+            if new or not idle or waited >= LINGER:
+                break
+            time.sleep(0.1)
+            waited += 0.1
+        if taken >= limit:
+            stop_joining()
+        return new
+
+    def on_done(i: int, histories: list) -> None:
+        member, params, options, data, built = ready[i]
         if i in stopped or member.should_stop():
-            continue
+            return
         with member:  # offer_best_model and nni.report_final_result go to this member
             try:
-                finals.append(finish(params, data, options, pool, built, histories[i], args,
+                finals.append(finish(params, data, options, pool, built, histories, args,
                                      started, Path(str(member.trial_dir))))
             except TrainingDiverged as e:
                 member.fail(str(e))
+
+    try:
+        train_hpo.train_population(
+            [r[4] for r in ready], [r[3].folds for r in ready],
+            [json.dumps(r[2], sort_keys=True) for r in ready], on_epoch,
+            join=join, on_done=on_done)
+    finally:
+        stop_joining()  # an offer not taken by now goes to another process
     return finals
 
 

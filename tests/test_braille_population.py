@@ -1,0 +1,105 @@
+"""The Braille template's population training: members join a running population, and each
+member's result is given as soon as its own training is over."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import pytest
+import torch
+from test_braille_example import _load
+
+from spiketune.data import Dataset, DatasetInfo
+from spiketune.snn import History, train_folds
+
+INFO = DatasetInfo(name="tiny", classes=("a", "b", "c"), n_inputs=6, n_steps=12, dt=0.02)
+
+
+def _data(n: int, seed: int) -> Dataset:
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 3
+    x = (torch.rand(n, INFO.n_steps, INFO.n_inputs, generator=g) < 0.2).float()
+    x[torch.arange(n), :, labels * 2] = 1.0  # each class drives its own channel
+    return Dataset(INFO, x, labels)
+
+
+FOLDS = [(_data(24, 0), _data(12, 1))]
+
+
+@pytest.fixture(scope="module")
+def train_hpo() -> ModuleType:
+    return _load("train_hpo")
+
+
+def _member(train_hpo: ModuleType, **params: object) -> list:
+    base = {"n_rec": 16, "batch_size": 8, "rule": {"_name": "bptt"}, "lr": 0.01,
+            "tau_mem": 0.1, "tau_out": 0.1, "epochs": 4}
+    torch.manual_seed(0)
+    return [train_hpo.build({**base, **params}, INFO, device=torch.device("cpu"))]
+
+
+def _weights(built: list) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in built[0][0].state_dict().items()}
+
+
+def test_a_joined_member_trains_as_alone_and_each_result_comes_when_its_training_ends(
+    train_hpo: ModuleType,
+) -> None:
+    a = _member(train_hpo, epochs=2, seed=1)
+    b = _member(train_hpo, epochs=5, seed=2)
+    c = _member(train_hpo, epochs=3, seed=3, lr=0.02, tau_mem=0.05)
+    alone = _member(train_hpo, epochs=3, seed=3, lr=0.02, tau_mem=0.05)
+    _, (alone_history,) = train_folds(alone, FOLDS)
+
+    rounds = 0
+    done: dict[int, tuple[int, list[History]]] = {}
+    asked: list[bool] = []
+
+    def on_epoch(m: int, epoch: int, latest: list) -> bool:
+        assert latest[0].epoch == epoch  # each member counts its own epochs
+        return False
+
+    def join(idle: bool) -> list:
+        nonlocal rounds
+        rounds += 1
+        asked.append(idle)
+        return [(c, FOLDS, "same data")] if rounds == 1 else []
+
+    def on_done(m: int, histories: list[History]) -> None:
+        assert m not in done
+        done[m] = (rounds, histories)
+
+    histories = train_hpo.train_population([a, b], [FOLDS, FOLDS], ["same data"] * 2,
+                                           on_epoch, join=join, on_done=on_done)
+    assert [len(h[0].epochs) for h in histories] == [2, 5, 3]
+    # a ends after its 2nd epoch, c (joined after round 1) after its 3rd, b after its 5th;
+    # each is told as soon as it has left its population, not when the last one has
+    assert done[0][0] < done[2][0] < done[1][0]
+    assert [e.epoch for e in done[2][1][0].epochs] == [1, 2, 3]
+    assert [e.val_acc for e in histories[2][0].epochs] == pytest.approx(
+        [e.val_acc for e in alone_history.epochs], abs=1e-6)
+    for key, w in _weights(c).items():  # ends with its best weights, as alone
+        torch.testing.assert_close(w, _weights(alone)[key], atol=1e-4, rtol=1e-4)
+    assert asked[-1]  # asked once more with no member training, before it ends
+
+
+def test_a_member_of_another_shape_joins_as_a_population_of_its_own(
+    train_hpo: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[int] = []
+    real = train_hpo.PopulationTrainer
+
+    class Counting(real):  # type: ignore[misc, valid-type]
+        def __init__(self, members: list, **kwargs: object) -> None:
+            made.append(len(members))
+            super().__init__(members, **kwargs)
+
+    monkeypatch.setattr(train_hpo, "PopulationTrainer", Counting)
+    a = _member(train_hpo, epochs=3, seed=1)
+    same = _member(train_hpo, epochs=2, seed=2)
+    wider = _member(train_hpo, epochs=2, seed=3, n_rec=24)
+    joins = iter([[(same, FOLDS, "d"), (wider, FOLDS, "d")]])
+    histories = train_hpo.train_population([a], [FOLDS], ["d"],
+                                           join=lambda idle: next(joins, []))
+    assert made == [1, 1]  # ``same`` joined a's trainer; ``wider`` needed its own
+    assert [len(h[0].epochs) for h in histories] == [3, 2, 2]
