@@ -8,7 +8,9 @@ are now, printed first) on the threshold-1 pool, with the same tuner (TPE, seede
 - ``process c2 t1``: two trials at a time, 1 thread each;
 - ``population K c2 t1``: K trials trained together in one process (``population = K``,
   ``population_group`` as the template's ``--population`` sets it), two such processes of
-  one thread each; and the largest K as one process of two threads.
+  one thread each; and the largest K as one process of two threads. A population takes new
+  trials as its members end (the template's ``--refills``); ``--refills 1 0`` runs each
+  population mode with each value (``... r1``, ``... r0``: refills off).
 
 For each mode and tuner seed it prints the trials finished (complete + stopped by the
 assessor), trials per hour, the best validation accuracy, and the seconds until a trial
@@ -17,7 +19,8 @@ runs, or ``--target``). Modes run one after another, each alone on the machine, 
 figures are comparable only within one run of this script (state the machine with them).
 
 Run: ``.venv/bin/python benchmarks/population_search.py`` (``--minutes 10``, ``--seeds 0 1 2``,
-``--members 4 8 16``, ``--epochs-cap 20``, ``--folds 1``, ``--data POOL``, ``--json FILE``).
+``--members 4 8 16``, ``--refills 1 0``, ``--epochs-cap 20``, ``--folds 1``, ``--data POOL``,
+``--json FILE``).
 """
 
 from __future__ import annotations
@@ -42,19 +45,21 @@ sys.path.insert(0, str(TEMPLATE))  # the launcher imports its trial modules from
 LAUNCHER = importlib.import_module("main")
 
 
-def modes(members: list[int]) -> list[dict[str, Any]]:
+def modes(members: list[int], refills: list[int] | None = None) -> list[dict[str, Any]]:
     """Process mode at both thread settings; population mode at each K with one process per
     core (what ``--population auto``'s probe chose here), and the largest K in one process of
-    two threads."""
+    two threads. Population modes run with the template's refills (``--refills``) unless
+    ``refills`` are given: then once per value, named ``... r<R>``."""
     out: list[dict[str, Any]] = [
         {"name": "process c1 t2", "concurrency": 1, "threads": 2, "population": None},
         {"name": "process c2 t1", "concurrency": 2, "threads": 1, "population": None},
     ]
-    out += [{"name": f"population {k} c2 t1", "concurrency": 2, "threads": 1, "population": k}
-            for k in members]
     k = max(members)
-    out.append({"name": f"population {k} c1 t2", "concurrency": 1, "threads": 2,
-                "population": k})
+    shapes = [(m, 2, 1) for m in members] + [(k, 1, 2)]
+    for r in refills or [None]:
+        suffix = "" if r is None else f" r{r}"
+        out += [{"name": f"population {m} c{c} t{t}{suffix}", "concurrency": c, "threads": t,
+                 "population": m, "refills": r} for m, c, t in shapes]
     return out
 
 
@@ -69,6 +74,8 @@ def run_mode(mode: dict[str, Any], seed: int, args: argparse.Namespace, root: Pa
             "--concurrency", str(mode["concurrency"])]
     if mode["population"] is not None:
         argv += ["--population", str(mode["population"])]
+    if mode.get("refills") is not None:
+        argv += ["--refills", str(mode["refills"])]
     os.environ["SPIKETUNE_CONCURRENCY"] = str(mode["concurrency"])
     os.environ["SPIKETUNE_TRIAL_THREADS"] = str(mode["threads"])
     exp = LAUNCHER.experiment(LAUNCHER.parse_args(argv))
@@ -102,6 +109,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--members", type=int, nargs="+", default=[4, 8, 16])
+    parser.add_argument("--refills", type=int, nargs="+", default=None,
+                        help="run each population mode with each of these --refills, named "
+                             "'... r<R>' (default: the template's)")
     parser.add_argument("--epochs-cap", type=int, default=20)
     parser.add_argument("--folds", type=int, default=1)
     parser.add_argument("--data", type=Path, default=POOL)
@@ -123,7 +133,8 @@ def main() -> None:
           f"epochs cap {args.epochs_cap}, folds {args.folds}, {args.minutes:g} min per run; "
           f"{os.cpu_count()} CPUs", flush=True)
     runs = []
-    chosen = [m for m in modes(args.members) if args.modes is None or m["name"] in args.modes]
+    chosen = [m for m in modes(args.members, args.refills)
+              if args.modes is None or m["name"] in args.modes]
     with tempfile.TemporaryDirectory(prefix="spiketune-bench-") as tmp:
         for seed in args.seeds:
             for mode in chosen:

@@ -3,11 +3,12 @@ member's result is given as soon as its own training is over."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import ModuleType
 
 import pytest
 import torch
-from test_braille_example import _load
+from test_braille_example import EXAMPLE, _load
 
 from spiketune.data import Dataset, DatasetInfo
 from spiketune.snn import History, train_folds
@@ -103,3 +104,38 @@ def test_a_member_of_another_shape_joins_as_a_population_of_its_own(
                                            join=lambda idle: next(joins, []))
     assert made == [1, 1]  # ``same`` joined a's trainer; ``wider`` needed its own
     assert [len(h[0].epochs) for h in histories] == [3, 2, 2]
+
+
+def test_refills_reach_the_trials_only_in_population_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(EXAMPLE))  # main_hpo imports its neighbours
+    main = _load("main")
+    main_hpo = _load("main_hpo")
+    assert main_hpo.parse_args([]).refills == main_hpo.REFILLS == 1
+    assert main_hpo.parse_args(["--refills", "0"]).refills == 0
+
+    def command(*argv: str) -> str:
+        args = main.parse_args([*argv, "--experiment-dir", str(tmp_path), "--gpus", "none"])
+        return main.experiment(args).config.trial_command
+
+    assert "--refills 0" in command("--population", "4", "--refills", "0")
+    assert "--refills" not in command("--population", "4")  # the trial's own default
+    assert "--refills" not in command("--refills", "2")  # one trial per process: no refills
+    for bad in ("-1", "x"):
+        with pytest.raises(SystemExit):  # argparse's usage error
+            main.parse_args(["--population", "4", "--refills", bad])
+
+
+def test_the_benchmark_runs_each_population_mode_with_each_refill_setting() -> None:
+    from _benchmarks import load_benchmark
+
+    bench = load_benchmark("population_search")
+    plain = {m["name"]: m for m in bench.modes([4, 8])}
+    assert list(plain) == ["process c1 t2", "process c2 t1", "population 4 c2 t1",
+                           "population 8 c2 t1", "population 8 c1 t2"]
+    assert plain["population 8 c1 t2"]["refills"] is None  # the template's default
+    both = {m["name"]: m for m in bench.modes([8], [1, 0])}
+    assert both["population 8 c2 t1 r0"]["refills"] == 0
+    assert both["population 8 c2 t1 r1"]["refills"] == 1
+    assert len(both) == 2 + 2 * 2

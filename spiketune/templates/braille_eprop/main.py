@@ -70,6 +70,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="train up to K trials together in one process, as one batched "
                         "population (config: population); auto: choose K, the populations "
                         "at once (--concurrency) and their CPU threads by a short probe")
+    p.add_argument("--refills", type=_refills, default=None, metavar="R",
+                   help="with --population: new trials each place of a running population "
+                        "takes after its first, as members end (default: main_hpo.REFILLS, 1; "
+                        "0: none, a population ends with its first K trials)")
     add_smoke_options(p, smoke_help="2 trials, 1 epoch, 20 samples per class: checks the "
                                     "whole chain")
     p.add_argument("--data", help="threshold-1 pool file (.pt), Braille event file, or a "
@@ -83,6 +87,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_experiment_options(p)  # --seed, --name, --experiment-dir, --no-report, --quiet
     p.set_defaults(trial_threads=None)  # CPU threads per trial process, set by the probe
     return parse_launcher_args(p, argv, smoke=SMOKE)
+
+
+def _refills(value: str) -> int:
+    """``--refills``: a number >= 0."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"a number of trials >= 0, got {value!r}")
+    return number
 
 
 def _population(value: str) -> int | str:
@@ -119,7 +134,8 @@ def experiment(args: argparse.Namespace) -> Experiment:
 
     # Options for every trial travel on its command line (recorded with the experiment).
     options = {"--epochs-cap": args.epochs_cap, "--subset": args.subset,
-               "--data": args.data, "--folds": args.folds}
+               "--data": args.data, "--folds": args.folds,
+               "--refills": args.refills if args.population is not None else None}
     changes.update(trial_command_change(config, options, paths=("--data",)))
     return Experiment(config, **changes)
 

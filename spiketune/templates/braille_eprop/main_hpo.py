@@ -83,6 +83,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"Braille event file or its directory (else ${setup_hpo.DATA_ENV}, "
                              "else spiketune's data cache, downloaded there once)")
     add_trial_options(parser)  # --epochs-cap, --subset, --threads, --out, --params, --folds...
+    parser.add_argument("--refills", type=int, default=REFILLS, metavar="R",
+                        help="population mode: new trials each place of this population "
+                             f"takes after its first, as members end (default {REFILLS}; "
+                             "0: none)")
     return parser.parse_args(argv)
 
 
@@ -116,11 +120,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | list[dict[str, Any]]
         sys.exit(str(e))
 
 
-#: A population's process takes at most this many times its first members' number of trials
-#: in all (those that join it as others end included); then it takes no more and ends with its
-#: last members, and the engine starts a fresh one: what a process keeps of the trials it
-#: trained (their networks and weights) is freed that way.
-JOINS_PER_PLACE = 4
+#: Population mode: new trials each place of a population takes after its first, as members
+#: end (``--refills``). Then the process takes no more and ends with its last members, and the
+#: engine starts a fresh one, whose first member's shape the tuner draws anew (refills share
+#: the shape of the population they join); what a process kept of its finished trials (their
+#: networks and weights) is freed that way.
+REFILLS = 1
 #: Seconds a population whose members have all ended waits for the engine to add some.
 LINGER = 2.0
 
@@ -166,7 +171,9 @@ def main_population(args: argparse.Namespace) -> list[dict[str, Any]]:
           f"thread(s) on {device}", flush=True)
     stopped: set[int] = set()
     finals: list[dict[str, Any]] = []
-    taken, limit = len(members), JOINS_PER_PLACE * len(members)
+    if args.refills < 0:
+        sys.exit(f"--refills must be at least 0, got {args.refills}")
+    taken, limit = len(members), (1 + args.refills) * len(members)
 
     def on_epoch(i: int, epoch: int, latest: list[EpochMetrics]) -> bool:
         member = ready[i][0]
@@ -209,6 +216,8 @@ def main_population(args: argparse.Namespace) -> list[dict[str, Any]]:
             except TrainingDiverged as e:
                 member.fail(str(e))
 
+    if taken >= limit:
+        stop_joining()
     try:
         train_hpo.train_population(
             [r[4] for r in ready], [r[3].folds for r in ready],
