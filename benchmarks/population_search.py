@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from spiketune import Outcome, load_config
+from spiketune import Experiment, Outcome, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "spiketune" / "templates" / "braille_eprop"
@@ -79,6 +79,8 @@ def run_mode(mode: dict[str, Any], seed: int, args: argparse.Namespace, root: Pa
     os.environ["SPIKETUNE_CONCURRENCY"] = str(mode["concurrency"])
     os.environ["SPIKETUNE_TRIAL_THREADS"] = str(mode["threads"])
     exp = LAUNCHER.experiment(LAUNCHER.parse_args(argv))
+    if args.fix:  # the same search with some keys fixed (say one network shape)
+        exp = Experiment(exp.config, search_space=fixed_space(exp.config.search_space, args.fix))
     started = time.time()
     results = exp.run()
     finished = [r for r in results.records
@@ -98,6 +100,18 @@ def run_mode(mode: dict[str, Any], seed: int, args: argparse.Namespace, root: Pa
         "reached": sorted((r.finished.timestamp() - started, r.value) for r in complete
                           if r.finished is not None and r.value is not None),
     }
+
+
+def fixed_space(space: dict[str, Any], fix: list[str]) -> dict[str, Any]:
+    """``space`` with each ``KEY=JSON`` of ``fix`` as a one-value choice (``rule={"_name":
+    "bptt"}`` for a nested choice); an unknown key is an error that names it."""
+    out = dict(space)
+    for item in fix:
+        key, sep, value = item.partition("=")
+        if not sep or key not in space:
+            raise SystemExit(f"--fix {item!r}: give KEY=JSON with KEY one of {sorted(space)}")
+        out[key] = {"_type": "choice", "_value": [json.loads(value)]}
+    return out
 
 
 def first_reaching(run: dict[str, Any], target: float) -> float | None:
@@ -120,6 +134,10 @@ def main() -> None:
                              "value of the process-mode runs)")
     parser.add_argument("--modes", nargs="+", default=None,
                         help="names of the modes to run (default: all)")
+    parser.add_argument("--fix", nargs="+", default=[], metavar="KEY=JSON",
+                        help='fix these keys of the search space, e.g. n_rec=256 '
+                             'rule=\'{"_name": "bptt"}\' (one network shape: compares the '
+                             'modes without the shapes their searches happen to draw)')
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     if not args.data.exists():
@@ -128,6 +146,9 @@ def main() -> None:
     config = load_config(TEMPLATE / "config.toml")
     print(f"search space ({TEMPLATE / 'search_space.json'}):\n"
           f"{json.dumps(config.search_space, sort_keys=True)}")
+    if args.fix:
+        fixed_space(config.search_space, args.fix)  # checked before any run
+        print(f"fixed: {' '.join(args.fix)}")
     print(f"encoding: threshold-1 pool {args.data} (bins as searched); tuner {config.tuner} "
           f"(seeds {args.seeds}), assessor {config.assessor} {config.assessor_args}; "
           f"epochs cap {args.epochs_cap}, folds {args.folds}, {args.minutes:g} min per run; "

@@ -112,8 +112,8 @@ def test_refills_reach_the_trials_only_in_population_mode(
     monkeypatch.syspath_prepend(str(EXAMPLE))  # main_hpo imports its neighbours
     main = _load("main")
     main_hpo = _load("main_hpo")
-    assert main_hpo.parse_args([]).refills == main_hpo.REFILLS == 1
-    assert main_hpo.parse_args(["--refills", "0"]).refills == 0
+    assert main_hpo.parse_args([]).refills == main_hpo.REFILLS == 0
+    assert main_hpo.parse_args(["--refills", "2"]).refills == 2
 
     def command(*argv: str) -> str:
         args = main.parse_args([*argv, "--experiment-dir", str(tmp_path), "--gpus", "none"])
@@ -139,3 +139,19 @@ def test_the_benchmark_runs_each_population_mode_with_each_refill_setting() -> N
     assert both["population 8 c2 t1 r0"]["refills"] == 0
     assert both["population 8 c2 t1 r1"]["refills"] == 1
     assert len(both) == 2 + 2 * 2
+
+
+def test_the_benchmark_can_fix_keys_of_the_search_space() -> None:
+    from _benchmarks import load_benchmark
+
+    bench = load_benchmark("population_search")
+    space = {"n_rec": {"_type": "choice", "_value": [128, 256]},
+             "rule": {"_type": "choice", "_value": [{"_name": "eprop"}, {"_name": "bptt"}]},
+             "lr": {"_type": "loguniform", "_value": [1e-3, 1e-2]}}
+    fixed = bench.fixed_space(space, ["n_rec=256", 'rule={"_name": "bptt"}'])
+    assert fixed["n_rec"] == {"_type": "choice", "_value": [256]}
+    assert fixed["rule"] == {"_type": "choice", "_value": [{"_name": "bptt"}]}
+    assert fixed["lr"] == space["lr"] and space["n_rec"]["_value"] == [128, 256]
+    for bad in (["n_units=3"], ["n_rec"]):
+        with pytest.raises(SystemExit, match="KEY=JSON"):
+            bench.fixed_space(space, bad)

@@ -72,8 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "at once (--concurrency) and their CPU threads by a short probe")
     p.add_argument("--refills", type=_refills, default=None, metavar="R",
                    help="with --population: new trials each place of a running population "
-                        "takes after its first, as members end (default: main_hpo.REFILLS, 1; "
-                        "0: none, a population ends with its first K trials)")
+                        "takes after its first, as members end (default: main_hpo.REFILLS, 0: "
+                        "none, a population ends with its first K trials)")
     add_smoke_options(p, smoke_help="2 trials, 1 epoch, 20 samples per class: checks the "
                                     "whole chain")
     p.add_argument("--data", help="threshold-1 pool file (.pt), Braille event file, or a "

@@ -124,8 +124,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | list[dict[str, Any]]
 #: end (``--refills``). Then the process takes no more and ends with its last members, and the
 #: engine starts a fresh one, whose first member's shape the tuner draws anew (refills share
 #: the shape of the population they join); what a process kept of its finished trials (their
-#: networks and weights) is freed that way.
-REFILLS = 1
+#: networks and weights) is freed that way. None by default: on this example's search (an
+#: 8-epoch cap, Medianstop from epoch 5) refills made each shape the tuner drew cost twice as
+#: many trials, and searches with refills finished fewer trials per hour (README).
+REFILLS = 0
 #: Seconds a population whose members have all ended waits for the engine to add some.
 LINGER = 2.0
 
