@@ -3,7 +3,6 @@ those that ended (``spiketune.trial.joining``), each still recorded as its own t
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from _processes import alive, wait_for
+from test_population_mode import _experiment, _log
 
 from spiketune import Experiment, Outcome
 from spiketune.engine.runners import end_trial_leftovers
@@ -72,14 +72,13 @@ JOIN_TRIAL = """
 """
 
 
-def _experiment(code: Path, root: Path, **config) -> Experiment:
-    config.setdefault("tuner", "GridSearch")
-    return Experiment(trial_command="python3 trial.py", trial_code_directory=code,
-                      experiment_dir=root, **config)
-
-
-def _log(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+def _three_trials(code: Path, root: Path, epochs: list[int]) -> Experiment:
+    """Trials 0, 1, 2 with x = 1, 2, 3 and these epoch counts, two to a population."""
+    space = {"x": {"_type": "choice", "_value": [1.0, 2.0, 3.0]},
+             "n": {"_type": "choice", "_value": sorted(set(epochs))}}
+    return _experiment(code, root, population=2, max_trials=3, search_space=space,
+                       tuner="Random", start_with=[{"x": float(i + 1), "n": n}
+                                                   for i, n in enumerate(epochs)])
 
 
 def test_ended_members_are_replaced_in_the_running_process(
@@ -124,13 +123,9 @@ def test_an_offer_the_process_never_claims_runs_in_the_next_process(
     log = tmp_path / "pop.log"
     monkeypatch.setenv("POP_LOG", str(log))
     monkeypatch.setenv("JOIN", "never")  # it says it accepts members, and takes none
-    space = {"x": {"_type": "choice", "_value": [1.0, 2.0, 3.0]},
-             "n": {"_type": "choice", "_value": [2, 30]}}
     # the first member ends after 2 epochs, the second after 30: trial 2 is offered to the
     # first process meanwhile, which never claims it
-    exp = _experiment(trial_script(JOIN_TRIAL), exp_root, population=2, max_trials=3,
-                      search_space=space, tuner="Random",
-                      start_with=[{"x": 1.0, "n": 2}, {"x": 2.0, "n": 30}, {"x": 3.0, "n": 2}])
+    exp = _three_trials(trial_script(JOIN_TRIAL), exp_root, [2, 30, 2])
     results = exp.run()
     assert [r.outcome for r in results.records] == [Outcome.COMPLETE] * 3, [
         r.reason for r in results.records]
@@ -149,12 +144,7 @@ def test_a_crash_takes_its_joined_members_down_and_they_are_retried(
     log = tmp_path / "pop.log"
     monkeypatch.setenv("POP_LOG", str(log))
     (tmp_path / "crash").touch()
-    space = {"x": {"_type": "choice", "_value": [1.0, 2.0, 3.0]},
-             "n": {"_type": "choice", "_value": [1, 5]}}
-    exp = _experiment(trial_script(JOIN_TRIAL), exp_root, population=2, max_trials=3,
-                      search_space=space, tuner="Random",
-                      start_with=[{"x": 1.0, "n": 1}, {"x": 2.0, "n": 5}, {"x": 3.0, "n": 5}])
-    results = exp.run()
+    results = _three_trials(trial_script(JOIN_TRIAL), exp_root, [1, 5, 5]).run()
     records = {r.number: r for r in results.records}
     assert records[0].outcome == Outcome.COMPLETE  # ended before the crash: kept
     assert records[2].outcome == Outcome.FAILED  # the member that joined, lost with it
