@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | list[dict[str, Any]]
     args = parse_args(argv)
     if args.folds < 1:
         sys.exit(f"--folds must be at least 1, got {args.folds}")
+    if args.refills < 0:
+        sys.exit(f"--refills must be at least 0, got {args.refills}")
     if in_population():
         return main_population(args)
     started = time.perf_counter()
@@ -173,8 +175,6 @@ def main_population(args: argparse.Namespace) -> list[dict[str, Any]]:
           f"thread(s) on {device}", flush=True)
     stopped: set[int] = set()
     finals: list[dict[str, Any]] = []
-    if args.refills < 0:
-        sys.exit(f"--refills must be at least 0, got {args.refills}")
     taken, limit = len(members), (1 + args.refills) * len(members)
 
     def on_epoch(i: int, epoch: int, latest: list[EpochMetrics]) -> bool:
@@ -218,8 +218,6 @@ def main_population(args: argparse.Namespace) -> list[dict[str, Any]]:
             except TrainingDiverged as e:
                 member.fail(str(e))
 
-    if taken >= limit:
-        stop_joining()
     try:
         train_hpo.train_population(
             [r[4] for r in ready], [r[3].folds for r in ready],
