@@ -11,6 +11,9 @@ are now, printed first) on the threshold-1 pool, with the same tuner (TPE, seede
   one thread each; and the largest K as one process of two threads. A population takes new
   trials as its members end (the template's ``--refills``); ``--refills 1 0`` runs each
   population mode with each value (``... r1``, ``... r0``: refills off).
+- ``population auto``: the template's ``--population auto``: its probe chooses K, threads and
+  processes, then a K for each shape of the space (``population_sizes``). The probe's
+  seconds count in this mode's trials per hour (a user waits for them too).
 
 For each mode and tuner seed it prints the trials finished (complete + stopped by the
 assessor), trials per hour, the best validation accuracy, and the seconds until a trial
@@ -60,6 +63,8 @@ def modes(members: list[int], refills: list[int] | None = None) -> list[dict[str
         suffix = "" if r is None else f" r{r}"
         out += [{"name": f"population {m} c{c} t{t}{suffix}", "concurrency": c, "threads": t,
                  "population": m, "refills": r} for m, c, t in shapes]
+    out.append({"name": "population auto", "concurrency": None, "threads": None,
+                "population": "auto"})
     return out
 
 
@@ -70,15 +75,19 @@ def run_mode(mode: dict[str, Any], seed: int, args: argparse.Namespace, root: Pa
     argv = ["--name", f"bench-{mode['name'].replace(' ', '-')}-s{seed}", "--seed", str(seed),
             "--experiment-dir", str(root), "--data", str(args.data), "--gpus", "none",
             "--folds", str(args.folds), "--epochs-cap", str(args.epochs_cap),
-            "--duration", f"{args.minutes * 60:g}s", "--trials", "100000",
-            "--concurrency", str(mode["concurrency"])]
+            "--duration", f"{args.minutes * 60:g}s", "--trials", "100000"]
+    if mode["concurrency"] is not None:
+        argv += ["--concurrency", str(mode["concurrency"])]
     if mode["population"] is not None:
         argv += ["--population", str(mode["population"])]
     if mode.get("refills") is not None:
         argv += ["--refills", str(mode["refills"])]
-    os.environ["SPIKETUNE_CONCURRENCY"] = str(mode["concurrency"])
-    os.environ["SPIKETUNE_TRIAL_THREADS"] = str(mode["threads"])
-    exp = LAUNCHER.experiment(LAUNCHER.parse_args(argv))
+    launcher_args = LAUNCHER.parse_args(argv)
+    probe_started = time.time()
+    exp = LAUNCHER.experiment(launcher_args)  # --population auto: the probe runs here
+    probe_seconds = time.time() - probe_started
+    os.environ["SPIKETUNE_CONCURRENCY"] = str(exp.config.concurrency)
+    os.environ["SPIKETUNE_TRIAL_THREADS"] = str(mode["threads"] or launcher_args.trial_threads)
     if args.fix:  # the same search with some keys fixed (say one network shape)
         exp = Experiment(exp.config, search_space=fixed_space(exp.config.search_space, args.fix))
     started = time.time()
@@ -93,7 +102,9 @@ def run_mode(mode: dict[str, Any], seed: int, args: argparse.Namespace, root: Pa
         "failed": results.count(Outcome.FAILED), "stopped": results.count(Outcome.STOPPED),
         # ended by the budget: a population mode has K per process in flight at the end
         "started": len(results.records),
-        "trials_per_hour": len(finished) / results.elapsed_seconds * 3600.0,
+        "probe_seconds": probe_seconds,
+        "trials_per_hour": len(finished) / (results.elapsed_seconds + probe_seconds) * 3600.0,
+        "population_sizes": [r.model_dump() for r in exp.config.population_sizes or []],
         "best_val": max(values) if values else None,
         "median_val": statistics.median(values) if values else None,
         # when each complete trial reached its result, in seconds from the start

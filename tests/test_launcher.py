@@ -13,6 +13,7 @@ import pytest
 
 import spiketune.engine.results
 from spiketune import Outcome, Progress
+from spiketune.engine.config import PopulationSize
 from spiketune.launcher import (
     add_experiment_options,
     config_changes,
@@ -167,9 +168,13 @@ def test_progress_printer_prints_when_a_trial_finishes(capsys: pytest.CaptureFix
 
 def test_print_start_and_finish(capsys: pytest.CaptureFixture[str]) -> None:
     config = SimpleNamespace(max_trials=40, concurrency=2, population=None, max_duration=600.0,
-                             trial_command="python3 main_hpo.py --folds 3")
+                             trial_command="python3 main_hpo.py --folds 3",
+                             population_sizes=None)
     print_start(SimpleNamespace(id="abc123", directory=Path("/x/abc123"), config=config))
     config.population, config.max_duration = 4, None
+    print_start(SimpleNamespace(id="abc123", directory=Path("/x/abc123"), config=config))
+    config.population_sizes = [PopulationSize(when={"n_rec": 512}, size=1),
+                               PopulationSize(when={"n_rec": 256, "rule": "bptt"}, size=2)]
     print_start(SimpleNamespace(id="abc123", directory=Path("/x/abc123"), config=config))
     counts = {Outcome.COMPLETE: 3, Outcome.EARLY_STOPPED: 1, Outcome.FAILED: 0}
     print_finish(SimpleNamespace(elapsed_seconds=125.2, count=counts.__getitem__))
@@ -180,6 +185,9 @@ def test_print_start_and_finish(capsys: pytest.CaptureFixture[str]) -> None:
         "experiment abc123 in /x/abc123",
         "  40 trials at most, populations of 4, 2 at a time, budget none; trial command: "
         "python3 main_hpo.py --folds 3",
+        "experiment abc123 in /x/abc123",
+        "  40 trials at most, populations of 1 where n_rec=512; 2 where n_rec=256, rule=bptt; "
+        "else 4, 2 at a time, budget none; trial command: python3 main_hpo.py --folds 3",
         "finished in 2m05s: 3 complete, 1 early-stopped, 0 failed",
     ]
 

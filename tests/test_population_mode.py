@@ -308,6 +308,74 @@ def test_population_group_is_checked(exp_root: Path, trial_script) -> None:
         _experiment(code, exp_root, population_group=["x"])
 
 
+SIZED_TRIAL = """
+    import json, os
+    import spiketune.trial as st
+    members = st.population()
+    with open(os.environ["POP_LOG"], "a") as f:
+        f.write(json.dumps([m.parameters for m in members]) + "\\n")
+    for m in members:
+        m.report_final_result(m.parameters["x"])
+"""
+
+
+def test_population_sizes_give_each_shape_its_own_k(
+    tmp_path: Path, exp_root: Path, trial_script, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "pop.log"
+    monkeypatch.setenv("POP_LOG", str(log))
+    space = {
+        "x": {"_type": "uniform", "_value": [0, 1]},
+        "size": {"_type": "choice", "_value": [64, 512]},
+        "rule": {"_type": "choice", "_value": [
+            {"_name": "eprop", "feedback": {"_type": "choice", "_value": ["random", "sym"]}},
+            {"_name": "bptt"}]},
+    }
+    exp = _experiment(trial_script(SIZED_TRIAL), exp_root, population=4, max_trials=30,
+                      search_space=space, tuner="Random", seed=1,
+                      population_group=["size", "rule"],
+                      population_sizes=[{"when": {"size": 512}, "size": 1},
+                                        {"when": {"size": 64, "rule": "bptt"}, "size": 2}])
+    results = exp.run()
+    assert [r.outcome for r in results.records] == [Outcome.COMPLETE] * 30  # max_trials exact
+
+    def k(parameters: dict) -> int:
+        if parameters["size"] == 512:
+            return 1
+        return 2 if parameters["rule"]["_name"] == "bptt" else 4  # else population
+
+    populations = _log(log)
+    assert sum(len(p) for p in populations) == 30
+    for members in populations[:-1]:  # the last one may be cut short by max_trials
+        assert len({(m["size"], m["rule"]["_name"]) for m in members}) == 1
+        assert len(members) == k(members[0])
+    assert len(populations[-1]) <= k(populations[-1][0])
+    # every kind of population ran: the sizes came from the rules, not from chance
+    assert {(k(p[0]), len(p)) for p in populations[:-1]} == {(1, 1), (2, 2), (4, 4)}
+
+
+def test_population_sizes_are_checked(exp_root: Path, trial_script) -> None:
+    code = trial_script(SIZED_TRIAL)
+    space = {"x": {"_type": "uniform", "_value": [0, 1]},
+             "size": {"_type": "choice", "_value": [64, 512]}}
+    with pytest.raises(ConfigError) as err:
+        _experiment(code, exp_root, population=2, population_group=["size"], search_space=space,
+                    population_sizes=[{"when": {"size": 500}, "size": 1},
+                                      {"when": {"x": 0.5}, "size": 2}])
+    text = str(err.value)
+    assert "population_sizes[0].when.size" in text and "[64, 512]" in text
+    assert "population_sizes[1].when.x" in text and "population_group" in text
+    with pytest.raises(ConfigError) as err:
+        _experiment(code, exp_root, population=2, population_group=["size"], search_space=space,
+                    population_sizes=[{"when": {"size": 64}, "size": 0}, {"when": {}, "size": 2}])
+    text = str(err.value)
+    assert "population_sizes[0].size" in text and ">= 1" in text
+    assert "population_sizes[1].when" in text and "at least one key" in text
+    with pytest.raises(ConfigError, match="population mode only"):
+        _experiment(code, exp_root, population_group=None, search_space=space,
+                    population_sizes=[{"when": {"size": 64}, "size": 2}])
+
+
 GPU_TRIAL = """
     import json, os
     import spiketune.trial as st

@@ -294,8 +294,9 @@ def test_launcher_population_auto_reaches_the_experiment(
         pytest.skip(f"the threshold-1 pool file is not at {POOL}")
     main = _load("main")
     calls: list[dict[str, Any]] = []
-    fixed = PopulationProbe(size=3, threads=1, processes=2,
-                            table=[ProbeRow(3, 1, 2, 1.0, 48.0, 96.0)], samples=16)
+    # K by shape, as this fake probe measures it: the default network (128, e-prop) gets 3
+    sizes = {(128, "eprop"): 3, (128, "bptt"): 6, (256, "eprop"): 2, (256, "bptt"): 2,
+             (512, "eprop"): 1, (512, "bptt"): 1}
 
     def fake_probe(build: Any, data: Any, **kwargs: Any) -> PopulationProbe:
         pair = build(2)
@@ -304,18 +305,28 @@ def test_launcher_population_auto_reaches_the_experiment(
         x, y = data.tensors
         assert x.shape[-1] == pair[0][0].n_in and len(x) == len(y) == 7 * 16  # 80 % of 20/class
         calls.append(kwargs)
-        return fixed
+        k = sizes[(pair[0][0].config.n_rec, pair[0][0].config.rule)]
+        return PopulationProbe(size=k, threads=1, processes=2,
+                               table=[ProbeRow(k, 1, 2, 1.0, 48.0, 96.0)], samples=16)
 
     monkeypatch.setattr(main, "probe_population", fake_probe)
     args = main.parse_args(["--population", "auto", "--smoke", "--data", str(POOL),
                             "--experiment-dir", str(tmp_path), "--no-report", "-q"])
     assert args.population == "auto"
     exp = main.experiment(args)
-    assert len(calls) == 1
     assert (exp.config.population, exp.config.concurrency) == (3, 2)
     assert args.trial_threads == 1
     assert exp.config.population_group  # members share what fixes their shape
-    assert "chosen: K = 3, 1 thread(s) per process, 2 process(es)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "chosen: K = 3, 1 thread(s) per process, 2 process(es)" in out
+    # then each shape of the space at the threads chosen: a K of its own
+    assert len(calls) == 1 + len(sizes)
+    assert all(c["threads"] == [1] for c in calls[1:])
+    rules = {(r.when["n_rec"], r.when["rule"]): r.size for r in exp.config.population_sizes}
+    assert rules == sizes
+    assert exp.config.population_size_of({"n_rec": 512, "rule": {"_name": "bptt"}}) == 1
+    assert exp.config.population_size_of({"n_rec": 128, "rule": {"_name": "bptt"}}) == 6
+    assert "{'n_rec': 128, 'rule': 'bptt'}: K = 6" in out
 
     assert main.parse_args(["--population", "4"]).population == 4
     with pytest.raises(SystemExit) as exit_:

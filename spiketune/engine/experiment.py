@@ -357,7 +357,9 @@ class Experiment:
             return runner
         return PopulationRunner(runner, size=self.config.population,
                                 processes=self.config.concurrency,
-                                population_dir=self.paths.population_dir)
+                                population_dir=self.paths.population_dir,
+                                size_of=(self.config.population_size_of
+                                         if self.config.population_sizes else None))
 
     def _session(
         self,
@@ -408,7 +410,8 @@ class Experiment:
             goal = config.goal()
             # A member of a population is retried at least once: it may have been lost with
             # the others, through no fault of its own parameters.
-            members = config.population or 1
+            members = max([config.population or 1]
+                          + [r.size for r in config.population_sizes or []])
             max_retries = config.max_retries if members == 1 else max(1, config.max_retries)
             if not fresh:
                 recover_interrupted(store, paths, max_retries, goal=goal,

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from spiketune.engine.config import PopulationSize
     from spiketune.engine.experiment import Experiment
     from spiketune.engine.results import ExperimentResults, Retrained
     from spiketune.engine.scheduler import Progress
@@ -54,10 +55,19 @@ def print_start(exp: Experiment) -> None:
     (or populations of trials) at a time, its time budget and its trial command."""
     c = exp.config
     at_once = (f"{c.concurrency} at a time" if c.population is None else
-               f"populations of {c.population}, {c.concurrency} at a time")
+               f"populations of {_sizes(c.population, c.population_sizes)}, "
+               f"{c.concurrency} at a time")
     print(f"experiment {exp.id} in {exp.directory}\n"
           f"  {c.max_trials} trials at most, {at_once}, budget "
           f"{format_duration(c.max_duration)}; trial command: {c.trial_command}", flush=True)
+
+
+def _sizes(default: int, rules: list[PopulationSize] | None) -> str:
+    """``8`` or, with sizes by shape, ``1 where n_rec=512; 4 where n_rec=256, rule=bptt;
+    else 8``."""
+    parts = [f"{r.size} where " + ", ".join(f"{k}={v}" for k, v in r.when.items())
+             for r in rules or []]
+    return "; ".join([*parts, f"else {default}"]) if parts else str(default)
 
 
 def print_finish(results: ExperimentResults) -> None:

@@ -5,7 +5,7 @@ on a CPU, K members share the dispatch of small kernels, but threads help a batc
 only up to a point, and several single-thread processes often beat one process with every
 core; on a GPU a larger K is nearly free until the device's memory runs out. No fixed K and
 thread count suits every machine, so :func:`probe_population` measures: it trains a few
-representative populations for one timed epoch of a few batches each and keeps the setting
+representative populations for a few timed epochs of a few batches each and keeps the setting
 with the highest throughput (member-samples per second over every process the machine runs).
 
 The result is a :class:`PopulationProbe`: K, threads, how many population processes at once,
@@ -32,6 +32,10 @@ from spiketune.snn._trainer import Data
 Member = tuple[RecurrentSNN, TrainConfig]
 #: A setting whose throughput lies within this fraction of the best counts as a tie.
 TIE = 0.10
+#: Seconds of timed epochs a setting gets at least (each epoch counts whole), and the most
+#: timed epochs it gets: its fastest epoch is its figure.
+TIMED_SECONDS = 0.25
+TIMED_EPOCHS = 8
 _DIVERGED = "no member trained in the timed epoch (non-finite loss)"
 
 
@@ -80,10 +84,11 @@ class ProbeDevice:
 class ProbeRow:
     """One measured setting: ``size`` members on ``threads`` CPU threads per process.
 
-    ``seconds``: the timed epoch's wall-clock time; ``member_rate``: member-samples per second
-    of one process (K × samples / seconds); ``throughput``: the same over every process the
-    machine runs at once (``processes``). ``stopped`` says why a setting does not count
-    (out of memory, peak memory over the limit); its figures are None when it did not finish.
+    ``seconds``: the fastest timed epoch's wall-clock time; ``member_rate``: member-samples
+    per second of one process (K × samples / seconds); ``throughput``: the same over every
+    process the machine runs at once (``processes``). ``stopped`` says why a setting does not
+    count (out of memory, peak memory over the limit); its figures are None when it did not
+    finish.
     """
 
     size: int
@@ -120,8 +125,8 @@ class PopulationProbe:
 
     def summary(self) -> str:
         """The table and the choice, a few printable lines."""
-        lines = [f"population probe on {self.device}: one epoch of {self.samples} samples per "
-                 f"member after a warm-up epoch",
+        lines = [f"population probe on {self.device}: the fastest epoch of {self.samples} "
+                 f"samples per member, after a warm-up epoch",
                  f"  {'K':>4} {'threads':>7} {'processes':>9} {'epoch s':>8} "
                  f"{'member-samples/s':>16} {'total/s':>9}"]
         for r in self.table:
@@ -153,8 +158,9 @@ def probe_population(
     ``build(k)`` returns k ``(RecurrentSNN, TrainConfig)`` members that stand for the trials
     (the caller decides what a representative member is); ``data`` is training data as a
     :class:`PopulationTrainer` takes it, of which the first ``steps × batch_size`` samples are
-    used. Every setting trains one warm-up epoch, then one timed epoch of ``steps`` batches,
-    without validation; ``torch.get_num_threads()`` is restored afterwards.
+    used. Every setting trains one warm-up epoch, then timed epochs of ``steps`` batches
+    (until :data:`TIMED_SECONDS` have passed, the fastest counts), without validation;
+    ``torch.get_num_threads()`` is restored afterwards.
 
     **On a CPU** each thread count of ``threads`` (default: 1 and every core this process may
     use, ``cores`` or ``os.sched_getaffinity``) is tried with each K, and a setting's
@@ -247,19 +253,34 @@ def _probe_gpu(
 
 def _timed_epoch(members: Sequence[Member], data: tuple[Tensor, Tensor],
                  facts: ProbeDevice) -> tuple[float, int]:
-    """Seconds of the second of two epochs (the first warms caches and allocators), and how
-    many members trained in it (a member whose loss turned non-finite has left)."""
-    # Two epochs whatever the members' budgets, and no early stop in between.
-    two = [(net, TrainConfig.from_params({**cfg.model_dump(), "epochs": 2, "patience": None}))
-           for net, cfg in members]
-    run = PopulationTrainer(two).epochs(data)
+    """Seconds of the fastest timed epoch after a warm-up epoch (which warms caches and
+    allocators), and how many members trained in it (a member whose loss turned non-finite
+    has left). Epochs are timed until :data:`TIMED_SECONDS` have passed (at most
+    :data:`TIMED_EPOCHS`): a small population's epoch lasts milliseconds, and one such
+    reading is mostly the noise of the machine."""
+    # Enough epochs whatever the members' budgets, and no early stop in between.
+    many = [(net, TrainConfig.from_params({**cfg.model_dump(), "epochs": 1 + TIMED_EPOCHS,
+                                           "patience": None}))
+            for net, cfg in members]
+    run = PopulationTrainer(many).epochs(data)
+    best: tuple[float, int] | None = None
+    spent = 0.0
     try:
         next(run)
-        facts.synchronize()
-        start = time.perf_counter()
-        report = next(run, None)
-        facts.synchronize()
-        return max(time.perf_counter() - start, 1e-9), len(report or {})
+        for _ in range(TIMED_EPOCHS):
+            facts.synchronize()
+            start = time.perf_counter()
+            report = next(run, None)
+            facts.synchronize()
+            seconds = max(time.perf_counter() - start, 1e-9)
+            trained = len(report or {})
+            spent += seconds
+            if best is None or trained / seconds > best[1] / best[0]:
+                best = (seconds, trained)
+            if not trained or spent >= TIMED_SECONDS:
+                break
+        assert best is not None
+        return best
     finally:
         run.close()
 

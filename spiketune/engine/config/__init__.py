@@ -23,6 +23,7 @@ from spiketune.engine.config._schema import (
     DEFAULT_EXPERIMENTS_DIR,
     WORKER_FIELDS,
     ExperimentConfig,
+    PopulationSize,
     parse_duration,
 )
 
@@ -30,6 +31,7 @@ __all__ = [
     "DEFAULT_EXPERIMENTS_DIR",
     "WORKER_FIELDS",
     "ExperimentConfig",
+    "PopulationSize",
     "load_config",
     "parse_duration",
 ]

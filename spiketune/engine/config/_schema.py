@@ -34,7 +34,8 @@ from spiketune.engine.goals import DesignCheck, Goal, Objective
 from spiketune.engine.space import SearchSpace
 from spiketune.errors import ConfigError, Problem
 
-__all__ = ["DEFAULT_EXPERIMENTS_DIR", "WORKER_FIELDS", "ExperimentConfig", "parse_duration"]
+__all__ = ["DEFAULT_EXPERIMENTS_DIR", "WORKER_FIELDS", "ExperimentConfig", "PopulationSize",
+           "parse_duration"]
 
 #: Where experiment directories go when ``experiment_dir`` is not set.
 DEFAULT_EXPERIMENTS_DIR = Path("~/spiketune-experiments")
@@ -44,7 +45,7 @@ DEFAULT_EXPERIMENTS_DIR = Path("~/spiketune-experiments")
 #: so do GPUs and how many trials a machine runs at once).
 WORKER_FIELDS = frozenset(
     {"experiment_dir", "trial_code_directory", "concurrency", "gpus", "require_gpus",
-     "trials_per_gpu", "storage", "population", "population_group"}
+     "trials_per_gpu", "storage", "population", "population_group", "population_sizes"}
 )
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhd])\s*$", re.IGNORECASE)
@@ -108,6 +109,38 @@ def _expand(value: Any) -> Any:
     if isinstance(value, str | Path):
         return Path(value).expanduser()
     return value
+
+
+class PopulationSize(BaseModel):
+    """One rule of ``population_sizes``: populations whose shared values match ``when`` take
+    ``size`` members.
+
+    ``when`` maps keys of ``population_group`` to a value: a plain value matches by equality,
+    a nested choice by its option's name (``{"rule": "bptt"}``). A rule with several keys
+    matches when all of them do.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    when: dict[str, Any]
+    size: _Count
+
+    @field_validator("when")
+    @classmethod
+    def _when(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not value:
+            raise ValueError("name at least one key of population_group and its value")
+        return value
+
+    def matches(self, parameters: Mapping[str, Any]) -> bool:
+        """Whether a leader's ``parameters`` (as a trial receives them) match ``when``."""
+        return all(key in parameters and _shared_value(parameters[key]) == value
+                   for key, value in self.when.items())
+
+
+def _shared_value(value: Any) -> Any:
+    """What a population shares of a parameter's value: a nested choice's option name."""
+    return value["_name"] if isinstance(value, Mapping) and "_name" in value else value
 
 
 class ExperimentConfig(BaseModel):
@@ -176,6 +209,13 @@ class ExperimentConfig(BaseModel):
     #: batch (layer size, learning rule, batch size, encoding) then always can; a nested
     #: choice shares its option, not its sub-parameters.
     population_group: list[str] | None = None
+    #: Population mode: sizes by shape. The first rule whose ``when`` matches the values a
+    #: population shares (``population_group``) sets how many members it takes; ``population``
+    #: for a population no rule matches. Why: batching pays for small networks and not for
+    #: large ones on a CPU, and K trials of one expensive shape also take K of the tuner's
+    #: draws, so a large network is better trained in a small population (even alone).
+    #: ``[{when = {n_rec = 512}, size = 1}, {when = {n_rec = 256, rule = "bptt"}, size = 4}]``.
+    population_sizes: list[PopulationSize] | None = None
     #: GPUs trials may use, one per trial: indices (each must exist when the experiment
     #: starts, else it does not start), ``"all"`` for every GPU found (none found: trials run
     #: on the CPU, with a notice), or None: trials see no GPU. Checked when the experiment
@@ -255,7 +295,41 @@ class ExperimentConfig(BaseModel):
                     problems.append(Problem(
                         f"population_group[{i}]", key,
                         f"a top-level key of the search space ({', '.join(sorted(keys))})"))
+        problems += self._population_sizes_problems()
         return problems
+
+    def _population_sizes_problems(self) -> list[Problem]:
+        if not self.population_sizes:
+            return []
+        if self.population is None:
+            return [Problem("population_sizes", [r.model_dump() for r in self.population_sizes],
+                            "applies to population mode only: set population")]
+        problems = []
+        group = list(self.population_group or [])
+        for i, rule in enumerate(self.population_sizes):
+            for key, value in rule.when.items():
+                field = f"population_sizes[{i}].when.{key}"
+                if key not in group:
+                    problems.append(Problem(field, value, "a key of population_group "
+                                            f"({', '.join(group) or 'empty'}): only what a "
+                                            "population shares can set its size"))
+                    continue
+                spec = (self.search_space or {}).get(key)
+                if isinstance(spec, Mapping) and spec.get("_type") == "choice":
+                    options = [_shared_value(v) for v in spec.get("_value") or []]
+                    if value not in options:
+                        problems.append(Problem(field, value, "one of the choice's options "
+                                                f"({json.dumps(options)})"))
+        return problems
+
+    def population_size_of(self, parameters: Mapping[str, Any]) -> int:
+        """How many members a population whose first member received ``parameters`` takes:
+        the first matching rule of ``population_sizes``, else ``population`` (1 outside
+        population mode)."""
+        for rule in self.population_sizes or []:
+            if rule.matches(parameters):
+                return rule.size
+        return self.population or 1
 
     @classmethod
     def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> ExperimentConfig:
@@ -448,7 +522,7 @@ OWN_KEYS = [*ExperimentConfig.model_fields, "search_space_file"]
 #: Fields :meth:`ExperimentConfig.to_dict` leaves out at their defaults (added after the
 #: canonical form was first stored with studies).
 _OPTIONAL_IN_DICT = ("objectives", "tradeoffs", "hardware", "constraints", "require_gpus",
-                     "population", "population_group", "start_with")
+                     "population", "population_group", "population_sizes", "start_with")
 _FIELD_ORDER = {name: i for i, name in enumerate(OWN_KEYS)}
 
 

@@ -2,7 +2,8 @@
 
 The scheduler still sees one trial per member: it starts each (:meth:`start`), gets its
 reports and its end (:meth:`poll`) and stops it alone (:meth:`stop`). The runner batches the
-trials it is given, K at a time (a batch the scheduler cannot fill starts at the next poll),
+trials it is given, K at a time (a batch the scheduler cannot fill starts at the next poll;
+``size_of`` may give a batch a K of its own from its first member's parameters),
 into one process of the trial command (run by an inner
 :class:`SubprocessRunner`, with all its handling of process groups, grace and leftovers), in
 ``<experiment>/populations/<first member's number>/``, whose ``population.json`` lists the
@@ -28,9 +29,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from spiketune.engine.runners._base import Ended, Event, Launch, Reported, Runner, StopReason
 from spiketune.engine.runners._subprocess import STDERR_FILE, STDOUT_FILE, SubprocessRunner
@@ -56,13 +58,15 @@ class _Population:
     key: int  # its first member's number; the inner runner's trial number
     leader: Launch  # its first member: what a member offered later shares
     directory: Path
+    size: int  # the most members it trains at once
     members: list[int] = field(default_factory=list)  # numbers not yet ended
 
 
 class PopulationRunner(Runner):
     """Runs the trials of ``inner``'s command in populations of up to ``size`` members, at
     most ``processes`` populations at once; ``population_dir(first number)`` is where each
-    population's process keeps its files."""
+    population's process keeps its files. ``size_of(parameters)``, when given, sets a
+    population's size from its first member's parameters instead (sizes by shape)."""
 
     def __init__(
         self,
@@ -71,6 +75,7 @@ class PopulationRunner(Runner):
         size: int,
         processes: int = 1,
         population_dir: Callable[[int], Path],
+        size_of: Callable[[Mapping[str, Any]], int] | None = None,
     ) -> None:
         if size < 1 or processes < 1:
             raise TrialError(f"a population needs size >= 1 and processes >= 1, got {size}, "
@@ -79,6 +84,7 @@ class PopulationRunner(Runner):
         self.size = size
         self.processes = processes
         self.population_dir = population_dir
+        self.size_of = size_of
         self._members: dict[int, _Member] = {}
         self._pending: list[int] = []
         self._populations: dict[int, _Population] = {}
@@ -101,9 +107,19 @@ class PopulationRunner(Runner):
         """A running population with fewer than ``size`` members whose process takes new ones
         (the fullest first: its members' place in the batch is cheapest to fill)."""
         open_ = [p for p in self._populations.values()
-                 if len(p.members) < self.size and not self._stopping(p)
+                 if len(p.members) < p.size and not self._stopping(p)
                  and protocol.is_accepting(p.directory)]
-        return min(open_, key=lambda p: (self.size - len(p.members), p.key), default=None)
+        return min(open_, key=lambda p: (p.size - len(p.members), p.key), default=None)
+
+    def _size(self, leader: Launch) -> int:
+        """The members a population whose first member is ``leader`` takes."""
+        if self.size_of is None:
+            return self.size
+        size = self.size_of(leader.parameters)
+        if size < 1:
+            raise TrialError(f"a population needs size >= 1, got {size} for trial "
+                             f"{leader.number}")
+        return size
 
     def start(self, launch: Launch) -> None:
         d = launch.trial_dir
@@ -117,7 +133,7 @@ class PopulationRunner(Runner):
         if not self._pending and self._offer(launch):
             return
         self._pending.append(launch.number)
-        if len(self._pending) == self.size:
+        if len(self._pending) >= self._size(self._members[self._pending[0]].launch):
             self._flush()  # full: it starts now, and the next start begins another batch
 
     def _stopping(self, population: _Population) -> bool:
@@ -176,7 +192,8 @@ class PopulationRunner(Runner):
                 self._events.append(Ended(n, final=None, error=f"could not start its "
                                           f"population (trials {_listed(numbers)}): {e}"))
             return
-        population = _Population(first.number, first, directory, list(numbers))
+        population = _Population(first.number, first, directory, self._size(first),
+                                 list(numbers))
         self._populations[first.number] = population
         for n in numbers:
             self._members[n].population = first.number

@@ -57,6 +57,9 @@ POPULATION_GROUP = ("n_rec", "batch_size", "rule", "bin_size", "clip", "channels
 #: ``--population auto``: the population sizes the probe measures, and the batches it times.
 PROBE_SIZES = (1, 2, 4, 8, 16)
 PROBE_STEPS = 4
+#: ``--population auto``: the keys whose values change a step's cost the most. Each
+#: combination of their options gets a K of its own (``population_sizes``).
+SHAPE_KEYS = ("n_rec", "rule")
 #: Re-splits a trial is judged on, and the seeds the chosen configuration is retrained with.
 FOLDS = 3
 RETRAIN_SEEDS = [0, 1, 2]
@@ -85,7 +88,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threshold", type=int, choices=[1, 2, 5, 10],
                    help="sigma-delta threshold of the event file (default 10)")
     add_experiment_options(p)  # --seed, --name, --experiment-dir, --no-report, --quiet
-    p.set_defaults(trial_threads=None)  # CPU threads per trial process, set by the probe
+    # set by the probe: CPU threads per trial process, population sizes by shape
+    p.set_defaults(trial_threads=None, population_sizes=None)
     return parse_launcher_args(p, argv, smoke=SMOKE)
 
 
@@ -113,15 +117,17 @@ def _population(value: str) -> int | str:
 def experiment(args: argparse.Namespace) -> Experiment:
     """``config.toml`` with the command line's changes: the experiment to run. With
     ``--population auto`` the probe runs first (see :func:`choose_population`)."""
-    if args.population == "auto":
-        choose_population(args)
     config = load_config(CONFIG)
+    if args.population == "auto":
+        choose_population(args, config.search_space)
     changes = config_changes(args)  # --trials, --duration, --gpus...: the settings given
     if args.population is not None:
         # What fixes the shape of a network's computation, and its data: members that share
         # these train as one batch (spiketune.snn.group_members); the rest varies per member.
         changes["population_group"] = [k for k in POPULATION_GROUP
                                        if k in config.search_space]
+        if getattr(args, "population_sizes", None):
+            changes["population_sizes"] = args.population_sizes
 
     # Dataset options fixed for the whole search are given to every trial as a one-value
     # choice, so that they are recorded with its parameters.
@@ -140,17 +146,19 @@ def experiment(args: argparse.Namespace) -> Experiment:
     return Experiment(config, **changes)
 
 
-def choose_population(args: argparse.Namespace) -> PopulationProbe:
+def choose_population(args: argparse.Namespace,
+                      space: dict[str, Any] | None = None) -> PopulationProbe:
     """``--population auto``: measure populations of :data:`PROBE_SIZES` default networks on
     the data the trials will read, print the table and the choice, and put it into ``args``
-    (``population``, ``concurrency``, ``trial_threads``).
+    (``population``, ``concurrency``, ``trial_threads``); then, with the threads chosen, one
+    K for each shape of ``space`` (:func:`choose_sizes`, ``args.population_sizes``).
 
     How fast K members train together, and whether one process with every core beats one
     process per core, depends on the machine more than on the network, so it is measured:
     one timed epoch of :data:`PROBE_STEPS` batches per setting (``spiketune.snn
     .probe_population``), a few seconds to a minute. The members are ``main_hpo``'s default
     parameters with seeds 0..K-1: a trial of the search may be larger (``n_rec`` 512) or
-    smaller, so the choice is a good start, not an optimum for every draw.
+    smaller, so that choice is the K of a shape the probe of shapes does not name.
     """
     # The trial's own modules, beside this file: the same data and networks as a trial.
     import main_hpo
@@ -175,7 +183,50 @@ def choose_population(args: argparse.Namespace) -> PopulationProbe:
     print(probe.summary(), flush=True)
     args.population, args.concurrency = probe.size, probe.processes
     args.trial_threads = probe.threads
+    if space is not None:
+        args.population_sizes = choose_sizes(space, params, data, device, probe.threads)
     return probe
+
+
+def shapes(space: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every combination of the options of :data:`SHAPE_KEYS` in ``space`` (choices only),
+    as parameters a trial receives (a nested choice's option by its name alone)."""
+    combos: list[dict[str, Any]] = [{}]
+    for key in SHAPE_KEYS:
+        spec = space.get(key)
+        if not isinstance(spec, dict) or spec.get("_type") != "choice":
+            continue
+        options = [{"_name": v["_name"]} if isinstance(v, dict) else v for v in spec["_value"]]
+        combos = [{**c, key: o} for c in combos for o in options]
+    return [c for c in combos if c]
+
+
+def choose_sizes(space: dict[str, Any], params: dict[str, Any], data: Any, device: Any,
+                 threads: int) -> list[dict[str, Any]]:
+    """A population size for each shape of ``space`` (:func:`shapes`), each measured like
+    the default network at ``threads`` threads per process: ``population_sizes`` rules.
+
+    Why per shape: on a CPU, K members of 128 neurons train several times faster together
+    than alone, while 512-neuron members already keep the cores busy alone, so batching
+    them gains nothing and ties K of the tuner's draws to one expensive shape. Printed as it
+    goes; about twice the time of the first probe per shape.
+    """
+    import train_hpo
+
+    rules = []
+    for shape in shapes(space):
+        def build(k: int, shape: dict[str, Any] = shape) -> list[Any]:
+            return [train_hpo.build({**params, **shape, "seed": seed}, data.info, device=device)
+                    for seed in range(k)]
+
+        probe = probe_population(build, data.train.tensor_dataset(), sizes=PROBE_SIZES,
+                                 threads=[threads], steps=PROBE_STEPS)
+        when = {k: v["_name"] if isinstance(v, dict) else v for k, v in shape.items()}
+        rates = ", ".join(f"K {r.size}: {r.throughput:.0f}" for r in probe.table
+                          if r.throughput is not None)
+        print(f"  {when}: K = {probe.size} (member-samples/s {rates})", flush=True)
+        rules.append({"when": when, "size": probe.size})
+    return rules
 
 
 def run(argv: list[str] | None = None) -> ExperimentResults:
