@@ -805,7 +805,9 @@ def evaluate(
     ],
     data: Annotated[
         Path, typer.Option("--data", help="A TensorDataset file of the reduced Braille "
-                           "encoding (see spiketune.data.load_braille_pool).",
+                           "encoding (see spiketune.data.load_braille_pool), or a Braille "
+                           "event file (or its directory), encoded as each checkpoint "
+                           "records (threshold, channels, bins).",
                            show_default=False)
     ],
     mistakes: Annotated[
@@ -822,26 +824,29 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Checkpoints' accuracy and confusion matrix on a data file of the same encoding."""
-    from spiketune.data import load_braille_pool, split_parts
+    from spiketune.data import is_braille_pool, load_braille_pool, split_parts
     from spiketune.snn import evaluate_checkpoint, load_checkpoint
 
     networks = [load_checkpoint(c) for c in checkpoints]  # first: a wrong path fails fast
-    dataset = load_braille_pool(data)
+    datasets = _encoded_for(networks, checkpoints, data) if not is_braille_pool(data) else (
+        [load_braille_pool(data)] * len(networks))
     described, digest = str(data), None
     if part is not DataPart.all:
-        parts = split_parts(dataset)
-        dataset, digest = getattr(parts, part.value), parts.split_digest
-        described = f"{data} ({part.value} part, {len(dataset)} samples, split {digest[:16]}…)"
+        split = [split_parts(d) for d in datasets]
+        datasets = [getattr(parts, part.value) for parts in split]
+        digest = split[0].split_digest
+        described = (f"{data} ({part.value} part, {len(datasets[0])} samples, split "
+                     f"{digest[:16]}…)")
         # A part of another split than the one a network was trained and validated around is
         # not data it never saw: say so rather than let its accuracy pass for a test figure.
-        for checkpoint, network in zip(checkpoints, networks, strict=True):
+        for checkpoint, network, parts in zip(checkpoints, networks, split, strict=True):
             trained_around = network.extra.get("split_digest")
-            if trained_around not in (None, digest):
+            if trained_around not in (None, parts.split_digest):
                 _stderr().print(Text("warning: ", style="bold yellow") + Text(
                     f"{checkpoint} was trained around split {str(trained_around)[:16]}…, not "
-                    f"{digest[:16]}… (another data file?): samples it trained or was "
-                    f"validated on may be in this {part.value} part"), soft_wrap=True)
-    scores = [evaluate_checkpoint(n, dataset) for n in networks]
+                    f"{parts.split_digest[:16]}… (another data file?): samples it trained or "
+                    f"was validated on may be in this {part.value} part"), soft_wrap=True)
+    scores = [evaluate_checkpoint(n, d) for n, d in zip(networks, datasets, strict=True)]
     missed_by_all = sorted(set.intersection(*(set(s.mistakes) for s in scores)))
     if as_json:
         rows = [{"checkpoint": str(c), "data": str(data), "part": part.value,
@@ -873,6 +878,27 @@ def evaluate(
         if mistakes:
             out.print(f"misclassified by all {len(scores)}: {_positions(missed_by_all)}",
                       soft_wrap=True)
+
+
+def _encoded_for(networks: Sequence[Any], checkpoints: Sequence[Path], data: Path) -> list[Any]:
+    """The Braille event file ``data`` encoded as each checkpoint records its training data
+    (``extra["data"]``: threshold, channels, letters, bins), one load per encoding."""
+    from spiketune.data import load_braille_encoding
+
+    loaded: dict[str, Any] = {}
+    out = []
+    for checkpoint, network in zip(checkpoints, networks, strict=True):
+        options = network.extra.get("data")
+        if not isinstance(options, dict):
+            raise typer.BadParameter(
+                f"{data} is not a TensorDataset file, and {checkpoint} does not record the "
+                "encoding of its training data (extra['data']) to encode an event file as it "
+                "was; give a TensorDataset file of its encoding", param_hint="'--data'")
+        key = json.dumps(options, sort_keys=True)
+        if key not in loaded:
+            loaded[key] = load_braille_encoding(options, data, download=False)
+        out.append(loaded[key])
+    return out
 
 
 def _positions(indices: Sequence[int]) -> str:

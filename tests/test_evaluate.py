@@ -275,3 +275,48 @@ def test_cli_scores_one_part_of_the_fixed_split(tmp_path: Path) -> None:
     bad = runner.invoke(app, ["evaluate", str(checkpoint), "--data", str(data),
                               "--part", "tst"])
     assert bad.exit_code == 2 and "--part" in bad.output
+
+
+def test_cli_encodes_an_event_file_as_each_checkpoint_records(tmp_path: Path) -> None:
+    """``--data`` may be a Braille event file: each checkpoint's recorded encoding
+    (``extra["data"]``: threshold, channels, bins) makes its tensors, so a network of the
+    24-channel split encoding is scored on the archive's own file, by part of the fixed split
+    as its training saw it; a checkpoint that does not record its encoding is refused."""
+    import pickle
+
+    from test_data_braille_pool import th1_records
+
+    from spiketune.data import BRAILLE_TASK_DEFAULTS, load_braille_encoding
+
+    events = tmp_path / "data_braille_letters_th1"
+    events.write_bytes(pickle.dumps(th1_records(per_letter=10), protocol=2))
+    runner = CliRunner()
+    for channels, n_in in (("split", 24), ("merged", 12)):
+        options = {**BRAILLE_TASK_DEFAULTS, "threshold": 1, "channels": channels}
+        encoded = load_braille_encoding(options, events, download=False)
+        parts = split_parts(encoded)
+        net = RecurrentSNN(SNNConfig(n_in=n_in, n_rec=16, n_out=7, dt=0.02), seed=0)
+        Trainer(net, TrainConfig(epochs=1, batch_size=7, lr=0.01)).fit(
+            (parts.train.inputs, parts.train.labels))
+        checkpoint = save_checkpoint(
+            tmp_path / f"{channels}.pt", net,
+            extra={"data": options, "split_digest": parts.split_digest,
+                   "classes": list(encoded.classes)})
+        expected = evaluate_checkpoint(checkpoint, parts.test)
+        result = runner.invoke(app, ["evaluate", str(checkpoint), "--data", str(events),
+                                     "--part", "test", "--json"])
+        assert result.exit_code == 0, result.output
+        out = json.loads(result.output)
+        assert out["split_digest"] == parts.split_digest
+        assert out["total"] == len(parts.test.labels) == 7
+        assert out["confusion_matrix"] == expected.matrix.tolist()
+        assert "warning" not in result.output
+    both = runner.invoke(app, ["evaluate", str(tmp_path / "split.pt"),
+                               str(tmp_path / "merged.pt"), "--data", str(events), "--json"])
+    assert both.exit_code == 0, both.output
+    assert [r["total"] for r in json.loads(both.output)["checkpoints"]] == [70, 70]
+
+    bare = save_checkpoint(tmp_path / "bare.pt", net)
+    refused = runner.invoke(app, ["evaluate", str(bare), "--data", str(events)])
+    assert refused.exit_code == 2
+    assert "--data" in refused.output and "extra['data']" in refused.output
