@@ -28,20 +28,27 @@ POOL_FILE = POOL_DIR / "braille_reduced_th1_pool.pt" if POOL_DIR.is_dir() else P
 
 
 def test_the_handed_over_result_is_one_configuration_on_one_split() -> None:
-    retrained = load_retrained(RESULTS)
+    check_handed_over(RESULTS)
+
+
+def check_handed_over(results: Path) -> None:
+    """``results``: one configuration (``chosen/parameters.json``), at least 3 retrained
+    seeds, each checkpoint of that configuration and of the split the README names, and the
+    README's mean ± std what ``retrained.json`` holds."""
+    retrained = load_retrained(results)
     assert retrained is not None and retrained.metric == "test"
     assert len(retrained.runs) >= 3  # the issue's "at least 3 seeds"
-    parameters = json.loads((RESULTS / "chosen" / "parameters.json").read_text())
+    parameters = json.loads((results / "chosen" / "parameters.json").read_text())
     assert parameters == retrained.parameters
-    readme = (RESULTS / "README.md").read_text()
+    readme = (results / "README.md").read_text()
     assert f"{100 * retrained.mean:.2f} % ± {100 * retrained.std:.2f} %" in readme
     assert retrained.split_digest is not None and retrained.split_digest[:16] in readme
     for run in retrained.runs:
-        checkpoint = load_checkpoint(RESULTS / run.checkpoint)
+        checkpoint = load_checkpoint(results / run.checkpoint)
         assert checkpoint.extra["split_digest"] == retrained.split_digest
         assert checkpoint.extra["data"]["bin_size"] == parameters["bin_size"]
         assert checkpoint.network.config.n_rec == parameters["n_rec"]
-        assert json.loads((RESULTS / run.checkpoint).with_name("result.json").read_text())[
+        assert json.loads((results / run.checkpoint).with_name("result.json").read_text())[
             "test"] == run.metrics["test"]
     assert retrained.mean == pytest.approx(statistics.fmean(r.metrics["test"]
                                                             for r in retrained.runs))
