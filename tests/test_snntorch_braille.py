@@ -103,6 +103,11 @@ def test_init_writes_a_runnable_copy(project: Path, exp_root: Path, pool: Path) 
     assert smoke.trial_command == (
         f"python3 main_hpo.py --epochs 1 --subset 10 --data {pool.resolve()}"
     )
+    # the launchers' shared options: --start-with tries known parameter sets first
+    start = project / "start.json"
+    start.write_text(json.dumps({"nb_hidden": 40, "lr": 0.002}))
+    started = launcher.experiment(launcher.parse_args(["--start-with", str(start)])).config
+    assert started.start_with == [{"nb_hidden": 40, "lr": 0.002}]
 
 
 def test_trial_code_is_snntorch_torch_and_nni(project: Path) -> None:

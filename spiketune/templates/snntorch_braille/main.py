@@ -12,6 +12,7 @@ run the same experiment::
 
     python main.py --smoke --data pool.pt      # 2 trials, 1 epoch, 10 samples per class
     python main.py --trials 40 --duration 1h --epochs 20 --data pool.pt
+    python main.py --start-with params.json --data pool.pt   # known parameter sets first
 
 Options for the trials (``--epochs``, ``--subset``, ``--data``) are added to the trial
 command, so they are recorded with the experiment.
@@ -32,8 +33,11 @@ from spiketune import (
     load_config,
 )
 from spiketune.launcher import (
+    add_budget_options,
+    add_experiment_options,
     config_changes,
     format_percent,
+    parse_launcher_args,
     print_finish,
     print_start,
     progress_printer,
@@ -51,29 +55,15 @@ SMOKE = {"trials": 2, "epochs": 1, "subset": 10, "duration": "5m"}
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--trials", type=int, help="trials to run (config.toml: max_trials)")
-    p.add_argument("--duration", help='time budget, e.g. "10m", "2h" (config: max_duration)')
-    p.add_argument("--trial-duration", help='time limit of one trial, e.g. "5m"')
-    p.add_argument("--concurrency", type=int, help="trials at once (config: concurrency)")
+    add_budget_options(p)  # --trials, --duration, --trial-duration, --concurrency
     p.add_argument("--gpus", help='GPU indices "0,1", "all", or "none" (config: gpus)')
-    p.add_argument("--seed", type=int, help="tuner seed (config: seed)")
-    p.add_argument("--name", help="experiment name (config: name)")
-    p.add_argument("--experiment-dir", type=Path,
-                   help="root of experiment directories (default $SPIKETUNE_EXPERIMENTS or "
-                        "~/spiketune-experiments)")
     p.add_argument("--epochs", type=int, help="epochs each trial trains (trial default 40)")
     p.add_argument("--subset", type=int, metavar="N", help="use N samples per class")
     p.add_argument("--data", help=f"the threshold-1 pool file or its directory (else ${DATA_ENV})")
     p.add_argument("--smoke", action="store_true",
                    help="2 trials, 1 epoch, 10 samples per class: checks the whole chain")
-    p.add_argument("--no-report", action="store_true", help="skip the report at the end")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
-    args = p.parse_args(argv)
-    if args.smoke:
-        for key, value in SMOKE.items():
-            if getattr(args, key) is None:
-                setattr(args, key, value)
-    return args
+    add_experiment_options(p)  # --seed, --name, --experiment-dir, --start-with, --no-report...
+    return parse_launcher_args(p, argv, smoke=SMOKE)
 
 
 def experiment(args: argparse.Namespace) -> Experiment:
