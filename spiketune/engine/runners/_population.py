@@ -104,7 +104,7 @@ class PopulationRunner(Runner):
         return None if population is None else population.leader
 
     def _refillable(self) -> _Population | None:
-        """A running population with fewer than ``size`` members whose process takes new ones
+        """A running population with fewer members than its size whose process takes new ones
         (the fullest first: its members' place in the batch is cheapest to fill)."""
         open_ = [p for p in self._populations.values()
                  if len(p.members) < p.size and not self._stopping(p)
