@@ -12,8 +12,9 @@ are now, printed first) on the threshold-1 pool, with the same tuner (TPE, seede
   trials as its members end (the template's ``--refills``); ``--refills 1 0`` runs each
   population mode with each value (``... r1``, ``... r0``: refills off).
 - ``population auto``: the template's ``--population auto``: its probe chooses K, threads and
-  processes, then a K for each shape of the space (``population_sizes``). The probe's
-  seconds count in this mode's trials per hour (a user waits for them too).
+  processes; ``population auto shapes`` adds ``--shape-sizes``: then a K for each shape of
+  the space (``population_sizes``). The probe's seconds count in these modes' trials per
+  hour (a user waits for them too).
 
 For each mode and tuner seed it prints the trials finished (complete + stopped by the
 assessor), trials per hour, the best validation accuracy, and the seconds until a trial
@@ -63,8 +64,10 @@ def modes(members: list[int], refills: list[int] | None = None) -> list[dict[str
         suffix = "" if r is None else f" r{r}"
         out += [{"name": f"population {m} c{c} t{t}{suffix}", "concurrency": c, "threads": t,
                  "population": m, "refills": r} for m, c, t in shapes]
-    out.append({"name": "population auto", "concurrency": None, "threads": None,
-                "population": "auto"})
+    out += [{"name": "population auto", "concurrency": None, "threads": None,
+             "population": "auto"},
+            {"name": "population auto shapes", "concurrency": None, "threads": None,
+             "population": "auto", "shape_sizes": True}]
     return out
 
 
@@ -80,6 +83,8 @@ def run_mode(mode: dict[str, Any], seed: int, args: argparse.Namespace, root: Pa
         argv += ["--concurrency", str(mode["concurrency"])]
     if mode["population"] is not None:
         argv += ["--population", str(mode["population"])]
+    if mode.get("shape_sizes"):
+        argv += ["--shape-sizes"]
     if mode.get("refills") is not None:
         argv += ["--refills", str(mode["refills"])]
     launcher_args = LAUNCHER.parse_args(argv)

@@ -133,15 +133,17 @@ def test_the_benchmark_runs_each_population_mode_with_each_refill_setting_and_au
     bench = load_benchmark("population_search")
     plain = {m["name"]: m for m in bench.modes([4, 8])}
     assert list(plain) == ["process c1 t2", "process c2 t1", "population 4 c2 t1",
-                           "population 8 c2 t1", "population 8 c1 t2", "population auto"]
+                           "population 8 c2 t1", "population 8 c1 t2", "population auto",
+                           "population auto shapes"]
     assert plain["population 8 c1 t2"]["refills"] is None  # the template's default
     # auto: the template's probe sets K, sizes by shape, processes and threads
     assert plain["population auto"]["population"] == "auto"
     assert plain["population auto"]["concurrency"] is None
+    assert plain["population auto shapes"]["shape_sizes"]
     both = {m["name"]: m for m in bench.modes([8], [1, 0])}
     assert both["population 8 c2 t1 r0"]["refills"] == 0
     assert both["population 8 c2 t1 r1"]["refills"] == 1
-    assert len(both) == 2 + 2 * 2 + 1
+    assert len(both) == 2 + 2 * 2 + 2
 
 
 def test_the_benchmark_can_fix_keys_of_the_search_space() -> None:

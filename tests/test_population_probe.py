@@ -310,8 +310,13 @@ def test_launcher_population_auto_reaches_the_experiment(
                                table=[ProbeRow(k, 1, 2, 1.0, 48.0, 96.0)], samples=16)
 
     monkeypatch.setattr(main, "probe_population", fake_probe)
-    args = main.parse_args(["--population", "auto", "--smoke", "--data", str(POOL),
-                            "--experiment-dir", str(tmp_path), "--no-report", "-q"])
+    plain = main.experiment(main.parse_args(["--population", "auto", "--smoke", "--data",
+                                             str(POOL), "--experiment-dir", str(tmp_path),
+                                             "--no-report", "-q"]))
+    assert len(calls) == 1 and plain.config.population_sizes is None
+    calls.clear()
+    args = main.parse_args(["--population", "auto", "--shape-sizes", "--smoke", "--data",
+                            str(POOL), "--experiment-dir", str(tmp_path), "--no-report", "-q"])
     assert args.population == "auto"
     exp = main.experiment(args)
     assert (exp.config.population, exp.config.concurrency) == (3, 2)

@@ -73,6 +73,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="train up to K trials together in one process, as one batched "
                         "population (config: population); auto: choose K, the populations "
                         "at once (--concurrency) and their CPU threads by a short probe")
+    p.add_argument("--shape-sizes", action="store_true",
+                   help="with --population auto: also measure a K for each n_rec and rule of "
+                        "the search space (config: population_sizes); on a GPU, where the "
+                        "memory a member needs sets K, rather than on a CPU (see README)")
     p.add_argument("--refills", type=_refills, default=None, metavar="R",
                    help="with --population: new trials each place of a running population "
                         "takes after its first, as members end (default: main_hpo.REFILLS, 0: "
@@ -150,8 +154,9 @@ def choose_population(args: argparse.Namespace,
                       space: dict[str, Any] | None = None) -> PopulationProbe:
     """``--population auto``: measure populations of :data:`PROBE_SIZES` default networks on
     the data the trials will read, print the table and the choice, and put it into ``args``
-    (``population``, ``concurrency``, ``trial_threads``); then, with the threads chosen, one
-    K for each shape of ``space`` (:func:`choose_sizes`, ``args.population_sizes``).
+    (``population``, ``concurrency``, ``trial_threads``); then, with ``--shape-sizes`` and
+    the threads chosen, one K for each shape of ``space`` (:func:`choose_sizes`,
+    ``args.population_sizes``).
 
     How fast K members train together, and whether one process with every core beats one
     process per core, depends on the machine more than on the network, so it is measured:
@@ -183,7 +188,7 @@ def choose_population(args: argparse.Namespace,
     print(probe.summary(), flush=True)
     args.population, args.concurrency = probe.size, probe.processes
     args.trial_threads = probe.threads
-    if space is not None:
+    if space is not None and getattr(args, "shape_sizes", False):
         args.population_sizes = choose_sizes(space, params, data, device, probe.threads)
     return probe
 
