@@ -57,8 +57,8 @@ POPULATION_GROUP = ("n_rec", "batch_size", "rule", "bin_size", "clip", "channels
 #: ``--population auto``: the population sizes the probe measures, and the batches it times.
 PROBE_SIZES = (1, 2, 4, 8, 16)
 PROBE_STEPS = 4
-#: ``--population auto``: the keys whose values change a step's cost the most. Each
-#: combination of their options gets a K of its own (``population_sizes``).
+#: ``--population auto --shape-sizes``: the keys whose values change a step's cost the most.
+#: Each combination of their options gets a K of its own (``population_sizes``).
 SHAPE_KEYS = ("n_rec", "rule")
 #: Re-splits a trial is judged on, and the seeds the chosen configuration is retrained with.
 FOLDS = 3
@@ -160,10 +160,11 @@ def choose_population(args: argparse.Namespace,
 
     How fast K members train together, and whether one process with every core beats one
     process per core, depends on the machine more than on the network, so it is measured:
-    one timed epoch of :data:`PROBE_STEPS` batches per setting (``spiketune.snn
+    timed epochs of :data:`PROBE_STEPS` batches per setting (``spiketune.snn
     .probe_population``), a few seconds to a minute. The members are ``main_hpo``'s default
     parameters with seeds 0..K-1: a trial of the search may be larger (``n_rec`` 512) or
-    smaller, so that choice is the K of a shape the probe of shapes does not name.
+    smaller, so the choice is a good start, not an optimum for every draw (``--shape-sizes``
+    measures each shape; on a CPU that did not pay, see the README).
     """
     # The trial's own modules, beside this file: the same data and networks as a trial.
     import main_hpo
@@ -211,10 +212,11 @@ def choose_sizes(space: dict[str, Any], params: dict[str, Any], data: Any, devic
     """A population size for each shape of ``space`` (:func:`shapes`), each measured like
     the default network at ``threads`` threads per process: ``population_sizes`` rules.
 
-    Why per shape: on a CPU, K members of 128 neurons train several times faster together
-    than alone, while 512-neuron members already keep the cores busy alone, so batching
-    them gains nothing and ties K of the tuner's draws to one expensive shape. Printed as it
-    goes; about twice the time of the first probe per shape.
+    Why per shape: K members of 128 neurons gain more from batching than 512-neuron ones,
+    which on a CPU already keep the cores busy alone (K of them then only tie K of the
+    tuner's draws to one expensive shape), and on a GPU need more memory each. The probe
+    times steady training, not a process's start, which a population of one pays alone.
+    Printed as it goes.
     """
     import train_hpo
 
