@@ -832,7 +832,8 @@ def evaluate(
         [load_braille_pool(data)] * len(networks))
     described, digest = str(data), None
     if part is not DataPart.all:
-        split = [split_parts(d) for d in datasets]
+        by_data = {id(d): split_parts(d) for d in datasets}  # one split per encoding loaded
+        split = [by_data[id(d)] for d in datasets]
         datasets = [getattr(parts, part.value) for parts in split]
         digest = split[0].split_digest
         described = (f"{data} ({part.value} part, {len(datasets[0])} samples, split "
