@@ -95,9 +95,7 @@ class Together:
     def step(self, xs: torch.Tensor, ys: torch.Tensor) -> None:
         x = torch.stack(list(xs))  # the members' batches are separate tensors in training too
         if self.rule == "bptt":
-            for w in self.weights.values():
-                w.requires_grad_(True)
-            grads = bptt_step(self.weights, self.params, x, ys).grads
+            grads = bptt_step(self.weights, self.params, x, ys, self.workspace).grads
         else:
             grads = eprop_step(self.weights, self.feedback, self.params, x, ys,
                                self.workspace).grads

@@ -90,6 +90,37 @@ def test_each_member_equals_its_network_trained_alone(rule: str, neurons: list[s
     assert [h.stop_reason for h in histories] == ["completed"] * 3
 
 
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+@pytest.mark.parametrize("detach_reset", [False, True])
+@pytest.mark.parametrize("recurrent", [True, False])
+def test_population_bptt_equals_autograd(reset: str, detach_reset: bool, recurrent: bool) -> None:
+    """The population's written-out BPTT against autograd through the same population (a
+    mixed ALIF/LIF one, members differing in every per-member hyperparameter), float64."""
+    from spiketune.snn._population_ops import (
+        PopulationParameters,
+        bptt_step,
+        bptt_step_autograd,
+        stack_weights,
+    )
+    from spiketune.snn._workspace import Workspace
+
+    members = [({**snn, "reset": reset, "detach_reset": detach_reset, "recurrent": recurrent},
+                tc) for snn, tc in MEMBERS]
+    nets = [net for net, _ in _build("bptt", ["alif", "alif", "lif"], members=members)]
+    w, _ = stack_weights(nets)
+    p = PopulationParameters.of(nets, w["w_in"])
+    batches = [_data(BATCH, 10 + k) for k in range(len(nets))]
+    x, y = torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches])
+    fused = bptt_step(w, p, x, y, Workspace())
+    auto = bptt_step_autograd({k: v.clone().requires_grad_(True) for k, v in w.items()}, p, x, y)
+    assert set(fused.grads) == set(auto.grads)
+    for name, g in auto.grads.items():
+        for k in range(len(nets)):
+            assert g[k].norm() > 0, (name, k)
+            assert float((fused.grads[name][k] - g[k]).norm() / g[k].norm()) < 1e-10, (name, k)
+    assert torch.allclose(fused.loss, auto.loss) and torch.equal(fused.spikes, auto.spikes)
+
+
 def test_float32_members_stay_close_to_their_networks_alone() -> None:
     """In float32 bmm and mm may sum in another order; the weights still agree closely."""
     x, y = _data(N_TRAIN, 0, torch.float32)

@@ -253,3 +253,81 @@ def test_every_mode_reports_the_same_loss_scores_and_spike_counts() -> None:
     res = EProp("fused").backward(no_rec, x, labels)
     with torch.no_grad():
         assert torch.allclose(res.counts.spikes, no_rec.simulate(x).z.sum((0, 1)))
+
+
+BPTT_VARIANTS = [
+    (neuron, reset, refractory, detach, recurrent)
+    for neuron, reset, refractory, detach, recurrent in itertools.product(
+        ["lif", "alif"], ["subtract", "zero", "subtract_at_spike"], [0, 2], [False, True],
+        [True, False],
+    )
+    if not (neuron == "alif" and reset == "subtract_at_spike")  # the chip's neuron is a LIF
+]
+
+
+@pytest.mark.parametrize(("neuron", "reset", "refractory", "detach", "recurrent"), BPTT_VARIANTS)
+def test_fused_bptt_equals_autograd_and_the_reference(
+    neuron: str, reset: str, refractory: int, detach: bool, recurrent: bool
+) -> None:
+    """BPTT's written-out backward pass against autograd through the same network, and (for
+    the resets the reference knows) against the independent transcription, float64."""
+    net, x, labels = make(
+        "cpu", neuron=neuron, reset=reset, refractory_steps=refractory, rule="bptt",
+        detach_reset=detach, recurrent=recurrent, reg_strength=0.2, reg_target_hz=15.0,
+        gain_rec=1.5, loss="ce_summed" if refractory else "ce_per_step",
+    )
+    fused = rule_gradients(BPTT("fused"), net, x, labels)
+    auto = rule_gradients(BPTT("autograd"), net, x, labels)
+    assert set(fused) == set(auto)
+    for name in auto:
+        assert auto[name].norm() > 0, name
+        assert rel_err(fused[name], auto[name]) < 1e-10, name
+    if reset != "subtract_at_spike":
+        ref = reference_gradients(net, x, labels, detach_reset=detach)
+        for name in ref:
+            assert rel_err(fused[name], ref[name]) < 1e-10, name
+
+
+@pytest.mark.parametrize("surrogate", ["fast_sigmoid", "arctan"])
+def test_fused_bptt_follows_the_surrogate(surrogate: str) -> None:
+    net, x, labels = make("cpu", neuron="alif", rule="bptt", surrogate=surrogate,
+                          surrogate_slope=1.7, surrogate_dampening=0.6)
+    fused = rule_gradients(BPTT(), net, x, labels)
+    auto = rule_gradients(BPTT("autograd"), net, x, labels)
+    triangle = rule_gradients(BPTT(), make("cpu", neuron="alif", rule="bptt")[0], x, labels)
+    for name in auto:
+        assert rel_err(fused[name], auto[name]) < 1e-10, name
+    assert rel_err(fused["w_in"], triangle["w_in"]) > 1e-2  # the surrogate is not ignored
+
+
+def test_fused_bptt_is_not_eprop_once_recurrence_matters() -> None:
+    """The recurrent and reset paths are what separates the two: dropping them (e-prop)
+    changes the input gradient; the fused BPTT keeps them and equals the reference."""
+    net, x, labels = make("cpu", gain_rec=2.0, rule="bptt")
+    ref = reference_gradients(net, x, labels, detach_reset=False)
+    fused = rule_gradients(BPTT(), net, x, labels)
+    eprop = rule_gradients(EProp("fused"), net, x, labels)
+    assert rel_err(fused["w_in"], ref["w_in"]) < 1e-10
+    assert rel_err(eprop["w_in"], ref["w_in"]) > 1e-3
+
+
+def test_bptt_falls_back_to_autograd_where_the_fused_pass_does_not_reach() -> None:
+    """A CubaLIF layer and several spikes per step are differentiated by autograd."""
+    from spiketune.snn._bptt import fused_supported
+
+    cuba, x, labels = make("cpu", neuron="cuba_lif", tau_syn=0.02, rule="bptt")
+    chip = make("cpu", reset="subtract_at_spike", max_spikes=4, rule="bptt")[0]
+    assert fused_supported(make("cpu")[0])
+    for net in (cuba, chip):
+        assert not fused_supported(net)
+        fused = rule_gradients(BPTT(), net, x, labels)
+        auto = rule_gradients(BPTT("autograd"), net, x, labels)
+        for name in auto:
+            assert torch.equal(fused[name], auto[name]), name
+
+
+def test_bptt_mode_is_checked() -> None:
+    from spiketune.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"bptt_mode.*fused, autograd"):
+        BPTT("online")

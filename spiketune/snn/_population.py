@@ -506,9 +506,7 @@ class _Run:
 
     def _step(self, x: Tensor, labels: Tensor) -> PopulationStep:
         if self.owner.rule == "bptt":
-            for w in self.weights.values():
-                w.requires_grad_(True)
-            return bptt_step(self.weights, self.params, x, labels)
+            return bptt_step(self.weights, self.params, x, labels, self.owner._workspace)
         return eprop_step(self.weights, self.feedback, self.params, x, labels,
                           self.owner._workspace)
 

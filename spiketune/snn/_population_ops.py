@@ -415,6 +415,24 @@ def eprop_step(
     pass, the kappa-filtered learning signal, each neuron's adjoint run backwards, then one
     ``bmm`` of the signal buffer with ``[x[t], z[t-1]]`` that gives the input, recurrent and
     readout gradients and the spike counts of every member."""
+    return _fused_step(w, feedback, p, x, labels, ws, exact=False)
+
+
+def bptt_step(
+    w: Weights, p: PopulationParameters, x: Tensor, labels: Tensor, ws: Workspace
+) -> PopulationStep:
+    """Fused BPTT for every member at once (see :mod:`spiketune.snn._bptt`): e-prop's fused
+    pass with the true readout weights as feedback and the recurrent and reset paths in the
+    adjoint (one ``bmm`` with each member's ``W_eff`` per step). The same gradients as
+    :func:`bptt_step_autograd`, without autograd's per-step bookkeeping."""
+    return _fused_step(w, None, p, x, labels, ws, exact=True)
+
+
+def _fused_step(
+    w: Weights, feedback: Tensor | None, p: PopulationParameters, x: Tensor, labels: Tensor,
+    ws: Workspace, *, exact: bool,
+) -> PopulationStep:
+    """e-prop (``exact`` False) or BPTT (``exact`` True): they share all but the adjoint."""
     with torch.no_grad():
         tr = simulate(w, p, x, ws)
         assert tr.pre is not None
@@ -437,7 +455,7 @@ def eprop_step(
 
         # learning signal B err_f, B = w_out^T (symmetric) or the member's fixed random matrix
         fb_t = w["w_out"]  # (K, n_out, n_rec): B transposed
-        if feedback is not None and p.symmetric is not None:
+        if not exact and feedback is not None and p.symmetric is not None:
             fb_t = torch.where(p.symmetric, w["w_out"], feedback.transpose(1, 2))
         flat_g = g.reshape(n_members, n_steps * batch, n_rec)
         torch.bmm(err_f.reshape(n_members, n_steps * batch, n_out), fb_t, out=flat_g)
@@ -446,9 +464,14 @@ def eprop_step(
             coef = (2.0 * p.reg_strength / (n_steps * batch)).unsqueeze(1)
             g.add_(((rate - p.reg_target.unsqueeze(1)) * coef)[:, None, None, :])
 
+        zero_path = None  # -alpha v[t]: how z[t] lowers v[t+1] under reset to zero
+        if exact and p.reset == "zero" and not p.detach_reset:
+            zero_path = tr.v * -p.alpha.unsqueeze(1)
         psi = _pseudo_derivative(p, tr)
         decay = p.alpha if p.reset == "subtract" else (1.0 - tr.z) * p.alpha.unsqueeze(1)
-        if p.alif:
+        if exact:
+            _bptt_adjoint(w, p, g, psi, decay, zero_path)
+        elif p.alif:
             _alif_adjoint(p, g, psi, decay)
         else:
             g.mul_(psi)
@@ -492,6 +515,45 @@ def _lif_adjoint(g: Tensor, decay: Tensor) -> None:
         gs[t].addcmul_(decay if ds is None else ds[t], gs[t + 1])
 
 
+def _bptt_adjoint(
+    w: Weights, p: PopulationParameters, g: Tensor, psi: Tensor, decay: Tensor,
+    zero_path: Tensor | None,
+) -> None:
+    """BPTT's dv over g (K, T, B, n), per step backwards (see :mod:`spiketune.snn._bptt`):
+    dz = g + dv' W_eff (+ zero_path dv') - beta h', pz = psi dz, h = pz + rho h',
+    dv = pz + d dv'; ``W_eff`` is each member's ``w_rec`` less its reset's own weight
+    (``v_th`` I for reset by subtraction, unless ``detach_reset``)."""
+    n_rec = g.shape[-1]
+    w_eff = recurrent_weight(w, n_rec)
+    own = p.reset == "subtract" and not p.detach_reset
+    if own:
+        eye = _eye(n_rec, g)
+        w_eff = (w_eff - p.v_th * eye) if w_eff is not None else None
+    w_eff = w_eff.contiguous() if w_eff is not None else None
+    gs, psis = g.unbind(1), psi.unbind(1)
+    ds = decay.unbind(1) if decay.dim() == 4 else None
+    zs = zero_path.unbind(1) if zero_path is not None else None
+    h: Tensor | None = None
+    dv_next: Tensor | None = None
+    for t in range(len(gs) - 1, -1, -1):
+        dz = gs[t]
+        if dv_next is not None:
+            if w_eff is not None:
+                dz.baddbmm_(dv_next, w_eff)
+            elif own:
+                dz.addcmul_(p.v_th, dv_next, value=-1.0)
+            if zs is not None:
+                dz.addcmul_(zs[t], dv_next)
+        if h is not None and p.beta is not None:
+            dz.addcmul_(p.beta, h, value=-1.0)
+        pz = dz.mul_(psis[t])
+        if p.alif and p.rho is not None:
+            h = pz.clone() if h is None else torch.addcmul(pz, p.rho, h)
+        if dv_next is not None:
+            pz.addcmul_(decay if ds is None else ds[t], dv_next)
+        dv_next = pz
+
+
 def _alif_adjoint(p: PopulationParameters, g: Tensor, psi: Tensor, decay: Tensor) -> None:
     """dv for ALIF over g, per step (h carries -dE/da / beta backwards):
     pz = psi (g - beta h'), h = pz + rho h', dv = pz + d dv'."""
@@ -506,10 +568,13 @@ def _alif_adjoint(p: PopulationParameters, g: Tensor, psi: Tensor, decay: Tensor
             pz.addcmul_(decay if ds is None else ds[t], gs[t + 1])
 
 
-def bptt_step(w: Weights, p: PopulationParameters, x: Tensor, labels: Tensor) -> PopulationStep:
+def bptt_step_autograd(
+    w: Weights, p: PopulationParameters, x: Tensor, labels: Tensor
+) -> PopulationStep:
     """Surrogate-gradient BPTT of every member: autograd through :func:`simulate_for_bptt`
     of the sum of the members' losses (their weights are disjoint, so each member's gradient
-    is that of its own loss). ``w``'s tensors must require gradients."""
+    is that of its own loss). ``w``'s tensors must require gradients. The reference that
+    :func:`bptt_step` is tested against."""
     with torch.enable_grad():
         tr = simulate_for_bptt(w, p, x)
         loss, scores, _ = loss_and_error(tr.y, labels, p, error=False)
