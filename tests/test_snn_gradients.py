@@ -265,14 +265,15 @@ BPTT_VARIANTS = [
 ]
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize(("neuron", "reset", "refractory", "detach", "recurrent"), BPTT_VARIANTS)
 def test_fused_bptt_equals_autograd_and_the_reference(
-    neuron: str, reset: str, refractory: int, detach: bool, recurrent: bool
+    device: str, neuron: str, reset: str, refractory: int, detach: bool, recurrent: bool
 ) -> None:
     """BPTT's written-out backward pass against autograd through the same network, and (for
     the resets the reference knows) against the independent transcription, float64."""
     net, x, labels = make(
-        "cpu", neuron=neuron, reset=reset, refractory_steps=refractory, rule="bptt",
+        device, neuron=neuron, reset=reset, refractory_steps=refractory, rule="bptt",
         detach_reset=detach, recurrent=recurrent, reg_strength=0.2, reg_target_hz=15.0,
         gain_rec=1.5, loss="ce_summed" if refractory else "ce_per_step",
     )
