@@ -38,19 +38,13 @@ import torch
 from torch import Tensor
 
 from spiketune.errors import ConfigError, Problem
-from spiketune.snn._eprop import (
-    _flat,
-    _membrane_decay,
-    _regulariser_signal,
-    pseudo_derivative,
-)
-from spiketune.snn._filters import leaky_filter
+from spiketune.snn._eprop import _fused as eprop_fused
+from spiketune.snn._eprop import _membrane_decay, pseudo_derivative
 from spiketune.snn._loss import ReadoutLoss
 from spiketune.snn._model import Model
-from spiketune.snn._network import RecurrentSNN
+from spiketune.snn._network import RecurrentSNN, Trajectory
 from spiketune.snn._neurons import ALIFParameters, CubaLIFParameters
-from spiketune.snn._rule import LearningRule, StepResult, add_grad
-from spiketune.snn._stats import SpikeCounts
+from spiketune.snn._rule import LearningRule, StepResult
 from spiketune.snn._workspace import Workspace
 
 MODES = ("fused", "autograd")
@@ -120,67 +114,21 @@ def _reset_weight(net: RecurrentSNN) -> float:
 def _fused(
     net: RecurrentSNN, x: Tensor, labels: Tensor, loss_fn: ReadoutLoss, ws: Workspace
 ) -> StepResult:
-    cfg, p = net.config, net.neuron_params
-    n_in, n_rec, n_out = cfg.n_in, cfg.n_rec, cfg.n_out
-    with torch.no_grad():
-        tr = net.simulate(x, workspace=ws)
-        loss, err = loss_fn.error(tr.y, labels)  # err = dE/dy, (T, B, n_out)
-        n_steps, batch, _ = err.shape
-        err_f = ws.get("err_f", (n_out, n_steps * batch), err)
-        err_f.copy_(_flat(leaky_filter(err, cfg.decay_out, reverse=True)).t())
-        if net.b_out is not None:
-            add_grad(net.b_out, err_f.sum(1))
-
-        # The buffer of e-prop's fused pass: row t holds dv[t], the readout error of step
-        # t - 1 and a one, so one product with pre = [x[t], z[t-1]] gives every gradient.
-        width = n_rec + n_out + 1
-        big = ws.get("signal", (n_steps + 1, batch, width), err)
-        big[0, :, n_rec:] = 0.0
-        big[1:, :, n_rec : n_rec + n_out] = err_f.t().view(n_steps, batch, n_out)
-        big[1:, :, -1] = 1.0
-        big[-1, :, :n_rec] = 0.0
-        g = big[:-1, :, :n_rec]  # (T, B, n_rec), row-strided
-
-        # dE/dz[t] through the readout (the true w_out, whatever the feedback) and regulariser
-        w_out = net.w_out.contiguous()
-        if cfg.reg_strength > 0:
-            reg = _regulariser_signal(tr.z, cfg.reg_strength, cfg.target_rate_per_step)
-            torch.addmm(reg, err_f.t(), w_out, out=_flat(g))
-        else:
-            torch.mm(err_f.t(), w_out, out=_flat(g))
-
-        zero_path = None  # -alpha v[t]: how z[t] lowers v[t+1] under reset to zero
-        if p.reset == "zero" and not cfg.detach_reset:
-            zero_path = torch.mul(tr.v, -p.alpha)
-        decay: float | Tensor = p.alpha
-        if p.reset == "zero":
-            decay = _membrane_decay(net, tr, ws)  # alpha (1 - z[t])
-        psi = pseudo_derivative(net, tr, inplace=True)  # consumes tr.v
-        _adjoint(net, g, psi, decay, zero_path)
-
-        if tr.pre is not None:
-            product = _flat(big).t() @ _flat(tr.pre)
-            add_grad(net.w_in, product[:n_rec, :n_in])
-            add_grad(net.w_rec, product[:n_rec, n_in:].mul_(net.rec_mask))
-            add_grad(net.w_out, product[n_rec : n_rec + n_out, n_in:])
-            spikes = product[-1, n_in:]
-        else:  # no recurrence: no presynaptic buffer, separate products
-            add_grad(net.w_in, _flat(g).t() @ _flat(tr.x))
-            add_grad(net.w_out, err_f @ _flat(tr.z))
-            spikes = tr.z.sum((0, 1))
-        counts = SpikeCounts(
-            input_events=x.abs().sign_().sum((0, 1)).to(torch.float64).cpu(),
-            spikes=spikes.to(torch.float64).cpu(), n_samples=batch, n_steps=n_steps,
-        )
-    return StepResult(loss=loss, scores=loss_fn.scores(tr.readout), counts=counts)
+    """e-prop's fused pass with BPTT's exact adjoint (the true ``w_out`` carries the error)."""
+    return eprop_fused(net, x, labels, loss_fn, ws, adjoint=_adjoint)
 
 
-def _adjoint(
-    net: RecurrentSNN, g: Tensor, psi: Tensor, decay: float | Tensor, zero_path: Tensor | None
-) -> None:
+def _adjoint(net: RecurrentSNN, tr: Trajectory, g: Tensor, ws: Workspace) -> None:
     """dv (T, B, n_rec) written over ``g`` (which holds dE/dz[t] through the readout and the
-    regulariser), backwards in time; see the module docstring."""
+    regulariser), backwards in time; see the module docstring. Consumes ``tr.v``."""
     p = net.neuron_params
+    zero_path = None  # -alpha v[t]: how z[t] lowers v[t+1] under reset to zero
+    if p.reset == "zero" and not net.config.detach_reset:
+        zero_path = torch.mul(tr.v, -p.alpha)
+    decay: float | Tensor = p.alpha
+    if p.reset == "zero":
+        decay = _membrane_decay(net, tr, ws)  # alpha (1 - z[t])
+    psi = pseudo_derivative(net, tr, inplace=True)  # consumes tr.v
     own = _reset_weight(net)
     w_rec = net.recurrent_weight()
     w_eff: Tensor | None = None

@@ -31,6 +31,7 @@ regulariser ``c sum_j (r_j - r*)^2`` adds ``2 c (r_j - r*) / (B T)`` to the lear
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -80,9 +81,18 @@ class EProp(LearningRule):
 # fused
 
 
+#: An adjoint written over the signal buffer: ``adjoint(net, trajectory, g, workspace)`` turns
+#: g (T, B, n_rec), dE/dz[t] through the readout and the regulariser, into dv[t] in place.
+Adjoint = Callable[[RecurrentSNN, Trajectory, Tensor, Workspace], None]
+
+
 def _fused(
-    net: RecurrentSNN, x: Tensor, labels: Tensor, loss_fn: ReadoutLoss, ws: Workspace
+    net: RecurrentSNN, x: Tensor, labels: Tensor, loss_fn: ReadoutLoss, ws: Workspace,
+    adjoint: Adjoint | None = None,
 ) -> StepResult:
+    """The fused pass. With ``adjoint`` (BPTT's exact one), the readout error reaches the
+    neurons through the true ``w_out`` whatever the feedback, and ``adjoint`` replaces
+    e-prop's neuron-local recursion; everything else is shared."""
     cfg, p = net.config, net.neuron_params
     n_rec, n_out = cfg.n_rec, cfg.n_out
     with torch.no_grad():
@@ -110,28 +120,32 @@ def _fused(
         # Learning signal g = B err_f (kappa-filtered) + the regulariser's dE/dz. For a LIF
         # layer with the triangle, psi's constant factor is folded into this small product.
         lif = not isinstance(p, ALIFParameters)
-        fast_triangle = lif and net.surrogate.name == "triangle"
+        fast_triangle = adjoint is None and lif and net.surrogate.name == "triangle"
         scale = _triangle_scale(net) if fast_triangle else 1.0
         # B as a transposed view of a contiguous (n_rec, n_out): much the faster layout for this
         # product with a short inner dimension.
-        fb_t = (net.feedback_matrix() * scale).contiguous().t()
+        feedback = net.feedback_matrix() if adjoint is None else net.w_out.t()
+        fb_t = (feedback * scale).contiguous().t()
         if cfg.reg_strength > 0:
             reg = _regulariser_signal(tr.z, cfg.reg_strength, cfg.target_rate_per_step)
             torch.addmm(reg.mul_(scale), err_f.t(), fb_t, out=_flat(g))
         else:
             torch.mm(err_f.t(), fb_t, out=_flat(g))
 
-        decay = _membrane_decay(net, tr, ws)
-        if lif:
+        if adjoint is not None:
+            adjoint(net, tr, g, ws)
+        elif lif:
+            decay = _membrane_decay(net, tr, ws)
             if fast_triangle:
                 _times_triangle(net, tr, g)
                 if tr.refrac is not None:
                     g[1:] *= tr.refrac[:-1] == 0
             else:
                 g.mul_(pseudo_derivative(net, tr, inplace=True))
-            dv = leaky_filter_loop(g, decay, reverse=True, out=g)
+            leaky_filter_loop(g, decay, reverse=True, out=g)
         else:
-            dv = _alif_adjoint(p, g, pseudo_derivative(net, tr, inplace=True), decay)
+            decay = _membrane_decay(net, tr, ws)
+            _alif_adjoint(p, g, pseudo_derivative(net, tr, inplace=True), decay)
 
         n_in = cfg.n_in
         if tr.pre is not None:
@@ -141,7 +155,7 @@ def _fused(
             add_grad(net.w_out, product[n_rec : n_rec + n_out, n_in:])
             spikes = product[-1, n_in:]
         else:  # no recurrence: no presynaptic buffer, separate products
-            add_grad(net.w_in, _flat(dv).t() @ _flat(tr.x))
+            add_grad(net.w_in, _flat(g).t() @ _flat(tr.x))  # g now holds dv
             add_grad(net.w_out, err_f @ _flat(tr.z))
             spikes = tr.z.sum((0, 1))
         counts = SpikeCounts(
