@@ -15,6 +15,10 @@ Targets: fused e-prop at least 3x faster than BPTT by autograd (the textbook imp
 the same run; online e-prop peak memory at T=1024 within 1.2x of T=256. Fused BPTT's speed-up
 over autograd BPTT is printed beside them (same gradients, tested to 1e-10 in float64).
 
+``--shape N_REC BATCH STEPS`` times other sizes instead (a Braille search's trial, e.g.
+``--shape 512 8 64 --threads 1``): speeds and ratios only, the targets and the memory
+figures are the published size's.
+
 Run: ``.venv/bin/python benchmarks/snn_speed.py`` (``--rounds N``, ``--threads N``,
 ``--device cuda`` for a GPU, where memory is the peak of ``torch.cuda.max_memory_allocated``,
 ``--json`` for machine-readable output).
@@ -146,6 +150,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=THREADS, help="torch threads (default 2)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--shape", nargs=3, type=int, metavar=("N_REC", "BATCH", "STEPS"),
+                        help="time these sizes instead (speeds and ratios only)")
     parser.add_argument(
         "--probe", nargs=4, metavar=("RULE", "MODE", "STEPS", "THREADS"), help=argparse.SUPPRESS
     )
@@ -156,6 +162,9 @@ def main() -> None:
         return
 
     torch.set_num_threads(args.threads)
+    if args.shape:
+        _time_shape(args)
+        return
     times = time_rules(args.rounds, args.device)
     memory = {
         name: peak_memory_mb(*spec, STEPS, args.threads, args.device)
@@ -194,6 +203,20 @@ def main() -> None:
           f"   target <= 1.2: {'met' if mem_ratio <= 1.2 else 'NOT met'}")
     if args.json:
         print(json.dumps(report))
+
+
+def _time_shape(args: argparse.Namespace) -> None:
+    """Speeds of every rule at ``args.shape`` and fused BPTT's ratio to autograd BPTT."""
+    global N_REC, BATCH, STEPS
+    N_REC, BATCH, STEPS = args.shape
+    times = time_rules(args.rounds, args.device)
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    print(f"N_rec={N_REC} batch={BATCH} T={STEPS}, {args.threads} thread(s): " + ", ".join(
+        f"{name} {BATCH / med:.0f}" for name, med in medians.items()) + " samples/s; fused "
+        f"BPTT {medians['BPTT (autograd)'] / medians['BPTT (fused)']:.2f}x autograd BPTT")
+    if args.json:
+        print(json.dumps({"shape": args.shape, "threads": args.threads,
+                          "samples_per_s": {n: BATCH / m for n, m in medians.items()}}))
 
 
 if __name__ == "__main__":
