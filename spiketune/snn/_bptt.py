@@ -125,9 +125,7 @@ def _adjoint(net: RecurrentSNN, tr: Trajectory, g: Tensor, ws: Workspace) -> Non
     zero_path = None  # -alpha v[t]: how z[t] lowers v[t+1] under reset to zero
     if p.reset == "zero" and not net.config.detach_reset:
         zero_path = torch.mul(tr.v, -p.alpha)
-    decay: float | Tensor = p.alpha
-    if p.reset == "zero":
-        decay = _membrane_decay(net, tr, ws)  # alpha (1 - z[t])
+    decay = _membrane_decay(net, tr, ws)
     psi = pseudo_derivative(net, tr, inplace=True)  # consumes tr.v
     own = _reset_weight(net)
     w_rec = net.recurrent_weight()

@@ -134,18 +134,18 @@ def _fused(
 
         if adjoint is not None:
             adjoint(net, tr, g, ws)
-        elif lif:
-            decay = _membrane_decay(net, tr, ws)
-            if fast_triangle:
-                _times_triangle(net, tr, g)
-                if tr.refrac is not None:
-                    g[1:] *= tr.refrac[:-1] == 0
-            else:
-                g.mul_(pseudo_derivative(net, tr, inplace=True))
-            leaky_filter_loop(g, decay, reverse=True, out=g)
         else:
             decay = _membrane_decay(net, tr, ws)
-            _alif_adjoint(p, g, pseudo_derivative(net, tr, inplace=True), decay)
+            if not lif:
+                _alif_adjoint(p, g, pseudo_derivative(net, tr, inplace=True), decay)
+            else:
+                if fast_triangle:
+                    _times_triangle(net, tr, g)
+                    if tr.refrac is not None:
+                        g[1:] *= tr.refrac[:-1] == 0
+                else:
+                    g.mul_(pseudo_derivative(net, tr, inplace=True))
+                leaky_filter_loop(g, decay, reverse=True, out=g)
 
         n_in = cfg.n_in
         if tr.pre is not None:
@@ -193,10 +193,10 @@ def _times_triangle(net: RecurrentSNN, tr: Trajectory, g: Tensor) -> None:
 
 
 def _membrane_decay(net: RecurrentSNN, tr: Trajectory, ws: Workspace) -> float | Tensor:
-    """d[t+1], the factor by which v[t] enters v[t+1] (stored at index t): alpha for reset by
-    subtraction, alpha (1 - z[t]) for reset to zero."""
+    """d[t+1], the factor by which v[t] enters v[t+1] (stored at index t): alpha (1 - z[t]) for
+    reset to zero, alpha for every other reset (subtraction, at the spike, none)."""
     p = net.neuron_params
-    if p.reset == "subtract":
+    if p.reset != "zero":
         return p.alpha
     buf = ws.get("decay", tuple(tr.z.shape), tr.z)
     return torch.mul(tr.z, -p.alpha, out=buf).add_(p.alpha)

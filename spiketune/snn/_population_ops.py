@@ -526,10 +526,8 @@ def _bptt_adjoint(
     n_rec = g.shape[-1]
     w_eff = recurrent_weight(w, n_rec)
     own = p.reset == "subtract" and not p.detach_reset
-    if own:
-        eye = _eye(n_rec, g)
-        w_eff = (w_eff - p.v_th * eye) if w_eff is not None else None
-    w_eff = w_eff.contiguous() if w_eff is not None else None
+    if w_eff is not None:
+        w_eff = (w_eff - p.v_th * _eye(n_rec, g) if own else w_eff).contiguous()
     gs, psis = g.unbind(1), psi.unbind(1)
     ds = decay.unbind(1) if decay.dim() == 4 else None
     zs = zero_path.unbind(1) if zero_path is not None else None
