@@ -10,8 +10,12 @@ are medians over the rounds and the ratio is population / one-by-one samples per
 
 Also printed: how often a float32 spike flips between a member in the population and the
 same network alone (``bmm`` and ``mm`` may sum in a different order), over one forward
-pass; and a mixed LIF/ALIF population (LIF as ALIF with beta = 0) against the two neuron
-kinds grouped into two populations.
+pass; a mixed LIF/ALIF population (LIF as ALIF with beta = 0) against the two neuron
+kinds grouped into two populations; and why a large network gains nothing on a CPU: the
+recurrent product of one time step, K members as one ``bmm`` against K ``mm`` one by one, on
+one thread, in GFLOP/s (each member has weights of its own, so a population brings no reuse
+of them; it only shares the dispatch, and K weight matrices that overflow a core's cache
+stream from further away at every step).
 
 Run: ``.venv/bin/python benchmarks/population.py`` (``--members 4 16``, ``--rounds N``,
 ``--threads N``, ``--device cuda``, ``--json``).
@@ -191,6 +195,45 @@ def float32_flips(k: int, batch: int, n_rec: int, device: str) -> dict[str, Any]
     }
 
 
+def recurrent_product(k: int, batch: int, n_rec: int, rounds: int, device: str,
+                      repeats: int = 50) -> dict[str, Any]:
+    """One step's recurrent product ``z[t-1] @ W_rec`` of K members: one ``bmm`` over the
+    population against K separate ``mm`` (what K networks alone do), medians of ``rounds``
+    timings of ``repeats`` products each, on the current thread setting. ``shared`` is the
+    ceiling a population cannot reach: one ``mm`` of all K·batch rows with one weight matrix,
+    as if the members shared their weights. GFLOP/s count 2·K·batch·n_rec² floating-point
+    operations per product."""
+    g = torch.Generator().manual_seed(0)
+    z = (torch.rand(k, batch, n_rec, generator=g) < 0.1).float().to(device)
+    w = (torch.randn(k, n_rec, n_rec, generator=g) / n_rec**0.5).to(device)
+
+    flat = z.reshape(k * batch, n_rec)
+
+    class Product:
+        def __init__(self, how: str) -> None:
+            self.how = how
+
+        def step(self, xs: torch.Tensor, ys: torch.Tensor) -> None:
+            for _ in range(repeats):
+                if self.how == "population":
+                    torch.bmm(z, w)
+                elif self.how == "shared":
+                    torch.mm(flat, w[0])
+                else:
+                    for i in range(k):
+                        torch.mm(z[i], w[i])
+
+    t = time_steps({how: Product(how) for how in ("alone", "population", "shared")}, z, z,
+                   rounds, device)
+    flops = 2.0 * k * batch * n_rec * n_rec * repeats
+    return {"members": k, "batch": batch, "n_rec": n_rec,
+            "weights_mib": k * n_rec * n_rec * 4 / 2**20,
+            "alone_gflops": flops / t["alone"] / 1e9,
+            "population_gflops": flops / t["population"] / 1e9,
+            "shared_gflops": flops / t["shared"] / 1e9,
+            "ratio": t["alone"] / t["population"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, nargs="+", default=[4, 16])
@@ -211,8 +254,14 @@ def main() -> None:
              for b in args.batches]
     flips = [float32_flips(max(args.members), b, n, args.device)
              for n in args.n_rec for b in args.batches]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    products = [recurrent_product(max(args.members), b, n, args.rounds, args.device)
+                for n in args.n_rec for b in args.batches]
+    torch.set_num_threads(threads)
     if args.json:
         print(json.dumps({"speed": rows, "mixed_neurons": mixed, "float32_flips": flips,
+                          "recurrent_product": products,
                           "threads": args.threads, "device": args.device,
                           "torch": torch.__version__}, indent=2))
         return
@@ -237,6 +286,15 @@ def main() -> None:
               f"{f['spikes']} spikes ({f['flip_rate_per_spike']:.2e}); samples with any flip "
               f"{f['samples_with_a_flip']:.1%}; members with any flip "
               f"{f['members_with_a_flip']}/{f['members']}")
+    print("\n# one step's recurrent product z @ W_rec, one thread: K members as one bmm or "
+          "one by one")
+    print("| K | batch | N_rec | weights, MiB | one by one, GFLOP/s | bmm, GFLOP/s | ratio | "
+          "shared weights (ceiling), GFLOP/s |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for p in products:
+        print(f"| {p['members']} | {p['batch']} | {p['n_rec']} | {p['weights_mib']:.1f} | "
+              f"{p['alone_gflops']:.1f} | {p['population_gflops']:.1f} | {p['ratio']:.2f}x | "
+              f"{p['shared_gflops']:.1f} |")
 
 
 if __name__ == "__main__":
