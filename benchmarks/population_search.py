@@ -19,8 +19,10 @@ are now, printed first) on the threshold-1 pool, with the same tuner (TPE, seede
 For each mode and tuner seed it prints the trials finished (complete + stopped by the
 assessor), trials per hour, the best validation accuracy, and the seconds until a trial
 first reached the target accuracy (the median final validation accuracy of the process-mode
-runs, or ``--target``). Modes run one after another, each alone on the machine, so the
-figures are comparable only within one run of this script (state the machine with them).
+runs, or ``--target``), and the network shapes its tuner drew most (a population's members
+share one, so a dear draw costs K trials' time). Modes run one after another, each alone on
+the machine, so the figures are comparable only within one run of this script (state the
+machine with them).
 
 Run: ``.venv/bin/python benchmarks/population_search.py`` (``--minutes 10``, ``--seeds 0 1 2``,
 ``--members 4 8 16``, ``--refills 1 0``, ``--epochs-cap 20``, ``--folds 1``, ``--data POOL``,
@@ -37,6 +39,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -110,12 +114,31 @@ def run_mode(mode: dict[str, Any], seed: int, args: argparse.Namespace, root: Pa
         "probe_seconds": probe_seconds,
         "trials_per_hour": len(finished) / (results.elapsed_seconds + probe_seconds) * 3600.0,
         "population_sizes": [r.model_dump() for r in exp.config.population_sizes or []],
+        # trials started per network shape: what the tuner's draws cost this run
+        "shapes": shape_counts(r.parameters for r in results.records),
         "best_val": max(values) if values else None,
         "median_val": statistics.median(values) if values else None,
         # when each complete trial reached its result, in seconds from the start
         "reached": sorted((r.finished.timestamp() - started, r.value) for r in complete
                           if r.finished is not None and r.value is not None),
     }
+
+
+def shape_of(parameters: dict[str, Any]) -> str:
+    """The network shape a trial drew, as a population groups its members: neurons, rule,
+    batch size and bin size (ms), e.g. ``"256 bptt b16 20ms"``."""
+    rule = parameters.get("rule")
+    rule = rule.get("_name") if isinstance(rule, dict) else rule
+    bins = parameters.get("bin_size")
+    bins = "?" if bins is None else f"{bins * 1000:g}ms"
+    return (f"{parameters.get('n_rec', '?')} {rule or '?'} b{parameters.get('batch_size', '?')} "
+            f"{bins}")
+
+
+def shape_counts(parameters: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """How many trials drew each shape, the most frequent first."""
+    counts = Counter(shape_of(p) for p in parameters)
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def fixed_space(space: dict[str, Any], fix: list[str]) -> dict[str, Any]:
@@ -180,6 +203,8 @@ def main() -> None:
                 print(f"  {run['mode']:>20} seed {seed}: {run['finished']} trials "
                       f"({run['complete']} complete; {run['stopped']} more cut by the budget), "
                       f"{run['trials_per_hour']:.0f}/h, best val {run['best_val']}", flush=True)
+                top = ", ".join(f"{shape} x{n}" for shape, n in list(run["shapes"].items())[:3])
+                print(f"  {'':>20} most drawn shapes: {top}", flush=True)
     process_values = [v for r in runs if r["mode"].startswith("process")
                       for _, v in r["reached"]]
     target = args.target if args.target is not None else (

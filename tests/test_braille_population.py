@@ -160,3 +160,17 @@ def test_the_benchmark_can_fix_keys_of_the_search_space() -> None:
     for bad in (["n_units=3"], ["n_rec"]):
         with pytest.raises(SystemExit, match="KEY=JSON"):
             bench.fixed_space(space, bad)
+
+
+def test_the_benchmark_counts_the_network_shapes_its_tuner_drew() -> None:
+    from _benchmarks import load_benchmark
+
+    bench = load_benchmark("population_search")
+    bptt = {"n_rec": 256, "rule": {"_name": "bptt"}, "batch_size": 16, "bin_size": 0.02}
+    eprop = {"n_rec": 512, "rule": {"_name": "eprop", "feedback": "random"},
+             "batch_size": 8, "bin_size": 0.01}
+    assert bench.shape_of(bptt) == "256 bptt b16 20ms"
+    assert bench.shape_of(eprop) == "512 eprop b8 10ms"
+    assert bench.shape_of({}) == "? ? b? ?"  # a space without these keys still prints
+    counts = bench.shape_counts([eprop, bptt, bptt, {**bptt, "lr": 0.01}])
+    assert list(counts.items()) == [("256 bptt b16 20ms", 3), ("512 eprop b8 10ms", 1)]
