@@ -205,11 +205,26 @@ def test_dataset_feeds_a_dataloader(event_file: Path) -> None:
 
 
 def _archive_bytes(member: str = "data/data_braille_letters_th_10.pkl") -> bytes:
+    """The fixture archive, the same bytes on every call: its members carry a fixed date (a
+    member named by a string alone is stamped with the clock, and the server's copy and the
+    checksum are made at different moments)."""
+    members = {member: pickle.dumps(make_records(2), protocol=4),
+               "data/data_braille_letters_th_1.pkl": b"another threshold"}
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr(member, pickle.dumps(make_records(2), protocol=4))
-        zf.writestr("data/data_braille_letters_th_1.pkl", b"another threshold")
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for name, data in members.items():
+            info = zipfile.ZipInfo(name, date_time=(2022, 9, 1, 0, 0, 0))
+            zf.writestr(info, data, zipfile.ZIP_DEFLATED)
     return buffer.getvalue()
+
+
+def test_the_fixture_archive_does_not_follow_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    first = _archive_bytes()
+    later = time.time() + 3600.0
+    monkeypatch.setattr(time, "time", lambda: later)
+    assert _archive_bytes() == first
 
 
 def test_archive_placed_by_hand_in_the_cache_is_used_offline(
