@@ -206,7 +206,6 @@ def recurrent_product(k: int, batch: int, n_rec: int, rounds: int, device: str,
     g = torch.Generator().manual_seed(0)
     z = (torch.rand(k, batch, n_rec, generator=g) < 0.1).float().to(device)
     w = (torch.randn(k, n_rec, n_rec, generator=g) / n_rec**0.5).to(device)
-
     flat = z.reshape(k * batch, n_rec)
 
     class Product:
