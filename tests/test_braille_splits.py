@@ -9,9 +9,15 @@ import statistics
 from pathlib import Path
 
 import pytest
-from _benchmarks import load_benchmark, write_tiny_pool
+from _benchmarks import load_benchmark, write_tiny_event_file, write_tiny_pool
 
-from spiketune.data import load_braille_pool, split_parts
+from spiketune.data import (
+    BRAILLE_REDUCED_LETTERS,
+    BRAILLE_TASK_DEFAULTS,
+    load_braille_encoding,
+    load_braille_pool,
+    split_parts,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,3 +79,36 @@ def test_default_trains_the_untuned_network_a_trial_builds(pool: Path, capsys) -
     assert out["parameters"] == script.main_hpo.DEFAULT_PARAMS
     assert list(out["runs"]) == ["snn"] and out["runs"]["snn"][0]["split"] == 1
     assert "fixed_test" not in out["summary"]["snn"]  # split 0 was not run
+
+
+def test_an_archive_event_file_is_split_and_encoded_at_threshold_10(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """``--data`` an event file: the threshold-10 split (ON/OFF channels), whose split 0 is the
+    one the example's threshold-10 results are judged on, and by default the configuration
+    handed over for threshold 10."""
+    script = load_script()
+    events = write_tiny_event_file(tmp_path / "data_braille_letters_th10",
+                                   BRAILLE_REDUCED_LETTERS)
+    th10 = json.loads(script.CHOSEN_TH10.read_text())
+    small = tmp_path / "th10.json"
+    small.write_text(json.dumps({**th10, "n_rec": 16, "epochs": 3}))
+    monkeypatch.setattr(script, "CHOSEN_TH10", small)  # the default, made small
+    assert script.main(["--data", str(events), "--splits", "0", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["params"] == str(small) and out["parameters"]["n_rec"] == 16
+    gru_options = {**BRAILLE_TASK_DEFAULTS, "bin_size": 0.02}
+    encoded = load_braille_encoding(gru_options, events, download=False)
+    assert encoded.n_inputs == 24  # ON and OFF of 12 taxels, not merged
+    expected = split_parts(encoded, seed=0).split_digest
+    assert [r["digest"] for r in out["runs"]["gru"]] == [expected]
+    assert [r["digest"] for r in out["runs"]["snn"]] == [expected]
+    assert 1 <= out["runs"]["snn"][0]["epoch"] <= 3
+    assert out["summary"]["gru"]["test_mean"] > 0.5  # chance is 1/7: it learnt
+
+
+def test_missing_data_is_named(tmp_path: Path, capsys) -> None:
+    script = load_script()
+    missing = tmp_path / "nowhere"
+    assert script.main(["--data", str(missing)]) == 1
+    assert f"--data {missing}: no such file or directory" in capsys.readouterr().err
