@@ -7,7 +7,9 @@ the accuracy recorded for it: what ``spiketune evaluate ... --data data_braille_
 
 from __future__ import annotations
 
+import json
 import os
+import statistics
 from pathlib import Path
 
 import pytest
@@ -46,3 +48,31 @@ def test_each_checkpoint_scores_its_recorded_test_accuracy_on_the_fixed_test_par
         score = evaluate_checkpoint(checkpoint, parts.test)
         assert score.total == len(parts.test.labels)
         assert score.accuracy == pytest.approx(run.metrics["test"], abs=1e-9)
+
+
+def test_the_split_analysis_is_what_the_readmes_quote() -> None:
+    """``splits.json`` (``benchmarks/braille_splits.py --data`` the event file): ten splits
+    and three seeds per recipe, split 0 being the handed-over result's split; the repository
+    README's table is its means, and where split 0 stands for each seed."""
+    analysis = json.loads((RESULTS / "splits.json").read_text())["recipes"]
+    readme = (REPO / "README.md").read_text()
+    retrained = load_retrained(RESULTS)
+    assert retrained is not None
+    for recipe in ("chosen", "default", "gru"):
+        seeds = analysis[recipe]
+        assert sorted(seeds) == ["0", "1", "2"]
+        assert all(sorted(map(int, s)) == list(range(10)) for s in seeds.values())
+        assert {s["0"]["digest"] for s in seeds.values()} == {retrained.split_digest[:12]}
+        assert all(len({s[k]["digest"] for k in s}) == 10 for s in seeds.values())
+        fixed = statistics.fmean(s["0"]["test"] for s in seeds.values())
+        overall = statistics.fmean(r["test"] for s in seeds.values() for r in s.values())
+        ranks = [1 + sum(r["test"] < s["0"]["test"] for r in s.values())
+                 for _, s in sorted(seeds.items())]
+        row = next(line for line in readme.splitlines()
+                   if line.startswith("| ") and f"| {100 * fixed:.2f} % |" in line)
+        assert f"| {100 * overall:.2f} % |" in row, (recipe, row)
+        assert row.rstrip(" |").endswith(", ".join(_ordinal(r) for r in ranks)), (recipe, row)
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(n if n < 20 else n % 10, 'th')}"
