@@ -5,8 +5,8 @@ threshold-1 pool, or 140 of the archive's threshold-10 event file
 (``stratified_split(labels, (0.8, 0.1, 0.1), seed=0)`` either way). One part that small can
 be easier or harder than the pool by a few points, so a figure on it says little about a
 configuration until we know where that part stands. This script trains two fixed recipes on
-the splits of split seeds ``--splits`` (seed 0 is the fixed one) and prints, for each split, the
-validation accuracy at the epoch chosen by validation and the test accuracy at that epoch:
+the splits of split seeds ``--splits`` (seed 0 is the fixed one) and prints, for each split,
+the validation accuracy at the epoch chosen by validation and the test accuracy at that epoch:
 
 - ``snn``: a configuration of the example (``--params``, default the one handed over for the
   data's threshold, ``results/braille_th1/chosen/parameters.json`` or
@@ -26,8 +26,8 @@ Run: ``.venv/bin/python benchmarks/braille_splits.py --splits 0 1 2 3 4 5 6 7 8 
 (``--models snn gru``, ``--params FILE|default``, ``--data POOL|ARCHIVE``, ``--seed``,
 ``--threads``, ``--json``); ``--data ../shared/data/braille`` (an event file of the archive,
 or its directory) analyses the threshold-10 split instead. One split takes about 3 minutes on
-one core for the handed-over 512-neuron threshold-1 configuration (40 epochs) and about a
-minute for the GRU; run two processes with different
+one core for the handed-over 512-neuron threshold-1 configuration (40 epochs), about 2 minutes
+for the threshold-10 one and about a minute for the GRU; run two processes with different
 ``--splits`` to use two cores (the figures do not depend on it).
 """
 
