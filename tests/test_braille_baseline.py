@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from _benchmarks import load_benchmark, write_tiny_pool
 
 from spiketune.data import load_braille_pool, split_parts
@@ -55,6 +56,22 @@ def test_baseline_chooses_the_epoch_by_validation(pool: Path, monkeypatch) -> No
     monkeypatch.setattr(script, "accuracy", spy)
     script.train_one(parts, hidden=8, epochs=3, seed=0)
     assert len(scored) == 3 and all(d is parts.val for d in scored)
+
+
+def test_the_cnn_reference_learns_on_the_same_split(pool: Path, capsys) -> None:
+    """``--model cnn``: another family on the same parts, with the same report."""
+    script = load_script()
+    assert script.main(["--data", str(pool), "--model", "cnn", "--epochs", "15", "--seeds",
+                        "0", "--hidden", "16", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["model"] == "cnn"
+    assert out["split"] == split_parts(load_braille_pool(pool)).split_digest
+    run = out["runs"][0]
+    assert len(run["mistakes"]) == round((1 - run["test"]) * len(split_parts(
+        load_braille_pool(pool)).test.labels))
+    assert out["test_mean"] > 0.5  # chance is 1/7: it learnt
+    net = script.CNNClassifier(12, 16, 7)
+    assert net(torch.zeros(3, 64, 12)).shape == (3, 7)  # [batch, steps, channels] in
 
 
 def test_baseline_names_a_missing_file(tmp_path: Path, capsys) -> None:
