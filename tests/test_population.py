@@ -90,6 +90,22 @@ def test_each_member_equals_its_network_trained_alone(rule: str, neurons: list[s
     assert [h.stop_reason for h in histories] == ["completed"] * 3
 
 
+@pytest.mark.parametrize("rule", ["eprop", "bptt"])
+def test_members_trained_on_the_max_loss_equal_their_networks_alone(rule: str) -> None:
+    """``loss="ce_max"`` in a population: each member's peak, inside its own window."""
+    members = [({**snn, "loss": "ce_max"}, tc) for snn, tc in MEMBERS]
+    x, y = _data(N_TRAIN, 0)
+    alone = _build(rule, ["alif", "alif", "lif"], members=members)
+    for net, config in alone:
+        Trainer(net, config).fit((x, y))
+    together = _build(rule, ["alif", "alif", "lif"], members=members)
+    PopulationTrainer(together).fit((x, y))
+    fresh = _build(rule, ["alif", "alif", "lif"], members=members)
+    for i, ((a, _), (b, _), (c, _)) in enumerate(zip(alone, together, fresh, strict=True)):
+        assert _max_diff(a, b) < 1e-9, f"member {i}"
+        assert _max_diff(a, c) > 1e-4, "the member must have trained"
+
+
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
 @pytest.mark.parametrize("detach_reset", [False, True])
 @pytest.mark.parametrize("recurrent", [True, False])

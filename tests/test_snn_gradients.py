@@ -17,6 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from spiketune.errors import ConfigError
 from spiketune.snn import BPTT, EProp, LearningRule, RecurrentSNN, SNNConfig
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -88,6 +89,8 @@ def reference_gradients(
         loss = F.cross_entropy(
             window.reshape(-1, c.n_out), labels.repeat_interleave(window.shape[1])
         )
+    elif c.loss == "ce_max":
+        loss = F.cross_entropy(window.max(1).values, labels)
     else:
         loss = F.cross_entropy(window.sum(1), labels)
     if c.reg_strength:
@@ -310,6 +313,33 @@ def test_fused_bptt_is_not_eprop_once_recurrence_matters() -> None:
     eprop = rule_gradients(EProp("fused"), net, x, labels)
     assert rel_err(fused["w_in"], ref["w_in"]) < 1e-10
     assert rel_err(eprop["w_in"], ref["w_in"]) > 1e-3
+
+
+@pytest.mark.parametrize("neuron", ["lif", "alif"])
+@pytest.mark.parametrize("loss_steps", [None, 6])
+def test_max_loss_gradients_of_every_rule(neuron: str, loss_steps: int | None) -> None:
+    """``loss="ce_max"``: fused BPTT and autograd BPTT equal the independent transcription;
+    fused e-prop equals it where e-prop is exact (no recurrence), float64."""
+    net, x, labels = make("cpu", neuron=neuron, rule="bptt", loss="ce_max",
+                          loss_steps=loss_steps, reg_strength=0.2, reg_target_hz=15.0)
+    ref = reference_gradients(net, x, labels, detach_reset=False)
+    for rule in (BPTT("fused"), BPTT("autograd")):
+        got = rule_gradients(rule, net, x, labels)
+        for name in ref:
+            assert ref[name].norm() > 0, name
+            assert rel_err(got[name], ref[name]) < 1e-10, (rule, name)
+    with torch.no_grad():
+        net.w_rec.zero_()
+    ref = reference_gradients(net, x, labels, detach_reset=True)
+    got = rule_gradients(EProp("fused"), net, x, labels)
+    for name in ("w_in", "w_out", "b_out"):
+        assert rel_err(got[name], ref[name]) < TOL, name
+
+
+def test_max_loss_is_refused_to_online_eprop() -> None:
+    with pytest.raises(ConfigError, match=r"loss.*ce_max.*eprop_mode"):
+        SNNConfig(n_in=2, n_rec=4, n_out=2, loss="ce_max", eprop_mode="online")
+    SNNConfig(n_in=2, n_rec=4, n_out=2, loss="ce_max")  # fused e-prop: fine
 
 
 def test_bptt_falls_back_to_autograd_where_the_fused_pass_does_not_reach() -> None:

@@ -91,7 +91,7 @@ def evaluate(model: RecurrentSNN, data: Data, *, batch_size: int = 256) -> Activ
     with torch.no_grad():
         for x, y in _batches(data, batch_size):
             tr = model.simulate(x)
-            pred = predict(tr.readout, model.config.loss_steps)
+            pred = predict(tr.readout, model.config.loss_steps, model.config.loss)
             correct += int((pred.cpu() == y.cpu().to(torch.long)).sum())
             n += int(y.shape[0])
             per_step = tr.z.sum(-1)  # (T, B): hidden spikes in each step of each sample

@@ -60,7 +60,7 @@ from torch import Tensor
 from spiketune._lock import exclusive_lock
 from spiketune.errors import CheckpointError, ExportError, StorageError
 from spiketune.nir._profiles import PROFILES, ImporterProfile, get_profile
-from spiketune.snn import ALIFParameters, LIFParameters, RecurrentSNN, load_checkpoint, predict
+from spiketune.snn import ALIFParameters, LIFParameters, RecurrentSNN, load_checkpoint
 
 __all__ = [
     "APPROXIMATIONS",
@@ -312,15 +312,15 @@ def check_export(
             f"data: inputs of shape {tuple(inputs.shape)}; the model reads (batch, steps, "
             f"{model.n_in})"
         )
-    steps = model.readout_loss().steps
+    decide = model.readout_loss()
     dtype = next(model.parameters()).dtype
     ours, theirs = [], []
     with torch.no_grad():
         for lo in range(0, len(labels), max(1, batch_size)):
             x = inputs[lo : lo + batch_size].to(dtype)
-            ours.append(predict(model.simulate(x).readout, steps).cpu())
+            ours.append(decide.scores(model.simulate(x).readout).argmax(-1).cpu())
             y = profile.readout_trace(graph, x.detach().cpu().double().numpy())
-            theirs.append(predict(torch.from_numpy(y), steps))
+            theirs.append(decide.scores(torch.from_numpy(y)).argmax(-1))
     a, b = torch.cat(ours), torch.cat(theirs)
     truth = torch.as_tensor(labels).cpu()
     n = len(truth)

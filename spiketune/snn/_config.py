@@ -108,7 +108,7 @@ class SNNConfig(_Config):
     reg_target_hz: float = Field(10.0, ge=0, description="target firing rate, Hz")
 
     # loss and decision
-    loss: Literal["ce_per_step", "ce_summed"] = "ce_per_step"
+    loss: Literal["ce_per_step", "ce_summed", "ce_max"] = "ce_per_step"
     loss_steps: int | None = Field(None, ge=1, description="last K steps; None: all steps")
     loss_window: float | None = Field(
         None, gt=0, description="the same window in seconds: sets loss_steps = round(window / dt)"
@@ -185,6 +185,16 @@ class SNNConfig(_Config):
                 "rule", self.rule,
                 "neuron='cuba_lif' trains by BPTT only: set rule='bptt' (e-prop's eligibility "
                 "traces are written for LIF and ALIF)",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _max_loss_after_the_sample(self) -> SNNConfig:
+        if self.loss == "ce_max" and self.rule == "eprop" and self.eprop_mode == "online":
+            raise _cross_field(
+                "loss", self.loss,
+                "loss='ce_max' knows where each readout unit peaks only after the sample, "
+                "which online e-prop does not wait for: set eprop_mode='fused' (or rule='bptt')",
             )
         return self
 

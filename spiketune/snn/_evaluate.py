@@ -23,7 +23,6 @@ import torch
 from spiketune.data._base import Dataset
 from spiketune.errors import DataError
 from spiketune.snn._checkpoint import Checkpoint, load_checkpoint
-from spiketune.snn._loss import predict
 
 
 @dataclass(frozen=True)
@@ -68,13 +67,14 @@ def evaluate_checkpoint(
     model a checkpoint holds.
 
     The prediction is the class whose readout, summed over the network's readout window
-    (``loss_steps``, else every step), is largest: the decision the network was trained for.
+    (``loss_steps``, else every step; its maximum there for ``loss="ce_max"``), is largest:
+    the decision the network was trained for.
     """
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
     data = _as_trained(ckpt, data)
     _check_encoding(ckpt, data)
     net = ckpt.network
-    steps = net.readout_loss().steps
+    decide = net.readout_loss()
     net.eval()
     dtype = next(net.parameters()).dtype
     k = data.n_classes
@@ -84,7 +84,7 @@ def evaluate_checkpoint(
         for lo in range(0, len(data), max(1, batch_size)):
             x = data.inputs[lo : lo + batch_size].to(dtype)
             y = data.labels[lo : lo + batch_size]
-            guess = predict(net.simulate(x).readout, steps).cpu()
+            guess = decide.scores(net.simulate(x).readout).argmax(-1).cpu()
             matrix += torch.bincount(y * k + guess, minlength=k * k)
             mistakes += (lo + torch.nonzero(guess != y).flatten()).tolist()
     return CheckpointScore(data.classes, matrix.reshape(k, k), tuple(mistakes))

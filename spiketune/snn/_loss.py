@@ -6,7 +6,12 @@ steps (None: all steps); the loss and the prediction both look only there.
 - ``ce_per_step``: softmax cross-entropy at every step of the window, averaged over batch and
   steps (e-prop's form: every step carries an error, so the learning signal is dense);
 - ``ce_summed``: cross-entropy of the readout summed over the window, averaged over the batch;
-- prediction: argmax of the readout summed over the window.
+- ``ce_max``: cross-entropy of each readout unit's maximum over the window (snnTorch's
+  ``ce_max_membrane_loss``), averaged over the batch: a class wins by its peak, wherever in
+  the window it falls, so a letter pressed early or late scores alike; the error reaches only
+  the step of each unit's peak;
+- prediction: argmax of the class scores: the readout summed over the window (its maximum for
+  ``ce_max``).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from torch import Tensor
 
 from spiketune.errors import ConfigError, Problem
 
-LOSSES = ("ce_per_step", "ce_summed")
+LOSSES = ("ce_per_step", "ce_summed", "ce_max")
 
 
 def window_start(n_steps: int, steps: int | None) -> int:
@@ -50,14 +55,28 @@ def window_sum(y: Tensor, steps: int | None = None) -> Tensor:
     return y[:, window_start(y.shape[1], steps) :].sum(1)
 
 
-def predict(y: Tensor, steps: int | None = None) -> Tensor:
-    """Predicted class per sample: argmax of the readout summed over the window."""
-    return window_sum(y, steps).argmax(-1)
+def window_max(y: Tensor, steps: int | None = None) -> Tensor:
+    """Each readout unit's maximum over the decision window, (B, n_out): ``ce_max``'s scores.
+    ``max`` rather than ``amax``: its gradient goes to the one step it picks (as the written-out
+    error of :meth:`ReadoutLoss.error` does), where ``amax`` would share it among tied steps."""
+    return y[:, window_start(y.shape[1], steps) :].max(1).values
+
+
+def max_cross_entropy(y: Tensor, labels: Tensor, steps: int | None = None) -> Tensor:
+    """Mean over the batch of the cross-entropy of each unit's maximum over the window."""
+    return F.cross_entropy(window_max(y, steps), labels.to(torch.long))
+
+
+def predict(y: Tensor, steps: int | None = None, kind: str = "ce_summed") -> Tensor:
+    """Predicted class per sample: argmax of the readout summed over the window (of its
+    maximum over the window when ``kind`` is ``ce_max``)."""
+    return ReadoutLoss(kind, steps).scores(y).argmax(-1)
 
 
 @dataclass(frozen=True)
 class ReadoutLoss:
-    """A loss by name (``ce_per_step`` or ``ce_summed``) over the last ``steps`` steps."""
+    """A loss by name (``ce_per_step``, ``ce_summed`` or ``ce_max``) over the last ``steps``
+    steps."""
 
     kind: str = "ce_per_step"
     steps: int | None = None
@@ -77,6 +96,8 @@ class ReadoutLoss:
         """The loss of batch-first readout ``y`` (B, T, n_out)."""
         if self.kind == "ce_per_step":
             return per_step_cross_entropy(y, labels, self.steps)
+        if self.kind == "ce_max":
+            return max_cross_entropy(y, labels, self.steps)
         return summed_cross_entropy(y, labels, self.steps)
 
     def error(self, y: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
@@ -99,6 +120,12 @@ class ReadoutLoss:
             loss = -picked.sum() / n
             grad = logp.exp_().sub_(onehot.t().unsqueeze(1)).div_(n)
             err[start:] = grad.permute(1, 2, 0)
+        elif self.kind == "ce_max":
+            peak, at = y[start:].max(0)  # (B, n_out): each unit's maximum and its step
+            logp = torch.log_softmax(peak, 1)
+            loss = -(logp * onehot).sum() / batch
+            err[start:].scatter_(0, at.unsqueeze(0), logp.exp_().sub_(onehot).div_(batch)
+                                 .unsqueeze(0))
         else:
             logp = torch.log_softmax(y[start:].sum(0), 1)  # (B, n_out)
             loss = -(logp * onehot).sum() / batch
@@ -106,7 +133,10 @@ class ReadoutLoss:
         return loss, err
 
     def scores(self, y: Tensor) -> Tensor:
-        """Class scores (B, n_out): the readout summed over the window."""
+        """Class scores (B, n_out) of a batch-first readout: the readout summed over the
+        window, or each unit's maximum over it (``ce_max``)."""
+        if self.kind == "ce_max":
+            return window_max(y, self.steps)
         return window_sum(y, self.steps)
 
 

@@ -379,6 +379,7 @@ def loss_and_error(
     n_out), for member-major readouts ``y`` (K, T, B, n_out) and labels (K, B).
 
     :class:`ReadoutLoss` per member: ``ce_summed`` scores the readout summed over the window,
+    ``ce_max`` each unit's maximum over it (steps outside a member's window never peak),
     ``ce_per_step`` averages every window step's cross-entropy. Each member's window is a
     mask, so members with different ``loss_steps`` share one computation. Differentiable
     (BPTT); e-prop takes the error written out."""
@@ -387,7 +388,15 @@ def loss_and_error(
     onehot = F.one_hot(labels.to(torch.long), n_out).to(y.dtype)  # (K, B, n_out)
     scores = (y * mask[:, :, None, None]).sum(1)
     err: Tensor | None = None
-    if p.loss == "ce_summed":
+    if p.loss == "ce_max":
+        peak, at = y.masked_fill(mask[:, :, None, None] == 0, -torch.inf).max(1)  # (K, B, n_out)
+        scores = peak
+        logp = torch.log_softmax(peak, -1)
+        loss = -(logp * onehot).sum((1, 2)) / batch
+        if error:
+            err = torch.zeros_like(y).scatter_(
+                1, at.unsqueeze(1), (logp.detach().exp() - onehot).div_(batch).unsqueeze(1))
+    elif p.loss == "ce_summed":
         logp = torch.log_softmax(scores, -1)
         loss = -(logp * onehot).sum((1, 2)) / batch
         if error:

@@ -66,10 +66,10 @@ def build(
 
 
 def predict_classes(net: RecurrentSNN, dataset: Dataset, batch_size: int = 128) -> torch.Tensor:
-    """The class ``net`` predicts for each sample (argmax of the summed readout), on the CPU."""
+    """The class ``net`` predicts for each sample (argmax of its class scores), on the CPU."""
     out = []
     with torch.no_grad():
         for lo in range(0, len(dataset), batch_size):
             readout = net.simulate(dataset.inputs[lo : lo + batch_size]).readout
-            out.append(predict(readout, net.config.loss_steps).cpu())
+            out.append(predict(readout, net.config.loss_steps, net.config.loss).cpu())
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
