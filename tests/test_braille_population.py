@@ -1,5 +1,6 @@
-"""The Braille template's population training: members join a running population, and each
-member's result is given as soon as its own training is over."""
+"""Population training of several trials (``spiketune.snn.train_population``, as the Braille
+template's population mode uses it): members join a running population, and each member's
+result is given as soon as its own training is over."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import pytest
 import torch
 from test_braille_example import EXAMPLE, _load
 
+import spiketune.snn._folds as folds_module
 from spiketune.data import Dataset, DatasetInfo
-from spiketune.snn import History, train_folds
+from spiketune.snn import History, train_folds, train_population
 
 INFO = DatasetInfo(name="tiny", classes=("a", "b", "c"), n_inputs=6, n_steps=12, dt=0.02)
 
@@ -70,8 +72,8 @@ def test_a_joined_member_trains_as_alone_and_each_result_comes_when_its_training
         assert m not in done
         done[m] = (rounds, histories)
 
-    histories = train_hpo.train_population([a, b], [FOLDS, FOLDS], ["same data"] * 2,
-                                           on_epoch, join=join, on_done=on_done)
+    histories = train_population([a, b], [FOLDS, FOLDS], ["same data"] * 2,
+                                 on_epoch, join=join, on_done=on_done)
     assert [len(h[0].epochs) for h in histories] == [2, 5, 3]
     # a ends after its 2nd epoch, c (joined after round 1) after its 3rd, b after its 5th;
     # each is told as soon as it has left its population, not when the last one has
@@ -88,20 +90,19 @@ def test_a_member_of_another_shape_joins_as_a_population_of_its_own(
     train_hpo: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     made: list[int] = []
-    real = train_hpo.PopulationTrainer
+    real = folds_module.PopulationTrainer
 
     class Counting(real):  # type: ignore[misc, valid-type]
         def __init__(self, members: list, **kwargs: object) -> None:
             made.append(len(members))
             super().__init__(members, **kwargs)
 
-    monkeypatch.setattr(train_hpo, "PopulationTrainer", Counting)
+    monkeypatch.setattr(folds_module, "PopulationTrainer", Counting)
     a = _member(train_hpo, epochs=3, seed=1)
     same = _member(train_hpo, epochs=2, seed=2)
     wider = _member(train_hpo, epochs=2, seed=3, n_rec=24)
     joins = iter([[(same, FOLDS, "d"), (wider, FOLDS, "d")]])
-    histories = train_hpo.train_population([a], [FOLDS], ["d"],
-                                           join=lambda idle: next(joins, []))
+    histories = train_population([a], [FOLDS], ["d"], join=lambda idle: next(joins, []))
     assert made == [1, 1]  # ``same`` joined a's trainer; ``wider`` needed its own
     assert [len(h[0].epochs) for h in histories] == [3, 2, 2]
 

@@ -37,7 +37,7 @@ PUBLIC: dict[str, set[str]] = {
         "stop_joining", "report_final_result", "report_intermediate_result", "seed_everything",
         "trial_device",
         "trial_threads", "add_trial_options", "epoch_report", "keep_trial_model", "start_trial",
-        "trial_output_dir",
+        "trial_output_dir", "PreparedMember", "train_members",
     },
     "spiketune.engine": {
         "Experiment", "ExperimentConfig", "ExperimentResults", "Outcome", "Progress",
@@ -59,7 +59,7 @@ PUBLIC: dict[str, set[str]] = {
         "lmu_initial_state", "lmu_step", "load_checkpoint", "load_weights", "make_rule",
         "model_from_params", "TrainingDiverged", "fold_best", "fold_result",
         "is_spiking", "model_and_config_from_params", "predict_classes", "train_folds",
-        "neuron_step", "per_step_cross_entropy", "population_key", "predict",
+        "train_population", "neuron_step", "per_step_cross_entropy", "population_key", "predict",
         "probe_population",
         "rate_regularisation",
         "save_checkpoint", "spike_function", "spike_stats", "summed_cross_entropy",

@@ -21,7 +21,7 @@ PUBLIC = {
     "neuron_step", "per_step_cross_entropy", "predict", "probe_population",
     "rate_regularisation",
     "TrainingDiverged", "fold_best", "fold_result", "is_spiking",
-    "model_and_config_from_params", "predict_classes", "train_folds",
+    "model_and_config_from_params", "predict_classes", "train_folds", "train_population",
     "save_checkpoint", "spike_function", "spike_stats", "summed_cross_entropy",
 }
 

@@ -7,7 +7,9 @@ dict with :func:`configs_from_params`, or any model and its training configurati
 train it with a :class:`Trainer` (one network per fold of a trial, in lock-step:
 :func:`train_folds`, then :func:`fold_result`; K networks that
 differ in their hyperparameters: as one batched computation with a
-:class:`PopulationTrainer`, K and its CPU threads measured by :func:`probe_population`); the
+:class:`PopulationTrainer`, K and its CPU threads measured by :func:`probe_population`;
+several trials' fold networks as populations that members join and leave:
+:func:`train_population`); the
 Trainer, checkpoints and spike statistics take any :class:`Model`. Dynamics are pure
 functions (:func:`lif_step`, :func:`alif_step`, :func:`cuba_lif_step`, :func:`lmu_step`,
 :func:`l2mu_step`) over parameter records; times are in seconds, decays per step.
@@ -26,6 +28,7 @@ from spiketune.snn._folds import (
     fold_result,
     predict_classes,
     train_folds,
+    train_population,
 )
 from spiketune.snn._from_params import (
     is_spiking,
@@ -151,4 +154,5 @@ __all__ = [
     "spike_stats",
     "summed_cross_entropy",
     "train_folds",
+    "train_population",
 ]

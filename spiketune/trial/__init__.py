@@ -83,10 +83,12 @@ if TYPE_CHECKING:
         trial_threads,
     )
     from spiketune.trial._script import (
+        PreparedMember,
         add_trial_options,
         epoch_report,
         keep_trial_model,
         start_trial,
+        train_members,
         trial_output_dir,
     )
 
@@ -104,8 +106,9 @@ __getattr__, _ = lazy_exports(
                         "spiketune.trial._population"),
         **dict.fromkeys(("ENV_CONCURRENCY", "ENV_TRIAL_THREADS", "seed_everything",
                          "trial_device", "trial_threads"), "spiketune.trial._runtime"),
-        **dict.fromkeys(("add_trial_options", "epoch_report", "keep_trial_model", "start_trial",
-                         "trial_output_dir"), "spiketune.trial._script"),
+        **dict.fromkeys(("PreparedMember", "add_trial_options", "epoch_report",
+                         "keep_trial_model", "start_trial", "train_members", "trial_output_dir"),
+                        "spiketune.trial._script"),
     },
 )
 
@@ -124,6 +127,7 @@ __all__ = [
     "BestModel",
     "Member",
     "Predictions",
+    "PreparedMember",
     "TrialStopped",
     "add_trial_options",
     "epoch_report",
@@ -147,6 +151,7 @@ __all__ = [
     "seed_everything",
     "start_trial",
     "stop_joining",
+    "train_members",
     "trial_device",
     "trial_output_dir",
     "trial_threads",

@@ -13,6 +13,9 @@ its result and offered as the experiment's best).
     ...                                               # load, build, train, test
     keep_trial_model(out_dir, net, train_config=..., history=..., metrics=final, ...)
 
+In population mode the script hands its members to :func:`train_members` with two functions
+of its own: how a member's networks are built, and what it does with them once trained.
+
 torch is imported by the functions that need it, not with this module.
 """
 
@@ -21,15 +24,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
 
-    from spiketune.snn import History, Model, TrainConfig
+    from spiketune.data import Dataset
+    from spiketune.snn import EpochMetrics, History, Model, TrainConfig
     from spiketune.trial._artifacts import Predictions
+    from spiketune.trial._population import Member
 
 #: Where a trial run by hand saves its model, unless ``--out`` says otherwise.
 MANUAL_OUT = "manual_trial"
@@ -161,3 +167,108 @@ def epoch_report(
           f"{mean['train_loss']:.3f}, val acc {mean['val_acc']:.3f} loss "
           f"{mean['val_loss']:.3f}{spikes}", flush=True)
     return {"default": mean.pop("val_acc"), **mean}
+
+
+@dataclass(frozen=True)
+class PreparedMember:
+    """What a population member's trial needs to train (see :func:`train_members`): its
+    networks and configurations ``built`` and their ``(train, val)`` datasets ``folds``, one
+    of each per fold; ``data_key``, equal for members that read the same data (they may then
+    share a batch); ``context``, the script's own (parameters, data...) for its ``finish``."""
+
+    built: Sequence[tuple[Model, TrainConfig]]
+    folds: Sequence[tuple[Dataset, Dataset]]
+    data_key: Hashable
+    context: Any = None
+
+
+def train_members(
+    prepare: Callable[[Member], PreparedMember | None],
+    finish: Callable[[Member, PreparedMember, list[History]], dict[str, Any]],
+    *,
+    refills: int = 0,
+    linger: float = 2.0,
+) -> list[dict[str, Any]]:
+    """A trial script's population mode: train this process's members
+    (:func:`spiketune.trial.population`) as batched populations and report each as its own
+    trial; returns the final results of those that finished.
+
+    ``prepare(member)`` builds a member's networks (:class:`PreparedMember`), or returns None
+    after ``member.fail(...)`` when its parameters are invalid: it fails alone. Every epoch
+    reports each member's :func:`epoch_report` to it, unless the engine stopped it (pruned,
+    timed out, stopping), which ends its training alone. As soon as all of a member's folds
+    are over (each network holding its best weights), ``finish(member, prepared,
+    histories)`` runs with the member's channel bound (``offer_best_model``, ``nni.report_*``
+    go to it) and returns its final result; ``TrainingDiverged`` there fails that member.
+
+    With ``refills`` R, each place of the population may take R new trials after its first,
+    as members end (:func:`spiketune.trial.joining`; they train exactly as alone); when no
+    member trains any more, the process waits up to ``linger`` seconds for some (cheaper than
+    starting a new process) and then ends. Offers not taken go to another process.
+    """
+    import time
+
+    from spiketune.snn import TrainingDiverged, train_population
+    from spiketune.trial._population import joining, population, stop_joining
+
+    members = population()
+    ready: list[tuple[Member, PreparedMember]] = []
+
+    def take(member: Member) -> bool:
+        prepared = prepare(member)
+        if prepared is not None:
+            ready.append((member, prepared))
+        return prepared is not None
+
+    for member in members:
+        take(member)
+    print(f"population of {len(members)} trial(s) ({', '.join(m.trial_id for m in members)})"
+          f", {len(ready)} ready", flush=True)
+    stopped: set[int] = set()
+    finals: list[dict[str, Any]] = []
+    taken, limit = len(members), (1 + refills) * len(members)
+
+    def on_epoch(i: int, epoch: int, latest: list[EpochMetrics]) -> bool:
+        member = ready[i][0]
+        if member.should_stop():  # pruned, timed out, or the experiment is stopping
+            stopped.add(i)
+            return True
+        member.report_intermediate_result(epoch_report(epoch, latest, trial_id=member.trial_id))
+        return False
+
+    def join(idle: bool) -> list[tuple[Any, Any, Hashable]]:
+        nonlocal taken
+        new: list[tuple[Any, Any, Hashable]] = []
+        waited = 0.0
+        while taken < limit:
+            for member in joining():
+                taken += 1
+                if take(member):
+                    prepared = ready[-1][1]
+                    print(f"trial {member.trial_id} joined the population", flush=True)
+                    new.append((prepared.built, prepared.folds, prepared.data_key))
+            if new or not idle or waited >= linger:
+                break
+            time.sleep(0.1)
+            waited += 0.1
+        if taken >= limit:
+            stop_joining()
+        return new
+
+    def on_done(i: int, histories: list[History]) -> None:
+        member, prepared = ready[i]
+        if i in stopped or member.should_stop():
+            return
+        with member:  # offer_best_model and nni.report_final_result go to this member
+            try:
+                finals.append(finish(member, prepared, histories))
+            except TrainingDiverged as e:
+                member.fail(str(e))
+
+    try:
+        train_population([p.built for _, p in ready], [p.folds for _, p in ready],
+                         [p.data_key for _, p in ready], on_epoch, join=join,
+                         on_done=on_done)
+    finally:
+        stop_joining()  # an offer not taken by now goes to another process
+    return finals

@@ -44,15 +44,14 @@ from spiketune.snn import EpochMetrics, TrainingDiverged, fold_best, fold_result
 from spiketune.trial import (
     Member,
     Predictions,
+    PreparedMember,
     add_trial_options,
     epoch_report,
     in_population,
-    joining,
     keep_trial_model,
-    population,
     seed_everything,
     start_trial,
-    stop_joining,
+    train_members,
     trial_device,
     trial_output_dir,
     trial_threads,
@@ -137,19 +136,19 @@ LINGER = 2.0
 def main_population(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Population mode (``population = K`` in the experiment, ``main.py --population K``):
     the trials of this process train as batched populations, each reported as its own trial
-    as soon as its training is over. While it trains, members the engine adds (in the places
-    of members that ended, :func:`spiketune.trial.joining`) join the population. A member
-    whose parameters are invalid, or whose training diverges, fails alone."""
+    as soon as its training is over (:func:`spiketune.trial.train_members`). While it trains,
+    members the engine adds (in the places of members that ended) join the population. A
+    member whose parameters are invalid, or whose training diverges, fails alone."""
     started = time.perf_counter()
-    members = population()
     torch.set_num_threads(trial_threads(args.threads))
     device = trial_device()
     pool = setup_hpo.is_pool(setup_hpo.data_location(args.data))
-    loaded: dict[str, SplitParts] = {}
-    ready: list[tuple[Member, dict[str, Any], dict[str, Any], SplitParts, list]] = []
+    loaded: dict[str, SplitParts] = {}  # one load per encoding the members ask for
+    print(f"population mode: {args.folds} fold(s), {torch.get_num_threads()} thread(s) on "
+          f"{device}", flush=True)
 
-    def prepare(member: Member) -> bool:
-        """Load the member's data (once per encoding) and build its networks; False when its
+    def prepare(member: Member) -> PreparedMember | None:
+        """Load the member's data (once per encoding) and build its networks; None when its
         parameters are invalid (it has failed, alone)."""
         params = {**DEFAULT_PARAMS, **member.parameters}
         try:
@@ -164,68 +163,15 @@ def main_population(args: argparse.Namespace) -> list[dict[str, Any]]:
                                      epochs_cap=args.epochs_cap) for _ in data.folds]
         except SpiketuneError as e:
             member.fail(f"{type(e).__name__}: {e}")
-            return False
-        ready.append((member, params, options, data, built))
-        return True
+            return None
+        return PreparedMember(built, data.folds, key, context=(params, options, data))
 
-    for member in members:
-        prepare(member)
-    print(f"population of {len(members)} trial(s) ({', '.join(m.trial_id for m in members)}), "
-          f"{len(loaded)} encoding(s), {args.folds} fold(s), {torch.get_num_threads()} "
-          f"thread(s) on {device}", flush=True)
-    stopped: set[int] = set()
-    finals: list[dict[str, Any]] = []
-    taken, limit = len(members), (1 + args.refills) * len(members)
+    def done(member: Member, prepared: PreparedMember, histories: list) -> dict[str, Any]:
+        params, options, data = prepared.context
+        return finish(params, data, options, pool, list(prepared.built), histories, args,
+                      started, Path(str(member.trial_dir)))
 
-    def on_epoch(i: int, epoch: int, latest: list[EpochMetrics]) -> bool:
-        member = ready[i][0]
-        if member.should_stop():  # pruned, timed out, or the experiment is stopping
-            stopped.add(i)
-            return True
-        member.report_intermediate_result(epoch_report(epoch, latest, trial_id=member.trial_id))
-        return False
-
-    def join(idle: bool) -> list[tuple[list, list, str]]:
-        """The members the engine added since the last epoch, built; when no member trains
-        any more, wait up to LINGER seconds for some (the engine offers them a moment after
-        it has read the last results): cheaper than starting a new process."""
-        nonlocal taken
-        new: list[tuple[list, list, str]] = []
-        waited = 0.0
-        while taken < limit:
-            for member in joining():
-                taken += 1
-                if prepare(member):
-                    _, _, options, data, built = ready[-1]
-                    print(f"trial {member.trial_id} joined the population", flush=True)
-                    new.append((built, data.folds, json.dumps(options, sort_keys=True)))
-            if new or not idle or waited >= LINGER:
-                break
-            time.sleep(0.1)
-            waited += 0.1
-        if taken >= limit:
-            stop_joining()
-        return new
-
-    def on_done(i: int, histories: list) -> None:
-        member, params, options, data, built = ready[i]
-        if i in stopped or member.should_stop():
-            return
-        with member:  # offer_best_model and nni.report_final_result go to this member
-            try:
-                finals.append(finish(params, data, options, pool, built, histories, args,
-                                     started, Path(str(member.trial_dir))))
-            except TrainingDiverged as e:
-                member.fail(str(e))
-
-    try:
-        train_hpo.train_population(
-            [r[4] for r in ready], [r[3].folds for r in ready],
-            [json.dumps(r[2], sort_keys=True) for r in ready], on_epoch,
-            join=join, on_done=on_done)
-    finally:
-        stop_joining()  # an offer not taken by now goes to another process
-    return finals
+    return train_members(prepare, done, refills=args.refills, linger=LINGER)
 
 
 def finish(
