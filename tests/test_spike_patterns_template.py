@@ -223,3 +223,69 @@ def _kept_trial(results: ExperimentResults) -> int:
     chosen = chosen_trial(results)
     assert chosen is not None and str(chosen.number) == str(kept.trial_id)
     return chosen.number
+
+
+def test_population_mode_records_each_member_as_the_same_trial_alone(
+    project: Path, tmp_path: Path
+) -> None:
+    """``main.py --population 3``: three trials of the real search space trained in one
+    process, each recorded as its own trial (reports, result, checkpoint, log), and a member's
+    result equal to its parameters trained alone by ``main_hpo.py``."""
+    from spiketune.snn import load_checkpoint
+
+    env = _trial_env()
+    with pytest.MonkeyPatch.context() as mp:
+        for key in [k for k in os.environ if k not in env]:
+            mp.delenv(key)
+        mp.setenv("PYTHONPATH", env["PYTHONPATH"])
+        mp.setenv("SPIKETUNE_CONCURRENCY", "1")
+        main = _load("main", project)
+        results = main.run(["--smoke", "--trials", "3", "--population", "3", "--concurrency",
+                            "1", "--epochs-cap", "2", "--folds", "2", "--retrain-seeds",
+                            "--experiment-dir", str(tmp_path / "exp"), "--gpus", "none",
+                            "--no-report", "-q"])
+    assert results.directory is not None
+    (population,) = (results.directory / "populations").iterdir()
+    assert "population of 3 trial(s) (0, 1, 2)" in (population / "stdout.log").read_text()
+    assert len(results.records) == 3
+    shapes = {json.dumps([rec.parameters[k] for k in main.POPULATION_GROUP
+                          if k in rec.parameters]) for rec in results.records}
+    assert len(shapes) == 1  # one batch: the members share what fixes its shape
+    for rec in results.records:
+        assert rec.outcome is Outcome.COMPLETE, rec.reason
+        assert set(rec.metrics) >= FINAL_KEYS | {"val_fold0", "val_fold1"}
+        assert 1 <= len(rec.intermediate) <= 2
+        checkpoint = load_checkpoint(rec.trial_dir / "best_model.pt")
+        assert checkpoint.extra["metrics"]["test"] == rec.metrics["test"]
+        assert f"trial {rec.number} epoch 1" in (rec.trial_dir / "stdout.log").read_text()
+
+    # The last member, trained alone by hand on the same folds, gives the same result.
+    rec = results.records[-1]
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps(rec.parameters), encoding="utf-8")
+    alone = subprocess.run(
+        [sys.executable, "main_hpo.py", "--params", str(params), "--subset", "10",
+         "--epochs-cap", "2", "--folds", "2", "--threads", "1", "--out", str(tmp_path / "a")],
+        cwd=project, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert alone.returncode == 0, alone.stderr
+    final = json.loads((tmp_path / "a" / "result.json").read_text(encoding="utf-8"))
+    for key in ("default", "val_fold0", "val_fold1", "test", "epoch"):
+        assert final[key] == pytest.approx(rec.metrics[key], abs=1e-6), key
+
+
+def test_population_auto_probes_the_default_network(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--population auto``: the probe's choice becomes K, the processes and their threads."""
+    monkeypatch.syspath_prepend(str(project))  # main imports its neighbours for the probe
+    main = _load("main", project)
+    monkeypatch.setattr(main, "PROBE_SIZES", (1, 2))
+    args = main.parse_args(["--population", "auto", "--subset", "10", "--gpus", "none"])
+    probe = main.choose_population(args)
+    assert args.population == probe.size in (1, 2)
+    assert args.concurrency == probe.processes and args.trial_threads == probe.threads
+    assert {r.size for r in probe.table} == {1, 2}
+    for bad in ("0", "x"):
+        with pytest.raises(SystemExit):  # argparse's usage error
+            main.parse_args(["--population", bad])

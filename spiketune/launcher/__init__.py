@@ -18,7 +18,8 @@ prints while the experiment runs and after.
 
 The command line and the run are shared too: ``add_budget_options``, ``add_smoke_options``,
 ``add_selection_options`` and ``add_experiment_options`` add the options every launcher takes
-(the template adds its own between them), ``parse_launcher_args`` parses them and applies
+(the template adds its own between them; ``add_population_options`` and
+``use_population_probe`` those of population mode), ``parse_launcher_args`` parses them and applies
 ``--smoke``, ``trial_command_change`` puts options on every trial's command line, and
 ``run_experiment`` runs, retrains the chosen configuration with seeds and prints the summary::
 
@@ -54,15 +55,19 @@ from spiketune.launcher._lines import (
 from spiketune.launcher._run import (
     add_budget_options,
     add_experiment_options,
+    add_population_options,
     add_selection_options,
     add_smoke_options,
     parse_launcher_args,
+    population_size,
     run_experiment,
+    use_population_probe,
 )
 
 __all__ = [
     "add_budget_options",
     "add_experiment_options",
+    "add_population_options",
     "add_selection_options",
     "add_smoke_options",
     "config_changes",
@@ -70,11 +75,13 @@ __all__ = [
     "format_percent",
     "narrow_choice",
     "parse_launcher_args",
+    "population_size",
     "print_finish",
     "print_start",
     "print_summary",
     "progress_printer",
     "run_experiment",
     "trial_command_change",
+    "use_population_probe",
     "with_options",
 ]

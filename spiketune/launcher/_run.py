@@ -16,6 +16,7 @@ from spiketune.launcher._lines import print_finish, print_start, print_summary, 
 if TYPE_CHECKING:
     from spiketune.engine.experiment import Experiment
     from spiketune.engine.results import ExperimentResults
+    from spiketune.snn import PopulationProbe
 
 
 def add_budget_options(
@@ -31,6 +32,44 @@ def add_budget_options(
     parser.add_argument("--trial-duration", help='time limit of one trial, e.g. "5m"')
     parser.add_argument("--concurrency", type=int, help=concurrency_help)
     return parser
+
+
+def population_size(value: str) -> int | str:
+    """``--population``'s argparse type: a number of trials of at least 1, or ``auto``."""
+    if value == "auto":
+        return value
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"a number of trials >= 1 or auto, got {value!r}")
+    return number
+
+
+def add_population_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add ``--population K|auto`` (population mode, for trials built on ``spiketune.snn``:
+    up to K trials train together in one process, each recorded as its own trial; ``auto``:
+    the launcher probes first, see :func:`use_population_probe`) to ``parser``; returns
+    ``parser``. :func:`config_changes` passes a number on as ``population``."""
+    parser.add_argument("--population", type=population_size, metavar="K|auto",
+                        help="train up to K trials together in one process, as one batched "
+                             "population (config: population); auto: choose K, the "
+                             "populations at once (--concurrency) and their CPU threads by a "
+                             "short probe")
+    # set by the probe: CPU threads per trial process, population sizes by shape
+    parser.set_defaults(trial_threads=None, population_sizes=None)
+    return parser
+
+
+def use_population_probe(args: argparse.Namespace, probe: PopulationProbe) -> None:
+    """``--population auto``: print the probe's table and choice
+    (:func:`spiketune.snn.probe_population`) and put it into ``args``: ``population`` (K),
+    ``concurrency`` (population processes at once) and ``trial_threads`` (CPU threads of
+    each, which :func:`run_experiment` hands to the trials)."""
+    print(probe.summary(), flush=True)
+    args.population, args.concurrency = probe.size, probe.processes
+    args.trial_threads = probe.threads
 
 
 def add_smoke_options(

@@ -36,12 +36,14 @@ from spiketune import Experiment, ExperimentResults, load_config
 from spiketune.launcher import (
     add_budget_options,
     add_experiment_options,
+    add_population_options,
     add_selection_options,
     add_smoke_options,
     config_changes,
     parse_launcher_args,
     run_experiment,
     trial_command_change,
+    use_population_probe,
     with_options,
 )
 from spiketune.snn import PopulationProbe, probe_population
@@ -69,10 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_budget_options(p, concurrency_help="trials at once (config: concurrency); with "
                                            "--population, populations at once")
-    p.add_argument("--population", type=_population, metavar="K|auto",
-                   help="train up to K trials together in one process, as one batched "
-                        "population (config: population); auto: choose K, the populations "
-                        "at once (--concurrency) and their CPU threads by a short probe")
+    add_population_options(p)  # --population K|auto
     p.add_argument("--shape-sizes", action="store_true",
                    help="with --population auto: also measure a K for each n_rec and rule of "
                         "the search space (config: population_sizes); on a GPU, where the "
@@ -92,8 +91,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threshold", type=int, choices=[1, 2, 5, 10],
                    help="sigma-delta threshold of the event file (default 10)")
     add_experiment_options(p)  # --seed, --name, --experiment-dir, --no-report, --quiet
-    # set by the probe: CPU threads per trial process, population sizes by shape
-    p.set_defaults(trial_threads=None, population_sizes=None)
     return parse_launcher_args(p, argv, smoke=SMOKE)
 
 
@@ -106,16 +103,6 @@ def _refills(value: str) -> int:
     if number < 0:
         raise argparse.ArgumentTypeError(f"a number of trials >= 0, got {value!r}")
     return number
-
-
-def _population(value: str) -> int | str:
-    """``--population``: a number of trials, or ``auto``."""
-    if value == "auto":
-        return value
-    try:
-        return int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a number of trials or auto, got {value!r}") from None
 
 
 def experiment(args: argparse.Namespace) -> Experiment:
@@ -186,9 +173,7 @@ def choose_population(args: argparse.Namespace,
 
     probe = probe_population(build, data.train.tensor_dataset(), sizes=PROBE_SIZES,
                              steps=PROBE_STEPS)
-    print(probe.summary(), flush=True)
-    args.population, args.concurrency = probe.size, probe.processes
-    args.trial_threads = probe.threads
+    use_population_probe(args, probe)
     if space is not None and getattr(args, "shape_sizes", False):
         args.population_sizes = choose_sizes(space, params, data, device, probe.threads)
     return probe

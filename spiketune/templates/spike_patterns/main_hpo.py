@@ -20,13 +20,19 @@ accuracy of the first fold's network at its best epoch, "train", "epoch",
 ...}``. The first fold's network is the model saved and offered as the experiment's best; a
 ``result.json`` beside it holds the final result, the split digest and the generator's
 options (the data are always the generator's defaults, ``setup_hpo.GENERATOR``).
+
+In population mode (``main.py --population K``) one process trains up to K trials together
+as batched populations (:func:`spiketune.trial.train_members`), each reported as its own
+trial, with the same reports, result and model as alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 try:
@@ -38,14 +44,22 @@ import setup_hpo
 import torch
 import train_hpo
 
+from spiketune import SpiketuneError
 from spiketune.snn import EpochMetrics, TrainingDiverged, fold_best, fold_result, train_folds
 from spiketune.trial import (
+    Member,
     Predictions,
+    PreparedMember,
     add_trial_options,
     epoch_report,
+    in_population,
     keep_trial_model,
+    seed_everything,
     start_trial,
+    train_members,
+    trial_device,
     trial_output_dir,
+    trial_threads,
 )
 
 #: What a trial uses for any parameter the search space does not give (and all of them when
@@ -74,10 +88,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def main(argv: list[str] | None = None) -> dict[str, Any] | list[dict[str, Any]]:
     args = parse_args(argv)
     if args.folds < 1:
         sys.exit(f"--folds must be at least 1, got {args.folds}")
+    if in_population():
+        return main_population(args)
     started = time.perf_counter()
     params, device = start_trial({**DEFAULT_PARAMS, **nni.get_next_parameter()},
                                  seed=args.seed, threads=args.threads)
@@ -86,26 +102,81 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     data = setup_hpo.load_data(options, per_class=args.subset, folds=args.folds)
     built = [train_hpo.build(params, data.info, device=device, epochs_cap=args.epochs_cap)
              for _ in data.folds]
-    net, train_config = built[0]
     print(f"trial {nni.get_trial_id()}: {data.info.name}, {len(data.train)}/{len(data.val)}/"
           f"{len(data.test)} samples, {args.folds} fold(s), split {data.split_digest[:12]}, "
-          f"{net}, {torch.get_num_threads()} thread(s) on {device}", flush=True)
+          f"{built[0][0]}, {torch.get_num_threads()} thread(s) on {device}", flush=True)
 
     def on_epoch(epoch: int, latest: list[EpochMetrics]) -> None:
         nni.report_intermediate_result(epoch_report(epoch, latest))
 
     _, histories = train_folds(built, data.folds, on_epoch)
-    try:  # the first fold's network, with its best validation weights, tested once
-        final, predicted = fold_result(histories, net, data.test, started=started)
+    try:
+        return finish(params, data, options, built, histories, args, started,
+                      trial_output_dir(args.out))
     except TrainingDiverged as err:
         sys.exit(str(err))
+
+
+def main_population(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Population mode: the trials of this process train as batched populations, each
+    reported as its own trial as soon as its training is over. A member whose parameters are
+    invalid, or whose training diverges, fails alone."""
+    started = time.perf_counter()
+    torch.set_num_threads(trial_threads(args.threads))
+    device = trial_device()
+    loaded: dict[str, setup_hpo.PatternData] = {}  # one load per encoding asked for
+    print(f"population mode: {args.folds} fold(s), {torch.get_num_threads()} thread(s) on "
+          f"{device}", flush=True)
+
+    def prepare(member: Member) -> PreparedMember | None:
+        params = {**DEFAULT_PARAMS, **member.parameters}
+        try:
+            options = setup_hpo.data_options(params)
+            key = json.dumps(options, sort_keys=True)
+            if key not in loaded:
+                loaded[key] = setup_hpo.load_data(options, per_class=args.subset,
+                                                  folds=args.folds)
+            data = loaded[key]
+            seed_everything(int(params.get("seed", 0)))
+            built = [train_hpo.build(params, data.info, device=device,
+                                     epochs_cap=args.epochs_cap) for _ in data.folds]
+        except SpiketuneError as e:
+            member.fail(f"{type(e).__name__}: {e}")
+            return None
+        return PreparedMember(built, data.folds, key, context=(params, options, data))
+
+    def done(member: Member, prepared: PreparedMember, histories: list) -> dict[str, Any]:
+        params, options, data = prepared.context
+        return finish(params, data, options, list(prepared.built), histories, args, started,
+                      Path(str(member.trial_dir)))
+
+    return train_members(prepare, done)
+
+
+def finish(
+    params: dict[str, Any],
+    data: setup_hpo.PatternData,
+    options: dict[str, Any],
+    built: list,
+    histories: list,
+    args: argparse.Namespace,
+    started: float,
+    out_dir: Path,
+) -> dict[str, Any]:
+    """After training: test the first fold's network once, save it with its result, offer it
+    as the experiment's best, report the final result (to the channel bound to this thread:
+    the trial's, or a population member's)."""
+    net, train_config = built[0]
+    # The first fold's network, with its best validation weights, tested once;
+    # TrainingDiverged when a fold has no epoch.
+    final, predicted = fold_result(histories, net, data.test, started=started)
     history, best = histories[0], fold_best(histories)
     # Kept as the experiment's best model if no trial has done better on validation, ties
     # going to the model that spikes less. The data are always the generator's defaults:
     # the checkpoint and the result record them.
     generated = {"data": options, "generator": setup_hpo.GENERATOR, "subset": args.subset}
     checkpoint = keep_trial_model(
-        trial_output_dir(args.out), net, train_config=train_config, history=history,
+        out_dir, net, train_config=train_config, history=history,
         metrics=final, parameters=params, split_digest=data.split_digest,
         predictions=Predictions(data.test.labels, predicted, list(data.info.classes),
                                 split="test"),
@@ -114,9 +185,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                "classes": list(data.info.classes), "metrics": final, "folds": args.folds},
         result=generated,
     )
-    print(f"best epoch {best.epoch} of {len(history.epochs)} ({history.stop_reason}): "
-          f"val {final['default']:.3f} (mean of {args.folds} fold(s)), test {final['test']:.3f}; "
-          f"saved {checkpoint}", flush=True)
+    print(f"trial {nni.get_trial_id()}: best epoch {best.epoch} of {len(history.epochs)} "
+          f"({history.stop_reason}): val {final['default']:.3f} (mean of {args.folds} "
+          f"fold(s)), test {final['test']:.3f}; saved {checkpoint}", flush=True)
     nni.report_final_result(final)
     return final
 
