@@ -24,9 +24,14 @@ share one, so a dear draw costs K trials' time). Modes run one after another, ea
 the machine, so the figures are comparable only within one run of this script (state the
 machine with them).
 
+``--template spike_patterns`` runs the same comparison on the spike-pattern template's search
+(its generated data, no ``--data``; its population modes have neither refills nor sizes by
+shape, so ``auto shapes`` and ``r<R>`` modes are left out): smaller networks of one input
+channel, where a step's work is smaller still.
+
 Run: ``.venv/bin/python benchmarks/population_search.py`` (``--minutes 10``, ``--seeds 0 1 2``,
 ``--members 4 8 16``, ``--refills 1 0``, ``--epochs-cap 20``, ``--folds 1``, ``--data POOL``,
-``--json FILE``).
+``--template``, ``--json FILE``).
 """
 
 from __future__ import annotations
@@ -47,10 +52,17 @@ from typing import Any
 from spiketune import Experiment, Outcome, load_config
 
 REPO = Path(__file__).resolve().parents[1]
-TEMPLATE = REPO / "spiketune" / "templates" / "braille_eprop"
+TEMPLATES = REPO / "spiketune" / "templates"
+#: The templates whose search this benchmark runs; the first is the default.
+TEMPLATE_NAMES = ("braille_eprop", "spike_patterns")
 POOL = REPO.parent / "shared" / "data" / "braille_th1" / "braille_reduced_th1_pool.pt"
-sys.path.insert(0, str(TEMPLATE))  # the launcher imports its trial modules from beside it
-LAUNCHER = importlib.import_module("main")
+
+
+def launcher(template: str) -> Any:
+    """The template's ``main.py``, imported from beside its trial modules (which it imports
+    by their plain names: one template per process)."""
+    sys.path.insert(0, str(TEMPLATES / template))
+    return importlib.import_module("main")
 
 
 def modes(members: list[int], refills: list[int] | None = None) -> list[dict[str, Any]]:
@@ -75,14 +87,27 @@ def modes(members: list[int], refills: list[int] | None = None) -> list[dict[str
     return out
 
 
-def run_mode(mode: dict[str, Any], seed: int, args: argparse.Namespace, root: Path
-             ) -> dict[str, Any]:
+def template_modes(template: str, members: list[int], refills: list[int] | None = None
+                   ) -> list[dict[str, Any]]:
+    """:func:`modes` that ``template``'s launcher can set up: the spike-pattern template has
+    neither refills nor sizes by shape."""
+    every = modes(members, refills)
+    if template == "braille_eprop":
+        return every
+    return [m for m in every if not m.get("shape_sizes") and m.get("refills") is None]
+
+
+def run_mode(mode: dict[str, Any], seed: int, args: argparse.Namespace, root: Path,
+             main_py: Any) -> dict[str, Any]:
     """One search of ``args.minutes`` in ``mode``, set up by the template's own launcher
-    (``main.experiment``: its config, search space, ``--population`` grouping); its figures."""
+    ``main_py`` (``main.experiment``: its config, search space, ``--population`` grouping);
+    its figures."""
     argv = ["--name", f"bench-{mode['name'].replace(' ', '-')}-s{seed}", "--seed", str(seed),
-            "--experiment-dir", str(root), "--data", str(args.data), "--gpus", "none",
+            "--experiment-dir", str(root), "--gpus", "none",
             "--folds", str(args.folds), "--epochs-cap", str(args.epochs_cap),
             "--duration", f"{args.minutes * 60:g}s", "--trials", "100000"]
+    if args.data is not None:
+        argv += ["--data", str(args.data)]
     if mode["concurrency"] is not None:
         argv += ["--concurrency", str(mode["concurrency"])]
     if mode["population"] is not None:
@@ -91,9 +116,9 @@ def run_mode(mode: dict[str, Any], seed: int, args: argparse.Namespace, root: Pa
         argv += ["--shape-sizes"]
     if mode.get("refills") is not None:
         argv += ["--refills", str(mode["refills"])]
-    launcher_args = LAUNCHER.parse_args(argv)
+    launcher_args = main_py.parse_args(argv)
     probe_started = time.time()
-    exp = LAUNCHER.experiment(launcher_args)  # --population auto: the probe runs here
+    exp = main_py.experiment(launcher_args)  # --population auto: the probe runs here
     probe_seconds = time.time() - probe_started
     os.environ["SPIKETUNE_CONCURRENCY"] = str(exp.config.concurrency)
     os.environ["SPIKETUNE_TRIAL_THREADS"] = str(mode["threads"] or launcher_args.trial_threads)
@@ -167,7 +192,10 @@ def main() -> None:
                              "'... r<R>' (default: the template's)")
     parser.add_argument("--epochs-cap", type=int, default=20)
     parser.add_argument("--folds", type=int, default=1)
-    parser.add_argument("--data", type=Path, default=POOL)
+    parser.add_argument("--data", type=Path, default=None,
+                        help="the threshold-1 pool (braille_eprop; default ../shared/data)")
+    parser.add_argument("--template", choices=TEMPLATE_NAMES, default=TEMPLATE_NAMES[0],
+                        help="whose search to run (default: the Braille e-prop example)")
     parser.add_argument("--target", type=float, default=None,
                         help="validation accuracy to reach (default: the median final "
                              "value of the process-mode runs)")
@@ -179,26 +207,34 @@ def main() -> None:
                              'modes without the shapes their searches happen to draw)')
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    if not args.data.exists():
-        sys.exit(f"no threshold-1 pool at {args.data} (give --data)")
-    args.data = args.data.resolve()
-    config = load_config(TEMPLATE / "config.toml")
-    print(f"search space ({TEMPLATE / 'search_space.json'}):\n"
+    template = TEMPLATES / args.template
+    if args.template == "braille_eprop":
+        args.data = (args.data or POOL).resolve()
+        if not args.data.exists():
+            sys.exit(f"no threshold-1 pool at {args.data} (give --data)")
+        encoding = f"threshold-1 pool {args.data} (bins as searched)"
+    else:
+        if args.data is not None:
+            sys.exit(f"--data: the {args.template} template generates its data")
+        encoding = "the generator's spike patterns (bins as searched)"
+    main_py = launcher(args.template)
+    config = load_config(template / "config.toml")
+    print(f"search space ({template / 'search_space.json'}):\n"
           f"{json.dumps(config.search_space, sort_keys=True)}")
     if args.fix:
         fixed_space(config.search_space, args.fix)  # checked before any run
         print(f"fixed: {' '.join(args.fix)}")
-    print(f"encoding: threshold-1 pool {args.data} (bins as searched); tuner {config.tuner} "
+    print(f"encoding: {encoding}; tuner {config.tuner} "
           f"(seeds {args.seeds}), assessor {config.assessor} {config.assessor_args}; "
           f"epochs cap {args.epochs_cap}, folds {args.folds}, {args.minutes:g} min per run; "
           f"{os.cpu_count()} CPUs", flush=True)
     runs = []
-    chosen = [m for m in modes(args.members, args.refills)
+    chosen = [m for m in template_modes(args.template, args.members, args.refills)
               if args.modes is None or m["name"] in args.modes]
     with tempfile.TemporaryDirectory(prefix="spiketune-bench-") as tmp:
         for seed in args.seeds:
             for mode in chosen:
-                run = run_mode(mode, seed, args, Path(tmp))
+                run = run_mode(mode, seed, args, Path(tmp), main_py)
                 runs.append(run)
                 print(f"  {run['mode']:>20} seed {seed}: {run['finished']} trials "
                       f"({run['complete']} complete; {run['stopped']} more cut by the budget), "

@@ -145,6 +145,12 @@ def test_the_benchmark_runs_each_population_mode_with_each_refill_setting_and_au
     assert both["population 8 c2 t1 r0"]["refills"] == 0
     assert both["population 8 c2 t1 r1"]["refills"] == 1
     assert len(both) == 2 + 2 * 2 + 2
+    # the spike-pattern template's launcher has neither refills nor sizes by shape
+    patterns = [m["name"] for m in bench.template_modes("spike_patterns", [8], [1, 0])]
+    assert patterns == ["process c1 t2", "process c2 t1", "population auto"]
+    assert [m["name"] for m in bench.template_modes("spike_patterns", [8])] == [
+        "process c1 t2", "process c2 t1", "population 8 c2 t1", "population 8 c1 t2",
+        "population auto"]
 
 
 def test_the_benchmark_can_fix_keys_of_the_search_space() -> None:
