@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,8 +207,6 @@ def train_members(
     member trains any more, the process waits up to ``linger`` seconds for some (cheaper than
     starting a new process) and then ends. Offers not taken go to another process.
     """
-    import time
-
     from spiketune.snn import TrainingDiverged, train_population
     from spiketune.trial._population import joining, population, stop_joining
 
