@@ -282,7 +282,14 @@ def test_population_auto_probes_the_default_network(
     main = _load("main", project)
     monkeypatch.setattr(main, "PROBE_SIZES", (1, 2))
     args = main.parse_args(["--population", "auto", "--subset", "10", "--gpus", "none"])
-    probe = main.choose_population(args)
+    neighbours = ("main_hpo", "setup_hpo", "train_hpo")  # other templates have their own
+    before = {name: sys.modules.pop(name) for name in neighbours if name in sys.modules}
+    try:
+        probe = main.choose_population(args)
+    finally:
+        for name in neighbours:
+            sys.modules.pop(name, None)
+        sys.modules.update(before)
     assert args.population == probe.size in (1, 2)
     assert args.concurrency == probe.processes and args.trial_threads == probe.threads
     assert {r.size for r in probe.table} == {1, 2}

@@ -386,17 +386,17 @@ def loss_and_error(
     _, n_steps, batch, n_out = y.shape
     mask = window_mask(p, n_steps, y)
     onehot = F.one_hot(labels.to(torch.long), n_out).to(y.dtype)  # (K, B, n_out)
-    scores = (y * mask[:, :, None, None]).sum(1)
     err: Tensor | None = None
     if p.loss == "ce_max":
-        peak, at = y.masked_fill(mask[:, :, None, None] == 0, -torch.inf).max(1)  # (K, B, n_out)
-        scores = peak
-        logp = torch.log_softmax(peak, -1)
+        scores, at = y.masked_fill(mask[:, :, None, None] == 0, -torch.inf).max(1)  # (K, B, n_out)
+        logp = torch.log_softmax(scores, -1)
         loss = -(logp * onehot).sum((1, 2)) / batch
         if error:
             err = torch.zeros_like(y).scatter_(
                 1, at.unsqueeze(1), (logp.detach().exp() - onehot).div_(batch).unsqueeze(1))
-    elif p.loss == "ce_summed":
+        return loss, scores, err
+    scores = (y * mask[:, :, None, None]).sum(1)
+    if p.loss == "ce_summed":
         logp = torch.log_softmax(scores, -1)
         loss = -(logp * onehot).sum((1, 2)) / batch
         if error:

@@ -184,7 +184,7 @@ class PreparedMember:
 
 
 def train_members(
-    prepare: Callable[[Member], PreparedMember | None],
+    prepare: Callable[[Member], PreparedMember],
     finish: Callable[[Member, PreparedMember, list[History]], dict[str, Any]],
     *,
     refills: int = 0,
@@ -194,8 +194,9 @@ def train_members(
     (:func:`spiketune.trial.population`) as batched populations and report each as its own
     trial; returns the final results of those that finished.
 
-    ``prepare(member)`` builds a member's networks (:class:`PreparedMember`), or returns None
-    after ``member.fail(...)`` when its parameters are invalid: it fails alone. Every epoch
+    ``prepare(member)`` builds a member's networks (:class:`PreparedMember`); a
+    ``SpiketuneError`` it raises (a parameter out of range, data that cannot be made) fails
+    that member alone, with the error's type and message. Every epoch
     reports each member's :func:`epoch_report` to it, unless the engine stopped it (pruned,
     timed out, stopping), which ends its training alone. As soon as all of a member's folds
     are over (each network holding its best weights), ``finish(member, prepared,
@@ -207,6 +208,7 @@ def train_members(
     member trains any more, the process waits up to ``linger`` seconds for some (cheaper than
     starting a new process) and then ends. Offers not taken go to another process.
     """
+    from spiketune.errors import SpiketuneError
     from spiketune.snn import TrainingDiverged, train_population
     from spiketune.trial._population import joining, population, stop_joining
 
@@ -214,10 +216,13 @@ def train_members(
     ready: list[tuple[Member, PreparedMember]] = []
 
     def take(member: Member) -> bool:
-        prepared = prepare(member)
-        if prepared is not None:
-            ready.append((member, prepared))
-        return prepared is not None
+        try:
+            prepared = prepare(member)
+        except SpiketuneError as e:
+            member.fail(f"{type(e).__name__}: {e}")
+            return False
+        ready.append((member, prepared))
+        return True
 
     for member in members:
         take(member)

@@ -38,7 +38,6 @@ import setup_hpo
 import torch
 import train_hpo
 
-from spiketune import SpiketuneError
 from spiketune.data import SplitParts
 from spiketune.snn import EpochMetrics, TrainingDiverged, fold_best, fold_result, train_folds
 from spiketune.trial import (
@@ -147,23 +146,19 @@ def main_population(args: argparse.Namespace) -> list[dict[str, Any]]:
     print(f"population mode: {args.folds} fold(s), {torch.get_num_threads()} thread(s) on "
           f"{device}", flush=True)
 
-    def prepare(member: Member) -> PreparedMember | None:
-        """Load the member's data (once per encoding) and build its networks; None when its
-        parameters are invalid (it has failed, alone)."""
+    def prepare(member: Member) -> PreparedMember:
+        """Load the member's data (once per encoding) and build its networks (a ConfigError
+        for invalid parameters fails the member alone)."""
         params = {**DEFAULT_PARAMS, **member.parameters}
-        try:
-            options = setup_hpo.data_options(params, pool=pool)
-            key = json.dumps(options, sort_keys=True)
-            if key not in loaded:
-                loaded[key] = setup_hpo.load_data(options, args.data, per_class=args.subset,
-                                                  folds=args.folds)
-            data = loaded[key]
-            seed_everything(int(params.get("seed", 0)))
-            built = [train_hpo.build(params, data.info, device=device,
-                                     epochs_cap=args.epochs_cap) for _ in data.folds]
-        except SpiketuneError as e:
-            member.fail(f"{type(e).__name__}: {e}")
-            return None
+        options = setup_hpo.data_options(params, pool=pool)
+        key = json.dumps(options, sort_keys=True)
+        if key not in loaded:
+            loaded[key] = setup_hpo.load_data(options, args.data, per_class=args.subset,
+                                              folds=args.folds)
+        data = loaded[key]
+        seed_everything(int(params.get("seed", 0)))
+        built = [train_hpo.build(params, data.info, device=device,
+                                 epochs_cap=args.epochs_cap) for _ in data.folds]
         return PreparedMember(built, data.folds, key, context=(params, options, data))
 
     def done(member: Member, prepared: PreparedMember, histories: list) -> dict[str, Any]:

@@ -1,0 +1,82 @@
+"""``spiketune.trial.train_members``: a trial script's population mode. A member whose
+``prepare`` raises a SpiketuneError fails alone with the error named; the others train
+together, report every epoch to their own channel, and finish with it bound."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+import pytest
+import torch
+
+import spiketune.trial._population as population_module
+from spiketune.data import Dataset, DatasetInfo
+from spiketune.snn import model_and_config_from_params
+from spiketune.trial import PreparedMember, train_members
+
+INFO = DatasetInfo(name="tiny", classes=("a", "b"), n_inputs=4, n_steps=10, dt=0.02)
+
+
+class FakeMember:
+    """A population member as the trial side sees it, recording what it was told."""
+
+    def __init__(self, trial_id: str, parameters: dict[str, Any]) -> None:
+        self.trial_id, self.parameters, self.trial_dir = trial_id, parameters, None
+        self.reports: list[dict[str, Any]] = []
+        self.failed: str | None = None
+        self.bound = False
+
+    def should_stop(self) -> bool:
+        return False
+
+    def report_intermediate_result(self, value: dict[str, Any]) -> None:
+        self.reports.append(value)
+
+    def fail(self, reason: str) -> None:
+        self.failed = reason
+
+    def __enter__(self) -> FakeMember:
+        self.bound = True
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.bound = False
+
+
+def _data(n: int, seed: int) -> Dataset:
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 2
+    x = (torch.rand(n, INFO.n_steps, INFO.n_inputs, generator=g) < 0.2).float()
+    x[torch.arange(n), :, labels] = 1.0
+    return Dataset(INFO, x, labels)
+
+
+def test_a_member_whose_parameters_are_refused_fails_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    good = FakeMember("0", {"n_rec": 8, "lr": 0.01, "epochs": 3})
+    bad = FakeMember("1", {"n_rec": 8, "tau_membrane": 0.1, "epochs": 3})
+    monkeypatch.setattr(population_module, "population", lambda: [good, bad])
+    monkeypatch.setattr(population_module, "joining", lambda: [])
+    monkeypatch.setattr(population_module, "stop_joining", lambda: None)
+    folds = [(_data(16, 0), _data(8, 1))]
+
+    def prepare(member: Any) -> PreparedMember:
+        built = [model_and_config_from_params({**member.parameters, "batch_size": 8}, INFO)]
+        return PreparedMember(built, folds, "tiny", context=member.trial_id)
+
+    finished: list[tuple[str, bool, int]] = []
+
+    def finish(member: Any, prepared: PreparedMember, histories: list) -> dict[str, Any]:
+        finished.append((prepared.context, member.bound, len(histories[0].epochs)))
+        return {"default": histories[0].epochs[-1].val_acc}
+
+    finals = train_members(prepare, finish)
+    assert bad.failed is not None and "ConfigError" in bad.failed
+    assert "tau_membrane" in bad.failed and bad.reports == []
+    assert good.failed is None
+    assert len(good.reports) == 3  # one report per epoch, to its own channel
+    assert finished == [("0", True, 3)]  # finished once, with its channel bound
+    assert len(finals) == 1 and finals[0]["default"] == good.reports[-1]["default"]
