@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import pickle
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -400,3 +402,73 @@ def _kept_trial(results: ExperimentResults) -> int:
     chosen = chosen_trial(results)
     assert chosen is not None and str(chosen.number) == str(kept.trial_id)
     return chosen.number
+
+
+# ------------------------------------------------------------------------- population mode
+def test_population_options_reach_the_trials_and_auto_is_refused(tmp_path: Path) -> None:
+    """``--population K --refills R`` become the experiment's population and the trial's
+    ``--refills``; ``auto`` (a probe of batched recurrent SNNs) is refused with the reason."""
+    neighbours = ("setup_hpo", "train_hpo")  # main_hpo imports them by these plain names
+    for template in (BRAILLE, WISDM):
+        main = _load(template, "main")
+        before = {name: sys.modules.pop(name) for name in neighbours if name in sys.modules}
+        sys.path.insert(0, str(template))
+        try:
+            main_hpo = _load(template, "main_hpo")
+            assert main_hpo.parse_args([]).refills == main_hpo.REFILLS
+            assert main_hpo.parse_args(["--refills", "0"]).refills == 0
+        finally:
+            sys.path.remove(str(template))
+            for name in neighbours:
+                sys.modules.pop(name, None)
+            sys.modules.update(before)
+
+        def experiment(*argv: str, main: ModuleType = main) -> Experiment:
+            args = main.parse_args([*argv, "--experiment-dir", str(tmp_path), "--gpus", "none"])
+            return main.experiment(args)
+
+        exp = experiment("--population", "2", "--refills", "3")
+        assert exp.config.population == 2 and "--refills 3" in exp.config.trial_command
+        assert not exp.config.population_group  # members are drawn as independent trials
+        assert "--refills" not in experiment("--refills", "3").config.trial_command
+        with pytest.raises(SystemExit, match="--population auto: not for this template"):
+            experiment("--population", "auto")
+        with pytest.raises(SystemExit):  # argparse's usage error
+            main.parse_args(["--population", "2", "--refills", "-1"])
+
+
+@pytest.mark.slow
+def test_braille_population_mode_trains_each_trial_as_alone_in_one_process(
+    pool: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--population 2 --refills 1`` over all three models: one process trains three trials
+    (two at first, one joining as a place frees), each recorded as its own complete trial;
+    the last one's result equals its parameters trained alone by ``main_hpo.py``."""
+    monkeypatch.setenv("SPIKETUNE_CONCURRENCY", "1")
+    results = _smoke(BRAILLE, ["--data", str(pool), "--model", "all", "--trials", "3",
+                               "--population", "2", "--refills", "1", "--concurrency", "1",
+                               "--epochs-cap", "2", "--no-report"], tmp_path, monkeypatch)
+    assert results.directory is not None
+    (population,) = (results.directory / "populations").iterdir()
+    log = (population / "stdout.log").read_text()
+    assert "population of 2 trial(s) (0, 1)" in log and "trial 2 joined the population" in log
+    assert len(results.records) == 3
+    for rec in results.records:
+        assert rec.outcome is Outcome.COMPLETE, rec.reason
+        assert 1 <= len(rec.intermediate) <= 2
+        assert f"trial {rec.number} epoch 1" in (rec.trial_dir / "stdout.log").read_text()
+
+    rec = results.records[-1]
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps(rec.parameters), encoding="utf-8")
+    alone = subprocess.run(
+        [sys.executable, "main_hpo.py", "--params", str(params), "--data", str(pool),
+         "--subset", "20", "--epochs-cap", "2", "--folds", "1", "--threads", "1",
+         "--out", str(tmp_path / "alone")],
+        cwd=BRAILLE, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+        text=True, timeout=300,
+    )
+    assert alone.returncode == 0, alone.stderr
+    final = json.loads((tmp_path / "alone" / "result.json").read_text(encoding="utf-8"))
+    for key in ("default", "test", "epoch"):
+        assert final[key] == pytest.approx(rec.metrics[key], abs=1e-6), key

@@ -60,7 +60,7 @@ PUBLIC: dict[str, set[str]] = {
         "model_from_params", "TrainingDiverged", "fold_best", "fold_result",
         "is_spiking", "model_and_config_from_params", "predict_classes", "train_folds",
         "train_population", "neuron_step", "per_step_cross_entropy", "population_key", "predict",
-        "probe_population",
+        "batchable", "probe_population",
         "rate_regularisation",
         "save_checkpoint", "spike_function", "spike_stats", "summed_cross_entropy",
     },
@@ -93,7 +93,7 @@ PUBLIC: dict[str, set[str]] = {
         "print_start", "print_summary", "progress_printer", "with_options",
         "add_budget_options", "add_experiment_options", "add_selection_options",
         "add_smoke_options", "parse_launcher_args", "run_experiment", "trial_command_change",
-        "add_population_options", "population_size", "use_population_probe",
+        "add_population_options", "population_size", "use_population_probe", "refill_count",
     },
     "spiketune.report": {
         "ACCURACY_AXES", "Importances", "ReportFiles", "accuracy_axes", "build_report",

@@ -14,7 +14,7 @@ PUBLIC = {
     "RecurrentSNN", "SNNConfig", "SpikeCounts", "SpikeStats", "StepResult", "Surrogate",
     "TrainConfig", "Trainer", "Trajectory", "alif_step", "configs_from_params", "cuba_lif_step",
     "discretise", "evaluate_checkpoint", "group_members", "population_key", "heaviside",
-    "initial_state",
+    "batchable", "initial_state",
     "l2mu_initial_state", "l2mu_step", "legendre_matrices", "lif_step",
     "lmu_initial_state", "lmu_step", "load_checkpoint", "load_weights", "make_rule",
         "model_from_params",

@@ -80,3 +80,31 @@ def test_a_member_whose_parameters_are_refused_fails_alone(
     assert len(good.reports) == 3  # one report per epoch, to its own channel
     assert finished == [("0", True, 3)]  # finished once, with its channel bound
     assert len(finals) == 1 and finals[0]["default"] == good.reports[-1]["default"]
+
+
+def test_members_of_models_no_population_batches_report_as_their_model_allows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An L²MU and an LMU member train alone in the process (``spiketune.snn.batchable``):
+    each reports every epoch, the spiking L²MU with its spikes per sample, the LMU without."""
+    lmu = FakeMember("0", {"model": {"_name": "lmu", "order": 4, "theta": 0.2,
+                                     "memory_size": 4, "hidden_size": 8}, "epochs": 2})
+    l2mu = FakeMember("1", {"model": {"_name": "l2mu", "order": 4, "theta": 0.2,
+                                      "memory_size": 4, "hidden_size": 8}, "epochs": 3})
+    monkeypatch.setattr(population_module, "population", lambda: [lmu, l2mu])
+    monkeypatch.setattr(population_module, "joining", lambda: [])
+    monkeypatch.setattr(population_module, "stop_joining", lambda: None)
+    folds = [(_data(16, 0), _data(8, 1))]
+
+    def prepare(member: Any) -> PreparedMember:
+        built = [model_and_config_from_params({**member.parameters, "batch_size": 8}, INFO)]
+        return PreparedMember(built, folds, "tiny")
+
+    def finish(member: Any, prepared: PreparedMember, histories: list) -> dict[str, Any]:
+        return {"default": histories[0].epochs[-1].val_acc}
+
+    finals = train_members(prepare, finish)
+    assert len(finals) == 2 and lmu.failed is None and l2mu.failed is None
+    assert [len(lmu.reports), len(l2mu.reports)] == [2, 3]
+    assert all("spikes_per_sample" not in r for r in lmu.reports)
+    assert all(r["spikes_per_sample"] > 0 for r in l2mu.reports)

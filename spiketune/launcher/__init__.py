@@ -60,6 +60,7 @@ from spiketune.launcher._run import (
     add_smoke_options,
     parse_launcher_args,
     population_size,
+    refill_count,
     run_experiment,
     use_population_probe,
 )
@@ -80,6 +81,7 @@ __all__ = [
     "print_start",
     "print_summary",
     "progress_printer",
+    "refill_count",
     "run_experiment",
     "trial_command_change",
     "use_population_probe",

@@ -47,6 +47,18 @@ def population_size(value: str) -> int | str:
     return number
 
 
+def refill_count(value: str) -> int:
+    """``--refills``' argparse type (population mode: new trials each place of a population
+    takes after its first, as members end): a number of trials of at least 0."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"a number of trials >= 0, got {value!r}")
+    return number
+
+
 def add_population_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add ``--population K|auto`` (population mode, for trials built on ``spiketune.snn``:
     up to K trials train together in one process, each recorded as its own trial; ``auto``:

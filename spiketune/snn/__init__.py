@@ -73,7 +73,12 @@ from spiketune.snn._neurons import (
     lif_step,
     neuron_step,
 )
-from spiketune.snn._population import PopulationTrainer, group_members, population_key
+from spiketune.snn._population import (
+    PopulationTrainer,
+    batchable,
+    group_members,
+    population_key,
+)
 from spiketune.snn._probe import PopulationProbe, ProbeDevice, ProbeRow, probe_population
 from spiketune.snn._registry import make_rule
 from spiketune.snn._rule import LearningRule, StepResult
@@ -121,6 +126,7 @@ __all__ = [
     "TrainingDiverged",
     "Trajectory",
     "alif_step",
+    "batchable",
     "configs_from_params",
     "cuba_lif_step",
     "discretise",

@@ -23,7 +23,7 @@ from spiketune.data._base import Dataset
 from spiketune.errors import SpiketuneError
 from spiketune.snn._config import TrainConfig
 from spiketune.snn._model import Model
-from spiketune.snn._population import PopulationTrainer, population_key
+from spiketune.snn._population import PopulationTrainer, batchable, population_key
 from spiketune.snn._trainer import EpochMetrics, History, Trainer
 
 #: The spike figures of an epoch a trial reports for a spiking model (per sample, and Hz).
@@ -141,13 +141,58 @@ def fold_result(
     return final, predicted
 
 
+class _Alone:
+    """A member that no population can take (see :func:`spiketune.snn.batchable`: an L²MU,
+    an LMU, a CubaLIF network...), trained by its own :class:`Trainer` behind the part of
+    :class:`PopulationTrainer`'s interface that :func:`train_population` uses: one member,
+    index 0. Why: population mode is then open to every model of ``spiketune.snn``; such a
+    member gains no batching, only the process it shares (no start per trial)."""
+
+    def __init__(self, member: tuple[Model, TrainConfig]) -> None:
+        self.trainer = Trainer(*member)
+        self._run: Generator[EpochMetrics, None, History] | None = None
+        self._active = True
+
+    @property
+    def active(self) -> list[int]:
+        return [0] if self._active else []
+
+    @property
+    def histories(self) -> list[History]:
+        return [] if self.trainer.history is None else [self.trainer.history]
+
+    def stop(self, member: int, reason: str = "stopped") -> None:
+        """End the run now (between epochs): the network takes its best weights so far."""
+        if self._active and self._run is not None:
+            self._run.close()
+            if self.trainer.history is not None:
+                self.trainer.history.stop_reason = reason
+        self._active = False
+
+    def epochs(
+        self, train: Any, val: Any = None
+    ) -> Generator[dict[int, EpochMetrics], None, list[History]]:
+        run = self._run = self.trainer.epochs(train, val)
+        try:
+            while self._active:
+                try:
+                    metrics = next(run)
+                except StopIteration:
+                    break
+                yield {0: metrics}
+        finally:
+            run.close()  # nothing if it ended; else the best weights so far ("closed")
+            self._active = False
+        return self.histories
+
+
 @dataclass(eq=False)
 class _Run:
     """One fold of one population: the trainer, its epochs, and which members it trains."""
 
     key: Hashable  # what its members share (population key, data key)
     fold: int
-    trainer: PopulationTrainer
+    trainer: PopulationTrainer | _Alone
     epochs: Generator[dict[int, EpochMetrics], None, list[History]]
     members: list[int] = field(default_factory=list)  # member of each trainer index
     over: bool = False
@@ -175,7 +220,9 @@ def train_population(
     can share a computation (same sizes, rule, batch size, data: see
     :func:`spiketune.snn.population_key`) form one :class:`PopulationTrainer` per fold, and
     all of them advance one epoch at a time, as :func:`spiketune.snn.train_folds` does for one
-    trial.
+    trial. A member that no population can take (not :func:`spiketune.snn.batchable`: an
+    L²MU, an LMU, a CubaLIF network) trains alone with its own :class:`Trainer`, in step with
+    the others, exactly as :func:`spiketune.snn.train_folds` would train it.
     ``on_epoch(member, epoch, latest)`` gets each of a member's folds' latest metrics after
     every epoch it trained; True stops that member (all its folds), the others go on.
     ``join(idle)``, asked after every epoch, gives new members ``(built, folds, data_key)``:
@@ -195,7 +242,9 @@ def train_population(
 
     def place(m: int) -> None:
         net, cfg = built[m][0]
-        key = (population_key(net.config, cfg), data_keys[m])
+        alone = not batchable(net)
+        # A member no population can take gets a run of its own (a key nobody else has).
+        key = ("alone", m) if alone else (population_key(net.config, cfg), data_keys[m])
         histories.append([None] * len(built[m]))
         latest.append([None] * len(built[m]))
         epochs.append(0)
@@ -203,12 +252,13 @@ def train_population(
         for f, member in enumerate(built[m]):
             run = next((r for r in runs if not r.over and r.key == key and r.fold == f), None)
             if run is None:
-                trainer = PopulationTrainer([member])
+                trainer = _Alone(member) if alone else PopulationTrainer([member])
                 train_set, val_set = folds[m][f]
                 run = _Run(key, f, trainer, trainer.epochs(train_set.tensor_dataset(),
                                                            val_set.tensor_dataset()))
                 runs.append(run)
             else:
+                assert isinstance(run.trainer, PopulationTrainer)
                 run.trainer.add(member)
             run.members.append(m)
 

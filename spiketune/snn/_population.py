@@ -38,6 +38,7 @@ from torch import Tensor
 from spiketune.errors import ConfigError, DataError, Problem
 from spiketune.snn._config import SNNConfig, TrainConfig
 from spiketune.snn._network import RecurrentSNN
+from spiketune.snn._neurons import CubaLIFParameters
 from spiketune.snn._population_ops import (
     PopulationParameters,
     PopulationStep,
@@ -89,6 +90,22 @@ def population_key(
         values["neuron"] = snn.neuron
     values.update({name: getattr(train, name) for name in SHARED_TRAINING})
     return tuple(sorted(values.items()))
+
+
+def batchable(net: object) -> bool:
+    """Whether ``net`` can train in a :class:`PopulationTrainer`: a :class:`RecurrentSNN` of
+    LIF or ALIF neurons with reset by subtraction or to zero, one spike per step, trained by
+    BPTT or fused e-prop. Why: :func:`spiketune.snn.train_population` trains any other model
+    (an L²MU, an LMU, a CubaLIF or chip-neuron network, online e-prop) alone, by its own
+    :class:`Trainer`, in the same process."""
+    if not isinstance(net, RecurrentSNN):
+        return False
+    cfg, p = net.config, net.neuron_params
+    if cfg.rule == "eprop" and cfg.eprop_mode != "fused":
+        return False
+    if isinstance(p, CubaLIFParameters):
+        return False
+    return p.reset in ("subtract", "zero") and p.max_spikes == 1
 
 
 def group_members(

@@ -209,11 +209,12 @@ def train_members(
     starting a new process) and then ends. Offers not taken go to another process.
     """
     from spiketune.errors import SpiketuneError
-    from spiketune.snn import TrainingDiverged, train_population
+    from spiketune.snn import TrainingDiverged, is_spiking, train_population
     from spiketune.trial._population import joining, population, stop_joining
 
     members = population()
     ready: list[tuple[Member, PreparedMember]] = []
+    spiking: list[bool] = []  # per member in ready: whether its model spikes (an LMU does not)
 
     def take(member: Member) -> bool:
         try:
@@ -222,6 +223,7 @@ def train_members(
             member.fail(f"{type(e).__name__}: {e}")
             return False
         ready.append((member, prepared))
+        spiking.append(is_spiking(prepared.built[0][0]))
         return True
 
     for member in members:
@@ -237,7 +239,8 @@ def train_members(
         if member.should_stop():  # pruned, timed out, or the experiment is stopping
             stopped.add(i)
             return True
-        member.report_intermediate_result(epoch_report(epoch, latest, trial_id=member.trial_id))
+        member.report_intermediate_result(epoch_report(
+            epoch, latest, spiking=spiking[i], trial_id=member.trial_id))
         return False
 
     def join(idle: bool) -> list[tuple[Any, Any, Hashable]]:

@@ -41,6 +41,7 @@ from spiketune.launcher import (
     add_smoke_options,
     config_changes,
     parse_launcher_args,
+    refill_count,
     run_experiment,
     trial_command_change,
     use_population_probe,
@@ -76,7 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="with --population auto: also measure a K for each n_rec and rule of "
                         "the search space (config: population_sizes); on a GPU, where the "
                         "memory a member needs sets K, rather than on a CPU (see README)")
-    p.add_argument("--refills", type=_refills, default=None, metavar="R",
+    p.add_argument("--refills", type=refill_count, default=None, metavar="R",
                    help="with --population: new trials each place of a running population "
                         "takes after its first, as members end (default: main_hpo.REFILLS, 0: "
                         "none, a population ends with its first K trials)")
@@ -92,17 +93,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="sigma-delta threshold of the event file (default 10)")
     add_experiment_options(p)  # --seed, --name, --experiment-dir, --no-report, --quiet
     return parse_launcher_args(p, argv, smoke=SMOKE)
-
-
-def _refills(value: str) -> int:
-    """``--refills``: a number >= 0."""
-    try:
-        number = int(value)
-    except ValueError:
-        number = -1
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"a number of trials >= 0, got {value!r}")
-    return number
 
 
 def experiment(args: argparse.Namespace) -> Experiment:

@@ -16,6 +16,7 @@ Medianstop, budgets, GPUs, concurrency) is ``config.toml`` with ``search_space.j
     python main.py --task full --data data_braille_letters_th10  # all 27 letters
     python main.py --model lmu --trials 40 --duration 1h         # the non-spiking baseline
     python main.py --smoke                                       # 2 trials, 1 epoch, seconds
+    python main.py --population 1 --refills 8 # processes that train trials one after another
 
 Selection is honest by default: each trial is judged by its mean validation accuracy over
 ``--folds`` (3) stratified re-splits of the training pool, the test part of the split never
@@ -37,11 +38,13 @@ from spiketune import Experiment, ExperimentResults, load_config
 from spiketune.launcher import (
     add_budget_options,
     add_experiment_options,
+    add_population_options,
     add_selection_options,
     add_smoke_options,
     config_changes,
     narrow_choice,
     parse_launcher_args,
+    refill_count,
     run_experiment,
     trial_command_change,
     with_options,
@@ -63,7 +66,12 @@ DEFAULT_MODEL = "l2mu"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_budget_options(p)  # --trials, --duration, --trial-duration, --concurrency
+    add_budget_options(p, concurrency_help="trials at once (config: concurrency); with "
+                                           "--population, populations at once")
+    add_population_options(p)  # --population K (auto: refused, see experiment())
+    p.add_argument("--refills", type=refill_count, default=None, metavar="R",
+                   help="with --population: new trials each place of a population takes "
+                        "after its first, as members end (default: main_hpo.REFILLS)")
     add_smoke_options(p, smoke_help="2 trials, 1 epoch, 20 samples per class: checks the "
                                     "whole chain")
     p.add_argument("--model", choices=[*MODELS, "all"], default=DEFAULT_MODEL,
@@ -84,6 +92,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def experiment(args: argparse.Namespace) -> Experiment:
     """``config.toml`` with the command line's changes: the experiment to run."""
     config = load_config(CONFIG)
+    if args.population == "auto":
+        # The probe times batched recurrent SNNs; an L²MU or LMU member trains alone in its
+        # population (it saves the start of a process per trial, it is not batched).
+        raise SystemExit("--population auto: not for this template (its L²MU and LMU train "
+                         "alone in a population); give a number, e.g. --population 1 "
+                         "--refills 8: one process per core, each training trials one after "
+                         "another")
     changes = config_changes(args)  # --trials, --duration, --gpus...: the settings given
 
     # Options fixed for the whole search are given to every trial as a one-value choice, so
@@ -99,7 +114,8 @@ def experiment(args: argparse.Namespace) -> Experiment:
 
     # Options for every trial travel on its command line (recorded with the experiment).
     options = {"--epochs-cap": args.epochs_cap, "--subset": args.subset,
-               "--data": args.data, "--folds": args.folds}
+               "--data": args.data, "--folds": args.folds,
+               "--refills": args.refills if args.population is not None else None}
     changes.update(trial_command_change(config, options, paths=("--data",)))
     return Experiment(config, **changes)
 

@@ -19,13 +19,21 @@ accuracy, "test": test accuracy of the first fold's network at its best epoch, "
 model, ``"spikes_per_sample"``, ``"rate_hz"``, ``"synops_per_sample"``. The first fold's
 network is the model saved and offered as the experiment's best; a ``result.json`` beside it
 holds the final result and the split digest.
+
+In population mode (``main.py --population K``) one process trains up to K trials, each
+reported as its own trial with the same reports, result and model as alone
+(:func:`spiketune.trial.train_members`), and takes ``--refills`` more as they end. An L²MU or
+an LMU trains alone there, one epoch in turn with the others (no population batches it: it
+saves the start of a process per trial); recurrent SNNs of one shape train as one batch.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 try:
@@ -46,13 +54,20 @@ from spiketune.snn import (
     train_folds,
 )
 from spiketune.trial import (
+    Member,
     Predictions,
+    PreparedMember,
     add_trial_options,
     epoch_report,
     flat_parameters,
+    in_population,
     keep_trial_model,
+    seed_everything,
     start_trial,
+    train_members,
+    trial_device,
     trial_output_dir,
+    trial_threads,
 )
 
 #: What a trial uses for any parameter the search space does not give (and all of them when
@@ -68,20 +83,36 @@ DEFAULT_PARAMS: dict[str, Any] = {
 }
 
 
+#: Population mode: new trials each place of a population takes after its first, as members
+#: end (``--refills``). An L²MU trains alone in its place, so a refill only saves the start
+#: of a process (Python, torch, the data: a few seconds); after its last refill the process
+#: ends and frees what it kept of its finished trials.
+REFILLS = 8
+#: Seconds a population whose members have all ended waits for the engine to add some.
+LINGER = 2.0
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=None,
                         help="reduced task: the threshold-1 pool file or event file; full "
                              "task: the threshold-10 event file (or a directory holding it; "
                              "else the task's environment variable, else spiketune's cache)")
+    parser.add_argument("--refills", type=int, default=REFILLS, metavar="R",
+                        help=f"population mode: new trials each place of the population "
+                             f"takes after its first, as members end (default {REFILLS})")
     add_trial_options(parser)  # --epochs-cap, --subset, --threads, --out, --params, --folds...
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def main(argv: list[str] | None = None) -> dict[str, Any] | list[dict[str, Any]]:
     args = parse_args(argv)
     if args.folds < 1:
         sys.exit(f"--folds must be at least 1, got {args.folds}")
+    if args.refills < 0:
+        sys.exit(f"--refills must be at least 0, got {args.refills}")
+    if in_population():
+        return main_population(args)
     started = time.perf_counter()
     params, device = start_trial({**DEFAULT_PARAMS, **nni.get_next_parameter()},
                                  seed=args.seed, threads=args.threads)
@@ -90,28 +121,80 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     data = setup_hpo.load_data(options, args.data, per_class=args.subset, folds=args.folds)
     built = [train_hpo.build(params, data.info, device=device, epochs_cap=args.epochs_cap)
              for _ in data.folds]
-    net, train_config = built[0]
-    spiking = is_spiking(net)
+    spiking = is_spiking(built[0][0])
     print(f"trial {nni.get_trial_id()}: {data.info.name}, {len(data.train)}/{len(data.val)}/"
           f"{len(data.test)} samples, {args.folds} fold(s), split {data.split_digest[:12]}, "
-          f"{net}, {torch.get_num_threads()} thread(s) on {device}", flush=True)
+          f"{built[0][0]}, {torch.get_num_threads()} thread(s) on {device}", flush=True)
 
     def on_epoch(epoch: int, latest: list[EpochMetrics]) -> None:
         nni.report_intermediate_result(epoch_report(epoch, latest, spiking=spiking))
 
     _, histories = train_folds(built, data.folds, on_epoch)
-    try:  # the first fold's network, with its best validation weights, tested once
-        final, predicted = fold_result(histories, net, data.test, started=started,
-                                       spiking=spiking)
+    try:
+        return finish(params, data, options, built, histories, args, started,
+                      trial_output_dir(args.out))
     except TrainingDiverged as err:
         sys.exit(str(err))
+
+
+def main_population(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Population mode: this process's trials train together, each reported as its own trial
+    as soon as its training is over; a member whose parameters are invalid, or whose
+    training diverges, fails alone."""
+    started = time.perf_counter()
+    torch.set_num_threads(trial_threads(args.threads))
+    device = trial_device()
+    loaded: dict[str, Any] = {}  # one load per encoding asked for
+    print(f"population mode: {args.folds} fold(s), {args.refills} refill(s) per place, "
+          f"{torch.get_num_threads()} thread(s) on {device}", flush=True)
+
+    def prepare(member: Member) -> PreparedMember:
+        params = {**DEFAULT_PARAMS, **member.parameters}
+        options = setup_hpo.data_options(flat_parameters(params))
+        key = json.dumps(options, sort_keys=True)
+        if key not in loaded:
+            loaded[key] = setup_hpo.load_data(options, args.data, per_class=args.subset,
+                                              folds=args.folds)
+        data = loaded[key]
+        seed_everything(int(params.get("seed", 0)))
+        built = [train_hpo.build(params, data.info, device=device,
+                                 epochs_cap=args.epochs_cap) for _ in data.folds]
+        return PreparedMember(built, data.folds, key, context=(params, options, data))
+
+    def done(member: Member, prepared: PreparedMember, histories: list) -> dict[str, Any]:
+        params, options, data = prepared.context
+        return finish(params, data, options, list(prepared.built), histories, args, started,
+                      Path(str(member.trial_dir)))
+
+    return train_members(prepare, done, refills=args.refills, linger=LINGER)
+
+
+def finish(
+    params: dict[str, Any],
+    data: Any,
+    options: dict[str, Any],
+    built: list,
+    histories: list,
+    args: argparse.Namespace,
+    started: float,
+    out_dir: Path,
+) -> dict[str, Any]:
+    """After training: test the first fold's network once, save it with its result, offer it
+    as the experiment's best, report the final result (to the channel bound to this thread:
+    the trial's, or a population member's)."""
+    net, train_config = built[0]
+    spiking = is_spiking(net)
+    # The first fold's network, with its best validation weights, tested once;
+    # TrainingDiverged when a fold has no epoch.
+    final, predicted = fold_result(histories, net, data.test, started=started,
+                                   spiking=spiking)
     history, best = histories[0], fold_best(histories)
     # Kept as the experiment's best model if no trial has done better on validation; ties go
     # to a spiking model, and among those to the one that spikes less.
     score = (final["default"], 1.0, -best.spikes_per_sample) if spiking else (
         final["default"], 0.0, 0.0)
     checkpoint = keep_trial_model(
-        trial_output_dir(args.out), net, train_config=train_config, history=history,
+        out_dir, net, train_config=train_config, history=history,
         metrics=final, parameters=params, split_digest=data.split_digest,
         predictions=Predictions(data.test.labels, predicted, list(data.info.classes),
                                 split="test"),
@@ -120,9 +203,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                "n_steps": data.info.n_steps, "classes": list(data.info.classes),
                "metrics": final, "folds": args.folds},
     )
-    print(f"best epoch {best.epoch} of {len(history.epochs)} ({history.stop_reason}): "
-          f"val {final['default']:.3f} (mean of {args.folds} fold(s)), test {final['test']:.3f}; "
-          f"saved {checkpoint}", flush=True)
+    print(f"trial {nni.get_trial_id()}: best epoch {best.epoch} of {len(history.epochs)} "
+          f"({history.stop_reason}): val {final['default']:.3f} (mean of {args.folds} "
+          f"fold(s)), test {final['test']:.3f}; saved {checkpoint}", flush=True)
     nni.report_final_result(final)
     return final
 

@@ -17,6 +17,7 @@ with the report::
     python main.py --model lmu --trials 40 --duration 1h         # the non-spiking baseline
     python main.py --model rsnn --input events                   # a recurrent SNN on events
     python main.py --smoke                                       # 2 trials, 1 epoch, seconds
+    python main.py --population 1 --refills 8 # processes that train trials one after another
 
 Selection is honest by default: each trial is judged by its mean validation accuracy over
 ``--folds`` (3) re-splits of the subjects outside the fixed test subjects, the test subjects
@@ -38,11 +39,13 @@ from spiketune import Experiment, ExperimentResults, load_config
 from spiketune.launcher import (
     add_budget_options,
     add_experiment_options,
+    add_population_options,
     add_selection_options,
     add_smoke_options,
     config_changes,
     narrow_choice,
     parse_launcher_args,
+    refill_count,
     run_experiment,
     trial_command_change,
     with_options,
@@ -65,7 +68,12 @@ DEFAULT_MODEL = "l2mu"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_budget_options(p)  # --trials, --duration, --trial-duration, --concurrency
+    add_budget_options(p, concurrency_help="trials at once (config: concurrency); with "
+                                           "--population, populations at once")
+    add_population_options(p)  # --population K (auto: refused, see experiment())
+    p.add_argument("--refills", type=refill_count, default=None, metavar="R",
+                   help="with --population: new trials each place of a population takes "
+                        "after its first, as members end (default: main_hpo.REFILLS)")
     add_smoke_options(p, subset_help="use N windows of each activity of each subject",
                       smoke_help="2 trials, 1 epoch, 3 windows of each activity of each "
                                  "subject: checks the whole chain")
@@ -86,6 +94,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def experiment(args: argparse.Namespace) -> Experiment:
     """``config.toml`` with the command line's changes: the experiment to run."""
     config = load_config(CONFIG)
+    if args.population == "auto":
+        # The probe times batched recurrent SNNs; an L²MU or LMU member trains alone in its
+        # population (it saves the start of a process per trial, it is not batched).
+        raise SystemExit("--population auto: not for this template (its L²MU and LMU train "
+                         "alone in a population); give a number, e.g. --population 1 "
+                         "--refills 8: one process per core, each training trials one after "
+                         "another")
     changes = config_changes(args)  # --trials, --duration, --gpus...: the settings given
 
     # Options fixed for the whole search are given to every trial as a one-value choice, so
@@ -101,7 +116,8 @@ def experiment(args: argparse.Namespace) -> Experiment:
 
     # Options for every trial travel on its command line (recorded with the experiment).
     options = {"--epochs-cap": args.epochs_cap, "--subset": args.subset,
-               "--data": args.data, "--folds": args.folds}
+               "--data": args.data, "--folds": args.folds,
+               "--refills": args.refills if args.population is not None else None}
     changes.update(trial_command_change(config, options, paths=("--data",)))
     return Experiment(config, **changes)
 
