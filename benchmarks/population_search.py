@@ -27,7 +27,10 @@ machine with them).
 ``--template spike_patterns`` runs the same comparison on the spike-pattern template's search
 (its generated data, no ``--data``; its population modes have neither refills nor sizes by
 shape, so ``auto shapes`` and ``r<R>`` modes are left out): smaller networks of one input
-channel, where a step's work is smaller still.
+channel, where a step's work is smaller still. ``--template braille_l2mu`` runs the L²MU
+template's search (its default model, the L²MU, on the same pool): no population batches an
+L²MU, so a population mode there saves only the start of a process per trial (``--members 1
+2`` with the template's refills: K trials at a time per process, trial after trial).
 
 Run: ``.venv/bin/python benchmarks/population_search.py`` (``--minutes 10``, ``--seeds 0 1 2``,
 ``--members 4 8 16``, ``--refills 1 0``, ``--epochs-cap 20``, ``--folds 1``, ``--data POOL``,
@@ -54,7 +57,9 @@ from spiketune import Experiment, Outcome, load_config
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATES = REPO / "spiketune" / "templates"
 #: The templates whose search this benchmark runs; the first is the default.
-TEMPLATE_NAMES = ("braille_eprop", "spike_patterns")
+TEMPLATE_NAMES = ("braille_eprop", "spike_patterns", "braille_l2mu")
+#: The templates whose search reads the threshold-1 pool (``--data``).
+POOL_TEMPLATES = ("braille_eprop", "braille_l2mu")
 POOL = REPO.parent / "shared" / "data" / "braille_th1" / "braille_reduced_th1_pool.pt"
 
 
@@ -90,10 +95,14 @@ def modes(members: list[int], refills: list[int] | None = None) -> list[dict[str
 def template_modes(template: str, members: list[int], refills: list[int] | None = None
                    ) -> list[dict[str, Any]]:
     """:func:`modes` that ``template``'s launcher can set up: the spike-pattern template has
-    neither refills nor sizes by shape."""
+    neither refills nor sizes by shape; the L²MU template has refills (its members train
+    alone in their process, so K 1 with refills is a process that takes trial after trial)
+    and no probe (``auto``)."""
     every = modes(members, refills)
     if template == "braille_eprop":
         return every
+    if template == "braille_l2mu":
+        return [m for m in every if m["population"] != "auto"]
     return [m for m in every if not m.get("shape_sizes") and m.get("refills") is None]
 
 
@@ -152,12 +161,16 @@ def run_mode(mode: dict[str, Any], seed: int, args: argparse.Namespace, root: Pa
 def shape_of(parameters: dict[str, Any]) -> str:
     """The network shape a trial drew, as a population groups its members: neurons, rule,
     batch size and bin size (ms), e.g. ``"256 bptt b16 20ms"``."""
-    rule = parameters.get("rule")
+    model = parameters.get("model")
+    where = model if isinstance(model, dict) else parameters
+    rule = where.get("rule")
     rule = rule.get("_name") if isinstance(rule, dict) else rule
+    size = where.get("n_rec", where.get("hidden_size", "?"))
+    if isinstance(model, dict) and model.get("_name") != "rsnn":  # an L²MU or LMU
+        rule = f"{model.get('_name')}/{model.get('memory_size', '?')}"
     bins = parameters.get("bin_size")
     bins = "?" if bins is None else f"{bins * 1000:g}ms"
-    return (f"{parameters.get('n_rec', '?')} {rule or '?'} b{parameters.get('batch_size', '?')} "
-            f"{bins}")
+    return f"{size} {rule or '?'} b{parameters.get('batch_size', '?')} {bins}"
 
 
 def shape_counts(parameters: Iterable[dict[str, Any]]) -> dict[str, int]:
@@ -193,7 +206,8 @@ def main() -> None:
     parser.add_argument("--epochs-cap", type=int, default=20)
     parser.add_argument("--folds", type=int, default=1)
     parser.add_argument("--data", type=Path, default=None,
-                        help="the threshold-1 pool (braille_eprop; default ../shared/data)")
+                        help="the threshold-1 pool (braille_eprop, braille_l2mu; default: "
+                             "../shared/data)")
     parser.add_argument("--template", choices=TEMPLATE_NAMES, default=TEMPLATE_NAMES[0],
                         help="whose search to run (default: the Braille e-prop example)")
     parser.add_argument("--target", type=float, default=None,
@@ -208,7 +222,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     template = TEMPLATES / args.template
-    if args.template == "braille_eprop":
+    if args.template in POOL_TEMPLATES:
         args.data = (args.data or POOL).resolve()
         if not args.data.exists():
             sys.exit(f"no threshold-1 pool at {args.data} (give --data)")
@@ -219,8 +233,12 @@ def main() -> None:
         encoding = "the generator's spike patterns (bins as searched)"
     main_py = launcher(args.template)
     config = load_config(template / "config.toml")
-    print(f"search space ({template / 'search_space.json'}):\n"
-          f"{json.dumps(config.search_space, sort_keys=True)}")
+    with tempfile.TemporaryDirectory(prefix="spiketune-bench-") as tmp:
+        # the space as the launcher sets it up (the L²MU template narrows its model choice)
+        given = ["--experiment-dir", tmp, "--gpus", "none"]
+        space = main_py.experiment(main_py.parse_args(given)).config.search_space
+    print(f"search space ({template / 'search_space.json'}, as the launcher sets it up):\n"
+          f"{json.dumps(space, sort_keys=True)}")
     if args.fix:
         fixed_space(config.search_space, args.fix)  # checked before any run
         print(f"fixed: {' '.join(args.fix)}")

@@ -151,6 +151,10 @@ def test_the_benchmark_runs_each_population_mode_with_each_refill_setting_and_au
     assert [m["name"] for m in bench.template_modes("spike_patterns", [8])] == [
         "process c1 t2", "process c2 t1", "population 8 c2 t1", "population 8 c1 t2",
         "population auto"]
+    # the L²MU template's: refills, no probe (its members train alone in their process)
+    l2mu = [m["name"] for m in bench.template_modes("braille_l2mu", [1, 2], [8])]
+    assert l2mu == ["process c1 t2", "process c2 t1", "population 1 c2 t1 r8",
+                    "population 2 c2 t1 r8", "population 2 c1 t2 r8"]
 
 
 def test_the_benchmark_can_fix_keys_of_the_search_space() -> None:
@@ -178,6 +182,11 @@ def test_the_benchmark_counts_the_network_shapes_its_tuner_drew() -> None:
              "batch_size": 8, "bin_size": 0.01}
     assert bench.shape_of(bptt) == "256 bptt b16 20ms"
     assert bench.shape_of(eprop) == "512 eprop b8 10ms"
+    l2mu = {"model": {"_name": "l2mu", "hidden_size": 120, "memory_size": 32},
+            "batch_size": 16, "bin_size": 0.005}
+    rsnn = {"model": {"_name": "rsnn", "n_rec": 64, "rule": "bptt"}, "batch_size": 8}
+    assert bench.shape_of(l2mu) == "120 l2mu/32 b16 5ms"
+    assert bench.shape_of(rsnn) == "64 bptt b8 ?"
     assert bench.shape_of({}) == "? ? b? ?"  # a space without these keys still prints
     counts = bench.shape_counts([eprop, bptt, bptt, {**bptt, "lr": 0.01}])
     assert list(counts.items()) == [("256 bptt b16 20ms", 3), ("512 eprop b8 10ms", 1)]

@@ -472,3 +472,30 @@ def test_braille_population_mode_trains_each_trial_as_alone_in_one_process(
     final = json.loads((tmp_path / "alone" / "result.json").read_text(encoding="utf-8"))
     for key in ("default", "test", "epoch"):
         assert final[key] == pytest.approx(rec.metrics[key], abs=1e-6), key
+
+
+@pytest.mark.slow
+def test_wisdm_population_mode_keeps_each_trials_subjects_and_standardisation(
+    wisdm_archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--population 1 --refills 1``: one process trains two LMU trials one after the other;
+    each trial's checkpoint and result carry the subjects and standardisation as alone."""
+    from spiketune.snn import load_checkpoint
+
+    monkeypatch.setenv("SPIKETUNE_CONCURRENCY", "1")
+    results = _smoke(WISDM, ["--model", "lmu", "--input", "frame", "--data", str(wisdm_archive),
+                             "--population", "1", "--refills", "1", "--concurrency", "1",
+                             "--retrain-seeds", "--no-report"], tmp_path, monkeypatch)
+    assert results.directory is not None
+    (population,) = (results.directory / "populations").iterdir()
+    assert "trial 1 joined the population" in (population / "stdout.log").read_text()
+    loaded = load_wisdm(wisdm_archive, progress=False)
+    assert len(results.records) == 2
+    for rec in results.records:
+        assert rec.outcome is Outcome.COMPLETE, rec.reason
+        assert "spikes_per_sample" not in rec.metrics  # the LMU does not spike
+        extra = load_checkpoint(rec.trial_dir / "best_model.pt").extra
+        assert extra["test_subjects"] == list(loaded.test_subjects)
+        assert len(extra["mean"]) == len(extra["std"]) == len(extra["channels"])
+        result = json.loads((rec.trial_dir / "result.json").read_text(encoding="utf-8"))
+        assert result["test_subjects"] == list(loaded.test_subjects)

@@ -16,7 +16,7 @@ Medianstop, budgets, GPUs, concurrency) is ``config.toml`` with ``search_space.j
     python main.py --task full --data data_braille_letters_th10  # all 27 letters
     python main.py --model lmu --trials 40 --duration 1h         # the non-spiking baseline
     python main.py --smoke                                       # 2 trials, 1 epoch, seconds
-    python main.py --population 1 --refills 8 # processes that train trials one after another
+    python main.py --population 1 --refills 8                    # 9 trials per process, in turn
 
 Selection is honest by default: each trial is judged by its mean validation accuracy over
 ``--folds`` (3) stratified re-splits of the training pool, the test part of the split never

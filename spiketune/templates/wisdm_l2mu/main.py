@@ -17,7 +17,7 @@ with the report::
     python main.py --model lmu --trials 40 --duration 1h         # the non-spiking baseline
     python main.py --model rsnn --input events                   # a recurrent SNN on events
     python main.py --smoke                                       # 2 trials, 1 epoch, seconds
-    python main.py --population 1 --refills 8 # processes that train trials one after another
+    python main.py --population 1 --refills 8                    # 9 trials per process, in turn
 
 Selection is honest by default: each trial is judged by its mean validation accuracy over
 ``--folds`` (3) re-splits of the subjects outside the fixed test subjects, the test subjects
