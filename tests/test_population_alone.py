@@ -97,3 +97,18 @@ def test_the_engine_stops_a_member_that_trains_alone_with_its_best_weights_so_fa
     train_folds(ref, FOLDS)
     for key, w in _weights(member).items():
         torch.testing.assert_close(w, _weights(ref)[key], atol=1e-5, rtol=1e-5)
+
+
+def test_a_member_stopped_before_its_first_epoch_has_an_empty_history_with_the_reason() -> None:
+    from spiketune.snn._folds import _Alone
+
+    member = _built(L2MU)
+    before = _weights(member)
+    alone = _Alone(member[0])
+    alone.stop(0, "stopped by the engine")
+    assert alone.active == []
+    assert list(alone.epochs(*(d.tensor_dataset() for d in FOLDS[0]))) == []
+    (history,) = alone.histories
+    assert history.epochs == [] and history.stop_reason == "stopped by the engine"
+    for key, w in _weights(member).items():  # never trained: its initial weights
+        torch.testing.assert_close(w, before[key])

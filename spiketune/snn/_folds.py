@@ -152,6 +152,7 @@ class _Alone:
         self.trainer = Trainer(*member)
         self._run: Generator[EpochMetrics, None, History] | None = None
         self._active = True
+        self._reason: str | None = None  # why stop() ended it
 
     @property
     def active(self) -> list[int]:
@@ -159,10 +160,14 @@ class _Alone:
 
     @property
     def histories(self) -> list[History]:
-        return [] if self.trainer.history is None else [self.trainer.history]
+        if self.trainer.history is None:  # stopped before its first epoch
+            self.trainer.history = History(monitor=self.trainer.config.monitor,
+                                           stop_reason=self._reason or "completed")
+        return [self.trainer.history]
 
     def stop(self, member: int, reason: str = "stopped") -> None:
         """End the run now (between epochs): the network takes its best weights so far."""
+        self._reason = reason
         if self._active and self._run is not None:
             self._run.close()
             if self.trainer.history is not None:
