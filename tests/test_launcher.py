@@ -230,3 +230,23 @@ def test_print_summary_of_the_kept_and_the_retrained_model(
         "chosen model's test accuracy: 85.12% ± 1.23% (mean ± std over seeds 0, 1, trial 3's "
         "configuration, split 0123456789ab)",
     ]
+
+
+def test_population_options_parse_k_auto_and_refills_with_errors_naming_the_value(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from spiketune.launcher import add_population_options
+
+    plain = add_population_options(argparse.ArgumentParser())
+    assert plain.parse_args(["--population", "4"]).population == 4
+    assert plain.parse_args(["--population", "auto"]).population == "auto"
+    assert not hasattr(plain.parse_args([]), "refills")  # only when asked for
+    with_refills = add_population_options(argparse.ArgumentParser(), refills=True)
+    assert with_refills.parse_args([]).refills is None  # the trial script's own default
+    assert with_refills.parse_args(["--refills", "0"]).refills == 0
+    cases = ((plain, ["--population", "0"], "a number of trials >= 1 or auto, got '0'"),
+             (with_refills, ["--refills", "-2"], "a number of trials >= 0, got '-2'"))
+    for parser, argv, rule in cases:
+        with pytest.raises(SystemExit):
+            parser.parse_args(argv)
+        assert rule in capsys.readouterr().err

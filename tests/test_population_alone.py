@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_braille_population import FOLDS, INFO
 
-from spiketune.data import Dataset, DatasetInfo
 from spiketune.snn import (
     History,
     Model,
@@ -17,19 +17,6 @@ from spiketune.snn import (
     train_folds,
     train_population,
 )
-
-INFO = DatasetInfo(name="tiny", classes=("a", "b", "c"), n_inputs=6, n_steps=12, dt=0.02)
-
-
-def _data(n: int, seed: int) -> Dataset:
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % 3
-    x = (torch.rand(n, INFO.n_steps, INFO.n_inputs, generator=g) < 0.2).float()
-    x[torch.arange(n), :, labels * 2] = 1.0  # each class drives its own channel
-    return Dataset(INFO, x, labels)
-
-
-FOLDS = [(_data(24, 0), _data(12, 1))]
 
 L2MU = {"model": {"_name": "l2mu", "order": 4, "theta": 0.2, "memory_size": 6,
                   "hidden_size": 10}, "lr": 0.01, "batch_size": 8, "epochs": 4, "seed": 3}

@@ -53,12 +53,10 @@ def _data(n: int, seed: int) -> Dataset:
     return Dataset(INFO, x, labels)
 
 
-def test_a_member_whose_parameters_are_refused_fails_alone(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    good = FakeMember("0", {"n_rec": 8, "lr": 0.01, "epochs": 3})
-    bad = FakeMember("1", {"n_rec": 8, "tau_membrane": 0.1, "epochs": 3})
-    monkeypatch.setattr(population_module, "population", lambda: [good, bad])
+def _process_of(monkeypatch: pytest.MonkeyPatch, *members: FakeMember) -> Any:
+    """This process's population is ``members`` (none join); returns a ``prepare`` that
+    builds each member's network from its parameters, on tiny data, its trial id as context."""
+    monkeypatch.setattr(population_module, "population", lambda: list(members))
     monkeypatch.setattr(population_module, "joining", lambda: [])
     monkeypatch.setattr(population_module, "stop_joining", lambda: None)
     folds = [(_data(16, 0), _data(8, 1))]
@@ -66,6 +64,16 @@ def test_a_member_whose_parameters_are_refused_fails_alone(
     def prepare(member: Any) -> PreparedMember:
         built = [model_and_config_from_params({**member.parameters, "batch_size": 8}, INFO)]
         return PreparedMember(built, folds, "tiny", context=member.trial_id)
+
+    return prepare
+
+
+def test_a_member_whose_parameters_are_refused_fails_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    good = FakeMember("0", {"n_rec": 8, "lr": 0.01, "epochs": 3})
+    bad = FakeMember("1", {"n_rec": 8, "tau_membrane": 0.1, "epochs": 3})
+    prepare = _process_of(monkeypatch, good, bad)
 
     finished: list[tuple[str, bool, int]] = []
 
@@ -91,14 +99,7 @@ def test_members_of_models_no_population_batches_report_as_their_model_allows(
                                      "memory_size": 4, "hidden_size": 8}, "epochs": 2})
     l2mu = FakeMember("1", {"model": {"_name": "l2mu", "order": 4, "theta": 0.2,
                                       "memory_size": 4, "hidden_size": 8}, "epochs": 3})
-    monkeypatch.setattr(population_module, "population", lambda: [lmu, l2mu])
-    monkeypatch.setattr(population_module, "joining", lambda: [])
-    monkeypatch.setattr(population_module, "stop_joining", lambda: None)
-    folds = [(_data(16, 0), _data(8, 1))]
-
-    def prepare(member: Any) -> PreparedMember:
-        built = [model_and_config_from_params({**member.parameters, "batch_size": 8}, INFO)]
-        return PreparedMember(built, folds, "tiny")
+    prepare = _process_of(monkeypatch, lmu, l2mu)
 
     def finish(member: Any, prepared: PreparedMember, histories: list) -> dict[str, Any]:
         return {"default": histories[0].epochs[-1].val_acc}

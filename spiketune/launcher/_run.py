@@ -59,16 +59,26 @@ def refill_count(value: str) -> int:
     return number
 
 
-def add_population_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+def add_population_options(
+    parser: argparse.ArgumentParser, *, refills: bool = False
+) -> argparse.ArgumentParser:
     """Add ``--population K|auto`` (population mode, for trials built on ``spiketune.snn``:
     up to K trials train together in one process, each recorded as its own trial; ``auto``:
     the launcher probes first, see :func:`use_population_probe`) to ``parser``; returns
-    ``parser``. :func:`config_changes` passes a number on as ``population``."""
+    ``parser``. :func:`config_changes` passes a number on as ``population``. With
+    ``refills``, also ``--refills R`` (:func:`refill_count`; default None: the trial
+    script's own), for the launcher to put on the trial command in population mode."""
     parser.add_argument("--population", type=population_size, metavar="K|auto",
                         help="train up to K trials together in one process, as one batched "
                              "population (config: population); auto: choose K, the "
                              "populations at once (--concurrency) and their CPU threads by a "
                              "short probe")
+    if refills:
+        parser.add_argument("--refills", type=refill_count, default=None, metavar="R",
+                            help="with --population: new trials each place of a population "
+                                 "takes after its first, as members end (default: the "
+                                 "trial's REFILLS; 0: none, a population ends with its "
+                                 "first K trials)")
     # set by the probe: CPU threads per trial process, population sizes by shape
     parser.set_defaults(trial_threads=None, population_sizes=None)
     return parser

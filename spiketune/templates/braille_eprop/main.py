@@ -41,7 +41,6 @@ from spiketune.launcher import (
     add_smoke_options,
     config_changes,
     parse_launcher_args,
-    refill_count,
     run_experiment,
     trial_command_change,
     use_population_probe,
@@ -72,15 +71,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_budget_options(p, concurrency_help="trials at once (config: concurrency); with "
                                            "--population, populations at once")
-    add_population_options(p)  # --population K|auto
+    add_population_options(p, refills=True)  # --population K|auto, --refills R
     p.add_argument("--shape-sizes", action="store_true",
                    help="with --population auto: also measure a K for each n_rec and rule of "
                         "the search space (config: population_sizes); on a GPU, where the "
                         "memory a member needs sets K, rather than on a CPU (see README)")
-    p.add_argument("--refills", type=refill_count, default=None, metavar="R",
-                   help="with --population: new trials each place of a running population "
-                        "takes after its first, as members end (default: main_hpo.REFILLS, 0: "
-                        "none, a population ends with its first K trials)")
     add_smoke_options(p, smoke_help="2 trials, 1 epoch, 20 samples per class: checks the "
                                     "whole chain")
     p.add_argument("--data", help="threshold-1 pool file (.pt), Braille event file, or a "

@@ -45,7 +45,6 @@ from spiketune.launcher import (
     config_changes,
     narrow_choice,
     parse_launcher_args,
-    refill_count,
     run_experiment,
     trial_command_change,
     with_options,
@@ -70,10 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_budget_options(p, concurrency_help="trials at once (config: concurrency); with "
                                            "--population, populations at once")
-    add_population_options(p)  # --population K (auto: refused, see experiment())
-    p.add_argument("--refills", type=refill_count, default=None, metavar="R",
-                   help="with --population: new trials each place of a population takes "
-                        "after its first, as members end (default: main_hpo.REFILLS)")
+    add_population_options(p, refills=True)  # --population K (auto: refused), --refills R
     add_smoke_options(p, subset_help="use N windows of each activity of each subject",
                       smoke_help="2 trials, 1 epoch, 3 windows of each activity of each "
                                  "subject: checks the whole chain")
