@@ -85,7 +85,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
 
 #: Population mode: new trials each place of a population takes after its first, as members
 #: end (``--refills``). An L²MU trains alone in its place, so a refill only saves the start
-#: of a process (Python, torch, the data: a few seconds); after its last refill the process
+#: of a process (Python and the imports: about 3 s); after its last refill the process
 #: ends and frees what it kept of its finished trials.
 REFILLS = 8
 #: Seconds a population whose members have all ended waits for the engine to add some.
