@@ -457,6 +457,9 @@ def test_braille_population_mode_trains_each_trial_as_alone_in_one_process(
         assert rec.outcome is Outcome.COMPLETE, rec.reason
         assert 1 <= len(rec.intermediate) <= 2
         assert f"trial {rec.number} epoch 1" in (rec.trial_dir / "stdout.log").read_text()
+        # its own wall time, from its place in the process (not from the process's start)
+        assert rec.started is not None and rec.finished is not None
+        assert rec.metrics["seconds"] <= (rec.finished - rec.started).total_seconds() + 0.5
 
     rec = results.records[-1]
     params = tmp_path / "params.json"

@@ -138,7 +138,6 @@ def main_population(args: argparse.Namespace) -> list[dict[str, Any]]:
     as soon as its training is over (:func:`spiketune.trial.train_members`). While it trains,
     members the engine adds (in the places of members that ended) join the population. A
     member whose parameters are invalid, or whose training diverges, fails alone."""
-    started = time.perf_counter()
     torch.set_num_threads(trial_threads(args.threads))
     device = trial_device()
     pool = setup_hpo.is_pool(setup_hpo.data_location(args.data))
@@ -149,6 +148,7 @@ def main_population(args: argparse.Namespace) -> list[dict[str, Any]]:
     def prepare(member: Member) -> PreparedMember:
         """Load the member's data (once per encoding) and build its networks (a ConfigError
         for invalid parameters fails the member alone)."""
+        began = time.perf_counter()  # the trial's clock (a refill joins later)
         params = {**DEFAULT_PARAMS, **member.parameters}
         options = setup_hpo.data_options(params, pool=pool)
         key = json.dumps(options, sort_keys=True)
@@ -159,12 +159,13 @@ def main_population(args: argparse.Namespace) -> list[dict[str, Any]]:
         seed_everything(int(params.get("seed", 0)))
         built = [train_hpo.build(params, data.info, device=device,
                                  epochs_cap=args.epochs_cap) for _ in data.folds]
-        return PreparedMember(built, data.folds, key, context=(params, options, data))
+        return PreparedMember(built, data.folds, key,
+                              context=(params, options, data, began))
 
     def done(member: Member, prepared: PreparedMember, histories: list) -> dict[str, Any]:
-        params, options, data = prepared.context
+        params, options, data, began = prepared.context
         return finish(params, data, options, pool, list(prepared.built), histories, args,
-                      started, Path(str(member.trial_dir)))
+                      began, Path(str(member.trial_dir)))
 
     return train_members(prepare, done, refills=args.refills, linger=LINGER)
 

@@ -141,7 +141,6 @@ def main_population(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Population mode: this process's trials train together, each reported as its own trial
     as soon as its training is over; a member whose parameters are invalid, or whose
     training diverges, fails alone."""
-    started = time.perf_counter()
     torch.set_num_threads(trial_threads(args.threads))
     device = trial_device()
     loaded: dict[str, Any] = {}  # one load per encoding asked for
@@ -149,6 +148,7 @@ def main_population(args: argparse.Namespace) -> list[dict[str, Any]]:
           f"{torch.get_num_threads()} thread(s) on {device}", flush=True)
 
     def prepare(member: Member) -> PreparedMember:
+        began = time.perf_counter()  # the trial's clock (a refill joins later)
         params = {**DEFAULT_PARAMS, **member.parameters}
         options = setup_hpo.data_options(flat_parameters(params))
         key = json.dumps(options, sort_keys=True)
@@ -159,11 +159,12 @@ def main_population(args: argparse.Namespace) -> list[dict[str, Any]]:
         seed_everything(int(params.get("seed", 0)))
         built = [train_hpo.build(params, data.info, device=device,
                                  epochs_cap=args.epochs_cap) for _ in data.folds]
-        return PreparedMember(built, data.folds, key, context=(params, options, data))
+        return PreparedMember(built, data.folds, key,
+                              context=(params, options, data, began))
 
     def done(member: Member, prepared: PreparedMember, histories: list) -> dict[str, Any]:
-        params, options, data = prepared.context
-        return finish(params, data, options, list(prepared.built), histories, args, started,
+        params, options, data, began = prepared.context
+        return finish(params, data, options, list(prepared.built), histories, args, began,
                       Path(str(member.trial_dir)))
 
     return train_members(prepare, done, refills=args.refills, linger=LINGER)
