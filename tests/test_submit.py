@@ -390,3 +390,39 @@ def test_a_job_that_outlives_the_grace_period_is_cancelled(tmp_path: Path, exp_r
     finally:
         if sleeper.poll() is None:
             sleeper.kill()
+
+
+def test_a_job_that_starts_after_a_stop_does_not_restart_the_experiment(
+    tmp_path: Path, trial_script, monkeypatch
+) -> None:
+    """A worker job starting late (queued, or slow to import) after ``spiketune stop`` ends
+    without running; one submitted after the stop (a new submission resumes) runs and
+    clears it. Before, a late job's new session cleared the stop and ran on."""
+    from datetime import datetime, timedelta
+
+    import spiketune.engine.runners
+    from spiketune import load_config
+    from spiketune.engine.experiment import request_stop_in_study
+    from spiketune.engine.launch import WorkerTask
+    from spiketune.engine.launch._worker import join_worker, stop_request
+
+    monkeypatch.setenv("TRIAL_SLEEP", "0.05")
+    # the job's process becomes its trials' subreaper; this one is pytest's
+    monkeypatch.setattr(spiketune.engine.runners, "become_subreaper", lambda: None)
+    cfg = _config(tmp_path, trial_script(TRIAL), max_trials=2)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    exp = join_worker(load_config(cfg), storage=storage)
+    exp.close()
+    submitted = (datetime.now() - timedelta(seconds=5)).isoformat(timespec="seconds")
+    request_stop_in_study(storage, exp.id)  # the stop comes after the job's submission
+    late = WorkerTask(config=str(cfg), storage=storage, experiment=exp.id, submitted=submitted)
+    assert "not started" in late()
+    store = StudyStore.open(storage, exp.id, read_only=True)
+    assert store.trials() == []
+    store.close()
+    assert stop_request(storage, exp.id) is not None  # still asked to stop
+
+    later = (datetime.now() + timedelta(seconds=5)).isoformat(timespec="seconds")
+    resumed = WorkerTask(config=str(cfg), storage=storage, experiment=exp.id, submitted=later)
+    assert "2 trials, 2 complete" in resumed()
+    assert stop_request(storage, exp.id) is None  # a new submission resumes

@@ -14,8 +14,8 @@ recognised by its pid and start time, so that a reused pid is not taken for it; 
 machine is ``UNKNOWN``.
 
 Stopping (:func:`cancel_jobs`, after the workers were asked to stop through the storage): a
-pending job is cancelled at once, since a worker that starts after a stop continues the
-experiment (a new session clears the stop request); a running one is given ``grace`` seconds
+pending job is cancelled at once (a job that starts anyway ends without running: see
+:class:`~spiketune.engine.launch.WorkerTask`); a running one is given ``grace`` seconds
 to end by itself (its worker ends and records its trials), and cancelled after.
 """
 

@@ -24,6 +24,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -137,8 +138,10 @@ class SlurmLauncher(Launcher):
         exp_id, directory = _register(spec)
         folder = self.folder or directory / "jobs"
         executor = self._executor(folder)
+        submitted = datetime.now().isoformat(timespec="seconds")
         tasks = [WorkerTask(config=str(spec.config_path), storage=spec.storage,
-                            experiment=exp_id, gpus="all" if self.gpus_per_worker else None)
+                            experiment=exp_id, gpus="all" if self.gpus_per_worker else None,
+                            submitted=submitted)
                  for _ in range(spec.workers)]
         jobs = self._submit(executor, tasks)
         with contextlib.suppress(OSError):  # submitit leaves its pattern as an empty folder

@@ -48,6 +48,19 @@ def join_worker(
                            experiment=experiment)
 
 
+def stop_request(url: str, experiment_id: str) -> str | None:
+    """When ``spiketune stop`` last asked the experiment's workers to stop (ISO time,
+    seconds), or None: the request a new session clears."""
+    from spiketune.engine.storage import ATTR_STOP, StudyStore
+
+    store = StudyStore.open(url, experiment_id, read_only=True)
+    try:
+        value = store.study_attrs().get(ATTR_STOP)
+    finally:
+        store.close()
+    return None if value is None else str(value)
+
+
 @dataclass(frozen=True)
 class WorkerTask:
     """What one submitted job runs: ``spiketune worker CONFIG --storage URL --experiment ID``.
@@ -56,13 +69,23 @@ class WorkerTask:
     ``experiment``: the id the submission registered (so that every job joins that
     experiment, even if another one takes the name meanwhile); ``gpus``: ``"all"`` when the
     job was given GPUs, so that its trials use exactly the job's allocation (the
-    ``CUDA_VISIBLE_DEVICES`` SLURM sets), else None (the config's own setting).
+    ``CUDA_VISIBLE_DEVICES`` SLURM sets), else None (the config's own setting);
+    ``submitted``: when the job was submitted (ISO time, seconds, this machine's clock).
+
+    Why ``submitted``: a new session of an experiment clears its stop request (that is how a
+    stopped experiment resumes). A job that starts late (queued, or still importing) after
+    ``spiketune stop`` would so restart the experiment its user just stopped. A job ends
+    without running when the stop request is as recent as its submission or more. It asks
+    before it joins the study (a second store opened beside the joined one disturbed the
+    worker's session); a stop in the moment between that question and the session's start
+    is still taken for an earlier one.
     """
 
     config: str
     storage: str
     experiment: str
     gpus: str | None = None
+    submitted: str | None = None
 
     def __call__(self) -> str:
         """Run the worker until the experiment's budget is spent or it is stopped; returns
@@ -72,6 +95,10 @@ class WorkerTask:
 
         # The job's process is the worker's own: orphans of its trials come back to it.
         become_subreaper()
+        stop = None if self.submitted is None else stop_request(self.storage, self.experiment)
+        if stop is not None and stop >= str(self.submitted):
+            return (f"{self.experiment}: stop requested at {stop}, after this job was "
+                    f"submitted ({self.submitted}); not started")
         exp = join_worker(self.config, storage=self.storage, experiment=self.experiment,
                           gpus=self.gpus)
         results = exp.run()
