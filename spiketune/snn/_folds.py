@@ -152,7 +152,6 @@ class _Alone:
         self.trainer = Trainer(*member)
         self._run: Generator[EpochMetrics, None, History] | None = None
         self._active = True
-        self._reason: str | None = None  # why stop() ended it
 
     @property
     def active(self) -> list[int]:
@@ -160,19 +159,18 @@ class _Alone:
 
     @property
     def histories(self) -> list[History]:
-        if self.trainer.history is None:  # stopped before its first epoch
-            self.trainer.history = History(monitor=self.trainer.config.monitor,
-                                           stop_reason=self._reason or "completed")
-        return [self.trainer.history]
+        return [] if self.trainer.history is None else [self.trainer.history]
 
     def stop(self, member: int, reason: str = "stopped") -> None:
         """End the run now (between epochs): the network takes its best weights so far."""
-        self._reason = reason
-        if self._active and self._run is not None:
-            self._run.close()
-            if self.trainer.history is not None:
-                self.trainer.history.stop_reason = reason
+        if not self._active:
+            return
         self._active = False
+        if self._run is not None:
+            self._run.close()
+        if self.trainer.history is None:  # stopped before its first epoch
+            self.trainer.history = History(monitor=self.trainer.config.monitor)
+        self.trainer.history.stop_reason = reason
 
     def epochs(
         self, train: Any, val: Any = None

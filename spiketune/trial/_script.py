@@ -214,7 +214,6 @@ def train_members(
 
     members = population()
     ready: list[tuple[Member, PreparedMember]] = []
-    spiking: list[bool] = []  # per member in ready: whether its model spikes (an LMU does not)
 
     def take(member: Member) -> bool:
         try:
@@ -223,7 +222,6 @@ def train_members(
             member.fail(f"{type(e).__name__}: {e}")
             return False
         ready.append((member, prepared))
-        spiking.append(is_spiking(prepared.built[0][0]))
         return True
 
     for member in members:
@@ -239,8 +237,9 @@ def train_members(
         if member.should_stop():  # pruned, timed out, or the experiment is stopping
             stopped.add(i)
             return True
+        spiking = is_spiking(ready[i][1].built[0][0])  # an LMU has no spike figures
         member.report_intermediate_result(epoch_report(
-            epoch, latest, spiking=spiking[i], trial_id=member.trial_id))
+            epoch, latest, spiking=spiking, trial_id=member.trial_id))
         return False
 
     def join(idle: bool) -> list[tuple[Any, Any, Hashable]]:
