@@ -261,6 +261,13 @@ def worker(
         typer.Option("--gpus", help='GPU indices for this worker\'s trials, "0,1" or "all" '
                      "(overrides the config).", show_default=False),
     ] = None,
+    submitted: Annotated[
+        str | None,
+        typer.Option("--submitted", help="When this worker was submitted (ISO time, e.g. "
+                     "2026-01-31T12:00:00): a 'spiketune stop' since then ends it before it "
+                     "starts instead of resuming the experiment. Launchers set it.",
+                     show_default=False),
+    ] = None,
     password_file: _PasswordFileOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress.")] = False,
 ) -> None:
@@ -268,6 +275,8 @@ def worker(
 
     The first worker creates the experiment in the database, the others join it; each runs
     its own trials until the experiment's budget is spent and no trial is left running.
+    A worker resumes a stopped experiment, unless it was submitted before the stop
+    (--submitted): a job that starts late does not undo its user's stop.
     """
     from spiketune.engine.config import load_config
     from spiketune.engine.launch import join_worker, worker_config
@@ -277,7 +286,7 @@ def worker(
     cfg = worker_config(load_config(config), concurrency=concurrency, gpus=gpus,
                         experiment_dir=experiment_dir)
     _writable_root(cfg.experiment_dir or default_root())
-    exp = join_worker(cfg, storage=storage, experiment=experiment)
+    exp = join_worker(cfg, storage=storage, experiment=experiment, submitted=submitted)
     _stderr().print(f"worker of [bold]{escape(exp.id)}[/] in "
                     f"{escape(redact_url(exp.storage_url))}; trials in "
                     f"{escape(str(exp.paths.trials))}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import stat
+from datetime import datetime
 from pathlib import Path
 
 import kubernetes_validate
@@ -182,3 +183,8 @@ def test_apply_needs_kubectl_and_uses_it(config: Path, tmp_path: Path, monkeypat
     assert applied.exit_code == 0, applied.output
     assert (bin_dir / "args").read_text().split() == ["apply", "-f", str(out)]
     assert "job.batch/x created" in applied.output and out.exists()
+    # applied now: each pod knows when, so that one starting after a stop does not resume
+    command = _manifest(out)[1]["spec"]["template"]["spec"]["containers"][0]["command"]
+    when = datetime.fromisoformat(command[command.index("--submitted") + 1])
+    assert abs((datetime.now() - when).total_seconds()) < 60
+

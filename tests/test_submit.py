@@ -426,3 +426,52 @@ def test_a_job_that_starts_after_a_stop_does_not_restart_the_experiment(
     resumed = WorkerTask(config=str(cfg), storage=storage, experiment=exp.id, submitted=later)
     assert "2 trials, 2 complete" in resumed()
     assert stop_request(storage, exp.id) is None  # a new submission resumes
+
+
+def test_a_stop_that_comes_while_a_job_joins_still_keeps_it_from_running(
+    tmp_path: Path, trial_script
+) -> None:
+    """The stop arrives after the job's first look (it saw none) but before its session
+    starts: the session's own look, in the read that would clear the request, ends it.
+    Without ``submitted`` the same worker resumes the experiment, as `spiketune worker`
+    by hand does."""
+    from datetime import datetime, timedelta
+
+    from spiketune import load_config
+    from spiketune.engine.experiment import request_stop_in_study
+    from spiketune.engine.launch._worker import join_worker, stop_request
+
+    cfg = load_config(_config(tmp_path, trial_script(TRIAL), max_trials=2))
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    submitted = (datetime.now() - timedelta(seconds=5)).isoformat(timespec="seconds")
+    worker = join_worker(cfg, storage=storage, submitted=submitted)  # no stop yet
+    request_stop_in_study(storage, worker.id)  # ... then the stop, before its run()
+    results = worker.run()
+    assert (worker.status, results.records) == ("stopped", [])
+    assert stop_request(storage, worker.id) is not None  # the request stands for the others
+
+    by_hand = join_worker(cfg, storage=storage, experiment=worker.id)
+    assert len(by_hand.run().records) == 2
+    assert stop_request(storage, worker.id) is None
+
+
+def test_a_submission_time_is_checked_and_read_as_local_time(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from spiketune import load_config
+    from spiketune.engine.experiment import check_submitted
+    from spiketune.engine.launch._worker import join_worker
+
+    assert check_submitted("2026-01-31T12:00:00.75") == "2026-01-31T12:00:00"
+    aware = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
+    assert check_submitted(aware.isoformat()) == aware.astimezone().replace(
+        tzinfo=None).isoformat(timespec="seconds")
+    with pytest.raises(ConfigError, match=r"submitted: an ISO date.*\(got .yesterday.\)"):
+        check_submitted("yesterday")
+    cfg = load_config(_config(tmp_path, tmp_path, max_trials=1))
+    with pytest.raises(ConfigError, match="submitted"):  # before anything is written
+        join_worker(cfg, storage=f"sqlite:///{tmp_path / 'study.db'}", submitted="soon")
+    assert not (tmp_path / "study.db").exists()
+    cli = CliRunner().invoke(app, ["worker", str(tmp_path / "worker.toml"), "--storage",
+                                   f"sqlite:///{tmp_path / 'study.db'}", "--submitted", "soon"])
+    assert cli.exit_code == 1 and "submitted" in cli.output and "ISO" in cli.output

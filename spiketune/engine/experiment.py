@@ -118,6 +118,7 @@ class Experiment:
         self._scheduler: Scheduler | None = None
         self._exists = False
         self._joined: StudyStore | None = None  # a worker's study, open (see join)
+        self._submitted: str | None = None  # a submitted worker's submission time (join)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -148,6 +149,7 @@ class Experiment:
         self._scheduler = None
         self._exists = True
         self._joined = None
+        self._submitted = None
         return self
 
     @classmethod
@@ -159,6 +161,7 @@ class Experiment:
         experiment: str | None = None,
         trial: Callable[..., Any] | None = None,
         kill_grace: float = 5.0,
+        submitted: str | None = None,
     ) -> Experiment:
         """A worker of the shared experiment that ``config`` describes: :meth:`run` it on each
         machine (or several times on one).
@@ -169,7 +172,14 @@ class Experiment:
         Each worker runs its own trials with its own ``concurrency``, ``gpus`` and
         ``trials_per_gpu``, in its own directory ``<experiment_dir>/<id>/``; every other field
         must equal the stored configuration, else :class:`ConfigError` lists the differences.
+
+        ``submitted`` (ISO time, seconds): when a launcher submitted this worker. A stop
+        requested at that time or later (``spiketune stop``) then ends its :meth:`run` before
+        it starts, instead of resuming the experiment: the worker was late, not sent after
+        the stop. None: every run resumes a stopped experiment.
         """
+        if submitted is not None:
+            submitted = check_submitted(submitted)
         url = storage or config.storage
         if url is None:
             raise ConfigError(Problem("storage", None, "a worker needs a database that every "
@@ -201,6 +211,7 @@ class Experiment:
             raise
         self._joined = store
         self._exists = True
+        self._submitted = submitted
         return self
 
     def close(self) -> None:
@@ -448,6 +459,7 @@ class Experiment:
                 goal=goal,
                 kill_grace=self.kill_grace,
                 population_group=config.population_group or (),
+                submitted=self._submitted if worker else None,
             )
             self._scheduler = scheduler
             status = "failed"
@@ -530,6 +542,22 @@ def request_stop_in_study(url: str, experiment_id: str) -> None:
         store.set_study_attr(ATTR_STOP, datetime.now().isoformat(timespec="seconds"))
     finally:
         store.close()
+
+
+def check_submitted(value: object, field: str = "submitted") -> str:
+    """A worker's submission time as a stop request records its own time: ISO, seconds,
+    this machine's local time without an offset (a time with one is converted), so that the
+    two compare as strings. Raises ConfigError naming ``field`` for anything else."""
+    try:
+        when = datetime.fromisoformat(str(value)) if isinstance(value, str | datetime) else None
+    except ValueError:
+        when = None
+    if when is None:
+        raise ConfigError(Problem(field, value, "an ISO date and time, e.g. "
+                                  "2026-01-31T12:00:00"))
+    if when.tzinfo is not None:
+        when = when.astimezone().replace(tzinfo=None)
+    return when.isoformat(timespec="seconds")
 
 
 def running_in_study(url: str, experiment_id: str) -> int:

@@ -181,6 +181,7 @@ class Scheduler:
         goal: Goal | None = None,
         kill_grace: float = 5.0,
         population_group: Sequence[str] = (),
+        submitted: str | None = None,
     ) -> None:
         self.store = store
         self.runner = runner
@@ -202,6 +203,9 @@ class Scheduler:
         self.goal = goal  # None: the study's one direction on "default"
         # population mode: keys a batch's members take from its first member
         self.population_group = tuple(population_group)
+        # a submitted worker's submission time (ISO, seconds): a stop requested since then
+        # ends its session before it starts (see _open_session)
+        self.submitted = submitted
         self._sampler = sampler
         self._pruner = pruner
         self._gpus = _GpuSlots(gpus, trials_per_gpu)
@@ -239,7 +243,9 @@ class Scheduler:
 
     def run(self) -> str:
         """Run until the budget is used or a stop; return ``"done"`` or ``"stopped"``."""
-        self._open_session()
+        if not self._open_session():
+            self.status = "stopped"
+            return self.status
         restore = self._install_signal_handlers()
         try:
             self._loop()
@@ -253,7 +259,20 @@ class Scheduler:
         return self.status
 
     # ------------------------------------------------------------------ session
-    def _open_session(self) -> None:
+    def _open_session(self) -> bool:
+        """Read the study and take the session; False (nothing written) when a submitted
+        worker finds a stop requested since its submission.
+
+        Why here: a new session clears the stop request (that is how a stopped experiment
+        resumes), so a worker job that starts late, after ``spiketune stop``, would restart
+        the experiment its user just stopped. The check and the clear are one read and one
+        write apart, at the very start of the session."""
+        attrs = self.store.study_attrs()
+        stop = attrs.get(ATTR_STOP)
+        if stop and self.submitted is not None and str(stop) >= self.submitted:
+            return False
+        if stop:  # a new session continues a stopped experiment
+            self.store.set_study_attr(ATTR_STOP, None)
         trials = self.store.trials()
         self._known_ids = {self.store.trial_id(t) for t in trials}
         if self.goal is None:
@@ -270,16 +289,14 @@ class Scheduler:
         self._sign = -1.0 if direction == "maximize" else 1.0
         for t in trials:
             self._count_stored(t)
-        attrs = self.store.study_attrs()
         self._elapsed_base = float(attrs.get(ATTR_ELAPSED, 0.0))
-        if attrs.get(ATTR_STOP):  # a new session continues a stopped experiment
-            self.store.set_study_attr(ATTR_STOP, None)
         self._t0 = time.monotonic()
         self._last_elapsed_save = self._t0
         self._last_sync = self._t0
         self._last_progress = 0.0
         self._started = self.store.claims_used()
         self.status = "running"
+        return True
 
     def _pruner_or_nop(self) -> optuna.pruners.BasePruner:
         import optuna

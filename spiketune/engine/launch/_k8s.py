@@ -20,7 +20,10 @@ evicted first under pressure); ``gpus_per_worker`` is a ``nvidia.com/gpu`` limit
 worker then runs with ``gpus = "all"``: its trials share the GPUs the device plugin gives the
 pod. ``restartPolicy: OnFailure``: a worker that crashes restarts in the same pod (its
 trials' directories are still there, and the other workers settle its lost trials after the
-grace period); ``backoffLimit`` caps the restarts of the whole Job.
+grace period); ``backoffLimit`` caps the restarts of the whole Job. A Job that spiketune
+applies itself (``--apply``) passes each worker ``--submitted`` with the time it was applied:
+a pod that starts or restarts after ``spiketune stop`` then ends without resuming the
+experiment.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -129,7 +133,11 @@ class KubernetesLauncher(Launcher):
         """Write the manifest (and apply it with ``--apply``)."""
         import yaml
 
-        documents = job_manifest(spec, self)
+        # Applied now: the pods carry the time, so that one starting (or restarting) after a
+        # `spiketune stop` does not resume the experiment. A manifest only written is
+        # applied whenever its user chooses: its pods resume, as `spiketune worker` does.
+        submitted = datetime.now().isoformat(timespec="seconds") if self.apply else None
+        documents = job_manifest(spec, self, submitted=submitted)
         self.output.write_text(yaml.dump_all(documents, Dumper=_dumper(), sort_keys=False),
                                encoding="utf-8")
         notes: list[str] = []
@@ -167,8 +175,11 @@ def _dumper() -> type:
     return Dumper
 
 
-def job_manifest(spec: WorkerSpec, launcher: KubernetesLauncher) -> list[dict[str, Any]]:
-    """The ConfigMap and the Job of the module docstring, as dictionaries."""
+def job_manifest(
+    spec: WorkerSpec, launcher: KubernetesLauncher, *, submitted: str | None = None
+) -> list[dict[str, Any]]:
+    """The ConfigMap and the Job of the module docstring, as dictionaries; ``submitted``
+    (ISO time) goes to each worker's ``--submitted``."""
     import yaml
 
     name = launcher.job_name(spec)
@@ -186,6 +197,8 @@ def job_manifest(spec: WorkerSpec, launcher: KubernetesLauncher) -> list[dict[st
                spec.storage, "--experiment-dir", EXPERIMENTS_MOUNT, "--quiet"]
     if launcher.gpus_per_worker:
         command += ["--gpus", "all"]
+    if submitted is not None:
+        command += ["--submitted", submitted]
     quantities: dict[str, Any] = {"cpu": launcher.cpu, "memory": launcher.memory}
     limits = dict(quantities)
     if launcher.gpus_per_worker:

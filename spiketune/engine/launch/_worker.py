@@ -36,16 +36,18 @@ def join_worker(
     *,
     storage: str | None = None,
     experiment: str | None = None,
+    submitted: str | None = None,
     **overrides: Any,
 ) -> Experiment:
     """A worker of the shared experiment ``config`` describes (a config or its file), with
-    :func:`worker_config`'s ``overrides``, joined and ready to :meth:`~Experiment.run`."""
+    :func:`worker_config`'s ``overrides``, joined and ready to :meth:`~Experiment.run`.
+    ``submitted``: when a launcher submitted it (see :meth:`Experiment.join`)."""
     from spiketune.engine.config import load_config
     from spiketune.engine.experiment import Experiment
 
     cfg = config if not isinstance(config, str | Path) else load_config(config)
     return Experiment.join(worker_config(cfg, **overrides), storage=storage,
-                           experiment=experiment)
+                           experiment=experiment, submitted=submitted)
 
 
 def stop_request(url: str, experiment_id: str) -> str | None:
@@ -76,9 +78,10 @@ class WorkerTask:
     stopped experiment resumes). A job that starts late (queued, or still importing) after
     ``spiketune stop`` would so restart the experiment its user just stopped. A job ends
     without running when the stop request is as recent as its submission or more. It asks
-    before it joins the study (a second store opened beside the joined one disturbed the
-    worker's session); a stop in the moment between that question and the session's start
-    is still taken for an earlier one.
+    twice: before it joins the study (so that a late job writes nothing), and again as its
+    session starts, in the read that would clear the request (a stop that came while the
+    job joined). Both through one store at a time: a second store opened beside the joined
+    one disturbed the worker's session.
     """
 
     config: str
@@ -100,7 +103,7 @@ class WorkerTask:
             return (f"{self.experiment}: stop requested at {stop}, after this job was "
                     f"submitted ({self.submitted}); not started")
         exp = join_worker(self.config, storage=self.storage, experiment=self.experiment,
-                          gpus=self.gpus)
+                          gpus=self.gpus, submitted=self.submitted)
         results = exp.run()
         return (f"{exp.id}: {exp.status}, {len(results.records)} trials, "
                 f"{results.count(Outcome.COMPLETE)} complete")
