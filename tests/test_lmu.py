@@ -209,9 +209,43 @@ def test_lmu_step_by_hand() -> None:
                                                      + 0.1 * m1[1]), atol=1e-12)
 
 
+@pytest.fixture(params=["dense", "per_channel"])
+def memory_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The fused path's two ways to apply the memory's Abar and Bbar: the dense
+    block-diagonal product, or channel by channel (chosen by size; forced here, so that the
+    tests' small networks take each)."""
+    import spiketune.snn._lmu as lmu
+
+    limit = 0 if request.param == "per_channel" else 10**18
+    monkeypatch.setattr(lmu, "_PER_CHANNEL_FROM", limit)
+    return str(request.param)
+
+
+def test_large_memories_take_the_channel_by_channel_product() -> None:
+    """The rule that picks the path: batch x n_memory^2 multiply-adds a step."""
+    from spiketune.snn._lmu import _PER_CHANNEL_FROM, _Memory
+
+    def path(order: int, memory_size: int, batch: int) -> str:
+        a_t, b_t = LMUParameters(order=order, theta=0.1, dt=0.01,
+                                 memory_size=memory_size).memory_operators()
+        memory = _Memory.of(a_t, b_t, memory_size, batch, 0.5, 0.0)
+        if memory is None:
+            return "dense"
+        abar_t = a_t[:order, :order]
+        torch.testing.assert_close(memory.forward, abar_t - 0.5 * torch.eye(order))
+        torch.testing.assert_close(memory.backward, abar_t.t())
+        torch.testing.assert_close(memory.bbar, b_t[0, :order])
+        return "per_channel"
+
+    assert _PER_CHANNEL_FROM == 1_500_000
+    assert path(4, 8, 16) == path(7, 32, 16) == "dense"  # 32 and 224 memory neurons
+    assert path(16, 32, 16) == path(16, 70, 16) == path(10, 48, 8) == "per_channel"
+    assert path(7, 32, 64) == "per_channel"  # a larger batch costs the dense product more
+
+
 # -- the modules -----------------------------------------------------------------------------
 @pytest.mark.parametrize("readout", ["leaky", "spiking"])
-def test_module_loop_is_the_step_function_composed(readout: str) -> None:
+def test_module_loop_is_the_step_function_composed(readout: str, memory_path: str) -> None:
     net = small_l2mu(readout=readout)
     x = spike_input()
     with torch.no_grad():
@@ -290,7 +324,9 @@ def test_synops_count_every_spike_by_its_fan_out() -> None:
 @pytest.mark.parametrize(("readout", "detach_reset"),
                          [("leaky", True), ("leaky", False), ("spiking", True),
                           ("spiking", False)])
-def test_fused_bptt_equals_autograd_through_the_steps(readout: str, detach_reset: bool) -> None:
+def test_fused_bptt_equals_autograd_through_the_steps(
+    readout: str, detach_reset: bool, memory_path: str
+) -> None:
     """The written-out backward pass against autograd through l2mu_step's dynamics with the
     same surrogate: spikes equal, every gradient (weights, decays, thresholds, input) equal to
     rounding. The loss reads the readout and the u and m spikes, so that gradient flows in
