@@ -293,7 +293,7 @@ def test_spiking_readout_is_a_lif_population() -> None:
     assert tr.y.sum() > 0 and set(tr.spikes) == {"u", "m", "h", "out"}
 
 
-def test_lmu_module_is_the_step_function_composed() -> None:
+def test_lmu_module_is_the_step_function_composed(memory_path: str) -> None:
     net = LMU(4, 3, order=5, theta=0.05, dt=0.005, memory_size=2, hidden_size=6, dtype=F64)
     x = spike_input()
     with torch.no_grad():
@@ -380,7 +380,7 @@ def test_l2mu_gradients_match_finite_differences(readout: str) -> None:
     _gradcheck(_Simulate(net, spike_fn=smooth_spike), x)
 
 
-def test_lmu_gradients_match_finite_differences() -> None:
+def test_lmu_gradients_match_finite_differences(memory_path: str) -> None:
     net = LMU(3, 2, order=3, theta=0.03, dt=0.01, memory_size=2, hidden_size=3, dtype=F64)
     with torch.no_grad():
         net.e_m.normal_(0, 0.5, generator=torch.Generator().manual_seed(0))

@@ -265,6 +265,7 @@ class _Operators(NamedTuple):
     w_m_t: Tensor
     a_t: Tensor  # kron(I, Abar).T
     b_t: Tensor  # kron(I, Bbar).T
+    memory: _Memory | None = None  # the memory channel by channel (LMU module, large memories)
 
 
 def _operators(w: LMUWeights | L2MUWeights, a_t: Tensor, b_t: Tensor) -> _Operators:
@@ -281,7 +282,12 @@ def lmu_step(x: Tensor, state: LMUState, weights: LMUWeights, params: LMUParamet
 def _lmu_core(xu: Tensor, xh: Tensor, s: LMUState, k: _Operators) -> LMUState:
     """One LMU step given the input's projections ``e_x x`` and ``W_x x``."""
     u = torch.addmm(torch.addmm(xu, s.h, k.e_h_t), s.m, k.e_m_t)
-    m = torch.addmm(torch.mm(s.m, k.a_t), u, k.b_t)
+    c = k.memory
+    if c is None:
+        m = torch.addmm(torch.mm(s.m, k.a_t), u, k.b_t)
+    else:  # Abar^T and Bbar on each channel alone (see _PER_CHANNEL_FROM)
+        rows = torch.mm(s.m.reshape(-1, c.order), c.forward).view(*u.shape, c.order)
+        m = torch.addcmul(rows, u.unsqueeze(-1), c.bbar).view_as(s.m)
     h = torch.addmm(torch.addmm(xh, s.h, k.w_h_t), m, k.w_m_t).tanh_()
     return LMUState(m, h)
 
@@ -915,6 +921,8 @@ class LMU(_LegendreCell):
         s = state or lmu_initial_state(self.params, batch, self.hidden_size, dtype=xt.dtype,
                                        device=xt.device)
         ops = self._operators()
+        ops = ops._replace(memory=_Memory.of(ops.a_t, ops.b_t, self.params.memory_size, batch,
+                                             0.0, 0.0))
         ms, hs = [], []
         for xu, xh in zip(*self._projections(xt), strict=True):
             s = _lmu_core(xu, xh, s, ops)
