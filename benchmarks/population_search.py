@@ -160,14 +160,15 @@ def run_mode(mode: dict[str, Any], seed: int, args: argparse.Namespace, root: Pa
 
 def shape_of(parameters: dict[str, Any]) -> str:
     """The network shape a trial drew, as a population groups its members: neurons, rule,
-    batch size and bin size (ms), e.g. ``"256 bptt b16 20ms"``."""
+    batch size and bin size (ms), e.g. ``"256 bptt b16 20ms"``; for an L²MU or LMU the
+    hidden neurons, then order x memory_size (``"120 l2mu/7x32 b16 5ms"``)."""
     model = parameters.get("model")
     where = model if isinstance(model, dict) else parameters
     rule = where.get("rule")
     rule = rule.get("_name") if isinstance(rule, dict) else rule
     size = where.get("n_rec", where.get("hidden_size", "?"))
     if isinstance(model, dict) and model.get("_name") != "rsnn":  # an L²MU or LMU
-        rule = f"{model.get('_name')}/{model.get('memory_size', '?')}"
+        rule = f"{model.get('_name')}/{model.get('order', '?')}x{model.get('memory_size', '?')}"
     bins = parameters.get("bin_size")
     bins = "?" if bins is None else f"{bins * 1000:g}ms"
     return f"{size} {rule or '?'} b{parameters.get('batch_size', '?')} {bins}"

@@ -182,10 +182,10 @@ def test_the_benchmark_counts_the_network_shapes_its_tuner_drew() -> None:
              "batch_size": 8, "bin_size": 0.01}
     assert bench.shape_of(bptt) == "256 bptt b16 20ms"
     assert bench.shape_of(eprop) == "512 eprop b8 10ms"
-    l2mu = {"model": {"_name": "l2mu", "hidden_size": 120, "memory_size": 32},
+    l2mu = {"model": {"_name": "l2mu", "hidden_size": 120, "order": 7, "memory_size": 32},
             "batch_size": 16, "bin_size": 0.005}
     rsnn = {"model": {"_name": "rsnn", "n_rec": 64, "rule": "bptt"}, "batch_size": 8}
-    assert bench.shape_of(l2mu) == "120 l2mu/32 b16 5ms"
+    assert bench.shape_of(l2mu) == "120 l2mu/7x32 b16 5ms"  # hidden, order x memory
     assert bench.shape_of(rsnn) == "64 bptt b8 ?"
     assert bench.shape_of({}) == "? ? b? ?"  # a space without these keys still prints
     counts = bench.shape_counts([eprop, bptt, bptt, {**bptt, "lr": 0.01}])
