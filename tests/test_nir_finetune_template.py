@@ -104,3 +104,79 @@ def test_smoke_run_fine_tunes_the_cuba_lif_graph(
     assert retrained.split_digest == chosen.metrics["split_digest"]
     assert (results.directory / "chosen" / "seed0" / "best_model.pt").is_file()
     assert (results.directory / "report" / "index.html").is_file()
+
+
+def test_population_options_reach_the_trials_and_auto_is_refused(tmp_path: Path) -> None:
+    """``--population K --refills R`` become the experiment's population and the trials'
+    ``--refills`` (not the retraining's); ``auto`` (a probe of batched LIF/ALIF networks) is
+    refused with the reason."""
+    project = tmp_path / "p"
+    init_project(project, TEMPLATE)
+    main = _load("main", project)
+    graph = project / "g.nir"
+
+    def experiment(*argv: str):  # noqa: ANN202
+        args = main.parse_args([*argv, "--experiment-dir", str(tmp_path / "e")])
+        return main.experiment(args, graph), args
+
+    exp, args = experiment("--population", "2", "--refills", "3", "--concurrency", "1")
+    assert exp.config.population == 2 and exp.config.concurrency == 1
+    assert "--refills 3" in exp.config.trial_command
+    assert not exp.config.population_group  # members are drawn as independent trials
+    retrain = main._with_trial_options(["python", "main_hpo.py"], args, graph, population=False)
+    assert "--refills" not in retrain
+    assert "--refills" not in experiment("--refills", "3")[0].config.trial_command
+    with pytest.raises(SystemExit, match="--population auto: not for this template"):
+        experiment("--population", "auto")
+
+
+@pytest.mark.slow
+def test_population_mode_fine_tunes_each_trial_as_alone_in_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--population 1 --refills 1``: one process fine-tunes two trials one after the other
+    (the graph and the data read once), each recorded as its own complete trial with its
+    checkpoint; the second one's result equals its parameters fine-tuned alone by
+    ``main_hpo.py``."""
+    import subprocess
+    import sys
+
+    if not POOL_FILE.is_file():
+        pytest.skip(NO_POOL)
+    project = tmp_path / "project"
+    init_project(project, TEMPLATE)
+    monkeypatch.setenv("SPIKETUNE_CONCURRENCY", "1")  # the launcher sets it; restored after
+    monkeypatch.setenv("SPIKETUNE_TRIAL_THREADS", "1")  # as the trial alone below sums
+    main = _load("main", project)
+    results = main.run(["--smoke", "--data", str(POOL_FILE), "--experiment-dir",
+                        str(tmp_path / "experiments"), "--name", "nir_population", "-q",
+                        "--population", "1", "--refills", "1", "--concurrency", "1",
+                        "--retrain-seeds", "--no-report"])
+    assert results.directory is not None
+    (population,) = (results.directory / "populations").iterdir()
+    log = (population / "stdout.log").read_text()
+    assert "population of 1 trial(s) (0)" in log and "trial 1 joined the population" in log
+    assert "1 refill(s) per place, 1 thread(s)" in log
+    assert len(results.records) == 2
+    for rec in results.records:
+        assert rec.outcome is Outcome.COMPLETE, rec.reason
+        assert rec.metrics["epoch"] == 1 and len(rec.intermediate) == 1
+        checkpoint = load_checkpoint(rec.trial_dir / "best_model.pt")
+        assert checkpoint.network.config.neuron == "cuba_lif"
+        result = json.loads((rec.trial_dir / "result.json").read_text(encoding="utf-8"))
+        assert result["parameters"] == {**result["parameters"], **rec.parameters}
+
+    rec = results.records[-1]
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps(rec.parameters), encoding="utf-8")
+    alone = subprocess.run(
+        [sys.executable, "main_hpo.py", "--params", str(params), "--data", str(POOL_FILE),
+         "--graph", str(project / "braille_cuba.nir"), "--subset", "10", "--epochs-cap", "1",
+         "--threads", "1", "--out", str(tmp_path / "alone")],
+        cwd=project, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+        text=True, timeout=300,
+    )
+    assert alone.returncode == 0, alone.stderr
+    final = json.loads((tmp_path / "alone" / "result.json").read_text(encoding="utf-8"))
+    for key in ("default", "test", "epoch"):
+        assert final[key] == pytest.approx(rec.metrics[key], abs=1e-6), key

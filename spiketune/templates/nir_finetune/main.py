@@ -12,6 +12,7 @@ smaller runs, the retraining and the report::
     python main.py --data braille_reduced_th1_pool.pt                 # the search, 3 seeds
     python main.py --data braille_reduced_th1_pool.pt --graph my.nir  # another graph
     python main.py --data braille_reduced_th1_pool.pt --smoke         # 2 trials, seconds
+    python main.py --data braille_reduced_th1_pool.pt --population 1 --refills 8  # in turn
 
 Selection: each trial is judged by its best validation accuracy on the validation part of the
 fixed split ``stratified_split(labels, (0.8, 0.1, 0.1), seed=0)``; the test part never reaches
@@ -32,6 +33,7 @@ from spiketune import Experiment, ExperimentResults, load_config
 from spiketune.launcher import (
     add_budget_options,
     add_experiment_options,
+    add_population_options,
     add_selection_options,
     add_smoke_options,
     config_changes,
@@ -53,7 +55,9 @@ RETRAIN_SEEDS = [0, 1, 2]
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_budget_options(p)  # --trials, --duration, --trial-duration, --concurrency
+    add_budget_options(p, concurrency_help="trials at once (config: concurrency); with "
+                                           "--population, populations at once")
+    add_population_options(p, refills=True)  # --population K (auto: refused), --refills R
     add_smoke_options(p, smoke_help="2 trials, 1 epoch, 10 samples per class, 1 retraining "
                                     "seed: checks the whole chain", gpus=False)
     p.add_argument("--graph", type=Path,
@@ -63,7 +67,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "braille_reduced_th1_pool.pt (else $SPIKETUNE_BRAILLE_TH1_DATA)")
     add_selection_options(p, folds=None, retrain_seeds=RETRAIN_SEEDS)
     add_experiment_options(p)  # --seed, --name, --experiment-dir, --no-report, --quiet
-    return parse_launcher_args(p, argv, smoke=SMOKE)
+    args = parse_launcher_args(p, argv, smoke=SMOKE)
+    if args.population == "auto":
+        # The probe times batched recurrent SNNs of LIF or ALIF neurons; the graph's CubaLIF
+        # network trains alone in its population (it saves the start of a process per trial).
+        raise SystemExit("--population auto: not for this template (its CubaLIF network "
+                         "trains alone in a population); give a number, e.g. --population 1 "
+                         "--refills 8: one process per core, each fine-tuning trials one "
+                         "after another")
+    return args
 
 
 def starting_graph(args: argparse.Namespace) -> Path:
@@ -97,11 +109,13 @@ def experiment(args: argparse.Namespace, graph: Path | None = None) -> Experimen
 
 
 def _with_trial_options(command: list[str], args: argparse.Namespace,
-                        graph: Path | None) -> list[str]:
+                        graph: Path | None, *, population: bool = True) -> list[str]:
     """``command`` with the options ``main_hpo.py`` gets from the command line, paths made
-    absolute."""
+    absolute; ``--refills`` only for the search's trials in population mode."""
+    refills = args.refills if population and args.population is not None else None
     return with_options(command, {"--graph": graph, "--epochs-cap": args.epochs_cap,
-                                  "--subset": args.subset, "--data": args.data},
+                                  "--subset": args.subset, "--data": args.data,
+                                  "--refills": refills},
                         paths=("--graph", "--data"))
 
 
@@ -118,7 +132,8 @@ def run(argv: list[str] | None = None) -> ExperimentResults:
     args = parse_args(argv)
     graph = starting_graph(args)
     exp = experiment(args, graph)
-    command = _with_trial_options([sys.executable, "main_hpo.py"], args, graph)
+    command = _with_trial_options([sys.executable, "main_hpo.py"], args, graph,
+                                  population=False)
     return run_experiment(exp, args, retrain_seeds=RETRAIN_SEEDS, retrain_command=command,
                           cwd=HERE)
 
