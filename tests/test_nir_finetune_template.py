@@ -5,9 +5,11 @@ BPTT, retrains the chosen configuration with one seed and builds the report."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_braille_example import _load
@@ -115,7 +117,7 @@ def test_population_options_reach_the_trials_and_auto_is_refused(tmp_path: Path)
     main = _load("main", project)
     graph = project / "g.nir"
 
-    def experiment(*argv: str):  # noqa: ANN202
+    def experiment(*argv: str) -> tuple[Any, argparse.Namespace]:
         args = main.parse_args([*argv, "--experiment-dir", str(tmp_path / "e")])
         return main.experiment(args, graph), args
 
