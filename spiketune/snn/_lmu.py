@@ -393,7 +393,8 @@ _PER_CHANNEL_FROM = 1_500_000
 class _Memory(NamedTuple):
     """One channel's ``Abar`` and ``Bbar``, for the memory taken channel by channel: rows
     ``(batch * memory_size, order)`` times ``forward`` (``Abar^T``, less ``Theta_m`` on the
-    diagonal for the reset) or ``backward`` (its transpose), and ``bbar`` (order,)."""
+    diagonal for the reset) or ``backward`` (``Abar``, less ``Theta_m`` on the diagonal only
+    where the reset is differentiated), and ``bbar`` (order,)."""
 
     order: int
     forward: Tensor
