@@ -422,10 +422,11 @@ def test_a_job_that_starts_after_a_stop_does_not_restart_the_experiment(
     store.close()
     assert stop_request(storage, exp.id) is not None  # still asked to stop
 
-    later = (datetime.now() + timedelta(seconds=5)).isoformat(timespec="seconds")
-    resumed = WorkerTask(config=str(cfg), storage=storage, experiment=exp.id, submitted=later)
+    # a new submission resumes, even in the same second as the stop (`stop && submit`)
+    resumed = WorkerTask(config=str(cfg), storage=storage, experiment=exp.id,
+                         submitted=datetime.now().isoformat())
     assert "2 trials, 2 complete" in resumed()
-    assert stop_request(storage, exp.id) is None  # a new submission resumes
+    assert stop_request(storage, exp.id) is None
 
 
 def test_a_stop_that_comes_while_a_job_joins_still_keeps_it_from_running(
@@ -455,6 +456,17 @@ def test_a_stop_that_comes_while_a_job_joins_still_keeps_it_from_running(
     assert stop_request(storage, worker.id) is None
 
 
+def test_a_stop_counts_from_its_microsecond_and_an_older_record_from_its_second() -> None:
+    from spiketune.engine.scheduler import stopped_since
+
+    assert stopped_since("2026-01-31T12:00:00.500000", "2026-01-31T12:00:00.400000")
+    assert stopped_since("2026-01-31T12:00:00.5", "2026-01-31T12:00:00.5")  # the stop wins
+    assert not stopped_since("2026-01-31T12:00:00.500000", "2026-01-31T12:00:00.600000")
+    assert not stopped_since("2026-01-31T12:00:00", "2026-01-31T12:00:00.200000")
+    assert not stopped_since(None, "2026-01-31T12:00:00")
+    assert not stopped_since("2026-01-31T12:00:00", None)  # a worker started by hand
+
+
 def test_a_submission_time_is_checked_and_read_as_local_time(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
@@ -462,10 +474,10 @@ def test_a_submission_time_is_checked_and_read_as_local_time(tmp_path: Path) -> 
     from spiketune.engine.experiment import check_submitted
     from spiketune.engine.launch._worker import join_worker
 
-    assert check_submitted("2026-01-31T12:00:00.75") == "2026-01-31T12:00:00"
+    assert check_submitted("2026-01-31T12:00:00.75") == "2026-01-31T12:00:00.750000"
     aware = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
     assert check_submitted(aware.isoformat()) == aware.astimezone().replace(
-        tzinfo=None).isoformat(timespec="seconds")
+        tzinfo=None).isoformat()
     with pytest.raises(ConfigError, match=r"submitted: an ISO date.*\(got .yesterday.\)"):
         check_submitted("yesterday")
     cfg = load_config(_config(tmp_path, tmp_path, max_trials=1))

@@ -539,15 +539,17 @@ def request_stop_in_study(url: str, experiment_id: str) -> None:
     heartbeat interval)."""
     store = StudyStore.open(url, experiment_id)
     try:
-        store.set_study_attr(ATTR_STOP, datetime.now().isoformat(timespec="seconds"))
+        # to the microsecond: a submission in the same second after it must resume
+        store.set_study_attr(ATTR_STOP, datetime.now().isoformat())
     finally:
         store.close()
 
 
 def check_submitted(value: object, field: str = "submitted") -> str:
-    """A worker's submission time as a stop request records its own time: ISO, seconds,
-    this machine's local time without an offset (a time with one is converted), so that the
-    two compare as strings. Raises ConfigError naming ``field`` for anything else."""
+    """A worker's submission time as a stop request records its own: ISO, this machine's
+    local time without an offset (a time with one is converted), so that the two compare
+    (:func:`~spiketune.engine.scheduler.stopped_since`). Raises ConfigError naming ``field``
+    for anything else."""
     try:
         when = datetime.fromisoformat(str(value)) if isinstance(value, str | datetime) else None
     except ValueError:
@@ -557,7 +559,7 @@ def check_submitted(value: object, field: str = "submitted") -> str:
                                   "2026-01-31T12:00:00"))
     if when.tzinfo is not None:
         when = when.astimezone().replace(tzinfo=None)
-    return when.isoformat(timespec="seconds")
+    return when.isoformat()
 
 
 def running_in_study(url: str, experiment_id: str) -> int:

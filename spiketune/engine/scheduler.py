@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -144,6 +145,21 @@ class _GpuSlots:
     def release(self, gpu: int | None) -> None:
         if gpu is not None:
             self.load[gpu] -= 1
+
+
+def stopped_since(stop: object, submitted: str | None) -> bool:
+    """Whether the stop request ``stop`` (the study's ``stop_requested``: an ISO time, or
+    None) came at or after ``submitted`` (a worker's submission, ISO time; None: never).
+
+    Both are this machine's local times, to the microsecond, so that a ``spiketune submit``
+    right after ``spiketune stop`` (the same second) still resumes; a time recorded to the
+    second counts as its second's start."""
+    if not stop or submitted is None:
+        return False
+    try:
+        return datetime.fromisoformat(str(stop)) >= datetime.fromisoformat(submitted)
+    except (TypeError, ValueError):  # not a time this module wrote: compare as text
+        return str(stop) >= submitted
 
 
 class Scheduler:
@@ -269,7 +285,7 @@ class Scheduler:
         write apart, at the very start of the session."""
         attrs = self.store.study_attrs()
         stop = attrs.get(ATTR_STOP)
-        if stop and self.submitted is not None and str(stop) >= self.submitted:
+        if stopped_since(stop, self.submitted):
             return False
         if stop:  # a new session continues a stopped experiment
             self.store.set_study_attr(ATTR_STOP, None)

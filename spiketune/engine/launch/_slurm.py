@@ -138,7 +138,7 @@ class SlurmLauncher(Launcher):
         exp_id, directory = _register(spec)
         folder = self.folder or directory / "jobs"
         executor = self._executor(folder)
-        submitted = datetime.now().isoformat(timespec="seconds")
+        submitted = datetime.now().isoformat()  # to the microsecond, as a stop request
         tasks = [WorkerTask(config=str(spec.config_path), storage=spec.storage,
                             experiment=exp_id, gpus="all" if self.gpus_per_worker else None,
                             submitted=submitted)

@@ -51,8 +51,8 @@ def join_worker(
 
 
 def stop_request(url: str, experiment_id: str) -> str | None:
-    """When ``spiketune stop`` last asked the experiment's workers to stop (ISO time,
-    seconds), or None: the request a new session clears."""
+    """When ``spiketune stop`` last asked the experiment's workers to stop (ISO time), or
+    None: the request a new session clears."""
     from spiketune.engine.storage import ATTR_STOP, StudyStore
 
     store = StudyStore.open(url, experiment_id, read_only=True)
@@ -72,7 +72,7 @@ class WorkerTask:
     experiment, even if another one takes the name meanwhile); ``gpus``: ``"all"`` when the
     job was given GPUs, so that its trials use exactly the job's allocation (the
     ``CUDA_VISIBLE_DEVICES`` SLURM sets), else None (the config's own setting);
-    ``submitted``: when the job was submitted (ISO time, seconds, this machine's clock).
+    ``submitted``: when the job was submitted (ISO time, this machine's clock).
 
     Why ``submitted``: a new session of an experiment clears its stop request (that is how a
     stopped experiment resumes). A job that starts late (queued, or still importing) after
@@ -98,8 +98,10 @@ class WorkerTask:
 
         # The job's process is the worker's own: orphans of its trials come back to it.
         become_subreaper()
+        from spiketune.engine.scheduler import stopped_since
+
         stop = None if self.submitted is None else stop_request(self.storage, self.experiment)
-        if stop is not None and stop >= str(self.submitted):
+        if stopped_since(stop, self.submitted):
             return (f"{self.experiment}: stop requested at {stop}, after this job was "
                     f"submitted ({self.submitted}); not started")
         exp = join_worker(self.config, storage=self.storage, experiment=self.experiment,
