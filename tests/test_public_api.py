@@ -63,6 +63,7 @@ PUBLIC: dict[str, set[str]] = {
         "batchable", "probe_population",
         "rate_regularisation",
         "save_checkpoint", "spike_function", "spike_stats", "summed_cross_entropy",
+        "transfer_weights",
     },
     "spiketune.data": {
         "BRAILLE_ARCHIVE", "BRAILLE_ARCHIVE_MD5", "BRAILLE_LETTERS", "BRAILLE_PRESETS",
@@ -77,7 +78,8 @@ PUBLIC: dict[str, set[str]] = {
         "mihalas_niebur_step", "read_braille_events", "safe_load", "sigma_delta_encode",
         "simulate_mihalas_niebur", "stratified_resplits", "stratified_split",
         "BRAILLE_DATA_ENV", "BRAILLE_TASK_DEFAULTS", "SPLIT_RATIOS", "SPLIT_SEED", "SplitParts",
-        "data_location", "is_braille_pool", "load_braille_encoding", "load_braille_split",
+        "data_location", "is_braille_pool", "load_braille_encoding", "load_braille_other_letters",
+        "load_braille_split",
         "split_parts",
     },
     "spiketune.hardware": {

@@ -22,6 +22,7 @@ PUBLIC = {
     "rate_regularisation",
     "TrainingDiverged", "fold_best", "fold_result", "is_spiking",
     "model_and_config_from_params", "predict_classes", "train_folds", "train_population",
+    "transfer_weights",
     "save_checkpoint", "spike_function", "spike_stats", "summed_cross_entropy",
 }
 

@@ -34,6 +34,7 @@ from spiketune.data._braille_task import (
     BRAILLE_TASK_DEFAULTS,
     is_braille_pool,
     load_braille_encoding,
+    load_braille_other_letters,
     load_braille_split,
 )
 from spiketune.data._download import CACHE_ENV, RemoteFile, cache_dir, download, extract_member
@@ -105,6 +106,7 @@ __all__ = [
     "is_braille_pool",
     "load_braille",
     "load_braille_encoding",
+    "load_braille_other_letters",
     "load_braille_pool",
     "load_braille_split",
     "load_nir_braille",

@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from spiketune.data._base import Dataset
-from spiketune.data._braille import _POOL_FILE, load_braille, load_braille_pool
+from spiketune.data._braille import (
+    _POOL_FILE,
+    BRAILLE_LETTERS,
+    BRAILLE_REDUCED_LETTERS,
+    load_braille,
+    load_braille_pool,
+)
 from spiketune.data._download import CACHE_ENV, cache_dir
 from spiketune.data._parts import SPLIT_SEED, SplitParts, data_location, split_parts
 from spiketune.errors import DataError
@@ -121,6 +127,47 @@ def load_braille_split(
             f"moves the cache)"
         ) from None
     return split_parts(dataset, folds=folds, per_class=per_class, seed=SPLIT_SEED)
+
+
+def load_braille_other_letters(
+    options: Mapping[str, Any],
+    location: str | os.PathLike[str] | None = None,
+    *,
+    download: bool = True,
+) -> Dataset:
+    """The archive's letters that the task of ``options`` leaves out, in the task's encoding:
+    for the reduced task, the 20 letters other than Space and the vowels with Y (4,000
+    samples), labelled 0..19 in alphabet order.
+
+    Why: a network can learn the taxels' dynamics from these letters before it learns the
+    task (pretraining), and none of their samples is in the task's split, so nothing of its
+    validation or test parts leaks into the network. They have the same channels, bins and
+    number of steps as the task's data (``load_braille_encoding(options, location)``), so
+    the input and recurrent weights carry over unchanged.
+
+    A pool file holds only the task's 7 letters, and ``letters="full"`` leaves none out:
+    both are a :class:`~spiketune.errors.DataError` that says so.
+    """
+    path = None if location is None else Path(location).expanduser()
+    if is_braille_pool(path):
+        raise DataError(
+            f"the pool file {path} holds only the task's letters; the other letters come from "
+            "an event file of the archive (give one, or the directory holding it)"
+        )
+    letters = options["letters"]
+    task = (BRAILLE_LETTERS if letters == "full" else BRAILLE_REDUCED_LETTERS
+            if letters == "reduced" else tuple(letters))
+    others = tuple(letter for letter in BRAILLE_LETTERS if letter not in task)
+    if not others:
+        raise DataError(f"letters={letters!r} leaves no other letter of the archive")
+    threshold, channels = int(options["threshold"]), options["channels"]
+    bin_size, clip = float(options["bin_size"]), bool(options["clip"])
+    if (threshold, channels, letters) == tuple(v for _, v in _POOL_ENCODING):
+        # The task's pool encoding (5 ms, 0/1, 1.28 s) rebinned, as load_braille_encoding does.
+        native = load_braille(path, preset="nir", letters=others, download=download,
+                              progress=False)
+        return native.rebin(bin_size, clip=clip)
+    return load_braille_encoding({**options, "letters": others}, path, download=download)
 
 
 def _check_pool_options(options: Mapping[str, Any], location: Path) -> None:

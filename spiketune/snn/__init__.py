@@ -85,6 +85,7 @@ from spiketune.snn._rule import LearningRule, StepResult
 from spiketune.snn._stats import SpikeCounts, SpikeStats, spike_stats
 from spiketune.snn._surrogate import Surrogate, heaviside, spike_function
 from spiketune.snn._trainer import EpochMetrics, Evaluation, History, Trainer
+from spiketune.snn._transfer import transfer_weights
 
 __all__ = [
     "BPTT",
@@ -161,4 +162,5 @@ __all__ = [
     "summed_cross_entropy",
     "train_folds",
     "train_population",
+    "transfer_weights",
 ]
