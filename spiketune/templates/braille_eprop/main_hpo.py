@@ -38,8 +38,16 @@ import setup_hpo
 import torch
 import train_hpo
 
+from spiketune import ConfigError, Problem
 from spiketune.data import SplitParts
-from spiketune.snn import EpochMetrics, TrainingDiverged, fold_best, fold_result, train_folds
+from spiketune.snn import (
+    EpochMetrics,
+    TrainingDiverged,
+    fold_best,
+    fold_result,
+    train_folds,
+    transfer_weights,
+)
 from spiketune.trial import (
     Member,
     Predictions,
@@ -105,6 +113,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | list[dict[str, Any]]
     data = setup_hpo.load_data(options, args.data, per_class=args.subset, folds=args.folds)
     built = [train_hpo.build(params, data.info, device=device, epochs_cap=args.epochs_cap)
              for _ in data.folds]
+    pretrain(params, options, pool, built, args, device)
     print(f"trial {nni.get_trial_id()}: {data.info.name}, {len(data.train)}/{len(data.val)}/"
           f"{len(data.test)} samples, {args.folds} fold(s), split {data.split_digest[:12]}, "
           f"{built[0][0]}, {torch.get_num_threads()} thread(s) on {device}", flush=True)
@@ -159,6 +168,7 @@ def main_population(args: argparse.Namespace) -> list[dict[str, Any]]:
         seed_everything(int(params.get("seed", 0)))
         built = [train_hpo.build(params, data.info, device=device,
                                  epochs_cap=args.epochs_cap) for _ in data.folds]
+        pretrain(params, options, pool, built, args, device)  # alone, before it joins
         return PreparedMember(built, data.folds, key,
                               context=(params, options, data, began))
 
@@ -168,6 +178,31 @@ def main_population(args: argparse.Namespace) -> list[dict[str, Any]]:
                       began, Path(str(member.trial_dir)))
 
     return train_members(prepare, done, refills=args.refills, linger=LINGER)
+
+
+def pretrain(
+    params: dict[str, Any], options: dict[str, Any], pool: bool, built: list,
+    args: argparse.Namespace, device: torch.device,
+) -> None:
+    """With ``pretrain_epochs`` > 0: train a network of the trial's parameters on the archive's
+    other letters first (``train_hpo.pretrain``), then start every fold's network from its
+    input and recurrent weights. Only an event file of the archive has other letters."""
+    epochs = train_hpo.pretrain_epochs(params)
+    if not epochs:
+        return
+    if pool:
+        raise ConfigError(Problem(
+            "pretrain_epochs", epochs, "0 with pool data: the pool file holds only the task's "
+            "7 letters; pretraining needs an event file of the archive (--data)"))
+    began = time.perf_counter()
+    other = setup_hpo.load_other_letters(options, args.data)
+    source, val_acc, epoch = train_hpo.pretrain(params, other, device=device,
+                                                epochs_cap=args.epochs_cap)
+    for net, _ in built:
+        transfer_weights(source, net)
+    print(f"trial {nni.get_trial_id()}: pretrained on {len(other.info.classes)} other letters "
+          f"({len(other)} samples): val {val_acc:.3f} at epoch {epoch}, "
+          f"{time.perf_counter() - began:.0f} s", flush=True)
 
 
 def finish(

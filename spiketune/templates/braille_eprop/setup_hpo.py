@@ -42,9 +42,11 @@ from typing import Any
 
 from spiketune.data import (
     BRAILLE_TASK_DEFAULTS,
+    Dataset,
     SplitParts,
     data_location,
     is_braille_pool,
+    load_braille_other_letters,
     load_braille_split,
 )
 
@@ -86,6 +88,13 @@ data_location = partial(data_location, env=DATA_ENV)
 #: part (80/10/10 % per class, seed 0). A missing file, or options
 #: pool data cannot have, is a DataError that says what to do.
 load_data = partial(load_braille_split, env=DATA_ENV)
+
+
+def load_other_letters(options: Mapping[str, Any], path: str | None = None) -> Dataset:
+    """The archive's letters the task leaves out, in the task's encoding, for pretraining
+    (``pretrain_epochs``): ``path`` as for :func:`data_location`. None of their samples is in
+    the task's split. A pool file holds only the task's letters: a DataError says so."""
+    return load_braille_other_letters(options, data_location(path))
 
 
 def data_options(params: Mapping[str, Any], *, pool: bool = False) -> dict[str, Any]:

@@ -11,10 +11,19 @@ once with a ``ConfigError`` naming it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
-from spiketune.snn import model_and_config_from_params
+from spiketune import ConfigError, Problem
+from spiketune.data import Dataset, split_parts
+from spiketune.snn import (
+    Model,
+    TrainConfig,
+    Trainer,
+    TrainingDiverged,
+    model_and_config_from_params,
+)
 
 #: Values the search does not choose. ``ce_summed`` (cross-entropy of the readout summed over
 #: the sample, or over its last ``loss_window`` seconds) trains markedly better on these sparse
@@ -31,8 +40,11 @@ FIXED: dict[str, Any] = {
     "monitor": "val_acc",
 }
 
-#: Parameters that describe the data (see ``setup_hpo.DATA_DEFAULTS``), not the network.
-DATA_KEYS = frozenset({"threshold", "channels", "bin_size", "letters", "clip"})
+#: Parameters that describe the data (see ``setup_hpo.DATA_DEFAULTS``) or what the network
+#: learns before the task (``pretrain_epochs``), not the network.
+DATA_KEYS = frozenset({"threshold", "channels", "bin_size", "letters", "clip", "pretrain_epochs"})
+#: Share of the other letters' samples (per letter, split seed 0) that validates pretraining.
+PRETRAIN_VAL = 0.1
 
 
 #: The network (weights drawn from ``seed``, default 0) and its training configuration:
@@ -41,3 +53,39 @@ DATA_KEYS = frozenset({"threshold", "channels", "bin_size", "letters", "clip"})
 #: lowers the epoch budget (smoke runs, demos).
 build = partial(model_and_config_from_params, fixed=FIXED, data_keys=DATA_KEYS,
                 default_model="rsnn")
+
+
+def pretrain_epochs(params: Mapping[str, Any]) -> int:
+    """The trial's ``pretrain_epochs`` (0 when absent): epochs on the archive's other letters
+    before the task; a ConfigError unless a whole number of at least 0."""
+    value = params.get("pretrain_epochs", 0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value) \
+            or value < 0:
+        raise ConfigError(Problem("pretrain_epochs", value, "a whole number of epochs >= 0"))
+    return int(value)
+
+
+def pretrain(
+    params: Mapping[str, Any], other: Dataset, *, device: Any = None,
+    epochs_cap: int | None = None,
+) -> tuple[Model, float, int]:
+    """A network of the trial's parameters trained on ``other`` (the archive's letters the task
+    leaves out) for ``pretrain_epochs`` epochs (at most ``epochs_cap``), with the task's
+    training settings. It keeps the weights that did best on a 10 % validation part of those
+    letters, so the task's own validation and test parts choose nothing here. Returns the
+    network, that validation accuracy and its epoch; the task's networks take its input and
+    recurrent weights (``spiketune.snn.transfer_weights``) and learn their readout afresh."""
+    epochs = pretrain_epochs(params)
+    if epochs_cap is not None:
+        epochs = min(epochs, epochs_cap)
+    parts = split_parts(other, ratios=(1.0 - PRETRAIN_VAL, PRETRAIN_VAL, 0.0))
+    net, config = build(params, other.info, device=device)
+    # No early stop: a short pretraining runs its epochs, its cosine schedule over them.
+    config = TrainConfig.from_params({**config.model_dump(), "epochs": epochs, "patience": None})
+    trainer = Trainer(net, config)
+    history = trainer.fit((parts.train.inputs, parts.train.labels),
+                          (parts.val.inputs, parts.val.labels))
+    best = history.best
+    if best is None:
+        raise TrainingDiverged(f"pretraining on the other letters diverged ({history.stop_reason})")
+    return trainer.eval_net, float(best.val_acc or 0.0), best.epoch

@@ -1,0 +1,223 @@
+"""Pretraining on the Braille archive's other letters: the data (only letters the task leaves
+out, in the task's encoding), the weights carried over (input and recurrent, never the
+readout) and the Braille template's ``pretrain_epochs``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+
+import pytest
+import torch
+from _benchmarks import write_tiny_event_file, write_tiny_pool
+
+from spiketune import ConfigError, DataError
+from spiketune.data import (
+    BRAILLE_LETTERS,
+    BRAILLE_REDUCED_LETTERS,
+    BRAILLE_TASK_DEFAULTS,
+    load_braille,
+    load_braille_encoding,
+    load_braille_other_letters,
+)
+from spiketune.snn import RecurrentSNN, SNNConfig, load_checkpoint, transfer_weights
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "braille_eprop"
+#: The letters the reduced task leaves out, in the archive's order.
+OTHERS = tuple(letter for letter in BRAILLE_LETTERS if letter not in BRAILLE_REDUCED_LETTERS)
+
+
+def _load(name: str) -> ModuleType:
+    path = EXAMPLE / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"pretrain_example_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def events(tmp_path: Path) -> Path:
+    return write_tiny_event_file(tmp_path / "data_braille_letters_th10", BRAILLE_LETTERS,
+                                 per_letter=10)
+
+
+def test_other_letters_are_the_ones_the_task_leaves_out_in_its_encoding(events: Path) -> None:
+    options = dict(BRAILLE_TASK_DEFAULTS)  # threshold 10, ON/OFF split, 20 ms counts, reduced
+    other = load_braille_other_letters(options, events)
+    task = load_braille_encoding(options, events)
+    assert other.info.classes == OTHERS and len(OTHERS) == 20
+    assert len(other) == 200 and set(other.labels.tolist()) == set(range(20))
+    # The same channels and steps as the task's data, so that weights carry over.
+    assert other.inputs.shape[1:] == task.inputs.shape[1:] == (68, 24)
+    alone = load_braille(events, threshold=10, letters=OTHERS, bin_size=0.02,
+                         channels="split", clip=False, progress=False)
+    assert torch.equal(other.inputs, alone.inputs) and torch.equal(other.labels, alone.labels)
+    # A custom task leaves out every other letter of the archive.
+    custom = load_braille_other_letters({**options, "letters": ("A", "B")}, events)
+    assert custom.info.classes == tuple(x for x in BRAILLE_LETTERS if x not in ("A", "B"))
+
+
+def test_other_letters_of_the_threshold_1_encoding_have_the_task_s_steps(tmp_path: Path) -> None:
+    path = write_tiny_event_file(tmp_path / "data_braille_letters_th1", BRAILLE_LETTERS,
+                                 per_letter=2)
+    options = {**BRAILLE_TASK_DEFAULTS, "threshold": 1, "channels": "merged", "clip": True}
+    other = load_braille_other_letters(options, path)
+    task = load_braille_encoding(options, path)
+    assert other.info.classes == OTHERS
+    assert other.inputs.shape[1:] == task.inputs.shape[1:] == (64, 12)  # 1.28 s of 20 ms
+    assert set(other.inputs.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_other_letters_need_an_event_file_and_a_letter_left_out(
+    tmp_path: Path, events: Path
+) -> None:
+    pool = write_tiny_pool(tmp_path / "braille_reduced_th1_pool.pt")
+    options = {**BRAILLE_TASK_DEFAULTS, "threshold": 1, "channels": "merged", "clip": True}
+    with pytest.raises(DataError, match="holds only the task's letters"):
+        load_braille_other_letters(options, pool)
+    with pytest.raises(DataError, match="letters='full' leaves no other letter"):
+        load_braille_other_letters({**BRAILLE_TASK_DEFAULTS, "letters": "full"}, events)
+
+
+def _net(n_out: int, n_rec: int = 8, seed: int = 0) -> RecurrentSNN:
+    return RecurrentSNN(SNNConfig(n_in=4, n_rec=n_rec, n_out=n_out), seed=seed)
+
+
+def test_transfer_weights_carries_input_and_recurrent_weights_not_the_readout() -> None:
+    source, target = _net(20, seed=1), _net(7, seed=2)
+    readout = target.w_out.detach().clone()
+    assert not torch.equal(source.w_rec, target.w_rec)
+    assert transfer_weights(source, target) == ("w_in", "w_rec")
+    assert torch.equal(target.w_in, source.w_in) and torch.equal(target.w_rec, source.w_rec)
+    assert torch.equal(target.w_out, readout)
+    # The copy is a copy: training the target leaves the source as it was.
+    with torch.no_grad():
+        target.w_rec.add_(1.0)
+    assert not torch.equal(target.w_rec, source.w_rec)
+
+
+def test_transfer_weights_refuses_other_shapes_and_leaves_the_target_alone() -> None:
+    source, target = _net(20, n_rec=6), _net(7)
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    with pytest.raises(ConfigError, match=r"transfer\.w_in.*\(8, 4\).*got \(6, 4\)"):
+        transfer_weights(source, target)
+    assert all(torch.equal(v, before[k]) for k, v in target.state_dict().items())
+    with pytest.raises(ConfigError, match=r"transfer\.w_in.*missing"):
+        transfer_weights(torch.nn.Linear(2, 2), target)
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, True, "20"])
+def test_pretrain_epochs_must_be_a_whole_number(value: object) -> None:
+    train_hpo = _load("train_hpo")
+    assert train_hpo.pretrain_epochs({}) == 0
+    assert train_hpo.pretrain_epochs({"pretrain_epochs": 3.0}) == 3
+    with pytest.raises(ConfigError, match="pretrain_epochs"):
+        train_hpo.pretrain_epochs({"pretrain_epochs": value})
+
+
+def _args(data: Path, out: Path, epochs_cap: int | None = 1) -> argparse.Namespace:
+    return argparse.Namespace(data=str(data), epochs_cap=epochs_cap, out=str(out))
+
+
+def test_the_template_pretrains_on_the_other_letters_then_trains_the_task(
+    tmp_path: Path, events: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(EXAMPLE))  # main_hpo imports its neighbours
+    main_hpo = _load("main_hpo")
+    setup_hpo, train_hpo = main_hpo.setup_hpo, main_hpo.train_hpo
+    params = {**main_hpo.DEFAULT_PARAMS, "n_rec": 8, "batch_size": 4, "pretrain_epochs": 2}
+    options = setup_hpo.data_options(params)
+    data = setup_hpo.load_data(options, str(events), folds=2)
+    built = [train_hpo.build(params, data.info, device="cpu") for _ in data.folds]
+    fresh = [net.state_dict() for net, _ in built]
+    fresh = [{k: v.clone() for k, v in state.items()} for state in fresh]
+
+    seen: list[tuple[tuple[str, ...], int]] = []
+    real_pretrain = train_hpo.pretrain
+
+    def spy(p: dict, other: object, **kw: object) -> object:
+        seen.append((other.info.classes, int(kw["epochs_cap"])))  # type: ignore[attr-defined]
+        return real_pretrain(p, other, **kw)
+
+    monkeypatch.setattr(train_hpo, "pretrain", spy)
+    main_hpo.pretrain(params, options, False, built, _args(events, tmp_path), torch.device("cpu"))
+    assert seen == [(OTHERS, 1)]  # only the letters the task leaves out, epochs capped
+    first = built[0][0]
+    for (net, _), before in zip(built, fresh, strict=True):
+        assert not torch.equal(net.w_rec, before["w_rec"])  # started from the pretraining
+        assert torch.equal(net.w_rec, first.w_rec) and torch.equal(net.w_in, first.w_in)
+        assert torch.equal(net.w_out, before["w_out"])  # a fresh readout for the 7 letters
+        assert net.config.n_out == 7
+
+    # Without pretrain_epochs nothing is loaded or changed.
+    again = [train_hpo.build(params, data.info, device="cpu") for _ in data.folds]
+    main_hpo.pretrain({**params, "pretrain_epochs": 0}, options, False, again,
+                      _args(events, tmp_path), torch.device("cpu"))
+    assert len(seen) == 1 and torch.equal(again[0][0].w_rec, fresh[0]["w_rec"])
+
+
+def test_the_template_refuses_pretraining_on_pool_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    main_hpo = _load("main_hpo")
+    pool = write_tiny_pool(tmp_path / "braille_reduced_th1_pool.pt")
+    params = {**main_hpo.DEFAULT_PARAMS, "n_rec": 8, "pretrain_epochs": 5}
+    options = main_hpo.setup_hpo.data_options(params, pool=True)
+    with pytest.raises(ConfigError, match=r"pretrain_epochs.*pool file holds only.*got 5"):
+        main_hpo.pretrain(params, options, True, [], _args(pool, tmp_path),
+                          torch.device("cpu"))
+
+
+def test_a_trial_with_pretraining_runs_end_to_end(tmp_path: Path, events: Path) -> None:
+    """``main_hpo.py --params`` with ``pretrain_epochs``, run by hand: the trial says what it
+    pretrained on, trains the task and saves its result with the parameters that say so."""
+    params = tmp_path / "p.json"
+    params.write_text(json.dumps({"n_rec": 8, "batch_size": 8, "pretrain_epochs": 1}))
+    out = tmp_path / "out"
+    run = subprocess.run(
+        [sys.executable, "main_hpo.py", "--data", str(events), "--params", str(params),
+         "--epochs-cap", "1", "--threads", "1", "--out", str(out)],
+        cwd=EXAMPLE, capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr
+    assert "pretrained on 20 other letters (200 samples): val" in run.stdout
+    saved = json.loads((out / "result.json").read_text())
+    assert saved["parameters"]["pretrain_epochs"] == 1 and 0.0 <= saved["test"] <= 1.0
+    assert load_checkpoint(out / "best_model.pt").network.n_out == 7  # the task's readout
+
+
+def test_a_population_member_is_pretrained_before_it_joins(
+    tmp_path: Path, events: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Population mode prepares each member as the process path does: pretrained first."""
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    main_hpo = _load("main_hpo")
+    params = {"n_rec": 8, "batch_size": 8, "pretrain_epochs": 1}
+    prepared: list[object] = []
+
+    def fake_train_members(prepare: object, done: object, **_: object) -> list:
+        member = SimpleNamespace(parameters=params, trial_dir=tmp_path)
+        prepared.append(prepare(member))  # type: ignore[operator]
+        return []
+
+    monkeypatch.setattr(main_hpo, "train_members", fake_train_members)
+    args = argparse.Namespace(data=str(events), folds=2, subset=None, epochs_cap=1,
+                              threads=1, refills=0, out=str(tmp_path))
+    assert main_hpo.main_population(args) == []
+    (member,) = prepared
+    built = list(member.built)  # type: ignore[attr-defined]
+    data = main_hpo.setup_hpo.load_data(main_hpo.setup_hpo.data_options(params), str(events))
+    fresh, _ = main_hpo.train_hpo.build({**main_hpo.DEFAULT_PARAMS, **params}, data.info,
+                                        device="cpu")
+    assert len(built) == 2
+    for net, _ in built:
+        assert not torch.equal(net.w_rec, fresh.w_rec)  # pretrained, not as built
+        assert torch.equal(net.w_rec, built[0][0].w_rec)
+        assert torch.equal(net.w_out, fresh.w_out)
