@@ -23,12 +23,28 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "results" / "braille_th10"
+#: The same configuration retrained with pretraining on the archive's other letters.
+PRETRAINED = REPO / "results" / "braille_th10_pretrained"
 DATA_ENV = "SPIKETUNE_BRAILLE_DATA"
 DATA = Path(os.environ.get(DATA_ENV) or REPO.parent / "shared" / "data" / "braille")
 
 
-def test_the_handed_over_result_is_one_configuration_on_one_split() -> None:
-    check_handed_over(RESULTS)
+@pytest.mark.parametrize("results", [RESULTS, PRETRAINED], ids=["chosen", "pretrained"])
+def test_the_handed_over_result_is_one_configuration_on_one_split(results: Path) -> None:
+    check_handed_over(results)
+
+
+def test_the_pretrained_result_is_the_chosen_configuration_pretrained() -> None:
+    chosen = json.loads((RESULTS / "chosen" / "parameters.json").read_text())
+    pretrained = json.loads((PRETRAINED / "chosen" / "parameters.json").read_text())
+    assert pretrained == {**chosen, "pretrain_epochs": 20}
+    first, second = load_retrained(RESULTS), load_retrained(PRETRAINED)
+    assert first is not None and second is not None
+    assert first.split_digest == second.split_digest
+    assert [r.seed for r in first.runs] == [r.seed for r in second.runs] == [0, 1, 2]
+    for run in second.runs:
+        log = (PRETRAINED / run.checkpoint).with_name("train.log").read_text()
+        assert "pretrained on 20 other letters (4000 samples)" in log
 
 
 @pytest.mark.skipif(
@@ -36,11 +52,14 @@ def test_the_handed_over_result_is_one_configuration_on_one_split() -> None:
     reason=f"the threshold-10 event file is not at {DATA} (set ${DATA_ENV} to it or its "
     "directory)",
 )
-def test_each_checkpoint_scores_its_recorded_test_accuracy_on_the_fixed_test_part() -> None:
-    retrained = load_retrained(RESULTS)
+@pytest.mark.parametrize("results", [RESULTS, PRETRAINED], ids=["chosen", "pretrained"])
+def test_each_checkpoint_scores_its_recorded_test_accuracy_on_the_fixed_test_part(
+    results: Path,
+) -> None:
+    retrained = load_retrained(results)
     assert retrained is not None
     for run in retrained.runs:
-        checkpoint = load_checkpoint(RESULTS / run.checkpoint)
+        checkpoint = load_checkpoint(results / run.checkpoint)
         options = checkpoint.extra["data"]
         assert (options["threshold"], options["channels"]) == (10, "split")
         parts = load_braille_split(options, DATA, download=False)
