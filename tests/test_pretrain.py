@@ -5,16 +5,16 @@ readout) and the Braille template's ``pretrain_epochs``."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 
 import pytest
 import torch
 from _benchmarks import write_tiny_event_file, write_tiny_pool
+from test_braille_example import EXAMPLE, _load
 
 from spiketune import ConfigError, DataError
 from spiketune.data import (
@@ -27,19 +27,8 @@ from spiketune.data import (
 )
 from spiketune.snn import RecurrentSNN, SNNConfig, load_checkpoint, transfer_weights
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "braille_eprop"
 #: The letters the reduced task leaves out, in the archive's order.
 OTHERS = tuple(letter for letter in BRAILLE_LETTERS if letter not in BRAILLE_REDUCED_LETTERS)
-
-
-def _load(name: str) -> ModuleType:
-    path = EXAMPLE / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"pretrain_example_{name}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
