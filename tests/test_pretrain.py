@@ -102,7 +102,7 @@ def test_transfer_weights_refuses_other_shapes_and_leaves_the_target_alone() -> 
         transfer_weights(torch.nn.Linear(2, 2), target)
 
 
-@pytest.mark.parametrize("value", [-1, 1.5, True, "20"])
+@pytest.mark.parametrize("value", [-1, 1.5, True, "20", float("nan"), float("inf")])
 def test_pretrain_epochs_must_be_a_whole_number(value: object) -> None:
     train_hpo = _load("train_hpo")
     assert train_hpo.pretrain_epochs({}) == 0

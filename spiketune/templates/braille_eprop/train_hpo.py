@@ -11,6 +11,7 @@ once with a ``ConfigError`` naming it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from functools import partial
 from typing import Any
@@ -59,8 +60,8 @@ def pretrain_epochs(params: Mapping[str, Any]) -> int:
     """The trial's ``pretrain_epochs`` (0 when absent): epochs on the archive's other letters
     before the task; a ConfigError unless a whole number of at least 0."""
     value = params.get("pretrain_epochs", 0)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value) \
-            or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not math.isfinite(value) or value != int(value) or value < 0:
         raise ConfigError(Problem("pretrain_epochs", value, "a whole number of epochs >= 0"))
     return int(value)
 
