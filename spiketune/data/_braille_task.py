@@ -23,7 +23,7 @@ from spiketune.data._base import Dataset
 from spiketune.data._braille import (
     _POOL_FILE,
     BRAILLE_LETTERS,
-    BRAILLE_REDUCED_LETTERS,
+    BrailleOptions,
     load_braille,
     load_braille_pool,
 )
@@ -76,17 +76,31 @@ def load_braille_encoding(
         assert path is not None
         _check_pool_options(options, path)
         return load_braille_pool(path).rebin(bin_size, clip=clip)
+    return _load_archive_encoding(options, options["letters"], path, download=download)
+
+
+def _load_archive_encoding(
+    options: Mapping[str, Any],
+    letters: Any,
+    path: Path | None,
+    *,
+    download: bool,
+) -> Dataset:
+    """``letters`` of an event file (or the cache) in the encoding ``options`` name. The
+    task's pool encoding (threshold 1, merged, reduced letters) is made the pool's way, 5 ms
+    0/1 bins over 1.28 s rebinned, so that both sources give the same tensors; the letters
+    such a task leaves out are made the same way, so that they match its steps."""
     threshold, channels = int(options["threshold"]), options["channels"]
+    bin_size, clip = float(options["bin_size"]), bool(options["clip"])
     if (threshold, channels, options["letters"]) == tuple(v for _, v in _POOL_ENCODING):
-        # The pool's encoding made from the archive (5 ms, 0/1, 1.28 s), then rebinned the
-        # same way, so that both sources give the same tensors.
-        native = load_braille(path, preset="nir", download=download, progress=False)
+        native = load_braille(path, preset="nir", letters=letters, download=download,
+                              progress=False)
         return native.rebin(bin_size, clip=clip)
     window = {"window": float(options["window"])} if options.get("window") is not None else {}
     return load_braille(
         path,
         threshold=threshold,
-        letters=options["letters"],
+        letters=letters,
         bin_size=bin_size,
         channels=channels,
         clip=clip,
@@ -154,20 +168,11 @@ def load_braille_other_letters(
             f"the pool file {path} holds only the task's letters; the other letters come from "
             "an event file of the archive (give one, or the directory holding it)"
         )
-    letters = options["letters"]
-    task = (BRAILLE_LETTERS if letters == "full" else BRAILLE_REDUCED_LETTERS
-            if letters == "reduced" else tuple(letters))
+    task = BrailleOptions(letters=options["letters"]).classes
     others = tuple(letter for letter in BRAILLE_LETTERS if letter not in task)
     if not others:
-        raise DataError(f"letters={letters!r} leaves no other letter of the archive")
-    threshold, channels = int(options["threshold"]), options["channels"]
-    bin_size, clip = float(options["bin_size"]), bool(options["clip"])
-    if (threshold, channels, letters) == tuple(v for _, v in _POOL_ENCODING):
-        # The task's pool encoding (5 ms, 0/1, 1.28 s) rebinned, as load_braille_encoding does.
-        native = load_braille(path, preset="nir", letters=others, download=download,
-                              progress=False)
-        return native.rebin(bin_size, clip=clip)
-    return load_braille_encoding({**options, "letters": others}, path, download=download)
+        raise DataError(f"letters={options['letters']!r} leaves no other letter of the archive")
+    return _load_archive_encoding(options, others, path, download=download)
 
 
 def _check_pool_options(options: Mapping[str, Any], location: Path) -> None:
