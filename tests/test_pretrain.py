@@ -182,6 +182,37 @@ def test_a_trial_with_pretraining_runs_end_to_end(tmp_path: Path, events: Path) 
     assert load_checkpoint(out / "best_model.pt").network.n_out == 7  # the task's readout
 
 
+#: Runs main_hpo.py as a script whose pretraining diverges (no real training can be relied
+#: on to diverge at once), the way a trial process runs it.
+_DIVERGING = """
+import runpy, sys
+import train_hpo
+from spiketune.snn import TrainingDiverged
+
+def diverged(*args, **kwargs):
+    raise TrainingDiverged("pretraining on the other letters diverged (non_finite_loss)")
+
+train_hpo.pretrain = diverged
+sys.argv = ["main_hpo.py", *sys.argv[1:]]
+runpy.run_path("main_hpo.py", run_name="__main__")
+"""
+
+
+def test_a_diverged_pretraining_ends_the_trial_with_one_line(
+    tmp_path: Path, events: Path
+) -> None:
+    """As a diverged task training does: exit code 1 and the reason, no traceback."""
+    params = tmp_path / "p.json"
+    params.write_text(json.dumps({"n_rec": 8, "batch_size": 8, "pretrain_epochs": 1}))
+    run = subprocess.run(
+        [sys.executable, "-c", _DIVERGING, "--data", str(events), "--params", str(params),
+         "--epochs-cap", "1", "--threads", "1", "--out", str(tmp_path / "out")],
+        cwd=EXAMPLE, capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 1
+    assert run.stderr.strip() == "pretraining on the other letters diverged (non_finite_loss)"
+    assert not (tmp_path / "out" / "result.json").exists()
+
+
 def test_a_population_member_is_pretrained_before_it_joins(
     tmp_path: Path, events: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -113,7 +113,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | list[dict[str, Any]]
     data = setup_hpo.load_data(options, args.data, per_class=args.subset, folds=args.folds)
     built = [train_hpo.build(params, data.info, device=device, epochs_cap=args.epochs_cap)
              for _ in data.folds]
-    pretrain(params, options, pool, built, args, device)
+    try:
+        pretrain(params, options, pool, built, args, device)
+    except TrainingDiverged as e:  # the same one-line exit as a diverged task training
+        sys.exit(str(e))
     print(f"trial {nni.get_trial_id()}: {data.info.name}, {len(data.train)}/{len(data.val)}/"
           f"{len(data.test)} samples, {args.folds} fold(s), split {data.split_digest[:12]}, "
           f"{built[0][0]}, {torch.get_num_threads()} thread(s) on {device}", flush=True)
