@@ -45,6 +45,22 @@ def test_bad_values_name_field_value_and_rule(key: str, value: object, words: st
     assert problem.field == key and problem.value == value and words in problem.rule
 
 
+@pytest.mark.parametrize(
+    ("config", "key"),
+    [(SNNConfig, "tau_mem"), (SNNConfig, "v_th"), (SNNConfig, "gain_rec"),
+     (TrainConfig, "lr"), (TrainConfig, "weight_decay"), (TrainConfig, "grad_clip")],
+)
+def test_an_infinite_number_is_refused_by_name(config: type, key: str) -> None:
+    """An infinite learning rate or threshold would only surface as NaN weights or an
+    overflow mid-training; it is the field's error when the trial starts."""
+    base = {"n_in": 2, "n_rec": 3, "n_out": 2} if config is SNNConfig else {}
+    with pytest.raises(ConfigError) as info:
+        config.from_params({**base, key: math.inf})
+    (problem,) = info.value.problems
+    assert problem.field == key and problem.value == math.inf
+    assert "finite" in problem.rule
+
+
 def test_unknown_and_missing_keys_are_all_reported() -> None:
     with pytest.raises(ConfigError) as info:
         SNNConfig.from_params({"n_in": 2, "n_out": 2, "tau_membrane": 0.02})

@@ -35,9 +35,11 @@ DEFAULT_TAU_SYN = 5e-3
 
 
 class _Config(BaseModel):
-    """Shared behaviour: construction raises ConfigError (never pydantic's own error)."""
+    """Shared behaviour: construction raises ConfigError (never pydantic's own error), and
+    every number is finite: an infinite rate, gain or threshold only turns into NaN weights
+    or an overflow deep inside training, so it is refused here with the field's name."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     def __init__(self, **data: Any) -> None:
         try:
