@@ -143,6 +143,23 @@ def test_path_may_be_a_directory_with_any_published_name(tmp_path: Path) -> None
         load_braille(tmp_path / "nowhere")
 
 
+def test_an_event_file_named_for_another_threshold_is_refused(tmp_path: Path) -> None:
+    """The four encodings' files look alike inside; only the name tells threshold 10 from 1,
+    so a file whose name contradicts the threshold asked for is an error, not other data."""
+    th10 = tmp_path / "data_braille_letters_th10"
+    th10.write_bytes(pickle.dumps(make_records(1)))
+    assert braille_module.braille_file_threshold(th10) == 10
+    assert braille_module.braille_file_threshold(tmp_path / "data_braille_letters_th_2.pkl") == 2
+    assert braille_module.braille_file_threshold(tmp_path / "few.pkl") is None
+    assert len(load_braille(th10, threshold=10)) == 7
+    with pytest.raises(DataError, match=r"th10: its name says sigma-delta threshold 10, and "
+                                        r"threshold=1 was asked"):
+        load_braille(th10, preset="nir")
+    other = tmp_path / "letters.pkl"  # a name that gives no threshold is read as asked
+    other.write_bytes(pickle.dumps(make_records(1)))
+    assert len(load_braille(other, preset="nir")) == 7
+
+
 def test_missing_letter_and_malformed_records(tmp_path: Path) -> None:
     path = tmp_path / "few.pkl"
     path.write_bytes(pickle.dumps(make_records(1, letters=("A", "B"))))

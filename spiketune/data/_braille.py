@@ -22,6 +22,8 @@ takes such readings as an array. Both kinds select letters and order labels the 
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
@@ -101,6 +103,18 @@ def _file_names(threshold: int) -> list[str]:
     """Names an event file of ``threshold`` goes by (shared copies drop the ``.pkl``)."""
     stems = [f"data_braille_letters_th{threshold}", f"data_braille_letters_th_{threshold}"]
     return [name for stem in stems for name in (f"{stem}.pkl", stem)]
+
+
+#: An event file's name as the archive gives it, with the threshold it was encoded at.
+_EVENT_FILE_NAME = re.compile(r"data_braille_letters_th_?(\d+)(\.pkl)?")
+
+
+def braille_file_threshold(path: str | os.PathLike[str]) -> int | None:
+    """The sigma-delta threshold an event file's name gives (``data_braille_letters_th10`` is
+    10), or None for a name that gives none. Why: the four encodings' files hold the same
+    kind of lists, so only the name tells a threshold-10 file from a threshold-1 one."""
+    match = _EVENT_FILE_NAME.fullmatch(Path(path).name)
+    return int(match.group(1)) if match else None
 
 
 class BrailleOptions(pydantic.BaseModel):
@@ -291,6 +305,13 @@ class BrailleLoader(DatasetLoader):
         if opts.path is not None:
             given = opts.path.expanduser()
             if given.is_file():
+                named = None if frame else braille_file_threshold(given)
+                if named is not None and named != opts.threshold:
+                    raise DataError(
+                        f"{given}: its name says sigma-delta threshold {named}, and "
+                        f"threshold={opts.threshold} was asked; give threshold={named}, or "
+                        f"the event file of threshold {opts.threshold}"
+                    )
                 return given
             if given.is_dir():
                 for name in names:
