@@ -79,6 +79,25 @@ def _net(n_out: int, n_rec: int = 8, seed: int = 0) -> RecurrentSNN:
     return RecurrentSNN(SNNConfig(n_in=4, n_rec=n_rec, n_out=n_out), seed=seed)
 
 
+def test_other_letters_at_another_threshold_have_the_pool_task_s_shape(events: Path) -> None:
+    """The threshold-1 pool task pretrained on the threshold-10 file: its other letters at
+    threshold 10, in the pool's channels, bins and 1.28 s window; never read as threshold 1."""
+    pool_task = {"threshold": 1, "channels": "merged", "letters": "reduced", "bin_size": 0.02,
+                 "clip": True}
+    other = load_braille_other_letters(pool_task, events, threshold=10)
+    assert other.info.classes == OTHERS and other.inputs.shape[1:] == (64, 12)  # 1.28 s / 20 ms
+    alone = load_braille(events, threshold=10, letters=OTHERS, bin_size=0.02, window=1.28,
+                         channels="merged", clip=True, progress=False)
+    assert torch.equal(other.inputs, alone.inputs) and torch.equal(other.labels, alone.labels)
+    with pytest.raises(DataError, match="its name says sigma-delta threshold 10"):
+        load_braille_other_letters(pool_task, events)  # the task's threshold: the name refuses
+    # An event-file task keeps its own window at another threshold too.
+    split_task = dict(BRAILLE_TASK_DEFAULTS)  # threshold 10: 68 steps of 20 ms (1.35 s)
+    th2 = write_tiny_event_file(events.parent / "data_braille_letters_th2", BRAILLE_LETTERS,
+                                per_letter=2)
+    assert load_braille_other_letters(split_task, th2, threshold=2).inputs.shape[1:] == (68, 24)
+
+
 def test_transfer_weights_carries_input_and_recurrent_weights_not_the_readout() -> None:
     source, target = _net(20, seed=1), _net(7, seed=2)
     readout = target.w_out.detach().clone()
@@ -160,9 +179,40 @@ def test_the_template_refuses_pretraining_on_pool_data(
     pool = write_tiny_pool(tmp_path / "braille_reduced_th1_pool.pt")
     params = {**main_hpo.DEFAULT_PARAMS, "n_rec": 8, "pretrain_epochs": 5}
     options = main_hpo.setup_hpo.data_options(params, pool=True)
-    with pytest.raises(ConfigError, match=r"pretrain_epochs.*pool file holds only.*got 5"):
+    with pytest.raises(ConfigError, match=r"pretrain_epochs.*--pretrain-data.*pool file holds "
+                                          r"only.*got 5"):
         main_hpo.pretrain(params, options, True, [], _args(pool, tmp_path),
                           torch.device("cpu"))
+
+
+def test_the_template_pretrains_a_pool_task_on_another_event_file(
+    tmp_path: Path, events: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pool data with --pretrain-data: the other letters come from that file, at the
+    threshold its name gives, shaped as the pool task's data."""
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    main_hpo = _load("main_hpo")
+    setup_hpo, train_hpo = main_hpo.setup_hpo, main_hpo.train_hpo
+    pool = write_tiny_pool(tmp_path / "braille_reduced_th1_pool.pt")
+    params = {**main_hpo.DEFAULT_PARAMS, "n_rec": 8, "batch_size": 4, "pretrain_epochs": 1}
+    options = setup_hpo.data_options(params, pool=True)
+    data = setup_hpo.load_data(options, str(pool))
+    built = [train_hpo.build(params, data.info, device="cpu") for _ in data.folds]
+    before = built[0][0].w_rec.clone()
+    seen: list[tuple[str, tuple[int, ...]]] = []
+    real_pretrain = train_hpo.pretrain
+
+    def spy(p: dict, other: object, **kw: object) -> object:
+        seen.append((other.info.name, tuple(other.inputs.shape[1:])))  # type: ignore[attr-defined]
+        return real_pretrain(p, other, **kw)
+
+    monkeypatch.setattr(train_hpo, "pretrain", spy)
+    args = argparse.Namespace(data=str(pool), pretrain_data=str(events), epochs_cap=1,
+                              out=str(tmp_path))
+    main_hpo.pretrain(params, options, True, built, args, torch.device("cpu"))
+    shape = (data.info.n_steps, data.info.n_inputs)  # 64 steps of 20 ms, 12 channels
+    assert seen == [("braille_th10_custom_merged", shape)]
+    assert not torch.equal(built[0][0].w_rec, before)
 
 
 def test_a_trial_with_pretraining_runs_end_to_end(tmp_path: Path, events: Path) -> None:
@@ -176,7 +226,8 @@ def test_a_trial_with_pretraining_runs_end_to_end(tmp_path: Path, events: Path) 
          "--epochs-cap", "1", "--threads", "1", "--out", str(out)],
         cwd=EXAMPLE, capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 0, run.stderr
-    assert "pretrained on 20 other letters (200 samples): val" in run.stdout
+    assert "pretrained on 20 other letters (200 samples, braille_th10_custom_split): val" \
+        in run.stdout
     saved = json.loads((out / "result.json").read_text())
     assert saved["parameters"]["pretrain_epochs"] == 1 and 0.0 <= saved["test"] <= 1.0
     assert load_checkpoint(out / "best_model.pt").network.n_out == 7  # the task's readout

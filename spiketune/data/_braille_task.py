@@ -23,6 +23,7 @@ from spiketune.data._base import Dataset
 from spiketune.data._braille import (
     _POOL_FILE,
     BRAILLE_LETTERS,
+    BRAILLE_PRESETS,
     BrailleOptions,
     load_braille,
     load_braille_pool,
@@ -92,7 +93,7 @@ def _load_archive_encoding(
     such a task leaves out are made the same way, so that they match its steps."""
     threshold, channels = int(options["threshold"]), options["channels"]
     bin_size, clip = float(options["bin_size"]), bool(options["clip"])
-    if (threshold, channels, options["letters"]) == tuple(v for _, v in _POOL_ENCODING):
+    if _is_pool_encoding(options):
         native = load_braille(path, preset="nir", letters=letters, download=download,
                               progress=False)
         return native.rebin(bin_size, clip=clip)
@@ -147,6 +148,7 @@ def load_braille_other_letters(
     options: Mapping[str, Any],
     location: str | os.PathLike[str] | None = None,
     *,
+    threshold: int | None = None,
     download: bool = True,
 ) -> Dataset:
     """The archive's letters that the task of ``options`` leaves out, in the task's encoding:
@@ -158,6 +160,12 @@ def load_braille_other_letters(
     validation or test parts leaks into the network. They have the same channels, bins and
     number of steps as the task's data (``load_braille_encoding(options, location)``), so
     the input and recurrent weights carry over unchanged.
+
+    ``threshold``: read them at another sigma-delta threshold (from that threshold's event
+    file) than the task's, in the task's channels, bins and window, so that they still have
+    its shape: another encoding of the same taxels, for a task whose own threshold's file is
+    not at hand (a threshold-1 pool task pretrained on the threshold-10 file, whose samples
+    are about ten times sparser). None: the task's threshold.
 
     A pool file holds only the task's 7 letters, and ``letters="full"`` leaves none out:
     both are a :class:`~spiketune.errors.DataError` that says so.
@@ -172,7 +180,17 @@ def load_braille_other_letters(
     others = tuple(letter for letter in BRAILLE_LETTERS if letter not in task)
     if not others:
         raise DataError(f"letters={options['letters']!r} leaves no other letter of the archive")
+    if threshold is not None and threshold != int(options["threshold"]):
+        # The task's window, which the pool's encoding sets (1.28 s) rather than the option.
+        window = (BRAILLE_PRESETS["nir"]["window"] if _is_pool_encoding(options)
+                  else options.get("window"))
+        options = {**options, "threshold": threshold, "window": window}
     return _load_archive_encoding(options, others, path, download=download)
+
+
+def _is_pool_encoding(options: Mapping[str, Any]) -> bool:
+    """Whether ``options`` name the pool's encoding (threshold 1, merged, reduced letters)."""
+    return all(options[key] == wanted for key, wanted in _POOL_ENCODING)
 
 
 def _check_pool_options(options: Mapping[str, Any], location: Path) -> None:

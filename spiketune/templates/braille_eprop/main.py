@@ -65,6 +65,8 @@ SHAPE_KEYS = ("n_rec", "rule")
 #: Re-splits a trial is judged on, and the seeds the chosen configuration is retrained with.
 FOLDS = 3
 RETRAIN_SEEDS = [0, 1, 2]
+#: Options of a trial's command line that name files (made absolute for the trials' cwd).
+PATH_OPTIONS = ("--data", "--pretrain-data")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -81,6 +83,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", help="threshold-1 pool file (.pt), Braille event file, or a "
                    "directory holding either (else $SPIKETUNE_BRAILLE_DATA, else spiketune's "
                    "data cache, where the event file is downloaded once)")
+    p.add_argument("--pretrain-data", metavar="PATH",
+                   help="event file of the archive (or its directory) whose letters outside "
+                        "the task pretrain trials that search pretrain_epochs (default: "
+                        "--data; needed with pool data)")
     add_selection_options(p, folds=FOLDS, retrain_seeds=RETRAIN_SEEDS)
     p.add_argument("--channels", choices=["split", "merged"],
                    help="ON/OFF events as 24 channels (split, default) or 12 (merged)")
@@ -116,9 +122,9 @@ def experiment(args: argparse.Namespace) -> Experiment:
 
     # Options for every trial travel on its command line (recorded with the experiment).
     options = {"--epochs-cap": args.epochs_cap, "--subset": args.subset,
-               "--data": args.data, "--folds": args.folds,
+               "--data": args.data, "--pretrain-data": args.pretrain_data, "--folds": args.folds,
                "--refills": args.refills if args.population is not None else None}
-    changes.update(trial_command_change(config, options, paths=("--data",)))
+    changes.update(trial_command_change(config, options, paths=PATH_OPTIONS))
     return Experiment(config, **changes)
 
 
@@ -217,7 +223,8 @@ def run(argv: list[str] | None = None) -> ExperimentResults:
     exp = experiment(args)
     command = with_options([sys.executable, "main_hpo.py", "--folds", "1"],
                            {"--epochs-cap": args.epochs_cap, "--subset": args.subset,
-                            "--data": args.data}, paths=("--data",))
+                            "--data": args.data, "--pretrain-data": args.pretrain_data},
+                           paths=PATH_OPTIONS)
     return run_experiment(exp, args, retrain_seeds=RETRAIN_SEEDS, retrain_command=command,
                           cwd=HERE)
 

@@ -88,6 +88,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", default=None,
                         help=f"Braille event file or its directory (else ${setup_hpo.DATA_ENV}, "
                              "else spiketune's data cache, downloaded there once)")
+    parser.add_argument("--pretrain-data", default=None, metavar="PATH",
+                        help="event file of the archive (or its directory) whose letters "
+                             "outside the task pretrain the networks (pretrain_epochs); "
+                             "default --data. Needed with pool data; a file named for "
+                             "another threshold is read at that threshold")
     add_trial_options(parser)  # --epochs-cap, --subset, --threads, --out, --params, --folds...
     parser.add_argument("--refills", type=int, default=REFILLS, metavar="R",
                         help="population mode: new trials each place of this population "
@@ -189,22 +194,24 @@ def pretrain(
 ) -> None:
     """With ``pretrain_epochs`` > 0: train a network of the trial's parameters on the archive's
     other letters first (``train_hpo.pretrain``), then start every fold's network from its
-    input and recurrent weights. Only an event file of the archive has other letters."""
+    input and recurrent weights. Only an event file of the archive has other letters: the
+    task's own (``--data``), or ``--pretrain-data``, which pool data need."""
     epochs = train_hpo.pretrain_epochs(params)
     if not epochs:
         return
-    if pool:
+    source = getattr(args, "pretrain_data", None)
+    if pool and source is None:
         raise ConfigError(Problem(
-            "pretrain_epochs", epochs, "0 with pool data: the pool file holds only the task's "
-            "7 letters; pretraining needs an event file of the archive (--data)"))
+            "pretrain_epochs", epochs, "0 with pool data unless --pretrain-data names an event "
+            "file of the archive: the pool file holds only the task's 7 letters"))
     began = time.perf_counter()
-    other = setup_hpo.load_other_letters(options, args.data)
+    other = setup_hpo.load_other_letters(options, source or args.data)
     source, val_acc, epoch = train_hpo.pretrain(params, other, device=device,
                                                 epochs_cap=args.epochs_cap)
     for net, _ in built:
         transfer_weights(source, net)
     print(f"trial {nni.get_trial_id()}: pretrained on {len(other.info.classes)} other letters "
-          f"({len(other)} samples): val {val_acc:.3f} at epoch {epoch}, "
+          f"({len(other)} samples, {other.info.name}): val {val_acc:.3f} at epoch {epoch}, "
           f"{time.perf_counter() - began:.0f} s", flush=True)
 
 

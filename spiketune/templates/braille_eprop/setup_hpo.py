@@ -38,12 +38,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from spiketune.data import (
     BRAILLE_TASK_DEFAULTS,
     Dataset,
     SplitParts,
+    braille_file_threshold,
     data_location,
     is_braille_pool,
     load_braille_other_letters,
@@ -93,8 +95,15 @@ load_data = partial(load_braille_split, env=DATA_ENV)
 def load_other_letters(options: Mapping[str, Any], path: str | None = None) -> Dataset:
     """The archive's letters the task leaves out, in the task's encoding, for pretraining
     (``pretrain_epochs``): ``path`` as for :func:`data_location`. None of their samples is in
-    the task's split. A pool file holds only the task's letters: a DataError says so."""
-    return load_braille_other_letters(options, data_location(path))
+    the task's split. A pool file holds only the task's letters: a DataError says so. An
+    event file whose name gives another threshold than the task's (the threshold-10 file
+    for the threshold-1 pool) is read at that threshold, in the task's channels, bins and
+    window: another encoding of the same taxels, with the task's shape."""
+    location = data_location(path)
+    named = None
+    if location is not None and Path(location).is_file():
+        named = braille_file_threshold(location)
+    return load_braille_other_letters(options, location, threshold=named)
 
 
 def data_options(params: Mapping[str, Any], *, pool: bool = False) -> dict[str, Any]:
