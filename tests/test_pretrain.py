@@ -215,19 +215,28 @@ def test_the_template_pretrains_a_pool_task_on_another_event_file(
     assert not torch.equal(built[0][0].w_rec, before)
 
 
-def test_a_trial_with_pretraining_runs_end_to_end(tmp_path: Path, events: Path) -> None:
+@pytest.mark.parametrize("pool", [False, True], ids=["event-file", "pool-and-pretrain-data"])
+def test_a_trial_with_pretraining_runs_end_to_end(tmp_path: Path, events: Path,
+                                                  pool: bool) -> None:
     """``main_hpo.py --params`` with ``pretrain_epochs``, run by hand: the trial says what it
-    pretrained on, trains the task and saves its result with the parameters that say so."""
+    pretrained on, trains the task and saves its result with the parameters that say so. On
+    pool data the other letters come from ``--pretrain-data`` (here a threshold-10 file, read
+    at threshold 10 in the pool's shape)."""
     params = tmp_path / "p.json"
     params.write_text(json.dumps({"n_rec": 8, "batch_size": 8, "pretrain_epochs": 1}))
     out = tmp_path / "out"
+    data = ["--data", str(events)]
+    name = "braille_th10_custom_split"
+    if pool:
+        pool_file = write_tiny_pool(tmp_path / "braille_reduced_th1_pool.pt")
+        data = ["--data", str(pool_file), "--pretrain-data", str(events)]
+        name = "braille_th10_custom_merged"
     run = subprocess.run(
-        [sys.executable, "main_hpo.py", "--data", str(events), "--params", str(params),
+        [sys.executable, "main_hpo.py", *data, "--params", str(params),
          "--epochs-cap", "1", "--threads", "1", "--out", str(out)],
         cwd=EXAMPLE, capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 0, run.stderr
-    assert "pretrained on 20 other letters (200 samples, braille_th10_custom_split): val" \
-        in run.stdout
+    assert f"pretrained on 20 other letters (200 samples, {name}): val" in run.stdout
     saved = json.loads((out / "result.json").read_text())
     assert saved["parameters"]["pretrain_epochs"] == 1 and 0.0 <= saved["test"] <= 1.0
     assert load_checkpoint(out / "best_model.pt").network.n_out == 7  # the task's readout
