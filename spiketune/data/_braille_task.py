@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from spiketune.data._base import Dataset
+from spiketune.data._base import Dataset, validate_options
 from spiketune.data._braille import (
     _POOL_FILE,
     BRAILLE_LETTERS,
@@ -176,7 +176,7 @@ def load_braille_other_letters(
             f"the pool file {path} holds only the task's letters; the other letters come from "
             "an event file of the archive (give one, or the directory holding it)"
         )
-    task = BrailleOptions(letters=options["letters"]).classes
+    task = validate_options(BrailleOptions, {"letters": options["letters"]}).classes
     others = tuple(letter for letter in BRAILLE_LETTERS if letter not in task)
     if not others:
         raise DataError(f"letters={options['letters']!r} leaves no other letter of the archive")
