@@ -11,11 +11,12 @@ import json
 import os
 import statistics
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from spiketune.data import load_braille_pool, split_parts
-from spiketune.engine import load_retrained
+from spiketune.engine import Retrained, load_retrained
 from spiketune.snn import evaluate_checkpoint, load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -37,18 +38,25 @@ def test_the_handed_over_result_is_one_configuration_on_one_split(results: Path)
 def test_the_wide_result_is_the_chosen_configuration_at_1024_neurons() -> None:
     """Only ``n_rec`` differs, and the figures its README gives for the decision (mean
     validation over 3 re-splits, 97.25 % against 95.98 %) are the checkpoints' own."""
-    chosen = json.loads((RESULTS / "chosen" / "parameters.json").read_text())
-    wide = json.loads((WIDE / "chosen" / "parameters.json").read_text())
-    assert wide == {**chosen, "n_rec": 1024}
-    first, second = load_retrained(RESULTS), load_retrained(WIDE)
-    assert first is not None and second is not None
-    assert first.split_digest == second.split_digest
-    assert [r.seed for r in second.runs] == [0, 1, 2]
+    second = check_variant(RESULTS, WIDE, {"n_rec": 1024})
     validation = statistics.fmean(r.metrics["default"] for r in second.runs)
     assert f"**{100 * validation:.2f} %**" in (WIDE / "README.md").read_text()
     for run in second.runs:  # judged on 3 re-splits; the default is their mean
         folds = [run.metrics[f"val_fold{k}"] for k in range(3)]
         assert run.metrics["default"] == pytest.approx(statistics.fmean(folds))
+
+
+def check_variant(base: Path, variant: Path, changes: dict[str, Any]) -> Retrained:
+    """``variant`` hands over ``base``'s configuration with only ``changes``, on the same
+    split, retrained with the same seeds 0, 1, 2; returns the variant's figures."""
+    chosen = json.loads((base / "chosen" / "parameters.json").read_text())
+    parameters = json.loads((variant / "chosen" / "parameters.json").read_text())
+    assert parameters == {**chosen, **changes}
+    first, second = load_retrained(base), load_retrained(variant)
+    assert first is not None and second is not None
+    assert first.split_digest == second.split_digest
+    assert [r.seed for r in first.runs] == [r.seed for r in second.runs] == [0, 1, 2]
+    return second
 
 
 def check_handed_over(results: Path) -> None:

@@ -13,7 +13,7 @@ import statistics
 from pathlib import Path
 
 import pytest
-from test_results_braille_th1 import check_handed_over
+from test_results_braille_th1 import check_handed_over, check_variant
 
 from spiketune.data import load_braille_split
 from spiketune.engine import load_retrained
@@ -35,13 +35,7 @@ def test_the_handed_over_result_is_one_configuration_on_one_split(results: Path)
 
 
 def test_the_pretrained_result_is_the_chosen_configuration_pretrained() -> None:
-    chosen = json.loads((RESULTS / "chosen" / "parameters.json").read_text())
-    pretrained = json.loads((PRETRAINED / "chosen" / "parameters.json").read_text())
-    assert pretrained == {**chosen, "pretrain_epochs": 20}
-    first, second = load_retrained(RESULTS), load_retrained(PRETRAINED)
-    assert first is not None and second is not None
-    assert first.split_digest == second.split_digest
-    assert [r.seed for r in first.runs] == [r.seed for r in second.runs] == [0, 1, 2]
+    second = check_variant(RESULTS, PRETRAINED, {"pretrain_epochs": 20})
     for run in second.runs:
         log = (PRETRAINED / run.checkpoint).with_name("train.log").read_text()
         assert "pretrained on 20 other letters (4000 samples)" in log
