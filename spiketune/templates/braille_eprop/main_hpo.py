@@ -199,13 +199,13 @@ def pretrain(
     epochs = train_hpo.pretrain_epochs(params)
     if not epochs:
         return
-    source = getattr(args, "pretrain_data", None)
-    if pool and source is None:
+    location = getattr(args, "pretrain_data", None)
+    if pool and location is None:
         raise ConfigError(Problem(
             "pretrain_epochs", epochs, "0 with pool data unless --pretrain-data names an event "
             "file of the archive: the pool file holds only the task's 7 letters"))
     began = time.perf_counter()
-    other = setup_hpo.load_other_letters(options, source or args.data)
+    other = setup_hpo.load_other_letters(options, location or args.data)
     source, val_acc, epoch = train_hpo.pretrain(params, other, device=device,
                                                 epochs_cap=args.epochs_cap)
     for net, _ in built:
