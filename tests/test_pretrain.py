@@ -131,7 +131,8 @@ def test_pretrain_epochs_must_be_a_whole_number(value: object) -> None:
 
 
 def _args(data: Path, out: Path, epochs_cap: int | None = 1) -> argparse.Namespace:
-    return argparse.Namespace(data=str(data), epochs_cap=epochs_cap, out=str(out))
+    return argparse.Namespace(data=str(data), pretrain_data=None, epochs_cap=epochs_cap,
+                              out=str(out))
 
 
 def test_the_template_pretrains_on_the_other_letters_then_trains_the_task(
@@ -288,8 +289,8 @@ def test_a_population_member_is_pretrained_before_it_joins(
         return []
 
     monkeypatch.setattr(main_hpo, "train_members", fake_train_members)
-    args = argparse.Namespace(data=str(events), folds=2, subset=None, epochs_cap=1,
-                              threads=1, refills=0, out=str(tmp_path))
+    args = argparse.Namespace(data=str(events), pretrain_data=None, folds=2, subset=None,
+                              epochs_cap=1, threads=1, refills=0, out=str(tmp_path))
     assert main_hpo.main_population(args) == []
     (member,) = prepared
     built = list(member.built)  # type: ignore[attr-defined]

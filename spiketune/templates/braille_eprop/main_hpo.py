@@ -199,7 +199,7 @@ def pretrain(
     epochs = train_hpo.pretrain_epochs(params)
     if not epochs:
         return
-    location = getattr(args, "pretrain_data", None)
+    location = args.pretrain_data
     if pool and location is None:
         raise ConfigError(Problem(
             "pretrain_epochs", epochs, "0 with pool data unless --pretrain-data names an event "
