@@ -232,6 +232,21 @@ def test_print_summary_of_the_kept_and_the_retrained_model(
     ]
 
 
+def test_print_summary_gives_a_model_judged_on_re_splits_its_own_validation_too(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+) -> None:
+    """A trial judged on 3 re-splits scores their mean, but keeps the first re-split's network:
+    the line gives both, so the kept model is not credited with its siblings' figures."""
+    info = {"epoch": 20, "default": 0.9175, "test": 0.8667, "spikes_per_sample": 5396.0,
+            "val_fold0": 0.8762, "val_fold1": 0.9238, "val_fold2": 0.9524}
+    best = SimpleNamespace(trial_id=3, info=info, parameters={}, path=lambda: tmp_path)
+    monkeypatch.setattr(spiketune.engine.results, "load_best_model", lambda directory: best)
+    print_summary(_results([], tmp_path), report=False)
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "best model: trial 3, epoch 20, validation accuracy 91.8% (mean of 3 re-splits; this "
+        "model's own 87.6%), test accuracy 86.7%, 5396 spikes per sample")
+
+
 def test_population_options_parse_k_auto_and_refills_with_errors_naming_the_value(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
