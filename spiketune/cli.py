@@ -264,8 +264,9 @@ def worker(
     submitted: Annotated[
         str | None,
         typer.Option("--submitted", help="When this worker was submitted (ISO time, e.g. "
-                     "2026-01-31T12:00:00): a 'spiketune stop' since then ends it before it "
-                     "starts instead of resuming the experiment. Launchers set it.",
+                     "2026-01-31T12:00:00; default: when this command started): a "
+                     "'spiketune stop' since then ends it before it starts instead of "
+                     "resuming the experiment. Launchers set it.",
                      show_default=False),
     ] = None,
     password_file: _PasswordFileOption = None,
@@ -275,23 +276,30 @@ def worker(
 
     The first worker creates the experiment in the database, the others join it; each runs
     its own trials until the experiment's budget is spent and no trial is left running.
-    A worker resumes a stopped experiment, unless it was submitted before the stop
-    (--submitted): a job that starts late does not undo its user's stop.
+    A worker resumes a stopped experiment, unless it was submitted (--submitted) or started
+    before the stop: a job that starts late, or a worker still connecting when its user
+    stops the fleet, does not undo that stop.
     """
+    from datetime import datetime
+
     from spiketune.engine.config import load_config
     from spiketune.engine.launch import join_worker, worker_config
     from spiketune.engine.storage import default_root, redact_url
 
+    # Taken before the database is reached: a stop requested while this worker is still
+    # starting up (seconds, on a loaded machine) must reach it too.
+    started = datetime.now().isoformat()
     _password_file(password_file)
     cfg = worker_config(load_config(config), concurrency=concurrency, gpus=gpus,
                         experiment_dir=experiment_dir)
     _writable_root(cfg.experiment_dir or default_root())
-    exp = join_worker(cfg, storage=storage, experiment=experiment, submitted=submitted)
+    exp = join_worker(cfg, storage=storage, experiment=experiment,
+                      submitted=submitted or started)
     _stderr().print(f"worker of [bold]{escape(exp.id)}[/] in "
                     f"{escape(redact_url(exp.storage_url))}; trials in "
                     f"{escape(str(exp.paths.trials))}")
     results = _with_progress(exp.run, quiet)
-    _print_summary(results, "done" if exp.status != "failed" else exp.status)
+    _print_summary(results, exp.status if exp.status in ("failed", "stopped") else "done")
 
 
 @app.command()

@@ -456,6 +456,41 @@ def test_a_stop_that_comes_while_a_job_joins_still_keeps_it_from_running(
     assert stop_request(storage, worker.id) is None
 
 
+def test_a_worker_started_by_hand_is_reached_by_a_stop_that_comes_while_it_connects(
+    tmp_path: Path, trial_script, monkeypatch
+) -> None:
+    """`spiketune stop` while a `spiketune worker` is still starting up (importing, reaching
+    the database) stops it too: the command's start counts as its submission. Before, its
+    new session cleared the stop and it ran on alone. A worker started after the stop
+    resumes the experiment, as before."""
+    import spiketune.engine.launch as launch
+    from spiketune.engine.experiment import request_stop_in_study
+    from spiketune.engine.launch._worker import stop_request
+
+    monkeypatch.setenv("TRIAL_SLEEP", "0.05")
+    cfg = _config(tmp_path, trial_script(TRIAL), max_trials=2)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    real = launch.join_worker
+
+    def stopped_while_joining(*args: object, **kwargs: object):
+        joined = real(*args, **kwargs)
+        request_stop_in_study(storage, joined.id)  # the user's stop, before the session
+        return joined
+
+    monkeypatch.setattr(launch, "join_worker", stopped_while_joining)
+    first = CliRunner().invoke(app, ["worker", str(cfg), "--storage", storage, "-q"])
+    assert first.exit_code == 0, first.output
+    assert "stopped: 0 trials" in first.output
+    (exp_id,) = [p.name for p in (tmp_path / "experiments").iterdir()]
+    assert stop_request(storage, exp_id) is not None  # the request stands for the others
+
+    monkeypatch.setattr(launch, "join_worker", real)
+    again = CliRunner().invoke(app, ["worker", str(cfg), "--storage", storage, "-q"])
+    assert again.exit_code == 0, again.output
+    assert "done: 2 trials, 2 complete" in again.output, again.output
+    assert stop_request(storage, exp_id) is None
+
+
 def test_a_stop_counts_from_its_microsecond_and_an_older_record_from_its_second() -> None:
     from spiketune.engine.scheduler import stopped_since
 
@@ -487,3 +522,16 @@ def test_a_submission_time_is_checked_and_read_as_local_time(tmp_path: Path) -> 
     cli = CliRunner().invoke(app, ["worker", str(tmp_path / "worker.toml"), "--storage",
                                    f"sqlite:///{tmp_path / 'study.db'}", "--submitted", "soon"])
     assert cli.exit_code == 1 and "submitted" in cli.output and "ISO" in cli.output
+
+
+def test_of_two_workers_ending_in_one_second_the_later_gives_the_status(tmp_path: Path) -> None:
+    """A directory's status is its last scheduler's; two workers that end in the same second
+    used to tie (times kept to the second) and the first file's name won."""
+    from spiketune.engine.experiment import _write_scheduler_state, scheduler_status
+    from spiketune.engine.storage import ExperimentPaths
+
+    paths = ExperimentPaths(tmp_path)
+    for first, last in (("stopped", "done"), ("done", "stopped")):
+        _write_scheduler_state(paths.worker_json("a"), first)
+        _write_scheduler_state(paths.worker_json("b"), last)
+        assert scheduler_status(tmp_path) == last

@@ -528,7 +528,9 @@ def _write_scheduler_state(path: Path, status: str) -> None:
         "pid": os.getpid(),
         "start_time": process_start_time(os.getpid()),
         "host": socket.gethostname(),
-        "updated": datetime.now().isoformat(timespec="seconds"),
+        # to the microsecond: of two workers of one directory ending in the same second,
+        # the later decides the experiment's status (scheduler_status)
+        "updated": datetime.now().isoformat(timespec="microseconds"),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, info)
