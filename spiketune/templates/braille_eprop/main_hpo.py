@@ -38,7 +38,7 @@ import setup_hpo
 import torch
 import train_hpo
 
-from spiketune import ConfigError, Problem
+from spiketune import ConfigError, Problem, SpiketuneError
 from spiketune.data import SplitParts
 from spiketune.snn import (
     EpochMetrics,
@@ -254,4 +254,7 @@ def finish(
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except SpiketuneError as e:  # bad input or data: the reason, not a traceback
+        sys.exit(str(e))

@@ -45,6 +45,7 @@ import setup_hpo
 import torch
 import train_hpo
 
+from spiketune import SpiketuneError
 from spiketune.snn import (
     EpochMetrics,
     TrainingDiverged,
@@ -212,4 +213,7 @@ def finish(
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except SpiketuneError as e:  # bad input or data: the reason, not a traceback
+        sys.exit(str(e))

@@ -39,6 +39,7 @@ import torch
 import train_hpo
 
 import spiketune.nir
+from spiketune import SpiketuneError
 from spiketune.data import Dataset
 from spiketune.snn import (
     EpochMetrics,
@@ -204,4 +205,7 @@ def finish(
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except SpiketuneError as e:  # bad input or data: the reason, not a traceback
+        sys.exit(str(e))

@@ -44,6 +44,7 @@ import setup_hpo
 import torch
 import train_hpo
 
+from spiketune import SpiketuneError
 from spiketune.snn import EpochMetrics, TrainingDiverged, fold_best, fold_result, train_folds
 from spiketune.trial import (
     Member,
@@ -189,4 +190,7 @@ def finish(
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except SpiketuneError as e:  # bad input or data: the reason, not a traceback
+        sys.exit(str(e))
