@@ -42,7 +42,6 @@ from spiketune import ConfigError, Problem, SpiketuneError
 from spiketune.data import SplitParts
 from spiketune.snn import (
     EpochMetrics,
-    TrainingDiverged,
     fold_best,
     fold_result,
     train_folds,
@@ -118,10 +117,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | list[dict[str, Any]]
     data = setup_hpo.load_data(options, args.data, per_class=args.subset, folds=args.folds)
     built = [train_hpo.build(params, data.info, device=device, epochs_cap=args.epochs_cap)
              for _ in data.folds]
-    try:
-        pretrain(params, options, pool, built, args, device)
-    except TrainingDiverged as e:  # the same one-line exit as a diverged task training
-        sys.exit(str(e))
+    pretrain(params, options, pool, built, args, device)
     print(f"trial {nni.get_trial_id()}: {data.info.name}, {len(data.train)}/{len(data.val)}/"
           f"{len(data.test)} samples, {args.folds} fold(s), split {data.split_digest[:12]}, "
           f"{built[0][0]}, {torch.get_num_threads()} thread(s) on {device}", flush=True)
@@ -131,10 +127,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | list[dict[str, Any]]
 
     _, histories = train_folds(built, data.folds, on_epoch)
     out_dir = trial_output_dir(args.out)
-    try:
-        return finish(params, data, options, pool, built, histories, args, started, out_dir)
-    except TrainingDiverged as e:
-        sys.exit(str(e))
+    return finish(params, data, options, pool, built, histories, args, started, out_dir)
 
 
 #: Population mode: new trials each place of a population takes after its first, as members
@@ -256,5 +249,5 @@ def finish(
 if __name__ == "__main__":
     try:
         main()
-    except SpiketuneError as e:  # bad input or data: the reason, not a traceback
+    except SpiketuneError as e:  # bad input or data, a diverged training: the reason alone
         sys.exit(str(e))

@@ -48,7 +48,6 @@ import train_hpo
 from spiketune import SpiketuneError
 from spiketune.snn import (
     EpochMetrics,
-    TrainingDiverged,
     fold_best,
     fold_result,
     is_spiking,
@@ -131,11 +130,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | list[dict[str, Any]]
         nni.report_intermediate_result(epoch_report(epoch, latest, spiking=spiking))
 
     _, histories = train_folds(built, data.folds, on_epoch)
-    try:
-        return finish(params, data, options, built, histories, args, started,
-                      trial_output_dir(args.out))
-    except TrainingDiverged as err:
-        sys.exit(str(err))
+    return finish(params, data, options, built, histories, args, started,
+                  trial_output_dir(args.out))
 
 
 def main_population(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -215,5 +211,5 @@ def finish(
 if __name__ == "__main__":
     try:
         main()
-    except SpiketuneError as e:  # bad input or data: the reason, not a traceback
+    except SpiketuneError as e:  # bad input or data, a diverged training: the reason alone
         sys.exit(str(e))

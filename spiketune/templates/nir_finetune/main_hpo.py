@@ -131,11 +131,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | list[dict[str, Any]]
     history = Trainer(net, train_config, callback=on_epoch).fit(
         (data.train.inputs, data.train.labels), (data.val.inputs, data.val.labels)
     )
-    try:
-        return finish(params, graph, data, options, net, train_config, history,
-                      trial_output_dir(args.out))
-    except TrainingDiverged as err:
-        sys.exit(str(err))
+    return finish(params, graph, data, options, net, train_config, history,
+                  trial_output_dir(args.out))
 
 
 def main_population(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -207,5 +204,5 @@ def finish(
 if __name__ == "__main__":
     try:
         main()
-    except SpiketuneError as e:  # bad input or data: the reason, not a traceback
+    except SpiketuneError as e:  # bad input or data, a diverged training: the reason alone
         sys.exit(str(e))
