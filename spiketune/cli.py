@@ -288,7 +288,7 @@ def worker(
 
     # Taken before the database is reached: a stop requested while this worker is still
     # starting up (seconds, on a loaded machine) must reach it too.
-    started = datetime.now().isoformat()
+    started = datetime.now().astimezone().isoformat()
     _password_file(password_file)
     cfg = worker_config(load_config(config), concurrency=concurrency, gpus=gpus,
                         experiment_dir=experiment_dir)

@@ -186,5 +186,5 @@ def test_apply_needs_kubectl_and_uses_it(config: Path, tmp_path: Path, monkeypat
     # applied now: each pod knows when, so that one starting after a stop does not resume
     command = _manifest(out)[1]["spec"]["template"]["spec"]["containers"][0]["command"]
     when = datetime.fromisoformat(command[command.index("--submitted") + 1])
-    assert abs((datetime.now() - when).total_seconds()) < 60
+    assert abs((datetime.now().astimezone() - when).total_seconds()) < 60  # with its offset
 

@@ -502,6 +502,46 @@ def test_a_stop_counts_from_its_microsecond_and_an_older_record_from_its_second(
     assert not stopped_since("2026-01-31T12:00:00", None)  # a worker started by hand
 
 
+def test_a_stop_from_another_time_zone_is_compared_as_the_instant_it_names(
+    tmp_path: Path,
+) -> None:
+    """A stop requested from a laptop in another time zone than the workers': its time
+    carries its UTC offset, so a worker started after it (by the clocks' common instant)
+    resumes, and one started before it stops."""
+    import time
+    from datetime import datetime
+
+    from spiketune.engine.experiment import check_submitted, request_stop_in_study
+    from spiketune.engine.launch._worker import stop_request
+    from spiketune.engine.scheduler import stopped_since
+
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "EST5"  # the workers' machine: UTC-5 (a POSIX rule: no tz database)
+    time.tzset()
+    try:
+        stop = "2026-01-31T13:00:00+01:00"  # 12:00 UTC, 07:00 on the workers' clocks
+        assert not stopped_since(stop, "2026-01-31T12:30:00+00:00")  # started 30 min after
+        assert stopped_since(stop, "2026-01-31T11:59:59+00:00")  # started just before
+        assert stopped_since(stop, "2026-01-31T12:00:00+00:00")  # the same instant: stop wins
+        # a worker's own time is local without an offset (check_submitted)
+        assert check_submitted("2026-01-31T12:30:00+00:00") == "2026-01-31T07:30:00"
+        assert not stopped_since(stop, "2026-01-31T07:30:00")  # 12:30 UTC: after the stop
+        assert stopped_since(stop, "2026-01-31T06:59:00")  # 11:59 UTC: before it
+    finally:
+        if before is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"  # `spiketune stop` writes its offset
+    StudyStore.open(url, "zones", create=True).close()
+    request_stop_in_study(url, "zones")
+    written = datetime.fromisoformat(stop_request(url, "zones") or "")
+    assert written.utcoffset() is not None
+    assert abs((datetime.now().astimezone() - written).total_seconds()) < 60
+
+
 def test_a_submission_time_is_checked_and_read_as_local_time(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 

@@ -541,8 +541,9 @@ def request_stop_in_study(url: str, experiment_id: str) -> None:
     heartbeat interval)."""
     store = StudyStore.open(url, experiment_id)
     try:
-        # to the microsecond: a submission in the same second after it must resume
-        store.set_study_attr(ATTR_STOP, datetime.now().isoformat())
+        # to the microsecond: a submission in the same second after it must resume; with the
+        # UTC offset: workers in other time zones compare it as the same instant
+        store.set_study_attr(ATTR_STOP, datetime.now().astimezone().isoformat())
     finally:
         store.close()
 

@@ -151,15 +151,23 @@ def stopped_since(stop: object, submitted: str | None) -> bool:
     """Whether the stop request ``stop`` (the study's ``stop_requested``: an ISO time, or
     None) came at or after ``submitted`` (a worker's submission, ISO time; None: never).
 
-    Both are this machine's local times, to the microsecond, so that a ``spiketune submit``
-    right after ``spiketune stop`` (the same second) still resumes; a time recorded to the
-    second counts as its second's start."""
+    Both are kept to the microsecond, so that a ``spiketune submit`` right after ``spiketune
+    stop`` (the same second) still resumes; a time recorded to the second counts as its
+    second's start. A time with a UTC offset (as written since times carry one) is compared
+    as the instant it names, so a stop from a machine in another time zone counts rightly; one
+    without (older records) is this machine's local time."""
     if not stop or submitted is None:
         return False
     try:
-        return datetime.fromisoformat(str(stop)) >= datetime.fromisoformat(submitted)
+        return _local(str(stop)) >= _local(submitted)
     except (TypeError, ValueError):  # not a time this module wrote: compare as text
         return str(stop) >= submitted
+
+
+def _local(when: str) -> datetime:
+    """An ISO time as this machine's local time without an offset."""
+    parsed = datetime.fromisoformat(when)
+    return parsed if parsed.tzinfo is None else parsed.astimezone().replace(tzinfo=None)
 
 
 class Scheduler:

@@ -136,7 +136,7 @@ class KubernetesLauncher(Launcher):
         # Applied now: the pods carry the time, so that one starting (or restarting) after a
         # `spiketune stop` does not resume the experiment. A manifest only written is
         # applied whenever its user chooses: its pods resume, as `spiketune worker` does.
-        submitted = datetime.now().isoformat() if self.apply else None
+        submitted = datetime.now().astimezone().isoformat() if self.apply else None
         documents = job_manifest(spec, self, submitted=submitted)
         self.output.write_text(yaml.dump_all(documents, Dumper=_dumper(), sort_keys=False),
                                encoding="utf-8")

@@ -138,7 +138,8 @@ class SlurmLauncher(Launcher):
         exp_id, directory = _register(spec)
         folder = self.folder or directory / "jobs"
         executor = self._executor(folder)
-        submitted = datetime.now().isoformat()  # to the microsecond, as a stop request
+        # to the microsecond and with the UTC offset, as a stop request
+        submitted = datetime.now().astimezone().isoformat()
         tasks = [WorkerTask(config=str(spec.config_path), storage=spec.storage,
                             experiment=exp_id, gpus="all" if self.gpus_per_worker else None,
                             submitted=submitted)
