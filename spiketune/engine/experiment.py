@@ -48,7 +48,7 @@ from spiketune.engine.runners import (
     process_alive,
     process_start_time,
 )
-from spiketune.engine.scheduler import Budget, Progress, Scheduler
+from spiketune.engine.scheduler import Budget, Progress, Scheduler, local_time
 from spiketune.engine.storage import (
     ATTR_CONFIG,
     ATTR_ELAPSED,
@@ -549,19 +549,16 @@ def request_stop_in_study(url: str, experiment_id: str) -> None:
 
 
 def check_submitted(value: object, field: str = "submitted") -> str:
-    """A worker's submission time as a stop request records its own: ISO, this machine's
-    local time without an offset (a time with one is converted), so that the two compare
-    (:func:`~spiketune.engine.scheduler.stopped_since`). Raises ConfigError naming ``field``
-    for anything else."""
+    """A worker's submission time as ISO, this machine's local time without an offset (a time
+    with one is converted), as :func:`~spiketune.engine.scheduler.stopped_since` compares it
+    with a stop request. Raises ConfigError naming ``field`` for anything else."""
     try:
-        when = datetime.fromisoformat(str(value)) if isinstance(value, str | datetime) else None
+        when = local_time(str(value)) if isinstance(value, str | datetime) else None
     except ValueError:
         when = None
     if when is None:
         raise ConfigError(Problem(field, value, "an ISO date and time, e.g. "
                                   "2026-01-31T12:00:00"))
-    if when.tzinfo is not None:
-        when = when.astimezone().replace(tzinfo=None)
     return when.isoformat()
 
 

@@ -159,13 +159,14 @@ def stopped_since(stop: object, submitted: str | None) -> bool:
     if not stop or submitted is None:
         return False
     try:
-        return _local(str(stop)) >= _local(submitted)
+        return local_time(str(stop)) >= local_time(submitted)
     except (TypeError, ValueError):  # not a time this module wrote: compare as text
         return str(stop) >= submitted
 
 
-def _local(when: str) -> datetime:
-    """An ISO time as this machine's local time without an offset."""
+def local_time(when: str) -> datetime:
+    """An ISO time as this machine's local time without an offset (one with an offset is
+    converted; one without is taken as local already). Raises ValueError for anything else."""
     parsed = datetime.fromisoformat(when)
     return parsed if parsed.tzinfo is None else parsed.astimezone().replace(tzinfo=None)
 
