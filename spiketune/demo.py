@@ -32,7 +32,8 @@ __all__ = ["DEMO_ARGS", "TEMPLATE", "run_demo"]
 TEMPLATE = "braille_eprop"
 
 #: The laptop budget: at most 40 trials or 9 minutes, 2 at a time, 20 epochs per trial at
-#: most, 3 minutes per trial at most; then 3 retraining seeds.
+#: most, 3 minutes per trial at most (a slower trial ends its training in time and reports its
+#: best epoch); then 3 retraining seeds.
 DEMO_ARGS = [
     "--name", "braille_eprop_demo",
     "--trials", "40",

@@ -35,7 +35,7 @@ PUBLIC: dict[str, set[str]] = {
         "get_next_parameters", "get_sequence_id", "get_trial_dir", "get_trial_id",
         "in_population", "joining", "normalize_metric", "offer_best_model", "population",
         "stop_joining", "report_final_result", "report_intermediate_result", "seed_everything",
-        "trial_device",
+        "trial_deadline", "trial_device", "trial_time_limit",
         "trial_threads", "add_trial_options", "epoch_report", "keep_trial_model", "start_trial",
         "trial_output_dir", "PreparedMember", "train_members",
     },

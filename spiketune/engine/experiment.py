@@ -68,6 +68,7 @@ from spiketune.engine.storage import (
 )
 from spiketune.engine.workers import recover_interrupted
 from spiketune.errors import ConfigError, Problem, StorageError
+from spiketune.trial._protocol import ENV_MAX_TRIAL_DURATION
 
 __all__ = ["Experiment", "ExperimentSummary", "list_experiments"]
 
@@ -360,9 +361,13 @@ class Experiment:
                         "again, Experiment.load(..., trial=fn)")
             )
         self.config.check_runnable()
+        limit = self.config.max_trial_duration
         runner = SubprocessRunner(
             self.config.trial_command, self.config.trial_code_directory,
             kill_grace=self.kill_grace,
+            # A trial that knows its time limit can end its training in time with a result
+            # (spiketune.trial.trial_deadline) rather than be killed without one.
+            env=None if limit is None else {ENV_MAX_TRIAL_DURATION: repr(float(limit))},
         )
         if self.config.population is None:
             return runner

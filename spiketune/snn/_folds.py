@@ -34,10 +34,24 @@ class TrainingDiverged(SpiketuneError):
     """No epoch of a fold ended with finite figures: the trial has no model to keep."""
 
 
+#: The stop reason of a training ended by its deadline (:func:`train_folds`).
+TIME_LIMIT = "time_limit"
+#: An epoch is assumed to take up to this many times the longest one so far.
+EPOCH_SPREAD = 1.1
+
+
+def out_of_time(deadline: float | None, epoch_seconds: float) -> bool:
+    """Whether another epoch of about ``epoch_seconds`` would end past ``deadline`` (a
+    :func:`time.perf_counter` instant; None: never)."""
+    return deadline is not None and time.perf_counter() + EPOCH_SPREAD * epoch_seconds > deadline
+
+
 def train_folds(
     built: Sequence[tuple[Model, TrainConfig]],
     folds: Sequence[tuple[Dataset, Dataset]],
     on_epoch: Callable[[int, list[EpochMetrics]], None] | None = None,
+    *,
+    deadline: float | None = None,
 ) -> tuple[list[Trainer], list[History]]:
     """Train one network per fold, all advancing one epoch at a time (lock-step).
 
@@ -47,14 +61,31 @@ def train_folds(
     trial can report their mean and a pruner can judge it at every epoch; ``epoch`` counts
     from 1. Each network ends with its best validation weights. Returns the trainers and
     their histories, in the order of ``built``.
+
+    ``deadline`` (a :func:`time.perf_counter` instant, see
+    :func:`spiketune.trial.trial_deadline`): no epoch starts that would end after it, judged
+    by the longest epoch so far (its reports included); the training then ends as an early
+    stop, its histories saying ``"time_limit"``. The first epoch always runs.
     """
     trainers = [Trainer(net, config) for net, config in built]
     runs = [t.epochs(train_set.tensor_dataset(), val_set.tensor_dataset())
             for t, (train_set, val_set) in zip(trainers, folds, strict=True)]
     histories: list[History | None] = [None] * len(runs)
     latest: list[EpochMetrics | None] = [None] * len(runs)
-    epoch = 0
+    epoch, longest = 0, 0.0
+    began = 0.0
     while any(h is None for h in histories):
+        now = time.perf_counter()
+        if epoch:  # the last round's time, its reports included
+            longest = max(longest, now - began)
+        if epoch and out_of_time(deadline, longest):
+            for i, run in enumerate(runs):
+                if histories[i] is None:
+                    run.close()  # the network takes its best weights so far
+                    histories[i] = trainers[i].history
+                    histories[i].stop_reason = TIME_LIMIT
+            break
+        began = now
         advanced = False
         for i, run in enumerate(runs):
             if histories[i] is not None:
@@ -211,7 +242,7 @@ def train_population(
     built: Sequence[Built],
     folds: Sequence[Folds],
     data_keys: Sequence[Hashable],
-    on_epoch: Callable[[int, int, list[EpochMetrics]], bool | None] | None = None,
+    on_epoch: Callable[[int, int, list[EpochMetrics]], bool | str | None] | None = None,
     *,
     join: Callable[[bool], Sequence[tuple[Built, Folds, Hashable]]] | None = None,
     on_done: Callable[[int, list[History]], None] | None = None,
@@ -227,7 +258,8 @@ def train_population(
     L²MU, an LMU, a CubaLIF network) trains alone with its own :class:`Trainer`, in step with
     the others, exactly as :func:`spiketune.snn.train_folds` would train it.
     ``on_epoch(member, epoch, latest)`` gets each of a member's folds' latest metrics after
-    every epoch it trained; True stops that member (all its folds), the others go on.
+    every epoch it trained; True stops that member (all its folds), the others go on, and a
+    text does the same with that text as its histories' stop reason.
     ``join(idle)``, asked after every epoch, gives new members ``(built, folds, data_key)``:
     each joins a running population it can share (:meth:`PopulationTrainer.add`; it trains as
     if alone) or starts one, and is numbered after those before it; ``idle`` says that no
@@ -284,10 +316,12 @@ def train_population(
         for m in sorted(advanced):
             epochs[m] += 1
             shown = [x for x in latest[m] if x is not None]
-            if on_epoch is not None and on_epoch(m, epochs[m], shown):
+            stop = on_epoch(m, epochs[m], shown) if on_epoch is not None else None
+            if stop:
+                reason = stop if isinstance(stop, str) else "stopped by the engine"
                 for run in runs:
                     if m in run.members and run.members.index(m) in run.trainer.active:
-                        run.trainer.stop(run.members.index(m), "stopped by the engine")
+                        run.trainer.stop(run.members.index(m), reason)
         for m in range(len(built)):  # members whose every fold has left its population
             if done[m]:
                 continue

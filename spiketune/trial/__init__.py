@@ -27,8 +27,10 @@ milliseconds (no Optuna, numpy or torch behind ``import spiketune.trial``).
 
 What a trial sets up before it trains is here too: :func:`trial_device` (its GPU, or the CPU),
 :func:`trial_threads` (its share of the CPU cores) and :func:`seed_everything`; those two
-import torch when called, not when ``spiketune.trial`` is imported. So is what the templates'
-trial scripts share: :func:`add_trial_options` (their command-line options),
+import torch when called, not when ``spiketune.trial`` is imported. :func:`trial_time_limit`
+is the experiment's ``max_trial_duration`` as the trial sees it, and :func:`trial_deadline`
+the instant by which its training should end to report a result before that limit. So is
+what the templates' trial scripts share: :func:`add_trial_options` (their command-line options),
 :func:`start_trial` (parameters, seeds, threads, device), :func:`epoch_report` (the means
 over the folds reported after each epoch), :func:`trial_output_dir` and
 :func:`keep_trial_model` (the model saved beside its ``result.json`` and offered as the
@@ -79,8 +81,10 @@ if TYPE_CHECKING:
         ENV_CONCURRENCY,
         ENV_TRIAL_THREADS,
         seed_everything,
+        trial_deadline,
         trial_device,
         trial_threads,
+        trial_time_limit,
     )
     from spiketune.trial._script import (
         PreparedMember,
@@ -105,7 +109,8 @@ __getattr__, _ = lazy_exports(
         **dict.fromkeys(("Member", "in_population", "joining", "population", "stop_joining"),
                         "spiketune.trial._population"),
         **dict.fromkeys(("ENV_CONCURRENCY", "ENV_TRIAL_THREADS", "seed_everything",
-                         "trial_device", "trial_threads"), "spiketune.trial._runtime"),
+                         "trial_deadline", "trial_device", "trial_threads", "trial_time_limit"),
+                        "spiketune.trial._runtime"),
         **dict.fromkeys(("PreparedMember", "add_trial_options", "epoch_report",
                          "keep_trial_model", "start_trial", "train_members", "trial_output_dir"),
                         "spiketune.trial._script"),
@@ -152,9 +157,11 @@ __all__ = [
     "start_trial",
     "stop_joining",
     "train_members",
+    "trial_deadline",
     "trial_device",
     "trial_output_dir",
     "trial_threads",
+    "trial_time_limit",
 ]
 
 

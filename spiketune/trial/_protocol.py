@@ -36,6 +36,10 @@ ENV_SEQUENCE_ID = "SPIKETUNE_SEQUENCE_ID"
 ENV_EXPERIMENT_DIR = "SPIKETUNE_EXPERIMENT_DIR"  # where best_model/ and report/ live
 ENV_PARAMETERS = "SPIKETUNE_PARAMETERS"
 ENV_PARAMETER_FILE = "SPIKETUNE_PARAMETER_FILE"
+# The experiment's max_trial_duration in seconds, when it has one: a trial that knows its limit
+# can end its training in time and report what it reached, rather than be killed without a
+# result (see spiketune.trial.trial_deadline).
+ENV_MAX_TRIAL_DURATION = "SPIKETUNE_MAX_TRIAL_DURATION"
 PARAMETER_FILE = "parameter.json"
 METRICS_FILE = "metrics.jsonl"
 # Population mode (several trials trained in one process): the population's own directory

@@ -1,4 +1,5 @@
-"""What a trial process sets up before it trains: its device, its CPU threads, its seeds.
+"""What a trial process sets up before it trains: its device, its CPU threads, its seeds, and
+the time by which its training should end.
 
 Every template's ``setup_hpo.py`` used to carry its own copy of these; they live here once.
 The module imports only the standard library at its top: torch and NumPy are imported by the
@@ -8,6 +9,7 @@ functions that need them, so that ``trial_threads`` costs a trial nothing beyond
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 from typing import TYPE_CHECKING
@@ -20,6 +22,10 @@ ENV_TRIAL_THREADS = "SPIKETUNE_TRIAL_THREADS"
 #: Environment variable holding how many trials run at once: a template's launcher sets it
 #: from the experiment's ``concurrency`` so that its trials share the cores.
 ENV_CONCURRENCY = "SPIKETUNE_CONCURRENCY"
+#: What a trial keeps of its time limit for its end (testing, saving, reporting; the engine
+#: reads its result within a poll): this many seconds plus END_SHARE of the limit.
+END_SECONDS = 3.0
+END_SHARE = 0.05
 
 
 def trial_device() -> torch.device:
@@ -82,3 +88,56 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def trial_time_limit() -> float | None:
+    """Seconds this trial may run: the experiment's ``max_trial_duration``, which the engine
+    passes to each trial process (``$SPIKETUNE_MAX_TRIAL_DURATION``); None without a limit
+    or when run by hand."""
+    from spiketune.trial._protocol import ENV_MAX_TRIAL_DURATION
+
+    text = os.environ.get(ENV_MAX_TRIAL_DURATION, "").strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds > 0 else None
+
+
+def trial_deadline(started: float | None = None, time_cap: float | None = None) -> float | None:
+    """The :func:`time.perf_counter` instant by which the trial's training should end, or
+    None for no limit.
+
+    Why: the engine kills a trial that runs past ``max_trial_duration`` and records it FAILED,
+    losing every epoch it trained. A trial that stops training before then reports the best
+    epoch it reached, and the search keeps it (a cheaper fidelity of the same trial).
+
+    The limit is ``time_cap`` seconds (a trial's ``--time-cap``) when given, else the
+    experiment's (:func:`trial_time_limit`), counted from ``started`` (a ``perf_counter``
+    instant: when a population member joined), else from this process's start, as the
+    engine counts it. :data:`END_SECONDS` plus :data:`END_SHARE` of the limit are kept for
+    what comes after the training (testing, saving, reporting).
+    """
+    limit = time_cap if time_cap is not None else trial_time_limit()
+    if limit is None:
+        return None
+    if started is None:
+        started = process_started()
+    return started + limit - END_SECONDS - END_SHARE * limit
+
+
+def process_started() -> float:
+    """This process's start as a :func:`time.perf_counter` instant (in the past: the
+    interpreter's start and imports count too, as they do for the engine's time limit)."""
+    import time
+
+    import psutil
+
+    now, wall = time.perf_counter(), time.time()
+    try:
+        age = wall - psutil.Process().create_time()
+    except psutil.Error:
+        age = 0.0
+    return now - max(0.0, age)

@@ -48,14 +48,19 @@ def add_trial_options(
     subset_help: str = "keep N samples per class before splitting (smoke runs)",
 ) -> argparse.ArgumentParser:
     """Add the options every template's trial script takes to ``parser``, in this order:
-    ``--epochs-cap`` (an epoch budget that caps the parameters'), ``--subset N`` (fewer
-    samples, ``subset_help`` says which), ``--threads`` (CPU threads; default this trial's
+    ``--epochs-cap`` (an epoch budget that caps the parameters'), ``--time-cap`` (seconds
+    within which the trial ends with a result, see :func:`trial_deadline`), ``--subset N``
+    (fewer samples, ``subset_help`` says which), ``--threads`` (CPU threads; default this trial's
     share, see :func:`trial_threads`), ``--out`` (where a trial run by hand saves its model),
     ``--params`` (a JSON file of parameters, run by hand), ``--folds`` (how many re-splits
     the trial is judged on, default 1) and ``--seed`` (the training seed, over the
     parameters'). Returns ``parser``."""
     parser.add_argument("--epochs-cap", type=int, default=None,
                         help="train at most this many epochs, whatever the parameters say")
+    parser.add_argument("--time-cap", type=float, default=None, metavar="SECONDS",
+                        help="end the training in time for the trial to report its best epoch "
+                             "within SECONDS of its start (default: the experiment's "
+                             "max_trial_duration, which would kill the trial without a result)")
     parser.add_argument("--subset", type=int, default=None, metavar="N", help=subset_help)
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads (default: this trial's share of the cores)")
@@ -189,6 +194,7 @@ def train_members(
     *,
     refills: int = 0,
     linger: float = 2.0,
+    time_cap: float | None = None,
 ) -> list[dict[str, Any]]:
     """A trial script's population mode: train this process's members
     (:func:`spiketune.trial.population`) as batched populations and report each as its own
@@ -207,21 +213,33 @@ def train_members(
     as members end (:func:`spiketune.trial.joining`; they train exactly as alone); when no
     member trains any more, the process waits up to ``linger`` seconds for some (cheaper than
     starting a new process) and then ends. Offers not taken go to another process.
+
+    Each member's training ends in time for its result, as :func:`spiketune.snn.train_folds`'s
+    does: no epoch starts that would end past its :func:`spiketune.trial.trial_deadline`
+    (``time_cap`` seconds, else the experiment's ``max_trial_duration``, counted from the
+    process's start, or from when it joined), judged by the longest epoch the member has
+    trained; it then finishes with its best epoch, its histories saying ``"time_limit"``.
     """
     from spiketune.errors import SpiketuneError
     from spiketune.snn import TrainingDiverged, is_spiking, train_population
+    from spiketune.snn._folds import TIME_LIMIT, out_of_time
     from spiketune.trial._population import joining, population, stop_joining
+    from spiketune.trial._runtime import trial_deadline
 
     members = population()
     ready: list[tuple[Member, PreparedMember]] = []
+    # Per member, as ready: its deadline, when its last epoch ended, its longest epoch (s).
+    clocks: list[list[Any]] = []
 
-    def take(member: Member) -> bool:
+    def take(member: Member, began: float | None = None) -> bool:
+        """Prepare ``member``; its clock started with the process, else at ``began``."""
         try:
             prepared = prepare(member)
         except SpiketuneError as e:
             member.fail(f"{type(e).__name__}: {e}")
             return False
         ready.append((member, prepared))
+        clocks.append([trial_deadline(began, time_cap), time.perf_counter(), 0.0])
         return True
 
     for member in members:
@@ -232,7 +250,7 @@ def train_members(
     finals: list[dict[str, Any]] = []
     taken, limit = len(members), (1 + refills) * len(members)
 
-    def on_epoch(i: int, epoch: int, latest: list[EpochMetrics]) -> bool:
+    def on_epoch(i: int, epoch: int, latest: list[EpochMetrics]) -> bool | str:
         member = ready[i][0]
         if member.should_stop():  # pruned, timed out, or the experiment is stopping
             stopped.add(i)
@@ -240,7 +258,10 @@ def train_members(
         spiking = is_spiking(ready[i][1].built[0][0])  # an LMU has no spike figures
         member.report_intermediate_result(epoch_report(
             epoch, latest, spiking=spiking, trial_id=member.trial_id))
-        return False
+        clock, now = clocks[i], time.perf_counter()
+        clock[1:] = [now, max(clock[2], now - clock[1])]
+        # Its last epoch, if another would end past its deadline: it finishes with its best.
+        return TIME_LIMIT if out_of_time(clock[0], clock[2]) else False
 
     def join(idle: bool) -> list[tuple[Any, Any, Hashable]]:
         nonlocal taken
@@ -249,7 +270,7 @@ def train_members(
         while taken < limit:
             for member in joining():
                 taken += 1
-                if take(member):
+                if take(member, time.perf_counter()):
                     prepared = ready[-1][1]
                     print(f"trial {member.trial_id} joined the population", flush=True)
                     new.append((prepared.built, prepared.folds, prepared.data_key))

@@ -133,6 +133,7 @@ class SubprocessRunner(Runner):
         env = dict(os.environ)
         for name in CREDENTIAL_ENVS:  # trials never open the study: no database password
             env.pop(name, None)
+        env.pop(protocol.ENV_MAX_TRIAL_DURATION, None)  # this experiment's own, or none
         if extra:
             env.update(extra)
         exe_dir = str(Path(sys.executable).parent)

@@ -65,6 +65,7 @@ from spiketune.trial import (
     seed_everything,
     start_trial,
     train_members,
+    trial_deadline,
     trial_device,
     trial_output_dir,
     trial_threads,
@@ -129,7 +130,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | list[dict[str, Any]]
     def on_epoch(epoch: int, latest: list[EpochMetrics]) -> None:
         nni.report_intermediate_result(epoch_report(epoch, latest, spiking=spiking))
 
-    _, histories = train_folds(built, data.folds, on_epoch)
+    _, histories = train_folds(built, data.folds, on_epoch,
+                               deadline=trial_deadline(time_cap=args.time_cap))
     return finish(params, data, options, built, histories, args, started,
                   trial_output_dir(args.out))
 
@@ -164,7 +166,8 @@ def main_population(args: argparse.Namespace) -> list[dict[str, Any]]:
         return finish(params, data, options, list(prepared.built), histories, args, began,
                       Path(str(member.trial_dir)))
 
-    return train_members(prepare, done, refills=args.refills, linger=LINGER)
+    return train_members(prepare, done, refills=args.refills, linger=LINGER,
+                         time_cap=args.time_cap)
 
 
 def finish(

@@ -46,9 +46,9 @@ from spiketune.snn import (
     History,
     RecurrentSNN,
     TrainConfig,
-    Trainer,
     TrainingDiverged,
     save_checkpoint,
+    train_folds,
 )
 from spiketune.trial import (
     Member,
@@ -59,6 +59,7 @@ from spiketune.trial import (
     seed_everything,
     start_trial,
     train_members,
+    trial_deadline,
     trial_device,
     trial_output_dir,
     trial_threads,
@@ -81,6 +82,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", default=None, help=f"threshold-1 pool file or its directory "
                    f"(else ${setup_hpo.DATA_ENV})")
     p.add_argument("--epochs-cap", type=int, default=None, help="train at most this many epochs")
+    p.add_argument("--time-cap", type=float, default=None, metavar="SECONDS",
+                   help="end the training in time for the trial to report its best epoch "
+                        "within SECONDS of its start (default: the experiment's "
+                        "max_trial_duration)")
     p.add_argument("--subset", type=int, default=None, metavar="N",
                    help="keep N samples per class before splitting (smoke runs)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads")
@@ -128,9 +133,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | list[dict[str, Any]]
             "val_loss": m.val_loss, "spikes_per_sample": m.spikes_per_sample,
         })
 
-    history = Trainer(net, train_config, callback=on_epoch).fit(
-        (data.train.inputs, data.train.labels), (data.val.inputs, data.val.labels)
-    )
+    _, (history,) = train_folds([(net, train_config)], [(data.train, data.val)],
+                                lambda epoch, latest: on_epoch(latest[0]),
+                                deadline=trial_deadline(time_cap=args.time_cap))
     return finish(params, graph, data, options, net, train_config, history,
                   trial_output_dir(args.out))
 
@@ -160,7 +165,8 @@ def main_population(args: argparse.Namespace) -> list[dict[str, Any]]:
         return finish(prepared.context, graph, data, options, net, train_config, histories[0],
                       Path(str(member.trial_dir)))
 
-    return train_members(prepare, done, refills=args.refills, linger=LINGER)
+    return train_members(prepare, done, refills=args.refills, linger=LINGER,
+                         time_cap=args.time_cap)
 
 
 def finish(

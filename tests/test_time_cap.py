@@ -1,0 +1,226 @@
+"""A trial that knows its time limit ends its training in time and reports its best epoch.
+
+The engine passes ``max_trial_duration`` to each trial process; the templates' training
+(``train_folds``, population mode's ``train_members``) starts no epoch that would end past
+the trial's deadline, so a slow trial completes with a result instead of being killed and
+recorded FAILED with nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import spiketune.trial._population as population_module
+from spiketune import Experiment, Outcome
+from spiketune.data import Dataset, DatasetInfo, split_parts
+from spiketune.snn import RecurrentSNN, SNNConfig, TrainConfig, Trainer, train_folds
+from spiketune.trial import PreparedMember, train_members, trial_deadline, trial_time_limit
+from spiketune.trial._protocol import ENV_MAX_TRIAL_DURATION
+from spiketune.trial._runtime import END_SECONDS, END_SHARE, process_started
+
+INFO = DatasetInfo("toy", ("a", "b", "c"), 4, 10, 0.01)
+TEMPLATES = Path(__file__).resolve().parents[1] / "spiketune" / "templates"
+
+
+def _toy(n_per_class: int = 10, seed: int = 0) -> Dataset:
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(3).repeat_interleave(n_per_class)
+    inputs = (torch.rand(len(labels), 10, 4, generator=g) < 0.1).float()
+    inputs[torch.arange(len(labels)), :, labels] = 1.0
+    return Dataset(INFO, inputs, labels)
+
+
+def _built(epochs: int) -> list[tuple[RecurrentSNN, TrainConfig]]:
+    return [(RecurrentSNN(SNNConfig(n_in=4, n_rec=6, n_out=3, dt=0.01), seed=i),
+             TrainConfig(epochs=epochs, batch_size=8, lr=0.05, seed=i)) for i in range(2)]
+
+
+def test_the_trials_time_limit_is_read_from_the_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV_MAX_TRIAL_DURATION, raising=False)
+    assert trial_time_limit() is None and trial_deadline(100.0) is None
+    for bad in ("", "soon", "-5", "0", "nan", "inf"):
+        monkeypatch.setenv(ENV_MAX_TRIAL_DURATION, bad)
+        assert trial_time_limit() is None, bad
+    monkeypatch.setenv(ENV_MAX_TRIAL_DURATION, "90.0")
+    assert trial_time_limit() == 90.0
+    # What is kept for the end: END_SECONDS and END_SHARE of the limit.
+    assert trial_deadline(100.0) == pytest.approx(100.0 + 90.0 - END_SECONDS - END_SHARE * 90)
+    assert trial_deadline(100.0, time_cap=40.0) == pytest.approx(
+        100.0 + 40.0 - END_SECONDS - END_SHARE * 40)  # --time-cap wins over the engine's
+    # Without a start, the clock is the process's, which began before this test did.
+    started = process_started()
+    assert started <= time.perf_counter()
+    assert trial_deadline() == pytest.approx(started + 90.0 - END_SECONDS - END_SHARE * 90,
+                                             abs=0.05)
+
+
+def test_a_past_deadline_ends_the_folds_after_one_epoch_with_their_best_weights() -> None:
+    parts = split_parts(_toy(), folds=2)
+    epochs_seen: list[int] = []
+    trainers, histories = train_folds(_built(5), parts.folds,
+                                      lambda e, latest: epochs_seen.append(e),
+                                      deadline=time.perf_counter() - 1.0)
+    assert epochs_seen == [1]
+    assert [(len(h.epochs), h.stop_reason) for h in histories] == [(1, "time_limit")] * 2
+    # Each network holds what one epoch trained alone gives it.
+    net, config = _built(1)[1]
+    train_set, val_set = parts.folds[1]
+    Trainer(net, config).fit(train_set.tensor_dataset(), val_set.tensor_dataset())
+    for name, value in net.state_dict().items():
+        assert torch.equal(value, trainers[1].net.state_dict()[name]), name
+
+
+def test_a_far_deadline_changes_nothing() -> None:
+    parts = split_parts(_toy(), folds=2)
+    _, histories = train_folds(_built(3), parts.folds, deadline=time.perf_counter() + 3600)
+    assert [(len(h.epochs), h.stop_reason) for h in histories] == [(3, "completed")] * 2
+
+
+def test_the_last_epoch_is_the_one_after_which_another_would_overrun(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a clock where each epoch takes 10 s, a deadline 35 s away lets 3 epochs run (the
+    fourth would end at 40 s: 10 % spread on the longest epoch counts too)."""
+    import spiketune.snn._folds as folds_module
+
+    clock = {"now": 0.0}
+
+    class Clock:
+        @staticmethod
+        def perf_counter() -> float:
+            return clock["now"]
+
+    def on_epoch(epoch: int, latest: list) -> None:
+        clock["now"] += 10.0  # the epoch just reported took 10 s
+
+    monkeypatch.setattr(folds_module, "time", Clock)
+    parts = split_parts(_toy(), folds=1)
+    _, (history,) = train_folds(_built(8)[:1], parts.folds, on_epoch, deadline=35.0)
+    # 30 s gone after 3 epochs: 30 + 1.1 * 10 > 35, so no fourth.
+    assert (len(history.epochs), history.stop_reason) == (3, "time_limit")
+
+
+class FakeMember:
+    def __init__(self, trial_id: str, parameters: dict[str, Any]) -> None:
+        self.trial_id, self.parameters, self.trial_dir = trial_id, parameters, None
+        self.reports: list[dict[str, Any]] = []
+        self.failed: str | None = None
+
+    def should_stop(self) -> bool:
+        return False
+
+    def report_intermediate_result(self, value: dict[str, Any]) -> None:
+        self.reports.append(value)
+
+    def fail(self, reason: str) -> None:
+        self.failed = reason
+
+    def __enter__(self) -> FakeMember:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+@pytest.mark.parametrize(("time_cap", "epochs"), [(None, 4), (0.0, 1)])
+def test_population_members_end_in_time_and_still_finish(
+    monkeypatch: pytest.MonkeyPatch, time_cap: float | None, epochs: int
+) -> None:
+    """A member past its deadline stops after its epoch and finishes with its best epoch (its
+    final result is reported); without a cap it trains all its epochs."""
+    from spiketune.snn import model_and_config_from_params
+
+    members = [FakeMember(str(i), {"n_rec": 8, "lr": 0.01, "epochs": 4, "seed": i})
+               for i in range(2)]
+    monkeypatch.setattr(population_module, "population", lambda: list(members))
+    monkeypatch.setattr(population_module, "joining", lambda: [])
+    monkeypatch.setattr(population_module, "stop_joining", lambda: None)
+    monkeypatch.delenv(ENV_MAX_TRIAL_DURATION, raising=False)
+    folds = [split_parts(_toy(), folds=1).folds[0]]
+
+    def prepare(member: Any) -> PreparedMember:
+        built = [model_and_config_from_params({**member.parameters, "batch_size": 8}, INFO)]
+        return PreparedMember(built, folds, "toy")
+
+    stops: list[tuple[int, str]] = []
+
+    def finish(member: Any, prepared: PreparedMember, histories: list) -> dict[str, Any]:
+        stops.append((len(histories[0].epochs), histories[0].stop_reason))
+        return {"default": histories[0].best.val_acc}
+
+    finals = train_members(prepare, finish, time_cap=time_cap)
+    assert len(finals) == 2 and all(m.failed is None for m in members)
+    assert [len(m.reports) for m in members] == [epochs, epochs]
+    reason = "time_limit" if time_cap is not None else "completed"
+    assert stops == [(epochs, reason)] * 2
+
+
+def test_the_engine_gives_each_trial_its_time_limit(
+    exp_root: Path, trial_script: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial reads the experiment's max_trial_duration; a limit in the scheduler's own
+    environment (say, from an enclosing experiment) never reaches a trial of another."""
+    monkeypatch.setenv(ENV_MAX_TRIAL_DURATION, "7")  # not this experiment's
+    code = trial_script(
+        """
+        import spiketune.trial as st
+        limit = st.trial_time_limit()
+        st.report_final_result({"default": -1.0 if limit is None else limit})
+        """
+    )
+    space = {"x": {"_type": "choice", "_value": [1]}}
+    values = []
+    for limit in (None, 120.0):
+        exp = Experiment(trial_command=f"{sys.executable} trial.py", trial_code_directory=code,
+                         search_space=space, max_trials=1, max_trial_duration=limit,
+                         experiment_dir=exp_root)
+        (record,) = exp.run().records
+        values.append(record.metrics["default"])
+    assert values == [-1.0, 120.0]
+
+
+@pytest.mark.slow
+def test_a_template_trial_slower_than_its_limit_completes_with_its_best_epoch(
+    exp_root: Path,
+) -> None:
+    """The spike-pattern template, 400 epochs asked and 20 s allowed: the trial ends its
+    training in time and is COMPLETE, where it used to be killed and FAILED."""
+    exp = Experiment(
+        trial_command="python3 main_hpo.py --subset 12",
+        trial_code_directory=TEMPLATES / "spike_patterns",
+        search_space={"epochs": {"_type": "choice", "_value": [400]},
+                      "n_rec": {"_type": "choice", "_value": [32]},
+                      "patience": {"_type": "choice", "_value": [1000]}},  # no early stop
+        max_trials=1, max_trial_duration=20, experiment_dir=exp_root,
+    )
+    (record,) = exp.run().records
+    assert record.outcome == Outcome.COMPLETE, record.reason
+    assert 1 <= record.metrics["epochs_run"] < 400
+    result = json.loads((exp.paths.trial_dir(record.number) / "result.json")
+                        .read_text(encoding="utf-8"))
+    assert result["epochs_run"] == record.metrics["epochs_run"]
+    stdout = (exp.paths.trial_dir(record.number) / "stdout.log").read_text()
+    assert f"of {record.metrics['epochs_run']} (time_limit)" in stdout
+
+
+def test_time_cap_by_hand_ends_the_training_in_time(tmp_path: Path) -> None:
+    """``main_hpo.py --time-cap 0``: the first epoch only, then the trial's result."""
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({"epochs": 50, "n_rec": 16}))
+    run = subprocess.run(
+        [sys.executable, "main_hpo.py", "--params", str(params), "--subset", "8",
+         "--time-cap", "0", "--out", str(tmp_path / "out")],
+        cwd=TEMPLATES / "spike_patterns", capture_output=True, text=True, timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "best epoch 1 of 1 (time_limit)" in run.stdout, run.stdout
+    result = json.loads((tmp_path / "out" / "result.json").read_text(encoding="utf-8"))
+    assert result["epochs_run"] == 1
