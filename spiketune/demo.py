@@ -25,6 +25,7 @@ from pathlib import Path
 from types import ModuleType
 
 from spiketune import ExperimentResults
+from spiketune.launcher import launch
 
 __all__ = ["DEMO_ARGS", "TEMPLATE", "run_demo"]
 
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
         argv = sys.argv[1:]
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__)
-    run_demo(argv)
+    launch(run_demo, argv)  # bad options or data: the reason alone, not a traceback
 
 
 if __name__ == "__main__":

@@ -125,8 +125,10 @@ def test_launcher_and_config_are_one_experiment(tmp_path: Path) -> None:
     assert main.experiment(main.parse_args(["--smoke", "--trials", "5"])).config.max_trials == 5
     # The other letters' file for pretraining travels to every trial, made absolute.
     events = tmp_path / "data_braille_letters_th10"
+    events.mkdir()
+    (tmp_path / "pool.pt").write_bytes(b"")
     pretrain = main.experiment(main.parse_args(
-        ["--smoke", "--data", "pool.pt", "--pretrain-data", str(events)])).config
+        ["--smoke", "--data", str(tmp_path / "pool.pt"), "--pretrain-data", str(events)])).config
     assert pretrain.trial_command.endswith(f"--pretrain-data {events.resolve()}")
 
     # Folds and retraining seeds: the defaults, given ones (over --smoke's), and none at all.

@@ -12,13 +12,14 @@ from typing import Any
 import pytest
 
 import spiketune.engine.results
-from spiketune import Outcome, Progress
+from spiketune import ConfigError, DataError, Outcome, Problem, Progress
 from spiketune.engine.config import PopulationSize
 from spiketune.launcher import (
     add_experiment_options,
     config_changes,
     format_duration,
     format_percent,
+    launch,
     narrow_choice,
     print_finish,
     print_start,
@@ -46,6 +47,7 @@ def test_format_percent(value: Any, text: str) -> None:
 def test_with_options_sets_in_place_or_appends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                                ) -> None:
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "pool.pt").write_bytes(b"")
     base = ["python3", "main_hpo.py", "--folds", "3"]
     command = with_options(base, {"--epochs-cap": 1, "--subset": None, "--data": "pool.pt",
                                   "--folds": 1}, paths=("--data",))
@@ -58,10 +60,51 @@ def test_with_options_sets_in_place_or_appends(tmp_path: Path, monkeypatch: pyte
 def test_with_options_paths_are_absolute_and_expanded(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    for name in ("pool.pt", "g.nir"):
+        (tmp_path / name).write_bytes(b"")
     command = with_options(["t"], {"--data": "~/pool.pt", "--graph": Path("g.nir"),
                                    "--name": "~/x"}, paths=("--data", "--graph"))
     assert command == ["t", "--data", str(tmp_path / "pool.pt"),
                        "--graph", str(Path("g.nir").resolve()), "--name", "~/x"]
+
+
+def test_with_options_refuses_a_path_that_does_not_exist(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every trial would fail on it: the launcher says so before any trial starts."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        with_options(["t"], {"--data": "missing.pt"}, paths=("--data",))
+    assert str(info.value).endswith(f"  - --data: an existing file or directory "
+                                    f"({tmp_path / 'missing.pt'} is not) (got 'missing.pt')")
+    assert with_options(["t"], {"--name": "missing"}, paths=("--data",))[-1] == "missing"
+
+
+def _failing_launcher(problem: Problem) -> Any:
+    def run(argv: list[str]) -> None:
+        raise ConfigError([problem, Problem("tuner", "TPE2", "a tuner spiketune knows")],
+                          source="config.toml")
+    return run
+
+
+def test_launch_ends_a_launcher_with_the_reason_and_the_option_that_set_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        launch(_failing_launcher(Problem("max_trials", 0, "must be >= 1")), ["--trials", "0"])
+    assert info.value.code == ("error: invalid configuration in config.toml:\n"
+                               "  - max_trials (--trials): must be >= 1 (got 0)\n"
+                               "  - tuner: a tuner spiketune knows (got 'TPE2')")
+
+    def bad_data(argv: list[str]) -> None:
+        raise DataError("pool.pt is not a TensorDataset file")
+
+    with pytest.raises(SystemExit) as info:
+        launch(bad_data, [])
+    assert info.value.code == "error: pool.pt is not a TensorDataset file"
+    seen: list[list[str]] = []
+    launch(seen.append, ("--trials", "3"))  # a good run returns
+    assert seen == [["--trials", "3"]]
 
 
 def test_with_options_does_not_take_a_trailing_option_for_one_with_a_value() -> None:

@@ -116,6 +116,7 @@ def test_population_options_reach_the_trials_and_auto_is_refused(tmp_path: Path)
     init_project(project, TEMPLATE)
     main = _load("main", project)
     graph = project / "g.nir"
+    graph.write_bytes(b"")  # only its path travels
 
     def experiment(*argv: str) -> tuple[Any, argparse.Namespace]:
         args = main.parse_args([*argv, "--experiment-dir", str(tmp_path / "e")])

@@ -289,7 +289,9 @@ def _launcher() -> argparse.ArgumentParser:
     return add_experiment_options(p)
 
 
-def test_launcher_options_parse_and_smoke_fills_what_was_not_given() -> None:
+def test_launcher_options_parse_and_smoke_fills_what_was_not_given(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     smoke = {"trials": 2, "epochs_cap": 1, "folds": 1, "retrain_seeds": [0]}
     args = parse_launcher_args(_launcher(), ["--smoke", "--folds", "2", "-q"], smoke=smoke)
     assert (args.trials, args.epochs_cap, args.folds, args.retrain_seeds) == (2, 1, 2, [0])
@@ -300,11 +302,20 @@ def test_launcher_options_parse_and_smoke_fills_what_was_not_given() -> None:
     with pytest.raises(SystemExit) as exit_info:
         parse_launcher_args(_launcher(), ["--folds", "0"], smoke=smoke)
     assert exit_info.value.code == 2
+    # Trial options every trial would fail on are refused before any starts.
+    for option in ("--epochs-cap", "--subset"):
+        with pytest.raises(SystemExit) as exit_info:
+            parse_launcher_args(_launcher(), [option, "0"], smoke=smoke)
+        assert exit_info.value.code == 2
+        assert f"{option} must be at least 1, got 0" in capsys.readouterr().err
     no_folds = add_selection_options(argparse.ArgumentParser(), folds=None, retrain_seeds=[0])
     assert "--folds" not in no_folds.format_help()
 
 
-def test_trial_command_change_adds_only_given_options(tmp_path: Path) -> None:
+def test_trial_command_change_adds_only_given_options(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "d").mkdir()
     (tmp_path / "config.toml").write_text(
         'name = "t"\nsearch_space = {lr = {_type = "choice", _value = [0.1]}}\n'
         'trial_command = "python3 main_hpo.py --folds 3"\nmax_trials = 1\n', encoding="utf-8")

@@ -21,7 +21,9 @@ The command line and the run are shared too: ``add_budget_options``, ``add_smoke
 (the template adds its own between them; ``add_population_options`` and
 ``use_population_probe`` those of population mode), ``parse_launcher_args`` parses them and applies
 ``--smoke``, ``trial_command_change`` puts options on every trial's command line, and
-``run_experiment`` runs, retrains the chosen configuration with seeds and prints the summary::
+``run_experiment`` runs, retrains the chosen configuration with seeds and prints the summary;
+``launch(run, sys.argv[1:])`` runs a launcher as a command, an invalid option or setting
+ending it with the reason alone::
 
     p = add_budget_options(argparse.ArgumentParser())
     add_smoke_options(p, smoke_help="2 trials, 1 epoch: checks the whole chain")
@@ -58,6 +60,7 @@ from spiketune.launcher._run import (
     add_population_options,
     add_selection_options,
     add_smoke_options,
+    launch,
     parse_launcher_args,
     population_size,
     refill_count,
@@ -74,6 +77,7 @@ __all__ = [
     "config_changes",
     "format_duration",
     "format_percent",
+    "launch",
     "narrow_choice",
     "parse_launcher_args",
     "population_size",

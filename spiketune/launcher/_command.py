@@ -19,12 +19,22 @@ def with_options(
     ``None`` given that value: in place where the command already has the option (``--folds
     3`` in config.toml), else appended in the order of ``options``. The values of the options
     named in ``paths`` are made absolute (``~`` expanded), since a trial runs in its own
-    directory. ``command`` itself is left as it is."""
+    directory, and must exist: a missing one is a ConfigError naming the option, before any
+    trial starts (every trial would fail on it). ``command`` itself is left as it is."""
+    from spiketune.errors import ConfigError, Problem
+
     result = list(command)
     for option, value in options.items():
         if value is None:
             continue
-        text = str(Path(value).expanduser().resolve()) if option in paths else str(value)
+        text = str(value)
+        if option in paths:
+            path = Path(value).expanduser().resolve()
+            if not path.exists():
+                shown = "" if str(value) == str(path) else f" ({path} is not)"
+                raise ConfigError(Problem(option, str(value),
+                                          f"an existing file or directory{shown}"))
+            text = str(path)
         if option in result[:-1]:
             result[result.index(option) + 1] = text
         else:
@@ -51,6 +61,14 @@ _SETTINGS = (("trials", "max_trials"), ("duration", "max_duration"),
              ("trial_duration", "max_trial_duration"), ("concurrency", "concurrency"),
              ("population", "population"), ("seed", "seed"), ("name", "name"),
              ("experiment_dir", "experiment_dir"), ("start_with", "start_with"))
+
+
+def option_of(field: str) -> str | None:
+    """The launcher option that sets the experiment setting ``field`` (``max_trials``:
+    ``--trials``), or None when only config.toml sets it."""
+    top = field.split(".")[0].split("[")[0]
+    option = next((o for o, f in _SETTINGS if f == top), None)
+    return None if option is None else "--" + option.replace("_", "-")
 
 
 def config_changes(args: argparse.Namespace) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -175,13 +175,15 @@ def parse_launcher_args(
     *,
     smoke: Mapping[str, Any],
 ) -> argparse.Namespace:
-    """``argv`` parsed by ``parser``; a ``--folds`` below 1 is a usage error (exit code 2),
-    and with ``--smoke`` each option of ``smoke`` (``{"trials": 2, "epochs_cap": 1...}``,
-    by ``argparse`` name) that was not given takes the smoke run's value."""
+    """``argv`` parsed by ``parser``; a ``--folds``, ``--epochs-cap`` or ``--subset`` below 1
+    is a usage error (exit code 2: every trial would fail on it), and with ``--smoke`` each
+    option of ``smoke`` (``{"trials": 2, "epochs_cap": 1...}``, by ``argparse`` name) that was
+    not given takes the smoke run's value."""
     args = parser.parse_args(argv)
-    folds = getattr(args, "folds", None)
-    if folds is not None and folds < 1:
-        parser.error(f"--folds must be at least 1, got {folds}")
+    for key in ("folds", "epochs_cap", "subset"):
+        value = getattr(args, key, None)
+        if value is not None and value < 1:
+            parser.error(f"--{key.replace('_', '-')} must be at least 1, got {value}")
     if args.smoke:
         for key, value in smoke.items():
             if getattr(args, key) is None:
@@ -229,3 +231,24 @@ def run_experiment(
         retrained = retrain(results, list(retrain_command), seeds=seeds, cwd=Path(cwd))
     print_summary(results, retrained=retrained, report=not args.no_report)
     return results
+
+
+def launch(run: Callable[[list[str]], Any], argv: Sequence[str]) -> None:
+    """A launcher's ``main.py`` as a command: ``run(argv)``, where an invalid option, setting
+    of config.toml or data path (a :class:`spiketune.SpiketuneError`) ends the command with
+    its reason alone and exit code 1, not a traceback; a setting that an option of the
+    command line sets is named with that option (``max_trials (--trials)``)."""
+    import sys
+
+    from spiketune.errors import ConfigError, SpiketuneError
+    from spiketune.launcher._command import option_of
+
+    try:
+        run(list(argv))
+    except ConfigError as e:
+        lines = [f"  - {p.field}{f' ({o})' if (o := option_of(p.field)) else ''}: {p.rule} "
+                 f"(got {p.value!r})" for p in e.problems]
+        where = f" in {e.source}" if e.source else ""
+        sys.exit("error: invalid configuration" + where + ":\n" + "\n".join(lines))
+    except SpiketuneError as e:
+        sys.exit(f"error: {e}")

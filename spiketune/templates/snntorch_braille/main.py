@@ -37,6 +37,7 @@ from spiketune.launcher import (
     add_experiment_options,
     config_changes,
     format_percent,
+    launch,
     parse_launcher_args,
     print_finish,
     print_start,
@@ -107,4 +108,4 @@ def run(argv: list[str] | None = None) -> ExperimentResults:
 
 
 if __name__ == "__main__":
-    run(sys.argv[1:])
+    launch(run, sys.argv[1:])  # bad options or settings: the reason alone

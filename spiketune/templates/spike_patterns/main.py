@@ -43,6 +43,7 @@ from spiketune.launcher import (
     add_selection_options,
     add_smoke_options,
     config_changes,
+    launch,
     parse_launcher_args,
     run_experiment,
     trial_command_change,
@@ -141,4 +142,4 @@ def run(argv: list[str] | None = None) -> ExperimentResults:
 
 
 if __name__ == "__main__":
-    run(sys.argv[1:])
+    launch(run, sys.argv[1:])  # bad options or settings: the reason alone
