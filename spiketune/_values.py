@@ -14,8 +14,14 @@ __all__ = ["flatten", "is_finite", "nonfinite_to_none"]
 
 
 def is_finite(x: Any) -> bool:
-    """True for an int or float (not a bool) that is neither NaN nor infinite."""
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+    """True for an int or float (not a bool) that is neither NaN nor infinite (an int beyond
+    a float's range is not finite either: nothing that compares floats could use it)."""
+    if not isinstance(x, int | float) or isinstance(x, bool):
+        return False
+    try:
+        return math.isfinite(x)
+    except OverflowError:
+        return False
 
 
 def nonfinite_to_none(obj: Any) -> Any:

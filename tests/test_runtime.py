@@ -121,6 +121,45 @@ def test_gpu_slots_end_to_end(exp_root: Path, trial_script, monkeypatch) -> None
     assert _max_overlap(every) <= 4  # capacity = 2 GPUs x 2 trials, below concurrency 8
 
 
+def test_a_number_beyond_a_float_fails_its_trial_alone(exp_root: Path, trial_script) -> None:
+    """A final result of 10**400, an intermediate one of -1…1 (400 digits) or a report nested
+    thousands deep ends that trial as non-finite or broken; the scheduler and the trial
+    running beside it go on, and the experiment can be read and resumed."""
+    code = trial_script(
+        """
+        import json, time
+        import spiketune.trial as st
+        mode = st.get_next_parameter()["mode"]
+        if mode == "huge":
+            st.report_final_result(10**400)
+        if mode == "huge_step":  # as a trial in another language would write it
+            with open(st.get_trial_dir() / "metrics.jsonl", "a") as f:
+                f.write('{"type": "intermediate", "value": -' + "1" * 400 + "}\\n")
+        if mode == "deep":
+            with open(st.get_trial_dir() / "metrics.jsonl", "a") as f:
+                f.write('{"type": "final", "value": ' + "[" * 100000 + "]" * 100000 + "}\\n")
+        if mode == "ok":
+            time.sleep(1.5)  # still running when the others end
+            st.report_intermediate_result(0.5)
+            st.report_final_result({"default": 1.0, "big": 10**400})
+        """
+    )
+    modes = ["ok", "huge", "huge_step", "deep"]
+    exp = Experiment(trial_command="python3 trial.py", trial_code_directory=code,
+                     search_space={"mode": {"_type": "choice", "_value": modes}},
+                     tuner="GridSearch", concurrency=4, experiment_dir=exp_root)
+    results = exp.run()
+    by_mode = {r.parameters["mode"]: r for r in results.records}
+    assert by_mode["ok"].outcome == Outcome.COMPLETE, by_mode["ok"].reason
+    assert by_mode["ok"].metrics["default"] == 1.0
+    assert by_mode["ok"].metrics["big"] == math.inf  # beyond a float: an infinity
+    assert by_mode["huge"].outcome == Outcome.FAILED and "non-finite" in by_mode["huge"].reason
+    assert by_mode["huge_step"].outcome == Outcome.FAILED  # no final result after it
+    assert by_mode["deep"].outcome == Outcome.FAILED
+    assert "nested too deeply" in by_mode["deep"].reason
+    assert Experiment.load(exp.id).run().count(Outcome.COMPLETE) == 1  # resumes, nothing lost
+
+
 @pytest.mark.slow
 def test_failures_are_recorded_with_their_reason(exp_root: Path, trial_script) -> None:
     code = trial_script(

@@ -20,6 +20,7 @@ milliseconds, with no Optuna, numpy or torch behind it.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import threading
@@ -97,10 +98,23 @@ def normalize_metric(value: Any) -> dict[str, Any]:
     return {"default": _number(value, "metric")}
 
 
+def _within_float(value: int) -> float | int:
+    """``value``, or an infinity of its sign where it is beyond a float's range (10**400):
+    every number the engine compares, plots or stores is a float, and such an int would
+    overflow there; as an infinity it is a non-finite metric, which fails its trial alone."""
+    try:
+        float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+    return value
+
+
 def _number(value: Any, what: str) -> float | int:
     if isinstance(value, bool) or value is None:
         raise TypeError(f"{what} must be a number, got {value!r}")
-    if isinstance(value, int | float):
+    if isinstance(value, int):
+        return _within_float(value)
+    if isinstance(value, float):
         return value
     if hasattr(value, "__float__"):
         return float(value)
@@ -108,7 +122,9 @@ def _number(value: Any, what: str) -> float | int:
 
 
 def _jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, str | bool | int | float):
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _within_float(value)
+    if value is None or isinstance(value, str | bool | float):
         return value
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
@@ -150,7 +166,10 @@ def parse_metric_line(line: bytes | str) -> tuple[str, dict[str, Any]]:
     as non-finite. Raises ``ValueError`` (or ``TypeError``) naming what is wrong with a line
     that does not follow the protocol.
     """
-    obj = json.loads(line)
+    try:
+        obj = json.loads(line)
+    except RecursionError:  # a line nested thousands deep: refused, not a crash
+        raise ValueError("nested too deeply to be a report") from None
     if not isinstance(obj, dict) or obj.get("type") not in _KINDS:
         raise ValueError('expected {"type": "intermediate"|"final", "value": ...}')
     if "value" not in obj:
