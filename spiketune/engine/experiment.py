@@ -60,6 +60,7 @@ from spiketune.engine.storage import (
     default_root,
     find_experiment,
     find_study,
+    read_experiment_json,
     read_json,
     redact_url,
     sqlite_url,
@@ -137,7 +138,7 @@ class Experiment:
         ``storage`` overrides the recorded database URL.
         """
         directory = find_experiment(experiment)
-        meta = read_json(ExperimentPaths(directory).experiment_json)
+        meta = read_experiment_json(ExperimentPaths(directory).experiment_json)
         config = ExperimentConfig.from_dict(meta["config"])
         if storage is not None:
             config = config.model_copy(update={"storage": storage})
@@ -702,10 +703,13 @@ def _gpu_count() -> int | None:
 
 # ------------------------------------------------------------------------------ listing
 class ExperimentSummary:
-    """What ``spiketune ls`` shows of one experiment, read from its directory only."""
+    """What ``spiketune ls`` shows of one experiment, read from its directory only;
+    ``problem`` says why its ``experiment.json`` could not be read (None when it could)."""
 
-    def __init__(self, directory: Path, meta: dict[str, Any]) -> None:
+    def __init__(self, directory: Path, meta: dict[str, Any], problem: str | None = None
+                 ) -> None:
         self.directory = directory
+        self.problem = problem
         self.id: str = meta.get("id", directory.name)
         self.name: str = meta.get("name", "")
         self.created: str = meta.get("created", "")
@@ -727,7 +731,7 @@ def list_experiments(root: Path | None = None) -> list[ExperimentSummary]:
         path = ExperimentPaths(d).experiment_json
         if path.is_file():
             try:
-                out.append(ExperimentSummary(d, read_json(path)))
-            except (OSError, ValueError):
-                continue
+                out.append(ExperimentSummary(d, read_experiment_json(path)))
+            except StorageError as e:  # listed as damaged, not left out
+                out.append(ExperimentSummary(d, {}, problem=str(e)))
     return sorted(out, key=lambda s: (s.created, s.id))

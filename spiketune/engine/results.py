@@ -32,7 +32,7 @@ from spiketune.engine.storage import (
     StudyStore,
     experiment_location,
     find_experiment,
-    read_json,
+    read_experiment_json,
 )
 from spiketune.errors import StorageError
 from spiketune.trial._artifacts import BestModel, BestModelKeeper, Predictions
@@ -256,8 +256,9 @@ def results_from_store(store: StudyStore, directory: Path | None) -> ExperimentR
     trials = store.trials()
     meta_config: dict[str, Any] = {}
     if directory is not None and not attrs.get(ATTR_CONFIG):
-        with contextlib.suppress(OSError, ValueError):
-            meta_config = read_json(ExperimentPaths(directory).experiment_json).get("config", {})
+        with contextlib.suppress(StorageError):
+            meta_config = read_experiment_json(ExperimentPaths(directory).experiment_json)[
+                "config"]
     config = attrs.get(ATTR_CONFIG) or meta_config
     objectives, tradeoffs = (tuple(
         (str(o["key"]), str(o["direction"])) for o in config.get(field) or ()

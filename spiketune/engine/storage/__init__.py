@@ -55,7 +55,8 @@ _STORE = "spiketune.engine.storage._store"
 _LAZY: dict[str, str] = {
     **dict.fromkeys(
         ["EXPERIMENTS_ENV", "ExperimentMatch", "ExperimentPaths", "default_root",
-         "find_experiment", "locate_experiment", "parse_owner", "read_json", "write_json"],
+         "find_experiment", "locate_experiment", "parse_owner", "read_experiment_json",
+         "read_json", "write_json"],
         _PATHS),
     **dict.fromkeys(
         ["CREDENTIAL_ENVS", "PASSWORD_ENV", "PASSWORD_FILE_ENV", "check_url", "journal_file",
@@ -79,6 +80,7 @@ if TYPE_CHECKING:
         find_experiment,
         locate_experiment,
         parse_owner,
+        read_experiment_json,
         read_json,
         write_json,
     )
@@ -145,6 +147,7 @@ __all__ = [
     "locate_study",
     "parse_owner",
     "parse_url",
+    "read_experiment_json",
     "read_json",
     "read_password_file",
     "redact_url",

@@ -184,6 +184,31 @@ def read_json(path: Path) -> Any:
         return json.load(f)
 
 
+def read_experiment_json(path: Path) -> dict[str, Any]:
+    """An experiment's ``experiment.json`` (its id, name, creation time and configuration),
+    or :class:`StorageError` saying what is wrong with it: a file that cannot be read, is
+    not JSON, or lacks the id (text) or the configuration (a mapping). Why: a damaged file
+    (a full disk, an edit) must end a command with its name and the reason, and say that
+    the trials' records are not in it, rather than with a traceback."""
+    try:
+        meta = read_json(path)
+    except OSError as e:
+        raise StorageError(f"{path} cannot be read ({e.strerror or e})") from None
+    except ValueError as e:  # not JSON, not UTF-8
+        problem = f"not JSON: {e}"
+    else:
+        if not isinstance(meta, dict):
+            problem = f"a JSON {type(meta).__name__}, not an object"
+        elif not isinstance(meta.get("id"), str):
+            problem = f"its id is {meta.get('id')!r}, not text"
+        elif not isinstance(meta.get("config"), dict):
+            problem = "it has no configuration ('config')"
+        else:
+            return meta
+    raise StorageError(f"{path} is damaged ({problem}); the trials' records are in the "
+                       f"experiment's study, not in this file: restore it from a copy")
+
+
 def write_json(path: Path, obj: Any) -> None:
     """Write atomically (temporary file, then rename), so readers never see half a file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

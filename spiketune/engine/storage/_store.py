@@ -29,7 +29,11 @@ import sqlalchemy as sa
 from optuna.trial import FrozenTrial, TrialState
 
 from spiketune.engine.storage._base import BaseRecords, BaseTrialWrites
-from spiketune.engine.storage._paths import ExperimentPaths, find_experiment, read_json
+from spiketune.engine.storage._paths import (
+    ExperimentPaths,
+    find_experiment,
+    read_experiment_json,
+)
 from spiketune.engine.storage._tables import SpiketuneTables
 from spiketune.engine.storage._trials import OptunaTables
 from spiketune.engine.storage._urls import (
@@ -385,7 +389,7 @@ def experiment_location(experiment: str | Path,
             raise
         return None, find_study(storage, str(experiment)), storage
     paths = ExperimentPaths(directory)
-    meta = read_json(paths.experiment_json)
+    meta = read_experiment_json(paths.experiment_json)
     return directory, meta["id"], storage or meta.get("storage") or sqlite_url(paths.study_db)
 
 
