@@ -200,6 +200,21 @@ def test_search_space_file(tmp_path: Path) -> None:
     assert "not both" in problems(info)["search_space_file"].rule
 
 
+def test_files_of_windows_editors_read_or_are_refused_by_name(tmp_path: Path) -> None:
+    """A UTF-8 byte-order mark is skipped; a UTF-16 search space is refused, naming it."""
+    (tmp_path / "bom.json").write_bytes(json.dumps(SPACE).encode("utf-8-sig"))
+    assert ExperimentConfig(search_space_file=tmp_path / "bom.json").search_space == SPACE
+    (tmp_path / "config.toml").write_bytes(
+        'search_space_file = "bom.json"\ntrial_command = "true"\nmax_trials = 2\n'
+        .encode("utf-8-sig"))
+    assert load_config(tmp_path / "config.toml").max_trials == 2
+    (tmp_path / "wide.json").write_bytes(json.dumps(SPACE).encode("utf-16"))
+    with pytest.raises(ConfigError) as info:
+        ExperimentConfig(search_space_file=tmp_path / "wide.json")
+    assert problems(info)["search_space_file"].rule == (
+        "must be UTF-8 text (byte 0 is not; this file is UTF-16)")
+
+
 def test_optimize_mode_and_seed_may_come_from_tuner_arguments_once() -> None:
     config = ExperimentConfig(search_space=SPACE,
                               tuner_args={"optimize_mode": "minimize", "seed": 9},
@@ -219,6 +234,16 @@ def test_names_and_arguments_are_stored_canonical() -> None:
     assert (config.tuner, config.tuner_args) == ("GP", {"cold_start_num": 4})
     assert (config.assessor, config.assessor_args) == ("Medianstop", {"start_step": 3})
     assert config.create_assessor().warmup_steps() == 3
+
+
+@pytest.mark.parametrize("args", [5, [1], {"start_step": 2}])
+def test_assessor_arguments_without_an_assessor_are_refused_by_name(args: Any) -> None:
+    with pytest.raises(ConfigError) as info:
+        ExperimentConfig(search_space=SPACE, assessor_args=args)
+    problem = problems(info)["assessor_args"]
+    assert "without an assessor" in problem.rule or "only with an assessor" in problem.rule
+    if not isinstance(args, dict):
+        assert "a mapping" in problem.rule and problem.value == args
 
 
 def test_tuner_and_assessor_argument_errors_name_their_keys() -> None:

@@ -405,6 +405,9 @@ def make_assessor(name: str | None, args: Mapping[str, Any] | None = None) -> As
     args = {} if args is None else args
     if name is None:
         if args:
+            if not isinstance(args, Mapping):
+                raise ConfigError(Problem("assessor_args", args, "a mapping of argument name "
+                                          "to value, and given only with an assessor"))
             raise ConfigError(Problem("assessor_args", dict(args), "given without an assessor"))
         return None
     cls = ASSESSORS[canonical_assessor_name(name)]

@@ -69,6 +69,10 @@ def _json_error(exc: json.JSONDecodeError) -> ParseError:
     return ParseError(f"{_where(exc.lineno, exc.colno)}: {exc.msg}")
 
 
+#: Configuration files are UTF-8; a byte-order mark (which Windows editors write) is skipped.
+_UTF8 = "utf-8-sig"
+
+
 def read_yaml(text: str) -> Any:
     """YAML text (safe: plain data only) as Python values; :class:`ParseError` if invalid."""
     try:
@@ -83,16 +87,15 @@ def read_config_file(path: Path) -> Any:
     be parsed, ``ValueError`` for another suffix."""
     suffix = path.suffix.lower()
     if suffix == ".toml":
-        with path.open("rb") as f:
-            try:
-                return tomllib.load(f)
-            except tomllib.TOMLDecodeError as exc:
-                raise _toml_error(exc) from None
+        try:
+            return tomllib.loads(path.read_text(encoding=_UTF8))
+        except tomllib.TOMLDecodeError as exc:
+            raise _toml_error(exc) from None
     if suffix in (".yaml", ".yml"):
-        return read_yaml(path.read_text(encoding="utf-8"))
+        return read_yaml(path.read_text(encoding=_UTF8))
     if suffix == ".json":
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            return json.loads(path.read_text(encoding=_UTF8))
         except json.JSONDecodeError as exc:
             raise _json_error(exc) from None
     raise ValueError("the file name must end in .toml, .yaml, .yml or .json")
@@ -101,7 +104,7 @@ def read_config_file(path: Path) -> Any:
 def read_space_file(path: Path) -> Any:
     """A search-space file: JSON first, then YAML (NNI accepts both for ``searchSpaceFile``).
     Raises ``OSError`` or :class:`ParseError` (with YAML's position: JSON is a subset)."""
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding=_UTF8)
     try:
         return json.loads(text)
     except json.JSONDecodeError:

@@ -93,6 +93,10 @@ def space_from_file(data: dict[str, Any]) -> list[Problem]:
         return [Problem("search_space_file", file, "must be a path")]
     try:
         data["search_space"] = read_space_file(Path(file).expanduser())
+    except UnicodeDecodeError as exc:
+        utf16 = bytes(exc.object[:2]) in (b"\xff\xfe", b"\xfe\xff")
+        return [Problem("search_space_file", str(file), f"must be UTF-8 text (byte {exc.start} "
+                        f"is not{'; this file is UTF-16' if utf16 else ''})")]
     except OSError as exc:
         return [Problem("search_space_file", str(file),
                         f"must be a readable file ({exc.strerror or exc})")]
