@@ -27,7 +27,13 @@ from rich.table import Table
 from rich.text import Text
 
 from spiketune._values import flatten
-from spiketune.errors import ConfigError, ExportError, SpiketuneError, StorageError
+from spiketune.errors import (
+    ConfigError,
+    DataError,
+    ExportError,
+    SpiketuneError,
+    StorageError,
+)
 
 if TYPE_CHECKING:
     from spiketune import ExperimentResults, Progress, TrialRecord
@@ -429,7 +435,8 @@ def stop(
     experiment: _ExperimentArg,
     root: _RootOption = None,
     wait: Annotated[
-        float, typer.Option(help="Seconds to wait for the running trials to be ended.")
+        float, typer.Option(help="Seconds to wait for the running trials to be ended.",
+                            min=0.0, max=1e9)
     ] = 60.0,
     storage: _StorageOption = None,
     password_file: _PasswordFileOption = None,
@@ -532,6 +539,10 @@ def list_(
     experiments = list_experiments(root)
     for s in experiments:
         shown.add(s.id)
+        if s.problem is not None:  # its experiment.json is damaged: listed, and said why
+            table.add_row(s.id, "damaged", "-", "-", "", "")
+            unreadable.append(s.problem)
+            continue
         status = s.status
         try:  # an experiment in the database given: read it with the URL given (its password)
             r = load_results(s.directory,
@@ -627,29 +638,36 @@ def trials(
     objectives = [key for key, _ in r.goals]
     names = r.parameter_names if params else []
     extra = [k for k in r.metric_keys if k not in objectives] if metrics else []
-    table = Table(title=r.id)
-    table.add_column("#", justify="right", no_wrap=True)
-    table.add_column("state", no_wrap=True)
-    for key in objectives:
-        table.add_column("value" if key == "default" else key, justify="right", no_wrap=True)
-    for name in [*names, *extra]:
-        table.add_column(name, justify="right")
-    table.add_column("duration", justify="right", no_wrap=True)
-    table.add_column("cause", overflow="ellipsis", no_wrap=True, ratio=1)
+    rows = []
     for rec in r.records:
         flat = flatten(rec.parameters)
         values = rec.metrics or {}
-        table.add_row(
-            str(rec.number),
+        rows.append([
+            Text(str(rec.number)),
             _outcome_text(rec),
-            *[_fmt(values.get(k)) for k in objectives],
+            *[Text(_fmt(values.get(k))) for k in objectives],
             *[Text(_fmt(flat.get(n))) for n in names],
             *[Text(_fmt(values.get(k))) for k in extra],
-            _duration(rec.duration_seconds),
+            Text(_duration(rec.duration_seconds)),
             Text(_cause(rec.reason)),
-        )
-    # A file or a pipe gets the 100-column view too; the wide views are not cut.
-    _stdout(100 if not (names or extra) else 10_000).print(table)
+        ])
+    columns = [("#", True), ("state", False),
+               *[("value" if key == "default" else key, True) for key in objectives],
+               *[(name, True) for name in [*names, *extra]], ("duration", True)]
+    table = Table(title=r.id)
+    for name, right in columns:
+        table.add_column(name, justify="right" if right else "left", no_wrap=True)
+    # A file or a pipe gets the 100-column view too; the wide views are not cut. The cause
+    # takes what the other columns leave (each keeps its widest cell, and 3 columns of
+    # padding and border), so that a long one never squeezes the trial's number and state.
+    width = 100 if not (names or extra) else 10_000
+    used = sum(3 + max(len(name), *(row[i].cell_len for row in rows)) for i, (name, _) in
+               enumerate(columns)) if rows else 0
+    table.add_column("cause", overflow="ellipsis", no_wrap=True,
+                     max_width=max(10, width - used - 4))
+    for row in rows:
+        table.add_row(*row)
+    _stdout(width).print(table)
 
 
 @app.command()
@@ -786,15 +804,18 @@ def export_model(
         output = _output_path(output, "--output")
     directory = _find(experiment, root)
     network = best_network(directory, fmt.value)
+    test_data = None
+    if data is not None:  # read before anything is written: a bad file changes nothing
+        from spiketune.data import load_braille_pool
+
+        test_data = load_braille_pool(data)
     path = output or directory / "best_model" / f"best_model.{fmt.value}"
     written = export(network, path, target=importer.value, dt=dt,
                      approximate=approximate or ())
     notes = str(read(written).metadata.get("approximations", "none"))
     typer.echo(f"wrote {written} (for {importer.value}; approximations: {notes})")
-    if data is not None:
-        from spiketune.data import load_braille_pool
-
-        check = check_export(network, written, load_braille_pool(data))
+    if data is not None and test_data is not None:
+        check = check_export(network, written, test_data)
         typer.echo(check.summary())
         exports, moved = record_export_check(directory, check, written, data)
         if moved is not None:  # kept for whoever wants to look; the new list starts empty
@@ -851,7 +872,11 @@ def evaluate(
     if part is not DataPart.all:
         by_data = {id(d): split_parts(d) for d in datasets}  # one split per encoding loaded
         split = [by_data[id(d)] for d in datasets]
+        whole = len(datasets[0])
         datasets = [getattr(parts, part.value) for parts in split]
+        if not len(datasets[0]):  # an accuracy over no samples would read as 0 %
+            raise DataError(f"{data}: its {part.value} part holds no samples (the file has "
+                            f"{whole}: too few for a stratified 80/10/10 split per class)")
         digest = split[0].split_digest
         described = (f"{data} ({part.value} part, {len(datasets[0])} samples, split "
                      f"{digest[:16]}…)")
@@ -1097,7 +1122,8 @@ def view(
         str, typer.Option("--host", help="Address to listen on; anything but 127.0.0.1 lets "
                           "other machines see the experiment.")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port (0: a free one).")] = 0,
+    port: Annotated[int, typer.Option("--port", help="Port (0: a free one).",
+                                      min=0, max=65535)] = 0,
     storage: _StorageOption = None,
     password_file: _PasswordFileOption = None,
 ) -> None:

@@ -67,6 +67,12 @@ def test_usage_errors_exit_2(runner: CliRunner, exp_root: Path) -> None:
     assert runner.invoke(app, ["init"]).exit_code == 2  # missing DIRECTORY
     assert runner.invoke(app, ["export-model", "x", "--format", "onnx"]).exit_code == 2
     assert runner.invoke(app, ["stop", "x", "--wait", "soon"]).exit_code == 2
+    for option, value in (("--wait", "-1"), ("--wait", "nan")):
+        out = runner.invoke(app, ["stop", "x", option, value])
+        assert out.exit_code == 2 and "Invalid value for '--wait'" in out.output
+    for value in ("99999", "-1"):
+        out = runner.invoke(app, ["view", "x", "--port", value])
+        assert out.exit_code == 2 and "Invalid value for '--port'" in out.output
     usage = runner.invoke(app, ["view", "x", "--port", "http"])
     assert usage.exit_code == 2 and "Usage" in usage.output
 
@@ -187,6 +193,32 @@ def test_output_paths_are_checked_before_any_work(
     _one_error(runner.invoke(app, ["init", str(a_file)]), "must be a directory", one_line=False)
 
 
+@pytest.mark.parametrize(("text", "problem"), [
+    ('{"id": ', "not JSON"), ("[1]", "a JSON list, not an object"),
+    ('{"id": 5, "config": {}}', "its id is 5, not text"),
+    ('{"id": "x"}', "it has no configuration ('config')"),
+])
+def test_a_damaged_experiment_json_is_named_by_every_command(
+    runner: CliRunner, exp_root: Path, quick_config: Path, text: str, problem: str
+) -> None:
+    """Each command ends with the file and what is wrong with it, no traceback; ``ls`` lists
+    the experiment as damaged rather than leave it out."""
+    assert runner.invoke(app, ["run", str(quick_config), "-q"]).exit_code == 0
+    (directory,) = exp_root.iterdir()
+    meta = directory / "experiment.json"
+    kept = meta.read_text()
+    meta.write_text(text)
+    said = f"{meta} is damaged ({problem}"
+    for command in ("trials", "best", "export", "report", "stop", "resume"):
+        result = runner.invoke(app, [command, directory.name])
+        _one_error(result, said, one_line=False)
+    listed = runner.invoke(app, ["ls"])
+    assert listed.exit_code == 1 and "damaged" in listed.output
+    assert said in listed.output
+    meta.write_text(kept)  # restored, the trial is all there
+    assert "1.0" in runner.invoke(app, ["best", directory.name]).output
+
+
 def test_export_writes_into_an_existing_directory(
     runner: CliRunner, tmp_path: Path, exp_root: Path, quick_config: Path
 ) -> None:
@@ -305,6 +337,34 @@ def test_trials_fit_100_columns_and_show_the_cause(runner: CliRunner,
     assert wide.exit_code == 0
     assert all(f"a_rather_long_parameter_name_{i}" in wide.output for i in range(5))
     assert "test" in wide.output and "nosuchcmd: not found" in wide.output
+
+
+def test_a_long_cause_leaves_the_number_state_and_value_readable(
+    runner: CliRunner, exp_root: Path, trial_script: Callable[..., Path]
+) -> None:
+    """The cause is cut to what the other columns leave, never the trial's number or state."""
+    code = trial_script(
+        """
+        import sys
+        import spiketune.trial as st
+        if st.get_sequence_id() == 1:
+            sys.exit("error: the data file /some/long/path/to/a/dataset/file.pt does not "
+                     "exist; give it with --data PATH or set $SOME_DATA_VARIABLE to it")
+        st.report_final_result(0.8125)
+        """
+    )
+    exp = Experiment(name="long", trial_command="python3 trial.py", trial_code_directory=code,
+                     search_space={"x": {"_type": "uniform", "_value": [0, 1]}},
+                     max_trials=2, seed=0)
+    exp.run()
+    result = runner.invoke(app, ["trials", exp.id], env={"COLUMNS": "100"})
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if "FAILED" in line or "COMPLETE" in line]
+    assert len(rows) == 2 and all(len(line) <= 100 for line in result.output.splitlines())
+    complete, failed = sorted(rows, key=lambda line: "FAILED" in line)
+    assert "│ 0 │ COMPLETE │" in complete and "0.8125" in complete
+    assert "│ 1 │ FAILED   │" in failed
+    assert "exit code 1: error: the data file /some/long/path" in failed and "…" in failed
 
 
 def test_trials_json_holds_everything(runner: CliRunner, failing_trials: str) -> None:

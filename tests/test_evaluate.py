@@ -275,6 +275,13 @@ def test_cli_scores_one_part_of_the_fixed_split(tmp_path: Path) -> None:
     bad = runner.invoke(app, ["evaluate", str(checkpoint), "--data", str(data),
                               "--part", "tst"])
     assert bad.exit_code == 2 and "--part" in bad.output
+    # A file too small to have a test part is refused, not scored at 0 % of no samples.
+    small = tmp_path / "small.pt"
+    torch.save(TensorDataset(inputs[:3], labels[:3]), small)
+    empty = runner.invoke(app, ["evaluate", str(checkpoint), "--data", str(small),
+                                "--part", "test"])
+    assert empty.exit_code == 1 and "accuracy" not in empty.output
+    assert "its test part holds no samples (the file has 3" in " ".join(empty.output.split())
 
 
 def test_cli_encodes_an_event_file_as_each_checkpoint_records(tmp_path: Path) -> None:

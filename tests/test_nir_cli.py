@@ -137,6 +137,17 @@ def test_an_export_without_data_records_nothing(tmp_path: Path) -> None:
     assert not (exp / "best_model" / "exports.json").exists()
 
 
+def test_a_bad_data_file_is_refused_before_the_export_is_written(tmp_path: Path) -> None:
+    exp = _experiment(tmp_path)
+    out = tmp_path / "g.nir"
+    out.write_bytes(b"an earlier export")
+    result = CliRunner().invoke(app, ["export-model", str(exp), "-o", str(out), "--data",
+                                      str(tmp_path / "missing.pt")])
+    assert result.exit_code == 1 and "missing.pt" in result.output
+    assert "wrote" not in result.output
+    assert out.read_bytes() == b"an earlier export"  # left as it was
+
+
 @pytest.mark.parametrize("text", ["[{broken", '{"file": "g.nir"}', "[1, 2]", "\xff\xfe"])
 def test_a_corrupt_record_file_is_moved_aside_not_lost(tmp_path: Path, text: str) -> None:
     exp = _experiment(tmp_path)
