@@ -53,6 +53,13 @@ class _Group(typer.core.TyperGroup):
         except OSError as e:  # a path the checks below could not foresee (a full disk...)
             where = f"{e.filename}: " if e.filename else ""
             _error(f"{where}{e.strerror or e}")
+        except Exception as e:  # the database's own error nothing before translated
+            from spiketune.engine.storage import database_problem
+
+            problem = database_problem(e)
+            if problem is None:
+                raise
+            _error(problem)
 
 
 def _error(message: str) -> None:

@@ -219,6 +219,29 @@ def test_a_damaged_experiment_json_is_named_by_every_command(
     assert "1.0" in runner.invoke(app, ["best", directory.name]).output
 
 
+@pytest.mark.parametrize("page", [4, 6, 10])
+def test_a_damaged_page_of_the_study_database_is_named_not_a_traceback(
+    runner: CliRunner, exp_root: Path, quick_config: Path, page: int
+) -> None:
+    """A page of study.db zeroed (a disk fault): every command ends with the driver's words
+    (``database disk image is malformed``) and exit code 1; ``ls`` still lists the rest."""
+    assert runner.invoke(app, ["run", str(quick_config), "-q"]).exit_code == 0
+    (directory,) = exp_root.iterdir()
+    with open(directory / "study.db", "r+b") as f:
+        f.seek(4096 * page)
+        f.write(bytes(4096))
+    for command in ("trials", "best", "export", "report", "resume"):
+        result = runner.invoke(app, [command, directory.name, *(["-q"] if command == "resume"
+                                                                   else [])])
+        assert result.exit_code == 1, (command, result.output)
+        assert result.exception is None or isinstance(result.exception, SystemExit), (
+            command, result.exception)
+        assert "error: " in result.output and "malformed" in result.output, result.output
+    listed = runner.invoke(app, ["ls"])
+    assert listed.exit_code == 1 and "malformed" in listed.output and directory.name in (
+        listed.output)
+
+
 def test_export_writes_into_an_existing_directory(
     runner: CliRunner, tmp_path: Path, exp_root: Path, quick_config: Path
 ) -> None:

@@ -26,6 +26,7 @@ from spiketune.engine.storage import (
     PASSWORD_FILE_ENV,
     ExperimentPaths,
     StudyStore,
+    is_transient,
     journal_file,
     redact_url,
     resolve_url,
@@ -191,6 +192,27 @@ def test_a_trial_end_is_written_once_through_a_lost_connection(storage_url: str,
     assert store.trial(tid).user_attrs["reason"] == "worker lost: test"
     other.close()
     store.close()
+
+
+def test_a_full_disk_or_a_damaged_file_is_not_waited_out() -> None:
+    """SQLite raises a full disk, a read-only file and a damaged one as operational errors,
+    as it does a lock; only the lock (or a lost connection) is worth retrying: the others
+    would stall every write for retry_seconds and then fail anyway."""
+    import sqlite3
+
+    import sqlalchemy as sa
+
+    def operational(words: str) -> Exception:
+        return sa.exc.OperationalError("INSERT", {}, sqlite3.OperationalError(words))
+
+    assert is_transient(operational("database is locked"))
+    assert is_transient(sa.exc.OperationalError("SELECT", {}, ConnectionResetError("reset")))
+    for words in ("database or disk is full", "attempt to write a readonly database",
+                  "database disk image is malformed"):
+        assert not is_transient(operational(words)), words
+        wrapped = optuna.exceptions.StorageInternalError("commit")
+        wrapped.__cause__ = operational(words)
+        assert not is_transient(wrapped), words
 
 
 def test_lost_trial_is_failed_and_retried_with_its_parameters(storage_url: str,

@@ -431,8 +431,9 @@ class Experiment:
                           + [r.size for r in config.population_sizes or []])
             max_retries = config.max_retries if members == 1 else max(1, config.max_retries)
             if not fresh:
-                recover_interrupted(store, paths, max_retries, goal=goal,
-                                    kill_grace=self.kill_grace)
+                with store.reading():  # a damaged database: said, not a traceback
+                    recover_interrupted(store, paths, max_retries, goal=goal,
+                                        kill_grace=self.kill_grace)
             tuner = config.create_tuner()
             assessor = config.create_assessor()
             space = config.space()

@@ -245,7 +245,8 @@ def load_results(experiment: str | Path, storage: str | None = None) -> Experime
     directory, experiment_id, url = experiment_location(experiment, storage)
     store = StudyStore.open(url, experiment_id, read_only=True)
     try:
-        return results_from_store(store, directory)
+        with store.reading():
+            return results_from_store(store, directory)
     finally:
         store.close()
 

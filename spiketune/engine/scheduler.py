@@ -292,7 +292,8 @@ class Scheduler:
         resumes), so a worker job that starts late, after ``spiketune stop``, would restart
         the experiment its user just stopped. The check and the clear are one read and one
         write apart, at the very start of the session."""
-        attrs = self.store.study_attrs()
+        with self.store.reading():  # a damaged database: said, not a traceback
+            attrs = self.store.study_attrs()
         stop = attrs.get(ATTR_STOP)
         if stopped_since(stop, self.submitted):
             return False

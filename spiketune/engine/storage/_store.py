@@ -59,6 +59,7 @@ __all__ = [
     "StudyMatch",
     "StudyStore",
     "Unfinished",
+    "database_problem",
     "experiment_location",
     "find_study",
     "is_transient",
@@ -85,6 +86,12 @@ _TRANSIENT_ERRNOS = frozenset({errno.ESTALE, errno.EIO, errno.ETIMEDOUT, errno.E
                                errno.EINTR, errno.ENOLCK})
 
 
+#: SQLite's words for errors that waiting does not cure, though its driver raises them as
+#: operational errors like a lock: a full disk, a file it may not write, a damaged file.
+_PERMANENT = ("database or disk is full", "attempt to write a readonly database",
+              "database disk image is malformed")
+
+
 def is_transient(error: BaseException) -> bool:
     """True for a storage error worth retrying: a lost connection, a timeout, a lock; for a
     journal, a network disk's passing file errors (:data:`_TRANSIENT_ERRNOS`)."""
@@ -92,6 +99,9 @@ def is_transient(error: BaseException) -> bool:
     e: BaseException | None = error
     while e is not None and id(e) not in seen:
         seen.add(id(e))
+        if isinstance(e, sa.exc.DBAPIError) and any(
+                words in str(e.orig) for words in _PERMANENT):
+            return False
         if isinstance(e, sa.exc.DBAPIError) and e.connection_invalidated:
             return True
         if isinstance(e, sa.exc.OperationalError | sa.exc.InterfaceError
@@ -189,6 +199,31 @@ def _storage_errors(url: str, what: str) -> Iterator[None]:
     except StorageError:
         raise
     except Exception as e:
+        raise StorageError(f"{what} {_where(url)}: {_driver_message(e, url)}") from None
+
+
+def database_problem(error: BaseException) -> str | None:
+    """What a command says of a database error nothing before it translated (a damaged
+    page of a SQLite file met in the middle of a session): the driver's words, password
+    masked; None for an error that is not the database's."""
+    if not isinstance(error, sa.exc.SQLAlchemyError | optuna.exceptions.StorageInternalError):
+        return None
+    text = _driver_message(error, "")
+    for name in ("SPIKETUNE_DB_PASSWORD", "PGPASSWORD"):  # a password a driver could echo
+        secret = os.environ.get(name)
+        if secret:
+            text = text.replace(secret, "***")
+    return f"the study database failed: {text}"
+
+
+@contextlib.contextmanager
+def _database_errors(url: str, what: str) -> Iterator[None]:
+    """The database's own errors (SQLAlchemy's, Optuna's storage's) become one
+    :class:`StorageError` naming the database and the driver's words; any other error is
+    left as it is."""
+    try:
+        yield
+    except (sa.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as e:
         raise StorageError(f"{what} {_where(url)}: {_driver_message(e, url)}") from None
 
 
@@ -548,6 +583,13 @@ class StudyStore:
         maximize = optuna.study.StudyDirection.MAXIMIZE
         return ["maximize" if d == maximize else "minimize"
                 for d in self._rdb.get_study_directions(self._study_id)]
+
+    def reading(self) -> contextlib.AbstractContextManager[None]:
+        """Database errors met while reading (a damaged page of a SQLite file, a server
+        gone) as one :class:`StorageError` naming the database and the driver's words; for
+        what reads before any retry could judge them (the reading commands, a resumed
+        session's recovery of its interrupted trials)."""
+        return _database_errors(self._given_url, "cannot read the study in")
 
     def study_attrs(self) -> dict[str, Any]:
         return self._rdb.get_study_user_attrs(self._study_id)
