@@ -388,6 +388,8 @@ def test_to_nni_is_the_canonical_json_form() -> None:
         ({"x": {"_type": "uniform", "_value": [0, 1, 2]}}, "search_space.x._value", "exactly 2"),
         ({"x": {"_type": "quniform", "_value": [0, 1]}}, "search_space.x._value", "exactly 3"),
         ({"x": {"_type": "uniform", "_value": [1, 1]}}, "search_space.x._value", "low < high"),
+        ({"x": {"_type": "uniform", "_value": [-1.7e308, 1.7e308]}}, "search_space.x._value",
+         "high - low within a float's range"),
         ({"x": {"_type": "loguniform", "_value": [0, 1]}}, "search_space.x._value", "low > 0"),
         ({"x": {"_type": "qloguniform", "_value": [-1, 1, 0.1]}}, "search_space.x._value",
          "low > 0"),

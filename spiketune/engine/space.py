@@ -624,6 +624,10 @@ class _Parser:
         if low >= high:
             self.fail(where, values, f"{type_} needs low < high")
             ok = False
+        elif "log" not in type_ and not math.isfinite(high - low):
+            self.fail(where, values, f"{type_} needs high - low within a float's range "
+                                     "(the sampler draws low + u * (high - low))")
+            ok = False
         if "log" in type_ and low <= 0:
             self.fail(where, values, f"{type_} needs low > 0 (it draws on a log scale)")
             ok = False
