@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _toy import TOY_INFO, toy_data
 
 from spiketune import ConfigError, DataError, load_config
 from spiketune.data import (
@@ -55,17 +56,6 @@ from spiketune.trial import (
     trial_output_dir,
 )
 
-INFO = DatasetInfo("toy", ("a", "b", "c"), 4, 10, 0.01)
-
-
-def _toy(n_per_class: int = 10, seed: int = 0) -> Dataset:
-    """Three classes told apart by which input channel fires (plus noise)."""
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.arange(3).repeat_interleave(n_per_class)
-    inputs = (torch.rand(len(labels), 10, 4, generator=g) < 0.1).float()
-    inputs[torch.arange(len(labels)), :, labels] = 1.0
-    return Dataset(INFO, inputs, labels)
-
 
 def _epoch(epoch: int, val_acc: float | None, spikes: float = 10.0) -> EpochMetrics:
     return EpochMetrics(epoch=epoch, train_loss=1.0, train_acc=0.5, val_loss=1.0,
@@ -84,7 +74,7 @@ def _history(*accs: float, stop: str = "completed") -> History:
 
 
 def test_train_folds_trains_each_fold_in_lock_step_like_alone() -> None:
-    parts = split_parts(_toy(), folds=2)
+    parts = split_parts(toy_data(), folds=2)
     configs = [TrainConfig(epochs=2, batch_size=8, lr=0.05, seed=s) for s in (0, 1)]
 
     def built() -> list[tuple[RecurrentSNN, TrainConfig]]:
@@ -107,17 +97,17 @@ def test_train_folds_trains_each_fold_in_lock_step_like_alone() -> None:
 
 def test_predict_classes_is_the_argmax_of_the_windowed_readout() -> None:
     net = RecurrentSNN(SNNConfig(n_in=4, n_rec=6, n_out=3, dt=0.01, loss_steps=3), seed=0)
-    data = _toy(n_per_class=5)
+    data = toy_data(n_per_class=5)
     predicted = predict_classes(net, data, batch_size=4)  # batches do not change the answer
     with torch.no_grad():
         expected = net.simulate(data.inputs).readout[:, -3:].sum(1).argmax(-1)
     assert predicted.dtype == torch.long and predicted.tolist() == expected.tolist()
-    assert predict_classes(net, Dataset(INFO, data.inputs[:0], data.labels[:0])).numel() == 0
+    assert predict_classes(net, Dataset(TOY_INFO, data.inputs[:0], data.labels[:0])).numel() == 0
 
 
 def test_fold_result_means_the_folds_and_tests_the_first_network() -> None:
     net = RecurrentSNN(SNNConfig(n_in=4, n_rec=6, n_out=3, dt=0.01), seed=0)
-    test = _toy(n_per_class=4)
+    test = toy_data(n_per_class=4)
     histories = [_history(0.4, 0.8, 0.6), _history(0.5, stop="early_stopping")]
     final, predicted = fold_result(histories, net, test, started=0.0)
     assert final["default"] == pytest.approx((0.8 + 0.5) / 2)
@@ -138,7 +128,7 @@ def test_a_fold_without_a_validated_epoch_is_training_diverged() -> None:
         fold_best(histories)
     net = RecurrentSNN(SNNConfig(n_in=4, n_rec=6, n_out=3, dt=0.01), seed=0)
     with pytest.raises(TrainingDiverged):
-        fold_result(histories, net, _toy(2), started=0.0)
+        fold_result(histories, net, toy_data(2), started=0.0)
 
 
 def test_model_and_config_from_params_builds_each_model() -> None:
@@ -171,9 +161,9 @@ def test_model_and_config_from_params_builds_each_model() -> None:
 
 
 def test_split_parts_fixes_the_test_part_and_makes_disjoint_resplits() -> None:
-    data = _toy(n_per_class=20)
+    data = toy_data(n_per_class=20)
     parts = split_parts(data, folds=3)
-    assert parts.info == INFO and len(parts.folds) == 3
+    assert parts.info == TOY_INFO and len(parts.folds) == 3
     assert (len(parts.train), len(parts.val), len(parts.test)) == (48, 6, 6)
     assert torch.equal(parts.folds[0][1].inputs, parts.val.inputs)  # the first is the split
     assert split_parts(data, folds=3).split_digest == parts.split_digest

@@ -16,25 +16,17 @@ from typing import Any
 
 import pytest
 import torch
+from _toy import TOY_INFO, FakeMember, toy_data
 
 import spiketune.trial._population as population_module
 from spiketune import Experiment, Outcome
-from spiketune.data import Dataset, DatasetInfo, split_parts
+from spiketune.data import split_parts
 from spiketune.snn import RecurrentSNN, SNNConfig, TrainConfig, Trainer, train_folds
 from spiketune.trial import PreparedMember, train_members, trial_deadline, trial_time_limit
 from spiketune.trial._protocol import ENV_MAX_TRIAL_DURATION
 from spiketune.trial._runtime import END_SECONDS, END_SHARE, process_started
 
-INFO = DatasetInfo("toy", ("a", "b", "c"), 4, 10, 0.01)
 TEMPLATES = Path(__file__).resolve().parents[1] / "spiketune" / "templates"
-
-
-def _toy(n_per_class: int = 10, seed: int = 0) -> Dataset:
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.arange(3).repeat_interleave(n_per_class)
-    inputs = (torch.rand(len(labels), 10, 4, generator=g) < 0.1).float()
-    inputs[torch.arange(len(labels)), :, labels] = 1.0
-    return Dataset(INFO, inputs, labels)
 
 
 def _built(epochs: int) -> list[tuple[RecurrentSNN, TrainConfig]]:
@@ -62,7 +54,7 @@ def test_the_trials_time_limit_is_read_from_the_engine(monkeypatch: pytest.Monke
 
 
 def test_a_past_deadline_ends_the_folds_after_one_epoch_with_their_best_weights() -> None:
-    parts = split_parts(_toy(), folds=2)
+    parts = split_parts(toy_data(), folds=2)
     epochs_seen: list[int] = []
     trainers, histories = train_folds(_built(5), parts.folds,
                                       lambda e, latest: epochs_seen.append(e),
@@ -78,7 +70,7 @@ def test_a_past_deadline_ends_the_folds_after_one_epoch_with_their_best_weights(
 
 
 def test_a_far_deadline_changes_nothing() -> None:
-    parts = split_parts(_toy(), folds=2)
+    parts = split_parts(toy_data(), folds=2)
     _, histories = train_folds(_built(3), parts.folds, deadline=time.perf_counter() + 3600)
     assert [(len(h.epochs), h.stop_reason) for h in histories] == [(3, "completed")] * 2
 
@@ -101,32 +93,10 @@ def test_the_last_epoch_is_the_one_after_which_another_would_overrun(
         clock["now"] += 10.0  # the epoch just reported took 10 s
 
     monkeypatch.setattr(folds_module, "time", Clock)
-    parts = split_parts(_toy(), folds=1)
+    parts = split_parts(toy_data(), folds=1)
     _, (history,) = train_folds(_built(8)[:1], parts.folds, on_epoch, deadline=35.0)
     # 30 s gone after 3 epochs: 30 + 1.1 * 10 > 35, so no fourth.
     assert (len(history.epochs), history.stop_reason) == (3, "time_limit")
-
-
-class FakeMember:
-    def __init__(self, trial_id: str, parameters: dict[str, Any]) -> None:
-        self.trial_id, self.parameters, self.trial_dir = trial_id, parameters, None
-        self.reports: list[dict[str, Any]] = []
-        self.failed: str | None = None
-
-    def should_stop(self) -> bool:
-        return False
-
-    def report_intermediate_result(self, value: dict[str, Any]) -> None:
-        self.reports.append(value)
-
-    def fail(self, reason: str) -> None:
-        self.failed = reason
-
-    def __enter__(self) -> FakeMember:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 @pytest.mark.parametrize(("time_cap", "epochs"), [(None, 4), (0.0, 1)])
@@ -143,10 +113,10 @@ def test_population_members_end_in_time_and_still_finish(
     monkeypatch.setattr(population_module, "joining", lambda: [])
     monkeypatch.setattr(population_module, "stop_joining", lambda: None)
     monkeypatch.delenv(ENV_MAX_TRIAL_DURATION, raising=False)
-    folds = [split_parts(_toy(), folds=1).folds[0]]
+    folds = [split_parts(toy_data(), folds=1).folds[0]]
 
     def prepare(member: Any) -> PreparedMember:
-        built = [model_and_config_from_params({**member.parameters, "batch_size": 8}, INFO)]
+        built = [model_and_config_from_params({**member.parameters, "batch_size": 8}, TOY_INFO)]
         return PreparedMember(built, folds, "toy")
 
     stops: list[tuple[int, str]] = []

@@ -4,11 +4,11 @@ together, report every epoch to their own channel, and finish with it bound."""
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import Any
 
 import pytest
 import torch
+from _toy import FakeMember
 
 import spiketune.trial._population as population_module
 from spiketune.data import Dataset, DatasetInfo
@@ -16,33 +16,6 @@ from spiketune.snn import model_and_config_from_params
 from spiketune.trial import PreparedMember, train_members
 
 INFO = DatasetInfo(name="tiny", classes=("a", "b"), n_inputs=4, n_steps=10, dt=0.02)
-
-
-class FakeMember:
-    """A population member as the trial side sees it, recording what it was told."""
-
-    def __init__(self, trial_id: str, parameters: dict[str, Any]) -> None:
-        self.trial_id, self.parameters, self.trial_dir = trial_id, parameters, None
-        self.reports: list[dict[str, Any]] = []
-        self.failed: str | None = None
-        self.bound = False
-
-    def should_stop(self) -> bool:
-        return False
-
-    def report_intermediate_result(self, value: dict[str, Any]) -> None:
-        self.reports.append(value)
-
-    def fail(self, reason: str) -> None:
-        self.failed = reason
-
-    def __enter__(self) -> FakeMember:
-        self.bound = True
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.bound = False
 
 
 def _data(n: int, seed: int) -> Dataset:
