@@ -309,8 +309,20 @@ def test_opening_errors_name_the_study(storage_url: str) -> None:
         StudyStore.open(storage_url, "there", create=True)
     with pytest.raises(StorageError, match="no study 'elsewhere'"):
         StudyStore.open(storage_url, "elsewhere")
-    with pytest.raises(StorageError, match="no study 'elsewhere'"):
+    with pytest.raises(StorageError, match="no study 'elsewhere'") as info:
         StudyStore.open(storage_url, "elsewhere", read_only=True)
+    assert "interrupted" not in str(info.value)  # the database holds another study
+
+
+def test_a_database_of_no_study_says_its_creation_was_interrupted(tmp_path: Path) -> None:
+    """Killed between its tables and its study (a ``spiketune run`` cut short at its start):
+    resuming it says what happened and what to do, not only that the study is missing."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    StudyStore.open(url, "gone", create=True).close()
+    optuna.delete_study(study_name="gone", storage=url)
+    with pytest.raises(StorageError, match="no study 'early'") as info:
+        StudyStore.open(url, "early")
+    assert "creation was interrupted before anything was recorded" in str(info.value)
 
 
 def test_read_only_store_reads_and_refuses_every_write(store: StudyStore,

@@ -496,8 +496,14 @@ class StudyStore:
                 raise StorageError(
                     f"study {study_name!r} already exists in {_where(url)}") from None
             except KeyError:
+                empty = not rdb.get_all_studies()
                 opened.close()
-                raise StorageError(f"no study {study_name!r} in {_where(url)}") from None
+                # A database of no study: its experiment's creation was cut short (killed
+                # before its study was written), so nothing was recorded in it.
+                hint = ("; it holds no study: the experiment's creation was interrupted "
+                        "before anything was recorded, so run its configuration again"
+                        if empty else "")
+                raise StorageError(f"no study {study_name!r} in {_where(url)}{hint}") from None
             store = cls(opened, study_name, study_id, url=url, read_only=read_only)
             if not read_only:  # tables made before schedulers race; Optuna's schema checked
                 store._tables()
