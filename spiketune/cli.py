@@ -821,7 +821,7 @@ def export_model(
                      approximate=approximate or ())
     notes = str(read(written).metadata.get("approximations", "none"))
     typer.echo(f"wrote {written} (for {importer.value}; approximations: {notes})")
-    if data is not None and test_data is not None:
+    if test_data is not None and data is not None:  # both or neither
         check = check_export(network, written, test_data)
         typer.echo(check.summary())
         exports, moved = record_export_check(directory, check, written, data)

@@ -37,6 +37,7 @@ from spiketune.engine.storage._paths import (
 from spiketune.engine.storage._tables import SpiketuneTables
 from spiketune.engine.storage._trials import OptunaTables
 from spiketune.engine.storage._urls import (
+    PASSWORD_ENV,
     journal_file,
     parse_url,
     read_only_sqlite_url,
@@ -209,7 +210,7 @@ def database_problem(error: BaseException) -> str | None:
     if not isinstance(error, sa.exc.SQLAlchemyError | optuna.exceptions.StorageInternalError):
         return None
     text = _driver_message(error, "")
-    for name in ("SPIKETUNE_DB_PASSWORD", "PGPASSWORD"):  # a password a driver could echo
+    for name in (PASSWORD_ENV, "PGPASSWORD"):  # a password a driver could echo
         secret = os.environ.get(name)
         if secret:
             text = text.replace(secret, "***")
