@@ -812,10 +812,17 @@ def export_model(
     directory = _find(experiment, root)
     network = best_network(directory, fmt.value)
     test_data = None
-    if data is not None:  # read before anything is written: a bad file changes nothing
-        from spiketune.data import load_braille_pool
+    if data is not None:  # read and checked before anything is written: a bad file changes
+        from spiketune.data import load_braille_pool  # nothing
+        from spiketune.snn import as_trained
 
-        test_data = load_braille_pool(data)
+        # As the model was trained (rebinned to its bins): an accuracy on data of another
+        # encoding would mean nothing, and go into exports.json and the report.
+        checkpoint = Path(directory) / "best_model" / "best_model.pt"
+        try:
+            test_data = as_trained(checkpoint, load_braille_pool(data))
+        except DataError as e:
+            raise DataError(f"--data {data}: {e}") from None
     path = output or directory / "best_model" / f"best_model.{fmt.value}"
     written = export(network, path, target=importer.value, dt=dt,
                      approximate=approximate or ())

@@ -25,7 +25,9 @@ def _experiment(tmp_path: Path, **kw: Any) -> Path:
     exp = tmp_path / "exp"
     (exp / "best_model").mkdir(parents=True)
     (exp / "experiment.json").write_text(json.dumps({"name": "nir-cli"}))
-    cfg = SNNConfig(n_in=12, n_rec=16, n_out=7, tau_mem=10e-3, tau_out=15e-3, gain_in=3.0, **kw)
+    # Steps of 5 ms, as the test file's (the check runs the model on data of its encoding).
+    cfg = SNNConfig(n_in=12, n_rec=16, n_out=7, dt=0.005, tau_mem=10e-3, tau_out=15e-3,
+                    gain_in=3.0, **kw)
     save_checkpoint(exp / "best_model" / "best_model.pt", RecurrentSNN(cfg, seed=4))
     return exp
 
@@ -146,6 +148,37 @@ def test_a_bad_data_file_is_refused_before_the_export_is_written(tmp_path: Path)
     assert result.exit_code == 1 and "missing.pt" in result.output
     assert "wrote" not in result.output
     assert out.read_bytes() == b"an earlier export"  # left as it was
+
+
+def test_export_check_data_are_encoded_as_the_model_was_trained(tmp_path: Path) -> None:
+    """A model trained on 10 ms bins is checked on the 5 ms file rebinned as it was trained
+    (the accuracy ``spiketune evaluate`` gives); a file of another encoding is refused,
+    naming --data and the difference, before the export is written."""
+    from spiketune.data import load_braille_pool
+    from spiketune.snn import evaluate_checkpoint
+
+    exp = tmp_path / "exp"
+    (exp / "best_model").mkdir(parents=True)
+    (exp / "experiment.json").write_text(json.dumps({"name": "nir-cli"}))
+    cfg = SNNConfig(n_in=12, n_rec=16, n_out=7, dt=0.01, tau_mem=20e-3, tau_out=30e-3,
+                    gain_in=3.0)
+    checkpoint = save_checkpoint(exp / "best_model" / "best_model.pt",
+                                 RecurrentSNN(cfg, seed=4),
+                                 extra={"data": {"bin_size": 0.01, "clip": False},
+                                        "n_steps": 15})
+    data = _test_file(tmp_path)  # 30 steps of 5 ms
+    _, model, *_ = _printed(_export(exp, tmp_path / "g.nir", data).output)
+    assert model == f"{evaluate_checkpoint(checkpoint, load_braille_pool(data)).accuracy:.4f}"
+
+    other = tmp_path / "ten_channels.pt"
+    torch.save(TensorDataset(torch.zeros(7, 30, 10), torch.arange(7)), other)
+    out = tmp_path / "keep.nir"
+    out.write_bytes(b"an earlier export")
+    refused = CliRunner().invoke(app, ["export-model", str(exp), "-o", str(out), "--data",
+                                       str(other)])
+    assert refused.exit_code == 1, refused.output
+    assert f"--data {other}" in refused.output and "channels" in refused.output
+    assert out.read_bytes() == b"an earlier export"
 
 
 @pytest.mark.parametrize("text", ["[{broken", '{"file": "g.nir"}', "[1, 2]", "\xff\xfe"])

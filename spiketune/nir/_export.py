@@ -222,7 +222,8 @@ def _expressible_neuron(
         if "adaptation" not in approximate:
             raise ExportError(
                 "NIR has no adaptive-threshold neuron, and this network is ALIF (neuron='alif', "
-                f"beta={p.beta}): pass approximate={{'adaptation'}} to write it as LIF with "
+                f"beta={p.beta}): pass approximate={{'adaptation'}} (--approximate adaptation) to "
+                f"write it as LIF with "
                 f"threshold v_th={p.v_th} (the adaptation is dropped and its spikes will differ), "
                 "or train a LIF network (neuron='lif')"
             )
@@ -234,8 +235,9 @@ def _expressible_neuron(
         if "refractory" not in approximate:
             raise ExportError(
                 f"NIR has no refractory period, and this network has refractory_steps="
-                f"{p.refractory_steps}: pass approximate={{'refractory'}} to export it without "
-                "one (its spikes may then differ from the trained network's)"
+                f"{p.refractory_steps}: pass approximate={{'refractory'}} (--approximate "
+                "refractory) to export it without one (its spikes may then differ from the "
+                "trained network's)"
             )
         notes.append(f"refractory period of {p.refractory_steps} step(s) dropped")
         p = dataclasses.replace(p, refractory_steps=0)

@@ -21,7 +21,7 @@ from spiketune.snn._bptt import BPTT
 from spiketune.snn._checkpoint import Checkpoint, load_checkpoint, load_weights, save_checkpoint
 from spiketune.snn._config import SNNConfig, TrainConfig, configs_from_params
 from spiketune.snn._eprop import EProp
-from spiketune.snn._evaluate import CheckpointScore, evaluate_checkpoint
+from spiketune.snn._evaluate import CheckpointScore, as_trained, evaluate_checkpoint
 from spiketune.snn._folds import (
     TrainingDiverged,
     fold_best,
@@ -127,6 +127,7 @@ __all__ = [
     "TrainingDiverged",
     "Trajectory",
     "alif_step",
+    "as_trained",
     "batchable",
     "configs_from_params",
     "cuba_lif_step",

@@ -71,8 +71,7 @@ def evaluate_checkpoint(
     the decision the network was trained for.
     """
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
-    data = _as_trained(ckpt, data)
-    _check_encoding(ckpt, data)
+    data = as_trained(ckpt, data)
     net = ckpt.network
     decide = net.readout_loss()
     net.eval()
@@ -90,7 +89,19 @@ def evaluate_checkpoint(
     return CheckpointScore(data.classes, matrix.reshape(k, k), tuple(mistakes))
 
 
-def _as_trained(ckpt: Checkpoint, data: Dataset) -> Dataset:
+def as_trained(checkpoint: Checkpoint | str | os.PathLike[str], data: Dataset) -> Dataset:
+    """``data`` as the network of ``checkpoint`` was trained on it: rebinned to the bins the
+    checkpoint records where those are coarser, then checked against the network (channels,
+    classes, step length, steps, class order), a :class:`DataError` listing every
+    difference. What :func:`evaluate_checkpoint` scores, and what an export is checked on:
+    a network run on data of another encoding gives an accuracy that means nothing."""
+    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+    data = _rebinned_as_trained(ckpt, data)
+    _check_encoding(ckpt, data)
+    return data
+
+
+def _rebinned_as_trained(ckpt: Checkpoint, data: Dataset) -> Dataset:
     """``data`` rebinned to the checkpoint's recorded training bins, when they are coarser."""
     options = ckpt.extra.get("data")
     if not isinstance(options, dict):
