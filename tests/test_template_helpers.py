@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import shlex
 from pathlib import Path
 
@@ -200,6 +201,14 @@ def test_the_braille_pool_is_read_rebinned_and_split(
     pool = _save_pool(tmp_path / "braille_reduced_th1_pool.pt")
     assert is_braille_pool(pool) and is_braille_pool(tmp_path) and is_braille_pool(str(pool))
     assert not is_braille_pool(None) and not is_braille_pool(tmp_path / "missing.pt")
+    # A TensorDataset file under another name is a pool too; a pickle (an event file) is not.
+    other = tmp_path / "other"
+    other.mkdir()
+    renamed = _save_pool(other / "my_test_samples.bin")
+    assert is_braille_pool(renamed) and is_braille_pool(_save_pool(other / "s.pth"))
+    events = other / "data_braille_letters_th1.pkl"
+    events.write_bytes(pickle.dumps({"letter": ["A"]}))
+    assert not is_braille_pool(events)
     options = {"threshold": 1, "channels": "merged", "letters": "reduced", "bin_size": 0.01,
                "clip": False}
     data = load_braille_encoding(options, pool)

@@ -15,6 +15,7 @@ event file (``load_braille(preset="nir")``), so both sources give the same tenso
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -48,12 +49,17 @@ _POOL_ENCODING = (("threshold", 1), ("channels", "merged"), ("letters", "reduced
 
 
 def is_braille_pool(location: str | os.PathLike[str] | None) -> bool:
-    """Whether ``location`` is threshold-1 pool data (a ``.pt`` file, or a directory holding
-    ``braille_reduced_th1_pool.pt``) rather than an event file of the archive."""
+    """Whether ``location`` is threshold-1 pool data (a TensorDataset file, or a directory
+    holding ``braille_reduced_th1_pool.pt``) rather than an event file of the archive (a
+    pickle). A TensorDataset file is told by its ``.pt``/``.pth`` name or by what
+    ``torch.save`` writes (a zip archive), so that one saved under another name is not read
+    as a damaged event file."""
     if location is None:
         return False
     location = Path(location).expanduser()
-    return (location.is_file() and location.suffix == ".pt") or (location / _POOL_FILE).is_file()
+    if location.is_file():
+        return location.suffix in (".pt", ".pth") or zipfile.is_zipfile(location)
+    return (location / _POOL_FILE).is_file()
 
 
 def load_braille_encoding(
