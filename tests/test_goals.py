@@ -262,6 +262,27 @@ def test_missing_objective_key_fails_the_trial(exp_root: Path) -> None:
     assert all(r.constraints is None and r.feasible is None for r in results.records)
 
 
+def test_one_objective_named_by_its_key_is_every_records_value(exp_root: Path,
+                                                                tmp_path: Path) -> None:
+    """``objectives = [{key = "cost", direction = "minimize"}]``: each record's value, the
+    exports' ``value`` and the report's objective column are the cost, not ``default``."""
+    from spiketune import build_report, export_results
+
+    results = Experiment(trial=lambda p: {"default": p["x"], "cost": 1.0 - p["x"]},
+                         search_space=SPACE, max_trials=4, seed=0, tuner="Random",
+                         objectives=[{"key": "cost", "direction": "minimize"}]).run()
+    assert results.objective_key == "cost"
+    assert all(r.value == r.metrics["cost"] != r.metrics["default"] for r in results.records)
+    assert results.best is min(results.records, key=lambda r: r.metrics["cost"])
+    exported = json.loads(export_results(results, "json"))
+    assert [t["value"] for t in exported["trials"]] == [r.metrics["cost"]
+                                                        for r in results.records]
+    assert results.directory is not None
+    page = build_report(results.directory, tmp_path / "report").index.read_text()
+    assert "objective (cost)" in page and "objective (default)" not in page
+    assert "cost (objective)" in page  # the best trial's row
+
+
 class _Recording(optuna.samplers.RandomSampler):
     """Remembers, before each trial, what the finished trials of its study look like."""
 

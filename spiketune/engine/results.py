@@ -59,7 +59,9 @@ __all__ = [
 
 @dataclass(frozen=True)
 class TrialRecord:
-    """One trial as the user sees it. ``metrics["default"]`` is the objective."""
+    """One trial as the user sees it. ``metrics[objective]`` is its objective:
+    ``metrics["default"]``, or the key of the experiment's one objective when it names one
+    (``objectives = [{key = "cost", ...}]``)."""
 
     number: int
     outcome: Outcome
@@ -74,11 +76,13 @@ class TrialRecord:
     sequence_id: int | None = None
     #: Constraint values of a constrained experiment (see :mod:`spiketune.engine.goals`), else None.
     constraints: list[float] | None = None
+    #: The metric :attr:`value` reads: the experiment's one objective.
+    objective: str = "default"
 
     @property
     def value(self) -> float | None:
-        """The objective (``metrics["default"]``), or ``None`` without a final result."""
-        return None if self.metrics is None else self.metrics.get("default")
+        """The objective (``metrics[objective]``), or ``None`` without a final result."""
+        return None if self.metrics is None else self.metrics.get(self.objective)
 
     @property
     def feasible(self) -> bool | None:
@@ -150,6 +154,12 @@ class ExperimentResults:
     def goals(self) -> list[tuple[str, str]]:
         """``(key, direction)`` of every objective."""
         return list(self.objectives) or [("default", self.optimize_mode)]
+
+    @property
+    def objective_key(self) -> str:
+        """The metric each record's ``value`` is: the one objective's key (``"default"``
+        unless the experiment names another; with several objectives, ``"default"``)."""
+        return self.goals[0][0] if len(self.goals) == 1 else "default"
 
     @property
     def front_goals(self) -> list[tuple[str, str]]:
@@ -265,11 +275,13 @@ def results_from_store(store: StudyStore, directory: Path | None) -> ExperimentR
         (str(o["key"]), str(o["direction"])) for o in config.get(field) or ()
         if isinstance(o, Mapping) and "key" in o and "direction" in o
     ) for field in ("objectives", "tradeoffs"))
+    # One objective named by its key: that metric is each record's value.
+    objective = objectives[0][0] if len(objectives) == 1 else "default"
     return ExperimentResults(
         id=store.study_name,
         directory=directory,
         config=config,
-        records=[record_from_trial(t, directory) for t in trials],
+        records=[record_from_trial(t, directory, objective) for t in trials],
         optimize_mode="maximize" if store.direction == "maximize" else "minimize",
         elapsed_seconds=float(attrs.get(ATTR_ELAPSED, 0.0)),
         objectives=objectives,
@@ -278,9 +290,10 @@ def results_from_store(store: StudyStore, directory: Path | None) -> ExperimentR
 
 
 def record_from_trial(
-    trial: optuna.trial.FrozenTrial, directory: Path | None = None
+    trial: optuna.trial.FrozenTrial, directory: Path | None = None, objective: str = "default"
 ) -> TrialRecord:
-    """The :class:`TrialRecord` of a stored Optuna trial (of the experiment in ``directory``)."""
+    """The :class:`TrialRecord` of a stored Optuna trial (of the experiment in ``directory``,
+    whose ``objective`` metric is its value)."""
     import optuna
 
     attrs = trial.user_attrs
@@ -320,6 +333,7 @@ def record_from_trial(
         duration_seconds=duration,
         sequence_id=attrs.get("sequence_id"),
         constraints=attrs.get("constraints"),
+        objective=objective,
     )
 
 

@@ -37,7 +37,7 @@ def plot_history(results: ExperimentResults, path: Path) -> Path | None:
     ax = fig.add_subplot()
     complete = [r for r in done if r.outcome == Outcome.COMPLETE and is_finite(r.value)]
     ax.scatter([r.number for r in complete], [r.value for r in complete], s=28, color="#1f77b4",
-               label="objective (default)", zorder=3)
+               label=f"objective ({results.objective_key})", zorder=3)
     tests = [r for r in complete if r.metrics and is_finite(r.metrics.get("test"))]
     if tests:
         ax.scatter([r.number for r in tests], [r.metrics["test"] for r in tests],  # type: ignore[index]

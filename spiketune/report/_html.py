@@ -214,11 +214,13 @@ def _best_section(results: ExperimentResults, out_dir: Path) -> str:
     if best is None:
         return "<h2>Best trial</h2><p>No trial has completed with a finite result yet.</p>"
     metrics = best.metrics or {}
-    rows = [("trial", best.number), ("validation (objective, default)", best.value)]
-    for key, label in (("test", "test"), ("train", "train")):
-        if key in metrics:
-            rows.append((label, metrics[key]))
-    shown = ("default", "test", "train")
+    key = results.objective_key
+    label = "validation (objective, default)" if key == "default" else f"{key} (objective)"
+    rows = [("trial", best.number), (label, best.value)]
+    for name in ("test", "train"):
+        if name in metrics:
+            rows.append((name, metrics[name]))
+    shown = (key, "test", "train")
     rows += [(f"metric {k}", v) for k, v in metrics.items() if k not in shown]
     out = ["<h2>Best trial</h2><table class='kv'>"]
     out += [f"<tr><td>{html.escape(k)}</td>{_num_cell(v)}</tr>" for k, v in rows]
@@ -431,10 +433,11 @@ def _log_links(results: ExperimentResults, record: TrialRecord, out_dir: Path) -
 
 def _trials_table(results: ExperimentResults, out_dir: Path) -> str:
     params = results.parameter_names
-    metrics = [k for k in results.metric_keys if k != "default"]  # "default" is the objective
+    key = results.objective_key
+    metrics = [k for k in results.metric_keys if k != key]  # the objective has its column
     marked = {r.number for r in results.best_trials}  # the Pareto front, several objectives
     constrained = any(r.constraints is not None for r in results.records)
-    head = (["#", "outcome", "objective (default)"] + params + [f"metric {m}" for m in metrics]
+    head = (["#", "outcome", f"objective ({key})"] + params + [f"metric {m}" for m in metrics]
             + (["feasible"] if constrained else []) + ["seconds", "reason", "logs"])
     out = ["<div class='scroll'><table class='sortable'><thead><tr>"]
     out += [f"<th>{html.escape(h)}</th>" for h in head]
