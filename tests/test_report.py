@@ -12,7 +12,14 @@ from urllib.parse import unquote
 
 import pytest
 
-from spiketune import Experiment, ExperimentResults, Outcome, TrialRecord, load_results
+from spiketune import (
+    ConfigError,
+    Experiment,
+    ExperimentResults,
+    Outcome,
+    TrialRecord,
+    load_results,
+)
 from spiketune.engine import load_best_model, load_predictions
 from spiketune.report import (
     ACCURACY_AXES,
@@ -357,6 +364,16 @@ def test_report_of_a_plain_number_experiment(tmp_path: Path) -> None:
     assert fmt(results.best.value) in text
     assert "No model was kept" in text
     assert "<h2>Exports</h2>" not in text  # no export was checked
+    # Rebuilt in its own directory, it replaces its own page; a page of the user's own is
+    # refused before anything is written there.
+    assert build_report(exp.directory, out_dir=tmp_path / "out").index == files.index
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "index.html").write_text("<html><title>my notes</title></html>")
+    with pytest.raises(ConfigError, match="not a spiketune report"):
+        build_report(exp.directory, out_dir=mine)
+    assert sorted(p.name for p in mine.iterdir()) == ["index.html"]
+    assert "my notes" in (mine / "index.html").read_text()
     ex = exploration(load_results(exp.directory))
     assert [a.name for a in ex.axes] == ["x", "default"]
     assert all(math.isfinite(p) for a in ex.axes for p in a.positions)

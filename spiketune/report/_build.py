@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from spiketune.engine.results import Retrained, load_results, load_retrained
-from spiketune.errors import CheckpointError, StorageError
+from spiketune.errors import CheckpointError, ConfigError, Problem, StorageError
 from spiketune.report._axes import exploration
 from spiketune.report._confusion import plot_confusion_matrix
 from spiketune.report._exploration import (
@@ -48,6 +48,25 @@ class ReportFiles:
         return [p for p in paths if p is not None]
 
 
+def _check_not_someone_elses(index: Path) -> None:
+    """Refuse to replace an ``index.html`` that is not a spiketune report (a page of the
+    user's own in the directory given), before anything is written: a report rebuilt in
+    its own directory replaces only its own page."""
+    if not index.is_file():
+        return
+    try:
+        with open(index, encoding="utf-8", errors="replace") as f:
+            head = f.read(4096)
+    except OSError as e:
+        raise ConfigError(Problem("out_dir", str(index.parent),
+                                  f"a directory whose index.html can be read ({e.strerror})")
+                          ) from None
+    if "<title>spiketune report" not in head:  # every report's page says so in its head
+        raise ConfigError(Problem("out_dir", str(index.parent),
+                                  "a directory without a page of its own: its index.html is "
+                                  "not a spiketune report, and would be replaced"))
+
+
 def build_report(
     experiment: str | Path, out_dir: Path | None = None, storage: str | None = None
 ) -> ReportFiles:
@@ -71,6 +90,7 @@ def build_report(
             raise StorageError(f"experiment {results.id} has no directory: give out_dir")
         out_dir = results.directory / "report"
     out = Path(out_dir).expanduser().resolve()
+    _check_not_someone_elses(out / "index.html")
     out.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
 
