@@ -88,7 +88,11 @@ def test_pool_file_loads_with_the_reduced_classes(tmp_path: Path) -> None:
         (torch.full((7, 256, 12), 0.5), torch.arange(7), "0/1 spikes or non-negative.*0.5"),
         (-torch.ones(7, 256, 12), torch.arange(7), "non-negative event counts.*-1.0"),
         (torch.zeros(7, 256, 12), torch.arange(7) + 1, r"labels must lie in 0..6.*found 1..7"),
-        (torch.zeros(7, 256, 12), torch.arange(7)[:, None], "one integer per sample"),
+        (torch.zeros(7, 256, 12), torch.arange(7)[:, None],
+         r"one integer per sample \(\[N\]\), got shape \(7, 1\)"),
+        (torch.zeros(7, 256, 12), torch.full((7,), 0.5), r"torch.float32 values such as 0.5"),
+        (torch.zeros(7, 256, 12, dtype=torch.complex64), torch.arange(7),
+         "inputs must be real spike counts, got torch.complex64"),
         (torch.zeros(0, 256, 12), torch.zeros(0, dtype=torch.int64), "must hold samples"),
     ],
 )
@@ -107,6 +111,10 @@ def test_pool_loader_refuses_other_objects_and_finds_the_file_in_a_directory(
     torch.save({"inputs": torch.zeros(1)}, tmp_path / "dict.pt")
     with pytest.raises(DataError, match="expected a TensorDataset"):
         load_braille_pool(tmp_path / "dict.pt")
+    torch.save(TensorDataset(torch.zeros(7, 8, 12), torch.arange(7), torch.zeros(7)),
+               tmp_path / "three.pt")
+    with pytest.raises(DataError, match="a TensorDataset of 2 tensors .*got 3"):
+        load_braille_pool(tmp_path / "three.pt")
     with pytest.raises(DataError, match=r"braille_reduced_th1_pool\.pt does not exist"):
         load_braille_pool(tmp_path)
     save_pool(tmp_path / "braille_reduced_th1_pool.pt", *pool_like())

@@ -528,13 +528,25 @@ def _load_tensor_dataset(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
         raise DataError(
             f"{path}: refused or unreadable (only a TensorDataset of tensors is accepted): {why}"
         ) from None
-    if not isinstance(obj, TensorDataset) or len(obj.tensors) != 2:
-        raise DataError(f"{path}: expected a TensorDataset of (inputs, labels), got {type(obj)}")
+    if not isinstance(obj, TensorDataset):
+        raise DataError(f"{path}: expected a TensorDataset of (inputs, labels), got "
+                        f"{type(obj).__name__}")
+    if len(obj.tensors) != 2:
+        raise DataError(f"{path}: expected a TensorDataset of 2 tensors (inputs, labels), got "
+                        f"{len(obj.tensors)}")
     inputs, labels = obj.tensors
     if inputs.ndim != 3:
         raise DataError(f"{path}: inputs must be [N, T, C], got {tuple(inputs.shape)}")
-    if labels.ndim != 1 or (labels.is_floating_point() and bool((labels != labels.round()).any())):
-        raise DataError(f"{path}: labels must be one integer per sample")
+    if inputs.is_complex():
+        raise DataError(f"{path}: inputs must be real spike counts, got {inputs.dtype}")
+    if labels.ndim != 1:
+        raise DataError(f"{path}: labels must be one integer per sample ([N]), got shape "
+                        f"{tuple(labels.shape)}")
+    if labels.is_complex() or (labels.is_floating_point()
+                               and bool((labels != labels.round()).any())):
+        odd = labels[labels != labels.round()][:1].tolist() if not labels.is_complex() else []
+        raise DataError(f"{path}: labels must be one integer per sample, got {labels.dtype}"
+                        + (f" values such as {odd[0]!r}" if odd else ""))
     return inputs.to(torch.float32), labels.to(torch.int64)
 
 
