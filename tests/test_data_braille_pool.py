@@ -113,7 +113,7 @@ def test_pool_loader_refuses_other_objects_and_finds_the_file_in_a_directory(
         load_braille_pool(tmp_path / "dict.pt")
     torch.save(TensorDataset(torch.zeros(7, 8, 12), torch.arange(7), torch.zeros(7)),
                tmp_path / "three.pt")
-    with pytest.raises(DataError, match="a TensorDataset of 2 tensors .*got 3"):
+    with pytest.raises(DataError, match=r"a TensorDataset of 2 tensors .*got 3"):
         load_braille_pool(tmp_path / "three.pt")
     with pytest.raises(DataError, match=r"braille_reduced_th1_pool\.pt does not exist"):
         load_braille_pool(tmp_path)
