@@ -240,15 +240,14 @@ def launch(run: Callable[[list[str]], Any], argv: Sequence[str]) -> None:
     command line sets is named with that option (``max_trials (--trials)``)."""
     import sys
 
-    from spiketune.errors import ConfigError, SpiketuneError
+    from spiketune.errors import ConfigError, Problem, SpiketuneError
     from spiketune.launcher._command import option_of
 
     try:
         run(list(argv))
     except ConfigError as e:
-        lines = [f"  - {p.field}{f' ({o})' if (o := option_of(p.field)) else ''}: {p.rule} "
-                 f"(got {p.value!r})" for p in e.problems]
-        where = f" in {e.source}" if e.source else ""
-        sys.exit("error: invalid configuration" + where + ":\n" + "\n".join(lines))
+        named = [Problem(f"{p.field} ({o})" if (o := option_of(p.field)) else p.field,
+                         p.value, p.rule) for p in e.problems]
+        sys.exit(f"error: {ConfigError(named, e.source)}")
     except SpiketuneError as e:
         sys.exit(f"error: {e}")

@@ -191,15 +191,23 @@ def _driver_message(error: BaseException, url: str) -> str:
     return scrub(text[0] if text else type(source).__name__, url)
 
 
+#: The database's own errors: what a read of an open study translates (see
+#: :meth:`StudyStore.reading`), leaving any other error as it is.
+_DATABASE_ERRORS = (sa.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError)
+
+
 @contextlib.contextmanager
-def _storage_errors(url: str, what: str) -> Iterator[None]:
-    """Driver errors (missing driver, unreachable server, corrupt file...) become one
-    :class:`StorageError` naming the database (never its password) and the problem."""
+def _storage_errors(
+    url: str, what: str, kinds: tuple[type[Exception], ...] = (Exception,)
+) -> Iterator[None]:
+    """Driver errors (missing driver, unreachable server, corrupt file...) of the ``kinds``
+    given become one :class:`StorageError` naming the database (never its password) and
+    the problem."""
     try:
         yield
     except StorageError:
         raise
-    except Exception as e:
+    except kinds as e:
         raise StorageError(f"{what} {_where(url)}: {_driver_message(e, url)}") from None
 
 
@@ -207,7 +215,7 @@ def database_problem(error: BaseException) -> str | None:
     """What a command says of a database error nothing before it translated (a damaged
     page of a SQLite file met in the middle of a session): the driver's words, password
     masked; None for an error that is not the database's."""
-    if not isinstance(error, sa.exc.SQLAlchemyError | optuna.exceptions.StorageInternalError):
+    if not isinstance(error, _DATABASE_ERRORS):
         return None
     text = _driver_message(error, "")
     for name in (PASSWORD_ENV, "PGPASSWORD"):  # a password a driver could echo
@@ -215,17 +223,6 @@ def database_problem(error: BaseException) -> str | None:
         if secret:
             text = text.replace(secret, "***")
     return f"the study database failed: {text}"
-
-
-@contextlib.contextmanager
-def _database_errors(url: str, what: str) -> Iterator[None]:
-    """The database's own errors (SQLAlchemy's, Optuna's storage's) become one
-    :class:`StorageError` naming the database and the driver's words; any other error is
-    left as it is."""
-    try:
-        yield
-    except (sa.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as e:
-        raise StorageError(f"{what} {_where(url)}: {_driver_message(e, url)}") from None
 
 
 def _open_rdb(url: str, *, create: bool = False,
@@ -596,7 +593,7 @@ class StudyStore:
         gone) as one :class:`StorageError` naming the database and the driver's words; for
         what reads before any retry could judge them (the reading commands, a resumed
         session's recovery of its interrupted trials)."""
-        return _database_errors(self._given_url, "cannot read the study in")
+        return _storage_errors(self._given_url, "cannot read the study in", _DATABASE_ERRORS)
 
     def study_attrs(self) -> dict[str, Any]:
         return self._rdb.get_study_user_attrs(self._study_id)
