@@ -23,8 +23,8 @@ from spiketune import Experiment, Outcome
 from spiketune.data import split_parts
 from spiketune.snn import RecurrentSNN, SNNConfig, TrainConfig, Trainer, train_folds
 from spiketune.trial import PreparedMember, train_members, trial_deadline, trial_time_limit
-from spiketune.trial._protocol import ENV_MAX_TRIAL_DURATION
-from spiketune.trial._runtime import END_SECONDS, END_SHARE, process_started
+from spiketune.trial._protocol import ENV_BUDGET_END, ENV_MAX_TRIAL_DURATION
+from spiketune.trial._runtime import END_SECONDS, END_SHARE, process_started, trial_budget_end
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "spiketune" / "templates"
 
@@ -36,6 +36,7 @@ def _built(epochs: int) -> list[tuple[RecurrentSNN, TrainConfig]]:
 
 def test_the_trials_time_limit_is_read_from_the_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(ENV_MAX_TRIAL_DURATION, raising=False)
+    monkeypatch.delenv(ENV_BUDGET_END, raising=False)
     assert trial_time_limit() is None and trial_deadline(100.0) is None
     for bad in ("", "soon", "-5", "0", "nan", "inf"):
         monkeypatch.setenv(ENV_MAX_TRIAL_DURATION, bad)
@@ -51,6 +52,27 @@ def test_the_trials_time_limit_is_read_from_the_engine(monkeypatch: pytest.Monke
     assert started <= time.perf_counter()
     assert trial_deadline() == pytest.approx(started + 90.0 - END_SECONDS - END_SHARE * 90,
                                              abs=0.05)
+
+
+def test_the_end_of_the_duration_budget_is_a_deadline_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The earlier of the trial's own limit and the experiment's budget end counts."""
+    monkeypatch.delenv(ENV_MAX_TRIAL_DURATION, raising=False)
+    for bad in ("", "later", "-1", "nan", "inf"):
+        monkeypatch.setenv(ENV_BUDGET_END, bad)
+        assert trial_budget_end() is None and trial_deadline(100.0) is None, bad
+    now_perf, now_wall = time.perf_counter(), time.time()
+    monkeypatch.setenv(ENV_BUDGET_END, repr(now_wall + 60.0))
+    assert trial_budget_end() == pytest.approx(now_wall + 60.0)
+    started = now_perf - 10.0  # 70 s from the start to the budget's end
+    alone = now_perf + 60.0 - END_SECONDS - END_SHARE * 70.0
+    assert trial_deadline(started) == pytest.approx(alone, abs=0.05)
+    monkeypatch.setenv(ENV_MAX_TRIAL_DURATION, "1000")  # a later limit: the budget decides
+    assert trial_deadline(started) == pytest.approx(alone, abs=0.05)
+    monkeypatch.setenv(ENV_MAX_TRIAL_DURATION, "30")  # an earlier one decides
+    assert trial_deadline(started) == pytest.approx(started + 30 - END_SECONDS - END_SHARE * 30)
+    assert trial_deadline(started, time_cap=500.0) == pytest.approx(alone, abs=0.05)
 
 
 def test_a_past_deadline_ends_the_folds_after_one_epoch_with_their_best_weights() -> None:
@@ -154,6 +176,52 @@ def test_the_engine_gives_each_trial_its_time_limit(
         (record,) = exp.run().records
         values.append(record.metrics["default"])
     assert values == [-1.0, 120.0]
+
+
+def test_the_engine_gives_each_trial_the_end_of_its_budget(
+    exp_root: Path, trial_script: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial started with 60 s of budget left sees its end about 60 s ahead; without a
+    budget, or one inherited from the scheduler's own environment, it sees none."""
+    monkeypatch.setenv(ENV_BUDGET_END, repr(time.time() + 5))  # not this experiment's
+    code = trial_script(
+        """
+        import time
+        import spiketune.trial as st
+        from spiketune.trial._runtime import trial_budget_end
+        end = trial_budget_end()
+        st.report_final_result({"default": -1.0 if end is None else end - time.time()})
+        """
+    )
+    space = {"x": {"_type": "choice", "_value": [1]}}
+    values = []
+    for budget in (None, 60.0):
+        exp = Experiment(trial_command=f"{sys.executable} trial.py", trial_code_directory=code,
+                         search_space=space, max_trials=1, max_duration=budget,
+                         experiment_dir=exp_root)
+        (record,) = exp.run().records
+        values.append(record.metrics["default"])
+    assert values[0] == -1.0
+    assert 45.0 < values[1] <= 60.0
+
+
+@pytest.mark.slow
+def test_population_members_in_flight_at_the_budgets_end_complete(exp_root: Path) -> None:
+    """The spike-pattern template in population mode, 400 epochs asked and a 20 s budget:
+    both members end their training before the budget does and are COMPLETE, where the
+    budget's end used to stop them with nothing."""
+    exp = Experiment(
+        trial_command="python3 main_hpo.py --subset 12",
+        trial_code_directory=TEMPLATES / "spike_patterns",
+        search_space={"epochs": {"_type": "choice", "_value": [400]},
+                      "n_rec": {"_type": "choice", "_value": [16, 32]},
+                      "patience": {"_type": "choice", "_value": [1000]}},  # no early stop
+        tuner="GridSearch", population=2, max_trials=2, max_duration=20,
+        experiment_dir=exp_root,
+    )
+    records = exp.run().records
+    assert [r.outcome for r in records] == [Outcome.COMPLETE] * 2, [r.reason for r in records]
+    assert all(1 <= r.metrics["epochs_run"] < 400 for r in records)
 
 
 @pytest.mark.slow

@@ -50,6 +50,7 @@ from spiketune.engine.storage import (
     is_transient,
 )
 from spiketune.engine.workers import SharedStudy
+from spiketune.trial._protocol import ENV_BUDGET_END
 
 if TYPE_CHECKING:
     import optuna
@@ -608,11 +609,22 @@ class Scheduler:
             trial_dir=live.trial_dir,
             experiment_id=self.experiment_id,
             gpu=gpu,
+            environment=self._budget_env(),
         )
         try:
             self.runner.start(launch)
         except Exception as e:
             self._record(live, Verdict(Outcome.FAILED, f"could not start: {e}", None))
+
+    def _budget_env(self) -> dict[str, str]:
+        """The end of the duration budget, for a trial to end its training before it
+        (``spiketune.trial.trial_deadline``): at that instant every trial still running is
+        stopped and recorded without a result."""
+        max_duration = self.budget.max_duration
+        if max_duration is None:
+            return {}
+        end = time.time() + max(0.0, max_duration - self.elapsed())
+        return {ENV_BUDGET_END: repr(end)}
 
     # ------------------------------------------------------------------ events
     def _on_report(self, event: Reported) -> None:

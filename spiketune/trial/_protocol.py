@@ -41,6 +41,10 @@ ENV_PARAMETER_FILE = "SPIKETUNE_PARAMETER_FILE"
 # can end its training in time and report what it reached, rather than be killed without a
 # result (see spiketune.trial.trial_deadline).
 ENV_MAX_TRIAL_DURATION = "SPIKETUNE_MAX_TRIAL_DURATION"
+# When the experiment's duration budget (max_duration) runs out, as a Unix time in seconds,
+# reckoned when the trial's process started: the scheduler stops every trial still running
+# then, so a trial that knows it ends its training before, with a result.
+ENV_BUDGET_END = "SPIKETUNE_BUDGET_END"
 PARAMETER_FILE = "parameter.json"
 METRICS_FILE = "metrics.jsonl"
 # Population mode (several trials trained in one process): the population's own directory

@@ -106,26 +106,52 @@ def trial_time_limit() -> float | None:
     return seconds if math.isfinite(seconds) and seconds > 0 else None
 
 
+def trial_budget_end() -> float | None:
+    """When the experiment's duration budget runs out, as a Unix time (seconds, like
+    :func:`time.time`), which the engine passes to each trial process
+    (``$SPIKETUNE_BUDGET_END``); None without a budget or when run by hand."""
+    from spiketune.trial._protocol import ENV_BUDGET_END
+
+    text = os.environ.get(ENV_BUDGET_END, "").strip()
+    try:
+        end = float(text)
+    except ValueError:
+        return None
+    return end if math.isfinite(end) and end > 0 else None
+
+
 def trial_deadline(started: float | None = None, time_cap: float | None = None) -> float | None:
     """The :func:`time.perf_counter` instant by which the trial's training should end, or
     None for no limit.
 
     Why: the engine kills a trial that runs past ``max_trial_duration`` and records it FAILED,
-    losing every epoch it trained. A trial that stops training before then reports the best
-    epoch it reached, and the search keeps it (a cheaper fidelity of the same trial).
+    losing every epoch it trained; at the end of the experiment's duration budget it stops
+    every trial still running, and records it STOPPED with nothing. A trial that stops
+    training before then reports the best epoch it reached, and the search keeps it (a
+    cheaper fidelity of the same trial).
 
     The limit is ``time_cap`` seconds (a trial's ``--time-cap``) when given, else the
     experiment's (:func:`trial_time_limit`), counted from ``started`` (a ``perf_counter``
     instant: when a population member joined), else from this process's start, as the
-    engine counts it. :data:`END_SECONDS` plus :data:`END_SHARE` of the limit are kept for
-    what comes after the training (testing, saving, reporting).
+    engine counts it. The end of the duration budget (:func:`trial_budget_end`) is a second
+    deadline; the earlier one counts. :data:`END_SECONDS` plus :data:`END_SHARE` of the time
+    allowed are kept for what comes after the training (testing, saving, reporting).
     """
+    import time
+
     limit = time_cap if time_cap is not None else trial_time_limit()
-    if limit is None:
+    budget_end = trial_budget_end()
+    if limit is None and budget_end is None:
         return None
     if started is None:
         started = process_started()
-    return started + limit - END_SECONDS - END_SHARE * limit
+    deadlines = []
+    if limit is not None:
+        deadlines.append(started + limit - END_SECONDS - END_SHARE * limit)
+    if budget_end is not None:
+        end = time.perf_counter() + budget_end - time.time()  # on the perf_counter clock
+        deadlines.append(end - END_SECONDS - END_SHARE * max(0.0, end - started))
+    return min(deadlines)
 
 
 def process_started() -> float:

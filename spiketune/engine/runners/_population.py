@@ -180,6 +180,7 @@ class PopulationRunner(Runner):
                 experiment_id=first.experiment_id,
                 gpu=first.gpu,
                 environment={
+                    **first.environment,  # the budget's end: the same for every member
                     protocol.ENV_POPULATION_FILE: str(path),
                     protocol.ENV_POPULATION_MEMBERS: os.pathsep.join(e["trial_dir"]
                                                                      for e in entries),

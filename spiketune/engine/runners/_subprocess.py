@@ -133,7 +133,8 @@ class SubprocessRunner(Runner):
         env = dict(os.environ)
         for name in CREDENTIAL_ENVS:  # trials never open the study: no database password
             env.pop(name, None)
-        env.pop(protocol.ENV_MAX_TRIAL_DURATION, None)  # this experiment's own, or none
+        for name in (protocol.ENV_MAX_TRIAL_DURATION, protocol.ENV_BUDGET_END):
+            env.pop(name, None)  # this experiment's own (set here or per trial), or none
         if extra:
             env.update(extra)
         exe_dir = str(Path(sys.executable).parent)
