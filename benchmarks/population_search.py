@@ -143,6 +143,10 @@ def run_mode(mode: dict[str, Any], seed: int, args: argparse.Namespace, root: Pa
         "mode": mode["name"], "seed": seed, "seconds": results.elapsed_seconds,
         "finished": len(finished), "complete": len(complete),
         "failed": results.count(Outcome.FAILED), "stopped": results.count(Outcome.STOPPED),
+        # complete, their training ended by a deadline (the budget's end, in these runs):
+        # fewer epochs than they would have trained
+        "shortened": sum(1 for r in complete
+                         if (r.metrics or {}).get("stop_reason") == "time_limit"),
         # ended by the budget: a population mode has K per process in flight at the end
         "started": len(results.records),
         "probe_seconds": probe_seconds,
@@ -256,7 +260,8 @@ def main() -> None:
                 run = run_mode(mode, seed, args, Path(tmp), main_py)
                 runs.append(run)
                 print(f"  {run['mode']:>20} seed {seed}: {run['finished']} trials "
-                      f"({run['complete']} complete; {run['stopped']} more cut by the budget), "
+                      f"({run['complete']} complete, {run['shortened']} of them shortened "
+                      f"by the budget's end; {run['stopped']} more cut by it), "
                       f"{run['trials_per_hour']:.0f}/h, best val {run['best_val']}", flush=True)
                 top = ", ".join(f"{shape} x{n}" for shape, n in list(run["shapes"].items())[:3])
                 print(f"  {'':>20} most drawn shapes: {top}", flush=True)
