@@ -72,6 +72,9 @@ def init_project(
     Existing files are never overwritten unless ``force``: a clash is a :class:`ConfigError`
     that names every file in the way, raised before anything is written.
     """
+    if not os.fspath(directory).strip():  # say, an unset "$DIR": not the working directory
+        raise ConfigError(Problem("directory", os.fspath(directory),
+                                  "must name a directory (give . for the working directory)"))
     target = Path(directory).expanduser()
     files = template_files(template)
     existing = next(p for p in (target, *target.absolute().parents) if p.exists())

@@ -382,6 +382,11 @@ def _print_summary(results: ExperimentResults, status: str) -> None:
         f"{results.count(Outcome.FAILED)} failed" + (f", {stopped} stopped" if stopped else "")
     )
     _print_best(results, out)
+    failure = results.failure()
+    if failure is not None:  # a script running this command must see it
+        _stderr().print(Text(f"error: {failure}"), Text("(`spiketune trials` lists them)",
+                                                         style="dim"))
+        raise typer.Exit(1)
 
 
 def _print_best(results: ExperimentResults, out: Console) -> None:
@@ -1169,7 +1174,8 @@ def view(
 # ------------------------------------------------------------------------------ init
 @app.command()
 def init(
-    directory: Annotated[Path, typer.Argument(help="New project directory.", show_default=False)],
+    # Text, not a Path: typer reads an empty argument (an unset "$DIR") as "." otherwise.
+    directory: Annotated[str, typer.Argument(help="New project directory.", show_default=False)],
     template: Annotated[
         str, typer.Option(
             "--template", "-t",

@@ -85,7 +85,7 @@ def test_init_project_writes_a_runnable_copy(tmp_path: Path) -> None:
     }
 
 
-def test_spiketune_init_command(tmp_path: Path) -> None:
+def test_spiketune_init_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
     from spiketune.cli import app
@@ -97,6 +97,14 @@ def test_spiketune_init_command(tmp_path: Path) -> None:
     again = runner.invoke(app, ["init", str(tmp_path / "p")])
     assert again.exit_code == 1 and "--force" in again.output
     assert runner.invoke(app, ["init", str(tmp_path / "p"), "--force"]).exit_code == 0
+    # An empty name (an unset "$DIR") is not the working directory.
+    monkeypatch.chdir(tmp_path / "p")
+    (tmp_path / "p" / "main.py").write_text("the user's own launcher")
+    for empty in ("", "  "):
+        refused = runner.invoke(app, ["init", empty, "--force"])
+        assert refused.exit_code == 1 and "must name a directory" in refused.output
+    assert (tmp_path / "p" / "main.py").read_text() == "the user's own launcher"
+    assert not (tmp_path / "p" / "  ").exists()
 
 
 # ------------------------------------------------------------------------------ launcher

@@ -340,6 +340,36 @@ def failing_trials(exp_root: Path, trial_script: Callable[..., Path]) -> str:
     return exp.id
 
 
+def test_a_run_whose_every_trial_failed_exits_1(runner: CliRunner, tmp_path: Path,
+                                                exp_root: Path) -> None:
+    """``spiketune run`` and ``resume`` end with exit code 1 and the first cause when no
+    trial reached a result, so that a script or CI job running them sees it; one trial with
+    a result is success."""
+    (tmp_path / "trial.py").write_text(
+        "import spiketune.trial as st\n"
+        "x = st.get_next_parameter()['x']\n"
+        "if x < 0.5:\n"
+        "    raise SystemExit('x is too small')\n"
+        "st.report_final_result(x)\n")
+    for name, low, high, code in (("broken", 0.0, 0.4, 1), ("mixed", 0.0, 1.0, 0)):
+        cfg = tmp_path / f"{name}.yml"
+        cfg.write_text(f"experimentName: {name}\ntrialCommand: python3 trial.py\n"
+                       f"trialCodeDirectory: {tmp_path}\nmaxTrialNumber: 3\n"
+                       f"searchSpace: {{x: {{_type: uniform, _value: [{low}, {high}]}}}}\n"
+                       "tuner: {name: Random, classArgs: {seed: 1}}\n")
+        result = runner.invoke(app, ["run", str(cfg)])
+        assert result.exit_code == code, result.output
+        if code:
+            assert "done: 3 trials, 0 complete, 0 early-stopped, 3 failed" in result.output
+            assert "error: every trial failed (3); trial 0: exit code 1" in result.output
+            assert "x is too small" in result.output and "Traceback" not in result.output
+            (directory,) = [p for p in exp_root.iterdir() if p.is_dir()]
+            again = runner.invoke(app, ["resume", directory.name])
+            assert again.exit_code == 1 and "every trial failed (3)" in again.output
+        else:
+            assert "error:" not in result.output
+
+
 def test_trials_fit_100_columns_and_show_the_cause(runner: CliRunner,
                                                    failing_trials: str) -> None:
     result = runner.invoke(app, ["trials", failing_trials], env={"COLUMNS": "100"})

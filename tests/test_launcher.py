@@ -107,6 +107,27 @@ def test_launch_ends_a_launcher_with_the_reason_and_the_option_that_set_it(
     assert seen == [["--trials", "3"]]
 
 
+def test_launch_exits_1_when_every_trial_failed() -> None:
+    """A launcher whose experiment got no result (every trial failed) must not look like a
+    success to the script or CI job running it; one result is a success."""
+    from spiketune.engine.results import ExperimentResults, TrialRecord
+
+    def results(*outcomes: Outcome) -> ExperimentResults:
+        records = [TrialRecord(number=i, outcome=o, parameters={},
+                               reason="exit code 2: no such file" if o == Outcome.FAILED
+                               else None, metrics=None if o == Outcome.FAILED
+                               else {"default": 0.5}) for i, o in enumerate(outcomes)]
+        return ExperimentResults(id="x", directory=None, config={}, records=records,
+                                 optimize_mode="maximize")
+
+    with pytest.raises(SystemExit) as info:
+        launch(lambda argv: results(Outcome.FAILED, Outcome.FAILED), [])
+    assert info.value.code == "error: every trial failed (2); trial 0: exit code 2: no such file"
+    for fine in ((Outcome.FAILED, Outcome.COMPLETE), (Outcome.FAILED, Outcome.STOPPED), ()):
+        launch(lambda argv, fine=fine: results(*fine), [])  # returns
+        assert results(*fine).failure() is None
+
+
 def test_with_options_does_not_take_a_trailing_option_for_one_with_a_value() -> None:
     """An option that ends the command has no value to replace: the new one is appended."""
     assert with_options(["t", "--folds"], {"--folds": 2}) == ["t", "--folds", "--folds", "2"]

@@ -231,6 +231,19 @@ class ExperimentResults:
     def count(self, outcome: Outcome) -> int:
         return sum(1 for r in self.records if r.outcome == outcome)
 
+    def failure(self) -> str | None:
+        """Why the experiment has no result at all, when every trial it ran failed (a
+        broken trial script, data it cannot read): the number of trials and the first one's
+        cause; None when any trial reached a result or was stopped, or none ran.
+
+        Why: commands that run an experiment exit non-zero then, so that a script or a CI
+        job running them sees the failure rather than an exit status of success."""
+        if not self.records or any(r.outcome != Outcome.FAILED for r in self.records):
+            return None
+        first = min(self.records, key=lambda r: r.number)
+        return (f"every trial failed ({len(self.records)}); trial {first.number}: "
+                f"{first.reason or 'no reason recorded'}")
+
     @property
     def parameter_names(self) -> list[str]:
         """Flattened parameter names (nested choices as ``outer.inner``), in first-seen order."""

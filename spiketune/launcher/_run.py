@@ -237,17 +237,23 @@ def launch(run: Callable[[list[str]], Any], argv: Sequence[str]) -> None:
     """A launcher's ``main.py`` as a command: ``run(argv)``, where an invalid option, setting
     of config.toml or data path (a :class:`spiketune.SpiketuneError`) ends the command with
     its reason alone and exit code 1, not a traceback; a setting that an option of the
-    command line sets is named with that option (``max_trials (--trials)``)."""
+    command line sets is named with that option (``max_trials (--trials)``). When ``run``
+    returns an experiment's results and every trial of it failed, the command ends with exit
+    code 1 too (:meth:`ExperimentResults.failure`)."""
     import sys
 
+    from spiketune.engine.results import ExperimentResults
     from spiketune.errors import ConfigError, Problem, SpiketuneError
     from spiketune.launcher._command import option_of
 
     try:
-        run(list(argv))
+        outcome = run(list(argv))
     except ConfigError as e:
         named = [Problem(f"{p.field} ({o})" if (o := option_of(p.field)) else p.field,
                          p.value, p.rule) for p in e.problems]
         sys.exit(f"error: {ConfigError(named, e.source)}")
     except SpiketuneError as e:
         sys.exit(f"error: {e}")
+    failure = outcome.failure() if isinstance(outcome, ExperimentResults) else None
+    if failure is not None:
+        sys.exit(f"error: {failure}")
