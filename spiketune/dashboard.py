@@ -235,6 +235,9 @@ def _application(store: StudyStore, directory: Path | None) -> _App:
         if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
             return _respond(start_response, "405 Method Not Allowed", "application/json",
                             '{"reason": "this dashboard is read-only"}')
+        # optuna-dashboard reads this header unguarded (a 500 for its script bundle when a
+        # client such as curl or a proxy sends none); none means: no encoding.
+        environ.setdefault("HTTP_ACCEPT_ENCODING", "identity")
         return dashboard(environ, start_response)
 
     return app

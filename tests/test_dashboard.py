@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -76,6 +77,14 @@ def test_dashboard_shows_one_experiment_read_only(exp_root: Path, trial_script) 
         log = _get(dash.logs_url + f"{best.number}/stdout").decode()
         assert log.startswith("training with") and str(best.parameters["x"]) in log
         assert b"/logs/3/stderr" in _get(dash.logs_url)
+        # A client that sends no Accept-Encoding (curl, a proxy) gets the page's script too.
+        host = urllib.parse.urlsplit(dash.url)
+        conn = http.client.HTTPConnection(host.hostname, host.port, timeout=30)
+        conn.putrequest("GET", "/static/bundle.js", skip_accept_encoding=True)
+        conn.endheaders()
+        bundle = conn.getresponse()
+        assert bundle.status == 200 and len(bundle.read()) > 1000
+        conn.close()
         with pytest.raises(urllib.error.HTTPError) as missing:
             _get(dash.logs_url + "99/stdout")
         assert missing.value.code == 404

@@ -247,3 +247,38 @@ def test_checks_recorded_at_once_are_all_kept(tmp_path: Path,
         w.join()
     records = export_module.load_export_checks(tmp_path)
     assert sorted(Path(r["file"]).name for r in records) == [f"{i}.nir" for i in range(6)]
+
+
+def test_an_export_replaces_an_earlier_export_and_nothing_else(tmp_path: Path) -> None:
+    """``-o`` onto the experiment's own checkpoint, or onto a user's file, used to replace it
+    with the export: the trained model or the file was lost. Only a NIR file is replaced."""
+    exp = _experiment(tmp_path)
+    checkpoint = exp / "best_model" / "best_model.pt"
+    before = checkpoint.read_bytes()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    for target in (checkpoint, notes):
+        result = CliRunner().invoke(app, ["export-model", str(exp), "-o", str(target)])
+        assert result.exit_code == 1, result.output
+        assert "exists and is not a NIR file" in result.output and "wrote" not in result.output
+    assert checkpoint.read_bytes() == before and notes.read_text() == "mine"
+    again = tmp_path / "g.nir"
+    for _ in range(2):  # exporting again replaces the earlier export
+        result = CliRunner().invoke(app, ["export-model", str(exp), "-o", str(again)])
+        assert result.exit_code == 0, result.output
+    assert read(again).nodes
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--dt", "0", "must be a number of seconds > 0 (got 0)"),
+    ("--dt", "nan", "must be a number of seconds > 0 (got nan)"),
+    ("--approximate", "bogus", "'bogus': not one of adaptation"),
+])
+def test_a_bad_option_value_is_a_usage_error(tmp_path: Path, option: str, value: str,
+                                             message: str) -> None:
+    exp = _experiment(tmp_path)
+    result = CliRunner().invoke(app, ["export-model", str(exp), "-o", str(tmp_path / "g.nir"),
+                                      option, value])
+    assert result.exit_code == 2, result.output
+    assert option in result.output and message in " ".join(result.output.split())
+    assert not (tmp_path / "g.nir").exists()

@@ -52,6 +52,40 @@ def test_template_files_and_search_space(tmp_path: Path) -> None:
     assert set(FACTORS) == set(train_hpo.FACTORS)
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["--hidden", "0"], "--hidden 0: must be >= 1"),
+    (["--dt", "-0.01"], "--dt -0.01: must be a number of seconds > 0"),
+    (["--dt", "nan"], "--dt nan: must be a number of seconds > 0"),
+    (["DIR"], "is a directory"),
+    (["NOTES"], "exists and is not a NIR file"),
+])
+def test_make_graph_refuses_bad_values_with_the_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str,
+) -> None:
+    make_graph = _make_graph(tmp_path)
+    (tmp_path / "DIR").mkdir()
+    notes = tmp_path / "NOTES"
+    notes.write_text("mine")
+    where = {"DIR": str(tmp_path / "DIR"), "NOTES": str(notes)}
+    argv = [where.get(a, a) for a in args]
+    if argv[0].startswith("--"):
+        argv = [str(tmp_path / "g.nir"), *argv]
+    with pytest.raises(SystemExit) as info:
+        make_graph.main(argv)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert notes.read_text() == "mine" and not (tmp_path / "g.nir").exists()
+    make_graph.main([str(tmp_path / "g.nir")])  # a new name: written, and again replaced
+    make_graph.main([str(tmp_path / "g.nir"), "--hidden", "8"])
+    assert spiketune.nir.to_network(tmp_path / "g.nir").config.n_rec == 8
+
+
+def _make_graph(tmp_path: Path) -> Any:
+    project = tmp_path / "project"
+    init_project(project, TEMPLATE)
+    return _load("make_graph", project)
+
+
 @pytest.mark.slow
 def test_smoke_run_fine_tunes_the_cuba_lif_graph(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

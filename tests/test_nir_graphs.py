@@ -237,3 +237,46 @@ def test_to_network_refuses_what_spiketune_has_no_counterpart_for() -> None:
         to_network(g)
     with pytest.raises(ExportError, match="input -> Linear -> hidden"):
         to_network(CASES["LI"][0], dt=DT)
+
+
+def test_a_step_that_is_not_a_number_of_seconds_above_zero_is_refused() -> None:
+    """simulate refuses what to_network and export refuse: a zero, negative or NaN step (given,
+    or written in the graph) would run and give output without meaning."""
+    graph = CASES["LI"][0]
+    for dt in (0.0, -0.01, float("nan"), float("inf")):
+        with pytest.raises(ExportError, match="the integration step must be a number of "
+                                              "seconds > 0"):
+            simulate(graph, np.zeros((1, 2, 1)), dt=dt)
+    written = to_graph(_net("zero"))
+    written.metadata = {"dt": -0.01}
+    for run in (lambda: simulate(written, np.zeros((1, 2, 5))), lambda: to_network(written)):
+        with pytest.raises(ExportError, match=r"dt=-0\.01"):
+            run()
+
+
+def test_weights_that_do_not_fit_their_layers_are_refused_by_node() -> None:
+    """A graph edited by hand: weights cut to fewer rows than the readout has neurons, or fewer
+    columns than the input has channels, or holding NaN. simulate and to_network name the node
+    and the sizes, where simulate used to fail inside NumPy and to_network to cut the readout
+    down silently."""
+    x = np.zeros((2, 5, 5))
+    cut = to_graph(_net("zero"))
+    cut.nodes["w_out"].weight = cut.nodes["w_out"].weight[:3]
+    cut.nodes["w_out"].bias = cut.nodes["w_out"].bias[:3]
+    with pytest.raises(ExportError, match=r"edge 'w_out' -> 'readout': 'w_out' puts out 3 "
+                                          r"values and 'readout' takes 4"):
+        simulate(cut, x)
+    with pytest.raises(ExportError, match=r"node 'w_out': puts out 3 values, but 'readout' has "
+                                          r"4 neurons"):
+        to_network(cut)
+    narrow = to_graph(_net("zero"))
+    narrow.nodes["w_in"].weight = narrow.nodes["w_in"].weight[:, :3]
+    with pytest.raises(ExportError, match=r"x has 5 channels, but node 'w_in', which the input "
+                                          r"feeds, takes 3: x must be \(batch, steps, 3\)"):
+        simulate(narrow, x)
+    with pytest.raises(ExportError, match=r"x has 12 channels.*takes 5"):
+        simulate(to_graph(_net("zero")), np.zeros((2, 5, 12)))
+    bad = to_graph(_net("zero"))
+    bad.nodes["w_in"].weight[0, 0] = np.nan
+    with pytest.raises(ExportError, match="node 'w_in': its weights hold non-finite values"):
+        to_network(bad)

@@ -34,7 +34,7 @@ import torch
 
 from spiketune.errors import ExportError
 from spiketune.nir._profiles import NEVER_FIRES
-from spiketune.nir._read import read
+from spiketune.nir._read import graph_step, read
 from spiketune.snn import RecurrentSNN, SNNConfig
 
 __all__ = ["to_network"]
@@ -67,7 +67,7 @@ def to_network(
     """
     if not isinstance(graph, nir.NIRGraph):
         graph = read(graph)
-    step = _step(graph, dt)
+    step = graph_step(graph, dt)
     chain = _chain(graph)
     names = [name for name, _ in chain]
     kinds = [type(node).__name__ for _, node in chain]
@@ -90,6 +90,8 @@ def to_network(
         if isinstance(w_out_node, nir.Affine)
         else None
     )
+    _check_weights(names, w_in, hidden.w_rec, w_out, b_out,
+                   hidden=_neuron_count(hidden_node), readout=_neuron_count(readout_node))
     cfg = SNNConfig(
         **{
             **config,
@@ -120,19 +122,46 @@ def to_network(
     return net
 
 
-def _step(graph: nir.NIRGraph, dt: float | None) -> float:
-    if dt is None:
-        value = (graph.metadata or {}).get("dt")
-        if value is None:
-            raise ExportError(
-                "the graph's metadata has no 'dt' (the integration step its time constants "
-                "are read against): pass dt=<seconds>, e.g. dt=1e-4 for a graph made for "
-                "snnTorch, dt=1e-3 for Norse's default"
-            )
-        dt = float(np.asarray(value))
-    if not (isinstance(dt, int | float) and np.isfinite(dt) and dt > 0):
-        raise ExportError(f"dt={dt!r}: the integration step must be a number of seconds > 0")
-    return float(dt)
+def _neuron_count(node: Any) -> int | None:
+    """The neurons of a layer node (a subgraph: of its neuron node), by its per-neuron
+    parameters; None where they are one value for all."""
+    if isinstance(node, nir.NIRGraph):
+        inner = [v for v in node.nodes.values() if hasattr(v, "r")]
+        if not inner:
+            return None
+        node = inner[0]
+    size = np.asarray(node.r).size
+    return size if size > 1 else None
+
+
+def _check_weights(names: list[str], w_in: np.ndarray, w_rec: np.ndarray | None,
+                   w_out: np.ndarray, b_out: np.ndarray | None, *, hidden: int | None,
+                   readout: int | None) -> None:
+    """The weights fit the layers they join and hold numbers: a graph edited by hand must be
+    refused, naming the node, rather than read into a network that is not the graph (a
+    readout cut to the rows of its weights) or that computes NaN."""
+    n_rec, n_out = w_in.shape[0], w_out.shape[0]
+    checks = [
+        (names[1], hidden is None or n_rec == hidden,
+         f"puts out {n_rec} values, but {names[2]!r} has {hidden} neurons"),
+        (names[2], w_rec is None or w_rec.shape == (n_rec, n_rec),
+         f"recurrent weights of shape {None if w_rec is None else list(w_rec.shape)}; "
+         f"{n_rec} neurons need [{n_rec}, {n_rec}]"),
+        (names[3], w_out.shape[1] == n_rec,
+         f"takes {w_out.shape[1]} values, but {names[2]!r} puts out {n_rec}"),
+        (names[3], readout is None or n_out == readout,
+         f"puts out {n_out} values, but {names[4]!r} has {readout} neurons"),
+        (names[3], b_out is None or b_out.size == n_out,
+         f"a bias of {None if b_out is None else b_out.size} values for {n_out} outputs"),
+    ]
+    for name, fits, problem in checks:
+        if not fits:
+            raise ExportError(f"node {name!r}: {problem}")
+    for name, weights in ((names[1], w_in), (names[2], w_rec), (names[3], w_out),
+                          (names[3], b_out)):
+        if weights is not None and not np.all(np.isfinite(weights)):
+            raise ExportError(f"node {name!r}: its weights hold non-finite values (NaN or "
+                              "infinity)")
 
 
 def _chain(graph: nir.NIRGraph) -> list[tuple[str, Any]]:

@@ -8,10 +8,11 @@ import warnings
 from pathlib import Path
 
 import nir
+import numpy as np
 
 from spiketune.errors import ExportError
 
-__all__ = ["GraphTypeWarning", "read"]
+__all__ = ["GraphTypeWarning", "graph_step", "read"]
 
 
 class GraphTypeWarning(UserWarning):
@@ -56,3 +57,26 @@ def read(path: str | os.PathLike[str]) -> nir.NIRGraph:
         stacklevel=2,
     )
     return graph
+
+
+def graph_step(graph: nir.NIRGraph, dt: float | None, what: str = "its time constants") -> float:
+    """The step in seconds that ``graph``'s ``what`` are read against: ``dt`` when given,
+    else the graph's ``metadata["dt"]`` (spiketune's exports write one, most other writers
+    do not); an ExportError when there is none, or when it is not a number of seconds > 0
+    (a zero, negative or NaN step would give a simulation without meaning, not an error)."""
+    if dt is None:
+        value = (graph.metadata or {}).get("dt")
+        if value is None:
+            raise ExportError(
+                f"the graph's metadata has no 'dt' (the integration step {what} are read "
+                "against): pass dt=<seconds>, e.g. dt=1e-4 for a graph made for snnTorch, "
+                "dt=1e-3 for Norse's default"
+            )
+        try:
+            dt = float(np.asarray(value))
+        except (TypeError, ValueError):
+            raise ExportError(f"the graph's metadata 'dt' = {value!r} is not a number of "
+                              "seconds") from None
+    if not (isinstance(dt, int | float) and np.isfinite(dt) and dt > 0):
+        raise ExportError(f"dt={dt!r}: the integration step must be a number of seconds > 0")
+    return float(dt)

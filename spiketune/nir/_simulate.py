@@ -21,7 +21,7 @@ import numpy as np
 from torch import Tensor
 
 from spiketune.errors import ExportError
-from spiketune.nir._read import read
+from spiketune.nir._read import graph_step, read
 
 __all__ = ["Simulation", "simulate"]
 
@@ -67,7 +67,7 @@ def simulate(
     """
     if not isinstance(graph, nir.NIRGraph):
         graph = read(graph)
-    step = _graph_dt(graph) if dt is None else float(dt)
+    step = graph_step(graph, dt, what="the graph's time constants")
     nodes, edges = _flatten(graph, "")
     inputs = [k for k, v in nodes.items() if isinstance(v, nir.Input)]
     outputs = [k for k, v in nodes.items() if isinstance(v, nir.Output)]
@@ -90,8 +90,9 @@ def simulate(
     xs = np.asarray(x.detach().cpu().numpy() if isinstance(x, Tensor) else x, dtype=np.float64)
     if xs.ndim != 3:
         raise ExportError(f"x must be (batch, steps, channels), got shape {xs.shape}")
-    batch, n_steps, _ = xs.shape
+    batch, n_steps, channels = xs.shape
     sims = {k: _Sim.of(nodes[k], step, batch) for k in order}
+    _check_sizes(nodes, edges, sims, inputs[0], channels)
     out_now = {k: np.zeros((batch, sims[k].size)) for k in order}
     traces: dict[str, np.ndarray] = {}
     for k in record_state:
@@ -125,16 +126,28 @@ def simulate(
     )
 
 
-def _graph_dt(graph: nir.NIRGraph) -> float:
-    meta = getattr(graph, "metadata", None) or {}
-    value = meta.get("dt")
-    if value is None:
-        raise ExportError(
-            "the graph's metadata has no 'dt' (the integration step; spiketune's exports "
-            "write one, most other writers do not): pass dt=<seconds>, e.g. dt=1e-4 for a "
-            "graph made for snnTorch, dt=1e-3 for Norse's default"
-        )
-    return float(np.asarray(value))
+def _check_sizes(nodes: Mapping[str, Any], edges: list[tuple[str, str]],
+                 sims: Mapping[str, _Sim], start: str, channels: int) -> None:
+    """Every edge joins a node to one that takes as many values as it puts out, and the input
+    has as many channels as the nodes it feeds take: an ExportError naming the nodes and
+    sizes (a graph edited by hand, or input of another encoding), not NumPy's broadcast
+    error in the middle of the run. Input and Output nodes (a subgraph's too) pass on what
+    they get, whatever type is written on them (some writers get those wrong, see
+    :class:`spiketune.nir.GraphTypeWarning`), so only the nodes around them are compared."""
+    passing = {k for k, v in nodes.items()
+               if isinstance(v, nir.Input | nir.Output) or (isinstance(v, tuple) and v[0] == _PASS)}
+    for src, dst in edges:
+        if dst in passing:
+            continue
+        if src == start:
+            if channels != sims[dst].takes:
+                raise ExportError(
+                    f"x has {channels} channels, but node {dst!r}, which the input feeds, "
+                    f"takes {sims[dst].takes}: x must be (batch, steps, {sims[dst].takes})")
+        elif src not in passing and sims[src].size != sims[dst].takes:
+            raise ExportError(
+                f"edge {src!r} -> {dst!r}: {src!r} puts out {sims[src].size} values and "
+                f"{dst!r} takes {sims[dst].takes}; the graph's nodes do not fit together")
 
 
 def _flatten(graph: nir.NIRGraph, prefix: str) -> tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -205,8 +218,10 @@ class _Sim:
         size: int,
         update: Callable[[Any], np.ndarray],
         state: Callable[[], dict[str, np.ndarray]] | None = None,
+        takes: int | None = None,
     ) -> None:
-        self.size = size
+        self.size = size  # values it puts out per sample
+        self.takes = size if takes is None else takes  # values it takes in per sample
         self.step = update
         self.state = state
 
@@ -249,7 +264,8 @@ def _sim_io(node: Any, dt: float, batch: int) -> _Sim:
 def _sim_linear(node: Any, dt: float, batch: int) -> _Sim:
     w = _f(node.weight)
     b = _f(node.bias) if isinstance(node, nir.Affine) else 0.0
-    return _Sim(w.shape[0], lambda i: np.broadcast_to(i, (batch, w.shape[1])) @ w.T + b)
+    return _Sim(w.shape[0], lambda i: np.broadcast_to(i, (batch, w.shape[1])) @ w.T + b,
+                takes=w.shape[1])
 
 
 def _sim_scale(node: Any, dt: float, batch: int) -> _Sim:

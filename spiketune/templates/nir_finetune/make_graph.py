@@ -13,9 +13,11 @@ constants and thresholds it reads from the graph. Any other NIR file of this sha
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 import spiketune.nir
+from spiketune import SpiketuneError
 from spiketune.snn import RecurrentSNN, SNNConfig
 
 
@@ -33,10 +35,28 @@ def build_graph(
     return spiketune.nir.export(RecurrentSNN(config, seed=seed), path)
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> None:
+    """The command: bad values and a path that is not a new or NIR file end it with the
+    reason (exit code 2), not a traceback; a file that is not NIR is never replaced."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("path", nargs="?", default="braille_cuba.nir")
     p.add_argument("--hidden", type=int, default=40, help="recurrent neurons (paper: 38-63)")
     p.add_argument("--dt", type=float, default=0.01, help="step, seconds (the bin size)")
-    args = p.parse_args()
-    print(build_graph(args.path, hidden=args.hidden, dt=args.dt))
+    args = p.parse_args(argv)
+    if args.hidden < 1:
+        p.error(f"--hidden {args.hidden}: must be >= 1")
+    if not (math.isfinite(args.dt) and args.dt > 0):
+        p.error(f"--dt {args.dt}: must be a number of seconds > 0")
+    path = Path(args.path)
+    if path.is_dir():
+        p.error(f"{path}: is a directory; give the name of the NIR file to write")
+    if path.is_file() and path.read_bytes()[:8] != b"\x89HDF\r\n\x1a\n":
+        p.error(f"{path}: exists and is not a NIR file; give another name")
+    try:
+        print(build_graph(path, hidden=args.hidden, dt=args.dt))
+    except SpiketuneError as e:
+        p.error(str(e))
+
+
+if __name__ == "__main__":
+    main()
