@@ -160,20 +160,9 @@ def _password_file(path: Path | None) -> None:
 
 
 def _writable_root(root: Path) -> None:
-    """The experiments root a new experiment goes into: a directory this process may write
-    (created if missing), else a :class:`StorageError` that says which and how to choose
-    another."""
-    how = "choose another with --experiment-dir, $SPIKETUNE_EXPERIMENTS or experiment_dir"
-    root = root.expanduser()
-    if root.exists() and not root.is_dir():
-        raise StorageError(f"the experiments root {root} is not a directory; {how}")
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise StorageError(f"the experiments root {root} cannot be created "
-                           f"({e.strerror or e}); {how}") from None
-    if not os.access(root, os.W_OK | os.X_OK):
-        raise StorageError(f"the experiments root {root} is not writable; {how}")
+    from spiketune.engine.storage._paths import writable_root
+
+    writable_root(root)
 
 
 def _output_path(path: Path, option: str, *, directory: bool = False) -> Path:

@@ -367,6 +367,40 @@ def test_stop_reaches_local_jobs_through_the_storage(tmp_path: Path, trial_scrip
     assert set(job_states(read_jobs(directory)).values()) == {"FINISHED"}
 
 
+def test_a_refused_submission_registers_nothing_and_starts_no_job(
+    tmp_path: Path, trial_script, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two local workers of 1 GPU each on a machine with one, or an experiments root that is
+    a file: refused before the experiment is registered or any job starts (the GPU check
+    used to come after the first job had started, which then ran unrecorded)."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    cfg = _config(tmp_path, trial_script(TRIAL), max_trials=2)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    with pytest.raises(ConfigError, match=r"2 local workers x 1 GPUs = 2 GPUs, and this "
+                                          r"machine has 1 \(CUDA_VISIBLE_DEVICES='0'\)"):
+        submit(cfg, SlurmLauncher(executor="local", options={"gpus_per_worker": 1}),
+               workers=2, storage=storage)
+    (tmp_path / "experiments").rmdir()
+    (tmp_path / "experiments").write_text("a file")
+    with pytest.raises(StorageError, match=r"the experiments root .* is not a directory"):
+        submit(cfg, SlurmLauncher(executor="local"), workers=1, storage=storage)
+    assert not (tmp_path / "study.db").exists()
+
+
+@pytest.mark.slow
+def test_a_local_job_whose_every_trial_failed_is_failed(tmp_path: Path, trial_script) -> None:
+    """A worker job whose experiment got no result ends as `spiketune worker` does (exit 1):
+    submitit records an error, and `ls` shows the job FAILED, not FINISHED."""
+    code = trial_script("raise SystemExit('no data here')")
+    cfg = _config(tmp_path, code, max_trials=2)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    launched = submit(cfg, SlurmLauncher(executor="local"), workers=1, storage=storage)
+    directory = tmp_path / "experiments" / str(launched.experiment_id)
+    assert set(_wait_jobs_ended(directory, 120).values()) == {"FAILED"}
+    listed = CliRunner().invoke(app, ["ls", "--root", str(tmp_path / "experiments")])
+    assert "FAILED" in listed.output and "FINISHED" not in listed.output, listed.output
+
+
 def test_a_job_that_outlives_the_grace_period_is_cancelled(tmp_path: Path, exp_root: Path,
                                                            monkeypatch) -> None:
     """A local job still running after --grace gets SIGTERM (as scancel sends), even when

@@ -125,8 +125,19 @@ def _local_state(job: JobRecord) -> str:
         return "UNKNOWN"
     if process_alive(int(job.id), job.start_time):
         return "RUNNING"
-    return "FINISHED" if JobPaths(job.folder, job.id, 0).result_pickle.exists() \
-        else "INTERRUPTED"
+    result = JobPaths(job.folder, job.id, 0).result_pickle
+    if not result.exists():
+        return "INTERRUPTED"
+    # submitit's result: ("success", what the worker returned) or ("error", the traceback),
+    # read through the allow-list of plain data (never a bare pickle.load)
+    from spiketune.data._safe_pickle import safe_load
+    from spiketune.errors import DataError
+
+    try:
+        outcome = safe_load(result, allow_pandas=False)
+    except (DataError, OSError):
+        return "UNKNOWN"
+    return "FAILED" if isinstance(outcome, tuple) and outcome[:1] == ("error",) else "FINISHED"
 
 
 def _slurm_states(jobs: Sequence[JobRecord]) -> dict[str, str]:

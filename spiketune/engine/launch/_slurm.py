@@ -125,6 +125,18 @@ class SlurmLauncher(Launcher):
         """The base's storage rules; for SLURM, submitit installed and SLURM here (before
         the experiment is registered, so that a refusal leaves nothing behind)."""
         super().check(spec)
+        if self.executor == "local" and self.gpus_per_worker:
+            # every job's GPUs are there, before any job starts: a refusal half-way would
+            # leave jobs running that nothing records
+            from spiketune.engine.experiment import _gpus_found
+
+            found, where = _gpus_found()
+            need = self.gpus_per_worker * spec.workers
+            if len(found) < need:
+                raise ConfigError(Problem(
+                    "--gpus-per-worker", self.gpus_per_worker,
+                    f"{spec.workers} local workers x {self.gpus_per_worker} GPUs = {need} "
+                    f"GPUs, and this machine has {len(found)} ({where})"))
         submitit = _submitit()
         if self.executor == "slurm" and submitit.SlurmExecutor.affinity() <= 0:
             raise LaunchError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from spiketune.engine.launch._base import Launched, Launcher, WorkerSpec
+from spiketune.engine.storage._paths import default_root, writable_root
 from spiketune.errors import ConfigError, Problem
 
 __all__ = ["submit"]
@@ -26,5 +27,6 @@ def submit(config: str | Path, launcher: Launcher, *, workers: int,
         raise ConfigError(Problem("storage", None, "workers need a database that every "
                                   "worker reaches: --storage URL, or storage in the config"))
     spec = WorkerSpec(config_path=path, config=cfg, storage=url, workers=workers)
+    writable_root(cfg.experiment_dir or default_root())  # before anything is registered
     launcher.check(spec)
     return launcher.launch(spec)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from spiketune.errors import LaunchError
+
 if TYPE_CHECKING:
     from spiketune.engine.config import ExperimentConfig
     from spiketune.engine.experiment import Experiment
@@ -107,5 +109,8 @@ class WorkerTask:
         exp = join_worker(self.config, storage=self.storage, experiment=self.experiment,
                           gpus=self.gpus, submitted=self.submitted)
         results = exp.run()
+        failure = results.failure()
+        if failure is not None:  # the job fails, as `spiketune worker` exits 1
+            raise LaunchError(f"{exp.id}: {failure}")
         return (f"{exp.id}: {exp.status}, {len(results.records)} trials, "
                 f"{results.count(Outcome.COMPLETE)} complete")

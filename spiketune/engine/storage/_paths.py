@@ -33,6 +33,24 @@ def default_root() -> Path:
     return Path(env).expanduser() if env else Path.home() / "spiketune-experiments"
 
 
+def writable_root(root: Path) -> None:
+    """The experiments root a new experiment goes into: a directory this process may write
+    (created if missing), else a :class:`StorageError` that says which and how to choose
+    another. Checked before an experiment is registered anywhere, so that a refusal leaves
+    nothing behind."""
+    how = "choose another with --experiment-dir, $SPIKETUNE_EXPERIMENTS or experiment_dir"
+    root = root.expanduser()
+    if root.exists() and not root.is_dir():
+        raise StorageError(f"the experiments root {root} is not a directory; {how}")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StorageError(f"the experiments root {root} cannot be created "
+                           f"({e.strerror or e}); {how}") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise StorageError(f"the experiments root {root} is not writable; {how}")
+
+
 @dataclass(frozen=True)
 class ExperimentPaths:
     """The files of one experiment directory."""
