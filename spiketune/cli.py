@@ -32,6 +32,7 @@ from spiketune.errors import (
     ConfigError,
     DataError,
     ExportError,
+    Problem,
     SpiketuneError,
     StorageError,
 )
@@ -293,8 +294,24 @@ def worker(
     # starting up (seconds, on a loaded machine) must reach it too.
     started = datetime.now().astimezone().isoformat()
     _password_file(password_file)
-    cfg = worker_config(load_config(config), concurrency=concurrency, gpus=gpus,
-                        experiment_dir=experiment_dir)
+    from spiketune.engine.experiment import check_submitted
+
+    loaded = load_config(config)  # the file's own problems: exit 1, as for run
+    options = {"concurrency": "--concurrency", "gpus": "--gpus",
+               "experiment_dir": "--experiment-dir", "submitted": "--submitted"}
+    try:  # the options' values: usage errors (exit 2) that name the option
+        if submitted is not None:
+            check_submitted(submitted)
+        cfg = worker_config(loaded, concurrency=concurrency, gpus=gpus,
+                            experiment_dir=experiment_dir)
+    except ConfigError as e:
+        first = options.get(e.problems[0].field, e.problems[0].field)
+        if len(e.problems) == 1:  # the option is named by the usage error itself
+            text = f"{e.problems[0].rule} (got {e.problems[0].value!r})"
+        else:
+            text = "\n".join(str(Problem(options.get(p.field, p.field), p.value, p.rule))
+                             for p in e.problems)
+        raise typer.BadParameter(text, param_hint=f"'{first}'") from None
     _writable_root(cfg.experiment_dir or default_root())
     exp = join_worker(cfg, storage=storage, experiment=experiment,
                       submitted=submitted or started)

@@ -77,6 +77,27 @@ def test_usage_errors_exit_2(runner: CliRunner, exp_root: Path) -> None:
     assert usage.exit_code == 2 and "Usage" in usage.output
 
 
+def test_a_workers_bad_option_values_are_usage_errors_naming_the_option(
+    runner: CliRunner, tmp_path: Path, exp_root: Path,
+) -> None:
+    """`worker --gpus abc`, `--submitted yesterday`, `--concurrency 0`: exit 2 with the
+    option named (they used to exit 1 naming the config's field); nothing is created."""
+    cfg = tmp_path / "worker.toml"
+    cfg.write_text(f'name = "w"\ntrial_command = "python3 trial.py"\n'
+                   f'storage = "sqlite:///{tmp_path / "study.db"}"\n'
+                   '[search_space]\nx = {_type = "uniform", _value = [0, 1]}\n')
+    for option, value, rule in (
+        ("--gpus", "abc", "must be a list of GPU indices"),
+        ("--submitted", "yesterday", "an ISO date and time"),
+        ("--concurrency", "0", "must be >= 1 (got 0)"),
+    ):
+        result = runner.invoke(app, ["worker", str(cfg), option, value])
+        assert result.exit_code == 2, result.output
+        text = " ".join(result.output.split())
+        assert f"Invalid value for '{option}': {rule}" in text, text
+    assert not (tmp_path / "study.db").exists() and not any(exp_root.iterdir())
+
+
 def test_config_errors_are_clean(runner: CliRunner, tmp_path: Path, exp_root: Path) -> None:
     bad = tmp_path / "config.yml"
     bad.write_text(

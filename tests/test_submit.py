@@ -380,11 +380,27 @@ def test_a_refused_submission_registers_nothing_and_starts_no_job(
                                           r"machine has 1 \(CUDA_VISIBLE_DEVICES='0'\)"):
         submit(cfg, SlurmLauncher(executor="local", options={"gpus_per_worker": 1}),
                workers=2, storage=storage)
-    (tmp_path / "experiments").rmdir()
+    assert not (tmp_path / "experiments").exists()
     (tmp_path / "experiments").write_text("a file")
     with pytest.raises(StorageError, match=r"the experiments root .* is not a directory"):
         submit(cfg, SlurmLauncher(executor="local"), workers=1, storage=storage)
     assert not (tmp_path / "study.db").exists()
+
+
+def test_submitting_workers_to_an_experiment_whose_budget_is_spent_is_refused(
+    tmp_path: Path, trial_script, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its jobs would end at once (on SLURM, after waiting in the queue for nothing)."""
+    monkeypatch.setenv("TRIAL_SLEEP", "0.01")
+    cfg = _config(tmp_path, trial_script(TRIAL), max_trials=2)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    from spiketune.engine.launch._worker import join_worker
+
+    join_worker(cfg, storage=storage).run()
+    with pytest.raises(LaunchError, match=r"has used its budget \(max_trials 2, every one "
+                                          r"started and finished\).*Raise max_trials"):
+        submit(cfg, SlurmLauncher(executor="local"), workers=1, storage=storage)
+    assert not list((tmp_path / "experiments").glob("*/jobs.json"))
 
 
 @pytest.mark.slow
@@ -595,7 +611,7 @@ def test_a_submission_time_is_checked_and_read_as_local_time(tmp_path: Path) -> 
     assert not (tmp_path / "study.db").exists()
     cli = CliRunner().invoke(app, ["worker", str(tmp_path / "worker.toml"), "--storage",
                                    f"sqlite:///{tmp_path / 'study.db'}", "--submitted", "soon"])
-    assert cli.exit_code == 1 and "submitted" in cli.output and "ISO" in cli.output
+    assert cli.exit_code == 2 and "--submitted" in cli.output and "ISO" in cli.output
 
 
 def test_of_two_workers_ending_in_one_second_the_later_gives_the_status(tmp_path: Path) -> None:

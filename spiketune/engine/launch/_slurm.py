@@ -316,4 +316,34 @@ def _register(spec: WorkerSpec) -> tuple[str, Path]:
     config = spec.config.model_copy(update={"gpus": None, "require_gpus": False})
     exp = Experiment.join(config, storage=spec.storage)
     exp.close()  # only registered here, never run
+    spent = _budget_spent(spec, exp.id)
+    if spent is not None:
+        raise LaunchError(
+            f"experiment {exp.id} has used its budget ({spent}): its workers would end at "
+            "once. Raise max_trials or max_duration in the config, or give the config "
+            "another name for a new experiment")
     return exp.id, exp.directory
+
+
+def _budget_spent(spec: WorkerSpec, experiment_id: str) -> str | None:
+    """How the experiment (found again by its name) has used its budget, or None while
+    workers have something to do: trials left to start, or trials still running or
+    waiting to be retried."""
+    import optuna
+
+    from spiketune.engine.storage import ATTR_ELAPSED, StudyStore
+
+    budget = spec.config
+    store = StudyStore.open(spec.storage, experiment_id, read_only=True)
+    try:
+        elapsed = float(store.study_attrs().get(ATTR_ELAPSED) or 0.0)
+        if budget.max_duration is not None and elapsed >= budget.max_duration:
+            return f"max_duration {budget.max_duration:g} s, {elapsed:.0f} s run"
+        if budget.max_trials is None or store.claims_used() < budget.max_trials:
+            return None
+        unfinished = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)
+        if any(t.state in unfinished for t in store.trials()):
+            return None
+        return f"max_trials {budget.max_trials}, every one started and finished"
+    finally:
+        store.close()

@@ -27,6 +27,6 @@ def submit(config: str | Path, launcher: Launcher, *, workers: int,
         raise ConfigError(Problem("storage", None, "workers need a database that every "
                                   "worker reaches: --storage URL, or storage in the config"))
     spec = WorkerSpec(config_path=path, config=cfg, storage=url, workers=workers)
-    writable_root(cfg.experiment_dir or default_root())  # before anything is registered
     launcher.check(spec)
+    writable_root(cfg.experiment_dir or default_root())  # before anything is registered
     return launcher.launch(spec)
