@@ -481,7 +481,7 @@ def stop(
         grace_s = float(grace) if grace.strip().replace(".", "", 1).isdigit() \
             else parse_duration(grace) or 0.0
     except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="'--grace'") from None
+        raise typer.BadParameter(f"{e} (got {grace!r})", param_hint="'--grace'") from None
     _password_file(password_file)
     try:
         directory = _find(experiment, root)

@@ -70,6 +70,8 @@ def test_usage_errors_exit_2(runner: CliRunner, exp_root: Path) -> None:
     for option, value in (("--wait", "-1"), ("--wait", "nan")):
         out = runner.invoke(app, ["stop", "x", option, value])
         assert out.exit_code == 2 and "Invalid value for '--wait'" in out.output
+    grace = runner.invoke(app, ["stop", "x", "--grace", "bogus"])
+    assert grace.exit_code == 2 and "(got 'bogus')" in grace.output
     for value in ("99999", "-1"):
         out = runner.invoke(app, ["view", "x", "--port", value])
         assert out.exit_code == 2 and "Invalid value for '--port'" in out.output

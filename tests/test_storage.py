@@ -314,6 +314,19 @@ def test_opening_errors_name_the_study(storage_url: str) -> None:
     assert "interrupted" not in str(info.value)  # the database holds another study
 
 
+def test_a_sqlite_database_in_a_directory_that_does_not_exist_is_named(tmp_path: Path) -> None:
+    """As a journal's: the directory, not the driver's 'unable to open database file'."""
+    for parent, what in ((tmp_path / "nodir", "does not exist"),
+                         (tmp_path / "afile", "is not a directory")):
+        if what == "is not a directory":
+            parent.write_text("a file")
+        url = f"sqlite:///{parent / 'study.db'}"
+        with pytest.raises(StorageError, match=f"its directory {parent} {what}"):
+            StudyStore.open(url, "s", create=True)
+        with pytest.raises(StorageError, match=f"its directory {parent} {what}"):
+            StudyStore.join_or_create(url, "s", "s-1", direction="maximize", attrs={})
+
+
 def test_a_database_of_no_study_says_its_creation_was_interrupted(tmp_path: Path) -> None:
     """Killed between its tables and its study (a ``spiketune run`` cut short at its start):
     resuming it says what happened and what to do, not only that the study is missing."""

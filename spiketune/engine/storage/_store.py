@@ -239,6 +239,10 @@ def _open_rdb(url: str, *, create: bool = False,
         problem = study_file_problem(path)
         if problem is not None:
             raise StorageError(f"the study database {path} is {problem}")
+    if path is not None and create and not path.parent.is_dir():
+        what = "is not a directory" if path.parent.exists() else "does not exist"
+        raise StorageError(f"the study database {path} cannot be created: its directory "
+                           f"{path.parent} {what}")
     full = with_driver(resolve_url(url))
     kwargs: dict[str, Any] = {}
     if path is not None:
