@@ -230,7 +230,7 @@ def test_slurm_submission_script_ids_states_and_stop(postgres_server, tmp_path: 
     assert (fake_slurm / "cancelled.txt").read_text().split() == ["4242_0", "4242_1"]
 
 
-def test_cancel_waits_the_grace_period_for_running_jobs(monkeypatch) -> None:
+def test_cancel_waits_the_grace_period_for_running_jobs(monkeypatch, fake_slurm: Path) -> None:
     """Pending: cancelled at once; running: cancelled only once the grace period is over,
     unless it ends first; ended: left alone."""
     import spiketune.engine.launch._jobs as jobs_module
@@ -255,6 +255,22 @@ def test_cancel_waits_the_grace_period_for_running_jobs(monkeypatch) -> None:
     assert sorted(done.ended) == ["e", "r1"]
     assert cancelled == ["p", "r2"]
     assert now["t"] >= 110.0  # r2 had its whole grace period
+
+
+def test_slurm_jobs_off_the_cluster_are_named_at_once_not_waited_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without sacct and scancel on PATH, `stop` used to print a warning a second for its
+    whole grace period and then fail on scancel; `ls` shows the jobs UNKNOWN."""
+    monkeypatch.setenv("PATH", str(tmp_path))  # no SLURM commands here
+    job = JobRecord(id="7_0", executor="slurm", folder=str(tmp_path), submitted="", host="h")
+    asked: list[int] = []
+    with pytest.raises(LaunchError, match="sacct and scancel not on PATH"):
+        cancel_jobs([job], 60.0, states=lambda left: asked.append(1) or {})
+    assert not asked  # said before any wait on states that cannot be read
+    assert job_states([job]) == {"7_0": "UNKNOWN"}
+    local = JobRecord(id="1", executor="local", folder=str(tmp_path), submitted="", host="h")
+    assert cancel_jobs([local], 0.0).ended == ()  # local jobs need no SLURM
 
 
 # ------------------------------------------------------------------------------ local executor

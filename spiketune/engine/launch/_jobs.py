@@ -22,6 +22,7 @@ to end by itself (its worker ends and records its trials), and cancelled after.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import time
@@ -31,6 +32,7 @@ from datetime import datetime
 from pathlib import Path
 
 from spiketune.engine.storage import read_json, write_json
+from spiketune.errors import LaunchError
 
 __all__ = [
     "JOBS_FILE",
@@ -143,6 +145,8 @@ def _local_state(job: JobRecord) -> str:
 def _slurm_states(jobs: Sequence[JobRecord]) -> dict[str, str]:
     if not jobs:
         return {}
+    if shutil.which("sacct") is None:  # off the cluster: unknown, and no warning per job
+        return {j.id: "UNKNOWN" for j in jobs}
     from submitit import SlurmJob
 
     handles = [SlurmJob(folder=j.folder, job_id=j.id) for j in jobs]
@@ -184,7 +188,17 @@ def cancel_jobs(
 ) -> JobsStopped:
     """Cancel the jobs that are pending now, and those still running ``grace`` seconds after
     ``since`` (a :func:`time.monotonic` reading, default now: the moment the workers were
-    asked to stop); returns which. ``states``, ``clock`` and ``sleep`` are for tests."""
+    asked to stop); returns which. ``states``, ``clock`` and ``sleep`` are for tests.
+
+    SLURM jobs need SLURM's commands here: without ``sacct`` and ``scancel`` (a machine off
+    the cluster) a :class:`LaunchError` says so at once, rather than waiting out ``grace``
+    on states that cannot be read and failing on the first cancel."""
+    missing = [c for c in ("sacct", "scancel") if shutil.which(c) is None]
+    if missing and any(job.executor != "local" for job in jobs):
+        raise LaunchError(
+            f"{' and '.join(missing)} not on PATH: SLURM jobs can be watched and cancelled "
+            "only on a machine of the cluster (the workers were asked to stop through the "
+            "storage; run `spiketune stop` again on a login node to cancel their jobs)")
     deadline = (clock() if since is None else since) + grace
     pending: list[str] = []
     overdue: list[str] = []
