@@ -283,6 +283,36 @@ def test_one_objective_named_by_its_key_is_every_records_value(exp_root: Path,
     assert "cost (objective)" in page  # the best trial's row
 
 
+def test_with_several_named_objectives_the_first_is_every_records_value(
+    exp_root: Path, tmp_path: Path,
+) -> None:
+    """The trial still reports ``default`` (the protocol asks for it), but it is no
+    objective: records, exports, the report and its history show the first objective; an
+    infeasible trial is drawn apart and is never the best so far."""
+    from spiketune import build_report, export_results
+    from spiketune.report._figures import best_so_far
+
+    def trial(p: dict[str, Any]) -> dict[str, Any]:
+        return {"default": 1.0 - p["x"], "acc": p["x"], "cost": 10 * p["x"],
+                "constraints": p["x"] - 0.7}
+
+    results = Experiment(trial=trial, search_space=SPACE, max_trials=6, seed=1,
+                         tuner="Random", constraints=True,
+                         objectives=[{"key": "acc", "direction": "maximize"},
+                                     {"key": "cost", "direction": "minimize"}]).run()
+    assert results.objective_key == "acc"
+    assert all(r.value == r.metrics["acc"] for r in results.records)
+    exported = json.loads(export_results(results, "json"))
+    assert [t["value"] for t in exported["trials"]] == [r.metrics["acc"]
+                                                        for r in results.records]
+    feasible = [r.metrics["acc"] for r in results.records if r.feasible]
+    assert any(r.feasible is False for r in results.records) and feasible
+    assert best_so_far(results)[-1][1] == max(feasible)  # never an infeasible trial's
+    page = build_report(results.directory, tmp_path / "report").index.read_text()
+    assert "objective (acc)" in page and "acc (first objective)" in page
+    assert "objective (default)" not in page and "objective, default" not in page
+
+
 class _Recording(optuna.samplers.RandomSampler):
     """Remembers, before each trial, what the finished trials of its study look like."""
 

@@ -374,6 +374,22 @@ def test_report_of_a_plain_number_experiment(tmp_path: Path) -> None:
         build_report(exp.directory, out_dir=mine)
     assert sorted(p.name for p in mine.iterdir()) == ["index.html"]
     assert "my notes" in (mine / "index.html").read_text()
+    # Without a page, files of the user's own under a report's names are not replaced either;
+    # files of other names are left as they are, beside the report.
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    (figures / "history.png").write_text("my plot")
+    (figures / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match=r"holds history\.png but no report page"):
+        build_report(exp.directory, out_dir=figures)
+    assert (figures / "history.png").read_text() == "my plot"
+    (figures / "history.png").unlink()
+    built = build_report(exp.directory, out_dir=figures)
+    assert (figures / "notes.txt").read_text() == "mine" and built.history is not None
+    # A rebuild drops its own figures that no longer apply (here, a front of another run).
+    (figures / "pareto_front.png").write_bytes(b"an earlier report's front")
+    assert build_report(exp.directory, out_dir=figures).pareto is None
+    assert not (figures / "pareto_front.png").exists() and (figures / "notes.txt").exists()
     ex = exploration(load_results(exp.directory))
     assert [a.name for a in ex.axes] == ["x", "default"]
     assert all(math.isfinite(p) for a in ex.axes for p in a.positions)

@@ -157,9 +157,12 @@ class ExperimentResults:
 
     @property
     def objective_key(self) -> str:
-        """The metric each record's ``value`` is: the one objective's key (``"default"``
-        unless the experiment names another; with several objectives, ``"default"``)."""
-        return self.goals[0][0] if len(self.goals) == 1 else "default"
+        """The metric each record's ``value`` is: the first objective's key (``"default"``
+        unless the experiment names its objectives; with several, the first, whose
+        direction ``optimize_mode`` follows). Never ``"default"`` when objectives are named:
+        a trial still reports ``default`` (the protocol asks for it), but it is then no
+        objective, and reports, exports and histories would show the wrong figure."""
+        return self.goals[0][0]
 
     @property
     def front_goals(self) -> list[tuple[str, str]]:
@@ -288,8 +291,8 @@ def results_from_store(store: StudyStore, directory: Path | None) -> ExperimentR
         (str(o["key"]), str(o["direction"])) for o in config.get(field) or ()
         if isinstance(o, Mapping) and "key" in o and "direction" in o
     ) for field in ("objectives", "tradeoffs"))
-    # One objective named by its key: that metric is each record's value.
-    objective = objectives[0][0] if len(objectives) == 1 else "default"
+    # Objectives named by their keys: the first is each record's value.
+    objective = objectives[0][0] if objectives else "default"
     return ExperimentResults(
         id=store.study_name,
         directory=directory,

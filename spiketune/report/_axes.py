@@ -166,13 +166,17 @@ def best_intermediate(record: TrialRecord, mode: str) -> float | None:
     return max(values) if mode == "maximize" else min(values)
 
 
-def accuracy_axes(metric_keys: Iterable[str]) -> list[tuple[str, str]]:
-    """``(metric key, axis label)`` of the metric axes (see the module docstring)."""
+def accuracy_axes(metric_keys: Iterable[str], objective: str = "default"
+                  ) -> list[tuple[str, str]]:
+    """``(metric key, axis label)`` of the metric axes (see the module docstring).
+    ``objective``: the experiment's (first) objective key; when it is not ``default``, the
+    trial's ``default`` is no validation accuracy of the search, and is labelled as itself."""
     keys = list(dict.fromkeys(metric_keys))
-    if "train" in keys or "test" in keys:
+    if objective == "default" and ("train" in keys or "test" in keys):
         return [(k, label) for k, label in ACCURACY_AXES.items() if k in keys]
-    ordered = (["default"] if "default" in keys else []) + [k for k in keys if k != "default"]
-    return [(k, "objective" if k == "default" else k) for k in ordered]
+    ordered = ([objective] if objective in keys else []) + [k for k in keys if k != objective]
+    return [(k, k if k != objective else "objective" if k == "default" else f"{k} (objective)")
+            for k in ordered]
 
 
 # ------------------------------------------------------------------------------ axes
@@ -188,16 +192,23 @@ def exploration(
         for name in names
     ]
     seen = list(dict.fromkeys(k for line in lines for k in line.metrics))
+    objective = results.objective_key
     if metric_keys is None:
-        chosen = accuracy_axes(seen)
+        chosen = accuracy_axes(seen, objective)
     else:
         chosen = [(k, ACCURACY_AXES.get(k, k)) for k in metric_keys]
     for key, label in chosen:
         values = [line.metrics.get(key) for line in lines]
         axes.append(_numeric_axis(key, label, "metric", values, log=False))
-    color_key = "test" if "test" in seen else ("default" if "default" in seen else None)
+    if objective != "default":  # named objectives: coloured by the (first) one
+        color_key: str | None = objective if objective in seen else None
+    else:
+        color_key = "test" if "test" in seen else ("default" if "default" in seen else None)
     if color_key is None:
         color_label, colors = "", [None for _ in lines]
+    elif color_key == objective and objective != "default":
+        color_label, colors = f"{objective} (objective)", [line.metrics.get(color_key)
+                                                          for line in lines]
     else:
         color_label = ACCURACY_AXES.get(color_key, color_key)
         colors = [line.metrics.get(color_key) for line in lines]

@@ -48,11 +48,23 @@ class ReportFiles:
         return [p for p in paths if p is not None]
 
 
+#: Every file a report may write into its directory, besides index.html.
+REPORT_FILES = (PLOTLY_JS, "exploration.png", "exploration.html", "confusion_matrix.png",
+                "history.png", "importance.png", "intermediate.png", "pareto_front.png")
+
+
 def _check_not_someone_elses(index: Path) -> None:
     """Refuse to replace an ``index.html`` that is not a spiketune report (a page of the
-    user's own in the directory given), before anything is written: a report rebuilt in
-    its own directory replaces only its own page."""
+    user's own in the directory given), or, in a directory without one, a file of the
+    user's own that bears the name of a report's file (``history.png``), before anything is
+    written: a report rebuilt in its own directory replaces only its own files."""
     if not index.is_file():
+        clashes = [name for name in REPORT_FILES if (index.parent / name).exists()]
+        if clashes:
+            raise ConfigError(Problem(
+                "out_dir", str(index.parent),
+                f"a directory without files of its own: it holds {', '.join(clashes)} but no "
+                "report page (index.html), and they would be replaced"))
         return
     try:
         with open(index, encoding="utf-8", errors="replace") as f:
@@ -160,6 +172,9 @@ def build_report(
     )
     index = out / "index.html"
     _write_text(index, page)
+    for name in REPORT_FILES:  # an earlier report's figures this one has not (its front...)
+        if out / name not in (plotly_js, *files.values()):
+            (out / name).unlink(missing_ok=True)
     return ReportFiles(directory=out, index=index, plotly_js=plotly_js, **files)
 
 

@@ -15,12 +15,13 @@ _OUTCOME_COLORS = {Outcome.EARLY_STOPPED: "#7f7f7f", Outcome.FAILED: "#d62728"}
 
 
 def best_so_far(results: ExperimentResults) -> list[tuple[int, float]]:
-    """``(trial number, best objective up to it)`` after each COMPLETE trial, by number."""
+    """``(trial number, best objective up to it)`` after each COMPLETE feasible trial, by
+    number: an infeasible trial (a constraint > 0) is never the best, as for ``best``."""
     out: list[tuple[int, float]] = []
     best: float | None = None
     better = max if results.optimize_mode == "maximize" else min
     for r in sorted(results.records, key=lambda r: r.number):
-        if r.outcome == Outcome.COMPLETE and is_finite(r.value):
+        if r.outcome == Outcome.COMPLETE and is_finite(r.value) and r.feasible is not False:
             best = float(r.value) if best is None else better(best, float(r.value))  # type: ignore[arg-type]
             out.append((r.number, best))
     return out
@@ -36,8 +37,13 @@ def plot_history(results: ExperimentResults, path: Path) -> Path | None:
     fig = new_figure(figsize=(8.0, 4.6))
     ax = fig.add_subplot()
     complete = [r for r in done if r.outcome == Outcome.COMPLETE and is_finite(r.value)]
+    infeasible = [r for r in complete if r.feasible is False]
+    complete = [r for r in complete if r.feasible is not False]
     ax.scatter([r.number for r in complete], [r.value for r in complete], s=28, color="#1f77b4",
                label=f"objective ({results.objective_key})", zorder=3)
+    if infeasible:
+        ax.scatter([r.number for r in infeasible], [r.value for r in infeasible], s=30,
+                   marker="x", color="#7f7f7f", label="infeasible (a constraint > 0)", zorder=3)
     tests = [r for r in complete if r.metrics and is_finite(r.metrics.get("test"))]
     if tests:
         ax.scatter([r.number for r in tests], [r.metrics["test"] for r in tests],  # type: ignore[index]

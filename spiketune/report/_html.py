@@ -215,7 +215,8 @@ def _best_section(results: ExperimentResults, out_dir: Path) -> str:
         return "<h2>Best trial</h2><p>No trial has completed with a finite result yet.</p>"
     metrics = best.metrics or {}
     key = results.objective_key
-    label = "validation (objective, default)" if key == "default" else f"{key} (objective)"
+    label = ("validation (objective, default)" if key == "default" else
+             f"{key} (objective)" if not results.multi_objective else f"{key} (first objective)")
     rows = [("trial", best.number), (label, best.value)]
     for name in ("test", "train"):
         if name in metrics:
