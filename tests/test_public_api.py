@@ -37,7 +37,7 @@ PUBLIC: dict[str, set[str]] = {
         "stop_joining", "report_final_result", "report_intermediate_result", "seed_everything",
         "trial_deadline", "trial_device", "trial_time_limit",
         "trial_threads", "add_trial_options", "epoch_report", "keep_trial_model", "start_trial",
-        "trial_output_dir", "PreparedMember", "train_members",
+        "trial_output_dir", "PreparedMember", "train_members", "with_defaults",
     },
     "spiketune.engine": {
         "Experiment", "ExperimentConfig", "ExperimentResults", "Outcome", "Progress",

@@ -297,3 +297,24 @@ def test_population_auto_probes_the_default_network(
     for bad in ("0", "x"):
         with pytest.raises(SystemExit):  # argparse's usage error
             main.parse_args(["--population", bad])
+
+
+@pytest.mark.parametrize(("template", "flag"), [("spike_patterns", "bias_input"),
+                                                ("braille_l2mu", "clip"), ("wisdm_l2mu", "clip"),
+                                                ("braille_eprop", "clip")])
+def test_a_flag_given_as_text_is_refused_not_read_as_true(template: str, flag: str) -> None:
+    """``"no"`` or ``"false"`` in --params used to switch the option on (any non-empty text
+    is true in Python); a flag must be true or false."""
+    from spiketune.trial import with_defaults
+
+    path = REPO / "spiketune" / "templates" / template / "setup_hpo.py"
+    spec = importlib.util.spec_from_file_location(f"flag_test_{template}_setup_hpo", path)
+    assert spec is not None and spec.loader is not None
+    setup = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = setup  # dataclasses look their module up there
+    spec.loader.exec_module(setup)
+    params = {flag: "no", **({"input": "events"} if template == "wisdm_l2mu" else {})}
+    with pytest.raises(ConfigError, match=f"{flag}: must be true or false \\(got 'no'\\)"):
+        setup.data_options(params)
+    assert setup.data_options({**params, flag: False})[flag] is False
+    assert with_defaults({"x": 1}, {"x": 0, "y": True}) == {"x": 1, "y": True}

@@ -162,6 +162,7 @@ __all__ = [
     "trial_output_dir",
     "trial_threads",
     "trial_time_limit",
+    "with_defaults",
 ]
 
 
@@ -227,6 +228,22 @@ def flat_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
         else:
             flat[key] = value
     return flat
+
+
+def with_defaults(params: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """The options ``defaults`` names: each from ``params`` where given, else its default
+    (a template's data options). An option whose default is true or false must be given as
+    true or false: the JSON string ``"false"`` or ``"no"`` would read as true, so anything
+    else is a :class:`~spiketune.ConfigError` naming the option."""
+    from spiketune.errors import ConfigError, Problem
+
+    options = {key: params.get(key, default) for key, default in defaults.items()}
+    problems = [Problem(key, options[key], "must be true or false")
+                for key, default in defaults.items()
+                if isinstance(default, bool) and not isinstance(options[key], bool)]
+    if problems:
+        raise ConfigError(problems)
+    return options
 
 
 def get_trial_dir() -> Path | None:

@@ -60,6 +60,7 @@ from spiketune.trial import (  # noqa: F401
     seed_everything,
     trial_device,
     trial_threads,
+    with_defaults,
 )
 
 #: Environment variable naming the Braille data (a pool file, an event file, or a directory
@@ -110,4 +111,4 @@ def data_options(params: Mapping[str, Any], *, pool: bool = False) -> dict[str, 
     """The dataset options of a trial: its parameters where given, the defaults elsewhere
     (:data:`POOL_DEFAULTS` for pool data, else :data:`DATA_DEFAULTS`)."""
     defaults = POOL_DEFAULTS if pool else DATA_DEFAULTS
-    return {key: params.get(key, default) for key, default in defaults.items()}
+    return with_defaults(params, defaults)

@@ -50,7 +50,7 @@ from spiketune.data import data_location as find_data
 
 # The device, the CPU threads and the seeds are spiketune's: main_hpo.py sets them up with
 # spiketune.trial.start_trial. Named here too, where the four-file pipeline looks for them.
-from spiketune.trial import seed_everything, trial_device, trial_threads  # noqa: F401
+from spiketune.trial import seed_everything, trial_device, trial_threads, with_defaults  # noqa: F401
 
 #: The tasks, and the environment variable that names each one's data.
 TASKS = ("reduced", "full")
@@ -89,7 +89,7 @@ def data_options(params: Mapping[str, Any]) -> dict[str, Any]:
     """The dataset options of a trial (its parameters flattened by
     ``spiketune.trial.flat_parameters``):
     its parameters where given, the defaults elsewhere."""
-    return {key: params.get(key, default) for key, default in DATA_DEFAULTS.items()}
+    return with_defaults(params, DATA_DEFAULTS)
 
 
 def load_data(

@@ -43,7 +43,7 @@ from spiketune.data import BRAILLE_TASK_DEFAULTS, load_braille_split
 
 # The device, the CPU threads and the seeds are spiketune's: main_hpo.py sets them up with
 # spiketune.trial.start_trial. Named here too, where the four-file pipeline looks for them.
-from spiketune.trial import seed_everything, trial_device, trial_threads  # noqa: F401
+from spiketune.trial import seed_everything, trial_device, trial_threads, with_defaults  # noqa: F401
 
 #: Environment variable naming the Braille data (a pool file, an event file, or a directory
 #: holding either).
@@ -67,4 +67,4 @@ def data_options(params: Mapping[str, Any], *, pool: bool = False) -> dict[str, 
     """The dataset options of a trial: its parameters where given, the defaults elsewhere
     (:data:`POOL_DEFAULTS` for pool data, else :data:`DATA_DEFAULTS`)."""
     defaults = POOL_DEFAULTS if pool else DATA_DEFAULTS
-    return {key: params.get(key, default) for key, default in defaults.items()}
+    return with_defaults(params, defaults)

@@ -34,7 +34,7 @@ from spiketune.data import (
 
 # The device, the CPU threads and the seeds are spiketune's: main_hpo.py sets them up with
 # spiketune.trial.start_trial. Named here too, where the four-file pipeline looks for them.
-from spiketune.trial import seed_everything, trial_device, trial_threads  # noqa: F401
+from spiketune.trial import seed_everything, trial_device, trial_threads, with_defaults  # noqa: F401
 
 #: The generator's options: its own defaults, read from ``SpikePatternOptions`` so that they
 #: cannot drift from the library's (noise 0.1 V/s, jitter 4 ms, 100 samples per class,
@@ -60,7 +60,7 @@ PatternData = SplitParts
 
 def data_options(params: Mapping[str, Any]) -> dict[str, Any]:
     """The dataset options of a trial: its parameters where given, the defaults elsewhere."""
-    return {key: params.get(key, default) for key, default in DATA_DEFAULTS.items()}
+    return with_defaults(params, DATA_DEFAULTS)
 
 
 def load_data(

@@ -59,7 +59,7 @@ from spiketune.data import (
 
 # The device, the CPU threads and the seeds are spiketune's: main_hpo.py sets them up with
 # spiketune.trial.start_trial. Named here too, where the four-file pipeline looks for them.
-from spiketune.trial import seed_everything, trial_device, trial_threads  # noqa: F401
+from spiketune.trial import seed_everything, trial_device, trial_threads, with_defaults  # noqa: F401
 
 #: Environment variable naming the WISDM archive or its extracted directory.
 DATA_ENV = "SPIKETUNE_WISDM_DATA"
@@ -115,7 +115,7 @@ def data_options(params: Mapping[str, Any]) -> dict[str, Any]:
     its parameters where given, the defaults elsewhere.
     The event options are kept only for ``input="events"``, so that a frame trial records
     none."""
-    options = {key: params.get(key, default) for key, default in DATA_DEFAULTS.items()}
+    options = with_defaults(params, DATA_DEFAULTS)
     if options["input"] != "events":
         return {"input": options["input"]}
     return options
