@@ -193,6 +193,12 @@ def test_run_and_worker_refuse_a_root_they_cannot_write(
     _one_error(runner.invoke(app, ["run", str(quick_config), "--experiment-dir", str(locked)]),
                str(locked), "is not writable")
     assert not any(exp_root.iterdir())  # nothing ran
+    # From Python (a launcher, a notebook) too: said, not a NotADirectoryError traceback.
+    from spiketune import StorageError
+
+    with pytest.raises(StorageError, match="is not a directory"):
+        Experiment(trial=lambda p: 0.0, search_space={"x": {"_type": "choice", "_value": [1]}},
+                   max_trials=1, experiment_dir=a_file).run()
 
 
 def test_output_paths_are_checked_before_any_work(

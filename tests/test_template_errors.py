@@ -41,3 +41,31 @@ def test_bad_input_ends_a_template_trial_with_its_reason(
     assert reason in run.stderr
     assert "Traceback" not in run.stderr, run.stderr
     assert not (tmp_path / "out" / "result.json").exists()
+
+
+@pytest.mark.parametrize("template", ["spike_patterns", "braille_l2mu", "snntorch_braille"])
+def test_a_params_file_that_is_no_json_object_is_named_not_a_traceback(
+    template: str, tmp_path: Path
+) -> None:
+    """A missing file, broken JSON or a JSON list given as --params: the reason and exit 1;
+    an --out that is a file: a usage error before any training."""
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "broken.json").write_text("{bad")
+    for name, reason in (("list.json", "not a JSON list"), ("broken.json", "JSON"),
+                         ("missing.json", "No such file")):
+        run = subprocess.run(
+            [sys.executable, "main_hpo.py", "--params", str(tmp_path / name),
+             "--out", str(tmp_path / "out")],
+            cwd=TEMPLATES / template, capture_output=True, text=True, timeout=300,
+            check=False, env={**os.environ, "SPIKETUNE_DATA": str(tmp_path / "cache")},
+        )
+        assert run.returncode == 1, run.stderr
+        assert "error:" in run.stderr and "--params" in run.stderr and reason in run.stderr
+        assert "Traceback" not in run.stderr, run.stderr
+    (tmp_path / "afile").write_text("mine")
+    if template != "snntorch_braille":  # its own options: --out is where NNI_OUTPUT_DIR is not
+        run = subprocess.run([sys.executable, "main_hpo.py", "--out", str(tmp_path / "afile")],
+                             cwd=TEMPLATES / template, capture_output=True, text=True,
+                             timeout=300, check=False)
+        assert run.returncode == 2 and "is a file; give a directory" in run.stderr
+    assert (tmp_path / "afile").read_text() == "mine"

@@ -307,6 +307,17 @@ def test_launcher_options_parse_and_smoke_fills_what_was_not_given(
             parse_launcher_args(_launcher(), [option, "0"], smoke=smoke)
         assert exit_info.value.code == 2
         assert f"{option} must be at least 1, got 0" in capsys.readouterr().err
+    # A negative retraining seed would fail every retraining after the whole search.
+    with pytest.raises(SystemExit) as exit_info:
+        parse_launcher_args(_launcher(), ["--retrain-seeds", "0", "-1"], smoke=smoke)
+    assert exit_info.value.code == 2
+    assert "--retrain-seeds must be seeds >= 0, got -1" in capsys.readouterr().err
+    epochs = argparse.ArgumentParser()
+    epochs.add_argument("--epochs", type=int)
+    epochs.add_argument("--smoke", action="store_true")
+    with pytest.raises(SystemExit):  # the snnTorch template's own --epochs
+        parse_launcher_args(epochs, ["--epochs", "0"], smoke={})
+    assert "--epochs must be at least 1, got 0" in capsys.readouterr().err
     no_folds = add_selection_options(argparse.ArgumentParser(), folds=None, retrain_seeds=[0])
     assert "--folds" not in no_folds.format_help()
 

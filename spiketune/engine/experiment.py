@@ -311,6 +311,9 @@ class Experiment:
     def _create(self) -> StudyStore:
         """Make the experiment directory and its study; return the study, open."""
         self._make_runner()  # a trial that cannot run fails before anything is written
+        from spiketune.engine.storage._paths import writable_root
+
+        writable_root(self.directory.parent)  # a root that is a file: said, not an OSError
         self.directory.mkdir(parents=True, exist_ok=False)
         try:
             self._write_meta(exist_ok=False)

@@ -175,15 +175,19 @@ def parse_launcher_args(
     *,
     smoke: Mapping[str, Any],
 ) -> argparse.Namespace:
-    """``argv`` parsed by ``parser``; a ``--folds``, ``--epochs-cap`` or ``--subset`` below 1
-    is a usage error (exit code 2: every trial would fail on it), and with ``--smoke`` each
-    option of ``smoke`` (``{"trials": 2, "epochs_cap": 1...}``, by ``argparse`` name) that was
-    not given takes the smoke run's value."""
+    """``argv`` parsed by ``parser``; a ``--folds``, ``--epochs-cap``, ``--epochs`` or
+    ``--subset`` below 1, or a negative ``--retrain-seeds`` seed, is a usage error (exit code
+    2: every trial, or every retraining after the search, would fail on it), and with
+    ``--smoke`` each option of ``smoke`` (``{"trials": 2, "epochs_cap": 1...}``, by
+    ``argparse`` name) that was not given takes the smoke run's value."""
     args = parser.parse_args(argv)
-    for key in ("folds", "epochs_cap", "subset"):
+    for key in ("folds", "epochs_cap", "epochs", "subset"):
         value = getattr(args, key, None)
         if value is not None and value < 1:
             parser.error(f"--{key.replace('_', '-')} must be at least 1, got {value}")
+    negative = [seed for seed in getattr(args, "retrain_seeds", None) or () if seed < 0]
+    if negative:
+        parser.error(f"--retrain-seeds must be seeds >= 0, got {negative[0]}")
     if args.smoke:
         for key, value in smoke.items():
             if getattr(args, key) is None:

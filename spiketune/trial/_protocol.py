@@ -444,22 +444,41 @@ class ManualChannel:
 def manual_parameters(argv: list[str], environ: Mapping[str, str]) -> dict[str, Any]:
     """Parameters of a script run by hand: ``--params FILE``, else ``SPIKETUNE_PARAMETERS``
     (inline JSON), else ``SPIKETUNE_PARAMETER_FILE`` (a path), else ``{}``."""
+    from spiketune.errors import ConfigError, Problem
+
     path: str | None = None
     for i, arg in enumerate(argv):
         if arg == "--params" and i + 1 < len(argv):
             path = argv[i + 1]
         elif arg.startswith("--params="):
             path = arg.split("=", 1)[1]
+    # A file that is missing, unreadable or not a JSON object is the user's input: a
+    # ConfigError naming where the parameters came from, not a traceback.
     if path is None and environ.get(ENV_PARAMETERS):
-        params = json.loads(environ[ENV_PARAMETERS])
+        where, shown = f"${ENV_PARAMETERS}", environ[ENV_PARAMETERS]
+        try:
+            params = json.loads(shown)
+        except ValueError as e:
+            raise ConfigError(Problem(where, shown, f"a JSON object of parameters ({e})")
+                              ) from None
     else:
+        where = "--params" if path else f"${ENV_PARAMETER_FILE}"
         path = path or environ.get(ENV_PARAMETER_FILE)
         if not path:
             return {}
-        with open(path, encoding="utf-8") as f:
-            params = json.load(f)
+        shown = path
+        try:
+            with open(path, encoding="utf-8") as f:
+                params = json.load(f)
+        except OSError as e:
+            raise ConfigError(Problem(where, path, f"a readable JSON file of parameters "
+                                      f"({e.strerror or e})")) from None
+        except ValueError as e:  # bad JSON, or not UTF-8
+            raise ConfigError(Problem(where, path, f"a JSON object of parameters ({e})")
+                              ) from None
     if not isinstance(params, dict):
-        raise ValueError(f"trial parameters must be a JSON object, got {type(params).__name__}")
+        raise ConfigError(Problem(where, shown, f"a JSON object of parameters, not a JSON "
+                                  f"{type(params).__name__}"))
     return params
 
 

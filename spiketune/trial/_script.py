@@ -64,7 +64,7 @@ def add_trial_options(
     parser.add_argument("--subset", type=int, default=None, metavar="N", help=subset_help)
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads (default: this trial's share of the cores)")
-    parser.add_argument("--out", default=MANUAL_OUT,
+    parser.add_argument("--out", default=MANUAL_OUT, type=_output_directory,
                         help="where to save the model when run by hand (a trial uses its own "
                              "directory)")
     parser.add_argument("--params", default=None,
@@ -96,6 +96,16 @@ def start_trial(
     seed_everything(int(chosen.get("seed", 0)))
     torch.set_num_threads(trial_threads(threads))
     return chosen, trial_device()
+
+
+def _output_directory(text: str) -> str:
+    """``--out``: a directory to save into, checked before the training rather than after it
+    (a file there would only be found when the model is saved)."""
+    import argparse
+
+    if Path(text).expanduser().exists() and not Path(text).expanduser().is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file; give a directory to save into")
+    return text
 
 
 def trial_output_dir(out: str | os.PathLike[str] = MANUAL_OUT) -> Path:

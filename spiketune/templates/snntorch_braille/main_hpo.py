@@ -105,7 +105,15 @@ def trial_parameters(args: argparse.Namespace) -> dict[str, Any]:
     """The defaults, then ``--params``, then what the tuner chose (``--epochs`` last)."""
     params = dict(DEFAULT_PARAMS)
     if args.params:
-        params.update(json.loads(Path(args.params).read_text(encoding="utf-8")))
+        try:
+            given = json.loads(Path(args.params).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:  # missing, unreadable, not JSON
+            raise SystemExit(f"error: --params {args.params}: not a readable JSON file of "
+                             f"parameters ({e})") from None
+        if not isinstance(given, dict):
+            raise SystemExit(f"error: --params {args.params}: must hold a JSON object of "
+                             f"parameters, not a JSON {type(given).__name__}")
+        params.update(given)
     params.update(nni.get_next_parameter() or {})  # NNI by hand gives None
     params["nb_hidden"] = int(params["nb_hidden"])  # quniform gives a float
     if args.epochs is not None:

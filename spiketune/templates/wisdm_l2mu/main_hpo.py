@@ -222,4 +222,4 @@ if __name__ == "__main__":
     try:
         main()
     except SpiketuneError as e:  # bad input or data, a diverged training: the reason alone
-        sys.exit(str(e))
+        sys.exit(f"error: {e}")
