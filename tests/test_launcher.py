@@ -329,3 +329,24 @@ def test_population_options_parse_k_auto_and_refills_with_errors_naming_the_valu
         with pytest.raises(SystemExit):
             parser.parse_args(argv)
         assert rule in capsys.readouterr().err
+
+
+def test_a_run_whose_every_retraining_seed_failed_is_a_failure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The retrained test accuracy is the figure a launcher exists to give: without any, the
+    command ends with exit code 1 (it used to end 0 after `seed 0: no result`)."""
+    import sys
+
+    from spiketune import Experiment
+    from spiketune.errors import TrialError
+    from spiketune.launcher import run_experiment
+
+    exp = Experiment(trial=lambda p: {"default": p["x"]}, name="retrain-fails", max_trials=2,
+                     search_space={"x": {"_type": "uniform", "_value": [0, 1]}},
+                     experiment_dir=tmp_path, tuner="Random", seed=0)
+    args = argparse.Namespace(quiet=True, retrain_seeds=[0], no_report=True)
+    with pytest.raises(TrialError, match="no retraining seed of the chosen configuration"):
+        run_experiment(exp, args, retrain_seeds=[0], cwd=tmp_path,
+                       retrain_command=[sys.executable, "-c", "raise SystemExit(3)"])
+    assert "seed 0: no result" in capsys.readouterr().out

@@ -234,6 +234,11 @@ def run_experiment(
     if seeds and results.best is not None and results.directory is not None:
         retrained = retrain(results, list(retrain_command), seeds=seeds, cwd=Path(cwd))
     print_summary(results, retrained=retrained, report=not args.no_report)
+    if retrained is not None and not retrained.runs:  # the figure to quote is missing
+        from spiketune.errors import TrialError
+
+        raise TrialError(f"no retraining seed of the chosen configuration gave a result (see "
+                         f"{results.directory / 'chosen'}/seed*/train.log)")
     return results
 
 
