@@ -135,6 +135,11 @@ def test_check_config_reads_a_trial_dict_and_an_snn_config() -> None:
                                                         {**params, "readout_bias": False})}
     with pytest.raises(ConfigError):
         check_config("xylo-audio2", {"n_in": 12})
+    # quniform's whole floats are counts, as in a search; a fraction is not
+    assert check_config("xylo-audio2", {**params, "n_rec": 128.0}) == check_config(
+        "xylo-audio2", params)
+    with pytest.raises(ConfigError, match=r"n_rec: an integer >= 1 \(got 64\.5\)"):
+        check_config("xylo-audio2", {**params, "n_rec": 64.5})
 
     class Cfg:  # anything with the attributes, e.g. an SNNConfig
         n_in, n_rec, n_out, recurrent = 12, 20, 7, True

@@ -259,6 +259,9 @@ def _name_populations(v: Violation, layout: NetworkLayout) -> Violation:
     return Violation(v.rule, v.limit, v.value, v.target, "populations " + ", ".join(what))
 
 
+_COUNT_KEYS = frozenset({"n_in", "n_rec", "n_out", "refractory_steps"})
+
+
 def check_config(target: str | HardwareTarget, config: Any) -> list[Violation]:
     """:func:`check_design` for an ``SNNConfig`` or a trial's flat parameter dict.
 
@@ -269,9 +272,12 @@ def check_config(target: str | HardwareTarget, config: Any) -> list[Violation]:
     """
 
     def get(key: str, default: Any = None) -> Any:
-        if isinstance(config, Mapping):
-            return config.get(key, default)
-        return getattr(config, key, default)
+        value = config.get(key, default) if isinstance(config, Mapping) \
+            else getattr(config, key, default)
+        # A trial's quniform parameter is a whole float (64.0): a count all the same, as the
+        # experiment's own check reads it.
+        whole = isinstance(value, float) and value.is_integer()
+        return int(value) if whole and key in _COUNT_KEYS else value
 
     missing = [k for k in REQUIRED_KEYS if get(k) is None]
     if missing:
