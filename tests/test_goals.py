@@ -492,6 +492,26 @@ def test_tradeoffs_give_a_single_objective_search_a_front(exp_root: Path) -> Non
     assert "Pareto front: 5 trials" in out.output and "minimize cost" in out.output
 
 
+def test_a_trial_without_its_trade_off_metric_is_named_off_the_front(exp_root: Path) -> None:
+    """It is complete (its objective is there) but cannot be placed on the front: the
+    report says which trials were left off, and the figure counts every complete trial."""
+    from spiketune.report._pareto import pareto_caption
+
+    space = {"x": {"_type": "choice", "_value": [0.1, 0.5, 0.9]}}
+
+    def trial(p: dict[str, Any]) -> dict[str, Any]:
+        return {"default": p["x"], **({} if p["x"] == 0.9 else {"cost": p["x"]})}
+
+    results = Experiment(trial=trial, search_space=space, tuner="GridSearch",
+                         tradeoffs=[{"key": "cost", "direction": "minimize"}]).run()
+    assert all(r.outcome == Outcome.COMPLETE for r in results.records)
+    best = results.best
+    assert best is not None and best.parameters == {"x": 0.9}
+    assert best not in results.pareto_front(tradeoffs=True)
+    assert f"1 complete trial without a finite cost (trial {best.number})" in pareto_caption(
+        results)
+
+
 def test_braille_xylo_example_config() -> None:
     config = load_config(Path(__file__).resolve().parents[1] / "examples" / "braille_xylo"
                          / "config.toml")

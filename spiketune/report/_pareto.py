@@ -63,7 +63,10 @@ def plot_pareto(results: ExperimentResults, path: Path) -> Path | None:
         ax.set_ylabel(f"{goals[j][0]} ({goals[j][1]})")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="best")
-    fig.suptitle(f"Pareto front: {len(front)} of {len(points)} complete trials", fontsize=11)
+    complete = sum(1 for r in results.records if r.outcome == Outcome.COMPLETE)
+    drawn = "" if len(points) == complete else f", {len(points)} drawn"
+    fig.suptitle(f"Pareto front: {len(front)} of {complete} complete trials{drawn}",
+                 fontsize=11)
     return save_png(fig, path)
 
 
@@ -86,6 +89,15 @@ def pareto_caption(results: ExperimentResults) -> str:
                     "design check found them infeasible)")
     if silent:
         bits.append(f"{silent} stopped as silent or saturated networks")
+    # complete, but a trade-off metric missing or not a finite number: off the front, said
+    lacking = [r.number for r in results.records if r.outcome == Outcome.COMPLETE
+               and results.objective_values(r) is not None
+               and results.objective_values(r, tradeoffs=True) is None]
+    if lacking:
+        keys = ", ".join(k for k, _ in results.tradeoffs)
+        bits.append(f"{len(lacking)} complete trial{'s' if len(lacking) != 1 else ''} without a "
+                    f"finite {keys} (trial{'s' if len(lacking) != 1 else ''} "
+                    f"{', '.join(map(str, lacking))})")
     goals = ", ".join(f"{d} {k}" for k, d in results.goals)
     traded = ", ".join(f"{d} {k}" for k, d in results.tradeoffs)
     against = f" Set against them, not optimised: {traded}." if traded else ""
