@@ -252,6 +252,15 @@ def test_multi_objective_on_both_storages(storage_url: str, exp_root: Path) -> N
     assert len(results.pareto_front()) >= 1
 
 
+def test_an_objective_that_is_not_a_number_says_so(exp_root: Path) -> None:
+    """True or "3" as an objective fails the trial as not a number (not as non-finite)."""
+    space = {"x": {"_type": "choice", "_value": [True, "3"]}}
+    results = Experiment(trial=lambda p: {"default": 0.5, "cost": p["x"]}, search_space=space,
+                         tuner="GridSearch", objectives=TWO).run()
+    assert [r.reason for r in results.records] == ["metric not a number: cost=True",
+                                                   "metric not a number: cost='3'"]
+
+
 def test_missing_objective_key_fails_the_trial(exp_root: Path) -> None:
     results = Experiment(trial=lambda p: {"default": p["x"]}, search_space=SPACE,
                          objectives=TWO, max_trials=2, seed=0, constraints=True).run()

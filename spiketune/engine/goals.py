@@ -45,6 +45,7 @@ coordinates (the stored study records the values the trial received; see
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -172,6 +173,8 @@ class Goal:
                 return None, (f"the final result has no {key!r}, an objective (keys: "
                               f"{', '.join(sorted(metrics))})")
             v = metrics[key]
+            if isinstance(v, bool) or not isinstance(v, numbers.Real):
+                return None, f"metric not a number: {key}={v!r}"
             if not is_finite(v):
                 return None, f"non-finite metric: {key}={v!r}"
             out.append(float(v))
