@@ -252,6 +252,12 @@ def test_multi_objective_on_both_storages(storage_url: str, exp_root: Path) -> N
     assert len(results.pareto_front()) >= 1
 
 
+@pytest.mark.parametrize("value", ["yes", 1, "true"])
+def test_constraints_must_be_true_or_false_not_a_truthy_value(value: Any) -> None:
+    with pytest.raises(ConfigError, match="constraints: must be true or false"):
+        Experiment(trial=lambda p: 0.0, search_space=SPACE, constraints=value)
+
+
 def test_an_objective_that_is_not_a_number_says_so(exp_root: Path) -> None:
     """True or "3" as an objective fails the trial as not a number (not as non-finite)."""
     space = {"x": {"_type": "choice", "_value": [True, "3"]}}

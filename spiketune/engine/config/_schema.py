@@ -188,7 +188,7 @@ class ExperimentConfig(BaseModel):
     #: Give the tuner the trials' constraint values (the ``"constraints"`` of their final
     #: results, the hardware check, the Silent assessor), so it learns to stay feasible.
     #: Implied by ``hardware`` and by the Silent assessor.
-    constraints: bool = False
+    constraints: Annotated[bool, Strict()] = False
     #: Trials to start at most (exact); None = until another limit ends the experiment.
     max_trials: _Count | None = None
     #: Seconds the experiment may run; None = no limit.
@@ -223,7 +223,7 @@ class ExperimentConfig(BaseModel):
     gpus: Annotated[list[int] | Literal["all"] | None, BeforeValidator(_gpus)] = None
     #: With ``gpus = "all"``: at least one GPU must be found, else the experiment does not
     #: start (NNI's ``trialGpuNumber: 1`` sets it). Explicit indices are always required.
-    require_gpus: bool = False
+    require_gpus: Annotated[bool, Strict()] = False
     #: Trials that may share one GPU.
     trials_per_gpu: _Count = 1
     #: Known parameter sets to try first, in order, before the tuner draws (Optuna's
