@@ -326,6 +326,12 @@ def test_with_several_named_objectives_the_first_is_every_records_value(
     page = build_report(results.directory, tmp_path / "report").index.read_text()
     assert "objective (acc)" in page and "acc (first objective)" in page
     assert "objective (default)" not in page and "objective, default" not in page
+    none_feasible = Experiment(trial=lambda p: {**trial(p), "constraints": 1.0},
+                               search_space=SPACE, max_trials=2, seed=1, tuner="Random",
+                               constraints=True, objectives=[{"key": "acc",
+                                                              "direction": "maximize"}]).run()
+    page = build_report(none_feasible.directory, tmp_path / "none").index.read_text()
+    assert "No feasible trial: 2 complete trials broke the constraints" in page
 
 
 class _Recording(optuna.samplers.RandomSampler):

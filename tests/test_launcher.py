@@ -294,6 +294,12 @@ def test_print_summary_of_the_kept_and_the_retrained_model(
         "chosen model's test accuracy: 85.12% ± 1.23% (mean ± std over seeds 0, 1, trial 3's "
         "configuration, split 0123456789ab)",
     ]
+    alone = SimpleNamespace(mean=0.1429, std=None, trial=3, split_digest="0123456789abcdef",
+                            runs=[SimpleNamespace(seed=4)])
+    print_summary(_results([], tmp_path), retrained=alone, report=False)
+    assert capsys.readouterr().out.splitlines()[-1] == (  # one seed has no spread
+        "chosen model's test accuracy: 14.29% (seed 4 alone: no spread to give, trial 3's "
+        "configuration, split 0123456789ab)")
 
 
 def test_print_summary_gives_a_model_judged_on_re_splits_its_own_validation_too(

@@ -124,10 +124,11 @@ def print_summary(
               f"(optimistic: chosen by looking at the test set; median "
               f"{format_percent(statistics.median(tests))})")
     if retrained is not None and retrained.mean is not None:
-        print(f"chosen model's test accuracy: {100 * retrained.mean:.2f}% ± "
-              f"{100 * (retrained.std or 0):.2f}% (mean ± std over seeds "
-              f"{', '.join(str(r.seed) for r in retrained.runs)}, trial {retrained.trial}'s "
-              f"configuration, split {str(retrained.split_digest)[:12]})")
+        seeds = ", ".join(str(r.seed) for r in retrained.runs)
+        spread = (f"± {100 * (retrained.std or 0):.2f}% (mean ± std over seeds {seeds}"
+                  if len(retrained.runs) > 1 else f"(seed {seeds} alone: no spread to give")
+        print(f"chosen model's test accuracy: {100 * retrained.mean:.2f}% {spread}, trial "
+              f"{retrained.trial}'s configuration, split {str(retrained.split_digest)[:12]})")
     if report:
         from spiketune.report import build_report
 

@@ -161,8 +161,9 @@ def add_experiment_options(parser: argparse.ArgumentParser) -> argparse.Argument
                              "or ~/spiketune-experiments)")
     parser.add_argument("--start-with", type=start_points, metavar="FILE",
                         help="try these parameter sets first, in order, before the tuner "
-                             "draws: a JSON object (e.g. an earlier search's "
-                             "<experiment>/chosen/parameters.json) or a list of them; keys "
+                             "draws: a JSON object (e.g. the chosen/parameters.json of an "
+                             "earlier search that retrained its choice, or the parameters "
+                             "of `spiketune best EXP --json`) or a list of them; keys "
                              "left out are drawn (config: start_with)")
     parser.add_argument("--no-report", action="store_true", help="skip the report at the end")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")

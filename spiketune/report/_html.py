@@ -212,6 +212,12 @@ def _summary(results: ExperimentResults) -> str:
 def _best_section(results: ExperimentResults, out_dir: Path) -> str:
     best = results.best
     if best is None:
+        broken = sum(1 for r in results.records
+                     if r.outcome == Outcome.COMPLETE and r.feasible is False)
+        if broken:  # complete, every one outside the constraints: not "none completed"
+            return (f"<h2>Best trial</h2><p>No feasible trial: "
+                    f"{_plural(broken, 'complete trial')} broke the constraints (a "
+                    "constraint value &gt; 0).</p>")
         return "<h2>Best trial</h2><p>No trial has completed with a finite result yet.</p>"
     metrics = best.metrics or {}
     key = results.objective_key
