@@ -228,12 +228,23 @@ def test_the_braille_pool_is_read_rebinned_and_split(
 # --- spiketune.trial ---------------------------------------------------------------------
 
 
-def test_trial_options_and_start(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_trial_options_and_start(monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
     parser = add_trial_options(argparse.ArgumentParser(), subset_help="N windows")
     args = parser.parse_args(["--folds", "3", "--seed", "5", "--threads", "1"])
     assert (args.folds, args.seed, args.threads, args.out, args.subset) == (
         3, 5, 1, "manual_trial", None)
     assert "N windows" in parser.format_help()
+    # Values every trial run would fail on (or train on for nothing) are usage errors at once.
+    for option, value, message in (("--folds", "0", "must be at least 1, got 0"),
+                                   ("--subset", "-2", "must be at least 1, got -2"),
+                                   ("--epochs-cap", "x", "'x' is not a whole number"),
+                                   ("--seed", "-1", "must be at least 0, got -1"),
+                                   ("--time-cap", "-5", "seconds >= 0, got -5")):
+        with pytest.raises(SystemExit) as info:
+            parser.parse_args([option, value])
+        assert info.value.code == 2
+        assert message in capsys.readouterr().err
     params, device = start_trial({"lr": 0.1, "seed": 1}, seed=args.seed, threads=args.threads)
     assert params == {"lr": 0.1, "seed": 5} and torch.get_num_threads() == 1
     first = torch.rand(3)

@@ -55,24 +55,25 @@ def add_trial_options(
     ``--params`` (a JSON file of parameters, run by hand), ``--folds`` (how many re-splits
     the trial is judged on, default 1) and ``--seed`` (the training seed, over the
     parameters'). Returns ``parser``."""
-    parser.add_argument("--epochs-cap", type=int, default=None,
+    parser.add_argument("--epochs-cap", type=_at_least(1), default=None,
                         help="train at most this many epochs, whatever the parameters say")
-    parser.add_argument("--time-cap", type=float, default=None, metavar="SECONDS",
+    parser.add_argument("--time-cap", type=_seconds, default=None, metavar="SECONDS",
                         help="end the training in time for the trial to report its best epoch "
                              "within SECONDS of its start (default: the experiment's "
                              "max_trial_duration, which would kill the trial without a result)")
-    parser.add_argument("--subset", type=int, default=None, metavar="N", help=subset_help)
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--subset", type=_at_least(1), default=None, metavar="N",
+                        help=subset_help)
+    parser.add_argument("--threads", type=_at_least(1), default=None,
                         help="CPU threads (default: this trial's share of the cores)")
     parser.add_argument("--out", default=MANUAL_OUT, type=_output_directory,
                         help="where to save the model when run by hand (a trial uses its own "
                              "directory)")
     parser.add_argument("--params", default=None,
                         help="JSON file of parameters, when run by hand")
-    parser.add_argument("--folds", type=int, default=1,
+    parser.add_argument("--folds", type=_at_least(1), default=1,
                         help="train on this many stratified re-splits and report the mean "
                              "validation accuracy (default 1: the split itself)")
-    parser.add_argument("--seed", type=int, default=None,
+    parser.add_argument("--seed", type=_at_least(0), default=None,
                         help="training seed (weights, shuffling, augmentation); overrides "
                              "the parameters' seed")
     return parser
@@ -98,11 +99,36 @@ def start_trial(
     return chosen, trial_device()
 
 
+def _at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= ``low`` (a usage error, before any work, else)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return parse
+
+
+def _seconds(text: str) -> float:
+    """``--time-cap``: a number of seconds >= 0."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text}")
+    return value
+
+
 def _output_directory(text: str) -> str:
     """``--out``: a directory to save into, checked before the training rather than after it
     (a file there would only be found when the model is saved)."""
-    import argparse
-
     if Path(text).expanduser().exists() and not Path(text).expanduser().is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a file; give a directory to save into")
     return text

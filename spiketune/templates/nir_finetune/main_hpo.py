@@ -113,7 +113,7 @@ def read_graph(path: str) -> tuple[Path, float]:
 def main(argv: list[str] | None = None) -> dict[str, Any] | list[dict[str, Any]]:
     args = parse_args(argv)
     if args.refills < 0:
-        sys.exit(f"--refills must be at least 0, got {args.refills}")
+        sys.exit(f"error: --refills must be at least 0, got {args.refills}")
     if in_population():
         return main_population(args)
     params, device = start_trial({**DEFAULT_PARAMS, **nni.get_next_parameter()},

@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | list[dict[str, Any]]
     if args.folds < 1:
         sys.exit(f"--folds must be at least 1, got {args.folds}")
     if args.refills < 0:
-        sys.exit(f"--refills must be at least 0, got {args.refills}")
+        sys.exit(f"error: --refills must be at least 0, got {args.refills}")
     if in_population():
         return main_population(args)
     started = time.perf_counter()
