@@ -150,6 +150,26 @@ def test_trial_code_is_snntorch_torch_and_nni(project: Path) -> None:
     assert spiketune_imports == 3  # the nni fallback, the split, the hand-over
 
 
+def test_parameters_are_checked_before_the_network_is_built(project: Path,
+                                                           tmp_path: Path) -> None:
+    """Unknown keys and values out of range used to train silently (batch_size, beta_r 5) or
+    fail deep in torch (nb_hidden -5, lr "fast"): every problem is listed at once."""
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"nb_hidden": -5, "lr": "fast", "beta_r": 5.0, "batch_size": 0,
+                               "slope": True}))
+    run = subprocess.run([sys.executable, "main_hpo.py", "--params", str(bad), "--epochs", "1",
+                          "--data", str(tmp_path / "never-read.pt")],
+                         cwd=project, capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.splitlines() == [
+        "error: invalid parameters:",
+        "  - batch_size: unknown parameter (known: alpha_out, alpha_r, beta_out, beta_r, "
+        "epochs, lr, nb_hidden, reg_l1, reg_l2, seed, slope)",
+        "  - nb_hidden: a whole number >= 1 (got -5)", "  - lr: a number > 0 (got 'fast')",
+        "  - slope: a number > 0 (got True)", "  - beta_r: a decay in [0, 1] (got 5.0)",
+    ]
+
+
 def test_network_and_loss(project: Path) -> None:
     """snnTorch layers as published; the readout integrates without reset; the regularisers
     count hidden spikes; gradients reach the recurrent weights."""

@@ -115,10 +115,40 @@ def trial_parameters(args: argparse.Namespace) -> dict[str, Any]:
                              f"parameters, not a JSON {type(given).__name__}")
         params.update(given)
     params.update(nni.get_next_parameter() or {})  # NNI by hand gives None
-    params["nb_hidden"] = int(params["nb_hidden"])  # quniform gives a float
     if args.epochs is not None:
         params["epochs"] = args.epochs
+    problems = parameter_problems(params)
+    if problems:  # the reasons, as the trial's cause, not a traceback from deep in torch
+        raise SystemExit("error: invalid parameters:\n" + "\n".join(f"  - {p}" for p in problems))
+    for key in ("nb_hidden", "epochs", "seed"):
+        params[key] = int(params[key])  # quniform gives a whole float
     return params
+
+
+#: What each parameter may be: its rule, and the test of a value (a number, not a flag).
+_RULES: dict[str, tuple[str, Any]] = {
+    "nb_hidden": ("a whole number >= 1", lambda v: v >= 1 and float(v).is_integer()),
+    "epochs": ("a whole number >= 1", lambda v: v >= 1 and float(v).is_integer()),
+    "seed": ("a whole number >= 0", lambda v: v >= 0 and float(v).is_integer()),
+    "lr": ("a number > 0", lambda v: v > 0),
+    "slope": ("a number > 0", lambda v: v > 0),
+    "reg_l1": ("a number >= 0", lambda v: v >= 0),
+    "reg_l2": ("a number >= 0", lambda v: v >= 0),
+    **{k: ("a decay in [0, 1]", lambda v: 0 <= v <= 1)
+       for k in ("alpha_r", "alpha_out", "beta_r", "beta_out")},
+}
+
+
+def parameter_problems(params: dict[str, Any]) -> list[str]:
+    """Every parameter that is unknown or out of range, as ``key: rule (got value)``."""
+    problems = [f"{key}: unknown parameter (known: {', '.join(sorted(_RULES))})"
+                for key in params if key not in _RULES]
+    for key, (rule, fits) in _RULES.items():
+        value = params[key]
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not (number and math.isfinite(value) and fits(value)):
+            problems.append(f"{key}: {rule} (got {value!r})")
+    return problems
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
