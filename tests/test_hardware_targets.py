@@ -201,6 +201,11 @@ def test_parameter_check_table_problems_name_their_keys() -> None:
     assert set(found) == {"hw.n_rec", "hw.colour", "hw.n_out", "hw.max_hidden"}
     assert "one place" in found["hw.n_rec"] and "max_fan_out" in found["hw.colour"]
     assert "parameter named n_out" in found["hw.n_out"] and ">= 1" in found["hw.max_hidden"]
+    # A bad limit and a bad fact are said together, not one after the other's fix.
+    with pytest.raises(ConfigError) as err:
+        ParameterCheck.from_table({"target": "xylo-audio2", "n_in": -12, "n_out": 7,
+                                   "max_hidden": -5}, ["n_rec"])
+    assert [p.field for p in err.value.problems] == ["hardware.max_hidden", "hardware.n_in"]
     with pytest.raises(ConfigError) as err:
         ParameterCheck.from_table({"n_in": 1, "n_rec": 1, "n_out": 1})
     assert [p.field for p in err.value.problems] == ["hardware.target"]

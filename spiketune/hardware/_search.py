@@ -58,13 +58,17 @@ class ParameterCheck:
         try:
             target = get_target(target_name, **overrides)
         except ConfigError as exc:
-            raise ConfigError(problems + _within(name, exc)) from None
-        if not problems:
-            # the fixed facts alone must make sense (types); a trial's parameters come later
-            try:
-                check_config(target, {**dict.fromkeys(REQUIRED_KEYS, 1), **fixed})
-            except ConfigError as exc:
-                problems += _within(name, exc)
+            problems += _within(name, exc)
+            try:  # a bad limit: the facts are still checked, so every problem is said at once
+                target = get_target(target_name)
+            except ConfigError:
+                raise ConfigError(problems) from None
+        # the fixed facts alone must make sense (types); a trial's parameters come later
+        try:
+            check_config(target, {**dict.fromkeys(REQUIRED_KEYS, 1), **fixed})
+        except ConfigError as exc:
+            known = {p.field for p in problems}
+            problems += [p for p in _within(name, exc) if p.field not in known]
         if problems:
             raise ConfigError(problems)
         return cls(target, fixed, overrides)
