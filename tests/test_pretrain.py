@@ -270,7 +270,8 @@ def test_a_diverged_pretraining_ends_the_trial_with_one_line(
          "--epochs-cap", "1", "--threads", "1", "--out", str(tmp_path / "out")],
         cwd=EXAMPLE, capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 1
-    assert run.stderr.strip() == "pretraining on the other letters diverged (non_finite_loss)"
+    assert run.stderr.strip() == ("error: pretraining on the other letters diverged "
+                                  "(non_finite_loss)")
     assert not (tmp_path / "out" / "result.json").exists()
 
 

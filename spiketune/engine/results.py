@@ -159,9 +159,9 @@ class ExperimentResults:
     def objective_key(self) -> str:
         """The metric each record's ``value`` is: the first objective's key (``"default"``
         unless the experiment names its objectives; with several, the first, whose
-        direction ``optimize_mode`` follows). Never ``"default"`` when objectives are named:
-        a trial still reports ``default`` (the protocol asks for it), but it is then no
-        objective, and reports, exports and histories would show the wrong figure."""
+        direction ``optimize_mode`` follows). Why not ``"default"`` then: a trial still
+        reports ``default`` (the protocol asks for it), but unless an objective is named so
+        it is no objective, and reports, exports and histories would show the wrong figure."""
         return self.goals[0][0]
 
     @property

@@ -42,8 +42,8 @@ ENV_PARAMETER_FILE = "SPIKETUNE_PARAMETER_FILE"
 # result (see spiketune.trial.trial_deadline).
 ENV_MAX_TRIAL_DURATION = "SPIKETUNE_MAX_TRIAL_DURATION"
 # When the experiment's duration budget (max_duration) runs out, as a Unix time in seconds,
-# reckoned when the trial's process started: the scheduler stops every trial still running
-# then, so a trial that knows it ends its training before, with a result.
+# reckoned when the scheduler started the trial's process: it stops every trial still running
+# then, so a trial that knows can end its training before, with a result.
 ENV_BUDGET_END = "SPIKETUNE_BUDGET_END"
 PARAMETER_FILE = "parameter.json"
 METRICS_FILE = "metrics.jsonl"
