@@ -167,15 +167,17 @@ def test_the_engine_gives_each_trial_its_time_limit(
         st.report_final_result({"default": -1.0 if limit is None else limit})
         """
     )
-    space = {"x": {"_type": "choice", "_value": [1]}}
-    values = []
-    for limit in (None, 120.0):
-        exp = Experiment(trial_command=f"{sys.executable} trial.py", trial_code_directory=code,
-                         search_space=space, max_trials=1, max_trial_duration=limit,
-                         experiment_dir=exp_root)
-        (record,) = exp.run().records
-        values.append(record.metrics["default"])
+    values = [_one_trial(code, exp_root, max_trial_duration=limit) for limit in (None, 120.0)]
     assert values == [-1.0, 120.0]
+
+
+def _one_trial(code: Path, root: Path, **limits: float | None) -> float:
+    """The value one trial of ``code`` reports, run by the engine with ``limits``."""
+    exp = Experiment(trial_command=f"{sys.executable} trial.py", trial_code_directory=code,
+                     search_space={"x": {"_type": "choice", "_value": [1]}}, max_trials=1,
+                     experiment_dir=root, **limits)
+    (record,) = exp.run().records
+    return float(record.metrics["default"])
 
 
 def test_the_engine_gives_each_trial_the_end_of_its_budget(
@@ -193,14 +195,7 @@ def test_the_engine_gives_each_trial_the_end_of_its_budget(
         st.report_final_result({"default": -1.0 if end is None else end - time.time()})
         """
     )
-    space = {"x": {"_type": "choice", "_value": [1]}}
-    values = []
-    for budget in (None, 60.0):
-        exp = Experiment(trial_command=f"{sys.executable} trial.py", trial_code_directory=code,
-                         search_space=space, max_trials=1, max_duration=budget,
-                         experiment_dir=exp_root)
-        (record,) = exp.run().records
-        values.append(record.metrics["default"])
+    values = [_one_trial(code, exp_root, max_duration=budget) for budget in (None, 60.0)]
     assert values[0] == -1.0
     assert 45.0 < values[1] <= 60.0
 
