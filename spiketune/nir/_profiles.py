@@ -38,6 +38,7 @@ import nir
 import numpy as np
 
 from spiketune.errors import ExportError
+from spiketune.nir._read import check_step
 from spiketune.snn import CubaLIFParameters, LIFParameters
 
 __all__ = ["NEVER_FIRES", "PROFILES", "ImporterProfile", "Layer", "get_profile"]
@@ -82,7 +83,7 @@ class ImporterProfile:
 
     def step(self, dt: float | None, model_dt: float) -> float:
         """The step written to the graph, seconds: ``dt`` if given, else the model's own."""
-        return _check_dt(model_dt if dt is None else dt)
+        return check_step(model_dt if dt is None else dt)
 
     def hidden(
         self, p: Any, n: int, w_rec: np.ndarray | None, dt: float, approximate: frozenset[str]
@@ -139,12 +140,6 @@ class ImporterProfile:
 
 
 # ------------------------------------------------------------------------------ helpers
-def _check_dt(dt: Any) -> float:
-    if not (isinstance(dt, int | float) and math.isfinite(dt) and dt > 0):
-        raise ExportError(f"dt={dt!r}: the integration step must be a number of seconds > 0")
-    return float(dt)
-
-
 def _euler_tau(decay: float, dt: float) -> float:
     """The time constant whose forward-Euler step at ``dt`` decays by ``decay``: dt/(1-decay)."""
     return dt / (1.0 - decay)
@@ -317,7 +312,7 @@ class NorseProfile(ImporterProfile):
     DT: ClassVar[float] = 1e-3
 
     def step(self, dt: float | None, model_dt: float) -> float:
-        return _check_dt(self.DT if dt is None else dt)
+        return check_step(self.DT if dt is None else dt)
 
     def hidden_lif(
         self, p: LIFParameters, n: int, w_rec: np.ndarray | None, dt: float,

@@ -6,13 +6,14 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import nir
 import numpy as np
 
 from spiketune.errors import ExportError
 
-__all__ = ["GraphTypeWarning", "graph_step", "read"]
+__all__ = ["GraphTypeWarning", "check_step", "graph_step", "read"]
 
 
 class GraphTypeWarning(UserWarning):
@@ -77,6 +78,11 @@ def graph_step(graph: nir.NIRGraph, dt: float | None, what: str = "its time cons
         except (TypeError, ValueError):
             raise ExportError(f"the graph's metadata 'dt' = {value!r} is not a number of "
                               "seconds") from None
-    if not (isinstance(dt, int | float) and np.isfinite(dt) and dt > 0):
+    return check_step(dt)
+
+
+def check_step(dt: Any) -> float:
+    """``dt`` as a step in seconds: a finite number > 0, else an ExportError saying so."""
+    if isinstance(dt, bool) or not (isinstance(dt, int | float) and np.isfinite(dt) and dt > 0):
         raise ExportError(f"dt={dt!r}: the integration step must be a number of seconds > 0")
     return float(dt)

@@ -206,11 +206,9 @@ def exploration(
         color_key = "test" if "test" in seen else ("default" if "default" in seen else None)
     if color_key is None:
         color_label, colors = "", [None for _ in lines]
-    elif color_key == objective and objective != "default":
-        color_label, colors = f"{objective} (objective)", [line.metrics.get(color_key)
-                                                          for line in lines]
     else:
-        color_label = ACCURACY_AXES.get(color_key, color_key)
+        color_label = (f"{objective} (objective)" if color_key == objective != "default"
+                       else ACCURACY_AXES.get(color_key, color_key))
         colors = [line.metrics.get(color_key) for line in lines]
     best_record = results.best
     best = next(
