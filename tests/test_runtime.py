@@ -308,7 +308,9 @@ def test_minimize_and_max_duration(exp_root: Path) -> None:
     exp = Experiment(trial=slow, search_space=QUADRATIC_SPACE, optimize_mode="minimize",
                      max_duration=0.6, experiment_dir=exp_root, tuner="Random")
     results = exp.run()
-    assert 3 <= len(results.records) <= 8
+    # It ran until the budget (elapsed), and no further (at most 8 trials of 0.1 s). How many
+    # fit is the machine's: a fresh clone compiles what the first trial imports (0.9 s in CI).
+    assert 1 <= len(results.records) <= 8
     assert results.best.value == min(r.value for r in results.records)
     assert results.elapsed_seconds >= 0.6
     assert exp.status == "done"
