@@ -416,7 +416,7 @@ def test_nni_errors_name_keys_as_the_file_spells_them(tmp_path: Path) -> None:
         trialConcurrency: -1
         maxExperimentDuration: 2weeks
         maxTrialNumber: 0
-        logLevel: debug
+        logLevel: verbose
         authorName: me
         max_trials: 5
         tuner:
@@ -450,6 +450,21 @@ def test_nni_errors_name_keys_as_the_file_spells_them(tmp_path: Path) -> None:
     assert "CmaEs" in found["tuner.name"].rule
     assert "gpuIndices" in found["trainingService.foo"].rule  # the accepted keys are listed
     assert info.value.source == str(path)
+
+
+def test_nni_logging_keys_are_accepted_without_effect(tmp_path: Path) -> None:
+    """debug and logLevel change only NNI's own logs: a copied NNI file keeps them; their
+    values are still checked."""
+    plain = load_config(write(tmp_path, "plain.yml", NNI_MINIMAL))
+    kept = load_config(write(tmp_path, "kept.yml",
+                             NNI_MINIMAL + "    debug: true\n    logLevel: info\n"))
+    assert kept.model_dump() == plain.model_dump()
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, "bad.yml",
+                          NNI_MINIMAL + "    debug: 'yes'\n    logLevel: 3\n"))
+    found = problems(info)
+    assert found["debug"] == Problem("debug", "yes", "must be true or false")
+    assert "info" in found["logLevel"].rule and found["logLevel"].value == 3
 
 
 def test_nni_v1_keys_get_their_v2_spelling(tmp_path: Path) -> None:

@@ -31,9 +31,9 @@ def test_merge_parameter_none_changes_nothing() -> None:
 def test_merge_parameter_rules() -> None:
     with pytest.raises(ValueError, match="Key 'b' not found"):
         merge_parameter({"a": 1}, {"b": 2})
-    with pytest.raises(TypeError, match=r"'a'.*int.*str"):
+    with pytest.raises(ValueError, match=r"'a'.*int.*str"):  # as NNI 2
         merge_parameter({"a": 1}, {"a": "x"})
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError):  # as NNI 1
         merge_parameter({"a": 1}, {"a": 1.5})  # a float does not replace an int
     with pytest.raises(ValueError):
         merge_parameter(argparse.Namespace(a=1), {"b": 2})

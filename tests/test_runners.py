@@ -249,9 +249,11 @@ def test_subprocess_runner_refuses_bad_settings(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("reason", list(StopReason))
 def test_sigterm_grace_is_honoured_through_the_shell(tmp_path: Path, reason: StopReason) -> None:
-    """``/bin/sh`` (dash: no exec) dies of SIGTERM at once; the program it runs still gets its
-    grace period to save a checkpoint, and the trial ends only after it has."""
-    runner = _subprocess_runner("checkpoint_on_sigterm", kill_grace=10.0)
+    """A shell that runs the program as its child (not the last command: bash does not exec
+    it) dies of SIGTERM at once; the program still gets its grace period to save a
+    checkpoint, and the trial ends only after it has."""
+    runner = SubprocessRunner(f"python3 {TESTS / '_trials.py'} checkpoint_on_sigterm; true",
+                              TESTS, kill_grace=10.0)
     launch = _launch(tmp_path)
     runner.start(launch)
     try:
@@ -325,7 +327,32 @@ def test_a_signal_death_is_named(tmp_path: Path) -> None:
     ended = _ended(_until_ended(runner, {0})[0])
     runner.close()
     assert ended.signal == signal.SIGSEGV
-    assert ended.exit_code == 128 + signal.SIGSEGV  # how /bin/sh reports its child's death
+    assert ended.exit_code == -signal.SIGSEGV  # bash execs a lone command: its own death
+
+
+def test_a_signal_death_through_the_shell_is_named(tmp_path: Path) -> None:
+    runner = SubprocessRunner(f"python3 {TESTS / '_trials.py'} segfault; exit $?", TESTS)
+    runner.start(_launch(tmp_path))
+    ended = _ended(_until_ended(runner, {0})[0])
+    runner.close()
+    assert ended.signal == signal.SIGSEGV
+    assert ended.exit_code == 128 + signal.SIGSEGV  # how a shell reports its child's death
+
+
+def test_trial_commands_run_under_bash_as_in_nni(tmp_path: Path) -> None:
+    """NNI's local training service runs the trial command with bash: ``source``, ``[[ ]]``
+    and ``&>`` in a copied NNI config work here too."""
+    (tmp_path / "env.sh").write_text("export GREETING=hello\n")
+    runner = SubprocessRunner(
+        "source env.sh && [[ -f env.sh ]] && python3 -c 'import os, spiketune.trial as st; "
+        "st.report_final_result(float(len(os.environ[\"GREETING\"])))' &> out.log",
+        tmp_path)
+    assert runner.shell.endswith("bash")
+    runner.start(_launch(tmp_path))
+    ended = _ended(_until_ended(runner, {0})[0])
+    runner.close()
+    assert ended.exit_code == 0, (tmp_path / "out.log").read_text()
+    assert ended.final == {"default": 5.0}
 
 
 def test_a_plain_exit_code_is_no_signal(tmp_path: Path) -> None:

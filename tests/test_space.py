@@ -405,10 +405,6 @@ def test_to_nni_is_the_canonical_json_form() -> None:
         ({"x": {"_type": "uniform", "_value": "0,1"}}, "search_space.x._value", "a list"),
         ({"x": {"_type": "choice", "_value": []}}, "search_space.x._value", "at least one"),
         ({"x": {"_type": "choice", "_value": [1, 1.0]}}, "search_space.x._value", "distinct"),
-        ({"x": {"_type": "choice", "_value": [{"_name": "a"}, {"lr": 1}]}},
-         "search_space.x._value[1]", "_name"),
-        ({"x": {"_type": "choice", "_value": [{"_name": "a"}, 3]}}, "search_space.x._value",
-         "nested"),
         ({"x": {"_type": "choice", "_value": [{"_name": "a"}, {"_name": "a"}]}},
          "search_space.x._value", "unique"),
         ({"x": {"_type": "choice", "_value": [{"_name": "a", "lr": 0.1}]}},
@@ -432,6 +428,20 @@ def test_bad_spaces_name_the_parameter_value_and_rule(spec: dict, field: str, ru
     problems = info.value.problems
     assert any(p.field == field and rule in p.rule for p in problems), problems
     assert field in str(info.value)
+
+
+@pytest.mark.parametrize("options", [
+    [{"lr": 0.1}, {"lr": 0.01}],
+    [{"_name": "a"}, {"lr": 1}],
+    [{"_name": "a"}, 3],
+])
+def test_a_choice_is_nested_only_when_every_option_has_a_name(options: list) -> None:
+    """NNI's rule: any other choice hands its options to the trial as they are, mappings too."""
+    space = SearchSpace.from_nni({"x": {"_type": "choice", "_value": options}})
+    seen = [p["x"] for p in draw(space, 30, optuna.samplers.RandomSampler(seed=0))]
+    assert all(v in options for v in seen)
+    assert {json.dumps(v, sort_keys=True) for v in seen} == {
+        json.dumps(o, sort_keys=True) for o in options}
 
 
 def test_every_problem_is_reported_at_once() -> None:

@@ -1,7 +1,10 @@
 """An NNI trial script, unchanged: it imports ``nni`` and reports 3 intermediate results.
 
-Under spiketune, ``import nni`` finds spiketune's shim (on this process's PYTHONPATH only).
-Run by hand it works too: ``python3 trial.py --params params.json`` (or no parameters at all).
+Under spiketune, ``import nni`` finds spiketune's shim (on the trial process's PYTHONPATH
+only). Run by hand it works too, with the shim's directory on the path::
+
+    PYTHONPATH=$(python -c 'import spiketune.compat as c; print(c.__path__[0])') \
+        python3 trial.py --params params.json    # or no parameters at all
 """
 
 import argparse

@@ -558,19 +558,9 @@ class _Parser:
         if not options:
             self.fail(where, options, "choice needs at least one option")
             return None
-        dicts = [o for o in options if isinstance(o, Mapping)]
-        if dicts:
-            if len(dicts) != len(options):
-                self.fail(where, options, "a nested choice must have only {'_name': ...} options")
-                return None
-            named = True
-            for i, option in enumerate(options):
-                if "_name" not in option:
-                    self.fail(f"{where}[{i}]", dict(option),
-                              "each option of a nested choice needs a '_name'")
-                    named = False
-            if not named:
-                return None
+        # NNI's rule: a choice is nested when every option is a mapping with a '_name'; any
+        # other choice (plain mappings among its options too) hands out its options as they are
+        if all(isinstance(o, Mapping) and "_name" in o for o in options):
             labels = [o["_name"] for o in options]
             if not all(isinstance(lb, _PRIMITIVE) and lb is not None for lb in labels):
                 self.fail(where, labels, "the _name of a nested option must be a string or number")

@@ -7,13 +7,19 @@ from typing import Any
 __all__ = ["merge_parameter"]
 
 
+class OverrideTypeError(ValueError, TypeError):
+    """An override of another type than the value it replaces: NNI 2 raises ``ValueError``
+    there and NNI 1 ``TypeError``; a script that catches either still catches it."""
+
+
 def merge_parameter(base_params: Any, override_params: dict[str, Any] | None) -> Any:
     """Overwrite entries of ``base_params`` (a dict or an ``argparse.Namespace``) in place.
 
     As in NNI: ``None`` changes nothing; every key of ``override_params`` must already exist
     in ``base_params`` (``ValueError`` otherwise); an override must have the type of the value
     it replaces, except that an int may replace a float (it becomes a float) and anything may
-    replace ``None`` (``TypeError`` otherwise). Returns ``base_params`` for convenience.
+    replace ``None`` (``ValueError`` otherwise, as NNI 2 raises; it is a ``TypeError`` too,
+    as NNI 1 raised). Returns ``base_params`` for convenience.
     """
     if override_params is None:
         return base_params
@@ -36,7 +42,7 @@ def _compatible(key: str, current: Any, value: Any) -> Any:
         return value
     if isinstance(current, float) and isinstance(value, int):
         return float(value)
-    raise TypeError(
+    raise OverrideTypeError(
         f"Expected '{key}' in override parameters to have type {type(current).__name__}, "
         f"but found {type(value).__name__}."
     )

@@ -93,6 +93,21 @@ def _refused(rule: str) -> Handler:
     return lambda t, where, value: t.refuse(where, value, rule)
 
 
+def _no_effect_bool(t: Translation, where: str, value: Any) -> None:
+    # NNI's debug mode keeps its own dispatcher's logs; spiketune's logs are always kept
+    if not isinstance(value, bool):
+        t.refuse(where, value, "must be true or false")
+
+
+#: NNI's log levels (``logLevel``); spiketune logs the same whichever is given.
+LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "fatal")
+
+
+def _log_level(t: Translation, where: str, value: Any) -> None:
+    if value not in LOG_LEVELS:
+        t.refuse(where, value, f"must be one of {', '.join(LOG_LEVELS)}")
+
+
 def _space_file(t: Translation, where: str, value: Any) -> None:
     if "search_space" in t.data and "search_space_file" not in t.data:
         t.refuse(where, value, "give searchSpace or searchSpaceFile, not both")
@@ -140,7 +155,7 @@ TOP_KEYS = [
     "experimentName", "searchSpaceFile", "searchSpace", "trialCommand", "trialCodeDirectory",
     "trialConcurrency", "trialGpuNumber", "maxExperimentDuration", "maxTrialNumber",
     "maxTrialDuration", "experimentWorkingDirectory", "experimentType", "useAnnotation",
-    "tuner", "assessor", "advisor", "trainingService",
+    "tuner", "assessor", "advisor", "trainingService", "debug", "logLevel",
 ]
 
 _REMOTE_ONLY = "only for remote training services; spiketune runs trials on this machine"
@@ -170,9 +185,9 @@ TOP: dict[str, Handler] = {
     "sharedstorage": _refused(f"not supported: {_REMOTE_ONLY}"),
     "tunergpuindices": _refused("not supported: spiketune's tuners run in the scheduler, "
                                 "without a GPU"),
-    "debug": _refused("not supported: NNI's debug mode has no spiketune equivalent; remove it"),
-    "loglevel": _refused("not supported: NNI's log level has no spiketune equivalent; remove "
-                         "it"),
+    # NNI v2 keys that change only NNI's own logging: accepted, checked, without effect
+    "debug": _no_effect_bool,
+    "loglevel": _log_level,
     # NNI v1 keys
     "authorname": _refused("no v2 equivalent; remove it"),
     "maxexecduration": _refused("NNI v1 key; NNI v2 spells it maxExperimentDuration"),

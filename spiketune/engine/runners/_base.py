@@ -85,9 +85,10 @@ def signal_name(number: int) -> str:
 def signal_from_status(exit_code: int | None, *, shell: bool) -> int | None:
     """The signal that ended a program, from its process's exit status.
 
-    A negative status is a death by that signal. Through a shell (``/bin/sh -c``, which runs
-    the command as its child and does not exec it), a child killed by signal ``n`` makes the
-    shell exit with ``128 + n``: with ``shell=True`` a status of 129 to 128 + ``SIGRTMAX`` is
+    A negative status is a death by that signal. Through a shell that runs the command as
+    its child (``bash -c 'cd src && python3 train.py'``, or any command under ``/bin/sh``,
+    which as dash does not exec), a child killed by signal ``n`` makes the shell exit with
+    ``128 + n``: with ``shell=True`` a status of 129 to 128 + ``SIGRTMAX`` is
     read as that signal. A program that itself exits with such a status reads the same;
     shells, and the convention they set, mean exactly that by it.
     """

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
@@ -82,8 +83,16 @@ class _Proc:
         return str(self.launch.trial_dir)
 
 
+def trial_shell() -> str:
+    """The shell that runs trial commands: ``bash``, as NNI's local training service runs
+    them (``source env/bin/activate && ...``, ``[[ ]]`` and ``&>`` work), else ``/bin/sh``
+    on a machine without bash."""
+    return shutil.which("bash") or "/bin/sh"
+
+
 class SubprocessRunner(Runner):
-    """One process per trial: the trial command, run by ``/bin/sh`` in ``cwd``.
+    """One process per trial: the trial command, run by ``bash -c`` (:func:`trial_shell`) in
+    ``cwd``.
 
     Each trial gets its own session and process group (so that ending it ends everything it
     started), its trial directory with ``parameter.json`` (in), ``metrics.jsonl`` (out),
@@ -95,7 +104,8 @@ class SubprocessRunner(Runner):
 
     Ending a trial sends SIGTERM to all its processes and, ``kill_grace`` seconds later,
     SIGKILL to those still there. The grace runs until every process of the trial is gone,
-    not until the leader is: ``/bin/sh`` dies of SIGTERM at once while the program it runs
+    not until the leader is: a shell that runs the program as its child (``python3 train.py;
+    echo done``: bash execs only a last command) dies of SIGTERM at once while the program
     may be saving a checkpoint. When the leader exits by itself and processes of the trial
     are left, they get the same SIGTERM and grace. The trial's processes are its session
     and their descendants, also those that left the session (seen while their parent ran, or,
@@ -116,6 +126,7 @@ class SubprocessRunner(Runner):
         if not kill_grace >= 0:
             raise TrialError(f"kill_grace must be >= 0 seconds, got {kill_grace!r}")
         self.command = command
+        self.shell = trial_shell()
         self.cwd = Path(cwd)
         self.kill_grace = float(kill_grace)
         self._procs: dict[int, _Proc] = {}
@@ -182,8 +193,7 @@ class SubprocessRunner(Runner):
         with open(d / STDOUT_FILE, "wb") as out, open(d / STDERR_FILE, "wb") as err:
             try:
                 popen = subprocess.Popen(
-                    self.command,
-                    shell=True,
+                    [self.shell, "-c", self.command],  # argv[0] bash, not sh: no POSIX mode
                     cwd=self.cwd,
                     env=self.trial_env(launch),
                     stdin=subprocess.DEVNULL,
