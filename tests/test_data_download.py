@@ -228,3 +228,34 @@ def test_extract_member_refuses_a_damaged_archive(tmp_path: Path) -> None:
             extract_member(corrupt, r"x\.pkl", tmp_path / "y.pkl")
         assert not (tmp_path / "y.pkl").exists()
         assert not list(tmp_path.glob("*.part"))
+
+
+def test_a_read_only_cache_serves_its_files_and_names_itself_otherwise(
+    server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shared, read-only cache that holds the verified file needs no lock; one that lacks
+    it is named with what to do, not a PermissionError from the lock file."""
+    import spiketune.data._download as downloads
+
+    remote = _remote(server, "/good", md5=PAYLOAD_MD5)
+    path = _fetch(remote, tmp_path)
+
+    def no_write(lock: Path) -> None:
+        raise PermissionError(13, "Permission denied", str(lock))
+
+    monkeypatch.setattr(downloads, "exclusive_lock", no_write)
+    assert _fetch(remote, tmp_path) == path and path.read_bytes() == PAYLOAD
+    with pytest.raises(DataError, match=r"cannot write into the cache directory.*SPIKETUNE_DATA"):
+        _fetch(_remote(server, "/good", md5=PAYLOAD_MD5), tmp_path / "other")
+
+
+def test_bad_requests_are_refused_before_any_network_access(tmp_path: Path) -> None:
+    for name in ("../escaped.bin", "sub/file.bin", "", ".."):
+        with pytest.raises(DataError, match=r"RemoteFile\.filename"):
+            RemoteFile("http://127.0.0.1:9/x", name)
+    remote = RemoteFile("http://127.0.0.1:9/never", "archive.zip")
+    with pytest.raises(DataError, match="retries must be an integer >= 0"):
+        download(remote, tmp_path, retries=-1)
+    (tmp_path / "archive.zip").write_bytes(b"")  # an interrupted copy by hand, say
+    with pytest.raises(DataError, match="is empty"):
+        download(remote, tmp_path)

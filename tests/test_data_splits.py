@@ -93,6 +93,9 @@ def test_resplits_wrap_around_when_folds_exceed_the_remainder() -> None:
         ({"ratios": (1.2, -0.1, -0.1)}, "ratios.train"),
         ({"seed": -1}, "seed"),
         ({"seed": 1.5}, "seed"),
+        ({"ratios": "abc"}, "ratios"),
+        ({"ratios": 0.8}, "ratios"),
+        ({"ratios": (0.8, None, 0.2)}, "ratios"),
     ],
 )
 def test_bad_arguments_name_the_field(kwargs: dict, field: str) -> None:
@@ -108,6 +111,8 @@ def test_bad_k_and_too_small_classes() -> None:
         stratified_split(np.array([0, 0, 1]), (0.4, 0.3, 0.3))
     with pytest.raises(DataError, match="integers"):
         stratified_split(np.array([0.5, 1.0]))
+    with pytest.raises(DataError, match="no samples"):
+        stratified_split([])
 
 
 def test_dataset_split_applies_the_indices() -> None:

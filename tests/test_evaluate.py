@@ -78,6 +78,22 @@ def test_evaluate_checkpoint_counts_every_prediction(files: tuple[Path, Path]) -
     assert len(score.mistakes) == 21 - score.correct
 
 
+def test_what_cannot_be_scored_is_refused(files: tuple[Path, Path]) -> None:
+    """A bad batch size, an empty data set, or tensors without an encoding to check: an error
+    naming it, not a torch traceback or an accuracy of 0."""
+    from spiketune.errors import ConfigError
+
+    checkpoint, data = files
+    ds = load_braille_pool(data)
+    for size in (0, -2, 2.5):
+        with pytest.raises(ConfigError, match="batch_size"):
+            evaluate_checkpoint(checkpoint, ds, batch_size=size)  # type: ignore[arg-type]
+    with pytest.raises(DataError, match="empty data set"):
+        evaluate_checkpoint(checkpoint, ds.subset([]))
+    with pytest.raises(DataError, match=r"spiketune\.data\.Dataset.*got TensorDataset"):
+        evaluate_checkpoint(checkpoint, TensorDataset(*tiny_data()))  # type: ignore[arg-type]
+
+
 def test_mismatched_encoding_lists_every_difference(tmp_path: Path) -> None:
     net = RecurrentSNN(SNNConfig(n_in=24, n_rec=4, n_out=7, dt=0.02, loss_steps=300), seed=0)
     checkpoint = save_checkpoint(tmp_path / "net.pt", net,

@@ -434,3 +434,30 @@ def test_model_from_params_names_every_problem() -> None:
     assert {"tau_mem", "loss_window", "theta"} <= fields
     with pytest.raises(ConfigError, match=r"model.*one of l2mu, lmu, rsnn"):
         model_from_params("gru", {}, **sizes)
+
+
+def test_a_recurrent_snn_takes_its_sizes_and_time_step_from_the_data() -> None:
+    """A network at another dt than its data would read every time constant wrong: refused,
+    as a loss window outside the sample is, by both builders."""
+    from spiketune.snn import model_and_config_from_params, model_from_params
+
+    sizes = {"n_in": 4, "n_out": 3, "dt": 0.005, "n_steps": 20}
+    with pytest.raises(ConfigError) as info:
+        model_from_params("rsnn", {"n_rec": 5, "n_in": 9, "dt": 0.001}, **sizes)
+    assert {(p.field, p.value) for p in info.value.problems} == {("n_in", 9), ("dt", 0.001)}
+    assert "comes from the data (0.005 s bins)" in str(info.value)
+    same = model_from_params("rsnn", {"n_rec": 5, "n_in": 4, "dt": 0.005}, **sizes)
+    assert (same.config.n_in, same.config.dt) == (4, 0.005)  # the data's own values may repeat
+
+    data = DatasetInfo("t", ("a", "b", "c"), 4, 20, 0.005)
+    for params, fixed, field in [
+        ({"n_out": 9}, {"n_rec": 5}, "n_out"),
+        ({}, {"n_rec": 5, "dt": 0.001}, "dt"),  # a fixed value is no exception
+        ({"loss_window": 1.0}, {"n_rec": 5}, "loss_window"),  # 200 steps of a 20-step sample
+        ({"loss_window": 0.001}, {"n_rec": 5}, "loss_window"),  # under half a step
+    ]:
+        with pytest.raises(ConfigError) as info:
+            model_and_config_from_params(params, data, fixed=fixed)
+        assert [p.field for p in info.value.problems] == [field], info.value
+    net, _ = model_and_config_from_params({"loss_window": 0.05}, data, fixed={"n_rec": 5})
+    assert net.config.loss_steps == 10

@@ -243,6 +243,14 @@ def test_incompatible_members_are_refused_by_name() -> None:
     with pytest.raises(ConfigError, match="subtract_at_spike"):
         PopulationTrainer([(RecurrentSNN(chip, seed=k), TrainConfig(epochs=1))
                            for k in range(2)]).fit(_data(8, 0, torch.float32))
+    # refused when built, each member named, not at the first step without an index
+    bptt = SNNConfig(n_in=N_IN, n_rec=N_REC, n_out=N_OUT, rule="bptt")
+    cuba = bptt.model_copy(update={"neuron": "cuba_lif", "tau_syn": 0.005})
+    many = bptt.model_copy(update={"max_spikes": 3})
+    with pytest.raises(ConfigError) as err:
+        PopulationTrainer([(RecurrentSNN(c), TrainConfig()) for c in (bptt, cuba, many)])
+    assert [(p.field, p.value) for p in err.value.problems] == [
+        ("members[1].neuron", "cuba_lif"), ("members[2].max_spikes", 3)]
 
     online = SNNConfig(n_in=N_IN, n_rec=N_REC, n_out=N_OUT, eprop_mode="online")
     with pytest.raises(ConfigError, match="eprop_mode"):

@@ -103,3 +103,26 @@ def test_a_refused_file_is_never_met_with_advice_to_load_it_unsafely(tmp_path: P
         with pytest.raises(CheckpointError) as err:
             load_weights(RecurrentSNN(config(), seed=0), path)
         assert "weights_only" not in str(err.value)
+
+
+def test_extra_values_that_would_not_load_back_are_refused_before_saving(tmp_path: Path) -> None:
+    """A NumPy number or a path in ``extra`` would write a file that ``load_checkpoint``
+    refuses, and the weights with it: refused when saving, each value named by its place."""
+    import numpy as np
+
+    from spiketune.errors import ConfigError
+
+    net = RecurrentSNN(config(), seed=0)
+    path = tmp_path / "net.pt"
+    with pytest.raises(ConfigError) as info:
+        save_checkpoint(path, net, extra={"acc": np.float64(0.9), "files": [Path("a")],
+                                          "ok": {"x": 1.0}})
+    assert [p.field for p in info.value.problems] == ["extra.acc", "extra.files[0]"]
+    assert "numpy.float64" in str(info.value) and "float(x)" in str(info.value)
+    assert not path.exists()
+    kept = {"ok": (1, 2.0, "a", None, True), 3: [torch.ones(2)], "nested": {"k": ["v"]}}
+    loaded = load_checkpoint(save_checkpoint(path, net, extra=kept)).extra
+    assert loaded["ok"] == kept["ok"] and loaded["nested"] == kept["nested"]
+    assert torch.equal(loaded[3][0], torch.ones(2))
+    with pytest.raises(CheckpointError, match=r"directory .*missing.* does not exist"):
+        save_checkpoint(tmp_path / "missing" / "net.pt", net)

@@ -98,12 +98,25 @@ def test_callback_exceptions_propagate() -> None:
 
 def test_non_finite_loss_ends_the_run() -> None:
     x, y = patterns(32, noise_seed=1)
-    x[0, 0, 0] = math.nan
     net = network()
+    with torch.no_grad():
+        net.w_out[0, 0] = math.nan  # a network gone wrong, on good data
     initial = net.w_in.detach().clone()
     history = Trainer(net, TrainConfig(epochs=3, batch_size=32)).fit((x, y))
     assert history.stop_reason == "non_finite_loss" and history.epochs == []
     assert torch.equal(net.w_in, initial)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_non_finite_inputs_are_refused_as_data(value: float) -> None:
+    """NaN in the data is the data's fault, not the training's: named before any step."""
+    x, y = patterns(32, noise_seed=1)
+    x[0, 0, 0] = value
+    trainer = Trainer(network(), TrainConfig(epochs=1, batch_size=32))
+    with pytest.raises(DataError, match="train: inputs hold NaN, infinite"):
+        trainer.fit((x, y))
+    with pytest.raises(DataError, match="data: inputs hold NaN"):
+        trainer.evaluate((x, y))
 
 
 def test_bad_data_is_refused() -> None:
@@ -115,6 +128,12 @@ def test_bad_data_is_refused() -> None:
         trainer.fit((x[..., :3], y))
     with pytest.raises(ConfigError):
         trainer.fit([x])  # type: ignore[arg-type]
+    with pytest.raises(DataError, match=r"integer class indices, got torch\.float32"):
+        trainer.fit((x, y.float() + 0.7))  # not cut to 0 and 1
+    with pytest.raises(DataError, match="at least one time step"):
+        trainer.evaluate((x[:, :0], y))
+    with pytest.raises(ConfigError, match="batch_size"):
+        trainer.evaluate((x, y), batch_size=0)  # not the config's batch size in its place
 
 
 def test_weight_averaging_keeps_the_moving_average_of_the_weights() -> None:

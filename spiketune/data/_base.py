@@ -9,6 +9,7 @@ and is a map-style ``torch.utils.data.Dataset``, so it goes straight into a ``Da
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +42,29 @@ class DatasetInfo:
     n_steps: int
     dt: float
 
+    def __post_init__(self) -> None:
+        # checked once here: every model, split and report sizes itself from these
+        problems = []
+        classes = self.classes
+        if isinstance(classes, str) or not isinstance(classes, Sequence) or not classes:
+            problems.append(Problem("classes", classes, "a non-empty sequence of class names"))
+        elif len(set(map(str, classes))) != len(classes):
+            problems.append(Problem("classes", list(classes), "class names must be distinct"))
+        else:
+            object.__setattr__(self, "classes", tuple(classes))
+        for key in ("n_inputs", "n_steps"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                problems.append(Problem(key, value, "an integer >= 1"))
+            else:
+                object.__setattr__(self, key, int(value))
+        dt = self.dt
+        if isinstance(dt, bool) or not isinstance(dt, int | float) or not 0 < dt < float("inf"):
+            problems.append(Problem("dt", dt, "seconds per step, a finite number > 0"))
+        if problems:
+            raise DataError(
+                "invalid dataset description:\n" + "\n".join(f"  - {p}" for p in problems))
+
     @property
     def n_classes(self) -> int:
         return len(self.classes)
@@ -69,6 +93,11 @@ class Dataset(TorchDataset[tuple[torch.Tensor, torch.Tensor]]):
                 f"inputs [N, T, C] = {tuple(inputs.shape)} do not match the description "
                 f"(n_steps={info.n_steps}, n_inputs={info.n_inputs})"
             )
+        if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+            raise DataError(f"labels must be integer class indices, got {labels.dtype} (a float "
+                            "label would be cut to its integer part)")
+        if inputs.is_complex() or not bool(torch.isfinite(inputs).all()):
+            raise DataError("inputs hold NaN, infinite or complex values")
         if n and (int(labels.min()) < 0 or int(labels.max()) >= info.n_classes):
             raise DataError(f"labels must lie in [0, {info.n_classes}), got {labels.unique()}")
         self.info = info
@@ -114,8 +143,17 @@ class Dataset(TorchDataset[tuple[torch.Tensor, torch.Tensor]]):
         )
 
     def subset(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> Dataset:
-        """The samples at ``indices``, in that order (tensors are copied, not shared)."""
-        idx = torch.from_numpy(np.array(indices, dtype=np.int64))  # a writable copy
+        """The samples at ``indices`` (positions from 0), in that order (tensors are copied,
+        not shared)."""
+        raw = np.asarray(indices)
+        if raw.dtype == np.bool_ or (raw.size and not np.issubdtype(raw.dtype, np.integer)):
+            raise DataError(f"subset: indices must be integer positions, got {raw.dtype} values"
+                            + (" (for a boolean mask, pass np.flatnonzero(mask))"
+                               if raw.dtype == np.bool_ else ""))
+        idx = torch.from_numpy(np.array(raw, dtype=np.int64).reshape(-1))  # a writable copy
+        if len(idx) and (int(idx.min()) < 0 or int(idx.max()) >= len(self)):
+            raise DataError(f"subset: indices must lie in [0, {len(self)}), got "
+                            f"{int(idx.min())}..{int(idx.max())}")
         return Dataset(self.info, self.inputs[idx], self.labels[idx])
 
     def per_class(self, n: int, *, seed: int = 0) -> Dataset:

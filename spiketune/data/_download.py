@@ -10,6 +10,7 @@ file by hand.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import os
@@ -57,6 +58,12 @@ class RemoteFile:
     filename: str
     md5: str | None = None
     page: str | None = None
+
+    def __post_init__(self) -> None:
+        name = self.filename
+        if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name:
+            raise DataError(f"RemoteFile.filename: a plain file name, without directories "
+                            f"(it is stored in the cache directory), got {name!r}")
 
 
 def file_md5(path: Path) -> str:
@@ -179,15 +186,26 @@ def download(
     file cannot be fetched or its checksum does not match; the message says how to place the
     file by hand.
     """
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise DataError(f"download: retries must be an integer >= 0, got {retries!r}")
     directory = cache_dir() if directory is None else Path(directory)
     dest = directory / remote.filename
+    if dest.exists():  # complete (written by an atomic rename): no lock, so a read-only cache works
+        _check_existing(remote, dest)
+        return dest
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DataError(f"cannot create the cache directory {directory}: {exc}") from None
     part = dest.with_name(dest.name + ".part")
-    with exclusive_lock(dest.with_name(dest.name + ".lock")):
-        if dest.exists():
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(exclusive_lock(dest.with_name(dest.name + ".lock")))
+        except OSError as exc:
+            raise DataError(f"cannot write into the cache directory {directory} ({exc}); set "
+                            "SPIKETUNE_DATA to a writable directory. "
+                            + _manual_hint(remote, dest)) from None
+        if dest.exists():  # fetched by another process while this one waited for the lock
             _check_existing(remote, dest)
             return dest
         bar = _Progress(progress, f"downloading {remote.filename}")
@@ -233,6 +251,9 @@ def download(
 
 
 def _check_existing(remote: RemoteFile, dest: Path) -> None:
+    if dest.is_dir() or dest.stat().st_size == 0:  # no publisher's file is empty
+        raise DataError(f"{dest} is empty or a directory, not the file of {remote.url}; "
+                        "delete it to download it again. " + _manual_hint(remote, dest))
     if remote.md5 is None:
         return
     got = file_md5(dest)
@@ -264,7 +285,13 @@ def extract_member(archive: Path, pattern: str, dest: Path) -> Path:
             dest.parent.mkdir(parents=True, exist_ok=True)
             with zf.open(names[0]) as src, part.open("wb") as out:
                 shutil.copyfileobj(src, out, _CHUNK)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError) as exc:
+    except OSError as exc:
+        part.unlink(missing_ok=True)
+        if exc.filename is not None and Path(exc.filename) in (part, dest.parent):
+            raise DataError(f"cannot write {dest} ({exc}); set SPIKETUNE_DATA to a writable "
+                            "directory") from None
+        raise DataError(f"{archive} is not a readable zip archive: {exc}") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError) as exc:
         part.unlink(missing_ok=True)
         raise DataError(f"{archive} is not a readable zip archive: {exc}") from None
     os.replace(part, dest)

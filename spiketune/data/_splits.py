@@ -48,7 +48,9 @@ class Split:
 
 def _check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
     problems = []
-    if len(ratios) != 3:
+    if (isinstance(ratios, str | bytes) or not isinstance(ratios, Sequence | np.ndarray)
+            or len(ratios) != 3 or not all(isinstance(r, int | float | np.number)
+                                           and not isinstance(r, bool) for r in ratios)):
         raise ConfigError(Problem("ratios", ratios, "must be three numbers (train, val, test)"))
     train, val, test = (float(r) for r in ratios)
     for name, r in (("train", train), ("val", val), ("test", test)):
@@ -75,7 +77,9 @@ def _as_labels(labels: Sequence[int] | np.ndarray | torch.Tensor) -> np.ndarray:
     arr = np.asarray(labels)
     if arr.ndim != 1:
         raise DataError(f"labels must be one-dimensional, got shape {arr.shape}")
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+    if arr.size == 0:
+        raise DataError("labels: there are no samples to split")
+    if not np.issubdtype(arr.dtype, np.integer):
         raise DataError(f"labels must be integers, got dtype {arr.dtype}")
     return arr.astype(np.int64, copy=False)
 

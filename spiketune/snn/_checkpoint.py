@@ -65,6 +65,11 @@ def save_checkpoint(
     if type(net) not in MODELS.values():
         known = ", ".join(MODELS)
         raise ConfigError(Problem("net", type(net).__name__, f"one of the models {known}"))
+    problems = _extra_problems(extra or {}, "extra")
+    if problems:  # saved, it would be a file load_checkpoint refuses: the weights lost to it
+        raise ConfigError(problems)
+    if not path.parent.is_dir():
+        raise CheckpointError(f"{path}: its directory {path.parent} does not exist")
     payload = {
         "format": FORMAT,
         "model": net.name,
@@ -79,6 +84,30 @@ def save_checkpoint(
     torch.save(payload, tmp)
     tmp.replace(path)
     return path
+
+
+#: exact types: NumPy's float64 is a float, and pickles as a NumPy scalar all the same
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+def _extra_problems(value: Any, where: str) -> list[Problem]:
+    """The values of ``extra`` that loading with ``weights_only`` would refuse (NumPy
+    numbers and arrays, paths, objects), each named by its place."""
+    if type(value) in _PLAIN or isinstance(value, torch.Tensor):
+        return []
+    if type(value) is dict:
+        out: list[Problem] = []
+        for key, item in value.items():
+            if type(key) not in (str, int):
+                out.append(Problem(where, key, "keys must be strings or integers"))
+            else:
+                out += _extra_problems(item, f"{where}.{key}")
+        return out
+    if type(value) in (list, tuple):
+        return [p for i, item in enumerate(value) for p in _extra_problems(item, f"{where}[{i}]")]
+    return [Problem(where, f"<{type(value).__module__}.{type(value).__qualname__}>",
+                    "tensors, strings, numbers, lists and dicts of them (what loading with "
+                    "weights_only accepts): convert it, e.g. float(x), x.tolist() or str(path)")]
 
 
 def load_checkpoint(

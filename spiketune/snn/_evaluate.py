@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from spiketune.data._base import Dataset
-from spiketune.errors import DataError
+from spiketune.errors import ConfigError, DataError, Problem
 from spiketune.snn._checkpoint import Checkpoint, load_checkpoint
 
 
@@ -70,8 +70,12 @@ def evaluate_checkpoint(
     (``loss_steps``, else every step; its maximum there for ``loss="ce_max"``), is largest:
     the decision the network was trained for.
     """
+    if type(batch_size) is not int or batch_size < 1:
+        raise ConfigError(Problem("batch_size", batch_size, "an integer >= 1 (samples)"))
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
     data = as_trained(ckpt, data)
+    if len(data) == 0:
+        raise DataError("cannot evaluate on an empty data set")
     net = ckpt.network
     decide = net.readout_loss()
     net.eval()
@@ -80,7 +84,7 @@ def evaluate_checkpoint(
     matrix = torch.zeros(k * k, dtype=torch.int64)
     mistakes: list[int] = []
     with torch.no_grad():
-        for lo in range(0, len(data), max(1, batch_size)):
+        for lo in range(0, len(data), batch_size):
             x = data.inputs[lo : lo + batch_size].to(dtype)
             y = data.labels[lo : lo + batch_size]
             guess = decide.scores(net.simulate(x).readout).argmax(-1).cpu()
@@ -95,6 +99,12 @@ def as_trained(checkpoint: Checkpoint | str | os.PathLike[str], data: Dataset) -
     classes, step length, steps, class order), a :class:`DataError` listing every
     difference. What :func:`evaluate_checkpoint` scores, and what an export is checked on:
     a network run on data of another encoding gives an accuracy that means nothing."""
+    if not isinstance(data, Dataset):  # a TensorDataset has no encoding to check
+        raise DataError(
+            f"data: a spiketune.data.Dataset (its classes, step length and channels are "
+            f"checked against the network), got {type(data).__name__}; wrap tensors as "
+            "Dataset(DatasetInfo(...), inputs, labels), or use spiketune.data.load_braille_pool "
+            "for a TensorDataset file")
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
     data = _rebinned_as_trained(ckpt, data)
     _check_encoding(ckpt, data)

@@ -70,7 +70,13 @@ def model_from_params(
     if model not in MODEL_NAMES:
         raise ConfigError(Problem("model", model, "one of " + ", ".join(MODEL_NAMES)))
     if model == "rsnn":
-        config = SNNConfig.from_params({"n_in": n_in, "n_out": n_out, "dt": dt, **params})
+        problems = _rsnn_problems(params, n_in=n_in, n_out=n_out, dt=dt, n_steps=n_steps)
+        try:
+            config = SNNConfig.from_params({**params, "n_in": n_in, "n_out": n_out, "dt": dt})
+        except ConfigError as err:
+            raise ConfigError(problems + err.problems) from None
+        if problems:
+            raise ConfigError(problems)
         return RecurrentSNN(config, seed=seed, device=device)
     known = _LEGENDRE_KEYS[model] | {"loss", "loss_window"}
     problems = [Problem(k, v, f"unknown parameter of the {model}; known: "
@@ -140,7 +146,14 @@ def model_and_config_from_params(
     if model == "rsnn":
         # One config pair from one flat dict: an unknown key is named with every known one.
         sizes = {"n_in": info.n_inputs, "n_out": info.n_classes, "dt": info.dt}
-        snn_config, train_config = configs_from_params(settings, sizes)
+        problems = _rsnn_problems(settings, n_in=info.n_inputs, n_out=info.n_classes,
+                                  dt=info.dt, n_steps=info.n_steps)
+        try:
+            snn_config, train_config = configs_from_params({**settings, **sizes})
+        except ConfigError as err:
+            raise ConfigError(problems + err.problems) from None
+        if problems:
+            raise ConfigError(problems)
         net: Model = RecurrentSNN(snn_config, seed=train_config.seed, device=device)
     else:
         net, train_config = _legendre(model, settings, info, device)
@@ -148,6 +161,25 @@ def model_and_config_from_params(
         train_config = TrainConfig.from_params(
             {**train_config.model_dump(), "epochs": epochs_cap})
     return net, train_config
+
+
+def _rsnn_problems(
+    params: Mapping[str, Any], *, n_in: int, n_out: int, dt: float, n_steps: int
+) -> list[Problem]:
+    """What a recurrent SNN's parameters may not say: its sizes and time step come from the
+    data (a network at another ``dt`` would read every time constant wrong; the data's own
+    values may be repeated), and its loss
+    window (seconds) must lie within the sample, as for the Legendre models."""
+    data = {"n_in": (n_in, "inputs"), "n_out": (n_out, "classes"), "dt": (dt, "s bins")}
+    problems = [Problem(key, params[key], f"comes from the data ({value:g} {what}); remove it")
+                for key, (value, what) in data.items()
+                if key in params and params[key] != value]
+    window = params.get("loss_window")
+    usable = isinstance(window, int | float) and not isinstance(window, bool) and window > 0
+    if usable and not 1 <= round(float(window) / dt) <= n_steps:
+        problems.append(Problem("loss_window", window, f"seconds, from one step ({dt:g} s) "
+                                f"to the whole sample ({n_steps * dt:g} s)"))
+    return problems
 
 
 def _legendre(

@@ -372,6 +372,16 @@ def _member_problems(
             "eprop_mode", net.config.eprop_mode,
             "fused (online e-prop trains one network at a time)",
         ))
+    params = net.neuron_params
+    alone = "train it alone with a Trainer, or let train_population do so"
+    if isinstance(params, CubaLIFParameters):
+        problems.append(problem("neuron", "cuba_lif", f"lif or alif in a population ({alone})"))
+    elif params.reset not in ("subtract", "zero"):
+        problems.append(problem("reset", params.reset,
+                                f"'subtract' or 'zero' in a population ({alone})"))
+    elif params.max_spikes != 1:
+        problems.append(problem("max_spikes", params.max_spikes,
+                                f"1 in a population (one spike per step: {alone})"))
     key = population_key(first_net.config, first_cfg)
     other = population_key(net.config, cfg)
     for (name, mine), (_, theirs) in zip(key, other, strict=True):

@@ -93,8 +93,10 @@ class PopulationParameters:
             ))
         chip = next((p for p in ps if p.reset == "subtract_at_spike" or p.max_spikes != 1), None)
         if chip is not None:
+            field, value = (("max_spikes", chip.max_spikes) if chip.max_spikes != 1
+                            else ("reset", chip.reset))
             raise ConfigError(Problem(
-                "reset", chip.reset, "'subtract' or 'zero' with max_spikes=1 in a population "
+                field, value, "'subtract' or 'zero' with max_spikes=1 in a population "
                 "(train a network with Xylo's neuron alone with a Trainer)",
             ))
 

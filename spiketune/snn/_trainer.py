@@ -232,6 +232,8 @@ class Trainer:
         x, y = self._tensors(data, "data")
         if len(x) == 0:
             raise DataError("cannot evaluate on an empty data set")
+        if batch_size is not None and (type(batch_size) is not int or batch_size < 1):
+            raise ConfigError(Problem("batch_size", batch_size, "an integer >= 1 (samples)"))
         net = self.eval_net
         size = batch_size or self.config.batch_size
         loss_sum, correct, counts = 0.0, 0, None
@@ -316,6 +318,14 @@ def data_tensors(net: Model, data: Data, name: str) -> tuple[Tensor, Tensor]:
             f"{name}: inputs must be (N, steps, {n_in}) and labels (N,), "
             f"got {tuple(x.shape)} and {tuple(y.shape)}"
         )
+    if x.shape[1] < 1:
+        raise DataError(f"{name}: inputs must have at least one time step, got {tuple(x.shape)}")
+    if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+        raise DataError(f"{name}: labels must be integer class indices, got {y.dtype} "
+                        "(a float label would be cut to its integer part)")
+    if x.is_complex() or not bool(torch.isfinite(x).all()):
+        raise DataError(f"{name}: inputs hold NaN, infinite or complex values; a network "
+                        "would turn them into a meaningless accuracy")
     if len(y) and (int(y.min()) < 0 or int(y.max()) >= n_out):
         raise DataError(
             f"{name}: labels must lie in [0, {n_out}), got {int(y.min())}..{int(y.max())}"
