@@ -398,3 +398,22 @@ def test_a_population_runs_on_one_gpu_and_populations_spread_over_gpus(
     assert len(by_process) == 4  # populations of 4
     assert all(len(gpus) == 1 for gpus in by_process.values())  # one GPU per population
     assert {g for gpus in by_process.values() for g in gpus} == {"3", "7"}
+
+
+def test_a_huge_population_starts_with_the_members_it_has_and_keeps_its_budget(
+    tmp_path: Path, exp_root: Path, trial_script, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A population of 100,000 members is collected one tuner draw at a time: the batch
+    starts with the members one heartbeat gave it, and the duration budget still ends the
+    run (it used to claim trials without end, never starting a process)."""
+    log = tmp_path / "pop.log"
+    monkeypatch.setenv("POP_LOG", str(log))
+    t0 = time.monotonic()
+    exp = _experiment(trial_script(POP_TRIAL), exp_root, population=100_000, tuner="Random",
+                      search_space={"x": {"_type": "uniform", "_value": [0.0, 1.0]}},
+                      max_duration="6s", heartbeat_interval=0.5, grace_period=30)
+    results = exp.run()
+    assert time.monotonic() - t0 < 60
+    runs = _log(log)
+    assert runs and 0 < len(runs[0]["members"]) < 100_000
+    assert any(r.outcome == Outcome.COMPLETE for r in results.records)

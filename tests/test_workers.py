@@ -427,14 +427,22 @@ def test_workers_join_one_study_and_a_different_config_is_refused(storage_url: s
 def test_worker_runs_the_shared_budget(storage_url: str, tmp_path: Path) -> None:
     """Two workers in threads of one process: max_trials between them, both take part."""
     results = []
+    started = [threading.Event(), threading.Event()]
+
+    def trial(i: int, p: dict) -> float:
+        # each worker's first trial waits for the other's: on a loaded machine the second
+        # worker may otherwise join after the first has run all 12
+        started[i].set()
+        started[1 - i].wait(timeout=60)
+        time.sleep(0.02)
+        return p["x"]
 
     def work(i: int) -> None:
         # No worker dies here: a long grace period keeps a loaded machine's slow heartbeat
         # from being taken for a lost worker.
         config = _worker_config(storage_url, tmp_path / f"w{i}", max_trials=12,
                                 heartbeat_interval=0.2, grace_period=60)
-        results.append(Experiment.join(config, trial=lambda p: (time.sleep(0.02),
-                                                                p["x"])[1]).run())
+        results.append(Experiment.join(config, trial=lambda p: trial(i, p)).run())
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
     for t in threads:

@@ -398,7 +398,10 @@ class Scheduler:
                     self._stop_trial(live, StopReason.STOP, self._stop_detail or "", self._force)
             else:
                 self._enforce_trial_timeouts()
+                filling = time.monotonic()
                 while len(self._live) < self._capacity() and self.runner.accepts():
+                    if self._fill_interrupted(filling):
+                        break
                     if self._shared.waiting and self._take_retry():
                         continue
                     if self._exhausted:
@@ -414,6 +417,19 @@ class Scheduler:
                 else:
                     self._on_end(event)
             self._tick()
+
+    def _fill_interrupted(self, since: float) -> bool:
+        """Whether to leave the loop that starts trials before the runner is full: a stop was
+        asked (Ctrl-C, ``spiketune stop``), the duration budget is out, or one heartbeat
+        interval went to it. A population of many members is collected one tuner draw at a
+        time; the loop's housekeeping must still run, and a batch that is not full then
+        starts with the members it has."""
+        if self.stopping or self.paths.stop_file.exists():
+            return True
+        max_duration = self.budget.max_duration
+        if max_duration is not None and self.elapsed() >= max_duration:
+            return True
+        return time.monotonic() - since > self.heartbeat_interval
 
     def _poll_timeout(self) -> float:
         timeout = self.poll_interval
