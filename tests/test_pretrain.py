@@ -130,9 +130,46 @@ def test_pretrain_epochs_must_be_a_whole_number(value: object) -> None:
         train_hpo.pretrain_epochs({"pretrain_epochs": value})
 
 
-def _args(data: Path, out: Path, epochs_cap: int | None = 1) -> argparse.Namespace:
+def _args(data: Path, out: Path, epochs_cap: int | None = 1, time_cap: float | None = None,
+          subset: int | None = None) -> argparse.Namespace:
     return argparse.Namespace(data=str(data), pretrain_data=None, epochs_cap=epochs_cap,
-                              out=str(out))
+                              out=str(out), time_cap=time_cap, subset=subset)
+
+
+def test_pretraining_keeps_within_the_trials_time_and_its_subset(
+    tmp_path: Path, events: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under --time-cap, pretraining takes at most half of the time left and ends with its
+    best epoch (it used to run all its epochs past the limit, and the trial was killed with
+    nothing); --subset shrinks the other letters as it shrinks the task's."""
+    import time
+
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    main_hpo = _load("main_hpo")
+    setup_hpo, train_hpo = main_hpo.setup_hpo, main_hpo.train_hpo
+    params = {**main_hpo.DEFAULT_PARAMS, "n_rec": 8, "batch_size": 4, "pretrain_epochs": 4}
+    options = setup_hpo.data_options(params)
+    data = setup_hpo.load_data(options, str(events), folds=1)
+    built = [train_hpo.build(params, data.info, device="cpu") for _ in data.folds]
+    seen: dict[str, object] = {}
+    real_folds = train_hpo.train_folds
+
+    def spy(built_: list, folds: list, **kw: object) -> object:
+        seen["samples"] = len(folds[0][0]) + len(folds[0][1])
+        seen["deadline"] = kw["deadline"]
+        trainers, histories = real_folds(built_, folds, **kw)
+        seen["epochs"] = len(histories[0].epochs)
+        seen["stop"] = histories[0].stop_reason
+        return trainers, histories
+
+    monkeypatch.setattr(train_hpo, "train_folds", spy)
+    before = time.perf_counter()
+    main_hpo.pretrain(params, options, False, built,
+                      _args(events, tmp_path, epochs_cap=None, time_cap=0.5, subset=1),
+                      torch.device("cpu"))
+    assert seen["samples"] == 5 * len(OTHERS)  # 5 per letter (one to validate), not 10
+    assert isinstance(seen["deadline"], float) and seen["deadline"] < before + 0.5
+    assert seen["epochs"] == 1 and seen["stop"] == "time_limit"  # not its 4 epochs
 
 
 def test_the_template_pretrains_on_the_other_letters_then_trains_the_task(
@@ -209,7 +246,7 @@ def test_the_template_pretrains_a_pool_task_on_another_event_file(
 
     monkeypatch.setattr(train_hpo, "pretrain", spy)
     args = argparse.Namespace(data=str(pool), pretrain_data=str(events), epochs_cap=1,
-                              out=str(tmp_path))
+                              out=str(tmp_path), time_cap=None, subset=None)
     main_hpo.pretrain(params, options, True, built, args, torch.device("cpu"))
     shape = (data.info.n_steps, data.info.n_inputs)  # 64 steps of 20 ms, 12 channels
     assert seen == [("braille_th10_custom_merged", shape)]

@@ -323,6 +323,10 @@ def test_launcher_options_parse_and_smoke_fills_what_was_not_given(
         parse_launcher_args(_launcher(), ["--retrain-seeds", "0", "-1"], smoke=smoke)
     assert exit_info.value.code == 2
     assert "--retrain-seeds must be seeds >= 0, got -1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # as would a seed given twice
+        parse_launcher_args(_launcher(), ["--retrain-seeds", "0", "1", "0"], smoke=smoke)
+    assert exit_info.value.code == 2
+    assert "--retrain-seeds must be distinct seeds, got 0 twice" in capsys.readouterr().err
     epochs = argparse.ArgumentParser()
     epochs.add_argument("--epochs", type=int)
     epochs.add_argument("--smoke", action="store_true")

@@ -189,6 +189,10 @@ def parse_launcher_args(
     negative = [seed for seed in getattr(args, "retrain_seeds", None) or () if seed < 0]
     if negative:
         parser.error(f"--retrain-seeds must be seeds >= 0, got {negative[0]}")
+    seeds = list(getattr(args, "retrain_seeds", None) or ())
+    if len(set(seeds)) != len(seeds):  # refused here, not after the whole search has run
+        twice = next(seed for i, seed in enumerate(seeds) if seed in seeds[:i])
+        parser.error(f"--retrain-seeds must be distinct seeds, got {twice} twice")
     if args.smoke:
         for key, value in smoke.items():
             if getattr(args, key) is None:

@@ -171,7 +171,7 @@ def main_population(args: argparse.Namespace) -> list[dict[str, Any]]:
         seed_everything(int(params.get("seed", 0)))
         built = [train_hpo.build(params, data.info, device=device,
                                  epochs_cap=args.epochs_cap) for _ in data.folds]
-        pretrain(params, options, pool, built, args, device)  # alone, before it joins
+        pretrain(params, options, pool, built, args, device, began)  # alone, before it joins
         return PreparedMember(built, data.folds, key,
                               context=(params, options, data, began))
 
@@ -184,14 +184,25 @@ def main_population(args: argparse.Namespace) -> list[dict[str, Any]]:
                          time_cap=args.time_cap)
 
 
+#: The fewest samples of each other letter ``--subset`` leaves to pretraining: its 10 %
+#: validation part then holds one of each (half a sample rounds up).
+PRETRAIN_MIN_PER_LETTER = 5
+
+
 def pretrain(
     params: dict[str, Any], options: dict[str, Any], pool: bool, built: list,
-    args: argparse.Namespace, device: torch.device,
+    args: argparse.Namespace, device: torch.device, began: float | None = None,
 ) -> None:
     """With ``pretrain_epochs`` > 0: train a network of the trial's parameters on the archive's
     other letters first (``train_hpo.pretrain``), then start every fold's network from its
     input and recurrent weights. Only an event file of the archive has other letters: the
-    task's own (``--data``), or ``--pretrain-data``, which pool data need."""
+    task's own (``--data``), or ``--pretrain-data``, which pool data need.
+
+    Under a time limit (``--time-cap``, the experiment's trial duration or its budget's end,
+    counted from ``began``, a ``perf_counter`` instant), pretraining takes at most half of
+    the time left, so that the task's own training still ends with its best epoch.
+    ``--subset`` takes as many samples of each other letter as of the task's (at least
+    :data:`PRETRAIN_MIN_PER_LETTER`)."""
     epochs = train_hpo.pretrain_epochs(params)
     if not epochs:
         return
@@ -200,15 +211,20 @@ def pretrain(
         raise ConfigError(Problem(
             "pretrain_epochs", epochs, "0 with pool data unless --pretrain-data names an event "
             "file of the archive: the pool file holds only the task's 7 letters"))
-    began = time.perf_counter()
+    deadline = trial_deadline(began, time_cap=args.time_cap)
+    now = time.perf_counter()
+    if deadline is not None:
+        deadline = now + max(0.0, deadline - now) / 2
     other = setup_hpo.load_other_letters(options, location or args.data)
+    if args.subset is not None:  # at least one sample of each letter to validate on
+        other = other.per_class(max(args.subset, PRETRAIN_MIN_PER_LETTER))
     source, val_acc, epoch = train_hpo.pretrain(params, other, device=device,
-                                                epochs_cap=args.epochs_cap)
+                                                epochs_cap=args.epochs_cap, deadline=deadline)
     for net, _ in built:
         transfer_weights(source, net)
     print(f"trial {nni.get_trial_id()}: pretrained on {len(other.info.classes)} other letters "
           f"({len(other)} samples, {other.info.name}): val {val_acc:.3f} at epoch {epoch}, "
-          f"{time.perf_counter() - began:.0f} s", flush=True)
+          f"{time.perf_counter() - now:.0f} s", flush=True)
 
 
 def finish(

@@ -21,9 +21,9 @@ from spiketune.data import Dataset, split_parts
 from spiketune.snn import (
     Model,
     TrainConfig,
-    Trainer,
     TrainingDiverged,
     model_and_config_from_params,
+    train_folds,
 )
 
 #: Values the search does not choose. ``ce_summed`` (cross-entropy of the readout summed over
@@ -68,14 +68,16 @@ def pretrain_epochs(params: Mapping[str, Any]) -> int:
 
 def pretrain(
     params: Mapping[str, Any], other: Dataset, *, device: Any = None,
-    epochs_cap: int | None = None,
+    epochs_cap: int | None = None, deadline: float | None = None,
 ) -> tuple[Model, float, int]:
     """A network of the trial's parameters trained on ``other`` (the archive's letters the task
     leaves out) for ``pretrain_epochs`` epochs (at most ``epochs_cap``), with the task's
     training settings. It keeps the weights that did best on a 10 % validation part of those
     letters, so the task's own validation and test parts choose nothing here. Returns the
     network, that validation accuracy and its epoch; the task's networks take its input and
-    recurrent weights (``spiketune.snn.transfer_weights``) and learn their readout afresh."""
+    recurrent weights (``spiketune.snn.transfer_weights``) and learn their readout afresh.
+    ``deadline`` (a ``perf_counter`` instant) ends it early, with its best epoch, as
+    ``spiketune.snn.train_folds`` ends a trial's training."""
     epochs = pretrain_epochs(params)
     if epochs_cap is not None:
         epochs = min(epochs, epochs_cap)
@@ -83,9 +85,9 @@ def pretrain(
     net, config = build(params, other.info, device=device)
     # No early stop: a short pretraining runs its epochs, its cosine schedule over them.
     config = TrainConfig.from_params({**config.model_dump(), "epochs": epochs, "patience": None})
-    trainer = Trainer(net, config)
-    history = trainer.fit((parts.train.inputs, parts.train.labels),
-                          (parts.val.inputs, parts.val.labels))
+    trainers, histories = train_folds([(net, config)], [(parts.train, parts.val)],
+                                      deadline=deadline)
+    trainer, history = trainers[0], histories[0]
     best = history.best
     if best is None:
         raise TrainingDiverged(f"pretraining on the other letters diverged ({history.stop_reason})")
