@@ -411,3 +411,17 @@ def _kept_trial(results: ExperimentResults) -> int:
     chosen = chosen_trial(results)
     assert chosen is not None and str(chosen.number) == str(kept.trial_id)
     return chosen.number
+
+
+def test_a_wrong_data_file_stops_the_launcher_before_any_trial(tmp_path: Path) -> None:
+    """Every trial would fail on it in turn (200 by default): the launcher reads the data
+    once first and stops with the reason."""
+    from spiketune.errors import SpiketuneError
+
+    main = _load("main")
+    text = tmp_path / "README.md"
+    text.write_text("not data\n")
+    root = tmp_path / "exps"
+    with pytest.raises(SpiketuneError):
+        main.run(["--smoke", "--data", str(text), "--experiment-dir", str(root), "-q"])
+    assert not root.exists() or not any(root.iterdir())  # no experiment was started

@@ -337,6 +337,27 @@ def test_population_options_parse_k_auto_and_refills_with_errors_naming_the_valu
         assert rule in capsys.readouterr().err
 
 
+def test_options_that_would_do_nothing_alone_are_usage_errors(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--refills without a population, --shape-sizes without --population auto: refused,
+    not passed over in silence."""
+    from spiketune.launcher import add_population_options, parse_launcher_args
+
+    parser = add_population_options(argparse.ArgumentParser(), refills=True)
+    parser.add_argument("--shape-sizes", action="store_true")
+    parser.add_argument("--smoke", action="store_true")
+    for argv, rule in ((["--refills", "2"], "--refills takes effect in population mode"),
+                       (["--shape-sizes"], "--shape-sizes takes effect with --population auto"),
+                       (["--population", "4", "--shape-sizes"], "--population auto")):
+        with pytest.raises(SystemExit) as exit_info:
+            parse_launcher_args(parser, argv, smoke={})
+        assert exit_info.value.code == 2 and rule in capsys.readouterr().err
+    args = parse_launcher_args(parser, ["--population", "auto", "--shape-sizes", "--refills",
+                                        "1"], smoke={})
+    assert (args.population, args.shape_sizes, args.refills) == ("auto", True, 1)
+
+
 def test_a_run_whose_every_retraining_seed_failed_is_a_failure(
     tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:

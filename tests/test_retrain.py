@@ -33,7 +33,8 @@ SCRIPT = textwrap.dedent("""
     (out / "result.json").write_text(json.dumps({
         "default": 0.9, "test": params["x"] / 10 + int(a.seed) / 100, "split_digest": "abc123",
         "threads": int(a.threads), "folds": int(a.folds or 0), "extra": a.extra,
-        "nni_env": os.environ.get("NNI_TRIAL_JOB_ID"), "cwd": os.getcwd()}))
+        "nni_env": os.environ.get("NNI_TRIAL_JOB_ID"), "cwd": os.getcwd(),
+        "cuda": os.environ.get("CUDA_VISIBLE_DEVICES")}))
 """)
 
 
@@ -62,6 +63,7 @@ def script(tmp_path: Path) -> Path:
 def test_retrain_runs_each_seed_and_writes_retrained_json(
         results: ExperimentResults, script: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NNI_TRIAL_JOB_ID", "leftover")  # a launcher run inside a trial
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # a GPU the search's trials never had
     best = chosen_trial(results)
     assert best is not None and best.parameters["x"] == 5
     lines: list[str] = []
@@ -83,6 +85,7 @@ def test_retrain_runs_each_seed_and_writes_retrained_json(
     # the experiment's concurrency (2) shares the cores between the two seeds
     assert run0["threads"] >= 1 and run0["folds"] == 1 and run0["extra"] == "a b"
     assert run0["nni_env"] is None  # a run by hand never reports to a trial
+    assert run0["cuda"] == ""  # trials ran without GPUs (gpus none), and so do the seeds
     assert Path(run0["cwd"]).resolve() == script.parent.resolve()
     assert "--seed {seed}" in (retrained.command or "")
     assert any("51.00% ± 1.41%" in line for line in lines), lines
@@ -95,6 +98,7 @@ def test_a_crashed_seed_is_reported_and_the_others_kept(
                         cwd=script.parent, echo=lines.append, concurrency=1)
     assert [r.seed for r in retrained.runs] == [1]
     assert any("seed 13: no result" in line for line in lines), lines
+    assert any("test of its one seed: 51.00%" in line for line in lines), lines  # no "± 0.00%"
     assert results.directory is not None
     log = (results.directory / "chosen" / "seed13" / "train.log").read_text()
     assert "seed 13 crashes" in log

@@ -119,7 +119,9 @@ def retrain(
     say = echo or (lambda _: None)
     say(f"retraining the chosen configuration (trial {chosen.number}) with seeds "
         f"{', '.join(map(str, seeds))}")
-    _run_seeds(base, seeds, out_dir, at_once, cwd)
+    # trials without GPUs (gpus none) ran on the CPU: so do their seeds, on any machine
+    cpu_only = "gpus" in results.config and results.config["gpus"] is None
+    _run_seeds(base, seeds, out_dir, at_once, cwd, cpu_only=cpu_only)
 
     runs = []
     for seed in seeds:
@@ -140,18 +142,24 @@ def retrain(
         command=f"{shlex.join(base)} --seed {{seed}} --out {CHOSEN_DIR}/seed{{seed}}",
     )
     save_retrained(directory, retrained)
-    if retrained.mean is not None:
-        say(f"chosen configuration, {metric} over {len(retrained.values)} seed(s): "
+    if retrained.mean is not None and len(retrained.values) == 1:  # one seed has no spread
+        say(f"chosen configuration, {metric} of its one seed: {100 * retrained.mean:.2f}% "
+            f"(split {retrained.split_digest})")
+    elif retrained.mean is not None:
+        say(f"chosen configuration, {metric} over {len(retrained.values)} seeds: "
             f"{100 * retrained.mean:.2f}% ± {100 * (retrained.std or 0):.2f}% "
             f"(mean ± sample std; split {retrained.split_digest})")
     return retrained
 
 
 def _run_seeds(base: list[str], seeds: list[int], out_dir: Path, at_once: int,
-               cwd: str | Path | None) -> None:
-    """Run ``base --seed K --out DIR`` for every seed, ``at_once`` at a time; stop them all if
-    this process is interrupted."""
+               cwd: str | Path | None, *, cpu_only: bool = False) -> None:
+    """Run ``base --seed K --out DIR`` for every seed, ``at_once`` at a time (``cpu_only``:
+    with no GPU visible, as the search's trials had none); stop them all if this process is
+    interrupted."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(_TRIAL_ENV_PREFIXES)}
+    if cpu_only:
+        env["CUDA_VISIBLE_DEVICES"] = ""
     pending = list(seeds)
     running: list[tuple[subprocess.Popen[bytes], IO[bytes]]] = []
     try:

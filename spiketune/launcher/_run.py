@@ -177,8 +177,10 @@ def parse_launcher_args(
     smoke: Mapping[str, Any],
 ) -> argparse.Namespace:
     """``argv`` parsed by ``parser``; a ``--folds``, ``--epochs-cap``, ``--epochs`` or
-    ``--subset`` below 1, or a negative ``--retrain-seeds`` seed, is a usage error (exit code
-    2: every trial, or every retraining after the search, would fail on it), and with
+    ``--subset`` below 1, or a negative or repeated ``--retrain-seeds`` seed, is a usage error
+    (exit code 2: every trial, or every retraining after the search, would fail on it), as
+    are ``--refills`` without ``--population`` and ``--shape-sizes`` without ``--population
+    auto`` (they would change nothing), and with
     ``--smoke`` each option of ``smoke`` (``{"trials": 2, "epochs_cap": 1...}``, by
     ``argparse`` name) that was not given takes the smoke run's value."""
     args = parser.parse_args(argv)
@@ -193,6 +195,11 @@ def parse_launcher_args(
     if len(set(seeds)) != len(seeds):  # refused here, not after the whole search has run
         twice = next(seed for i, seed in enumerate(seeds) if seed in seeds[:i])
         parser.error(f"--retrain-seeds must be distinct seeds, got {twice} twice")
+    # options that would do nothing without another: refused rather than silently ignored
+    if getattr(args, "refills", None) is not None and getattr(args, "population", None) is None:
+        parser.error("--refills takes effect in population mode: give --population K too")
+    if getattr(args, "shape_sizes", False) and getattr(args, "population", None) != "auto":
+        parser.error("--shape-sizes takes effect with --population auto")
     if args.smoke:
         for key, value in smoke.items():
             if getattr(args, key) is None:

@@ -295,8 +295,11 @@ def _retrained_line(retrained: Retrained) -> str:
     if mean is None or std is None:
         return f"No run reported a finite {label}."
     show = _percent if all(0.0 <= v <= 1.0 for v in values) else fmt  # accuracy as a fraction
-    line = (f"{label} {show(mean)} ± {show(std)} "
-            f"(mean ± sample std over {_plural(len(values), 'seed')})")
+    if len(values) == 1:  # a sample std of one value means nothing
+        line = f"{label} {show(mean)} (one seed)"
+    else:
+        line = (f"{label} {show(mean)} ± {show(std)} "
+                f"(mean ± sample std over {_plural(len(values), 'seed')})")
     missing = len(retrained.runs) - len(values)
     if missing:
         line += f"; {_plural(missing, 'run')} without a finite {retrained.metric}"

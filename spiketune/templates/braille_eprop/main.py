@@ -129,6 +129,24 @@ def experiment(args: argparse.Namespace) -> Experiment:
     return Experiment(config, **changes)
 
 
+def default_data(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
+    """The parameters of a default trial (``main_hpo``'s, with ``--channels`` and
+    ``--threshold``) and the data such a trial reads: loaded once by the launcher before the
+    search, so that a wrong ``--data`` or options it cannot hold (``--channels split`` with
+    the threshold-1 pool) stop the run at once, not each of its trials in turn."""
+    if str(HERE) not in sys.path:  # run as a script it is there; imported (the demo), not
+        sys.path.insert(0, str(HERE))
+    import main_hpo
+    import setup_hpo
+
+    fixed = {key: getattr(args, key) for key in ("channels", "threshold")
+             if getattr(args, key) is not None}
+    params = {**main_hpo.DEFAULT_PARAMS, **fixed}
+    pool = setup_hpo.is_pool(setup_hpo.data_location(args.data))
+    options = setup_hpo.data_options(params, pool=pool)
+    return params, setup_hpo.load_data(options, args.data, per_class=args.subset)
+
+
 def choose_population(args: argparse.Namespace,
                       space: dict[str, Any] | None = None) -> PopulationProbe:
     """``--population auto``: measure populations of :data:`PROBE_SIZES` default networks on
@@ -146,17 +164,11 @@ def choose_population(args: argparse.Namespace,
     measures each shape; on a CPU that did not pay, see the README).
     """
     # The trial's own modules, beside this file: the same data and networks as a trial.
-    import main_hpo
     import setup_hpo
     import torch
     import train_hpo
 
-    fixed = {key: getattr(args, key) for key in ("channels", "threshold")
-             if getattr(args, key) is not None}
-    params = {**main_hpo.DEFAULT_PARAMS, **fixed}
-    pool = setup_hpo.is_pool(setup_hpo.data_location(args.data))
-    options = setup_hpo.data_options(params, pool=pool)
-    data = setup_hpo.load_data(options, args.data, per_class=args.subset)
+    params, data = default_data(args)
     device = torch.device("cpu") if args.gpus == "none" else setup_hpo.trial_device()
 
     def build(k: int) -> list[Any]:
@@ -221,6 +233,8 @@ def run(argv: list[str] | None = None) -> ExperimentResults:
     itself (``--folds 1``), with this run's epoch cap, subset and data.
     """
     args = parse_args(argv)
+    if args.population != "auto":  # the probe reads the data itself
+        default_data(args)  # a wrong --data stops the run here, not each trial in turn
     exp = experiment(args)
     command = with_options([sys.executable, "main_hpo.py", "--folds", "1"],
                            {"--epochs-cap": args.epochs_cap, "--subset": args.subset,
