@@ -122,7 +122,8 @@ def test_refills_reach_the_trials_only_in_population_mode(
 
     assert "--refills 0" in command("--population", "4", "--refills", "0")
     assert "--refills" not in command("--population", "4")  # the trial's own default
-    assert "--refills" not in command("--refills", "2")  # one trial per process: no refills
+    with pytest.raises(SystemExit):  # one trial per process: refills would do nothing
+        command("--refills", "2")
     for bad in ("-1", "x"):
         with pytest.raises(SystemExit):  # argparse's usage error
             main.parse_args(["--population", "4", "--refills", bad])

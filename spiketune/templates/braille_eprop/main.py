@@ -28,6 +28,7 @@ scores one on other data of the same encoding.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
@@ -129,22 +130,23 @@ def experiment(args: argparse.Namespace) -> Experiment:
     return Experiment(config, **changes)
 
 
-def default_data(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
-    """The parameters of a default trial (``main_hpo``'s, with ``--channels`` and
-    ``--threshold``) and the data such a trial reads: loaded once by the launcher before the
-    search, so that a wrong ``--data`` or options it cannot hold (``--channels split`` with
-    the threshold-1 pool) stop the run at once, not each of its trials in turn."""
-    if str(HERE) not in sys.path:  # run as a script it is there; imported (the demo), not
-        sys.path.insert(0, str(HERE))
-    import main_hpo
-    import setup_hpo
-
+def check_data(args: argparse.Namespace) -> None:
+    """Read the data a trial of this command line reads (``--data``, ``--channels``,
+    ``--threshold``, ``--subset``), once, before the search: a wrong ``--data``, or options it
+    cannot hold (``--channels split`` with the threshold-1 pool), stops the run with the
+    reason, not each of its trials in turn. The trial's ``setup_hpo.py`` is read from beside
+    this file by its path: ``make demo`` imports this launcher without its directory on the
+    module path."""
+    spec = importlib.util.spec_from_file_location("_braille_eprop_setup", HERE / "setup_hpo.py")
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {HERE / 'setup_hpo.py'}")
+    setup_hpo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(setup_hpo)
     fixed = {key: getattr(args, key) for key in ("channels", "threshold")
-             if getattr(args, key) is not None}
-    params = {**main_hpo.DEFAULT_PARAMS, **fixed}
+             if getattr(args, key) is not None}  # main_hpo's defaults hold no data option
     pool = setup_hpo.is_pool(setup_hpo.data_location(args.data))
-    options = setup_hpo.data_options(params, pool=pool)
-    return params, setup_hpo.load_data(options, args.data, per_class=args.subset)
+    setup_hpo.load_data(setup_hpo.data_options(fixed, pool=pool), args.data,
+                        per_class=args.subset)
 
 
 def choose_population(args: argparse.Namespace,
@@ -164,11 +166,17 @@ def choose_population(args: argparse.Namespace,
     measures each shape; on a CPU that did not pay, see the README).
     """
     # The trial's own modules, beside this file: the same data and networks as a trial.
+    import main_hpo
     import setup_hpo
     import torch
     import train_hpo
 
-    params, data = default_data(args)
+    fixed = {key: getattr(args, key) for key in ("channels", "threshold")
+             if getattr(args, key) is not None}
+    params = {**main_hpo.DEFAULT_PARAMS, **fixed}
+    pool = setup_hpo.is_pool(setup_hpo.data_location(args.data))
+    options = setup_hpo.data_options(params, pool=pool)
+    data = setup_hpo.load_data(options, args.data, per_class=args.subset)
     device = torch.device("cpu") if args.gpus == "none" else setup_hpo.trial_device()
 
     def build(k: int) -> list[Any]:
@@ -234,7 +242,7 @@ def run(argv: list[str] | None = None) -> ExperimentResults:
     """
     args = parse_args(argv)
     if args.population != "auto":  # the probe reads the data itself
-        default_data(args)  # a wrong --data stops the run here, not each trial in turn
+        check_data(args)
     exp = experiment(args)
     command = with_options([sys.executable, "main_hpo.py", "--folds", "1"],
                            {"--epochs-cap": args.epochs_cap, "--subset": args.subset,
