@@ -300,3 +300,20 @@ def test_importing_the_keeper_stays_cheap() -> None:
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_numpy_and_torch_scalars_are_one_number_and_text_is_refused(tmp_path: Path) -> None:
+    """A score straight from NumPy or torch (as metrics take them) is one number; a string
+    or None is named, not iterated character by character or a TypeError."""
+    import numpy as np
+    import torch
+
+    keeper = BestModelKeeper(tmp_path)
+    assert keeper.offer(np.float32(0.5), {"m.pt": b"a"}, parameters={})
+    assert keeper.offer(torch.tensor(0.75), {"m.pt": b"b"}, parameters={})
+    assert keeper.offer(np.array(0.8), {"m.pt": b"c"}, parameters={})
+    current = keeper.current()
+    assert current is not None and current.score == (0.8,)
+    for bad in ("0.5", None):
+        with pytest.raises(TrialError, match="a number or a tuple of numbers"):
+            keeper.offer(bad, {"m.pt": b"d"}, parameters={})  # type: ignore[arg-type]

@@ -390,6 +390,8 @@ def test_report_of_a_plain_number_experiment(tmp_path: Path) -> None:
     (figures / "pareto_front.png").write_bytes(b"an earlier report's front")
     assert build_report(exp.directory, out_dir=figures).pareto is None
     assert not (figures / "pareto_front.png").exists() and (figures / "notes.txt").exists()
+    with pytest.raises(ConfigError, match=r"out_dir.*not a file"):  # not pathlib's error
+        build_report(exp.directory, out_dir=figures / "notes.txt")
     ex = exploration(load_results(exp.directory))
     assert [a.name for a in ex.axes] == ["x", "default"]
     assert all(math.isfinite(p) for a in ex.axes for p in a.positions)

@@ -366,6 +366,39 @@ def test_config_errors_before_anything_runs(exp_root: Path) -> None:
         Experiment(trial=_in_process_quadratic, trial_command="python3 x.py",
                    search_space=QUADRATIC_SPACE, experiment_dir=exp_root)
     assert list(exp_root.iterdir()) == []
+    for grace in ("x", -1, True):
+        with pytest.raises(ConfigError, match="kill_grace"):
+            Experiment(trial=_in_process_quadratic, search_space=QUADRATIC_SPACE,
+                       experiment_dir=exp_root, kill_grace=grace)
+    exp = Experiment(trial=_in_process_quadratic, search_space=QUADRATIC_SPACE,
+                     experiment_dir=exp_root)
+    with pytest.raises(ConfigError, match="progress"):
+        exp.run(progress=5)  # type: ignore[arg-type]
+    assert list(exp_root.iterdir()) == []
+
+
+def test_a_stop_while_run_is_starting_is_not_lost(
+    exp_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """stop() from another thread before the scheduler exists (run() still creating the
+    experiment) stops the run as soon as it starts: it used to be dropped."""
+    exp = Experiment(trial=_in_process_quadratic, search_space=QUADRATIC_SPACE, max_trials=20,
+                     experiment_dir=exp_root)
+    create = Experiment._create
+
+    def create_then_stop(self: Experiment) -> object:
+        store = create(self)
+        assert self.stop() == "created"  # as another thread would see it, mid-start
+        return store
+
+    monkeypatch.setattr(Experiment, "_create", create_then_stop)
+    results = exp.run()
+    assert exp.status == "stopped"
+    assert not any(r.outcome == Outcome.COMPLETE for r in results.records)
+    monkeypatch.undo()
+    again = Experiment.load(exp.directory, trial=_in_process_quadratic)
+    assert again.stop() in ("stopped", "done")  # no run under way: nothing to remember
+    assert len(again.resume().records) == 20  # and the resume is not stopped by it
 
 
 def test_layout_on_disk(exp_root: Path) -> None:

@@ -211,3 +211,40 @@ def test_flat_parameters_flattens_nested_choices() -> None:
                                   "inner": {"_name": "x", "k": 2}}, "sizes": {"a": 1}}
     assert st.flat_parameters(params) == {"lr": 0.1, "rule": "eprop", "feedback": "random",
                                           "inner": "x", "k": 2, "sizes": {"a": 1}}
+
+
+def test_two_parameters_with_one_flat_name_are_named_not_overwritten() -> None:
+    from spiketune.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        st.flat_parameters({"lr": 0.5, "rule": {"_name": "eprop", "lr": 5.5}})
+    (problem,) = info.value.problems
+    assert problem.field == "rule/eprop/lr" and "also that of lr" in problem.rule
+    with pytest.raises(ConfigError, match="also that of rule"):
+        st.flat_parameters({"rule": {"_name": "eprop", "rule": 5.4}})
+
+
+def test_reports_from_a_thread_the_in_process_trial_started_are_refused(
+    tmp_path: Path,
+) -> None:
+    """They used to be printed as if run by hand, and the trial failed without them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from spiketune import Experiment, Outcome
+
+    def trial(params: dict) -> float:
+        with ThreadPoolExecutor(1) as pool:
+            try:
+                pool.submit(st.report_intermediate_result, 0.5).result()
+            except Exception as e:  # handed back to the trial's own thread
+                st.report_final_result({"default": 1.0, "error": str(e)})
+        return 0.0
+
+    results = Experiment(trial=trial, search_space={"x": {"_type": "choice", "_value": [1]}},
+                         max_trials=1, experiment_dir=tmp_path).run()
+    (record,) = results.records
+    assert record.outcome == Outcome.COMPLETE, record.reason
+    assert "not the trial's own" in record.metrics["error"]
+    # by hand, with no in-process trial running, any thread may report
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(st.report_intermediate_result, 0.5).result()

@@ -26,6 +26,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from collections.abc import Callable
@@ -114,13 +115,21 @@ class Experiment:
             )
         self.config = config
         self.trial = trial
-        self.kill_grace = kill_grace
+        self.kill_grace = _kill_grace(kill_grace)
         self.id = f"{config.name}-{secrets.token_hex(4)}"
         self.directory = (config.experiment_dir or default_root()).expanduser() / self.id
         self._scheduler: Scheduler | None = None
         self._exists = False
         self._joined: StudyStore | None = None  # a worker's study, open (see join)
         self._submitted: str | None = None  # a submitted worker's submission time (join)
+
+    #: run() or resume() is under way in some thread of this process
+    _running_call = False
+    #: stop() came while that call had no scheduler yet: the scheduler stops as it starts
+    _stop_before_start = False
+    #: guards the two flags and ``_scheduler`` between stop() and the running call (held
+    #: for moments only, so one lock serves every instance)
+    _stop_guard = threading.Lock()
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -145,7 +154,7 @@ class Experiment:
         self = cls.__new__(cls)
         self.config = config
         self.trial = trial
-        self.kill_grace = kill_grace
+        self.kill_grace = _kill_grace(kill_grace)
         self.id = meta["id"]
         self.directory = directory
         self._scheduler = None
@@ -254,6 +263,7 @@ class Experiment:
         On an experiment that exists already, the same as :meth:`resume`. ``progress`` is
         called a few times a second with a :class:`~spiketune.engine.scheduler.Progress`.
         """
+        self._begin_call(progress)
         if self._joined is not None:
             store, self._joined = self._joined, None
             return self._session(progress, store=store, fresh=False, worker=True)
@@ -270,6 +280,7 @@ class Experiment:
         budget go on from where they were. Only one session of an experiment directory runs
         at a time: a second ``resume`` raises :class:`StorageError`.
         """
+        self._begin_call(progress)
         if not self.paths.experiment_json.exists():
             raise StorageError(f"experiment {self.id} has not been run yet: no {self.directory}")
         status = self.status
@@ -297,9 +308,12 @@ class Experiment:
         stops too, within one heartbeat interval. ``wait``: seconds to wait until nothing runs
         any more (:attr:`running`). Returns the status of this directory's schedulers.
         """
-        if self._scheduler is not None:
-            self._scheduler.request_stop("stop requested")
-        elif self.status == "running":
+        with self._stop_guard:
+            if self._scheduler is not None:
+                self._scheduler.request_stop("stop requested")
+            elif self._running_call:  # starting: its scheduler stops as soon as it exists
+                self._stop_before_start = True
+        if self._scheduler is None and self.status == "running":
             self.paths.stop_file.touch()
         if self.config.storage is not None:  # workers elsewhere read it from the study
             request_stop_in_study(self.storage_url, self.id)
@@ -308,6 +322,14 @@ class Experiment:
         return self.status
 
     # ------------------------------------------------------------------ internals
+    def _begin_call(self, progress: Callable[[Progress], None] | None) -> None:
+        """Checks and flags of a run() or resume() call, before anything is written."""
+        if progress is not None and not callable(progress):
+            raise ConfigError(Problem("progress", repr(progress), "a callable, or None"))
+        with self._stop_guard:
+            self._running_call = True
+            self._stop_before_start = False  # a stop() before this call stopped nothing
+
     def _create(self) -> StudyStore:
         """Make the experiment directory and its study; return the study, open."""
         self._make_runner()  # a trial that cannot run fails before anything is written
@@ -471,12 +493,17 @@ class Experiment:
                 population_group=config.population_group or (),
                 submitted=self._submitted if worker else None,
             )
-            self._scheduler = scheduler
+            with self._stop_guard:
+                self._scheduler = scheduler
+                if self._stop_before_start:
+                    scheduler.request_stop("stop requested")
             status = "failed"
             try:
                 status = scheduler.run()
             finally:
-                self._scheduler = None
+                with self._stop_guard:
+                    self._scheduler = None
+                    self._running_call = False
                 _write_scheduler_state(state_file, status)
                 if not worker or not _local_workers_running(paths):
                     with contextlib.suppress(FileNotFoundError):
@@ -588,6 +615,14 @@ def stop_in_study(url: str, experiment_id: str, *, wait: float | None = None) ->
     request_stop_in_study(url, experiment_id)
     _wait_until(lambda: running_in_study(url, experiment_id) == 0, wait, 0.5)
     return running_in_study(url, experiment_id)
+
+
+def _kill_grace(value: Any) -> float:
+    """``kill_grace``: seconds from SIGTERM to SIGKILL when a trial is ended, checked when
+    the experiment is made rather than when its first trial ends."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e9:
+        raise ConfigError(Problem("kill_grace", value, "seconds >= 0"))
+    return float(value)
 
 
 def _wait_until(done: Callable[[], bool], seconds: float | None, poll: float) -> None:

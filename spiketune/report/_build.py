@@ -102,6 +102,8 @@ def build_report(
             raise StorageError(f"experiment {results.id} has no directory: give out_dir")
         out_dir = results.directory / "report"
     out = Path(out_dir).expanduser().resolve()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(Problem("out_dir", str(out), "a directory for the report, not a file"))
     _check_not_someone_elses(out / "index.html")
     out.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []

@@ -219,14 +219,35 @@ def flat_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
     """A trial's parameters with each nested choice ``{"_name": option, sub-parameters...}``
     flattened to ``key=option`` plus its sub-parameters (recursively):
     ``{"rule": {"_name": "eprop", "feedback": "random"}}`` becomes ``{"rule": "eprop",
-    "feedback": "random"}``, the form configuration fields take (``SNNConfig(**flat)``)."""
+    "feedback": "random"}``, the form configuration fields take (``SNNConfig(**flat)``).
+    Two parameters of one trial with one flat name (a top-level ``lr`` and ``rule``'s own
+    ``lr``) are a :class:`~spiketune.ConfigError` naming both: which one would win is not a
+    choice to leave to the order of the keys."""
+    from spiketune.errors import ConfigError, Problem
+
     flat: dict[str, Any] = {}
-    for key, value in params.items():
-        if isinstance(value, Mapping) and "_name" in value:
-            flat[key] = value["_name"]
-            flat.update(flat_parameters({k: v for k, v in value.items() if k != "_name"}))
+    where: dict[str, str] = {}
+    problems: list[Problem] = []
+
+    def put(key: str, value: Any, path: str) -> None:
+        if key in flat:
+            problems.append(Problem(path, value, f"its flat name {key!r} is also that of "
+                                    f"{where[key]}; rename one of them in the search space"))
         else:
-            flat[key] = value
+            flat[key], where[key] = value, path
+
+    def walk(items: Mapping[str, Any], prefix: str) -> None:
+        for key, value in items.items():
+            if isinstance(value, Mapping) and "_name" in value:
+                put(key, value["_name"], prefix + key)
+                walk({k: v for k, v in value.items() if k != "_name"},
+                     f"{prefix}{key}/{value['_name']}/")
+            else:
+                put(key, value, prefix + key)
+
+    walk(params, "")
+    if problems:
+        raise ConfigError(problems)
     return flat
 
 

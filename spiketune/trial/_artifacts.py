@@ -328,7 +328,11 @@ class BestModelKeeper:
 
 
 def _score(score: Sequence[float] | float) -> tuple[float, ...]:
-    parts = [score] if isinstance(score, int | float) else list(score)
+    if score is None or isinstance(score, str | bytes):
+        raise TrialError(f"best model score must be a number or a tuple of numbers, got "
+                         f"{score!r}")
+    one = isinstance(score, int | float) or getattr(score, "ndim", None) == 0  # NumPy, torch
+    parts = [score] if one else list(score)
     if not parts:
         raise TrialError("best model score must have at least one number, got ()")
     out = []

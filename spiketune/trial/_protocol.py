@@ -485,6 +485,8 @@ def manual_parameters(argv: list[str], environ: Mapping[str, str]) -> dict[str, 
 _bound = threading.local()
 _process_channel: Channel | None = None
 _lock = threading.Lock()
+#: threads of this process bound to a channel (in-process trials, population members)
+_bound_threads = 0
 
 
 def channel() -> Channel:
@@ -494,6 +496,16 @@ def channel() -> Channel:
     bound = getattr(_bound, "channel", None)
     if bound is not None:
         return bound
+    if _bound_threads and not os.environ.get(ENV_TRIAL_DIR):
+        # a thread the trial started: its reports would be printed as if run by hand, and the
+        # trial would end without them
+        from spiketune.errors import TrialError
+
+        raise TrialError(
+            "spiketune.trial was called from a thread that is not the trial's own: an "
+            "in-process trial reports from the thread that runs its function (hand the "
+            "values back to it, or run the trial as a command, one process per trial)"
+        )
     if os.environ.get(ENV_POPULATION_FILE):
         raise RuntimeError(
             "this process trains a population of trials (the experiment sets population = K): "
@@ -513,6 +525,9 @@ def channel() -> Channel:
 
 def bind(bound: Channel | None) -> None:
     """Attach a channel to the calling thread (the in-process runner); ``None`` detaches."""
+    global _bound_threads
+    with _lock:
+        _bound_threads += (bound is not None) - (getattr(_bound, "channel", None) is not None)
     _bound.channel = bound
 
 
