@@ -273,7 +273,7 @@ def test_the_demo_runs_the_packaged_template(monkeypatch: pytest.MonkeyPatch) ->
     # The template's launcher takes the demo's budget: 9 minutes of search, then the chosen
     # configuration retrained with the default seeds, trials judged on the default folds.
     args = _load("main", packaged).parse_args([*demo.DEMO_ARGS, "--trials", "3"])
-    assert (args.duration, args.trials, args.concurrency, args.epochs_cap) == ("9m", 3, 2, 20)
+    assert (args.duration, args.trials, args.concurrency, args.epochs_cap) == ("8.5m", 3, 2, 20)
     assert (args.folds, args.retrain_seeds) == (None, None)
 
 
