@@ -136,6 +136,20 @@ def _args(data: Path, out: Path, epochs_cap: int | None = 1, time_cap: float | N
                               out=str(out), time_cap=time_cap, subset=subset)
 
 
+def _template(monkeypatch: pytest.MonkeyPatch, events: Path, *, pretrain_epochs: int,
+              folds: int) -> tuple:
+    """The template's ``main_hpo`` with small networks of its default parameters (one per
+    fold) on ``events``: ``(main_hpo, params, options, data, built)``."""
+    monkeypatch.syspath_prepend(str(EXAMPLE))  # main_hpo imports its neighbours
+    main_hpo = _load("main_hpo")
+    params = {**main_hpo.DEFAULT_PARAMS, "n_rec": 8, "batch_size": 4,
+              "pretrain_epochs": pretrain_epochs}
+    options = main_hpo.setup_hpo.data_options(params)
+    data = main_hpo.setup_hpo.load_data(options, str(events), folds=folds)
+    built = [main_hpo.train_hpo.build(params, data.info, device="cpu") for _ in data.folds]
+    return main_hpo, params, options, data, built
+
+
 def test_pretraining_keeps_within_the_trials_time_and_its_subset(
     tmp_path: Path, events: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -144,13 +158,9 @@ def test_pretraining_keeps_within_the_trials_time_and_its_subset(
     nothing); --subset shrinks the other letters as it shrinks the task's."""
     import time
 
-    monkeypatch.syspath_prepend(str(EXAMPLE))
-    main_hpo = _load("main_hpo")
-    setup_hpo, train_hpo = main_hpo.setup_hpo, main_hpo.train_hpo
-    params = {**main_hpo.DEFAULT_PARAMS, "n_rec": 8, "batch_size": 4, "pretrain_epochs": 4}
-    options = setup_hpo.data_options(params)
-    data = setup_hpo.load_data(options, str(events), folds=1)
-    built = [train_hpo.build(params, data.info, device="cpu") for _ in data.folds]
+    main_hpo, params, options, _, built = _template(monkeypatch, events, pretrain_epochs=4,
+                                                    folds=1)
+    train_hpo = main_hpo.train_hpo
     seen: dict[str, object] = {}
     real_folds = train_hpo.train_folds
 
@@ -175,13 +185,9 @@ def test_pretraining_keeps_within_the_trials_time_and_its_subset(
 def test_the_template_pretrains_on_the_other_letters_then_trains_the_task(
     tmp_path: Path, events: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.syspath_prepend(str(EXAMPLE))  # main_hpo imports its neighbours
-    main_hpo = _load("main_hpo")
-    setup_hpo, train_hpo = main_hpo.setup_hpo, main_hpo.train_hpo
-    params = {**main_hpo.DEFAULT_PARAMS, "n_rec": 8, "batch_size": 4, "pretrain_epochs": 2}
-    options = setup_hpo.data_options(params)
-    data = setup_hpo.load_data(options, str(events), folds=2)
-    built = [train_hpo.build(params, data.info, device="cpu") for _ in data.folds]
+    main_hpo, params, options, data, built = _template(monkeypatch, events, pretrain_epochs=2,
+                                                       folds=2)
+    train_hpo = main_hpo.train_hpo
     fresh = [net.state_dict() for net, _ in built]
     fresh = [{k: v.clone() for k, v in state.items()} for state in fresh]
 
