@@ -16,8 +16,8 @@ the values the search does not choose, and returns the network with its
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Collection, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
@@ -46,6 +46,7 @@ _LEGENDRE_KEYS: dict[str, frozenset[str]] = {
     }),
 }
 _INTEGERS = ("order", "memory_size", "hidden_size")
+_T = TypeVar("_T")
 
 
 def model_from_params(
@@ -71,12 +72,8 @@ def model_from_params(
         raise ConfigError(Problem("model", model, "one of " + ", ".join(MODEL_NAMES)))
     if model == "rsnn":
         problems = _rsnn_problems(params, n_in=n_in, n_out=n_out, dt=dt, n_steps=n_steps)
-        try:
-            config = SNNConfig.from_params({**params, "n_in": n_in, "n_out": n_out, "dt": dt})
-        except ConfigError as err:
-            raise ConfigError(problems + err.problems) from None
-        if problems:
-            raise ConfigError(problems)
+        config = _all_problems(problems, lambda: SNNConfig.from_params(
+            {**params, "n_in": n_in, "n_out": n_out, "dt": dt}))
         return RecurrentSNN(config, seed=seed, device=device)
     known = _LEGENDRE_KEYS[model] | {"loss", "loss_window"}
     problems = [Problem(k, v, f"unknown parameter of the {model}; known: "
@@ -148,12 +145,8 @@ def model_and_config_from_params(
         sizes = {"n_in": info.n_inputs, "n_out": info.n_classes, "dt": info.dt}
         problems = _rsnn_problems(settings, n_in=info.n_inputs, n_out=info.n_classes,
                                   dt=info.dt, n_steps=info.n_steps)
-        try:
-            snn_config, train_config = configs_from_params({**settings, **sizes})
-        except ConfigError as err:
-            raise ConfigError(problems + err.problems) from None
-        if problems:
-            raise ConfigError(problems)
+        snn_config, train_config = _all_problems(
+            problems, lambda: configs_from_params({**settings, **sizes}))
         net: Model = RecurrentSNN(snn_config, seed=train_config.seed, device=device)
     else:
         net, train_config = _legendre(model, settings, info, device)
@@ -163,13 +156,25 @@ def model_and_config_from_params(
     return net, train_config
 
 
+def _all_problems(problems: list[Problem], build: Callable[[], _T]) -> _T:
+    """``build()``, with ``problems`` found before it and those it raises named together in
+    one :class:`~spiketune.errors.ConfigError`."""
+    try:
+        built = build()
+    except ConfigError as err:
+        raise ConfigError(problems + err.problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return built
+
+
 def _rsnn_problems(
     params: Mapping[str, Any], *, n_in: int, n_out: int, dt: float, n_steps: int
 ) -> list[Problem]:
     """What a recurrent SNN's parameters may not say: its sizes and time step come from the
     data (a network at another ``dt`` would read every time constant wrong; the data's own
-    values may be repeated), and its loss
-    window (seconds) must lie within the sample, as for the Legendre models."""
+    values may be repeated), and its loss window (seconds) must lie within the sample, as
+    for the Legendre models."""
     data = {"n_in": (n_in, "inputs"), "n_out": (n_out, "classes"), "dt": (dt, "s bins")}
     problems = [Problem(key, params[key], f"comes from the data ({value:g} {what}); remove it")
                 for key, (value, what) in data.items()
