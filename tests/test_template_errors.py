@@ -51,9 +51,11 @@ def test_a_params_file_that_is_no_json_object_is_named_not_a_traceback(
     an --out that is a file: a usage error before any training."""
     (tmp_path / "list.json").write_text("[1, 2]")
     (tmp_path / "broken.json").write_text("{bad")
-    cases = [("list.json", "not a JSON list"), ("broken.json", "JSON"),
-             ("missing.json", "No such file")]
-    for name, reason in cases if template == "spike_patterns" else cases[:1]:  # one path
+    # each template reads --params through the one path: each kind of bad file once
+    cases = {"spike_patterns": [("list.json", "not a JSON list")],
+             "braille_l2mu": [("broken.json", "JSON")],
+             "snntorch_braille": [("missing.json", "No such file")]}
+    for name, reason in cases[template]:
         run = subprocess.run(
             [sys.executable, "main_hpo.py", "--params", str(tmp_path / name),
              "--out", str(tmp_path / "out")],
