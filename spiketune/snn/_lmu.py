@@ -60,7 +60,6 @@ from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, NamedTuple, Self
 
 import numpy as np
-import scipy.linalg
 import torch
 from torch import Tensor, nn
 
@@ -110,6 +109,8 @@ def discretise(
     aug = np.zeros((n + 1, n + 1))
     aug[:n, :n] = a / theta
     aug[:n, n] = b / theta
+    import scipy.linalg  # here, not at the top: it costs every trial process 0.2 s to import
+
     e = scipy.linalg.expm(aug * dt)
     return e[:n, :n], e[:n, n].copy()
 
