@@ -71,6 +71,8 @@ from spiketune.trial import seed_everything  # noqa: E402
 GRU_OPTIONS = {**BRAILLE_TASK_DEFAULTS, "bin_size": 0.02, "threshold": 1, "channels": "merged"}
 #: ... and of an archive event file: threshold 10, 24 ON/OFF channels, 20 ms count bins.
 GRU_OPTIONS_TH10 = {**BRAILLE_TASK_DEFAULTS, "bin_size": 0.02}
+#: The GRU's epochs (the best one chosen by validation), as in ``braille_baseline.py``.
+GRU_EPOCHS = 60
 
 
 def run_snn(params: dict[str, Any], dataset: Dataset, split: int, seed: int) -> dict[str, Any]:
@@ -88,11 +90,11 @@ def run_snn(params: dict[str, Any], dataset: Dataset, split: int, seed: int) -> 
 
 
 def run_gru(dataset: Dataset, split: int, seed: int) -> dict[str, Any]:
-    """``braille_baseline``'s GRU (128 units, 60 epochs) on split ``split`` of ``dataset``
-    (encoded as :data:`GRU_OPTIONS`)."""
+    """``braille_baseline``'s GRU (128 units, :data:`GRU_EPOCHS` epochs) on split ``split``
+    of ``dataset`` (encoded as :data:`GRU_OPTIONS`)."""
     start = time.perf_counter()
     parts = split_parts(dataset, seed=split)
-    run = braille_baseline.train_one(parts, hidden=128, epochs=60, seed=seed)
+    run = braille_baseline.train_one(parts, hidden=128, epochs=GRU_EPOCHS, seed=seed)
     return {"model": "gru", "split": split, "digest": parts.split_digest, "val": run["val"],
             "test": run["test"], "epoch": run["epoch"],
             "seconds": round(time.perf_counter() - start, 1)}

@@ -358,9 +358,10 @@ def test_two_resumes_of_one_experiment_do_not_both_run(exp_root: Path, monkeypat
 # ------------------------------------------------------------------------------ chaos
 @pytest.mark.slow
 def test_chaos_on_sqlite(tmp_path: Path) -> None:
-    """The chaos benchmark, small: 20 trials, 3 kill -9 of the scheduler, each resumed."""
+    """The chaos benchmark, small: 12 trials (with seed 1, every kind of trial is among
+    them), 3 kill -9 of the scheduler, each resumed."""
     import _chaos
 
-    report = _chaos.run_sqlite(20, 3, seed=1, work=tmp_path, timeout=240)
+    report = _chaos.run_sqlite(12, 3, seed=1, work=tmp_path, timeout=240)
     assert report.ok, report.text()
-    assert report.kills >= 1 and report.records >= 20
+    assert report.kills >= 1 and report.records >= 12

@@ -1,6 +1,9 @@
 """A template's trial run with bad input (a missing data or graph file, an unknown or invalid
 hyperparameter) ends with the reason and exit code 1, not a traceback: the reason is what a
-user running it by hand reads, and what the engine records as the failed trial's cause."""
+user running it by hand reads, and what the engine records as the failed trial's cause.
+
+Each case is its own process (Python and torch start in each, about 3 s); the cases of a test
+run side by side, and each is judged on its own."""
 
 from __future__ import annotations
 
@@ -8,67 +11,87 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-
-import pytest
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "spiketune" / "templates"
 
 
-@pytest.mark.parametrize(
-    ("template", "bad", "reason"),
-    [
-        ("braille_eprop", "--data", "does not exist"),
-        ("braille_l2mu", "--data", "does not exist"),
-        ("wisdm_l2mu", "--data", "does not exist"),
-        ("nir_finetune", "--graph", "does not exist; expected a NIR file"),
-        ("spike_patterns", "--params", "n_rec: must be >= 1 (got -3)"),
-    ],
-)
-def test_bad_input_ends_a_template_trial_with_its_reason(
-    template: str, bad: str, reason: str, tmp_path: Path
-) -> None:
+@dataclass
+class Run:
+    """A finished ``main_hpo.py`` process of one case."""
+
+    case: str
+    returncode: int
+    stderr: str
+
+
+def _run_side_by_side(cases: dict[str, tuple[str, list[str]]], tmp_path: Path) -> list[Run]:
+    """``main_hpo.py ARGS`` in each case's template, all started at once; their ends."""
+    env = {**os.environ, "SPIKETUNE_DATA": str(tmp_path / "cache")}
+    started = {
+        case: subprocess.Popen([sys.executable, "main_hpo.py", *args],
+                               cwd=TEMPLATES / template, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True, env=env)
+        for case, (template, args) in cases.items()
+    }
+    runs = []
+    for case, proc in started.items():
+        _, err = proc.communicate(timeout=300)
+        runs.append(Run(case, proc.returncode, err))
+    return runs
+
+
+def test_bad_input_ends_a_template_trial_with_its_reason(tmp_path: Path) -> None:
     params = tmp_path / "params.json"
     params.write_text(json.dumps({"n_rec": -3}))
-    value = str(params) if bad == "--params" else str(tmp_path / "missing")
-    args = [bad, value] if bad == "--params" else [bad, value, "--params", str(params)]
-    run = subprocess.run(
-        [sys.executable, "main_hpo.py", *args, "--out", str(tmp_path / "out")],
-        cwd=TEMPLATES / template, capture_output=True, text=True, timeout=300, check=False,
-        env={**os.environ, "SPIKETUNE_DATA": str(tmp_path / "cache")},
-    )
-    assert run.returncode == 1, run.stderr
-    assert reason in run.stderr
-    assert "Traceback" not in run.stderr, run.stderr
-    assert not (tmp_path / "out" / "result.json").exists()
+    missing = str(tmp_path / "missing")
+    reasons = {
+        "braille_eprop": ("--data", "does not exist"),
+        "braille_l2mu": ("--data", "does not exist"),
+        "wisdm_l2mu": ("--data", "does not exist"),
+        "nir_finetune": ("--graph", "does not exist; expected a NIR file"),
+        "spike_patterns": ("--params", "n_rec: must be >= 1 (got -3)"),
+    }
+    cases = {}
+    for template, (bad, _) in reasons.items():
+        args = [bad, str(params)] if bad == "--params" else [bad, missing, "--params",
+                                                             str(params)]
+        cases[template] = (template, [*args, "--out", str(tmp_path / template)])
+    for run in _run_side_by_side(cases, tmp_path):
+        reason = reasons[run.case][1]
+        assert run.returncode == 1, (run.case, run.stderr)
+        assert reason in run.stderr, (run.case, run.stderr)
+        assert "Traceback" not in run.stderr, (run.case, run.stderr)
+        assert not (tmp_path / run.case / "result.json").exists(), run.case
 
 
-@pytest.mark.parametrize("template", ["spike_patterns", "braille_l2mu", "snntorch_braille"])
-def test_a_params_file_that_is_no_json_object_is_named_not_a_traceback(
-    template: str, tmp_path: Path
-) -> None:
+def test_a_params_file_that_is_no_json_object_is_named_not_a_traceback(tmp_path: Path) -> None:
     """A missing file, broken JSON or a JSON list given as --params: the reason and exit 1;
     an --out that is a file: a usage error before any training."""
     (tmp_path / "list.json").write_text("[1, 2]")
     (tmp_path / "broken.json").write_text("{bad")
-    # each template reads --params through the one path: each kind of bad file once
-    cases = {"spike_patterns": [("list.json", "not a JSON list")],
-             "braille_l2mu": [("broken.json", "JSON")],
-             "snntorch_braille": [("missing.json", "No such file")]}
-    for name, reason in cases[template]:
-        run = subprocess.run(
-            [sys.executable, "main_hpo.py", "--params", str(tmp_path / name),
-             "--out", str(tmp_path / "out")],
-            cwd=TEMPLATES / template, capture_output=True, text=True, timeout=300,
-            check=False, env={**os.environ, "SPIKETUNE_DATA": str(tmp_path / "cache")},
-        )
-        assert run.returncode == 1, run.stderr
-        assert "error:" in run.stderr and "--params" in run.stderr and reason in run.stderr
-        assert "Traceback" not in run.stderr, run.stderr
     (tmp_path / "afile").write_text("mine")
-    if template != "snntorch_braille":  # its own options: --out is where NNI_OUTPUT_DIR is not
-        run = subprocess.run([sys.executable, "main_hpo.py", "--out", str(tmp_path / "afile")],
-                             cwd=TEMPLATES / template, capture_output=True, text=True,
-                             timeout=300, check=False)
-        assert run.returncode == 2 and "is a file; give a directory" in run.stderr
+    # each template reads --params through the one path: each kind of bad file once
+    bad_params = {"spike_patterns": ("list.json", "not a JSON list"),
+                  "braille_l2mu": ("broken.json", "JSON"),
+                  "snntorch_braille": ("missing.json", "No such file")}
+    cases = {template: (template, ["--params", str(tmp_path / name), "--out",
+                                   str(tmp_path / "out")])
+             for template, (name, _) in bad_params.items()}
+    # snntorch_braille has its own options: --out is where NNI_OUTPUT_DIR is not
+    out_is_a_file = ("spike_patterns", "braille_l2mu")
+    cases.update({f"{template} --out": (template, ["--out", str(tmp_path / "afile")])
+                  for template in out_is_a_file})
+    for run in _run_side_by_side(cases, tmp_path):
+        if run.case.endswith(" --out"):
+            assert run.returncode == 2, (run.case, run.stderr)
+            assert "is a file; give a directory" in run.stderr, (run.case, run.stderr)
+            continue
+        reason = bad_params[run.case][1]
+        assert run.returncode == 1, (run.case, run.stderr)
+        assert "error:" in run.stderr and "--params" in run.stderr, (run.case, run.stderr)
+        assert reason in run.stderr, (run.case, run.stderr)
+        assert "Traceback" not in run.stderr, (run.case, run.stderr)
     assert (tmp_path / "afile").read_text() == "mine"
+    assert not (tmp_path / "out" / "result.json").exists()

@@ -202,7 +202,7 @@ def test_the_engine_gives_each_trial_the_end_of_its_budget(
 
 @pytest.mark.slow
 def test_population_members_in_flight_at_the_budgets_end_complete(exp_root: Path) -> None:
-    """The spike-pattern template in population mode, 400 epochs asked and a 20 s budget:
+    """The spike-pattern template in population mode, 400 epochs asked and a 15 s budget:
     both members end their training before the budget does and are COMPLETE, where the
     budget's end used to stop them with nothing."""
     exp = Experiment(
@@ -211,7 +211,7 @@ def test_population_members_in_flight_at_the_budgets_end_complete(exp_root: Path
         search_space={"epochs": {"_type": "choice", "_value": [400]},
                       "n_rec": {"_type": "choice", "_value": [16, 32]},
                       "patience": {"_type": "choice", "_value": [1000]}},  # no early stop
-        tuner="GridSearch", population=2, max_trials=2, max_duration=20,
+        tuner="GridSearch", population=2, max_trials=2, max_duration=15,
         experiment_dir=exp_root,
     )
     records = exp.run().records
@@ -223,7 +223,7 @@ def test_population_members_in_flight_at_the_budgets_end_complete(exp_root: Path
 def test_a_template_trial_slower_than_its_limit_completes_with_its_best_epoch(
     exp_root: Path,
 ) -> None:
-    """The spike-pattern template, 400 epochs asked and 20 s allowed: the trial ends its
+    """The spike-pattern template, 400 epochs asked and 15 s allowed: the trial ends its
     training in time and is COMPLETE, where it used to be killed and FAILED."""
     exp = Experiment(
         trial_command="python3 main_hpo.py --subset 12",
@@ -231,7 +231,7 @@ def test_a_template_trial_slower_than_its_limit_completes_with_its_best_epoch(
         search_space={"epochs": {"_type": "choice", "_value": [400]},
                       "n_rec": {"_type": "choice", "_value": [32]},
                       "patience": {"_type": "choice", "_value": [1000]}},  # no early stop
-        max_trials=1, max_trial_duration=20, experiment_dir=exp_root,
+        max_trials=1, max_trial_duration=15, experiment_dir=exp_root,
     )
     (record,) = exp.run().records
     assert record.outcome == Outcome.COMPLETE, record.reason

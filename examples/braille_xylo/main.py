@@ -53,10 +53,10 @@ from spiketune.report import build_report
 HERE = Path(__file__).absolute().parent
 CONFIG = HERE / "config.toml"
 
-#: ``--smoke``: the whole chain quickly (3 trials of 1 epoch on 10 samples per class, 1 seed).
+#: ``--smoke``: the whole chain quickly (2 trials of 1 epoch on 10 samples per class, 1 seed).
 #: After one epoch most drawn networks still run away and break the chip's rules, so the first
 #: trial is the trial's own defaults (``start_with``, :func:`trial_defaults`), which fit.
-SMOKE: dict[str, Any] = {"trials": 3, "epochs_cap": 1, "subset": 10, "duration": "10m",
+SMOKE: dict[str, Any] = {"trials": 2, "epochs_cap": 1, "subset": 10, "duration": "10m",
                          "retrain_seeds": [0], "finalists": 2}
 RETRAIN_SEEDS = [0, 1, 2]
 #: How many of the search's best trials are scored again, and on which (re-split, seed) runs
@@ -84,7 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="root of experiment directories (default $SPIKETUNE_EXPERIMENTS or "
                         "~/spiketune-experiments)")
     p.add_argument("--smoke", action="store_true",
-                   help="3 trials (the defaults first), 1 epoch, 10 samples per class, "
+                   help="2 trials (the defaults first), 1 epoch, 10 samples per class, "
                         "1 retraining seed")
     p.add_argument("--retrain-seeds", type=int, nargs="*", metavar="SEED",
                    help=f"retrain the chosen trial with these seeds (default "
