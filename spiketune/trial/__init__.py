@@ -193,10 +193,16 @@ def report_final_result(metric: Any) -> None:
     """Report the trial's result (a number, or a dict whose ``"default"`` is the objective).
 
     Every extra key of a dict (train accuracy, spike counts...) is kept and shown. Only the
-    first final result of a trial counts.
+    first final result of a trial counts. A trial process (launched by the engine or run by
+    hand; not an in-process trial's) then exits without the garbage collector's last passes
+    (:func:`~spiketune.trial._runtime.quick_exit_after_result`: about a second of CPU saved
+    with torch imported).
     """
+    from spiketune.trial._runtime import quick_exit_after_result
+
     # A non-finite value is still reported: the engine records the trial as FAILED with a reason.
     _channel().report(FINAL, normalize_metric(metric))
+    quick_exit_after_result()
 
 
 def get_trial_id() -> str:

@@ -103,8 +103,11 @@ class Member:
 
     def report_final_result(self, metric: Any) -> None:
         """This member's result: the engine records it as soon as it reads it."""
+        from spiketune.trial._runtime import quick_exit_after_result
+
         self._channel.report(protocol.FINAL, protocol.normalize_metric(metric))
         self._over = True
+        quick_exit_after_result()
 
     def should_stop(self) -> bool:
         """Whether the engine asked this member to stop (the assessor pruned it, it ran past

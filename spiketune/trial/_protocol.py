@@ -523,6 +523,21 @@ def channel() -> Channel:
         return _process_channel
 
 
+_hosts_trials = False
+
+
+def host_in_process_trials() -> None:
+    """Mark this process as one that runs in-process trials (the engine's, the user's own
+    Python): its trials do not own it, and so do not change how it exits."""
+    global _hosts_trials
+    _hosts_trials = True
+
+
+def hosts_in_process_trials() -> bool:
+    """Whether :func:`host_in_process_trials` marked this process."""
+    return _hosts_trials
+
+
 def bind(bound: Channel | None) -> None:
     """Attach a channel to the calling thread (the in-process runner); ``None`` detaches."""
     global _bound_threads

@@ -70,6 +70,7 @@ class InProcessRunner(Runner):
         self._waiting: list[int] = []
 
     def start(self, launch: Launch) -> None:
+        protocol.host_in_process_trials()
         protocol.write_parameters(launch.trial_dir, launch.parameters_json)
         channel = _InProcessChannel(launch, self._events)
         self._channels[launch.number] = channel
