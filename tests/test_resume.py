@@ -258,6 +258,48 @@ def test_trials_that_finish_around_a_crash_keep_their_results(
     assert [stored[n].value for n in range(3)] == [by_number[n].value for n in range(3)]
 
 
+REPORTS_THEN_LINGERS = """
+    import os, pathlib, time
+    import spiketune.trial as st
+    p = st.get_next_parameter()
+    st.report_intermediate_result(0.1)
+    if st.get_sequence_id() == 0:
+        st.report_final_result({"default": p["x"], "seq": 0})
+        pathlib.Path(os.environ["REPORTED"]).touch()
+    time.sleep(60)  # still running when the scheduler fails
+"""
+
+
+def test_a_failing_scheduler_keeps_the_results_its_running_trials_reported(
+    tmp_path: Path, exp_root: Path, trial_script, monkeypatch
+) -> None:
+    """The scheduler fails (here: its progress callback raises) while two trials run, one of
+    which has reported its final result: that one is recorded COMPLETE from its
+    metrics.jsonl, as a resume would; the other FAILED, interrupted."""
+    marker = tmp_path / "reported"
+    monkeypatch.setenv("REPORTED", str(marker))
+    exp = Experiment(trial_command="python3 trial.py",
+                     trial_code_directory=trial_script(REPORTS_THEN_LINGERS),
+                     search_space={"x": {"_type": "uniform", "_value": [0, 1]}}, max_trials=2,
+                     concurrency=2, tuner="Random", experiment_dir=exp_root, kill_grace=1.0)
+
+    def progress(_: object) -> None:
+        if marker.exists() and all(
+                (exp.directory / "trials" / str(n) / "metrics.jsonl").is_file()
+                for n in (0, 1)):
+            raise RuntimeError("the display broke")
+
+    with pytest.raises(RuntimeError, match="the display broke"):
+        exp.run(progress=progress)
+    by_number = {r.number: r for r in load_results(exp.directory).records}
+    assert by_number[0].outcome == Outcome.COMPLETE, by_number[0].reason
+    assert by_number[0].metrics == {"default": by_number[0].parameters["x"], "seq": 0}
+    assert len(by_number[0].intermediate) == 1
+    assert by_number[1].outcome == Outcome.FAILED
+    assert by_number[1].reason == "interrupted: the scheduler failed"
+    assert len(by_number[1].intermediate) == 1
+
+
 def test_decide_when_the_scheduler_died_or_the_trial_exited_badly() -> None:
     """The rules for an ending whose exit status is unknown, or that contradicts a result."""
     from spiketune.engine.outcome import decide

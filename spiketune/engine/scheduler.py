@@ -760,7 +760,9 @@ class Scheduler:
         del self._live[live.number]
 
     def _abort(self, detail: str) -> None:
-        """On an unexpected error: end every running trial and record it as interrupted."""
+        """On an unexpected error: end every running trial and record it from what its
+        ``metrics.jsonl`` holds, as a resume would: COMPLETE with the final result it had
+        reported (its result is not lost with the scheduler), else FAILED as interrupted."""
         live = list(self._live.values())
         for item in live:
             self.runner.stop(item.number, StopReason.STOP, force=True)
@@ -770,5 +772,18 @@ class Scheduler:
             for item in live:
                 if item.number in self._live:
                     with contextlib.suppress(Exception):  # storage may be what failed
-                        self._record(item, Verdict(Outcome.FAILED, f"interrupted: {detail}", None))
+                        self._record(item, self._interrupted(item, f"interrupted: {detail}"))
+
+    def _interrupted(self, live: _Live, reason: str) -> Verdict:
+        """The verdict on a trial its scheduler gave up: from its ``metrics.jsonl``."""
+        from spiketune.engine.workers import read_intermediate
+
+        try:
+            intermediate, final, errors = read_intermediate(live.trial_dir)
+        except Exception:  # a file it cannot read: the reason alone
+            return Verdict(Outcome.FAILED, reason, None)
+        if len(intermediate) > len(live.intermediate):
+            live.intermediate = intermediate
+        ended = Ended(live.number, final=final, protocol_errors=errors)
+        return decide(ended, stop_reason=None, goal=self._goal, interrupted=reason)
 
