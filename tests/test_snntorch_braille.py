@@ -217,18 +217,27 @@ def test_local_split_is_stratified(project: Path) -> None:
 
 
 # ------------------------------------------------------------------------------ runs
-def _hand_run(project: Path, pool: Path, out: Path, extra_path: list[str]) -> str:
+def _hand_runs(project: Path, pool: Path, runs: dict[Path, list[str]]) -> dict[Path, str]:
+    """The trial run by hand, one epoch, once per ``out: extra PYTHONPATH`` of ``runs`` (side
+    by side, one thread each, outside any experiment); each one's stdout."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("SPIKETUNE_", "NNI_", "PYTHONPATH"))}
-    env.update({"PYTHONPATH": os.pathsep.join(extra_path), "OMP_NUM_THREADS": "1"})
-    run = subprocess.run(
-        [sys.executable, "main_hpo.py", "--data", str(pool), "--epochs", "1",
-         "--subset", "5", "--threads", "1", "--out", str(out)],
-        cwd=project, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert run.returncode == 0, run.stderr
-    assert (out / "best_model.pt").is_file()
-    return run.stdout
+    started = {
+        out: subprocess.Popen(
+            [sys.executable, "main_hpo.py", "--data", str(pool), "--epochs", "1",
+             "--subset", "5", "--threads", "1", "--out", str(out)],
+            cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**env, "PYTHONPATH": os.pathsep.join(extra_path), "OMP_NUM_THREADS": "1"},
+        )
+        for out, extra_path in runs.items()
+    }
+    stdouts = {}
+    for out, proc in started.items():
+        stdout, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, stderr
+        assert (out / "best_model.pt").is_file()
+        stdouts[out] = stdout
+    return stdouts
 
 
 @pytest.mark.slow
@@ -246,7 +255,14 @@ def test_trial_trains_where_spiketune_cannot_be_imported(
                            env={**os.environ, "PYTHONPATH": str(hidden)}, capture_output=True)
     assert probe.returncode != 0 and b"is hidden here" in probe.stderr
 
-    stdout = _hand_run(project, pool, tmp_path / "alone", [str(hidden)])
+    # beside it, a run with spiketune importable and NNI still hidden: spiketune's nni
+    # stand-in, the project's split
+    only_nni = tmp_path / "only_nni"
+    only_nni.mkdir()
+    (only_nni / "nni.py").write_bytes((hidden / "nni.py").read_bytes())
+    stdouts = _hand_runs(project, pool, {tmp_path / "alone": [str(hidden)],
+                                         tmp_path / "with": [str(only_nni)]})
+    stdout, with_spiketune = stdouts[tmp_path / "alone"], stdouts[tmp_path / "with"]
     assert "intermediate result: {'default'" in stdout
     final = stdout.rsplit("final result: ", 1)[1]
     assert "'split_digest': 'local:" in final and "'test':" in final
@@ -259,11 +275,6 @@ def test_trial_trains_where_spiketune_cannot_be_imported(
     net = train_hpo.load_model(tmp_path / "alone" / "best_model.pt")
     assert net.lif1.recurrent.weight.shape == (43, 43)
 
-    # spiketune importable, NNI still hidden: spiketune's nni stand-in, the project's split.
-    only_nni = tmp_path / "only_nni"
-    only_nni.mkdir()
-    (only_nni / "nni.py").write_bytes((hidden / "nni.py").read_bytes())
-    with_spiketune = _hand_run(project, pool, tmp_path / "with", [str(only_nni)])
     assert "[spiketune] final result" in with_spiketune
     from spiketune.data import stratified_split
 

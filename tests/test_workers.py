@@ -474,7 +474,7 @@ WORKER_TRIAL = """
             time.sleep(60)
         except FileExistsError:
             pass
-    time.sleep(float(os.environ.get("TRIAL_SLEEP", "0")) or random.uniform(0.2, 1.0))
+    time.sleep(float(os.environ.get("TRIAL_SLEEP", "0")) or random.uniform(0.1, 0.5))
     print("done", params)
     st.report_final_result({"default": params["x"], "train_acc": params["y"]})
 """
@@ -536,7 +536,7 @@ def _shared_storage(kind: str, request: pytest.FixtureRequest,
 @pytest.mark.parametrize("kill", [False, True], ids=["three-workers", "one-killed"])
 def test_worker_processes_share_max_trials(request, tmp_path: Path, trial_script,
                                            monkeypatch, kill: bool, kind: str) -> None:
-    """Three `spiketune worker` processes, max_trials=24, trials of 0.2-1 s: exactly 24 end
+    """Three `spiketune worker` processes, max_trials=24, trials of 0.1-0.5 s: exactly 24 end
     COMPLETE, no parameters run twice; with one worker killed (-9) mid-trial, its trial is
     recorded lost after the grace period and run once more by a survivor. On PostgreSQL and
     on a journal file (claims, heartbeats and the registry in its lock-protected logs)."""
