@@ -14,6 +14,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from _benchmarks import write_tiny_pool
+
 TEMPLATES = Path(__file__).resolve().parents[1] / "spiketune" / "templates"
 
 
@@ -52,11 +54,18 @@ def test_bad_input_ends_a_template_trial_with_its_reason(tmp_path: Path) -> None
         "wisdm_l2mu": ("--data", "does not exist"),
         "nir_finetune": ("--graph", "does not exist; expected a NIR file"),
         "spike_patterns": ("--params", "n_rec: must be >= 1 (got -3)"),
+        # 2 samples per class leave the split's 10 % for validation and test empty
+        "snntorch_braille": ("--subset", "--subset 2: leaves no validation and no test "
+                                         "sample"),
     }
     cases = {}
     for template, (bad, _) in reasons.items():
-        args = [bad, str(params)] if bad == "--params" else [bad, missing, "--params",
-                                                             str(params)]
+        if bad == "--subset":
+            args = [bad, "2", "--data", str(write_tiny_pool(tmp_path / "pool.pt"))]
+        elif bad == "--params":
+            args = [bad, str(params)]
+        else:
+            args = [bad, missing, "--params", str(params)]
         cases[template] = (template, [*args, "--out", str(tmp_path / template)])
     for run in _run_side_by_side(cases, tmp_path):
         reason = reasons[run.case][1]

@@ -82,6 +82,11 @@ DEFAULT_PARAMS: dict[str, Any] = {
 }
 
 
+#: The fewest samples per class (``--subset``) whose split has a validation and a test sample
+#: of each class (0.8/0.1/0.1 per class, rounded).
+MIN_SUBSET = 5
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=None,
@@ -159,7 +164,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(setup_hpo.trial_threads(args.threads))
     device = setup_hpo.trial_device()
 
+    if args.subset is not None and args.subset < 1:
+        raise SystemExit(f"error: --subset must be at least 1 sample per class, got {args.subset}")
     data = setup_hpo.load_data(args.data, per_class=args.subset)
+    empty = [name for name, part in (("training", data.train), ("validation", data.val),
+                                     ("test", data.test)) if len(part) == 0]
+    if empty:  # a split of a few samples per class leaves the small parts without any
+        raise SystemExit(f"error: --subset {args.subset}: leaves no {' and no '.join(empty)} "
+                         f"sample (the split keeps 10 % of each class, rounded, for validation "
+                         f"and for test): give at least {MIN_SUBSET} samples per class")
     net = train_hpo.BrailleRSNN(data.n_inputs, params).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=float(params["lr"]))
     print(f"trial {nni.get_trial_id()}: {len(data.train)}/{len(data.val)}/{len(data.test)} "
