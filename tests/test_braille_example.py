@@ -240,9 +240,9 @@ def test_an_installed_project_finds_data_without_a_repository(
         setup_hpo.load_data(setup_hpo.DATA_DEFAULTS, tmp_path / "typo", download=False)
     if not BRAILLE.is_dir():
         pytest.skip(NO_BRAILLE)
-    by_option = setup_hpo.load_data(setup_hpo.DATA_DEFAULTS, BRAILLE, per_class=3)
+    by_option = setup_hpo.load_data(setup_hpo.DATA_DEFAULTS, BRAILLE, per_class=5)
     monkeypatch.setenv(setup_hpo.DATA_ENV, str(BRAILLE))
-    by_env = setup_hpo.load_data(setup_hpo.DATA_DEFAULTS, per_class=3, download=False)
+    by_env = setup_hpo.load_data(setup_hpo.DATA_DEFAULTS, per_class=5, download=False)
     assert by_option.split_digest == by_env.split_digest and len(by_env.train) > 0
     monkeypatch.delenv(setup_hpo.DATA_ENV)
     cache = tmp_path / "cache"
@@ -250,7 +250,7 @@ def test_an_installed_project_finds_data_without_a_repository(
     for f in BRAILLE.iterdir():
         (cache / "braille" / f.name).symlink_to(f)
     monkeypatch.setenv("SPIKETUNE_DATA", str(cache))
-    by_cache = setup_hpo.load_data(setup_hpo.DATA_DEFAULTS, per_class=3, download=False)
+    by_cache = setup_hpo.load_data(setup_hpo.DATA_DEFAULTS, per_class=5, download=False)
     assert by_cache.split_digest == by_option.split_digest
 
 

@@ -141,3 +141,20 @@ def test_per_class_keeps_n_of_each_class_in_order() -> None:
     assert len(data.per_class(10)) == 9  # fewer than n: all of that class
     with pytest.raises(DataError, match="n must be an integer >= 1"):
         data.per_class(0)
+
+
+def test_split_parts_of_too_few_per_class_names_the_fewest_that_split() -> None:
+    """``split_parts(per_class=n)`` (a trial's ``--subset``): with 4 samples per class, the
+    10 % validation and test parts would be empty, and every evaluation fail on them; the
+    error names the option and the fewest samples per class that give each part one (5)."""
+    from spiketune.data import split_parts
+
+    info = DatasetInfo(name="toy", n_inputs=1, n_steps=2, dt=0.01, classes=("a", "b"))
+    labels = torch.arange(2).repeat(10)
+    data = Dataset(info, torch.zeros(20, 2, 1), labels)
+    with pytest.raises(DataError, match=r"--subset\): 4 samples per class leave no validation "
+                                        r"or test sample in a 0.8/0.1/0.1 split; keep at "
+                                        r"least 5"):
+        split_parts(data, per_class=4)
+    parts = split_parts(data, per_class=5)
+    assert (len(parts.train), len(parts.val), len(parts.test)) == (6, 2, 2)

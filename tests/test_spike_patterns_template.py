@@ -155,7 +155,7 @@ def test_trial_refuses_a_misspelt_parameter_by_name(project: Path, tmp_path: Pat
     params.write_text(json.dumps({"tau_membrane": 0.1}), encoding="utf-8")
     out = tmp_path / "trial"
     trial = subprocess.run(
-        [sys.executable, "main_hpo.py", "--params", str(params), "--subset", "2",
+        [sys.executable, "main_hpo.py", "--params", str(params), "--subset", "5",
          "--epochs-cap", "1", "--threads", "1", "--out", str(out)],
         cwd=project, env=_trial_env(), capture_output=True, text=True, timeout=120,
     )
@@ -186,9 +186,9 @@ def test_bias_input_adds_a_constant_channel_and_leaves_the_samples(project: Path
 
     setup_hpo = _load("setup_hpo", project)
     train_hpo = _load("train_hpo", project)
-    plain = setup_hpo.load_data({"bin_size": 0.02, "clip": False}, per_class=3, folds=2)
+    plain = setup_hpo.load_data({"bin_size": 0.02, "clip": False}, per_class=5, folds=2)
     biased = setup_hpo.load_data({"bin_size": 0.02, "clip": False, "bias_input": True},
-                                 per_class=3, folds=2)
+                                 per_class=5, folds=2)
     assert biased.split_digest == plain.split_digest
     assert biased.info.n_inputs == 2 and plain.info.n_inputs == 1
     for a, b in [(plain.train, biased.train), (plain.test, biased.test),

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from spiketune.data._base import Dataset, DatasetInfo
 from spiketune.data._splits import stratified_resplits, stratified_split
+from spiketune.errors import DataError
 
 #: The split a trial's data get unless told otherwise: 80/10/10 % per class, seed 0.
 SPLIT_RATIOS = (0.8, 0.1, 0.1)
@@ -62,9 +63,25 @@ def split_parts(
         dataset = dataset.per_class(per_class, seed=seed)
     split = stratified_split(dataset.labels, ratios, seed=seed)
     train, val, test = dataset.split(split)
+    if per_class is not None and not (len(val) and len(test)):
+        # A few samples per class leave the small parts empty; no training could be judged.
+        raise DataError(f"per_class (a trial's --subset): {per_class} samples per class leave "
+                        f"no validation or test sample in a {'/'.join(map(str, ratios))} "
+                        f"split; keep at least {_fewest_per_class(ratios, seed)}")
     resplits = stratified_resplits(dataset.labels, folds, ratios, seed=seed)
     pairs = tuple(dataset.split(r)[:2] for r in resplits)
     return SplitParts(train, val, test, split.digest(), pairs)
+
+
+def _fewest_per_class(ratios: Sequence[float], seed: int) -> int:
+    """The fewest samples of a class whose stratified split has a sample in every part."""
+    import torch
+
+    for n in range(2, 1000):
+        split = stratified_split(torch.zeros(n, dtype=torch.long), ratios, seed=seed)
+        if len(split.train) and len(split.val) and len(split.test):
+            return n
+    return 1000
 
 
 def data_location(path: str | os.PathLike[str] | None, env: str) -> Path | None:
