@@ -200,6 +200,45 @@ def test_the_engine_gives_each_trial_the_end_of_its_budget(
     assert 45.0 < values[1] <= 60.0
 
 
+def test_an_in_process_trial_sees_its_own_limits(
+    exp_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An in-process trial shares the scheduler's process and environment: its time limit,
+    its budget's end and its deadline are its own, counted from its own start, and whatever
+    the scheduler's environment holds never reaches it."""
+    monkeypatch.setenv(ENV_MAX_TRIAL_DURATION, "7")  # not this experiment's
+    monkeypatch.setenv(ENV_BUDGET_END, repr(time.time() + 5))
+    seen: list[dict[str, Any]] = []
+
+    def trial(params: dict[str, Any]) -> float:
+        time.sleep(0.3)  # one at a time: the second trial starts 0.3 s after the first
+        seen.append({"x": params["x"], "limit": trial_time_limit(),
+                     "end": trial_budget_end(), "deadline": trial_deadline(),
+                     "now": time.perf_counter(), "wall": time.time()})
+        return 0.0
+
+    def run(**limits: float | None) -> list[dict[str, Any]]:
+        seen.clear()
+        exp = Experiment(trial=trial, search_space={"x": {"_type": "choice", "_value": [0, 1]}},
+                         tuner="GridSearch", max_trials=2, concurrency=1,
+                         experiment_dir=exp_root / str(len(limits)), **limits)
+        exp.run()
+        return sorted(seen, key=lambda s: s["x"])
+
+    assert [(s["limit"], s["end"], s["deadline"]) for s in run()] == [(None, None, None)] * 2
+    first, second = run(max_trial_duration=120.0)
+    for s in (first, second):
+        assert s["limit"] == 120.0 and s["end"] is None
+        # counted from the trial's start (its thread's), not from the scheduler's process
+        assert s["deadline"] == pytest.approx(
+            s["now"] - 0.3 + 120.0 - END_SECONDS - END_SHARE * 120.0, abs=0.25)
+    assert second["deadline"] - first["deadline"] >= 0.3
+    (*_, last) = run(max_trial_duration=120.0, max_duration=60.0)
+    assert last["limit"] == 120.0
+    assert 50.0 < last["end"] - last["wall"] <= 60.0  # the budget's end comes first
+    assert last["deadline"] < last["now"] + 60.0 - END_SECONDS
+
+
 @pytest.mark.slow
 def test_population_members_in_flight_at_the_budgets_end_complete(exp_root: Path) -> None:
     """The spike-pattern template in population mode, 400 epochs asked and a 15 s budget:

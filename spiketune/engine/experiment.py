@@ -380,7 +380,7 @@ class Experiment:
                     "population", self.config.population,
                     "population mode runs a trial command (whose script calls "
                     "spiketune.trial.population()), not a Python callable"))
-            return InProcessRunner(self.trial)
+            return InProcessRunner(self.trial, max_trial_duration=self.config.max_trial_duration)
         if self.config.trial_command is None:
             raise ConfigError(
                 Problem("trial", None, "this experiment's trial is a Python callable: pass it "

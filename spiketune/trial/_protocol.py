@@ -25,6 +25,7 @@ import os
 import sys
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -536,6 +537,26 @@ def host_in_process_trials() -> None:
 def hosts_in_process_trials() -> bool:
     """Whether :func:`host_in_process_trials` marked this process."""
     return _hosts_trials
+
+
+@dataclass(frozen=True)
+class ThreadLimits:
+    """The time limits of an in-process trial, which shares its process (and so its
+    environment) with the scheduler and the other trials: the trial's own ``max_trial_duration``
+    (seconds), the duration budget's end (a Unix time, seconds) and its start (a
+    :func:`time.perf_counter` instant: when the runner started its thread)."""
+
+    time_limit: float | None
+    budget_end: float | None
+    started: float
+
+
+def thread_limits() -> ThreadLimits | None:
+    """The limits of the calling thread's in-process trial; None in a trial process (whose
+    limits are in its environment) or by hand."""
+    bound = getattr(_bound, "channel", None)
+    limits = getattr(bound, "limits", None)
+    return limits if isinstance(limits, ThreadLimits) else None
 
 
 def bind(bound: Channel | None) -> None:

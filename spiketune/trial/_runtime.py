@@ -120,9 +120,13 @@ def seed_everything(seed: int) -> None:
 def trial_time_limit() -> float | None:
     """Seconds this trial may run: the experiment's ``max_trial_duration``, which the engine
     passes to each trial process (``$SPIKETUNE_MAX_TRIAL_DURATION``); None without a limit
-    or when run by hand."""
-    from spiketune.trial._protocol import ENV_MAX_TRIAL_DURATION
+    or when run by hand. An in-process trial gets its own (its thread's), since its process is
+    the scheduler's."""
+    from spiketune.trial._protocol import ENV_MAX_TRIAL_DURATION, thread_limits
 
+    limits = thread_limits()
+    if limits is not None:
+        return limits.time_limit
     text = os.environ.get(ENV_MAX_TRIAL_DURATION, "").strip()
     if not text:
         return None
@@ -136,9 +140,13 @@ def trial_time_limit() -> float | None:
 def trial_budget_end() -> float | None:
     """When the experiment's duration budget runs out, as a Unix time (seconds, like
     :func:`time.time`), which the engine passes to each trial process
-    (``$SPIKETUNE_BUDGET_END``); None without a budget or when run by hand."""
-    from spiketune.trial._protocol import ENV_BUDGET_END
+    (``$SPIKETUNE_BUDGET_END``); None without a budget or when run by hand. An in-process
+    trial gets its own (its thread's), reckoned when it started."""
+    from spiketune.trial._protocol import ENV_BUDGET_END, thread_limits
 
+    limits = thread_limits()
+    if limits is not None:
+        return limits.budget_end
     text = os.environ.get(ENV_BUDGET_END, "").strip()
     try:
         end = float(text)
@@ -159,10 +167,11 @@ def trial_deadline(started: float | None = None, time_cap: float | None = None) 
 
     The limit is ``time_cap`` seconds (a trial's ``--time-cap``) when given, else the
     experiment's (:func:`trial_time_limit`), counted from ``started`` (a ``perf_counter``
-    instant: when a population member joined), else from this process's start, as the
-    engine counts it. The end of the duration budget (:func:`trial_budget_end`) is a second
-    deadline; the earlier one counts. :data:`END_SECONDS` plus :data:`END_SHARE` of the time
-    allowed are kept for what comes after the training (testing, saving, reporting).
+    instant: when a population member joined), else from the trial's start, as the engine
+    counts it (its process's start; an in-process trial's thread's). The end of the duration
+    budget (:func:`trial_budget_end`) is a second deadline; the earlier one counts.
+    :data:`END_SECONDS` plus :data:`END_SHARE` of the time allowed are kept for what comes
+    after the training (testing, saving, reporting).
     """
     import time
 
@@ -171,7 +180,7 @@ def trial_deadline(started: float | None = None, time_cap: float | None = None) 
     if limit is None and budget_end is None:
         return None
     if started is None:
-        started = process_started()
+        started = trial_started()
     deadlines = []
     if limit is not None:
         deadlines.append(started + limit - END_SECONDS - END_SHARE * limit)
@@ -179,6 +188,16 @@ def trial_deadline(started: float | None = None, time_cap: float | None = None) 
         end = time.perf_counter() + budget_end - time.time()  # on the perf_counter clock
         deadlines.append(end - END_SECONDS - END_SHARE * max(0.0, end - started))
     return min(deadlines)
+
+
+def trial_started() -> float:
+    """The calling trial's start as a :func:`time.perf_counter` instant: its process's
+    (:func:`process_started`), or, for an in-process trial, when the runner started its
+    thread."""
+    from spiketune.trial._protocol import thread_limits
+
+    limits = thread_limits()
+    return limits.started if limits is not None else process_started()
 
 
 def process_started() -> float:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import queue
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +23,8 @@ __all__ = ["InProcessRunner"]
 class _InProcessChannel:
     """The :mod:`spiketune.trial` channel of one in-process trial (lives in its thread)."""
 
-    def __init__(self, launch: Launch, events: queue.SimpleQueue[Event]) -> None:
+    def __init__(self, launch: Launch, events: queue.SimpleQueue[Event],
+                 time_limit: float | None = None) -> None:
         self.parameters = launch.parameters
         self.nni_trial_id = str(launch.number)
         self.experiment_id = launch.experiment_id
@@ -32,6 +35,13 @@ class _InProcessChannel:
         self.stop_reason: StopReason | None = None
         self.handled = threading.Event()
         self._events = events
+        # What a trial process reads from its environment (spiketune.trial.trial_deadline):
+        # this process's environment is the scheduler's, shared by every in-process trial.
+        self.limits = protocol.ThreadLimits(
+            time_limit=time_limit,
+            budget_end=_budget_end(launch.environment),
+            started=time.perf_counter(),
+        )
 
     def report(self, kind: str, value: dict[str, Any]) -> None:
         if self.stop_reason is not None:
@@ -58,12 +68,19 @@ class InProcessRunner(Runner):
     an assessor's stop, a timeout or an experiment stop take effect at the trial's next report
     (where :class:`~spiketune.trial.TrialStopped` is raised), and ``force`` cannot do more.
     The trial directory holds ``parameter.json`` and whatever the trial writes there.
+
+    ``max_trial_duration`` (seconds) and the duration budget's end (the launch's
+    ``SPIKETUNE_BUDGET_END``) are the trial's own, as its thread sees them through
+    :func:`spiketune.trial.trial_time_limit` and :func:`spiketune.trial.trial_deadline`: so
+    a trial that ends its training in time does so in-process too.
     """
 
-    def __init__(self, fn: Callable[..., Any]) -> None:
+    def __init__(self, fn: Callable[..., Any], *, max_trial_duration: float | None = None
+                 ) -> None:
         if not callable(fn):
             raise TrialError(f"the trial must be callable, got {fn!r}")
         self.fn = fn
+        self.max_trial_duration = max_trial_duration
         self._pass_params = _takes_argument(fn)
         self._events: queue.SimpleQueue[Event] = queue.SimpleQueue()
         self._channels: dict[int, _InProcessChannel] = {}
@@ -72,7 +89,7 @@ class InProcessRunner(Runner):
     def start(self, launch: Launch) -> None:
         protocol.host_in_process_trials()
         protocol.write_parameters(launch.trial_dir, launch.parameters_json)
-        channel = _InProcessChannel(launch, self._events)
+        channel = _InProcessChannel(launch, self._events, self.max_trial_duration)
         self._channels[launch.number] = channel
         thread = threading.Thread(
             target=self._run, args=(channel,), name=f"spiketune-trial-{launch.number}", daemon=True
@@ -132,6 +149,15 @@ class InProcessRunner(Runner):
     def close(self) -> None:
         for number in list(self._channels):
             self.stop(number, StopReason.STOP)
+
+
+def _budget_end(environment: dict[str, str]) -> float | None:
+    """The budget's end the scheduler gave the launch (a Unix time), or None."""
+    try:
+        end = float(environment.get(protocol.ENV_BUDGET_END, ""))
+    except ValueError:
+        return None
+    return end if math.isfinite(end) and end > 0 else None
 
 
 def _takes_argument(fn: Callable[..., Any]) -> bool:
