@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import optuna
@@ -18,6 +19,7 @@ from typer.testing import CliRunner
 
 from spiketune import Experiment, Outcome, StorageError
 from spiketune.cli import app
+from spiketune.engine.outcome import END_LAG_ATTR
 from spiketune.engine.results import load_results
 from spiketune.engine.storage import ATTR_ELAPSED, StudyStore, sqlite_url
 
@@ -235,6 +237,7 @@ def test_trials_that_finish_around_a_crash_keep_their_results(
              "trials 0 and 2 to report and exit, trial 1 to report")
     assert not exited(1) and not exited(3)
 
+    time.sleep(1.5)  # the results were written well before the resume records them
     results = Experiment.load(directory, kill_grace=3.0).resume()
     by_number = {r.number: r for r in results.records}
     assert [r.sequence_id for r in results.records] == [0, 1, 2, 3, 4]  # the budget stays exact
@@ -256,6 +259,16 @@ def test_trials_that_finish_around_a_crash_keep_their_results(
     assert [stored[n].state for n in range(5)] == [optuna.trial.TrialState.COMPLETE] * 3 + [
         optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE]
     assert [stored[n].value for n in range(3)] == [by_number[n].value for n in range(3)]
+    # Their end is when they wrote their result, not when the resume recorded them.
+    for n in (0, 1, 2):
+        lag = stored[n].user_attrs[END_LAG_ATTR]
+        written = (trials / str(n) / "metrics.jsonl").stat().st_mtime
+        assert lag >= 1.5 and by_number[n].finished is not None
+        assert by_number[n].finished == stored[n].datetime_complete - timedelta(seconds=lag)
+        assert by_number[n].duration_seconds == pytest.approx(
+            (stored[n].datetime_complete - stored[n].datetime_start).total_seconds() - lag)
+        assert time.time() - written >= lag
+    assert END_LAG_ATTR not in stored[3].user_attrs  # lost: it ended when the resume ended it
 
 
 REPORTS_THEN_LINGERS = """

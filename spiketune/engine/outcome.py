@@ -42,6 +42,12 @@ __all__ = ["Outcome", "Stored", "Verdict", "decide", "optuna_state", "optuna_ste
 
 _STDERR_IN_REASON = 1500  # characters of stderr tail kept in a FAILED trial's reason
 
+#: The user attribute of a trial recorded after it had ended (a lost trial found COMPLETE by a
+#: later session): how many seconds before its record its final result was written. The
+#: storage stamps a trial's end when it is recorded, which for such a trial can be hours late;
+#: the records (``TrialRecord.finished``, its duration) take this many seconds off.
+END_LAG_ATTR = "ended_seconds_before_record"
+
 
 class Outcome(StrEnum):
     """How a trial ended (the first four), or that it has not ended yet (the last two)."""

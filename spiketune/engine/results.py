@@ -19,12 +19,15 @@ import os
 import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from spiketune._values import flatten, is_finite, nonfinite_to_none
-from spiketune.engine.outcome import Outcome  # also importable from here (public name)
+from spiketune.engine.outcome import (
+    END_LAG_ATTR,
+    Outcome,  # also importable from here (public name)
+)
 from spiketune.engine.storage import (
     ATTR_CONFIG,
     ATTR_ELAPSED,
@@ -332,6 +335,11 @@ def record_from_trial(
     if intermediate is None:
         intermediate = [{"default": v} for _, v in sorted(trial.intermediate_values.items())]
     started, finished = trial.datetime_start, trial.datetime_complete
+    lag = attrs.get(END_LAG_ATTR)  # recorded after it had ended: its own end, not its record's
+    if finished is not None and isinstance(lag, (int, float)) and math.isfinite(lag) and lag > 0:
+        finished -= timedelta(seconds=float(lag))
+        if started is not None:
+            finished = max(started, finished)
     duration = (finished - started).total_seconds() if started and finished else None
     trial_dir = attrs.get("trial_dir")
     if trial_dir is None and directory is not None:  # running: recorded when it ends

@@ -59,7 +59,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from spiketune.engine.goals import Goal
-from spiketune.engine.outcome import Outcome, decide, optuna_steps, stored_form
+from spiketune.engine.outcome import (
+    END_LAG_ATTR,
+    Outcome,
+    decide,
+    optuna_steps,
+    stored_form,
+)
 from spiketune.engine.runners import PROCESS_FILE, Ended, end_trial_leftovers, process_alive
 from spiketune.engine.storage import (
     ATTR_ELAPSED,
@@ -283,9 +289,24 @@ def settle_lost_trial(
     attrs = dict(stored.attrs)
     if "trial_dir" not in trial.user_attrs and trial_dir is not None:
         attrs["trial_dir"] = str(trial_dir)
+    lag = _result_age(trial_dir)
+    if lag is not None:
+        attrs[END_LAG_ATTR] = lag
     done = store.finish_trial(store.trial_id(trial), stored.state, stored.value, attrs,
                               stored.steps)
     return -1 if done else None
+
+
+def _result_age(trial_dir: Path | None) -> float | None:
+    """Seconds since the trial's ``metrics.jsonl`` was last written (its final result, for a
+    trial that has one), or None without the file."""
+    if trial_dir is None:
+        return None
+    try:
+        written = (trial_dir / METRICS_FILE).stat().st_mtime
+    except OSError:
+        return None
+    return round(max(0.0, time.time() - written), 3)
 
 
 def fail_lost_trial(
