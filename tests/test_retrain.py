@@ -20,7 +20,7 @@ from spiketune.trial._artifacts import BestModelKeeper
 #: --threads N``; it writes ``DIR/result.json`` with a test accuracy that depends on the seed
 #: and on a parameter, and seed 13 crashes before writing anything.
 SCRIPT = textwrap.dedent("""
-    import argparse, json, os, pathlib, sys
+    import argparse, json, os, pathlib, sys, time
     p = argparse.ArgumentParser()
     for option in ("--params", "--seed", "--out", "--threads", "--folds", "--extra"):
         p.add_argument(option)
@@ -28,13 +28,16 @@ SCRIPT = textwrap.dedent("""
     params = json.loads(pathlib.Path(a.params).read_text())
     if a.seed == "13":
         sys.exit("seed 13 crashes")
+    started = time.time()
+    time.sleep(float(os.environ.get("RETRAIN_SLEEP", "0")))
     out = pathlib.Path(a.out)
     (out / "best_model.pt").write_bytes(b"weights")
     (out / "result.json").write_text(json.dumps({
         "default": 0.9, "test": params["x"] / 10 + int(a.seed) / 100, "split_digest": "abc123",
         "threads": int(a.threads), "folds": int(a.folds or 0), "extra": a.extra,
         "nni_env": os.environ.get("NNI_TRIAL_JOB_ID"), "cwd": os.getcwd(),
-        "cuda": os.environ.get("CUDA_VISIBLE_DEVICES")}))
+        "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"), "started": started,
+        "ended": time.time()}))
 """)
 
 
@@ -89,6 +92,47 @@ def test_retrain_runs_each_seed_and_writes_retrained_json(
     assert Path(run0["cwd"]).resolve() == script.parent.resolve()
     assert "--seed {seed}" in (retrained.command or "")
     assert any("51.00% ± 1.41%" in line for line in lines), lines
+
+
+def test_seeds_that_would_leave_cores_idle_start_together(
+        results: ExperimentResults, script: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """3 seeds at the experiment's concurrency 2, on the CPU: one round of 3, not a round of 2
+    and a round of 1 with a core idle; a concurrency asked for keeps its rounds."""
+    import spiketune.engine._retrain as retrain_module
+
+    monkeypatch.setattr(retrain_module, "_cores", lambda: 2)
+    monkeypatch.setenv("RETRAIN_SLEEP", "1.0")
+    assert results.directory is not None
+    out = results.directory / "chosen"
+
+    def spans(**kwargs: Any) -> list[tuple[float, float, int]]:
+        lines: list[str] = []
+        retrain(results, [sys.executable, str(script)], seeds=[0, 1, 2], cwd=script.parent,
+                echo=lines.append, **kwargs)
+        runs = [json.loads((out / f"seed{k}" / "result.json").read_text()) for k in range(3)]
+        return [(r["started"], r["ended"], r["threads"]) for r in runs]
+
+    together = spans()
+    assert max(start for start, _, _ in together) < min(end for _, end, _ in together)
+    assert [threads for *_, threads in together] == [1, 1, 1]
+    rounds = spans(concurrency=2)
+    assert max(start for start, _, _ in rounds) >= min(end for _, end, _ in rounds)
+    assert [threads for *_, threads in rounds] == [1, 1, 1]
+
+
+@pytest.mark.parametrize(("n_seeds", "concurrency", "on_cpu", "at_once"), [
+    (3, 2, True, 3),  # a short second round: all together
+    (3, 2, False, 2),  # one GPU a run: rounds
+    (4, 2, True, 2),  # two full rounds
+    (5, 2, True, 2),  # three rounds: the oversubscription would be too much
+    (2, 4, True, 2),
+    (5, 4, True, 5),
+    (1, 1, True, 1),
+])
+def test_seeds_at_once(n_seeds: int, concurrency: int, on_cpu: bool, at_once: int) -> None:
+    from spiketune.engine._retrain import seeds_at_once
+
+    assert seeds_at_once(n_seeds, concurrency, on_cpu=on_cpu) == at_once
 
 
 def test_a_crashed_seed_is_reported_and_the_others_kept(

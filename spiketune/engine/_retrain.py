@@ -82,7 +82,8 @@ def retrain(
     ``--params <experiment>/chosen/parameters.json --seed K --out <experiment>/chosen/seedK
     --threads N`` appended, in ``cwd``, its output in ``seedK/train.log``. ``trial`` defaults
     to :func:`chosen_trial`. At most ``concurrency`` seeds run at once (default: the
-    experiment's concurrency), each with an equal share of this process's CPU cores.
+    experiment's concurrency, or every seed where a short last round would leave CPU cores
+    idle: :func:`seeds_at_once`), each with an equal share of this process's CPU cores.
 
     A seed whose run leaves no readable ``result.json`` is reported through ``echo`` and left
     out of the summary; the others are kept, so one crash does not lose the rest. Stopping
@@ -112,15 +113,19 @@ def retrain(
     params_file = out_dir / "parameters.json"
     params_file.write_text(json.dumps(chosen.parameters, indent=2, sort_keys=True) + "\n",
                            encoding="utf-8")
-    at_once = min(len(seeds), concurrency if concurrency is not None
-                  else max(1, int(results.config.get("concurrency", 1) or 1)))
+    # trials without GPUs (gpus none) ran on the CPU: so do their seeds, on any machine
+    cpu_only = "gpus" in results.config and results.config["gpus"] is None
+    if concurrency is not None:
+        at_once = min(len(seeds), concurrency)
+    else:
+        at_once = seeds_at_once(
+            len(seeds), max(1, int(results.config.get("concurrency", 1) or 1)),
+            on_cpu=cpu_only or not _gpus_visible())
     threads = max(1, _cores() // at_once)
     base = [*command, "--params", str(params_file), "--threads", str(threads)]
     say = echo or (lambda _: None)
     say(f"retraining the chosen configuration (trial {chosen.number}) with seeds "
-        f"{', '.join(map(str, seeds))}")
-    # trials without GPUs (gpus none) ran on the CPU: so do their seeds, on any machine
-    cpu_only = "gpus" in results.config and results.config["gpus"] is None
+        f"{', '.join(map(str, seeds))}" + (f" ({at_once} at a time)" if at_once > 1 else ""))
     _run_seeds(base, seeds, out_dir, at_once, cwd, cpu_only=cpu_only)
 
     runs = []
@@ -150,6 +155,31 @@ def retrain(
             f"{100 * retrained.mean:.2f}% ± {100 * (retrained.std or 0):.2f}% "
             f"(mean ± sample std; split {retrained.split_digest})")
     return retrained
+
+
+def seeds_at_once(n_seeds: int, concurrency: int, *, on_cpu: bool) -> int:
+    """How many of ``n_seeds`` retraining runs start at once, given the experiment's
+    ``concurrency``.
+
+    Why: the seeds run in rounds of ``concurrency``. When the last round is short (3 seeds at
+    concurrency 2), its seeds train while cores that the first round used sit idle: on the
+    CPU that round takes as long as a full one. Started together instead, the runs share the
+    cores (3 runs of one thread on 2 cores: about 1.5 rounds' time, not 2; each still has
+    one thread, so its figures are the same). So on the CPU, seeds that
+    would need two rounds, the second short, all start at once; on GPUs (one per run) the
+    rounds stay.
+    """
+    at_once = min(n_seeds, concurrency)
+    if on_cpu and at_once < n_seeds < 2 * at_once:
+        return n_seeds
+    return at_once
+
+
+def _gpus_visible() -> bool:
+    """Whether this machine gives its processes a GPU (as the experiment finds them)."""
+    from spiketune.engine.experiment import _gpus_found
+
+    return bool(_gpus_found()[0])
 
 
 def _run_seeds(base: list[str], seeds: list[int], out_dir: Path, at_once: int,
