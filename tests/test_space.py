@@ -420,6 +420,18 @@ def test_to_nni_is_the_canonical_json_form() -> None:
           "a": {"_type": "choice", "_value": [{"_name": "b", "lr": {"_type": "uniform",
                                                                     "_value": [0, 1]}}]}},
          "search_space.a._value[0].lr", "Optuna name"),
+        # two parameters shown under one dotted name: one column, one value lost
+        ({"opt.lr": {"_type": "uniform", "_value": [0, 1]},
+          "opt": {"_type": "choice", "_value": [{"_name": "sgd"}, {"_name": "adam", "lr": {
+              "_type": "uniform", "_value": [0, 1]}}]}},
+         "search_space.opt", "would be shown as 'opt.lr', as are those of 'opt.lr'"),
+        ({"x": {"_type": "choice", "_value": [{"a": {"b": 1}}, {"a": {"b": 2}}]},
+          "x.a.b": {"_type": "choice", "_value": [1, 2]}},
+         "search_space.x.a.b", "would be shown as 'x.a.b', as are those of 'x'"),
+        ({"n": {"_type": "choice", "_value": [{"_name": "a", "k": {"_type": "choice", "_value": [
+            {"_name": "b", "z": {"_type": "choice", "_value": [1]}}]}}]},
+          "n.k.z": {"_type": "choice", "_value": [1]}},
+         "search_space.n.k.z", "would be shown as 'n.k.z'"),
     ],
 )
 def test_bad_spaces_name_the_parameter_value_and_rule(spec: dict, field: str, rule: str) -> None:
@@ -442,6 +454,16 @@ def test_a_choice_is_nested_only_when_every_option_has_a_name(options: list) -> 
     assert all(v in options for v in seen)
     assert {json.dumps(v, sort_keys=True) for v in seen} == {
         json.dumps(o, sort_keys=True) for o in options}
+
+
+def test_options_of_one_nested_choice_share_their_shown_names() -> None:
+    """Two options with a key of the same name are one column, not a clash (only one of them
+    is a trial's)."""
+    space = SearchSpace.from_nni({"neuron": {"_type": "choice", "_value": [
+        {"_name": "lif", "tau": {"_type": "uniform", "_value": [1, 2]}},
+        {"_name": "alif", "tau": {"_type": "uniform", "_value": [1, 2]}}]},
+        "neuron_tau": {"_type": "uniform", "_value": [1, 2]}})
+    assert space.names == ["neuron", "neuron_tau"]
 
 
 def test_every_problem_is_reported_at_once() -> None:

@@ -81,7 +81,7 @@ from functools import cached_property
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
-from spiketune._values import is_finite
+from spiketune._values import flatten, is_finite
 from spiketune.errors import Problem, SearchSpaceError
 
 if TYPE_CHECKING:
@@ -475,6 +475,30 @@ class _Batch(_Param):
 # ---------------------------------------------------------------- parsing
 
 
+def _shown_names(name: str, spec: Any) -> set[str]:
+    """The names a parameter's values are shown under (:func:`spiketune._values.flatten`):
+    ``name`` itself, or for a choice among mappings (nested or plain) the dotted names of
+    their keys."""
+    if not isinstance(spec, Mapping) or spec.get("_type") != "choice":
+        return {name}
+    values = spec.get("_value")
+    if isinstance(values, str | bytes) or not isinstance(values, Sequence):
+        return {name}
+    shown: set[str] = set()
+    nested = all(isinstance(o, Mapping) and "_name" in o for o in values)
+    for option in values:
+        if not isinstance(option, Mapping):
+            shown.add(name)
+        elif nested:
+            shown.add(f"{name}._name")
+            for key, sub in option.items():
+                if key != "_name":
+                    shown |= _shown_names(f"{name}.{key}", sub)
+        else:
+            shown |= {f"{name}.{key}" for key in flatten(option)}
+    return shown
+
+
 class _Parser:
     """Builds parameters from a spec, collecting every problem instead of stopping at the first."""
 
@@ -492,6 +516,25 @@ class _Parser:
             return False
         self.keys[key] = where
         return True
+
+    def shown_names_distinct(self, spec: Mapping[str, Any]) -> None:
+        """Refuse two parameters whose values would be shown under one name.
+
+        Why: results show nested values with dotted names (``flatten``: ``opt.lr`` for the
+        ``lr`` of a nested ``opt``), in CSV columns, tables and the report's axes. A parameter
+        literally named ``opt.lr`` beside it would share that column, and one of the two
+        values would be lost from every export.
+        """
+        seen: dict[str, str] = {}
+        for name, pspec in spec.items():
+            for shown in sorted(_shown_names(name, pspec)):
+                other = seen.setdefault(shown, name)
+                if other != name:
+                    self.fail(name, name,
+                              f"its values would be shown as {shown!r}, as are those of "
+                              f"{other!r} (nested values are shown with dotted names); "
+                              "rename one of them")
+                    break
 
     def space(self, spec: Any, prefix: str, where: str) -> SearchSpace:
         params: dict[str, _Param] = {}
@@ -702,6 +745,8 @@ class SearchSpace:
         """
         parser = _Parser(field)
         space = parser.space(spec, "", "")
+        if not parser.problems:
+            parser.shown_names_distinct(spec)
         if parser.problems:
             raise SearchSpaceError(parser.problems)
         return space
