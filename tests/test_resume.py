@@ -335,8 +335,14 @@ def test_decide_when_the_scheduler_died_or_the_trial_exited_badly() -> None:
     # a signal is named, whether the runner read it behind a shell or from the exit status
     v = decide(Ended(1, final=None, exit_code=139, signal=11), stop_reason=None)
     assert v.reason == "killed by signal SIGSEGV"
+    # spiketune sends SIGKILL only to trials it stops: any other says where to look
     v = decide(Ended(1, final=None, exit_code=-9), stop_reason=None)
-    assert v.reason == "killed by signal SIGKILL"
+    assert v.reason.startswith("killed by signal SIGKILL from outside spiketune (")
+    assert "out-of-memory killer" in v.reason and "dmesg" in v.reason
+    v = decide(Ended(1, final=None, exit_code=-9, error="Traceback"), stop_reason=None)
+    assert v.reason.splitlines()[0].endswith("see dmesg); stderr tail:")
+    v = decide(Ended(1, final=None, exit_code=-15), stop_reason=None)
+    assert v.reason == "killed by signal SIGTERM"
 
 
 # ------------------------------------------------------------------------------ stopped trials

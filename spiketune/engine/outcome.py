@@ -41,6 +41,9 @@ __all__ = ["Outcome", "Stored", "Verdict", "decide", "optuna_state", "optuna_ste
            "stored_form"]
 
 _STDERR_IN_REASON = 1500  # characters of stderr tail kept in a FAILED trial's reason
+#: Said of a SIGKILL that spiketune did not send.
+_OUTSIDE_SIGKILL = (" from outside spiketune (on Linux most often the out-of-memory killer, "
+                    "when the machine runs out of memory: see dmesg)")
 
 #: The user attribute of a trial recorded after it had ended (a lost trial found COMPLETE by a
 #: later session): how many seconds before its record its final result was written. The
@@ -152,6 +155,11 @@ def decide(
     code = ended.exit_code
     if killed is not None or code not in (None, 0):
         what = f"killed by signal {killed}" if killed is not None else f"exit code {code}"
+        if killed == "SIGKILL" and stop_reason is None:
+            # spiketune sends SIGKILL only to a trial it is stopping (stop_reason set): this
+            # one came from elsewhere, and an unexplained SIGKILL is most often the kernel
+            # reclaiming memory, which nothing in the trial's own output says.
+            what += _OUTSIDE_SIGKILL
         tail = (ended.error or "")[-_STDERR_IN_REASON:]
         return Verdict(Outcome.FAILED, f"{what}; stderr tail:\n{tail}" if tail else what, final)
     if ended.error is not None:
