@@ -19,6 +19,7 @@ milliseconds, with no Optuna, numpy or torch behind it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -70,6 +71,10 @@ ACCEPTING_FILE = "accepting"
 JOINS_DIR = "joins"
 JOINED_DIR = "joined"
 POPULATION_MARK_FILE = "population_dir"
+# A population's process whose script asked for a single trial (get_next_parameter, a report)
+# writes why into its directory before it fails: no member of it can ever train there, so the
+# engine records them FAILED with that reason and does not retry them.
+NOT_A_POPULATION_FILE = "not_a_population_script.txt"
 
 INTERMEDIATE = "intermediate"
 FINAL = "final"
@@ -348,6 +353,16 @@ def set_accepting(population_dir: Path, accepting: bool) -> None:
         path.unlink(missing_ok=True)
 
 
+def not_a_population_script(population_dir: Path) -> str | None:
+    """Why the population's script cannot train populations, as its process wrote it
+    (engine side), or None."""
+    try:
+        return (population_dir / NOT_A_POPULATION_FILE).read_text(encoding="utf-8").strip() \
+            or None
+    except (OSError, ValueError):
+        return None
+
+
 def is_accepting(population_dir: Path) -> bool:
     """Whether the population's process takes new members (engine side; one ``stat``)."""
     return (population_dir / ACCEPTING_FILE).exists()
@@ -507,12 +522,17 @@ def channel() -> Channel:
             "in-process trial reports from the thread that runs its function (hand the "
             "values back to it, or run the trial as a command, one process per trial)"
         )
-    if os.environ.get(ENV_POPULATION_FILE):
-        raise RuntimeError(
+    population_file = os.environ.get(ENV_POPULATION_FILE)
+    if population_file:
+        message = (
             "this process trains a population of trials (the experiment sets population = K): "
             "get them with spiketune.trial.population() and report through each member, or "
             "run the experiment without population mode"
         )
+        with contextlib.suppress(OSError):  # the members' reason, which no retry changes
+            (Path(population_file).parent / NOT_A_POPULATION_FILE).write_text(
+                message + "\n", encoding="utf-8")
+        raise RuntimeError(message)
     global _process_channel
     with _lock:
         if _process_channel is None:

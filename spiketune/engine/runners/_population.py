@@ -273,6 +273,7 @@ class PopulationRunner(Runner):
         if population is None:
             return []
         events: list[Event] = []
+        refused = protocol.not_a_population_script(population.directory)
         for number in list(population.members):
             member = self._members[number]
             if member.offered and self._withdraw(member):
@@ -291,9 +292,12 @@ class PopulationRunner(Runner):
                 if not died:
                     error = ("the population's process exited without a result for this "
                              "trial" + (f"\n{error}" if error else ""))
+                elif refused is not None:  # its own failure, the same on every retry
+                    error = f"{refused}\n{error}" if error else refused
                 end = Ended(number, final=None, exit_code=ended.exit_code, error=error,
                             protocol_errors=member.reader.errors, signal=ended.signal,
-                            shared_failure=died and member.stop_reason is None)
+                            shared_failure=(died and member.stop_reason is None
+                                            and refused is None))
             self._end(number, end, events)
         return events
 
