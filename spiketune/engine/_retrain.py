@@ -165,9 +165,8 @@ def seeds_at_once(n_seeds: int, concurrency: int, *, on_cpu: bool) -> int:
     concurrency 2), its seeds train while cores that the first round used sit idle: on the
     CPU that round takes as long as a full one. Started together instead, the runs share the
     cores (3 runs of one thread on 2 cores: about 1.5 rounds' time, not 2; each still has
-    one thread, so its figures are the same). So on the CPU, seeds that
-    would need two rounds, the second short, all start at once; on GPUs (one per run) the
-    rounds stay.
+    one thread, so its figures are the same). So on the CPU, seeds that would need two
+    rounds, the second short, all start at once; on GPUs (one per run) the rounds stay.
     """
     at_once = min(n_seeds, concurrency)
     if on_cpu and at_once < n_seeds < 2 * at_once:

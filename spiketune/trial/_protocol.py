@@ -571,6 +571,16 @@ class ThreadLimits:
     started: float
 
 
+def budget_end_in(environment: Mapping[str, str]) -> float | None:
+    """The duration budget's end that ``environment`` holds (``$SPIKETUNE_BUDGET_END``, a Unix
+    time in seconds), or None without a valid one."""
+    try:
+        end = float(environment.get(ENV_BUDGET_END, "").strip())
+    except ValueError:
+        return None
+    return end if math.isfinite(end) and end > 0 else None
+
+
 def thread_limits() -> ThreadLimits | None:
     """The limits of the calling thread's in-process trial; None in a trial process (whose
     limits are in its environment) or by hand."""

@@ -142,17 +142,10 @@ def trial_budget_end() -> float | None:
     :func:`time.time`), which the engine passes to each trial process
     (``$SPIKETUNE_BUDGET_END``); None without a budget or when run by hand. An in-process
     trial gets its own (its thread's), reckoned when it started."""
-    from spiketune.trial._protocol import ENV_BUDGET_END, thread_limits
+    from spiketune.trial._protocol import budget_end_in, thread_limits
 
     limits = thread_limits()
-    if limits is not None:
-        return limits.budget_end
-    text = os.environ.get(ENV_BUDGET_END, "").strip()
-    try:
-        end = float(text)
-    except ValueError:
-        return None
-    return end if math.isfinite(end) and end > 0 else None
+    return limits.budget_end if limits is not None else budget_end_in(os.environ)
 
 
 def trial_deadline(started: float | None = None, time_cap: float | None = None) -> float | None:

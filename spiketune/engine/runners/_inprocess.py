@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import math
 import queue
 import threading
 import time
@@ -39,7 +38,7 @@ class _InProcessChannel:
         # this process's environment is the scheduler's, shared by every in-process trial.
         self.limits = protocol.ThreadLimits(
             time_limit=time_limit,
-            budget_end=_budget_end(launch.environment),
+            budget_end=protocol.budget_end_in(launch.environment),
             started=time.perf_counter(),
         )
 
@@ -149,15 +148,6 @@ class InProcessRunner(Runner):
     def close(self) -> None:
         for number in list(self._channels):
             self.stop(number, StopReason.STOP)
-
-
-def _budget_end(environment: dict[str, str]) -> float | None:
-    """The budget's end the scheduler gave the launch (a Unix time), or None."""
-    try:
-        end = float(environment.get(protocol.ENV_BUDGET_END, ""))
-    except ValueError:
-        return None
-    return end if math.isfinite(end) and end > 0 else None
 
 
 def _takes_argument(fn: Callable[..., Any]) -> bool:
