@@ -736,12 +736,18 @@ def export(
 ) -> None:
     """Export every trial as CSV or JSON."""
     from spiketune.engine.results import export_results
+    from spiketune.engine.storage import ExperimentPaths
 
     if output is not None:
         output = _output_path(output, "--output")
     _password_file(password_file)
-    text = export_results(_results(experiment, root, storage), fmt.value,
-                          intermediate=intermediate)
+    results = _results(experiment, root, storage)
+    if (output is not None and results.directory is not None
+            and ExperimentPaths(results.directory).owns(output)):
+        raise ExportError(f"--output {output}: is one of the files spiketune keeps in the "
+                          f"experiment's directory {results.directory}; writing there would "
+                          "replace it: give another name")
+    text = export_results(results, fmt.value, intermediate=intermediate)
     if output is None:
         typer.echo(text, nl=False)
     else:

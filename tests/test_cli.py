@@ -281,6 +281,26 @@ def test_export_writes_into_an_existing_directory(
     assert len(json.loads(out.read_text())["trials"]) == 1
 
 
+def test_export_never_replaces_the_experiments_own_files(
+    runner: CliRunner, exp_root: Path, quick_config: Path
+) -> None:
+    """``export -o`` naming the study, the experiment's state or a trial's file is refused,
+    and the file is left as it was; a file of the user's own in that directory is written."""
+    assert runner.invoke(app, ["run", str(quick_config), "-q"]).exit_code == 0
+    (directory,) = [p for p in exp_root.iterdir() if p.is_dir()]
+    for owned in (directory / "study.db", directory / "experiment.json",
+                  directory / "trials" / "0" / "metrics.jsonl"):
+        before = owned.read_bytes()
+        result = runner.invoke(app, ["export", str(directory), "-o", str(owned)])
+        assert result.exit_code == 1, (owned, result.output)
+        assert "error: --output" in result.output and "spiketune keeps" in result.output
+        assert owned.read_bytes() == before
+    assert runner.invoke(app, ["trials", str(directory)]).exit_code == 0
+    mine = directory / "trials.csv"
+    assert runner.invoke(app, ["export", str(directory), "-o", str(mine)]).exit_code == 0
+    assert mine.read_text().startswith("number,")
+
+
 def test_unknown_experiment_is_clean(runner: CliRunner, exp_root: Path) -> None:
     for command in ("trials", "best", "export", "resume", "stop"):
         result = runner.invoke(app, [command, "nope"])

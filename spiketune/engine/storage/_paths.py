@@ -51,6 +51,15 @@ def writable_root(root: Path) -> None:
         raise StorageError(f"the experiments root {root} is not writable; {how}")
 
 
+#: The files and directories spiketune writes at the top of an experiment directory: what
+#: :meth:`ExperimentPaths.owns` protects (SQLite keeps its journal beside the study).
+_OWNED_FILES = frozenset({"experiment.json", "study.db", "study.db-wal", "study.db-shm",
+                          "study.db-journal", "scheduler.json", "stop", "session.lock",
+                          "retrained.json", "jobs.json"})
+_OWNED_DIRS = frozenset({"trials", "workers", "populations", "best_model", "chosen", "jobs",
+                         "report"})
+
+
 @dataclass(frozen=True)
 class ExperimentPaths:
     """The files of one experiment directory."""
@@ -96,6 +105,21 @@ class ExperimentPaths:
         """The directory of a population process (population mode), named after its first
         member's number: its ``population.json``, ``stdout.log``, ``stderr.log``."""
         return self.populations / str(first)
+
+    def owns(self, path: Path) -> bool:
+        """Whether ``path`` is one of the files spiketune keeps in this directory (the study,
+        the experiment's and the scheduler's state, every trial's files, the best model, the
+        retrained seeds, the report), so that a command writing where the user says never
+        replaces one: an ``export -o study.db`` would lose every result. A file of the user's
+        own beside them (``trials.csv``) is not spiketune's."""
+        try:
+            relative = path.expanduser().resolve().relative_to(self.directory.resolve())
+        except ValueError:
+            return False
+        parts = relative.parts
+        if not parts:
+            return True
+        return parts[0] in _OWNED_DIRS or (len(parts) == 1 and parts[0] in _OWNED_FILES)
 
 
 @dataclass(frozen=True)
