@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -181,6 +182,35 @@ def test_metrics_reader_takes_whole_lines_as_they_come(tmp_path: Path) -> None:
     reader.close()
     assert reader.final == {"default": 5}  # only the first final counts
     assert len(reader.errors) == 1 and "garbage" in reader.errors[0]
+
+
+def test_metrics_reader_reads_a_rewritten_file_again(tmp_path: Path) -> None:
+    """A trial that rewrites ``metrics.jsonl`` rather than appending (a file moved over it,
+    or the old one truncated and written again) keeps its final result, and no intermediate
+    result is reported twice."""
+    from spiketune.trial._protocol import MetricsReader
+
+    def line(kind: str, value: float) -> bytes:
+        return json.dumps({"type": kind, "value": value}).encode() + b"\n"
+
+    path = tmp_path / st.METRICS_FILE
+    path.write_bytes(line("intermediate", 1) + line("intermediate", 2))
+    moved = MetricsReader(path)
+    assert moved.read() == [{"default": 1}, {"default": 2}]
+    new = tmp_path / "metrics.jsonl.tmp"  # the whole file again, plus what is new
+    new.write_bytes(path.read_bytes() + line("intermediate", 3) + line("final", 0.9))
+    os.replace(new, path)
+    assert moved.read(last=True) == [{"default": 3}]
+    assert moved.final == {"default": 0.9} and moved.errors == []
+    moved.close()
+
+    path.write_bytes(line("intermediate", 1) + line("intermediate", 2))
+    truncated = MetricsReader(path)
+    assert len(truncated.read()) == 2
+    path.write_bytes(line("final", 0.8))  # opened with "w": shorter than what was read
+    assert truncated.read(last=True) == []
+    assert truncated.final == {"default": 0.8}
+    truncated.close()
 
 
 def test_read_metrics_of_a_finished_or_missing_trial(tmp_path: Path) -> None:

@@ -199,16 +199,29 @@ class MetricsReader:
     Only the first final result counts (:attr:`final`); lines that break the protocol are kept
     as messages in :attr:`errors` and skipped. A line is taken only once its newline is there,
     except by ``read(last=True)``, called once the trial has ended.
+
+    The protocol appends; a trial that rewrites the whole file instead (a new file moved over
+    it, or the old one truncated) is read again from its start, its intermediate results
+    counted from there, so that its final result is not lost: :func:`read_metrics`, which
+    ``resume`` uses, would find it, and both must agree.
     """
 
     def __init__(self, path: Path) -> None:
+        self._path = path
         self._file: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed by close()
         self._buffer = b""
+        self._taken = 0  # intermediate results returned so far
+        self._skip = 0  # of those, how many a rewritten file repeats from its start
         self.final: dict[str, Any] | None = None
         self.errors: list[str] = []
 
     def read(self, *, last: bool = False) -> list[dict[str, Any]]:
         """The intermediate results appended since the previous call."""
+        if self._rewritten():
+            self._file.close()
+            self._file = open(self._path, "rb")  # noqa: SIM115 - closed by close()
+            self._buffer = b""
+            self._skip = self._taken
         data = self._file.read()
         if data:
             self._buffer += data
@@ -222,15 +235,31 @@ class MetricsReader:
                 self._take(raw, out)
         return out
 
+    def _rewritten(self) -> bool:
+        """Whether the path now holds another file, or a file shorter than what was read."""
+        try:
+            now = os.stat(self._path)
+        except OSError:  # removed: what was read stands
+            return False
+        held = os.fstat(self._file.fileno())
+        return ((now.st_ino, now.st_dev) != (held.st_ino, held.st_dev)
+                or now.st_size < self._file.tell())
+
     def _take(self, raw: bytes, out: list[dict[str, Any]]) -> None:
         try:
             kind, value = parse_metric_line(raw)
         except (ValueError, TypeError) as e:
             text = raw[:200].decode("utf-8", errors="replace")
-            self.errors.append(f"unreadable line in {METRICS_FILE} ({e}): {text}")
+            message = f"unreadable line in {METRICS_FILE} ({e}): {text}"
+            if message not in self.errors:  # a rewritten file is read again
+                self.errors.append(message)
             return
         if kind == INTERMEDIATE:
+            if self._skip:
+                self._skip -= 1
+                return
             out.append(value)
+            self._taken += 1
         elif self.final is None:
             self.final = value
 
