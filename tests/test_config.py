@@ -615,6 +615,46 @@ def test_search_space_file_parse_errors_give_line_and_column(tmp_path: Path) -> 
     assert "line 4, column 1" in problem.rule and "line 3, column 11" in problem.rule
 
 
+@pytest.mark.parametrize(
+    ("name", "text", "where"),
+    [("own.yaml", "name: x\nmax_trials: 2\nmax_trials: 200\n", "line 3, column 1"),
+     ("config.yml", "trialCommand: python3 t.py\nmaxTrialNumber: 2\nmaxTrialNumber: 3\n",
+      "line 3, column 1"),
+     ("own.json", '{"name": "x",\n "max_trials": 2,\n "max_trials": 3}', "line 3, column 2"),
+     ("own.toml", 'name = "x"\nmax_trials = 2\nmax_trials = 3\n', "line 3, column")],
+)
+def test_a_key_given_twice_is_refused_where_it_repeats(tmp_path: Path, name: str, text: str,
+                                                       where: str) -> None:
+    """YAML and JSON readers keep the last of two equal keys; a config must not run 200
+    trials where the user read 2."""
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, name, text))
+    (problem,) = info.value.problems
+    assert problem.rule.startswith(f"could not be parsed: {where}")
+    assert "max_trials" in problem.rule or "maxTrialNumber" in problem.rule or name.endswith(
+        ".toml")
+
+
+def test_a_search_space_file_that_repeats_a_key_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "space.json").write_text('{"x": {"_type": "uniform", "_value": [0, 1]},\n'
+                                         ' "x": {"_type": "choice", "_value": [5]}}')
+    path = write(tmp_path, "config.yml", NNI_MINIMAL.replace(
+        "    searchSpace:\n      lr: {_type: loguniform, _value: [1e-4, 1e-1]}\n",
+        "    searchSpaceFile: space.json\n"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    (problem,) = info.value.problems
+    assert problem.field == "searchSpaceFile"
+    assert "key 'x' given twice (first at line 1, column 2)" in problem.rule
+
+
+def test_yaml_merge_keys_may_still_be_overridden(tmp_path: Path) -> None:
+    from spiketune.engine.config._files import read_config_file
+
+    path = write(tmp_path, "merge.yml", "base: &b\n  a: 1\n  b: 2\nother:\n  <<: *b\n  a: 3\n")
+    assert read_config_file(path)["other"] == {"a": 3, "b": 2}
+
+
 def test_a_missing_search_space_file_is_one_problem(tmp_path: Path) -> None:
     nni = write(tmp_path, "config.yml", "searchSpaceFile: nowhere.json\n"
                                         "trialCommand: python3 t.py\n")

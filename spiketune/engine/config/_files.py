@@ -22,7 +22,27 @@ class ParseError(ValueError):
 
 
 class _YamlLoader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-4`` as a float (YAML 1.1 wants ``1.0e-4``), as JSON does."""
+    """SafeLoader that also reads ``1e-4`` as a float (YAML 1.1 wants ``1.0e-4``), as JSON does,
+    and refuses a key given twice in one mapping, where YAML would silently keep the last
+    (``max_trials: 2`` then ``max_trials: 200`` would run 200 trials)."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, yaml.Node] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` may be overridden
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node)
+                except TypeError:  # an unhashable key: SafeLoader says so itself
+                    continue
+                if first is not key_node:
+                    where = _where(first.start_mark.line + 1, first.start_mark.column + 1)
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} given twice (first at {where}); "
+                        "keep one", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)  # type: ignore[arg-type]
 
 
 _YamlLoader.add_implicit_resolver(
@@ -69,6 +89,31 @@ def _json_error(exc: json.JSONDecodeError) -> ParseError:
     return ParseError(f"{_where(exc.lineno, exc.colno)}: {exc.msg}")
 
 
+class _DuplicateKey(ValueError):
+    """A JSON object names a key twice (``json`` would keep the last silently)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def read_json(text: str) -> Any:
+    """JSON text as Python values; :class:`ParseError` if invalid or if an object names a key
+    twice (with the place YAML's reader, for which JSON is a subset, finds for it)."""
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except json.JSONDecodeError as exc:
+        raise _json_error(exc) from None
+    except _DuplicateKey as exc:
+        read_yaml(text)  # raises with the line and column where it can
+        raise ParseError(f"key {exc.args[0]!r} given twice in one object; keep one") from None
+
+
 #: Configuration files are UTF-8; a byte-order mark (which Windows editors write) is skipped.
 _UTF8 = "utf-8-sig"
 
@@ -94,10 +139,7 @@ def read_config_file(path: Path) -> Any:
     if suffix in (".yaml", ".yml"):
         return read_yaml(path.read_text(encoding=_UTF8))
     if suffix == ".json":
-        try:
-            return json.loads(path.read_text(encoding=_UTF8))
-        except json.JSONDecodeError as exc:
-            raise _json_error(exc) from None
+        return read_json(path.read_text(encoding=_UTF8))
     raise ValueError("the file name must end in .toml, .yaml, .yml or .json")
 
 
@@ -106,6 +148,6 @@ def read_space_file(path: Path) -> Any:
     Raises ``OSError`` or :class:`ParseError` (with YAML's position: JSON is a subset)."""
     text = path.read_text(encoding=_UTF8)
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return read_yaml(text)
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except (json.JSONDecodeError, _DuplicateKey):
+        return read_yaml(text)  # YAML's reader says where a JSON file repeats a key
