@@ -333,6 +333,14 @@ def test_decide_is_the_single_rulebook() -> None:
     assert decide(Ended(0, ok, 1, error="oops"), stop_reason=None).outcome == Outcome.FAILED
     inf = decide(Ended(0, {"default": math.inf}, 0), stop_reason=None)
     assert inf.outcome == Outcome.FAILED and "non-finite" in inf.reason
+    # a line it could not read is named whether the trial exited or its scheduler died
+    garbled = ["unreadable line in metrics.jsonl (Expecting value): {\"type\": \"fin"]
+    exited = decide(Ended(0, None, 0, protocol_errors=garbled), stop_reason=None)
+    lost = decide(Ended(0, None, protocol_errors=garbled), stop_reason=None,
+                  interrupted="interrupted: the scheduler ended")
+    for verdict in (exited, lost):
+        assert verdict.outcome == Outcome.FAILED and garbled[0] in verdict.reason
+    assert lost.reason.startswith("interrupted: the scheduler ended; ")
 
 
 def test_export_round_trip(exp_root: Path) -> None:

@@ -150,7 +150,8 @@ def decide(
     if stop_reason == StopReason.STOP:
         return Verdict(Outcome.STOPPED, f"stopped: {stop_detail}", final)
     if interrupted is not None and final is None:
-        return Verdict(Outcome.FAILED, interrupted, None)
+        # what it wrote that could not be read may be the result it meant to give
+        return Verdict(Outcome.FAILED, _with_protocol_errors(interrupted, ended), None)
     killed = _killed_by(ended)
     code = ended.exit_code
     if killed is not None or code not in (None, 0):
@@ -165,11 +166,16 @@ def decide(
     if ended.error is not None:
         return Verdict(Outcome.FAILED, f"exception:\n{ended.error[-_STDERR_IN_REASON:]}", final)
     if final is None:
-        why = "exited without reporting a final result"
-        if ended.protocol_errors:
-            why += "; " + "; ".join(ended.protocol_errors[:3])
-        return Verdict(Outcome.FAILED, why, None)
+        return Verdict(Outcome.FAILED, _with_protocol_errors(
+            "exited without reporting a final result", ended), None)
     return Verdict(Outcome.FAILED, problem or "final result rejected", final)
+
+
+def _with_protocol_errors(why: str, ended: Ended) -> str:
+    """``why``, followed by the first unreadable lines of the trial's ``metrics.jsonl``."""
+    if not ended.protocol_errors:
+        return why
+    return why + "; " + "; ".join(ended.protocol_errors[:3])
 
 
 def _killed_by(ended: Ended) -> str | None:
