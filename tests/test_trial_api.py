@@ -162,6 +162,10 @@ def test_parse_metric_line_reads_null_as_nan_and_refuses_the_rest() -> None:
             parse_metric_line(bad)
     with pytest.raises(TypeError):
         parse_metric_line(b'{"type": "final", "value": "0.5"}')
+    # too many digits for Python to read as an int: beyond a float's range all the same
+    huge = parse_metric_line('{"type": "final", "value": {"default": 1, "x": -' + "9" * 5000
+                             + "}}")
+    assert huge == ("final", {"default": 1, "x": -math.inf})
 
 
 def test_metrics_reader_takes_whole_lines_as_they_come(tmp_path: Path) -> None:

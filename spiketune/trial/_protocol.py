@@ -168,6 +168,15 @@ def append_metric(trial_dir: Path, kind: str, value: dict[str, Any]) -> None:
         os.close(fd)
 
 
+def _int_or_infinity(digits: str) -> int | float:
+    """An integer of a report; one too long for Python to read from text (over 4,300 digits)
+    is far beyond a float's range, and is read as the infinity any such integer is."""
+    try:
+        return int(digits)
+    except ValueError:
+        return -math.inf if digits.startswith("-") else math.inf
+
+
 def parse_metric_line(line: bytes | str) -> tuple[str, dict[str, Any]]:
     """``(kind, value)`` of one ``metrics.jsonl`` line (engine side); value normalised.
 
@@ -177,7 +186,7 @@ def parse_metric_line(line: bytes | str) -> tuple[str, dict[str, Any]]:
     that does not follow the protocol.
     """
     try:
-        obj = json.loads(line)
+        obj = json.loads(line, parse_int=_int_or_infinity)
     except RecursionError:  # a line nested thousands deep: refused, not a crash
         raise ValueError("nested too deeply to be a report") from None
     if not isinstance(obj, dict) or obj.get("type") not in _KINDS:
