@@ -769,7 +769,13 @@ def report(
 
     if out is not None:
         out = _output_path(out, "--out", directory=True)
-    report_command(_find(experiment, root), out, None, echo=typer.echo)
+    try:
+        report_command(_find(experiment, root), out, None, echo=typer.echo)
+    except ConfigError as e:  # the library's out_dir is this command's --out
+        if out is None or any(p.field != "out_dir" for p in e.problems):
+            raise
+        raise ExportError("; ".join(f"--out {p.value}: must be {p.rule}" for p in e.problems)
+                          ) from None
 
 
 class ModelFormat(StrEnum):

@@ -301,6 +301,21 @@ def test_export_never_replaces_the_experiments_own_files(
     assert mine.read_text().startswith("number,")
 
 
+def test_report_refusing_its_out_names_the_option(
+    runner: CliRunner, tmp_path: Path, exp_root: Path, quick_config: Path
+) -> None:
+    assert runner.invoke(app, ["run", str(quick_config), "-q"]).exit_code == 0
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "index.html").write_text("<html><title>my notes</title></html>")
+    result = runner.invoke(app, ["report", "paths", "--out", str(mine)])
+    assert result.exit_code == 1
+    assert f"error: --out {mine.resolve()}: must be a directory without a page" in " ".join(
+        result.output.split())
+    assert "out_dir" not in result.output
+    assert (mine / "index.html").read_text() == "<html><title>my notes</title></html>"
+
+
 def test_unknown_experiment_is_clean(runner: CliRunner, exp_root: Path) -> None:
     for command in ("trials", "best", "export", "resume", "stop"):
         result = runner.invoke(app, [command, "nope"])
