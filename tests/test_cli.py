@@ -316,6 +316,19 @@ def test_report_refusing_its_out_names_the_option(
     assert (mine / "index.html").read_text() == "<html><title>my notes</title></html>"
 
 
+def test_a_damaged_scheduler_state_reads_unknown_and_resume_goes_on(
+    runner: CliRunner, exp_root: Path, quick_config: Path
+) -> None:
+    assert runner.invoke(app, ["run", str(quick_config), "-q"]).exit_code == 0
+    (directory,) = [p for p in exp_root.iterdir() if p.is_dir()]
+    (directory / "scheduler.json").write_text('{"status": "do')
+    listed = runner.invoke(app, ["ls"])
+    assert listed.exit_code == 0 and "│ unknown │" in listed.output
+    assert "not running (unknown)" in runner.invoke(app, ["stop", directory.name]).output
+    assert runner.invoke(app, ["resume", directory.name, "-q"]).exit_code == 0
+    assert "done" in runner.invoke(app, ["ls"]).output
+
+
 def test_unknown_experiment_is_clean(runner: CliRunner, exp_root: Path) -> None:
     for command in ("trials", "best", "export", "resume", "stop"):
         result = runner.invoke(app, [command, "nope"])

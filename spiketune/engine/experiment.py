@@ -642,13 +642,18 @@ def _status_of(info: dict[str, Any]) -> str:
 
 
 def _states(paths: ExperimentPaths) -> list[dict[str, Any]]:
+    """The state files of the directory's schedulers; one that exists but cannot be read
+    counts as a scheduler of ``unknown`` status, not as none (which reads ``created``)."""
     files = [paths.scheduler_json, *sorted(paths.workers.glob("*.json"))]
     out = []
     for path in files:
-        with contextlib.suppress(OSError, ValueError):
+        try:
             info = read_json(path)
-            if isinstance(info, dict):
-                out.append(info)
+        except FileNotFoundError:  # gone between the listing and the read
+            continue
+        except (OSError, ValueError):
+            info = None
+        out.append(info if isinstance(info, dict) else {"status": "unknown"})
     return out
 
 
@@ -661,7 +666,8 @@ def _local_workers_running(paths: ExperimentPaths) -> bool:
 def scheduler_status(directory: Path) -> str:
     """The status of the experiment's schedulers on this machine: ``running`` while one of
     them (``scheduler.json``, or a worker's ``workers/*.json``) runs; otherwise the status the
-    last of them recorded, ``interrupted`` if it died."""
+    last of them recorded, ``interrupted`` if it died, ``unknown`` if its file cannot be
+    read; ``created`` when none has run."""
     states = _states(ExperimentPaths(directory))
     if not states:
         return "created"
