@@ -119,6 +119,20 @@ def test_non_finite_inputs_are_refused_as_data(value: float) -> None:
         trainer.evaluate((x, y))
 
 
+def test_spiketunes_own_datasets_train_as_their_tensors_do() -> None:
+    """What every loader and ``split()`` return is taken as it is, with the same result."""
+    from spiketune.data import Dataset, DatasetInfo
+
+    x, y = patterns(64, noise_seed=1)
+    own = Dataset(DatasetInfo("patterns", ("a", "b"), n_inputs=10, n_steps=40, dt=1e-3), x, y)
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=5e-3, seed=0)
+    a, b = network(), network()
+    from_own = Trainer(a, cfg).fit(own, own)
+    from_tensors = Trainer(b, cfg).fit((x, y), (x, y))
+    assert [m.train_loss for m in from_own.epochs] == [m.train_loss for m in from_tensors.epochs]
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+
 def test_bad_data_is_refused() -> None:
     trainer = Trainer(network(), TrainConfig(epochs=1))
     x, y = patterns(8, noise_seed=1)

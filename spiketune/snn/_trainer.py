@@ -37,6 +37,7 @@ from torch import Tensor
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import TensorDataset
 
+from spiketune.data._base import Dataset
 from spiketune.errors import ConfigError, DataError, Problem
 from spiketune.snn._config import TrainConfig
 from spiketune.snn._model import Model
@@ -46,7 +47,9 @@ from spiketune.snn._rule import LearningRule
 from spiketune.snn._stats import SpikeCounts, SpikeStats, spike_stats
 from spiketune.snn._workspace import Workspace
 
-Data = tuple[Tensor, Tensor] | TensorDataset
+#: What training and evaluation take: ``(inputs, labels)``, a ``TensorDataset``, or a
+#: :class:`spiketune.data.Dataset` (what every loader and ``split()`` return).
+Data = tuple[Tensor, Tensor] | TensorDataset | Dataset
 
 
 @dataclass(frozen=True)
@@ -304,10 +307,12 @@ def data_tensors(net: Model, data: Data, name: str) -> tuple[Tensor, Tensor]:
     against its input and class counts (a DataError or ConfigError otherwise)."""
     if isinstance(data, TensorDataset):
         tensors = data.tensors
+    elif isinstance(data, Dataset):
+        tensors = (data.inputs, data.labels)
     elif isinstance(data, tuple | list):
         tensors = tuple(data)
     else:
-        rule = "(inputs, labels) or a TensorDataset"
+        rule = "(inputs, labels), a TensorDataset or a spiketune.data.Dataset"
         raise ConfigError(Problem(name, type(data).__name__, rule))
     if len(tensors) != 2 or not all(isinstance(t, Tensor) for t in tensors):
         raise ConfigError(Problem(name, len(tensors), "two tensors: inputs and labels"))
