@@ -1004,7 +1004,11 @@ def _encoded_for(networks: Sequence[Any], checkpoints: Sequence[Path], data: Pat
                 "was; give a TensorDataset file of its encoding", param_hint="'--data'")
         key = json.dumps(options, sort_keys=True)
         if key not in loaded:
-            loaded[key] = load_braille_encoding(options, data, download=False)
+            try:
+                loaded[key] = load_braille_encoding(options, data, download=False)
+            except DataError as e:
+                raise DataError(f"--data {data}, encoded as {checkpoint} records its training "
+                                f"data: {e}") from None
         out.append(loaded[key])
     return out
 

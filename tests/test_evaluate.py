@@ -343,3 +343,11 @@ def test_cli_encodes_an_event_file_as_each_checkpoint_records(tmp_path: Path) ->
     refused = runner.invoke(app, ["evaluate", str(bare), "--data", str(events)])
     assert refused.exit_code == 2
     assert "--data" in refused.output and "extra['data']" in refused.output
+    # a recorded encoding that lacks keys (a template's own options only) is one error
+    partial = save_checkpoint(tmp_path / "partial.pt", net,
+                              extra={"data": {"task": "full", "bin_size": 0.02, "clip": False}})
+    refused = runner.invoke(app, ["evaluate", str(partial), "--data", str(events)])
+    assert refused.exit_code == 1, refused.output
+    assert refused.exception is None or isinstance(refused.exception, SystemExit)
+    assert "error: --data" in refused.output and "lacks threshold, channels, letters" in (
+        " ".join(refused.output.split()))

@@ -409,6 +409,16 @@ def test_braille_full_task_trial_trains_on_all_letters(
     assert type(saved.network) is L2MU and saved.network.n_in == 24
     assert saved.network.n_out == len(BRAILLE_LETTERS)
     assert saved.extra["split_digest"] == digest
+    # the checkpoint records its encoding whole: `spiketune evaluate` encodes the event file
+    # as it was trained (threshold 10, ON/OFF split, every letter)
+    from typer.testing import CliRunner
+
+    from spiketune.cli import app
+
+    scored = CliRunner().invoke(app, ["evaluate", str(out / "best_model.pt"), "--data",
+                                      str(events_th10), "--json"])
+    assert scored.exit_code == 0, scored.output
+    assert json.loads(scored.output)["total"] == len(BRAILLE_LETTERS) * PER_CLASS
 
 
 @pytest.mark.slow

@@ -77,6 +77,10 @@ def load_braille_encoding(
     pool cannot have (threshold 10, say) are a :class:`~spiketune.errors.DataError` naming
     the option. A missing or unreadable file is a DataError too.
     """
+    missing = [key for key in BRAILLE_TASK_DEFAULTS if key not in options]
+    if missing:
+        raise DataError(f"the encoding {dict(options)} lacks {', '.join(missing)}: it needs "
+                        f"{', '.join(BRAILLE_TASK_DEFAULTS)} (and optionally window)")
     path = None if location is None else Path(location).expanduser()
     bin_size, clip = float(options["bin_size"]), bool(options["clip"])
     if is_braille_pool(path):

@@ -200,7 +200,8 @@ def finish(
         predictions=Predictions(data.test.labels, predicted, list(data.info.classes),
                                 split="test"),
         score=score,
-        extra={"split_digest": data.split_digest, "data": options,
+        extra={"split_digest": data.split_digest,
+               "data": {**options, **setup_hpo.encoding(options)},
                "n_steps": data.info.n_steps, "classes": list(data.info.classes),
                "metrics": final, "folds": args.folds},
     )

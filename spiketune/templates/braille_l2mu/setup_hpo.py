@@ -92,6 +92,14 @@ def data_options(params: Mapping[str, Any]) -> dict[str, Any]:
     return with_defaults(params, DATA_DEFAULTS)
 
 
+def encoding(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of ``options["task"]`` as ``spiketune.data.load_braille_encoding`` takes
+    them (threshold, channels, letters, window, bins): what a checkpoint records, so that
+    ``spiketune evaluate CHECKPOINT --data EVENT_FILE`` encodes the file as it was trained."""
+    return {**ENCODINGS[options["task"]], "bin_size": options["bin_size"],
+            "clip": options["clip"]}
+
+
 def load_data(
     options: Mapping[str, Any],
     path: str | os.PathLike[str] | None = None,
@@ -118,9 +126,8 @@ def load_data(
             f"task='full': {location} is a threshold-1 pool of the 7 reduced letters; the full "
             f"task reads the threshold-10 event file of the archive (data_braille_letters_th10)"
         )
-    encoding = {**ENCODINGS[task], "bin_size": options["bin_size"], "clip": options["clip"]}
     try:
-        dataset = load_braille_encoding(encoding, location, download=download)
+        dataset = load_braille_encoding(encoding(options), location, download=download)
     except DataError as err:
         env, threshold = DATA_ENVS[task], ENCODINGS[task]["threshold"]
         raise DataError(
