@@ -270,11 +270,19 @@ def test_the_demo_runs_the_packaged_template(monkeypatch: pytest.MonkeyPatch) ->
     assert argv == [*demo.DEMO_ARGS, "--data", "/d", "--trials", "3"]  # later ones win
     assert "examples" not in Path(demo.__file__).read_text(encoding="utf-8")
 
-    # The template's launcher takes the demo's budget: 9 minutes of search, then the chosen
+    # The template's launcher takes the demo's budget: 8.5 minutes of search, then the chosen
     # configuration retrained with the default seeds, trials judged on the default folds.
     args = _load("main", packaged).parse_args([*demo.DEMO_ARGS, "--trials", "3"])
     assert (args.duration, args.trials, args.concurrency, args.epochs_cap) == ("8.5m", 3, 2, 20)
     assert (args.folds, args.retrain_seeds) == (None, None)
+    # The README's line for the demo's run gives its budget as the demo does (its name aside,
+    # and the concurrency the config already has).
+    line = next(t for t in (packaged / "README.md").read_text(encoding="utf-8").splitlines()
+                if "what `make demo` runs" in t)
+    given = dict(zip(demo.DEMO_ARGS[::2], demo.DEMO_ARGS[1::2], strict=True))
+    for flag, value in given.items():
+        if flag not in ("--name", "--concurrency"):
+            assert f"{flag} {value}" in line, flag
 
 
 # ------------------------------------------------------------------------------ the chain
