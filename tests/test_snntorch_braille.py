@@ -15,7 +15,7 @@ from types import ModuleType
 
 import pytest
 
-from spiketune import Experiment, Outcome, load_best_model, load_config
+from spiketune import Experiment, Outcome, SpiketuneError, load_best_model, load_config
 from spiketune._init import TEMPLATES, template_files
 
 TEMPLATE = "snntorch-braille"
@@ -108,6 +108,17 @@ def test_init_writes_a_runnable_copy(project: Path, exp_root: Path, pool: Path) 
     start.write_text(json.dumps({"nb_hidden": 40, "lr": 0.002}))
     started = launcher.experiment(launcher.parse_args(["--start-with", str(start)])).config
     assert started.start_with == [{"nb_hidden": 40, "lr": 0.002}]
+
+
+def test_launcher_says_when_snntorch_is_missing(project: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without snnTorch every trial would fail on its import: the launcher says so first."""
+    launcher = _load("main", project)
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "snntorch" else find_spec(name, *a))
+    with pytest.raises(SpiketuneError, match=r"pip install 'spiketune\[snntorch\]'"):
+        launcher.experiment(launcher.parse_args([]))
 
 
 def test_trial_code_is_snntorch_torch_and_nni(project: Path) -> None:

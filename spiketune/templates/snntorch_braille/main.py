@@ -21,6 +21,7 @@ command, so they are recorded with the experiment.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shlex
 import sys
@@ -29,6 +30,7 @@ from pathlib import Path
 from spiketune import (
     Experiment,
     ExperimentResults,
+    SpiketuneError,
     load_best_model,
     load_config,
 )
@@ -69,6 +71,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def experiment(args: argparse.Namespace) -> Experiment:
     """``config.toml`` with the command line's changes: the experiment to run."""
+    if importlib.util.find_spec("snntorch") is None:  # else every trial fails on its import
+        raise SpiketuneError("the trials of this template are written in snnTorch, which is "
+                             "not installed here: pip install 'spiketune[snntorch]' (or "
+                             "pip install snntorch)")
     config = load_config(CONFIG)
     changes = config_changes(args)  # --trials, --duration, --gpus...: the settings given
     command = config.require_trial_command()
