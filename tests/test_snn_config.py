@@ -35,6 +35,7 @@ def test_both_spellings_at_once_are_refused() -> None:
         ("loss_steps", 0, "must be >= 1"),
         ("loss_window", 0, "must be > 0"),
         ("loss_window", "long", "must be a number"),
+        ("loss_window", math.inf, "finite"),
         ("surrogate", "relu", "triangle"),
     ],
 )
@@ -98,6 +99,38 @@ def test_loss_window_in_seconds_sets_loss_steps(window: float, dt: float, steps:
     cfg = SNNConfig(n_in=2, n_rec=3, n_out=2, dt=dt, loss_window=window)
     assert cfg.loss_steps == steps
     assert SNNConfig.model_validate(cfg.model_dump()) == cfg  # a saved config holds both
+
+
+def test_a_window_the_field_reads_becomes_steps() -> None:
+    """A numpy float or a number as text (which the field takes, as pydantic reads floats)
+    sets its steps too, rather than leaving the loss on every step."""
+    import numpy as np
+
+    for window in (np.float32(0.4), "0.4", np.float64(0.4)):
+        assert SNNConfig(n_in=2, n_rec=3, n_out=2, dt=0.02, loss_window=window).loss_steps == 20
+    assert SNNConfig(n_in=2, n_rec=3, n_out=2, dt=np.float32(0.02), loss_window=0.4
+                     ).loss_steps == 20
+    with pytest.raises(ConfigError, match="20 step"):
+        SNNConfig(n_in=2, n_rec=3, n_out=2, dt=0.02, loss_window="0.4", loss_steps=1)
+
+
+def test_model_from_params_reads_windows_and_steps_alike() -> None:
+    import numpy as np
+
+    from spiketune.snn import model_from_params
+
+    sizes = {"n_in": 3, "n_out": 2, "dt": 1e-3, "n_steps": 12}
+    lmu = model_from_params("lmu", {"order": 4, "theta": 0.1, "loss_window": np.float32(0.005)},
+                            **sizes)
+    assert lmu.to_config()["loss_steps"] == 5
+    for model, params in (("rsnn", {"n_rec": 4}), ("lmu", {"order": 4, "theta": 0.1}),
+                          ("l2mu", {"order": 4, "theta": 0.1})):
+        for window in (math.inf, math.nan, "long"):
+            with pytest.raises(ConfigError) as info:
+                model_from_params(model, {**params, "loss_window": window}, **sizes)
+            assert "loss_window" in [p.field for p in info.value.problems]
+    with pytest.raises(ConfigError, match="dt: seconds per step"):
+        model_from_params("lmu", {"order": 4, "theta": 0.1}, **{**sizes, "dt": 0})
 
 
 def test_a_loss_window_that_contradicts_loss_steps_is_refused() -> None:

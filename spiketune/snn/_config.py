@@ -167,8 +167,9 @@ class SNNConfig(_Config):
         they agree (a saved config holds both). A bad window or dt is left to its field."""
         if not isinstance(data, Mapping):
             return data
-        window, dt = data.get("loss_window"), data.get("dt", cls.model_fields["dt"].default)
-        if not (_positive_number(window) and _positive_number(dt)):
+        window = seconds_value(data.get("loss_window"))
+        dt = seconds_value(data.get("dt", cls.model_fields["dt"].default))
+        if window is None or dt is None:
             return data
         steps = max(1, round(window / dt))
         given = data.get("loss_steps")
@@ -357,8 +358,17 @@ def configs_from_params(
     return snn, train
 
 
-def _positive_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+def seconds_value(value: Any) -> float | None:
+    """``value`` as a finite number of seconds > 0, read as pydantic reads a float field (a
+    numpy float, text such as ``"0.005"``); None for anything else, which its field then
+    refuses. Why: a window the field accepts must also become its steps, not be ignored."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) and number > 0 else None
 
 
 def _factor(tau: float | None, factor: float | None, dt: float) -> float:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import torch
 
 from spiketune.errors import ConfigError, Problem
-from spiketune.snn._config import SNNConfig, TrainConfig, configs_from_params
+from spiketune.snn._config import SNNConfig, TrainConfig, configs_from_params, seconds_value
 from spiketune.snn._lmu import L2MU, LMU
 from spiketune.snn._model import Model
 from spiketune.snn._network import RecurrentSNN
@@ -70,6 +70,9 @@ def model_from_params(
     """
     if model not in MODEL_NAMES:
         raise ConfigError(Problem("model", model, "one of " + ", ".join(MODEL_NAMES)))
+    if seconds_value(dt) is None:  # every window and time constant is read through it
+        raise ConfigError(Problem("dt", dt, "seconds per step, a finite number > 0"))
+    dt = float(dt)
     if model == "rsnn":
         problems = _rsnn_problems(params, n_in=n_in, n_out=n_out, dt=dt, n_steps=n_steps)
         config = _all_problems(problems, lambda: SNNConfig.from_params(
@@ -91,7 +94,8 @@ def model_from_params(
             kwargs[name] = given
     window = params.get("loss_window")
     if window is not None:
-        steps = round(float(window) / dt) if isinstance(window, int | float) else 0
+        seconds = seconds_value(window)
+        steps = 0 if seconds is None else round(seconds / dt)
         if 1 <= steps <= n_steps:
             kwargs["loss_steps"] = steps
         else:
@@ -180,8 +184,8 @@ def _rsnn_problems(
                 for key, (value, what) in data.items()
                 if key in params and params[key] != value]
     window = params.get("loss_window")
-    usable = isinstance(window, int | float) and not isinstance(window, bool) and window > 0
-    if usable and not 1 <= round(float(window) / dt) <= n_steps:
+    seconds = seconds_value(window)
+    if window is not None and (seconds is None or not 1 <= round(seconds / dt) <= n_steps):
         problems.append(Problem("loss_window", window, f"seconds, from one step ({dt:g} s) "
                                 f"to the whole sample ({n_steps * dt:g} s)"))
     return problems
