@@ -829,7 +829,7 @@ def export_model(
     With --data, the model's and the export's accuracy are also recorded beside the best
     model (exports.json), so that `spiketune report` shows what each approximation costs."""
     from spiketune.nir import APPROXIMATIONS, check_export, export, read
-    from spiketune.nir._export import best_network, record_export_check
+    from spiketune.nir._export import best_network, record_export_check, replaceable_nir
 
     if dt is not None and not (math.isfinite(dt) and dt > 0):
         raise typer.BadParameter(f"must be a number of seconds > 0 (got {dt:g})",
@@ -855,7 +855,7 @@ def export_model(
         except DataError as e:
             raise DataError(f"--data {data}: {e}") from None
     path = output or directory / "best_model" / f"best_model.{fmt.value}"
-    _replaceable_nir(path, "--output" if output is not None else "the default output")
+    replaceable_nir(path, "--output" if output is not None else "the default output")
     written = export(network, path, target=importer.value, dt=dt,
                      approximate=approximate or ())
     notes = str(read(written).metadata.get("approximations", "none"))
@@ -871,25 +871,6 @@ def export_model(
         typer.echo(f"recorded the check in {exports}")
     elif notes != "none":
         typer.echo("pass --data <test file> to compare the model's and the export's accuracy")
-
-
-_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"  # how every NIR file (HDF5) begins
-
-
-def _replaceable_nir(path: Path, option: str) -> None:
-    """An export replaces a NIR file (exporting again), never another file: the
-    experiment's own checkpoint or a user's file given as ``-o`` by mistake would be lost."""
-    if not path.is_file():
-        return
-    try:
-        with path.open("rb") as f:
-            head = f.read(len(_HDF5_SIGNATURE))
-    except OSError as e:
-        raise ExportError(f"{option} {path}: cannot be read ({e.strerror})") from None
-    if head != _HDF5_SIGNATURE:
-        raise ExportError(f"{option} {path}: exists and is not a NIR file; an export replaces "
-                          "only a NIR file (an earlier export): give another name, or remove "
-                          "the file first")
 
 
 class DataPart(StrEnum):

@@ -241,6 +241,17 @@ def test_export_best_model(tmp_path: Path) -> None:
         export_best_model(exp, tmp_path / "x.onnx", format="onnx")
     with pytest.raises(CheckpointError, match="no best model"):
         export_best_model(tmp_path / "empty", tmp_path / "y.nir")
+    # an export replaces an earlier export, never another file: not the checkpoint it
+    # reads, not a file of the user's own
+    checkpoint = exp / "best_model" / "best_model.pt"
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    for other in (checkpoint, notes):
+        before = other.read_bytes()
+        with pytest.raises(ExportError, match="exists and is not a NIR file"):
+            export_best_model(exp, other)
+        assert other.read_bytes() == before
+    assert export_best_model(exp, out) == out  # exporting again replaces its own file
 
 
 def test_read_and_write_failures_name_the_file(tmp_path: Path) -> None:

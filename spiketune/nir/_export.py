@@ -118,18 +118,43 @@ def export(
 ) -> Path:
     """Write ``model`` as a NIR file (HDF5) at ``path``; returns the path.
 
-    Missing parent directories are created. See :func:`to_graph` for ``target``, ``dt`` and
-    ``approximate``. Raises ExportError for what the target cannot express, and when the file
-    cannot be written (the message names the path and the reason).
+    Missing parent directories are created. An existing file at ``path`` is replaced only
+    when it is a NIR file (an earlier export): a checkpoint or any other file named by
+    mistake is refused, not lost. See :func:`to_graph` for ``target``, ``dt`` and
+    ``approximate``. Raises ExportError for what the target cannot express, for a file it
+    will not replace, and when the file cannot be written (the message names the path and
+    the reason).
     """
     graph = to_graph(model, target=target, dt=dt, approximate=approximate)
     out = Path(path)
+    replaceable_nir(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         nir.write(out, graph)
     except OSError as err:  # h5py reports every file-system failure as an OSError
         raise ExportError(f"{out}: cannot write the NIR file ({_os_reason(err)})") from None
     return out
+
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"  # how every NIR file (HDF5) begins
+
+
+def replaceable_nir(path: Path, option: str | None = None) -> None:
+    """Refuse to replace ``path`` unless it is missing or a NIR file: an export replaces an
+    earlier export, never another file (the experiment's own checkpoint, a user's file given
+    by mistake). ``option`` names the path in the message (``--output``)."""
+    if not path.is_file():
+        return
+    named = f"{option} {path}" if option else str(path)
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(_HDF5_SIGNATURE))
+    except OSError as e:
+        raise ExportError(f"{named}: cannot be read ({e.strerror})") from None
+    if head != _HDF5_SIGNATURE:
+        raise ExportError(f"{named}: exists and is not a NIR file; an export replaces only a "
+                          "NIR file (an earlier export): give another name, or remove the "
+                          "file first")
 
 
 def _os_reason(err: OSError) -> str:
