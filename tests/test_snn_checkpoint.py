@@ -126,3 +126,18 @@ def test_extra_values_that_would_not_load_back_are_refused_before_saving(tmp_pat
     assert torch.equal(loaded[3][0], torch.ones(2))
     with pytest.raises(CheckpointError, match=r"directory .*missing.* does not exist"):
         save_checkpoint(tmp_path / "missing" / "net.pt", net)
+
+
+def test_what_cannot_be_saved_or_loaded_back_is_refused_without_debris(tmp_path: Path) -> None:
+    """A half-precision network would save a file that no load accepts, and a directory is
+    not a file name: both refused, with nothing left behind."""
+    from spiketune.errors import ConfigError
+
+    net = RecurrentSNN(config(), seed=0)
+    with pytest.raises(ConfigError, match=r"float32 or float64: convert it first"):
+        save_checkpoint(tmp_path / "half.pt", net.half())
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    with pytest.raises(CheckpointError, match="is a directory"):
+        save_checkpoint(taken, RecurrentSNN(config(), seed=0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]

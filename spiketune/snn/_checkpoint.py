@@ -17,6 +17,7 @@ difference.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 from dataclasses import dataclass, field
@@ -68,21 +69,32 @@ def save_checkpoint(
     problems = _extra_problems(extra or {}, "extra")
     if problems:  # saved, it would be a file load_checkpoint refuses: the weights lost to it
         raise ConfigError(problems)
+    dtype = str(next(net.parameters()).dtype).removeprefix("torch.")
+    if dtype not in _DTYPES:  # saved, it would be a file load_checkpoint refuses
+        raise ConfigError(Problem("net", dtype, "a network in " + " or ".join(_DTYPES)
+                                  + ": convert it first, e.g. net.float()"))
     if not path.parent.is_dir():
         raise CheckpointError(f"{path}: its directory {path.parent} does not exist")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory; give the name of the file to write")
     payload = {
         "format": FORMAT,
         "model": net.name,
         "config": net.to_config(),
-        "dtype": str(next(net.parameters()).dtype).removeprefix("torch."),
+        "dtype": dtype,
         "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
         "train_config": None if train_config is None else train_config.model_dump(),
         "history": None if history is None else history.as_dicts(),
         "extra": dict(extra or {}),
     }
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    try:
+        torch.save(payload, tmp)
+        tmp.replace(path)
+    except OSError as e:  # a full disk, no permission: no half-written file left behind
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"{path}: cannot be written ({e.strerror or e})") from None
     return path
 
 
