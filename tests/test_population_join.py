@@ -181,6 +181,29 @@ def test_add_refuses_a_member_that_does_not_fit_and_a_run_that_is_over() -> None
         closed.add(_member("eprop", a_spec))
 
 
+def test_a_window_longer_than_the_samples_is_refused_before_it_ends_the_run() -> None:
+    """A member whose loss window exceeds the samples' steps is named, at the start or when
+    it joins; the others train on."""
+    train = _data(N_TRAIN, 0)
+    a_spec, b_spec, _ = SCENARIOS["plain"]
+    too_long = _member("eprop", b_spec, loss_steps=STEPS + 5)
+    with pytest.raises(ConfigError) as err:
+        next(PopulationTrainer([_member("eprop", a_spec), too_long]).epochs(train))
+    assert [p.field for p in err.value.problems] == ["members[1].loss_steps"]
+
+    trainer = PopulationTrainer([_member("eprop", a_spec)])
+    run = trainer.epochs(train)
+    next(run)
+    with pytest.raises(ConfigError, match=f"loss_steps: between 1 and the sequence length "
+                                          f"{STEPS}") as err:
+        trainer.add(_member("eprop", b_spec, loss_steps=STEPS + 5))
+    assert [p.field for p in err.value.problems] == ["member"] and trainer.size == 1
+    for _ in run:
+        pass
+    (history,) = trainer.histories
+    assert len(history.epochs) == a_spec[1]["epochs"]  # the member already in trained on
+
+
 def test_added_member_counts_its_own_epochs_and_can_be_stopped() -> None:
     train, val = _data(N_TRAIN, 0), _data(12, 5)
     a_spec, b_spec, c_spec = SCENARIOS["rich"]

@@ -223,6 +223,10 @@ class PopulationTrainer:
             self.configs.append(cfg)
             self.histories.append(History(monitor=cfg.monitor))
             return index
+        window = _window_problems(net, run.n_steps, "member")
+        if window:  # it would end every member at its first loss
+            raise ConfigError([Problem(p.field, p.value, f"loss_steps: {p.rule}")
+                               for p in window])
         joining = run.prepare(net)  # may raise (a CubaLIF network): nothing changed yet
         self.nets.append(net)
         self.configs.append(cfg)
@@ -250,9 +254,17 @@ class PopulationTrainer:
         epochs."""
         x_train, y_train = self._tensors(train, "train")
         val_tensors = None if val is None else self._tensors(val, "val")
+        n_steps = min(x.shape[1] for x in (x_train, *(val_tensors or ())[:1]))
+        # A window longer than the samples would fail at the first loss, ending every member:
+        # named here, before anything trains.
+        problems = [p for i, net in enumerate(self.nets)
+                    for p in _window_problems(net, n_steps, f"members[{i}].loss_steps")]
+        if problems:
+            raise ConfigError(problems)
         # Without validation data the training figures are monitored, as by a Trainer.
         self.histories = [History(monitor=_monitor(c, val is not None)) for c in self.configs]
         run = _Run(self, val_tensors is not None)
+        run.n_steps = n_steps
         self._rows = list(range(self.size))
         self._stop_requests = {}
         self._run, self._over = run, False
@@ -345,6 +357,14 @@ def _describe(member: object) -> str:
     return type(member).__name__
 
 
+def _window_problems(net: RecurrentSNN, n_steps: int, where: str) -> list[Problem]:
+    """A loss window (``loss_steps``) longer than the ``n_steps`` of the data."""
+    steps = net.config.loss_steps
+    if steps is None or steps <= n_steps:
+        return []
+    return [Problem(where, steps, f"between 1 and the sequence length {n_steps}")]
+
+
 def _member_problems(
     member: object, first_net: RecurrentSNN, first_cfg: TrainConfig, where: str, *,
     flat: bool = False,
@@ -429,6 +449,8 @@ class _Run:
         self.initial = [copy.deepcopy(n.state_dict()) for n in nets]
         #: Epochs each member has trained (its EpochMetrics.epoch, its budget's count).
         self.epoch = [0] * len(nets)
+        #: Steps of the run's samples (the shorter of training and validation data).
+        self.n_steps = 0
 
     @property
     def rows(self) -> list[int]:
