@@ -148,3 +148,11 @@ def test_round_trip_through_a_dump() -> None:
     assert TrainConfig.from_params(train.model_dump()) == train
     with pytest.raises(ConfigError):
         TrainConfig.from_params({"epochs": 0})
+
+
+def test_a_seed_beyond_what_a_generator_takes_is_refused_by_name() -> None:
+    with pytest.raises(ConfigError) as info:
+        TrainConfig(seed=2**70)
+    (problem,) = info.value.problems
+    assert problem.field == "seed" and problem.value == 2**70
+    assert TrainConfig(seed=2**63 - 1).seed == 2**63 - 1

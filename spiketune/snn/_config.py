@@ -289,7 +289,8 @@ class TrainConfig(_Config):
     )
     min_delta: float = Field(0.0, ge=0, description="smallest change that counts as improvement")
     monitor: Literal["val_acc", "val_loss"] = "val_acc"
-    seed: int = Field(0, ge=0, description="shuffling seed (and weight seed in Trainer helpers)")
+    seed: int = Field(0, ge=0, lt=2**63,  # what torch.Generator.manual_seed takes
+                      description="shuffling seed (and weight seed in Trainer helpers)")
     shuffle: bool = True
     # Training-time augmentation of the input spike trains (never applied to evaluation).
     # Small event datasets overfit fast; shifting samples in time and deleting a fraction of
