@@ -48,6 +48,15 @@ def test_per_tensor_codes_lie_on_a_symmetric_grid(bits: int) -> None:
     assert float(wq.abs().max()) == pytest.approx(float(w.abs().max()))
 
 
+@pytest.mark.parametrize("bits", [8, 25, 31, 32])
+def test_integer_codes_stay_within_the_grid_at_every_width(bits: int) -> None:
+    """float32 cannot hold every code above 24 bits: the codes are made in float64."""
+    net = RecurrentSNN(SNNConfig(n_in=6, n_rec=10, n_out=4), seed=0)
+    codes = quantise_network(net, bits).integer_weights()
+    qmax = 2 ** (bits - 1) - 1
+    assert max(int(c.abs().max()) for c in codes.values()) == qmax
+
+
 def test_per_channel_scales_each_row_and_is_never_worse() -> None:
     g = torch.Generator().manual_seed(2)
     w = torch.randn(8, 5, generator=g) * torch.logspace(-2, 0, 8).unsqueeze(1)  # rows differ

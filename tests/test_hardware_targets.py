@@ -67,7 +67,9 @@ def test_overrides_apply_and_keep_the_rest() -> None:
     ("overrides", "field", "words"),
     [
         ({"max_hidden": 0}, "max_hidden", ">= 1"),
-        ({"weight_bits": 100}, "weight_bits", "<= 64"),
+        ({"weight_bits": 100}, "weight_bits", "<= 32"),
+        ({"weight_bits": 1}, "weight_bits", ">= 2"),  # the quantiser's range, not later
+        ({"state_bits": 100}, "state_bits", "<= 64"),
         ({"max_hiden": 10}, "max_hiden", "unknown key"),
         ({"neurons": ["lif", "izhikevich"]}, "neurons", "lif"),
         ({"decay": "linear"}, "decay", "bitshift"),

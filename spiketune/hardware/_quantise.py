@@ -52,12 +52,15 @@ class QuantisedNetwork:
     decays: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def integer_weights(self) -> dict[str, Tensor]:
-        """The integer codes ``round(w / scale)`` of each quantised weight (int32)."""
+        """The integer codes ``round(w / scale)`` of each quantised weight (int32), within
+        ``±qmax``: computed in float64, since float32 cannot hold every code above 24 bits
+        (at 31 bits ``qmax = 2**30 - 1`` would round up to ``2**30``)."""
+        qmax = 2 ** (self.bits - 1) - 1
         out = {}
         for name, scale in self.scales.items():
-            w = getattr(self.network, name).detach()
-            s = scale.unsqueeze(-1) if scale.dim() == 1 else scale
-            out[name] = torch.round(w / s).to(torch.int32)
+            w = getattr(self.network, name).detach().double()
+            s = (scale.unsqueeze(-1) if scale.dim() == 1 else scale).double()
+            out[name] = torch.round(w / s).clamp(-qmax, qmax).to(torch.int32)
         return out
 
 

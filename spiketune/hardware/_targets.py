@@ -38,6 +38,9 @@ __all__ = [
 
 Count = Annotated[int, Field(ge=1)] | None
 Bits = Annotated[int, Field(ge=1, le=64)] | None
+#: Weight widths the quantiser can make (``quantise_network``): checked with the target, not
+#: after a training that assessment would then refuse.
+WeightBits = Annotated[int, Field(ge=2, le=32)] | None
 Neuron = Literal["lif", "alif", "cuba_lif"]
 Reset = Literal["subtract", "zero", "subtract_at_spike"]
 
@@ -68,7 +71,7 @@ class HardwareTarget(BaseModel):
     max_neurons: Count = None
     max_fan_in: Count = None
     max_fan_out: Count = None
-    weight_bits: Bits = None
+    weight_bits: WeightBits = None
     state_bits: Bits = None
     max_spikes_per_step: Count = None
     max_spikes_per_neuron_step: Count = None
@@ -130,7 +133,7 @@ class XyloAudio2(HardwareTarget):
     max_hidden: Count = 1000
     max_outputs: Count = 8
     max_fan_out: Count = 64
-    weight_bits: Bits = 8
+    weight_bits: WeightBits = 8
     state_bits: Bits = 16
     max_input_events_per_step: Count = 15
     max_spikes_per_neuron_step: Count = 31
@@ -164,7 +167,7 @@ class XyloIMU(HardwareTarget):
     max_hidden: Count = 496
     max_outputs: Count = 16
     max_fan_out: Count = 512
-    weight_bits: Bits = 8
+    weight_bits: WeightBits = 8
     state_bits: Bits = 16
     max_spikes_per_neuron_step: Count = 31
     neurons: frozenset[Neuron] = frozenset({"lif", "cuba_lif"})
@@ -190,7 +193,7 @@ class Loihi2(HardwareTarget):
     }
 
     max_neurons: Count = 1_048_576
-    weight_bits: Bits = 8
+    weight_bits: WeightBits = 8
     state_bits: Bits = 24
 
 
@@ -209,7 +212,7 @@ class SpiNNaker2(HardwareTarget):
         "max_hidden": "depends on neurons per core and cores used: not checked unless set",
     }
 
-    weight_bits: Bits = 5
+    weight_bits: WeightBits = 5
     neurons: frozenset[Neuron] = frozenset({"lif"})
     refractory: bool = False
 
