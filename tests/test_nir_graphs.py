@@ -187,6 +187,9 @@ def test_to_network_reads_each_profile_back_exactly(reset: str, target: str) -> 
     net = _net(reset)
     back = to_network(to_graph(net, target=target), dtype=torch.float64, rule="bptt")
     assert back.config.reset == reset and back.config.rule == "bptt"
+    # its own step too, where snnTorch's importer fixes the graph's at 1e-4 s: rates in Hz
+    # and windows in seconds stay the model's
+    assert back.config.dt == net.config.dt
     x = (torch.rand(4, 40, 5, generator=torch.Generator().manual_seed(3)) < 0.3).double()
     with torch.no_grad():
         a, b = net.simulate(x), back.simulate(x)

@@ -34,7 +34,7 @@ import torch
 
 from spiketune.errors import ExportError
 from spiketune.nir._profiles import NEVER_FIRES
-from spiketune.nir._read import graph_step, read
+from spiketune.nir._read import check_step, graph_step, read
 from spiketune.snn import RecurrentSNN, SNNConfig
 
 __all__ = ["to_network"]
@@ -62,8 +62,10 @@ def to_network(
 
     ``dt``: the step in seconds the graph's time constants are read against (default: the
     graph's ``metadata["dt"]``; a graph without one needs it, and gets an ExportError saying
-    so). ``config``: further :class:`~spiketune.snn.SNNConfig` fields, e.g. the learning rule
-    for fine-tuning (``rule="bptt"``); the architecture and dynamics come from the graph.
+    so). The network's own ``dt`` is that step, or the ``model_dt`` that spiketune's exports
+    for an importer with a fixed step of its own (snnTorch's 1e-4 s) record. ``config``:
+    further :class:`~spiketune.snn.SNNConfig` fields, e.g. the learning rule for fine-tuning
+    (``rule="bptt"``); the architecture and dynamics come from the graph.
     """
     if not isinstance(graph, nir.NIRGraph):
         graph = read(graph)
@@ -98,7 +100,7 @@ def to_network(
             "n_in": w_in.shape[1],
             "n_rec": w_in.shape[0],
             "n_out": w_out.shape[0],
-            "dt": step,
+            "dt": _network_step(graph, dt, step),
             "alpha": hidden.alpha,
             "kappa": kappa,
             "v_th": 1.0 if hidden.v_th is None else hidden.v_th,
@@ -192,6 +194,22 @@ def _uniform(name: str, field: str, values: Any) -> float:
 def _zero(name: str, field: str, values: Any) -> None:
     if np.any(np.asarray(values) != 0):
         raise ExportError(f"node {name!r}: {field} must be 0 (spiketune's neurons have none)")
+
+
+def _network_step(graph: nir.NIRGraph, dt: float | None, step: float) -> float:
+    """The network's own step: ``step``, the one the graph's time constants are read against,
+    unless the graph is spiketune's export for an importer with a step of its own (snnTorch's
+    1e-4 s), which records the model's step as ``model_dt``: the decays per step are the
+    same either way, and the network's rates (Hz), loss window and regulariser in seconds
+    are then the model's again, not 10 times off."""
+    model_dt = (graph.metadata or {}).get("model_dt")
+    if dt is not None or model_dt is None:
+        return step
+    try:
+        return check_step(float(np.asarray(model_dt)))
+    except (TypeError, ValueError):
+        raise ExportError(f"the graph's metadata 'model_dt' = {model_dt!r} is not a number of "
+                          "seconds") from None
 
 
 def _decay(name: str, tau: float, dt: float) -> float:
