@@ -117,11 +117,12 @@ def decide(
     2. A trial the assessor stopped is EARLY_STOPPED.
     3. A trial ended by a stop of the experiment (``spiketune stop``, Ctrl-C,
        ``max_duration``) is STOPPED.
-    4. Otherwise FAILED: a timeout, a non-zero exit or a signal (with the tail of stderr),
-       an exception, ``interrupted`` without a final result (its reason), no final result, or a
-       final result without a finite objective (naming the key) or with unreadable
-       constraints. A trial that reported a final result and then exited non-zero FAILED:
-       the exit says its own run went wrong after all (its metrics stay in the record).
+    4. Otherwise FAILED: a timeout, the trial's own reason (a population member's
+       ``fail()``), a non-zero exit or a signal (with the tail of stderr), an exception,
+       ``interrupted`` without a final result (its reason), no final result, or a final
+       result without a finite objective (naming the key) or with unreadable constraints.
+       A trial that reported a final result and then exited non-zero FAILED: the exit
+       says its own run went wrong after all (its metrics stay in the record).
 
     A trial killed by a signal is reported as ``killed by signal SIGSEGV`` (``ended.signal``,
     which the runner also reads behind a shell that turned it into exit status 128 + N),
@@ -149,6 +150,8 @@ def decide(
         return Verdict(Outcome.FAILED, f"timeout: {stop_detail}", final)
     if stop_reason == StopReason.STOP:
         return Verdict(Outcome.STOPPED, f"stopped: {stop_detail}", final)
+    if ended.failure is not None:
+        return Verdict(Outcome.FAILED, ended.failure, final)
     if interrupted is not None and final is None:
         # what it wrote that could not be read may be the result it meant to give
         return Verdict(Outcome.FAILED, _with_protocol_errors(interrupted, ended), None)

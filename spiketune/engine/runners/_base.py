@@ -69,6 +69,9 @@ class Ended:
     # (a signal, a non-zero exit) before the trial had a result: no fault of its own
     # parameters is known, so it is retried.
     shared_failure: bool = False
+    # The trial's own word for why it failed (a population member's ``fail(reason)``): the
+    # reason recorded as it is, with no exit code or exception that did not happen.
+    failure: str | None = None
 
 
 Event = Reported | Ended

@@ -341,7 +341,7 @@ class PopulationRunner(Runner):
 def _noted_end(number: int, note: dict[str, str], member: _Member) -> Ended:
     if note["status"] == "stopped":
         return Ended(number, final=None, stopped=True, protocol_errors=member.reader.errors)
-    return Ended(number, final=None, exit_code=1, error=note["reason"] or "failed",
+    return Ended(number, final=None, failure=note["reason"] or "failed",
                  protocol_errors=member.reader.errors)
 
 
