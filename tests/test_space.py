@@ -331,6 +331,11 @@ def test_grid_refuses_continuous_and_oversized_spaces() -> None:
     assert big.grid_size() == 100**4 > GRID_LIMIT
     with pytest.raises(SearchSpaceError, match="at most"):
         big.grid()
+    # more points than a machine word counts: the same refusal, not an OverflowError
+    huge = SearchSpace.from_nni({"x": {"_type": "quniform", "_value": [0, 1e10, 1e-10]}})
+    assert huge.grid_size() == 10**20 + 1
+    with pytest.raises(SearchSpaceError, match="at most"):
+        huge.grid()
 
 
 def test_batch_form_hands_out_each_parameter_set_as_is() -> None:

@@ -358,7 +358,10 @@ class _Uniform(_Param):
         return [({self.key: v}, v) for v in values]
 
     def grid_size(self) -> int | None:
-        return None if self.q is None else len(self._counts())
+        if self.q is None:
+            return None
+        counts = self._counts()  # len() of a range past 2**63 raises OverflowError
+        return max(0, counts.stop - counts.start)
 
 
 @dataclass(frozen=True)
