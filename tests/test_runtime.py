@@ -383,6 +383,18 @@ def test_config_errors_before_anything_runs(exp_root: Path) -> None:
     with pytest.raises(ConfigError, match="progress"):
         exp.run(progress=5)  # type: ignore[arg-type]
     assert list(exp_root.iterdir()) == []
+    # the fields as one mapping are the same as keywords; what else is given is named
+    as_dict = Experiment({"search_space": QUADRATIC_SPACE, "max_trials": 3},
+                         trial=_in_process_quadratic, experiment_dir=exp_root)
+    assert as_dict.config.max_trials == 3 and as_dict.config.search_space == QUADRATIC_SPACE
+    with pytest.raises(ConfigError, match="max_trials"):
+        Experiment({"search_space": QUADRATIC_SPACE, "max_trials": -1},
+                   trial=_in_process_quadratic)
+    for wrong in ("config.toml", 5):
+        with pytest.raises(ConfigError, match="an ExperimentConfig") as info:
+            Experiment(wrong, trial=_in_process_quadratic)  # type: ignore[arg-type]
+        assert info.value.problems[0].field == "config"
+    assert list(exp_root.iterdir()) == []
 
 
 def test_a_stop_while_run_is_starting_is_not_lost(

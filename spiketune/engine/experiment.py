@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -90,7 +90,7 @@ class Experiment:
 
     def __init__(
         self,
-        config: ExperimentConfig | None = None,
+        config: ExperimentConfig | Mapping[str, Any] | None = None,
         /,
         *,
         trial: Callable[..., Any] | None = None,
@@ -98,6 +98,13 @@ class Experiment:
         **fields: Any,
     ) -> None:
         python_trial = trial is not None
+        if isinstance(config, Mapping):  # the fields as a dict: the same as given as keywords
+            config, fields = None, {**_field_names(config), **fields}
+        elif config is not None and not isinstance(config, ExperimentConfig):
+            raise ConfigError(Problem(
+                "config", type(config).__name__,
+                "an ExperimentConfig (load_config(path)), a mapping of its fields, or the "
+                "fields as keywords"))
         if config is None:
             config = ExperimentConfig.for_run(python_trial=python_trial, **fields)
         elif fields:
@@ -615,6 +622,14 @@ def stop_in_study(url: str, experiment_id: str, *, wait: float | None = None) ->
     request_stop_in_study(url, experiment_id)
     _wait_until(lambda: running_in_study(url, experiment_id) == 0, wait, 0.5)
     return running_in_study(url, experiment_id)
+
+
+def _field_names(config: Mapping[Any, Any]) -> dict[str, Any]:
+    """A configuration given as a mapping, its keys checked to be field names (text)."""
+    named = [key for key in config if not isinstance(key, str)]
+    if named:
+        raise ConfigError([Problem("config", key, "field names are text") for key in named])
+    return dict(config)
 
 
 def _kill_grace(value: Any) -> float:
