@@ -359,6 +359,22 @@ def test_start_points_run_first_in_order_and_the_tuner_draws_the_rest(exp_root: 
     assert [t.value for t in _stored(results)][:2] == [0.25, 1.0]
 
 
+def test_start_points_are_handed_out_exactly_as_given(exp_root: Any) -> None:
+    """A normal type's value goes through its search coordinate and back, to within
+    rounding: the trial receives the value given, not 0.6999999999999998."""
+    from spiketune import Experiment
+
+    space = {"nm": {"_type": "normal", "_value": [0, 1]},
+             "ln": {"_type": "lognormal", "_value": [0, 1]},
+             "q": {"_type": "quniform", "_value": [0, 1, 0.1]}}
+    start = [{"nm": 0.7, "ln": 2.0, "q": 0.3}]
+    results = Experiment(trial=lambda p: p["nm"], search_space=space, start_with=start,
+                         max_trials=2, seed=0).run()
+    first = _stored(results)[0]
+    assert first.user_attrs["parameters"] == start[0]
+    assert first.value == 0.7
+
+
 def test_start_points_are_checked_against_the_space() -> None:
     from spiketune.engine import ExperimentConfig
 
@@ -380,6 +396,22 @@ def test_start_points_are_checked_against_the_space() -> None:
     grid = {"b": START_SPACE["b"]}
     with pytest.raises(ConfigError, match="GridSearch runs fixed points of its own"):
         ExperimentConfig(search_space=grid, tuner="GridSearch", start_with=[{"b": 8}])
+    # values the trial would not receive as given: off a quantised grid, below a lognormal's
+    # zero, past what a normal's clipped coordinate reaches, a nested value two levels down
+    odd = {"q": {"_type": "quniform", "_value": [0, 1, 0.25]},
+           "ln": {"_type": "lognormal", "_value": [0, 1]},
+           "qn": {"_type": "qnormal", "_value": [0, 1, 0.5]},
+           "n": {"_type": "choice", "_value": [{"_name": "l1", "b": {"_type": "choice", "_value": [
+               {"_name": "l2", "d": {"_type": "uniform", "_value": [0, 1]}}]}}]}}
+    for bad in ({"q": 0.3}, {"ln": -1.0}, {"ln": 0.0}, {"qn": 1e6},
+                {"n": {"_name": "l1", "b": {"_name": "l2", "d": 5}}}):
+        (key,) = bad
+        with pytest.raises(ConfigError) as err:
+            ExperimentConfig(search_space=odd, start_with=[bad])
+        assert [p.field for p in err.value.problems] == [f"start_with[0].{key}"], bad
+    for good in ({"q": 0.75}, {"ln": 2.0}, {"qn": 1.5},
+                 {"n": {"_name": "l1", "b": {"_name": "l2", "d": 0.5}}}, {"n": {"_name": "l1"}}):
+        ExperimentConfig(search_space=odd, start_with=[good])
     fine = ExperimentConfig(search_space=START_SPACE, start_with=[{"b": 8}])
     assert fine.to_dict()["start_with"] == [{"b": 8}]
     assert "start_with" not in ExperimentConfig(search_space=START_SPACE).to_dict()

@@ -489,8 +489,7 @@ class Experiment:
                 gpus=_gpu_indices(config),
                 trials_per_gpu=config.trials_per_gpu * members,
                 fixed_trials=tuner.fixed_trials(space, seed=config.seed),
-                start_points=[space.search_params(point)[0]
-                              for point in config.start_with or ()],
+                start_points=list(config.start_with or ()),
                 progress=progress,
                 heartbeat_interval=config.heartbeat_interval,
                 grace_period=config.grace_period,

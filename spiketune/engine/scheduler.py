@@ -20,11 +20,12 @@ of each other, and how the trials of a dead one are settled, is :mod:`spiketune.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -217,7 +218,8 @@ class Scheduler:
         self.budget = budget
         self.concurrency = concurrency
         self.fixed = fixed_trials
-        # known points to try first, in search coordinates: sequence id i gets point i
+        # known parameter sets to try first, as the trials receive them (checked against the
+        # space with the config): sequence id i gets point i
         self.start_points = list(start_points)
         self.progress_callback = progress
         self.poll_interval = poll_interval
@@ -555,14 +557,19 @@ class Scheduler:
             return False
         self._started = max(self._started, sequence_id + 1)
         self._sync()
+        start = None
         if self.fixed is not None:
             self._working.enqueue_trial(self.fixed[sequence_id], skip_if_exists=False)
         elif sequence_id < len(self.start_points):
-            self._working.enqueue_trial(self.start_points[sequence_id], skip_if_exists=False)
+            start = self.start_points[sequence_id]
+            self._working.enqueue_trial(self.space.search_params(start)[0],
+                                        skip_if_exists=False)
         elif self.population_group:
             self._share_with_batch()
         handle = self._working.ask()
         parameters = self.space.sample(handle)
+        if start is not None:  # exactly as given: a normal type's search coordinate rounds
+            parameters = _overlaid(parameters, start)
         # the study records what the trial receives; the sampler keeps its own coordinates
         params, distributions = ((handle.params, handle.distributions) if self._store_search
                                  else self.space.stored_params(parameters))
@@ -787,3 +794,15 @@ class Scheduler:
         ended = Ended(live.number, final=final, protocol_errors=errors)
         return decide(ended, stop_reason=None, goal=self._goal, interrupted=reason)
 
+
+def _overlaid(parameters: dict[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+    """``parameters`` with every value ``given`` names put in as given (nested choices key by
+    key): a start point's values, which the space hands out to within rounding."""
+    out = dict(parameters)
+    for key, value in given.items():
+        inner = out.get(key)
+        if isinstance(value, Mapping) and isinstance(inner, dict):
+            out[key] = _overlaid(inner, value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out

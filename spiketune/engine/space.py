@@ -475,6 +475,37 @@ class _Batch(_Param):
             out[1][self.key] = self.distribution
 
 
+class _Replay:
+    """An Optuna trial's ``suggest_*`` that return given search coordinates (the lowest value
+    for one not given): what :meth:`SearchSpace.handed_out` samples with."""
+
+    def __init__(self, coordinates: Mapping[str, Any]) -> None:
+        self._coordinates = coordinates
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        return self._coordinates.get(name, choices[0])
+
+    def suggest_int(self, name: str, low: int, high: int, **_: Any) -> int:
+        return int(self._coordinates.get(name, low))
+
+    def suggest_float(self, name: str, low: float, high: float, **_: Any) -> float:
+        return float(self._coordinates.get(name, low))
+
+
+def same_values(given: Any, received: Any) -> bool:
+    """Whether a trial that receives ``received`` gets ``given``: every key ``given`` names
+    (nested mappings compared key by key), numbers equal to 1e-9 (a start point's 0.3 is the
+    grid's 3 * 0.1), anything else equal and of the same kind (True is not 1)."""
+    if isinstance(given, Mapping):
+        return isinstance(received, Mapping) and all(
+            key in received and same_values(value, received[key]) for key, value in given.items())
+    if isinstance(given, bool) or isinstance(received, bool):
+        return type(given) is type(received) and given == received
+    if _is_number(given) and _is_number(received):
+        return math.isclose(given, received, rel_tol=1e-9, abs_tol=1e-12)
+    return bool(given == received) and type(given) is type(received)
+
+
 # ---------------------------------------------------------------- parsing
 
 
@@ -887,6 +918,19 @@ class SearchSpace:
         else:
             self._place(parameters, out, search=True)
         return out
+
+    def handed_out(self, point: Mapping[str, Any]) -> dict[str, Any]:
+        """For each top-level key of ``point`` that this space has, the value a trial would
+        receive when the tuner suggests ``point``'s search coordinates (:meth:`search_params`).
+        Where ``point`` leaves a nested parameter out, its lowest value stands in: compare
+        only what ``point`` gives. Why: a start point must be a value the space hands out as
+        it is, not one quantised, clipped or drawn in its place."""
+        if self._batch is not None:
+            return {}
+        coordinates, _ = self.search_params(point)
+        replay = _Replay(coordinates)
+        return {key: self._params[key].sample(replay)  # type: ignore[arg-type]
+                for key in point if key in self._params}
 
     def search_point(self, trial: optuna.trial.FrozenTrial) -> Point:
         """The tuner's coordinates of a stored trial, rebuilt from its ``parameters`` user

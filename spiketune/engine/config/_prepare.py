@@ -29,7 +29,7 @@ from spiketune.engine import assessors, tuners
 from spiketune.engine.config._files import ParseError, read_space_file
 from spiketune.engine.config._nni import lift_class_args
 from spiketune.engine.goals import DesignCheck, make_design_check
-from spiketune.engine.space import SearchSpace
+from spiketune.engine.space import SearchSpace, same_values
 from spiketune.errors import ConfigError, Problem
 
 __all__ = ["Prepared", "prepare", "top_key"]
@@ -252,12 +252,16 @@ def start_point_problems(
         if not isinstance(point, Mapping):
             continue  # the schema reports it
         located, _ = space.search_params(point)
+        received = space.handed_out(point)
         for key, value in point.items():
             if key not in specs:
                 problems.append(Problem(f"start_with[{i}].{key}", value,
                                         f"a top-level key of the search space "
                                         f"({', '.join(specs)})"))
-            elif not _located(key, value, located):
+            elif not (_located(key, value, located)
+                      and (key not in received or same_values(value, received[key]))):
+                # out of range, off a quantised grid, a negative lognormal, a nested value
+                # the space does not hand out: the trial would receive another value
                 spec = specs[key]
                 problems.append(Problem(f"start_with[{i}].{key}", value,
                                         f"a value the search space hands out "
