@@ -21,12 +21,24 @@ PAYLOAD = bytes(range(256)) * 400  # 100 KiB, several chunks
 PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()
 
 
+def _stored_zip(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buffer.getvalue()
+
+
+#: A zip archive of 30 KB (stored, not compressed), served at /zip.
+ZIP_PAYLOAD = _stored_zip({"data/a.pkl": bytes(range(256)) * 60, "data/b.pkl": b"b" * 15000})
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     """Serves PAYLOAD under several behaviours chosen by path.
 
     /good: honours Range. /norange: ignores Range (always 200, whole file).
     /drop: the first request breaks off halfway; later ones honour Range.
-    /missing: 404.
+    /missing: 404. /zip: ZIP_PAYLOAD, honouring Range.
     """
 
     requests: ClassVar[list[tuple[str, str | None]]] = []
@@ -52,18 +64,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
+        payload = ZIP_PAYLOAD if path == "/zip" else PAYLOAD
         start = 0
         if rng and path != "/norange":
             start = int(rng.removeprefix("bytes=").split("-")[0])
-        if start >= len(PAYLOAD):
+        if start >= len(payload):
             self.send_response(416)
-            self.send_header("Content-Range", f"bytes */{len(PAYLOAD)}")
+            self.send_header("Content-Range", f"bytes */{len(payload)}")
             self.end_headers()
             return
-        body = PAYLOAD[start:]
+        body = payload[start:]
         if start:
             self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(PAYLOAD) - 1}/{len(PAYLOAD)}")
+            self.send_header("Content-Range", f"bytes {start}-{len(payload) - 1}/{len(payload)}")
         else:
             self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -173,6 +186,50 @@ def test_unverified_download_warns_with_the_received_md5(server: str, tmp_path: 
     with pytest.warns(UserWarning, match=PAYLOAD_MD5):
         path = _fetch(_remote(server, "/good", md5=None), tmp_path)
     assert path.read_bytes() == PAYLOAD
+
+
+def test_an_unverified_archive_is_kept_only_whole(server: str, tmp_path: Path) -> None:
+    """Without a checksum, a zip is kept only if it opens and every member passes its CRC:
+    not another file served as it (an error page), not a resumed .part that began with
+    other bytes; nothing of either is left to be taken for it later."""
+    zipped = RemoteFile(f"{server}/zip", "archive.zip", md5=None, zip=True)
+    with pytest.warns(UserWarning):
+        assert _fetch(zipped, tmp_path / "ok").read_bytes() == ZIP_PAYLOAD
+    not_a_zip = RemoteFile(f"{server}/good", "archive.zip", md5=None, zip=True)
+    with pytest.raises(DataError, match="not a readable zip archive"):
+        _fetch(not_a_zip, tmp_path / "page")
+    assert not [p for p in (tmp_path / "page").iterdir() if p.suffix != ".lock"]
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    (stale / "archive.zip.part").write_bytes(b"X" * 5000)  # resumed with a Range request
+    with pytest.raises(DataError, match="not a readable zip archive"):
+        _fetch(zipped, stale)
+    assert ("/zip", "bytes=5000-") in _Handler.requests
+    assert not [p for p in stale.iterdir() if p.suffix != ".lock"]
+    # a cached file that is no zip is reported, with what to do, and never read as one
+    (stale / "archive.zip").write_bytes(b"<html>not found</html>")
+    with pytest.raises(DataError, match=r"is not a zip archive.*delete it to download it again"):
+        _fetch(zipped, stale)
+
+
+def test_extraction_that_cannot_write_says_so_and_blames_no_archive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk names no file; the archive is fine and must not be called damaged."""
+    import errno
+    import os
+    import shutil
+
+    archive = tmp_path / "a.zip"
+    archive.write_bytes(_zip({"x.pkl": b"payload"}))
+
+    def full(*_: object, **__: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(shutil, "copyfileobj", full)
+    with pytest.raises(DataError, match=r"cannot write .*x\.pkl.*writable directory with room"):
+        extract_member(archive, r"x\.pkl", tmp_path / "x.pkl")
+    assert not list(tmp_path.glob("*.part"))
 
 
 def test_a_cached_file_that_fails_its_checksum_is_reported(tmp_path: Path) -> None:

@@ -69,6 +69,7 @@ BRAILLE_ARCHIVE = RemoteFile(
     filename="reading_braille_data.zip",
     md5=BRAILLE_ARCHIVE_MD5,
     page="https://zenodo.org/records/7050094",
+    zip=True,
 )
 
 #: Seconds per time step of the NIR paper's preprocessed split.

@@ -11,6 +11,7 @@ file by hand.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import http.client
 import os
@@ -51,13 +52,18 @@ class RemoteFile:
 
     ``md5`` is the checksum the publisher states; ``None`` means none is known, and the file
     is then accepted unverified (with a warning that shows the checksum actually received).
-    ``page`` is where a person can download it by hand.
+    ``zip``: the file is a zip archive, so that without a checksum a download is still kept
+    only if it opens and every member passes its CRC (an HTML error page served with status
+    200, a connection cut short without a length, a resumed ``.part`` that began with other
+    bytes), and a cached copy only if it opens. ``page`` is where a person can download it by
+    hand.
     """
 
     url: str
     filename: str
     md5: str | None = None
     page: str | None = None
+    zip: bool = False
 
     def __post_init__(self) -> None:
         name = self.filename
@@ -240,6 +246,13 @@ def download(
                 f"the download of {remote.url} is corrupt: md5 {got}, expected {remote.md5}; "
                 "the partial file was removed, try again. " + _manual_hint(remote, dest)
             )
+        problem = _zip_problem(part) if remote.md5 is None and remote.zip else None
+        if problem is not None:
+            part.unlink(missing_ok=True)
+            raise DataError(
+                f"the download of {remote.url} is not a readable zip archive ({problem}); the "
+                "partial file was removed, try again. " + _manual_hint(remote, dest)
+            )
         if remote.md5 is None:
             warnings.warn(
                 f"{remote.filename}: no published checksum is recorded, so the download is "
@@ -255,6 +268,9 @@ def _check_existing(remote: RemoteFile, dest: Path) -> None:
         raise DataError(f"{dest} is empty or a directory, not the file of {remote.url}; "
                         "delete it to download it again. " + _manual_hint(remote, dest))
     if remote.md5 is None:
+        if remote.zip and not zipfile.is_zipfile(dest):
+            raise DataError(f"{dest} is not a zip archive, not the file of {remote.url}; "
+                            "delete it to download it again. " + _manual_hint(remote, dest))
         return
     got = file_md5(dest)
     if got != remote.md5.lower():
@@ -262,6 +278,21 @@ def _check_existing(remote: RemoteFile, dest: Path) -> None:
             f"{dest} does not match its published checksum (md5 {got}, expected "
             f"{remote.md5}); delete it to download it again. " + _manual_hint(remote, dest)
         )
+
+
+def _zip_problem(path: Path) -> str | None:
+    """What keeps ``path`` from being a whole zip archive (every member read and its CRC
+    checked), or None."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError) as exc:
+        return str(exc) or type(exc).__name__
+    return None if bad is None else f"member {bad} fails its CRC check"
+
+
+#: Errors of writing, whatever file they name (a full disk names none).
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
 
 
 def extract_member(archive: Path, pattern: str, dest: Path) -> Path:
@@ -286,13 +317,18 @@ def extract_member(archive: Path, pattern: str, dest: Path) -> Path:
             with zf.open(names[0]) as src, part.open("wb") as out:
                 shutil.copyfileobj(src, out, _CHUNK)
     except OSError as exc:
-        part.unlink(missing_ok=True)
-        if exc.filename is not None and Path(exc.filename) in (part, dest.parent):
+        with contextlib.suppress(OSError):  # on a read-only file system even this fails
+            part.unlink(missing_ok=True)
+        if exc.errno in _WRITE_ERRNOS or (
+                exc.filename is not None and Path(exc.filename) in (part, dest.parent)):
             raise DataError(f"cannot write {dest} ({exc}); set SPIKETUNE_DATA to a writable "
-                            "directory") from None
-        raise DataError(f"{archive} is not a readable zip archive: {exc}") from None
+                            "directory with room for it") from None
+        raise DataError(f"{archive} is not a readable zip archive: {exc}; delete it to "
+                        "download or place it again") from None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError) as exc:
-        part.unlink(missing_ok=True)
-        raise DataError(f"{archive} is not a readable zip archive: {exc}") from None
+        with contextlib.suppress(OSError):
+            part.unlink(missing_ok=True)
+        raise DataError(f"{archive} is not a readable zip archive: {exc}; delete it to "
+                        "download or place it again") from None
     os.replace(part, dest)
     return dest

@@ -104,6 +104,7 @@ WISDM_ARCHIVE = RemoteFile(
         "https://archive.ics.uci.edu/dataset/507/"
         "wisdm+smartphone+and+smartwatch+activity+and+biometrics+dataset"
     ),
+    zip=True,
 )
 
 _INNER = "wisdm-dataset.zip"
