@@ -392,3 +392,26 @@ def test_real_file_full_task_merged() -> None:
     ds = load_braille(REAL_FILE, letters="full", channels="merged", bin_size=0.05)
     assert ds.inputs.shape == (5400, 27, 12)
     assert ds.class_counts() == dict.fromkeys(BRAILLE_LETTERS, 200)
+
+
+def test_an_event_file_of_another_shape_names_the_file_and_the_record(tmp_path: Path) -> None:
+    """A record with 11 taxels among 12-taxel ones, or every record with 11 (which would
+    pass for 22 channels), is named with the file and its place in the file."""
+    from test_data_braille_pool import th1_records
+
+    from spiketune.data import load_braille
+
+    records = th1_records(per_letter=2)
+    reduced = {"Space", "A", "E", "I", "O", "U", "Y"}
+    odd = next(i for i, r in enumerate(records) if r["letter"] == "I")
+    records[odd]["events"] = records[odd]["events"][:11]
+    path = tmp_path / "data_braille_letters_th1"
+    path.write_bytes(pickle.dumps(records, protocol=2))
+    with pytest.raises(DataError, match=rf"{path}: record {odd} \(I\) has 11 taxels"):
+        load_braille(path, preset="nir", progress=False)
+    short = [dict(r, events=r["events"][:11]) for r in th1_records(per_letter=2)
+             if r["letter"] in reduced]
+    path.write_bytes(pickle.dumps(short, protocol=2))
+    with pytest.raises(DataError, match="have 11 taxels; the Braille sensor has 12"):
+        load_braille(path, preset="nir", progress=False)
+

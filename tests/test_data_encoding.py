@@ -125,3 +125,14 @@ def test_bin_events_rejects_malformed_samples() -> None:
         bin_events([[[["x"], []]]], bin_size=0.005, n_steps=4)
     with pytest.raises(ConfigError):
         bin_events([_sample()], bin_size=0.005, n_steps=4, channels="both")  # type: ignore[arg-type]
+    # events of the wrong shape are named, not a TypeError from inside
+    for bad in (5, [[0.1, 0.2]] * 2, [[[0.1], None]] * 2):
+        with pytest.raises(DataError, match=r"record 7 \(A\).*its events must be"):
+            bin_events([bad], bin_size=0.005, n_steps=4, names=["record 7 (A)"])  # type: ignore[list-item]
+
+
+def test_times_far_past_the_window_are_dropped_not_wrapped() -> None:
+    """1e300 s would overflow the int64 bin index into a negative one."""
+    sample = [[[0.001, 1e300, 5e16], [1e18]]]
+    out = bin_events([sample], bin_size=0.005, n_steps=4, channels="split", clip=False)
+    assert out.sum() == 1 and out[0, 0, 0] == 1

@@ -358,13 +358,21 @@ class BrailleLoader(DatasetLoader):
         letters, events = read_braille_events(path)
         classes = opts.classes
         chosen, labels = _select(letters, classes, str(path))
-        inputs = bin_events(
-            [events[i] for i in chosen],
-            bin_size=opts.bin_size,
-            n_steps=opts.n_steps,
-            channels=opts.channels,
-            clip=opts.clip,
-        )
+        try:
+            inputs = bin_events(
+                [events[i] for i in chosen],
+                bin_size=opts.bin_size,
+                n_steps=opts.n_steps,
+                channels=opts.channels,
+                clip=opts.clip,
+                names=[f"record {i} ({letters[i]})" for i in chosen],
+            )
+        except DataError as e:
+            raise DataError(f"{path}: {e}") from None
+        taxels = inputs.shape[2] // (2 if opts.channels == "split" else 1)
+        if taxels != N_TAXELS:  # 11 taxels split would pass for 22 channels otherwise
+            raise DataError(f"{path}: its records have {taxels} taxels; the Braille sensor "
+                            f"has {N_TAXELS}")
         info = DatasetInfo(
             name=f"braille_th{opts.threshold}_{opts.which}_{opts.channels}",
             classes=classes,

@@ -115,6 +115,7 @@ def bin_events(
     n_steps: int,
     channels: Literal["split", "merged"] = "split",
     clip: bool = True,
+    names: Sequence[str] | None = None,
 ) -> torch.Tensor:
     """Count events per time bin: ``[N, n_steps, C]`` float32.
 
@@ -123,7 +124,9 @@ def bin_events(
     With ``channels="split"`` there are ``2 * n_taxels`` channels: ON events of taxels
     ``0..n-1`` first, then OFF events of taxels ``0..n-1``; with ``"merged"`` one channel per
     taxel counts both. ``clip=True`` turns counts into 0/1 spikes (for ``"merged"``, the
-    logical OR of ON and OFF).
+    logical OR of ON and OFF). ``names``: how an error names each sample (``record 6 (I)``;
+    default ``sample i``), since a sample's place among those chosen is not its place in a
+    file.
     """
     if channels not in ("split", "merged"):
         raise ConfigError(Problem("channels", channels, "must be 'split' or 'merged'"))
@@ -132,21 +135,35 @@ def bin_events(
     if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
         raise ConfigError(Problem("n_steps", n_steps, "must be an integer >= 1"))
     n = len(samples)
-    n_taxels = len(samples[0]) if n else 0
+
+    def name(i: int) -> str:
+        return names[i] if names is not None else f"sample {i}"
+
+    shape = "a list per taxel of [on_times, off_times], each a list of seconds"
+    n_taxels = 0
     times: list[float] = []
     counts: list[int] = []
     for i, sample in enumerate(samples):
-        if len(sample) != n_taxels:
-            raise DataError(f"sample {i} has {len(sample)} taxels, sample 0 has {n_taxels}")
+        try:
+            taxels = len(sample)
+        except TypeError:
+            raise DataError(f"{name(i)}: its events must be {shape}, got "
+                            f"{type(sample).__name__}") from None
+        if i == 0:
+            n_taxels = taxels
+        elif taxels != n_taxels:
+            raise DataError(f"{name(i)} has {taxels} taxels, {name(0)} has {n_taxels}")
         for taxel, polarities in enumerate(sample):
-            if len(polarities) != 2:
-                raise DataError(
-                    f"sample {i}, taxel {taxel}: expected [on_times, off_times], "
-                    f"got {len(polarities)} lists"
-                )
-            for ts in polarities:
-                times.extend(ts)
-                counts.append(len(ts))
+            try:
+                if len(polarities) != 2:
+                    raise DataError(f"{name(i)}, taxel {taxel}: expected [on_times, "
+                                    f"off_times], got {len(polarities)} lists")
+                for ts in polarities:
+                    times.extend(ts)
+                    counts.append(len(ts))
+            except TypeError:
+                raise DataError(f"{name(i)}, taxel {taxel}: its events must be {shape}, got "
+                                f"{polarities!r:.80}") from None
     n_channels = 2 * n_taxels if channels == "split" else n_taxels
     out = np.zeros((n, n_steps, n_channels), dtype=np.float32)
     if times:
@@ -162,9 +179,10 @@ def bin_events(
         taxel = np.repeat((cell // 2) % n_taxels, reps)
         polarity = np.repeat(cell % 2, reps)  # 0 = ON, 1 = OFF
         channel = polarity * n_taxels + taxel if channels == "split" else taxel
-        step = np.floor(t / bin_size + 1e-9).astype(np.int64)
-        keep = (t >= 0) & (step < n_steps)
-        np.add.at(out, (sample_idx[keep], step[keep], channel[keep]), 1.0)
+        bins = np.floor(t / bin_size + 1e-9)
+        keep = (t >= 0) & (bins < n_steps)  # before the cast: 1e300 s would wrap around
+        step = bins[keep].astype(np.int64)
+        np.add.at(out, (sample_idx[keep], step, channel[keep]), 1.0)
     if clip:
         np.minimum(out, 1.0, out=out)
     return torch.from_numpy(out)
