@@ -96,6 +96,12 @@ def test_other_letters_at_another_threshold_have_the_pool_task_s_shape(events: P
     th2 = write_tiny_event_file(events.parent / "data_braille_letters_th2", BRAILLE_LETTERS,
                                 per_letter=2)
     assert load_braille_other_letters(split_task, th2, threshold=2).inputs.shape[1:] == (68, 24)
+    # Bins that do not divide 1.28 s: as many as rebinning the pool keeps (it drops a last
+    # partial bin), so that the weights still carry over
+    for bin_size, steps in ((0.035, 36), (0.03, 42)):
+        odd = load_braille_other_letters({**pool_task, "bin_size": bin_size}, events,
+                                         threshold=10)
+        assert odd.inputs.shape[1] == steps == 256 // round(bin_size / 0.005)
 
 
 def test_transfer_weights_carries_input_and_recurrent_weights_not_the_readout() -> None:

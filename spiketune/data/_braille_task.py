@@ -14,6 +14,7 @@ event file (``load_braille(preset="nir")``), so both sources give the same tenso
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 from collections.abc import Mapping
@@ -191,9 +192,13 @@ def load_braille_other_letters(
     if not others:
         raise DataError(f"letters={options['letters']!r} leaves no other letter of the archive")
     if threshold is not None and threshold != int(options["threshold"]):
-        # The task's window, which the pool's encoding sets (1.28 s) rather than the option.
-        window = (BRAILLE_PRESETS["nir"]["window"] if _is_pool_encoding(options)
-                  else options.get("window"))
+        # The task's window, which the pool's encoding sets (1.28 s) rather than the option,
+        # cut as rebinning the pool cuts it (a last partial bin dropped): 36 bins of 35 ms,
+        # not 37.
+        window = options.get("window")
+        if _is_pool_encoding(options):
+            bin_size = float(options["bin_size"])
+            window = math.floor(BRAILLE_PRESETS["nir"]["window"] / bin_size + 1e-9) * bin_size
         options = {**options, "threshold": threshold, "window": window}
     return _load_archive_encoding(options, others, path, download=download)
 
