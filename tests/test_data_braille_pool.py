@@ -16,9 +16,11 @@ from torch.utils.data import TensorDataset
 from spiketune.data import (
     BRAILLE_PRESETS,
     BRAILLE_REDUCED_LETTERS,
+    BRAILLE_TASK_DEFAULTS,
     Dataset,
     DatasetInfo,
     load_braille,
+    load_braille_encoding,
     load_braille_pool,
     stratified_split,
 )
@@ -119,6 +121,17 @@ def test_pool_loader_refuses_other_objects_and_finds_the_file_in_a_directory(
         load_braille_pool(tmp_path)
     save_pool(tmp_path / "braille_reduced_th1_pool.pt", *pool_like())
     assert len(load_braille_pool(tmp_path)) == 14
+    # read as what it is not: an event file, or at another window than the one it holds
+    pool = tmp_path / "braille_reduced_th1_pool.pt"
+    copy = tmp_path / "pool_without_suffix"
+    copy.write_bytes(pool.read_bytes())
+    for path in (pool, copy):
+        with pytest.raises(DataError, match=r"is a TensorDataset file .* not an event file"):
+            load_braille(path, preset="nir", progress=False)
+    options = {**BRAILLE_TASK_DEFAULTS, "threshold": 1, "channels": "merged"}
+    with pytest.raises(DataError, match=r"window=1\.35: the pool file .* holds 1\.28 s"):
+        load_braille_encoding({**options, "window": 1.35}, pool)
+    assert load_braille_encoding({**options, "window": 1.28}, pool).inputs.shape[1] == 64
 
 
 def test_nir_preset_is_the_explicit_options(th1_file: Path) -> None:

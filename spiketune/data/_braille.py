@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import re
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
@@ -229,6 +230,9 @@ def read_braille_events(path: Path | str) -> tuple[list[str], list[Events]]:
     Accepts the list-of-dicts pickle and the pandas table; anything else is ``DataError``.
     """
     path = Path(path)
+    if _is_torch_file(path):  # else "truncated or corrupt", which it is not
+        raise DataError(f"{path} is a TensorDataset file (a pool of encoded samples), not an "
+                        "event file: read it with load_braille_pool or load_braille_encoding")
     obj = safe_load(path)
     if isinstance(obj, list):
         letters, events = [], []
@@ -248,6 +252,17 @@ def read_braille_events(path: Path | str) -> tuple[list[str], list[Events]]:
         if not isinstance(letter, str):
             raise DataError(f"{path}: record {i} has a non-text letter {letter!r}")
     return letters, events
+
+
+def _is_torch_file(path: Path) -> bool:
+    """Whether ``path`` is what ``torch.save`` writes: a zip archive holding ``data.pkl``."""
+    if path.suffix in (".pt", ".pth"):
+        return True
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return any(name.endswith("/data.pkl") for name in zf.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
 
 
 def _select(

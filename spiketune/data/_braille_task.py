@@ -216,3 +216,7 @@ def _check_pool_options(options: Mapping[str, Any], location: Path) -> None:
                 f"{key}={options[key]!r}: the pool file {location} holds threshold-1, "
                 f"merged, reduced letters; {key} must be {wanted!r} with it"
             )
+    window, held = options.get("window"), BRAILLE_PRESETS["nir"]["window"]
+    if window is not None and not math.isclose(float(window), held):
+        raise DataError(f"window={window!r}: the pool file {location} holds {held:g} s per "
+                        "sample; leave window out with it")
