@@ -128,6 +128,57 @@ def test_kill_9_then_resume(tmp_path: Path, exp_root: Path, trial_script, monkey
     assert exp.status == "done"
 
 
+IN_PROCESS_SCHEDULER = """
+import pathlib, sys, time
+import spiketune.trial as st
+from spiketune import Experiment
+
+marker, root = pathlib.Path(sys.argv[1]), sys.argv[2]
+
+def trial(p):
+    st.report_intermediate_result(0.25)
+    st.report_intermediate_result(0.5)
+    if p["x"] == 1:
+        st.report_final_result(0.75)
+    (marker.parent / f"ready{p['x']}").touch()
+    while marker.exists():
+        time.sleep(0.05)
+    return 1.0
+
+Experiment(trial=trial, search_space={"x": {"_type": "choice", "_value": [0, 1]}},
+           tuner="GridSearch", concurrency=2, max_trials=2, experiment_dir=root).run()
+"""
+
+
+def test_in_process_trials_keep_what_they_reported_when_their_scheduler_is_killed(
+    tmp_path: Path, exp_root: Path
+) -> None:
+    """In-process trials die with the scheduler they share a process with; resume finds
+    their reports in metrics.jsonl as it does a trial process's: the intermediate results of
+    one, the final result that makes the other COMPLETE."""
+    script = tmp_path / "scheduler.py"
+    script.write_text(IN_PROCESS_SCHEDULER)
+    marker = tmp_path / "hold"
+    marker.touch()
+    scheduler = subprocess.Popen([sys.executable, str(script), str(marker), str(exp_root)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 start_new_session=True)
+    try:
+        wait_for(lambda: all((tmp_path / f"ready{x}").exists() for x in (0, 1)), 30,
+                 "both trials to have reported")
+    finally:
+        os.kill(scheduler.pid, signal.SIGKILL)
+        scheduler.wait()
+    directory = _experiment_dir(exp_root)
+    assert directory is not None
+    after = Experiment.load(directory, trial=lambda p: 0.0).resume()
+    by_x = {r.parameters["x"]: r for r in after.records}
+    assert by_x[0].outcome == Outcome.FAILED and "interrupted" in by_x[0].reason
+    assert by_x[0].intermediate == [{"default": 0.25}, {"default": 0.5}]
+    assert by_x[1].outcome == Outcome.COMPLETE and by_x[1].value == 0.75
+    assert len(after.records) == 2
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["spiketune stop", "Ctrl-C"])
 def test_stop_from_another_process(tmp_path: Path, exp_root: Path, trial_script, how) -> None:

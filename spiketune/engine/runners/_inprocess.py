@@ -48,7 +48,9 @@ class _InProcessChannel:
         if kind == protocol.FINAL:
             if self.final is None:
                 self.final = value
+                self.keep(kind, value)
             return
+        self.keep(kind, value)
         # Wait until the scheduler has seen the report, so that an assessor's verdict takes
         # effect at this step, as it would for the same trial run as a subprocess at speed.
         self.handled.clear()
@@ -58,6 +60,15 @@ class _InProcessChannel:
             raise protocol.TrialStopped(self.stop_reason.value)
 
 
+    def keep(self, kind: str, value: dict[str, Any]) -> None:
+        """Write the report to the trial's ``metrics.jsonl`` too, as a trial process does:
+        the scheduler shares this process, and if it is killed, ``resume`` finds there what
+        the trial had reported (its intermediate results, a final result that makes it
+        COMPLETE)."""
+        if self.trial_dir is not None:
+            protocol.append_metric(self.trial_dir, kind, value)
+
+
 class InProcessRunner(Runner):
     """Runs a Python callable as the trial, one thread per running trial.
 
@@ -65,8 +76,10 @@ class InProcessRunner(Runner):
     :func:`spiketune.trial.get_next_parameter`); it reports through :mod:`spiketune.trial`
     and may return its final result instead of reporting it. The engine cannot kill a thread:
     an assessor's stop, a timeout or an experiment stop take effect at the trial's next report
-    (where :class:`~spiketune.trial.TrialStopped` is raised), and ``force`` cannot do more.
-    The trial directory holds ``parameter.json`` and whatever the trial writes there.
+    (where :class:`~spiketune.trial.TrialStopped` is raised) or when it returns its result,
+    and ``force`` cannot do more. The trial directory holds ``parameter.json``, the trial's
+    reports in ``metrics.jsonl`` (as a trial process writes them) and whatever the trial
+    writes there.
 
     ``max_trial_duration`` (seconds) and the duration budget's end (the launch's
     ``SPIKETUNE_BUDGET_END``) are the trial's own, as its thread sees them through
@@ -103,7 +116,12 @@ class InProcessRunner(Runner):
             params = json.loads(json.dumps(channel.parameters))  # the trial may mutate its copy
             result = self.fn(params) if self._pass_params else self.fn()
             if result is not None and channel.final is None:
+                # Returning the result is the trial's last report: a stop decided meanwhile
+                # (its time limit, the budget's end) takes effect there, as at any report.
+                if channel.stop_reason is not None:
+                    raise protocol.TrialStopped(channel.stop_reason.value)
                 channel.final = protocol.normalize_metric(result)
+                channel.keep(protocol.FINAL, channel.final)
         except protocol.TrialStopped:
             stopped = True
         except BaseException as e:  # a failing trial must not take the scheduler down
