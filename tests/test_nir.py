@@ -125,6 +125,18 @@ def test_unexpressible_models_are_refused_with_the_way_out() -> None:
     assert set(APPROXIMATIONS) == {"adaptation", "refractory", "reset", "synapse"}
 
 
+def test_approximate_none_means_none_and_other_values_are_refused() -> None:
+    """``approximate=None`` (an optional setting passed on) is no approximation at all; a value
+    that is not names of approximations is refused naming ``approximate``, not a TypeError."""
+    net = _net(reset="zero")
+    assert to_graph(net, approximate=None).metadata["approximations"] == "none"
+    with pytest.raises(ExportError, match="reset"):
+        to_graph(_net(reset="subtract"), target="snntorch", approximate=None)
+    for bad in (5, [1, 2]):
+        with pytest.raises(ExportError, match=r"approximate=.*expected names of approximations"):
+            to_graph(net, approximate=bad)  # type: ignore[arg-type]
+
+
 def test_approximations_write_the_simpler_network() -> None:
     x = _spikes_in(n=4, steps=40)
     plain = simulate(to_graph(_net(reset="zero")), x).output

@@ -46,7 +46,7 @@ import dataclasses
 import json
 import math
 import os
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -92,15 +92,16 @@ def to_graph(
     *,
     target: str = "generic",
     dt: float | None = None,
-    approximate: Collection[str] = (),
+    approximate: Collection[str] | None = (),
 ) -> nir.NIRGraph:
     """The NIR graph of ``model`` (see the module docstring for the nodes and the mapping).
 
     ``target``: the importer the graph is for, one of :data:`TARGETS`. ``dt``: the integration
     step in seconds the graph's time constants are expressed against (default: the model's
     ``config.dt``; snnTorch's fixed 1e-4 s and Norse's default 1e-3 s for those targets).
-    ``approximate``: names from :data:`APPROXIMATIONS`. Raises ExportError for a model type or
-    feature the target cannot run exactly and that ``approximate`` does not accept.
+    ``approximate``: names from :data:`APPROXIMATIONS` (None: none). Raises ExportError for a
+    model type or feature the target cannot run exactly and that ``approximate`` does not
+    accept.
     """
     profile = get_profile(target)
     accepted = _check_approximations(approximate)
@@ -114,7 +115,7 @@ def export(
     *,
     target: str = "generic",
     dt: float | None = None,
-    approximate: Collection[str] = (),
+    approximate: Collection[str] | None = (),
 ) -> Path:
     """Write ``model`` as a NIR file (HDF5) at ``path``; returns the path.
 
@@ -162,16 +163,27 @@ def _os_reason(err: OSError) -> str:
     return err.strerror or str(err) or type(err).__name__
 
 
-def _check_approximations(approximate: Collection[str]) -> frozenset[str]:
+def _check_approximations(approximate: Collection[str] | None) -> frozenset[str]:
+    """The accepted approximations as a set: None means none (what a caller passing an
+    optional setting on gets), one name stands for itself; anything but names of
+    :data:`APPROXIMATIONS` is an ExportError naming ``approximate``."""
+    if approximate is None:
+        return frozenset()
     if isinstance(approximate, str):
         approximate = (approximate,)
-    unknown = sorted(set(approximate) - set(APPROXIMATIONS))
+    names = tuple(approximate) if isinstance(approximate, Iterable) else None
+    if names is None or not all(isinstance(a, str) for a in names):
+        raise ExportError(
+            f"approximate={approximate!r}: expected names of approximations (a set of strings "
+            f"such as {{'reset'}}), or None for none; known: {', '.join(APPROXIMATIONS)}"
+        )
+    unknown = sorted(set(names) - set(APPROXIMATIONS))
     if unknown:
         raise ExportError(
             f"approximate={unknown!r}: unknown approximation; known: "
             + ", ".join(f"{k!r} ({v})" for k, v in APPROXIMATIONS.items())
         )
-    return frozenset(approximate)
+    return frozenset(names)
 
 
 def _find_converter(
@@ -369,7 +381,7 @@ def export_best_model(
     *,
     target: str = "generic",
     dt: float | None = None,
-    approximate: Collection[str] = (),
+    approximate: Collection[str] | None = (),
 ) -> Path:
     """Write the experiment's best model (``<experiment_dir>/best_model/best_model.pt``, a
     checkpoint of :func:`spiketune.snn.save_checkpoint`) in ``format`` (only ``"nir"`` so far)
