@@ -145,6 +145,20 @@ def test_a_graph_without_dt_names_the_option() -> None:
     assert to_network(net_graph, dt=1e-3).config.dt == 1e-3
 
 
+def test_input_that_is_not_batch_steps_channels_numbers_is_refused_naming_x() -> None:
+    """No steps, text, ragged lists or too few dimensions: an ExportError naming ``x`` and the
+    shape it needs, where a run of no steps used to end in a KeyError and text in NumPy's
+    ValueError."""
+    graph = CASES["LI"][0]
+    rule = r"x must be numbers of shape \(batch, steps >= 1, channels\)"
+    with pytest.raises(ExportError, match=rule + r"; got shape \(2, 0, 1\)"):
+        simulate(graph, np.zeros((2, 0, 1)), dt=DT)
+    for bad in ("abc", [[[1.0], [2.0]], [[3.0]]], np.zeros((2, 3))):
+        with pytest.raises(ExportError, match=rule):
+            simulate(graph, bad, dt=DT)  # type: ignore[arg-type]
+    assert simulate(graph, np.zeros((0, 2, 1)), dt=DT).output.shape == (0, 2, 1)
+
+
 def test_a_graph_nir_rejects_on_its_type_check_is_read_with_a_warning(tmp_path: Path) -> None:
     # Rockpool 3.1 writes a 3-neuron population's output type as [[1]]
     lif = nir.CubaLIF(tau_syn=_a(2e-3, 2e-3, 2e-3), tau_mem=_a(4e-3, 4e-3, 4e-3),

@@ -87,9 +87,7 @@ def simulate(
     for src, dst in edges:
         sources[dst].append(src)
 
-    xs = np.asarray(x.detach().cpu().numpy() if isinstance(x, Tensor) else x, dtype=np.float64)
-    if xs.ndim != 3:
-        raise ExportError(f"x must be (batch, steps, channels), got shape {xs.shape}")
+    xs = _input_array(x)
     batch, n_steps, channels = xs.shape
     sims = {k: _Sim.of(nodes[k], step, batch) for k in order}
     _check_sizes(nodes, edges, sims, inputs[0], channels)
@@ -124,6 +122,22 @@ def simulate(
     return Simulation(
         output=traces[outputs[0]], records={k: traces[k] for k in record}, states=states
     )
+
+
+def _input_array(x: Any) -> np.ndarray:
+    """``x`` as a float64 array ``(batch, steps >= 1, channels)``; an ExportError naming ``x``
+    and that shape for anything else (text, ragged lists, no steps): the output is sized at
+    the first step, so a run of no steps has none to give."""
+    rule = "x must be numbers of shape (batch, steps >= 1, channels)"
+    try:
+        xs = np.asarray(x.detach().cpu().numpy() if isinstance(x, Tensor) else x,
+                        dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ExportError(f"{rule}; got a {type(x).__name__} that is not an array of "
+                          f"numbers: {x!r:.80}") from None
+    if xs.ndim != 3 or xs.shape[1] < 1:
+        raise ExportError(f"{rule}; got shape {xs.shape}")
+    return xs
 
 
 def _check_sizes(nodes: Mapping[str, Any], edges: list[tuple[str, str]],
