@@ -297,3 +297,45 @@ def test_weights_that_do_not_fit_their_layers_are_refused_by_node() -> None:
     bad.nodes["w_in"].weight[0, 0] = np.nan
     with pytest.raises(ExportError, match="node 'w_in': its weights hold non-finite values"):
         to_network(bad)
+
+
+def test_edited_time_constants_shapes_and_ends_are_refused_by_node() -> None:
+    """A graph edited by hand or written by another tool: a time constant of 0, weights that are
+    not a matrix, an Input declaring other channels than its Linear takes, a chain that does not
+    end in an Output. Each is an ExportError naming the node, where they used to escape as
+    ZeroDivisionError, IndexError or torch's RuntimeError, or be read silently."""
+    def edited(edit: Any) -> nir.NIRGraph:
+        g = to_graph(_net("zero"))
+        edit(g)
+        return g
+
+    def zero_tau(node: Any) -> None:
+        node.tau = np.zeros_like(node.tau)
+
+    with pytest.raises(ExportError, match=r"node 'readout': tau=0 s; a time constant must be"):
+        to_network(edited(lambda g: zero_tau(g.nodes["readout"])))
+    with pytest.raises(ExportError, match=r"node 'hidden': tau=0 s"):
+        to_network(edited(lambda g: zero_tau(g.nodes["hidden"].nodes["lif"])))
+    with pytest.raises(ExportError, match=r"node 'w_out': weight of shape \[20\]; weights"):
+        to_network(edited(lambda g: setattr(g.nodes["w_out"], "weight", np.ones(20))))
+    with pytest.raises(ExportError, match=r"node 'w_in': weight of shape \[20, 5, 2\]"):
+        to_network(edited(lambda g: setattr(g.nodes["w_in"], "weight", np.ones((20, 5, 2)))))
+    with pytest.raises(ExportError, match=r"node 'hidden': recurrent weight of shape \[20\]"):
+        to_network(edited(lambda g: setattr(g.nodes["hidden"].nodes["w_rec"], "weight",
+                                            np.zeros(20))))
+    with pytest.raises(ExportError, match=r"node 'input': its input_type declares 7 values, "
+                                          r"but 'w_in' takes 5"):
+        to_network(edited(lambda g: setattr(g.nodes["input"], "input_type",
+                                            {"input": np.array([7])})))
+    with pytest.raises(ExportError, match=r"node 'output': its output_type declares 3 values, "
+                                          r"but 'w_out' puts out 4"):
+        to_network(edited(lambda g: setattr(g.nodes["output"], "output_type",
+                                            {"output": np.array([3])})))
+
+    def no_output(g: nir.NIRGraph) -> None:
+        g.nodes["scale"] = nir.Scale(scale=np.ones(4))
+        del g.nodes["output"]
+        g.edges = [(a, "scale" if b == "output" else b) for a, b in g.edges]
+
+    with pytest.raises(ExportError, match=r"-> readout \(LI\) -> scale \(Scale\)$"):
+        to_network(edited(no_output))

@@ -17,9 +17,10 @@ spiketune, snnTorch and Norse write it::
 Parameters are read with NIR's forward-Euler semantics at ``dt`` (seconds): ``alpha = 1 -
 dt/tau``, and the input gain ``r dt/tau`` (times ``w_in dt/tau_syn`` for a CubaLIF) is folded
 into the weights into the layer. Time constants and thresholds must be the same for every neuron
-of a layer, ``v_leak`` and ``v_reset`` zero, and recurrent weights without self-connections
-(spiketune's layer has none); anything else is refused with ExportError naming the node and
-the value.
+of a layer (time constants > 0), ``v_leak`` and ``v_reset`` zero, weights matrices that fit the
+layers and the sizes the Input and Output nodes declare, and recurrent weights without
+self-connections (spiketune's layer has none); anything else is refused with ExportError naming
+the node and the value.
 """
 
 from __future__ import annotations
@@ -73,8 +74,11 @@ def to_network(
     chain = _chain(graph)
     names = [name for name, _ in chain]
     kinds = [type(node).__name__ for _, node in chain]
-    if len(chain) != 6 or not isinstance(chain[1][1], nir.Linear | nir.Affine) or not isinstance(
-        chain[3][1], nir.Linear | nir.Affine
+    if (
+        len(chain) != 6
+        or not isinstance(chain[1][1], nir.Linear | nir.Affine)
+        or not isinstance(chain[3][1], nir.Linear | nir.Affine)
+        or not isinstance(chain[5][1], nir.Output)
     ):
         raise ExportError(
             "to_network reads input -> Linear -> hidden -> Linear/Affine -> readout -> output; "
@@ -85,15 +89,19 @@ def to_network(
         raise ExportError(f"node {names[1]!r}: a bias into the hidden layer has no counterpart")
     hidden = _hidden(names[2], hidden_node, step)
     kappa, out_gain = _readout(names[4], readout_node, step)
-    w_in = np.asarray(w_in_node.weight, dtype=np.float64) * hidden.gain
-    w_out = np.asarray(w_out_node.weight, dtype=np.float64) * out_gain
+    w_in = _matrix(names[1], "weight", w_in_node.weight) * hidden.gain
+    w_out = _matrix(names[3], "weight", w_out_node.weight) * out_gain
     b_out = (
-        np.asarray(w_out_node.bias, dtype=np.float64) * out_gain
+        np.asarray(w_out_node.bias, dtype=np.float64).ravel() * out_gain
         if isinstance(w_out_node, nir.Affine)
         else None
     )
     _check_weights(names, w_in, hidden.w_rec, w_out, b_out,
                    hidden=_neuron_count(hidden_node), readout=_neuron_count(readout_node))
+    _check_declared(names[0], "input_type", chain[0][1].input_type, names[1], "takes",
+                    w_in.shape[1])
+    _check_declared(names[5], "output_type", chain[5][1].output_type, names[3], "puts out",
+                    w_out.shape[0])
     cfg = SNNConfig(
         **{
             **config,
@@ -122,6 +130,39 @@ def to_network(
         if hidden.w_rec is not None and net.w_rec is not None:
             net.w_rec.copy_(torch.from_numpy(hidden.w_rec * hidden.gain))
     return net
+
+
+def _matrix(name: str, field: str, values: Any) -> np.ndarray:
+    """A weight matrix ``[outputs, inputs]`` of numbers, or an ExportError naming the node
+    and the shape: a vector or a 3-D array edited into a graph would otherwise fail inside
+    NumPy or torch, far from the node that holds it."""
+    try:
+        w = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ExportError(f"node {name!r}: its {field} is not an array of numbers") from None
+    if w.ndim != 2:
+        raise ExportError(f"node {name!r}: {field} of shape {list(w.shape)}; weights between "
+                          "layers are a matrix [outputs, inputs]")
+    return w
+
+
+def _check_declared(name: str, field: str, declared: Any, neighbour: str, verb: str,
+                    size: int) -> None:
+    """The size an Input or Output node declares is the size of the weights next to it: a
+    graph whose Input says 5 channels and whose first Linear takes 3 is not one network, and
+    reading it by its weights alone would hide that. Only a shape written as a vector is
+    compared: writers that get these types wrong (see
+    :class:`spiketune.nir.GraphTypeWarning`) write a matrix such as ``[[1]]`` instead."""
+    shapes = list(declared.values()) if isinstance(declared, dict) else [declared]
+    if len(shapes) != 1:
+        return
+    shape = np.asarray(shapes[0])
+    if shape.ndim != 1 or shape.size == 0 or not np.issubdtype(shape.dtype, np.integer):
+        return
+    n = int(np.prod(shape))
+    if n != size:
+        raise ExportError(f"node {name!r}: its {field} declares {n} values, but {neighbour!r} "
+                          f"{verb} {size}")
 
 
 def _neuron_count(node: Any) -> int | None:
@@ -212,6 +253,16 @@ def _network_step(graph: nir.NIRGraph, dt: float | None, step: float) -> float:
                           "seconds") from None
 
 
+def _tau(name: str, field: str, values: Any) -> float:
+    """A layer's time constant: one value for all neurons and a finite number of seconds > 0
+    (an edited graph's 0 would divide by zero in every formula of the mapping)."""
+    tau = _uniform(name, field, values)
+    if not (np.isfinite(tau) and tau > 0):
+        raise ExportError(f"node {name!r}: {field}={tau:g} s; a time constant must be a finite "
+                          "number of seconds > 0 (forward Euler needs it >= dt)")
+    return tau
+
+
 def _decay(name: str, tau: float, dt: float) -> float:
     alpha = 1.0 - dt / tau
     if not 0.0 <= alpha < 1.0:
@@ -240,7 +291,7 @@ def _hidden(name: str, node: Any, dt: float) -> _Neurons:
             )
         if isinstance(weights[0], nir.Affine) and np.any(np.asarray(weights[0].bias) != 0):
             raise ExportError(f"subgraph {name!r}: a recurrent bias has no counterpart")
-        w_rec = np.asarray(weights[0].weight, dtype=np.float64)
+        w_rec = _matrix(name, "recurrent weight", weights[0].weight)
         if np.any(np.diag(w_rec) != 0):
             raise ExportError(
                 f"subgraph {name!r}: recurrent self-connections (non-zero diagonal) have no "
@@ -249,8 +300,8 @@ def _hidden(name: str, node: Any, dt: float) -> _Neurons:
         node = neurons[0]
     alpha_syn: float | None = None
     if isinstance(node, nir.CubaLIF):
-        tau_syn = _uniform(name, "tau_syn", node.tau_syn)
-        tau = _uniform(name, "tau_mem", node.tau_mem)
+        tau_syn = _tau(name, "tau_syn", node.tau_syn)
+        tau = _tau(name, "tau_mem", node.tau_mem)
         gain = _uniform(name, "w_in", node.w_in) * _uniform(name, "r", node.r) * dt / tau
         if not np.isclose(tau_syn, dt, rtol=1e-9, atol=0):
             alpha_syn = _decay(name, tau_syn, dt)  # its own synapse: a cuba_lif layer
@@ -259,7 +310,7 @@ def _hidden(name: str, node: Any, dt: float) -> _Neurons:
             _zero(name, "v_reset", node.v_reset)
         reset = "zero"
     elif isinstance(node, nir.LIF):
-        tau = _uniform(name, "tau", node.tau)
+        tau = _tau(name, "tau", node.tau)
         gain = _uniform(name, "r", node.r) * dt / tau
         _zero(name, "v_reset", node.v_reset)
         reset = "zero"
@@ -282,8 +333,8 @@ def _subtract_subgraph(name: str, inner: dict[str, Any], dt: float) -> _Neurons:
     if not np.allclose(np.asarray(scale.scale), -v_th, rtol=1e-12, atol=0):
         raise ExportError(f"subgraph {name!r}: the reset Scale must be -v_th = {-v_th:g}")
     _zero(name, "v_leak", li.v_leak)
-    tau = _uniform(name, "tau", li.tau)
-    w_rec = np.asarray(linear[0].weight, dtype=np.float64) if linear else None
+    tau = _tau(name, "tau", li.tau)
+    w_rec = _matrix(name, "recurrent weight", linear[0].weight) if linear else None
     if w_rec is not None and np.any(np.diag(w_rec) != 0):
         raise ExportError(f"subgraph {name!r}: recurrent self-connections have no counterpart")
     gain = _uniform(name, "r", li.r) * dt / tau
@@ -299,11 +350,11 @@ def _readout(name: str, node: Any, dt: float) -> tuple[float, float]:
     """``(kappa, gain)`` of the readout node."""
     if isinstance(node, nir.LIF) and np.all(np.asarray(node.v_threshold) >= NEVER_FIRES / 2):
         _zero(name, "v_leak", node.v_leak)
-        tau = _uniform(name, "tau", node.tau)
+        tau = _tau(name, "tau", node.tau)
         return _decay(name, tau, dt), _uniform(name, "r", node.r) * dt / tau
     if isinstance(node, nir.LI):
         _zero(name, "v_leak", node.v_leak)
-        tau = _uniform(name, "tau", node.tau)
+        tau = _tau(name, "tau", node.tau)
         return _decay(name, tau, dt), _uniform(name, "r", node.r) * dt / tau
     raise ExportError(
         f"node {name!r}: a nir.{type(node).__name__} readout has no spiketune counterpart; "
