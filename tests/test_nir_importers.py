@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-from spiketune.errors import ExportError
+from spiketune.errors import ConfigError, ExportError
 from spiketune.nir import check_export, export, read, simulate, to_graph, to_network
 from spiketune.nir._profiles import PROFILES
-from spiketune.snn import RecurrentSNN, SNNConfig, predict
+from spiketune.snn import L2MU, RecurrentSNN, SNNConfig, predict
 
 torch.set_num_threads(1)
 
@@ -195,6 +195,33 @@ def test_check_export_scores_model_and_export(tmp_path: Path) -> None:
     assert "model" in approx.summary() and "rockpool" in approx.summary()
     with pytest.raises(ExportError, match="data"):
         check_export(net, path, object())
+
+
+def test_check_export_refuses_a_graph_of_another_network_and_data_that_do_not_fit() -> None:
+    """A graph of another network (other sizes, reset or model kind) would be scored without
+    complaint and its agreement mean nothing; labels that do not match the inputs, an empty
+    set and batch_size=0 used to end in torch's errors. NumPy data is scored as tensors are."""
+    net = _net(reset="subtract")
+    x, labels = _spikes_in(n=8, steps=20), torch.arange(8) % 4
+    graph = to_graph(net)
+    other = to_graph(_net(n_rec=9, n_out=2, reset="zero"))
+    with pytest.raises(ExportError, match=r"not an export of this model: hidden neurons 9 in "
+                                          r"the graph, 20 in the model; classes 2 in the graph, "
+                                          r"4 in the model; reset zero in the graph, subtract"):
+        check_export(net, other, (x, labels))
+    with pytest.raises(ExportError, match=r"inputs 3 in the graph, 5 in the model"):
+        check_export(net, to_graph(_net(n_in=3)), (x, labels))
+    l2mu = L2MU(5, 4, order=2, theta=0.1, dt=1e-3, hidden_size=4)
+    with pytest.raises(ExportError, match=r"model: check_export scores a RecurrentSNN.*L2MU"):
+        check_export(l2mu, graph, (x, labels))  # type: ignore[arg-type]
+    with pytest.raises(ExportError, match=r"data: labels of shape \(5,\) for 8 inputs"):
+        check_export(net, graph, (x, labels[:5]))
+    with pytest.raises(ConfigError, match=r"batch_size: an integer >= 1 \(got 0\)"):
+        check_export(net, graph, (x, labels), batch_size=0)
+    as_numpy = check_export(net, graph, (x.numpy(), labels.numpy()), batch_size=3)
+    assert as_numpy == check_export(net, graph, (x, labels))
+    empty = check_export(net, graph, (x[:0], labels[:0]))
+    assert empty.samples == 0 and np.isnan(empty.model_accuracy) and np.isnan(empty.agreement)
 
 
 @pytest.mark.parametrize("target", ["generic", "snntorch", "norse"])

@@ -58,7 +58,7 @@ import torch
 from torch import Tensor
 
 from spiketune._lock import exclusive_lock
-from spiketune.errors import CheckpointError, ExportError, StorageError
+from spiketune.errors import CheckpointError, ConfigError, ExportError, Problem, StorageError
 from spiketune.nir._profiles import PROFILES, ImporterProfile, get_profile
 from spiketune.snn import ALIFParameters, LIFParameters, RecurrentSNN, load_checkpoint
 
@@ -329,39 +329,38 @@ def check_export(
     The graph is run as its importer would run it (the target's own conventions, e.g.
     Rockpool's exact decays and synaptic current), without the importer installed. Both are
     classified by the readout summed over the model's decision window (``loss_steps``).
+    Inputs and labels may be tensors or NumPy arrays; no samples give ``samples=0`` and NaN
+    figures. Raises ExportError when the graph was not written from a network of the model's
+    kind and shape (inputs, hidden neurons, classes, neuron, reset: its accuracy would mean
+    nothing) or the data do not fit the model, ConfigError for a ``batch_size`` below 1.
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(Problem("batch_size", batch_size, "an integer >= 1"))
+    if not isinstance(model, RecurrentSNN):
+        raise ExportError(
+            f"model: check_export scores a RecurrentSNN against the graph exported from it; "
+            f"got a {type(model).__name__}, which has no NIR export"
+        )
     if not isinstance(graph, nir.NIRGraph):
         from spiketune.nir._read import read
 
         graph = read(graph)
+    _check_graph_of(model, graph)
     meta = graph.metadata or {}
     target = str(meta.get("target", "generic"))
     profile = get_profile(target)
-    if isinstance(data, tuple) and len(data) == 2:
-        inputs, labels = data
-    elif hasattr(data, "inputs") and hasattr(data, "labels"):
-        inputs, labels = data.inputs, data.labels
-    else:
-        raise ExportError(
-            f"data: expected a Dataset (inputs, labels) or a pair (x, y); got "
-            f"{type(data).__name__}"
-        )
-    if inputs.dim() != 3 or inputs.shape[-1] != model.n_in:
-        raise ExportError(
-            f"data: inputs of shape {tuple(inputs.shape)}; the model reads (batch, steps, "
-            f"{model.n_in})"
-        )
+    inputs, labels = _scored_data(data, model.n_in)
     decide = model.readout_loss()
     dtype = next(model.parameters()).dtype
-    ours, theirs = [], []
+    ours, theirs = [torch.zeros(0, dtype=torch.long)], [torch.zeros(0, dtype=torch.long)]
     with torch.no_grad():
-        for lo in range(0, len(labels), max(1, batch_size)):
+        for lo in range(0, len(labels), batch_size):
             x = inputs[lo : lo + batch_size].to(dtype)
             ours.append(decide.scores(model.simulate(x).readout).argmax(-1).cpu())
             y = profile.readout_trace(graph, x.detach().cpu().double().numpy())
             theirs.append(decide.scores(torch.from_numpy(y)).argmax(-1))
     a, b = torch.cat(ours), torch.cat(theirs)
-    truth = torch.as_tensor(labels).cpu()
+    truth = labels.cpu()
     n = len(truth)
     return ExportCheck(
         target=target,
@@ -371,6 +370,64 @@ def check_export(
         samples=n,
         approximations=str(meta.get("approximations", "none")),
     )
+
+
+def _check_graph_of(model: RecurrentSNN, graph: nir.NIRGraph) -> None:
+    """ExportError unless ``graph`` has the shape of an export of ``model``: the weights
+    ``w_in`` and ``w_out`` every target writes, sized for the model's inputs, hidden neurons
+    and classes, and the neuron and reset its metadata records. A graph of another network
+    scores without complaint otherwise, and its agreement with the model means nothing."""
+    cfg = model.config
+    weights: dict[str, np.ndarray] = {}
+    for name in ("w_in", "w_out"):
+        w = np.asarray(getattr(graph.nodes.get(name), "weight", None))
+        if w.ndim != 2:
+            raise ExportError(
+                f"graph: no weight matrix in a node {name!r}; check_export scores a graph "
+                f"written by spiketune.nir.export (nodes: {', '.join(graph.nodes)})"
+            )
+        weights[name] = w
+    meta = graph.metadata or {}
+    pairs = [
+        ("inputs", weights["w_in"].shape[1], cfg.n_in),
+        ("hidden neurons", weights["w_in"].shape[0], cfg.n_rec),
+        ("classes", weights["w_out"].shape[0], cfg.n_out),
+        ("neuron", meta.get("neuron"), cfg.neuron),
+        ("reset", meta.get("reset"), cfg.reset),
+    ]
+    differs = [f"{what} {theirs!s} in the graph, {ours!s} in the model"
+               for what, theirs, ours in pairs if theirs is not None and theirs != ours]
+    if differs:
+        raise ExportError("graph: not an export of this model: " + "; ".join(differs))
+
+
+def _scored_data(data: Any, n_in: int) -> tuple[Tensor, Tensor]:
+    """``(inputs, labels)`` of ``data`` as tensors, inputs ``(B, T, n_in)`` and one label per
+    sample; ExportError naming what does not fit (NumPy arrays are converted)."""
+    if isinstance(data, tuple) and len(data) == 2:
+        inputs, labels = data
+    elif hasattr(data, "inputs") and hasattr(data, "labels"):
+        inputs, labels = data.inputs, data.labels
+    else:
+        raise ExportError(
+            f"data: expected a Dataset (inputs, labels) or a pair (x, y); got "
+            f"{type(data).__name__}"
+        )
+    try:
+        inputs, labels = torch.as_tensor(inputs), torch.as_tensor(labels)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ExportError(f"data: inputs and labels must be arrays of numbers ({e})") from None
+    if inputs.dim() != 3 or inputs.shape[-1] != n_in:
+        raise ExportError(
+            f"data: inputs of shape {tuple(inputs.shape)}; the model reads (batch, steps, "
+            f"{n_in})"
+        )
+    if labels.dim() != 1 or len(labels) != len(inputs):
+        raise ExportError(
+            f"data: labels of shape {tuple(labels.shape)} for {len(inputs)} inputs; one class "
+            "index per input"
+        )
+    return inputs, labels
 
 
 # ------------------------------------------------------------------ an experiment's best model
