@@ -16,7 +16,7 @@ import torch
 from numpy.polynomial import legendre
 from torch import nn
 
-from spiketune.errors import ConfigError
+from spiketune.errors import ConfigError, DataError
 from spiketune.snn._lmu import (
     L2MU,
     LMU,
@@ -399,6 +399,20 @@ def test_forward_trains_through_the_surrogate() -> None:
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
     with torch.no_grad():
         assert torch.equal(net(x), y.detach())
+
+
+@pytest.mark.parametrize("make", [
+    lambda: LMU(3, 2, order=2, theta=0.1, dt=0.01, hidden_size=4),
+    lambda: L2MU(3, 2, order=2, theta=0.1, dt=0.01, hidden_size=4),
+    lambda: L2MU(3, 2, order=2, theta=0.1, dt=0.01, hidden_size=4, readout="spiking"),
+])
+def test_an_empty_batch_gives_empty_results_and_no_steps_a_data_error(make: Any) -> None:
+    net = make()
+    assert net.simulate_for_bptt(torch.zeros(0, 5, 3)).readout.shape == (0, 5, 2)
+    with torch.no_grad():
+        assert net(torch.zeros(0, 5, 3)).shape == (0, 5, 2)
+    with pytest.raises(DataError, match=r"\(2, 0, 3\)"):
+        net.simulate(torch.zeros(2, 0, 3))
 
 
 # -- configuration ---------------------------------------------------------------------------

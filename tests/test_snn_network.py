@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spiketune.errors import ConfigError
+from spiketune.errors import ConfigError, DataError
 from spiketune.snn import RecurrentSNN, SNNConfig, initial_state, neuron_step
 from spiketune.snn._filters import leaky_filter, leaky_filter_loop
 
@@ -127,6 +127,19 @@ def test_bad_input_shape_is_a_config_error() -> None:
         net.simulate(torch.zeros(4, 30, 6))
     with pytest.raises(ConfigError):
         RecurrentSNN(config(), dtype=torch.float16)
+
+
+@pytest.mark.parametrize("neuron", ["lif", "alif"])
+def test_an_empty_batch_gives_empty_results_and_no_steps_a_data_error(neuron: str) -> None:
+    net = RecurrentSNN(config(neuron=neuron), seed=0)
+    empty = torch.zeros(0, 30, 5)
+    with torch.no_grad():
+        tr = net.simulate(empty)
+    assert tr.readout.shape == (0, 30, 3) and tr.spikes.shape == (0, 30, 16)
+    assert net.simulate_for_bptt(empty).readout.shape == (0, 30, 3)
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad), pytest.raises(DataError, match=r"\(4, 0, 5\)"):
+            net.simulate(torch.zeros(4, 0, 5))
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -20,7 +20,7 @@ _CHUNK = 32
 def leaky_filter(u: Tensor, decay: float, *, reverse: bool = False) -> Tensor:
     """Filter ``u`` (time first) with a constant per-step ``decay`` in [0, 1)."""
     n_steps = u.shape[0]
-    if n_steps == 0 or decay == 0.0:
+    if u.numel() == 0 or decay == 0.0:  # an empty batch too: nothing to filter
         return u.clone()
     chunk = min(_CHUNK, n_steps)
     n_chunks = -(-n_steps // chunk)

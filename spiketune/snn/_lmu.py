@@ -66,7 +66,7 @@ from torch import Tensor, nn
 from spiketune.errors import ConfigError, Problem
 from spiketune.snn._filters import leaky_filter, leaky_filter_loop
 from spiketune.snn._loss import ReadoutLoss
-from spiketune.snn._model import Model, check_keys
+from spiketune.snn._model import Model, check_keys, check_steps
 from spiketune.snn._stats import SpikeCounts
 from spiketune.snn._surrogate import SpikeFn, Surrogate, heaviside, spike_function
 
@@ -355,7 +355,7 @@ def _leaky_integrate(c: Tensor, beta: Tensor, chunk: int = 32) -> Tensor:
     cumulative product, whose gradient is finite even at ``beta = 0``.
     """
     n_steps = c.shape[0]
-    if n_steps == 0:
+    if c.numel() == 0:  # no steps, or an empty batch
         return c.clone()
     size = min(chunk, n_steps)
     n_chunks = -(-n_steps // size)
@@ -855,10 +855,12 @@ class _LegendreCell(Model):
     # -- pieces of the forward pass -------------------------------------------------------------
     def prepare_input(self, x: Tensor) -> Tensor:
         """Check a batch-first input (B, T, n_in); return it time-major, contiguous, in the
-        module's dtype and device."""
+        module's dtype and device. An empty batch gives empty results; no time steps is a
+        DataError, as for a :class:`~spiketune.snn.RecurrentSNN`."""
         if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[-1] != self.n_in:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ConfigError(Problem("input", shape, f"shape (batch, steps, {self.n_in})"))
+        check_steps(x)
         return x.to(device=self.w_x.device, dtype=self.w_x.dtype).transpose(0, 1).contiguous()
 
     def _projections(self, xt: Tensor) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
@@ -877,7 +879,7 @@ class _LegendreCell(Model):
         flat = z.reshape(-1, z.shape[-1])
         y = (torch.mm(flat, self.w_out.t()) if self.b_out is None
              else torch.addmm(self.b_out, flat, self.w_out.t()))
-        return y.view(*z.shape[:-1], -1)
+        return y.view(*z.shape[:-1], y.shape[-1])
 
 
 class LMU(_LegendreCell):

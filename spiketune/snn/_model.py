@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from spiketune.errors import Problem
+from spiketune.errors import DataError, Problem
 
 if TYPE_CHECKING:
     from typing import Self
@@ -109,3 +109,13 @@ def check_keys(config: Mapping[str, Any], known: set[str], required: set[str]) -
     problems = [Problem(k, config[k], listed) for k in config if k not in known]
     problems += [Problem(k, None, "required") for k in sorted(required - set(config))]
     return problems
+
+
+def check_steps(x: Tensor) -> None:
+    """Refuse an input (B, T, n) without time steps: a run of no steps has no readout to
+    decide from, no state to return and no firing rate; it is a cut gone wrong upstream, which
+    a DataError says here rather than an empty result far from the cause. (The Trainer holds
+    its data sets to the same rule.)"""
+    if x.shape[1] < 1:
+        raise DataError(f"input: a batch-first (batch, steps, n_in) tensor with at least one "
+                        f"time step, got shape {tuple(x.shape)}")

@@ -18,7 +18,7 @@ from spiketune.errors import ConfigError, Problem
 from spiketune.snn._config import SNNConfig
 from spiketune.snn._filters import leaky_filter
 from spiketune.snn._loss import ReadoutLoss, rate_regularisation
-from spiketune.snn._model import Model
+from spiketune.snn._model import Model, check_steps
 from spiketune.snn._neurons import (
     ALIFParameters,
     ALIFState,
@@ -348,10 +348,12 @@ class RecurrentSNN(Model):
     # -- pieces shared by the learning rules ------------------------------------------------
     def prepare_input(self, x: Tensor, *, contiguous: bool = True) -> Tensor:
         """Check a batch-first input and return it time-major in the network's dtype/device
-        (a view, without ``contiguous``)."""
+        (a view, without ``contiguous``). An empty batch gives empty results; no time steps
+        is a DataError (:func:`~spiketune.snn._model.check_steps`)."""
         if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[-1] != self.config.n_in:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ConfigError(Problem("input", shape, f"shape (batch, steps, {self.config.n_in})"))
+        check_steps(x)
         xt = x.to(device=self.w_in.device, dtype=self.w_in.dtype).transpose(0, 1)
         return xt.contiguous() if contiguous else xt
 
@@ -367,7 +369,7 @@ class RecurrentSNN(Model):
             u = torch.mm(flat, self.w_out.t())
         else:
             u = torch.addmm(self.b_out, flat, self.w_out.t())
-        return leaky_filter(u.view(*z.shape[:-1], -1), self.config.decay_out)
+        return leaky_filter(u.view(*z.shape[:-1], u.shape[-1]), self.config.decay_out)
 
     def feedback_matrix(self) -> Tensor:
         """B (n_rec, n_out): ``w_out`` transposed (symmetric e-prop) or the fixed random one."""
@@ -379,3 +381,4 @@ class RecurrentSNN(Model):
             f"n_in={c.n_in}, n_rec={c.n_rec}, n_out={c.n_out}, neuron={c.neuron}, "
             f"recurrent={c.recurrent}, rule={c.rule}"
         )
+
