@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -76,6 +77,12 @@ def test_zero_rows_and_bad_bits() -> None:
     with pytest.raises(ConfigError) as err:
         quantise_tensor(w, 1)
     assert err.value.problems[0].field == "weight_bits"
+
+
+def test_numpy_integer_bits_are_taken_as_python_ints() -> None:
+    q = quantise_network(_net(), np.int64(4))
+    assert q.bits == 4 and type(q.bits) is int
+    assert torch.equal(quantise_tensor(torch.ones(2, 2), np.int64(4))[1], torch.tensor(1 / 7))
 
 
 def test_quantise_network_copies_and_keeps_the_original() -> None:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
@@ -126,6 +127,12 @@ def test_bad_shapes_raise_config_error() -> None:
     with pytest.raises(ConfigError) as err:
         check_design("generic", 0, 10, 2.5, refractory=-1)  # type: ignore[arg-type]
     assert {p.field for p in err.value.problems} == {"n_in", "n_out", "refractory"}
+
+
+def test_numpy_integers_are_counts_as_in_snn_config() -> None:
+    sizes = [np.int64(n) for n in (12, 60, 7)]
+    assert check_design("generic", *sizes, refractory=np.int64(1)) == check_design(
+        "generic", 12, 60, 7, refractory=1)
 
 
 def test_check_config_reads_a_trial_dict_and_an_snn_config() -> None:

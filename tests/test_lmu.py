@@ -434,6 +434,31 @@ def test_parameter_errors_name_the_field(kw: dict[str, Any], field: str) -> None
         assert repr(kw[field]) in str(excinfo.value)
 
 
+@pytest.mark.parametrize("cls", [LMU, L2MU])
+def test_readout_bias_must_be_a_bool(cls: Any) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        cls(2, 2, order=3, theta=0.1, dt=0.001, readout_bias="no")
+    assert _fields(excinfo) == {"readout_bias"}
+
+
+@pytest.mark.parametrize("threshold", [math.inf, {"h": math.inf}, math.nan])
+def test_an_infinite_threshold_is_refused_as_snn_config_refuses_it(threshold: Any) -> None:
+    with pytest.raises(ConfigError, match=r"threshold\.h: a finite number"):
+        L2MU(2, 2, order=3, theta=0.1, dt=0.001, threshold=threshold)
+
+
+@pytest.mark.parametrize("cls", [LMU, L2MU])
+def test_numpy_sizes_are_taken_as_snn_config_takes_them(cls: Any) -> None:
+    i = np.int64
+    net = cls(i(3), i(2), order=i(2), theta=np.float32(0.125), dt=0.01, memory_size=i(2),
+              hidden_size=i(4))
+    plain = cls(3, 2, order=2, theta=0.125, dt=0.01, memory_size=2, hidden_size=4)
+    assert net.to_config() == plain.to_config()
+    assert all(type(v) in (int, float, bool, str, dict, type(None))
+               for v in net.to_config().values())
+    assert torch.equal(net(torch.ones(1, 5, 3)), plain(torch.ones(1, 5, 3)))
+
+
 def test_module_errors_are_collected_and_name_the_field() -> None:
     with pytest.raises(ConfigError) as excinfo:
         L2MU(0, 2, order=0, theta=0.1, dt=0.001, beta={"u": 1.5, "x": 0.5},

@@ -19,6 +19,7 @@ feasibility-aware sampler learns how far, not only whether, a region is infeasib
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -212,14 +213,14 @@ def check_design(
     problems = [
         Problem(name, value, "an integer >= 1")
         for name, value in (("n_in", n_in), ("n_rec", n_rec), ("n_out", n_out))
-        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1)
+        if not (is_integer(value) and value >= 1)
     ]
-    if not (isinstance(refractory, int) and not isinstance(refractory, bool) and refractory >= 0):
+    if not (is_integer(refractory) and refractory >= 0):
         problems.append(Problem("refractory", refractory, "an integer >= 0 (steps)"))
     if problems:
         raise ConfigError(problems, source="check_design")
-    layout = NetworkLayout.recurrent(n_in, n_rec, n_out, recurrent=recurrent, neuron=neuron,
-                                     refractory=refractory, reset=reset,
+    layout = NetworkLayout.recurrent(int(n_in), int(n_rec), int(n_out), recurrent=recurrent,
+                                     neuron=neuron, refractory=int(refractory), reset=reset,
                                      bias=bool(readout_bias))
     return check_layout(tgt, layout)
 
@@ -323,6 +324,12 @@ def constraints_from(
             raise HardwareError(f"violation of rule {v.rule!r}, which is not in {list(rules)}")
         worst[v.rule] = max(worst[v.rule], v.excess)
     return [worst[r] for r in rules]
+
+
+def is_integer(x: Any) -> bool:
+    """An integer, Python's or numpy's (``np.int64`` from an array or a search space, as
+    ``SNNConfig`` takes them), never a bool."""
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
 
 
 def _is_number(x: Any) -> bool:

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from spiketune.errors import ConfigError, Problem
+from spiketune.hardware._design import is_integer
 from spiketune.snn import RecurrentSNN, SNNConfig
 
 __all__ = ["QuantisedNetwork", "bitshift_decay", "quantise_network", "quantise_tensor"]
@@ -70,6 +71,7 @@ def quantise_tensor(w: Tensor, bits: int, *, per_channel: bool = False) -> tuple
     ``s`` is 0-d (per tensor) or has one entry per row (per channel). An all-zero tensor or
     row gets scale 1 (its codes are all 0)."""
     _check_bits(bits)
+    bits = int(bits)
     qmax = 2 ** (bits - 1) - 1
     w = w.detach()
     if per_channel:
@@ -105,6 +107,7 @@ def quantise_network(
     if not isinstance(model, RecurrentSNN):
         raise ConfigError(Problem("model", type(model).__name__, "a RecurrentSNN"))
     _check_bits(bits)
+    bits = int(bits)  # numpy's integers too, kept as Python's
     cfg = model.config
     decays: dict[str, tuple[float, float]] = {}
     if bitshift_decays:
@@ -142,5 +145,5 @@ def quantise_network(
 
 
 def _check_bits(bits: int) -> None:
-    if not (isinstance(bits, int) and not isinstance(bits, bool) and 2 <= bits <= 32):
+    if not (is_integer(bits) and 2 <= bits <= 32):
         raise ConfigError(Problem("weight_bits", bits, "an integer from 2 to 32"))

@@ -55,6 +55,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, NamedTuple, Self
@@ -130,15 +131,15 @@ class LMUParameters:
         problems = self._check()
         if problems:
             raise ConfigError(problems)
+        # numpy's integers and floats are accepted, and kept as Python's (configs, JSON)
+        for name, kind in (("order", int), ("memory_size", int), ("theta", float),
+                           ("dt", float)):
+            object.__setattr__(self, name, kind(getattr(self, name)))
 
     def _check(self) -> list[Problem]:
-        problems = []
-        if not (isinstance(self.order, int) and not isinstance(self.order, bool)
-                and self.order >= 1):
-            problems.append(Problem("order", self.order, "an integer >= 1"))
-        if not (isinstance(self.memory_size, int) and not isinstance(self.memory_size, bool)
-                and self.memory_size >= 1):
-            problems.append(Problem("memory_size", self.memory_size, "an integer >= 1"))
+        problems = [Problem(name, value, "an integer >= 1")
+                    for name, value in (("order", self.order), ("memory_size", self.memory_size))
+                    if not _is_count(value)]
         return problems + _check_times(self.theta, self.dt)
 
     @property
@@ -767,11 +768,12 @@ class _LegendreCell(Model):
         device: torch.device | str | None,
     ) -> None:
         super().__init__()
-        problems = _size_problems(n_in, n_out, hidden_size, dtype)
+        problems = _size_problems(n_in, n_out, hidden_size, dtype, readout_bias)
         if problems:
             raise ConfigError(problems)
         self.params = params
-        self.n_in, self.n_out, self.hidden_size = n_in, n_out, hidden_size
+        self.n_in, self.n_out, self.hidden_size = int(n_in), int(n_out), int(hidden_size)
+        n_in, n_out, hidden_size = self.n_in, self.n_out, self.hidden_size
         self._readout_loss = loss
         gen = torch.Generator(device="cpu")
         if seed is None:
@@ -906,7 +908,7 @@ class LMU(_LegendreCell):
     ) -> None:
         params, problems = _parameters(LMUParameters, order=order, theta=theta, dt=dt,
                                        memory_size=memory_size)
-        problems += _size_problems(n_in, n_out, hidden_size, dtype)
+        problems += _size_problems(n_in, n_out, hidden_size, dtype, readout_bias)
         readout_loss, more = _parameters(ReadoutLoss, kind=loss, steps=loss_steps)
         problems += more
         if problems:
@@ -984,7 +986,7 @@ class L2MU(_LegendreCell):
     ) -> None:
         params, problems = _parameters(L2MUParameters, order=order, theta=theta, dt=dt,
                                        memory_size=memory_size, detach_reset=detach_reset)
-        problems += _size_problems(n_in, n_out, hidden_size, dtype)
+        problems += _size_problems(n_in, n_out, hidden_size, dtype, readout_bias)
         betas, thresholds, more = _population_constants(beta, threshold)
         problems += more
         if readout not in READOUTS:
@@ -1211,29 +1213,42 @@ def _parameters(cls: type[Any], **kw: Any) -> tuple[Any, list[Problem]]:
         return None, list(error.problems)
 
 
+def _is_count(value: object) -> bool:
+    """An integer >= 1: Python's or numpy's (``np.int64`` from an array or a search space, as
+    :class:`~spiketune.snn.SNNConfig` takes them), never a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+
+def _is_real(value: object) -> bool:
+    """A finite real number, Python's or numpy's, not a bool."""
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
 def _size_problems(
-    n_in: object, n_out: object, hidden_size: object, dtype: object
+    n_in: object, n_out: object, hidden_size: object, dtype: object, readout_bias: object
 ) -> list[Problem]:
     problems = [
         Problem(name, value, "an integer >= 1")
         for name, value in (("n_in", n_in), ("n_out", n_out), ("hidden_size", hidden_size))
-        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1)
+        if not _is_count(value)
     ]
     if dtype not in (torch.float32, torch.float64):
         problems.append(Problem("dtype", str(dtype), "torch.float32 or torch.float64"))
+    if not isinstance(readout_bias, bool):  # "no" would be truthy: a bias nobody asked for
+        problems.append(Problem("readout_bias", readout_bias, "true or false"))
     return problems
 
 
 def _check_order(order: object) -> None:
-    if not (isinstance(order, int) and not isinstance(order, bool) and order >= 1):
+    if not _is_count(order):
         raise ConfigError(Problem("order", order, "an integer >= 1"))
 
 
 def _check_times(theta: object, dt: object) -> list[Problem]:
     problems = []
     for name, value, what in (("theta", theta, "a window"), ("dt", dt, "a step")):
-        ok = (isinstance(value, int | float) and not isinstance(value, bool)
-              and math.isfinite(value) and value > 0)
+        ok = _is_real(value) and value > 0  # type: ignore[operator]
         if not ok:
             problems.append(Problem(name, value, f"{what} in seconds, greater than 0"))
     return problems
@@ -1258,8 +1273,13 @@ def _population_constants(
     thresholds = per_population("threshold", threshold, 1.0)
     for p in POPULATIONS:
         b, t = betas[p], thresholds[p]
-        if not (isinstance(b, int | float) and not isinstance(b, bool) and 0.0 <= b <= 1.0):
+        if _is_real(b) and 0.0 <= b <= 1.0:
+            betas[p] = float(b)
+        else:
             problems.append(Problem(f"beta.{p}", b, "a decay per step in [0, 1]"))
-        if not (isinstance(t, int | float) and not isinstance(t, bool) and t > 0):
-            problems.append(Problem(f"threshold.{p}", t, "greater than 0"))
+        # finite, as SNNConfig's v_th: an infinite threshold is a population that never fires
+        if _is_real(t) and t > 0:
+            thresholds[p] = float(t)
+        else:
+            problems.append(Problem(f"threshold.{p}", t, "a finite number greater than 0"))
     return betas, thresholds, problems
