@@ -25,7 +25,14 @@ from spiketune.data import (
     load_braille_encoding,
     load_braille_other_letters,
 )
-from spiketune.snn import RecurrentSNN, SNNConfig, load_checkpoint, transfer_weights
+from spiketune.snn import (
+    L2MU,
+    LMU,
+    RecurrentSNN,
+    SNNConfig,
+    load_checkpoint,
+    transfer_weights,
+)
 
 #: The letters the reduced task leaves out, in the archive's order.
 OTHERS = tuple(letter for letter in BRAILLE_LETTERS if letter not in BRAILLE_REDUCED_LETTERS)
@@ -123,8 +130,22 @@ def test_transfer_weights_refuses_other_shapes_and_leaves_the_target_alone() -> 
     with pytest.raises(ConfigError, match=r"transfer\.w_in.*\(8, 4\).*got \(6, 4\)"):
         transfer_weights(source, target)
     assert all(torch.equal(v, before[k]) for k, v in target.state_dict().items())
-    with pytest.raises(ConfigError, match=r"transfer\.w_in.*missing"):
+    with pytest.raises(ConfigError, match=r"source:.*RecurrentSNN.*\(got 'Linear'\)"):
         transfer_weights(torch.nn.Linear(2, 2), target)
+
+
+def test_transfer_weights_refuses_another_model_class_and_what_is_no_network() -> None:
+    """An L2MU and an LMU share six matrices by name and shape, not by meaning."""
+    lmu = LMU(3, 2, order=2, theta=0.1, dt=0.01, hidden_size=4)
+    l2mu = L2MU(3, 2, order=2, theta=0.1, dt=0.01, hidden_size=4, seed=1)
+    before = {k: v.clone() for k, v in lmu.state_dict().items()}
+    with pytest.raises(ConfigError, match=r"source:.*class, LMU.*\(got 'L2MU'\)"):
+        transfer_weights(l2mu, lmu)
+    assert all(torch.equal(v, before[k]) for k, v in lmu.state_dict().items())
+    with pytest.raises(ConfigError, match=r"source: a network.*\(got 'NoneType'\)"):
+        transfer_weights(None, lmu)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"target: a network.*\(got 'dict'\)"):
+        transfer_weights(lmu, {})  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("value", [-1, 1.5, True, "20", float("nan"), float("inf")])

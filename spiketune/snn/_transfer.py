@@ -27,11 +27,21 @@ def transfer_weights(
     """Copy ``source``'s parameters into ``target``'s by name, all but those in ``skip``;
     returns the names copied.
 
-    Every parameter of ``target`` outside ``skip`` must exist in ``source`` with the same
-    shape: a network built with other sizes (``n_rec``, inputs) or another model cannot give
-    its weights, and a :class:`~spiketune.errors.ConfigError` names the first that differs
-    rather than leaving the target half initialised. ``target`` is left unchanged then.
+    Both must be modules of the same class, and every parameter of ``target`` outside
+    ``skip`` must exist in ``source`` with the same shape: a network built with other sizes
+    (``n_rec``, inputs) or another model cannot give its weights (an L²MU and an LMU share
+    the names and shapes of six matrices, but not what they mean), and a
+    :class:`~spiketune.errors.ConfigError` names the class or the first parameter that
+    differs rather than leaving the target half initialised. ``target`` is left unchanged then.
     """
+    for name, net in (("source", source), ("target", target)):
+        if not isinstance(net, nn.Module):
+            raise ConfigError(Problem(name, type(net).__name__, "a network (a torch Module)"))
+    if type(source) is not type(target):
+        raise ConfigError(Problem(
+            "source", type(source).__name__,
+            f"a network of the target's class, {type(target).__name__}: another model "
+            "cannot give its weights"))
     given = dict(source.named_parameters())
     wanted = [(name, p) for name, p in target.named_parameters() if name not in skip]
     for name, p in wanted:
