@@ -435,6 +435,12 @@ def test_parameter_errors_name_the_field(kw: dict[str, Any], field: str) -> None
 
 
 @pytest.mark.parametrize("cls", [LMU, L2MU])
+def test_a_seed_that_is_no_generator_seed_is_refused_by_name(cls: Any) -> None:
+    with pytest.raises(ConfigError, match=r"seed: an integer.*\(got 'a'\)"):
+        cls(2, 2, order=3, theta=0.1, dt=0.001, seed="a")
+
+
+@pytest.mark.parametrize("cls", [LMU, L2MU])
 def test_readout_bias_must_be_a_bool(cls: Any) -> None:
     with pytest.raises(ConfigError) as excinfo:
         cls(2, 2, order=3, theta=0.1, dt=0.001, readout_bias="no")

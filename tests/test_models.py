@@ -434,6 +434,8 @@ def test_model_from_params_names_every_problem() -> None:
     assert {"tau_mem", "loss_window", "theta"} <= fields
     with pytest.raises(ConfigError, match=r"model.*one of l2mu, lmu, rsnn"):
         model_from_params("gru", {}, **sizes)
+    with pytest.raises(ConfigError, match=r"params: a mapping .*\(got 'list'\)"):
+        model_from_params("lmu", [("order", 2)], **sizes)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"threshold\.h: a finite number .*\(got inf\)"):
         model_from_params("l2mu", {"order": 4, "theta": 0.5, "threshold_h": math.inf}, **sizes)
 

@@ -128,6 +128,21 @@ def test_extra_values_that_would_not_load_back_are_refused_before_saving(tmp_pat
         save_checkpoint(tmp_path / "missing" / "net.pt", net)
 
 
+def test_a_training_record_of_the_wrong_type_is_refused_by_name(tmp_path: Path) -> None:
+    from spiketune.errors import ConfigError
+
+    net = RecurrentSNN(config(), seed=0)
+    path = tmp_path / "net.pt"
+    with pytest.raises(ConfigError) as info:
+        save_checkpoint(path, net, train_config={"epochs": 1},  # type: ignore[arg-type]
+                        history=[{"epoch": 1}])  # type: ignore[arg-type]
+    assert [(p.field, p.value) for p in info.value.problems] == [
+        ("train_config", "dict"), ("history", "list")]
+    with pytest.raises(ConfigError, match=r"extra: a dict or None \(got 'list'\)"):
+        save_checkpoint(path, net, extra=[1])  # type: ignore[arg-type]
+    assert not path.exists()
+
+
 def test_what_cannot_be_saved_or_loaded_back_is_refused_without_debris(tmp_path: Path) -> None:
     """A half-precision network would save a file that no load accepts, and a directory is
     not a file name: both refused, with nothing left behind."""

@@ -150,6 +150,14 @@ def test_round_trip_through_a_dump() -> None:
         TrainConfig.from_params({"epochs": 0})
 
 
+@pytest.mark.parametrize("params", [None, [("n_in", 3)], "n_in=3"])
+def test_params_that_are_not_a_mapping_are_refused_by_name(params: object) -> None:
+    with pytest.raises(ConfigError, match=r"params: a mapping"):
+        configs_from_params(params)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"defaults: a mapping .* or None"):
+        configs_from_params({}, defaults=[("n_in", 3)])  # type: ignore[arg-type]
+
+
 def test_a_seed_beyond_what_a_generator_takes_is_refused_by_name() -> None:
     with pytest.raises(ConfigError) as info:
         TrainConfig(seed=2**70)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -101,6 +102,14 @@ def test_deterministic_for_a_seed() -> None:
     x = inputs()
     with torch.no_grad():
         assert torch.equal(a.simulate(x).y, b.simulate(x).y)
+
+
+@pytest.mark.parametrize("seed", ["a", 1.5, True, 2**64])
+def test_a_seed_that_is_no_generator_seed_is_refused_by_name(seed: object) -> None:
+    with pytest.raises(ConfigError, match=r"seed: an integer"):
+        RecurrentSNN(config(), seed=seed)  # type: ignore[arg-type]
+    np_seeded = RecurrentSNN(config(), seed=np.int64(3))
+    assert torch.equal(np_seeded.w_in, RecurrentSNN(config(), seed=3).w_in)
 
 
 def test_initialisation_gains() -> None:

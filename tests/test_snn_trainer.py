@@ -133,6 +133,12 @@ def test_spiketunes_own_datasets_train_as_their_tensors_do() -> None:
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
 
 
+def test_a_config_that_is_not_a_train_config_is_refused_by_name() -> None:
+    with pytest.raises(ConfigError, match=r"config: a TrainConfig or None .*\(got 'dict'\)"):
+        Trainer(network(), {"epochs": 1})  # type: ignore[arg-type]
+    assert Trainer(network(), None).config == TrainConfig()
+
+
 def test_bad_data_is_refused() -> None:
     trainer = Trainer(network(), TrainConfig(epochs=1))
     x, y = patterns(8, noise_seed=1)

@@ -60,13 +60,23 @@ def save_checkpoint(
     """Write ``net`` (class, weights, config) and optional training record to ``path``
     atomically.
 
-    ``extra`` may hold tensors, strings, numbers, lists and dicts of them (what
-    ``weights_only`` loading accepts)."""
+    ``train_config`` is a :class:`TrainConfig` and ``history`` a :class:`History` (what a
+    Trainer holds), or None. ``extra`` may hold tensors, strings, numbers, lists and dicts of
+    them (what ``weights_only`` loading accepts)."""
     path = Path(path)
     if type(net) not in MODELS.values():
         known = ", ".join(MODELS)
         raise ConfigError(Problem("net", type(net).__name__, f"one of the models {known}"))
-    problems = _extra_problems(extra or {}, "extra")
+    problems = [
+        Problem(name, type(value).__name__, f"a {kind.__name__} or None")
+        for name, value, kind in (("train_config", train_config, TrainConfig),
+                                  ("history", history, History))
+        if value is not None and not isinstance(value, kind)
+    ]
+    if extra is not None and not isinstance(extra, dict):
+        problems.append(Problem("extra", type(extra).__name__, "a dict or None"))
+    else:
+        problems += _extra_problems(extra or {}, "extra")
     if problems:  # saved, it would be a file load_checkpoint refuses: the weights lost to it
         raise ConfigError(problems)
     dtype = str(next(net.parameters()).dtype).removeprefix("torch.")

@@ -336,6 +336,11 @@ def configs_from_params(
     ``params`` wins over it. Every key must belong to one of the two configs: an unknown key is a
     ConfigError that names it and lists the known ones. All problems are reported together.
     """
+    rule = "a mapping of hyperparameter names to values"
+    if not isinstance(params, Mapping):
+        raise ConfigError(Problem("params", type(params).__name__, rule))
+    if defaults is not None and not isinstance(defaults, Mapping):
+        raise ConfigError(Problem("defaults", type(defaults).__name__, rule + ", or None"))
     merged = {**(defaults or {}), **params}
     snn_keys, train_keys = set(SNNConfig.model_fields), set(TrainConfig.model_fields)
     known = "unknown hyperparameter; known: " + ", ".join(sorted(snn_keys | train_keys))

@@ -70,6 +70,9 @@ def model_from_params(
     """
     if model not in MODEL_NAMES:
         raise ConfigError(Problem("model", model, "one of " + ", ".join(MODEL_NAMES)))
+    if not isinstance(params, Mapping):
+        raise ConfigError(Problem("params", type(params).__name__,
+                                  "a mapping of parameter names to values"))
     if seconds_value(dt) is None:  # every window and time constant is read through it
         raise ConfigError(Problem("dt", dt, "seconds per step, a finite number > 0"))
     dt = float(dt)

@@ -67,7 +67,7 @@ from torch import Tensor, nn
 from spiketune.errors import ConfigError, Problem
 from spiketune.snn._filters import leaky_filter, leaky_filter_loop
 from spiketune.snn._loss import ReadoutLoss
-from spiketune.snn._model import Model, check_keys, check_steps
+from spiketune.snn._model import Model, check_keys, check_steps, seeded_generator
 from spiketune.snn._stats import SpikeCounts
 from spiketune.snn._surrogate import SpikeFn, Surrogate, heaviside, spike_function
 
@@ -775,11 +775,7 @@ class _LegendreCell(Model):
         self.n_in, self.n_out, self.hidden_size = int(n_in), int(n_out), int(hidden_size)
         n_in, n_out, hidden_size = self.n_in, self.n_out, self.hidden_size
         self._readout_loss = loss
-        gen = torch.Generator(device="cpu")
-        if seed is None:
-            gen.seed()
-        else:
-            gen.manual_seed(int(seed))
+        gen = seeded_generator(seed)
 
         def param(w: Tensor) -> nn.Parameter:
             return nn.Parameter(w.to(device=device, dtype=dtype))

@@ -25,6 +25,7 @@ leaves it alone).
 
 from __future__ import annotations
 
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from spiketune.errors import DataError, Problem
+from spiketune.errors import ConfigError, DataError, Problem
 
 if TYPE_CHECKING:
     from typing import Self
@@ -119,3 +120,19 @@ def check_steps(x: Tensor) -> None:
     if x.shape[1] < 1:
         raise DataError(f"input: a batch-first (batch, steps, n_in) tensor with at least one "
                         f"time step, got shape {tuple(x.shape)}")
+
+
+def seeded_generator(seed: object) -> torch.Generator:
+    """A CPU generator seeded with ``seed`` (None: from the operating system's entropy), from
+    which a model draws its initial weights: on the CPU so that a seed gives the same weights
+    on every device. ``seed`` is an integer that ``manual_seed`` takes (numpy's too); a float
+    or a string would be cut or fail inside torch, so it is refused here by name."""
+    gen = torch.Generator(device="cpu")
+    if seed is None:
+        gen.seed()
+        return gen
+    if not (isinstance(seed, numbers.Integral) and not isinstance(seed, bool)
+            and -(2**63) <= seed < 2**64):
+        raise ConfigError(Problem("seed", seed, "an integer from -2**63 to 2**64 - 1, or None"))
+    gen.manual_seed(int(seed))
+    return gen

@@ -18,7 +18,7 @@ from spiketune.errors import ConfigError, Problem
 from spiketune.snn._config import SNNConfig
 from spiketune.snn._filters import leaky_filter
 from spiketune.snn._loss import ReadoutLoss, rate_regularisation
-from spiketune.snn._model import Model, check_steps
+from spiketune.snn._model import Model, check_steps, seeded_generator
 from spiketune.snn._neurons import (
     ALIFParameters,
     ALIFState,
@@ -108,11 +108,7 @@ class RecurrentSNN(Model):
         self.config = config
         self.neuron_params = neuron_parameters(config)
         self.surrogate = surrogate_of(config)
-        gen = torch.Generator(device="cpu")
-        if seed is None:
-            gen.seed()
-        else:
-            gen.manual_seed(int(seed))
+        gen = seeded_generator(seed)
 
         def normal(rows: int, cols: int, gain: float) -> nn.Parameter:
             w = torch.randn(rows, cols, generator=gen, dtype=torch.float64) * (gain / cols**0.5)

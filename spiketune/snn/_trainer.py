@@ -113,7 +113,11 @@ class Trainer:
     """Trains a :class:`Model`: a :class:`RecurrentSNN` with the learning rule its config names,
     any other model by BPTT (or with ``rule``, when the rule supports the model).
 
-    ``callback(metrics)`` runs after every epoch; returning True stops the run.
+    ``config``: a :class:`TrainConfig`, or None for its defaults. A plain dict is refused
+    (build one with ``TrainConfig(**d)``, which names a misspelt key), as
+    :class:`PopulationTrainer` and :func:`save_checkpoint` refuse it: one typed, validated
+    record everywhere. ``callback(metrics)`` runs after every epoch; returning True stops the
+    run.
     """
 
     def __init__(
@@ -123,6 +127,9 @@ class Trainer:
         if not isinstance(net, Model):
             rule_text = "a spiketune.snn.Model (RecurrentSNN, LMU, L2MU)"
             raise ConfigError(Problem("net", type(net).__name__, rule_text))
+        if config is not None and not isinstance(config, TrainConfig):
+            raise ConfigError(Problem("config", type(config).__name__,
+                                      "a TrainConfig or None (TrainConfig(**d) builds one)"))
         self.net = net
         self.config = config or TrainConfig()
         self.rule = rule or rule_for(net)
