@@ -260,6 +260,9 @@ def test_incompatible_members_are_refused_by_name() -> None:
     trainer = PopulationTrainer(_build("eprop", ["lif"], members=MEMBERS[:1]))
     with pytest.raises(ConfigError, match="member"):
         trainer.stop(3)
+    half = [(net.half(), cfg) for net, cfg in _build("eprop", ["lif"] * 2, members=MEMBERS[:2])]
+    with pytest.raises(ConfigError, match=r"members\[0\]: a network in torch.float32"):
+        PopulationTrainer(half)
 
 
 def test_an_exception_from_the_callback_ends_every_member_with_its_best_weights() -> None:

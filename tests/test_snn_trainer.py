@@ -139,6 +139,14 @@ def test_a_config_that_is_not_a_train_config_is_refused_by_name() -> None:
     assert Trainer(network(), None).config == TrainConfig()
 
 
+def test_a_half_precision_network_is_refused_when_the_trainer_is_made() -> None:
+    """Trained, it would overflow at once and end as non_finite_loss with no epoch."""
+    with pytest.raises(ConfigError, match=r"net: a network in torch.float32 .*float16"):
+        Trainer(network().half(), TrainConfig(epochs=1))
+    with pytest.raises(ConfigError, match=r"bfloat16"):
+        Trainer(network().bfloat16(), TrainConfig(epochs=1))
+
+
 def test_bad_data_is_refused() -> None:
     trainer = Trainer(network(), TrainConfig(epochs=1))
     x, y = patterns(8, noise_seed=1)

@@ -58,6 +58,7 @@ from spiketune.snn._trainer import (
     _spike_figures,
     augment,
     data_tensors,
+    dtype_problem,
 )
 from spiketune.snn._workspace import Workspace
 
@@ -328,6 +329,9 @@ class PopulationTrainer:
         if problems:
             raise ConfigError(problems)
         first_net, first_cfg = members[0]
+        problem = dtype_problem(first_net, "members[0]")
+        if problem is not None:  # every other member must share its dtype
+            raise ConfigError(problem)
         for i, member in enumerate(members):
             problems += _member_problems(member, first_net, first_cfg, f"members[{i}]")
         if any(m[0] is n[0] for j, m in enumerate(members) for n in members[:j]):

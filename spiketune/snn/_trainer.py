@@ -127,6 +127,9 @@ class Trainer:
         if not isinstance(net, Model):
             rule_text = "a spiketune.snn.Model (RecurrentSNN, LMU, L2MU)"
             raise ConfigError(Problem("net", type(net).__name__, rule_text))
+        problem = dtype_problem(net, "net")
+        if problem is not None:
+            raise ConfigError(problem)
         if config is not None and not isinstance(config, TrainConfig):
             raise ConfigError(Problem("config", type(config).__name__,
                                       "a TrainConfig or None (TrainConfig(**d) builds one)"))
@@ -307,6 +310,22 @@ class Trainer:
     def _tensors(self, data: Data, name: str) -> tuple[Tensor, Tensor]:
         """Inputs (N, T, n_in) in the network's dtype on its device, and integer labels (N,)."""
         return data_tensors(self.net, data, name)
+
+
+#: The dtypes a network trains in.
+TRAIN_DTYPES = (torch.float32, torch.float64)
+
+
+def dtype_problem(net: Model, where: str) -> Problem | None:
+    """What is wrong with ``net``'s dtype for training, or None. A half-precision network
+    overflows in its first forward pass and the run would end at once as ``non_finite_loss``
+    with no epoch: a wrong result that looks like a diverged trial. So it is refused when the
+    trainer is made, naming the dtype."""
+    found = sorted({str(p.dtype) for p in net.parameters()} - {str(d) for d in TRAIN_DTYPES})
+    if not found:
+        return None
+    return Problem(where, ", ".join(found), "a network in torch.float32 or torch.float64 "
+                   "(convert it first, e.g. net.float())")
 
 
 def data_tensors(net: Model, data: Data, name: str) -> tuple[Tensor, Tensor]:
