@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -227,6 +228,23 @@ def test_group_members_splits_by_what_fixes_the_computation() -> None:
     assert group_members(configs, data_keys=keys)[:2] == [[0, 2, 7], [1]]
     with pytest.raises(ConfigError, match="data_keys"):
         group_members(configs, data_keys=["a"])
+    assert group_members(iter(configs), max_size=np.int64(2)) == group_members(configs, max_size=2)
+
+
+@pytest.mark.parametrize(("kw", "fields"), [
+    ({"configs": [1, 2]}, ["configs[0]", "configs[1]"]),
+    ({"configs": None}, ["configs"]),
+    ({"max_size": "2"}, ["max_size"]),
+    ({"data_keys": [["a"]]}, ["data_keys[0]"]),
+    ({"data_keys": 3}, ["data_keys"]),
+])
+def test_group_members_names_arguments_of_the_wrong_type(
+    kw: dict[str, Any], fields: list[str]
+) -> None:
+    args = {"configs": [(SNNConfig(n_in=4, n_rec=8, n_out=2), TrainConfig())], **kw}
+    with pytest.raises(ConfigError) as err:
+        group_members(**args)
+    assert [p.field for p in err.value.problems] == fields
 
 
 def test_incompatible_members_are_refused_by_name() -> None:
@@ -260,6 +278,12 @@ def test_incompatible_members_are_refused_by_name() -> None:
     trainer = PopulationTrainer(_build("eprop", ["lif"], members=MEMBERS[:1]))
     with pytest.raises(ConfigError, match="member"):
         trainer.stop(3)
+    with pytest.raises(ConfigError, match=r"member: an index in \[0, 1\) \(got 'a'\)"):
+        trainer.stop("a")  # type: ignore[arg-type]
+    trainer.stop(np.int64(0))
+    assert PopulationTrainer(iter(_build("eprop", ["lif"], members=MEMBERS[:1]))).size == 1
+    with pytest.raises(ConfigError, match=r"members: a list .*\(got 'NoneType'\)"):
+        PopulationTrainer(None)  # type: ignore[arg-type]
     half = [(net.half(), cfg) for net, cfg in _build("eprop", ["lif"] * 2, members=MEMBERS[:2])]
     with pytest.raises(ConfigError, match=r"members\[0\]: a network in torch.float32"):
         PopulationTrainer(half)

@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 import time
-from collections.abc import Callable, Generator, Hashable, Sequence
+from collections.abc import Callable, Generator, Hashable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -121,12 +122,7 @@ def group_members(
     ``mix_neurons=False`` keeps LIF members out of ALIF populations (an ALIF population costs
     a few more operations per step for its LIF members); ``max_size`` splits larger groups.
     """
-    if data_keys is not None and len(data_keys) != len(configs):
-        raise ConfigError(Problem(
-            "data_keys", len(data_keys), f"one key per configuration ({len(configs)})"
-        ))
-    if max_size is not None and max_size < 1:
-        raise ConfigError(Problem("max_size", max_size, "at least 1, or None"))
+    configs, data_keys = _check_grouping(configs, data_keys, max_size)
     groups: dict[tuple[Any, ...], list[list[int]]] = {}
     for i, (snn, train) in enumerate(configs):
         key = (population_key(snn, train, mix_neurons=mix_neurons),
@@ -138,11 +134,53 @@ def group_members(
     return [chunk for chunks in groups.values() for chunk in chunks]
 
 
+def _check_grouping(
+    configs: object, data_keys: object, max_size: object
+) -> tuple[list[tuple[SNNConfig, TrainConfig]], list[Hashable] | None]:
+    """:func:`group_members`'s arguments as lists, each problem named: the keys become dict
+    keys and the configs are unpacked, so a wrong type would fail deep inside with a bare
+    TypeError. Any iterable (a generator too) is taken, once."""
+    pairs = _as_list(configs, "configs", "(SNNConfig, TrainConfig) pairs")
+    problems = [
+        Problem(f"configs[{i}]", type(pair).__name__, "an (SNNConfig, TrainConfig) pair")
+        for i, pair in enumerate(pairs)
+        if not (isinstance(pair, tuple | list) and len(pair) == 2
+                and isinstance(pair[0], SNNConfig) and isinstance(pair[1], TrainConfig))
+    ]
+    keys = None if data_keys is None else _as_list(data_keys, "data_keys", "keys, or None")
+    if keys is not None and len(keys) != len(pairs):
+        problems.append(Problem("data_keys", len(keys),
+                                f"one key per configuration ({len(pairs)})"))
+    for i, key in enumerate(keys or []):
+        try:
+            hash(key)
+        except TypeError:
+            problems.append(Problem(f"data_keys[{i}]", key,
+                                    "a hashable key (a string, number or tuple)"))
+    if max_size is not None and not (_is_integer(max_size) and int(max_size) >= 1):  # type: ignore[call-overload]
+        problems.append(Problem("max_size", max_size, "an integer >= 1, or None"))
+    if problems:
+        raise ConfigError(problems)
+    return pairs, keys
+
+
+def _as_list(value: object, name: str, what: str) -> list[Any]:
+    """``value``'s items, or a ConfigError naming ``name`` when it is no collection of them."""
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        raise ConfigError(Problem(name, type(value).__name__, f"a list of {what}"))
+    return list(value)
+
+
+def _is_integer(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 class PopulationTrainer:
     """Trains K :class:`RecurrentSNN` networks with their own :class:`TrainConfig` as one
     batched computation: fused e-prop or BPTT (the rule their configs name). See the module
     docstring for what may differ between members.
 
+    ``members``: (network, TrainConfig) pairs, a list or any iterable (read once).
     ``callback(member, metrics)`` runs after every epoch of every member (the index into
     ``members``, or the index :meth:`add` returned); True stops that member alone.
     ``eval_batch_size``: validation samples per forward pass (None: the training batch size).
@@ -152,6 +190,7 @@ class PopulationTrainer:
         self, members: Sequence[Member], *, callback: MemberCallback | None = None,
         eval_batch_size: int | None = None,
     ) -> None:
+        members = _as_list(members, "members", "(RecurrentSNN, TrainConfig) pairs")
         self._check(members)
         if eval_batch_size is not None and not (
             isinstance(eval_batch_size, int) and eval_batch_size >= 1
@@ -186,7 +225,7 @@ class PopulationTrainer:
     def stop(self, member: int, reason: str = "stopped") -> None:
         """Stop ``member`` after the epoch just yielded (its History then says ``reason``);
         the others go on. Call it between epochs, say when a pruner stops that trial."""
-        if not 0 <= member < self.size:
+        if not (_is_integer(member) and 0 <= member < self.size):  # type: ignore[operator]
             raise ConfigError(Problem("member", member, f"an index in [0, {self.size})"))
         self._stop_requests[member] = reason
 
