@@ -144,6 +144,20 @@ def test_evaluate_matches_predict_for_every_data_form() -> None:
         evaluate(net, 42)
 
 
+def test_evaluate_and_assess_name_a_model_or_batch_size_they_cannot_take() -> None:
+    from spiketune.snn import L2MU
+
+    data = _data(n=4)
+    l2mu = L2MU(5, 3, order=2, theta=0.1, dt=0.01, hidden_size=4)
+    with pytest.raises(ConfigError, match=r"model: a RecurrentSNN \(got 'L2MU'\)"):
+        evaluate(l2mu, data)  # type: ignore[arg-type]
+    for batch_size in (0, "8", 2.0):
+        with pytest.raises(ConfigError, match=r"batch_size: an integer >= 1"):
+            evaluate(_net(), data, batch_size=batch_size)  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match=r"batch_size: an integer >= 1"):
+            assess_network(_net(), "generic", val=data, batch_size=batch_size)  # type: ignore[arg-type]
+
+
 def test_assess_reports_metrics_and_measured_violations() -> None:
     net = _net()
     x, y = _data()

@@ -129,6 +129,12 @@ def test_bad_shapes_raise_config_error() -> None:
     assert {p.field for p in err.value.problems} == {"n_in", "n_out", "refractory"}
 
 
+def test_a_neuron_or_reset_that_is_no_name_is_refused_by_name() -> None:
+    with pytest.raises(ConfigError) as err:
+        check_design("generic", 3, 6, 2, neuron=["lif"], reset={})  # type: ignore[arg-type]
+    assert [p.field for p in err.value.problems] == ["neuron", "reset"]
+
+
 def test_numpy_integers_are_counts_as_in_snn_config() -> None:
     sizes = [np.int64(n) for n in (12, 60, 7)]
     assert check_design("generic", *sizes, refractory=np.int64(1)) == check_design(
@@ -207,9 +213,10 @@ def test_parameter_check_table_problems_name_their_keys() -> None:
                                    "colour": "red", "max_hidden": 0, "neuron": 3},
                                   ["n_rec"], name="hw")
     found = {p.field: p.rule for p in err.value.problems}
-    assert set(found) == {"hw.n_rec", "hw.colour", "hw.n_out", "hw.max_hidden"}
+    assert set(found) == {"hw.n_rec", "hw.colour", "hw.n_out", "hw.max_hidden", "hw.neuron"}
     assert "one place" in found["hw.n_rec"] and "max_fan_out" in found["hw.colour"]
     assert "parameter named n_out" in found["hw.n_out"] and ">= 1" in found["hw.max_hidden"]
+    assert "a name such as 'lif'" in found["hw.neuron"]  # 3 is no neuron
     # A bad limit and a bad fact are said together, not one after the other's fix.
     with pytest.raises(ConfigError) as err:
         ParameterCheck.from_table({"target": "xylo-audio2", "n_in": -12, "n_out": 7,

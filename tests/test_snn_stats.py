@@ -32,6 +32,19 @@ def test_figures_by_hand() -> None:
     assert set(stats.as_dict()) >= {"spikes_per_sample", "rate_hz", "synops_per_sample"}
 
 
+def test_what_has_no_counts_is_refused_by_name() -> None:
+    from spiketune.errors import ConfigError
+    from spiketune.snn import LMU
+
+    lmu = LMU(2, 2, order=2, theta=0.1, dt=0.01, hidden_size=3)
+    counts = lmu.spike_counts(lmu.simulate(torch.ones(1, 4, 2)))  # None: the LMU does not spike
+    with pytest.raises(ConfigError, match=r"counts: SpikeCounts .*\(got 'NoneType'\)"):
+        spike_stats(counts, lmu)  # type: ignore[arg-type]
+    counts = SpikeCounts.from_spikes(torch.zeros(5, 2, 1), torch.ones(5, 2, 3))
+    with pytest.raises(ConfigError, match=r"net: a spiketune.snn.Model \(got 'NoneType'\)"):
+        spike_stats(counts, None)  # type: ignore[arg-type]
+
+
 def test_counts_add_up_over_batches() -> None:
     z1, z2 = torch.ones(5, 2, 3), torch.zeros(5, 4, 3)
     x1, x2 = torch.zeros(5, 2, 1), torch.ones(5, 4, 1)

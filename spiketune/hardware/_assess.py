@@ -17,7 +17,13 @@ import torch
 from torch import Tensor
 
 from spiketune.errors import ConfigError, Problem
-from spiketune.hardware._design import Violation, check_config, constraints_from, limit_violations
+from spiketune.hardware._design import (
+    Violation,
+    check_config,
+    constraints_from,
+    is_integer,
+    limit_violations,
+)
 from spiketune.hardware._quantise import QuantisedNetwork, quantise_network
 from spiketune.hardware._targets import HardwareTarget, get_target
 from spiketune.snn import RecurrentSNN, SpikeCounts, predict, spike_stats
@@ -83,6 +89,7 @@ def evaluate(model: RecurrentSNN, data: Data, *, batch_size: int = 256) -> Activ
 
     Predictions are :func:`spiketune.snn.predict` of the readout over the network's decision
     window (``config.loss_steps``)."""
+    _check_arguments(model, batch_size)
     correct = n = max_spikes = max_per_neuron = 0
     spike_sum = 0.0
     steps = 0
@@ -146,8 +153,7 @@ def assess_network(
     (non-zero quantised weights), ``weight_bits`` (0: not quantised), ``n_violations``.
     """
     tgt = get_target(target)
-    if not isinstance(model, RecurrentSNN):
-        raise ConfigError(Problem("model", type(model).__name__, "a RecurrentSNN"))
+    _check_arguments(model, batch_size)
     if bitshift_decays is None:
         bitshift_decays = tgt.decay == "bitshift"
     quantised = None
@@ -201,6 +207,18 @@ def assess_network(
         violations += limit_violations(tgt, measured)
     metrics["n_violations"] = float(len(violations))
     return HardwareAssessment(tgt, metrics, violations, quantised)
+
+
+def _check_arguments(model: object, batch_size: object) -> None:
+    """The model a chip runs here (a RecurrentSNN: quantisation and the activity figures
+    read its recurrent layer) and a batch size, named when wrong."""
+    problems = []
+    if not isinstance(model, RecurrentSNN):
+        problems.append(Problem("model", type(model).__name__, "a RecurrentSNN"))
+    if not (is_integer(batch_size) and batch_size >= 1):  # type: ignore[operator]
+        problems.append(Problem("batch_size", batch_size, "an integer >= 1"))
+    if problems:
+        raise ConfigError(problems)
 
 
 def _fan_in_out(net: RecurrentSNN) -> tuple[int, int]:

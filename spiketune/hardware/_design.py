@@ -217,6 +217,10 @@ def check_design(
     ]
     if not (is_integer(refractory) and refractory >= 0):
         problems.append(Problem("refractory", refractory, "an integer >= 0 (steps)"))
+    problems += [Problem(name, value, f"a name such as {examples}")
+                 for name, value, examples in (("neuron", neuron, "'lif', 'alif' or 'cuba_lif'"),
+                                               ("reset", reset, "'subtract' or 'zero'"))
+                 if not isinstance(value, str)]
     if problems:
         raise ConfigError(problems, source="check_design")
     layout = NetworkLayout.recurrent(int(n_in), int(n_rec), int(n_out), recurrent=recurrent,

@@ -24,8 +24,10 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from spiketune.errors import ConfigError, Problem
+from spiketune.snn._model import Model
+
 if TYPE_CHECKING:
-    from spiketune.snn._model import Model
     from spiketune.snn._network import RecurrentSNN, Trajectory
 
 #: The one population of a network whose counts name none.
@@ -132,7 +134,15 @@ def fan_out(net: RecurrentSNN) -> tuple[Tensor, Tensor]:
 
 
 def spike_stats(counts: SpikeCounts, net: Model) -> SpikeStats:
-    """Per-sample statistics of ``counts`` for ``net`` (its ``dt`` and ``fan_out()``)."""
+    """Per-sample statistics of ``counts`` for ``net`` (its ``dt`` and ``fan_out()``).
+
+    ``counts`` is what ``net.spike_counts`` returned: None for a model that does not spike
+    (the LMU), which has no statistics, and a ConfigError says so."""
+    if not isinstance(counts, SpikeCounts):
+        rule = "SpikeCounts (a model that does not spike, the LMU, has none)"
+        raise ConfigError(Problem("counts", type(counts).__name__, rule))
+    if not isinstance(net, Model):
+        raise ConfigError(Problem("net", type(net).__name__, "a spiketune.snn.Model"))
     n = max(counts.n_samples, 1)
     per_neuron = counts.spikes / n
     per_step = float(per_neuron.mean()) / max(counts.n_steps, 1)
