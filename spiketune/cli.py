@@ -129,10 +129,12 @@ _PasswordFileOption = Annotated[
 
 def _stdout(width: int = 10_000) -> Console:
     """stdout: a terminal's own width; elsewhere ``$COLUMNS`` if set, else ``width`` columns
-    (by default so wide that files and pipes get table cells unwrapped)."""
-    console = Console()
+    (by default so wide that files and pipes get table cells unwrapped). Without rich's
+    markup: what it prints are the user's names (experiments, parameters, metric keys), which
+    ``[/x]`` or ``[bold]`` would otherwise end in an error or hide."""
+    console = Console(markup=False)
     if not console.is_terminal and not os.environ.get("COLUMNS", "").isdigit():
-        console = Console(width=width)
+        console = Console(width=width, markup=False)
     return console
 
 
@@ -444,7 +446,7 @@ def _print_front(results: ExperimentResults, out: Console) -> None:
         flat = flatten(r.parameters)
         values = results.objective_values(r, tradeoffs=True) or []
         table.add_row(str(r.number), *(_fmt(v) for v in values),
-                      *(escape(_fmt(flat.get(p))) for p in params))
+                      *(_fmt(flat.get(p)) for p in params))
     out.print(table)
 
 
@@ -949,7 +951,7 @@ def evaluate(
     out = _stdout()
     for checkpoint, score in zip(checkpoints, scores, strict=True):
         out.print(f"accuracy {score.accuracy:.4f} ({score.correct}/{score.total}) of "
-                  f"{escape(str(checkpoint))} on {escape(described)}", soft_wrap=True)
+                  f"{checkpoint} on {described}", soft_wrap=True)
         if mistakes:
             out.print(f"misclassified samples: {_positions(score.mistakes)}", soft_wrap=True)
         out.print("confusion matrix (rows: true class, columns: predicted class)")
@@ -1135,19 +1137,17 @@ def submit(
     out = _stdout()
     if launched.job_ids:
         out.print(f"submitted {len(launched.job_ids)} {launched.kind} jobs of experiment "
-                  f"[bold]{escape(launched.experiment_id or '')}[/]: "
-                  f"{escape(' '.join(launched.job_ids))}", soft_wrap=True)
-        out.print(f"recorded in {escape(str(launched.files[0]))}; `spiketune ls` shows their "
-                  f"state, `spiketune stop {escape(launched.experiment_id or '')}` stops them",
+                  f"{launched.experiment_id or ''}: {' '.join(launched.job_ids)}",
                   soft_wrap=True)
+        out.print(f"recorded in {launched.files[0]}; `spiketune ls` shows their state, "
+                  f"`spiketune stop {launched.experiment_id or ''}` stops them", soft_wrap=True)
         return
     (manifest,) = launched.files
-    out.print(f"wrote {escape(str(manifest))} (a ConfigMap and a Job of {workers} workers)",
-              soft_wrap=True)
+    out.print(f"wrote {manifest} (a ConfigMap and a Job of {workers} workers)", soft_wrap=True)
     for note in launched.notes:
-        out.print(escape(note), soft_wrap=True)
+        out.print(note, soft_wrap=True)
     if not apply:
-        out.print(f"apply it with: kubectl apply -f {escape(str(manifest))}", soft_wrap=True)
+        out.print(f"apply it with: kubectl apply -f {manifest}", soft_wrap=True)
 
 
 def _key_values(pairs: list[str]) -> dict[str, str]:

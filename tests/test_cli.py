@@ -329,6 +329,31 @@ def test_a_damaged_scheduler_state_reads_unknown_and_resume_goes_on(
     assert "done" in runner.invoke(app, ["ls"]).output
 
 
+def _markup_like(params: dict) -> dict:
+    return {"default": 0.0, "acc[/x]": params["x"], "[bold]b": 1.0}
+
+
+def test_names_that_look_like_markup_are_shown_as_they_are(
+    runner: CliRunner, exp_root: Path
+) -> None:
+    """Experiment names, parameter names and metric keys are the user's text: ``[/x]`` must
+    not end a view with rich's MarkupError, nor ``[bold]`` vanish into formatting."""
+    Experiment(trial=_markup_like, name="[bold]x[red]", max_trials=2,
+               objectives=[{"key": "acc[/x]", "direction": "maximize"}],
+               search_space={"x": {"_type": "uniform", "_value": [0, 1]},
+                             "p[/y]": {"_type": "choice", "_value": ["[i]a"]}}).run()
+    (directory,) = [p for p in exp_root.iterdir() if p.is_dir()]
+    listed = runner.invoke(app, ["ls"])
+    assert listed.exit_code == 0 and directory.name in listed.output
+    best = runner.invoke(app, ["best", str(directory)])
+    assert best.exit_code == 0, best.output
+    assert "acc[/x] =" in best.output and '"p[/y]": "[i]a"' in best.output
+    table = runner.invoke(app, ["trials", str(directory), "--params", "--metrics"])
+    assert table.exit_code == 0, table.output
+    for text in (directory.name, "acc[/x]", "p[/y]", "[i]a", "[bold]b"):
+        assert text in table.output, text
+
+
 def test_unknown_experiment_is_clean(runner: CliRunner, exp_root: Path) -> None:
     for command in ("trials", "best", "export", "resume", "stop"):
         result = runner.invoke(app, [command, "nope"])
