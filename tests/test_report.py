@@ -397,6 +397,41 @@ def test_report_of_a_plain_number_experiment(tmp_path: Path) -> None:
     assert all(math.isfinite(p) for a in ex.axes for p in a.positions)
 
 
+def _dollars(p: dict[str, Any]) -> dict[str, float]:
+    import spiketune.trial as st
+
+    st.report_intermediate_result({"default": p["w$_^$"], "c$_^$": 1.0})
+    return {"default": p["w$_^$"], "c$_^$": 2.0 * p["w$_^$"]}
+
+
+def test_names_with_dollars_are_drawn_as_text(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """'$_^$' in a parameter name or a metric key is text, not maths matplotlib cannot
+    parse; and a build cut short leaves files the next build knows for its own."""
+    from spiketune.report import _build
+
+    space = {"w$_^$": {"_type": "uniform", "_value": [0, 1]},
+             "k": {"_type": "choice", "_value": ["$a$", "b$"]}}
+    exp = Experiment(trial=_dollars, name="dollar", max_trials=4, experiment_dir=tmp_path,
+                     tuner="Random", seed=1, search_space=space,
+                     objectives=[{"key": "default", "direction": "maximize"},
+                                 {"key": "c$_^$", "direction": "minimize"}])
+    exp.run()
+    out = tmp_path / "out"
+
+    def cut(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_build, "plot_history", cut)
+    with pytest.raises(KeyboardInterrupt):
+        build_report(exp.directory, out_dir=out)
+    assert not (out / "index.html").exists() and (out / "plotly.min.js").exists()
+    monkeypatch.undo()
+    files = build_report(exp.directory, out_dir=out)  # not refused as someone else's files
+    for png in (files.exploration_png, files.history, files.pareto, files.intermediate):
+        assert png is not None and png.stat().st_size > 1000
+
+
 def test_predictions_with_unnamed_classes_draw(tmp_path: Path) -> None:
     matrix = plot_confusion_matrix(Predictions([0, 1, 2, 2], [0, 2, 2, 2]), tmp_path / "cm.png")
     assert matrix.sum() == 4 and matrix.trace() == 3

@@ -48,6 +48,11 @@ class ReportFiles:
         return [p for p in paths if p is not None]
 
 
+#: Written into a report's directory before anything else: a build that failed part-way
+#: (Ctrl-C, a full disk) leaves its own files there without a page, and the next build must
+#: know them for its own rather than refuse them as a user's.
+MARKER = ".spiketune-report"
+
 #: Every file a report may write into its directory, besides index.html.
 REPORT_FILES = (PLOTLY_JS, "exploration.png", "exploration.html", "confusion_matrix.png",
                 "history.png", "importance.png", "intermediate.png", "pareto_front.png")
@@ -59,6 +64,8 @@ def _check_not_someone_elses(index: Path) -> None:
     user's own that bears the name of a report's file (``history.png``), before anything is
     written: a report rebuilt in its own directory replaces only its own files."""
     if not index.is_file():
+        if (index.parent / MARKER).is_file():  # an earlier build of its own, cut short
+            return
         clashes = [name for name in REPORT_FILES if (index.parent / name).exists()]
         if clashes:
             raise ConfigError(Problem(
@@ -106,6 +113,8 @@ def build_report(
         raise ConfigError(Problem("out_dir", str(out), "a directory for the report, not a file"))
     _check_not_someone_elses(out / "index.html")
     out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("a spiketune report: `spiketune report` rebuilds it here\n",
+                              encoding="utf-8")
     notes: list[str] = []
 
     plotly_js = _write_plotly_js(out / PLOTLY_JS)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from spiketune.report._plotting import new_figure, save_png
+from spiketune.report._plotting import literal_text, new_figure, save_png
 
 if TYPE_CHECKING:
     import numpy as np
@@ -26,6 +26,7 @@ def confusion_matrix(
     return matrix
 
 
+@literal_text
 def plot_confusion_matrix(
     predictions: Predictions, path: Path, title: str = "Best model"
 ) -> np.ndarray:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from spiketune.report._axes import Exploration
-from spiketune.report._plotting import new_figure, save_png
+from spiketune.report._plotting import literal_text, new_figure, save_png
 
 CMAP = "viridis"
 GREY = "#b0b0b0"
@@ -26,6 +26,7 @@ def _color_range(ex: Exploration) -> tuple[float, float]:
     return (lo, hi) if hi > lo else (lo - 0.5, hi + 0.5)
 
 
+@literal_text
 def plot_exploration_png(ex: Exploration, path: Path, title: str) -> Path:
     """Draw the exploration figure as a PNG at ``path``."""
     import matplotlib

@@ -9,7 +9,7 @@ from spiketune.engine.outcome import Outcome
 from spiketune.engine.results import ExperimentResults
 from spiketune.report._axes import best_intermediate
 from spiketune.report._importance import Importances
-from spiketune.report._plotting import new_figure, save_png
+from spiketune.report._plotting import literal_text, new_figure, save_png
 
 _OUTCOME_COLORS = {Outcome.EARLY_STOPPED: "#7f7f7f", Outcome.FAILED: "#d62728"}
 
@@ -27,6 +27,7 @@ def best_so_far(results: ExperimentResults) -> list[tuple[int, float]]:
     return out
 
 
+@literal_text
 def plot_history(results: ExperimentResults, path: Path) -> Path | None:
     """Objective per trial and the best so far (PNG); ``None`` without a finished trial."""
     from matplotlib.ticker import MaxNLocator
@@ -75,6 +76,7 @@ def plot_history(results: ExperimentResults, path: Path) -> Path | None:
     return save_png(fig, path)
 
 
+@literal_text
 def plot_importance(importances: Importances, path: Path) -> Path:
     """Horizontal bars, most important on top; the method and what was left out in the title."""
     names = list(importances.values)
@@ -104,6 +106,7 @@ def plot_importance(importances: Importances, path: Path) -> Path:
     return save_png(fig, path)
 
 
+@literal_text
 def plot_intermediate(results: ExperimentResults, path: Path) -> Path | None:
     """Each trial's reported ``default`` over its reports (PNG); ``None`` when none reported."""
     import matplotlib

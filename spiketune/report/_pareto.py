@@ -19,7 +19,7 @@ from spiketune._values import flatten
 from spiketune.engine.outcome import Outcome
 from spiketune.engine.results import ExperimentResults
 from spiketune.report._html import fmt
-from spiketune.report._plotting import new_figure, save_png
+from spiketune.report._plotting import literal_text, new_figure, save_png
 
 _MAX_PANELS = 3
 #: A positive objective spread over more than this ratio is drawn on a log axis: a network
@@ -27,6 +27,7 @@ _MAX_PANELS = 3
 _LOG_RATIO = 1e3
 
 
+@literal_text
 def plot_pareto(results: ExperimentResults, path: Path) -> Path | None:
     """One panel per pair of objectives (at most three); None without a complete trial."""
     goals = results.front_goals

@@ -6,9 +6,14 @@ in threads and beside other code that uses pyplot.
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 DPI = 120
 
@@ -29,3 +34,20 @@ def save_png(fig: Any, path: Path) -> Path:
     fig.savefig(tmp, format="png", dpi=DPI)
     os.replace(tmp, path)
     return path
+
+
+def literal_text(draw: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Draw with matplotlib's maths parsing off. A figure's labels are the user's text
+    (parameter names, metric keys, choice values, class names), where a ``$`` would turn
+    into maths or, as ``$_^$``, into a parse error that ends the whole report. The figures'
+    own ticks are plain numbers, which need no maths."""
+
+    @functools.wraps(draw)
+    def drawn(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        import matplotlib
+
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return draw(*args, **kwargs)
+
+    return drawn
+
