@@ -18,7 +18,7 @@ from spiketune.cli import app
 from spiketune.engine.config import load_config
 from spiketune.engine.launch import KubernetesLauncher, submit
 from spiketune.engine.storage import PASSWORD_ENV, PASSWORD_FILE_ENV
-from spiketune.errors import ConfigError, StorageError
+from spiketune.errors import ConfigError, LaunchError, StorageError
 
 URL = "postgresql://hpo@db.example:5432/hpo"
 PASSWORD = "Sesame-Open-42"
@@ -164,6 +164,31 @@ def test_refusals(config: Path, tmp_path: Path, monkeypatch) -> None:
     bad_cpu = runner.invoke(app, ["submit", str(config), "--k8s", "--workers", "2", "--image",
                                   "i:1", "--cpu", "lots", "--output", str(out)])
     assert bad_cpu.exit_code == 2 and "--cpu" in bad_cpu.output
+
+
+def test_the_manifest_replaces_only_a_manifest_of_its_own(config: Path, tmp_path: Path) -> None:
+    """``-o`` naming the config being submitted, or a user's file, is refused and the file
+    kept; writing the same submission again replaces its own manifest."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    before = config.read_text()
+    for taken in (config, notes):
+        kept = taken.read_text()
+        with pytest.raises(LaunchError, match="not a manifest spiketune wrote"):
+            submit(config, KubernetesLauncher(image="i:1", output=taken, code_dir="/app"),
+                   workers=2, storage=URL)
+        assert taken.read_text() == kept
+    assert config.read_text() == before
+    out = tmp_path / "job.yaml"
+    for _ in range(2):
+        launched = submit(config, KubernetesLauncher(image="i:1", output=out, code_dir="/app"),
+                          workers=2, storage=URL)
+        assert launched.files == (out,)
+    result = CliRunner().invoke(app, ["submit", str(config), "--k8s", "--workers", "2",
+                                      "--image", "i:1", "--code-dir", "/app", "--storage", URL,
+                                      "-o", str(config)])
+    assert result.exit_code == 1 and "error: --output" in result.output
+    assert config.read_text() == before
 
 
 def test_apply_needs_kubectl_and_uses_it(config: Path, tmp_path: Path, monkeypatch) -> None:

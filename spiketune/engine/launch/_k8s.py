@@ -118,7 +118,7 @@ class KubernetesLauncher(Launcher):
 
     def check(self, spec: WorkerSpec) -> None:
         """The base's storage rules; a trial command needs the path of its code in the image;
-        ``--apply`` needs ``kubectl``."""
+        ``--apply`` needs ``kubectl``; the manifest replaces only a manifest of its own."""
         super().check(spec)
         if spec.config.trial_command is not None and self.code_dir is None:
             raise ConfigError(Problem(
@@ -128,6 +128,7 @@ class KubernetesLauncher(Launcher):
             raise LaunchError("--apply needs kubectl on PATH (none found); leave --apply out "
                               f"to write the manifest only, then apply it with kubectl "
                               f"apply -f {self.output}")
+        _replaceable_manifest(self.output)
 
     def launch(self, spec: WorkerSpec) -> Launched:
         """Write the manifest (and apply it with ``--apply``)."""
@@ -248,3 +249,24 @@ def _pod_config(spec: WorkerSpec, launcher: KubernetesLauncher) -> Mapping[str, 
     if launcher.code_dir is not None:
         data["trial_code_directory"] = launcher.code_dir
     return data
+
+
+#: A line every manifest spiketune writes holds (the pods' label).
+_OWN_LABEL = "app.kubernetes.io/name: spiketune"
+
+
+def _replaceable_manifest(path: Path) -> None:
+    """Refuse to replace ``path`` unless it is missing or a manifest spiketune wrote (a
+    submission written again): ``-o`` naming the config being submitted, or a user's file,
+    would lose it."""
+    if not path.exists():
+        return
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise LaunchError(f"--output {path}: exists and cannot be read ({e}); give another "
+                          "name") from None
+    if _OWN_LABEL not in text:
+        raise LaunchError(f"--output {path}: exists and is not a manifest spiketune wrote "
+                          "(it would be replaced): give another name, or remove it first")
+
