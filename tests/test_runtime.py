@@ -361,6 +361,19 @@ def test_decide_is_the_single_rulebook() -> None:
     assert lost.reason.startswith("interrupted: the scheduler ended; ")
 
 
+def _acc(params: dict) -> dict:
+    return {"default": 0.0, "acc": params["x"]}
+
+
+def test_an_export_of_a_named_objective_reads_back_its_values(exp_root: Path) -> None:
+    results = Experiment(trial=_acc, search_space=QUADRATIC_SPACE, max_trials=2,
+                         objectives=[{"key": "acc", "direction": "maximize"}],
+                         experiment_dir=exp_root).run()
+    back = records_from_json(export_results(results, "json"))
+    assert [r.value for r in back] == [r.value for r in results.records] != [0.0, 0.0]
+    assert back == results.records
+
+
 def test_export_round_trip(exp_root: Path) -> None:
     def trial(params: dict) -> dict:
         import spiketune.trial as st

@@ -109,6 +109,8 @@ class TrialRecord:
             "finished": None if self.finished is None else self.finished.isoformat(),
             "duration_seconds": self.duration_seconds,
         }
+        if self.objective != "default":  # the metric "value" is: read back the same
+            out["objective"] = self.objective
         if self.constraints is not None:
             out["constraints"] = self.constraints
             out["feasible"] = self.feasible
@@ -132,6 +134,7 @@ class TrialRecord:
             duration_seconds=d.get("duration_seconds"),
             sequence_id=d.get("sequence_id"),
             constraints=d.get("constraints"),
+            objective=str(d.get("objective", "default")),
         )
 
 
