@@ -290,13 +290,19 @@ def _curve_figures(trials: list[FrozenTrial]) -> dict[str, dict[str, Any]]:
                 "type": "scatter", "mode": "lines+markers", "name": f"trial {t.number}",
                 "x": [s for s, _ in steps], "y": [v for _, v in steps],
             })
-    return {
-        "intermediate-" + re.sub(r"[^A-Za-z0-9_.-]", "_", name): {"data": data, "layout": {
+    figures: dict[str, dict[str, Any]] = {}
+    for name, data in series.items():
+        # a readable id, made unique: "a,b" and "a;b" are both "a_b", and one would be lost
+        slug = "intermediate-" + re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+        key, n = slug, 1
+        while key in figures:
+            n += 1
+            key = f"{slug}-{n}"
+        figures[key] = {"data": data, "layout": {
             "title": {"text": f"intermediate {name}"},
             "xaxis": {"title": {"text": "step"}}, "yaxis": {"title": {"text": name}},
         }}
-        for name, data in series.items()
-    }
+    return figures
 
 
 class _ExperimentView(optuna.storages.BaseStorage):

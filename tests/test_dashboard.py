@@ -254,3 +254,18 @@ def test_only_loopback_host_headers_are_answered(exp_root: Path) -> None:
     stored = store.storage.get_study_system_attrs(store.study_id)
     store.close()
     assert not [k for k in stored if k.startswith("dashboard:")]
+
+
+def test_every_intermediate_key_keeps_a_figure_of_its_own() -> None:
+    """Keys that differ only in characters an id cannot hold ("a,b", "a;b"; "é", "ü") each
+    get their figure; the first keeps the readable id."""
+    import optuna
+
+    from spiketune.dashboard import _curve_figures
+
+    reports = [{"default": 0.1, "a,b": 1.0, "a;b": 2.0, "é": 3.0, "ü": 4.0, "val_acc": 0.5}]
+    trial = optuna.trial.create_trial(value=0.1, user_attrs={"intermediate": reports})
+    figures = _curve_figures([trial])
+    titles = sorted(f["layout"]["title"]["text"] for f in figures.values())
+    assert titles == sorted(f"intermediate {k}" for k in reports[0] if k != "default")
+    assert {"intermediate-val_acc", "intermediate-a_b", "intermediate-a_b-2"} <= set(figures)
