@@ -1249,6 +1249,10 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _MARKS_ONLY = re.compile(r"[\s^~|\-=*.:]*")  # traceback carets, rulers, separators
 
 
+#: The line a traceback ends with: ``ValueError: ...``, ``module.Error: ...``, ``KeyError``.
+_EXCEPTION_LINE = re.compile(r"[A-Za-z_][\w.]*(:|$)")
+
+
 def _cause(reason: str | None) -> str:
     """Why a trial ended, on one line: the reason's first line, and where that line quotes a
     stderr tail or a traceback (``exit code 1; stderr tail:`` + lines), its last meaningful
@@ -1263,8 +1267,15 @@ def _cause(reason: str | None) -> str:
 
 def _last_meaningful_line(text: str) -> str:
     """The last line with a letter in it, once colour codes, progress-bar redraws (``\\r``)
-    and lines of only marks (``^^^^``) are set aside."""
-    for raw in reversed(text.splitlines()):
+    and lines of only marks (``^^^^``) are set aside; after a Python traceback, the first
+    line of its exception (``RuntimeError: boom``), whose message may go on over more lines."""
+    lines = text.splitlines()
+    frames = [i for i, line in enumerate(lines) if line.startswith('  File "')]
+    if frames:
+        after = [line for line in lines[frames[-1] + 1:] if line and not line[0].isspace()]
+        if after and _EXCEPTION_LINE.match(after[0]):
+            return _ANSI.sub("", after[0]).strip()
+    for raw in reversed(lines):
         line = _ANSI.sub("", raw).rsplit("\r", 1)[-1].strip()
         if line and not _MARKS_ONLY.fullmatch(line) and any(c.isalpha() for c in line):
             return line

@@ -551,3 +551,8 @@ def test_cause_is_the_last_meaningful_line() -> None:
     assert _cause("timeout: 600 s") == "timeout: 600 s"
     assert _cause("exit code 3") == "exit code 3"
     assert _cause(None) == "" and _cause("") == ""
+    # an exception whose message goes on over several lines: its first line, with its type
+    several = ("exception:\nTraceback (most recent call last):\n"
+               '  File "t.py", line 2, in trial\n    raise RuntimeError(text)\n'
+               "RuntimeError: boom, with comma\nand newline")
+    assert _cause(several) == "exception: RuntimeError: boom, with comma"
