@@ -257,6 +257,32 @@ def test_trial_options_and_start(monkeypatch: pytest.MonkeyPatch,
     assert trial_output_dir("here") == Path("/trial/dir")
 
 
+def _own_dirs(params: dict) -> float:
+    import time
+
+    import spiketune.trial as st
+
+    time.sleep(0.2)  # the two trials overlap
+    assert trial_output_dir("shared") == st.get_trial_dir()
+    st.get_current_parameter("opt").pop("_name")  # an edit of its copy only
+    assert st.get_next_parameter()["opt"] == {"_name": "adam"}
+    return 1.0
+
+
+def test_in_process_trials_save_into_their_own_directories(exp_root: Path) -> None:
+    """Trials sharing a process share its environment: each saves into its own directory,
+    and the parameters it edits are its copy, not what the engine recorded."""
+    from spiketune import Experiment, Outcome
+
+    space = {"x": {"_type": "choice", "_value": [1, 2]},
+             "opt": {"_type": "choice", "_value": [{"_name": "adam"}]}}
+    results = Experiment(trial=_own_dirs, search_space=space, tuner="GridSearch",
+                         concurrency=2, experiment_dir=exp_root).run()
+    assert [r.outcome for r in results.records] == [Outcome.COMPLETE] * 2, [
+        r.reason for r in results.records]
+    assert all(r.parameters["opt"] == {"_name": "adam"} for r in results.records)
+
+
 def test_epoch_report_means_the_folds_and_prints_one_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

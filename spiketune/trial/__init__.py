@@ -177,7 +177,9 @@ get_next_parameters: Callable[[], dict[str, Any]] = get_next_parameter
 def get_current_parameter(tag: str | None = None) -> Any:
     """The current parameters, or the one named ``tag``."""
     params = _channel().parameters
-    return json.loads(json.dumps(params)) if tag is None else params[tag]
+    # a copy either way: the trial may edit what it gets (``opt.pop("_name")``), and the
+    # parameters recorded with its kept best model must stay those it received
+    return json.loads(json.dumps(params if tag is None else params[tag]))
 
 
 def report_intermediate_result(metric: Any) -> None:

@@ -627,6 +627,13 @@ def thread_limits() -> ThreadLimits | None:
     return limits if isinstance(limits, ThreadLimits) else None
 
 
+def bound_trial_dir() -> Path | None:
+    """The trial directory of the channel bound to the calling thread (an in-process trial, a
+    population member), or None: what is the thread's own in a process several trials share."""
+    directory = getattr(getattr(_bound, "channel", None), "trial_dir", None)
+    return Path(directory) if directory is not None else None
+
+
 def bind(bound: Channel | None) -> None:
     """Attach a channel to the calling thread (the in-process runner); ``None`` detaches."""
     global _bound_threads

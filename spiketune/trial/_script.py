@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from spiketune.trial import _protocol as protocol
+
 if TYPE_CHECKING:
     import torch
 
@@ -135,8 +137,14 @@ def _output_directory(text: str) -> str:
 
 
 def trial_output_dir(out: str | os.PathLike[str] = MANUAL_OUT) -> Path:
-    """Where the trial saves its model: the directory NNI's stand-in gives a launched trial
-    (``$NNI_OUTPUT_DIR``), else ``out`` (``--out``, run by hand)."""
+    """Where the trial saves its model: the calling thread's own trial directory (an
+    in-process trial, a population member inside ``with member:``), else the directory
+    NNI's stand-in gives a launched trial (``$NNI_OUTPUT_DIR``), else ``out`` (``--out``,
+    run by hand). Why the thread's first: trials sharing a process share its environment,
+    and one directory for all would let each overwrite the others' models."""
+    bound = protocol.bound_trial_dir()
+    if bound is not None:
+        return bound
     return Path(os.environ.get("NNI_OUTPUT_DIR") or out)
 
 
