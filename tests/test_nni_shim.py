@@ -49,6 +49,28 @@ def test_shim_exposes_nni_names() -> None:
     assert nni.utils.merge_parameter is merge_parameter
 
 
+def test_trace_dump_and_load_run_as_nni_scripts_use_them(tmp_path: Path) -> None:
+    """``@nni.trace`` and ``nni.trace(cls)(...)`` give the object itself; ``dump``/``load``
+    write and read plain data as JSON; what only NNI serialises is refused, saying so."""
+    import spiketune.compat.nni as nni
+
+    @nni.trace
+    class Net:
+        def __init__(self, width: int) -> None:
+            self.width = width
+
+    assert isinstance(Net(3), Net) and nni.trace(dict)(a=1) == {"a": 1}
+    data = {"lr": 0.1, "layers": [1, 2]}
+    assert nni.load(nni.dump(data)) == data
+    path = tmp_path / "p.json"
+    with path.open("w") as f:
+        nni.dump(data, f)
+    with path.open() as f:
+        assert nni.load(fp=f) == data
+    with pytest.raises(TypeError, match="plain JSON data"):
+        nni.dump(Net(3))
+
+
 @pytest.mark.slow
 def test_import_nni_trial_runs_unchanged(exp_root: Path, trial_script) -> None:
     """A trial doing ``import nni`` (and ``nni.utils``) under spiketune: results recorded."""

@@ -7,9 +7,10 @@ costs milliseconds, where ``import nni`` costs about a second.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, TypeVar
 
 try:
     from spiketune import trial as _trial
@@ -22,16 +23,21 @@ from . import utils
 __version__ = "3.0"  # the NNI API this shim follows
 
 __all__ = [
+    "dump",
     "get_current_parameter",
     "get_experiment_id",
     "get_next_parameter",
     "get_next_parameters",
     "get_sequence_id",
     "get_trial_id",
+    "load",
     "report_final_result",
     "report_intermediate_result",
+    "trace",
     "utils",
 ]
+
+_T = TypeVar("_T")
 
 
 def get_next_parameter() -> dict[str, Any]:
@@ -68,3 +74,34 @@ def get_trial_id() -> str:
 
 def get_sequence_id() -> int:
     return _trial.get_sequence_id()
+
+
+def trace(obj: _T, *_: Any, **__: Any) -> _T:
+    """NNI records a class's or function's arguments for its search spaces of models; trials
+    use it as ``@nni.trace`` or ``nni.trace(torch.optim.Adam)(...)``. Nothing here needs
+    those records, so it gives the object back unchanged and the script runs as under NNI."""
+    return obj
+
+
+def dump(obj: Any, fp: IO[str] | None = None, **kwargs: Any) -> str | None:
+    """``obj`` as JSON text (into ``fp`` when given), as NNI's ``dump`` writes plain data.
+    Objects that only NNI's own serialiser knows (traced instances) are refused, saying so."""
+    kwargs = {k: v for k, v in kwargs.items()
+              if k not in ("use_trace", "pickle_size_limit", "allow_nan")}
+    try:
+        if fp is not None:
+            json.dump(obj, fp, **kwargs)
+            return None
+        return json.dumps(obj, **kwargs)
+    except TypeError as e:
+        raise TypeError(f"nni.dump (spiketune's stand-in) writes plain JSON data: {e}; NNI's "
+                        "traced objects need NNI itself") from None
+
+
+def load(string: str | None = None, *, fp: IO[str] | None = None, **kwargs: Any) -> Any:
+    """The data of JSON text ``string`` (or of the file ``fp``), as :func:`dump` wrote it."""
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("ignore_comments", "preserve_order")}
+    if (string is None) == (fp is None):
+        raise TypeError("nni.load: give either string or fp")
+    return json.load(fp, **kwargs) if fp is not None else json.loads(string or "", **kwargs)
+
