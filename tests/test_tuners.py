@@ -223,6 +223,32 @@ def test_bohb_is_tpe_with_a_hyperband_pruner() -> None:
     assert bad.check(SPACE)[0].field == "tuner_args.max_budget"
 
 
+def _climbing(params: dict[str, Any]) -> float:
+    import spiketune.trial as st
+
+    for step in range(1, 10):
+        st.report_intermediate_result(params["x"] * step / 9)
+    return params["x"]
+
+
+@pytest.mark.parametrize(("name", "args"), [("Hyperband", {"R": 9}),
+                                            ("BOHB", {"max_budget": 9, "min_points_in_model": 3})])
+def test_hyperband_brackets_follow_the_seed(name: str, args: dict[str, Any], exp_root: Any) -> None:
+    """Optuna's Hyperband puts trials in brackets by a hash of the study's name: the same
+    seed must give the same draws and the same pruning in two experiments."""
+    from spiketune import Experiment
+
+    def run() -> list[tuple[float, str]]:
+        results = Experiment(trial=_climbing, search_space={"x": {"_type": "uniform",
+                                                                 "_value": [0, 1]}},
+                             tuner=name, tuner_args=args, seed=3, max_trials=12).run()
+        return [(r.parameters["x"], r.outcome.value) for r in results.records]
+
+    first = run()
+    assert run() == first
+    assert "EARLY_STOPPED" in {outcome for _, outcome in first}
+
+
 def test_other_tuners_imply_no_assessor_and_no_constants() -> None:
     for name in ("TPE", "Random", "GridSearch", "Evolution"):
         assert make_tuner(name).implied_assessor() is None

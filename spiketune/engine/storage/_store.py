@@ -74,6 +74,8 @@ ATTR_VERSION = "spiketune_version"
 ATTR_EXPERIMENT_DIR = "experiment_dir"
 ATTR_ELAPSED = "elapsed_seconds"
 ATTR_STOP = "stop_requested"  # set by `spiketune stop`: every worker of the study stops
+#: The name of every in-memory working study (see :meth:`StudyStore.working_study`).
+WORKING_STUDY_NAME = "spiketune"
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
 #: Databases whose schema version this process has checked (Optuna's check reads its
@@ -664,12 +666,18 @@ class StudyStore:
         pruner: optuna.pruners.BasePruner,
         trials: list[FrozenTrial],
     ) -> optuna.Study:
-        """An in-memory study holding ``trials`` (finished ones), for fast sampling and pruning."""
+        """An in-memory study holding ``trials`` (finished ones), for fast sampling and pruning.
+
+        Named, always alike: Optuna's Hyperband puts each trial in a bracket by a hash of the
+        study's name and the trial's number, so a name drawn anew each time (Optuna's default)
+        would give the same seed other brackets, other pruning and, under BOHB, other draws;
+        and the schedulers of one study (a resumed session, workers) would disagree."""
         study = optuna.create_study(
             storage=optuna.storages.InMemoryStorage(),
             sampler=sampler,
             pruner=pruner,
             directions=self.directions,
+            study_name=WORKING_STUDY_NAME,
         )
         study.add_trials([t for t in trials if t.state.is_finished()])
         return study
