@@ -249,6 +249,27 @@ def test_hyperband_brackets_follow_the_seed(name: str, args: dict[str, Any], exp
     assert "EARLY_STOPPED" in {outcome for _, outcome in first}
 
 
+@pytest.mark.parametrize(("name", "args", "field"), [
+    ("TPE", {"group": True}, "tuner_args.group"),
+    ("CmaEs", {"popsize": 1}, "tuner_args.popsize"),
+    ("CmaEs", {"with_margin": True, "use_separable_cma": True}, "tuner_args.with_margin"),
+    ("CmaEs", {"lr_adapt": True, "use_separable_cma": True}, "tuner_args.lr_adapt"),
+    ("CmaEs", {"lr_adapt": True, "with_margin": True}, "tuner_args.lr_adapt"),
+])
+def test_arguments_optuna_refuses_at_the_start_are_refused_when_read(
+    name: str, args: dict[str, Any], field: str
+) -> None:
+    """Optuna's samplers refuse these when built, at the run's start (after the experiment
+    is created); the config names them first. What they allow still builds."""
+    with pytest.raises(ConfigError) as info:
+        make_tuner(name, args)
+    assert [p.field for p in info.value.problems] == [field]
+    for fine in ({"group": True, "multivariate": True}, {"popsize": 2}, {"lr_adapt": True},
+                 {"with_margin": True}, {"use_separable_cma": True}):
+        tuner = "TPE" if "group" in fine else "CmaEs"
+        make_tuner(tuner, fine).create_sampler(SPACE, seed=0, directions=["maximize"])
+
+
 def test_other_tuners_imply_no_assessor_and_no_constants() -> None:
     for name in ("TPE", "Random", "GridSearch", "Evolution"):
         assert make_tuner(name).implied_assessor() is None

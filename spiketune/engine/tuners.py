@@ -75,9 +75,9 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
-from spiketune._validation import validate_args
+from spiketune._validation import cross_field, validate_args
 from spiketune.engine import assessors
 from spiketune.engine._algorithm import ArgumentsOwner, canonical_name
 from spiketune.engine.space import SearchSpace
@@ -178,6 +178,14 @@ class TPE(Tuner):
         group: bool = False
         constant_liar: bool = True
         tpe_args: _NniTpeArgs | None = None
+
+        @model_validator(mode="after")
+        def _group_needs_multivariate(self) -> TPE.Args:
+            # Optuna refuses it only when the run starts: said here, when the config is read
+            if self.group and not self.multivariate:
+                raise cross_field("group", self.group, "group=true needs multivariate=true "
+                                  "(groups are of the multivariate TPE)")
+            return self
 
     def sampler_kwargs(self) -> dict[str, Any]:
         args = self.args
@@ -343,11 +351,23 @@ class CmaEs(Tuner):
         sigma0: Annotated[float, Field(gt=0)] | None = None
         n_startup_trials: _Int0 = 1
         restart_strategy: Literal["ipop", "bipop"] | None = None
-        popsize: _Int1 | None = None
+        # CMA-ES's update needs two samples per generation (one fails its first update)
+        popsize: Annotated[int, Strict(), Field(ge=2)] | None = None
         use_separable_cma: bool = False
         with_margin: bool = False
         lr_adapt: bool = False
         consider_pruned_trials: bool = False
+
+        @model_validator(mode="after")
+        def _variants_that_go_together(self) -> CmaEs.Args:
+            # Optuna's CmaEsSampler refuses these only when the run starts
+            if self.lr_adapt and (self.use_separable_cma or self.with_margin):
+                raise cross_field("lr_adapt", self.lr_adapt, "lr_adapt=true cannot be combined "
+                                  "with use_separable_cma or with_margin")
+            if self.use_separable_cma and self.with_margin:
+                raise cross_field("with_margin", self.with_margin, "with_margin=true cannot be "
+                                  "combined with use_separable_cma=true")
+            return self
 
     def create_sampler(
         self, space: SearchSpace, *, seed: int | None, directions: Sequence[str]
