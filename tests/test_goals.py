@@ -142,6 +142,33 @@ def test_hardware_validated() -> None:
     assert broken is not None and "max_fan_out = 106 exceeds the limit 64" in broken.reason
 
 
+def test_hardware_that_no_trial_could_fit_is_refused_when_read() -> None:
+    """Fixed facts that break a rule at the smallest sizes searched, flags that are not
+    true or false, an unknown neuron, and a size the space hands out as fractions would make
+    every trial FAILED: named when the config is read."""
+    space = {"n_rec": {"_type": "choice", "_value": [16, 32]}}
+    fits = {"target": "xylo-audio2", "n_in": 12, "n_out": 7, "readout_bias": False}
+    for change, field in (({"n_in": 20}, "hardware.n_in"),
+                          ({"readout_bias": "false"}, "hardware.readout_bias"),
+                          ({"neuron": "lfi"}, "hardware.neuron"),
+                          ({"neuron": "alif"}, "hardware.neuron")):
+        with pytest.raises(ConfigError) as e:
+            ExperimentConfig(search_space=space, hardware={**fits, **change})
+        assert list(problems(e)) == [field], change
+    without_bias = {k: v for k, v in fits.items() if k != "readout_bias"}  # default: a bias
+    with pytest.raises(ConfigError, match="every trial would break its rule bias"):
+        ExperimentConfig(search_space=space, hardware=without_bias)
+    searched = {**space, "neuron": {"_type": "choice", "_value": ["alif", "lif"]}}
+    ExperimentConfig(search_space=searched, hardware=fits)  # a trial may still fit
+    for kind in ({"_type": "uniform", "_value": [10, 50]},
+                 {"_type": "choice", "_value": [16.5, 32]}):
+        with pytest.raises(ConfigError) as e:
+            ExperimentConfig(search_space={"n_rec": kind}, hardware=fits)
+        assert "whole numbers" in problems(e)["search_space.n_rec"].rule
+    ExperimentConfig(search_space={"n_rec": {"_type": "quniform", "_value": [10, 50, 2]}},
+                     hardware=fits)
+
+
 def test_toml_form(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     path.write_text(textwrap.dedent("""
@@ -150,7 +177,7 @@ def test_toml_form(tmp_path: Path) -> None:
         tuner = "NSGAII"
         objectives = [{key = "default", direction = "maximize"},
                       {key = "synops_per_sample", direction = "minimize"}]
-        hardware = {target = "xylo-audio2", n_in = 12, n_out = 7}
+        hardware = {target = "xylo-audio2", n_in = 12, n_out = 7, readout_bias = false}
         assessor = "Silent"
         assessor_args = {lower = {spikes_per_sample = 1}, upper = {rate_per_step = 0.9}}
     """))

@@ -216,7 +216,7 @@ def test_parameter_check_table_problems_name_their_keys() -> None:
     assert set(found) == {"hw.n_rec", "hw.colour", "hw.n_out", "hw.max_hidden", "hw.neuron"}
     assert "one place" in found["hw.n_rec"] and "max_fan_out" in found["hw.colour"]
     assert "parameter named n_out" in found["hw.n_out"] and ">= 1" in found["hw.max_hidden"]
-    assert "a name such as 'lif'" in found["hw.neuron"]  # 3 is no neuron
+    assert "one of lif, alif, cuba_lif" in found["hw.neuron"]  # 3 is no neuron
     # A bad limit and a bad fact are said together, not one after the other's fix.
     with pytest.raises(ConfigError) as err:
         ParameterCheck.from_table({"target": "xylo-audio2", "n_in": -12, "n_out": 7,

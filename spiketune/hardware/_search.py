@@ -64,11 +64,22 @@ class ParameterCheck:
             except ConfigError:
                 raise ConfigError(problems) from None
         # the fixed facts alone must make sense (types); a trial's parameters come later
+        problems += [Problem(f"{name}.{key}", fixed[key], "true or false")
+                     for key in _FLAGS if key in fixed and not isinstance(fixed[key], bool)]
+        if "neuron" in fixed and fixed["neuron"] not in _NEURONS:
+            problems.append(Problem(f"{name}.neuron", fixed["neuron"],
+                                    f"one of {', '.join(_NEURONS)}"))
+        broken: list[Violation] = []
         try:
-            check_config(target, {**dict.fromkeys(REQUIRED_KEYS, 1), **fixed})
+            # the searched sizes at their smallest, the rest as every trial will have them
+            broken = check_config(target, {**dict.fromkeys(REQUIRED_KEYS, 1), **fixed})
         except ConfigError as exc:
             known = {p.field for p in problems}
             problems += [p for p in _within(name, exc) if p.field not in known]
+        if not problems:  # rules are judged on sound facts and limits only
+            searched = set(parameter_names)
+            problems += [_unfit(name, v, fixed) for v in broken
+                         if not _RULE_CHOICES.get(v.rule, set()) & searched]
         if problems:
             raise ConfigError(problems)
         return cls(target, fixed, overrides)
@@ -90,6 +101,36 @@ class ParameterCheck:
         """The rules a trial of these parameters breaks (empty: it fits). Raises
         :class:`ConfigError` naming the network fact that is not a network at all."""
         return check_config(self.target, self.network(parameters))
+
+
+#: Network facts that are true or false.
+_FLAGS = ("recurrent", "readout_bias")
+_NEURONS = ("lif", "alif", "cuba_lif")
+#: The facts of a rule other than the sizes: a trial that searches one may fit where the
+#: fixed facts alone do not. A rule the sizes alone break at their smallest (and the fixed
+#: or default facts) breaks for every trial.
+_RULE_CHOICES: dict[str, set[str]] = {
+    "max_fan_in": {"recurrent"}, "max_fan_out": {"recurrent"}, "neuron": {"neuron"},
+    "reset": {"reset"}, "refractory": {"refractory_steps"}, "bias": {"readout_bias"},
+}
+#: The fact a rule is said of, in a refusal.
+_RULE_FACT = {"max_inputs": "n_in", "max_outputs": "n_out", "max_hidden": "n_rec",
+              "neuron": "neuron", "reset": "reset", "refractory": "refractory_steps",
+              "bias": "readout_bias"}
+
+
+def _unfit(name: str, violation: Violation, fixed: Mapping[str, Any]) -> Problem:
+    """A rule of the target that every trial would break, as the problem of the fact that
+    breaks it (the table itself for a rule of several facts)."""
+    fact = _RULE_FACT.get(violation.rule)
+    field = f"{name}.{fact}" if fact in fixed else name
+    sized = violation.rule.startswith("max_")
+    gets = f"{violation.value}{' at the smallest sizes searched' if sized else ''}"
+    detail = f"; {violation.detail}" if violation.detail else ""
+    return Problem(field, fixed.get(fact, violation.value),
+                   f"a network the target {violation.target} runs: every trial would break "
+                   f"its rule {violation.rule} (allows {violation.limit}, gets {gets}"
+                   f"{detail})")
 
 
 def _sort_table(

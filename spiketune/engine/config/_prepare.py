@@ -226,7 +226,32 @@ def build_design(
     except ConfigError as exc:
         problems += exc.problems
         return None
+    if space is not None:
+        specs = space.to_nni()
+        problems += [Problem(f"search_space.{key}", specs[key], "whole numbers, which the "
+                             "design check counts: choice of integers, randint, or quniform "
+                             "or qloguniform with a whole q")
+                     for key in _COUNTED if key in specs and not _whole_valued(specs[key])]
     return design
+
+
+#: Network facts the design check counts, which a trial must receive as whole numbers.
+_COUNTED = ("n_in", "n_rec", "n_out", "refractory_steps")
+
+
+def _whole_valued(spec: Any) -> bool:
+    """Whether a parameter of this NNI spec hands out only whole numbers."""
+    kind, values = spec.get("_type"), spec.get("_value")
+    if kind == "randint":
+        return True
+    if kind == "choice":
+        return all(isinstance(v, int | float) and not isinstance(v, bool)
+                   and float(v).is_integer() for v in values)
+    if kind in ("qnormal", "qlognormal"):
+        return float(values[-1]).is_integer()
+    if kind in ("quniform", "qloguniform"):  # clipped to [low, high]: those must be whole
+        return all(float(v).is_integer() for v in values)
+    return False
 
 
 def start_point_problems(
