@@ -107,6 +107,23 @@ def test_patient_wraps_another_assessor() -> None:
     assert info.value.problems[0].field == "assessor_args.wrapped.args.bogus"
 
 
+def test_silent_is_the_assessor_not_a_wrapped_one() -> None:
+    """Its rule is the experiment's assessor's alone: wrapped, it would be dropped."""
+    for outer in ("Patient", "Silent"):
+        args = {"wrapped": {"name": "Silent", "args": {"lower": {"spikes": 3.0}}}}
+        args |= {"patience": 5} if outer == "Patient" else {"lower": {"spikes": 1.0}}
+        with pytest.raises(ConfigError) as info:
+            make_assessor(outer, args)
+        assert [p.field for p in info.value.problems] == ["assessor_args.wrapped.name"]
+
+
+def test_silent_reads_no_measured_activity_as_silent_never_as_saturated() -> None:
+    silent = make_assessor("Silent", {"lower": {"spikes": 1.0}, "upper": {"rate": 0.9}})
+    assert silent.judge({"default": 0.5, "rate": float("nan")}, 3) is None
+    judged = silent.judge({"default": 0.5, "spikes": float("nan")}, 3)
+    assert judged is not None and judged.reason.startswith("silent network: spikes=0")
+
+
 @pytest.mark.parametrize(
     ("name", "args", "field", "rule"),
     [("Medianstop", {"start_step": -1}, "assessor_args.start_step", "must be >= 0"),

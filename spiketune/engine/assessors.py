@@ -255,14 +255,7 @@ class Patient(Assessor):
     def __init__(self, args: BaseModel) -> None:
         super().__init__(args)
         assert isinstance(args, Patient.Args)
-        self.wrapped: Assessor | None = None
-        if args.wrapped is not None:
-            try:
-                self.wrapped = make_assessor(args.wrapped.name, args.wrapped.args)
-            except ConfigError as exc:
-                names = {"assessor_args": "assessor_args.wrapped.args",
-                         "assessor": "assessor_args.wrapped.name"}
-                raise ConfigError(rename(exc.problems, names)) from None
+        self.wrapped = _wrap(args.wrapped)
 
     def create_pruner(self) -> BasePruner:
         from optuna.pruners import PatientPruner
@@ -345,7 +338,9 @@ class Silent(Assessor):
                 if not isinstance(value, int | float) or isinstance(value, bool):
                     continue
                 if value != value:  # NaN: no activity measured at all
-                    value = 0.0 if below else float("inf")
+                    if not below:  # silent, maybe, but not saturated
+                        continue
+                    value = 0.0
                 if (value < limit) if below else (value > limit):
                     excess = abs(value - limit) / abs(limit) if limit else 1.0
                     kind = "silent" if below or "silent" in key else "saturated"
@@ -359,14 +354,22 @@ class Silent(Assessor):
 
 
 def _wrap(spec: _Wrapped | None) -> Assessor | None:
+    """The assessor whose pruner another one wraps. Silent judges the reports themselves,
+    which only the experiment's own assessor does (its pruner stops nothing): wrapped, its
+    rule would be dropped without a word, so it is refused."""
     if spec is None:
         return None
     try:
-        return make_assessor(spec.name, spec.args)
+        inner = make_assessor(spec.name, spec.args)
     except ConfigError as exc:
         names = {"assessor_args": "assessor_args.wrapped.args",
                  "assessor": "assessor_args.wrapped.name"}
         raise ConfigError(rename(exc.problems, names)) from None
+    if isinstance(inner, Silent):
+        raise ConfigError(Problem("assessor_args.wrapped.name", spec.name,
+                                  "an assessor with a pruner; Silent judges the reports "
+                                  "itself: make it the assessor, wrapping the other"))
+    return inner
 
 
 #: Assessors by canonical name.
