@@ -160,3 +160,35 @@ def test_union_and_nested_argument_errors_read_as_one_rule() -> None:
     found = {p.field: p.rule for p in info.value.problems}
     assert found["assessor_args.wrapped.nam"] == "unknown key; accepted: args, name"
     assert found["assessor_args.wrapped.name"] == "required"
+
+
+def _low_unless_first(params: dict) -> float:
+    import spiketune.trial as st
+
+    value = 0.9 if params["x"] == 0.9 else 0.1
+    for _ in range(4):
+        st.report_intermediate_result(value)
+    return value
+
+
+@pytest.mark.parametrize(("name", "args"), [
+    ("Threshold", {"lower": 0.5}),
+    ("Percentile", {"percentile": 50.0, "n_startup_trials": 0}),
+    ("Medianstop", {}),
+])
+@pytest.mark.parametrize("warmup", [0, 1, 2])
+def test_n_warmup_steps_skips_that_many_reports_as_in_optuna(
+    name: str, args: dict, warmup: int, exp_root
+) -> None:
+    """Optuna counts steps from 0 and spiketune from 1: ``n_warmup_steps = N`` still skips
+    the first N reports, and the trial is stopped at the next one (the first trial, better,
+    is what the second is compared with)."""
+    from spiketune import Experiment, Outcome
+
+    results = Experiment(
+        trial=_low_unless_first, search_space={"x": {"_type": "uniform", "_value": [0, 1]}},
+        start_with=[{"x": 0.9}], max_trials=2, assessor=name,
+        assessor_args={**args, "n_warmup_steps": warmup}).run()
+    stopped = results.records[-1]
+    assert stopped.outcome == Outcome.EARLY_STOPPED, stopped.reason
+    assert len(stopped.intermediate) == warmup + 1

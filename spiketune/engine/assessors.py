@@ -134,13 +134,14 @@ class Medianstop(Assessor):
     def warmup_steps(self) -> int:
         """No trial is stopped at a step below this (steps count results, from 1).
 
-        NNI judges once ``start_step`` results have arrived, i.e. from step ``start_step``.
+        NNI judges once ``start_step`` results have arrived, i.e. from step ``start_step``;
+        Optuna's ``n_warmup_steps`` skips that many results (see :func:`_optuna_warmup`).
         """
         args = self.args
         assert isinstance(args, Medianstop.Args)
         if args.start_step is not None:
             return args.start_step
-        return args.n_warmup_steps or 0
+        return _optuna_warmup(args.n_warmup_steps or 0)
 
     def create_pruner(self) -> BasePruner:
         from optuna.pruners import MedianPruner
@@ -168,7 +169,9 @@ class Percentile(Assessor):
     def create_pruner(self) -> BasePruner:
         from optuna.pruners import PercentilePruner
 
-        return PercentilePruner(**self.args.model_dump())
+        args = self.args.model_dump()
+        return PercentilePruner(**{**args, "n_warmup_steps": _optuna_warmup(
+            args["n_warmup_steps"])})
 
 
 class Hyperband(Assessor):
@@ -235,7 +238,9 @@ class Threshold(Assessor):
     def create_pruner(self) -> BasePruner:
         from optuna.pruners import ThresholdPruner
 
-        return ThresholdPruner(**self.args.model_dump())
+        args = self.args.model_dump()
+        return ThresholdPruner(**{**args, "n_warmup_steps": _optuna_warmup(
+            args["n_warmup_steps"])})
 
 
 class _Wrapped(BaseModel):
@@ -351,6 +356,13 @@ class Silent(Assessor):
         kind = broken[0][0]
         return Judgement(f"{kind} network: " + ", ".join(text for _, text, _ in broken),
                     sum(e for _, _, e in broken))
+
+
+def _optuna_warmup(n_warmup_steps: int) -> int:
+    """Optuna's ``n_warmup_steps`` for spiketune's steps. Optuna counts a trial's steps from
+    0, so its ``n_warmup_steps = N`` skips the first N results; spiketune numbers results
+    from 1 (the first epoch's report is step 1), and passing N as it is would skip N - 1."""
+    return n_warmup_steps + 1 if n_warmup_steps else 0
 
 
 def _wrap(spec: _Wrapped | None) -> Assessor | None:
