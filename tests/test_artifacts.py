@@ -93,6 +93,11 @@ def test_predictions_validation_and_numbers() -> None:
     np = pytest.importorskip("numpy")
     q = Predictions(labels=np.array([1, 0]), predictions=np.array([1, 1]))
     assert q.labels == [1, 0] and isinstance(q.labels[0], int)
+    # scores or text are not class indices, and are not cut into some
+    for bad in (np.array([0.9, 1.6]), [True, False], "01"):
+        with pytest.raises(TrialError, match="class indices"):
+            Predictions(labels=[0, 1], predictions=bad)
+    assert Predictions(labels=[0, 1], predictions=np.array([0.0, 1.0])).predictions == [0, 1]
 
 
 @pytest.mark.parametrize(

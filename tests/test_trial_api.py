@@ -117,6 +117,14 @@ def test_normalize_metric() -> None:
         st.normalize_metric("0.5")
     with pytest.raises(TypeError):
         st.normalize_metric(True)
+    # NumPy's and torch's booleans are refused as Python's is; several values are not one
+    np, torch = pytest.importorskip("numpy"), pytest.importorskip("torch")
+    for boolean in (np.bool_(True), torch.tensor(True)):
+        with pytest.raises(TypeError, match="must be a number"):
+            st.normalize_metric({"default": boolean})
+    for several in (np.array([1.0, 2.0]), torch.tensor([1.0, 2.0])):
+        with pytest.raises(TypeError, match="metric must be one number"):
+            st.normalize_metric(several)
 
 
 def test_script_runs_by_hand_outside_an_experiment(tmp_path: Path) -> None:

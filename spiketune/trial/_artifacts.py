@@ -149,12 +149,22 @@ class Predictions:
 
 
 def _int_list(values: Any, what: str) -> list[int]:
+    """Class indices: whole numbers >= 0. A float such as 1.6 (a probability, a score) or
+    text is refused, not cut to an index: the confusion matrix would be silently wrong."""
     if hasattr(values, "tolist"):  # numpy arrays, tensors
         values = values.tolist()
+    if isinstance(values, str | bytes):
+        raise TrialError(f"predictions: {what} must be a sequence of class indices, got text")
     try:
-        out = [int(v) for v in values]
-    except (TypeError, ValueError) as e:
+        items = list(values)
+    except TypeError as e:
         raise TrialError(f"predictions: {what} must be class indices (integers): {e}") from e
+    bad = [v for v in items if isinstance(v, bool)
+           or not (isinstance(v, int) or (isinstance(v, float) and v.is_integer()))]
+    if bad:
+        raise TrialError(f"predictions: {what} must be class indices (whole numbers), got "
+                         f"{bad[0]!r}")
+    out = [int(v) for v in items]
     if any(v < 0 for v in out):
         raise TrialError(f"predictions: {what} must be non-negative class indices")
     return out

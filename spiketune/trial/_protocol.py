@@ -120,15 +120,26 @@ def _within_float(value: int) -> float | int:
 
 
 def _number(value: Any, what: str) -> float | int:
-    if isinstance(value, bool) or value is None:
+    if isinstance(value, bool) or value is None or _is_boolean_scalar(value):
         raise TypeError(f"{what} must be a number, got {value!r}")
     if isinstance(value, int):
         return _within_float(value)
     if isinstance(value, float):
         return value
     if hasattr(value, "__float__"):
-        return float(value)
+        try:
+            return float(value)
+        except (TypeError, ValueError) as e:  # an array of several values, say
+            raise TypeError(f"{what} must be one number, got {type(value).__name__} "
+                            f"({e})") from None
     raise TypeError(f"{what} must be a number, got {type(value).__name__} {value!r}")
+
+
+def _is_boolean_scalar(value: Any) -> bool:
+    """A NumPy or torch boolean (``np.bool_(True)``, ``torch.tensor(True)``): refused as
+    Python's True is, not read as 1.0. By its dtype's name, with no import of either."""
+    dtype = getattr(value, "dtype", None)
+    return dtype is not None and str(dtype) in ("bool", "torch.bool")
 
 
 def _jsonable(value: Any) -> Any:
