@@ -100,6 +100,25 @@ def test_manual_mode_env_and_empty(monkeypatch: pytest.MonkeyPatch) -> None:
     assert st.get_next_parameter() == {"a": [1, 2]}
 
 
+def test_a_script_run_by_hand_with_bad_parameters_stops_with_one_line(tmp_path: Path) -> None:
+    """A missing file, a JSON list, bad inline JSON, ``--params`` without its path: one
+    ``error:`` line naming where the parameters came from, exit code 1, no traceback."""
+    script = tmp_path / "t.py"
+    script.write_text("import spiketune.trial as st\nprint(st.get_next_parameter())\n")
+    listed = tmp_path / "list.json"
+    listed.write_text("[1, 2]")
+    cases = [(["--params", str(tmp_path / "missing.json")], {}, "--params"),
+             (["--params", str(listed)], {}, "not a JSON list"),
+             (["--params"], {}, "--params"),
+             ([], {st.ENV_PARAMETERS: "{bad"}, f"${st.ENV_PARAMETERS}")]
+    for argv, env, words in cases:
+        done = subprocess.run([sys.executable, str(script), *argv], capture_output=True,
+                              text=True, env={**os.environ, **env}, timeout=60)
+        assert done.returncode == 1, done
+        assert done.stderr.startswith("error: ") and words in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+
+
 def test_normalize_metric() -> None:
     assert st.normalize_metric(3) == {"default": 3}
     assert st.normalize_metric({"default": 1.5, "k": "v"}) == {"default": 1.5, "k": "v"}

@@ -51,6 +51,18 @@ def test_the_threads_variable_wins_over_the_concurrency(monkeypatch: pytest.Monk
     assert st.trial_threads() == 1
 
 
+def test_a_variable_that_is_no_count_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    from spiketune.errors import ConfigError
+
+    for name in (st.ENV_TRIAL_THREADS, st.ENV_CONCURRENCY):
+        monkeypatch.delenv(st.ENV_TRIAL_THREADS, raising=False)
+        monkeypatch.setenv(name, "auto")
+        with pytest.raises(ConfigError) as info:
+            st.trial_threads()
+        assert info.value.problems[0].field == f"${name}"
+        monkeypatch.delenv(name)
+
+
 def test_an_explicit_count_wins_over_both_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(st.ENV_CONCURRENCY, "4")
     monkeypatch.setenv(st.ENV_TRIAL_THREADS, "3")

@@ -493,7 +493,12 @@ class ManualChannel:
         self.nni_trial_id = "manual"
         self.experiment_id = "manual"
         self.sequence_id = 0
-        self.parameters = manual_parameters(argv, environ)
+        from spiketune.errors import ConfigError
+
+        try:
+            self.parameters = manual_parameters(argv, environ)
+        except ConfigError as e:  # the script's own command line: its reason, no traceback
+            raise SystemExit("error: " + "; ".join(str(p) for p in e.problems)) from None
         self._count = 0
 
     def report(self, kind: str, value: dict[str, Any]) -> None:
@@ -513,7 +518,10 @@ def manual_parameters(argv: list[str], environ: Mapping[str, str]) -> dict[str, 
 
     path: str | None = None
     for i, arg in enumerate(argv):
-        if arg == "--params" and i + 1 < len(argv):
+        if arg == "--params":
+            if i + 1 == len(argv) or argv[i + 1].startswith("--"):
+                raise ConfigError(Problem("--params", None, "the path of a JSON file of "
+                                          "parameters after it"))
             path = argv[i + 1]
         elif arg.startswith("--params="):
             path = arg.split("=", 1)[1]

@@ -81,7 +81,7 @@ def trial_threads(explicit: int | None = None) -> int:
         return max(1, explicit)
     env = os.environ.get(ENV_TRIAL_THREADS)
     if env:
-        return max(1, int(env))
+        return _count_variable(ENV_TRIAL_THREADS, env)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, (cores or 1) // _concurrency())
 
@@ -91,7 +91,7 @@ def _concurrency() -> int:
     ``concurrency``, else 1 (by hand, or an ``experiment.json`` that cannot be read)."""
     env = os.environ.get(ENV_CONCURRENCY)
     if env:
-        return max(1, int(env))
+        return _count_variable(ENV_CONCURRENCY, env)
     from spiketune.trial._artifacts import experiment_dir_of_trial
 
     directory = experiment_dir_of_trial()
@@ -102,6 +102,18 @@ def _concurrency() -> int:
         return max(1, int(meta["config"]["concurrency"]))
     except (OSError, ValueError, KeyError, TypeError):
         return 1
+
+
+def _count_variable(name: str, text: str) -> int:
+    """A count read from the environment variable ``name`` (at least 1); a value that is no
+    whole number is a ConfigError naming the variable, not int()'s ValueError."""
+    try:
+        return max(1, int(text))
+    except ValueError:
+        from spiketune.errors import ConfigError, Problem
+
+        raise ConfigError(Problem(f"${name}", text, "a whole number of threads or trials, "
+                                  "at least 1")) from None
 
 
 def seed_everything(seed: int) -> None:
