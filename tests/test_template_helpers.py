@@ -229,7 +229,7 @@ def test_the_braille_pool_is_read_rebinned_and_split(
 
 
 def test_trial_options_and_start(monkeypatch: pytest.MonkeyPatch,
-                                 capsys: pytest.CaptureFixture[str]) -> None:
+                                 capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     parser = add_trial_options(argparse.ArgumentParser(), subset_help="N windows")
     args = parser.parse_args(["--folds", "3", "--seed", "5", "--threads", "1"])
     assert (args.folds, args.seed, args.threads, args.out, args.subset) == (
@@ -245,6 +245,15 @@ def test_trial_options_and_start(monkeypatch: pytest.MonkeyPatch,
             parser.parse_args([option, value])
         assert info.value.code == 2
         assert message in capsys.readouterr().err
+    # --out in a file's path is refused before the training, not after it; ~ is expanded
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    for out in (a_file, a_file / "sub"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--out", str(out)])
+        assert "give a directory to save into" in capsys.readouterr().err
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert parser.parse_args(["--out=~/seed3"]).out == str(tmp_path / "seed3")
     params, device = start_trial({"lr": 0.1, "seed": 1}, seed=args.seed, threads=args.threads)
     assert params == {"lr": 0.1, "seed": 5} and torch.get_num_threads() == 1
     first = torch.rand(3)

@@ -129,11 +129,18 @@ def _seconds(text: str) -> float:
 
 
 def _output_directory(text: str) -> str:
-    """``--out``: a directory to save into, checked before the training rather than after it
-    (a file there would only be found when the model is saved)."""
-    if Path(text).expanduser().exists() and not Path(text).expanduser().is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is a file; give a directory to save into")
-    return text
+    """``--out``: a directory to save into (``~`` expanded), checked before the training
+    rather than after it: a file there, or a file where one of its parents should be, would
+    only be found when the model is saved."""
+    path = Path(text).expanduser()
+    for place in (path, *path.parents):
+        if place.exists():
+            if not place.is_dir():
+                what = "is a file" if place == path else f"lies inside the file {place}"
+                raise argparse.ArgumentTypeError(f"{text} {what}; give a directory to save "
+                                                 "into")
+            break
+    return str(path)
 
 
 def trial_output_dir(out: str | os.PathLike[str] = MANUAL_OUT) -> Path:
@@ -145,7 +152,7 @@ def trial_output_dir(out: str | os.PathLike[str] = MANUAL_OUT) -> Path:
     bound = protocol.bound_trial_dir()
     if bound is not None:
         return bound
-    return Path(os.environ.get("NNI_OUTPUT_DIR") or out)
+    return Path(os.environ.get("NNI_OUTPUT_DIR") or out).expanduser()
 
 
 def keep_trial_model(
