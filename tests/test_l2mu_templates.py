@@ -389,6 +389,19 @@ def _finished(trial: subprocess.Popen[str], out: Path) -> dict[str, Any]:
     return result
 
 
+def test_braille_launcher_reads_the_data_before_the_search(
+    events_th10: Path, tmp_path: Path, exp_root: Path
+) -> None:
+    """The threshold-10 event file for the reduced task, or a --subset too small to split,
+    stops the run naming --data before any experiment is made."""
+    launcher = _load(BRAILLE, "main")
+    for argv in (["--data", str(events_th10)], ["--data", str(events_th10), "--task", "full",
+                                                "--subset", "1"]):
+        with pytest.raises(DataError, match="--data: "):
+            launcher.run(["--smoke", *argv])
+    assert not any(exp_root.iterdir())
+
+
 @pytest.mark.slow
 def test_braille_full_task_trial_trains_on_all_letters(
     events_th10: Path, tmp_path: Path

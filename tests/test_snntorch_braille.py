@@ -110,6 +110,20 @@ def test_init_writes_a_runnable_copy(project: Path, exp_root: Path, pool: Path) 
     assert started.start_with == [{"nb_hidden": 40, "lr": 0.002}]
 
 
+def test_launcher_reads_the_data_before_the_search(project: Path, exp_root: Path,
+                                                   pool: Path) -> None:
+    """A wrong --data or a --subset too small to split stops the run with its reason before
+    any experiment is made, not as every trial's failure."""
+    from spiketune import DataError
+
+    launcher = _load("main", project)
+    for argv, words in ((["--data", str(project / "missing.pt")], "no Braille pool file"),
+                        (["--data", str(pool), "--subset", "1"], "--subset 1: too few")):
+        with pytest.raises(DataError, match=words):
+            launcher.run(["--smoke", *argv])
+    assert not any(exp_root.iterdir())
+
+
 def test_launcher_says_when_snntorch_is_missing(project: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Without snnTorch every trial would fail on its import: the launcher says so first."""

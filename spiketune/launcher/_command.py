@@ -51,7 +51,7 @@ def narrow_choice(space: Mapping[str, Any], key: str, name: str) -> dict[str, An
     kept = [o for o in options if isinstance(o, dict) and o.get("_name") == name]
     if not kept:
         names = [o.get("_name") for o in options if isinstance(o, dict)]
-        raise SystemExit(f"--{key} {name}: search_space.json's {key!r} choice has no option "
+        raise SystemExit(f"error: --{key} {name}: search_space.json's {key!r} choice has no option "
                          f"named {name!r} (it has {names})")
     return {"_type": "choice", "_value": kept}
 
@@ -67,7 +67,7 @@ def option_of(field: str) -> str | None:
     """The launcher option that sets the experiment setting ``field`` (``max_trials``:
     ``--trials``), or None when only config.toml sets it."""
     top = field.split(".")[0].split("[")[0]
-    option = next((o for o, f in _SETTINGS if f == top), None)
+    option = next((o for o, f in (*_SETTINGS, ("gpus", "gpus")) if f == top), None)
     return None if option is None else "--" + option.replace("_", "-")
 
 

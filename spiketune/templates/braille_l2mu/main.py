@@ -31,10 +31,11 @@ scores one on other data of the same encoding.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
-from spiketune import Experiment, ExperimentResults, load_config
+from spiketune import DataError, Experiment, ExperimentResults, load_config
 from spiketune.launcher import (
     add_budget_options,
     add_experiment_options,
@@ -92,7 +93,7 @@ def experiment(args: argparse.Namespace) -> Experiment:
     if args.population == "auto":
         # The probe times batched recurrent SNNs; an L²MU or LMU member trains alone in its
         # population (it saves the start of a process per trial, it is not batched).
-        raise SystemExit("--population auto: not for this template (its L²MU and LMU train "
+        raise SystemExit("error: --population auto: not for this template (its L²MU and LMU train "
                          "alone in a population); give a number, e.g. --population 1 "
                          "--refills 8: one process per core, each training trials one after "
                          "another")
@@ -117,6 +118,24 @@ def experiment(args: argparse.Namespace) -> Experiment:
     return Experiment(config, **changes)
 
 
+def check_data(args: argparse.Namespace) -> None:
+    """Read the data a trial of this command line reads (``--data``, ``--task``,
+    ``--subset``), once, before the search: a wrong ``--data`` (the pool file for the full
+    task, an unreadable file, too few samples for ``--subset``'s split) stops the run with
+    the reason, not each of its trials in turn. ``setup_hpo.py`` is read from beside this
+    file by its path, as a trial reads it."""
+    spec = importlib.util.spec_from_file_location("_braille_l2mu_setup", HERE / "setup_hpo.py")
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {HERE / 'setup_hpo.py'}")
+    setup_hpo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(setup_hpo)
+    options = setup_hpo.data_options({"task": args.task} if args.task is not None else {})
+    try:
+        setup_hpo.load_data(options, args.data, per_class=args.subset)
+    except DataError as e:
+        raise DataError(f"--data: {e}" if args.data is not None else str(e)) from None
+
+
 def run(argv: list[str] | None = None) -> ExperimentResults:
     """Run the experiment the command line describes, retrain the chosen configuration with
     seeds, build its report, print the outcome (``spiketune.launcher.run_experiment``).
@@ -125,6 +144,7 @@ def run(argv: list[str] | None = None) -> ExperimentResults:
     itself (``--folds 1``), with this run's epoch cap, subset and data.
     """
     args = parse_args(argv)
+    check_data(args)
     exp = experiment(args)
     command = with_options([sys.executable, "main_hpo.py", "--folds", "1"],
                            {"--epochs-cap": args.epochs_cap, "--subset": args.subset,

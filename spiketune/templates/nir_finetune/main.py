@@ -72,7 +72,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.population == "auto":
         # The probe times batched recurrent SNNs of LIF or ALIF neurons; the graph's CubaLIF
         # network trains alone in its population (it saves the start of a process per trial).
-        raise SystemExit("--population auto: not for this template (its CubaLIF network "
+        raise SystemExit("error: --population auto: not for this template (its CubaLIF network "
                          "trains alone in a population); give a number, e.g. --population 1 "
                          "--refills 8: one process per core, each fine-tuning trials one "
                          "after another")

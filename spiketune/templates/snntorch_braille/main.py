@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 
 from spiketune import (
+    DataError,
     Experiment,
     ExperimentResults,
     SpiketuneError,
@@ -87,9 +88,31 @@ def experiment(args: argparse.Namespace) -> Experiment:
     return Experiment(config, **changes)
 
 
+def check_data(args: argparse.Namespace) -> None:
+    """Read the pool a trial of this command line reads (``--data``, ``--subset``), once,
+    before the search: a wrong ``--data`` stops the run with the reason, not each of its
+    trials in turn. ``setup_hpo.py`` is read from beside this file by its path."""
+    spec = importlib.util.spec_from_file_location("_snntorch_braille_setup",
+                                                  HERE / "setup_hpo.py")
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {HERE / 'setup_hpo.py'}")
+    setup_hpo = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = setup_hpo  # its dataclasses look their module up there
+    spec.loader.exec_module(setup_hpo)
+    try:
+        parts = setup_hpo.load_data(args.data, per_class=args.subset)
+    except SystemExit as e:  # the trial's own one-line reason
+        raise DataError(str(e.code).removeprefix("error: ")) from None
+    if not len(parts.val) or not len(parts.test):
+        raise DataError(f"--subset {args.subset}: too few samples per class for a "
+                        "validation and a test part")
+
+
 def run(argv: list[str] | None = None) -> ExperimentResults:
     """Run the experiment the command line describes, print the best trial, build the report."""
     args = parse_args(argv)
+    if importlib.util.find_spec("snntorch") is not None:  # else experiment() says what to do
+        check_data(args)
     exp = experiment(args)
     c = exp.config
     os.environ["SPIKETUNE_CONCURRENCY"] = str(c.concurrency)  # trials size their threads by it

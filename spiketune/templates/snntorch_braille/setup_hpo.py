@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,13 +58,13 @@ def pool_path(data: str | os.PathLike[str] | None = None) -> Path:
     ``$SPIKETUNE_BRAILLE_TH1_DATA``; a clear error when neither names an existing file."""
     given = data or os.environ.get(DATA_ENV)
     if not given:
-        raise SystemExit(f"no Braille data: give the pool file ({POOL_FILE}) or its directory "
-                         f"with --data PATH, or set ${DATA_ENV}")
+        raise SystemExit(f"error: no Braille data: give the pool file ({POOL_FILE}) or its "
+                         f"directory with --data PATH, or set ${DATA_ENV}")
     path = Path(given).expanduser()
     if path.is_dir():
         path = path / POOL_FILE
     if not path.is_file():
-        raise SystemExit(f"no Braille pool file at {path} (from "
+        raise SystemExit(f"error: no Braille pool file at {path} (from "
                          f"{'--data' if data else '$' + DATA_ENV})")
     return path
 
@@ -74,14 +75,18 @@ def load_pool(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     ``weights_only=True`` with ``TensorDataset`` as the one allowed class: the file cannot
     run code when it is read.
     """
-    with torch.serialization.safe_globals([TensorDataset]):
-        pool = torch.load(path, weights_only=True, map_location="cpu")
+    try:
+        with torch.serialization.safe_globals([TensorDataset]):
+            pool = torch.load(path, weights_only=True, map_location="cpu")
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as e:  # an event file
+        raise SystemExit(f"error: {path}: not a pool file of encoded samples (a TensorDataset "
+                         f"saved by torch.save): {str(e).splitlines()[0]}") from None
     if not isinstance(pool, TensorDataset) or len(pool.tensors) != 2:
-        raise SystemExit(f"{path}: expected a TensorDataset of (inputs, labels), "
+        raise SystemExit(f"error: {path}: expected a TensorDataset of (inputs, labels), "
                          f"got {type(pool).__name__}")
     inputs, labels = pool.tensors
     if inputs.ndim != 3 or labels.shape != (inputs.shape[0],):
-        raise SystemExit(f"{path}: expected inputs [N, T, C] and labels [N], got "
+        raise SystemExit(f"error: {path}: expected inputs [N, T, C] and labels [N], got "
                          f"{tuple(inputs.shape)} and {tuple(labels.shape)}")
     return inputs.float(), labels.long()
 

@@ -94,7 +94,7 @@ def experiment(args: argparse.Namespace) -> Experiment:
     if args.population == "auto":
         # The probe times batched recurrent SNNs; an L²MU or LMU member trains alone in its
         # population (it saves the start of a process per trial, it is not batched).
-        raise SystemExit("--population auto: not for this template (its L²MU and LMU train "
+        raise SystemExit("error: --population auto: not for this template (its L²MU and LMU train "
                          "alone in a population); give a number, e.g. --population 1 "
                          "--refills 8: one process per core, each training trials one after "
                          "another")
