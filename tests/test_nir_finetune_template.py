@@ -142,6 +142,29 @@ def test_smoke_run_fine_tunes_the_cuba_lif_graph(
     assert (results.directory / "report" / "index.html").is_file()
 
 
+def test_the_graph_and_the_data_are_read_before_the_search(tmp_path: Path) -> None:
+    """A --graph that is no NIR file, or data that cannot be binned at the graph's step,
+    stops the run with the reason before any experiment is made."""
+    from spiketune import DataError, ExportError
+
+    if not POOL_FILE.is_file():
+        pytest.skip(NO_POOL)
+    project = tmp_path / "project"
+    init_project(project, TEMPLATE)
+    main = _load("main", project)
+    (project / "bad.nir").write_text("not HDF5")
+    _make_graph(project).main([str(project / "g7.nir"), "--dt", "0.007"])
+    root = tmp_path / "experiments"
+    cases = ((["--graph", str(project / "bad.nir")], ExportError, "--graph: "),
+             (["--graph", str(project / "g7.nir")], DataError, "graph's step 0.007 s"),
+             (["--subset", "1"], DataError, "--data "))
+    for argv, error, words in cases:
+        with pytest.raises(error, match=words):
+            main.run(["--smoke", "--data", str(POOL_FILE), "--experiment-dir", str(root),
+                      *argv])
+    assert not root.exists() or not any(root.iterdir())
+
+
 def test_population_options_reach_the_trials_and_auto_is_refused(tmp_path: Path) -> None:
     """``--population K --refills R`` become the experiment's population and the trials'
     ``--refills`` (not the retraining's); ``auto`` (a probe of batched LIF/ALIF networks) is

@@ -24,12 +24,20 @@ a decision. The chosen configuration (the best trial by that accuracy) is retrai
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
-from spiketune import Experiment, ExperimentResults, load_config
+from spiketune import (
+    ConfigError,
+    DataError,
+    Experiment,
+    ExperimentResults,
+    ExportError,
+    load_config,
+)
 from spiketune.launcher import (
     add_budget_options,
     add_experiment_options,
@@ -97,6 +105,32 @@ def starting_graph(args: argparse.Namespace) -> Path:
     return DEFAULT_GRAPH
 
 
+def check_inputs(args: argparse.Namespace, graph: Path) -> None:
+    """Read the graph and the data a trial reads (``--graph``, ``--data``, ``--subset``; the
+    data at the graph's step), once, before the search: a graph that is no NIR file or has
+    no step, data that cannot be binned at its step, or a wrong ``--data`` stops the run with
+    the reason, not each of its trials in turn."""
+    import spiketune.nir
+
+    spec = importlib.util.spec_from_file_location("_nir_finetune_setup", HERE / "setup_hpo.py")
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {HERE / 'setup_hpo.py'}")
+    setup_hpo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(setup_hpo)
+    try:
+        dt = spiketune.nir.read(graph).metadata.get("dt")
+    except ExportError as e:
+        raise ExportError(f"--graph: {e}") from None
+    if dt is None:
+        raise ExportError(f"--graph {graph}: the graph's metadata has no 'dt' (the step its "
+                          "time constants are written for, also the data's bin size)")
+    options = setup_hpo.data_options({"bin_size": float(dt)}, pool=True)
+    try:
+        setup_hpo.load_data(options, args.data, per_class=args.subset)
+    except (DataError, ConfigError) as e:
+        raise DataError(f"--data (binned at the graph's step {float(dt):g} s): {e}") from None
+
+
 def experiment(args: argparse.Namespace, graph: Path | None = None) -> Experiment:
     """``config.toml`` with the command line's changes: the experiment to run. ``graph``
     (absolute) is added to the trial command."""
@@ -132,6 +166,7 @@ def run(argv: list[str] | None = None) -> ExperimentResults:
     """
     args = parse_args(argv)
     graph = starting_graph(args)
+    check_inputs(args, graph)
     exp = experiment(args, graph)
     command = _with_trial_options([sys.executable, "main_hpo.py"], args, graph,
                                   population=False)
