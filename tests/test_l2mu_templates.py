@@ -389,6 +389,17 @@ def _finished(trial: subprocess.Popen[str], out: Path) -> dict[str, Any]:
     return result
 
 
+def test_wisdm_launcher_reads_the_data_before_the_search(
+    tmp_path: Path, exp_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SPIKETUNE_DATA", str(tmp_path / "cache"))
+    not_wisdm = tmp_path / "notes.zip"
+    not_wisdm.write_text("not an archive")
+    with pytest.raises(DataError, match="--data: "):
+        _load(WISDM, "main").run(["--smoke", "--data", str(not_wisdm)])
+    assert not any(exp_root.iterdir())
+
+
 def test_braille_launcher_reads_the_data_before_the_search(
     events_th10: Path, tmp_path: Path, exp_root: Path
 ) -> None:

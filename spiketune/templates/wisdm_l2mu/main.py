@@ -32,10 +32,11 @@ accuracy among trials, chosen by looking at the test set). The seeds' checkpoint
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
-from spiketune import Experiment, ExperimentResults, load_config
+from spiketune import DataError, Experiment, ExperimentResults, load_config
 from spiketune.launcher import (
     add_budget_options,
     add_experiment_options,
@@ -119,6 +120,25 @@ def experiment(args: argparse.Namespace) -> Experiment:
     return Experiment(config, **changes)
 
 
+def check_data(args: argparse.Namespace) -> None:
+    """Read the data a trial of this command line reads (``--data``, ``--input``,
+    ``--subset``), once, before the search (downloading them into the cache if that is
+    where they are to come from): a wrong ``--data``, or no data at all, stops the run with
+    the reason, not each of its trials in turn. ``setup_hpo.py`` is read from beside this
+    file by its path, as a trial reads it."""
+    spec = importlib.util.spec_from_file_location("_wisdm_l2mu_setup", HERE / "setup_hpo.py")
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {HERE / 'setup_hpo.py'}")
+    setup_hpo = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = setup_hpo  # its dataclasses look their module up there
+    spec.loader.exec_module(setup_hpo)
+    options = setup_hpo.data_options({"input": args.input} if args.input is not None else {})
+    try:
+        setup_hpo.load_data(options, args.data, per_class=args.subset)
+    except DataError as e:
+        raise DataError(f"--data: {e}" if args.data is not None else str(e)) from None
+
+
 def run(argv: list[str] | None = None) -> ExperimentResults:
     """Run the experiment the command line describes, retrain the chosen configuration with
     seeds, build its report, print the outcome (``spiketune.launcher.run_experiment``).
@@ -127,6 +147,7 @@ def run(argv: list[str] | None = None) -> ExperimentResults:
     itself (``--folds 1``), with this run's epoch cap, subset and data.
     """
     args = parse_args(argv)
+    check_data(args)
     exp = experiment(args)
     command = with_options([sys.executable, "main_hpo.py", "--folds", "1"],
                            {"--epochs-cap": args.epochs_cap, "--subset": args.subset,
