@@ -411,10 +411,10 @@ def _print_best(results: ExperimentResults, out: Console) -> None:
     value = (best.metrics or {}).get(key)
     name = "" if key == "default" else f" {key} ="
     out.print(f"best trial {best.number}:{name} {value!r} ({direction})")
-    out.print(Text("parameters: " + json.dumps(best.parameters)))
+    out.print(Text("parameters: " + json.dumps(best.parameters, ensure_ascii=False)))
     extra = {k: v for k, v in (best.metrics or {}).items() if k != "default"}
     if extra:
-        out.print(Text("metrics: " + json.dumps(extra)))
+        out.print(Text("metrics: " + json.dumps(extra, ensure_ascii=False)))
     if results.tradeoffs:
         _print_front(results, out)
 

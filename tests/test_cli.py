@@ -330,7 +330,7 @@ def test_a_damaged_scheduler_state_reads_unknown_and_resume_goes_on(
 
 
 def _markup_like(params: dict) -> dict:
-    return {"default": 0.0, "acc[/x]": params["x"], "[bold]b": 1.0}
+    return {"default": 0.0, "acc[/x]": params["x"], "[bold]b": 1.0, "ünïcode": 2.0}
 
 
 def test_names_that_look_like_markup_are_shown_as_they_are(
@@ -348,6 +348,7 @@ def test_names_that_look_like_markup_are_shown_as_they_are(
     best = runner.invoke(app, ["best", str(directory)])
     assert best.exit_code == 0, best.output
     assert "acc[/x] =" in best.output and '"p[/y]": "[i]a"' in best.output
+    assert '"ünïcode": 2.0' in best.output  # as written, not as JSON escapes
     table = runner.invoke(app, ["trials", str(directory), "--params", "--metrics"])
     assert table.exit_code == 0, table.output
     for text in (directory.name, "acc[/x]", "p[/y]", "[i]a", "[bold]b"):
