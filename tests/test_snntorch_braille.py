@@ -195,6 +195,18 @@ def test_parameters_are_checked_before_the_network_is_built(project: Path,
     ]
 
 
+def test_trial_options_are_checked_before_the_training(project: Path, tmp_path: Path) -> None:
+    """--threads 0 or an --out inside a file are usage errors (exit code 2) at once, not a
+    silent 1 thread or a traceback once the model is saved."""
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    for argv, words in ((["--threads", "0"], "must be at least 1"),
+                        (["--out", str(a_file / "sub")], "is a file")):
+        run = subprocess.run([sys.executable, "main_hpo.py", *argv], cwd=project,
+                             capture_output=True, text=True, timeout=300, check=False)
+        assert run.returncode == 2 and words in run.stderr, run.stderr
+
+
 def test_network_and_loss(project: Path) -> None:
     """snnTorch layers as published; the readout integrates without reset; the regularisers
     count hidden spikes; gradients reach the recurrent weights."""

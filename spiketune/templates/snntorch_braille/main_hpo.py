@@ -87,19 +87,42 @@ DEFAULT_PARAMS: dict[str, Any] = {
 MIN_SUBSET = 5
 
 
+def _count(text: str) -> int:
+    """A whole number >= 1 (epochs, samples, threads), refused at once otherwise."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _directory(text: str) -> str:
+    """``--out``: a directory to save into, checked before the training, not after it."""
+    path = Path(text).expanduser()
+    for place in (path, *path.parents):
+        if place.exists():
+            if not place.is_dir():
+                raise argparse.ArgumentTypeError(f"{text}: {place} is a file; give a "
+                                                 "directory to save into")
+            break
+    return str(path)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=None,
                         help=f"the pool file ({setup_hpo.POOL_FILE}) or its directory "
                              f"(else ${setup_hpo.DATA_ENV})")
-    parser.add_argument("--epochs", type=int, default=None,
+    parser.add_argument("--epochs", type=_count, default=None,
                         help=f"epochs to train (default {DEFAULT_PARAMS['epochs']}, or the "
                              "parameters' 'epochs')")
-    parser.add_argument("--subset", type=int, default=None, metavar="N",
+    parser.add_argument("--subset", type=_count, default=None, metavar="N",
                         help="keep N samples per class before splitting (smoke runs)")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=_count, default=None,
                         help="CPU threads (default: this trial's share of the cores)")
-    parser.add_argument("--out", default="manual_trial",
+    parser.add_argument("--out", default="manual_trial", type=_directory,
                         help="where to save best_model.pt when $NNI_OUTPUT_DIR is not set")
     parser.add_argument("--params", default=None,
                         help="JSON file of parameters, when run by hand")
