@@ -21,16 +21,17 @@ PAYLOAD = bytes(range(256)) * 400  # 100 KiB, several chunks
 PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()
 
 
-def _stored_zip(members: dict[str, bytes]) -> bytes:
+def _zip(members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:
+    with zipfile.ZipFile(buffer, "w", compression) as zf:
         for name, data in members.items():
             zf.writestr(name, data)
     return buffer.getvalue()
 
 
 #: A zip archive of 30 KB (stored, not compressed), served at /zip.
-ZIP_PAYLOAD = _stored_zip({"data/a.pkl": bytes(range(256)) * 60, "data/b.pkl": b"b" * 15000})
+ZIP_PAYLOAD = _zip({"data/a.pkl": bytes(range(256)) * 60, "data/b.pkl": b"b" * 15000},
+                   zipfile.ZIP_STORED)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -245,14 +246,6 @@ def test_cache_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_
     monkeypatch.delenv(CACHE_ENV)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert cache_dir() == tmp_path / "xdg" / "spiketune"
-
-
-def _zip(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buffer.getvalue()
 
 
 def test_extract_member_by_pattern(tmp_path: Path) -> None:
