@@ -97,7 +97,7 @@ PUBLIC: dict[str, set[str]] = {
         "add_budget_options", "add_experiment_options", "add_selection_options",
         "add_smoke_options", "parse_launcher_args", "run_experiment", "trial_command_change",
         "add_population_options", "population_size", "use_population_probe", "refill_count",
-        "launch",
+        "launch", "trial_module",
     },
     "spiketune.report": {
         "ACCURACY_AXES", "Importances", "ReportFiles", "accuracy_axes", "build_report",

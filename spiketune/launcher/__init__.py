@@ -44,6 +44,7 @@ from spiketune.launcher._command import (
     config_changes,
     narrow_choice,
     trial_command_change,
+    trial_module,
     with_options,
 )
 from spiketune.launcher._lines import (
@@ -88,6 +89,7 @@ __all__ = [
     "refill_count",
     "run_experiment",
     "trial_command_change",
+    "trial_module",
     "use_population_probe",
     "with_options",
 ]

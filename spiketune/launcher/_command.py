@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import shlex
+import sys
 from collections.abc import Collection, Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -98,3 +101,19 @@ def trial_command_change(
     given = shlex.split(config.require_trial_command())
     command = with_options(given, options, paths=paths)
     return {} if command == given else {"trial_command": shlex.join(command)}
+
+
+def trial_module(directory: Path, name: str = "setup_hpo") -> ModuleType:
+    """``<directory>/<name>.py``, a file of the project's own trial (a template's
+    ``setup_hpo.py``), as a module read by its path: a launcher reads the data a trial reads
+    before the search (so that a wrong ``--data`` stops the run once, not each trial), and
+    ``make demo`` imports the launcher without its directory on the module path."""
+    path = Path(directory) / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_{Path(directory).name}_{name}", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+

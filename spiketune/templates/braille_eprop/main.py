@@ -28,7 +28,6 @@ scores one on other data of the same encoding.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from spiketune.launcher import (
     parse_launcher_args,
     run_experiment,
     trial_command_change,
+    trial_module,
     use_population_probe,
     with_options,
 )
@@ -137,11 +137,7 @@ def check_data(args: argparse.Namespace) -> None:
     reason, not each of its trials in turn. The trial's ``setup_hpo.py`` is read from beside
     this file by its path: ``make demo`` imports this launcher without its directory on the
     module path."""
-    spec = importlib.util.spec_from_file_location("_braille_eprop_setup", HERE / "setup_hpo.py")
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {HERE / 'setup_hpo.py'}")
-    setup_hpo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(setup_hpo)
+    setup_hpo = trial_module(HERE)
     fixed = {key: getattr(args, key) for key in ("channels", "threshold")
              if getattr(args, key) is not None}  # main_hpo's defaults hold no data option
     pool = setup_hpo.is_pool(setup_hpo.data_location(args.data))

@@ -31,7 +31,6 @@ scores one on other data of the same encoding.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -48,6 +47,7 @@ from spiketune.launcher import (
     parse_launcher_args,
     run_experiment,
     trial_command_change,
+    trial_module,
     with_options,
 )
 
@@ -124,11 +124,7 @@ def check_data(args: argparse.Namespace) -> None:
     task, an unreadable file, too few samples for ``--subset``'s split) stops the run with
     the reason, not each of its trials in turn. ``setup_hpo.py`` is read from beside this
     file by its path, as a trial reads it."""
-    spec = importlib.util.spec_from_file_location("_braille_l2mu_setup", HERE / "setup_hpo.py")
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {HERE / 'setup_hpo.py'}")
-    setup_hpo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(setup_hpo)
+    setup_hpo = trial_module(HERE)
     options = setup_hpo.data_options({"task": args.task} if args.task is not None else {})
     try:
         setup_hpo.load_data(options, args.data, per_class=args.subset)

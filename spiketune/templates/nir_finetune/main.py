@@ -24,7 +24,6 @@ a decision. The chosen configuration (the best trial by that accuracy) is retrai
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import shlex
 import subprocess
 import sys
@@ -48,6 +47,7 @@ from spiketune.launcher import (
     launch,
     parse_launcher_args,
     run_experiment,
+    trial_module,
     with_options,
 )
 
@@ -112,11 +112,7 @@ def check_inputs(args: argparse.Namespace, graph: Path) -> None:
     the reason, not each of its trials in turn."""
     import spiketune.nir
 
-    spec = importlib.util.spec_from_file_location("_nir_finetune_setup", HERE / "setup_hpo.py")
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {HERE / 'setup_hpo.py'}")
-    setup_hpo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(setup_hpo)
+    setup_hpo = trial_module(HERE)
     try:
         dt = spiketune.nir.read(graph).metadata.get("dt")
     except ExportError as e:

@@ -45,6 +45,7 @@ from spiketune.launcher import (
     print_finish,
     print_start,
     progress_printer,
+    trial_module,
 )
 from spiketune.report import build_report
 
@@ -92,13 +93,7 @@ def check_data(args: argparse.Namespace) -> None:
     """Read the pool a trial of this command line reads (``--data``, ``--subset``), once,
     before the search: a wrong ``--data`` stops the run with the reason, not each of its
     trials in turn. ``setup_hpo.py`` is read from beside this file by its path."""
-    spec = importlib.util.spec_from_file_location("_snntorch_braille_setup",
-                                                  HERE / "setup_hpo.py")
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {HERE / 'setup_hpo.py'}")
-    setup_hpo = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = setup_hpo  # its dataclasses look their module up there
-    spec.loader.exec_module(setup_hpo)
+    setup_hpo = trial_module(HERE)
     try:
         parts = setup_hpo.load_data(args.data, per_class=args.subset)
     except SystemExit as e:  # the trial's own one-line reason

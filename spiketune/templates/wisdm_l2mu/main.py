@@ -32,7 +32,6 @@ accuracy among trials, chosen by looking at the test set). The seeds' checkpoint
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -49,6 +48,7 @@ from spiketune.launcher import (
     parse_launcher_args,
     run_experiment,
     trial_command_change,
+    trial_module,
     with_options,
 )
 
@@ -126,12 +126,7 @@ def check_data(args: argparse.Namespace) -> None:
     where they are to come from): a wrong ``--data``, or no data at all, stops the run with
     the reason, not each of its trials in turn. ``setup_hpo.py`` is read from beside this
     file by its path, as a trial reads it."""
-    spec = importlib.util.spec_from_file_location("_wisdm_l2mu_setup", HERE / "setup_hpo.py")
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {HERE / 'setup_hpo.py'}")
-    setup_hpo = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = setup_hpo  # its dataclasses look their module up there
-    spec.loader.exec_module(setup_hpo)
+    setup_hpo = trial_module(HERE)
     options = setup_hpo.data_options({"input": args.input} if args.input is not None else {})
     try:
         setup_hpo.load_data(options, args.data, per_class=args.subset)
