@@ -59,7 +59,6 @@ class _InProcessChannel:
         if self.stop_reason is not None:
             raise protocol.TrialStopped(self.stop_reason.value)
 
-
     def keep(self, kind: str, value: dict[str, Any]) -> None:
         """Write the report to the trial's ``metrics.jsonl`` too, as a trial process does:
         the scheduler shares this process, and if it is killed, ``resume`` finds there what
