@@ -47,7 +47,9 @@ def th1_records(per_letter: int = 4) -> list[dict]:
                 for _ in range(12)
             ]
             records.append({"letter": letter, "events": events})
-    records[0]["events"][2] = [[0.0101, 0.0449], [0.0120, 1.3]]  # ON, OFF in bins 2 and 8
+    # ON and OFF in the nearest 5 ms bins 2 (10.1, 12.0 ms) and 9 (44.9 ms); 1.279 s is
+    # nearest to bin 256, past the window (floor bins would be 2, 8 and 255)
+    records[0]["events"][2] = [[0.0101, 0.0449], [0.0120, 1.279]]
     return records
 
 
@@ -137,11 +139,11 @@ def test_pool_loader_refuses_other_objects_and_finds_the_file_in_a_directory(
 def test_nir_preset_is_the_explicit_options(th1_file: Path) -> None:
     assert BRAILLE_PRESETS["nir"] == {
         "threshold": 1, "letters": "reduced", "channels": "merged", "clip": True,
-        "bin_size": 0.005, "window": 1.28,
+        "bin_size": 0.005, "window": 1.28, "binning": "nearest",
     }
     by_name = load_braille(th1_file, preset="nir")
     explicit = load_braille(th1_file, threshold=1, letters="reduced", channels="merged",
-                            bin_size=0.005, window=1.28)
+                            bin_size=0.005, window=1.28, binning="nearest")
     assert torch.equal(by_name.inputs, explicit.inputs)
     assert torch.equal(by_name.labels, explicit.labels) and by_name.info == explicit.info
     # given options win over the preset's
@@ -164,9 +166,12 @@ def test_archive_path_and_pool_have_the_same_form_and_conventions(
     assert set(archive.inputs.unique().tolist()) == set(pool.inputs.unique().tolist()) == {0, 1}
     assert archive.classes == pool.classes and archive.dt == pool.dt == 0.005
     assert archive.n_steps == pool.n_steps == 256
-    # channel c is taxel c, ON | OFF (OR, never 2); events at or after 1.28 s are dropped
+    # channel c is taxel c, ON | OFF (OR, never 2), each event in its nearest bin, as the
+    # archive's published loaders bin (round(t / 5 ms)); a bin past 255 is dropped
     first = archive.inputs[0, :, 2]
-    assert first.nonzero().flatten().tolist() == [2, 8]
+    assert first.nonzero().flatten().tolist() == [2, 9]
+    floor = load_braille(th1_file, preset="nir", binning="floor").inputs[0, :, 2]
+    assert floor.nonzero().flatten().tolist() == [2, 8, 255]
     # the file lists Space, A, B, ..., Z per round: labels follow Space, A, E, I, O, U, Y
     assert archive.labels[:7].tolist() == list(range(7))
     counts = load_braille(th1_file, preset="nir", clip=False)
@@ -186,6 +191,40 @@ def test_real_pool_holds_1044_samples_in_the_nir_encoding() -> None:
     split = stratified_split(pool.labels, (0.8, 0.1, 0.1), seed=0)
     _, _, test = pool.split(split)
     assert len(test) == sum(round(n * 0.1) for n in POOL_COUNTS.values())
+
+
+def paired_phases(inputs: torch.Tensor) -> set[tuple[int, int]]:
+    """Pairs of 5 ms bin phases within the 25 ms reading period (bin index mod 5) that hold
+    equally many spikes. Threshold-1 events of integer readings lie symmetrically within each
+    period, so nearest bins pair phases 1 and 4 (2.5-7.5 ms and 17.5-22.5 ms), floor bins 1
+    and 3 (5-10 ms and 15-20 ms)."""
+    per_step = inputs.sum(dim=(0, 2))
+    phase = [int(per_step[k::5].sum()) for k in range(5)]
+    return {(i, j) for i in range(1, 5) for j in range(i + 1, 5) if phase[i] == phase[j]}
+
+
+@pytest.mark.skipif(
+    not POOL_FILE.is_file(),
+    reason=f"the threshold-1 pool is not at {POOL_FILE} (set ${POOL_ENV} to its file or "
+    "directory)",
+)
+def test_nir_preset_bins_events_as_the_real_pool_was_binned(tmp_path: Path) -> None:
+    pool = paired_phases(load_braille_pool(POOL_FILE).inputs)
+    assert (1, 4) in pool and (1, 3) not in pool  # the pool was binned to the nearest bin
+    # events of one taxel placed symmetrically within each 25 ms reading period, as the
+    # archive's are: at 0.15 and 0.85 of it once, 0.25 and 0.75 twice, 0.45 and 0.55 four
+    # times (nearest phases 1, 4; 1, 4; 2, 3 -- floor phases 0, 4; 1, 3; 2, 2)
+    period = 0.025
+    fractions = (0.15, 0.85, *(0.25, 0.75) * 2, *(0.45, 0.55) * 4)
+    times = sorted(k * period + f * period for k in range(40) for f in fractions)
+    records = [{"letter": letter, "events": [[times, []]] + [[[], []]] * 11}
+               for letter in BRAILLE_REDUCED_LETTERS]
+    path = tmp_path / "data_braille_letters_th1"
+    path.write_bytes(pickle.dumps(records, protocol=2))
+    counts = {"clip": False}
+    assert paired_phases(load_braille(path, preset="nir", **counts).inputs) == {(1, 4), (2, 3)}
+    floor = load_braille(path, preset="nir", binning="floor", **counts).inputs
+    assert paired_phases(floor) == {(1, 3)}
 
 
 # ------------------------------------------------------------------------------ rebin

@@ -88,14 +88,20 @@ def _net(n_out: int, n_rec: int = 8, seed: int = 0) -> RecurrentSNN:
 
 def test_other_letters_at_another_threshold_have_the_pool_task_s_shape(events: Path) -> None:
     """The threshold-1 pool task pretrained on the threshold-10 file: its other letters at
-    threshold 10, in the pool's channels, bins and 1.28 s window; never read as threshold 1."""
+    threshold 10, made the pool's way (nearest 5 ms bins over 1.28 s, OR-merged, rebinned);
+    never read as threshold 1."""
     pool_task = {"threshold": 1, "channels": "merged", "letters": "reduced", "bin_size": 0.02,
                  "clip": True}
     other = load_braille_other_letters(pool_task, events, threshold=10)
     assert other.info.classes == OTHERS and other.inputs.shape[1:] == (64, 12)  # 1.28 s / 20 ms
-    alone = load_braille(events, threshold=10, letters=OTHERS, bin_size=0.02, window=1.28,
+    fine = load_braille(events, preset="nir", threshold=10, letters=OTHERS, progress=False)
+    assert fine.dt == 0.005 and fine.n_steps == 256
+    pooled = fine.rebin(0.02, clip=True)
+    assert torch.equal(other.inputs, pooled.inputs) and torch.equal(other.labels, pooled.labels)
+    # the 20 ms bins of the pool start 2.5 ms before floor bins of 20 ms would
+    floor = load_braille(events, threshold=10, letters=OTHERS, bin_size=0.02, window=1.28,
                          channels="merged", clip=True, progress=False)
-    assert torch.equal(other.inputs, alone.inputs) and torch.equal(other.labels, alone.labels)
+    assert not torch.equal(other.inputs, floor.inputs)
     with pytest.raises(DataError, match="its name says sigma-delta threshold 10"):
         load_braille_other_letters(pool_task, events)  # the task's threshold: the name refuses
     # An event-file task keeps its own window at another threshold too.

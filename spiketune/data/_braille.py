@@ -79,7 +79,8 @@ NIR_BIN_SIZE = 0.005
 #: Named encodings of ``load_braille(preset=...)``: the options a preset fills in when they are
 #: not given. ``"nir"`` is the encoding of the NIR paper's Braille task, of the published HPO
 #: use case and of ``load_braille_pool`` files: threshold 1, the 7 reduced letters, 12 channels
-#: (ON | OFF of each taxel, OR-merged), 0/1 spikes in 5 ms bins over 1.28 s (256 steps).
+#: (ON | OFF of each taxel, OR-merged), 0/1 spikes in 5 ms bins over 1.28 s (256 steps), each
+#: event in its nearest bin (``round(t / 5 ms)``, as the archive's published loaders bin).
 BRAILLE_PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
     "nir": MappingProxyType({
         "threshold": 1,
@@ -88,11 +89,12 @@ BRAILLE_PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
         "clip": True,
         "bin_size": NIR_BIN_SIZE,
         "window": 1.28,
+        "binning": "nearest",
     }),
 })
 
 #: Options that only the event encoding reads, and those that only the frames read.
-_EVENT_OPTIONS = ("threshold", "channels", "clip")
+_EVENT_OPTIONS = ("threshold", "channels", "clip", "binning")
 _FRAME_OPTIONS = ("rate", "timestamps", "scale")
 
 #: The file name of the threshold-1 pool (``load_braille_pool`` accepts its directory too).
@@ -133,6 +135,7 @@ class BrailleOptions(pydantic.BaseModel):
     window: float = pydantic.Field(default=1.35, gt=0, allow_inf_nan=False)
     channels: Literal["split", "merged"] = "split"
     clip: bool = True
+    binning: Literal["floor", "nearest"] = "floor"
     rate: float = pydantic.Field(default=BRAILLE_FRAME_RATE, gt=0, allow_inf_nan=False)
     timestamps: bool | str = True
     scale: float = pydantic.Field(default=1.0, gt=0, allow_inf_nan=False)
@@ -381,6 +384,7 @@ class BrailleLoader(DatasetLoader):
                 channels=opts.channels,
                 clip=opts.clip,
                 names=[f"record {i} ({letters[i]})" for i in chosen],
+                binning=opts.binning,
             )
         except DataError as e:
             raise DataError(f"{path}: {e}") from None
@@ -409,6 +413,7 @@ def load_braille(
     window: float | None = None,
     channels: Literal["split", "merged"] | None = None,
     clip: bool | None = None,
+    binning: Literal["floor", "nearest"] | None = None,
     rate: float | None = None,
     timestamps: bool | str | None = None,
     scale: float | None = None,
@@ -431,13 +436,15 @@ def load_braille(
     are in seconds; ``T = round(window / bin_size)`` (defaults: 5 ms, 1.35 s, so 270 steps;
     ``window=1.28`` gives the NIR recipe's 256). ``channels``: ``"split"`` (default, 24: ON of
     taxels 0..11 then OFF) or ``"merged"`` (12, ON | OFF). ``clip=True`` gives 0/1 spikes per
-    bin, ``False`` keeps counts. Bad options raise ``ConfigError``; a missing, refused or
-    corrupt file raises ``DataError``.
+    bin, ``False`` keeps counts. ``binning``: ``"floor"`` (default; an event at ``t`` in bin
+    ``floor(t / bin_size)``) or ``"nearest"`` (``round(t / bin_size)``, as the archive's
+    published loaders bin). Bad options raise ``ConfigError``; a missing, refused or corrupt
+    file raises ``DataError``.
 
     ``preset``: a named encoding of :data:`BRAILLE_PRESETS` that fills the options not given
     (an option left as ``None`` takes the preset's value, else the default above).
-    ``preset="nir"`` is threshold 1, reduced letters, merged 0/1 channels, 5 ms bins, 1.28 s:
-    ``[N, 256, 12]``, the encoding of ``load_braille_pool`` files.
+    ``preset="nir"`` is threshold 1, reduced letters, merged 0/1 channels, 5 ms bins, 1.28 s,
+    nearest bins: ``[N, 256, 12]``, the encoding of ``load_braille_pool`` files.
 
     ``kind="frame"``: ``path`` is the frame table (a pickled pandas table, or a list of
     dicts, with ``letter`` and ``taxel_data`` = ``[T, 12]`` readings per sample) or a
@@ -451,9 +458,9 @@ def load_braille(
     are in seconds (datetime64 converted) and must step by about ``1 / rate``. ``rate``:
     readings per second (40). ``scale``: a fixed gain on the readings (1.0, fit on no
     data, so nothing leaks from test samples; standardise with training statistics
-    yourself). ``threshold``, ``channels``, ``clip`` and ``preset`` apply only to events,
-    ``rate``, ``timestamps`` and ``scale`` only to frames: giving one to the other kind is a
-    ``ConfigError``.
+    yourself). ``threshold``, ``channels``, ``clip``, ``binning`` and ``preset`` apply only to
+    events, ``rate``, ``timestamps`` and ``scale`` only to frames: giving one to the other
+    kind is a ``ConfigError``.
     """
     encoding = {
         "threshold": threshold,
@@ -462,6 +469,7 @@ def load_braille(
         "window": window,
         "channels": channels,
         "clip": clip,
+        "binning": binning,
         "rate": rate,
         "timestamps": timestamps,
         "scale": scale,

@@ -192,14 +192,13 @@ def load_braille_other_letters(
     if not others:
         raise DataError(f"letters={options['letters']!r} leaves no other letter of the archive")
     if threshold is not None and threshold != int(options["threshold"]):
-        # The task's window, which the pool's encoding sets (1.28 s) rather than the option,
-        # cut as rebinning the pool cuts it (a last partial bin dropped): 36 bins of 35 ms,
-        # not 37.
-        window = options.get("window")
         if _is_pool_encoding(options):
-            bin_size = float(options["bin_size"])
-            window = math.floor(BRAILLE_PRESETS["nir"]["window"] / bin_size + 1e-9) * bin_size
-        options = {**options, "threshold": threshold, "window": window}
+            # Made the pool's way at the other threshold (nearest 5 ms bins over 1.28 s, then
+            # rebinned), so that bins, edges and steps are the task's own.
+            native = load_braille(path, preset="nir", threshold=threshold, letters=others,
+                                  download=download, progress=False)
+            return native.rebin(float(options["bin_size"]), clip=bool(options["clip"]))
+        options = {**options, "threshold": threshold}
     return _load_archive_encoding(options, others, path, download=download)
 
 

@@ -116,11 +116,16 @@ def bin_events(
     channels: Literal["split", "merged"] = "split",
     clip: bool = True,
     names: Sequence[str] | None = None,
+    binning: Literal["floor", "nearest"] = "floor",
 ) -> torch.Tensor:
     """Count events per time bin: ``[N, n_steps, C]`` float32.
 
-    An event at ``t`` seconds falls in bin ``floor(t / bin_size)``; events at or after
-    ``n_steps * bin_size`` seconds (the window) are dropped, and so are negative times.
+    An event at ``t`` seconds falls in bin ``floor(t / bin_size)`` (``binning="floor"``:
+    bin ``k`` holds ``[k, k + 1) * bin_size``), or in the nearest, ``round(t / bin_size)``
+    (``"nearest"``: bin ``k`` holds ``[k - 1/2, k + 1/2) * bin_size``, halves to the even
+    bin), the rule of the archive's published loaders and so of the NIR paper's 5 ms
+    encoding and the threshold-1 pool. Events whose bin is ``n_steps`` or later are dropped,
+    and so are negative times.
     With ``channels="split"`` there are ``2 * n_taxels`` channels: ON events of taxels
     ``0..n-1`` first, then OFF events of taxels ``0..n-1``; with ``"merged"`` one channel per
     taxel counts both. ``clip=True`` turns counts into 0/1 spikes (for ``"merged"``, the
@@ -132,6 +137,8 @@ def bin_events(
         raise ConfigError(Problem("channels", channels, "must be 'split' or 'merged'"))
     if not (np.isfinite(bin_size) and bin_size > 0):
         raise ConfigError(Problem("bin_size", bin_size, "must be > 0 (seconds)"))
+    if binning not in ("floor", "nearest"):
+        raise ConfigError(Problem("binning", binning, "must be 'floor' or 'nearest'"))
     if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
         raise ConfigError(Problem("n_steps", n_steps, "must be an integer >= 1"))
     n = len(samples)
@@ -179,7 +186,7 @@ def bin_events(
         taxel = np.repeat((cell // 2) % n_taxels, reps)
         polarity = np.repeat(cell % 2, reps)  # 0 = ON, 1 = OFF
         channel = polarity * n_taxels + taxel if channels == "split" else taxel
-        bins = np.floor(t / bin_size + 1e-9)
+        bins = np.floor(t / bin_size + 1e-9) if binning == "floor" else np.rint(t / bin_size)
         keep = (t >= 0) & (bins < n_steps)  # before the cast: 1e300 s would wrap around
         step = bins[keep].astype(np.int64)
         np.add.at(out, (sample_idx[keep], step, channel[keep]), 1.0)
