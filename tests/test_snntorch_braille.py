@@ -253,6 +253,24 @@ def test_local_split_is_stratified(project: Path) -> None:
     assert all(torch.equal(a, b) for a, b in zip(again, (train, val, test), strict=True))
 
 
+def test_pool_reads_on_torch_without_safe_globals(
+    project: Path, pool: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch 2.4 (inside the declared range) has ``add_safe_globals`` but not the
+    ``safe_globals`` context manager: the template reads its pool there too."""
+    import torch
+
+    setup_hpo = _load("setup_hpo", project)
+    monkeypatch.delattr(torch.serialization, "safe_globals")
+    allowed = torch.serialization.get_safe_globals()
+    try:
+        inputs, labels = setup_hpo.load_pool(pool)
+    finally:  # the process-wide list as it was
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals(allowed)
+    assert inputs.shape == (7 * PER_CLASS, 256, 12) and labels.tolist()[:PER_CLASS] == [0] * 10
+
+
 # ------------------------------------------------------------------------------ runs
 def _hand_runs(project: Path, pool: Path, runs: dict[Path, list[str]]) -> dict[Path, str]:
     """The trial run by hand, one epoch, once per ``out: extra PYTHONPATH`` of ``runs`` (side

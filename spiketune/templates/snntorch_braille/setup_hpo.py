@@ -76,7 +76,11 @@ def load_pool(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     run code when it is read.
     """
     try:
-        with torch.serialization.safe_globals([TensorDataset]):
+        if hasattr(torch.serialization, "safe_globals"):
+            with torch.serialization.safe_globals([TensorDataset]):
+                pool = torch.load(path, weights_only=True, map_location="cpu")
+        else:  # torch < 2.5: the allowed class for the whole process
+            torch.serialization.add_safe_globals([TensorDataset])
             pool = torch.load(path, weights_only=True, map_location="cpu")
     except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as e:  # an event file
         raise SystemExit(f"error: {path}: not a pool file of encoded samples (a TensorDataset "
