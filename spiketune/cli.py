@@ -80,6 +80,25 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from spiketune import __version__
+
+        typer.echo(f"spiketune {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print spiketune's version and exit.", is_eager=True,
+                     callback=_print_version),
+    ] = False,
+) -> None:
+    """Hyperparameter optimisation experiments for spiking neural networks (NNI-compatible)."""
+
+
 def _root_directory(root: Path | None) -> Path | None:
     """``--root`` / ``$SPIKETUNE_EXPERIMENTS`` (or the default root): refused at once when it
     names something that is not a directory. A root that does not exist yet holds nothing."""

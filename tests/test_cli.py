@@ -46,6 +46,20 @@ def test_help_everywhere(runner: CliRunner) -> None:
         assert "Usage" in sub.output
 
 
+def test_version_from_the_command_and_from_python_m(runner: CliRunner) -> None:
+    import subprocess
+    import sys
+
+    from spiketune import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert (result.exit_code, result.output) == (0, f"spiketune {__version__}\n")
+    # python -m spiketune: the same command where the scripts directory is not on the PATH
+    done = subprocess.run([sys.executable, "-m", "spiketune", "--version"],
+                          capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout) == (0, f"spiketune {__version__}\n"), done.stderr
+
+
 def test_progress_line() -> None:
     from spiketune.cli import _progress_text
     from spiketune.engine.scheduler import Progress
