@@ -10,6 +10,7 @@ from spiketune.data import (
     SPIKE_PATTERN_RATIOS,
     SPIKE_PATTERNS,
     MihalasNieburParams,
+    SpikePattern,
     SpikePatternLoader,
     make_spike_patterns,
     simulate_mihalas_niebur,
@@ -97,6 +98,45 @@ def test_jitter_delays_each_change_by_up_to_4_ms() -> None:
     assert not np.array_equal(onset - 50, offset - 800)  # and per change
     clean = stimulus_currents(SPIKE_PATTERNS["G"], 1, 1000, 0.001, 0.0, rng)[0]
     assert np.flatnonzero(clean < 0).tolist() == list(range(50, 800))
+
+
+def _runs(row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The value and the length in steps of each run of equal values in ``row``."""
+    starts = np.flatnonzero(np.concatenate(([True], row[1:] != row[:-1])))
+    return row[starts], np.diff(np.append(starts, len(row)))
+
+
+def test_jitter_keeps_the_spike_latency_pulse_within_its_bound() -> None:
+    # Both edges of each 2 ms pulse are delayed by up to 4 ms: it lasts 0-6 ms (the first,
+    # which starts at t = 0, 2-6 ms), never longer, and 8 V/s and 0 keep alternating.
+    rng = np.random.Generator(np.random.PCG64(0))
+    current = stimulus_currents(SPIKE_PATTERNS["T"], 500, 1000, 0.001, 0.004, rng)
+    pulses = 0
+    for row in current:
+        values, lengths = _runs(row)
+        assert values.tolist() == [8.0, 0.0] * (len(values) // 2)
+        on = lengths[values == 8.0]
+        assert 2 <= on[0] <= 6 and on.max() <= 6
+        assert (lengths[values == 0.0][:-1] >= 44).all()
+        pulses += len(on)
+    # A pulse whose rising edge is delayed 2 ms more than its falling edge is skipped (one
+    # in eight); one shorter than a step may also miss the 1 ms grid.
+    assert 0.75 < pulses / (500 * 20) < 0.9
+    # So the neuron fires about once a pulse, as without jitter (20 spikes a second).
+    counts = make_spike_patterns(classes=["T"], samples_per_class=50).inputs.sum((1, 2))
+    assert 12 <= counts.median().item() <= 24 and counts.max().item() <= 30
+
+
+def test_jitter_keeps_the_levels_in_the_recipes_order() -> None:
+    # A staircase of 1 ms steps, then 10 V/s for 100 ms, under 4 ms jitter: changes overtake
+    # one another, and a level may be skipped, but the current never steps down.
+    steps = (*((float(v), 1) for v in range(1, 10)), (10.0, 100))
+    stairs = SpikePattern("X", "stairs", 0, 0, 0, steps)
+    rng = np.random.Generator(np.random.PCG64(3))
+    current = stimulus_currents(stairs, 200, 200, 0.0001, 0.004, rng)  # 20 ms in 0.1 ms
+    assert (np.diff(current, axis=1) >= 0).all()
+    assert (current[:, 0] == 1.0).all() and (current[:, -1] == 10.0).all()
+    assert len({tuple(_runs(row)[0]) for row in current}) > 20  # levels are skipped
 
 
 def test_short_stimuli_repeat_to_fill_the_window() -> None:

@@ -233,20 +233,27 @@ def stimulus_currents(
     """The stimulus of ``pattern`` for ``n_samples`` samples: ``[n_samples, n_steps]`` V/s.
 
     Each step change after ``t = 0`` is delayed by its own ``U(0, jitter)`` seconds in each
-    sample; the value at step ``k`` is the one in force at ``k * dt``.
+    sample, but never to before the change that precedes it: the levels keep the recipe's
+    order, and a segment the delays shorten to nothing is skipped. A segment of ``d`` seconds
+    thus lasts between ``max(0, d - jitter)`` and ``d + jitter``. The value at step ``k`` is
+    the one in force at ``k * dt``.
     """
     v0, times, values = _changes(pattern, n_steps * dt)
     t = np.arange(n_steps) * dt
     out = np.full((n_samples, n_steps), v0, dtype=np.float64)
     if len(times) == 0:
         return out
-    delays = rng.uniform(0.0, jitter, size=(n_samples, len(times))) if jitter > 0 else None
+    level = np.concatenate(([v0], values))
+    shifted = np.broadcast_to(times, (n_samples, len(times)))
+    if jitter > 0:
+        # Sorting the delayed times would reorder the levels (a pulse's falling edge drawn
+        # before its rising edge would hold the pulse until the next change); a running
+        # maximum keeps them in order and lets a later change overtake an earlier one.
+        delays = rng.uniform(0.0, jitter, size=(n_samples, len(times)))
+        shifted = np.maximum.accumulate(times + delays, axis=1)
     for s in range(n_samples):
-        shifted = times if delays is None else times + delays[s]
-        order = np.argsort(shifted, kind="stable")
-        level = np.concatenate(([v0], values[order]))
         # Small tolerance: a change at exactly k * dt is in force at step k.
-        out[s] = level[np.searchsorted(shifted[order], t + 1e-12, side="right")]
+        out[s] = level[np.searchsorted(shifted[s], t + 1e-12, side="right")]
     return out
 
 
@@ -347,7 +354,10 @@ def make_spike_patterns(
     ``classes``: ``"all"`` (20 classes, A..T) or a list of letters or names (label order
     follows the list). ``noise``: standard deviation (V/s) of the Gaussian noise added to the
     input current at each step. ``jitter``: each step change of the stimulus after ``t = 0``
-    is delayed by ``U(0, jitter)`` seconds, drawn per change and per sample. ``n_steps``
+    is delayed by ``U(0, jitter)`` seconds, drawn per change and per sample, but never to
+    before the change that precedes it (the levels keep their order; a segment shortened to
+    nothing is skipped, so one of ``d`` seconds lasts ``max(0, d - jitter)`` to
+    ``d + jitter``). ``n_steps``
     steps of ``dt`` seconds (default 1000 × 1 ms). The same ``seed`` and options give the
     same samples. Split it with ``stratified_split(labels, SPIKE_PATTERN_RATIOS)``.
     """
