@@ -196,6 +196,25 @@ def test_bad_options_name_the_field(options: dict, field: str) -> None:
     assert info.value.problems[0].field == field
 
 
+@pytest.mark.parametrize("dt", [0.00101, 0.002, 0.005, 0.02])
+def test_a_step_too_coarse_for_forward_euler_is_refused(dt: float) -> None:
+    # k1 = 200 1/s: at 5 ms k1 * dt = 1 and tonic bursting fires four times as often; at 20 ms
+    # every class spikes at every step. The bound is the task's own 1 ms (k1 * dt = 0.2).
+    with pytest.raises(ConfigError) as info:
+        make_spike_patterns(dt=dt, n_steps=100)
+    [problem] = info.value.problems
+    assert (problem.field, problem.value) == ("dt", dt)
+    assert "at most 0.001 s" in problem.rule and "k1 * dt <= 0.2" in problem.rule
+
+
+def test_steps_of_1_ms_and_finer_are_allowed() -> None:
+    coarse = make_spike_patterns(classes=["M"], dt=0.001, **CLEAN)
+    fine = make_spike_patterns(classes=["M"], dt=0.0001, n_steps=10000, **CLEAN)
+    assert (coarse.dt, fine.dt) == (0.001, 0.0001)
+    # Tonic bursting: 49 spikes at 1 ms, 42 at 0.1 ms (198 at 5 ms, were it allowed).
+    assert abs(coarse.inputs.sum().item() - fine.inputs.sum().item()) <= 0.2 * 42
+
+
 def test_unknown_option_is_refused() -> None:
     with pytest.raises(ConfigError, match="length"):
         SpikePatternLoader(length=10)

@@ -72,7 +72,8 @@ def mihalas_niebur_step(
     """One forward-Euler step of ``dt`` seconds under input ``current`` (V/s).
 
     Every derivative is taken at the old state; the spike condition is checked on the new
-    state, and the reset applied at once. Returns ``(spikes, new_state)``.
+    state, and the reset applied at once. Returns ``(spikes, new_state)``. Accurate only while
+    every rate times ``dt`` is small: the generator keeps ``k1 * dt <= 0.2`` (``dt <= 1 ms``).
     """
     s = state
     dv = current + s.i1 + s.i2 - p.g * (s.v - p.e_l)
@@ -257,6 +258,21 @@ def stimulus_currents(
     return out
 
 
+#: The largest ``rate * dt`` the generator allows, for its fastest rate constant (k1 = 200 1/s):
+#: 0.2, at the task's own 1 ms step. Forward Euler multiplies a decaying current by
+#: ``1 - rate * dt`` each step, so coarser steps change the classes (noise-free, spikes in 1 s
+#: against 1 ms: input bistability 22 against 14 and basal bistability 156 against 129 at
+#: 1.25 ms, 223 at 2 ms); at 5 ms ``k1 * dt = 1`` wipes the spike-triggered current ``I1`` in
+#: one step and tonic bursting fires 198 spikes against 49; at 20 ms every class fires at every
+#: step. Finer steps are allowed.
+_MAX_RATE_DT = 0.2
+_FASTEST_RATE = max(
+    MihalasNieburParams.g, MihalasNieburParams.k1, MihalasNieburParams.k2, MihalasNieburParams.b
+)
+#: The coarsest step (s) the generator integrates at: 1 ms.
+_MAX_DT = _MAX_RATE_DT / _FASTEST_RATE
+
+
 class SpikePatternOptions(pydantic.BaseModel):
     """Options of ``make_spike_patterns``; see its docstring."""
 
@@ -291,6 +307,18 @@ class SpikePatternOptions(pydantic.BaseModel):
                 raise ValueError(f"class {letter!r} is listed twice")
             out.append(letter)
         return tuple(out)
+
+    @pydantic.field_validator("dt", mode="after")
+    @classmethod
+    def _dt(cls, value: float) -> float:
+        if value > _MAX_DT:
+            raise ValueError(
+                f"must be at most {_MAX_DT:g} s: the neuron is integrated by forward Euler, "
+                f"and its fastest rate, k1 = {_FASTEST_RATE:g} 1/s, needs k1 * dt <= "
+                f"{_MAX_RATE_DT:g} (here {_FASTEST_RATE * value:g}); coarser steps change the "
+                "classes. Generate at 1 ms and bin with Dataset.rebin"
+            )
+        return value
 
     @property
     def letters(self) -> tuple[str, ...]:
@@ -357,9 +385,11 @@ def make_spike_patterns(
     is delayed by ``U(0, jitter)`` seconds, drawn per change and per sample, but never to
     before the change that precedes it (the levels keep their order; a segment shortened to
     nothing is skipped, so one of ``d`` seconds lasts ``max(0, d - jitter)`` to
-    ``d + jitter``). ``n_steps``
-    steps of ``dt`` seconds (default 1000 × 1 ms). The same ``seed`` and options give the
-    same samples. Split it with ``stratified_split(labels, SPIKE_PATTERN_RATIOS)``.
+    ``d + jitter``). ``n_steps`` steps of ``dt`` seconds (default 1000 × 1 ms); ``dt`` is at
+    most 1 ms, since forward Euler with the neuron's fastest rate (k1 = 200 1/s) needs
+    ``k1 * dt <= 0.2``: for coarser bins, generate at 1 ms and use ``Dataset.rebin``. The same
+    ``seed`` and options give the same samples. Split it with
+    ``stratified_split(labels, SPIKE_PATTERN_RATIOS)``.
     """
     return SpikePatternLoader(
         classes=classes,
