@@ -191,3 +191,47 @@ def test_the_benchmark_counts_the_network_shapes_its_tuner_drew() -> None:
     assert bench.shape_of({}) == "? ? b? ?"  # a space without these keys still prints
     counts = bench.shape_counts([eprop, bptt, bptt, {**bptt, "lr": 0.01}])
     assert list(counts.items()) == [("256 bptt b16 20ms", 3), ("512 eprop b8 10ms", 1)]
+
+
+def test_a_trial_s_seed_option_seeds_each_member_of_a_population(tmp_path: Path) -> None:
+    """``main_hpo.py --seed K`` (a retraining seed) trains every member with seed K, as it
+    trains a trial alone: the two modes give the same network for the same parameters."""
+    import json
+    import sys
+
+    from torch.utils.data import TensorDataset
+
+    from spiketune import Experiment, Outcome
+    from spiketune.snn import load_checkpoint
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(7).repeat_interleave(6)
+    inputs = (torch.rand(len(labels), 256, 12, generator=g) < 0.05).float()
+    pool = tmp_path / "braille_reduced_th1_pool.pt"
+    torch.save(TensorDataset(inputs, labels), pool)
+    space = {"n_rec": {"_type": "choice", "_value": [8]},
+             "bin_size": {"_type": "choice", "_value": [0.04]},
+             "rule": {"_type": "choice", "_value": [
+                 {"_name": "eprop", "feedback": {"_type": "choice",
+                                                 "_value": ["random", "symmetric"]}}]}}
+    command = (f"{sys.executable} main_hpo.py --folds 1 --seed 5 --epochs-cap 1 --threads 1 "
+               f"--data {pool}")
+    networks = {}
+    for population in (2, 1):
+        results = Experiment(
+            name=f"seeded{population}", trial_command=command, trial_code_directory=EXAMPLE,
+            search_space=space, tuner="GridSearch", max_trials=2, concurrency=1,
+            population=population, experiment_dir=tmp_path / "exps",
+        ).run()
+        assert [r.outcome for r in results.records] == [Outcome.COMPLETE] * 2
+        for rec in results.records:
+            checkpoint = load_checkpoint(rec.trial_dir / "best_model.pt")
+            assert checkpoint.train_config.seed == 5
+            result = json.loads((rec.trial_dir / "result.json").read_text())
+            assert result["parameters"]["seed"] == 5
+            networks.setdefault(json.dumps(rec.parameters, sort_keys=True), []).append(
+                checkpoint.network.w_rec.detach())
+    assert len(networks) == 2
+    for pair in networks.values():  # float32: the same up to the order of summation
+        torch.testing.assert_close(pair[0], pair[1], rtol=0, atol=1e-4)
+

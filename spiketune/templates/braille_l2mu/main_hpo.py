@@ -149,6 +149,8 @@ def main_population(args: argparse.Namespace) -> list[dict[str, Any]]:
     def prepare(member: Member) -> PreparedMember:
         began = time.perf_counter()  # the trial's clock (a refill joins later)
         params = {**DEFAULT_PARAMS, **member.parameters}
+        if args.seed is not None:  # a retraining seed, as start_trial takes it alone
+            params["seed"] = args.seed
         options = setup_hpo.data_options(flat_parameters(params))
         key = json.dumps(options, sort_keys=True)
         if key not in loaded:

@@ -154,6 +154,8 @@ def main_population(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     def prepare(member: Member) -> PreparedMember:
         params = {**DEFAULT_PARAMS, **member.parameters}
+        if args.seed is not None:  # a retraining seed, as start_trial takes it alone
+            params["seed"] = args.seed
         seed_everything(int(params.get("seed", 0)))
         built = train_hpo.build(graph, params, data.info, device=device,
                                 epochs_cap=args.epochs_cap)
