@@ -192,6 +192,26 @@ def test_stopped_members_leave_and_the_others_stay_exact() -> None:
             assert m.spikes_per_sample == pytest.approx(s.spikes_per_sample, abs=1e-9)
 
 
+def test_a_member_stopped_before_the_run_trains_no_epoch() -> None:
+    """stop() before fit(): that member trains nothing (as a member alone would), the others
+    train exactly as alone."""
+    x, y = _data(N_TRAIN, 0)
+    val = _data(24, 5)
+    alone = _build("eprop", ["lif"] * 3, train={"epochs": 2})
+    Trainer(*alone[0]).fit((x, y), val)
+    together = _build("eprop", ["lif"] * 3, train={"epochs": 2})
+    untouched = {k: v.clone() for k, v in together[1][0].state_dict().items()}
+    trainer = PopulationTrainer(together)
+    trainer.stop(1, "pruned before its start")
+    histories = trainer.fit((x, y), val)
+    assert [h.stop_reason for h in histories] == [
+        "completed", "pruned before its start", "completed"]
+    assert histories[1].epochs == [] and [len(h.epochs) for h in histories] == [2, 0, 2]
+    for k, v in together[1][0].state_dict().items():
+        assert torch.equal(v, untouched[k]), k
+    assert _max_diff(alone[0][0], together[0][0]) < 1e-9
+
+
 def test_patience_and_callback_stop_one_member_alone() -> None:
     x, y = _data(N_TRAIN, 0)
     val = _data(24, 5)

@@ -224,7 +224,8 @@ class PopulationTrainer:
 
     def stop(self, member: int, reason: str = "stopped") -> None:
         """Stop ``member`` after the epoch just yielded (its History then says ``reason``);
-        the others go on. Call it between epochs, say when a pruner stops that trial."""
+        the others go on. Call it between epochs, say when a pruner stops that trial; called
+        before the run starts, the member trains no epoch."""
         if not (_is_integer(member) and 0 <= member < self.size):  # type: ignore[operator]
             raise ConfigError(Problem("member", member, f"an index in [0, {self.size})"))
         self._stop_requests[member] = reason
@@ -306,9 +307,10 @@ class PopulationTrainer:
         run = _Run(self, val_tensors is not None)
         run.n_steps = n_steps
         self._rows = list(range(self.size))
-        self._stop_requests = {}
         self._run, self._over = run, False
         try:
+            if self._stop_requests:  # stopped before the run: they train no epoch
+                run.end_epoch({})
             while self._rows:
                 start = time.perf_counter()
                 run.begin_epoch()
