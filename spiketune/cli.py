@@ -391,6 +391,8 @@ def _progress_text(p: Progress) -> Text:
     text.append(f" | best {best} | elapsed {_hms(p.elapsed_seconds)}{remaining}")
     if p.stopping:
         text.append(" | stopping...", style="yellow")
+    elif p.finishing:  # at_max_duration = "finish": nothing starts, nothing is cut short
+        text.append(" | max_duration reached: the running trials finish", style="yellow")
     return text
 
 

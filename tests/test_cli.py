@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -71,6 +72,9 @@ def test_progress_line() -> None:
     for part in ("7/10", "5 done", "2 running", "1 failed", "1 early-stopped", "0.875 (trial 4)",
                  "elapsed 0:01:05", "0:58:55 left"):
         assert part in text
+    assert "running trials finish" not in text
+    finishing = _progress_text(dataclasses.replace(p, finishing=True)).plain
+    assert finishing.endswith(" | max_duration reached: the running trials finish")
 
 
 def test_usage_errors_exit_2(runner: CliRunner, exp_root: Path) -> None:

@@ -536,6 +536,28 @@ def test_nni_keys_may_be_snake_case_as_nni_accepts(tmp_path: Path) -> None:
     assert (config.concurrency, config.max_duration, config.tuner) == (3, 300.0, "Random")
 
 
+def test_at_max_duration_is_checked_and_nni_durations_let_trials_finish(tmp_path: Path) -> None:
+    default = ExperimentConfig(search_space=SPACE, max_duration="1h")
+    assert default.at_max_duration == "stop"
+    assert "at_max_duration" not in default.to_dict()  # stored forms of before compare equal
+    with pytest.raises(ConfigError) as info:
+        ExperimentConfig(search_space=SPACE, at_max_duration="end")
+    assert problems(info)["at_max_duration"] == Problem(
+        "at_max_duration", "end", "must be one of 'stop' or 'finish'")
+    own = load_config(write(tmp_path, "own.toml", 'trial_command = "python3 t.py"\n'
+                            'max_duration = "1h"\nat_max_duration = "finish"\n'
+                            '[search_space]\nx = {_type = "uniform", _value = [0, 1]}\n'))
+    assert own.at_max_duration == "finish" and own.to_dict()["at_max_duration"] == "finish"
+    nni = load_config(write(tmp_path, "config.yml",
+                            NNI_MINIMAL + "    maxExperimentDuration: 1h\n"))
+    assert (nni.max_duration, nni.at_max_duration) == (3600.0, "finish")
+    # without a duration, an NNI file's stored form is what it was
+    assert "at_max_duration" not in load_config(write(tmp_path, "c.yml", NNI_MINIMAL)).to_dict()
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, "own_key.yml", NNI_MINIMAL + "    at_max_duration: stop\n"))
+    assert "lets the running trials finish" in problems(info)["at_max_duration"].rule
+
+
 def test_nni_custom_algorithm_classes_are_refused(tmp_path: Path) -> None:
     path = write(tmp_path, "config.yml", NNI_MINIMAL.replace(
         "      name: TPE\n", "      className: my_tuner.MyTuner\n      codeDirectory: .\n"))

@@ -403,6 +403,22 @@ def test_a_population_runs_on_one_gpu_and_populations_spread_over_gpus(
     assert {g for gpus in by_process.values() for g in gpus} == {"3", "7"}
 
 
+def test_a_population_running_at_max_duration_finishes_with_at_max_duration_finish(
+    tmp_path: Path, exp_root: Path, trial_script, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The running population's members complete past the budget's end; no population
+    starts after it (7 trials were allowed, in populations of 3)."""
+    log = tmp_path / "pop.log"
+    monkeypatch.setenv("POP_LOG", str(log))
+    monkeypatch.setenv("POP_DELAY", "0.5")  # 5 epochs: 2.5 s
+    exp = _experiment(trial_script(POP_TRIAL), exp_root, population=3, max_trials=7,
+                      max_duration="1s", at_max_duration="finish")
+    results = exp.run()
+    assert [r["members"] for r in _log(log)] == [["0", "1", "2"]]
+    assert [r.outcome for r in results.records] == [Outcome.COMPLETE] * 3
+    assert exp.status == "done"
+
+
 def test_a_huge_population_starts_with_the_members_it_has_and_keeps_its_budget(
     tmp_path: Path, exp_root: Path, trial_script, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -11,11 +11,13 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _processes import alive
 
 from spiketune import Experiment, Outcome
+from spiketune.engine.config import load_config
 from spiketune.engine.outcome import decide
 from spiketune.engine.results import export_results, load_results, records_from_json
 from spiketune.engine.runners import Ended, StopReason
@@ -335,6 +337,72 @@ def test_minimize_and_max_duration(exp_root: Path) -> None:
     # the duration budget is spent: resuming starts nothing more
     again = Experiment.load(exp.id, trial=slow).resume()
     assert len(again.records) == len(results.records)
+
+
+# Trial 1 runs longer than maxTrialDuration, trial 0 past the duration budget's end.
+FINISH_TRIAL = """
+    import os, time
+    import nni
+    nni.get_next_parameter()
+    time.sleep(30 if os.environ["NNI_TRIAL_SEQ_ID"] == "1" else 3)
+    nni.report_final_result({"default": 1.0,
+                             "budget_end": os.environ.get("SPIKETUNE_BUDGET_END")})
+"""
+
+
+def _nni_config(path: Path, **keys: Any) -> Path:
+    """An NNI v2 file of ``keys`` (camelCase, as NNI writes them) on a one-key space."""
+    text = json.dumps({"searchSpace": {"x": {"_type": "uniform", "_value": [0, 1]}},
+                       "trialCommand": "python3 trial.py", "tuner": {"name": "Random"},
+                       "trainingService": {"platform": "local"}, **keys})
+    path.write_text(text)  # JSON is YAML
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["nni", "own default", "nni, then spiketune stop"])
+def test_max_experiment_duration_lets_running_trials_finish_as_nni_does(
+    exp_root: Path, trial_script, tmp_path: Path, how: str
+) -> None:
+    """NNI's maxExperimentDuration: once it runs out no trial starts, and the running ones run
+    to their own end (no budget's end is handed to them), still bounded by maxTrialDuration
+    and still ended by a stop. spiketune's own max_duration stops them at once."""
+    code = trial_script(FINISH_TRIAL)
+    config = load_config(_nni_config(
+        tmp_path / "config.yml", experimentName="finish", trialCodeDirectory=str(code),
+        trialConcurrency=2, maxTrialNumber=10, maxExperimentDuration="1.5s",
+        maxTrialDuration="6s", experimentWorkingDirectory=str(exp_root)))
+    assert config.at_max_duration == "finish"
+    if how == "own default":
+        config = config.model_copy(update={"at_max_duration": "stop"})
+    exp = Experiment(config, kill_grace=0.5)
+    seen: list[bool] = []
+
+    def progress(p: Any) -> None:
+        seen.append(p.finishing)
+        if p.finishing and how == "nni, then spiketune stop":
+            exp.paths.stop_file.touch()  # what `spiketune stop` does from another process
+
+    results = exp.run(progress=progress)
+    by_number = sorted(results.records, key=lambda r: r.number)
+    assert len(by_number) == 2  # no trial started after the deadline (10 were allowed)
+    if how == "nni":
+        assert any(seen) and exp.status == "done"
+        quick, slow = sorted(by_number, key=lambda r: r.outcome.value)  # COMPLETE < FAILED
+        assert quick.outcome == Outcome.COMPLETE, quick.reason
+        assert quick.metrics["budget_end"] is None  # not told to end its training early
+        assert slow.outcome == Outcome.FAILED and slow.reason.startswith("timeout")
+        assert results.elapsed_seconds > 3.0  # past the budget, by the trials that finished
+        again = Experiment.load(exp.directory).resume()  # the budget is spent: nothing starts
+        assert len(again.records) == 2 and exp.status == "done"
+    else:
+        assert [r.outcome for r in by_number] == [Outcome.STOPPED] * 2
+        if how == "own default":
+            assert not any(seen) and exp.status == "done"
+            assert all(r.reason.startswith("stopped: max_duration of 1.5 s reached")
+                       for r in by_number)
+        else:
+            assert exp.status == "stopped"
 
 
 def test_decide_is_the_single_rulebook() -> None:

@@ -171,7 +171,7 @@ def test_the_engine_gives_each_trial_its_time_limit(
     assert values == [-1.0, 120.0]
 
 
-def _one_trial(code: Path, root: Path, **limits: float | None) -> float:
+def _one_trial(code: Path, root: Path, **limits: Any) -> float:
     """The value one trial of ``code`` reports, run by the engine with ``limits``."""
     exp = Experiment(trial_command=f"{sys.executable} trial.py", trial_code_directory=code,
                      search_space={"x": {"_type": "choice", "_value": [1]}}, max_trials=1,
@@ -198,6 +198,8 @@ def test_the_engine_gives_each_trial_the_end_of_its_budget(
     values = [_one_trial(code, exp_root, max_duration=budget) for budget in (None, 60.0)]
     assert values[0] == -1.0
     assert 45.0 < values[1] <= 60.0
+    # left to finish at the budget's end (NNI's rule): it has no reason to end its training
+    assert _one_trial(code, exp_root, max_duration=60.0, at_max_duration="finish") == -1.0
 
 
 def test_an_in_process_trial_sees_its_own_limits(

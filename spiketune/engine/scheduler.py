@@ -9,7 +9,8 @@ where a trial's fate is settled. One loop, one thread::
         start trials up to the concurrency (a queued retry first; else claim a sequence id,
         ask, sample, record, launch)
     poll the runner -> intermediate results (report, maybe prune) and endings (decide, record)
-    enforce max_trial_duration, max_duration, stop requests
+    enforce max_trial_duration, max_duration (stop the running trials, or start no more and
+        let them finish: Budget.at_max_duration), stop requests
     every heartbeat_interval: one round of the multi-worker protocol (spiketune.engine.workers:
         heartbeats, the sweep of lost trials, the shared stop request and elapsed time)
 
@@ -29,7 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from spiketune._values import is_finite
 from spiketune.engine.goals import (
@@ -63,11 +64,17 @@ __all__ = ["Budget", "Progress", "Scheduler"]
 
 @dataclass(frozen=True)
 class Budget:
-    """Limits of an experiment; durations in seconds of wall time, across resumes."""
+    """Limits of an experiment; durations in seconds of wall time, across resumes.
+
+    ``at_max_duration``: what reaching ``max_duration`` does to the running trials;
+    ``"stop"`` ends them, ``"finish"`` lets them run to their end (NNI's rule). No trial starts
+    after it either way.
+    """
 
     max_trials: int | None = None
     max_duration: float | None = None
     max_trial_duration: float | None = None
+    at_max_duration: Literal["stop", "finish"] = "stop"
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,8 @@ class Progress:
     max_duration: float | None
     stopping: bool
     stopped: int = 0  # ended by a stop of the experiment (user, max_duration)
+    # max_duration is reached and the running trials are left to finish (at_max_duration)
+    finishing: bool = False
 
     @property
     def done(self) -> int:
@@ -247,6 +256,9 @@ class Scheduler:
         self._known_ids: set[int] = set()
         self._shared: SharedStudy  # the multi-worker protocol; made when the session opens
         self._exhausted = False  # nothing left to claim (the budget is used)
+        # max_duration reached with at_max_duration "finish": no trial starts any more, and
+        # the session ends once the running ones have
+        self._finishing = False
         self._taken_over: list[int] = []  # sequence ids claimed by dead schedulers, to run
         self.status = "created"
 
@@ -392,16 +404,20 @@ class Scheduler:
                                else min(self.heartbeat_interval, 0.5))
             if self.paths.stop_file.exists():
                 self.request_stop("stop requested (spiketune stop)")
-            max_duration = self.budget.max_duration
-            if max_duration is not None and self.elapsed() >= max_duration:
-                self.request_stop(f"max_duration of {max_duration:g} s reached", budget=True)
+            if self._duration_spent():
+                if self.budget.at_max_duration == "finish":
+                    self._finishing = True
+                else:
+                    self.request_stop(f"max_duration of {self.budget.max_duration:g} s reached",
+                                      budget=True)
             if self.stopping:
                 for live in self._live.values():
                     self._stop_trial(live, StopReason.STOP, self._stop_detail or "", self._force)
             else:
                 self._enforce_trial_timeouts()
                 filling = time.monotonic()
-                while len(self._live) < self._capacity() and self.runner.accepts():
+                while (not self._finishing and len(self._live) < self._capacity()
+                       and self.runner.accepts()):
                     if self._fill_interrupted(filling):
                         break
                     if self._shared.waiting and self._take_retry():
@@ -411,7 +427,8 @@ class Scheduler:
                     if not self._launch_one():
                         self._exhausted = True
                         self._housekeeping(0.0)  # look at the study before leaving
-            if not self._live and (self.stopping or (self._exhausted and self._shared.idle)):
+            if not self._live and (self.stopping or self._finishing
+                                   or (self._exhausted and self._shared.idle)):
                 break
             for event in self.runner.poll(self._poll_timeout()):
                 if isinstance(event, Reported):
@@ -426,12 +443,14 @@ class Scheduler:
         interval went to it. A population of many members is collected one tuner draw at a
         time; the loop's housekeeping must still run, and a batch that is not full then
         starts with the members it has."""
-        if self.stopping or self.paths.stop_file.exists():
-            return True
-        max_duration = self.budget.max_duration
-        if max_duration is not None and self.elapsed() >= max_duration:
+        if self.stopping or self.paths.stop_file.exists() or self._duration_spent():
             return True
         return time.monotonic() - since > self.heartbeat_interval
+
+    def _duration_spent(self) -> bool:
+        """Whether the experiment has run ``max_duration`` (all sessions together)."""
+        max_duration = self.budget.max_duration
+        return max_duration is not None and self.elapsed() >= max_duration
 
     def _poll_timeout(self) -> float:
         timeout = self.poll_interval
@@ -447,8 +466,9 @@ class Scheduler:
     def _housekeeping(self, interval: float) -> None:
         """Every ``interval`` seconds: a round of the multi-worker protocol
         (:meth:`SharedStudy.round`), and what it found acted upon."""
+        # finishing: a dead scheduler's claims are not taken over, as no trial starts now
         news = self._shared.round([live.trial_id for live in self._live.values()], interval,
-                                  exhausted=self._exhausted)
+                                  exhausted=self._exhausted and not self._finishing)
         if news is None:
             return
         if news.claims:  # claims of schedulers that died before starting their trial
@@ -507,6 +527,7 @@ class Scheduler:
             max_trials=self._limit(),
             max_duration=self.budget.max_duration,
             stopping=self.stopping,
+            finishing=self._finishing and not self.stopping,
         )
 
     def _enforce_trial_timeouts(self) -> None:
@@ -642,9 +663,10 @@ class Scheduler:
     def _budget_env(self) -> dict[str, str]:
         """The end of the duration budget, for a trial to end its training before it
         (``spiketune.trial.trial_deadline``): at that instant every trial still running is
-        stopped and recorded without a result."""
+        stopped and recorded without a result. None with ``at_max_duration = "finish"``: a
+        trial is left to finish then, and ending its training early would only cut it short."""
         max_duration = self.budget.max_duration
-        if max_duration is None:
+        if max_duration is None or self.budget.at_max_duration == "finish":
             return {}
         end = time.time() + max(0.0, max_duration - self.elapsed())
         return {ENV_BUDGET_END: repr(end)}

@@ -13,6 +13,9 @@ GPUs: ``trialGpuNumber: 1`` gives each trial one GPU, among ``trainingService.gp
 when given (those must exist when the experiment starts), else among every GPU found, at
 least one (``gpus = "all"`` with ``require_gpus``); ``0`` or no key: no GPU.
 
+``maxExperimentDuration`` is NNI's: when it runs out no trial starts, and the running ones
+finish (``at_max_duration = "finish"``), where spiketune's own ``max_duration`` stops them.
+
 NNI also puts two experiment settings among an algorithm's arguments (``classArgs:
 {optimize_mode: maximize, seed: 42}``); :func:`lift_class_args` moves them to the experiment,
 for every form of configuration.
@@ -108,6 +111,12 @@ def _log_level(t: Translation, where: str, value: Any) -> None:
         t.refuse(where, value, f"must be one of {', '.join(LOG_LEVELS)}")
 
 
+def _experiment_duration(t: Translation, where: str, value: Any) -> None:
+    # NNI starts no trial once it runs out and lets the running ones finish
+    t.put("max_duration", where, value)
+    t.data["at_max_duration"] = "finish"
+
+
 def _space_file(t: Translation, where: str, value: Any) -> None:
     if "search_space" in t.data and "search_space_file" not in t.data:
         t.refuse(where, value, "give searchSpace or searchSpaceFile, not both")
@@ -170,7 +179,7 @@ TOP: dict[str, Handler] = {
     "trialcodedirectory": _path_to("trial_code_directory"),
     "trialconcurrency": _to("concurrency"),
     "trialgpunumber": _gpu_number,
-    "maxexperimentduration": _to("max_duration"),
+    "maxexperimentduration": _experiment_duration,
     "maxtrialnumber": _to("max_trials"),
     "maxtrialduration": _to("max_trial_duration"),
     "experimentworkingdirectory": _path_to("experiment_dir"),
@@ -216,6 +225,7 @@ _OWN_IN_NNI = {
     "trial_code_directory": "NNI spells it trialCodeDirectory",
     "max_trials": "NNI spells it maxTrialNumber",
     "max_duration": "NNI spells it maxExperimentDuration",
+    "at_max_duration": "NNI's maxExperimentDuration always lets the running trials finish",
     "max_trial_duration": "NNI spells it maxTrialDuration",
     "concurrency": "NNI spells it trialConcurrency",
     "gpus": "NNI uses trialGpuNumber and trainingService.gpuIndices",

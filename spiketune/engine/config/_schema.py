@@ -191,8 +191,15 @@ class ExperimentConfig(BaseModel):
     constraints: Annotated[bool, Strict()] = False
     #: Trials to start at most (exact); None = until another limit ends the experiment.
     max_trials: _Count | None = None
-    #: Seconds the experiment may run; None = no limit.
+    #: Seconds the experiment may run; None = no limit. No trial starts after it.
     max_duration: _Duration = None
+    #: What reaching ``max_duration`` does to the trials still running. ``"stop"``: they are
+    #: ended and recorded STOPPED (told the budget's end beforehand, so that a trial that
+    #: watches it ends its training in time and completes). ``"finish"``: they run to their
+    #: own end, still bounded by ``max_trial_duration`` and still ended by a stop (Ctrl-C,
+    #: ``spiketune stop``); the experiment may then run past ``max_duration`` by up to one
+    #: trial. ``"finish"`` is NNI's ``maxExperimentDuration``, which an NNI file sets.
+    at_max_duration: Literal["stop", "finish"] = "stop"
     #: Seconds one trial may run before it is ended and recorded FAILED; None = no limit.
     max_trial_duration: _Duration = None
     #: Trials running at once; with ``population``, populations (processes) at once.
@@ -495,8 +502,8 @@ class ExperimentConfig(BaseModel):
         """
         data = self.model_dump(mode="json")
         for key in _OPTIONAL_IN_DICT:  # left out when unused: older stored forms compare equal
-            if data.get(key) in (None, False):
-                data.pop(key, None)
+            if key in data and data[key] == type(self).model_fields[key].default:
+                del data[key]
         if data.get("storage"):
             from spiketune.engine.storage import strip_password
 
@@ -522,7 +529,8 @@ OWN_KEYS = [*ExperimentConfig.model_fields, "search_space_file"]
 #: Fields :meth:`ExperimentConfig.to_dict` leaves out at their defaults (added after the
 #: canonical form was first stored with studies).
 _OPTIONAL_IN_DICT = ("objectives", "tradeoffs", "hardware", "constraints", "require_gpus",
-                     "population", "population_group", "population_sizes", "start_with")
+                     "population", "population_group", "population_sizes", "start_with",
+                     "at_max_duration")
 _FIELD_ORDER = {name: i for i, name in enumerate(OWN_KEYS)}
 
 
