@@ -404,7 +404,7 @@ NNI_MINIMAL = """
 def test_nni_minimal_inline_space(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, "config.yml", NNI_MINIMAL))
     assert config.optimize_mode == "minimize"
-    assert config.concurrency == 2 and config.gpus is None
+    assert config.concurrency == 2 and config.gpus == "inherit"  # no trialGpuNumber
     assert config.trial_code_directory == tmp_path
     assert config.search_space == {"lr": {"_type": "loguniform", "_value": [1e-4, 1e-1]}}
 
@@ -490,7 +490,7 @@ def test_nni_v1_keys_get_their_v2_spelling(tmp_path: Path) -> None:
      ({"platform": "local", "gpuIndices": [1], "maxTrialNumberPerGpu": 3}, 1, [1], 3),
      ({"platform": "local"}, 1, "all", 1),
      ({"platform": "local"}, 0, None, 1),
-     ({"platform": "local", "useActiveGpu": False}, None, None, 1)],
+     ({"platform": "local", "useActiveGpu": False}, None, "inherit", 1)],
 )
 def test_nni_gpu_settings(tmp_path: Path, service: dict, gpu_number: int | None, gpus: Any,
                           per_gpu: int) -> None:
@@ -605,6 +605,10 @@ def test_require_gpus_needs_gpus() -> None:
     with pytest.raises(ConfigError) as info:
         ExperimentConfig(search_space=SPACE, require_gpus=True)
     assert "gpus is not set" in problems(info)["require_gpus"].rule
+    with pytest.raises(ConfigError) as info:  # "inherit" gives out no GPU either
+        ExperimentConfig(search_space=SPACE, gpus="inherit", require_gpus=True)
+    assert "gpus gives none out" in problems(info)["require_gpus"].rule
+    assert ExperimentConfig(search_space=SPACE, gpus="inherit").gpu_indices(4) == []
 
 
 # ------------------------------------------------------------- messages that help

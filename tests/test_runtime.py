@@ -405,6 +405,49 @@ def test_max_experiment_duration_lets_running_trials_finish_as_nni_does(
             assert exp.status == "stopped"
 
 
+GPU_ENV_TRIAL = """
+    import os
+    import nni
+    nni.get_next_parameter()
+    nni.report_final_result({"default": 1.0, "cuda": os.environ.get("CUDA_VISIBLE_DEVICES")})
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("form", "parent", "seen"), [
+    ("nni, no trialGpuNumber", "3,7", "3,7"),  # the GPUs the scheduler's process sees
+    ("nni, no trialGpuNumber", None, None),  # unset: every GPU, as for the scheduler
+    ("nni, trialGpuNumber: null", "3,7", "3,7"),  # null is as if not set
+    ("nni, trialGpuNumber: 0", "3,7", ""),  # 0 hides every GPU
+    ("own, no gpus", "3,7", ""),  # spiketune's own schema: no GPU unless given one
+])
+def test_a_trial_sees_the_gpus_nni_would_show_it(
+    exp_root: Path, trial_script, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    form: str, parent: str | None, seen: str | None,
+) -> None:
+    """NNI's local mode: without trialGpuNumber a trial is scheduled as if it used no GPU,
+    but it can use every GPU it finds; trialGpuNumber: 0 empties CUDA_VISIBLE_DEVICES."""
+    if parent is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", parent)
+    code = trial_script(GPU_ENV_TRIAL)
+    keys = {"trialCodeDirectory": str(code), "maxTrialNumber": 1,
+            "experimentWorkingDirectory": str(exp_root)}
+    if form.startswith("nni"):
+        if "null" in form:
+            keys["trialGpuNumber"] = None
+        elif "0" in form:
+            keys["trialGpuNumber"] = 0
+        exp = Experiment(load_config(_nni_config(tmp_path / "config.yml", **keys)))
+    else:
+        exp = Experiment(trial_command="python3 trial.py", trial_code_directory=code,
+                         search_space=QUADRATIC_SPACE, max_trials=1, experiment_dir=exp_root)
+    (record,) = exp.run().records
+    assert record.outcome == Outcome.COMPLETE, record.reason
+    assert record.metrics["cuda"] == seen
+
+
 def test_decide_is_the_single_rulebook() -> None:
     ok = {"default": 1.0}
     assert decide(Ended(0, ok, 0), stop_reason=None).outcome == Outcome.COMPLETE

@@ -401,6 +401,7 @@ class Experiment:
             # A trial that knows its time limit can end its training in time with a result
             # (spiketune.trial.trial_deadline) rather than be killed without one.
             env=None if limit is None else {ENV_MAX_TRIAL_DURATION: repr(float(limit))},
+            hide_gpus=self.config.gpus != "inherit",
         )
         if self.config.population is None:
             return runner
@@ -701,9 +702,10 @@ def _gpu_indices(config: ExperimentConfig, *, notice: bool = True) -> list[int]:
     A request that cannot be met stops the start with a :class:`ConfigError` naming the field:
     indices the machine does not have (``gpus``), or ``"all"`` with ``require_gpus`` (NNI's
     ``trialGpuNumber: 1``) and no GPU. ``"all"`` alone with no GPU runs the trials on the CPU,
-    with one notice on stderr (when ``notice``: once per session).
+    with one notice on stderr (when ``notice``: once per session). None and ``"inherit"``
+    give out no GPU.
     """
-    if config.gpus is None:
+    if config.gpus in (None, "inherit"):
         return []
     found, where = _gpus_found()
     if config.gpus == "all":

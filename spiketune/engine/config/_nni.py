@@ -11,7 +11,9 @@ the GPU request, the one tuner, the required ``name`` and ``platform``.
 
 GPUs: ``trialGpuNumber: 1`` gives each trial one GPU, among ``trainingService.gpuIndices``
 when given (those must exist when the experiment starts), else among every GPU found, at
-least one (``gpus = "all"`` with ``require_gpus``); ``0`` or no key: no GPU.
+least one (``gpus = "all"`` with ``require_gpus``); ``0``: no GPU (``CUDA_VISIBLE_DEVICES``
+empty); no key: no GPU given out, and trials see the GPUs spiketune's process sees
+(``gpus = "inherit"``), as NNI's local mode leaves them.
 
 ``maxExperimentDuration`` is NNI's: when it runs out no trial starts, and the running ones
 finish (``at_max_duration = "finish"``), where spiketune's own ``max_duration`` stops them.
@@ -362,8 +364,9 @@ def _read_service(t: Translation) -> None:
 
 
 def _settle_gpus(t: Translation) -> None:
-    """trialGpuNumber: 0 or absent = no GPU; 1 = one GPU per trial, among gpuIndices when
-    given, else among every GPU found, which must be at least one."""
+    """trialGpuNumber: 0 = no GPU (``CUDA_VISIBLE_DEVICES`` empty); absent = no GPU given out,
+    the GPUs this process sees left visible, as NNI's local mode does; 1 = one GPU per trial,
+    among gpuIndices when given, else among every GPU found, which must be at least one."""
     where, number = t.gpu_number or ("trialGpuNumber", None)
     if number in (0, None):
         if t.data.get("gpus") not in (None, [], ""):
@@ -371,6 +374,9 @@ def _settle_gpus(t: Translation) -> None:
                      f"has no effect unless {where} is 1; set {where}: 1 to give each trial one "
                      "of these GPUs")
         t.data.pop("gpus", None)
+        if number is None:
+            t.data["gpus"] = "inherit"
+            t.names["gpus"] = where
     elif number == 1 and not isinstance(number, bool):
         if t.data.get("gpus", "all") in ([], ""):
             t.refuse(t.names["gpus"], t.data["gpus"], "must list at least one GPU index, or be "

@@ -83,10 +83,12 @@ _Seconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 
 
 def _gpus(value: Any) -> Any:
-    """GPU indices from a list, one int, ``"0,1"`` (NNI's string form) or ``"all"``."""
-    if value is None or value == "all":
+    """GPU indices from a list, one int, ``"0,1"`` (NNI's string form), ``"all"`` or
+    ``"inherit"``."""
+    if value is None or value in ("all", "inherit"):
         return value
-    rule = 'must be a list of GPU indices (ints >= 0, no repeats), "0,1" or "all"'
+    rule = ('must be a list of GPU indices (ints >= 0, no repeats), "0,1", "all" or '
+            '"inherit"')
     if isinstance(value, bool):
         raise ValueError(rule)
     if isinstance(value, int):
@@ -225,9 +227,13 @@ class ExperimentConfig(BaseModel):
     population_sizes: list[PopulationSize] | None = None
     #: GPUs trials may use, one per trial: indices (each must exist when the experiment
     #: starts, else it does not start), ``"all"`` for every GPU found (none found: trials run
-    #: on the CPU, with a notice), or None: trials see no GPU. Checked when the experiment
-    #: starts, not here: a configuration may be written on a machine without the GPUs.
-    gpus: Annotated[list[int] | Literal["all"] | None, BeforeValidator(_gpus)] = None
+    #: on the CPU, with a notice), or None: trials see no GPU (``CUDA_VISIBLE_DEVICES=""``).
+    #: ``"inherit"``: no GPU is given out, and trials see the GPUs the scheduler's process
+    #: sees (its ``CUDA_VISIBLE_DEVICES``, or every GPU when unset), shared without limit;
+    #: NNI's ``trialGpuNumber`` left out. Checked when the experiment starts, not here: a
+    #: configuration may be written on a machine without the GPUs.
+    gpus: Annotated[list[int] | Literal["all", "inherit"] | None,
+                    BeforeValidator(_gpus)] = None
     #: With ``gpus = "all"``: at least one GPU must be found, else the experiment does not
     #: start (NNI's ``trialGpuNumber: 1`` sets it). Explicit indices are always required.
     require_gpus: Annotated[bool, Strict()] = False
@@ -289,9 +295,10 @@ class ExperimentConfig(BaseModel):
                 "grace_period", self.grace_period,
                 f"must be longer than heartbeat_interval ({self.heartbeat_interval:g} s), or "
                 "every trial would look lost between two heartbeats"))
-        if self.require_gpus and self.gpus is None:
-            problems.append(Problem("require_gpus", True, "asks for GPUs, but gpus is not set: "
-                                    'set gpus to "all" or to GPU indices'))
+        if self.require_gpus and self.gpus in (None, "inherit"):
+            problems.append(Problem("require_gpus", True, "asks for GPUs, but gpus "
+                                    f"{'is not set' if self.gpus is None else 'gives none out'}"
+                                    ': set gpus to "all" or to GPU indices'))
         if self.population_group:
             if self.population is None:
                 problems.append(Problem("population_group", self.population_group,
@@ -470,7 +477,7 @@ class ExperimentConfig(BaseModel):
     def gpu_indices(self, device_count: int) -> list[int]:
         """The GPU indices asked for, given how many GPUs the machine has (the experiment
         checks, when it starts, that the machine has them)."""
-        if self.gpus is None:
+        if self.gpus in (None, "inherit"):
             return []
         if self.gpus == "all":
             return list(range(device_count))

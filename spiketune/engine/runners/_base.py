@@ -35,7 +35,9 @@ class Launch:
     parameters_json: str  # exactly what goes into parameter.json
     trial_dir: Path
     experiment_id: str
-    gpu: int | None = None  # the GPU index it may see; None: no GPU (CUDA_VISIBLE_DEVICES="")
+    # the GPU index it may see; None: no GPU of its own (CUDA_VISIBLE_DEVICES="", or the
+    # scheduler's own value with the config's gpus = "inherit")
+    gpu: int | None = None
     environment: dict[str, str] = field(default_factory=dict)  # more variables for its process
 
 

@@ -100,7 +100,9 @@ class SubprocessRunner(Runner):
     resumed scheduler needs to end leftovers), and the protocol's environment variables.
     ``python``/``python3`` resolve to the interpreter running spiketune (its directory comes
     first on ``PATH``), and ``spiketune/compat`` comes first on ``PYTHONPATH`` so that
-    ``import nni`` finds the shim.
+    ``import nni`` finds the shim. ``CUDA_VISIBLE_DEVICES`` is the trial's GPU (the launch's),
+    or ``""`` for a trial without one: no GPU, unless ``hide_gpus`` is False (the config's
+    ``gpus = "inherit"``), which leaves it as this process has it.
 
     Ending a trial sends SIGTERM to all its processes and, ``kill_grace`` seconds later,
     SIGKILL to those still there. The grace runs until every process of the trial is gone,
@@ -120,6 +122,7 @@ class SubprocessRunner(Runner):
         *,
         kill_grace: float = 5.0,
         env: Mapping[str, str] | None = None,
+        hide_gpus: bool = True,
     ) -> None:
         if not command.strip():
             raise TrialError("the trial command is empty")
@@ -129,6 +132,7 @@ class SubprocessRunner(Runner):
         self.shell = trial_shell()
         self.cwd = Path(cwd)
         self.kill_grace = float(kill_grace)
+        self.hide_gpus = hide_gpus
         self._procs: dict[int, _Proc] = {}
         self._selector = selectors.DefaultSelector()
         self._base_env = self._make_base_env(env)
@@ -167,7 +171,6 @@ class SubprocessRunner(Runner):
                 protocol.ENV_SEQUENCE_ID: seq,
                 # trial dirs are <experiment dir>/trials/<number>
                 protocol.ENV_EXPERIMENT_DIR: str(launch.trial_dir.parent.parent),
-                "CUDA_VISIBLE_DEVICES": "" if launch.gpu is None else str(launch.gpu),
                 # What NNI's own trial runtime sets; some scripts read them directly.
                 "NNI_PLATFORM": "local",
                 "NNI_EXP_ID": exp,
@@ -177,6 +180,10 @@ class SubprocessRunner(Runner):
                 "NNI_OUTPUT_DIR": str(launch.trial_dir),
             }
         )
+        if launch.gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = str(launch.gpu)
+        elif self.hide_gpus:  # else the GPUs this process sees, as NNI without trialGpuNumber
+            env["CUDA_VISIBLE_DEVICES"] = ""
         env.pop(protocol.ENV_PARAMETERS, None)
         env.pop(protocol.ENV_PARAMETER_FILE, None)
         env.pop(protocol.ENV_POPULATION_FILE, None)
