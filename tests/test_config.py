@@ -467,6 +467,64 @@ def test_nni_logging_keys_are_accepted_without_effect(tmp_path: Path) -> None:
     assert "info" in found["logLevel"].rule and found["logLevel"].value == 3
 
 
+def test_nni_keys_set_to_null_are_not_set(tmp_path: Path) -> None:
+    """NNI's reference: "Setting a field to None or null is equivalent to not setting the
+    field", at the top level and inside trainingService, tuner, assessor and advisor."""
+    plain = load_config(write(tmp_path, "plain.yml", NNI_MINIMAL))
+    nulls = load_config(write(tmp_path, "nulls.yml", """
+        experimentName: null
+        searchSpaceFile: null
+        searchSpace:
+          lr: {_type: loguniform, _value: [1e-4, 1e-1]}
+        trialCommand: python3 mnist.py
+        trialCodeDirectory: null
+        trialConcurrency: 2
+        trialGpuNumber: null
+        maxExperimentDuration: null
+        maxTrialNumber: null
+        maxTrialDuration: null
+        experimentWorkingDirectory: null
+        nniManagerIp: null
+        debug: null
+        logLevel: null
+        tunerGpuIndices: null
+        sharedStorage: null
+        tuner:
+          name: TPE
+          className: null
+          codeDirectory: null
+          classArgs:
+            optimize_mode: minimize
+        assessor: null
+        advisor: null
+        trainingService:
+          platform: local
+          useActiveGpu: null
+          maxTrialNumberPerGpu: null
+          gpuIndices: null
+          reuseMode: null
+    """))
+    assert nulls.model_dump() == plain.model_dump()
+    # a key NNI v2 does not have is refused whatever its value; a required one stays required
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, "bad.yml", NNI_MINIMAL.replace("name: TPE", "name: null")
+                          .replace("platform: local", "platform: null") + "    authorName: null\n"))
+    found = problems(info)
+    assert found["authorName"].rule == "no v2 equivalent; remove it"
+    assert found["tuner.name"].rule == "required"
+    assert found["trainingService.platform"].rule == "required (local)"
+
+
+def test_nni_manager_ip_is_accepted_in_local_mode(tmp_path: Path) -> None:
+    """NNI's reference: nniManagerIp is "Not used in local mode"; a copied file keeps it."""
+    plain = load_config(write(tmp_path, "plain.yml", NNI_MINIMAL))
+    kept = load_config(write(tmp_path, "kept.yml", NNI_MINIMAL + "    nniManagerIp: 10.0.0.5\n"))
+    assert kept.model_dump() == plain.model_dump()
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, "bad.yml", NNI_MINIMAL + "    nniManagerIp: 5\n"))
+    assert problems(info)["nniManagerIp"].value == 5
+
+
 def test_nni_v1_keys_get_their_v2_spelling(tmp_path: Path) -> None:
     path = write(tmp_path, "config.yml", """
         authorName: someone

@@ -4,7 +4,9 @@ Every key NNI v2 accepts, and the v1 keys configurations still carry over, has o
 table: a handler that moves its value into spiketune's schema and remembers how the file
 spelled it (so problems name the key as written), or a refusal that says why and what to write
 instead. Keys compare without case or ``_``, as NNI's own loader does (``trialConcurrency`` and
-``trial_concurrency`` are one key). Three tables: :data:`TOP` (the top level), :data:`ALGORITHM`
+``trial_concurrency`` are one key), and an NNI v2 key set to ``null`` is read as not set, as
+NNI's reference says (at the top level and inside ``trainingService``, ``tuner``,
+``assessor`` and ``advisor``). Three tables: :data:`TOP` (the top level), :data:`ALGORITHM`
 (inside ``tuner`` / ``assessor`` / ``advisor``: ``{name, classArgs}``) and :data:`SERVICE`
 (inside ``trainingService``). After the keys, :func:`translate` settles what needs them all:
 the GPU request, the one tuner, the required ``name`` and ``platform``.
@@ -113,6 +115,13 @@ def _log_level(t: Translation, where: str, value: Any) -> None:
         t.refuse(where, value, f"must be one of {', '.join(LOG_LEVELS)}")
 
 
+def _manager_ip(t: Translation, where: str, value: Any) -> None:
+    # how remote training machines reach NNI's manager; NNI does not use it in local mode
+    if not isinstance(value, str) or not value.strip():
+        t.refuse(where, value, "must be an IP address or host name (not used: trials run on "
+                 "this machine, as in NNI's local mode)")
+
+
 def _experiment_duration(t: Translation, where: str, value: Any) -> None:
     # NNI starts no trial once it runs out and lets the running ones finish
     t.put("max_duration", where, value)
@@ -166,7 +175,7 @@ TOP_KEYS = [
     "experimentName", "searchSpaceFile", "searchSpace", "trialCommand", "trialCodeDirectory",
     "trialConcurrency", "trialGpuNumber", "maxExperimentDuration", "maxTrialNumber",
     "maxTrialDuration", "experimentWorkingDirectory", "experimentType", "useAnnotation",
-    "tuner", "assessor", "advisor", "trainingService", "debug", "logLevel",
+    "tuner", "assessor", "advisor", "trainingService", "nniManagerIp", "debug", "logLevel",
 ]
 
 _REMOTE_ONLY = "only for remote training services; spiketune runs trials on this machine"
@@ -192,13 +201,14 @@ TOP: dict[str, Handler] = {
     "advisor": _algorithm,
     "trainingservice": _service,
     # NNI v2 keys with no spiketune equivalent
-    "nnimanagerip": _refused(f"not supported: {_REMOTE_ONLY}"),
     "sharedstorage": _refused(f"not supported: {_REMOTE_ONLY}"),
     "tunergpuindices": _refused("not supported: spiketune's tuners run in the scheduler, "
                                 "without a GPU"),
-    # NNI v2 keys that change only NNI's own logging: accepted, checked, without effect
+    # NNI v2 keys that change only NNI's own logging, or that NNI's local mode does not use:
+    # accepted, checked, without effect
     "debug": _no_effect_bool,
     "loglevel": _log_level,
+    "nnimanagerip": _manager_ip,
     # NNI v1 keys
     "authorname": _refused("no v2 equivalent; remove it"),
     "maxexecduration": _refused("NNI v1 key; NNI v2 spells it maxExperimentDuration"),
@@ -213,6 +223,18 @@ TOP: dict[str, Handler] = {
     "multiphase": _refused(_NO_V2),
     "multithread": _refused(_NO_V2),
 }
+
+#: NNI v2's top-level keys (as :func:`norm` gives them): set to ``null``, one is not set.
+_V2_TOP = frozenset(norm(k) for k in (*TOP_KEYS, "sharedStorage", "tunerGpuIndices"))
+
+
+def set_items(mapping: Mapping[Any, Any], v2_keys: frozenset[str]) -> list[tuple[Any, Any]]:
+    """The items of an NNI mapping that are set. NNI's reference: "Setting a field to None or
+    null is equivalent to not setting the field", so a v2 key with ``null`` is left out (a
+    key NNI v2 does not have is kept, to be refused whatever its value)."""
+    return [(key, value) for key, value in mapping.items()
+            if not (value is None and isinstance(key, str) and norm(key) in v2_keys)]
+
 
 #: Keys of :data:`TOP` that do not tell an NNI file from one in spiketune's own schema: keys
 #: both schemas have (``search_space``, ``tuner``, ...), and lower-case words too plain to be a
@@ -283,6 +305,9 @@ def _v1_name(t: Translation, where: str, value: Any, target: str) -> None:
     t.refuse(where, value, "NNI v1 key; NNI v2 spells it name")
 
 
+#: NNI v2's keys inside ``tuner`` / ``assessor`` / ``advisor`` (normalised).
+_V2_ALGORITHM = frozenset({"name", "classargs", "classname", "codedirectory"})
+
 #: Key inside ``tuner`` / ``assessor`` / ``advisor`` (normalised) -> handler.
 ALGORITHM: dict[str, AlgorithmHandler] = {
     "name": _name,
@@ -306,7 +331,7 @@ def _read_algorithms(t: Translation) -> None:
         if not isinstance(value, Mapping):
             t.refuse(key, value, "must be a mapping {name: ..., classArgs: {...}}")
             continue
-        for sub, subvalue in value.items():
+        for sub, subvalue in set_items(value, _V2_ALGORITHM):
             handler = ALGORITHM.get(norm(str(sub)))
             if handler is None:
                 t.refuse(f"{key}.{sub}", subvalue, "unknown key; accepted: name, classArgs")
@@ -352,14 +377,15 @@ SERVICE: dict[str, Handler] = {
 
 
 def _read_service(t: Translation) -> None:
-    for sub, value in t.service.items():
+    items = set_items(t.service, frozenset(SERVICE))
+    for sub, value in items:
         where = f"{t.service_key}.{sub}"
         handler = SERVICE.get(norm(str(sub)))
         if handler is None:
             t.refuse(where, value, "unknown key; accepted: " + ", ".join(SERVICE_KEYS))
         else:
             handler(t, where, value)
-    if t.service and not any(norm(str(sub)) == "platform" for sub in t.service):
+    if t.service and not any(norm(str(sub)) == "platform" for sub, _ in items):
         t.refuse(f"{t.service_key}.platform", None, "required (local)")
 
 
@@ -411,7 +437,7 @@ def translate(
     spells it, problems naming keys as the file spells them). ``base``: the file's directory,
     which relative paths start from; ``own_keys``: the keys of spiketune's own schema."""
     t = Translation(base, own_keys)
-    for key, value in raw.items():
+    for key, value in set_items(raw, _V2_TOP):
         if not isinstance(key, str):
             t.refuse(str(key), value, "keys must be strings")
             continue
