@@ -18,9 +18,11 @@ What the page shows, per trial: state, parameters, the objective and its interme
 every final metric key as its own column (user attributes ``metric.<key>``, sortable), the
 raw spiketune attributes, and a note holding the last lines of the trial's ``stdout.log`` and
 ``stderr.log`` with links to the whole files. Study-wide: history, parallel coordinates,
-importance, slices, and one figure per intermediate metric key. Notes and figures are made
-with optuna-dashboard's public ``save_note`` and ``save_plotly_graph_object`` into this
-process's memory, never into the study. Routes served beside optuna-dashboard's own:
+importance, slices, and one figure per intermediate metric key. In a constrained experiment
+the best trials are spiketune's, the feasible ones, and infeasible trials are greyed out in
+the figures. Notes and figures are made with optuna-dashboard's public ``save_note`` and
+``save_plotly_graph_object`` into this process's memory, never into the study. Routes served
+beside optuna-dashboard's own:
 
 * ``/logs/`` – every trial of this machine's experiment directory, with links to its logs;
 * ``/logs/<number>/stdout`` and ``/logs/<number>/stderr`` – the log as text (its last MiB).
@@ -34,6 +36,7 @@ from __future__ import annotations
 import copy
 import html
 import ipaddress
+import json
 import re
 import socket
 import threading
@@ -64,6 +67,7 @@ _WILDCARDS = ("0.0.0.0", "::", "")
 _TAIL_LINES = 30  # lines of each log in a trial's note
 _LOG_BYTES = 1 << 20  # the most of a log file one request returns (its end)
 _LOG_ROUTE = re.compile(r"^/logs/(\d+)/(stdout|stderr)$")
+_STUDY_ROUTE = re.compile(r"^/api/studies/\d+$")  # optuna-dashboard's study detail
 
 _App = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -238,9 +242,58 @@ def _application(store: StudyStore, directory: Path | None) -> _App:
         # optuna-dashboard reads this header unguarded (a 500 for its script bundle when a
         # client such as curl or a proxy sends none); none means: no encoding.
         environ.setdefault("HTTP_ACCEPT_ENCODING", "identity")
+        if _STUDY_ROUTE.match(path):
+            return _with_feasible_best(view, dashboard, environ, start_response)
         return dashboard(environ, start_response)
 
     return app
+
+
+def _with_feasible_best(view: _ExperimentView, dashboard: _App, environ: dict[str, Any],
+                        start_response: Callable[..., Any]) -> Iterable[bytes]:
+    """optuna-dashboard's study detail with the best trials of a constrained experiment
+    replaced by spiketune's (:meth:`_ExperimentView.best_numbers`).
+
+    Why: optuna-dashboard picks its best trial, and its Pareto front, among every complete
+    trial, feasible or not (its page only greys infeasible ones out in the figures), so it
+    would show as best a trial that broke a constraint. The trials are taken from the answer
+    as optuna-dashboard serialised them; a best trial that the answer does not hold (a poll
+    for the trials after a number, ``?after=N``) is read from a second answer for all."""
+    pristine = dict(environ)  # the framework caches what it parsed in the environ it reads
+    status, headers, body = _call(dashboard, environ)
+    numbers = view.best_numbers() if status.startswith("200") else None
+    if numbers is not None:
+        detail = json.loads(body)
+        serialised = {t["number"]: t for t in detail["trials"] + detail["best_trials"]}
+        if any(n not in serialised for n in numbers):
+            _, _, whole = _call(dashboard, {**pristine, "QUERY_STRING": ""})
+            serialised.update((t["number"], t) for t in json.loads(whole)["trials"])
+        detail["best_trials"] = [serialised[n] for n in numbers if n in serialised]
+        body = json.dumps(detail).encode("utf-8")
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+        headers.append(("Content-Length", str(len(body))))
+    start_response(status, headers)
+    return [body]
+
+
+def _call(app: _App, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
+    """(status, headers, body) of a WSGI ``app``'s answer to ``environ``."""
+    got: dict[str, Any] = {}
+    written: list[bytes] = []
+
+    def start(status: str, headers: list[tuple[str, str]], _exc_info: Any = None) \
+            -> Callable[[bytes], Any]:
+        got["status"], got["headers"] = status, list(headers)
+        return written.append
+
+    chunks = app(environ, start)
+    try:
+        written.extend(chunks)
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+    return got["status"], got["headers"], b"".join(written)
 
 
 def _respond(start: Callable[..., Any], status: str, kind: str, body: str) -> list[bytes]:
@@ -504,14 +557,36 @@ class _ExperimentView(optuna.storages.BaseStorage):
     # ------------------------------------------------------------------ trials
     @staticmethod
     def _shown(trial: FrozenTrial) -> FrozenTrial:
+        """The trial with each final metric as a user attribute ``metric.<key>`` and, in a
+        constrained experiment, its constraint values as the system attribute
+        ``constraints`` (a list): the form optuna-dashboard's page reads to grey out
+        infeasible trials (Optuna's ``Trial.set_constraint`` stores them by name, which the
+        page does not read; a study recorded before spiketune stored them has the user
+        attribute alone)."""
         metrics = trial.user_attrs.get("metrics")
-        if not isinstance(metrics, dict):
+        constraints = trial.user_attrs.get("constraints")
+        if not isinstance(metrics, dict) and not isinstance(constraints, list):
             return trial
         shown = copy.copy(trial)
-        extra = {f"metric.{k}": v for k, v in metrics.items()
-                 if isinstance(v, int | float | str | bool)}
-        shown.user_attrs = {**extra, **trial.user_attrs}
+        if isinstance(metrics, dict):
+            extra = {f"metric.{k}": v for k, v in metrics.items()
+                     if isinstance(v, int | float | str | bool)}
+            shown.user_attrs = {**extra, **trial.user_attrs}
+        if isinstance(constraints, list):
+            shown.system_attrs = {**trial.system_attrs, "constraints": constraints}
         return shown
+
+    def best_numbers(self) -> list[int] | None:
+        """The numbers of the experiment's best trials as spiketune counts them (the best
+        feasible trial; with several objectives the Pareto front of the feasible ones), in a
+        constrained experiment; None in an unconstrained one, where optuna-dashboard's own
+        choice is the same."""
+        from spiketune.engine.results import results_from_store
+
+        results = results_from_store(self._store, self._directory)
+        if all(r.constraints is None for r in results.records):
+            return None
+        return [r.number for r in results.best_trials]
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         trial = self._rdb.get_trial(trial_id)

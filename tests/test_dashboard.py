@@ -15,6 +15,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -115,6 +116,37 @@ def test_view_command_prints_its_address_and_warns_when_open(exp_root: Path,
             proc.terminate()
             _out, err = proc.communicate(timeout=30)
         assert ("warning: listening on 0.0.0.0" in err) == warned
+
+
+@pytest.mark.parametrize("objectives", [None, [{"key": "default", "direction": "maximize"},
+                                                {"key": "cost", "direction": "minimize"}]])
+def test_best_trials_of_a_constrained_experiment_are_feasible(exp_root: Path,
+                                                              objectives: Any) -> None:
+    """optuna-dashboard would pick its best trial (its Pareto front) among every complete
+    trial: the page shows spiketune's, the feasible ones, and greys infeasible ones out."""
+    space = {"x": {"_type": "choice", "_value": [0.2, 0.9, 0.4, 0.7]}}
+    exp = Experiment(trial=_constrained, search_space=space, tuner="GridSearch",
+                     constraints=True, objectives=objectives, experiment_dir=exp_root,
+                     name="feasible")
+    results = exp.run()
+    wanted = [r.number for r in results.best_trials]
+    assert wanted and all(r.feasible for r in results.best_trials)
+    x = {r.number: r.parameters["x"] for r in results.records}
+    with serve(exp.id) as dash:
+        api = dash.url.replace("/dashboard", "/api")
+        study_id = json.loads(_get(f"{api}/studies"))["study_summaries"][0]["study_id"]
+        detail = json.loads(_get(f"{api}/studies/{study_id}"))
+        assert [t["number"] for t in detail["best_trials"]] == wanted
+        shown = {t["number"]: t["constraints"] for t in detail["trials"]}
+        assert all((shown[n][0] > 0) == (x[n] > 0.5) for n in shown)  # greyed out
+        # a poll for the newer trials alone still names the best ones
+        later = json.loads(_get(f"{api}/studies/{study_id}?after=3"))
+        assert [t["number"] for t in later["trials"]] == [3]
+        assert [t["number"] for t in later["best_trials"]] == wanted
+
+
+def _constrained(p: dict) -> dict:
+    return {"default": p["x"], "cost": p["x"] ** 2, "constraints": p["x"] - 0.5}
 
 
 # ------------------------------------------------------------------------------ browser

@@ -279,6 +279,34 @@ def test_multi_objective_on_both_storages(storage_url: str, exp_root: Path) -> N
     assert len(results.pareto_front()) >= 1
 
 
+def test_optuna_reading_the_stored_study_leaves_infeasible_trials_out(
+    storage_url: str, exp_root: Path
+) -> None:
+    """Optuna's ``best_trial`` and ``best_trials`` on the stored study agree with spiketune's
+    ``best`` and Pareto front: every finished trial stores its constraint values as Optuna's
+    ``Trial.set_constraint`` does, so an infeasible trial is never Optuna's best."""
+    space = {"x": {"_type": "choice", "_value": [0.2, 0.9, 0.4, 0.7]}}
+
+    def trial(p: dict[str, Any]) -> dict[str, Any]:
+        return {"default": p["x"], "cost": p["x"] ** 2, "constraints": p["x"] - 0.5}
+
+    one = Experiment(trial=trial, search_space=space, tuner="GridSearch", constraints=True,
+                     storage=storage_url, name="one").run()
+    two = Experiment(trial=trial, search_space=space, tuner="GridSearch", constraints=True,
+                     objectives=TWO, storage=storage_url, name="two").run()
+    storage = optuna_storage(storage_url)
+    single = optuna.load_study(study_name=one.id, storage=storage)
+    multi = optuna.load_study(study_name=two.id, storage=storage)
+    dispose(storage)
+    assert one.best is not None and one.best.parameters["x"] == 0.4
+    assert single.best_trial.number == one.best.number
+    assert single.best_trial.constraints == {"reported": 0.0, "design": 0.0, "silent": 0.0}
+    infeasible = next(t for t in single.trials if t.params["x"] == 0.9)
+    assert infeasible.constraints["reported"] == pytest.approx(0.4)
+    assert sorted(t.params["x"] for t in multi.best_trials) == [0.2, 0.4]
+    assert {t.number for t in multi.best_trials} == {r.number for r in two.pareto_front()}
+
+
 @pytest.mark.parametrize("value", ["yes", 1, "true"])
 def test_constraints_must_be_true_or_false_not_a_truthy_value(value: Any) -> None:
     with pytest.raises(ConfigError, match="constraints: must be true or false"):

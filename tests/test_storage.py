@@ -44,6 +44,9 @@ START_ATTRS = {"parameters": {"lr": 0.0123, "layer": {"_name": "lif", "k": [1, 2
                "sequence_id": 4}
 END_ATTRS = {"metrics": {"default": 0.5, "spikes": 1200}, "intermediate": [{"default": 0.1}],
              "outcome": "COMPLETE", "reason": None}
+#: Constraint values as Optuna's ``Trial.set_constraint`` stores them.
+END_SYSTEM_ATTRS = {"constraints:reported": 0.25, "constraints:design": 0.0,
+                    "constraints:silent": 0.0}
 
 
 @pytest.fixture(autouse=True)
@@ -143,8 +146,9 @@ def test_finish_writes_what_optuna_writes(store: StudyStore, storage_url: str,
                                           state: TrialState, value: Any,
                                           intermediate: dict[int, float]) -> None:
     tid, _ = store.start_trial(PARAMS, DISTRIBUTIONS, START_ATTRS)
-    assert store.finish_trial(tid, state, value, END_ATTRS, intermediate)
+    assert store.finish_trial(tid, state, value, END_ATTRS, intermediate, END_SYSTEM_ATTRS)
     mine = store.trial(tid)
+    assert mine.constraints == {"reported": 0.25, "design": 0.0, "silent": 0.0}
     rdb, ref_study = _reference(storage_url, "reference-finish")
     template = FrozenTrial(
         number=0, state=TrialState.RUNNING, value=None, datetime_start=datetime.now(),
@@ -156,6 +160,8 @@ def test_finish_writes_what_optuna_writes(store: StudyStore, storage_url: str,
         rdb.set_trial_intermediate_value(ref, step, v)
     for key, v in END_ATTRS.items():
         rdb.set_trial_user_attr(ref, key, v)
+    for key, v in END_SYSTEM_ATTRS.items():
+        rdb.set_trial_system_attr(ref, key, v)
     values = None if value is None else value if isinstance(value, list) else [value]
     assert rdb.set_trial_state_values(ref, state, values)
     assert _shape(mine) == _shape(rdb.get_trial(ref))

@@ -36,10 +36,12 @@ or COMPLETE and PRUNED ones (TPE), never from failed ones, so the view holds a t
 broke a constraint without a final result as COMPLETE, with the worst value of each objective
 among the complete trials at that time (0 before any): the samplers rank it below every
 feasible trial and learn to avoid its region. The stored study keeps the true outcome, the
-constraint values in the ``constraints`` user attribute; :func:`sampler_trials` rebuilds the
-view from it when a session opens, with each trial's parameters in the search space's search
-coordinates (the stored study records the values the trial received; see
-:mod:`spiketune.engine.space`).
+constraint values in the ``constraints`` user attribute and, as Optuna's own constraint values
+(:func:`optuna_constraints`), in the system attributes ``Trial.set_constraint`` writes, so
+Optuna's ``best_trial`` and ``best_trials`` on the stored study skip infeasible trials;
+:func:`sampler_trials` rebuilds the view from the user attribute when a session opens, with
+each trial's parameters in the search space's search coordinates (the stored study records the
+values the trial received; see :mod:`spiketune.engine.space`).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from spiketune._values import is_finite
-from spiketune.engine.goals import Goal, Judgement, reported_constraints
+from spiketune.engine.goals import Goal, Judgement, optuna_constraints, reported_constraints
 from spiketune.engine.runners import Ended, StopReason, signal_name
 
 if TYPE_CHECKING:
@@ -205,6 +205,13 @@ class Stored:
     attrs: dict[str, Any]  # trial user attributes
     steps: dict[int, float]  # Optuna intermediate values
     constraints: list[float] | None
+
+    @property
+    def system_attrs(self) -> dict[str, float]:
+        """The trial system attributes that store its constraint values as Optuna's
+        ``Trial.set_constraint`` does (``constraints:reported`` ...): what Optuna's
+        ``best_trial`` and ``best_trials`` read to leave infeasible trials out."""
+        return {} if self.constraints is None else optuna_constraints(self.constraints)
 
     @property
     def value(self) -> float | list[float] | None:

@@ -738,7 +738,7 @@ class Scheduler:
         stored = stored_form(verdict, live.intermediate, self._goal, design=live.design,
                              silent=live.silent)
         if not self.store.finish_trial(live.trial_id, stored.state, stored.value, stored.attrs,
-                                       stored.steps):
+                                       stored.steps, stored.system_attrs):
             # Recorded lost by another scheduler meanwhile (its retry is queued).
             self._forget(live)
             return

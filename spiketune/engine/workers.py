@@ -293,7 +293,7 @@ def settle_lost_trial(
     if lag is not None:
         attrs[END_LAG_ATTR] = lag
     done = store.finish_trial(store.trial_id(trial), stored.state, stored.value, attrs,
-                              stored.steps)
+                              stored.steps, stored.system_attrs)
     return -1 if done else None
 
 

@@ -88,10 +88,12 @@ class BaseTrialWrites(abc.ABC):
         values: Sequence[float] | None,
         attrs: Mapping[str, Any],
         intermediate: Mapping[int, float],
+        system_attrs: Mapping[str, Any] | None = None,
     ) -> bool:
-        """Record a RUNNING trial's end in ``tx``: state, values, intermediate values and
-        attributes (replacing those of the same keys). False, writing nothing, when it is not
-        RUNNING (someone recorded its end first)."""
+        """Record a RUNNING trial's end in ``tx``: state, values, intermediate values, user
+        attributes and system attributes (Optuna's constraint values; each replacing those of
+        the same keys). False, writing nothing, when it is not RUNNING (someone recorded its
+        end first)."""
 
     @abc.abstractmethod
     def take(self, tx: Any, trial_id: int, attrs: Mapping[str, Any]) -> bool:

@@ -510,6 +510,7 @@ class JournalTrials(BaseTrialWrites):
         values: Sequence[float] | None,
         attrs: Mapping[str, Any],
         intermediate: Mapping[int, float],
+        system_attrs: Mapping[str, Any] | None = None,
     ) -> bool:
         if self._storage.get_trial(trial_id).state != TrialState.RUNNING:
             return False
@@ -517,6 +518,8 @@ class JournalTrials(BaseTrialWrites):
             self._storage.set_trial_intermediate_value(trial_id, int(step), float(value))
         for key, value in attrs.items():
             self._storage.set_trial_user_attr(trial_id, key, value)
+        for key, value in (system_attrs or {}).items():
+            self._storage.set_trial_system_attr(trial_id, key, value)
         # Last: Optuna refuses every change of a finished trial.
         self._storage.set_trial_state_values(
             trial_id, state, None if values is None else [float(v) for v in values])

@@ -788,17 +788,21 @@ class StudyStore:
         value: float | Sequence[float] | None,
         attrs: Mapping[str, Any],
         intermediate: Mapping[int, float],
+        system_attrs: Mapping[str, Any] | None = None,
     ) -> bool:
         """Record how a trial ended: state, value (a list: one per objective), intermediate
-        values and attributes at once, and drop its heartbeat. Returns False, writing
-        nothing, when the trial is no longer running (another worker recorded it lost)."""
+        values, user attributes and ``system_attrs`` (Optuna's constraint values, see
+        :func:`spiketune.engine.outcome.stored_form`) at once, and drop its heartbeat.
+        Returns False, writing nothing, when the trial is no longer running (another worker
+        recorded it lost)."""
         optuna_tables, tables = self._optuna(), self._tables()
         values = None if value is None else [value] if isinstance(value, int | float) \
             else list(value)
 
         def write() -> bool:
             with optuna_tables.begin() as conn:
-                if not optuna_tables.finish(conn, trial_id, state, values, attrs, intermediate):
+                if not optuna_tables.finish(conn, trial_id, state, values, attrs, intermediate,
+                                            system_attrs):
                     return False
                 tables.delete_beat(conn, trial_id)
             return True

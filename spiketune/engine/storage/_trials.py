@@ -56,6 +56,7 @@ _TABLES: dict[str, tuple[str, ...]] = {
                "datetime_complete"),
     "trial_params": ("trial_id", "param_name", "param_value", "distribution_json"),
     "trial_user_attributes": ("trial_id", "key", "value_json"),
+    "trial_system_attributes": ("trial_id", "key", "value_json"),
     "trial_values": ("trial_id", "objective", "value", "value_type"),
     "trial_intermediate_values": ("trial_id", "step", "intermediate_value",
                                   "intermediate_value_type"),
@@ -113,6 +114,7 @@ class OptunaTables(BaseTrialWrites):
         self.trials = tables["trials"]
         self.params = tables["trial_params"]
         self.user_attrs = tables["trial_user_attributes"]
+        self.system_attrs = tables["trial_system_attributes"]
         self.values = tables["trial_values"]
         self.intermediate = tables["trial_intermediate_values"]
 
@@ -192,10 +194,11 @@ class OptunaTables(BaseTrialWrites):
         values: Sequence[float] | None,
         attrs: Mapping[str, Any],
         intermediate: Mapping[int, float],
+        system_attrs: Mapping[str, Any] | None = None,
     ) -> bool:
         """Record a RUNNING trial's end in the transaction ``conn``: its state, objective
-        values, intermediate values and attributes. False, writing nothing, when the trial
-        is not RUNNING (someone recorded its end first)."""
+        values, intermediate values, user and system attributes. False, writing nothing, when
+        the trial is not RUNNING (someone recorded its end first)."""
         if not self._move(conn, trial_id, TrialState.RUNNING, state,
                           datetime_complete=_now()):
             return False
@@ -211,7 +214,8 @@ class OptunaTables(BaseTrialWrites):
             rows.append({"trial_id": trial_id, "objective": objective, "value": stored,
                          "value_type": kind})
         self._insert(conn, self.values, rows)
-        self._set_attrs(conn, trial_id, attrs)
+        self._set_attrs(conn, self.user_attrs, trial_id, attrs)
+        self._set_attrs(conn, self.system_attrs, trial_id, system_attrs or {})
         return True
 
     def take(self, conn: sa.Connection, trial_id: int, attrs: Mapping[str, Any]) -> bool:
@@ -220,7 +224,7 @@ class OptunaTables(BaseTrialWrites):
         if not self._move(conn, trial_id, TrialState.WAITING, TrialState.RUNNING,
                           datetime_start=_now()):
             return False
-        self._set_attrs(conn, trial_id, attrs)
+        self._set_attrs(conn, self.user_attrs, trial_id, attrs)
         return True
 
     # ---------------------------------------------------------------- helpers
@@ -233,12 +237,13 @@ class OptunaTables(BaseTrialWrites):
         )
         return done.rowcount == 1
 
-    def _set_attrs(self, conn: sa.Connection, trial_id: int, attrs: Mapping[str, Any]) -> None:
-        """Write user attributes, replacing those of the same keys (one per key, as
-        Optuna's ``set_trial_user_attr``)."""
+    def _set_attrs(self, conn: sa.Connection, t: sa.Table, trial_id: int,
+                   attrs: Mapping[str, Any]) -> None:
+        """Write attributes into ``t`` (user or system attributes), replacing those of the
+        same keys (one per key, as Optuna's ``set_trial_user_attr`` and
+        ``set_trial_system_attr``)."""
         if not attrs:
             return
-        t = self.user_attrs
         conn.execute(t.delete().where(t.c.trial_id == trial_id, t.c.key.in_(list(attrs))))
         self._insert(conn, t, [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
                                for k, v in attrs.items()])
