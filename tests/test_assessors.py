@@ -192,3 +192,63 @@ def test_n_warmup_steps_skips_that_many_reports_as_in_optuna(
     stopped = results.records[-1]
     assert stopped.outcome == Outcome.EARLY_STOPPED, stopped.reason
     assert len(stopped.intermediate) == warmup + 1
+
+
+def _loss_falls_as_accuracy_rises(params: dict) -> dict:
+    import spiketune.trial as st
+
+    x = params["x"]
+    for _ in range(4):
+        st.report_intermediate_result({"default": x, "loss": 1.0 - x})
+    return {"default": x, "loss": 1.0 - x}
+
+
+@pytest.mark.parametrize(("assessor", "tuner"), [("Medianstop", "GridSearch"),
+                                                 (None, "Hyperband")])
+def test_one_named_objective_is_judged_on_its_own_key(assessor: str | None, tuner: str,
+                                                      exp_root) -> None:
+    """With ``objectives = [{key = "loss", direction = "minimize"}]`` the pruner judges each
+    report's ``loss`` (falling is better), not its ``default`` (an accuracy, rising): the best
+    trials run to the end and the worst are stopped."""
+    from spiketune import Experiment, Outcome
+
+    space = {"x": {"_type": "choice", "_value": [0.5, 0.1, 0.9, 0.2, 0.8, 0.3]}}
+    if tuner == "Hyperband":  # samples at random: the same values, as start points
+        args = {"start_with": [{"x": v} for v in space["x"]["_value"]], "max_trials": 6,
+                "tuner_args": {"R": 4, "eta": 2}}
+    else:
+        args = {"assessor": assessor, "assessor_args": {"start_step": 2}}
+    results = Experiment(trial=_loss_falls_as_accuracy_rises, search_space=space, tuner=tuner,
+                         objectives=[{"key": "loss", "direction": "minimize"}], seed=0,
+                         **args).run()
+    outcome = {r.parameters["x"]: r.outcome for r in results.records}
+    assert outcome[0.9] == Outcome.COMPLETE and results.best.parameters["x"] == 0.9
+    stopped = [x for x, o in outcome.items() if o == Outcome.EARLY_STOPPED]
+    assert stopped and max(stopped) < 0.5, outcome
+    # Optuna's intermediate values are the objective's too
+    import optuna
+
+    study = optuna.load_study(study_name=results.id,
+                              storage=f"sqlite:///{results.directory / 'study.db'}")
+    trial = next(t for t in study.trials if t.params["x"] == 0.1)
+    assert set(trial.intermediate_values.values()) == {0.9}
+
+
+def test_reports_without_the_named_objective_are_not_judged(exp_root) -> None:
+    """A pruner judges the objective's key in the objective's direction: reports that lack it
+    give it nothing to judge, and it says so once rather than judge ``default``."""
+    from spiketune import Experiment, Outcome
+
+    def accuracy_only(params: dict) -> dict:
+        import spiketune.trial as st
+
+        for _ in range(3):
+            st.report_intermediate_result({"default": params["x"]})
+        return {"default": params["x"], "loss": 1.0 - params["x"]}
+
+    space = {"x": {"_type": "choice", "_value": [0.5, 0.1, 0.9, 0.2]}}
+    with pytest.warns(UserWarning, match="without 'loss', the objective the assessor judges"):
+        results = Experiment(trial=accuracy_only, search_space=space, tuner="GridSearch",
+                             objectives=[{"key": "loss", "direction": "minimize"}],
+                             assessor="Medianstop", assessor_args={"start_step": 1}).run()
+    assert all(r.outcome == Outcome.COMPLETE for r in results.records)

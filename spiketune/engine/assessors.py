@@ -1,8 +1,10 @@
 """Assessors: stopping weak trials early, by NNI name or Optuna pruner name.
 
 An assessor watches each trial's intermediate results (``report_intermediate_result``), which the
-scheduler passes on as ``trial.report(value, step)`` with ``step`` = how many results the trial
-has reported so far (1 for the first), and tells it when to stop the trial (the trial is then
+scheduler passes on as ``trial.report(value, step)`` with ``value`` = the result's ``default``
+(or, with one named objective, the objective's key: the pruner judges in its direction; see
+:attr:`spiketune.engine.goals.Goal.step_key`) and ``step`` = how many results the trial has
+reported so far (1 for the first), and tells it when to stop the trial (the trial is then
 recorded as EARLY_STOPPED). Steps are therefore the resource the trial has used (epochs, say),
 which is what Hyperband's ``min_resource``/``max_resource`` and NNI's ``TRIAL_BUDGET`` count.
 

@@ -484,7 +484,8 @@ class Experiment:
                 experiment_id=self.id,
                 space=space,
                 sampler=sampler,
-                pruner=None if assessor is None else assessor.create_pruner(),
+                # None: no Optuna pruner (Silent alone judges each report by itself)
+                pruner=assessor.create_pruner() if assessor and assessor.uses_pruner() else None,
                 budget=Budget(config.max_trials, config.max_duration, config.max_trial_duration,
                               config.at_max_duration),
                 concurrency=config.concurrency * members,

@@ -167,6 +167,15 @@ class Goal:
         """More than one objective: Optuna takes no intermediate values and prunes nothing."""
         return len(self.objectives) > 1
 
+    @property
+    def step_key(self) -> str:
+        """The key of the intermediate results that become Optuna's intermediate values: the
+        one objective's key, since a pruner judges them in the objective's direction (a
+        ``"default"`` that rises while the objective ``loss`` falls would get the best trials
+        pruned); ``"default"`` with several objectives, whose intermediate values are only
+        shown."""
+        return "default" if self.multi else self.objectives[0].key
+
     def values(self, metrics: Mapping[str, Any]) -> tuple[list[float] | None, str | None]:
         """The objective values of a final result, or why there are none (a FAILED reason)."""
         out = []

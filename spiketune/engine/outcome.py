@@ -189,11 +189,11 @@ def _killed_by(ended: Ended) -> str | None:
     return signal_name(-code) if code is not None and code < 0 else None
 
 
-def optuna_steps(reports: list[dict[str, Any]]) -> dict[int, float]:
-    """Optuna's intermediate values of a trial: the finite ``"default"`` of each report, by
-    step (1, 2, ...; a non-finite report keeps its step number but has no value)."""
-    return {i: float(r["default"]) for i, r in enumerate(reports, start=1)
-            if is_finite(r.get("default"))}
+def optuna_steps(reports: list[dict[str, Any]], key: str = "default") -> dict[int, float]:
+    """Optuna's intermediate values of a trial: the finite ``key`` of each report
+    (:attr:`Goal.step_key`), by step (1, 2, ...; a report without a finite ``key`` keeps its
+    step number but has no value)."""
+    return {i: float(r[key]) for i, r in enumerate(reports, start=1) if is_finite(r.get(key))}
 
 
 @dataclass(frozen=True)
@@ -233,7 +233,7 @@ def stored_form(
     of a trial that reported ``intermediate``: the one form every recorder writes. ``design``
     and ``silent`` are the judgements of the design check and of the assessor's own rule,
     when they refused the trial (a constrained experiment records their excess)."""
-    steps = optuna_steps(intermediate)
+    steps = optuna_steps(intermediate, goal.step_key)
     values: list[float] | None = None
     if verdict.outcome == Outcome.COMPLETE and verdict.metrics is not None:
         values, _ = goal.values(verdict.metrics)

@@ -26,6 +26,7 @@ import json
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -260,6 +261,7 @@ class Scheduler:
         # the session ends once the running ones have
         self._finishing = False
         self._taken_over: list[int] = []  # sequence ids claimed by dead schedulers, to run
+        self._warned_unjudged = False  # said that reports lack the objective (_unjudged)
         self.status = "created"
 
     # ------------------------------------------------------------------ public
@@ -685,12 +687,31 @@ class Scheduler:
             if live.silent is not None:
                 self._stop_trial(live, StopReason.PRUNE, live.silent.reason)
                 return
-        value = event.value["default"]
-        if not is_finite(value) or self._goal.multi:  # Optuna keeps one objective's reports
+        if self._goal.multi:  # Optuna keeps one objective's reports
+            return
+        key = self._goal.step_key
+        value = event.value.get(key)
+        if key not in event.value and self._pruner is not None:
+            self._unjudged(live, key)
+        if not is_finite(value):  # nothing to judge at this step
             return
         live.handle.report(float(value), step)
         if self._pruner is not None and live.handle.should_prune():
             self._stop_trial(live, StopReason.PRUNE, "")
+
+    def _unjudged(self, live: _Live, key: str) -> None:
+        """Say once per session that a trial's intermediate results lack the objective
+        ``key``, which the assessor judges: its steps are stored, but not judged. Why not
+        judge ``"default"`` instead: with a named objective ``"default"`` has no direction,
+        and judged in the objective's it would stop the best trials."""
+        if self._warned_unjudged:
+            return
+        self._warned_unjudged = True
+        warnings.warn(
+            f"trial {live.number} reported an intermediate result without {key!r}, the "
+            f"objective the assessor judges (keys: {', '.join(sorted(live.intermediate[-1]))})"
+            f": such results are not judged, so no trial is stopped early on them; report "
+            f"{key!r} in intermediate results too", UserWarning, stacklevel=2)
 
     def _on_end(self, event: Ended) -> None:
         live = self._live.get(event.number)
@@ -722,7 +743,7 @@ class Scheduler:
         trial = self.store.trial(live.trial_id)
         retry = fail_lost_trial(self.store, trial, verdict.reason or "its process failed",
                                 max(1, self.max_retries), intermediate=live.intermediate,
-                                trial_dir=live.trial_dir)
+                                trial_dir=live.trial_dir, step_key=self._goal.step_key)
         if retry is None:  # recorded lost by another scheduler meanwhile
             self._forget(live)
             return

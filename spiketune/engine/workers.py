@@ -284,7 +284,8 @@ def settle_lost_trial(
     verdict = decide(ended, stop_reason=None, goal=goal, interrupted=reason)
     if final is None:  # lost before it had a result: it may run again
         return fail_lost_trial(store, trial, verdict.reason or reason, max_retries,
-                               intermediate=intermediate, trial_dir=trial_dir)
+                               intermediate=intermediate, trial_dir=trial_dir,
+                               step_key=goal.step_key)
     stored = stored_form(verdict, intermediate, goal)
     attrs = dict(stored.attrs)
     if "trial_dir" not in trial.user_attrs and trial_dir is not None:
@@ -317,9 +318,12 @@ def fail_lost_trial(
     *,
     intermediate: list[dict[str, Any]] | None = None,
     trial_dir: Path | None = None,
+    step_key: str = "default",
 ) -> int | None:
     """Record a trial whose scheduler is gone as FAILED (``reason``) and, while it has been
-    tried fewer than ``1 + max_retries`` times, queue its retry.
+    tried fewer than ``1 + max_retries`` times, queue its retry. ``step_key``: the key of
+    the ``intermediate`` reports stored as Optuna's intermediate values
+    (:attr:`~spiketune.engine.goals.Goal.step_key`).
 
     The retry is a WAITING trial with the same parameters and sequence id (it re-runs the
     lost trial's claim and does not count against ``max_trials``) and the attributes
@@ -345,7 +349,7 @@ def fail_lost_trial(
     }
     if "trial_dir" not in trial.user_attrs and trial_dir is not None:
         attrs["trial_dir"] = str(trial_dir)  # trials started before it was stored at start
-    return store.fail_lost(trial, attrs, retry, optuna_steps(reports))
+    return store.fail_lost(trial, attrs, retry, optuna_steps(reports, step_key))
 
 
 def recover_interrupted(
