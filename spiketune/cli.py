@@ -1304,6 +1304,10 @@ def _last_meaningful_line(text: str) -> str:
 
 
 def _outcome_text(rec: TrialRecord) -> Text:
+    """The trial's outcome, coloured; a COMPLETE trial that broke a constraint says so (it is
+    never the best, nor on the front)."""
+    if rec.outcome.value == "COMPLETE" and rec.feasible is False:
+        return Text("COMPLETE (infeasible)", style="yellow")
     style = {"COMPLETE": "green", "FAILED": "red", "EARLY_STOPPED": "yellow",
              "STOPPED": "yellow"}.get(
         rec.outcome.value, ""

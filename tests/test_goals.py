@@ -501,6 +501,54 @@ def test_silent_assessor_stops_a_silent_trial(exp_root: Path) -> None:
     assert reached.count(2) == 1  # the silent trial never reported a second epoch
 
 
+def test_an_infeasible_complete_trial_says_why(
+    exp_root: Path, trial_script: Callable[..., Path]
+) -> None:
+    """A trial that broke a constraint and still ended COMPLETE (its reported constraints, or
+    a silent report whose stop it outlived) carries the reason, and ``trials``, its JSON and
+    the CSV export show it infeasible."""
+    from spiketune import export_results
+    from spiketune.cli import app
+
+    code = trial_script("""
+        import signal, time
+        import spiketune.trial as st
+        p = st.get_next_parameter()
+        if p["x"] == 0.3:  # silent, and deaf to the stop: it ends with its result all the same
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            st.report_intermediate_result({"default": 0.1, "spikes_per_sample": 0.25})
+            time.sleep(0.5)
+        st.report_final_result({"default": p["x"], "constraints": [p["x"] - 0.6, -1.0]})
+    """)
+    space = {"x": {"_type": "choice", "_value": [0.2, 0.9, 0.3]}}
+    results = Experiment(trial_command="python3 trial.py", trial_code_directory=code,
+                         search_space=space, tuner="GridSearch", assessor="Silent",
+                         constraints=True).run()
+    by_x = {r.parameters["x"]: r for r in results.records}
+    assert all(r.outcome == Outcome.COMPLETE for r in results.records)
+    assert by_x[0.2].feasible and by_x[0.2].reason is None
+    assert by_x[0.9].feasible is False
+    assert by_x[0.9].reason == "infeasible: its reported constraints 0.3, -1 (> 0 is broken)"
+    assert by_x[0.3].feasible is False
+    assert by_x[0.3].reason == "infeasible: silent network: spikes_per_sample=0.25 < 1"
+    runner = CliRunner()
+    table = runner.invoke(app, ["trials", results.id])
+    assert table.exit_code == 0, table.output
+    rows = {line.split("│")[1].strip(): line for line in table.output.splitlines()
+            if line.startswith("│")}
+    number = {x: str(r.number) for x, r in by_x.items()}
+    assert "COMPLETE (infeasible)" in rows[number[0.9]]
+    assert "infeasible: its reported constraints" in rows[number[0.9]]
+    assert "COMPLETE (infeasible)" in rows[number[0.3]] and "silent network" in rows[number[0.3]]
+    assert "infeasible" not in rows[number[0.2]]
+    shown = json.loads(runner.invoke(app, ["trials", results.id, "--json"]).output)
+    assert {t["number"]: (t["feasible"], t["cause"]) for t in shown}[by_x[0.3].number] == (
+        False, "infeasible: silent network: spikes_per_sample=0.25 < 1")
+    csv_rows = export_results(results, "csv").splitlines()
+    assert any("silent network" in row and row.startswith(f"{by_x[0.3].number},")
+               for row in csv_rows)
+
+
 # ------------------------------------------------------------------------ CLI and report
 @pytest.fixture
 def front_experiment(exp_root: Path) -> Any:

@@ -251,4 +251,22 @@ def stored_form(
         metrics = verdict.metrics if verdict.outcome == Outcome.COMPLETE else None
         constraints = goal.constraints(metrics, design, silent)
         attrs["constraints"] = constraints
+        if verdict.outcome == Outcome.COMPLETE:
+            broken = _broken(constraints, metrics, silent)
+            if broken is not None:
+                attrs["reason"] = "; ".join(r for r in (broken, verdict.reason) if r)
     return Stored(optuna_state(verdict.outcome), values, attrs, steps, constraints)
+
+
+def _broken(constraints: list[float], metrics: dict[str, Any] | None,
+            silent: Judgement | None) -> str | None:
+    """Why a COMPLETE trial is infeasible (its reason: the outcome alone does not say it),
+    or None when it is feasible. The other outcomes say it already: a trial the design check
+    refused is FAILED ``infeasible: ...``, one the silent rule stopped EARLY_STOPPED with it."""
+    parts = []
+    if constraints[0] > 0 and metrics is not None:
+        values = ", ".join(f"{c:g}" for c in reported_constraints(metrics["constraints"]))
+        parts.append(f"its reported constraints {values} (> 0 is broken)")
+    if silent is not None:  # it ended before the stop reached it
+        parts.append(silent.reason)
+    return "infeasible: " + "; ".join(parts) if parts else None
