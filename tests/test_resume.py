@@ -17,7 +17,7 @@ import pytest
 from _processes import alive, wait_for
 from typer.testing import CliRunner
 
-from spiketune import Experiment, Outcome, StorageError
+from spiketune import ConfigError, Experiment, Outcome, StorageError
 from spiketune.cli import app
 from spiketune.engine.outcome import END_LAG_ATTR
 from spiketune.engine.results import load_results
@@ -477,3 +477,46 @@ def test_chaos_on_sqlite(tmp_path: Path) -> None:
     report = _chaos.run_sqlite(12, 3, seed=1, work=tmp_path, timeout=240)
     assert report.ok, report.text()
     assert report.kills >= 1 and report.records >= 12
+
+
+# ------------------------------------------------------------------------------ changed config
+def _two_objectives(params: dict) -> dict:
+    x = params["x"]
+    return {"default": x, "acc": x, "cost": x * x, "energy": 1.0 - x}
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("objectives", [{"key": "acc", "direction": "maximize"},
+                    {"key": "cost", "direction": "minimize"},
+                    {"key": "energy", "direction": "minimize"}]),
+    ("search_space", {"x": {"_type": "choice", "_value": ["a", "b"]}}),
+])
+def test_resume_refuses_a_configuration_that_changes_the_study(exp_root: Path, field: str,
+                                                                value: object) -> None:
+    """An ``experiment.json`` edited after the run: objectives or a search space other than the
+    study's are refused by name before anything runs (three values in a study of two
+    directions would break Optuna's reading of it); a larger budget is taken."""
+    exp = Experiment(trial=_two_objectives, tuner="Random", seed=0, max_trials=2,
+                     search_space={"x": {"_type": "uniform", "_value": [0, 1]}},
+                     objectives=[{"key": "acc", "direction": "maximize"},
+                                 {"key": "cost", "direction": "minimize"}],
+                     experiment_dir=exp_root)
+    exp.run()
+    meta_path = exp.directory / "experiment.json"
+    meta = json.loads(meta_path.read_text())
+    meta["config"] = {**meta["config"], field: value, "max_trials": 4}
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ConfigError) as refused:
+        Experiment.load(exp.directory, trial=_two_objectives).resume()
+    assert [p.field for p in refused.value.problems] == [field]
+    assert "stored with other values" in str(refused.value)
+    assert len(exp.results().records) == 2 and exp.status == "done"
+    # back as stored: the larger budget alone is a resumed session's to change
+    stored = StudyStore.open(sqlite_url(exp.directory / "study.db"), exp.id, read_only=True)
+    meta["config"][field] = stored.study_attrs()["spiketune_config"][field]
+    stored.close()
+    meta_path.write_text(json.dumps(meta))
+    results = Experiment.load(exp.directory, trial=_two_objectives).resume()
+    assert len(results.records) == 4
+    study = optuna.load_study(study_name=exp.id, storage=sqlite_url(exp.directory / "study.db"))
+    assert all(len(t.values) == 2 for t in study.trials) and study.best_trials

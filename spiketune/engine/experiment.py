@@ -34,7 +34,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from spiketune.engine.config import WORKER_FIELDS, ExperimentConfig
+from spiketune.engine.config import SESSION_FIELDS, WORKER_FIELDS, ExperimentConfig
 from spiketune.engine.results import (
     ExperimentResults,
     TrialRecord,
@@ -379,6 +379,25 @@ class Experiment:
         }
         write_json(self.paths.experiment_json, meta)
 
+    def _check_stored_config(self, store: StudyStore) -> None:
+        """Refuse to resume with a configuration (``experiment.json``, read by :meth:`load`)
+        that differs from the one stored with the study beyond :data:`SESSION_FIELDS`: other
+        objectives would store trials with more values than the study has directions, another
+        search space parameters of another kind under the same names. A study stored without
+        its configuration (none to compare with) is resumed as it is."""
+        stored = store.study_attrs().get(ATTR_CONFIG)
+        if not isinstance(stored, dict) or not stored:
+            return
+        # Read back as this release writes it: a study stored by an earlier release lacks the
+        # fields added since (at their defaults) and is not taken for a changed one.
+        with contextlib.suppress(ConfigError):
+            stored = ExperimentConfig.from_dict(stored).to_dict()
+        problems = self.config.differences_from(stored, may_differ=SESSION_FIELDS)
+        if problems:
+            raise ConfigError(problems, f"{self.paths.experiment_json}: experiment {self.id} "
+                              f"is stored with other values (a resumed session may change "
+                              f"only {', '.join(sorted(SESSION_FIELDS))})")
+
     def _make_runner(self) -> Runner:
         _gpu_indices(self.config, notice=False)  # GPUs asked for but missing: nothing starts
         if self.trial is not None:
@@ -453,6 +472,8 @@ class Experiment:
         paths = self.paths
         state_file = paths.worker_json(store.owner) if worker else paths.scheduler_json
         try:
+            if not fresh and not worker:
+                self._check_stored_config(store)
             if not worker or not _local_workers_running(paths):
                 with contextlib.suppress(FileNotFoundError):
                     paths.stop_file.unlink()

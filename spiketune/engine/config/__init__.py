@@ -21,6 +21,7 @@ from __future__ import annotations
 from spiketune.engine.config._load import load_config
 from spiketune.engine.config._schema import (
     DEFAULT_EXPERIMENTS_DIR,
+    SESSION_FIELDS,
     WORKER_FIELDS,
     ExperimentConfig,
     PopulationSize,
@@ -29,6 +30,7 @@ from spiketune.engine.config._schema import (
 
 __all__ = [
     "DEFAULT_EXPERIMENTS_DIR",
+    "SESSION_FIELDS",
     "WORKER_FIELDS",
     "ExperimentConfig",
     "PopulationSize",

@@ -34,8 +34,8 @@ from spiketune.engine.goals import DesignCheck, Goal, Objective
 from spiketune.engine.space import SearchSpace
 from spiketune.errors import ConfigError, Problem
 
-__all__ = ["DEFAULT_EXPERIMENTS_DIR", "WORKER_FIELDS", "ExperimentConfig", "PopulationSize",
-           "parse_duration"]
+__all__ = ["DEFAULT_EXPERIMENTS_DIR", "SESSION_FIELDS", "WORKER_FIELDS", "ExperimentConfig",
+           "PopulationSize", "parse_duration"]
 
 #: Where experiment directories go when ``experiment_dir`` is not set.
 DEFAULT_EXPERIMENTS_DIR = Path("~/spiketune-experiments")
@@ -46,6 +46,17 @@ DEFAULT_EXPERIMENTS_DIR = Path("~/spiketune-experiments")
 WORKER_FIELDS = frozenset(
     {"experiment_dir", "trial_code_directory", "concurrency", "gpus", "require_gpus",
      "trials_per_gpu", "storage", "population", "population_group", "population_sizes"}
+)
+
+#: Fields a resumed session may change from the configuration stored with the study: the
+#: worker fields, the budget (a search may be given more trials or time) and how lost trials
+#: are retried and noticed. Every other field says what the study's trials are (their search
+#: space, objectives and directions, constraints, the command that runs them, the tuner and
+#: assessor that chose and judged them): changed, the study would hold trials of two
+#: experiments, or values that fit none of its directions.
+SESSION_FIELDS = WORKER_FIELDS | frozenset(
+    {"max_trials", "max_duration", "max_trial_duration", "max_retries", "heartbeat_interval",
+     "grace_period"}
 )
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhd])\s*$", re.IGNORECASE)
@@ -517,13 +528,16 @@ class ExperimentConfig(BaseModel):
             data["storage"] = strip_password(data["storage"])
         return data
 
-    def differences_from(self, stored: Mapping[str, Any]) -> list[Problem]:
-        """How this config differs from ``stored`` (a :meth:`to_dict`), :data:`WORKER_FIELDS`
-        aside: one :class:`Problem` per differing field, naming both values."""
+    def differences_from(self, stored: Mapping[str, Any], *,
+                         may_differ: frozenset[str] = WORKER_FIELDS) -> list[Problem]:
+        """How this config differs from ``stored`` (a :meth:`to_dict`), the fields of
+        ``may_differ`` aside (:data:`WORKER_FIELDS` for a worker that joins,
+        :data:`SESSION_FIELDS` for a resumed session): one :class:`Problem` per differing
+        field, naming both values."""
         mine = self.to_dict()
         problems = []
         for key in sorted(set(mine) | set(stored)):
-            if key in WORKER_FIELDS or mine.get(key) == stored.get(key):
+            if key in may_differ or mine.get(key) == stored.get(key):
                 continue
             problems.append(Problem(key, mine.get(key),
                                     f"differs from the experiment's stored value "
