@@ -212,6 +212,26 @@ def test_decide_names_a_missing_objective_and_bad_constraints() -> None:
     assert goal.constraints(v.metrics) == [pytest.approx(0.2), 0.0, 0.0]
 
 
+def test_a_null_objective_fails_the_trial_as_the_docs_say() -> None:
+    """``null`` under ``"default"`` (or a bare ``null``) is read as NaN: non-finite; under a
+    named objective it is kept as it is: not a number (docs/engine.md)."""
+    from spiketune.trial._protocol import parse_metric_line
+
+    goal = Goal((Objective(key="acc", direction="maximize"),
+                 Objective(key="energy", direction="minimize")))
+    lines = {
+        b'{"type": "final", "value": null}': (Goal(), "non-finite metric: default=nan"),
+        b'{"type": "final", "value": {"default": null, "acc": 1}}':
+            (Goal(), "non-finite metric: default=nan"),
+        b'{"type": "final", "value": {"default": 1, "acc": 1, "energy": null}}':
+            (goal, "metric not a number: energy=None"),
+    }
+    for line, (judged_by, reason) in lines.items():
+        _, final = parse_metric_line(line)
+        v = decide(Ended(0, final, exit_code=0), stop_reason=None, goal=judged_by)
+        assert (v.outcome, v.reason) == (Outcome.FAILED, reason)
+
+
 def test_sampler_view_of_infeasible_trials() -> None:
     dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
     state = optuna.trial.TrialState

@@ -191,10 +191,11 @@ def _int_or_infinity(digits: str) -> int | float:
 def parse_metric_line(line: bytes | str) -> tuple[str, dict[str, Any]]:
     """``(kind, value)`` of one ``metrics.jsonl`` line (engine side); value normalised.
 
-    ``kind`` is ``"intermediate"`` or ``"final"``. A ``null`` objective (how JSON writers of
-    other languages spell NaN) becomes NaN: the report is kept and the engine records the trial
-    as non-finite. Raises ``ValueError`` (or ``TypeError``) naming what is wrong with a line
-    that does not follow the protocol.
+    ``kind`` is ``"intermediate"`` or ``"final"``. A ``null`` ``"default"`` or value (how
+    JSON writers of other languages spell NaN) becomes NaN: the report is kept and the engine
+    records the trial as non-finite. ``null`` under another key stays None (a named
+    objective's is then "not a number"). Raises ``ValueError`` (or ``TypeError``) naming what
+    is wrong with a line that does not follow the protocol.
     """
     try:
         obj = json.loads(line, parse_int=_int_or_infinity)
