@@ -6,13 +6,14 @@ simulators and chips, read a file back, and run it to check what was written.
     import spiketune.nir
 
     spiketune.nir.export(net, "net.nir")                  # dt defaults to the model's step
-    spiketune.nir.export(net, "snn.nir", target="snntorch")   # what snnTorch imports whole
+    spiketune.nir.export(net, "snn.nir", target="snntorch", approximate={"reset"})
+                                                          # snnTorch's LIF resets to zero
     spiketune.nir.export(net, "rp.nir", target="rockpool", approximate={"synapse", "reset"})
     spiketune.nir.check_export(net, "rp.nir", test_set)   # accuracy: model vs. exported
     spiketune.nir.export_best_model("experiments/braille-1a2b3c4d", "best.nir")
     graph = spiketune.nir.read("net.nir")                 # any writer's file
-    run = spiketune.nir.simulate(graph, x, dt=1e-3, record_state=["lif"])
-    net = spiketune.nir.to_network(graph, dt=1e-3)        # a trainable RecurrentSNN
+    run = spiketune.nir.simulate(graph, x, dt=1e-3, record_state=["readout"])
+    net = spiketune.nir.to_network(graph)                 # a trainable RecurrentSNN
 
 - :func:`to_graph` / :func:`export`: a :class:`spiketune.snn.RecurrentSNN` as a NIR graph or
   file for one importer (``target``, one of :data:`TARGETS`), with the discrete dynamics
