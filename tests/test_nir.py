@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 from pathlib import Path
 
 import nir
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from spiketune.errors import CheckpointError, ExportError
+from spiketune.errors import CheckpointError, ExportError, StorageError
 from spiketune.nir import (
     APPROXIMATIONS,
     Simulation,
@@ -239,6 +240,23 @@ def test_snntorch_reads_the_graph_and_agrees(tmp_path: Path) -> None:
     assert torch.equal(predict(torch.from_numpy(y)), predict(tr.readout))
 
 
+def test_export_best_model_finds_the_experiment_by_name_as_the_cli_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "experiments"
+    exp = root / "braille-1a2b3c4d"
+    (exp / "best_model").mkdir(parents=True)
+    (exp / "experiment.json").write_text(json.dumps(
+        {"id": "braille-1a2b3c4d", "name": "braille", "created": "2026-12-08T00:00:00"}))
+    save_checkpoint(exp / "best_model" / "best_model.pt", _net(dtype=torch.float32))
+    monkeypatch.setenv("SPIKETUNE_EXPERIMENTS", str(root))
+    for ref in ("braille", "braille-1a2b", "braille-1a2b3c4d"):
+        out = export_best_model(ref, tmp_path / f"{ref}.nir")
+        assert read(out).nodes
+    with pytest.raises(StorageError, match="no experiment 'nothing'"):
+        export_best_model("nothing", tmp_path / "n.nir")
+
+
 def test_export_best_model(tmp_path: Path) -> None:
     net = _net(dtype=torch.float32)
     exp = tmp_path / "exp"
@@ -251,6 +269,7 @@ def test_export_best_model(tmp_path: Path) -> None:
     np.testing.assert_allclose(simulate(out, x).output, ref, atol=1e-4)
     with pytest.raises(ExportError, match="format"):
         export_best_model(exp, tmp_path / "x.onnx", format="onnx")
+    (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="no best model"):
         export_best_model(tmp_path / "empty", tmp_path / "y.nir")
     # an export replaces an earlier export, never another file: not the checkpoint it

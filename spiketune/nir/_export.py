@@ -442,8 +442,9 @@ def export_best_model(
 ) -> Path:
     """Write the experiment's best model (``<experiment_dir>/best_model/best_model.pt``, a
     checkpoint of :func:`spiketune.snn.save_checkpoint`) in ``format`` (only ``"nir"`` so far)
-    at ``path``; returns the path written. ``target``, ``dt`` and ``approximate`` as for
-    :func:`export`.
+    at ``path``; returns the path written. ``experiment_dir``: the experiment's directory, or
+    its id, id prefix or name under the experiments root, as the CLI takes it. ``target``,
+    ``dt`` and ``approximate`` as for :func:`export`.
     """
     network = best_network(experiment_dir, format)
     return export(network, path, target=target, dt=dt, approximate=approximate)
@@ -453,6 +454,10 @@ def best_network(experiment_dir: str | os.PathLike[str], format: str = "nir") ->
     """The network of the experiment's best model (checked before anything is written)."""
     if format != "nir":
         raise ExportError(f"format={format!r}: unknown export format; known: 'nir'")
+    if not Path(experiment_dir).is_dir():  # an id, id prefix or name, as the CLI takes it
+        from spiketune.engine.storage import find_experiment
+
+        experiment_dir = find_experiment(str(experiment_dir))
     checkpoint = Path(experiment_dir) / "best_model" / "best_model.pt"
     if not checkpoint.is_file():
         raise CheckpointError(
