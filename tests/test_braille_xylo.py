@@ -133,8 +133,9 @@ def test_trial_reports_the_accuracy_of_its_rockpool_file(tmp_path: Path) -> None
 
 
 @pytest.mark.slow
-def test_launcher_searches_retrains_and_draws_the_front(tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_launcher_searches_retrains_and_draws_the_front(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """main.py --smoke: 2 trials of 1 epoch on a subset (the trial's defaults first), the
     chosen one retrained with one seed, its Rockpool test accuracy and the split digest
     printed, the Pareto front drawn."""
@@ -158,6 +159,8 @@ def test_launcher_searches_retrains_and_draws_the_front(tmp_path: Path,
     seed0 = json.loads((directory / "chosen" / "seed0" / "result.json").read_text())
     assert outcome["runs"] == [pytest.approx(seed0["rockpool_test_acc"])]
     assert outcome["split_digest"] == seed0["split_digest"]
+    printed = capsys.readouterr().out
+    assert "(one seed: no spread to give; 8-bit in spiketune" in printed and "± 0" not in printed
     assert outcome["pareto_front"] is not None and Path(outcome["pareto_front"]).is_file()
     # the finalists were scored again on re-splits 1 and 2, and the chosen one is theirs
     finalists = json.loads((directory / "finalists" / "finalists.json").read_text())

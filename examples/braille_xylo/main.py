@@ -262,11 +262,13 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
                     retrained.split_digest, "mean": retrained.mean, "std": retrained.std,
                     "quant_mean": statistics.fmean(quant) if quant else None}
         if values:
+            spread = (f"± {format_percent(retrained.std or 0.0)} (mean ± std; "
+                      if len(values) > 1 else "(one seed: no spread to give; ")
             print(f"chosen trial {chosen.number} (best {SELECT_BY}), "
                   f"retrained with seeds {', '.join(str(r.seed) for r in retrained.runs)}: "
-                  f"8-bit test accuracy exported --for rockpool {format_percent(retrained.mean)} ± "
-                  f"{format_percent(retrained.std or 0.0)} (mean ± std; 8-bit in spiketune "
-                  f"{format_percent(outcome['quant_mean'])}), split {retrained.split_digest}")
+                  f"8-bit test accuracy exported --for rockpool {format_percent(retrained.mean)} "
+                  f"{spread}8-bit in spiketune {format_percent(outcome['quant_mean'])}), "
+                  f"split {retrained.split_digest}")
     files = build_report(results.directory or results.id)
     outcome["pareto_front"] = str(files.pareto) if files.pareto is not None else None
     print(f"report: {files.index}\nPareto front figure: {outcome['pareto_front']}")
