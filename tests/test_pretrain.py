@@ -368,7 +368,7 @@ def test_a_population_member_is_pretrained_before_it_joins(
     monkeypatch.setattr(main_hpo, "train_members", fake_train_members)
     args = argparse.Namespace(data=str(events), pretrain_data=None, folds=2, subset=None,
                               epochs_cap=1, time_cap=None, threads=1, refills=0,
-                              out=str(tmp_path))
+                              out=str(tmp_path), seed=None)
     assert main_hpo.main_population(args) == []
     (member,) = prepared
     built = list(member.built)  # type: ignore[attr-defined]
