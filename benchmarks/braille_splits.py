@@ -83,7 +83,8 @@ def run_snn(params: dict[str, Any], dataset: Dataset, split: int, seed: int) -> 
     seed_everything(seed)
     net, config = train_hpo.build({**params, "seed": seed}, parts.train.info)
     _, histories = train_folds([(net, config)], parts.folds)
-    result, _ = fold_result(histories, net, parts.test, started=start)
+    result, _ = fold_result(histories, net, parts.test, started=start,
+                            split_digest=parts.split_digest)
     return {"model": "snn", "split": split, "digest": parts.split_digest,
             "val": result["default"], "test": result["test"], "epoch": result["epoch"],
             "seconds": round(time.perf_counter() - start, 1)}

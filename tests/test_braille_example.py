@@ -28,7 +28,7 @@ BRAILLE = Path(os.environ.get("SPIKETUNE_BRAILLE_DATA")
 NO_BRAILLE = (f"the Braille event file is not at {BRAILLE} (set $SPIKETUNE_BRAILLE_DATA, or put "
               "it in ../shared/data/braille beside the checkout)")
 
-FINAL_KEYS = {"default", "test", "train", "epoch", "spikes_per_sample"}
+FINAL_KEYS = {"default", "test", "train", "epoch", "spikes_per_sample", "split_digest"}
 #: What main.py adds to config.toml's trial command by default: trials judged on 3 re-splits.
 DEFAULT_COMMAND = "python3 main_hpo.py --folds 3"
 EPOCH_KEYS = {"default", "train_acc", "train_loss", "val_loss", "spikes_per_sample"}
@@ -317,6 +317,9 @@ def test_smoke_run_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         assert "val_fold0" not in rec.metrics  # one fold: the split itself
         # every trial saved its weights
         assert load_checkpoint(rec.trial_dir / "best_model.pt").extra["folds"] == 1
+        # the recorded metrics name the split, as the trial's result.json does
+        written = json.loads((rec.trial_dir / "result.json").read_text(encoding="utf-8"))
+        assert rec.metrics["split_digest"] == written["split_digest"]
 
     # --smoke retrains the chosen configuration with seed 0 alone.
     retrained = load_retrained(results.directory)
@@ -325,6 +328,7 @@ def test_smoke_run_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert (results.directory / "chosen" / "seed0" / "best_model.pt").is_file()
     assert retrained.runs[0].checkpoint == "chosen/seed0/best_model.pt"
     assert retrained.mean == retrained.runs[0].metrics["test"] and retrained.std == 0.0
+    assert retrained.split_digest == results.records[0].metrics["split_digest"]
 
     # The kept model is the trial with the best (validation accuracy, -spikes).
     best = load_best_model(results.directory)

@@ -337,7 +337,7 @@ def _check_chain(results: Any, model: str, n_in: int, digest: str) -> None:
         assert len(rec.intermediate) == 1 and rec.intermediate[0]["default"] == m["default"]
         saved = load_checkpoint(rec.trial_dir / "best_model.pt")
         assert type(saved.network) is MODEL_CLASSES[model] and saved.network.n_in == n_in
-        assert saved.extra["split_digest"] == digest
+        assert saved.extra["split_digest"] == m["split_digest"] == digest
 
     retrained = load_retrained(results.directory)
     assert retrained is not None and results.best is not None
@@ -569,6 +569,7 @@ def test_braille_population_mode_trains_each_trial_as_alone_in_one_process(
     final = json.loads((tmp_path / "alone" / "result.json").read_text(encoding="utf-8"))
     for key in ("default", "test", "epoch"):
         assert final[key] == pytest.approx(rec.metrics[key], abs=1e-6), key
+    assert rec.metrics["split_digest"] == final["split_digest"]
 
 
 @pytest.mark.slow

@@ -28,7 +28,7 @@ GENERATOR_DEFAULTS = {"classes": "all", "samples_per_class": 100, "noise": 0.1,
                       "jitter": 0.004, "n_steps": 1000, "dt": 0.001, "seed": 0}
 #: ``stratified_split(labels, (0.8, 0.1, 0.1), seed=0).digest()`` of the full task (README).
 FULL_SPLIT_DIGEST = "d0e287dab1e8beffb15becf0c0f202754a6e96f00858ae21227b495543c24ef3"
-FINAL_KEYS = {"default", "test", "train", "epoch", "spikes_per_sample"}
+FINAL_KEYS = {"default", "test", "train", "epoch", "spikes_per_sample", "split_digest"}
 
 
 def _load(name: str, directory: Path) -> ModuleType:
@@ -88,6 +88,8 @@ def test_launcher_smoke_runs_the_chain_and_retrains_the_chosen_configuration(
         assert rec.metrics["epoch"] == 1 and len(rec.intermediate) == 1
         assert rec.metrics["default"] == rec.intermediate[0]["default"]
         assert (rec.trial_dir / "best_model.pt").is_file()
+        written = json.loads((rec.trial_dir / "result.json").read_text("utf-8"))
+        assert rec.metrics["split_digest"] == written["split_digest"]
 
     assert smoke.directory is not None and smoke.best is not None
     assert (smoke.directory / "retrained.json").is_file()

@@ -110,7 +110,7 @@ def test_fold_result_means_the_folds_and_tests_the_first_network() -> None:
     net = RecurrentSNN(SNNConfig(n_in=4, n_rec=6, n_out=3, dt=0.01), seed=0)
     test = toy_data(n_per_class=4)
     histories = [_history(0.4, 0.8, 0.6), _history(0.5, stop="early_stopping")]
-    final, predicted = fold_result(histories, net, test, started=0.0)
+    final, predicted = fold_result(histories, net, test, started=0.0, split_digest="d1g3st")
     assert final["default"] == pytest.approx((0.8 + 0.5) / 2)
     assert (final["epoch"], final["epochs_run"]) == (2, 3)
     assert final["test"] == int((predicted == test.labels).sum()) / len(test)
@@ -118,7 +118,9 @@ def test_fold_result_means_the_folds_and_tests_the_first_network() -> None:
     spikes = {"spikes_per_sample", "rate_hz", "synops_per_sample"}
     assert final["spikes_per_sample"] == 10.0 and spikes <= set(final)
     assert final["seconds"] > 0
-    one, _ = fold_result(histories[:1], net, test, started=0.0, spiking=False)
+    assert final["split_digest"] == "d1g3st"  # the reported metrics name the split
+    one, _ = fold_result(histories[:1], net, test, started=0.0, split_digest="d1g3st",
+                         spiking=False)
     assert not spikes & set(one) and "val_fold0" not in one
     assert fold_best(histories).epoch == 2
 
@@ -129,7 +131,7 @@ def test_a_fold_without_a_validated_epoch_is_training_diverged() -> None:
         fold_best(histories)
     net = RecurrentSNN(SNNConfig(n_in=4, n_rec=6, n_out=3, dt=0.01), seed=0)
     with pytest.raises(TrainingDiverged):
-        fold_result(histories, net, toy_data(2), started=0.0)
+        fold_result(histories, net, toy_data(2), started=0.0, split_digest="d1g3st")
 
 
 def test_model_and_config_from_params_builds_each_model() -> None:

@@ -136,6 +136,7 @@ def fold_result(
     test: Dataset,
     *,
     started: float,
+    split_digest: str,
     spiking: bool = True,
 ) -> tuple[dict[str, Any], torch.Tensor]:
     """A trial's final result from its folds' histories, and its test predictions.
@@ -147,10 +148,14 @@ def fold_result(
     each one's best validation accuracy, "test": the first network's test accuracy,
     "train", "epoch": of its best epoch, "spikes_per_sample", "rate_hz",
     "synops_per_sample": of that epoch (only when ``spiking``), "epochs_run": of the first
-    fold, "seconds": the trial's wall time, "val_fold<i>": each fold's best validation
-    accuracy (only with more than one fold)}``; the predictions: :func:`predict_classes` of
-    ``test``. A fold without a best epoch is a :class:`TrainingDiverged`, raised before
-    testing (see :func:`fold_best`).
+    fold, "seconds": the trial's wall time, "split_digest": ``split_digest``, "val_fold<i>":
+    each fold's best validation accuracy (only with more than one fold)}``; the predictions:
+    :func:`predict_classes` of ``test``. A fold without a best epoch is a
+    :class:`TrainingDiverged`, raised before testing (see :func:`fold_best`).
+
+    ``split_digest`` names the data split (``SplitParts.split_digest``) and is required: the
+    trial's recorded metrics carry it, so that :func:`spiketune.engine.retrain` and the report
+    can check that a retraining of the trial ran on the same split.
     """
     best = fold_best(histories)
     predicted = predict_classes(net, test)
@@ -167,6 +172,7 @@ def fold_result(
         final.update({key: getattr(best, key) for key in _SPIKE_KEYS})
     final["epochs_run"] = len(histories[0].epochs)
     final["seconds"] = time.perf_counter() - started
+    final["split_digest"] = split_digest
     if len(histories) > 1:
         final.update({f"val_fold{i}": v for i, v in enumerate(val_folds)})
     return final, predicted

@@ -15,9 +15,10 @@ accuracy: a steadier signal than one 105-sample validation set. Every epoch repo
 "train_loss", "val_loss", "spikes_per_sample"}`` (means too); the final result is
 ``{"default": mean over the folds of each one's best validation accuracy, "test": test
 accuracy of the first fold's network at its best epoch, "train", "epoch",
-"spikes_per_sample": of that network, "val_fold<i>": each fold's best validation accuracy,
-...}``. The first fold's network is the model saved and offered as the experiment's best; a
-``result.json`` beside it holds the final result and the split digest.
+"spikes_per_sample": of that network, "split_digest": the data split's digest,
+"val_fold<i>": each fold's best validation accuracy, ...}``. The first fold's network is the
+model saved and offered as the experiment's best; a ``result.json`` beside it holds the
+final result and the split digest.
 """
 
 from __future__ import annotations
@@ -246,7 +247,8 @@ def finish(
     net, train_config = built[0]
     # The first fold's network, with its best validation weights, tested once (the other
     # folds' networks only inform the objective); TrainingDiverged when a fold has no epoch.
-    final, predicted = fold_result(histories, net, data.test, started=started)
+    final, predicted = fold_result(histories, net, data.test, started=started,
+                                   split_digest=data.split_digest)
     history, best = histories[0], fold_best(histories)
     # Kept as the experiment's best model if no trial has done better on validation, ties
     # going to the model that spikes less.

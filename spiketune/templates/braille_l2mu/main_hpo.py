@@ -15,10 +15,11 @@ Every epoch reports ``{"default": mean validation accuracy over the folds, "trai
 "train_loss", "val_loss"}`` (means too; ``"spikes_per_sample"`` as well for a model that
 spikes); the final result is ``{"default": mean over the folds of each one's best validation
 accuracy, "test": test accuracy of the first fold's network at its best epoch, "train",
-"epoch", "val_fold<i>": each fold's best validation accuracy, ...}`` plus, for a spiking
-model, ``"spikes_per_sample"``, ``"rate_hz"``, ``"synops_per_sample"``. The first fold's
-network is the model saved and offered as the experiment's best; a ``result.json`` beside it
-holds the final result and the split digest.
+"epoch", "split_digest": the data split's digest, "val_fold<i>": each fold's best
+validation accuracy, ...}`` plus, for a spiking model, ``"spikes_per_sample"``,
+``"rate_hz"``, ``"synops_per_sample"``. The first fold's network is the model saved and
+offered as the experiment's best; a ``result.json`` beside it holds the final result and the
+split digest.
 
 In population mode (``main.py --population K``) one process trains up to K trials, each
 reported as its own trial with the same reports, result and model as alone
@@ -190,7 +191,7 @@ def finish(
     # The first fold's network, with its best validation weights, tested once;
     # TrainingDiverged when a fold has no epoch.
     final, predicted = fold_result(histories, net, data.test, started=started,
-                                   spiking=spiking)
+                                   split_digest=data.split_digest, spiking=spiking)
     history, best = histories[0], fold_best(histories)
     # Kept as the experiment's best model if no trial has done better on validation; ties go
     # to a spiking model, and among those to the one that spikes less.

@@ -16,10 +16,11 @@ validation accuracy: a steadier signal than one 200-sample validation set. Every
 "train_loss", "val_loss", "spikes_per_sample"}`` (means too); the final result is
 ``{"default": mean over the folds of each one's best validation accuracy, "test": test
 accuracy of the first fold's network at its best epoch, "train", "epoch",
-"spikes_per_sample": of that network, "val_fold<i>": each fold's best validation accuracy,
-...}``. The first fold's network is the model saved and offered as the experiment's best; a
-``result.json`` beside it holds the final result, the split digest and the generator's
-options (the data are always the generator's defaults, ``setup_hpo.GENERATOR``).
+"spikes_per_sample": of that network, "split_digest": the data split's digest,
+"val_fold<i>": each fold's best validation accuracy, ...}``. The first fold's network is the
+model saved and offered as the experiment's best; a ``result.json`` beside it holds the
+final result, the split digest and the generator's options (the data are always the
+generator's defaults, ``setup_hpo.GENERATOR``).
 
 In population mode (``main.py --population K``) one process trains up to K trials together
 as batched populations (:func:`spiketune.trial.train_members`), each reported as its own
@@ -167,7 +168,8 @@ def finish(
     net, train_config = built[0]
     # The first fold's network, with its best validation weights, tested once;
     # TrainingDiverged when a fold has no epoch.
-    final, predicted = fold_result(histories, net, data.test, started=started)
+    final, predicted = fold_result(histories, net, data.test, started=started,
+                                   split_digest=data.split_digest)
     history, best = histories[0], fold_best(histories)
     # Kept as the experiment's best model if no trial has done better on validation, ties
     # going to the model that spikes less. The data are always the generator's defaults:
