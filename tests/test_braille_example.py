@@ -329,6 +329,7 @@ def test_smoke_run_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert retrained.runs[0].checkpoint == "chosen/seed0/best_model.pt"
     assert retrained.mean == retrained.runs[0].metrics["test"] and retrained.std == 0.0
     assert retrained.split_digest == results.records[0].metrics["split_digest"]
+    assert retrained.runs[0].split_digest == retrained.split_digest and not retrained.off_split
 
     # The kept model is the trial with the best (validation accuracy, -spikes).
     best = load_best_model(results.directory)

@@ -3,6 +3,7 @@ with several seeds by the trial's own code, recorded in ``retrained.json``."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import textwrap
@@ -11,14 +12,16 @@ from typing import Any
 
 import pytest
 
-from spiketune import Experiment, ExperimentResults, Outcome
+from spiketune import Experiment, ExperimentResults, Outcome, TrialRecord
 from spiketune.engine import chosen_trial, load_retrained, retrain
-from spiketune.errors import ConfigError, SpiketuneError
+from spiketune.engine._retrain import trial_split_digest
+from spiketune.errors import ConfigError, SpiketuneError, TrialError
 from spiketune.trial._artifacts import BestModelKeeper
 
 #: A trial script that follows the retraining protocol: ``--params FILE --seed K --out DIR
 #: --threads N``; it writes ``DIR/result.json`` with a test accuracy that depends on the seed
-#: and on a parameter, and seed 13 crashes before writing anything.
+#: and on a parameter, and seed 13 crashes before writing anything. Its split digest is
+#: ``abc123``, or ``$RETRAIN_SPLIT`` (another data split), and always ``f00d`` for seed 7.
 SCRIPT = textwrap.dedent("""
     import argparse, json, os, pathlib, sys, time
     p = argparse.ArgumentParser()
@@ -33,7 +36,8 @@ SCRIPT = textwrap.dedent("""
     out = pathlib.Path(a.out)
     (out / "best_model.pt").write_bytes(b"weights")
     (out / "result.json").write_text(json.dumps({
-        "default": 0.9, "test": params["x"] / 10 + int(a.seed) / 100, "split_digest": "abc123",
+        "default": 0.9, "test": params["x"] / 10 + int(a.seed) / 100,
+        "split_digest": "f00d" if a.seed == "7" else os.environ.get("RETRAIN_SPLIT", "abc123"),
         "threads": int(a.threads), "folds": int(a.folds or 0), "extra": a.extra,
         "nni_env": os.environ.get("NNI_TRIAL_JOB_ID"), "cwd": os.getcwd(),
         "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"), "started": started,
@@ -78,7 +82,9 @@ def test_retrain_runs_each_seed_and_writes_retrained_json(
     assert [r.seed for r in retrained.runs] == [0, 2]
     assert retrained.values == pytest.approx([0.5, 0.52])
     assert retrained.mean == pytest.approx(0.51)
-    assert retrained.split_digest == "abc123"
+    assert retrained.split_digest == "abc123"  # the trial recorded none: the seeds'
+    assert [r.split_digest for r in retrained.runs] == ["abc123", "abc123"]
+    assert retrained.off_split == ()
     assert retrained.runs[0].checkpoint == "chosen/seed0/best_model.pt"
     assert results.directory is not None
     assert (results.directory / "chosen" / "seed0" / "best_model.pt").is_file()
@@ -146,6 +152,72 @@ def test_a_crashed_seed_is_reported_and_the_others_kept(
     assert results.directory is not None
     log = (results.directory / "chosen" / "seed13" / "train.log").read_text()
     assert "seed 13 crashes" in log
+
+
+def _with_split(record: TrialRecord, where: str, tmp_path: Path) -> TrialRecord:
+    """``record`` as a trial that ran on split ``abc123``, which it names in its reported
+    metrics (``where == "metrics"``) or only in its directory's ``result.json`` (trials of
+    templates that reported it only there)."""
+    if where == "metrics":
+        return dataclasses.replace(record, metrics={**(record.metrics or {}),
+                                                    "split_digest": "abc123"})
+    trial_dir = tmp_path / "trial"
+    trial_dir.mkdir()
+    (trial_dir / "result.json").write_text(json.dumps({"test": 0.5, "split_digest": "abc123"}))
+    return dataclasses.replace(record, trial_dir=trial_dir)
+
+
+@pytest.mark.parametrize("where", ["metrics", "result.json"])
+def test_seeds_on_the_trials_split_pass_and_record_it(
+        results: ExperimentResults, script: Path, tmp_path: Path, where: str) -> None:
+    chosen = chosen_trial(results)
+    assert chosen is not None and results.directory is not None
+    assert trial_split_digest(chosen) is None  # the function trial names no split
+    trial = _with_split(chosen, where, tmp_path)
+    assert trial_split_digest(trial) == "abc123"
+    retrained = retrain(results, [sys.executable, str(script)], seeds=[0, 1], trial=trial,
+                        cwd=script.parent, echo=None)
+    assert retrained.split_digest == "abc123" and retrained.off_split == ()
+    assert load_retrained(results.directory) == retrained
+
+
+@pytest.mark.parametrize("where", ["metrics", "result.json"])
+def test_seeds_on_another_split_than_the_trial_are_refused(
+        results: ExperimentResults, script: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    """Other data or another --subset for the retraining: its test part is other samples, so
+    its figure is not the search's estimate. retrained.json records each seed's split (the
+    report marks them), and retrain raises naming the splits."""
+    monkeypatch.setenv("RETRAIN_SPLIT", "5eed5p1it")
+    chosen = chosen_trial(results)
+    assert chosen is not None and results.directory is not None
+    trial = _with_split(chosen, where, tmp_path)
+    lines: list[str] = []
+    with pytest.raises(TrialError) as caught:
+        retrain(results, [sys.executable, str(script)], seeds=[0, 1], trial=trial,
+                cwd=script.parent, echo=lines.append)
+    message = str(caught.value)
+    assert f"another data split than trial {chosen.number} (split abc123)" in message
+    assert "seed 0 on 5eed5p1it, seed 1 on 5eed5p1it" in message
+    assert "retrained.json records each seed's split" in message
+    assert not any("mean ± sample std" in line for line in lines)  # no figure to quote
+    written = load_retrained(results.directory)
+    assert written is not None and written.split_digest == "abc123"
+    assert [(r.seed, r.split_digest) for r in written.off_split] == [(0, "5eed5p1it"),
+                                                                      (1, "5eed5p1it")]
+
+
+def test_seeds_on_different_splits_are_refused(results: ExperimentResults,
+                                               script: Path) -> None:
+    """No split recorded by the trial: the seeds must still agree with each other."""
+    with pytest.raises(TrialError, match=r"another data split than seed 0 \(split abc123\): "
+                                         r"seed 7 on f00d;"):
+        retrain(results, [sys.executable, str(script)], seeds=[0, 7], cwd=script.parent,
+                echo=None)
+    assert results.directory is not None
+    written = load_retrained(results.directory)
+    assert written is not None
+    assert [r.split_digest for r in written.runs] == ["abc123", "f00d"]
 
 
 def test_a_stale_result_is_never_read(results: ExperimentResults, script: Path,

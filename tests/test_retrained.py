@@ -21,14 +21,15 @@ from spiketune.report import build_report
 from spiketune.report._html import _optimistic_section
 
 
-def _retrained(*tests: float | None, trial: int | None = 4) -> Retrained:
+def _retrained(*tests: float | None, trial: int | None = 4, split: str = "d1g3st",
+               runs_split: str | None = "d1g3st") -> Retrained:
     runs = tuple(
         RetrainedRun(seed, {} if t is None else {"test": t, "default": 0.9},
-                     checkpoint=f"retrained/seed{seed}.pt")
+                     checkpoint=f"retrained/seed{seed}.pt", split_digest=runs_split)
         for seed, t in enumerate(tests)
     )
     return Retrained(parameters={"lr": 0.01, "neuron": {"_name": "lif", "tau_mem": 20.0}},
-                     runs=runs, split_digest="d1g3st", trial=trial,
+                     runs=runs, split_digest=split, trial=trial,
                      command="python main_hpo.py --seed {seed}")
 
 
@@ -51,8 +52,31 @@ def test_file_is_strict_json_with_sorted_keys(tmp_path: Path) -> None:
     assert list(doc["runs"][0]) == sorted(doc["runs"][0])
     assert list(doc["runs"][0]["metrics"]) == ["default", "test"]
     assert doc["runs"][1] == {"seed": 1, "metrics": {"default": 0.9, "test": 0.97},
-                              "checkpoint": "retrained/seed1.pt"}
+                              "checkpoint": "retrained/seed1.pt", "split_digest": "d1g3st"}
     assert doc["trial"] == 4 and doc["split_digest"] == "d1g3st" and doc["metric"] == "test"
+
+
+def test_a_file_without_the_runs_splits_reads_as_not_recorded(tmp_path: Path) -> None:
+    """Files written before each run recorded its split still load; nothing is off split."""
+    (tmp_path / RETRAINED_FILE).write_text(json.dumps({
+        "parameters": {}, "split_digest": "d1g3st",
+        "runs": [{"seed": 0, "metrics": {"test": 0.5}, "checkpoint": None}]}))
+    loaded = load_retrained(tmp_path)
+    assert loaded is not None and loaded.runs[0].split_digest is None
+    assert loaded.off_split == ()
+
+
+def test_off_split_lists_the_runs_on_another_split_than_the_trials() -> None:
+    same = _retrained(0.9, 0.8)
+    assert same.off_split == ()
+    other = _retrained(0.9, 0.8, runs_split="0th3r")
+    assert [r.seed for r in other.off_split] == [0, 1]
+    mixed = Retrained(parameters={}, split_digest="d1g3st", runs=(
+        RetrainedRun(0, {"test": 0.9}, split_digest="d1g3st"),
+        RetrainedRun(1, {"test": 0.8}, split_digest="0th3r"),
+        RetrainedRun(2, {"test": 0.7})))  # not recorded: not counted
+    assert [r.seed for r in mixed.off_split] == [1]
+    assert Retrained(parameters={}, runs=mixed.runs).off_split == ()  # no split to hold to
 
 
 def test_mean_and_sample_std() -> None:
@@ -91,6 +115,8 @@ def test_absent_file_is_none(tmp_path: Path) -> None:
         ('{"parameters": {}, "runs": [{"seed": 1, "metrics": {"test": "high"}}]}',
          "metric 'test'"),
         ('{"parameters": {}, "runs": [], "trial": "best"}', "trial must be"),
+        ('{"parameters": {}, "runs": [{"seed": 1, "metrics": {}, "split_digest": 5}]}',
+         "split_digest must be"),
     ],
 )
 def test_corrupt_file_raises_and_is_left_alone(tmp_path: Path, text: str, problem: str) -> None:
@@ -142,10 +168,12 @@ def test_constructors_check_what_they_are_given() -> None:
 
 
 # ------------------------------------------------------------------------------ the report
-def _trial(p: dict[str, Any]) -> dict[str, float]:
-    # validation peaks at x = 1, test grows with x: choosing by test would pick another trial
+def _trial(p: dict[str, Any]) -> dict[str, Any]:
+    # validation peaks at x = 1, test grows with x: choosing by test would pick another trial;
+    # every trial names its data split, as the templates' trials do
     x = p["x"]
-    return {"default": 0.9 - 0.1 * abs(x - 1), "test": 0.8 + 0.05 * x, "train": 0.95}
+    return {"default": 0.9 - 0.1 * abs(x - 1), "test": 0.8 + 0.05 * x, "train": 0.95,
+            "split_digest": "d1g3st"}
 
 
 @pytest.fixture(scope="module")
@@ -194,6 +222,31 @@ def test_report_shows_the_retrained_configuration(experiment: ExperimentResults,
         directory / "retrained" / "seed0.pt").resolve()
     assert "retrained/seed1.pt (missing)" in section
     assert "The best trial by validation is now" not in section
+    assert "another data split" not in section and "Not the chosen trial's" not in section
+
+
+@pytest.mark.parametrize("case", ["file", "runs"])
+def test_retrained_on_another_split_is_flagged(experiment: ExperimentResults, tmp_path: Path,
+                                               case: str) -> None:
+    """A retraining on another split than the chosen trial's (other data, another --subset)
+    was tested on other samples: the page says so, whether the file's split (a file written
+    before runs recorded theirs) or its runs' splits differ from the trial's."""
+    directory = experiment.directory
+    assert directory is not None and experiment.best is not None
+    chosen = experiment.best.number
+    retrained = (_retrained(0.9, 0.8, trial=chosen, split="0th3r", runs_split=None)
+                 if case == "file" else _retrained(0.9, 0.8, trial=chosen, runs_split="0th3r"))
+    path = save_retrained(directory, retrained)
+    try:
+        text = build_report(directory, out_dir=tmp_path / "out").index.read_text(encoding="utf-8")
+    finally:
+        path.unlink()
+    if case == "file":
+        assert (f"The runs used another data split than trial {chosen} "
+                "(split digest d1g3st).") in text
+    else:
+        assert ("Not the chosen trial's data split: seed 0 (split digest 0th3r), seed 1 "
+                "(split digest 0th3r) ran on another split than d1g3st") in text
 
 
 def test_report_without_retrained_file_still_builds(experiment: ExperimentResults,

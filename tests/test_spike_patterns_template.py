@@ -106,6 +106,37 @@ def test_launcher_smoke_runs_the_chain_and_retrains_the_chosen_configuration(
     assert best is not None and chosen == best.parameters
 
 
+def test_a_retraining_on_another_split_is_refused_and_marked(
+    smoke: ExperimentResults, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The smoke run's choice retrained on other data (--subset 5, not the search's 10): its
+    test part is other samples, so ``retrain`` refuses it naming both splits, and the report
+    of a copy of the experiment marks the run."""
+    from spiketune import TrialError, load_results
+    from spiketune.engine import load_retrained, retrain
+    from spiketune.report import build_report
+
+    assert smoke.directory is not None
+    copy = tmp_path / smoke.directory.name
+    shutil.copytree(smoke.directory, copy)
+    results = load_results(copy)
+    chosen = chosen_trial(results)
+    assert chosen is not None and results.directory == copy
+    trial_digest = chosen.metrics["split_digest"]
+    monkeypatch.setenv("PYTHONPATH", _trial_env()["PYTHONPATH"])
+    with pytest.raises(TrialError, match=f"another data split than trial {chosen.number} "
+                                         f"\\(split {trial_digest}\\): seed 0 on "):
+        retrain(results, [sys.executable, "main_hpo.py", "--folds", "1", "--epochs-cap", "1",
+                          "--subset", "5"], seeds=[0], cwd=project, echo=None)
+    retrained = load_retrained(copy)
+    assert retrained is not None and retrained.split_digest == trial_digest
+    (run,) = retrained.off_split
+    seed_result = json.loads((copy / "chosen" / "seed0" / "result.json").read_text("utf-8"))
+    assert run.split_digest == seed_result["split_digest"] != trial_digest
+    text = build_report(copy, out_dir=tmp_path / "report").index.read_text(encoding="utf-8")
+    assert f"Not the chosen trial's data split: seed 0 (split digest {run.split_digest})" in text
+
+
 def test_the_report_of_the_smoke_run_builds(smoke: ExperimentResults) -> None:
     from spiketune import load_best_model
     from spiketune.report import build_report

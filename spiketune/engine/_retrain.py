@@ -13,6 +13,11 @@ The trial code follows one small protocol (every template's ``main_hpo.py`` does
 JSON ``FILE`` and the seed ``K``, keeps its model in ``DIR/best_model.pt`` and writes its final
 metrics (numbers, ``"test"`` among them, and optionally ``"split_digest"``) to
 ``DIR/result.json``.
+
+A retraining measures the chosen configuration only on the search's own split: on another one
+(other data, another ``--subset``) its test part is other samples, some of which the search may
+have validated on. So each seed's split digest is recorded and checked against the chosen
+trial's; a seed on another split makes :func:`retrain` raise once ``retrained.json`` records it.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from spiketune.engine.results import (
+    RETRAINED_FILE,
     ExperimentResults,
     Retrained,
     RetrainedRun,
@@ -34,7 +40,7 @@ from spiketune.engine.results import (
     load_best_model,
     save_retrained,
 )
-from spiketune.errors import ConfigError, Problem, SpiketuneError
+from spiketune.errors import ConfigError, Problem, SpiketuneError, TrialError
 
 __all__ = ["CHOSEN_DIR", "chosen_trial", "retrain"]
 
@@ -87,8 +93,15 @@ def retrain(
 
     A seed whose run leaves no readable ``result.json`` is reported through ``echo`` and left
     out of the summary; the others are kept, so one crash does not lose the rest. Stopping
-    this call (Ctrl-C) stops the runs it started. The split digest comes from the chosen
-    trial's metrics, else from the first seed's ``result.json``.
+    this call (Ctrl-C) stops the runs it started.
+
+    The split: each run records the ``split_digest`` of its ``result.json``; the file's
+    ``split_digest`` is the chosen trial's (its metrics', else its own ``result.json``'s,
+    see :func:`trial_split_digest`), else the first seed's. A seed that ran on another split
+    (other data, another ``--subset``) did not measure the search's choice on the search's
+    test part: ``retrained.json`` is written with every seed's split (the report marks the
+    runs, :attr:`~spiketune.engine.Retrained.off_split`), then a
+    :class:`~spiketune.errors.TrialError` names the splits.
     """
     problems = []
     if not command or not all(isinstance(part, str) for part in command):
@@ -137,16 +150,26 @@ def retrain(
             continue
         metrics = {k: float(v) for k, v in result.items()
                    if isinstance(v, int | float) and not isinstance(v, bool)}
-        runs.append(RetrainedRun(seed, metrics, f"{CHOSEN_DIR}/seed{seed}/best_model.pt"))
+        runs.append(RetrainedRun(seed, metrics, f"{CHOSEN_DIR}/seed{seed}/best_model.pt",
+                                 split_digest=_digest(result)))
         say(f"  seed {seed}: validation {_pct(metrics.get('default'))}, "
             f"{metric} {_pct(metrics.get(metric))}")
-    digest = (chosen.metrics or {}).get("split_digest") or _split_digest(out_dir, seeds)
+    trial_digest = trial_split_digest(chosen)
+    digest = trial_digest or next((r.split_digest for r in runs if r.split_digest), None)
     retrained = Retrained(
         parameters=dict(chosen.parameters), runs=tuple(runs), metric=metric,
-        split_digest=str(digest) if digest else None, trial=chosen.number,
+        split_digest=digest, trial=chosen.number,
         command=f"{shlex.join(base)} --seed {{seed}} --out {CHOSEN_DIR}/seed{{seed}}",
     )
     save_retrained(directory, retrained)
+    if retrained.off_split:
+        against = f"trial {chosen.number}" if trial_digest else f"seed {runs[0].seed}"
+        others = ", ".join(f"seed {r.seed} on {r.split_digest}" for r in retrained.off_split)
+        raise TrialError(
+            f"the retraining ran on another data split than {against} (split {digest}): "
+            f"{others}; its test accuracy is not the chosen configuration's on the search's "
+            f"test part (other data, or another --subset?). {directory / RETRAINED_FILE} "
+            "records each seed's split")
     if retrained.mean is not None and len(retrained.values) == 1:  # one seed has no spread
         say(f"chosen configuration, {metric} of its one seed: {100 * retrained.mean:.2f}% "
             f"(split {retrained.split_digest})")
@@ -231,12 +254,20 @@ def _read_result(path: Path) -> dict[str, Any] | None:
     return result if isinstance(result, dict) else None
 
 
-def _split_digest(out_dir: Path, seeds: list[int]) -> str | None:
-    for seed in seeds:
-        result = _read_result(out_dir / f"seed{seed}" / "result.json")
-        if result is not None and result.get("split_digest"):
-            return str(result["split_digest"])
-    return None
+def trial_split_digest(record: TrialRecord) -> str | None:
+    """The data split a trial ran on: its reported metrics' ``split_digest``, else that of the
+    ``result.json`` in its trial directory (trials of templates that reported it only there),
+    else None."""
+    found = _digest(record.metrics or {})
+    if found is None and record.trial_dir is not None:
+        found = _digest(_read_result(Path(record.trial_dir) / "result.json") or {})
+    return found
+
+
+def _digest(result: dict[str, Any]) -> str | None:
+    """A result's ``split_digest`` when it is a non-empty text, else None."""
+    value = result.get("split_digest")
+    return value if isinstance(value, str) and value else None
 
 
 def _cores() -> int:

@@ -492,7 +492,7 @@ def load_predictions(experiment: str | Path) -> Predictions | None:
 RETRAINED_FILE = "retrained.json"
 
 _RETRAINED_KEYS = frozenset({"parameters", "runs", "metric", "split_digest", "trial", "command"})
-_RUN_KEYS = frozenset({"seed", "metrics", "checkpoint"})
+_RUN_KEYS = frozenset({"seed", "metrics", "checkpoint", "split_digest"})
 
 
 @dataclass(frozen=True)
@@ -503,12 +503,16 @@ class RetrainedRun:
     one draw of the seed's luck; retraining with several seeds measures that spread.
     ``metrics`` is what the run scored (``"test"`` its test accuracy); a number that was not
     finite when written reads back as NaN. ``checkpoint`` is the run's model file, relative to
-    the experiment directory (so the directory can move whole) or absolute.
+    the experiment directory (so the directory can move whole) or absolute. ``split_digest``
+    names the data split the run trained and tested on (its ``result.json``'s; None: not
+    recorded): a run on another split than the chosen trial's did not measure the search's
+    choice on the search's test part (see :attr:`Retrained.off_split`).
     """
 
     seed: int
     metrics: dict[str, float]
     checkpoint: str | None = None
+    split_digest: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
@@ -517,7 +521,7 @@ class RetrainedRun:
     def as_dict(self) -> dict[str, Any]:
         """A JSON-able dict (non-finite numbers become ``None``)."""
         return {"seed": self.seed, "metrics": nonfinite_to_none(dict(self.metrics)),
-                "checkpoint": self.checkpoint}
+                "checkpoint": self.checkpoint, "split_digest": self.split_digest}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RetrainedRun:
@@ -537,7 +541,11 @@ class RetrainedRun:
         checkpoint = d.get("checkpoint")
         if checkpoint is not None and not isinstance(checkpoint, str):
             raise ValueError(f"a run's checkpoint must be a path or null, but got {checkpoint!r}")
-        return cls(seed=d["seed"], metrics=out, checkpoint=checkpoint)
+        digest = d.get("split_digest")  # absent in files written before runs recorded it
+        if digest is not None and not isinstance(digest, str):
+            raise ValueError(f"a run's split_digest must be a string or null, but got "
+                             f"{digest!r}")
+        return cls(seed=d["seed"], metrics=out, checkpoint=checkpoint, split_digest=digest)
 
 
 @dataclass(frozen=True)
@@ -547,9 +555,10 @@ class Retrained:
     :attr:`mean` ± :attr:`std` over the seeds.
 
     ``metric`` is the key of each run's metrics that is summarised (``"test"``);
-    ``split_digest`` identifies the data split the runs used (the search's own split, so the
-    test set stayed unseen while choosing); ``trial`` is the trial the parameters came from and
-    ``command`` what was run, for whoever repeats it.
+    ``split_digest`` identifies the data split of the chosen trial (the search's own split, so
+    the test set stayed unseen while choosing), which every run should have used too (each
+    run records its own: :attr:`off_split` lists those that did not); ``trial`` is the trial
+    the parameters came from and ``command`` what was run, for whoever repeats it.
     """
 
     parameters: dict[str, Any]
@@ -566,6 +575,18 @@ class Retrained:
             raise ValueError(f"runs must be RetrainedRun objects, but got {bad[0]!r}")
         if not isinstance(self.metric, str) or not self.metric:
             raise ValueError(f"metric must be a non-empty metric key, but got {self.metric!r}")
+
+    @property
+    def off_split(self) -> tuple[RetrainedRun, ...]:
+        """The runs that recorded another data split than :attr:`split_digest` (the chosen
+        trial's). Why it matters: such a run was tested on another test part, whose samples
+        the search may have validated on, so its figure is not the search's honest estimate.
+        Runs without a recorded split are not counted; nothing is without a
+        :attr:`split_digest`."""
+        if self.split_digest is None:
+            return ()
+        return tuple(r for r in self.runs
+                     if r.split_digest is not None and r.split_digest != self.split_digest)
 
     @property
     def values(self) -> list[float]:

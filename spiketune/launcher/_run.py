@@ -227,7 +227,9 @@ def run_experiment(
     decision ever saw those test samples. ``spiketune.engine.retrain`` runs
     ``retrain_command`` (the trial script, by hand) in ``cwd`` per seed into
     ``<experiment>/chosen/seed<k>/`` (checkpoint, ``result.json``, log), as many at once as
-    the experiment's concurrency, and writes ``retrained.json``. Last, the summary: the best
+    the experiment's concurrency, and writes ``retrained.json``; a seed that ran on another data
+    split than the chosen trial is a :class:`~spiketune.errors.TrialError` there, before any
+    figure is printed. Last, the summary: the best
     model, the best test accuracy among trials (optimistic), the retrained test accuracy and,
     unless ``args.no_report``, the report.
     """

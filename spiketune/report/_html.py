@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from spiketune._values import flatten, is_finite
+from spiketune.engine._retrain import trial_split_digest
 from spiketune.engine.outcome import Outcome
 from spiketune.engine.results import ExperimentResults, Retrained, TrialRecord
 from spiketune.report._axes import category_label
@@ -263,10 +264,18 @@ def _retrained_section(results: ExperimentResults, retrained: Retrained, out_dir
     if retrained.trial is not None and best is not None and best.number != retrained.trial:
         out.append(f"<p class='note'>The best trial by validation is now trial {best.number}, "
                    f"not the retrained trial {retrained.trial}.</p>")
-    trial_digest = None if source is None else (source.metrics or {}).get("split_digest")
-    if digest is not None and isinstance(trial_digest, str) and trial_digest != digest:
+    # A run on another split than the chosen trial's was tested on other samples, some of which
+    # the search may have validated on: its figure is not the search's honest estimate.
+    trial_digest = None if source is None else trial_split_digest(source)
+    if digest is not None and trial_digest is not None and trial_digest != digest:
         out.append(f"<p class='note'>The runs used another data split than trial "
                    f"{retrained.trial} (split digest {html.escape(trial_digest)}).</p>")
+    if retrained.off_split:
+        seeds = ", ".join(f"seed {r.seed} (split digest {html.escape(str(r.split_digest))})"
+                          for r in retrained.off_split)
+        out.append(f"<p class='note'>Not the chosen trial's data split: {seeds} ran on another "
+                   f"split than {html.escape(digest or '')}, so the figure below does not "
+                   "measure the chosen configuration on the search's test part.</p>")
 
     out.append(f"<p><strong>{html.escape(_retrained_line(retrained))}</strong></p>")
     keys = [k for k in _ordered_metric_keys(runs) if k != retrained.metric]
