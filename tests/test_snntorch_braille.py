@@ -207,6 +207,36 @@ def test_trial_options_are_checked_before_the_training(project: Path, tmp_path: 
         assert run.returncode == 2 and words in run.stderr, run.stderr
 
 
+def test_seed_option_replaces_the_parameters_seed(project: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--seed K`` (a retraining seed) wins over the parameters' seed, from --params or the
+    defaults; a negative one is a usage error."""
+    for name in ("NNI_PLATFORM", "NNI_TRIAL_JOB_ID", "SPIKETUNE_TRIAL_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.syspath_prepend(str(project))  # main_hpo imports its neighbours
+    neighbours = ("setup_hpo", "train_hpo")  # other templates have their own
+    before = {name: sys.modules.pop(name) for name in neighbours if name in sys.modules}
+    try:
+        main_hpo = _load("main_hpo", project)
+    finally:
+        for name in neighbours:
+            sys.modules.pop(name, None)
+        sys.modules.update(before)
+    given = tmp_path / "p.json"
+    given.write_text(json.dumps({"seed": 7, "lr": 0.002}))
+
+    def seed_and_lr(*argv: str) -> tuple[int, float]:
+        params = main_hpo.trial_parameters(main_hpo.parse_args(list(argv)))
+        return params["seed"], params["lr"]
+
+    assert seed_and_lr("--params", str(given), "--seed", "2") == (2, 0.002)
+    assert seed_and_lr("--params", str(given)) == (7, 0.002)
+    assert seed_and_lr("--seed", "0") == (0, main_hpo.DEFAULT_PARAMS["lr"])
+    with pytest.raises(SystemExit) as usage:
+        main_hpo.parse_args(["--seed", "-1"])
+    assert usage.value.code == 2
+
+
 def test_network_and_loss(project: Path) -> None:
     """snnTorch layers as published; the readout integrates without reset; the regularisers
     count hidden spikes; gradients reach the recurrent weights."""
@@ -290,7 +320,7 @@ def _hand_runs(project: Path, pool: Path, runs: dict[Path, list[str]]) -> dict[P
     for out, proc in started.items():
         stdout, stderr = proc.communicate(timeout=300)
         assert proc.returncode == 0, stderr
-        assert (out / "best_model.pt").is_file()
+        assert (out / "best_model.pt").is_file() and (out / "result.json").is_file()
         stdouts[out] = stdout
     return stdouts
 
@@ -321,6 +351,8 @@ def test_trial_trains_where_spiketune_cannot_be_imported(
     assert "intermediate result: {'default'" in stdout
     final = stdout.rsplit("final result: ", 1)[1]
     assert "'split_digest': 'local:" in final and "'test':" in final
+    written = json.loads((tmp_path / "alone" / "result.json").read_text(encoding="utf-8"))
+    assert written["split_digest"].startswith("local:") and written["parameters"]["seed"] == 0
 
     import torch
 
@@ -342,20 +374,26 @@ def test_trial_trains_where_spiketune_cannot_be_imported(
 
 @pytest.mark.slow
 def test_smoke_experiment_keeps_the_model_and_reports_its_confusion_matrix(
-    project: Path, pool: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    project: Path, pool: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """``main.py --smoke``, the data given by $SPIKETUNE_BRAILLE_TH1_DATA: 2 subprocess trials
-    of 1 epoch complete, the best one's model is kept with its test predictions, and the
-    report draws them as the confusion matrix."""
+    """``main.py --smoke --retrain-seeds 0 1 2``, the data given by
+    $SPIKETUNE_BRAILLE_TH1_DATA: 2 subprocess trials of 1 epoch complete, each with its
+    result.json; the best one's model is kept with its test predictions, and the report draws
+    them as the confusion matrix; the chosen configuration is retrained with 3 seeds on the
+    trials' split, each seed a network of its own, their mean ± std printed beside the
+    optimistic best test accuracy."""
     import torch
 
+    from spiketune.engine import load_retrained
     from spiketune.report import build_report, plot_confusion_matrix
 
     monkeypatch.setenv("SPIKETUNE_CONCURRENCY", "2")  # the launcher sets it; restored after
     monkeypatch.setenv("SPIKETUNE_BRAILLE_TH1_DATA", str(pool.parent))
     launcher = _load("main", project)
-    results = launcher.run(["--smoke", "--experiment-dir", str(tmp_path / "exp"),
-                            "--no-report", "-q"])
+    results = launcher.run(["--smoke", "--retrain-seeds", "0", "1", "2", "--experiment-dir",
+                            str(tmp_path / "exp"), "--no-report", "-q"])
+    printed = capsys.readouterr().out
 
     assert len(results.records) == 2
     for rec in results.records:
@@ -365,6 +403,9 @@ def test_smoke_experiment_keeps_the_model_and_reports_its_confusion_matrix(
         assert rec.metrics["default"] == rec.intermediate[0]["default"]
         assert (rec.trial_dir / "best_model.pt").is_file()
         assert isinstance(rec.parameters["nb_hidden"], float)  # quniform: cast in the trial
+        written = json.loads((rec.trial_dir / "result.json").read_text(encoding="utf-8"))
+        assert {k: written[k] for k in FINAL_KEYS} == {k: rec.metrics[k] for k in FINAL_KEYS}
+        assert written["parameters"]["seed"] == 0  # the default seed; the tuner draws none
 
     best = load_best_model(results.directory)
     assert best is not None and best.predictions is not None
@@ -389,3 +430,24 @@ def test_smoke_experiment_keeps_the_model_and_reports_its_confusion_matrix(
     assert files.confusion_matrix is not None and files.confusion_matrix.stat().st_size > 0
     matrix = plot_confusion_matrix(predictions, tmp_path / "confusion.png")
     assert matrix.sum() == len(data.test) == 7 and matrix.trace() == predictions.n_correct
+
+    # The kept model's configuration retrained with seeds 0, 1, 2 on the trials' split.
+    retrained = load_retrained(results.directory)
+    assert retrained is not None and retrained.trial == int(str(best.trial_id))
+    assert retrained.parameters == winner.parameters
+    assert [r.seed for r in retrained.runs] == [0, 1, 2]
+    assert retrained.split_digest == data.split_digest and not retrained.off_split
+    assert [r.split_digest for r in retrained.runs] == [data.split_digest] * 3
+    weights = []
+    for run in retrained.runs:
+        seed_dir = results.directory / "chosen" / f"seed{run.seed}"
+        assert json.loads((seed_dir / "result.json").read_text())["test"] == run.metrics["test"]
+        saved = torch.load(seed_dir / "best_model.pt", weights_only=True)
+        assert saved["parameters"]["seed"] == run.seed  # --seed replaced the parameters'
+        weights.append(saved["state_dict"]["fc1.weight"])
+    # each seed draws its own network
+    assert not torch.equal(weights[0], weights[1]) and not torch.equal(weights[1], weights[2])
+    assert retrained.mean is not None and retrained.std is not None
+    assert (f"chosen model's test accuracy: {100 * retrained.mean:.2f}% ± "
+            f"{100 * retrained.std:.2f}% (mean ± std over seeds 0, 1, 2") in printed
+    assert "(optimistic: chosen by looking at the test set" in printed

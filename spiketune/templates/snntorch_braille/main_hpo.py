@@ -8,6 +8,7 @@ By hand it needs neither::
 
     python main_hpo.py --data braille_reduced_th1_pool.pt            # the defaults below
     python main_hpo.py --data pool.pt --params p.json --epochs 5 --out my_run
+    python main_hpo.py --data pool.pt --params p.json --seed 2 --out chosen/seed2  # a seed
 
 Without NNI ``import nni`` falls back to ``spiketune.compat.nni`` (reports printed), and
 without spiketune either to a stub that prints them. spiketune adds two things where it is
@@ -20,7 +21,11 @@ accuracy, "test": test accuracy of the weights of that epoch, "train", "epoch",
 "spikes_per_sample", "epochs_run", "seconds", "split_digest"}``. The test set is used once,
 on the best-validation weights. ``best_model.pt`` (in ``$NNI_OUTPUT_DIR``, else ``--out``)
 holds those weights as a plain state_dict with the hyperparameters
-(``train_hpo.load_model`` rebuilds the network).
+(``train_hpo.load_model`` rebuilds the network); ``result.json`` beside it holds the final
+result and the parameters. Run as ``--params FILE --seed K --out DIR --threads N`` it is one
+seed of the chosen configuration's retraining (``spiketune.engine.retrain``, which
+``main.py`` runs after the search): ``--seed`` replaces the parameters' seed, which draws
+the initial weights and the order of the training batches.
 """
 
 from __future__ import annotations
@@ -98,6 +103,17 @@ def _count(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    """``--seed``: a whole number >= 0, refused at once otherwise."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
 def _directory(text: str) -> str:
     """``--out``: a directory to save into, checked before the training, not after it."""
     path = Path(text).expanduser()
@@ -123,14 +139,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=_count, default=None,
                         help="CPU threads (default: this trial's share of the cores)")
     parser.add_argument("--out", default="manual_trial", type=_directory,
-                        help="where to save best_model.pt when $NNI_OUTPUT_DIR is not set")
+                        help="where to save best_model.pt and result.json when "
+                             "$NNI_OUTPUT_DIR is not set")
     parser.add_argument("--params", default=None,
                         help="JSON file of parameters, when run by hand")
+    parser.add_argument("--seed", type=_seed, default=None,
+                        help="the training seed (initial weights, batch order), in place of "
+                             f"the parameters' 'seed' (default {DEFAULT_PARAMS['seed']}): one "
+                             "retraining seed of a chosen configuration")
     return parser.parse_args(argv)
 
 
 def trial_parameters(args: argparse.Namespace) -> dict[str, Any]:
-    """The defaults, then ``--params``, then what the tuner chose (``--epochs`` last)."""
+    """The defaults, then ``--params``, then what the tuner chose (``--epochs`` and
+    ``--seed`` last)."""
     params = dict(DEFAULT_PARAMS)
     if args.params:
         try:
@@ -145,6 +167,8 @@ def trial_parameters(args: argparse.Namespace) -> dict[str, Any]:
     params.update(nni.get_next_parameter() or {})  # NNI by hand gives None
     if args.epochs is not None:
         params["epochs"] = args.epochs
+    if args.seed is not None:
+        params["seed"] = args.seed
     problems = parameter_problems(params)
     if problems:  # the reasons, as the trial's cause, not a traceback from deep in torch
         raise SystemExit("error: invalid parameters:\n" + "\n".join(f"  - {p}" for p in problems))
@@ -246,6 +270,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     model_file = out_dir / "best_model.pt"
     torch.save({"state_dict": best_state, "parameters": params, "n_inputs": data.n_inputs,
                 "classes": list(setup_hpo.CLASSES), "metrics": final}, model_file)
+    # The final result beside the model, where a retraining seed's run is read from.
+    (out_dir / "result.json").write_text(
+        json.dumps({**final, "parameters": params}, indent=2, sort_keys=True) + "\n",
+        encoding="utf-8")
 
     # spiketune, where present, keeps the best model of the experiment with its test
     # predictions (the report's confusion matrix); elsewhere this is skipped.
