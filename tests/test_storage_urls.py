@@ -3,8 +3,13 @@ never echoed when they cannot be used."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import threading
+import time
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -193,3 +198,73 @@ def test_the_password_is_stored_nowhere(postgres_server, exp_root: Path, passwor
 def test_the_short_postgres_scheme_is_accepted() -> None:
     assert check_url("postgres://ana@db.example/hpo") is None
     assert strip_password("postgres://ana:Zq7@db.example/hpo") == "postgres://ana@db.example/hpo"
+
+
+# ------------------------------------------------------------------------------ connecting
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A port on 127.0.0.1 whose server accepts every connection and never answers (a stuck
+    server or pooler, a half-open NAT path): libpq's default would wait for ever."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    accepted: list[socket.socket] = []
+    done = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.1)
+        while not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                accepted.append(server.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    done.set()
+    thread.join()
+    for conn in [*accepted, server]:
+        conn.close()
+
+
+def test_a_server_that_never_answers_is_given_up_naming_it_and_the_timeout(
+    silent_server: int, exp_root: Path
+) -> None:
+    """Once, not once per retry of a writer's opening; one error line from the CLI."""
+    url = f"postgresql://u:Zq7secret@127.0.0.1:{silent_server}/hpo?connect_timeout=2"
+    started = time.monotonic()
+    with pytest.raises(StorageError) as info:
+        StudyStore.open(url, "x", create=True)
+    assert time.monotonic() - started < 6
+    assert f"no answer from 127.0.0.1:{silent_server} within 2 s" in str(info.value)
+    assert "Zq7" not in str(info.value)
+    started = time.monotonic()
+    result = CliRunner().invoke(app, ["ls", "--storage", url])
+    assert time.monotonic() - started < 6
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"127.0.0.1:{silent_server} within 2 s" in errors[0], \
+        result.output
+
+
+def test_a_postgresql_connection_waits_10_s_unless_the_url_says(monkeypatch) -> None:
+    """libpq's own default, 0, waits for ever; a URL's connect_timeout is left to libpq."""
+    import optuna
+
+    given: list[dict] = []
+
+    def record(url: str, engine_kwargs: dict, **_: object) -> None:
+        given.append(engine_kwargs["connect_args"])
+        raise RuntimeError("not connecting")
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", record)
+    base = "postgresql://u@db.example/hpo"
+    opens = [lambda url: StudyStore.open(url, "x"),
+             lambda url: StudyStore.open(url, "x", read_only=True),
+             lambda url: StudyStore.join_or_create(url, "x", "x-1", direction="maximize",
+                                                   attrs={})]
+    for open_ in opens:
+        for url in (base, f"{base}?connect_timeout=30"):
+            with pytest.raises(StorageError, match="not connecting"):
+                open_(url)
+    assert [args.get("connect_timeout") for args in given] == [10, None] * 3
+    assert given[2]["options"] == "-c default_transaction_read_only=on"  # read-only kept

@@ -77,6 +77,10 @@ ATTR_STOP = "stop_requested"  # set by `spiketune stop`: every worker of the stu
 #: The name of every in-memory working study (see :meth:`StudyStore.working_study`).
 WORKING_STUDY_NAME = "spiketune"
 
+#: Seconds a PostgreSQL connection may take to open, unless the URL gives its own
+#: ``connect_timeout`` (libpq's default waits for ever; see :func:`_connect_args`).
+CONNECT_TIMEOUT_S = 10
+
 _SQLITE_HEADER = b"SQLite format 3\x00"
 #: Databases whose schema version this process has checked (Optuna's check reads its
 #: migration scripts: tens of ms, most of opening a study; once per database is enough).
@@ -227,6 +231,49 @@ def database_problem(error: BaseException) -> str | None:
     return f"the study database failed: {text}"
 
 
+def _connect_args(url: str, *, read_only: bool) -> dict[str, Any]:
+    """The driver's connection arguments for the database ``url`` (password resolved, driver
+    named). SQLite waits up to 60 s for a lock. PostgreSQL gives up a connection after
+    :data:`CONNECT_TIMEOUT_S` unless the URL sets its own ``connect_timeout``: libpq's default,
+    0, waits for ever on a server that accepts the connection and never answers (a stuck
+    server or pooler, a half-open NAT path), and every command with it. ``read_only``: a
+    PostgreSQL session whose transactions are read-only (SQLite's is in its URL)."""
+    parsed = parse_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return {"timeout": 60}
+    args: dict[str, Any] = {}
+    if parsed.get_backend_name() == "postgresql":
+        if "connect_timeout" not in parsed.query:
+            args["connect_timeout"] = CONNECT_TIMEOUT_S
+        if read_only and "options" not in parsed.query:
+            args["options"] = "-c default_transaction_read_only=on"
+    return args
+
+
+def _connect_timeout(error: BaseException, url: str,
+                     engine_kwargs: dict[str, Any]) -> str | None:
+    """What to say of ``error`` when it is a connection that timed out (psycopg's
+    ``ConnectionTimeout``, psycopg2's ``timeout expired``): the server, by host and port, and
+    the seconds waited; None for any other error."""
+    seen: set[int] = set()
+    e: BaseException | None = error
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if type(e).__name__ == "ConnectionTimeout" or (
+                isinstance(e, sa.exc.OperationalError) and "timeout expired" in str(e.orig)):
+            break
+        e = e.__cause__ or e.__context__
+    else:
+        return None
+    parsed = parse_url(url)
+    seconds = engine_kwargs.get("connect_args", {}).get(
+        "connect_timeout", parsed.query.get("connect_timeout"))
+    port = f":{parsed.port}" if parsed.port else ""
+    return (f"cannot open {redact_url(url)}: no answer from {parsed.host}{port} within "
+            f"{seconds} s (connect_timeout: a stuck server or connection pooler, or a lost "
+            "network path; ?connect_timeout=SECONDS in the URL waits longer)")
+
+
 def _open_rdb(url: str, *, create: bool = False,
               read_only: bool = False) -> optuna.storages.RDBStorage:
     """Optuna's RDBStorage for ``url``: password resolved, SQLite tuned, schema checked once.
@@ -246,14 +293,9 @@ def _open_rdb(url: str, *, create: bool = False,
         raise StorageError(f"the study database {path} cannot be created: its directory "
                            f"{path.parent} {what}")
     full = with_driver(resolve_url(url))
-    kwargs: dict[str, Any] = {}
-    if path is not None:
-        kwargs["connect_args"] = {"timeout": 60}
-        if read_only:
-            full = read_only_sqlite_url(path)
-    elif read_only and parse_url(full).get_backend_name() == "postgresql" \
-            and "options" not in parse_url(full).query:
-        kwargs["connect_args"] = {"options": "-c default_transaction_read_only=on"}
+    if path is not None and read_only:
+        full = read_only_sqlite_url(path)
+    kwargs: dict[str, Any] = {"connect_args": _connect_args(full, read_only=read_only)}
     new_file = path is not None and not path.exists()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # Workers starting at once on a new database race to create Optuna's tables (and, on
@@ -268,6 +310,9 @@ def _open_rdb(url: str, *, create: bool = False,
             )
             break
         except Exception as e:
+            timeout = _connect_timeout(e, url, kwargs)
+            if timeout is not None:  # waiting again would only wait as long again
+                raise StorageError(timeout) from None
             if read_only and _lacks_optuna_tables(full, kwargs):
                 raise StorageError(f"{_where(url)} holds no Optuna study (it was not written "
                                    "by spiketune or Optuna)") from None
