@@ -638,8 +638,9 @@ def _stored_form(url: str | None) -> str | None:
 
 def _unreadable_status(summary: Any) -> str:
     """``ls`` status of an experiment whose study cannot be read: ``missing`` (its study.db,
-    or its journal file, is gone), ``corrupt`` (study.db is empty or not a study), else
-    ``unreadable`` (a database that cannot be reached)."""
+    or its journal file, is gone), ``corrupt`` (study.db is empty or not a study, or holds
+    none: its creation was interrupted), else ``unreadable`` (a database that cannot be
+    reached)."""
     from spiketune.engine.storage import ExperimentPaths, journal_file, study_file_problem
 
     if summary.storage is not None:
@@ -648,7 +649,7 @@ def _unreadable_status(summary: Any) -> str:
         except SpiketuneError:
             return "unreadable"
         return "missing" if journal is not None and not journal.exists() else "unreadable"
-    problem = study_file_problem(ExperimentPaths(summary.directory).study_db)
+    problem = study_file_problem(ExperimentPaths(summary.directory).study_db, tables=True)
     return {None: "unreadable", "missing": "missing"}.get(problem, "corrupt")
 
 

@@ -150,6 +150,47 @@ def test_ls_shows_a_broken_study_and_fails(exp_root: Path, how: str) -> None:
     assert not (how == "removed" and ExperimentPaths(broken.directory).study_db.exists())
 
 
+@pytest.mark.parametrize("left", ["without its study", "without Optuna's version",
+                                  "without Optuna's revision"])
+def test_a_study_whose_creation_was_killed_is_named_so_by_the_reading_commands(
+    exp_root: Path, left: str
+) -> None:
+    """``spiketune run`` killed between Optuna's tables and its study (or before Optuna
+    recorded its schema version, which a read-only opening cannot write): every command says
+    what resume says, not the driver's refusal of a write; ls lists it as corrupt."""
+    import sqlite3
+
+    import optuna
+
+    exp = _run(exp_root, "half")
+    study_db = ExperimentPaths(exp.directory).study_db
+    storage = optuna.storages.RDBStorage(sqlite_url(study_db))
+    storage.delete_study(storage.get_study_id_from_name(exp.id))
+    storage.engine.dispose()
+    table = {"without Optuna's version": "version_info",
+             "without Optuna's revision": "alembic_version"}.get(left)
+    conn = sqlite3.connect(study_db, isolation_level=None)
+    if table is not None:
+        conn.execute(f"DELETE FROM {table}")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # all in study.db: its digest says it all
+    conn.close()
+    before = _digest(study_db)
+    said = (f"no study '{exp.id}' in the study database {study_db}; it holds no study: the "
+            "experiment's creation was interrupted before anything was recorded, so run its "
+            "configuration again")
+    runner = CliRunner()
+    for command in (["trials", exp.id], ["best", exp.id], ["ls"]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 1, (command, result.output)
+        errors = " ".join(result.output.split()).split("error: ")[1:]
+        assert len(errors) == 1 and said in errors[0], (command, result.output)
+    rows = [line for line in result.output.splitlines() if exp.id in line and "│" in line]
+    assert "corrupt" in rows[0]
+    assert _digest(study_db) == before
+    with pytest.raises(StorageError, match="interrupted before anything was recorded"):
+        Experiment.load(exp.id, trial=_trial).resume()
+
+
 def test_reading_a_healthy_study_leaves_its_file_as_it_was(exp_root: Path) -> None:
     exp = _run(exp_root, "healthy", trials=3)
     study_db = ExperimentPaths(exp.directory).study_db

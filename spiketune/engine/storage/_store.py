@@ -120,10 +120,13 @@ def is_transient(error: BaseException) -> bool:
     return False
 
 
-def study_file_problem(path: Path) -> str | None:
+def study_file_problem(path: Path, *, tables: bool = False) -> str | None:
     """What keeps the SQLite file ``path`` from being a study, in a few words (``missing``,
     ``empty (0 bytes)``, ``not an SQLite database``...), or None when it looks like one.
-    Reads its first 16 bytes at most; never creates or changes it."""
+    Reads its first 16 bytes at most; never creates or changes it. ``tables``: a file that
+    looks like a database is also opened read-only and looked into (``a database of no
+    study``: its experiment's creation was interrupted; ``not a study database``: without
+    Optuna's tables)."""
     try:
         if not path.exists():
             return "missing"
@@ -137,6 +140,11 @@ def study_file_problem(path: Path) -> str | None:
         return "empty (0 bytes)"
     if header != _SQLITE_HEADER:
         return "not an SQLite database"
+    if tables:
+        url = read_only_sqlite_url(path)
+        problem = _tables_problem(url, {"connect_args": _connect_args(url, read_only=True)})
+        return {_NO_STUDY: "a database of no study (its experiment's creation was interrupted)",
+                _NOT_OPTUNA: "not a study database (no Optuna tables)"}.get(problem or "")
     return None
 
 
@@ -274,13 +282,15 @@ def _connect_timeout(error: BaseException, url: str,
             "network path; ?connect_timeout=SECONDS in the URL waits longer)")
 
 
-def _open_rdb(url: str, *, create: bool = False,
-              read_only: bool = False) -> optuna.storages.RDBStorage:
+def _open_rdb(url: str, *, create: bool = False, read_only: bool = False,
+              study: str | None = None) -> optuna.storages.RDBStorage:
     """Optuna's RDBStorage for ``url``: password resolved, SQLite tuned, schema checked once.
 
     A SQLite file must exist and look like a database unless ``create``. ``read_only``: the
     driver refuses every write (SQLite ``mode=ro``, PostgreSQL read-only transactions) and
-    no table is created, so reading never changes, or creates, a database.
+    no table is created, so reading never changes, or creates, a database; a database that
+    holds no study is said to be one (naming ``study``, the one looked for), not the
+    driver's refusal of the writes Optuna's opening would make in it.
     """
     parse_url(url)  # refuses what cannot be used, without quoting it
     path = sqlite_file(url)
@@ -313,9 +323,10 @@ def _open_rdb(url: str, *, create: bool = False,
             timeout = _connect_timeout(e, url, kwargs)
             if timeout is not None:  # waiting again would only wait as long again
                 raise StorageError(timeout) from None
-            if read_only and _lacks_optuna_tables(full, kwargs):
-                raise StorageError(f"{_where(url)} holds no Optuna study (it was not written "
-                                   "by spiketune or Optuna)") from None
+            problem = _tables_problem(full, kwargs) if read_only else None
+            if problem is not None:
+                raise StorageError(_no_study(url, study) if problem == _NO_STUDY
+                                   else f"{_where(url)} {problem}") from None
             if read_only or not isinstance(e, sa.exc.DatabaseError):
                 raise
             # A lock is waited out; anything else (a file that is no database) fails fast.
@@ -330,17 +341,39 @@ def _open_rdb(url: str, *, create: bool = False,
     return rdb
 
 
-def _lacks_optuna_tables(url: str, engine_kwargs: dict[str, Any]) -> bool:
-    """After a failed read-only opening: does the database lack Optuna's ``version_info``
-    table (rather than failing for another reason)? False when that cannot be told."""
+#: What a database of Optuna's tables and no study is: an experiment whose creation was cut
+#: short (killed before its study was written), so that nothing was recorded in it.
+_NO_STUDY = ("holds no study: the experiment's creation was interrupted before anything was "
+             "recorded, so run its configuration again")
+_NOT_OPTUNA = "holds no Optuna study (it was not written by spiketune or Optuna)"
+
+
+def _no_study(url: str, study: str | None) -> str:
+    """The message for a database of no study (:data:`_NO_STUDY`), naming ``study`` if given."""
+    if study is None:
+        return f"{_where(url)} {_NO_STUDY}"
+    return f"no study {study!r} in {_where(url)}; it {_NO_STUDY}"
+
+
+def _tables_problem(url: str, engine_kwargs: dict[str, Any]) -> str | None:
+    """Why the database ``url`` holds no study, read without writing: :data:`_NO_STUDY` for
+    Optuna's tables without a study in them (a creation killed early, perhaps before Optuna
+    had recorded its schema version, which a read-only opening cannot write for it),
+    :data:`_NOT_OPTUNA` without Optuna's tables; None when it holds a study, or when that
+    cannot be told."""
     try:
         engine = sa.create_engine(url, **engine_kwargs)
         try:
-            return not sa.inspect(engine).has_table("version_info")
+            tables = set(sa.inspect(engine).get_table_names())
+            if "studies" in tables:
+                with engine.connect() as conn:
+                    count = conn.execute(sa.text("SELECT count(*) FROM studies")).scalar()
+                return _NO_STUDY if count == 0 else None
+            return _NOT_OPTUNA if "version_info" not in tables else None
         finally:
             engine.dispose()
     except Exception:
-        return False
+        return None
 
 
 @dataclass(frozen=True)
@@ -355,9 +388,11 @@ class _Opened:
     close: Callable[[], None]
 
 
-def _open_storage(url: str, *, create: bool = False, read_only: bool = False) -> _Opened:
+def _open_storage(url: str, *, create: bool = False, read_only: bool = False,
+                  study: str | None = None) -> _Opened:
     """The storage ``url`` names: a journal file, or a database (:func:`_open_rdb`). Either
-    must exist unless ``create``; ``read_only`` never writes, or creates, anything."""
+    must exist unless ``create``; ``read_only`` never writes, or creates, anything.
+    ``study``: the study looked for, named if the database holds none."""
     path = journal_file(url)
     if path is not None:
         from spiketune.engine.storage._journal import open_journal
@@ -366,7 +401,7 @@ def _open_storage(url: str, *, create: bool = False, read_only: bool = False) ->
         journal = open_journal(path, create=create, read_only=read_only)
         return _Opened(journal.storage, lambda _check: journal.writes,
                        lambda _create: journal.records, lambda: None)
-    rdb = _open_rdb(url, create=create, read_only=read_only)
+    rdb = _open_rdb(url, create=create, read_only=read_only, study=study)
 
     def close() -> None:
         rdb.remove_session()
@@ -533,7 +568,8 @@ class StudyStore:
         if create and read_only:
             raise StorageError("a study cannot be created read-only")
         with _storage_errors(url, "cannot open"):
-            opened = _open_storage(url, create=create, read_only=read_only)
+            opened = _open_storage(url, create=create, read_only=read_only,
+                                   study=study_name)
             rdb = opened.storage
             try:
                 if create:
@@ -547,12 +583,8 @@ class StudyStore:
             except KeyError:
                 empty = not rdb.get_all_studies()
                 opened.close()
-                # A database of no study: its experiment's creation was cut short (killed
-                # before its study was written), so nothing was recorded in it.
-                hint = ("; it holds no study: the experiment's creation was interrupted "
-                        "before anything was recorded, so run its configuration again"
-                        if empty else "")
-                raise StorageError(f"no study {study_name!r} in {_where(url)}{hint}") from None
+                raise StorageError(_no_study(url, study_name) if empty else
+                                   f"no study {study_name!r} in {_where(url)}") from None
             store = cls(opened, study_name, study_id, url=url, read_only=read_only)
             if not read_only:  # tables made before schedulers race; Optuna's schema checked
                 store._tables()
