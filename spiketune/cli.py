@@ -51,22 +51,32 @@ class _Group(typer.core.TyperGroup):
         try:
             return super().invoke(ctx)
         except SpiketuneError as e:
-            _error(str(e))
+            _error(str(e), _notes(e))
         except OSError as e:  # a path the checks below could not foresee (a full disk...)
             where = f"{e.filename}: " if e.filename else ""
-            _error(f"{where}{e.strerror or e}")
+            _error(f"{where}{e.strerror or e}", _notes(e))
         except Exception as e:  # the database's own error nothing before translated
             from spiketune.engine.storage import database_problem
 
             problem = database_problem(e)
             if problem is None:
                 raise
-            _error(problem)
+            _error(problem, _notes(e))
 
 
-def _error(message: str) -> None:
-    """Print ``error: message`` on stderr, unwrapped whatever the width, and exit with 1."""
-    _stderr().print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
+def _notes(error: BaseException) -> list[str]:
+    """The notes added to ``error`` (what else failed while it was on its way, e.g. ``also:
+    FILE: No space left on device``)."""
+    return [str(note) for note in getattr(error, "__notes__", ())]
+
+
+def _error(message: str, notes: Sequence[str] = ()) -> None:
+    """Print ``error: message`` on stderr, unwrapped whatever the width, then each of
+    ``notes`` on a line of its own, and exit with 1."""
+    console = _stderr()
+    console.print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
+    for note in notes:
+        console.print(Text(note), soft_wrap=True)
     raise typer.Exit(1)
 
 

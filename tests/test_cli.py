@@ -575,3 +575,48 @@ def test_cause_is_the_last_meaningful_line() -> None:
                '  File "t.py", line 2, in trial\n    raise RuntimeError(text)\n'
                "RuntimeError: boom, with comma\nand newline")
     assert _cause(several) == "exception: RuntimeError: boom, with comma"
+
+
+def test_a_full_disk_reports_the_first_failure_and_names_each_file(
+    runner: CliRunner, tmp_path: Path, exp_root: Path, monkeypatch
+) -> None:
+    """A full disk fails the study's write of a trial's end, then the scheduler's state file
+    written on the way out: the first is the error (naming the database), the second is
+    added to it (naming its file), not raised in its place as a bare 'No space left on
+    device'."""
+    import errno
+    import sqlite3
+
+    import sqlalchemy as sa
+
+    from spiketune.engine.storage import _paths
+    from spiketune.engine.storage._trials import OptunaTables
+
+    def full_database(*_: object, **__: object) -> bool:
+        raise sa.exc.OperationalError("UPDATE", {}, sqlite3.OperationalError(
+            "database or disk is full"))
+
+    dump = json.dump
+
+    def full_disk(obj: object, f: object, **kwargs: object) -> None:
+        if isinstance(obj, dict) and obj.get("status") not in (None, "running"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as write() raises it
+        dump(obj, f, **kwargs)
+
+    monkeypatch.setattr(OptunaTables, "finish", full_database)
+    monkeypatch.setattr(_paths.json, "dump", full_disk)
+    (tmp_path / "trial.py").write_text("import spiketune.trial as st\n"
+                                       "st.report_final_result(1.0)\n")
+    cfg = tmp_path / "full.toml"
+    cfg.write_text(f'name = "full"\ntrial_command = "python3 trial.py"\n'
+                   f'trial_code_directory = "{tmp_path}"\nmax_trials = 1\n'
+                   '[search_space]\nx = {_type = "uniform", _value = [0, 1]}\n')
+    result = runner.invoke(app, ["run", str(cfg), "-q"])
+    assert result.exit_code == 1, result.output
+    (directory,) = [p for p in exp_root.iterdir() if p.is_dir()]
+    lines = result.output.splitlines()
+    errors = [line for line in lines if line.startswith("error:")]
+    assert errors == [f"error: recording a trial's end: the study database "
+                      f"{directory / 'study.db'}: database or disk is full"], result.output
+    assert f"also: {directory / 'scheduler.json'}: No space left on device" in lines
+    assert not list(directory.glob(".scheduler.json.*"))  # no temporary file left behind

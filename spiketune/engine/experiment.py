@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -530,18 +530,44 @@ class Experiment:
             status = "failed"
             try:
                 status = scheduler.run()
-            finally:
-                with self._stop_guard:
-                    self._scheduler = None
-                    self._running_call = False
-                _write_scheduler_state(state_file, status)
-                if not worker or not _local_workers_running(paths):
-                    with contextlib.suppress(FileNotFoundError):
-                        paths.stop_file.unlink()
+            except BaseException as e:
+                self._end_session(state_file, status, worker=worker, error=e)
+                raise
+            self._end_session(state_file, status, worker=worker, error=None)
             return results_from_store(store, self.directory)
         finally:
             runner.close()
             store.close()
+
+    def _end_session(self, state_file: Path, status: str, *, worker: bool,
+                     error: BaseException | None) -> None:
+        """What a session leaves once its scheduler has returned ``status`` or raised
+        ``error``: its state file, and no stop file unless another worker of the directory
+        still runs. A file that cannot be written now (a full disk) must not hide ``error``,
+        the reason the session ended: it is noted on it (see :func:`_noted_on`)."""
+        with self._stop_guard:
+            self._scheduler = None
+            self._running_call = False
+        with _noted_on(error):
+            _write_scheduler_state(state_file, status)
+        if not worker or not _local_workers_running(self.paths):
+            with _noted_on(error), contextlib.suppress(FileNotFoundError):
+                self.paths.stop_file.unlink()
+
+
+@contextlib.contextmanager
+def _noted_on(error: BaseException | None) -> Iterator[None]:
+    """A clean-up step after ``error`` (None: nothing failed): an OSError it meets is added
+    to ``error`` as a note (``also: <file>: <problem>``) rather than raised in its place, so
+    the first failure is the one reported (a full disk fails the study's write first, then
+    every file written after it). Without ``error``, the OSError is raised."""
+    try:
+        yield
+    except OSError as e:
+        if error is None:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        error.add_note(f"also: {where}{e.strerror or e}")
 
 
 class _SessionLock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -252,10 +253,19 @@ def read_experiment_json(path: Path) -> dict[str, Any]:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """Write atomically (temporary file, then rename), so readers never see half a file."""
+    """Write atomically (temporary file, then rename), so readers never see half a file.
+
+    A write that fails (a full disk) raises an OSError naming ``path``, not the temporary
+    file or nothing (a full disk fails the write or the close, whose errors name no file),
+    and leaves no temporary file behind."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, default=str)
-        f.write("\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2, default=str)
+            f.write("\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from e
 

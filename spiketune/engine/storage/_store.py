@@ -792,6 +792,9 @@ class StudyStore:
                         raise StorageError(f"{what}: the database at {self.url} did not "
                                            f"answer for {self.retry_seconds:g} s: "
                                            f"{_driver_message(e, self._given_url)}") from None
+                    if isinstance(e, _DATABASE_ERRORS):  # a full disk: which database
+                        raise StorageError(f"{what}: {_where(self._given_url)}: "
+                                           f"{_driver_message(e, self._given_url)}") from e
                     raise
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
