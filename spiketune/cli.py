@@ -502,7 +502,8 @@ def stop(
 
     For an experiment in a shared database, every worker on every machine stops (each within
     one heartbeat interval). Then its submitted jobs that are still pending, or still running
-    after --grace, are cancelled.
+    after --grace, are cancelled. An experiment whose scheduler was killed: the trial
+    processes it left running are ended, and `spiketune resume` records them.
     """
     import time
 
@@ -526,17 +527,40 @@ def stop(
     exp = Experiment.load(directory, storage=storage)
     jobs = read_jobs(directory)
     requested = time.monotonic()
+    # Its scheduler was killed: no one to ask, so its trials' processes are ended here.
+    left = _end_orphans(exp) if exp.status == "interrupted" else None
     running = exp.running
     if running:
         exp.stop(wait=wait)
     if jobs:
         _cancel_jobs(jobs, grace_s, requested)
+    if left is not None:
+        _error(left)
     if not running:
         _stdout().print(f"{exp.id} is not running ({exp.status})")
         return
     if exp.running:
         _error(f"{exp.id} is still stopping after {wait:g} s")
     _stdout().print(f"{exp.id} {exp.status}")
+
+
+def _end_orphans(exp: Any) -> str | None:
+    """End the trial processes the killed scheduler of ``exp`` left running, and say how
+    many; what to say of those that still run (None: none)."""
+    from spiketune.engine.experiment import end_orphaned_trials
+
+    orphans = end_orphaned_trials(exp)
+    numbers = ", ".join(map(str, orphans.trials))
+    noun = "trial" if len(orphans.trials) == 1 else "trials"
+    if orphans.ended:
+        _stdout().print(f"{exp.id}: its scheduler was killed; ended {orphans.ended} "
+                        f"process{'es' if orphans.ended != 1 else ''} of {noun} {numbers} it "
+                        f"left running; `spiketune resume {exp.id}` records them")
+    if not orphans.running:
+        return None
+    return (f"{exp.id}: {orphans.running} process{'es' if orphans.running != 1 else ''} of "
+            f"{noun} {numbers}, left running by its killed scheduler, could not be ended and "
+            "still run")
 
 
 def _cancel_jobs(jobs: list[Any], grace: float, since: float) -> None:

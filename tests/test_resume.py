@@ -128,6 +128,53 @@ def test_kill_9_then_resume(tmp_path: Path, exp_root: Path, trial_script, monkey
     assert exp.status == "done"
 
 
+SLEEPER = """
+    import os, time
+    import spiketune.trial as st
+    st.get_next_parameter()
+    st.report_intermediate_result(0.5)
+    (st.get_trial_dir() / "pid").write_text(str(os.getpid()))
+    time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("how", ["spiketune stop", "Experiment.stop"])
+def test_stop_ends_the_trials_a_killed_scheduler_left_running(
+    tmp_path: Path, exp_root: Path, trial_script, how: str
+) -> None:
+    """Its scheduler killed, an experiment is interrupted and its trial runs on, holding its
+    CPU or GPU: stop ends it, as resume would, and leaves its record to resume."""
+    code = trial_script(SLEEPER)
+    scheduler = _start_scheduler(_config(tmp_path, code, exp_root, max_trials=1,
+                                         concurrency=1), tmp_path / "unused")
+    try:
+        wait_for(lambda: _experiment_dir(exp_root) is not None, 20, "the experiment directory")
+        directory = _experiment_dir(exp_root)
+        assert directory is not None
+        pid_file = directory / "trials" / "0" / "pid"
+        wait_for(pid_file.exists, 20, "the trial to start")
+    finally:
+        os.kill(scheduler.pid, signal.SIGKILL)
+        scheduler.wait()
+    pid = int(pid_file.read_text())
+    try:
+        assert alive(pid) and Experiment.load(directory).status == "interrupted"
+        if how == "spiketune stop":
+            result = CliRunner().invoke(app, ["stop", directory.name])
+            assert result.exit_code == 0, result.output
+            said = " ".join(result.output.split())
+            assert (f"{directory.name}: its scheduler was killed; ended 1 process of trial 0 "
+                    f"it left running; `spiketune resume {directory.name}` records them") in said
+        else:
+            assert Experiment.load(directory, kill_grace=1.0).stop() == "interrupted"
+        assert not alive(pid)
+    finally:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    (record,) = load_results(directory).records
+    assert record.outcome == Outcome.RUNNING  # recorded by resume, from what it reported
+
+
 IN_PROCESS_SCHEDULER = """
 import pathlib, sys, time
 import spiketune.trial as st

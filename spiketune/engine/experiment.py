@@ -61,6 +61,7 @@ from spiketune.engine.storage import (
     default_root,
     find_experiment,
     find_study,
+    journal_file,
     read_experiment_json,
     read_json,
     redact_url,
@@ -68,7 +69,7 @@ from spiketune.engine.storage import (
     strip_password,
     write_json,
 )
-from spiketune.engine.workers import recover_interrupted
+from spiketune.engine.workers import Orphans, end_orphans, recover_interrupted
 from spiketune.errors import ConfigError, Problem, StorageError
 from spiketune.trial._protocol import ENV_MAX_TRIAL_DURATION
 
@@ -314,14 +315,22 @@ class Experiment:
         leaves a ``stop`` file the scheduler looks for); in a shared database every worker
         stops too, within one heartbeat interval. ``wait``: seconds to wait until nothing runs
         any more (:attr:`running`). Returns the status of this directory's schedulers.
+
+        An ``interrupted`` experiment (its scheduler was killed) has no scheduler to ask: the
+        trial processes it left running are ended here (:func:`end_orphaned_trials`), and
+        :meth:`resume` records those trials.
         """
         with self._stop_guard:
+            starting = self._running_call
             if self._scheduler is not None:
                 self._scheduler.request_stop("stop requested")
             elif self._running_call:  # starting: its scheduler stops as soon as it exists
                 self._stop_before_start = True
-        if self._scheduler is None and self.status == "running":
+        status = self.status
+        if self._scheduler is None and status == "running":
             self.paths.stop_file.touch()
+        elif not starting and status == "interrupted":
+            end_orphaned_trials(self)
         if self.config.storage is not None:  # workers elsewhere read it from the study
             request_stop_in_study(self.storage_url, self.id)
         poll = 0.05 if self.config.storage is None else 0.5  # a database is asked less often
@@ -627,6 +636,23 @@ def _write_scheduler_state(path: Path, status: str) -> None:
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, info)
+
+
+def end_orphaned_trials(experiment: Experiment) -> Orphans:
+    """End the trial processes that the killed scheduler of an ``interrupted`` experiment
+    left running on this machine (they hold CPUs and GPUs until then), found and ended as a
+    resume's recovery finds and ends them (:func:`~spiketune.engine.workers.end_orphans`).
+    Nothing is recorded: the trials stay RUNNING until a resume records them."""
+    url = experiment.storage_url
+    # Read-only, as reading never writes; but a journal's reads see a new trial and its
+    # owner together only under its lock, which a read-only opening does not take (without
+    # it, a live worker's trial of this instant could pass for an orphan).
+    store = StudyStore.open(url, experiment.id, read_only=journal_file(url) is None)
+    try:
+        with store.reading():
+            return end_orphans(store, experiment.paths, kill_grace=experiment.kill_grace)
+    finally:
+        store.close()
 
 
 def request_stop_in_study(url: str, experiment_id: str) -> None:

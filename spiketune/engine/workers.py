@@ -17,7 +17,8 @@ other and towards crashes. The protocol:
 3. **Recovery.** A session that starts on an existing study first settles every trial of
    this machine left RUNNING by a scheduler whose process is gone
    (:func:`recover_interrupted`; reason ``interrupted: ...``). Trials of live schedulers, and
-   of other machines, are left to their owners and to the sweep.
+   of other machines, are left to their owners and to the sweep. ``spiketune stop`` of such
+   an experiment ends the same trials' processes without recording them (:func:`end_orphans`).
 4. **Settling a lost trial** (:func:`settle_lost_trial`). On this machine its leftover
    processes are ended first (SIGTERM, and SIGKILL after the grace period: a trial that
    saves a checkpoint on SIGTERM gets to write it), identified by the trial's directory in
@@ -66,7 +67,13 @@ from spiketune.engine.outcome import (
     optuna_steps,
     stored_form,
 )
-from spiketune.engine.runners import PROCESS_FILE, Ended, end_trial_leftovers, process_alive
+from spiketune.engine.runners import (
+    PROCESS_FILE,
+    Ended,
+    count_trial_leftovers,
+    end_trial_leftovers,
+    process_alive,
+)
 from spiketune.engine.storage import (
     ATTR_ELAPSED,
     ATTR_STOP,
@@ -83,7 +90,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "News",
+    "Orphans",
     "SharedStudy",
+    "end_orphans",
     "fail_lost_trial",
     "read_intermediate",
     "recover_interrupted",
@@ -368,9 +377,49 @@ def recover_interrupted(
     (other machines' lost trials are found by the heartbeat sweep). Returns the numbers of
     the trials recorded.
     """
+    done: list[int] = []
+    for t, trial_dir, owner in _interrupted(store, paths):
+        reason = "interrupted: the scheduler ended while the trial was running" + (
+            f" (scheduler {owner})" if owner is not None else "")
+        if settle_lost_trial(store, t, reason, max_retries, goal=goal, trial_dir=trial_dir,
+                             kill_grace=kill_grace) is not None:
+            done.append(t.number)
+    return done
+
+
+@dataclass(frozen=True)
+class Orphans:
+    """What :func:`end_orphans` did."""
+
+    trials: tuple[int, ...]  # numbers of the interrupted trials whose processes were looked for
+    ended: int  # their processes found and ended
+    running: int  # their processes that still run (that could not be ended)
+
+
+def end_orphans(store: StudyStore, paths: ExperimentPaths, *,
+                kill_grace: float = 5.0) -> Orphans:
+    """End the processes of the trials that :func:`recover_interrupted` would settle (left
+    running by a dead scheduler of this machine: they go on holding CPUs and GPUs), as it
+    ends them (SIGTERM, then SIGKILL after ``kill_grace`` seconds), and record nothing: the
+    trials stay RUNNING in the study until a resume records them from what their directories
+    show (their ``metrics.jsonl``, complete by then)."""
+    numbers: list[int] = []
+    ended = running = 0
+    for t, trial_dir, _owner in _interrupted(store, paths):
+        numbers.append(t.number)
+        ended += end_trial_leftovers(trial_dir, kill_grace)
+        running += count_trial_leftovers(trial_dir)
+    return Orphans(tuple(numbers), ended - running, running)
+
+
+def _interrupted(
+    store: StudyStore, paths: ExperimentPaths
+) -> list[tuple[optuna.trial.FrozenTrial, Path, str | None]]:
+    """The trials of the study left RUNNING by a dead scheduler of this machine, with their
+    directories and owners (``host:pid/token``; None without a heartbeat)."""
     import optuna
 
-    done: list[int] = []
+    found: list[tuple[optuna.trial.FrozenTrial, Path, str | None]] = []
     host = socket.gethostname()
     # Trials first, owners second: a trial is written RUNNING together with its first
     # heartbeat, so every RUNNING trial of the first read has its owner in the second. (Read
@@ -397,12 +446,8 @@ def recover_interrupted(
             pid = info.get("scheduler_pid")
             if pid != os.getpid() and process_alive(pid, info.get("scheduler_start")):
                 continue  # its scheduler is alive
-        reason = "interrupted: the scheduler ended while the trial was running" + (
-            f" (scheduler {owner})" if owner is not None else "")
-        if settle_lost_trial(store, t, reason, max_retries, goal=goal, trial_dir=trial_dir,
-                             kill_grace=kill_grace) is not None:
-            done.append(t.number)
-    return done
+        found.append((t, trial_dir, owner))
+    return found
 
 
 # ------------------------------------------------------------------------------ trial files

@@ -25,6 +25,7 @@ from spiketune.engine.runners._inprocess import InProcessRunner
 from spiketune.engine.runners._population import PopulationRunner
 from spiketune.engine.runners._processes import (
     become_subreaper,
+    count_trial_leftovers,
     end_trial_leftovers,
     is_subreaper,
     process_alive,
@@ -51,6 +52,7 @@ __all__ = [
     "StopReason",
     "SubprocessRunner",
     "become_subreaper",
+    "count_trial_leftovers",
     "end_trial_leftovers",
     "is_subreaper",
     "process_alive",

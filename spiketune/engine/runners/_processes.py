@@ -36,6 +36,7 @@ __all__ = [
     "ProcessEntry",
     "ProcessTable",
     "become_subreaper",
+    "count_trial_leftovers",
     "end_trial_leftovers",
     "forget_leader",
     "has_exited",
@@ -391,6 +392,13 @@ def end_trial_leftovers(trial_dir: str | os.PathLike[str], grace: float) -> int:
             proc.send_signal(signal.SIGKILL)
     _wait_gone(list(victims), _KILLED_WAIT_S)
     return len(termed.keys() | killed.keys())
+
+
+def count_trial_leftovers(trial_dir: str | os.PathLike[str]) -> int:
+    """How many processes of a trial whose scheduler is gone still run, found as
+    :func:`end_trial_leftovers` finds them: after it, those it could not end (another
+    user's processes, say)."""
+    return len(ProcessTable().leftovers(os.fspath(trial_dir)))
 
 
 def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
