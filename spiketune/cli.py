@@ -261,8 +261,8 @@ def run(
     exp = Experiment(cfg, experiment_dir=experiment_dir) if experiment_dir else Experiment(cfg)
     _writable_root(exp.directory.parent)
     _stderr().print(f"experiment [bold]{escape(exp.id)}[/] in {escape(str(exp.directory))}")
-    results = _with_progress(exp.run, quiet)
-    _print_summary(results, exp.status)
+    results = _interruptible(exp, exp.run, quiet)
+    _print_summary(results, exp.status, exp.id)
 
 
 @app.command()
@@ -367,8 +367,25 @@ def resume(
     _password_file(password_file)
     exp = Experiment.load(_find(experiment, root), storage=storage)
     _stderr().print(f"resuming [bold]{escape(exp.id)}[/]")
-    results = _with_progress(exp.resume, quiet)
-    _print_summary(results, exp.status)
+    results = _interruptible(exp, exp.resume, quiet)
+    _print_summary(results, exp.status, exp.id)
+
+
+def _interruptible(exp: Any, start: Any, quiet: bool) -> ExperimentResults:
+    """``start`` (``exp.run`` or ``exp.resume``) with its progress. A Ctrl-C that comes
+    before the scheduler takes it over (which stops the trials cleanly and returns) ends the
+    command with exit code 130 and says what is left: nothing, when the experiment was not
+    created yet (its directory, announced already, is removed with what was begun of it);
+    else an experiment that ``spiketune resume`` continues."""
+    try:
+        return _with_progress(start, quiet)
+    except KeyboardInterrupt:
+        if exp.paths.experiment_json.exists():
+            message = f"interrupted; `spiketune resume {exp.id}` continues it"
+        else:
+            message = f"interrupted before experiment {exp.id} was created: nothing was kept"
+        _stderr().print(Text(message), soft_wrap=True)
+        raise typer.Exit(130) from None
 
 
 def _with_progress(start: Any, quiet: bool) -> ExperimentResults:
@@ -411,7 +428,10 @@ def _hms(seconds: float) -> str:
     return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-def _print_summary(results: ExperimentResults, status: str) -> None:
+def _print_summary(results: ExperimentResults, status: str,
+                   resumable: str | None = None) -> None:
+    """The experiment's counts and best trial; with ``resumable`` (its id), a ``stopped``
+    experiment (spiketune stop, Ctrl-C) also says how to go on with it."""
     from spiketune.engine.outcome import Outcome
 
     out = _stdout()
@@ -422,6 +442,8 @@ def _print_summary(results: ExperimentResults, status: str) -> None:
         f"{results.count(Outcome.FAILED)} failed" + (f", {stopped} stopped" if stopped else "")
     )
     _print_best(results, out)
+    if resumable is not None and status == "stopped":
+        out.print(f"`spiketune resume {resumable}` continues it")
     failure = results.failure()
     if failure is not None:  # a script running this command must see it
         _stderr().print(Text(f"error: {failure}"), Text("(`spiketune trials` lists them)",

@@ -7,6 +7,7 @@ import dataclasses
 import io
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -620,3 +621,50 @@ def test_a_full_disk_reports_the_first_failure_and_names_each_file(
                       f"{directory / 'study.db'}: database or disk is full"], result.output
     assert f"also: {directory / 'scheduler.json'}: No space left on device" in lines
     assert not list(directory.glob(".scheduler.json.*"))  # no temporary file left behind
+
+
+def test_a_ctrl_c_while_run_creates_the_experiment_says_nothing_was_kept(
+    runner: CliRunner, quick_config: Path, exp_root: Path, monkeypatch
+) -> None:
+    """The id was announced, then Ctrl-C came while the study was being created: the
+    directory is removed with what was begun of it, and the command says so."""
+    from spiketune.engine import experiment
+
+    def interrupted(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiment.StudyStore, "open", interrupted)
+    result = runner.invoke(app, ["run", str(quick_config), "-q"])
+    assert result.exit_code == 130, result.output
+    said = " ".join(result.output.split())
+    (exp_id,) = re.findall(r"experiment (paths-[0-9a-f]{8}) in", said)
+    assert f"interrupted before experiment {exp_id} was created: nothing was kept" in said
+    assert list(exp_root.iterdir()) == []
+
+
+def test_a_stopped_or_interrupted_session_says_resume_continues_it(
+    runner: CliRunner, quick_config: Path, exp_root: Path, monkeypatch
+) -> None:
+    """After a stop (or a Ctrl-C the scheduler took), and after a Ctrl-C that came before the
+    scheduler could take it, run and resume both name the command that goes on."""
+    from spiketune.engine.scheduler import Scheduler
+
+    monkeypatch.setattr(Scheduler, "run", lambda self: "stopped")
+    result = runner.invoke(app, ["run", str(quick_config), "-q"])
+    assert result.exit_code == 0, result.output
+    (directory,) = exp_root.iterdir()
+    hint = f"`spiketune resume {directory.name}` continues it"
+    assert "stopped: 0 trials" in result.output and hint in result.output.splitlines()
+    result = runner.invoke(app, ["resume", directory.name, "-q"])
+    assert result.exit_code == 0 and hint in result.output.splitlines(), result.output
+
+    def interrupted(self: Scheduler) -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Scheduler, "run", interrupted)
+    result = runner.invoke(app, ["resume", directory.name, "-q"])
+    assert result.exit_code == 130, result.output
+    assert f"interrupted; {hint}" in result.output.splitlines()
+    monkeypatch.setattr(Scheduler, "run", lambda self: "done")
+    result = runner.invoke(app, ["resume", directory.name, "-q"])
+    assert result.exit_code == 0 and "continues it" not in result.output, result.output
