@@ -5,6 +5,7 @@ their files, retries and lost claims, workers joining one experiment, credential
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from _processes import alive, wait_for
 from _storages import optuna_storage
 
 from spiketune import ConfigError, Experiment, ExperimentConfig, Outcome, StorageError
+from spiketune.engine.config import SESSION_FIELDS, WORKER_FIELDS
 from spiketune.engine.results import export_results, load_results
 from spiketune.engine.runners import InProcessRunner
 from spiketune.engine.scheduler import Budget, Scheduler
@@ -422,6 +424,20 @@ def test_workers_join_one_study_and_a_different_config_is_refused(storage_url: s
                           experiment=exp_id, trial=_quadratic)
     assert exp.id == exp_id
     exp._joined.close()
+
+
+def _fields_named(doc: str, start: str, end: str) -> set[str]:
+    """The names in backquotes of ``docs/<doc>`` from ``start`` to ``end``."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / doc).read_text(encoding="utf-8")
+    begin = text.index(start)
+    return set(re.findall(r"`([a-z_]+)`", text[begin:text.index(end, begin)]))
+
+
+def test_the_docs_name_every_field_workers_and_resumed_sessions_may_change() -> None:
+    assert _fields_named("scaleout.md", "**Same configuration.**",
+                         "* **Budgets shared.**") == WORKER_FIELDS
+    assert _fields_named("engine.md", "It runs the configuration of `experiment.json`",
+                         "; any other change") == SESSION_FIELDS
 
 
 def test_worker_runs_the_shared_budget(storage_url: str, tmp_path: Path) -> None:

@@ -188,9 +188,10 @@ class Experiment:
         ``storage`` (default ``config.storage``) is the database every worker reaches. The
         first worker creates the study and registers it under ``config.name``; the others find
         it by that name (or by ``experiment``, an id or id prefix in that database) and join.
-        Each worker runs its own trials with its own ``concurrency``, ``gpus`` and
-        ``trials_per_gpu``, in its own directory ``<experiment_dir>/<id>/``; every other field
-        must equal the stored configuration, else :class:`ConfigError` lists the differences.
+        Each worker runs its own trials in its own directory ``<experiment_dir>/<id>/``, and
+        sets the fields of :data:`~spiketune.engine.config.WORKER_FIELDS` for itself (its
+        paths, ``concurrency``, GPUs, population sizes); every other field must equal the
+        stored configuration, else :class:`ConfigError` lists the differences.
 
         ``submitted`` (ISO time, seconds): when a launcher submitted this worker. A stop
         requested at that time or later (``spiketune stop``) then ends its :meth:`run` before
