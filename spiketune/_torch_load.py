@@ -17,8 +17,15 @@ _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 _ADVICE = ("weights_only", "check the documentation", "please file an issue", "trust")
 
 
+#: The pickle opcode (FRAME) of protocols 4 and 5, which the weights-only unpickler lacks.
+_FRAME = "Unsupported operand 149"
+
+
 def finding(err: Exception) -> str:
     """The first line of ``err``'s message that reports a finding, never torch's advice."""
+    if _FRAME in str(err):
+        return ("it was pickled with protocol 4 or 5, which torch's safe loader cannot read; "
+                "save it again with torch.save(obj, path) at torch's default protocol")
     for raw in str(err).splitlines():
         line = raw.strip().removeprefix("WeightsUnpickler error:").strip()
         if line and not any(a in line.lower() for a in _ADVICE):

@@ -24,6 +24,7 @@ from spiketune.data import (
     load_braille_pool,
     stratified_split,
 )
+from spiketune.data._braille_task import is_braille_pool
 from spiketune.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,6 +135,28 @@ def test_pool_loader_refuses_other_objects_and_finds_the_file_in_a_directory(
     with pytest.raises(DataError, match=r"window=1\.35: the pool file .* holds 1\.28 s"):
         load_braille_encoding({**options, "window": 1.35}, pool)
     assert load_braille_encoding({**options, "window": 1.28}, pool).inputs.shape[1] == 64
+
+
+def test_pool_files_as_users_save_them(tmp_path: Path) -> None:
+    """Sparse spikes, torch's older format under any name: read as the same pool; bool labels
+    and pickle protocol 4 refused, saying why."""
+    inputs, labels = pool_like()
+    dense = load_braille_pool(save_pool(tmp_path / "dense.pt", inputs, labels))
+    sparse = tmp_path / "sparse.pt"
+    torch.save(TensorDataset(inputs.to_sparse(), labels), sparse)
+    assert torch.equal(load_braille_pool(sparse).inputs, dense.inputs)
+    legacy = tmp_path / "heldout"  # no .pt, not a zip: torch's format before 1.6
+    torch.save(TensorDataset(inputs, labels), legacy, _use_new_zipfile_serialization=False)
+    assert is_braille_pool(legacy)
+    options = {**BRAILLE_TASK_DEFAULTS, "threshold": 1, "channels": "merged", "bin_size": 0.005,
+               "clip": True}
+    assert torch.equal(load_braille_encoding(options, legacy).inputs, dense.inputs)
+    torch.save(TensorDataset(inputs, labels.bool()), tmp_path / "bool.pt")
+    with pytest.raises(DataError, match=r"labels must be integer class indices, got torch\.bool"):
+        load_braille_pool(tmp_path / "bool.pt")
+    torch.save(TensorDataset(inputs, labels), tmp_path / "p4.pt", pickle_protocol=4)
+    with pytest.raises(DataError, match="pickled with protocol 4 or 5"):
+        load_braille_pool(tmp_path / "p4.pt")
 
 
 def test_nir_preset_is_the_explicit_options(th1_file: Path) -> None:

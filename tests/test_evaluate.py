@@ -192,6 +192,21 @@ def test_finer_bins_are_rebinned_as_the_checkpoint_records(tmp_path: Path, clip:
     assert json.loads(result.output)["confusion_matrix"] == score.matrix.tolist()
 
 
+def test_a_file_already_in_the_network_s_bins_is_refused_saying_it_was_rebinned(
+    tmp_path: Path,
+) -> None:
+    """A file in 20 ms bins is read as 5 ms bins (the pool's encoding) and rebinned: the
+    error's step counts are then the rebinned data's, and it says so."""
+    checkpoint = coarse_checkpoint(tmp_path / "net.pt", clip=True)
+    coarse = five_ms(seed=1).rebin(0.02, clip=True)  # 20 ms bins, read as 5 ms ones
+    wrong = Dataset(DatasetInfo("coarse", BRAILLE_REDUCED_LETTERS, 12, coarse.n_steps, 0.005),
+                    coarse.inputs, coarse.labels)
+    with pytest.raises(DataError, match=(
+            rf"the data's {coarse.n_steps} steps of 5 ms, rebinned to the network's 20 ms "
+            rf"bins, give {coarse.n_steps // 4} steps")):
+        evaluate_checkpoint(checkpoint, wrong)
+
+
 @pytest.mark.parametrize(
     ("extra", "data_dt"),
     [

@@ -543,15 +543,20 @@ def braille_frames_from_array(
 
 
 def _load_tensor_dataset(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    import warnings
+
     from torch.utils.data import TensorDataset
 
     try:
-        if hasattr(torch.serialization, "safe_globals"):
-            with torch.serialization.safe_globals([TensorDataset]):
+        with warnings.catch_warnings():  # torch's note on a file's pickle protocol: the
+            # error below says what matters
+            warnings.filterwarnings("ignore", message=".*pickle protocol", category=UserWarning)
+            if hasattr(torch.serialization, "safe_globals"):
+                with torch.serialization.safe_globals([TensorDataset]):
+                    obj = torch.load(path, weights_only=True, map_location="cpu")
+            else:  # torch < 2.5
+                torch.serialization.add_safe_globals([TensorDataset])
                 obj = torch.load(path, weights_only=True, map_location="cpu")
-        else:  # torch < 2.5
-            torch.serialization.add_safe_globals([TensorDataset])
-            obj = torch.load(path, weights_only=True, map_location="cpu")
     except FileNotFoundError:
         raise DataError(f"{path} does not exist") from None
     except Exception as exc:
@@ -567,6 +572,10 @@ def _load_tensor_dataset(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
         raise DataError(f"{path}: expected a TensorDataset of 2 tensors (inputs, labels), got "
                         f"{len(obj.tensors)}")
     inputs, labels = obj.tensors
+    if inputs.layout != torch.strided:  # sparse spikes: the same values
+        inputs = inputs.to_dense()
+    if labels.layout != torch.strided:
+        labels = labels.to_dense()
     if inputs.ndim != 3:
         raise DataError(f"{path}: inputs must be [N, T, C], got {tuple(inputs.shape)}")
     if inputs.is_complex():
@@ -574,6 +583,8 @@ def _load_tensor_dataset(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     if labels.ndim != 1:
         raise DataError(f"{path}: labels must be one integer per sample ([N]), got shape "
                         f"{tuple(labels.shape)}")
+    if labels.dtype == torch.bool:  # True/False would pass for classes 1 and 0
+        raise DataError(f"{path}: labels must be integer class indices, got torch.bool")
     if labels.is_complex() or (labels.is_floating_point()
                                and bool((labels != labels.round()).any())):
         odd = labels[labels != labels.round()][:1].tolist() if not labels.is_complex() else []

@@ -53,14 +53,29 @@ def is_braille_pool(location: str | os.PathLike[str] | None) -> bool:
     """Whether ``location`` is threshold-1 pool data (a TensorDataset file, or a directory
     holding ``braille_reduced_th1_pool.pt``) rather than an event file of the archive (a
     pickle). A TensorDataset file is told by its ``.pt``/``.pth`` name or by what
-    ``torch.save`` writes (a zip archive), so that one saved under another name is not read
-    as a damaged event file."""
+    ``torch.save`` writes (a zip archive, or in torch's older format a pickle that opens with
+    torch's magic number), so that one saved under another name is not read as a damaged
+    event file."""
     if location is None:
         return False
     location = Path(location).expanduser()
     if location.is_file():
-        return location.suffix in (".pt", ".pth") or zipfile.is_zipfile(location)
+        return (location.suffix in (".pt", ".pth") or zipfile.is_zipfile(location)
+                or _torch_legacy_file(location))
     return (location / _POOL_FILE).is_file()
+
+
+#: torch's older (pre-zip) format opens with this number, pickled as a 10-byte long.
+_TORCH_MAGIC = b"\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+
+
+def _torch_legacy_file(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return False
+    return _TORCH_MAGIC in head
 
 
 def load_braille_encoding(

@@ -106,8 +106,9 @@ def as_trained(checkpoint: Checkpoint | str | os.PathLike[str], data: Dataset) -
             "Dataset(DatasetInfo(...), inputs, labels), or use spiketune.data.load_braille_pool "
             "for a TensorDataset file")
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+    given = data
     data = _rebinned_as_trained(ckpt, data)
-    _check_encoding(ckpt, data)
+    _check_encoding(ckpt, data, given)
     return data
 
 
@@ -127,7 +128,9 @@ def _rebinned_as_trained(ckpt: Checkpoint, data: Dataset) -> Dataset:
     return data.rebin(float(bin_size), clip=bool(options.get("clip", False)))
 
 
-def _check_encoding(ckpt: Checkpoint, data: Dataset) -> None:
+def _check_encoding(ckpt: Checkpoint, data: Dataset, given: Dataset | None = None) -> None:
+    """``given``: the data as read, when ``data`` is it rebinned to the network's bins (the
+    error then says so: its step counts are the rebinned data's)."""
     net, extra = ckpt.network, ckpt.extra
     loss_steps = net.readout_loss().steps
     diffs = []
@@ -151,7 +154,12 @@ def _check_encoding(ckpt: Checkpoint, data: Dataset) -> None:
         diffs.append(f"class order: the network was trained on {list(saved_classes)}, the "
                      f"data are {list(data.classes)}")
     if diffs:
+        rebinned = ""
+        if given is not None and given is not data:
+            rebinned = (f"\n  (the data's {given.n_steps} steps of {1000 * given.dt:g} ms, "
+                        f"rebinned to the network's {1000 * data.dt:g} ms bins, give "
+                        f"{data.n_steps} steps)")
         raise DataError(
             f"the data {data.name!r} are not encoded as the network expects:\n  - "
-            + "\n  - ".join(diffs)
+            + "\n  - ".join(diffs) + rebinned
         )
