@@ -40,6 +40,7 @@ import json
 import re
 import socket
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -68,6 +69,7 @@ _TAIL_LINES = 30  # lines of each log in a trial's note
 _LOG_BYTES = 1 << 20  # the most of a log file one request returns (its end)
 _LOG_ROUTE = re.compile(r"^/logs/(\d+)/(stdout|stderr)$")
 _STUDY_ROUTE = re.compile(r"^/api/studies/\d+$")  # optuna-dashboard's study detail
+_NO_LOGS = (None, None)  # the log key of a trial with neither log on this machine
 
 _App = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -243,6 +245,7 @@ def _application(store: StudyStore, directory: Path | None) -> _App:
         # client such as curl or a proxy sends none); none means: no encoding.
         environ.setdefault("HTTP_ACCEPT_ENCODING", "identity")
         if _STUDY_ROUTE.match(path):
+            view.refresh()
             return _with_feasible_best(view, dashboard, environ, start_response)
         return dashboard(environ, start_response)
 
@@ -258,16 +261,21 @@ def _with_feasible_best(view: _ExperimentView, dashboard: _App, environ: dict[st
     trial, feasible or not (its page only greys infeasible ones out in the figures), so it
     would show as best a trial that broke a constraint. The trials are taken from the answer
     as optuna-dashboard serialised them; a best trial that the answer does not hold (a poll
-    for the trials after a number, ``?after=N``) is read from a second answer for all."""
+    for the trials after a number, ``?after=N``) is read from a second answer, for the
+    trials from the first one missing on (trial numbers are list positions). With one
+    objective there is none: optuna-dashboard asks the view for the best trial
+    (:meth:`_ExperimentView.get_best_trial`), which gives spiketune's."""
     pristine = dict(environ)  # the framework caches what it parsed in the environ it reads
     status, headers, body = _call(dashboard, environ)
     numbers = view.best_numbers() if status.startswith("200") else None
     if numbers is not None:
         detail = json.loads(body)
         serialised = {t["number"]: t for t in detail["trials"] + detail["best_trials"]}
-        if any(n not in serialised for n in numbers):
-            _, _, whole = _call(dashboard, {**pristine, "QUERY_STRING": ""})
-            serialised.update((t["number"], t) for t in json.loads(whole)["trials"])
+        missing = [n for n in numbers if n not in serialised]
+        if missing:
+            query = f"after={min(missing)}"
+            _, _, more = _call(dashboard, {**pristine, "QUERY_STRING": query})
+            serialised.update((t["number"], t) for t in json.loads(more)["trials"])
         detail["best_trials"] = [serialised[n] for n in numbers if n in serialised]
         body = json.dumps(detail).encode("utf-8")
         headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
@@ -329,6 +337,12 @@ def _tail(path: Path, max_bytes: int) -> str:
     return text
 
 
+def _trials_ttl(count: int) -> float:
+    """Seconds a read of ``count`` trials serves every request (:class:`_ExperimentView`):
+    optuna-dashboard's own rule for its copy of the trials."""
+    return 2.0 if count < 100 else 5.0 if count < 500 else 10.0
+
+
 def _curve_figures(trials: list[FrozenTrial]) -> dict[str, dict[str, Any]]:
     """One plotly figure per intermediate metric key besides ``default`` (``val_acc``,
     ``loss``, ...): every trial's reports by step."""
@@ -367,7 +381,14 @@ class _ExperimentView(optuna.storages.BaseStorage):
     functions (``save_note``, ``save_plotly_graph_object``, ``Study.set_metric_names``) on a
     study whose storage is this view: their study system attributes land in memory
     (``_made``), one entry per thing made, replaced whole when it is made again, and are
-    shown over the stored attributes.
+    shown over the stored attributes. :meth:`refresh` makes them, before each study detail
+    the page asks for (the study list shows none of them).
+
+    The trials are read once for every use within :func:`_trials_ttl` seconds (:meth:`_read`):
+    the refresh, optuna-dashboard's trial list and best trial, and spiketune's best trials
+    share that one read. Why: reading every trial of a big study takes seconds (about 1.3 s
+    for 3,000 SQLite trials), and the page polls every few seconds; optuna-dashboard keeps
+    its own copy of the trials as long.
     """
 
     def __init__(self, store: StudyStore, directory: Path | None) -> None:
@@ -379,12 +400,31 @@ class _ExperimentView(optuna.storages.BaseStorage):
         self._lock = threading.RLock()
         # what each thing made wrote: "names", "curves", or a trial number -> its attributes
         self._made: dict[str | int, dict[str, Any]] = {}
+        self._made_all: dict[str, Any] | None = None  # _made merged; None: to merge again
         # (key it was made from) of each thing made: remade only when its key changes
         self._keys: dict[str | int, Any] = {}
         self._capture: dict[str, Any] | None = None  # while making one thing: what it writes
         self._stored: dict[str, Any] = {}  # the stored attributes, read once per refresh
-        self._refreshing = False
         self._study: optuna.Study | None = None
+        self._read_at = -float("inf")  # time.monotonic() of the last read of the trials
+        self._trials: list[FrozenTrial] = []  # as stored, by number
+        self._shown_trials: list[FrozenTrial] = []  # as shown (:meth:`_shown`)
+        self._by_id: dict[int, FrozenTrial] = {}  # shown trials by storage id
+        self._by_number: dict[int, FrozenTrial] = {}  # shown trials by number
+        self._refreshed: list[FrozenTrial] | None = None  # the read the last refresh made from
+        self._best: tuple[list[FrozenTrial], list[int] | None] | None = None  # (read, numbers)
+
+    def _read(self) -> list[FrozenTrial]:
+        """Every trial as stored, read again when the last read is :func:`_trials_ttl` old."""
+        with self._lock:
+            if time.monotonic() - self._read_at >= _trials_ttl(len(self._trials)):
+                trials = self._rdb.get_all_trials(self.study_id, deepcopy=False)
+                self._read_at = time.monotonic()
+                self._trials = trials
+                self._shown_trials = [self._shown(t) for t in trials]
+                self._by_id = {self._store.trial_id(t): t for t in self._shown_trials}
+                self._by_number = {t.number: t for t in self._shown_trials}
+            return self._trials
 
     # ------------------------------------------------------------------ logs
     def log_path(self, trial: FrozenTrial, kind: str) -> Path | None:
@@ -394,17 +434,21 @@ class _ExperimentView(optuna.storages.BaseStorage):
             candidates.append(Path(str(trial.user_attrs["trial_dir"])) / name)
         if self._directory is not None:
             candidates.append(ExperimentPaths(self._directory).trial_dir(trial.number) / name)
-        for path in candidates:
+        for path in dict.fromkeys(candidates):  # usually one place: looked at once
             if path.is_file():
                 return path
         return None
 
     def log(self, number: int, kind: str) -> str | None:
-        for t in self._rdb.get_all_trials(self.study_id, deepcopy=False):
-            if t.number == number:
-                path = self.log_path(t, kind)
-                return None if path is None else _tail(path, _LOG_BYTES)
-        return None
+        """The end of trial ``number``'s log, read now (a trial newer than the last read of
+        the trials too); None when there is no such trial or log."""
+        try:
+            trial_id = self._rdb.get_trial_id_from_study_id_trial_number(self.study_id, number)
+            trial = self._rdb.get_trial(trial_id)
+        except KeyError:
+            return None
+        path = self.log_path(trial, kind)
+        return None if path is None else _tail(path, _LOG_BYTES)
 
     def _log_key(self, trial: FrozenTrial) -> tuple[Any, ...]:
         paths = [self.log_path(trial, kind) for kind in ("stdout", "stderr")]
@@ -446,47 +490,60 @@ class _ExperimentView(optuna.storages.BaseStorage):
         try:
             write()
             self._made[what] = self._capture
+            self._made_all = None
         finally:
             self._capture = None
         self._keys[what] = key
 
-    def _refresh(self) -> None:
-        """Make again what changed: objective names, curves, the note of each trial whose
-        logs changed (a trial with a note of its own, stored, keeps it)."""
+    def refresh(self) -> None:
+        """Make again what changed since the trials were last read: objective names, curves,
+        the note of each trial whose logs changed (a trial with a note of its own, stored,
+        keeps it). Nothing when the trials were read less than :func:`_trials_ttl` ago."""
         from optuna_dashboard import get_note, save_note, save_plotly_graph_object
         from plotly.graph_objects import Figure
 
-        study = self._view_study()
-        trials = self._rdb.get_all_trials(self.study_id, deepcopy=False)
-        names = self._objective_names()
-        with warnings.catch_warnings():  # naming objectives is marked experimental in Optuna
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            if names is not None and self._stored_only(lambda: study.metric_names) is None:
-                self._make("names", names, lambda: study.set_metric_names(names))
-        curves_key = tuple((t.number, len(t.user_attrs.get("intermediate") or ()))
-                           for t in trials)
+        with self._lock:
+            trials = self._read()
+            if trials is self._refreshed:
+                return
+            self._stored = dict(self._rdb.get_study_system_attrs(self.study_id))
+            study = self._view_study()
+            names = self._objective_names()
+            with warnings.catch_warnings():  # naming objectives is experimental in Optuna
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                if names is not None and self._stored_only(lambda: study.metric_names) is None:
+                    self._make("names", names, lambda: study.set_metric_names(names))
+            curves_key = tuple((t.number, len(t.user_attrs.get("intermediate") or ()))
+                               for t in trials)
 
-        def curves() -> None:
-            for ident, figure in _curve_figures(trials).items():
-                save_plotly_graph_object(study, Figure(figure), graph_object_id=ident)
+            def curves() -> None:
+                for ident, figure in _curve_figures(trials).items():
+                    save_plotly_graph_object(study, Figure(figure), graph_object_id=ident)
 
-        self._make("curves", curves_key, curves)
-        for t in trials:
-            try:
-                key = self._log_key(t)
-            except OSError:
-                continue
-            if self._keys.get(t.number) == key:
-                continue
-            handle = optuna.trial.Trial(study, self._store.trial_id(t))
-            own = self._stored_only(lambda handle=handle: get_note(handle))
-            note = None if own else self._read_note(t)
+            self._make("curves", curves_key, curves)
+            for t in trials:
+                try:
+                    key = self._log_key(t)
+                except OSError:
+                    continue
+                if self._keys.get(t.number) == key:
+                    continue
+                if key == _NO_LOGS:  # nothing to write: no trial handle, no note
+                    if self._made.pop(t.number, None):
+                        self._made_all = None
+                    self._keys[t.number] = key
+                    continue
+                handle = optuna.trial.Trial(study, self._store.trial_id(t))
+                own = self._stored_only(lambda handle=handle: get_note(handle))
+                note = None if own else self._read_note(t)
 
-            def write(handle: optuna.trial.Trial = handle, note: str | None = note) -> None:
-                if note is not None:
-                    save_note(handle, note)
+                def write(handle: optuna.trial.Trial = handle, note: str | None = note) \
+                        -> None:
+                    if note is not None:
+                        save_note(handle, note)
 
-            self._make(t.number, key, write)
+                self._make(t.number, key, write)
+            self._refreshed = trials
 
     def _objective_names(self) -> list[str] | None:
         """``default``, or the keys of the configured objectives (one per direction)."""
@@ -529,22 +586,18 @@ class _ExperimentView(optuna.storages.BaseStorage):
         return self._rdb.get_study_user_attrs(study_id)
 
     def get_study_system_attrs(self, study_id: int) -> dict[str, Any]:
-        """The stored attributes, with what this view made in memory over them."""
+        """The stored attributes, with what this view made in memory (by the last
+        :meth:`refresh`) over them."""
         self._check(study_id)
         with self._lock:
             if self._capture is not None:  # inside _make: the stored ones and this thing's
                 return {**self._stored, **self._capture}
-            if not self._refreshing:
-                self._stored = dict(self._rdb.get_study_system_attrs(study_id))
-                self._refreshing = True
-                try:
-                    self._refresh()
-                finally:
-                    self._refreshing = False
-            made: dict[str, Any] = {}
-            for attrs in self._made.values():
-                made.update(attrs)
-            return {**self._stored, **made}
+            stored = self._rdb.get_study_system_attrs(study_id)
+            if self._made_all is None:
+                self._made_all = {}
+                for attrs in self._made.values():
+                    self._made_all.update(attrs)
+            return {**stored, **self._made_all}
 
     def set_study_system_attr(self, study_id: int, key: str, value: Any) -> None:
         """Only this view's own making writes here (the page's writes are refused before
@@ -580,15 +633,39 @@ class _ExperimentView(optuna.storages.BaseStorage):
         """The numbers of the experiment's best trials as spiketune counts them (the best
         feasible trial; with several objectives the Pareto front of the feasible ones), in a
         constrained experiment; None in an unconstrained one, where optuna-dashboard's own
-        choice is the same."""
+        choice is the same. Of the last read of the trials: worked out once per read, and
+        only when a trial carries constraint values (an unconstrained experiment's trials
+        never do), so that an unconstrained experiment builds no results at all."""
         from spiketune.engine.results import results_from_store
 
-        results = results_from_store(self._store, self._directory)
-        if all(r.constraints is None for r in results.records):
-            return None
-        return [r.number for r in results.best_trials]
+        with self._lock:
+            trials = self._read()
+            if self._best is not None and self._best[0] is trials:
+                return self._best[1]
+            numbers = None
+            if any(t.user_attrs.get("constraints") is not None for t in trials):
+                results = results_from_store(self._store, self._directory, trials=trials)
+                numbers = [r.number for r in results.best_trials]
+            self._best = (trials, numbers)
+            return numbers
+
+    def get_best_trial(self, study_id: int) -> FrozenTrial:
+        """Spiketune's best trial in a constrained experiment with one objective (the best
+        feasible one: what the page then shows as best, with no second answer to serialise
+        in :func:`_with_feasible_best`); else Optuna's choice among the complete trials."""
+        self._check(study_id)
+        with self._lock:
+            numbers = self.best_numbers()
+            if numbers and len(self.get_study_directions(study_id)) == 1:
+                return self._by_number[numbers[0]]
+        return super().get_best_trial(study_id)
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
+        with self._lock:
+            self._read()
+            found = self._by_id.get(trial_id)
+        if found is not None:
+            return found
         trial = self._rdb.get_trial(trial_id)
         if self._rdb.get_trial_id_from_study_id_trial_number(self.study_id, trial.number) \
                 != trial_id:
@@ -602,8 +679,12 @@ class _ExperimentView(optuna.storages.BaseStorage):
         states: Any = None,
     ) -> list[FrozenTrial]:
         self._check(study_id)
-        trials = self._rdb.get_all_trials(study_id, deepcopy=False, states=states)
-        return [self._shown(t) for t in trials]
+        with self._lock:
+            self._read()
+            trials = self._shown_trials
+        if states is not None:
+            trials = [t for t in trials if t.state in states]
+        return copy.deepcopy(trials) if deepcopy else list(trials)
 
     # ------------------------------------------------------------------ writes: refused
     def _read_only(self, *_args: Any, **_kwargs: Any) -> Any:

@@ -149,6 +149,87 @@ def _constrained(p: dict) -> dict:
     return {"default": p["x"], "cost": p["x"] ** 2, "constraints": p["x"] - 0.5}
 
 
+def _wsgi_get(app: Any, path: str, query: str = "") -> tuple[str, bytes]:
+    """``app``'s answer (status, body) to a GET of ``path``, in this process."""
+    import io
+
+    from spiketune.dashboard import _call
+
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": query,
+               "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80", "HTTP_HOST": "127.0.0.1",
+               "wsgi.input": io.BytesIO(), "wsgi.url_scheme": "http"}
+    status, _headers, body = _call(app, environ)
+    return status, body
+
+
+def test_one_read_of_the_trials_serves_the_page_until_it_is_old(
+        exp_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reading every trial of a big study takes seconds, and the page polls every few: the
+    study list reads no trial, one read serves the study detail and its polls until it is
+    as old as optuna-dashboard keeps its own copy, a trial without logs costs no read of its
+    own, an unconstrained experiment builds no results for its best trials, and a log is
+    found by its trial's number (also a trial newer than the read)."""
+    import optuna
+
+    import spiketune.dashboard as dashboard
+    import spiketune.engine.results as results_module
+
+    exp = Experiment(trial=_in_process, search_space=SPACE, max_trials=3, name="reads",
+                     experiment_dir=exp_root, tuner="Random", seed=0)
+    best = exp.run().best
+    url = sqlite_url(exp.directory / "study.db")
+    store = StudyStore.open(url, exp.id, read_only=True)
+    reads = {"all": 0, "one": 0}
+    rdb = store.storage
+    read_all, read_one = rdb.get_all_trials, rdb.get_trial
+
+    def counted_all(*args: Any, **kwargs: Any) -> Any:
+        reads["all"] += 1
+        return read_all(*args, **kwargs)
+
+    def counted_one(*args: Any, **kwargs: Any) -> Any:
+        reads["one"] += 1
+        return read_one(*args, **kwargs)
+
+    def no_results(*_args: Any, **_kwargs: Any) -> Any:
+        raise AssertionError("an unconstrained experiment builds no results")
+
+    monkeypatch.setattr(rdb, "get_all_trials", counted_all)
+    monkeypatch.setattr(rdb, "get_trial", counted_one)
+    monkeypatch.setattr(results_module, "results_from_store", no_results)
+    ttl = [3600.0]
+    monkeypatch.setattr(dashboard, "_trials_ttl", lambda _count: ttl[0])
+    try:
+        app = dashboard._application(store, exp.directory)
+        status, body = _wsgi_get(app, "/api/studies")
+        assert status.startswith("200") and reads == {"all": 0, "one": 0}
+        study_id = json.loads(body)["study_summaries"][0]["study_id"]
+        detail = json.loads(_wsgi_get(app, f"/api/studies/{study_id}")[1])
+        assert [t["number"] for t in detail["trials"]] == [0, 1, 2]
+        assert [t["number"] for t in detail["best_trials"]] == [best.number]
+        for _ in range(3):  # polls
+            later = json.loads(_wsgi_get(app, f"/api/studies/{study_id}", "after=2")[1])
+            assert [t["number"] for t in later["trials"]] == [2]
+        assert reads == {"all": 1, "one": 0}
+        # a trial recorded after the read: its log is found at once, the list shows it
+        # once the read is old
+        study = optuna.load_study(study_name=exp.id, storage=url)
+        study.add_trial(optuna.trial.create_trial(
+            params={"x": 0.5, "y": 0.5}, value=0.5,
+            distributions={k: optuna.distributions.FloatDistribution(0, 1) for k in "xy"}))
+        log = exp.directory / "trials" / "3" / "stdout.log"
+        log.parent.mkdir(parents=True)
+        log.write_text("late words\n", encoding="utf-8")
+        assert _wsgi_get(app, "/logs/3/stdout") == ("200 OK", b"late words\n")
+        assert _wsgi_get(app, "/logs/9/stdout")[0].startswith("404")
+        assert reads["all"] == 1 and b"/logs/3/stdout" not in _wsgi_get(app, "/logs/")[1]
+        ttl[0] = 0.0
+        assert b"/logs/3/stdout" in _wsgi_get(app, "/logs/")[1]
+        assert reads["all"] == 2
+    finally:
+        store.close()
+
+
 # ------------------------------------------------------------------------------ browser
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

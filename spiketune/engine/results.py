@@ -283,10 +283,18 @@ def load_results(experiment: str | Path, storage: str | None = None) -> Experime
         store.close()
 
 
-def results_from_store(store: StudyStore, directory: Path | None) -> ExperimentResults:
-    """The results held by an open study (what :func:`load_results` returns)."""
+def results_from_store(
+    store: StudyStore,
+    directory: Path | None,
+    *,
+    trials: list[optuna.trial.FrozenTrial] | None = None,
+) -> ExperimentResults:
+    """The results held by an open study (what :func:`load_results` returns); of ``trials``
+    when given, the study's trials as the caller has just read them (the dashboard: reading
+    every trial of a big study again takes seconds)."""
     attrs = store.study_attrs()
-    trials = store.trials()
+    if trials is None:
+        trials = store.trials()
     meta_config: dict[str, Any] = {}
     if directory is not None and not attrs.get(ATTR_CONFIG):
         with contextlib.suppress(StorageError):
