@@ -331,6 +331,79 @@ def test_best_so_far_follows_the_direction() -> None:
     assert best_so_far(_results(records, mode="minimize")) == [(0, 0.5), (1, 0.5), (3, 0.5)]
 
 
+def _drawn(monkeypatch: pytest.MonkeyPatch, draw: Any, *args: Any) -> Any:
+    """The axes ``draw(*args, path)`` drew (the figure is kept as it is saved)."""
+    from spiketune.report import _figures
+
+    kept = []
+    saved = _figures.save_png
+
+    def keep(fig: Any, path: Path) -> Path:
+        kept.append(fig)
+        return saved(fig, path)
+
+    monkeypatch.setattr(_figures, "save_png", keep)
+    assert draw(*args) is not None
+    return kept[0].axes[0]
+
+
+def _curve(n: int, reports: list[float], value: Any, outcome: Outcome) -> TrialRecord:
+    return TrialRecord(number=n, outcome=outcome, parameters={},
+                       metrics=None if value is None else {"default": value},
+                       intermediate=[{"default": v} for v in reports])
+
+
+def test_intermediate_curves_are_one_collection_per_kind(tmp_path: Path, monkeypatch) -> None:
+    """Thousands of trials draw as a few artists (one per trial took seconds): the complete
+    curves in one collection coloured by objective, the early stopped and the failed ones
+    each in one dashed collection with a cross at their last report; a non-finite report
+    breaks its curve, and the legend has a fixed place (``loc="best"`` tests every point)."""
+    from matplotlib.collections import LineCollection
+
+    from spiketune.report._figures import plot_intermediate
+
+    records = [_curve(n, [0.1 * n, 0.2 * n, 0.3 * n], 0.3 * n, Outcome.COMPLETE)
+               for n in range(1, 41)]
+    records.append(_curve(41, [0.5, math.nan, 0.6, 0.7], 0.7, Outcome.COMPLETE))
+    records += [_curve(n, [0.05, 0.06], None, Outcome.EARLY_STOPPED) for n in range(42, 52)]
+    records += [_curve(52, [0.2, 0.1, 0.3], None, Outcome.FAILED),
+                _curve(53, [0.4], None, Outcome.FAILED)]
+    ax = _drawn(monkeypatch, plot_intermediate, _results(records), tmp_path / "i.png")
+    lines = [c for c in ax.collections if isinstance(c, LineCollection)]
+    assert len(lines) == 3 and len(ax.lines) == 1  # the best trial's curve drawn over them
+    complete, stopped, failed = lines
+    # trial 41's curve is broken at its NaN: the lone first report draws no line, as in
+    # ax.plot, and the rest is one segment
+    segments = [s.tolist() for s in complete.get_segments()]
+    assert len(segments) == 41 and segments[-1] == [[3, 0.6], [4, 0.7]]
+    colors = complete.get_colors()
+    assert len(colors) == 41 and tuple(colors[0]) != tuple(colors[39])  # colour: objective
+    assert len(stopped.get_segments()) == 10 and stopped.get_linestyle()[0][1] is not None
+    assert len(failed.get_segments()) == 1  # trial 53's one report draws a cross alone
+    crosses = [c for c in ax.collections if not isinstance(c, LineCollection)]
+    assert [len(c.get_offsets()) for c in crosses] == [10, 2]
+    assert sorted(map(tuple, crosses[1].get_offsets().tolist())) == [(1, 0.4), (3, 0.3)]
+    assert list(ax.lines[0].get_ydata()) == pytest.approx([4.0, 8.0, 12.0])  # trial 40
+    assert ax.get_legend()._loc != 0  # 0 is "best"
+    assert ax.get_ylim()[0] <= 0.05 and ax.get_ylim()[1] >= 12.0  # scaled to the curves
+
+
+def test_history_marks_failed_trials_as_a_rug(tmp_path: Path, monkeypatch) -> None:
+    """Failed trials are ticks along the bottom, one artist, not a line across the plot
+    each (hundreds of them covered it in red), and the legend has a fixed place."""
+    from spiketune.report._figures import plot_history
+
+    records = [_record(n, {}, 0.01 * n) for n in range(30)]
+    records += [_record(n, {}, None, Outcome.FAILED) for n in range(30, 230)]
+    ax = _drawn(monkeypatch, plot_history, _results(records), tmp_path / "h.png")
+    rug = [line for line in ax.lines if line.get_label() == "failed"]
+    assert len(rug) == 1 and list(rug[0].get_xdata()) == list(range(30, 230))
+    assert rug[0].get_marker() == "|" and rug[0].get_linestyle() == "None"
+    assert len(ax.lines) == 2  # the rug and the best so far
+    assert ax.get_ylim()[0] > -0.1  # the rug, in axes coordinates, does not stretch the axis
+    assert ax.get_legend()._loc != 0
+
+
 # ------------------------------------------------------------------------------ odd experiments
 def test_report_of_an_experiment_where_every_trial_failed(tmp_path: Path) -> None:
     def trial(p: dict[str, Any]) -> float:
