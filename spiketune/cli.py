@@ -626,7 +626,7 @@ def list_(
     those in that database)."""
     from spiketune.engine.experiment import list_experiments
     from spiketune.engine.outcome import Outcome
-    from spiketune.engine.results import load_results
+    from spiketune.engine.results import load_summary  # count and best: no trial read whole
     from spiketune.engine.storage import list_studies
 
     _password_file(password_file)
@@ -643,7 +643,7 @@ def list_(
             continue
         status = s.status
         try:  # an experiment in the database given: read it with the URL given (its password)
-            r = load_results(s.directory,
+            r = load_summary(s.directory,
                              storage=storage if given is not None and s.storage == given else None)
             trials, best_text = str(len(r.records)), _best_text(r)
         except SpiketuneError as e:
@@ -654,7 +654,7 @@ def list_(
         for study in list_studies(storage):
             if study["id"] in shown:
                 continue
-            r = load_results(study["id"], storage=storage)
+            r = load_summary(study["id"], storage=storage)
             status = "running" if r.count(Outcome.RUNNING) else "in database"
             table.add_row(r.id, status, str(len(r.records)), _best_text(r),
                           str(r.config.get("tuner", "")), "")

@@ -382,6 +382,50 @@ def test_unknown_experiment_is_clean(runner: CliRunner, exp_root: Path) -> None:
         assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
+def _judged(p: dict) -> dict:
+    return {"default": p["x"], "cost": p["x"] ** 2, "constraints": p["x"] - 0.5}
+
+
+def test_ls_counts_and_best_read_no_trial_whole(runner: CliRunner, exp_root: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ls`` shows each experiment's trial count and best value as the reading commands
+    count them (the best feasible trial, a front's size, a trial that plain Optuna wrote)
+    without reading any trial whole: seconds with thousands of trials."""
+    import optuna
+
+    from spiketune.cli import _best_text
+    from spiketune.engine.results import load_results
+    from spiketune.engine.storage import StudyStore, sqlite_url
+
+    space = {"x": {"_type": "choice", "_value": [0.2, 0.9, 0.4, 0.7]}}
+    front = [{"key": "default", "direction": "maximize"},
+             {"key": "cost", "direction": "minimize"}]
+    made = [Experiment(trial=_judged, search_space=space, tuner="GridSearch", name=name,
+                       constraints=constrained, objectives=objectives)
+            for name, constrained, objectives in (("one", True, None), ("front", True, front),
+                                                  ("plain", False, None))]
+    for exp in made:
+        exp.run()
+    plain = made[2]  # a trial that plain Optuna wrote, with no spiketune attributes, is best
+    study = optuna.load_study(study_name=plain.id,
+                              storage=sqlite_url(plain.directory / "study.db"))
+    study.add_trial(optuna.trial.create_trial(
+        params={}, distributions={}, value=5.0))
+    shown = {exp.id: load_results(exp.id) for exp in made}
+    assert [_best_text(r) for r in shown.values()] == ["0.4", "front: 2", "5"]
+
+    def whole(*_args: object) -> object:
+        raise AssertionError("a trial read whole")
+
+    monkeypatch.setattr(StudyStore, "trials", whole)
+    listed = runner.invoke(app, ["ls"])
+    assert listed.exit_code == 0, listed.output
+    for exp_id, results in shown.items():
+        (row,) = [line for line in listed.output.splitlines() if exp_id in line]
+        cells = [c.strip() for c in row.strip("│ ").split("│")]
+        assert cells[2:4] == [str(len(results.records)), _best_text(results)], row
+
+
 @pytest.mark.slow
 def test_run_then_read_it_back(runner: CliRunner, nni_example: Path, exp_root: Path,
                                tmp_path: Path) -> None:

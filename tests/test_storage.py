@@ -308,6 +308,35 @@ def test_new_finished_trials_reads_only_what_is_new(store: StudyStore, storage_u
     other.close()
 
 
+def test_summaries_are_what_optuna_reads(store: StudyStore, storage_url: str) -> None:
+    """The light read of a listing (``StudyStore.summaries``) gives of every trial what
+    Optuna's ``get_all_trials`` gives: number, state, values (infinite ones, several), and
+    the user attributes asked for, of spiketune's trials and of one Optuna wrote itself."""
+    dist = {"x": FloatDistribution(0, 1)}
+    keys = ("outcome", "metrics", "constraints")
+    ended = [(TrialState.COMPLETE, 0.75, END_ATTRS),
+             (TrialState.COMPLETE, [0.5, float("-inf")], {**END_ATTRS, "constraints": [0.2]}),
+             (TrialState.PRUNED, 0.2, {"outcome": "EARLY_STOPPED", "metrics": None}),
+             (TrialState.FAIL, None, {"outcome": "FAILED", "reason": "boom"})]
+    for i, (state, value, attrs) in enumerate(ended):
+        tid, _ = store.start_trial({"x": i / 10}, dist, {**START_ATTRS, "sequence_id": i})
+        assert store.finish_trial(tid, state, value, attrs, {1: 0.1})
+    store.start_trial({"x": 0.9}, dist, {"sequence_id": 9})  # still running
+    rdb = optuna_storage(storage_url)
+    rdb.create_new_trial(store.study_id, template_trial=optuna.trial.create_trial(
+        params={"x": 0.5}, distributions=dist, value=float("inf"), user_attrs={"note": 1}))
+    dispose(rdb)
+    read = store.summaries(keys)
+    assert [(s.number, s.state, s.values, s.attrs) for s in read] == [
+        (t.number, t.state.name, t.values, {k: t.user_attrs[k] for k in keys
+                                             if k in t.user_attrs})
+        for t in store.trials()]
+    assert [s.values for s in read] == [[0.75], [0.5, float("-inf")], [0.2], None, None,
+                                        [float("inf")]]
+    assert read[1].attrs == {"metrics": END_ATTRS["metrics"], "outcome": "COMPLETE",
+                             "constraints": [0.2]}
+
+
 # ------------------------------------------------------------------------------ opening
 def test_opening_errors_name_the_study(storage_url: str) -> None:
     StudyStore.open(storage_url, "there", create=True).close()

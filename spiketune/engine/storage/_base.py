@@ -28,12 +28,22 @@ import contextlib
 from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
-__all__ = ["BaseRecords", "BaseTrialWrites"]
+__all__ = ["BaseRecords", "BaseTrialWrites", "TrialSummary"]
+
+
+class TrialSummary(NamedTuple):
+    """A trial as :meth:`BaseTrialWrites.summaries` reads it: no parameters, intermediate
+    values, times or other attributes."""
+
+    number: int
+    state: str  # the TrialState's name
+    values: list[float] | None  # as FrozenTrial.values: None when none were stored
+    attrs: dict[str, Any]  # the user attributes asked for that the trial has
 
 
 class BaseTrialWrites(abc.ABC):
@@ -62,6 +72,12 @@ class BaseTrialWrites(abc.ABC):
     @abc.abstractmethod
     def finished_ids(self, study_id: int) -> list[int]:
         """Ids of the study's finished trials, by number (one light read)."""
+
+    @abc.abstractmethod
+    def summaries(self, study_id: int, keys: Collection[str]) -> list[TrialSummary]:
+        """Every trial of the study with its state, values and the user attributes among
+        ``keys``, by number: what Optuna's ``get_all_trials`` gives of them, read without
+        the rest (a listing of experiments that needs counts and best values)."""
 
     @abc.abstractmethod
     def create(

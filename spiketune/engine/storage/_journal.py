@@ -65,7 +65,7 @@ from optuna.distributions import BaseDistribution
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from spiketune.engine.storage._base import BaseRecords, BaseTrialWrites
+from spiketune.engine.storage._base import BaseRecords, BaseTrialWrites, TrialSummary
 from spiketune.errors import StorageError
 
 __all__ = [
@@ -469,6 +469,14 @@ class JournalTrials(BaseTrialWrites):
     def finished_ids(self, study_id: int) -> list[int]:
         return [i for i, _, _ in self.ids(study_id, [s.name for s in TrialState
                                                      if s.is_finished()])]
+
+    def summaries(self, study_id: int, keys: Collection[str]) -> list[TrialSummary]:
+        """From the replayed log (in memory): the trials as Optuna holds them, not copied."""
+        trials = self._storage.get_all_trials(study_id, deepcopy=False)
+        return [TrialSummary(t.number, t.state.name, None if t.values is None else
+                             list(t.values),
+                             {k: t.user_attrs[k] for k in keys if k in t.user_attrs})
+                for t in trials]
 
     # ---------------------------------------------------------------- writes
     def create(

@@ -28,7 +28,7 @@ import optuna
 import sqlalchemy as sa
 from optuna.trial import FrozenTrial, TrialState
 
-from spiketune.engine.storage._base import BaseRecords, BaseTrialWrites
+from spiketune.engine.storage._base import BaseRecords, BaseTrialWrites, TrialSummary
 from spiketune.engine.storage._paths import (
     ExperimentPaths,
     find_experiment,
@@ -687,6 +687,12 @@ class StudyStore:
 
     def trial(self, trial_id: int) -> FrozenTrial:
         return self._rdb.get_trial(trial_id)
+
+    def summaries(self, keys: Collection[str]) -> list[TrialSummary]:
+        """Every trial's number, state, values and the user attributes among ``keys``, by
+        number (fresh from the database): one light read, for what needs no more of them
+        (the count and best value ``spiketune ls`` shows)."""
+        return self._optuna().summaries(self._study_id, keys)
 
     def trial_id(self, trial: FrozenTrial | int) -> int:
         """The storage id of ``trial`` (a trial of this study, or its number): what
