@@ -37,6 +37,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -92,26 +93,23 @@ DEFAULT_PARAMS: dict[str, Any] = {
 MIN_SUBSET = 5
 
 
-def _count(text: str) -> int:
-    """A whole number >= 1 (epochs, samples, threads), refused at once otherwise."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _whole(least: int) -> Callable[[str], int]:
+    """An argument type: a whole number >= ``least``, refused at once otherwise."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
+        return value
+
+    return parse
 
 
-def _seed(text: str) -> int:
-    """``--seed``: a whole number >= 0, refused at once otherwise."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
-    return value
+#: Epochs, samples, threads: at least 1; ``--seed``: at least 0.
+_count, _seed = _whole(1), _whole(0)
 
 
 def _directory(text: str) -> str:
